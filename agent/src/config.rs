@@ -1,0 +1,71 @@
+//! The agent's configuration: every field is a flag (and an environment
+//! variable); the doc comments are the `--help` text.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::session::SessionConfig;
+
+/// How the agent watches the kernel and serves subscribers.
+#[derive(Debug, Clone, Args)]
+pub struct AgentConfig {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "ROUTEWATCH_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    /// Serve plaintext gRPC. Anyone who can reach --listen can then read
+    /// this host's routing tables; use it on loopback or a trusted network.
+    #[arg(long, env = "ROUTEWATCH_INSECURE")]
+    pub insecure: bool,
+
+    #[command(flatten)]
+    pub pipeline: PipelineConfig,
+}
+
+/// How the in-memory pipeline (netlink source, journal, sessions) behaves;
+/// shared by the agent and the CLI's in-process mode.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineConfig {
+    /// Receive buffer of the rtnetlink socket, in bytes. Set with
+    /// SO_RCVBUFFORCE (needs CAP_NET_ADMIN), else SO_RCVBUF, which
+    /// net.core.rmem_max caps. A larger buffer rides out longer bursts
+    /// before the kernel drops notifications (which costs a re-dump).
+    #[arg(long, env = "ROUTEWATCH_NETLINK_RCVBUF", default_value_t = 32 << 20)]
+    pub netlink_rcvbuf: usize,
+
+    /// How many recent changes the journal keeps. A subscriber that falls
+    /// further behind gets a resync and a fresh snapshot.
+    #[arg(long, env = "ROUTEWATCH_JOURNAL_CAPACITY", default_value_t = 1 << 18)]
+    pub journal_capacity: usize,
+
+    /// Most events in one response message.
+    #[arg(long, env = "ROUTEWATCH_MAX_BATCH", default_value_t = 1024)]
+    pub max_batch: usize,
+
+    /// Seconds of quiet after which a subscriber gets a heartbeat carrying
+    /// the current position.
+    #[arg(long, env = "ROUTEWATCH_HEARTBEAT_SECS", default_value_t = 30)]
+    pub heartbeat_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            netlink_rcvbuf: 32 << 20,
+            journal_capacity: 1 << 18,
+            max_batch: 1024,
+            heartbeat_secs: 30,
+        }
+    }
+}
+
+impl PipelineConfig {
+    pub fn session(&self) -> SessionConfig {
+        SessionConfig {
+            max_batch: self.max_batch.max(1),
+            heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)),
+        }
+    }
+}

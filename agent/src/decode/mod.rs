@@ -1,0 +1,123 @@
+//! Netlink bytes into the events the state table understands.
+//!
+//! Routes, links and addresses are decoded by netlink-packet-route; nexthop
+//! objects by our own [`nexthop`] module, because netlink-packet-route 0.34
+//! does not know RTM_*NEXTHOP. Decoding is pure: it never touches a socket.
+
+mod link;
+pub mod nexthop;
+mod route;
+
+pub use link::Link;
+pub use route::decode_route;
+
+use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use routewatch_proto::v1::Route;
+
+use crate::error::DecodeFailure;
+
+const RTM_NEWNEXTHOP: u16 = 104;
+const RTM_DELNEXTHOP: u16 = 105;
+const NLMSG_HEADER_LEN: usize = 16;
+
+/// What one netlink message means to the agent.
+#[derive(Debug)]
+pub enum Message {
+    /// RTM_NEWROUTE; `flags` are the nlmsg_flags (NLM_F_REPLACE, NLM_F_APPEND).
+    NewRoute { route: Route, flags: u16 },
+    DelRoute(Route),
+    NewNexthop(nexthop::NexthopMessage),
+    DelNexthop(nexthop::NexthopMessage),
+    NewLink(Link),
+    DelLink(Link),
+    /// An IPv4 address went away: the kernel flushes the routes that used it
+    /// as preferred source without telling anyone.
+    DelInet4Address,
+    /// End of a dump.
+    Done,
+    /// An error reply to one of our requests (a negative errno).
+    Error(i32),
+    /// Valid, but nothing the agent keeps (IPv6 addresses, cloned routes, ...).
+    Ignored,
+}
+
+/// One message with the header fields the source needs.
+#[derive(Debug)]
+pub struct Decoded {
+    pub sequence: u32,
+    pub port: u32,
+    pub message: Message,
+}
+
+/// Splits a datagram into messages and decodes each. A message that fails
+/// to decode yields an error carrying its bytes; the rest still decode.
+pub fn decode_datagram(mut bytes: &[u8]) -> Vec<Result<Decoded, DecodeFailure>> {
+    let mut out = Vec::new();
+    while bytes.len() >= NLMSG_HEADER_LEN {
+        let len = match NetlinkBuffer::new_checked(bytes) {
+            Ok(buf) => buf.length() as usize,
+            Err(e) => {
+                out.push(Err(DecodeFailure::new(bytes, e.to_string())));
+                return out;
+            }
+        };
+        if len < NLMSG_HEADER_LEN || len > bytes.len() {
+            out.push(Err(DecodeFailure::new(bytes, format!("bad nlmsg_len {len}"))));
+            return out;
+        }
+        out.push(decode_message(&bytes[..len]));
+        // Messages are padded to 4 bytes.
+        let next = (len + 3) & !3;
+        bytes = bytes.get(next..).unwrap_or_default();
+    }
+    out
+}
+
+/// Decodes one complete netlink message (header included).
+pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
+    let buf = NetlinkBuffer::new_checked(bytes).map_err(|e| DecodeFailure::new(bytes, e.to_string()))?;
+    let (sequence, port) = (buf.sequence_number(), buf.port_number());
+    let kind = buf.message_type();
+    if kind == RTM_NEWNEXTHOP || kind == RTM_DELNEXTHOP {
+        let nh = nexthop::parse(&bytes[NLMSG_HEADER_LEN..])
+            .map_err(|e| DecodeFailure::new(bytes, e.to_string()))?;
+        let message = if kind == RTM_NEWNEXTHOP {
+            Message::NewNexthop(nh)
+        } else {
+            Message::DelNexthop(nh)
+        };
+        return Ok(Decoded { sequence, port, message });
+    }
+    let flags = buf.flags();
+    let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
+        .map_err(|e| DecodeFailure::new(bytes, e.to_string()))?;
+    let message = match parsed.payload {
+        NetlinkPayload::Done(_) => Message::Done,
+        NetlinkPayload::Error(e) => match e.code {
+            Some(code) => Message::Error(code.get()),
+            None => Message::Ignored,
+        },
+        NetlinkPayload::InnerMessage(inner) => match inner {
+            RouteNetlinkMessage::NewRoute(m) => match decode_route(&m) {
+                Some(route) => Message::NewRoute { route, flags },
+                None => Message::Ignored,
+            },
+            RouteNetlinkMessage::DelRoute(m) => match decode_route(&m) {
+                Some(route) => Message::DelRoute(route),
+                None => Message::Ignored,
+            },
+            RouteNetlinkMessage::NewLink(m) => Message::NewLink(Link::from_message(&m)),
+            RouteNetlinkMessage::DelLink(m) => Message::DelLink(Link::from_message(&m)),
+            RouteNetlinkMessage::DelAddress(m) if is_inet(&m) => Message::DelInet4Address,
+            _ => Message::Ignored,
+        },
+        _ => Message::Ignored,
+    };
+    Ok(Decoded { sequence, port, message })
+}
+
+fn is_inet(m: &AddressMessage) -> bool {
+    m.header.family == AddressFamily::Inet
+}

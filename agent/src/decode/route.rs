@@ -1,0 +1,145 @@
+//! RTM_NEWROUTE / RTM_DELROUTE into the API's [`Route`].
+//!
+//! Interface names are not filled in here: the state table resolves them from
+//! its own link table at the time of the event, because the consumer is on
+//! another host and cannot.
+
+use std::net::IpAddr;
+
+use netlink_packet_core::Nla;
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteNextHop,
+};
+use netlink_packet_route::AddressFamily;
+use routewatch_proto::v1::{Family, NextHop, RawAttribute, Route, RouteMetric as ApiMetric};
+
+/// The kernel's ticks for RTA_CACHEINFO's expiry (USER_HZ).
+const CENTISECONDS_PER_SECOND: u32 = 100;
+
+/// Decodes one route message, or `None` for what is not routing state:
+/// cloned/cached routes (RTM_F_CLONED, omitted by `ip route show` too) and
+/// families other than IPv4 and IPv6.
+pub fn decode_route(msg: &RouteMessage) -> Option<Route> {
+    let header = &msg.header;
+    if header.flags.contains(RouteFlags::Cloned) {
+        return None;
+    }
+    let family = match header.address_family {
+        AddressFamily::Inet => Family::Inet,
+        AddressFamily::Inet6 => Family::Inet6,
+        _ => return None,
+    };
+    let mut route = Route {
+        family: family as i32,
+        // RouteHeader.table is a u8; RTA_TABLE below carries the full id.
+        table: u32::from(header.table),
+        tos: u32::from(header.tos),
+        r#type: u32::from(u8::from(header.kind)),
+        protocol: u32::from(u8::from(header.protocol)),
+        scope: u32::from(u8::from(header.scope)),
+        // The low byte of rtm_flags holds the RTNH_F_* flags `ip` prints.
+        flags: header.flags.bits() & 0xff,
+        ..Default::default()
+    };
+    let mut dst = None;
+    let mut src = None;
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Table(t) => route.table = *t,
+            RouteAttribute::Destination(a) => dst = ip(a),
+            RouteAttribute::Source(a) => src = ip(a),
+            RouteAttribute::Gateway(a) => route.gateway = ip_string(a),
+            RouteAttribute::PrefSource(a) => route.prefsrc = ip_string(a),
+            RouteAttribute::Oif(i) => route.ifindex = *i,
+            RouteAttribute::Priority(p) => route.metric = *p,
+            RouteAttribute::NhId(id) => route.nhid = *id,
+            RouteAttribute::MultiPath(hops) => route.nexthops = hops.iter().map(next_hop).collect(),
+            RouteAttribute::Metrics(metrics) => {
+                route.metrics = metrics.iter().filter_map(metric).collect()
+            }
+            RouteAttribute::Preference(p) => route.pref = Some(u32::from(u8::from(*p))),
+            RouteAttribute::CacheInfo(ci) => route.expires = ci.expires / CENTISECONDS_PER_SECOND,
+            RouteAttribute::Other(nla) => route.other.push(raw(nla)),
+            // Decoded but not part of the route's identity or of what `ip
+            // route show` prints for routes (MFC stats, uid, realm, ...).
+            _ => {}
+        }
+    }
+    route.dst = prefix(family, dst, header.destination_prefix_length);
+    if src.is_some() || header.source_prefix_length > 0 {
+        route.src = prefix(family, src, header.source_prefix_length);
+    }
+    Some(route)
+}
+
+fn next_hop(hop: &RouteNextHop) -> NextHop {
+    let mut out = NextHop {
+        ifindex: hop.interface_index,
+        // rtnh_hops is weight - 1.
+        weight: u32::from(hop.hops) + 1,
+        flags: u32::from(hop.flags.bits()),
+        ..Default::default()
+    };
+    for attr in &hop.attributes {
+        if let RouteAttribute::Gateway(a) = attr {
+            out.gateway = ip_string(a);
+        }
+    }
+    out
+}
+
+fn metric(m: &RouteMetric) -> Option<ApiMetric> {
+    let value = match m {
+        RouteMetric::Lock(v)
+        | RouteMetric::Mtu(v)
+        | RouteMetric::Window(v)
+        | RouteMetric::Rtt(v)
+        | RouteMetric::RttVar(v)
+        | RouteMetric::SsThresh(v)
+        | RouteMetric::Cwnd(v)
+        | RouteMetric::Advmss(v)
+        | RouteMetric::Reordering(v)
+        | RouteMetric::Hoplimit(v)
+        | RouteMetric::InitCwnd(v)
+        | RouteMetric::Features(v)
+        | RouteMetric::RtoMin(v)
+        | RouteMetric::InitRwnd(v)
+        | RouteMetric::QuickAck(v)
+        | RouteMetric::FastopenNoCookie(v) => *v,
+        // The congestion control name and unknown metrics have no number.
+        _ => return None,
+    };
+    Some(ApiMetric {
+        kind: u32::from(m.kind()),
+        value,
+    })
+}
+
+fn raw(nla: &impl Nla) -> RawAttribute {
+    let mut value = vec![0; nla.value_len()];
+    nla.emit_value(&mut value);
+    RawAttribute {
+        kind: u32::from(nla.kind()),
+        value,
+    }
+}
+
+fn ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn ip_string(a: &RouteAddress) -> String {
+    ip(a).map(|ip| ip.to_string()).unwrap_or_default()
+}
+
+fn prefix(family: Family, addr: Option<IpAddr>, len: u8) -> String {
+    let addr = addr.unwrap_or(match family {
+        Family::Inet6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    });
+    format!("{addr}/{len}")
+}

@@ -1,0 +1,58 @@
+//! The agent library's errors.
+
+use std::fmt;
+
+/// Everything that can stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The rtnetlink socket could not be opened, bound or joined to its groups.
+    #[error("cannot open the rtnetlink socket ({step}): {source}")]
+    Netlink {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC listener could not bind its address.
+    #[error("cannot listen on {addr}: {source} (is another agent running, or is --listen wrong?)")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed while serving.
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    /// The agent was stopped before its first complete dump.
+    #[error("stopped before the first complete dump of the routing tables")]
+    NotReady,
+    /// Neither TLS material nor --insecure was given.
+    #[error("refusing to serve without TLS: TLS is not available in this version, so pass --insecure to serve plaintext")]
+    TlsRequired,
+}
+
+/// A netlink message that could not be decoded. It is never dropped
+/// quietly: the source counts it, logs its bytes and re-reads the tables.
+#[derive(Debug, Clone)]
+pub struct DecodeFailure {
+    pub reason: String,
+    pub bytes: Vec<u8>,
+}
+
+impl DecodeFailure {
+    pub fn new(bytes: &[u8], reason: String) -> DecodeFailure {
+        DecodeFailure {
+            reason,
+            bytes: bytes.to_vec(),
+        }
+    }
+}
+
+impl fmt::Display for DecodeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (bytes:", self.reason)?;
+        for b in &self.bytes {
+            write!(f, " {b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}

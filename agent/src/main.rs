@@ -1,0 +1,37 @@
+//! routewatch-agent: serves this host's routing changes over gRPC.
+
+use clap::Parser;
+use routewatch_agent::AgentConfig;
+
+/// Streams this host's routing tables (every table, IPv4 and IPv6, nexthop
+/// objects) to routewatch subscribers over gRPC: a snapshot, then every
+/// change, numbered, with nothing lost silently.
+#[derive(Parser)]
+#[command(name = "routewatch-agent", version)]
+struct Cli {
+    #[command(flatten)]
+    config: AgentConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROUTEWATCH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(routewatch_agent::run(cli.config, shutdown_signal()))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,89 @@
+//! The agent's data path in one piece: netlink source, state table and
+//! journal for this network namespace. The agent serves it over gRPC; the
+//! CLI runs it in process when given no target.
+
+use std::sync::Arc;
+
+use routewatch_proto::v1::SubscribeRequest;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PipelineConfig;
+use crate::error::AgentError;
+use crate::journal::Journal;
+use crate::session::{subscribe, ResponseStream};
+use crate::socket::NetlinkSocket;
+use crate::source::{Source, SourceStats};
+
+pub struct Pipeline {
+    pub journal: Arc<Journal>,
+    pub stats: Arc<SourceStats>,
+    config: PipelineConfig,
+    shutdown: CancellationToken,
+    source: Option<JoinHandle<Result<(), AgentError>>>,
+}
+
+impl Pipeline {
+    /// Opens the netlink socket and starts the source; the first dump
+    /// begins at once.
+    pub fn start(config: PipelineConfig, shutdown: CancellationToken) -> Result<Pipeline, AgentError> {
+        let socket = NetlinkSocket::open(config.netlink_rcvbuf)?;
+        tracing::debug!(rcvbuf = socket.rcvbuf(), "rtnetlink socket open");
+        let journal = Arc::new(Journal::new(stream_id(), String::new(), config.journal_capacity));
+        let stats = Arc::new(SourceStats::default());
+        let source = Source::new(socket, journal.clone(), stats.clone());
+        let task = tokio::spawn(source.run(shutdown.clone()));
+        Ok(Pipeline {
+            journal,
+            stats,
+            config,
+            shutdown,
+            source: Some(task),
+        })
+    }
+
+    /// Waits for the first complete dump, or the source's failure.
+    pub async fn ready(&mut self) -> Result<(), AgentError> {
+        let Some(task) = self.source.as_mut() else {
+            return Err(AgentError::NotReady);
+        };
+        tokio::select! {
+            _ = self.journal.wait_ready() => Ok(()),
+            ended = task => {
+                self.source = None;
+                match ended {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(AgentError::NotReady),
+                }
+            }
+        }
+    }
+
+    /// A subscription served from this pipeline.
+    pub fn subscribe(&self, request: SubscribeRequest) -> ResponseStream {
+        subscribe(self.journal.clone(), request, self.config.session(), self.shutdown.clone())
+    }
+
+    /// Stops the source and waits for it.
+    pub async fn stop(mut self) -> Result<(), AgentError> {
+        self.shutdown.cancel();
+        match self.source.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A fresh stream id: 64 random bits in hex. A restarted agent starts a new
+/// stream, so old cursors are recognised as foreign.
+fn stream_id() -> String {
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_err()
+    {
+        let nanos = crate::journal::now_unix_nano() as u64;
+        bytes = (nanos ^ u64::from(std::process::id()) << 32).to_ne_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,82 @@
+//! The gRPC service: each Subscribe call becomes a session.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
+use routewatch_proto::v1::SubscribeRequest;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::config::AgentConfig;
+use crate::error::AgentError;
+use crate::pipeline::Pipeline;
+use crate::session::ResponseStream;
+
+struct Service {
+    pipeline: std::sync::Arc<Pipeline>,
+}
+
+#[tonic::async_trait]
+impl RouteWatch for Service {
+    type SubscribeStream = ResponseStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let peer = request.remote_addr();
+        let request = request.into_inner();
+        tracing::info!(?peer, snapshot = request.snapshot, follow = request.follow, "subscriber connected");
+        Ok(Response::new(self.pipeline.subscribe(request)))
+    }
+}
+
+/// Runs the agent until `shutdown` resolves: first complete dump, then
+/// serving. Returns after every task has finished.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    if !config.insecure {
+        return Err(AgentError::TlsRequired);
+    }
+    if !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            addr = %config.listen,
+            "serving PLAINTEXT on a non-loopback address: anyone who can reach it can read this host's routing tables"
+        );
+    }
+    let token = CancellationToken::new();
+    let mut pipeline = Pipeline::start(config.pipeline.clone(), token.clone())?;
+    tokio::pin!(shutdown);
+    tokio::select! {
+        ready = pipeline.ready() => ready?,
+        _ = &mut shutdown => {
+            return pipeline.stop().await;
+        }
+    }
+    let listener = bind(config.listen).await?;
+    tracing::info!(addr = %config.listen, "serving");
+    let pipeline = std::sync::Arc::new(pipeline);
+    let service = RouteWatchServer::new(Service { pipeline: pipeline.clone() });
+    let stop = token.clone();
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        })
+        .await?;
+    token.cancel();
+    match std::sync::Arc::try_unwrap(pipeline) {
+        Ok(pipeline) => pipeline.stop().await,
+        Err(_) => Ok(()),
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AgentError::Listen { addr, source })
+}

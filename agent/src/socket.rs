@@ -1,0 +1,163 @@
+//! The rtnetlink socket: joined to the route, nexthop, link and address
+//! groups, with a large receive buffer. Dump requests go out on the same
+//! socket, so dump replies and notifications arrive in one order.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use tokio::io::unix::AsyncFd;
+
+use crate::error::AgentError;
+
+const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
+const RTNLGRP_NEXTHOP: u32 = 32;
+
+const RTM_GETLINK: u16 = 18;
+const RTM_GETROUTE: u16 = 26;
+const RTM_GETNEXTHOP: u16 = 106;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+
+/// What a dump request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpKind {
+    Links,
+    Nexthops,
+    Routes,
+}
+
+pub struct NetlinkSocket {
+    fd: AsyncFd<Socket>,
+    port: u32,
+    rcvbuf: usize,
+}
+
+/// One `recv`: its length, or the datagram was larger than the space given.
+pub enum Received {
+    Datagram(usize),
+    Truncated(usize),
+}
+
+impl NetlinkSocket {
+    /// Opens the socket and asks for a receive buffer of `rcvbuf` bytes:
+    /// SO_RCVBUFFORCE (needs CAP_NET_ADMIN) beats the rmem_max limit;
+    /// without the capability, SO_RCVBUF gets what the limit allows.
+    pub fn open(rcvbuf: usize) -> Result<NetlinkSocket, AgentError> {
+        let err = |step| move |source| AgentError::Netlink { step, source };
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(err("socket"))?;
+        let addr = socket.bind_auto().map_err(err("bind"))?;
+        for group in [
+            RTNLGRP_LINK,
+            RTNLGRP_IPV4_IFADDR,
+            RTNLGRP_IPV4_ROUTE,
+            RTNLGRP_IPV6_IFADDR,
+            RTNLGRP_IPV6_ROUTE,
+            RTNLGRP_NEXTHOP,
+        ] {
+            socket.add_membership(group).map_err(err("join multicast group"))?;
+        }
+        if let Err(e) = set_rcvbuf_force(&socket, rcvbuf) {
+            tracing::warn!(error = %e, "SO_RCVBUFFORCE refused (no CAP_NET_ADMIN?); falling back to SO_RCVBUF, capped by net.core.rmem_max");
+            socket.set_rx_buf_sz(rcvbuf).map_err(err("set receive buffer"))?;
+        }
+        let rcvbuf = socket.get_rx_buf_sz().unwrap_or(0);
+        socket.set_non_blocking(true).map_err(err("set non-blocking"))?;
+        // SAFETY: the socket is owned by the AsyncFd from here on and is
+        // closed only when it is dropped.
+        let fd = unsafe { AsyncFd::register(socket) }
+            .map_err(|e| AgentError::Netlink { step: "register with the runtime", source: e.into() })?;
+        Ok(NetlinkSocket {
+            fd,
+            port: addr.port_number(),
+            rcvbuf,
+        })
+    }
+
+    /// The socket's netlink port id: dump replies carry it.
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
+    /// The receive buffer the kernel granted (it reports twice the request).
+    pub fn rcvbuf(&self) -> usize {
+        self.rcvbuf
+    }
+
+    /// Sends a dump request for `kind`, tagged with `seq`.
+    pub fn request_dump(&self, kind: DumpKind, seq: u32) -> io::Result<()> {
+        // nlmsghdr + the family header of the request (ifinfomsg 16 bytes,
+        // rtmsg 12, nhmsg 8), all zero: every family, every table.
+        let (kind, body) = match kind {
+            DumpKind::Links => (RTM_GETLINK, 16),
+            DumpKind::Routes => (RTM_GETROUTE, 12),
+            DumpKind::Nexthops => (RTM_GETNEXTHOP, 8),
+        };
+        let len = 16 + body;
+        let mut msg = vec![0u8; len];
+        msg[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        msg[4..6].copy_from_slice(&kind.to_ne_bytes());
+        msg[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        msg[8..12].copy_from_slice(&seq.to_ne_bytes());
+        let kernel = SocketAddr::new(0, 0);
+        self.fd.get_ref().send_to(&msg, &kernel, 0)?;
+        Ok(())
+    }
+
+    /// Waits for the next datagram and receives it into the spare capacity
+    /// of `buf`. An overflow of the kernel's queue surfaces here as ENOBUFS.
+    pub async fn recv(&self, buf: &mut Vec<u8>) -> io::Result<Received> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| recv_once(fd.get_ref(), buf)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Like [`NetlinkSocket::recv`], but `None` when nothing is queued.
+    pub fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<Option<Received>> {
+        match recv_once(self.fd.get_ref(), buf) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn recv_once(socket: &Socket, buf: &mut Vec<u8>) -> io::Result<Received> {
+    let space = buf.capacity() - buf.len();
+    let before = buf.len();
+    // MSG_TRUNC makes recv report the datagram's real length.
+    let n = socket.recv(buf, libc::MSG_DONTWAIT | libc::MSG_TRUNC)?;
+    if n > space {
+        buf.truncate(before);
+        return Ok(Received::Truncated(n));
+    }
+    Ok(Received::Datagram(n))
+}
+
+fn set_rcvbuf_force(socket: &Socket, size: usize) -> io::Result<()> {
+    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the
+    // length passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,302 @@
+//! The netlink source: one per network namespace, the journal's only writer.
+//!
+//! It reads notifications and dump replies from one socket, in the kernel's
+//! order, applies them to the state table and publishes the changes. Where
+//! the kernel may have changed routes without a message -- a netlink overflow
+//! (ENOBUFS), a message that did not decode, the silent IPv4 flushes on link
+//! down / carrier loss / link deletion / address removal -- it re-dumps
+//! links, nexthop objects and routes into a fresh table, keeps applying
+//! notifications to both tables while the dump runs, and publishes the
+//! differences with origin `reconcile`. Triggers are coalesced: a burst of
+//! link events costs one re-dump.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use routewatch_proto::v1::Origin;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::decode::{decode_datagram, Decoded, Message};
+use crate::error::AgentError;
+use crate::journal::{Core, Journal};
+use crate::socket::{DumpKind, NetlinkSocket, Received};
+use crate::state::{Recheck, StateTable};
+
+/// Datagram space kept free before each receive; dump replies are at most
+/// 32 KiB on current kernels.
+const MIN_SPACE: usize = 64 * 1024;
+/// Receive buffer for one batch.
+const BATCH_BYTES: usize = 1024 * 1024;
+/// Most datagrams read before the batch is applied.
+const MAX_DATAGRAMS: usize = 1024;
+/// Wait after a flush trigger, so that one burst of link events (and the
+/// kernel's own work behind them) costs one re-dump.
+const COALESCE: Duration = Duration::from_millis(20);
+
+const ENOBUFS: i32 = libc::ENOBUFS;
+const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
+
+/// Counters of everything the source did to keep the picture exact.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    pub overflows: AtomicU64,
+    pub decode_failures: AtomicU64,
+    pub truncated: AtomicU64,
+    pub dumps: AtomicU64,
+    pub reconcile_changes: AtomicU64,
+}
+
+struct Dump {
+    seq: u32,
+    phase: DumpKind,
+    fresh: StateTable,
+    /// Notifications were lost while this dump ran: its table cannot be
+    /// trusted, start over.
+    overflowed: bool,
+    /// Something asked for a re-dump while this one ran.
+    again: Option<&'static str>,
+}
+
+pub struct Source {
+    socket: NetlinkSocket,
+    journal: Arc<Journal>,
+    stats: Arc<SourceStats>,
+    dump: Option<Dump>,
+    next_seq: u32,
+    ready: bool,
+    recheck_at: Option<(Instant, &'static str)>,
+}
+
+impl Source {
+    pub fn new(socket: NetlinkSocket, journal: Arc<Journal>, stats: Arc<SourceStats>) -> Source {
+        Source {
+            socket,
+            journal,
+            stats,
+            dump: None,
+            next_seq: 1,
+            ready: false,
+            recheck_at: None,
+        }
+    }
+
+    /// Runs until `shutdown`; the journal is ready after the first complete dump.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), AgentError> {
+        self.start_dump("initial dump")?;
+        let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
+        let mut bounds: Vec<(usize, usize)> = Vec::new();
+        loop {
+            buf.clear();
+            bounds.clear();
+            let mut overflow = false;
+            let mut truncated = false;
+            let recheck = self.recheck_at.filter(|_| self.dump.is_none());
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = sleep_until(recheck.map(|r| r.0).unwrap_or_else(Instant::now)), if recheck.is_some() => {
+                    self.recheck_at = None;
+                    self.start_dump(recheck.map(|r| r.1).unwrap_or("recheck"))?;
+                    continue;
+                }
+                received = self.socket.recv(&mut buf) => {
+                    note(received, &mut bounds, &mut overflow, &mut truncated)?;
+                }
+            }
+            // Take whatever else is queued, so one lock covers a whole burst.
+            while bounds.len() < MAX_DATAGRAMS && buf.capacity() - buf.len() >= MIN_SPACE {
+                match self.socket.try_recv(&mut buf) {
+                    Ok(None) => break,
+                    received => note(received.map(|r| r.expect("some")), &mut bounds, &mut overflow, &mut truncated)?,
+                }
+            }
+            if overflow {
+                self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("netlink receive queue overflowed (ENOBUFS): notifications were lost; re-reading the tables");
+                self.request_recheck("netlink overflow (ENOBUFS)", true, true);
+            }
+            if truncated {
+                self.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("a netlink datagram did not fit the receive buffer; re-reading the tables");
+                self.request_recheck("truncated netlink datagram", true, false);
+            }
+            let decoded: Vec<_> = bounds
+                .iter()
+                .flat_map(|&(start, len)| decode_datagram(&buf[start..start + len]))
+                .collect();
+            self.process(decoded)?;
+        }
+    }
+
+    fn process(&mut self, decoded: Vec<Result<Decoded, crate::error::DecodeFailure>>) -> Result<(), AgentError> {
+        let journal = self.journal.clone();
+        let mut core = journal.lock();
+        let mut changes = Vec::new();
+        for item in decoded {
+            let d = match item {
+                Ok(d) => d,
+                Err(failure) => {
+                    self.stats.decode_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%failure, "netlink message failed to decode; re-reading the tables");
+                    self.request_recheck("message failed to decode", true, false);
+                    continue;
+                }
+            };
+            let is_reply = d.port == self.socket.port()
+                && self.dump.as_ref().is_some_and(|dump| dump.seq == d.sequence);
+            if is_reply {
+                self.on_dump_reply(d.message, &mut core)?;
+                continue;
+            }
+            if d.port == self.socket.port() && d.sequence != 0 {
+                // A late reply to a dump we abandoned.
+                continue;
+            }
+            let mut recheck = Recheck::No;
+            if self.ready {
+                recheck = core.state.apply(&d.message, &mut changes);
+                core.publish(std::mem::take(&mut changes), Origin::Notification);
+            }
+            if let Some(dump) = &mut self.dump {
+                let fresh = dump.fresh.apply(&d.message, &mut changes);
+                changes.clear();
+                if !self.ready {
+                    recheck = fresh;
+                }
+            }
+            if let Recheck::Yes(reason) = recheck {
+                tracing::debug!(reason, "kernel may have changed routes silently");
+                self.request_recheck(reason, false, false);
+            }
+        }
+        drop(core);
+        self.journal.wake();
+        Ok(())
+    }
+
+    fn on_dump_reply(&mut self, message: Message, core: &mut Core) -> Result<(), AgentError> {
+        let Some(dump) = self.dump.as_mut() else { return Ok(()) };
+        match message {
+            Message::Done => {}
+            // A kernel without nexthop objects refuses the request; nothing
+            // to dump then.
+            Message::Error(code) if dump.phase == DumpKind::Nexthops && -code == EOPNOTSUPP => {}
+            Message::Error(code) => {
+                tracing::warn!(errno = -code, phase = ?dump.phase, "dump request failed; retrying");
+                self.dump = None;
+                self.request_recheck("dump failed", false, false);
+                return Ok(());
+            }
+            other => {
+                dump.fresh.insert_dumped(&other);
+                return Ok(());
+            }
+        }
+        let next = match dump.phase {
+            DumpKind::Links => Some(DumpKind::Nexthops),
+            DumpKind::Nexthops => Some(DumpKind::Routes),
+            DumpKind::Routes => None,
+        };
+        if let Some(phase) = next {
+            let seq = self.take_seq();
+            let dump = self.dump.as_mut().expect("dump in progress");
+            dump.phase = phase;
+            dump.seq = seq;
+            return self.send_dump(phase, seq);
+        }
+        let dump = self.dump.take().expect("dump in progress");
+        if dump.overflowed {
+            return self.start_dump("notifications lost during the previous dump");
+        }
+        if self.ready {
+            let changes = core.state.reconcile(dump.fresh);
+            if !changes.is_empty() {
+                tracing::info!(differences = changes.len(), "reconciled with the kernel's tables");
+            }
+            self.stats
+                .reconcile_changes
+                .fetch_add(changes.len() as u64, Ordering::Relaxed);
+            core.publish(changes, Origin::Reconcile);
+        } else {
+            core.state = dump.fresh;
+            self.ready = true;
+            tracing::info!(
+                routes = core.state.route_count(),
+                nexthops = core.state.nexthop_count(),
+                "initial dump complete"
+            );
+            self.journal.set_ready();
+        }
+        if let Some(reason) = dump.again {
+            self.request_recheck(reason, false, false);
+        }
+        Ok(())
+    }
+
+    /// Asks for a re-dump: at once for overflows and decode failures, after a
+    /// short pause for flush triggers.
+    fn request_recheck(&mut self, reason: &'static str, now: bool, lost_notifications: bool) {
+        if let Some(dump) = &mut self.dump {
+            dump.overflowed |= lost_notifications;
+            dump.again.get_or_insert(reason);
+            return;
+        }
+        let at = Instant::now() + if now { Duration::ZERO } else { COALESCE };
+        match &mut self.recheck_at {
+            Some((when, _)) if *when <= at => {}
+            slot => *slot = Some((at, reason)),
+        }
+    }
+
+    fn start_dump(&mut self, reason: &'static str) -> Result<(), AgentError> {
+        tracing::debug!(reason, "dumping links, nexthop objects and routes");
+        self.stats.dumps.fetch_add(1, Ordering::Relaxed);
+        let seq = self.take_seq();
+        self.dump = Some(Dump {
+            seq,
+            phase: DumpKind::Links,
+            fresh: StateTable::new(),
+            overflowed: false,
+            again: None,
+        });
+        self.send_dump(DumpKind::Links, seq)
+    }
+
+    fn send_dump(&self, kind: DumpKind, seq: u32) -> Result<(), AgentError> {
+        self.socket
+            .request_dump(kind, seq)
+            .map_err(|source| AgentError::Netlink { step: "send dump request", source })
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        seq
+    }
+}
+
+/// Records one receive: a datagram's place in `buf`, or what went wrong.
+fn note(
+    received: std::io::Result<Received>,
+    bounds: &mut Vec<(usize, usize)>,
+    overflow: &mut bool,
+    truncated: &mut bool,
+) -> Result<(), AgentError> {
+    match received {
+        Ok(Received::Datagram(n)) => {
+            let end = bounds.last().map(|b| b.0 + b.1).unwrap_or(0);
+            bounds.push((end, n));
+            Ok(())
+        }
+        Ok(Received::Truncated(_)) => {
+            *truncated = true;
+            Ok(())
+        }
+        Err(e) if e.raw_os_error() == Some(ENOBUFS) => {
+            *overflow = true;
+            Ok(())
+        }
+        Err(source) => Err(AgentError::Netlink { step: "receive", source }),
+    }
+}

@@ -1,0 +1,8 @@
+//! The routing state of one network namespace and the rules that keep it
+//! equal to the kernel's.
+
+mod key;
+mod table;
+
+pub use key::{base_key, route_key};
+pub use table::{Action, Change, Object, Recheck, StateTable};

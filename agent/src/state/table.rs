@@ -1,0 +1,439 @@
+//! The state table: the only place that knows the kernel's semantics.
+//!
+//! `apply` turns one kernel notification into the changes a consumer needs;
+//! `reconcile` replaces the table with a fresh dump and returns the
+//! differences. When a notification cannot be placed with certainty (a delete
+//! of a route the table does not hold, a nexthop deletion whose consequences
+//! the kernel does not announce) `apply` asks for a re-dump instead of
+//! guessing: the consumer then gets precise changes with origin `reconcile`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use routewatch_proto::v1::{Family, NextHop, Nexthop, NexthopGroupMember, Route};
+
+use super::key::{base_key, is_ecmp_capable, route_key};
+use crate::decode::nexthop::NexthopMessage;
+use crate::decode::{Link, Message};
+
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_APPEND: u16 = 0x800;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// A route or nexthop object as the journal carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Route(Arc<Route>),
+    Nexthop(Arc<Nexthop>),
+}
+
+/// Add (upsert by key) or delete (by key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Add,
+    Delete,
+}
+
+/// One change of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub action: Action,
+    pub key: Arc<str>,
+    pub object: Object,
+}
+
+/// Why `apply` wants the kernel's tables read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recheck {
+    /// Nothing to re-read.
+    No,
+    /// The kernel may have changed routes without saying so, or a message
+    /// could not be placed: re-dump and reconcile.
+    Yes(&'static str),
+}
+
+/// Routes, nexthop objects and links of one network namespace.
+#[derive(Debug, Default, Clone)]
+pub struct StateTable {
+    links: HashMap<u32, Link>,
+    nexthops: BTreeMap<u32, Arc<Nexthop>>,
+    routes: HashMap<Arc<str>, Arc<Route>>,
+    /// Keys sharing a base key, in the kernel's order: `replace` acts on the
+    /// first, `append` adds at the end, a plain add or prepend at the front.
+    bases: HashMap<String, Vec<Arc<str>>>,
+    /// Route keys per nexthop object id they use.
+    nh_users: HashMap<u32, HashSet<Arc<str>>>,
+}
+
+impl StateTable {
+    pub fn new() -> StateTable {
+        StateTable::default()
+    }
+
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn nexthop_count(&self) -> usize {
+        self.nexthops.len()
+    }
+
+    /// Every object as an add: nexthop objects first, so that a consumer
+    /// knows an object before the routes that use it.
+    pub fn snapshot(&self) -> Vec<Change> {
+        let mut out = Vec::with_capacity(self.nexthops.len() + self.routes.len());
+        for nh in self.nexthops.values() {
+            out.push(nexthop_change(Action::Add, nh.clone()));
+        }
+        for (key, route) in &self.routes {
+            out.push(Change {
+                action: Action::Add,
+                key: key.clone(),
+                object: Object::Route(route.clone()),
+            });
+        }
+        out
+    }
+
+    /// Applies one kernel notification, appending the resulting changes.
+    pub fn apply(&mut self, message: &Message, out: &mut Vec<Change>) -> Recheck {
+        match message {
+            Message::NewRoute { route, flags } => self.new_route(route.clone(), *flags, out),
+            Message::DelRoute(route) => self.del_route(route.clone(), out),
+            Message::NewNexthop(nh) => {
+                self.upsert_nexthop(nh, out);
+                Recheck::No
+            }
+            Message::DelNexthop(nh) => {
+                if let Some(old) = self.nexthops.remove(&nh.id) {
+                    out.push(nexthop_change(Action::Delete, old));
+                }
+                // The kernel removes routes using the object and shrinks the
+                // groups holding it; what it announces of that varies.
+                Recheck::Yes("nexthop object deleted")
+            }
+            Message::NewLink(link) => {
+                let old = self.links.insert(link.index, link.clone());
+                match old {
+                    Some(old) if old.up != link.up || old.carrier != link.carrier => {
+                        Recheck::Yes("link state changed")
+                    }
+                    Some(old) if old.name != link.name => Recheck::Yes("link renamed"),
+                    _ => Recheck::No,
+                }
+            }
+            Message::DelLink(link) => {
+                self.links.remove(&link.index);
+                Recheck::Yes("link deleted")
+            }
+            Message::DelInet4Address => Recheck::Yes("IPv4 address removed"),
+            Message::Done | Message::Error(_) | Message::Ignored => Recheck::No,
+        }
+    }
+
+    /// Takes one message of a dump (links, nexthops and routes in that order).
+    pub fn insert_dumped(&mut self, message: &Message) {
+        match message {
+            Message::NewLink(link) => {
+                self.links.insert(link.index, link.clone());
+            }
+            Message::NewNexthop(nh) => {
+                self.upsert_nexthop(nh, &mut Vec::new());
+            }
+            Message::NewRoute { route, .. } => {
+                let route = self.resolve(route.clone());
+                let mut key = route_key(&route);
+                // Two dumped routes the key cannot tell apart (it would take
+                // an exotic pair, e.g. IPv4 routes differing only in metrics):
+                // keep both, distinctly.
+                if self.routes.contains_key(key.as_str()) {
+                    let base = key.clone();
+                    let mut n = 2;
+                    while self.routes.contains_key(key.as_str()) {
+                        key = format!("{base}#{n}");
+                        n += 1;
+                    }
+                }
+                let key: Arc<str> = key.into();
+                let base = base_key(&route);
+                self.bases.entry(base).or_default().push(key.clone());
+                self.index(&key, &route);
+                self.routes.insert(key, Arc::new(route));
+            }
+            _ => {}
+        }
+    }
+
+    /// Replaces this table with `fresh` (a complete dump) and returns what
+    /// differs. The countdown in `expires` alone is not a difference.
+    pub fn reconcile(&mut self, fresh: StateTable) -> Vec<Change> {
+        let mut out = Vec::new();
+        for (id, nh) in &fresh.nexthops {
+            if self.nexthops.get(id) != Some(nh) {
+                out.push(nexthop_change(Action::Add, nh.clone()));
+            }
+        }
+        for (key, route) in &self.routes {
+            if !fresh.routes.contains_key(key) {
+                out.push(route_change(Action::Delete, key.clone(), route.clone()));
+            }
+        }
+        for (key, route) in &fresh.routes {
+            match self.routes.get(key) {
+                Some(old) if same_ignoring_expiry(old, route) => {}
+                _ => out.push(route_change(Action::Add, key.clone(), route.clone())),
+            }
+        }
+        for (id, nh) in &self.nexthops {
+            if !fresh.nexthops.contains_key(id) {
+                out.push(nexthop_change(Action::Delete, nh.clone()));
+            }
+        }
+        *self = fresh;
+        out
+    }
+
+    fn new_route(&mut self, route: Route, flags: u16, out: &mut Vec<Change>) -> Recheck {
+        let route = self.resolve(route);
+        let key: Arc<str> = route_key(&route).into();
+        let base = base_key(&route);
+        if self.routes.contains_key(&key) {
+            // IPv6 multipath append (the kernel sends the full nexthop set),
+            // or a replace that kept the identity.
+            self.upsert(key, route, out);
+            return Recheck::No;
+        }
+        let first = self.bases.get(&base).and_then(|keys| keys.first().cloned());
+        match first {
+            // `ip route replace`: the kernel replaces the first route with
+            // this base and sends one RTM_NEWROUTE with NLM_F_REPLACE, no delete.
+            Some(old) if flags & NLM_F_REPLACE != 0 => {
+                let position = self.remove(&old, out);
+                self.insert(key, route, position, out);
+            }
+            Some(_) if flags & NLM_F_APPEND != 0 => self.insert(key, route, usize::MAX, out),
+            _ => self.insert(key, route, 0, out),
+        }
+        Recheck::No
+    }
+
+    fn del_route(&mut self, route: Route, out: &mut Vec<Change>) -> Recheck {
+        let gone = self.resolve(route);
+        let key = route_key(&gone);
+        let Some(stored) = self.routes.get(key.as_str()).cloned() else {
+            return Recheck::Yes("delete of a route the table does not hold");
+        };
+        let key: Arc<str> = key.into();
+        if gone.family == Family::Inet6 as i32 && is_ecmp_capable(&stored) && stored.nexthops.len() > 1 {
+            // Deleting one path of an IPv6 multipath route names only that
+            // path; the route survives with the others.
+            let removed = paths(&gone);
+            let remaining: Vec<NextHop> = stored
+                .nexthops
+                .iter()
+                .filter(|hop| !removed.iter().any(|r| r.0 == hop.gateway && r.1 == hop.ifindex))
+                .cloned()
+                .collect();
+            if !remaining.is_empty() && remaining.len() < stored.nexthops.len() {
+                let mut survivor = (*stored).clone();
+                if remaining.len() == 1 {
+                    let hop = &remaining[0];
+                    survivor.gateway = hop.gateway.clone();
+                    survivor.dev = hop.dev.clone();
+                    survivor.ifindex = hop.ifindex;
+                    survivor.flags |= hop.flags;
+                    survivor.nexthops.clear();
+                } else {
+                    survivor.nexthops = remaining;
+                }
+                self.upsert(key, survivor, out);
+                return Recheck::No;
+            }
+        }
+        self.remove(&key, out);
+        Recheck::No
+    }
+
+    fn upsert_nexthop(&mut self, msg: &NexthopMessage, out: &mut Vec<Change>) {
+        let nh = Arc::new(self.nexthop_from(msg));
+        if self.nexthops.get(&nh.id) == Some(&nh) {
+            return;
+        }
+        self.nexthops.insert(nh.id, nh.clone());
+        out.push(nexthop_change(Action::Add, nh.clone()));
+        // The kernel changes what routes using the object (directly or via a
+        // group) do without any route message: re-resolve and re-send them.
+        let mut ids = vec![nh.id];
+        ids.extend(
+            self.nexthops
+                .values()
+                .filter(|g| g.group.iter().any(|m| m.id == nh.id))
+                .map(|g| g.id),
+        );
+        for id in ids {
+            let users: Vec<Arc<str>> = self.nh_users.get(&id).map(|u| u.iter().cloned().collect()).unwrap_or_default();
+            for key in users {
+                if let Some(old) = self.routes.get(&key) {
+                    let resolved = self.resolve((**old).clone());
+                    self.upsert(key, resolved, out);
+                }
+            }
+        }
+    }
+
+    fn nexthop_from(&self, msg: &NexthopMessage) -> Nexthop {
+        let ifindex = msg.oif.unwrap_or(0);
+        Nexthop {
+            id: msg.id,
+            family: match msg.family {
+                AF_INET => Family::Inet as i32,
+                AF_INET6 => Family::Inet6 as i32,
+                _ => Family::Unspecified as i32,
+            },
+            gateway: msg.gateway.map(|g| g.to_string()).unwrap_or_default(),
+            dev: self.dev_name(ifindex),
+            ifindex,
+            blackhole: msg.blackhole,
+            group: msg
+                .group
+                .iter()
+                .map(|m| NexthopGroupMember {
+                    id: m.id,
+                    weight: u32::from(m.weight),
+                })
+                .collect(),
+            protocol: u32::from(msg.protocol),
+            scope: u32::from(msg.scope),
+            flags: msg.flags,
+            fdb: msg.fdb,
+        }
+    }
+
+    /// Fills in device names from the link table and, for a route using a
+    /// nexthop object, the object's gateways and devices.
+    fn resolve(&self, mut route: Route) -> Route {
+        if route.nhid != 0 {
+            if let Some(nh) = self.nexthops.get(&route.nhid) {
+                if !nh.group.is_empty() {
+                    route.gateway.clear();
+                    route.ifindex = 0;
+                    route.nexthops = nh
+                        .group
+                        .iter()
+                        .filter_map(|m| {
+                            let member = self.nexthops.get(&m.id)?;
+                            Some(NextHop {
+                                gateway: member.gateway.clone(),
+                                dev: String::new(),
+                                ifindex: member.ifindex,
+                                weight: m.weight,
+                                flags: member.flags,
+                            })
+                        })
+                        .collect();
+                } else if !nh.blackhole {
+                    route.gateway = nh.gateway.clone();
+                    route.ifindex = nh.ifindex;
+                    route.nexthops.clear();
+                }
+            }
+        }
+        route.dev = if route.ifindex != 0 { self.dev_name(route.ifindex) } else { String::new() };
+        for hop in &mut route.nexthops {
+            hop.dev = self.dev_name(hop.ifindex);
+        }
+        route
+    }
+
+    fn dev_name(&self, ifindex: u32) -> String {
+        match self.links.get(&ifindex) {
+            Some(link) => link.name.clone(),
+            None if ifindex == 0 => String::new(),
+            None => format!("if{ifindex}"),
+        }
+    }
+
+    fn upsert(&mut self, key: Arc<str>, route: Route, out: &mut Vec<Change>) {
+        match self.routes.get_mut(&key) {
+            Some(old) if **old == route => {}
+            Some(old) => {
+                *old = Arc::new(route);
+                out.push(route_change(Action::Add, key, old.clone()));
+            }
+            None => self.insert(key, route, 0, out),
+        }
+    }
+
+    /// Inserts at `position` among the routes sharing its base (clamped).
+    fn insert(&mut self, key: Arc<str>, route: Route, position: usize, out: &mut Vec<Change>) {
+        let keys = self.bases.entry(base_key(&route)).or_default();
+        keys.insert(position.min(keys.len()), key.clone());
+        self.index(&key, &route);
+        let route = Arc::new(route);
+        self.routes.insert(key.clone(), route.clone());
+        out.push(route_change(Action::Add, key, route));
+    }
+
+    /// Removes a route, returning where it stood among its base's routes.
+    fn remove(&mut self, key: &Arc<str>, out: &mut Vec<Change>) -> usize {
+        let Some(route) = self.routes.remove(key) else {
+            return 0;
+        };
+        let base = base_key(&route);
+        let mut position = 0;
+        if let Some(keys) = self.bases.get_mut(&base) {
+            if let Some(i) = keys.iter().position(|k| k == key) {
+                keys.remove(i);
+                position = i;
+            }
+            if keys.is_empty() {
+                self.bases.remove(&base);
+            }
+        }
+        if route.nhid != 0 {
+            if let Some(users) = self.nh_users.get_mut(&route.nhid) {
+                users.remove(key);
+            }
+        }
+        out.push(route_change(Action::Delete, key.clone(), route));
+        position
+    }
+
+    fn index(&mut self, key: &Arc<str>, route: &Route) {
+        if route.nhid != 0 {
+            self.nh_users.entry(route.nhid).or_default().insert(key.clone());
+        }
+    }
+}
+
+/// (gateway, ifindex) of every path a route names.
+fn paths(r: &Route) -> Vec<(String, u32)> {
+    if r.nexthops.is_empty() {
+        vec![(r.gateway.clone(), r.ifindex)]
+    } else {
+        r.nexthops.iter().map(|h| (h.gateway.clone(), h.ifindex)).collect()
+    }
+}
+
+fn same_ignoring_expiry(a: &Route, b: &Route) -> bool {
+    a == b
+        || (a.expires != b.expires
+            && Route { expires: 0, ..a.clone() } == Route { expires: 0, ..b.clone() })
+}
+
+fn route_change(action: Action, key: Arc<str>, route: Arc<Route>) -> Change {
+    Change {
+        action,
+        key,
+        object: Object::Route(route),
+    }
+}
+
+fn nexthop_change(action: Action, nh: Arc<Nexthop>) -> Change {
+    Change {
+        action,
+        key: format!("nh|{}", nh.id).into(),
+        object: Object::Nexthop(nh),
+    }
+}

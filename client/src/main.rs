@@ -1,0 +1,45 @@
+//! routewatch: follow routing changes on this host or across a fleet.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use routewatch_client::cli::Cli;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROUTEWATCH_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("routewatch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let result = runtime.block_on(async move {
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+        });
+        routewatch_client::run(cli.command, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // Output piped into `head` and closed: not an error.
+        Err(routewatch_client::ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("routewatch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

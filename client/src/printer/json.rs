@@ -1,0 +1,186 @@
+//! JSON lines. Route fields carry the names and value spellings of
+//! `ip -j -d route show`, nexthop objects those of `ip -j -d nexthop show`,
+//! so jq scripts written for iproute2 keep working; ours are added beside
+//! them: time, host, netns, seq, action, origin, object, family, key.
+
+use std::io::{self, Write};
+
+use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
+use routewatch_proto::v1::{change, event, Action, Event, Family, Nexthop, Origin as ApiOrigin, Route};
+use serde_json::{json, Map, Value};
+
+use super::{ip_prefix, rfc3339, Origin, Printer};
+
+pub struct JsonPrinter;
+
+impl Printer for JsonPrinter {
+    fn print(&mut self, out: &mut dyn Write, from: &Origin<'_>, event: &Event) -> io::Result<()> {
+        let Some(line) = event_json(from.host, event) else {
+            return Ok(());
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")
+    }
+}
+
+/// The JSON line for one event; heartbeats have none.
+pub fn event_json(host: &str, event: &Event) -> Option<Value> {
+    let mut m = Map::new();
+    m.insert("time".into(), rfc3339(event.time_unix_nano).into());
+    m.insert("host".into(), host.into());
+    m.insert("netns".into(), event.netns.clone().into());
+    m.insert("seq".into(), event.seq.into());
+    m.insert("stream_id".into(), event.stream_id.clone().into());
+    match event.kind.as_ref()? {
+        event::Kind::Change(c) => {
+            let action = if c.action == Action::Delete as i32 { "delete" } else { "add" };
+            m.insert("action".into(), action.into());
+            m.insert("origin".into(), origin_name(c.origin).into());
+            match c.object.as_ref()? {
+                change::Object::Route(r) => {
+                    m.insert("object".into(), "route".into());
+                    m.insert("family".into(), family_name(r.family).into());
+                    m.insert("key".into(), c.key.clone().into());
+                    route_fields(r, &mut m);
+                }
+                change::Object::Nexthop(n) => {
+                    m.insert("object".into(), "nexthop".into());
+                    m.insert("family".into(), family_name(n.family).into());
+                    m.insert("key".into(), c.key.clone().into());
+                    nexthop_fields(n, &mut m);
+                }
+            }
+        }
+        event::Kind::Sync(_) => {
+            m.insert("action".into(), "sync".into());
+        }
+        event::Kind::Resync(r) => {
+            m.insert("action".into(), "resync".into());
+            m.insert("reason".into(), r.reason.clone().into());
+        }
+        event::Kind::Heartbeat(_) => return None,
+    }
+    Some(Value::Object(m))
+}
+
+/// The fields `ip -j -d route show` prints for `r`, in its order.
+pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
+    let inet6 = r.family == Family::Inet6 as i32;
+    m.insert("type".into(), names::name(ROUTE_TYPES, r.r#type).into());
+    m.insert("dst".into(), ip_prefix(&r.dst).into());
+    if !r.src.is_empty() && !r.src.ends_with("/0") {
+        m.insert("from".into(), ip_prefix(&r.src).into());
+    }
+    if r.tos != 0 {
+        m.insert("tos".into(), format!("{:#x}", r.tos).into());
+    }
+    if r.nhid != 0 {
+        m.insert("nhid".into(), r.nhid.into());
+    }
+    if !r.gateway.is_empty() {
+        m.insert("gateway".into(), r.gateway.clone().into());
+    }
+    if !r.dev.is_empty() {
+        m.insert("dev".into(), r.dev.clone().into());
+    }
+    m.insert("table".into(), names::name(TABLES, r.table).into());
+    m.insert("protocol".into(), names::name(PROTOCOLS, r.protocol).into());
+    m.insert("scope".into(), names::name(SCOPES, r.scope).into());
+    // The kernel sends RTA_PRIORITY for IPv4 only when it is not zero.
+    if inet6 || r.metric != 0 {
+        m.insert("metric".into(), r.metric.into());
+    }
+    if !r.prefsrc.is_empty() {
+        m.insert("prefsrc".into(), r.prefsrc.clone().into());
+    }
+    m.insert("flags".into(), flags(r.flags));
+    let metrics: Map<String, Value> = r
+        .metrics
+        .iter()
+        .filter(|x| x.kind != 1)
+        .map(|x| (names::name(names::METRICS, x.kind).into_owned(), x.value.into()))
+        .collect();
+    if !metrics.is_empty() {
+        m.insert("metrics".into(), json!([metrics]));
+    }
+    if r.expires != 0 {
+        m.insert("expires".into(), r.expires.into());
+    }
+    if let Some(pref) = r.pref {
+        m.insert("pref".into(), names::name(PREFERENCES, pref).into());
+    }
+    if !r.nexthops.is_empty() {
+        let hops: Vec<Value> = r
+            .nexthops
+            .iter()
+            .map(|h| {
+                let mut hop = Map::new();
+                if !h.gateway.is_empty() {
+                    hop.insert("gateway".into(), h.gateway.clone().into());
+                }
+                if !h.dev.is_empty() {
+                    hop.insert("dev".into(), h.dev.clone().into());
+                }
+                hop.insert("weight".into(), h.weight.into());
+                hop.insert("flags".into(), flags(h.flags));
+                Value::Object(hop)
+            })
+            .collect();
+        m.insert("nexthops".into(), hops.into());
+    }
+}
+
+/// The fields `ip -j -d nexthop show` prints for `n`, in its order.
+pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
+    m.insert("id".into(), n.id.into());
+    if !n.group.is_empty() {
+        let group: Vec<Value> = n
+            .group
+            .iter()
+            .map(|g| {
+                if g.weight == 1 {
+                    json!({ "id": g.id })
+                } else {
+                    json!({ "id": g.id, "weight": g.weight })
+                }
+            })
+            .collect();
+        m.insert("group".into(), group.into());
+    }
+    if !n.gateway.is_empty() {
+        m.insert("gateway".into(), n.gateway.clone().into());
+    }
+    if !n.dev.is_empty() {
+        m.insert("dev".into(), n.dev.clone().into());
+    }
+    m.insert("scope".into(), names::name(SCOPES, n.scope).into());
+    if n.blackhole {
+        m.insert("blackhole".into(), Value::Null);
+    }
+    m.insert("protocol".into(), names::name(PROTOCOLS, n.protocol).into());
+    m.insert("flags".into(), flags(n.flags));
+    if n.fdb {
+        m.insert("fdb".into(), Value::Null);
+    }
+}
+
+fn flags(bits: u32) -> Value {
+    names::flag_names(bits).into_iter().map(|f| Value::from(f.into_owned())).collect()
+}
+
+fn family_name(family: i32) -> &'static str {
+    match Family::try_from(family) {
+        Ok(Family::Inet) => "inet",
+        Ok(Family::Inet6) => "inet6",
+        _ => "unspec",
+    }
+}
+
+fn origin_name(origin: i32) -> &'static str {
+    match ApiOrigin::try_from(origin) {
+        Ok(ApiOrigin::Notification) => "notification",
+        Ok(ApiOrigin::Dump) => "dump",
+        Ok(ApiOrigin::Reconcile) => "reconcile",
+        _ => "unspecified",
+    }
+}

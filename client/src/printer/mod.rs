@@ -1,0 +1,71 @@
+//! Printers: one per output format, all fed the same labelled events.
+
+mod json;
+mod text;
+
+pub use json::JsonPrinter;
+pub use text::TextPrinter;
+
+use std::io::{self, Write};
+
+use routewatch_proto::v1::Event;
+
+/// `-o` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Lines like `ip monitor route`, with the time (and host) in front.
+    Text,
+    /// One JSON object per line, with `ip -j -d route show` field names.
+    Json,
+}
+
+/// Whether lines carry the observation time (tail) or not (show).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Tail,
+    Show,
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone)]
+pub struct Origin<'a> {
+    pub host: &'a str,
+    /// More than one host is being printed: label every line.
+    pub many: bool,
+}
+
+/// Turns events into output lines.
+pub trait Printer {
+    fn print(&mut self, out: &mut dyn Write, from: &Origin<'_>, event: &Event) -> io::Result<()>;
+}
+
+/// The printer for `format`.
+pub fn printer(format: Format, mode: Mode) -> Box<dyn Printer + Send> {
+    match format {
+        Format::Text => Box::new(TextPrinter::new(mode)),
+        Format::Json => Box::new(JsonPrinter),
+    }
+}
+
+/// RFC 3339 with nanoseconds, UTC.
+pub fn rfc3339(unix_nano: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_nano))
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix_nano.to_string())
+}
+
+/// A prefix as `ip` prints it: `default` for /0, no length for a host route.
+pub fn ip_prefix(prefix: &str) -> std::borrow::Cow<'_, str> {
+    let Some((addr, len)) = prefix.split_once('/') else {
+        return prefix.into();
+    };
+    let host_len = if addr.contains(':') { "128" } else { "32" };
+    if len == "0" {
+        "default".into()
+    } else if len == host_len {
+        addr.into()
+    } else {
+        prefix.into()
+    }
+}

@@ -1,0 +1,161 @@
+//! Lines like `ip monitor route` / `ip route show`: `Deleted` in front of
+//! deletes, then the route in iproute2's words. `tail` puts the time (and
+//! the host, with several targets) in front; markers go to stderr.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
+use routewatch_proto::v1::{change, event, Action, Event, Family, Nexthop, Route};
+
+use super::{ip_prefix, rfc3339, Mode, Origin, Printer};
+
+const RTN_UNICAST: u32 = 1;
+const RT_TABLE_MAIN: u32 = 254;
+const RTPROT_BOOT: u32 = 3;
+const RT_SCOPE_UNIVERSE: u32 = 0;
+
+pub struct TextPrinter {
+    mode: Mode,
+}
+
+impl TextPrinter {
+    pub fn new(mode: Mode) -> TextPrinter {
+        TextPrinter { mode }
+    }
+}
+
+impl Printer for TextPrinter {
+    fn print(&mut self, out: &mut dyn Write, from: &Origin<'_>, event: &Event) -> io::Result<()> {
+        let mut line = String::new();
+        if self.mode == Mode::Tail {
+            line.push_str(&rfc3339(event.time_unix_nano));
+            line.push(' ');
+        }
+        if from.many {
+            line.push_str(from.host);
+            line.push(' ');
+        }
+        match &event.kind {
+            Some(event::Kind::Change(c)) => {
+                if c.action == Action::Delete as i32 {
+                    line.push_str("Deleted ");
+                }
+                match &c.object {
+                    Some(change::Object::Route(r)) => route_line(r, &mut line),
+                    Some(change::Object::Nexthop(n)) => nexthop_line(n, &mut line),
+                    None => return Ok(()),
+                }
+                line.push('\n');
+                out.write_all(line.as_bytes())
+            }
+            // Markers are for people, not for scripts reading stdout.
+            Some(event::Kind::Sync(_)) if self.mode == Mode::Tail => {
+                eprintln!("routewatch: {} synced at seq {}; live changes follow", from.host, event.seq);
+                Ok(())
+            }
+            Some(event::Kind::Resync(r)) => {
+                eprintln!("routewatch: {} resync ({}): a fresh snapshot follows", from.host, r.reason);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One route in `ip route` words.
+pub fn route_line(r: &Route, s: &mut String) {
+    if r.r#type != RTN_UNICAST {
+        let _ = write!(s, "{} ", names::name(ROUTE_TYPES, r.r#type));
+    }
+    s.push_str(&ip_prefix(&r.dst));
+    if !r.src.is_empty() && !r.src.ends_with("/0") {
+        let _ = write!(s, " from {}", ip_prefix(&r.src));
+    }
+    if r.tos != 0 {
+        let _ = write!(s, " tos {:#x}", r.tos);
+    }
+    if r.nhid != 0 {
+        let _ = write!(s, " nhid {}", r.nhid);
+    }
+    if !r.gateway.is_empty() {
+        let _ = write!(s, " via {}", r.gateway);
+    }
+    if !r.dev.is_empty() {
+        let _ = write!(s, " dev {}", r.dev);
+    }
+    if r.table != RT_TABLE_MAIN {
+        let _ = write!(s, " table {}", names::name(TABLES, r.table));
+    }
+    if r.protocol != RTPROT_BOOT {
+        let _ = write!(s, " proto {}", names::name(PROTOCOLS, r.protocol));
+    }
+    if r.scope != RT_SCOPE_UNIVERSE {
+        let _ = write!(s, " scope {}", names::name(SCOPES, r.scope));
+    }
+    if !r.prefsrc.is_empty() {
+        let _ = write!(s, " src {}", r.prefsrc);
+    }
+    if r.family == Family::Inet6 as i32 || r.metric != 0 {
+        let _ = write!(s, " metric {}", r.metric);
+    }
+    for flag in names::flag_names(r.flags) {
+        let _ = write!(s, " {flag}");
+    }
+    for m in r.metrics.iter().filter(|m| m.kind != 1) {
+        let _ = write!(s, " {} {}", names::name(names::METRICS, m.kind), m.value);
+    }
+    if r.expires != 0 {
+        let _ = write!(s, " expires {}sec", r.expires);
+    }
+    if let Some(pref) = r.pref {
+        let _ = write!(s, " pref {}", names::name(PREFERENCES, pref));
+    }
+    for h in &r.nexthops {
+        s.push_str(" nexthop");
+        if !h.gateway.is_empty() {
+            let _ = write!(s, " via {}", h.gateway);
+        }
+        if !h.dev.is_empty() {
+            let _ = write!(s, " dev {}", h.dev);
+        }
+        let _ = write!(s, " weight {}", h.weight);
+        for flag in names::flag_names(h.flags) {
+            let _ = write!(s, " {flag}");
+        }
+    }
+}
+
+/// One nexthop object in `ip nexthop` words.
+pub fn nexthop_line(n: &Nexthop, s: &mut String) {
+    let _ = write!(s, "id {}", n.id);
+    if !n.group.is_empty() {
+        let members: Vec<String> = n
+            .group
+            .iter()
+            .map(|g| if g.weight == 1 { g.id.to_string() } else { format!("{},{}", g.id, g.weight) })
+            .collect();
+        let _ = write!(s, " group {}", members.join("/"));
+    }
+    if !n.gateway.is_empty() {
+        let _ = write!(s, " via {}", n.gateway);
+    }
+    if !n.dev.is_empty() {
+        let _ = write!(s, " dev {}", n.dev);
+    }
+    if n.blackhole {
+        s.push_str(" blackhole");
+    }
+    if n.scope != RT_SCOPE_UNIVERSE {
+        let _ = write!(s, " scope {}", names::name(SCOPES, n.scope));
+    }
+    if n.protocol != 0 {
+        let _ = write!(s, " proto {}", names::name(PROTOCOLS, n.protocol));
+    }
+    for flag in names::flag_names(n.flags) {
+        let _ = write!(s, " {flag}");
+    }
+    if n.fdb {
+        s.push_str(" fdb");
+    }
+}

@@ -1,0 +1,18 @@
+//! Generates the gRPC types from `routewatch/v1/*.proto` with protox, a pure
+//! Rust protobuf compiler, so a fresh machine needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["routewatch/v1/routewatch.proto"];
+    let fds = protox::compile(protos, ["."])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    // compile_fds does not write the descriptor set itself; reflection needs it.
+    std::fs::write(
+        out.join("routewatch_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    Ok(())
+}

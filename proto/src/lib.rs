@@ -1,0 +1,19 @@
+//! The routewatch gRPC API and what both sides of it share.
+//!
+//! # Layout
+//!
+//! - [`v1`]: the types generated from `routewatch/v1/routewatch.proto`.
+//! - [`names`]: iproute2's spellings of route types, protocols, scopes,
+//!   tables, flags and metrics, so that agent and client print alike.
+
+pub mod names;
+
+/// Generated from `routewatch/v1/routewatch.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("routewatch.v1");
+
+    /// The encoded file descriptor set, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("routewatch_descriptor");
+}

@@ -1,0 +1,494 @@
+//! Comparing our objects with the kernel's own view (`ip -j -d ...`).
+//!
+//! Our route lines carry exactly the fields of `ip -j -d route show table
+//! all` plus metadata (`object`, `action`, `key`, `family`, `host`, `netns`,
+//! `seq`, `time`, `origin`). The comparison drops the metadata (after
+//! checking it is well formed), compares `expires` (a countdown) within
+//! [`EXPIRES_TOLERANCE`] seconds and everything else exactly, as multisets.
+//! Routes are compared per family: ours with `family` "inet" against
+//! `ip -4`, "inet6" against `ip -6`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::netns::Netns;
+
+/// The metadata fields our lines add to `ip`'s fields.
+pub const META_FIELDS: [&str; 9] = [
+    "object", "action", "key", "family", "host", "netns", "seq", "time", "origin",
+];
+
+/// `expires` values within this many seconds of each other are equal.
+pub const EXPIRES_TOLERANCE: i64 = 5;
+
+/// Placeholder that replaces a numeric `expires` in the comparison key.
+const EXPIRES_PLACEHOLDER: &str = "<countdown>";
+
+/// How many entries of each kind a [`Diff`] lists before eliding the rest.
+const LIST_LIMIT: usize = 40;
+
+/// The difference between our objects and the kernel's.
+#[derive(Clone, Debug, Default)]
+pub struct Diff {
+    /// "routes" or "nexthop objects".
+    pub what: &'static str,
+    pub kernel_count: usize,
+    pub ours_count: usize,
+    /// Canonical JSON of objects the kernel has and we do not (prefixed by
+    /// the family for routes).
+    pub only_kernel: Vec<String>,
+    /// Canonical JSON of objects we have and the kernel does not.
+    pub only_ours: Vec<String>,
+    /// Our objects whose metadata break the contract (missing or malformed
+    /// fields, duplicate keys, an action other than "add").
+    pub problems: Vec<String>,
+}
+
+impl Diff {
+    /// True when ours equals the kernel's and all metadata are well formed.
+    pub fn is_empty(&self) -> bool {
+        self.only_kernel.is_empty() && self.only_ours.is_empty() && self.problems.is_empty()
+    }
+}
+
+fn write_list(f: &mut fmt::Formatter<'_>, title: &str, items: &[String]) -> fmt::Result {
+    if items.is_empty() {
+        return Ok(());
+    }
+    writeln!(f, "  {title} ({}):", items.len())?;
+    for item in items.iter().take(LIST_LIMIT) {
+        writeln!(f, "    {item}")?;
+    }
+    if items.len() > LIST_LIMIT {
+        writeln!(f, "    ... and {} more", items.len() - LIST_LIMIT)?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Diff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return write!(
+                f,
+                "{} equal the kernel's ({} objects)",
+                self.what, self.kernel_count
+            );
+        }
+        writeln!(
+            f,
+            "{} differ from the kernel's (kernel has {}, ours has {}):",
+            self.what, self.kernel_count, self.ours_count
+        )?;
+        write_list(f, "only in the kernel", &self.only_kernel)?;
+        write_list(f, "only in ours", &self.only_ours)?;
+        write_list(f, "malformed metadata in ours", &self.problems)
+    }
+}
+
+/// JSON with object keys sorted recursively (independent of serde_json's
+/// map ordering); arrays keep their order.
+pub fn canonical(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let mut out = Map::new();
+                for k in keys {
+                    out.insert(k.clone(), sorted(&m[k]));
+                }
+                Value::Object(out)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    // serde_json keeps insertion order with `preserve_order`, sorted order
+    // without: either way keys were inserted sorted.
+    serde_json::to_string(&sorted(v)).expect("serialising JSON")
+}
+
+/// Our object without the metadata fields: what `ip -j -d` would print.
+pub fn normalise(ours: &Value) -> Value {
+    match ours {
+        Value::Object(m) => {
+            let mut m = m.clone();
+            for f in META_FIELDS {
+                m.remove(f);
+            }
+            Value::Object(m)
+        }
+        other => other.clone(),
+    }
+}
+
+/// What a line of ours is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Route,
+    Nexthop,
+    /// `sync`, `resync` or another marker (no `object`).
+    Marker,
+}
+
+/// Classifies a line: `object` "nexthop" is a nexthop; a line without
+/// `object` whose action is neither "add" nor "delete" is a marker;
+/// everything else counts as a route (and is checked as one).
+pub fn kind(v: &Value) -> Kind {
+    match v.get("object").and_then(Value::as_str) {
+        Some("nexthop") => Kind::Nexthop,
+        Some(_) => Kind::Route,
+        None => match v.get("action").and_then(Value::as_str) {
+            Some("add") | Some("delete") => Kind::Route,
+            _ => Kind::Marker,
+        },
+    }
+}
+
+fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    if b.len() < 20
+        || !digits(0..4)
+        || b[4] != b'-'
+        || !digits(5..7)
+        || b[7] != b'-'
+        || !digits(8..10)
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || !digits(11..13)
+        || b[13] != b':'
+        || !digits(14..16)
+        || b[16] != b':'
+        || !digits(17..19)
+    {
+        return false;
+    }
+    let mut i = 19;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    match &b[i..] {
+        [b'Z'] | [b'z'] => true,
+        [sign, h1, h2, b':', m1, m2] => {
+            matches!(sign, b'+' | b'-') && [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = canonical(v);
+    if s.len() > 300 {
+        format!("{}...", &s[..300])
+    } else {
+        s
+    }
+}
+
+/// Checks the metadata of one object of ours (kind Route or Nexthop).
+fn check_meta(v: &Value, kind: Kind, problems: &mut Vec<String>) {
+    let mut bad = Vec::new();
+    let Some(m) = v.as_object() else {
+        problems.push(format!("not a JSON object: {}", short(v)));
+        return;
+    };
+    let want_object = if kind == Kind::Nexthop { "nexthop" } else { "route" };
+    if m.get("object").and_then(Value::as_str) != Some(want_object) {
+        bad.push(format!("object must be {want_object:?}"));
+    }
+    if m.get("action").and_then(Value::as_str) != Some("add") {
+        bad.push("action of a held object must be \"add\"".to_owned());
+    }
+    if !m.get("key").and_then(Value::as_str).is_some_and(|k| !k.is_empty()) {
+        bad.push("key must be a non-empty string".to_owned());
+    }
+    match (kind, m.get("family").and_then(Value::as_str)) {
+        (Kind::Route, Some("inet" | "inet6")) | (Kind::Nexthop, Some(_)) => {}
+        (Kind::Route, _) => bad.push("family must be \"inet\" or \"inet6\"".to_owned()),
+        _ => bad.push("family must be a string".to_owned()),
+    }
+    if !m.get("host").is_some_and(Value::is_string) {
+        bad.push("host must be a string".to_owned());
+    }
+    if !m.get("netns").is_some_and(Value::is_string) {
+        bad.push("netns must be a string".to_owned());
+    }
+    if !m.get("seq").is_some_and(Value::is_u64) {
+        bad.push("seq must be a non-negative integer".to_owned());
+    }
+    if !m.get("time").and_then(Value::as_str).is_some_and(is_rfc3339) {
+        bad.push("time must be an RFC 3339 string".to_owned());
+    }
+    if !matches!(
+        m.get("origin").and_then(Value::as_str),
+        Some("notification" | "dump" | "reconcile")
+    ) {
+        bad.push("origin must be \"notification\", \"dump\" or \"reconcile\"".to_owned());
+    }
+    if !bad.is_empty() {
+        problems.push(format!("{}: {}", bad.join("; "), short(v)));
+    }
+}
+
+/// Every object (route or nexthop) must have a unique (host, key).
+fn check_unique_keys(ours: &[Value], problems: &mut Vec<String>) {
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for v in ours.iter().filter(|v| kind(v) != Kind::Marker) {
+        let (Some(host), Some(key)) = (
+            v.get("host").and_then(Value::as_str),
+            v.get("key").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        *seen.entry((host.to_owned(), key.to_owned())).or_default() += 1;
+    }
+    let mut dups: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
+    dups.sort();
+    for ((host, key), n) in dups {
+        problems.push(format!("key {key:?} (host {host:?}) is held by {n} objects"));
+    }
+}
+
+/// One object prepared for matching.
+struct Entry {
+    /// Canonical JSON with `expires` replaced by a placeholder, prefixed.
+    key: String,
+    expires: Option<i64>,
+    /// Canonical JSON with the real `expires`, prefixed.
+    display: String,
+}
+
+fn entry(prefix: &str, v: &Value) -> Entry {
+    let display = format!("{prefix}{}", canonical(v));
+    let mut v = v.clone();
+    let mut expires = None;
+    if let Some(m) = v.as_object_mut() {
+        if let Some(e) = m.get("expires").and_then(Value::as_i64) {
+            expires = Some(e);
+            m.insert("expires".into(), Value::String(EXPIRES_PLACEHOLDER.into()));
+        }
+    }
+    Entry {
+        key: format!("{prefix}{}", canonical(&v)),
+        expires,
+        display,
+    }
+}
+
+/// Multiset difference, with `expires` matched within the tolerance.
+fn match_entries(kernel: Vec<Entry>, ours: Vec<Entry>, diff: &mut Diff) {
+    type Side = Vec<(Option<i64>, String)>;
+    let mut groups: BTreeMap<String, (Side, Side)> = BTreeMap::new();
+    for e in kernel {
+        groups.entry(e.key).or_default().0.push((e.expires, e.display));
+    }
+    for e in ours {
+        groups.entry(e.key).or_default().1.push((e.expires, e.display));
+    }
+    for (_, (mut k, mut o)) in groups {
+        k.sort();
+        o.sort();
+        let (mut i, mut j) = (0, 0);
+        while i < k.len() && j < o.len() {
+            let (a, b) = (k[i].0.unwrap_or(0), o[j].0.unwrap_or(0));
+            if (a - b).abs() <= EXPIRES_TOLERANCE {
+                i += 1;
+                j += 1;
+            } else if a < b {
+                diff.only_kernel.push(k[i].1.clone());
+                i += 1;
+            } else {
+                diff.only_ours.push(o[j].1.clone());
+                j += 1;
+            }
+        }
+        diff.only_kernel.extend(k[i..].iter().map(|x| x.1.clone()));
+        diff.only_ours.extend(o[j..].iter().map(|x| x.1.clone()));
+    }
+}
+
+/// Pure comparison of our route objects with the kernel's `ip -4` and
+/// `ip -6 -j -d route show table all` arrays. Lines of ours that are not
+/// routes (nexthop objects, markers) are ignored, but keys must be unique
+/// across all objects.
+pub fn diff_routes(kernel_v4: &[Value], kernel_v6: &[Value], ours: &[Value]) -> Diff {
+    let mut diff = Diff {
+        what: "routes",
+        kernel_count: kernel_v4.len() + kernel_v6.len(),
+        ..Diff::default()
+    };
+    let mut kernel = Vec::new();
+    kernel.extend(kernel_v4.iter().map(|v| entry("inet ", v)));
+    kernel.extend(kernel_v6.iter().map(|v| entry("inet6 ", v)));
+    let mut mine = Vec::new();
+    for v in ours.iter().filter(|v| kind(v) == Kind::Route) {
+        check_meta(v, Kind::Route, &mut diff.problems);
+        let family = v.get("family").and_then(Value::as_str).unwrap_or("?");
+        mine.push(entry(&format!("{family} "), &normalise(v)));
+    }
+    check_unique_keys(ours, &mut diff.problems);
+    diff.ours_count = mine.len();
+    match_entries(kernel, mine, &mut diff);
+    diff
+}
+
+/// Pure comparison of our nexthop objects with `ip -j -d nexthop show`.
+/// Families are not compared (groups have none in the kernel); keys must be
+/// unique across all objects.
+pub fn diff_nexthops(kernel: &[Value], ours: &[Value]) -> Diff {
+    let mut diff = Diff {
+        what: "nexthop objects",
+        kernel_count: kernel.len(),
+        ..Diff::default()
+    };
+    let kernel: Vec<Entry> = kernel.iter().map(|v| entry("", v)).collect();
+    let mut mine = Vec::new();
+    for v in ours.iter().filter(|v| kind(v) == Kind::Nexthop) {
+        check_meta(v, Kind::Nexthop, &mut diff.problems);
+        mine.push(entry("", &normalise(v)));
+    }
+    check_unique_keys(ours, &mut diff.problems);
+    diff.ours_count = mine.len();
+    match_entries(kernel, mine, &mut diff);
+    diff
+}
+
+fn as_array(v: Value, what: &str) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        other => panic!("{what} is not a JSON array: {other}"),
+    }
+}
+
+/// The kernel's routes: (`ip -4 -j -d route show table all`, the same `-6`).
+pub fn kernel_routes(ns: &Netns) -> (Vec<Value>, Vec<Value>) {
+    (
+        as_array(ns.ip_json("-4 -d route show table all"), "ip -4 route"),
+        as_array(ns.ip_json("-6 -d route show table all"), "ip -6 route"),
+    )
+}
+
+/// The kernel's nexthop objects (`ip -j -d nexthop show`).
+pub fn kernel_nexthops(ns: &Netns) -> Vec<Value> {
+    as_array(ns.ip_json("-d nexthop show"), "ip nexthop")
+}
+
+/// Compares our route objects with the kernel's routes in `ns`.
+pub fn diff_against_kernel(ns: &Netns, ours: Vec<Value>) -> Diff {
+    let (v4, v6) = kernel_routes(ns);
+    diff_routes(&v4, &v6, &ours)
+}
+
+/// Compares our nexthop objects with the kernel's in `ns`.
+pub fn diff_nexthops_against_kernel(ns: &Netns, ours: Vec<Value>) -> Diff {
+    diff_nexthops(&kernel_nexthops(ns), &ours)
+}
+
+/// Panics with a readable listing unless our routes equal the kernel's.
+pub fn assert_matches_kernel(ns: &Netns, ours: Vec<Value>) {
+    let diff = diff_against_kernel(ns, ours);
+    assert!(diff.is_empty(), "{diff}");
+}
+
+/// Panics with a readable listing unless our nexthop objects equal the
+/// kernel's.
+pub fn assert_nexthops_match_kernel(ns: &Netns, ours: Vec<Value>) {
+    let diff = diff_nexthops_against_kernel(ns, ours);
+    assert!(diff.is_empty(), "{diff}");
+}
+
+fn eventually(
+    what: &str,
+    timeout: Duration,
+    mut ours: impl FnMut() -> Vec<Value>,
+    mut diff: impl FnMut(Vec<Value>) -> Vec<Diff>,
+) {
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let diffs = diff(ours());
+        if diffs.iter().all(Diff::is_empty) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let text: Vec<String> = diffs
+                .iter()
+                .filter(|d| !d.is_empty())
+                .map(ToString::to_string)
+                .collect();
+            panic!(
+                "{what}: still different from the kernel after {:.1?} ({tries} comparisons):\n{}",
+                start.elapsed(),
+                text.join("\n")
+            );
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Retries until `ours()` has exactly the kernel's routes, or panics with
+/// the last difference once `timeout` has passed.
+pub fn eventually_matches_kernel(ns: &Netns, ours: impl FnMut() -> Vec<Value>, timeout: Duration) {
+    eventually("routes", timeout, ours, |o| vec![diff_against_kernel(ns, o)]);
+}
+
+/// Like [`eventually_matches_kernel`] for nexthop objects.
+pub fn eventually_nexthops_match_kernel(
+    ns: &Netns,
+    ours: impl FnMut() -> Vec<Value>,
+    timeout: Duration,
+) {
+    eventually("nexthop objects", timeout, ours, |o| {
+        vec![diff_nexthops_against_kernel(ns, o)]
+    });
+}
+
+/// Retries until `ours()` has exactly the kernel's routes AND nexthop
+/// objects (from the same call), or panics with the last differences.
+pub fn eventually_all_match_kernel(ns: &Netns, ours: impl FnMut() -> Vec<Value>, timeout: Duration) {
+    eventually("routes and nexthop objects", timeout, ours, |o| {
+        vec![
+            diff_against_kernel(ns, o.clone()),
+            diff_nexthops_against_kernel(ns, o),
+        ]
+    });
+}
+
+/// Turns kernel objects into lines shaped like ours (metadata added, keys
+/// `<prefix><n>`): for self-tests of the comparison and of the harness.
+pub fn decorate(kernel: &[Value], object: &str, family: &str, key_prefix: &str) -> Vec<Value> {
+    kernel
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut m = v.as_object().cloned().unwrap_or_default();
+            m.insert("object".into(), object.into());
+            m.insert("action".into(), "add".into());
+            m.insert("key".into(), format!("{key_prefix}{i}").into());
+            m.insert("family".into(), family.into());
+            m.insert("host".into(), "testhost".into());
+            m.insert("netns".into(), "".into());
+            m.insert("seq".into(), (i as u64).into());
+            m.insert("time".into(), "2026-01-02T03:04:05.123456789Z".into());
+            m.insert("origin".into(), "dump".into());
+            Value::Object(m)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "compare_tests.rs"]
+mod tests;

@@ -1,0 +1,34 @@
+//! End-to-end test support for routewatch.
+//!
+//! Each test creates its own network namespace ([`Netns`]), starts
+//! `routewatch-agent` in it ([`Agent`]), follows it with a long-running
+//! `routewatch tail` ([`Tail`], replayed into a [`Replay`]), changes routes
+//! with `ip` and checks with ONE shared helper ([`compare`]) that what
+//! routewatch holds equals `ip -j -d route show table all` (and
+//! `ip -j -d nexthop show`). Everything needs root and iproute2; without
+//! them the tests fail with a message saying what is missing.
+//!
+//! The binaries are built on first use ([`bins`]).
+
+pub mod agent;
+pub mod bins;
+pub mod compare;
+pub mod fixture;
+pub mod netns;
+pub mod replay;
+pub mod tail;
+pub mod util;
+
+pub use agent::{run_show, show_in_process, Agent, AGENT_ADDR};
+pub use compare::{
+    assert_matches_kernel, assert_nexthops_match_kernel, diff_against_kernel,
+    diff_nexthops_against_kernel, eventually_all_match_kernel, eventually_matches_kernel,
+    eventually_nexthops_match_kernel, Diff,
+};
+pub use fixture::{add_veth_pair, Env, CHECK_TIMEOUT, SYNC_TIMEOUT, VA4, VA6, VB4, VB6};
+pub use netns::Netns;
+pub use replay::Replay;
+pub use tail::Tail;
+
+#[cfg(test)]
+mod selftest;

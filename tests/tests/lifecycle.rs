@@ -1,0 +1,94 @@
+//! The agent's and the client's life cycle: readiness, the shape of a
+//! tail's stream (snapshot, sync, live changes), several subscribers, and a
+//! clean exit on SIGTERM and SIGINT.
+
+use std::time::Duration;
+
+use routewatch_tests::compare::{diff_routes, kernel_routes};
+use routewatch_tests::{
+    add_veth_pair, assert_matches_kernel, Agent, Env, Netns, Replay, CHECK_TIMEOUT, SYNC_TIMEOUT,
+};
+use serde_json::Value;
+
+#[test]
+fn agent_exits_cleanly_on_sigterm() {
+    let ns = Netns::new();
+    let agent = Agent::start(&ns);
+    let status = agent.stop(Duration::from_secs(10));
+    assert!(status.success(), "agent exit status after SIGTERM: {status}");
+}
+
+#[test]
+fn agent_exits_cleanly_on_sigint() {
+    let ns = Netns::new();
+    let agent = Agent::start(&ns);
+    routewatch_tests::util::signal(agent.pid(), "INT");
+    let status = agent.stop(Duration::from_secs(10));
+    assert!(status.success(), "agent exit status after SIGINT: {status}");
+}
+
+#[test]
+fn show_of_a_fresh_agent_equals_kernel_and_exits() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    ns.ip("route add 10.110.0.0/24 via 10.1.0.10");
+    let agent = Agent::start(&ns);
+    // The agent accepts only after its first complete dump: the very first
+    // show must already be exact.
+    assert_matches_kernel(&ns, agent.show());
+}
+
+#[test]
+fn tail_stream_is_snapshot_then_sync_then_changes() {
+    let env = Env::start();
+    let lines: Vec<Value> = env
+        .tail
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("tail prints JSON lines"))
+        .collect();
+    let sync = lines
+        .iter()
+        .position(|v| v["action"] == "sync")
+        .expect("a sync marker");
+    assert!(sync > 0, "a snapshot precedes the sync marker");
+    for v in &lines[..sync] {
+        assert_eq!(v["action"], "add", "snapshot lines are adds: {v}");
+        assert_eq!(v["origin"], "dump", "snapshot lines have origin dump: {v}");
+    }
+    assert!(lines[sync].get("object").is_none(), "markers have no object");
+    // The snapshot alone is the kernel's state (nothing changed since).
+    let snapshot = Replay::from_lines(&env.tail.lines()[..=sync]);
+    let (v4, v6) = kernel_routes(&env.ns);
+    let d = diff_routes(&v4, &v6, &snapshot.routes());
+    assert!(d.is_empty(), "snapshot: {d}");
+
+    env.ns.ip("route add 10.111.0.0/24 via 10.1.0.10");
+    let r = env
+        .tail
+        .wait_for(|r| r.adds > sync, CHECK_TIMEOUT);
+    assert!(r.is_synced());
+    let change: Value = serde_json::from_str(&env.tail.lines()[sync + 1]).unwrap();
+    assert_eq!(change["action"], "add", "{change}");
+    assert_eq!(change["dst"], "10.111.0.0/24", "{change}");
+    assert_eq!(change["origin"], "notification", "{change}");
+    env.ns.ip("route del 10.111.0.0/24");
+    let r = env.tail.wait_for(|r| r.deletes > 0, CHECK_TIMEOUT);
+    assert_eq!(r.unknown_deletes, 0, "deletes name held keys");
+    env.check();
+}
+
+#[test]
+fn several_subscribers_agree() {
+    let env = Env::start();
+    let late = env.agent.tail(&env.ns);
+    late.wait_synced(SYNC_TIMEOUT);
+    env.ns.ip("route add 10.112.0.0/24 via 10.1.0.10");
+    env.ns.ip("-6 route add 2001:db8:112::/64 via 2001:db8:1::10");
+    env.check();
+    routewatch_tests::eventually_matches_kernel(&env.ns, || late.objects(), CHECK_TIMEOUT);
+    // A subscriber that joins after the changes sees them in its snapshot.
+    let later = env.agent.tail(&env.ns);
+    later.wait_synced(SYNC_TIMEOUT);
+    routewatch_tests::eventually_matches_kernel(&env.ns, || later.objects(), CHECK_TIMEOUT);
+}
