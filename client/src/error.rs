@@ -10,7 +10,7 @@ pub enum ClientError {
     #[error("--insecure is required for remote targets: this version connects in plaintext only")]
     TlsRequired,
     /// The agent could not be reached.
-    #[error("cannot connect to {target}: {source} (is routewatch-agent running there and listening on that port?)")]
+    #[error("cannot connect to {target}: {} (is routewatch-agent running there and listening on that port?)", chain(source))]
     Connect {
         target: String,
         #[source]
@@ -22,7 +22,25 @@ pub enum ClientError {
     /// The in-process pipeline failed.
     #[error(transparent)]
     Local(#[from] routewatch_agent::AgentError),
+    /// Several targets, some of which failed (each was reported already).
+    #[error("{failed} of {total} targets failed")]
+    TargetsFailed { failed: usize, total: usize },
     /// Writing the output failed (other than a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+/// An error and its causes, "a: b: c" (tonic's own text is only "transport error").
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }

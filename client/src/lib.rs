@@ -54,7 +54,7 @@ async fn tail(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
     let mut print = printer(watch.format, Mode::Tail);
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut failure = None;
+    let mut failures = Failures::new(remaining);
     while let Some(delivery) = rx.recv().await {
         match delivery {
             Delivery::Events { host, events } => {
@@ -66,8 +66,7 @@ async fn tail(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
             }
             Delivery::Ended { .. } => remaining -= 1,
             Delivery::Failed(e) => {
-                eprintln!("routewatch: {e}");
-                failure = Some(e);
+                failures.note(e);
                 remaining -= 1;
             }
         }
@@ -75,7 +74,7 @@ async fn tail(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
             break;
         }
     }
-    failure.map_or(Ok(()), Err)
+    failures.result()
 }
 
 async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientError> {
@@ -85,7 +84,7 @@ async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
     let request = SubscribeRequest { snapshot: true, follow: false };
     let mut rx = fan_in(targets, request, shutdown);
     let mut collected: Vec<(std::sync::Arc<str>, Event)> = Vec::new();
-    let mut failure = None;
+    let mut failures = Failures::new(remaining);
     while remaining > 0 {
         match rx.recv().await {
             Some(Delivery::Events { host, events }) => {
@@ -93,8 +92,7 @@ async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
             }
             Some(Delivery::Ended { .. }) => remaining -= 1,
             Some(Delivery::Failed(e)) => {
-                eprintln!("routewatch: {e}");
-                failure = Some(e);
+                failures.note(e);
                 remaining -= 1;
             }
             None => break,
@@ -108,7 +106,7 @@ async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
         print.print(&mut out, &Origin { host, many }, event)?;
     }
     out.flush()?;
-    failure.map_or(Ok(()), Err)
+    failures.result()
 }
 
 /// `show` order: nexthop objects by id, then routes by family, table and
@@ -124,5 +122,33 @@ fn sort_key(e: &Event) -> (u8, i32, u32, String, u32) {
             None => (2, 0, 0, String::new(), 0),
         },
         _ => (3, 0, 0, String::new(), 0),
+    }
+}
+
+/// Failed targets: with one target its error is the command's; with several
+/// each is reported as it happens and the command fails at the end.
+struct Failures {
+    total: usize,
+    errors: Vec<ClientError>,
+}
+
+impl Failures {
+    fn new(total: usize) -> Failures {
+        Failures { total, errors: Vec::new() }
+    }
+
+    fn note(&mut self, e: ClientError) {
+        if self.total > 1 {
+            eprintln!("routewatch: {e}");
+        }
+        self.errors.push(e);
+    }
+
+    fn result(mut self) -> Result<(), ClientError> {
+        match self.errors.len() {
+            0 => Ok(()),
+            1 if self.total == 1 => Err(self.errors.remove(0)),
+            failed => Err(ClientError::TargetsFailed { failed, total: self.total }),
+        }
     }
 }

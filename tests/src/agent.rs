@@ -142,20 +142,22 @@ impl Agent {
 
     /// Sends SIGTERM and waits up to `timeout` for the exit; returns the
     /// exit status (panics if the agent does not exit in time).
-    pub fn stop(mut self, timeout: Duration) -> ExitStatus {
-        self.stop_inner(timeout)
+    pub fn stop(self, timeout: Duration) -> ExitStatus {
+        self.stop_with("TERM", timeout)
     }
 
-    fn stop_inner(&mut self, timeout: Duration) -> ExitStatus {
+    /// Sends `signal` (e.g. "INT") and waits up to `timeout` for the exit;
+    /// returns the exit status (panics if the agent does not exit in time).
+    pub fn stop_with(mut self, signal: &str, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("agent running");
-        crate::util::signal(child.id(), "TERM");
+        crate::util::signal(child.id(), signal);
         match wait_timeout(&mut child, timeout) {
             Some(status) => status,
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "routewatch-agent did not exit within {timeout:?} of SIGTERM\n--- agent log ---\n{}",
+                    "routewatch-agent did not exit within {timeout:?} of SIG{signal}\n--- agent log ---\n{}",
                     tail_lines(&self.log(), 100)
                 );
             }

@@ -35,8 +35,8 @@ fn show_without_target_equals_kernel() {
     assert_matches_kernel(&ns, ours.clone());
     assert_nexthops_match_kernel(&ns, ours);
     // A fresh run after silent changes.
-    ns.ip("link set vb down");
     ns.ip("nexthop replace id 1 via 10.1.0.12 dev va");
+    ns.ip("link set vb down");
     let ours = show_in_process(&ns);
     assert_matches_kernel(&ns, ours.clone());
     assert_nexthops_match_kernel(&ns, ours);

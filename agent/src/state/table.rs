@@ -332,6 +332,12 @@ impl StateTable {
                             })
                         })
                         .collect();
+                    // A group down to one member is dumped as a single path.
+                    if let [only] = route.nexthops.as_slice() {
+                        route.gateway = only.gateway.clone();
+                        route.ifindex = only.ifindex;
+                        route.nexthops.clear();
+                    }
                 } else if !nh.blackhole {
                     route.gateway = nh.gateway.clone();
                     route.ifindex = nh.ifindex;
