@@ -68,7 +68,11 @@ impl Agent {
         let (host, port) = self.addr.rsplit_once(':').expect("addr is host:port");
         let probe = format!("exec 3<>/dev/tcp/{host}/{port}");
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "routewatch-agent exited ({status}) before accepting connections\n--- agent log ---\n{}",
                     self.log()
@@ -106,7 +110,9 @@ impl Agent {
 
     /// The exit status, if the agent has exited.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Panics (with the log) if the agent has exited.
@@ -130,9 +136,8 @@ impl Agent {
 
     /// Like [`Agent::try_show`], panicking (with the agent's log) on failure.
     pub fn show(&self) -> Vec<Value> {
-        self.try_show().unwrap_or_else(|e| {
-            panic!("{e}\n--- agent log ---\n{}", tail_lines(&self.log(), 100))
-        })
+        self.try_show()
+            .unwrap_or_else(|e| panic!("{e}\n--- agent log ---\n{}", tail_lines(&self.log(), 100)))
     }
 
     /// A `routewatch tail` connected to this agent.
@@ -209,7 +214,10 @@ pub fn run_show(ns_name: &str, args: &[&str]) -> Result<Vec<Value>, String> {
                 continue;
             }
             let v: Value = serde_json::from_str(line).map_err(|e| {
-                format!("`{description}` printed a line that is not JSON (line {}: {e}): {line}", i + 1)
+                format!(
+                    "`{description}` printed a line that is not JSON (line {}: {e}): {line}",
+                    i + 1
+                )
             })?;
             out.push(v);
         }

@@ -43,14 +43,15 @@ fn layout() -> Result<Layout, String> {
         .into_owned();
     let parent = profile_dir.parent().ok_or("profile dir has no parent")?;
     let is_target_dir = |p: &Path| p.join("CACHEDIR.TAG").exists();
-    let (target_dir, triple) = if !is_target_dir(parent) && parent.parent().is_some_and(is_target_dir) {
-        (
-            parent.parent().unwrap().to_path_buf(),
-            Some(parent.file_name().unwrap().to_string_lossy().into_owned()),
-        )
-    } else {
-        (parent.to_path_buf(), None)
-    };
+    let (target_dir, triple) =
+        if !is_target_dir(parent) && parent.parent().is_some_and(is_target_dir) {
+            (
+                parent.parent().unwrap().to_path_buf(),
+                Some(parent.file_name().unwrap().to_string_lossy().into_owned()),
+            )
+        } else {
+            (parent.to_path_buf(), None)
+        };
     Ok(Layout {
         target_dir,
         triple,

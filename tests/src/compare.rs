@@ -151,7 +151,10 @@ pub fn kind(v: &Value) -> Kind {
 
 fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|x| x.iter().all(u8::is_ascii_digit))
+    };
     if b.len() < 20
         || !digits(0..4)
         || b[4] != b'-'
@@ -203,14 +206,21 @@ fn check_meta(v: &Value, kind: Kind, problems: &mut Vec<String>) {
         problems.push(format!("not a JSON object: {}", short(v)));
         return;
     };
-    let want_object = if kind == Kind::Nexthop { "nexthop" } else { "route" };
+    let want_object = if kind == Kind::Nexthop {
+        "nexthop"
+    } else {
+        "route"
+    };
     if m.get("object").and_then(Value::as_str) != Some(want_object) {
         bad.push(format!("object must be {want_object:?}"));
     }
     if m.get("action").and_then(Value::as_str) != Some("add") {
         bad.push("action of a held object must be \"add\"".to_owned());
     }
-    if !m.get("key").and_then(Value::as_str).is_some_and(|k| !k.is_empty()) {
+    if m.get("key")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         bad.push("key must be a non-empty string".to_owned());
     }
     match (kind, m.get("family").and_then(Value::as_str)) {
@@ -227,7 +237,11 @@ fn check_meta(v: &Value, kind: Kind, problems: &mut Vec<String>) {
     if !m.get("seq").is_some_and(Value::is_u64) {
         bad.push("seq must be a non-negative integer".to_owned());
     }
-    if !m.get("time").and_then(Value::as_str).is_some_and(is_rfc3339) {
+    if !m
+        .get("time")
+        .and_then(Value::as_str)
+        .is_some_and(is_rfc3339)
+    {
         bad.push("time must be an RFC 3339 string".to_owned());
     }
     if !matches!(
@@ -256,7 +270,9 @@ fn check_unique_keys(ours: &[Value], problems: &mut Vec<String>) {
     let mut dups: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
     dups.sort();
     for ((host, key), n) in dups {
-        problems.push(format!("key {key:?} (host {host:?}) is held by {n} objects"));
+        problems.push(format!(
+            "key {key:?} (host {host:?}) is held by {n} objects"
+        ));
     }
 }
 
@@ -291,10 +307,18 @@ fn match_entries(kernel: Vec<Entry>, ours: Vec<Entry>, diff: &mut Diff) {
     type Side = Vec<(Option<i64>, String)>;
     let mut groups: BTreeMap<String, (Side, Side)> = BTreeMap::new();
     for e in kernel {
-        groups.entry(e.key).or_default().0.push((e.expires, e.display));
+        groups
+            .entry(e.key)
+            .or_default()
+            .0
+            .push((e.expires, e.display));
     }
     for e in ours {
-        groups.entry(e.key).or_default().1.push((e.expires, e.display));
+        groups
+            .entry(e.key)
+            .or_default()
+            .1
+            .push((e.expires, e.display));
     }
     for (_, (mut k, mut o)) in groups {
         k.sort();
@@ -442,7 +466,9 @@ fn eventually(
 /// Retries until `ours()` has exactly the kernel's routes, or panics with
 /// the last difference once `timeout` has passed.
 pub fn eventually_matches_kernel(ns: &Netns, ours: impl FnMut() -> Vec<Value>, timeout: Duration) {
-    eventually("routes", timeout, ours, |o| vec![diff_against_kernel(ns, o)]);
+    eventually("routes", timeout, ours, |o| {
+        vec![diff_against_kernel(ns, o)]
+    });
 }
 
 /// Like [`eventually_matches_kernel`] for nexthop objects.
@@ -458,7 +484,11 @@ pub fn eventually_nexthops_match_kernel(
 
 /// Retries until `ours()` has exactly the kernel's routes AND nexthop
 /// objects (from the same call), or panics with the last differences.
-pub fn eventually_all_match_kernel(ns: &Netns, ours: impl FnMut() -> Vec<Value>, timeout: Duration) {
+pub fn eventually_all_match_kernel(
+    ns: &Netns,
+    ours: impl FnMut() -> Vec<Value>,
+    timeout: Duration,
+) {
     eventually("routes and nexthop objects", timeout, ours, |o| {
         vec![
             diff_against_kernel(ns, o.clone()),

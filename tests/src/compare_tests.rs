@@ -86,7 +86,11 @@ fn missing_route_is_listed_as_only_in_kernel() {
     assert!(!d.is_empty());
     assert_eq!(d.only_ours, Vec::<String>::new());
     assert_eq!(d.only_kernel.len(), 1);
-    assert!(d.only_kernel[0].starts_with("inet {"), "{}", d.only_kernel[0]);
+    assert!(
+        d.only_kernel[0].starts_with("inet {"),
+        "{}",
+        d.only_kernel[0]
+    );
     assert!(d.only_kernel[0].contains("10.4.0.0/24"));
     let text = d.to_string();
     assert!(text.contains("only in the kernel (1)"), "{text}");
@@ -141,7 +145,14 @@ fn appended_duplicates_are_a_multiset() {
 #[test]
 fn expires_is_compared_within_tolerance() {
     let (v4, v6) = kernel();
-    for (delta, equal) in [(0, true), (5, true), (-5, true), (6, false), (-6, false), (-98, false)] {
+    for (delta, equal) in [
+        (0, true),
+        (5, true),
+        (-5, true),
+        (6, false),
+        (-6, false),
+        (-98, false),
+    ] {
         let mut o = ours();
         let i = find(&mut o, "2001:db8:5::/64");
         o[i]["expires"] = json!(98 + delta);
@@ -174,18 +185,25 @@ fn family_must_match_the_kernel_side() {
 #[test]
 fn malformed_metadata_is_reported() {
     let (v4, v6) = kernel();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         ("object", Box::new(|v| v["object"] = json!("rout"))),
         ("action", Box::new(|v| v["action"] = json!("delete"))),
         ("key", Box::new(|v| v["key"] = json!(""))),
         ("key", Box::new(|v| v["key"] = json!(5))),
-        ("family", Box::new(|v| {
-            v.as_object_mut().unwrap().remove("family");
-        })),
+        (
+            "family",
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("family");
+            }),
+        ),
         ("host", Box::new(|v| v["host"] = Value::Null)),
-        ("netns", Box::new(|v| {
-            v.as_object_mut().unwrap().remove("netns");
-        })),
+        (
+            "netns",
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("netns");
+            }),
+        ),
         ("seq", Box::new(|v| v["seq"] = json!(-1))),
         ("seq", Box::new(|v| v["seq"] = json!("7"))),
         ("time", Box::new(|v| v["time"] = json!("yesterday"))),
@@ -196,10 +214,7 @@ fn malformed_metadata_is_reported() {
         let mut o = ours();
         mutate(&mut o[0]);
         let d = diff_routes(&v4, &v6, &o);
-        assert!(
-            d.problems.iter().any(|p| p.contains(field)),
-            "{field}: {d}"
-        );
+        assert!(d.problems.iter().any(|p| p.contains(field)), "{field}: {d}");
         assert!(!d.is_empty());
     }
 }

@@ -24,7 +24,11 @@ pub struct Netns {
 fn run_ip_raw(args: &[&OsStr], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new("ip");
     cmd.args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
@@ -81,7 +85,10 @@ fn sweep_stale() {
             };
             if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
             {
-                let _ = run_ip_raw(&[OsStr::new("netns"), OsStr::new("del"), OsStr::new(&name)], None);
+                let _ = run_ip_raw(
+                    &[OsStr::new("netns"), OsStr::new("del"), OsStr::new(&name)],
+                    None,
+                );
             }
         }
     });
@@ -94,7 +101,10 @@ impl Netns {
     pub fn new() -> Netns {
         sweep_stale();
         let name = format!("{NETNS_PREFIX}{}-{}", std::process::id(), next_id());
-        let out = run_ip_raw(&[OsStr::new("netns"), OsStr::new("add"), OsStr::new(&name)], None);
+        let out = run_ip_raw(
+            &[OsStr::new("netns"), OsStr::new("add"), OsStr::new(&name)],
+            None,
+        );
         if !out.status.success() {
             panic!(
                 "cannot create network namespace {name}: `ip netns add` failed ({}): {}\n\
@@ -179,8 +189,12 @@ impl Netns {
         if out.trim().is_empty() {
             return Value::Array(Vec::new());
         }
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("`ip -n {} -j {args}` printed invalid JSON ({e}): {out}", self.name))
+        serde_json::from_str(&out).unwrap_or_else(|e| {
+            panic!(
+                "`ip -n {} -j {args}` printed invalid JSON ({e}): {out}",
+                self.name
+            )
+        })
     }
 
     /// A `Command` running `program args` inside the namespace via
@@ -239,7 +253,14 @@ impl Default for Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let out = run_ip_raw(&[OsStr::new("netns"), OsStr::new("del"), OsStr::new(&self.name)], None);
+        let out = run_ip_raw(
+            &[
+                OsStr::new("netns"),
+                OsStr::new("del"),
+                OsStr::new(&self.name),
+            ],
+            None,
+        );
         if !out.status.success() {
             eprintln!(
                 "warning: `ip netns del {}` failed: {}",

@@ -29,7 +29,10 @@ pub struct Replay {
 }
 
 fn host_of(v: &Value) -> String {
-    v.get("host").and_then(Value::as_str).unwrap_or("").to_owned()
+    v.get("host")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
 }
 
 impl Replay {
@@ -50,14 +53,20 @@ impl Replay {
         self.lines += 1;
         match serde_json::from_str::<Value>(line) {
             Ok(v) => self.apply(v),
-            Err(e) => self.errors.push(format!("line {}: not JSON ({e}): {line}", self.lines)),
+            Err(e) => self
+                .errors
+                .push(format!("line {}: not JSON ({e}): {line}", self.lines)),
         }
     }
 
     /// Applies one parsed line.
     pub fn apply(&mut self, v: Value) {
         let host = host_of(&v);
-        let action = v.get("action").and_then(Value::as_str).unwrap_or("").to_owned();
+        let action = v
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         if kind(&v) == Kind::Marker {
             match action.as_str() {
                 "sync" => {
@@ -67,7 +76,10 @@ impl Replay {
                 "resync" => {
                     self.resyncs += 1;
                     self.resync_reasons.push(
-                        v.get("reason").and_then(Value::as_str).unwrap_or("").to_owned(),
+                        v.get("reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
                     );
                     self.state.remove(&host);
                     self.synced.insert(host, false);
@@ -78,7 +90,10 @@ impl Replay {
             return;
         }
         let Some(key) = v.get("key").and_then(Value::as_str).map(str::to_owned) else {
-            self.errors.push(format!("line {}: object without a string key: {v}", self.lines));
+            self.errors.push(format!(
+                "line {}: object without a string key: {v}",
+                self.lines
+            ));
             return;
         };
         match action.as_str() {
@@ -93,9 +108,10 @@ impl Replay {
                     self.unknown_deletes += 1;
                 }
             }
-            other => self
-                .errors
-                .push(format!("line {}: unknown action {other:?}: {v}", self.lines)),
+            other => self.errors.push(format!(
+                "line {}: unknown action {other:?}: {v}",
+                self.lines
+            )),
         }
     }
 
@@ -107,17 +123,26 @@ impl Replay {
 
     /// Every object held (all hosts), as the last `add` line for its key.
     pub fn objects(&self) -> Vec<Value> {
-        self.state.values().flat_map(|m| m.values().cloned()).collect()
+        self.state
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect()
     }
 
     /// The route objects held.
     pub fn routes(&self) -> Vec<Value> {
-        self.objects().into_iter().filter(|v| kind(v) == Kind::Route).collect()
+        self.objects()
+            .into_iter()
+            .filter(|v| kind(v) == Kind::Route)
+            .collect()
     }
 
     /// The nexthop objects held.
     pub fn nexthops(&self) -> Vec<Value> {
-        self.objects().into_iter().filter(|v| kind(v) == Kind::Nexthop).collect()
+        self.objects()
+            .into_iter()
+            .filter(|v| kind(v) == Kind::Nexthop)
+            .collect()
     }
 
     /// Number of objects held.

@@ -31,7 +31,10 @@ fn kernel_as_ours(ns: &Netns) -> Vec<Value> {
 fn netns_is_created_with_lo_up_and_deleted_on_drop() {
     let ns = Netns::new();
     let name = ns.name().to_owned();
-    assert!(name.starts_with(&format!("rwt-{}-", std::process::id())), "{name}");
+    assert!(
+        name.starts_with(&format!("rwt-{}-", std::process::id())),
+        "{name}"
+    );
     assert!(netns_exists(&name));
     let lo = ns.ip_json("link show lo");
     let flags = lo[0]["flags"].as_array().unwrap();
@@ -40,7 +43,10 @@ fn netns_is_created_with_lo_up_and_deleted_on_drop() {
     ns.ip("route add blackhole 192.0.2.0/24");
     let other = Netns::new();
     assert_ne!(other.name(), name);
-    assert_eq!(other.ip_json("route show 192.0.2.0/24"), serde_json::json!([]));
+    assert_eq!(
+        other.ip_json("route show 192.0.2.0/24"),
+        serde_json::json!([])
+    );
     drop(ns);
     assert!(!netns_exists(&name));
 }
@@ -54,12 +60,12 @@ fn netns_is_deleted_when_the_test_panics() {
         ns.ip("route add 10.77.0.0/24 dev nonexistent");
     }));
     let err = r.expect_err("ip failure must panic");
-    let msg = err
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("route add 10.77.0.0/24"), "{msg}");
-    assert!(msg.contains("Cannot find device") || msg.contains("nonexistent"), "{msg}");
+    assert!(
+        msg.contains("Cannot find device") || msg.contains("nonexistent"),
+        "{msg}"
+    );
     assert!(!name.is_empty());
     assert!(!netns_exists(&name));
 }
@@ -77,7 +83,9 @@ fn ip_helpers() {
     assert!(routes.as_array().unwrap().len() >= 100, "{routes}");
     // An empty answer parses as [].
     assert_eq!(ns.ip_json("route show 192.0.2.0/24"), serde_json::json!([]));
-    let r = catch_unwind(AssertUnwindSafe(|| ns.ip_batch("route add 10.98.0.0/24 via 10.1.0.10\nroute add bogus\n")));
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        ns.ip_batch("route add 10.98.0.0/24 via 10.1.0.10\nroute add bogus\n")
+    }));
     assert!(r.is_err(), "a failing batch line must panic");
     // Programs run inside the namespace see its interfaces.
     let out = ns.output("cat", &["/proc/net/dev"]);
@@ -118,7 +126,10 @@ fn kernel_output_as_ours_matches_and_a_removed_route_is_found() {
     // Change the kernel behind ours' back: ours is stale.
     ns.ip("nexthop replace id 1 via 10.1.0.12 dev va");
     let d = diff_against_kernel(&ns, ours.clone());
-    assert!(!d.is_empty(), "a nexthop replace changes the routes using it");
+    assert!(
+        !d.is_empty(),
+        "a nexthop replace changes the routes using it"
+    );
     assert!(d.to_string().contains("10.30.0.0/24"), "{d}");
     let d = diff_nexthops_against_kernel(&ns, ours);
     assert_eq!((d.only_kernel.len(), d.only_ours.len()), (1, 1), "{d}");

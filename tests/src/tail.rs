@@ -109,7 +109,13 @@ impl Tail {
     /// A description of the process's state for failure messages.
     pub fn report(&self) -> String {
         let lines = self.lines();
-        let last: Vec<&str> = lines.iter().rev().take(15).rev().map(String::as_str).collect();
+        let last: Vec<&str> = lines
+            .iter()
+            .rev()
+            .take(15)
+            .rev()
+            .map(String::as_str)
+            .collect();
         format!(
             "tail `{}`: {}, {} lines; last lines:\n{}\n--- tail stderr ---\n{}",
             self.description,
@@ -149,7 +155,10 @@ impl Tail {
     /// fails at once instead of at a comparison's deadline.
     pub fn objects(&self) -> Vec<Value> {
         if let Some(status) = self.exit_status() {
-            panic!("tail exited ({status}) although it must run until killed\n{}", self.report());
+            panic!(
+                "tail exited ({status}) although it must run until killed\n{}",
+                self.report()
+            );
         }
         let r = self.replay();
         if !r.errors.is_empty() {
@@ -166,15 +175,15 @@ impl Tail {
 
 impl Drop for Tail {
     fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("{}", self.report());
+        }
         if let Ok(mut child) = self.child.lock() {
             let _ = child.kill();
             let _ = child.wait();
         }
         if let Some(r) = self.reader.take() {
             let _ = r.join();
-        }
-        if thread::panicking() {
-            eprintln!("{}", self.report());
         }
         let _ = std::fs::remove_file(&self.stderr_path);
     }

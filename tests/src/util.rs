@@ -22,7 +22,11 @@ pub fn temp_path(tag: &str) -> PathBuf {
 /// Calls `f` every `interval` until it returns `Some`, or `None` once
 /// `timeout` has passed (`f` is always called at least once, and once more
 /// at the deadline).
-pub fn poll<T>(timeout: Duration, interval: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn poll<T>(
+    timeout: Duration,
+    interval: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -49,7 +53,9 @@ pub fn signal(pid: u32, sig: &str) {
 
 /// Waits for `child` to exit for at most `timeout`.
 pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    poll(timeout, Duration::from_millis(20), || child.try_wait().ok().flatten())
+    poll(timeout, Duration::from_millis(20), || {
+        child.try_wait().ok().flatten()
+    })
 }
 
 /// Stops a child: SIGTERM, up to `grace` to exit, then SIGKILL. Never panics.

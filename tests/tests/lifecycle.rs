@@ -15,7 +15,10 @@ fn agent_exits_cleanly_on_sigterm() {
     let ns = Netns::new();
     let agent = Agent::start(&ns);
     let status = agent.stop(Duration::from_secs(10));
-    assert!(status.success(), "agent exit status after SIGTERM: {status}");
+    assert!(
+        status.success(),
+        "agent exit status after SIGTERM: {status}"
+    );
 }
 
 #[test]
@@ -55,7 +58,10 @@ fn tail_stream_is_snapshot_then_sync_then_changes() {
         assert_eq!(v["action"], "add", "snapshot lines are adds: {v}");
         assert_eq!(v["origin"], "dump", "snapshot lines have origin dump: {v}");
     }
-    assert!(lines[sync].get("object").is_none(), "markers have no object");
+    assert!(
+        lines[sync].get("object").is_none(),
+        "markers have no object"
+    );
     // The snapshot alone is the kernel's state (nothing changed since).
     let snapshot = Replay::from_lines(&env.tail.lines()[..=sync]);
     let (v4, v6) = kernel_routes(&env.ns);
@@ -86,7 +92,8 @@ fn several_subscribers_agree() {
     let late = env.agent.tail(&env.ns);
     late.wait_synced(SYNC_TIMEOUT);
     env.ns.ip("route add 10.112.0.0/24 via 10.1.0.10");
-    env.ns.ip("-6 route add 2001:db8:112::/64 via 2001:db8:1::10");
+    env.ns
+        .ip("-6 route add 2001:db8:112::/64 via 2001:db8:1::10");
     env.check();
     routewatch_tests::eventually_matches_kernel(&env.ns, || late.objects(), CHECK_TIMEOUT);
     // A subscriber that joins after the changes sees them in its snapshot.

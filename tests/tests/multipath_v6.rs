@@ -17,11 +17,14 @@ fn route(env: &Env, dst: &str) -> Vec<Value> {
 fn ipv6_append_and_partial_delete() {
     let env = Env::start();
     let p = "2001:db8:70::/64";
-    env.ns.ip(&format!("-6 route append {p} via 2001:db8:1::10"));
+    env.ns
+        .ip(&format!("-6 route append {p} via 2001:db8:1::10"));
     env.check();
-    env.ns.ip(&format!("-6 route append {p} via 2001:db8:2::10"));
+    env.ns
+        .ip(&format!("-6 route append {p} via 2001:db8:2::10"));
     env.check();
-    env.ns.ip(&format!("-6 route append {p} via 2001:db8:1::11"));
+    env.ns
+        .ip(&format!("-6 route append {p} via 2001:db8:1::11"));
     env.check();
     let r = route(&env, p);
     assert_eq!(r.len(), 1, "one multipath route: {r:#?}");
@@ -47,14 +50,14 @@ fn ipv6_multipath_add_replace_and_delete() {
     env.ns.ip(&format!(
         "-6 route add {p} nexthop via 2001:db8:1::10 dev va weight 2 nexthop via 2001:db8:2::10 dev vb"
     ));
-    env.ns.ip(&format!(
-        "-6 route add 2001:db8:71:1::/64 table 1000 nexthop via 2001:db8:1::10 nexthop via 2001:db8:1::11"
-    ));
+    env.ns.ip("-6 route add 2001:db8:71:1::/64 table 1000 nexthop via 2001:db8:1::10 nexthop via 2001:db8:1::11");
     env.check();
     // Append to an existing multipath route, then replace it by one path.
-    env.ns.ip(&format!("-6 route append {p} via 2001:db8:1::12"));
+    env.ns
+        .ip(&format!("-6 route append {p} via 2001:db8:1::12"));
     env.check();
-    env.ns.ip(&format!("-6 route replace {p} via 2001:db8:1::13"));
+    env.ns
+        .ip(&format!("-6 route replace {p} via 2001:db8:1::13"));
     env.check();
     env.ns.ip(&format!(
         "-6 route replace {p} nexthop via 2001:db8:1::14 nexthop via 2001:db8:2::14"
@@ -69,8 +72,10 @@ fn ipv6_multipath_add_replace_and_delete() {
 #[test]
 fn ipv4_multipath() {
     let env = Env::start();
-    env.ns.ip("route add 10.72.0.0/24 nexthop via 10.1.0.10 weight 2 nexthop via 10.2.0.10 weight 1");
-    env.ns.ip("route add 10.72.1.0/24 table 1000 nexthop via 10.1.0.10 nexthop dev vb");
+    env.ns
+        .ip("route add 10.72.0.0/24 nexthop via 10.1.0.10 weight 2 nexthop via 10.2.0.10 weight 1");
+    env.ns
+        .ip("route add 10.72.1.0/24 table 1000 nexthop via 10.1.0.10 nexthop dev vb");
     env.check();
     env.ns.ip("route replace 10.72.0.0/24 nexthop via 10.1.0.11 nexthop via 10.2.0.11 nexthop via 10.1.0.12");
     env.check();

@@ -20,23 +20,29 @@ fn replace_changes_routes_in_place() {
     let env = Env::start();
     env.ns.ip("route add 10.60.0.0/24 via 10.1.0.10");
     env.ns.ip("route add 10.60.1.0/24 via 10.1.0.10 table 1000");
-    env.ns.ip("-6 route add 2001:db8:60::/64 via 2001:db8:1::10");
+    env.ns
+        .ip("-6 route add 2001:db8:60::/64 via 2001:db8:1::10");
     env.check();
     // New gateway, then another device, then another type; in main and 1000.
     env.ns.ip("route replace 10.60.0.0/24 via 10.1.0.11");
-    env.ns.ip("route replace 10.60.1.0/24 via 10.2.0.10 table 1000");
-    env.ns.ip("-6 route replace 2001:db8:60::/64 via 2001:db8:2::10");
+    env.ns
+        .ip("route replace 10.60.1.0/24 via 10.2.0.10 table 1000");
+    env.ns
+        .ip("-6 route replace 2001:db8:60::/64 via 2001:db8:2::10");
     env.check();
     env.ns.ip("route replace blackhole 10.60.0.0/24");
-    env.ns.ip("route replace 10.60.1.0/24 via 10.2.0.10 mtu 1400 table 1000");
+    env.ns
+        .ip("route replace 10.60.1.0/24 via 10.2.0.10 mtu 1400 table 1000");
     env.ns.ip("-6 route replace unreachable 2001:db8:60::/64");
     env.check();
     // Replace of a route that does not exist creates it.
-    env.ns.ip("route replace 10.60.2.0/24 via 10.1.0.10 proto static");
+    env.ns
+        .ip("route replace 10.60.2.0/24 via 10.1.0.10 proto static");
     env.ns.ip("-6 route replace 2001:db8:60:2::/64 dev va");
     env.check();
     // `change` modifies an existing route.
-    env.ns.ip("route change 10.60.2.0/24 via 10.1.0.12 proto static");
+    env.ns
+        .ip("route change 10.60.2.0/24 via 10.1.0.12 proto static");
     env.check();
 }
 
@@ -90,10 +96,13 @@ fn replace_among_duplicates() {
 #[test]
 fn ipv6_replace_and_metric_duplicates() {
     let env = Env::start();
-    env.ns.ip("-6 route add 2001:db8:63::/64 via 2001:db8:1::10 metric 100");
-    env.ns.ip("-6 route add 2001:db8:63::/64 via 2001:db8:1::11 metric 200");
+    env.ns
+        .ip("-6 route add 2001:db8:63::/64 via 2001:db8:1::10 metric 100");
+    env.ns
+        .ip("-6 route add 2001:db8:63::/64 via 2001:db8:1::11 metric 200");
     env.check();
-    env.ns.ip("-6 route replace 2001:db8:63::/64 via 2001:db8:2::10 metric 100");
+    env.ns
+        .ip("-6 route replace 2001:db8:63::/64 via 2001:db8:2::10 metric 100");
     env.check();
     env.ns.ip("-6 route del 2001:db8:63::/64 metric 200");
     env.check();

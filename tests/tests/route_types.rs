@@ -200,8 +200,10 @@ fn other_attributes() {
 #[test]
 fn ipv6_expires() {
     let env = Env::start();
-    env.ns.ip("-6 route add 2001:db8:55::/64 via 2001:db8:1::10 expires 3600");
-    env.ns.ip("-6 route add 2001:db8:55:1::/64 via 2001:db8:1::10");
+    env.ns
+        .ip("-6 route add 2001:db8:55::/64 via 2001:db8:1::10 expires 3600");
+    env.ns
+        .ip("-6 route add 2001:db8:55:1::/64 via 2001:db8:1::10");
     env.check_routes(Duration::from_secs(4));
     env.ns.ip("-6 route del 2001:db8:55::/64");
     env.check();

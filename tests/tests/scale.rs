@@ -15,7 +15,11 @@ fn batch(verb: &str, table: Option<u32>) -> String {
     (0..COUNT)
         .map(|i| {
             let via = if i % 2 == 0 { "10.1.0.10" } else { "10.2.0.10" };
-            format!("route {verb} 10.{}.{}.0/24 via {via}{table}\n", 128 + i / 256, i % 256)
+            format!(
+                "route {verb} 10.{}.{}.0/24 via {via}{table}\n",
+                128 + i / 256,
+                i % 256
+            )
         })
         .collect()
 }

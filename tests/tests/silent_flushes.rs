@@ -72,8 +72,10 @@ fn link_delete() {
     env.ns.ip("link set vd up");
     env.ns.ip("route add 10.91.0.0/24 via 10.3.0.10");
     env.ns.ip("route add 10.91.1.0/24 dev vc table 1000");
-    env.ns.ip("route add 10.91.2.0/24 nexthop via 10.3.0.10 nexthop via 10.1.0.10");
-    env.ns.ip("-6 route add 2001:db8:91::/64 via 2001:db8:3::10");
+    env.ns
+        .ip("route add 10.91.2.0/24 nexthop via 10.3.0.10 nexthop via 10.1.0.10");
+    env.ns
+        .ip("-6 route add 2001:db8:91::/64 via 2001:db8:3::10");
     env.ns.ip("nexthop add id 20 via 10.3.0.10 dev vc");
     env.ns.ip("route add 10.91.3.0/24 nhid 20");
     env.check_all(CHECK_TIMEOUT);
@@ -91,9 +93,12 @@ fn ipv4_address_removal_flushes_prefsrc_routes() {
     populate(&env);
     env.ns.ip("addr add 10.1.0.5/24 dev va");
     env.ns.ip("addr add 10.4.0.1/24 dev vb");
-    env.ns.ip("route add 10.92.0.0/24 via 10.2.0.10 src 10.4.0.1");
-    env.ns.ip("route add 10.92.1.0/24 via 10.1.0.10 src 10.4.0.1 table 1000");
-    env.ns.ip("route add 10.92.2.0/24 via 10.1.0.10 src 10.1.0.5");
+    env.ns
+        .ip("route add 10.92.0.0/24 via 10.2.0.10 src 10.4.0.1");
+    env.ns
+        .ip("route add 10.92.1.0/24 via 10.1.0.10 src 10.4.0.1 table 1000");
+    env.ns
+        .ip("route add 10.92.2.0/24 via 10.1.0.10 src 10.1.0.5");
     env.check_all(CHECK_TIMEOUT);
     // Routes with prefsrc 10.4.0.1 on other devices vanish without a
     // notification.
@@ -110,7 +115,8 @@ fn ipv4_address_removal_flushes_prefsrc_routes() {
 fn ipv6_address_removal() {
     let env = Env::start();
     populate(&env);
-    env.ns.ip("-6 route add 2001:db8:93::/64 via 2001:db8:2::10 src 2001:db8:1::1");
+    env.ns
+        .ip("-6 route add 2001:db8:93::/64 via 2001:db8:2::10 src 2001:db8:1::1");
     env.check_all(CHECK_TIMEOUT);
     env.ns.ip("-6 addr del 2001:db8:1::1/64 dev va");
     env.check_all(CHECK_TIMEOUT);

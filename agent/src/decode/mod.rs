@@ -121,3 +121,6 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
 fn is_inet(m: &AddressMessage) -> bool {
     m.header.family == AddressFamily::Inet
 }
+
+#[cfg(test)]
+mod tests;

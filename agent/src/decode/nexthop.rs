@@ -140,13 +140,15 @@ pub enum NexthopDecodeError {
     },
     /// The attribute stream is broken: a header cut short, a length below the
     /// 4-byte header, or a length running past the end of the payload.
-    #[error("malformed netlink attribute at payload offset {offset}")]
+    ///
+    /// The reason is part of the message rather than a `source()` because
+    /// callers log these with `to_string()`.
+    #[error("malformed netlink attribute at payload offset {offset}: {reason}")]
     MalformedAttribute {
         /// Offset of the bad attribute from the start of the payload.
         offset: usize,
         /// What netlink-packet-core found wrong.
-        #[source]
-        source: DecodeError,
+        reason: DecodeError,
     },
     /// An attribute this module decodes has a value of the wrong size.
     #[error("attribute {name} (type {kind}) has a {len}-byte value, expected {expected}")]
@@ -215,7 +217,7 @@ pub fn parse(payload: &[u8]) -> Result<NexthopMessage, NexthopDecodeError> {
     let mut offset = NHMSG_LEN;
     for nla in NlasIterator::new(&payload[NHMSG_LEN..]) {
         let nla =
-            nla.map_err(|source| NexthopDecodeError::MalformedAttribute { offset, source })?;
+            nla.map_err(|reason| NexthopDecodeError::MalformedAttribute { offset, reason })?;
         offset += align(usize::from(nla.length()));
         let kind = nla.kind();
         let value = nla.value();
@@ -307,7 +309,8 @@ fn read_gateway(family: u8, value: &[u8]) -> Result<IpAddr, NexthopDecodeError> 
 }
 
 fn read_group(value: &[u8]) -> Result<Vec<(u32, u8, u8)>, NexthopDecodeError> {
-    if value.len() % NEXTHOP_GRP_LEN != 0 {
+    let entries = value.chunks_exact(NEXTHOP_GRP_LEN);
+    if !entries.remainder().is_empty() {
         return Err(bad_len(
             NHA_GROUP,
             "NHA_GROUP",
@@ -315,8 +318,7 @@ fn read_group(value: &[u8]) -> Result<Vec<(u32, u8, u8)>, NexthopDecodeError> {
             "a multiple of 8 (struct nexthop_grp)",
         ));
     }
-    Ok(value
-        .chunks_exact(NEXTHOP_GRP_LEN)
+    Ok(entries
         .map(|e| (u32::from_ne_bytes([e[0], e[1], e[2], e[3]]), e[4], e[5]))
         .collect())
 }
@@ -698,6 +700,13 @@ mod tests {
                 NexthopDecodeError::MalformedAttribute { offset: 16, .. }
             ),
             "{err:?}"
+        );
+        // netlink-packet-core's own wording follows the offset.
+        let text = err.to_string();
+        assert!(
+            text.starts_with("malformed netlink attribute at payload offset 16: ")
+                && text.contains("invalid length: 2"),
+            "{text}"
         );
     }
 

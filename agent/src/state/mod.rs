@@ -6,3 +6,6 @@ mod table;
 
 pub use key::{base_key, route_key};
 pub use table::{Action, Change, Object, Recheck, StateTable};
+
+#[cfg(test)]
+mod tests;

@@ -198,9 +198,15 @@ impl StateTable {
         let route = self.resolve(route);
         let key: Arc<str> = route_key(&route).into();
         let base = base_key(&route);
-        if self.routes.contains_key(&key) {
-            // IPv6 multipath append (the kernel sends the full nexthop set),
-            // or a replace that kept the identity.
+        if let Some(stored) = self.routes.get(&key) {
+            // IPv6 multipath append: the kernel sends the full nexthop set,
+            // the appended path first, while its dumps (and `ip route show`)
+            // list the paths in the order they were added. Keep that order.
+            let route = if flags & NLM_F_APPEND != 0 && route.family == Family::Inet6 as i32 {
+                merge_paths(stored, route)
+            } else {
+                route
+            };
             self.upsert(key, route, out);
             return Recheck::No;
         }
@@ -411,6 +417,39 @@ impl StateTable {
             self.nh_users.entry(route.nhid).or_default().insert(key.clone());
         }
     }
+}
+
+/// `appended` with its paths in kernel order: those of `stored` first, then
+/// the new ones.
+fn merge_paths(stored: &Route, mut appended: Route) -> Route {
+    let old = as_hops(stored);
+    let mut hops: Vec<NextHop> = old.clone();
+    for hop in as_hops(&appended) {
+        if !old.iter().any(|o| o.gateway == hop.gateway && o.ifindex == hop.ifindex) {
+            hops.push(hop);
+        }
+    }
+    if hops.len() > 1 {
+        appended.gateway.clear();
+        appended.dev.clear();
+        appended.ifindex = 0;
+        appended.nexthops = hops;
+    }
+    appended
+}
+
+/// A route's paths as a nexthop list, also for a single-path route.
+fn as_hops(r: &Route) -> Vec<NextHop> {
+    if !r.nexthops.is_empty() {
+        return r.nexthops.clone();
+    }
+    vec![NextHop {
+        gateway: r.gateway.clone(),
+        dev: r.dev.clone(),
+        ifindex: r.ifindex,
+        weight: 1,
+        flags: 0,
+    }]
 }
 
 /// (gateway, ifindex) of every path a route names.

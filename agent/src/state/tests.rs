@@ -1,0 +1,167 @@
+//! The state table's kernel rules, driven by messages the kernel sent for
+//! real `ip` commands (setup in `agent/tests/fixtures/README.md`: veth `va`
+//! is ifindex 3).
+
+use routewatch_proto::v1::Route;
+
+use super::{Action, Change, Object, Recheck, StateTable};
+use crate::decode::{decode_message, Link, Message};
+
+macro_rules! msg {
+    ($name:literal) => {
+        decode_message(include_bytes!(concat!("../../tests/fixtures/", $name)))
+            .expect("fixture decodes")
+            .message
+    };
+}
+
+fn table() -> StateTable {
+    let mut t = StateTable::new();
+    for (index, name) in [(2, "vb"), (3, "va")] {
+        let link = Link { index, name: name.into(), up: true, carrier: true };
+        t.insert_dumped(&Message::NewLink(link));
+    }
+    t
+}
+
+fn apply(t: &mut StateTable, m: &Message) -> (Vec<Change>, Recheck) {
+    let mut out = Vec::new();
+    let recheck = t.apply(m, &mut out);
+    (out, recheck)
+}
+
+fn routes(changes: &[Change]) -> Vec<(Action, Route)> {
+    changes
+        .iter()
+        .filter_map(|c| match &c.object {
+            Object::Route(r) => Some((c.action, (**r).clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn one_add(changes: &[Change], what: &str) -> Route {
+    let mut r = routes(changes);
+    assert_eq!(r.len(), 1, "{what}: {r:?}");
+    let (action, route) = r.remove(0);
+    assert_eq!(action, Action::Add, "{what}");
+    route
+}
+
+#[test]
+fn routes_get_device_names_at_event_time() {
+    let mut t = table();
+    // ip route add 10.2.0.0/24 via 10.1.0.2 dev va metric 100 proto static
+    let (out, _) = apply(&mut t, &msg!("route_v4_via.bin"));
+    let r = one_add(&out, "one add");
+    assert_eq!(r.dev, "va");
+}
+
+#[test]
+fn ipv4_replace_swaps_the_first_route_of_the_key() {
+    let mut t = table();
+    apply(&mut t, &msg!("route_v4_via.bin"));
+    // ip route replace 10.2.0.0/24 via 10.1.0.3 metric 100 proto static:
+    // one RTM_NEWROUTE with NLM_F_REPLACE and no delete.
+    let (out, _) = apply(&mut t, &msg!("route_v4_replace.bin"));
+    let r = routes(&out);
+    assert_eq!(r.len(), 2);
+    assert_eq!((r[0].0, r[0].1.gateway.as_str()), (Action::Delete, "10.1.0.2"));
+    assert_eq!((r[1].0, r[1].1.gateway.as_str()), (Action::Add, "10.1.0.3"));
+    assert_eq!(t.route_count(), 1);
+}
+
+#[test]
+fn ipv4_append_keeps_both_and_delete_names_one() {
+    let mut t = table();
+    apply(&mut t, &msg!("route_v4_via.bin"));
+    apply(&mut t, &msg!("route_v4_replace.bin"));
+    // ip route append 10.2.0.0/24 via 10.1.0.4 metric 100 proto static
+    let (out, _) = apply(&mut t, &msg!("route_v4_append.bin"));
+    assert_eq!(routes(&out).len(), 1);
+    assert_eq!(t.route_count(), 2);
+    let keys: Vec<_> = t.snapshot().into_iter().map(|c| c.key).collect();
+    assert_ne!(keys[0], keys[1], "same dst/tos/metric, distinct keys");
+}
+
+#[test]
+fn ipv6_multipath_append_then_partial_delete() {
+    let mut t = table();
+    // The route before the append: 2001:db8:3::/64 via 2001:db8:1::2, built
+    // from the append's own message minus the appended path.
+    let Message::NewRoute { route: mut first, .. } = msg!("route_v6_multipath_append.bin") else { panic!() };
+    let second = first.nexthops.remove(0);
+    let only = first.nexthops.remove(0);
+    first.gateway = only.gateway.clone();
+    first.ifindex = only.ifindex;
+    apply(&mut t, &Message::NewRoute { route: first, flags: 0x0600 });
+    // ip -6 route append 2001:db8:3::/64 via 2001:db8:1::3 dev va metric 1024
+    let (out, _) = apply(&mut t, &msg!("route_v6_multipath_append.bin"));
+    let r = one_add(&out, "one upsert");
+    let gws: Vec<&str> = r.nexthops.iter().map(|h| h.gateway.as_str()).collect();
+    assert_eq!(gws, vec![only.gateway.as_str(), second.gateway.as_str()], "kernel dump order");
+    assert_eq!(t.route_count(), 1);
+    // ip -6 route del 2001:db8:3::/64 via 2001:db8:1::2 dev va metric 1024
+    let (out, recheck) = apply(&mut t, &msg!("route_v6_partial_del.bin"));
+    assert_eq!(recheck, Recheck::No);
+    let r = one_add(&out, "survivor re-sent");
+    assert_eq!((r.gateway.as_str(), r.nexthops.len(), r.dev.as_str()), ("2001:db8:1::3", 0, "va"));
+}
+
+#[test]
+fn nexthop_change_resends_the_routes_using_it() {
+    let mut t = table();
+    // ip nexthop add id 1 via 10.1.0.2 dev va; (id 2 via 10.1.0.3);
+    // ip nexthop add id 10 group 1/2,3; ip route add 10.9.0.0/24 nhid 10
+    apply(&mut t, &msg!("nexthop_single.bin"));
+    let Message::NewNexthop(mut two) = msg!("nexthop_single.bin") else { panic!() };
+    two.id = 2;
+    two.gateway = Some("10.1.0.3".parse().unwrap());
+    apply(&mut t, &Message::NewNexthop(two));
+    apply(&mut t, &msg!("nexthop_group.bin"));
+    apply(&mut t, &msg!("route_v4_nhid.bin"));
+    // ip nexthop replace id 2 via 10.1.0.4 dev va: the kernel sends the
+    // object; the route through group 10 must follow.
+    let (out, _) = apply(&mut t, &msg!("nexthop_replace.bin"));
+    let r = routes(&out);
+    assert_eq!(r.len(), 1, "{r:?}");
+    let gws: Vec<&str> = r[0].1.nexthops.iter().map(|h| h.gateway.as_str()).collect();
+    assert_eq!(gws, vec!["10.1.0.2", "10.1.0.4"]);
+    // The kernel's own RTM_NEWROUTE that follows changes nothing more.
+    let (out, _) = apply(&mut t, &msg!("route_v4_nhid_nh_replaced.bin"));
+    assert_eq!(routes(&out).len(), 0);
+}
+
+#[test]
+fn silent_flush_triggers_ask_for_a_redump() {
+    let mut t = table();
+    // ip link set va down
+    assert!(matches!(apply(&mut t, &msg!("link_down.bin")).1, Recheck::Yes(_)));
+    // ip addr del 10.1.0.1/24 dev va
+    assert!(matches!(apply(&mut t, &msg!("addr_v4_del.bin")).1, Recheck::Yes(_)));
+    // ip nexthop del id 2: routes using it vanish without a message.
+    assert!(matches!(apply(&mut t, &msg!("nexthop_del.bin")).1, Recheck::Yes(_)));
+}
+
+#[test]
+fn delete_of_an_unknown_route_asks_for_a_redump() {
+    let mut t = table();
+    let (out, recheck) = apply(&mut t, &msg!("route_v4_del.bin"));
+    assert!(out.is_empty());
+    assert!(matches!(recheck, Recheck::Yes(_)));
+}
+
+#[test]
+fn reconcile_emits_exactly_the_differences() {
+    let mut t = table();
+    apply(&mut t, &msg!("route_v4_via.bin"));
+    apply(&mut t, &msg!("route_v4_blackhole.bin"));
+    let mut fresh = table();
+    fresh.insert_dumped(&msg!("route_v4_blackhole.bin"));
+    fresh.insert_dumped(&msg!("route_v4_table1000_mtu.bin"));
+    let changes = t.reconcile(fresh);
+    let mut r: Vec<(Action, String)> = routes(&changes).into_iter().map(|(a, r)| (a, r.dst)).collect();
+    r.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(r, vec![(Action::Delete, "10.2.0.0/24".into()), (Action::Add, "10.3.0.0/24".into())]);
+    assert_eq!(t.route_count(), 2);
+}
