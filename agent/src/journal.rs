@@ -94,7 +94,9 @@ impl Core {
         let time = now_unix_nano();
         for change in changes {
             self.last_seq += 1;
-            let ev = self.info.event(self.last_seq, time, change_kind(&change, origin));
+            let ev = self
+                .info
+                .event(self.last_seq, time, change_kind(&change, origin));
             if self.ring.len() == self.capacity {
                 self.ring.pop_front();
             }
@@ -120,7 +122,6 @@ impl Core {
     pub fn snapshot(&self) -> Vec<Change> {
         self.state.snapshot()
     }
-
 }
 
 /// What every event of one stream carries.
@@ -188,7 +189,12 @@ mod tests {
         let j = Journal::new("s".into(), String::new(), 8);
         let mut core = j.lock();
         core.publish((0..3).map(change).collect(), api::Origin::Notification);
-        let seqs: Vec<u64> = core.read_after(0, 10).unwrap().iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = core
+            .read_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, vec![1, 2, 3]);
         assert_eq!(core.read_after(3, 10).unwrap().len(), 0);
     }

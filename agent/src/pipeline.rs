@@ -26,10 +26,17 @@ pub struct Pipeline {
 impl Pipeline {
     /// Opens the netlink socket and starts the source; the first dump
     /// begins at once.
-    pub fn start(config: PipelineConfig, shutdown: CancellationToken) -> Result<Pipeline, AgentError> {
+    pub fn start(
+        config: PipelineConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Pipeline, AgentError> {
         let socket = NetlinkSocket::open(config.netlink_rcvbuf)?;
         tracing::debug!(rcvbuf = socket.rcvbuf(), "rtnetlink socket open");
-        let journal = Arc::new(Journal::new(stream_id(), String::new(), config.journal_capacity));
+        let journal = Arc::new(Journal::new(
+            stream_id(),
+            String::new(),
+            config.journal_capacity,
+        ));
         let stats = Arc::new(SourceStats::default());
         let source = Source::new(socket, journal.clone(), stats.clone());
         let task = tokio::spawn(source.run(shutdown.clone()));
@@ -61,7 +68,12 @@ impl Pipeline {
 
     /// A subscription served from this pipeline.
     pub fn subscribe(&self, request: SubscribeRequest) -> ResponseStream {
-        subscribe(self.journal.clone(), request, self.config.session(), self.shutdown.clone())
+        subscribe(
+            self.journal.clone(),
+            request,
+            self.config.session(),
+            self.shutdown.clone(),
+        )
     }
 
     /// Stops the source and waits for it.

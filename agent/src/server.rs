@@ -29,14 +29,22 @@ impl RouteWatch for Service {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let peer = request.remote_addr();
         let request = request.into_inner();
-        tracing::info!(?peer, snapshot = request.snapshot, follow = request.follow, "subscriber connected");
+        tracing::info!(
+            ?peer,
+            snapshot = request.snapshot,
+            follow = request.follow,
+            "subscriber connected"
+        );
         Ok(Response::new(self.pipeline.subscribe(request)))
     }
 }
 
 /// Runs the agent until `shutdown` resolves: first complete dump, then
 /// serving. Returns after every task has finished.
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     if !config.insecure {
         return Err(AgentError::TlsRequired);
     }
@@ -58,7 +66,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let listener = bind(config.listen).await?;
     tracing::info!(addr = %config.listen, "serving");
     let pipeline = std::sync::Arc::new(pipeline);
-    let service = RouteWatchServer::new(Service { pipeline: pipeline.clone() });
+    let service = RouteWatchServer::new(Service {
+        pipeline: pipeline.clone(),
+    });
     let stop = token.clone();
     tonic::transport::Server::builder()
         .add_service(service)

@@ -46,7 +46,11 @@ pub fn subscribe(
 ) -> ResponseStream {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
-        let session = Session { journal, config, tx };
+        let session = Session {
+            journal,
+            config,
+            tx,
+        };
         tokio::select! {
             _ = session.run(request) => {}
             _ = shutdown.cancelled() => {}
@@ -78,13 +82,17 @@ impl Session {
         }
         let mut wake = self.journal.watch();
         loop {
-            let read = self.journal.lock().read_after(cursor, self.config.max_batch);
+            let read = self
+                .journal
+                .lock()
+                .read_after(cursor, self.config.max_batch);
             match read {
                 Err(Lagged) => {
                     let resync = event::Kind::Resync(api::Resync {
                         reason: "lagged behind the journal: the subscriber read slower than the kernel changed routes".into(),
                     });
-                    self.send(vec![info.event(cursor, now_unix_nano(), resync)]).await?;
+                    self.send(vec![info.event(cursor, now_unix_nano(), resync)])
+                        .await?;
                     cursor = self.snapshot(&info).await?;
                 }
                 Ok(events) if events.is_empty() => {
@@ -103,7 +111,8 @@ impl Session {
                 }
                 Ok(events) => {
                     cursor = events.last().map(|e| e.seq).unwrap_or(cursor);
-                    self.send(events.iter().map(|e| (**e).clone()).collect()).await?;
+                    self.send(events.iter().map(|e| (**e).clone()).collect())
+                        .await?;
                 }
             }
         }
@@ -134,5 +143,161 @@ impl Session {
             .send(Ok(SubscribeResponse { events }))
             .await
             .map_err(|_| Gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Action, Change, Object};
+    use routewatch_proto::v1::Route;
+    use tokio_stream::StreamExt;
+
+    fn change(n: u32) -> Change {
+        Change {
+            action: Action::Add,
+            key: format!("k{n}").into(),
+            object: Object::Route(Arc::new(Route {
+                metric: n,
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn journal(capacity: usize) -> Arc<Journal> {
+        let j = Arc::new(Journal::new("s1".into(), String::new(), capacity));
+        j.set_ready();
+        j
+    }
+
+    fn kinds(r: &SubscribeResponse) -> Vec<(&'static str, u64)> {
+        r.events
+            .iter()
+            .map(|e| {
+                let k = match e.kind {
+                    Some(event::Kind::Change(_)) => "change",
+                    Some(event::Kind::Sync(_)) => "sync",
+                    Some(event::Kind::Resync(_)) => "resync",
+                    Some(event::Kind::Heartbeat(_)) => "heartbeat",
+                    None => "none",
+                };
+                (k, e.seq)
+            })
+            .collect()
+    }
+
+    fn fill(j: &Journal, n: u32) {
+        let mut core = j.lock();
+        for i in 0..n {
+            let route = Route {
+                family: 1,
+                dst: format!("10.0.{i}.0/24"),
+                ..Default::default()
+            };
+            core.state
+                .insert_dumped(&crate::decode::Message::NewRoute { route, flags: 0 });
+        }
+    }
+
+    fn publish(j: &Journal, n: u32) {
+        j.lock()
+            .publish((0..n).map(change).collect(), api::Origin::Notification);
+        j.wake();
+    }
+
+    async fn next(stream: &mut ResponseStream) -> Vec<(&'static str, u64)> {
+        kinds(&stream.next().await.expect("stream open").expect("no error"))
+    }
+
+    #[tokio::test]
+    async fn snapshot_then_sync_then_live_in_natural_batches() {
+        let j = journal(100);
+        fill(&j, 3);
+        let config = SessionConfig {
+            max_batch: 2,
+            heartbeat: Duration::from_secs(30),
+        };
+        let request = SubscribeRequest {
+            snapshot: true,
+            follow: true,
+        };
+        let mut stream = subscribe(j.clone(), request, config, CancellationToken::new());
+        assert_eq!(next(&mut stream).await, vec![("change", 0), ("change", 0)]);
+        assert_eq!(next(&mut stream).await, vec![("change", 0)]);
+        assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
+        publish(&j, 5);
+        assert_eq!(next(&mut stream).await, vec![("change", 1), ("change", 2)]);
+        assert_eq!(next(&mut stream).await, vec![("change", 3), ("change", 4)]);
+        assert_eq!(next(&mut stream).await, vec![("change", 5)]);
+        publish(&j, 1);
+        assert_eq!(
+            next(&mut stream).await,
+            vec![("change", 6)],
+            "an idle stream sends at once"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_follow_the_stream_ends_after_sync() {
+        let j = journal(100);
+        fill(&j, 1);
+        publish(&j, 2);
+        let request = SubscribeRequest {
+            snapshot: true,
+            follow: false,
+        };
+        let mut stream = subscribe(
+            j,
+            request,
+            SessionConfig::default(),
+            CancellationToken::new(),
+        );
+        assert_eq!(next(&mut stream).await, vec![("change", 2)]);
+        assert_eq!(next(&mut stream).await, vec![("sync", 2)]);
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_overtaken_subscriber_gets_resync_and_a_fresh_snapshot() {
+        let j = journal(4);
+        fill(&j, 1);
+        let request = SubscribeRequest {
+            snapshot: true,
+            follow: true,
+        };
+        let mut stream = subscribe(
+            j.clone(),
+            request,
+            SessionConfig::default(),
+            CancellationToken::new(),
+        );
+        assert_eq!(next(&mut stream).await, vec![("change", 0)]);
+        assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
+        // Ten changes before the session reads: the ring keeps only four.
+        publish(&j, 10);
+        assert_eq!(next(&mut stream).await, vec![("resync", 0)]);
+        assert_eq!(next(&mut stream).await, vec![("change", 10)]);
+        assert_eq!(next(&mut stream).await, vec![("sync", 10)]);
+        publish(&j, 1);
+        assert_eq!(next(&mut stream).await, vec![("change", 11)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_streams_get_heartbeats_with_the_cursor() {
+        let j = journal(100);
+        publish(&j, 3);
+        let config = SessionConfig {
+            max_batch: 10,
+            heartbeat: Duration::from_secs(5),
+        };
+        let request = SubscribeRequest {
+            snapshot: true,
+            follow: true,
+        };
+        let mut stream = subscribe(j.clone(), request, config, CancellationToken::new());
+        assert_eq!(next(&mut stream).await, vec![("sync", 3)]);
+        let before = tokio::time::Instant::now();
+        assert_eq!(next(&mut stream).await, vec![("heartbeat", 3)]);
+        assert!(before.elapsed() >= Duration::from_secs(5));
     }
 }

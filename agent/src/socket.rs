@@ -59,18 +59,26 @@ impl NetlinkSocket {
             RTNLGRP_IPV6_ROUTE,
             RTNLGRP_NEXTHOP,
         ] {
-            socket.add_membership(group).map_err(err("join multicast group"))?;
+            socket
+                .add_membership(group)
+                .map_err(err("join multicast group"))?;
         }
         if let Err(e) = set_rcvbuf_force(&socket, rcvbuf) {
             tracing::warn!(error = %e, "SO_RCVBUFFORCE refused (no CAP_NET_ADMIN?); falling back to SO_RCVBUF, capped by net.core.rmem_max");
-            socket.set_rx_buf_sz(rcvbuf).map_err(err("set receive buffer"))?;
+            socket
+                .set_rx_buf_sz(rcvbuf)
+                .map_err(err("set receive buffer"))?;
         }
         let rcvbuf = socket.get_rx_buf_sz().unwrap_or(0);
-        socket.set_non_blocking(true).map_err(err("set non-blocking"))?;
+        socket
+            .set_non_blocking(true)
+            .map_err(err("set non-blocking"))?;
         // SAFETY: the socket is owned by the AsyncFd from here on and is
         // closed only when it is dropped.
-        let fd = unsafe { AsyncFd::register(socket) }
-            .map_err(|e| AgentError::Netlink { step: "register with the runtime", source: e.into() })?;
+        let fd = unsafe { AsyncFd::register(socket) }.map_err(|e| AgentError::Netlink {
+            step: "register with the runtime",
+            source: e.into(),
+        })?;
         Ok(NetlinkSocket {
             fd,
             port: addr.port_number(),

@@ -108,7 +108,12 @@ impl Source {
             while bounds.len() < MAX_DATAGRAMS && buf.capacity() - buf.len() >= MIN_SPACE {
                 match self.socket.try_recv(&mut buf) {
                     Ok(None) => break,
-                    received => note(received.map(|r| r.expect("some")), &mut bounds, &mut overflow, &mut truncated)?,
+                    received => note(
+                        received.map(|r| r.expect("some")),
+                        &mut bounds,
+                        &mut overflow,
+                        &mut truncated,
+                    )?,
                 }
             }
             if overflow {
@@ -118,7 +123,9 @@ impl Source {
             }
             if truncated {
                 self.stats.truncated.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("a netlink datagram did not fit the receive buffer; re-reading the tables");
+                tracing::error!(
+                    "a netlink datagram did not fit the receive buffer; re-reading the tables"
+                );
                 self.request_recheck("truncated netlink datagram", true, false);
             }
             let decoded: Vec<_> = bounds
@@ -129,7 +136,10 @@ impl Source {
         }
     }
 
-    fn process(&mut self, decoded: Vec<Result<Decoded, crate::error::DecodeFailure>>) -> Result<(), AgentError> {
+    fn process(
+        &mut self,
+        decoded: Vec<Result<Decoded, crate::error::DecodeFailure>>,
+    ) -> Result<(), AgentError> {
         let journal = self.journal.clone();
         let mut core = journal.lock();
         let mut changes = Vec::new();
@@ -144,7 +154,10 @@ impl Source {
                 }
             };
             let is_reply = d.port == self.socket.port()
-                && self.dump.as_ref().is_some_and(|dump| dump.seq == d.sequence);
+                && self
+                    .dump
+                    .as_ref()
+                    .is_some_and(|dump| dump.seq == d.sequence);
             if is_reply {
                 self.on_dump_reply(d.message, &mut core)?;
                 continue;
@@ -176,7 +189,9 @@ impl Source {
     }
 
     fn on_dump_reply(&mut self, message: Message, core: &mut Core) -> Result<(), AgentError> {
-        let Some(dump) = self.dump.as_mut() else { return Ok(()) };
+        let Some(dump) = self.dump.as_mut() else {
+            return Ok(());
+        };
         match message {
             Message::Done => {}
             // A kernel without nexthop objects refuses the request; nothing
@@ -212,7 +227,10 @@ impl Source {
         if self.ready {
             let changes = core.state.reconcile(dump.fresh);
             if !changes.is_empty() {
-                tracing::info!(differences = changes.len(), "reconciled with the kernel's tables");
+                tracing::info!(
+                    differences = changes.len(),
+                    "reconciled with the kernel's tables"
+                );
             }
             self.stats
                 .reconcile_changes
@@ -266,7 +284,10 @@ impl Source {
     fn send_dump(&self, kind: DumpKind, seq: u32) -> Result<(), AgentError> {
         self.socket
             .request_dump(kind, seq)
-            .map_err(|source| AgentError::Netlink { step: "send dump request", source })
+            .map_err(|source| AgentError::Netlink {
+                step: "send dump request",
+                source,
+            })
     }
 
     fn take_seq(&mut self) -> u32 {
@@ -297,6 +318,9 @@ fn note(
             *overflow = true;
             Ok(())
         }
-        Err(source) => Err(AgentError::Netlink { step: "receive", source }),
+        Err(source) => Err(AgentError::Netlink {
+            step: "receive",
+            source,
+        }),
     }
 }

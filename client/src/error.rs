@@ -4,7 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// A TARGET that is not `host:port`.
-    #[error("bad target {0:?}: expected HOST:PORT, for example 10.0.0.1:50051 or [2001:db8::1]:50051")]
+    #[error(
+        "bad target {0:?}: expected HOST:PORT, for example 10.0.0.1:50051 or [2001:db8::1]:50051"
+    )]
     BadTarget(String),
     /// TLS is not implemented yet, so remote targets need --insecure.
     #[error("--insecure is required for remote targets: this version connects in plaintext only")]
@@ -18,7 +20,10 @@ pub enum ClientError {
     },
     /// The agent refused or ended the subscription with an error.
     #[error("{target}: {status}")]
-    Stream { target: String, status: tonic::Status },
+    Stream {
+        target: String,
+        status: tonic::Status,
+    },
     /// The in-process pipeline failed.
     #[error(transparent)]
     Local(#[from] routewatch_agent::AgentError),

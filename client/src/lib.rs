@@ -7,7 +7,7 @@
 //! - [`target`]: what a TARGET argument names.
 //! - [`subscription`]: one subscription per target, merged with host labels.
 //! - [`printer`]: one printer per output format.
-//! - [`error`]: [`ClientError`].
+//! - [`error`]: the `ClientError` type.
 
 pub mod cli;
 pub mod error;
@@ -49,7 +49,10 @@ async fn tail(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
     let targets = targets(&watch)?;
     let many = targets.len() > 1;
     let mut remaining = targets.len();
-    let request = SubscribeRequest { snapshot: true, follow: true };
+    let request = SubscribeRequest {
+        snapshot: true,
+        follow: true,
+    };
     let mut rx = fan_in(targets, request, shutdown);
     let mut print = printer(watch.format, Mode::Tail);
     let stdout = io::stdout();
@@ -81,7 +84,10 @@ async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
     let targets = targets(&watch)?;
     let many = targets.len() > 1;
     let mut remaining = targets.len();
-    let request = SubscribeRequest { snapshot: true, follow: false };
+    let request = SubscribeRequest {
+        snapshot: true,
+        follow: false,
+    };
     let mut rx = fan_in(targets, request, shutdown);
     let mut collected: Vec<(std::sync::Arc<str>, Event)> = Vec::new();
     let mut failures = Failures::new(remaining);
@@ -116,7 +122,11 @@ fn sort_key(e: &Event) -> (u8, i32, u32, String, u32) {
         Some(event::Kind::Change(c)) => match &c.object {
             Some(change::Object::Nexthop(n)) => (0, 0, n.id, String::new(), 0),
             Some(change::Object::Route(r)) => {
-                let family = if r.family == Family::Inet6 as i32 { 6 } else { 4 };
+                let family = if r.family == Family::Inet6 as i32 {
+                    6
+                } else {
+                    4
+                };
                 (1, family, r.table, r.dst.clone(), r.metric)
             }
             None => (2, 0, 0, String::new(), 0),
@@ -134,7 +144,10 @@ struct Failures {
 
 impl Failures {
     fn new(total: usize) -> Failures {
-        Failures { total, errors: Vec::new() }
+        Failures {
+            total,
+            errors: Vec::new(),
+        }
     }
 
     fn note(&mut self, e: ClientError) {
@@ -148,7 +161,10 @@ impl Failures {
         match self.errors.len() {
             0 => Ok(()),
             1 if self.total == 1 => Err(self.errors.remove(0)),
-            failed => Err(ClientError::TargetsFailed { failed, total: self.total }),
+            failed => Err(ClientError::TargetsFailed {
+                failed,
+                total: self.total,
+            }),
         }
     }
 }

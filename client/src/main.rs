@@ -35,7 +35,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // Output piped into `head` and closed: not an error.
-        Err(routewatch_client::ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+        Err(routewatch_client::ClientError::Output(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -33,7 +33,6 @@ pub fn fan_in(
     let (tx, rx) = mpsc::channel(64);
     for target in targets {
         let tx = tx.clone();
-        let request = request.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let host: Arc<str> = target.label().into();
@@ -62,15 +61,21 @@ async fn follow(
         Target::Local => {
             let mut pipeline = Pipeline::start(PipelineConfig::default(), shutdown.child_token())?;
             pipeline.ready().await?;
-            let stream = pipeline
-                .subscribe(request)
-                .map(|r| r.map_err(|status| ClientError::Stream { target: target.to_string(), status }));
+            let stream = pipeline.subscribe(request).map(|r| {
+                r.map_err(|status| ClientError::Stream {
+                    target: target.to_string(),
+                    status,
+                })
+            });
             let result = forward(stream, host, tx).await;
             let _ = pipeline.stop().await;
             result
         }
         Target::Remote(addr) => {
-            let connect_err = |source| ClientError::Connect { target: addr.clone(), source };
+            let connect_err = |source| ClientError::Connect {
+                target: addr.clone(),
+                source,
+            };
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(connect_err)?
                 .connect()
@@ -80,9 +85,17 @@ async fn follow(
             let stream = client
                 .subscribe(request)
                 .await
-                .map_err(|status| ClientError::Stream { target: addr.clone(), status })?
+                .map_err(|status| ClientError::Stream {
+                    target: addr.clone(),
+                    status,
+                })?
                 .into_inner()
-                .map(|r| r.map_err(|status| ClientError::Stream { target: addr.clone(), status }));
+                .map(|r| {
+                    r.map_err(|status| ClientError::Stream {
+                        target: addr.clone(),
+                        status,
+                    })
+                });
             forward(stream, host, tx).await
         }
     }
@@ -96,7 +109,14 @@ async fn forward(
     futures::pin_mut!(stream);
     while let Some(response) = stream.next().await {
         let events = response?.events;
-        if tx.send(Delivery::Events { host: host.clone(), events }).await.is_err() {
+        if tx
+            .send(Delivery::Events {
+                host: host.clone(),
+                events,
+            })
+            .await
+            .is_err()
+        {
             break;
         }
     }

@@ -52,8 +52,14 @@ mod tests {
 
     #[test]
     fn host_port_targets_parse() {
-        assert_eq!(Target::parse("10.0.0.1:50051").unwrap(), Target::Remote("10.0.0.1:50051".into()));
-        assert_eq!(Target::parse("[::1]:50051").unwrap(), Target::Remote("[::1]:50051".into()));
+        assert_eq!(
+            Target::parse("10.0.0.1:50051").unwrap(),
+            Target::Remote("10.0.0.1:50051".into())
+        );
+        assert_eq!(
+            Target::parse("[::1]:50051").unwrap(),
+            Target::Remote("[::1]:50051".into())
+        );
         assert!(Target::parse("nohost").is_err());
         assert!(Target::parse("host:notaport").is_err());
         assert!(Target::parse("http://host:1").is_err());

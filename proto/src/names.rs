@@ -59,7 +59,12 @@ pub const SCOPES: &[(u32, &str)] = &[
 ];
 
 /// iproute2's `rt_tables`.
-pub const TABLES: &[(u32, &str)] = &[(0, "unspec"), (253, "default"), (254, "main"), (255, "local")];
+pub const TABLES: &[(u32, &str)] = &[
+    (0, "unspec"),
+    (253, "default"),
+    (254, "main"),
+    (255, "local"),
+];
 
 /// RTNH_F_* flags as `ip` names them, lowest bit first.
 pub const NEXTHOP_FLAGS: &[(u32, &str)] = &[

@@ -26,7 +26,10 @@ const NLMSG_HEADER_LEN: usize = 16;
 #[derive(Debug)]
 pub enum Message {
     /// RTM_NEWROUTE; `flags` are the nlmsg_flags (NLM_F_REPLACE, NLM_F_APPEND).
-    NewRoute { route: Route, flags: u16 },
+    NewRoute {
+        route: Route,
+        flags: u16,
+    },
     DelRoute(Route),
     NewNexthop(nexthop::NexthopMessage),
     DelNexthop(nexthop::NexthopMessage),
@@ -64,7 +67,10 @@ pub fn decode_datagram(mut bytes: &[u8]) -> Vec<Result<Decoded, DecodeFailure>> 
             }
         };
         if len < NLMSG_HEADER_LEN || len > bytes.len() {
-            out.push(Err(DecodeFailure::new(bytes, format!("bad nlmsg_len {len}"))));
+            out.push(Err(DecodeFailure::new(
+                bytes,
+                format!("bad nlmsg_len {len}"),
+            )));
             return out;
         }
         out.push(decode_message(&bytes[..len]));
@@ -77,7 +83,8 @@ pub fn decode_datagram(mut bytes: &[u8]) -> Vec<Result<Decoded, DecodeFailure>> 
 
 /// Decodes one complete netlink message (header included).
 pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
-    let buf = NetlinkBuffer::new_checked(bytes).map_err(|e| DecodeFailure::new(bytes, e.to_string()))?;
+    let buf =
+        NetlinkBuffer::new_checked(bytes).map_err(|e| DecodeFailure::new(bytes, e.to_string()))?;
     let (sequence, port) = (buf.sequence_number(), buf.port_number());
     let kind = buf.message_type();
     if kind == RTM_NEWNEXTHOP || kind == RTM_DELNEXTHOP {
@@ -88,7 +95,11 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
         } else {
             Message::DelNexthop(nh)
         };
-        return Ok(Decoded { sequence, port, message });
+        return Ok(Decoded {
+            sequence,
+            port,
+            message,
+        });
     }
     let flags = buf.flags();
     let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
@@ -115,7 +126,11 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
         },
         _ => Message::Ignored,
     };
-    Ok(Decoded { sequence, port, message })
+    Ok(Decoded {
+        sequence,
+        port,
+        message,
+    })
 }
 
 fn is_inet(m: &AddressMessage) -> bool {

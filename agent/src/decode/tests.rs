@@ -33,8 +33,14 @@ fn ipv4_gateway_route() {
     let (r, flags) = new_route(fixture!("route_v4_via.bin"));
     assert_eq!(flags, 0x0600, "EXCL|CREATE");
     assert_eq!(r.family, Family::Inet as i32);
-    assert_eq!((r.dst.as_str(), r.gateway.as_str(), r.ifindex), ("10.2.0.0/24", "10.1.0.2", 3));
-    assert_eq!((r.table, r.metric, r.protocol, r.scope, r.r#type), (254, 100, 4, 0, 1));
+    assert_eq!(
+        (r.dst.as_str(), r.gateway.as_str(), r.ifindex),
+        ("10.2.0.0/24", "10.1.0.2", 3)
+    );
+    assert_eq!(
+        (r.table, r.metric, r.protocol, r.scope, r.r#type),
+        (254, 100, 4, 0, 1)
+    );
     assert!(r.dev.is_empty(), "names are the state table's job");
 }
 
@@ -42,7 +48,10 @@ fn ipv4_gateway_route() {
 fn ipv4_delete_carries_the_whole_route() {
     // ip route del 10.2.0.0/24 via 10.1.0.2 dev va metric 100 proto static
     let r = del_route(fixture!("route_v4_del.bin"));
-    assert_eq!((r.dst.as_str(), r.gateway.as_str(), r.metric), ("10.2.0.0/24", "10.1.0.2", 100));
+    assert_eq!(
+        (r.dst.as_str(), r.gateway.as_str(), r.metric),
+        ("10.2.0.0/24", "10.1.0.2", 100)
+    );
 }
 
 #[test]
@@ -61,7 +70,10 @@ fn replace_and_append_flags() {
 fn table_above_255_and_metrics() {
     // ip route add 10.3.0.0/24 via 10.1.0.2 table 1000 mtu 1400 advmss 1300
     let (r, _) = new_route(fixture!("route_v4_table1000_mtu.bin"));
-    assert_eq!(r.table, 1000, "read from RTA_TABLE, not the u8 header field");
+    assert_eq!(
+        r.table, 1000,
+        "read from RTA_TABLE, not the u8 header field"
+    );
     let metrics: Vec<(u32, u32)> = r.metrics.iter().map(|m| (m.kind, m.value)).collect();
     assert_eq!(metrics, vec![(2, 1400), (8, 1300)]);
 }
@@ -70,8 +82,16 @@ fn table_above_255_and_metrics() {
 fn ipv4_multipath_weights() {
     // ip route add 10.8.0.0/24 nexthop via 10.1.0.2 weight 2 nexthop via 10.1.0.3 weight 1
     let (r, _) = new_route(fixture!("route_v4_multipath.bin"));
-    let hops: Vec<(&str, u32, u32)> = r.nexthops.iter().map(|h| (h.gateway.as_str(), h.ifindex, h.weight)).collect();
-    assert_eq!(hops, vec![("10.1.0.2", 3, 2), ("10.1.0.3", 3, 1)], "weight is rtnh_hops + 1");
+    let hops: Vec<(&str, u32, u32)> = r
+        .nexthops
+        .iter()
+        .map(|h| (h.gateway.as_str(), h.ifindex, h.weight))
+        .collect();
+    assert_eq!(
+        hops,
+        vec![("10.1.0.2", 3, 2), ("10.1.0.3", 3, 1)],
+        "weight is rtnh_hops + 1"
+    );
     assert!(r.gateway.is_empty());
 }
 
@@ -90,7 +110,10 @@ fn route_types() {
     }
     // ip addr add 10.1.0.1/24 dev va: the kernel's local route
     let (r, _) = new_route(fixture!("route_v4_local.bin"));
-    assert_eq!((r.r#type, r.table, r.scope, r.dst.as_str()), (2, 255, 254, "10.1.0.1/32"));
+    assert_eq!(
+        (r.r#type, r.table, r.scope, r.dst.as_str()),
+        (2, 255, 254, "10.1.0.1/32")
+    );
     assert_eq!(r.prefsrc, "10.1.0.1");
 }
 
@@ -98,7 +121,10 @@ fn route_types() {
 fn tos_and_prefsrc() {
     // ip route add 10.11.0.1 dev va scope link src 10.1.0.1 tos 0x10
     let (r, _) = new_route(fixture!("route_v4_tos_prefsrc.bin"));
-    assert_eq!((r.tos, r.scope, r.prefsrc.as_str(), r.dst.as_str()), (0x10, 253, "10.1.0.1", "10.11.0.1/32"));
+    assert_eq!(
+        (r.tos, r.scope, r.prefsrc.as_str(), r.dst.as_str()),
+        (0x10, 253, "10.1.0.1", "10.11.0.1/32")
+    );
 }
 
 #[test]
@@ -115,7 +141,10 @@ fn ipv6_routes() {
     // ip -6 route add 2001:db8:2::/64 via 2001:db8:1::2 dev va metric 100 proto static
     let (r, _) = new_route(fixture!("route_v6_via.bin"));
     assert_eq!(r.family, Family::Inet6 as i32);
-    assert_eq!((r.dst.as_str(), r.gateway.as_str(), r.metric, r.pref), ("2001:db8:2::/64", "2001:db8:1::2", 100, Some(0)));
+    assert_eq!(
+        (r.dst.as_str(), r.gateway.as_str(), r.metric, r.pref),
+        ("2001:db8:2::/64", "2001:db8:1::2", 100, Some(0))
+    );
     // ip -6 route add 2001:db8:5::/64 via 2001:db8:1::2 dev va expires 300
     let (r, _) = new_route(fixture!("route_v6_expires.bin"));
     assert_eq!(r.expires, 300, "RTA_CACHEINFO expires is in 1/100 s");
@@ -130,7 +159,11 @@ fn ipv6_multipath_append_and_partial_delete() {
     let (r, flags) = new_route(fixture!("route_v6_multipath_append.bin"));
     assert_eq!(flags, 0x0c00);
     let gws: Vec<&str> = r.nexthops.iter().map(|h| h.gateway.as_str()).collect();
-    assert_eq!(gws, vec!["2001:db8:1::3", "2001:db8:1::2"], "appended path first, full set");
+    assert_eq!(
+        gws,
+        vec!["2001:db8:1::3", "2001:db8:1::2"],
+        "appended path first, full set"
+    );
     // ip -6 route del 2001:db8:3::/64 via 2001:db8:1::2 dev va metric 1024
     let r = del_route(fixture!("route_v6_partial_del.bin"));
     assert_eq!((r.gateway.as_str(), r.nexthops.len()), ("2001:db8:1::2", 0));
@@ -155,7 +188,10 @@ fn link_and_address_messages() {
 #[test]
 fn nexthop_objects_decode_through_our_module() {
     // ip nexthop add id 10 group 1/2,3
-    match decode_message(fixture!("nexthop_group.bin")).unwrap().message {
+    match decode_message(fixture!("nexthop_group.bin"))
+        .unwrap()
+        .message
+    {
         Message::NewNexthop(nh) => {
             let members: Vec<(u32, u16)> = nh.group.iter().map(|m| (m.id, m.weight)).collect();
             assert_eq!((nh.id, members), (10, vec![(1, 1), (2, 3)]));

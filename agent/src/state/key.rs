@@ -26,7 +26,11 @@ const PROTOCOL_RA: u32 = 9;
 
 /// (family, table, dst, src, tos, metric): what `ip route replace` matches.
 pub fn base_key(r: &Route) -> String {
-    let family = if r.family == Family::Inet6 as i32 { "6" } else { "4" };
+    let family = if r.family == Family::Inet6 as i32 {
+        "6"
+    } else {
+        "4"
+    };
     format!(
         "{family}|{}|{}|{}|{}|{}",
         r.table, r.dst, r.src, r.tos, r.metric
@@ -48,7 +52,11 @@ pub fn route_key(r: &Route) -> String {
             let _ = write!(key, "t{} dev{}", r.r#type, r.ifindex);
         }
     } else {
-        let _ = write!(key, "t{} p{} s{} {}|", r.r#type, r.protocol, r.scope, r.prefsrc);
+        let _ = write!(
+            key,
+            "t{} p{} s{} {}|",
+            r.r#type, r.protocol, r.scope, r.prefsrc
+        );
         push_paths(&mut key, r);
     }
     key
@@ -107,8 +115,18 @@ mod tests {
         let mut multi = single.clone();
         multi.gateway.clear();
         multi.nexthops = vec![
-            NextHop { gateway: "2001:db8:1::2".into(), ifindex: 2, weight: 1, ..Default::default() },
-            NextHop { gateway: "2001:db8:1::3".into(), ifindex: 2, weight: 1, ..Default::default() },
+            NextHop {
+                gateway: "2001:db8:1::2".into(),
+                ifindex: 2,
+                weight: 1,
+                ..Default::default()
+            },
+            NextHop {
+                gateway: "2001:db8:1::3".into(),
+                ifindex: 2,
+                weight: 1,
+                ..Default::default()
+            },
         ];
         assert_eq!(route_key(&single), route_key(&multi));
     }

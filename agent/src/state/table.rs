@@ -231,14 +231,21 @@ impl StateTable {
             return Recheck::Yes("delete of a route the table does not hold");
         };
         let key: Arc<str> = key.into();
-        if gone.family == Family::Inet6 as i32 && is_ecmp_capable(&stored) && stored.nexthops.len() > 1 {
+        if gone.family == Family::Inet6 as i32
+            && is_ecmp_capable(&stored)
+            && stored.nexthops.len() > 1
+        {
             // Deleting one path of an IPv6 multipath route names only that
             // path; the route survives with the others.
             let removed = paths(&gone);
             let remaining: Vec<NextHop> = stored
                 .nexthops
                 .iter()
-                .filter(|hop| !removed.iter().any(|r| r.0 == hop.gateway && r.1 == hop.ifindex))
+                .filter(|hop| {
+                    !removed
+                        .iter()
+                        .any(|r| r.0 == hop.gateway && r.1 == hop.ifindex)
+                })
                 .cloned()
                 .collect();
             if !remaining.is_empty() && remaining.len() < stored.nexthops.len() {
@@ -278,7 +285,11 @@ impl StateTable {
                 .map(|g| g.id),
         );
         for id in ids {
-            let users: Vec<Arc<str>> = self.nh_users.get(&id).map(|u| u.iter().cloned().collect()).unwrap_or_default();
+            let users: Vec<Arc<str>> = self
+                .nh_users
+                .get(&id)
+                .map(|u| u.iter().cloned().collect())
+                .unwrap_or_default();
             for key in users {
                 if let Some(old) = self.routes.get(&key) {
                     let resolved = self.resolve((**old).clone());
@@ -351,7 +362,11 @@ impl StateTable {
                 }
             }
         }
-        route.dev = if route.ifindex != 0 { self.dev_name(route.ifindex) } else { String::new() };
+        route.dev = if route.ifindex != 0 {
+            self.dev_name(route.ifindex)
+        } else {
+            String::new()
+        };
         for hop in &mut route.nexthops {
             hop.dev = self.dev_name(hop.ifindex);
         }
@@ -414,7 +429,10 @@ impl StateTable {
 
     fn index(&mut self, key: &Arc<str>, route: &Route) {
         if route.nhid != 0 {
-            self.nh_users.entry(route.nhid).or_default().insert(key.clone());
+            self.nh_users
+                .entry(route.nhid)
+                .or_default()
+                .insert(key.clone());
         }
     }
 }
@@ -425,7 +443,10 @@ fn merge_paths(stored: &Route, mut appended: Route) -> Route {
     let old = as_hops(stored);
     let mut hops: Vec<NextHop> = old.clone();
     for hop in as_hops(&appended) {
-        if !old.iter().any(|o| o.gateway == hop.gateway && o.ifindex == hop.ifindex) {
+        if !old
+            .iter()
+            .any(|o| o.gateway == hop.gateway && o.ifindex == hop.ifindex)
+        {
             hops.push(hop);
         }
     }
@@ -457,14 +478,23 @@ fn paths(r: &Route) -> Vec<(String, u32)> {
     if r.nexthops.is_empty() {
         vec![(r.gateway.clone(), r.ifindex)]
     } else {
-        r.nexthops.iter().map(|h| (h.gateway.clone(), h.ifindex)).collect()
+        r.nexthops
+            .iter()
+            .map(|h| (h.gateway.clone(), h.ifindex))
+            .collect()
     }
 }
 
 fn same_ignoring_expiry(a: &Route, b: &Route) -> bool {
     a == b
         || (a.expires != b.expires
-            && Route { expires: 0, ..a.clone() } == Route { expires: 0, ..b.clone() })
+            && Route {
+                expires: 0,
+                ..a.clone()
+            } == Route {
+                expires: 0,
+                ..b.clone()
+            })
 }
 
 fn route_change(action: Action, key: Arc<str>, route: Arc<Route>) -> Change {

@@ -18,7 +18,12 @@ macro_rules! msg {
 fn table() -> StateTable {
     let mut t = StateTable::new();
     for (index, name) in [(2, "vb"), (3, "va")] {
-        let link = Link { index, name: name.into(), up: true, carrier: true };
+        let link = Link {
+            index,
+            name: name.into(),
+            up: true,
+            carrier: true,
+        };
         t.insert_dumped(&Message::NewLink(link));
     }
     t
@@ -66,7 +71,10 @@ fn ipv4_replace_swaps_the_first_route_of_the_key() {
     let (out, _) = apply(&mut t, &msg!("route_v4_replace.bin"));
     let r = routes(&out);
     assert_eq!(r.len(), 2);
-    assert_eq!((r[0].0, r[0].1.gateway.as_str()), (Action::Delete, "10.1.0.2"));
+    assert_eq!(
+        (r[0].0, r[0].1.gateway.as_str()),
+        (Action::Delete, "10.1.0.2")
+    );
     assert_eq!((r[1].0, r[1].1.gateway.as_str()), (Action::Add, "10.1.0.3"));
     assert_eq!(t.route_count(), 1);
 }
@@ -89,23 +97,41 @@ fn ipv6_multipath_append_then_partial_delete() {
     let mut t = table();
     // The route before the append: 2001:db8:3::/64 via 2001:db8:1::2, built
     // from the append's own message minus the appended path.
-    let Message::NewRoute { route: mut first, .. } = msg!("route_v6_multipath_append.bin") else { panic!() };
+    let Message::NewRoute {
+        route: mut first, ..
+    } = msg!("route_v6_multipath_append.bin")
+    else {
+        panic!()
+    };
     let second = first.nexthops.remove(0);
     let only = first.nexthops.remove(0);
     first.gateway = only.gateway.clone();
     first.ifindex = only.ifindex;
-    apply(&mut t, &Message::NewRoute { route: first, flags: 0x0600 });
+    apply(
+        &mut t,
+        &Message::NewRoute {
+            route: first,
+            flags: 0x0600,
+        },
+    );
     // ip -6 route append 2001:db8:3::/64 via 2001:db8:1::3 dev va metric 1024
     let (out, _) = apply(&mut t, &msg!("route_v6_multipath_append.bin"));
     let r = one_add(&out, "one upsert");
     let gws: Vec<&str> = r.nexthops.iter().map(|h| h.gateway.as_str()).collect();
-    assert_eq!(gws, vec![only.gateway.as_str(), second.gateway.as_str()], "kernel dump order");
+    assert_eq!(
+        gws,
+        vec![only.gateway.as_str(), second.gateway.as_str()],
+        "kernel dump order"
+    );
     assert_eq!(t.route_count(), 1);
     // ip -6 route del 2001:db8:3::/64 via 2001:db8:1::2 dev va metric 1024
     let (out, recheck) = apply(&mut t, &msg!("route_v6_partial_del.bin"));
     assert_eq!(recheck, Recheck::No);
     let r = one_add(&out, "survivor re-sent");
-    assert_eq!((r.gateway.as_str(), r.nexthops.len(), r.dev.as_str()), ("2001:db8:1::3", 0, "va"));
+    assert_eq!(
+        (r.gateway.as_str(), r.nexthops.len(), r.dev.as_str()),
+        ("2001:db8:1::3", 0, "va")
+    );
 }
 
 #[test]
@@ -114,7 +140,9 @@ fn nexthop_change_resends_the_routes_using_it() {
     // ip nexthop add id 1 via 10.1.0.2 dev va; (id 2 via 10.1.0.3);
     // ip nexthop add id 10 group 1/2,3; ip route add 10.9.0.0/24 nhid 10
     apply(&mut t, &msg!("nexthop_single.bin"));
-    let Message::NewNexthop(mut two) = msg!("nexthop_single.bin") else { panic!() };
+    let Message::NewNexthop(mut two) = msg!("nexthop_single.bin") else {
+        panic!()
+    };
     two.id = 2;
     two.gateway = Some("10.1.0.3".parse().unwrap());
     apply(&mut t, &Message::NewNexthop(two));
@@ -136,11 +164,20 @@ fn nexthop_change_resends_the_routes_using_it() {
 fn silent_flush_triggers_ask_for_a_redump() {
     let mut t = table();
     // ip link set va down
-    assert!(matches!(apply(&mut t, &msg!("link_down.bin")).1, Recheck::Yes(_)));
+    assert!(matches!(
+        apply(&mut t, &msg!("link_down.bin")).1,
+        Recheck::Yes(_)
+    ));
     // ip addr del 10.1.0.1/24 dev va
-    assert!(matches!(apply(&mut t, &msg!("addr_v4_del.bin")).1, Recheck::Yes(_)));
+    assert!(matches!(
+        apply(&mut t, &msg!("addr_v4_del.bin")).1,
+        Recheck::Yes(_)
+    ));
     // ip nexthop del id 2: routes using it vanish without a message.
-    assert!(matches!(apply(&mut t, &msg!("nexthop_del.bin")).1, Recheck::Yes(_)));
+    assert!(matches!(
+        apply(&mut t, &msg!("nexthop_del.bin")).1,
+        Recheck::Yes(_)
+    ));
 }
 
 #[test]
@@ -160,8 +197,17 @@ fn reconcile_emits_exactly_the_differences() {
     fresh.insert_dumped(&msg!("route_v4_blackhole.bin"));
     fresh.insert_dumped(&msg!("route_v4_table1000_mtu.bin"));
     let changes = t.reconcile(fresh);
-    let mut r: Vec<(Action, String)> = routes(&changes).into_iter().map(|(a, r)| (a, r.dst)).collect();
+    let mut r: Vec<(Action, String)> = routes(&changes)
+        .into_iter()
+        .map(|(a, r)| (a, r.dst))
+        .collect();
     r.sort_by(|a, b| a.1.cmp(&b.1));
-    assert_eq!(r, vec![(Action::Delete, "10.2.0.0/24".into()), (Action::Add, "10.3.0.0/24".into())]);
+    assert_eq!(
+        r,
+        vec![
+            (Action::Delete, "10.2.0.0/24".into()),
+            (Action::Add, "10.3.0.0/24".into())
+        ]
+    );
     assert_eq!(t.route_count(), 2);
 }

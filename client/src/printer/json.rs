@@ -6,7 +6,9 @@
 use std::io::{self, Write};
 
 use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
-use routewatch_proto::v1::{change, event, Action, Event, Family, Nexthop, Origin as ApiOrigin, Route};
+use routewatch_proto::v1::{
+    change, event, Action, Event, Family, Nexthop, Origin as ApiOrigin, Route,
+};
 use serde_json::{json, Map, Value};
 
 use super::{ip_prefix, rfc3339, Origin, Printer};
@@ -33,7 +35,11 @@ pub fn event_json(host: &str, event: &Event) -> Option<Value> {
     m.insert("stream_id".into(), event.stream_id.clone().into());
     match event.kind.as_ref()? {
         event::Kind::Change(c) => {
-            let action = if c.action == Action::Delete as i32 { "delete" } else { "add" };
+            let action = if c.action == Action::Delete as i32 {
+                "delete"
+            } else {
+                "add"
+            };
             m.insert("action".into(), action.into());
             m.insert("origin".into(), origin_name(c.origin).into());
             match c.object.as_ref()? {
@@ -98,7 +104,12 @@ pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
         .metrics
         .iter()
         .filter(|x| x.kind != 1)
-        .map(|x| (names::name(names::METRICS, x.kind).into_owned(), x.value.into()))
+        .map(|x| {
+            (
+                names::name(names::METRICS, x.kind).into_owned(),
+                x.value.into(),
+            )
+        })
         .collect();
     if !metrics.is_empty() {
         m.insert("metrics".into(), json!([metrics]));
@@ -165,7 +176,10 @@ pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
 }
 
 fn flags(bits: u32) -> Value {
-    names::flag_names(bits).into_iter().map(|f| Value::from(f.into_owned())).collect()
+    names::flag_names(bits)
+        .into_iter()
+        .map(|f| Value::from(f.into_owned()))
+        .collect()
 }
 
 fn family_name(family: i32) -> &'static str {

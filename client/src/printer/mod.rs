@@ -51,7 +51,10 @@ pub fn printer(format: Format, mode: Mode) -> Box<dyn Printer + Send> {
 pub fn rfc3339(unix_nano: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_nano))
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix_nano.to_string())
 }
 

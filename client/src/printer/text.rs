@@ -51,11 +51,17 @@ impl Printer for TextPrinter {
             }
             // Markers are for people, not for scripts reading stdout.
             Some(event::Kind::Sync(_)) if self.mode == Mode::Tail => {
-                eprintln!("routewatch: {} synced at seq {}; live changes follow", from.host, event.seq);
+                eprintln!(
+                    "routewatch: {} synced at seq {}; live changes follow",
+                    from.host, event.seq
+                );
                 Ok(())
             }
             Some(event::Kind::Resync(r)) => {
-                eprintln!("routewatch: {} resync ({}): a fresh snapshot follows", from.host, r.reason);
+                eprintln!(
+                    "routewatch: {} resync ({}): a fresh snapshot follows",
+                    from.host, r.reason
+                );
                 Ok(())
             }
             _ => Ok(()),
@@ -133,7 +139,13 @@ pub fn nexthop_line(n: &Nexthop, s: &mut String) {
         let members: Vec<String> = n
             .group
             .iter()
-            .map(|g| if g.weight == 1 { g.id.to_string() } else { format!("{},{}", g.id, g.weight) })
+            .map(|g| {
+                if g.weight == 1 {
+                    g.id.to_string()
+                } else {
+                    format!("{},{}", g.id, g.weight)
+                }
+            })
             .collect();
         let _ = write!(s, " group {}", members.join("/"));
     }
