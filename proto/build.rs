@@ -10,7 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("routewatch_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // SubscribeResponse is hand-written (src/batch.rs) so that encoded events
+    // can be shared among subscribers.
+    tonic_prost_build::configure()
+        .extern_path(".routewatch.v1.SubscribeResponse", "crate::batch::SubscribeResponse")
+        .compile_fds(fds)?;
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::journal::RingLimits;
 use crate::session::SessionConfig;
 
 /// How the agent watches the kernel and serves subscribers.
@@ -40,9 +41,18 @@ pub struct PipelineConfig {
     #[arg(long, env = "ROUTEWATCH_JOURNAL_CAPACITY", default_value_t = 1 << 18)]
     pub journal_capacity: usize,
 
+    /// Most bytes of encoded changes the journal keeps (the other bound on
+    /// its memory).
+    #[arg(long, env = "ROUTEWATCH_JOURNAL_BYTES", default_value_t = 256 << 20)]
+    pub journal_bytes: usize,
+
     /// Most events in one response message.
     #[arg(long, env = "ROUTEWATCH_MAX_BATCH", default_value_t = 1024)]
     pub max_batch: usize,
+
+    /// Most bytes of events in one response message.
+    #[arg(long, env = "ROUTEWATCH_MAX_BATCH_BYTES", default_value_t = 1 << 20)]
+    pub max_batch_bytes: usize,
 
     /// Seconds of quiet after which a subscriber gets a heartbeat carrying
     /// the current position.
@@ -55,16 +65,26 @@ impl Default for PipelineConfig {
         PipelineConfig {
             netlink_rcvbuf: 32 << 20,
             journal_capacity: 1 << 18,
+            journal_bytes: 256 << 20,
             max_batch: 1024,
+            max_batch_bytes: 1 << 20,
             heartbeat_secs: 30,
         }
     }
 }
 
 impl PipelineConfig {
+    pub fn ring(&self) -> RingLimits {
+        RingLimits {
+            changes: self.journal_capacity,
+            bytes: self.journal_bytes,
+        }
+    }
+
     pub fn session(&self) -> SessionConfig {
         SessionConfig {
             max_batch: self.max_batch.max(1),
+            max_batch_bytes: self.max_batch_bytes.max(1),
             heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)),
         }
     }

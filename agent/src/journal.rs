@@ -5,12 +5,17 @@
 //! the ring under the same lock, so a snapshot and the sequence number it is
 //! valid for are always taken together. A session the ring has overtaken
 //! learns it explicitly ([`Lagged`]) and is resynchronised, never skipped.
+//!
+//! Each change is encoded once, when it is appended ([`Entry::record`]);
+//! every session sends those bytes as they are.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use routewatch_proto::v1::{self as api, event};
+use bytes::Bytes;
+use routewatch_proto::batch::record;
+use routewatch_proto::v1::{self as api, event, Cursor, ResyncCause};
 use tokio::sync::watch;
 
 use crate::state::{Action, Change, Object, StateTable};
@@ -18,6 +23,23 @@ use crate::state::{Action, Change, Object, StateTable};
 /// The reader asked for changes the ring no longer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lagged;
+
+/// One journaled change.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub seq: u64,
+    pub origin: api::Origin,
+    pub change: Change,
+    /// The event as a field-1 record of a `SubscribeResponse`.
+    pub record: Bytes,
+}
+
+/// How much the ring keeps: whichever limit is reached first.
+#[derive(Debug, Clone, Copy)]
+pub struct RingLimits {
+    pub changes: usize,
+    pub bytes: usize,
+}
 
 /// The shared state of one network namespace: its table and its journal.
 pub struct Journal {
@@ -30,22 +52,48 @@ pub struct Journal {
 pub struct Core {
     pub state: StateTable,
     info: StreamInfo,
-    ring: VecDeque<Arc<api::Event>>,
-    capacity: usize,
+    ring: VecDeque<Entry>,
+    ring_bytes: usize,
+    limits: RingLimits,
     last_seq: u64,
+    /// Receives every appended batch (the state dir's log), before any
+    /// session can see it.
+    sink: Option<Box<dyn FnMut(&[Entry]) + Send>>,
 }
 
 impl Journal {
-    /// A new, empty journal keeping at most `capacity` changes.
-    pub fn new(stream_id: String, netns: String, capacity: usize) -> Journal {
+    /// A new, empty journal.
+    pub fn new(stream_id: String, netns: String, limits: RingLimits) -> Journal {
+        Journal::resume(StreamInfo { stream_id, netns }, 0, StateTable::new(), Vec::new(), limits)
+    }
+
+    /// A journal continuing a stream at `last_seq`, with `table` as its
+    /// state and `recent` (oldest first, ending at `last_seq`) in the ring.
+    pub fn resume(
+        info: StreamInfo,
+        last_seq: u64,
+        table: StateTable,
+        recent: Vec<Entry>,
+        limits: RingLimits,
+    ) -> Journal {
+        let limits = RingLimits {
+            changes: limits.changes.max(1),
+            bytes: limits.bytes.max(1),
+        };
+        let mut core = Core {
+            state: table,
+            info,
+            ring: VecDeque::with_capacity(limits.changes.min(1 << 16)),
+            ring_bytes: 0,
+            limits,
+            last_seq,
+            sink: None,
+        };
+        for entry in recent {
+            core.push(entry);
+        }
         Journal {
-            core: Mutex::new(Core {
-                state: StateTable::new(),
-                info: StreamInfo { stream_id, netns },
-                ring: VecDeque::with_capacity(capacity.min(1 << 16)),
-                capacity: capacity.max(1),
-                last_seq: 0,
-            }),
+            core: Mutex::new(core),
             last_seq: watch::channel(0).0,
             ready: watch::channel(false).0,
         }
@@ -89,33 +137,103 @@ impl Core {
         &self.info
     }
 
-    /// Numbers `changes` and appends them, dropping the oldest beyond capacity.
+    /// Sends every appended batch to `sink` first (see [`Core::publish`]).
+    pub fn set_sink(&mut self, sink: Box<dyn FnMut(&[Entry]) + Send>) {
+        self.sink = Some(sink);
+    }
+
+    /// Numbers `changes`, encodes each once and appends them, dropping the
+    /// oldest beyond the ring's limits.
     pub fn publish(&mut self, changes: Vec<Change>, origin: api::Origin) {
+        if changes.is_empty() {
+            return;
+        }
         let time = now_unix_nano();
+        let mut entries = Vec::with_capacity(changes.len());
         for change in changes {
             self.last_seq += 1;
             let ev = self
                 .info
                 .event(self.last_seq, time, change_kind(&change, origin));
-            if self.ring.len() == self.capacity {
-                self.ring.pop_front();
-            }
-            self.ring.push_back(Arc::new(ev));
+            entries.push(Entry {
+                seq: self.last_seq,
+                origin,
+                change,
+                record: record(&ev),
+            });
+        }
+        if let Some(sink) = self.sink.as_mut() {
+            sink(&entries);
+        }
+        for entry in entries {
+            self.push(entry);
         }
     }
 
-    /// Up to `max` changes after `cursor`, or [`Lagged`] when the ring has
-    /// dropped some of them.
-    pub fn read_after(&self, cursor: u64, max: usize) -> Result<Vec<Arc<api::Event>>, Lagged> {
+    fn push(&mut self, entry: Entry) {
+        self.ring_bytes += entry.record.len();
+        self.ring.push_back(entry);
+        while self.ring.len() > self.limits.changes
+            || (self.ring_bytes > self.limits.bytes && self.ring.len() > 1)
+        {
+            if let Some(old) = self.ring.pop_front() {
+                self.ring_bytes -= old.record.len();
+            }
+        }
+    }
+
+    /// Changes after `cursor`, at most `max` of them and about `max_bytes`
+    /// (at least one), or [`Lagged`] when the ring has dropped some.
+    pub fn read_after(
+        &self,
+        cursor: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, Lagged> {
         if cursor >= self.last_seq {
             return Ok(Vec::new());
         }
-        let first = self.last_seq + 1 - self.ring.len() as u64;
+        let first = self.first_seq();
         if cursor + 1 < first {
             return Err(Lagged);
         }
         let start = (cursor + 1 - first) as usize;
-        Ok(self.ring.range(start..).take(max).cloned().collect())
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for entry in self.ring.range(start..).take(max.max(1)) {
+            if !out.is_empty() && bytes + entry.record.len() > max_bytes {
+                break;
+            }
+            bytes += entry.record.len();
+            out.push(entry.clone());
+        }
+        Ok(out)
+    }
+
+    /// Where a consumer holding `cursor` can continue, or why it cannot.
+    pub fn position(&self, cursor: &Cursor) -> Result<u64, ResyncCause> {
+        if cursor.stream_id != self.info.stream_id || cursor.seq > self.last_seq {
+            return Err(ResyncCause::UnknownStream);
+        }
+        if cursor.seq + 1 < self.first_seq() {
+            return Err(ResyncCause::CursorTooOld);
+        }
+        Ok(cursor.seq)
+    }
+
+    /// The oldest sequence number the ring holds (last + 1 when empty).
+    fn first_seq(&self) -> u64 {
+        self.last_seq + 1 - self.ring.len() as u64
+    }
+
+    /// The ring's entries, oldest first.
+    pub fn recent(&self) -> impl Iterator<Item = &Entry> {
+        self.ring.iter()
+    }
+
+    /// Bytes of encoded events the ring holds.
+    pub fn ring_bytes(&self) -> usize {
+        self.ring_bytes
     }
 
     /// The whole table as snapshot events, valid as of [`Core::last_seq`].
@@ -172,6 +290,7 @@ pub fn now_unix_nano() -> i64 {
 mod tests {
     use super::*;
     use routewatch_proto::v1::Route;
+    use std::sync::Arc;
 
     fn change(n: u32) -> Change {
         Change {
@@ -184,28 +303,87 @@ mod tests {
         }
     }
 
+    fn limits(changes: usize) -> RingLimits {
+        RingLimits {
+            changes,
+            bytes: usize::MAX,
+        }
+    }
+
+    fn seqs(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.seq).collect()
+    }
+
     #[test]
     fn changes_are_numbered_contiguously() {
-        let j = Journal::new("s".into(), String::new(), 8);
+        let j = Journal::new("s".into(), String::new(), limits(8));
         let mut core = j.lock();
         core.publish((0..3).map(change).collect(), api::Origin::Notification);
-        let seqs: Vec<u64> = core
-            .read_after(0, 10)
-            .unwrap()
-            .iter()
-            .map(|e| e.seq)
-            .collect();
-        assert_eq!(seqs, vec![1, 2, 3]);
-        assert_eq!(core.read_after(3, 10).unwrap().len(), 0);
+        assert_eq!(seqs(&core.read_after(0, 10, usize::MAX).unwrap()), vec![1, 2, 3]);
+        assert!(core.read_after(3, 10, usize::MAX).unwrap().is_empty());
     }
 
     #[test]
     fn overtaken_reader_learns_it_lagged() {
-        let j = Journal::new("s".into(), String::new(), 4);
+        let j = Journal::new("s".into(), String::new(), limits(4));
         let mut core = j.lock();
         core.publish((0..10).map(change).collect(), api::Origin::Notification);
-        assert_eq!(core.read_after(6, 10).unwrap().first().unwrap().seq, 7);
-        assert_eq!(core.read_after(6, 10).unwrap().len(), 4);
-        assert_eq!(core.read_after(5, 10), Err(Lagged));
+        assert_eq!(seqs(&core.read_after(6, 10, usize::MAX).unwrap()), vec![7, 8, 9, 10]);
+        assert!(matches!(core.read_after(5, 10, usize::MAX), Err(Lagged)));
+    }
+
+    #[test]
+    fn the_ring_is_bounded_by_bytes_too() {
+        let bounds = RingLimits {
+            changes: 1000,
+            bytes: 200,
+        };
+        let j = Journal::new("s".into(), String::new(), bounds);
+        let mut core = j.lock();
+        core.publish((0..100).map(change).collect(), api::Origin::Notification);
+        assert!(core.ring_bytes() <= 200, "{}", core.ring_bytes());
+        assert!(core.recent().count() < 100);
+        assert_eq!(core.recent().last().unwrap().seq, 100);
+    }
+
+    #[test]
+    fn batches_respect_the_byte_cap_but_hold_at_least_one() {
+        let j = Journal::new("s".into(), String::new(), limits(100));
+        let mut core = j.lock();
+        core.publish((0..10).map(change).collect(), api::Origin::Notification);
+        assert_eq!(core.read_after(0, 10, 1).unwrap().len(), 1);
+        let all = core.read_after(0, 10, usize::MAX).unwrap();
+        let three: usize = all[..3].iter().map(|e| e.record.len()).sum();
+        assert_eq!(core.read_after(0, 10, three).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn cursors_resume_only_within_the_same_stream_and_ring() {
+        let j = Journal::new("s".into(), String::new(), limits(4));
+        let mut core = j.lock();
+        core.publish((0..10).map(change).collect(), api::Origin::Notification);
+        let at = |stream: &str, seq| Cursor {
+            stream_id: stream.into(),
+            seq,
+        };
+        assert_eq!(core.position(&at("s", 10)), Ok(10));
+        assert_eq!(core.position(&at("s", 6)), Ok(6));
+        assert_eq!(core.position(&at("s", 5)), Err(ResyncCause::CursorTooOld));
+        assert_eq!(core.position(&at("other", 10)), Err(ResyncCause::UnknownStream));
+        assert_eq!(core.position(&at("s", 11)), Err(ResyncCause::UnknownStream));
+    }
+
+    #[test]
+    fn the_sink_sees_every_batch_in_order() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let j = Journal::new("s".into(), String::new(), limits(2));
+        let mut core = j.lock();
+        let log = seen.clone();
+        core.set_sink(Box::new(move |entries: &[Entry]| {
+            log.lock().unwrap().extend(entries.iter().map(|e| e.seq));
+        }));
+        core.publish((0..3).map(change).collect(), api::Origin::Notification);
+        core.publish((0..1).map(change).collect(), api::Origin::Reconcile);
+        assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3, 4]);
     }
 }

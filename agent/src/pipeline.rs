@@ -35,7 +35,7 @@ impl Pipeline {
         let journal = Arc::new(Journal::new(
             stream_id(),
             String::new(),
-            config.journal_capacity,
+            config.ring(),
         ));
         let stats = Arc::new(SourceStats::default());
         let source = Source::new(socket, journal.clone(), stats.clone());

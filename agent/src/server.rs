@@ -8,6 +8,7 @@ use routewatch_proto::v1::SubscribeRequest;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 use crate::config::AgentConfig;
@@ -66,9 +67,15 @@ pub async fn run(
     let listener = bind(config.listen).await?;
     tracing::info!(addr = %config.listen, "serving");
     let pipeline = std::sync::Arc::new(pipeline);
+    // Compression is the client's choice: gzip and zstd are offered, and a
+    // client that accepts neither gets plain messages.
     let service = RouteWatchServer::new(Service {
         pipeline: pipeline.clone(),
-    });
+    })
+    .send_compressed(CompressionEncoding::Zstd)
+    .send_compressed(CompressionEncoding::Gzip)
+    .accept_compressed(CompressionEncoding::Zstd)
+    .accept_compressed(CompressionEncoding::Gzip);
     let stop = token.clone();
     tonic::transport::Server::builder()
         .add_service(service)

@@ -1,27 +1,34 @@
 //! One subscriber: its cursor into the journal and its batcher.
 //!
 //! Batching is natural: a batch holds everything that is ready when the
-//! session looks (up to a cap), so an idle host delivers each change at once
-//! and a churning one sends large batches. A session whose sending blocks
-//! falls behind on its own; when the ring overtakes it, it alone gets a
-//! resync and a fresh snapshot.
+//! session looks (up to a cap in events and bytes), so an idle host delivers
+//! each change at once and a churning one sends large batches. A batch is
+//! the journal's pre-encoded records put side by side: no session encodes a
+//! change again. A session whose sending blocks falls behind on its own;
+//! when the ring overtakes it, it alone gets a resync and a fresh snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use routewatch_proto::v1::{self as api, event, SubscribeRequest, SubscribeResponse};
+use bytes::BytesMut;
+use routewatch_proto::v1::{
+    self as api, event, ResyncCause, SubscribeRequest, SubscribeResponse,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::journal::{change_kind, now_unix_nano, Journal, Lagged, StreamInfo};
+use crate::journal::{change_kind, now_unix_nano, Entry, Journal, Lagged, StreamInfo};
 
 /// How a session batches and keeps quiet streams alive.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// Most events in one response.
     pub max_batch: usize,
+    /// Most bytes of events in one response (a single larger event still
+    /// goes out alone).
+    pub max_batch_bytes: usize,
     /// A heartbeat goes out after this long without any event.
     pub heartbeat: Duration,
 }
@@ -30,6 +37,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             max_batch: 1024,
+            max_batch_bytes: 1 << 20,
             heartbeat: Duration::from_secs(30),
         }
     }
@@ -72,30 +80,53 @@ impl Session {
     async fn run(self, request: SubscribeRequest) -> Result<(), Gone> {
         self.journal.wait_ready().await;
         let info = self.journal.lock().info().clone();
-        let mut cursor = if request.snapshot {
-            self.snapshot(&info).await?
-        } else {
-            self.journal.lock().last_seq()
+        let resumed = match &request.resume_from {
+            None => None,
+            Some(cursor) => {
+                let position = self.journal.lock().position(cursor);
+                match position {
+                    Ok(seq) => Some(seq),
+                    Err(cause) => {
+                        let reason = match cause {
+                            ResyncCause::UnknownStream => format!(
+                                "cursor {}:{} is not from this agent's stream {} (the agent restarted without its state, or the cursor is another host's)",
+                                cursor.stream_id, cursor.seq, info.stream_id
+                            ),
+                            _ => format!(
+                                "cursor {}:{} is older than the journal holds",
+                                cursor.stream_id, cursor.seq
+                            ),
+                        };
+                        self.resync(&info, cause, reason).await?;
+                        None
+                    }
+                }
+            }
+        };
+        let mut cursor = match resumed {
+            Some(seq) => seq,
+            None if request.snapshot || request.resume_from.is_some() => {
+                self.snapshot(&info).await?
+            }
+            None => self.journal.lock().last_seq(),
         };
         if !request.follow {
             return Ok(());
         }
         let mut wake = self.journal.watch();
         loop {
-            let read = self
-                .journal
-                .lock()
-                .read_after(cursor, self.config.max_batch);
+            let read = self.journal.lock().read_after(
+                cursor,
+                self.config.max_batch,
+                self.config.max_batch_bytes,
+            );
             match read {
                 Err(Lagged) => {
-                    let resync = event::Kind::Resync(api::Resync {
-                        reason: "lagged behind the journal: the subscriber read slower than the kernel changed routes".into(),
-                    });
-                    self.send(vec![info.event(cursor, now_unix_nano(), resync)])
-                        .await?;
+                    let reason = "lagged behind the journal: the subscriber read slower than the host changed routes".to_string();
+                    self.resync(&info, ResyncCause::Lagged, reason).await?;
                     cursor = self.snapshot(&info).await?;
                 }
-                Ok(events) if events.is_empty() => {
+                Ok(entries) if entries.is_empty() => {
                     tokio::select! {
                         changed = wake.changed() => {
                             if changed.is_err() {
@@ -104,18 +135,28 @@ impl Session {
                         }
                         _ = tokio::time::sleep(self.config.heartbeat) => {
                             let beat = event::Kind::Heartbeat(api::Heartbeat {});
-                            self.send(vec![info.event(cursor, now_unix_nano(), beat)]).await?;
+                            self.send_events(vec![info.event(cursor, now_unix_nano(), beat)]).await?;
                         }
                         _ = self.tx.closed() => return Err(Gone),
                     }
                 }
-                Ok(events) => {
-                    cursor = events.last().map(|e| e.seq).unwrap_or(cursor);
-                    self.send(events.iter().map(|e| (**e).clone()).collect())
-                        .await?;
+                Ok(entries) => {
+                    cursor = entries.last().map(|e| e.seq).unwrap_or(cursor);
+                    self.send(records(&entries)).await?;
                 }
             }
         }
+    }
+
+    /// Tells the subscriber to drop what it holds; a snapshot must follow.
+    async fn resync(&self, info: &StreamInfo, cause: ResyncCause, reason: String) -> Result<(), Gone> {
+        tracing::info!(%reason, "subscriber resynchronised");
+        let seq = self.journal.lock().last_seq();
+        let kind = event::Kind::Resync(api::Resync {
+            reason,
+            cause: cause as i32,
+        });
+        self.send_events(vec![info.event(seq, now_unix_nano(), kind)]).await
     }
 
     /// Sends every current object as an add, then the sync marker; returns
@@ -126,24 +167,35 @@ impl Session {
             (core.snapshot(), core.last_seq())
         };
         let time = now_unix_nano();
-        for chunk in changes.chunks(self.config.max_batch) {
+        for chunk in changes.chunks(self.config.max_batch.max(1)) {
             let events = chunk
                 .iter()
                 .map(|c| info.event(seq, time, change_kind(c, api::Origin::Dump)))
                 .collect();
-            self.send(events).await?;
+            self.send_events(events).await?;
         }
         let sync = event::Kind::Sync(api::Sync {});
-        self.send(vec![info.event(seq, time, sync)]).await?;
+        self.send_events(vec![info.event(seq, time, sync)]).await?;
         Ok(seq)
     }
 
-    async fn send(&self, events: Vec<api::Event>) -> Result<(), Gone> {
-        self.tx
-            .send(Ok(SubscribeResponse { events }))
-            .await
-            .map_err(|_| Gone)
+    async fn send_events(&self, events: Vec<api::Event>) -> Result<(), Gone> {
+        self.send(SubscribeResponse::from_events(events)).await
     }
+
+    async fn send(&self, response: SubscribeResponse) -> Result<(), Gone> {
+        self.tx.send(Ok(response)).await.map_err(|_| Gone)
+    }
+}
+
+/// The entries' shared records side by side: one response, no re-encoding.
+fn records(entries: &[Entry]) -> SubscribeResponse {
+    let len = entries.iter().map(|e| e.record.len()).sum();
+    let mut buf = BytesMut::with_capacity(len);
+    for entry in entries {
+        buf.extend_from_slice(&entry.record);
+    }
+    SubscribeResponse::from_records(buf.freeze())
 }
 
 #[cfg(test)]
@@ -165,13 +217,18 @@ mod tests {
     }
 
     fn journal(capacity: usize) -> Arc<Journal> {
-        let j = Arc::new(Journal::new("s1".into(), String::new(), capacity));
+        let limits = crate::journal::RingLimits {
+            changes: capacity,
+            bytes: usize::MAX,
+        };
+        let j = Arc::new(Journal::new("s1".into(), String::new(), limits));
         j.set_ready();
         j
     }
 
-    fn kinds(r: &SubscribeResponse) -> Vec<(&'static str, u64)> {
-        r.events
+    fn kinds(r: SubscribeResponse) -> Vec<(&'static str, u64)> {
+        r.into_events()
+            .expect("decodes")
             .iter()
             .map(|e| {
                 let k = match e.kind {
@@ -206,7 +263,7 @@ mod tests {
     }
 
     async fn next(stream: &mut ResponseStream) -> Vec<(&'static str, u64)> {
-        kinds(&stream.next().await.expect("stream open").expect("no error"))
+        kinds(stream.next().await.expect("stream open").expect("no error"))
     }
 
     #[tokio::test]
@@ -216,10 +273,12 @@ mod tests {
         let config = SessionConfig {
             max_batch: 2,
             heartbeat: Duration::from_secs(30),
+            ..Default::default()
         };
         let request = SubscribeRequest {
             snapshot: true,
             follow: true,
+            resume_from: None,
         };
         let mut stream = subscribe(j.clone(), request, config, CancellationToken::new());
         assert_eq!(next(&mut stream).await, vec![("change", 0), ("change", 0)]);
@@ -245,6 +304,7 @@ mod tests {
         let request = SubscribeRequest {
             snapshot: true,
             follow: false,
+            resume_from: None,
         };
         let mut stream = subscribe(
             j,
@@ -264,6 +324,7 @@ mod tests {
         let request = SubscribeRequest {
             snapshot: true,
             follow: true,
+            resume_from: None,
         };
         let mut stream = subscribe(
             j.clone(),
@@ -275,7 +336,7 @@ mod tests {
         assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
         // Ten changes before the session reads: the ring keeps only four.
         publish(&j, 10);
-        assert_eq!(next(&mut stream).await, vec![("resync", 0)]);
+        assert_eq!(next(&mut stream).await, vec![("resync", 10)]);
         assert_eq!(next(&mut stream).await, vec![("change", 10)]);
         assert_eq!(next(&mut stream).await, vec![("sync", 10)]);
         publish(&j, 1);
@@ -289,15 +350,52 @@ mod tests {
         let config = SessionConfig {
             max_batch: 10,
             heartbeat: Duration::from_secs(5),
+            ..Default::default()
         };
         let request = SubscribeRequest {
             snapshot: true,
             follow: true,
+            resume_from: None,
         };
         let mut stream = subscribe(j.clone(), request, config, CancellationToken::new());
         assert_eq!(next(&mut stream).await, vec![("sync", 3)]);
         let before = tokio::time::Instant::now();
         assert_eq!(next(&mut stream).await, vec![("heartbeat", 3)]);
         assert!(before.elapsed() >= Duration::from_secs(5));
+    }
+
+    fn resume(stream_id: &str, seq: u64) -> SubscribeRequest {
+        SubscribeRequest {
+            snapshot: true,
+            follow: true,
+            resume_from: Some(api::Cursor {
+                stream_id: stream_id.into(),
+                seq,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_known_cursor_resumes_without_snapshot_or_duplicates() {
+        let j = journal(100);
+        fill(&j, 2);
+        publish(&j, 5);
+        let mut stream = subscribe(j.clone(), resume("s1", 3), SessionConfig::default(), CancellationToken::new());
+        assert_eq!(next(&mut stream).await, vec![("change", 4), ("change", 5)]);
+        publish(&j, 1);
+        assert_eq!(next(&mut stream).await, vec![("change", 6)]);
+    }
+
+    #[tokio::test]
+    async fn a_foreign_or_too_old_cursor_gets_resync_then_snapshot() {
+        let j = journal(4);
+        fill(&j, 1);
+        publish(&j, 10);
+        for request in [resume("other", 10), resume("s1", 2)] {
+            let mut stream = subscribe(j.clone(), request, SessionConfig::default(), CancellationToken::new());
+            assert_eq!(next(&mut stream).await, vec![("resync", 10)]);
+            assert_eq!(next(&mut stream).await, vec![("change", 10)]);
+            assert_eq!(next(&mut stream).await, vec![("sync", 10)]);
+        }
     }
 }

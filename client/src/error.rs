@@ -24,6 +24,9 @@ pub enum ClientError {
         target: String,
         status: tonic::Status,
     },
+    /// A response that did not decode (a bug, or a version mismatch).
+    #[error("cannot decode a response: {0}")]
+    Decode(String),
     /// The in-process pipeline failed.
     #[error(transparent)]
     Local(#[from] routewatch_agent::AgentError),

@@ -52,6 +52,7 @@ async fn tail(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
     let request = SubscribeRequest {
         snapshot: true,
         follow: true,
+        resume_from: None,
     };
     let mut rx = fan_in(targets, request, shutdown);
     let mut print = printer(watch.format, Mode::Tail);
@@ -87,6 +88,7 @@ async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
     let request = SubscribeRequest {
         snapshot: true,
         follow: false,
+        resume_from: None,
     };
     let mut rx = fan_in(targets, request, shutdown);
     let mut collected: Vec<(std::sync::Arc<str>, Event)> = Vec::new();

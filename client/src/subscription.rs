@@ -33,6 +33,7 @@ pub fn fan_in(
     let (tx, rx) = mpsc::channel(64);
     for target in targets {
         let tx = tx.clone();
+        let request = request.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let host: Arc<str> = target.label().into();
@@ -108,7 +109,7 @@ async fn forward(
 ) -> Result<(), ClientError> {
     futures::pin_mut!(stream);
     while let Some(response) = stream.next().await {
-        let events = response?.events;
+        let events = response?.into_events().map_err(|e| ClientError::Decode(e.to_string()))?;
         if tx
             .send(Delivery::Events {
                 host: host.clone(),

@@ -3,15 +3,18 @@
 //! # Layout
 //!
 //! - [`v1`]: the types generated from `routewatch/v1/routewatch.proto`.
+//! - [`batch`]: `SubscribeResponse`, whose events can be pre-encoded.
 //! - [`names`]: iproute2's spellings of route types, protocols, scopes,
 //!   tables, flags and metrics, so that agent and client print alike.
 
+pub mod batch;
 pub mod names;
 
 /// Generated from `routewatch/v1/routewatch.proto`.
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("routewatch.v1");
+    pub use crate::batch::SubscribeResponse;
 
     /// The encoded file descriptor set, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
