@@ -41,6 +41,14 @@ pub struct PipelineConfig {
     #[arg(long, env = "ROUTEWATCH_JOURNAL_CAPACITY", default_value_t = 1 << 18)]
     pub journal_capacity: usize,
 
+    /// Keep the stream's id, position, table and recent changes in this
+    /// directory, so that a restarted agent continues the same stream:
+    /// consumers resume from their cursors and receive what changed while
+    /// the agent was down (origin reconcile) instead of a full snapshot.
+    /// Without it every start is a new stream and consumers resync.
+    #[arg(long, env = "ROUTEWATCH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+
     /// Most bytes of encoded changes the journal keeps (the other bound on
     /// its memory).
     #[arg(long, env = "ROUTEWATCH_JOURNAL_BYTES", default_value_t = 256 << 20)]
@@ -66,6 +74,7 @@ impl Default for PipelineConfig {
             netlink_rcvbuf: 32 << 20,
             journal_capacity: 1 << 18,
             journal_bytes: 256 << 20,
+            state_dir: None,
             max_batch: 1024,
             max_batch_bytes: 1 << 20,
             heartbeat_secs: 30,

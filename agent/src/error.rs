@@ -22,6 +22,14 @@ pub enum AgentError {
     /// The gRPC server failed while serving.
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The --state-dir could not be used.
+    #[error("state dir {}: cannot {step}: {source}", dir.display())]
+    StateDir {
+        dir: std::path::PathBuf,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// The agent was stopped before its first complete dump.
     #[error("stopped before the first complete dump of the routing tables")]
     NotReady,

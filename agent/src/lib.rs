@@ -12,6 +12,7 @@
 //! - [`source`]: the loop that feeds the table, re-dumps and reconciles.
 //! - [`journal`]: sequence numbers and the bounded ring of recent changes.
 //! - [`session`]: one subscriber's cursor and batcher.
+//! - [`persist`]: `--state-dir`, so a restarted agent continues its stream.
 //! - [`pipeline`]: source + journal for one namespace, in process or served.
 //! - [`server`]: the gRPC service and [`run`].
 //! - [`config`], [`error`].
@@ -20,6 +21,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 pub mod journal;
+pub mod persist;
 pub mod pipeline;
 pub mod server;
 pub mod session;

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PipelineConfig;
 use crate::error::AgentError;
 use crate::journal::Journal;
-use crate::session::{subscribe, ResponseStream};
+use crate::persist::StateDir;
+use crate::session::{subscribe, ResponseStream, SessionConfig};
 use crate::socket::NetlinkSocket;
 use crate::source::{Source, SourceStats};
 
@@ -32,13 +33,28 @@ impl Pipeline {
     ) -> Result<Pipeline, AgentError> {
         let socket = NetlinkSocket::open(config.netlink_rcvbuf)?;
         tracing::debug!(rcvbuf = socket.rcvbuf(), "rtnetlink socket open");
-        let journal = Arc::new(Journal::new(
-            stream_id(),
-            String::new(),
-            config.ring(),
-        ));
+        let (journal, state_dir, resumed) = match &config.state_dir {
+            None => {
+                let journal = Journal::new(stream_id(), String::new(), config.ring());
+                (journal, None, false)
+            }
+            Some(dir) => {
+                let (state_dir, recovered) = StateDir::open(dir, "")?;
+                let resumed = recovered.is_some();
+                let journal = match recovered {
+                    Some(r) => {
+                        tracing::info!(stream = %r.info.stream_id, seq = r.last_seq, routes = r.table.route_count(), "continuing the stream kept in the state dir");
+                        Journal::resume(r.info, r.last_seq, r.table, r.recent, config.ring())
+                    }
+                    None => Journal::new(stream_id(), String::new(), config.ring()),
+                };
+                journal.lock().set_sink(state_dir.sink());
+                (journal, Some(Arc::new(state_dir)), resumed)
+            }
+        };
+        let journal = Arc::new(journal);
         let stats = Arc::new(SourceStats::default());
-        let source = Source::new(socket, journal.clone(), stats.clone());
+        let source = Source::new(socket, journal.clone(), stats.clone(), state_dir, resumed);
         let task = tokio::spawn(source.run(shutdown.clone()));
         Ok(Pipeline {
             journal,
@@ -68,12 +84,16 @@ impl Pipeline {
 
     /// A subscription served from this pipeline.
     pub fn subscribe(&self, request: SubscribeRequest) -> ResponseStream {
-        subscribe(
-            self.journal.clone(),
-            request,
-            self.config.session(),
-            self.shutdown.clone(),
-        )
+        self.subscriber().subscribe(request)
+    }
+
+    /// A handle that opens subscriptions, for the server's handlers.
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber {
+            journal: self.journal.clone(),
+            config: self.config.session(),
+            shutdown: self.shutdown.clone(),
+        }
     }
 
     /// Stops the source and waits for it.
@@ -83,6 +103,20 @@ impl Pipeline {
             Some(task) => task.await.unwrap_or(Ok(())),
             None => Ok(()),
         }
+    }
+}
+
+/// Opens subscriptions on a pipeline's journal.
+#[derive(Clone)]
+pub struct Subscriber {
+    journal: Arc<Journal>,
+    config: SessionConfig,
+    shutdown: CancellationToken,
+}
+
+impl Subscriber {
+    pub fn subscribe(&self, request: SubscribeRequest) -> ResponseStream {
+        subscribe(self.journal.clone(), request, self.config.clone(), self.shutdown.clone())
     }
 }
 

@@ -13,11 +13,11 @@ use tonic::{Request, Response, Status};
 
 use crate::config::AgentConfig;
 use crate::error::AgentError;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Subscriber};
 use crate::session::ResponseStream;
 
 struct Service {
-    pipeline: std::sync::Arc<Pipeline>,
+    subscriber: Subscriber,
 }
 
 #[tonic::async_trait]
@@ -36,7 +36,7 @@ impl RouteWatch for Service {
             follow = request.follow,
             "subscriber connected"
         );
-        Ok(Response::new(self.pipeline.subscribe(request)))
+        Ok(Response::new(self.subscriber.subscribe(request)))
     }
 }
 
@@ -66,11 +66,10 @@ pub async fn run(
     }
     let listener = bind(config.listen).await?;
     tracing::info!(addr = %config.listen, "serving");
-    let pipeline = std::sync::Arc::new(pipeline);
     // Compression is the client's choice: gzip and zstd are offered, and a
     // client that accepts neither gets plain messages.
     let service = RouteWatchServer::new(Service {
-        pipeline: pipeline.clone(),
+        subscriber: pipeline.subscriber(),
     })
     .send_compressed(CompressionEncoding::Zstd)
     .send_compressed(CompressionEncoding::Gzip)
@@ -86,10 +85,8 @@ pub async fn run(
         })
         .await?;
     token.cancel();
-    match std::sync::Arc::try_unwrap(pipeline) {
-        Ok(pipeline) => pipeline.stop().await,
-        Err(_) => Ok(()),
-    }
+    // Waits for the source, which writes the state dir on its way out.
+    pipeline.stop().await
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {

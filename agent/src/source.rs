@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::decode::{decode_datagram, Decoded, Message};
 use crate::error::AgentError;
 use crate::journal::{Core, Journal};
+use crate::persist::StateDir;
 use crate::socket::{DumpKind, NetlinkSocket, Received};
 use crate::state::{Recheck, StateTable};
 
@@ -66,11 +67,21 @@ pub struct Source {
     dump: Option<Dump>,
     next_seq: u32,
     ready: bool,
+    /// The journal continues a stream from the state dir: the first dump
+    /// is reconciled against it and the differences published.
+    resumed: bool,
+    state_dir: Option<Arc<StateDir>>,
     recheck_at: Option<(Instant, &'static str)>,
 }
 
 impl Source {
-    pub fn new(socket: NetlinkSocket, journal: Arc<Journal>, stats: Arc<SourceStats>) -> Source {
+    pub fn new(
+        socket: NetlinkSocket,
+        journal: Arc<Journal>,
+        stats: Arc<SourceStats>,
+        state_dir: Option<Arc<StateDir>>,
+        resumed: bool,
+    ) -> Source {
         Source {
             socket,
             journal,
@@ -78,6 +89,8 @@ impl Source {
             dump: None,
             next_seq: 1,
             ready: false,
+            resumed,
+            state_dir,
             recheck_at: None,
         }
     }
@@ -94,7 +107,10 @@ impl Source {
             let mut truncated = false;
             let recheck = self.recheck_at.filter(|_| self.dump.is_none());
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => {
+                    self.compact();
+                    return Ok(());
+                }
                 _ = sleep_until(recheck.map(|r| r.0).unwrap_or_else(Instant::now)), if recheck.is_some() => {
                     self.recheck_at = None;
                     self.start_dump(recheck.map(|r| r.1).unwrap_or("recheck"))?;
@@ -143,6 +159,7 @@ impl Source {
         let journal = self.journal.clone();
         let mut core = journal.lock();
         let mut changes = Vec::new();
+        let mut scratch = Vec::new();
         for item in decoded {
             let d = match item {
                 Ok(d) => d,
@@ -159,6 +176,9 @@ impl Source {
                     .as_ref()
                     .is_some_and(|dump| dump.seq == d.sequence);
             if is_reply {
+                // Keep stream order: what the notifications before this
+                // reply changed goes out before any reconcile it completes.
+                core.publish(std::mem::take(&mut changes), Origin::Notification);
                 self.on_dump_reply(d.message, &mut core)?;
                 continue;
             }
@@ -169,11 +189,10 @@ impl Source {
             let mut recheck = Recheck::No;
             if self.ready {
                 recheck = core.state.apply(&d.message, &mut changes);
-                core.publish(std::mem::take(&mut changes), Origin::Notification);
             }
             if let Some(dump) = &mut self.dump {
-                let fresh = dump.fresh.apply(&d.message, &mut changes);
-                changes.clear();
+                let fresh = dump.fresh.apply(&d.message, &mut scratch);
+                scratch.clear();
                 if !self.ready {
                     recheck = fresh;
                 }
@@ -183,9 +202,24 @@ impl Source {
                 self.request_recheck(reason, false, false);
             }
         }
+        core.publish(changes, Origin::Notification);
+        if let Some(dir) = self.state_dir.as_ref().filter(|d| d.wants_compaction()) {
+            if let Err(e) = dir.compact(&core) {
+                tracing::error!(error = %e, "cannot write the state dir");
+            }
+        }
         drop(core);
         self.journal.wake();
         Ok(())
+    }
+
+    /// Writes the table to the state dir, if there is one.
+    fn compact(&self) {
+        if let Some(dir) = &self.state_dir {
+            if let Err(e) = dir.compact(&self.journal.lock()) {
+                tracing::error!(error = %e, "cannot write the state dir");
+            }
+        }
     }
 
     fn on_dump_reply(&mut self, message: Message, core: &mut Core) -> Result<(), AgentError> {
@@ -224,7 +258,7 @@ impl Source {
         if dump.overflowed {
             return self.start_dump("notifications lost during the previous dump");
         }
-        if self.ready {
+        if self.ready || self.resumed {
             let changes = core.state.reconcile(dump.fresh);
             if !changes.is_empty() {
                 tracing::info!(
@@ -238,12 +272,21 @@ impl Source {
             core.publish(changes, Origin::Reconcile);
         } else {
             core.state = dump.fresh;
+        }
+        if !self.ready {
             self.ready = true;
+            self.resumed = false;
             tracing::info!(
                 routes = core.state.route_count(),
                 nexthops = core.state.nexthop_count(),
+                seq = core.last_seq(),
                 "initial dump complete"
             );
+            if let Some(dir) = &self.state_dir {
+                if let Err(e) = dir.compact(core) {
+                    tracing::error!(error = %e, "cannot write the state dir");
+                }
+            }
             self.journal.set_ready();
         }
         if let Some(reason) = dump.again {

@@ -165,6 +165,28 @@ impl StateTable {
         }
     }
 
+    /// Applies a change this table once emitted (as kept in the state
+    /// dir): add upserts by key, delete removes by key. No kernel rules: the
+    /// change already is their result.
+    pub fn restore(&mut self, change: &Change) {
+        let mut discard = Vec::new();
+        match (&change.object, change.action) {
+            (Object::Nexthop(nh), Action::Add) => {
+                self.nexthops.insert(nh.id, nh.clone());
+            }
+            (Object::Nexthop(nh), Action::Delete) => {
+                self.nexthops.remove(&nh.id);
+            }
+            (Object::Route(route), Action::Add) => {
+                self.remove(&change.key, &mut discard);
+                self.insert(change.key.clone(), (**route).clone(), usize::MAX, &mut discard);
+            }
+            (Object::Route(_), Action::Delete) => {
+                self.remove(&change.key, &mut discard);
+            }
+        }
+    }
+
     /// Replaces this table with `fresh` (a complete dump) and returns what
     /// differs. The countdown in `expires` alone is not a difference.
     pub fn reconcile(&mut self, fresh: StateTable) -> Vec<Change> {
