@@ -238,6 +238,7 @@ impl Source {
             core.publish(changes, Origin::Reconcile);
         } else {
             core.state = dump.fresh;
+            core.state.end_dump();
             self.ready = true;
             tracing::info!(
                 routes = core.state.route_count(),
