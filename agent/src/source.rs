@@ -272,6 +272,7 @@ impl Source {
             core.publish(changes, Origin::Reconcile);
         } else {
             core.state = dump.fresh;
+            core.state.end_dump();
         }
         if !self.ready {
             self.ready = true;

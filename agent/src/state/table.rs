@@ -64,6 +64,8 @@ pub struct StateTable {
     bases: HashMap<String, Vec<Arc<str>>>,
     /// Route keys per nexthop object id they use.
     nh_users: HashMap<u32, HashSet<Arc<str>>>,
+    /// Keys a dump in progress has delivered (see `insert_dumped`).
+    dumped: HashSet<Arc<str>>,
 }
 
 impl StateTable {
@@ -144,10 +146,16 @@ impl StateTable {
             Message::NewRoute { route, .. } => {
                 let route = self.resolve(route.clone());
                 let mut key = route_key(&route);
-                // Two dumped routes the key cannot tell apart (it would take
-                // an exotic pair, e.g. IPv4 routes differing only in metrics):
-                // keep both, distinctly.
                 if self.routes.contains_key(key.as_str()) {
+                    if !self.dumped.contains(key.as_str()) {
+                        // A notification queued ahead of this reply already
+                        // put the route here; the reply is the newer word.
+                        self.upsert(key.into(), route, &mut Vec::new());
+                        return;
+                    }
+                    // Two dumped routes the key cannot tell apart (it would
+                    // take an exotic pair, e.g. IPv4 routes differing only
+                    // in metrics): keep both, distinctly.
                     let base = key.clone();
                     let mut n = 2;
                     while self.routes.contains_key(key.as_str()) {
@@ -156,6 +164,7 @@ impl StateTable {
                     }
                 }
                 let key: Arc<str> = key.into();
+                self.dumped.insert(key.clone());
                 let base = base_key(&route);
                 self.bases.entry(base).or_default().push(key.clone());
                 self.index(&key, &route);
@@ -187,6 +196,11 @@ impl StateTable {
         }
     }
 
+    /// Forgets which keys the finished dump delivered.
+    pub fn end_dump(&mut self) {
+        self.dumped = HashSet::new();
+    }
+
     /// Replaces this table with `fresh` (a complete dump) and returns what
     /// differs. The countdown in `expires` alone is not a difference.
     pub fn reconcile(&mut self, fresh: StateTable) -> Vec<Change> {
@@ -213,6 +227,7 @@ impl StateTable {
             }
         }
         *self = fresh;
+        self.end_dump();
         out
     }
 

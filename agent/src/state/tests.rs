@@ -211,3 +211,29 @@ fn reconcile_emits_exactly_the_differences() {
     );
     assert_eq!(t.route_count(), 2);
 }
+
+#[test]
+fn a_route_announced_during_a_dump_is_not_doubled_by_the_dump() {
+    // The re-dump's table gets notifications queued ahead of the replies,
+    // before its link dump has named the devices; then the dump reply for
+    // the same route arrives.
+    let mut fresh = StateTable::new();
+    let m = msg!("route_v4_via.bin");
+    apply(&mut fresh, &m);
+    for (index, name) in [(2, "vb"), (3, "va")] {
+        let link = Link {
+            index,
+            name: name.into(),
+            up: true,
+            carrier: true,
+        };
+        fresh.insert_dumped(&Message::NewLink(link));
+    }
+    fresh.insert_dumped(&m);
+    assert_eq!(fresh.route_count(), 1);
+    let snapshot = fresh.snapshot();
+    let Object::Route(r) = &snapshot[0].object else {
+        panic!("a route")
+    };
+    assert_eq!(r.dev, "va", "the dump's copy, with the device named");
+}

@@ -1,0 +1,529 @@
+"""Shared plumbing for the routewatch benchmarks (standard library only).
+
+- preflight checks (root, iproute2, the release binaries),
+- throwaway network namespaces (`rwbench-<pid>-<n>`) that are always deleted,
+- processes started inside a namespace (setns in the child, so the pid we
+  hold is the program's own pid) that are always stopped,
+- CPU time from /proc/PID/stat, netlink socket queues from /proc/PID/net/netlink,
+- bounded waits.
+
+Cleanup runs on normal exit, on exceptions, on Ctrl-C (SIGINT) and on
+SIGTERM/SIGHUP: every process this script started is stopped by its pid, then
+every namespace it created is deleted.
+"""
+
+import atexit
+import ctypes
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+BIN_DIR = os.environ.get("RW_BIN_DIR", os.path.join(REPO, "target", "release"))
+AGENT = os.path.join(BIN_DIR, "routewatch-agent")
+CLIENT = os.path.join(BIN_DIR, "routewatch")
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CLONE_NEWNET = 0x40000000
+NS_PREFIX = "rwbench-"
+
+
+class BenchError(Exception):
+    """A failure with a message meant for the user."""
+
+
+def die(msg, code=1):
+    print(f"{os.path.basename(sys.argv[0])}: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Preflight
+
+
+def preflight(need_binaries=True):
+    if os.geteuid() != 0:
+        die("must run as root (creates network namespaces and veth pairs)", 2)
+    if shutil.which("ip") is None:
+        die("iproute2 `ip` not found in PATH", 2)
+    if need_binaries:
+        missing = [p for p in (AGENT, CLIENT) if not os.access(p, os.X_OK)]
+        if missing:
+            die(
+                "missing binaries: "
+                + ", ".join(missing)
+                + "\n  build them first: (cd "
+                + REPO
+                + " && cargo build --release --bins)"
+                + "\n  or point RW_BIN_DIR at the directory holding them",
+                2,
+            )
+    if not os.path.isdir("/proc/self/net"):
+        die("/proc is not mounted", 2)
+
+
+# --------------------------------------------------------------------------
+# Cleanup registry
+
+_procs = []  # Proc objects still to stop
+_namespaces = []  # namespace names still to delete
+_tmpdirs = []
+_cleaned = False
+
+
+def _cleanup():
+    global _cleaned
+    if _cleaned:
+        return
+    _cleaned = True
+    for p in list(reversed(_procs)):
+        try:
+            p.stop(quiet=True)
+        except Exception as e:  # keep going: namespaces must still go
+            print(f"cleanup: stopping {p.name}: {e}", file=sys.stderr)
+    for ns in list(reversed(_namespaces)):
+        try:
+            Netns.delete_name(ns)
+        except Exception as e:
+            print(f"cleanup: deleting namespace {ns}: {e}", file=sys.stderr)
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _on_signal(signum, _frame):
+    # Turn SIGTERM/SIGHUP into an exception so `finally` blocks and atexit run.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def install_cleanup():
+    atexit.register(_cleanup)
+    # SIGINT too: a shell that starts us in the background leaves it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _on_signal)
+
+
+def run_main(main):
+    """Runs main() with cleanup on every path; maps errors to exit codes."""
+    install_cleanup()
+    try:
+        rc = main()
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        _cleanup()
+        sys.exit(130)
+    except BenchError as e:
+        print(f"{os.path.basename(sys.argv[0])}: error: {e}", file=sys.stderr)
+        _cleanup()
+        sys.exit(1)
+    # Ignore Ctrl-C while cleaning up.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _cleanup()
+    sys.exit(rc or 0)
+
+
+def workdir(keep=False, prefix="rwbench."):
+    d = tempfile.mkdtemp(prefix=prefix)
+    if not keep:
+        _tmpdirs.append(d)
+    return d
+
+
+# --------------------------------------------------------------------------
+# Namespaces
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_ns_counter = 0
+
+
+def _sweep_stale():
+    """Deletes rwbench-<pid>-<n> namespaces whose creator no longer exists."""
+    try:
+        names = os.listdir("/run/netns")
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not name.startswith(NS_PREFIX):
+            continue
+        parts = name[len(NS_PREFIX):].split("-")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            continue
+        if int(parts[0]) != os.getpid() and not os.path.exists(f"/proc/{parts[0]}"):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+
+
+class Netns:
+    def __init__(self):
+        global _ns_counter
+        _sweep_stale()
+        self.name = f"{NS_PREFIX}{os.getpid()}-{_ns_counter}"
+        _ns_counter += 1
+        r = subprocess.run(["ip", "netns", "add", self.name], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise BenchError(f"`ip netns add {self.name}` failed: {r.stderr.strip()}")
+        _namespaces.append(self.name)
+        self.path = f"/run/netns/{self.name}"
+        self.ip("link set lo up")
+
+    @staticmethod
+    def delete_name(name):
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+        if name in _namespaces:
+            _namespaces.remove(name)
+
+    def delete(self):
+        Netns.delete_name(self.name)
+
+    def ip(self, args, check=True, timeout=120):
+        """`ip -n NS ARGS`; returns stdout."""
+        argv = ["ip", "-n", self.name] + (args.split() if isinstance(args, str) else list(args))
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise BenchError(f"`{' '.join(argv)}` failed ({r.returncode}): {r.stderr.strip()}")
+        return r.stdout
+
+    def preexec(self):
+        """A preexec_fn that moves the child into this namespace."""
+        path = self.path
+
+        def enter():
+            fd = os.open(path, os.O_RDONLY)
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                os._exit(121)
+            os.close(fd)
+
+        return enter
+
+    def setup_veth(self, addr="192.168.255.1/24"):
+        """A veth pair va/vb, both ends up, `addr` on va; no DAD, so the
+        IPv6 link-local routes settle at once."""
+        for k in ("all", "default"):
+            self.sysctl(f"net.ipv6.conf.{k}.accept_dad", "0")
+        self.ip("link add va type veth peer name vb")
+        self.ip(["addr", "add", addr, "dev", "va"])
+        self.ip("link set va up")
+        self.ip("link set vb up")
+        self.wait_routes_settled()
+
+    def sysctl(self, key, value):
+        r = subprocess.run(
+            ["ip", "netns", "exec", self.name, "sysctl", "-q", "-w", f"{key}={value}"],
+            capture_output=True, text=True, timeout=30,
+        )
+        if r.returncode != 0:
+            raise BenchError(f"sysctl {key}={value} in {self.name}: {r.stderr.strip()}")
+
+    def route_dump(self):
+        return self.ip("-d route show table all") + self.ip("-6 -d route show table all")
+
+    def wait_routes_settled(self, quiet=1.0, deadline=15.0):
+        """Waits until the routing tables stop changing for `quiet` seconds."""
+        end = time.monotonic() + deadline
+        last = self.route_dump()
+        since = time.monotonic()
+        while time.monotonic() < end:
+            time.sleep(0.2)
+            now = self.route_dump()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+        raise BenchError(f"routes in {self.name} kept changing for {deadline}s")
+
+    def route_count(self):
+        """Routes of every table, IPv4 plus IPv6, as `ip -j route show table all` counts them."""
+        import json
+
+        n = 0
+        for fam in ("-4", "-6"):
+            out = self.ip(["-j", fam, "route", "show", "table", "all"], timeout=300)
+            n += len(json.loads(out or "[]"))
+        return n
+
+    def batch(self, path, timeout=1800):
+        """`ip -batch FILE` in the namespace; returns wall seconds."""
+        t = time.monotonic()
+        r = subprocess.run(
+            ["ip", "-n", self.name, "-batch", path], capture_output=True, text=True, timeout=timeout
+        )
+        if r.returncode != 0:
+            raise BenchError(f"`ip -n {self.name} -batch {path}` failed: {r.stderr.strip()[:2000]}")
+        return time.monotonic() - t
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+class Proc:
+    """A program running inside a namespace, stopped on cleanup."""
+
+    def __init__(self, name, argv, ns, stdout=None, stderr=None, env=None):
+        self.name = name
+        self.argv = argv
+        self.stdout_path = stdout
+        self.stderr_path = stderr
+        out = open(stdout, "wb") if stdout else subprocess.DEVNULL
+        err = open(stderr, "wb") if stderr else subprocess.DEVNULL
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        try:
+            self.p = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=full_env,
+                preexec_fn=ns.preexec(),
+                start_new_session=True,  # Ctrl-C reaches us only; we stop it
+            )
+        finally:
+            for f in (out, err):
+                if f not in (subprocess.DEVNULL, None):
+                    f.close()
+        self.pid = self.p.pid
+        self.returncode = None
+        self.stopped_by_us = False
+        _procs.append(self)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def cpu_ticks(self):
+        """utime+stime of the whole process (all threads), in clock ticks."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            data = f.read()
+        fields = data[data.rindex(")") + 2:].split()
+        # fields[0] is state (field 3); utime is field 14, stime field 15.
+        return int(fields[11]) + int(fields[12])
+
+    def cpu_seconds(self):
+        return self.cpu_ticks() / CLK_TCK
+
+    def rss_kib(self):
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def netlink_sockets(self):
+        """This process's netlink sockets: list of dicts with rmem, drops, groups."""
+        inodes = set()
+        try:
+            for fd in os.listdir(f"/proc/{self.pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{self.pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+            with open(f"/proc/{self.pid}/net/netlink") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return []
+        header = lines[0].split()
+        out = []
+        for line in lines[1:]:
+            cols = dict(zip(header, line.split()))
+            if cols.get("Inode") in inodes and cols.get("Eth") == "0":
+                out.append({
+                    "port": int(cols["Pid"]),
+                    "groups": cols["Groups"],
+                    "rmem": int(cols["Rmem"]),
+                    "drops": int(cols["Drops"]),
+                })
+        return out
+
+    def send_signal(self, sig):
+        if self.alive():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0, quiet=False):
+        """Stops the process (sig, then SIGKILL after `timeout`); returns its exit code."""
+        if self in _procs:
+            _procs.remove(self)
+        if self.alive():
+            self.stopped_by_us = True
+            self.send_signal(sig)
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                if not quiet:
+                    log(f"{self.name} (pid {self.pid}) ignored {signal.Signals(sig).name} for {timeout}s; killing")
+                self.send_signal(signal.SIGKILL)
+                self.p.wait(timeout=10)
+        self.returncode = self.p.returncode
+        return self.returncode
+
+    def stderr_text(self, limit=4000):
+        if not self.stderr_path:
+            return ""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return ""
+        text = data.decode(errors="replace")
+        return text[-limit:]
+
+
+def wait_until(pred, deadline, what, interval=0.05, proc=None):
+    """Polls pred() until true; raises BenchError after `deadline` seconds or
+    if `proc` dies meanwhile."""
+    end = time.monotonic() + deadline
+    while True:
+        if pred():
+            return
+        if proc is not None and not proc.alive():
+            raise BenchError(
+                f"{proc.name} exited ({proc.p.returncode}) while waiting for {what}; stderr:\n{proc.stderr_text()}"
+            )
+        if time.monotonic() > end:
+            raise BenchError(f"timed out after {deadline}s waiting for {what}")
+        time.sleep(interval)
+
+
+def file_contains(path, needle, start=0):
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            return needle in f.read()
+    except OSError:
+        return False
+
+
+def wait_quiet(paths=(), procs=(), quiet=1.0, deadline=300.0):
+    """Waits until every file in `paths` has stopped growing, every process
+    in `procs` has used no CPU and has nothing queued on its netlink sockets,
+    all for `quiet` seconds. Returns seconds waited; raises BenchError on the
+    deadline or if a process dies.
+
+    CPU matters as much as output: while the agent re-dumps after an
+    overflow it prints nothing for seconds but is far from done."""
+    start = time.monotonic()
+    end = start + deadline
+    last = None
+    since = start
+    while True:
+        for p in procs:
+            if not p.alive():
+                raise BenchError(
+                    f"{p.name} exited ({p.p.returncode}) during the churn; stderr:\n{p.stderr_text()}"
+                )
+        state = tuple(os.path.getsize(f) for f in paths) + tuple(p.cpu_ticks() for p in procs)
+        queued = sum(s["rmem"] for p in procs for s in p.netlink_sockets())
+        now = time.monotonic()
+        if state != last or queued:
+            last, since = state, now
+        elif now - since >= quiet:
+            return now - start
+        if now > end:
+            raise BenchError(f"still busy after {deadline}s (output files {list(paths)}, processes "
+                             f"{[p.name for p in procs]})")
+        time.sleep(0.05)
+
+
+def wait_file_quiet(path, quiet=1.0, deadline=300.0, procs=()):
+    """Waits until `path` stops growing for `quiet` seconds (the processes
+    must stay alive meanwhile)."""
+    start = time.monotonic()
+    end = start + deadline
+    last = -1
+    since = start
+    while True:
+        for p in procs:
+            if not p.alive():
+                raise BenchError(
+                    f"{p.name} exited ({p.p.returncode}); stderr:\n{p.stderr_text()}"
+                )
+        size = os.path.getsize(path)
+        now = time.monotonic()
+        if size != last:
+            last, since = size, now
+        elif now - since >= quiet:
+            return now - start
+        if now > end:
+            raise BenchError(f"{path} still growing after {deadline}s")
+        time.sleep(0.05)
+
+
+def wait_cpu_quiet(proc, quiet=1.0, deadline=300.0):
+    """Waits until `proc` uses no CPU and has nothing queued on its netlink
+    sockets for `quiet` seconds."""
+    return wait_quiet(procs=(proc,), quiet=quiet, deadline=deadline)
+
+
+RW_ONLY_FIELDS = {"time", "host", "netns", "seq", "stream_id", "action", "origin", "object", "family", "key"}
+
+
+def canon(route):
+    """A route's `ip -j -d route show` fields as a comparable string
+    (routewatch's own fields and the expires countdown left out)."""
+    import json
+
+    return json.dumps({k: v for k, v in route.items() if k not in RW_ONLY_FIELDS and k != "expires"},
+                      sort_keys=True)
+
+
+def ip_routes_canon(ns):
+    """The kernel's routes (`ip -j -d route show table all`, -4 plus -6) as
+    a multiset of canonical strings."""
+    import collections
+    import json
+
+    out = collections.Counter()
+    for fam in ("-4", "-6"):
+        for r in json.loads(ns.ip(["-j", "-d", fam, "route", "show", "table", "all"], timeout=300) or "[]"):
+            out[canon(r)] += 1
+    return out
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def route_lines(n, op, dev="va"):
+    """`route add|del 10.A.B.C/32 dev va` lines for n distinct /32s."""
+    if n > 255 * 65536:
+        raise BenchError(f"N={n} too large (max {255 * 65536})")
+    out = []
+    for i in range(n):
+        a = 1 + (i >> 16)
+        b = (i >> 8) & 255
+        c = i & 255
+        out.append(f"route {op} 10.{a}.{b}.{c}/32 dev {dev}\n")
+    return "".join(out)
+
+
+def write_batches(directory, n):
+    add = os.path.join(directory, f"add-{n}.batch")
+    dele = os.path.join(directory, f"del-{n}.batch")
+    with open(add, "w") as f:
+        f.write(route_lines(n, "add"))
+    with open(dele, "w") as f:
+        f.write(route_lines(n, "del"))
+    return add, dele
+
+
+def ensure_netns_available():
+    """Fails early with a clear message if namespaces cannot be created."""
+    ns = Netns()
+    ns.delete()
