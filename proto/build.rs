@@ -13,7 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SubscribeResponse is hand-written (src/batch.rs) so that encoded events
     // can be shared among subscribers.
     tonic_prost_build::configure()
-        .extern_path(".routewatch.v1.SubscribeResponse", "crate::batch::SubscribeResponse")
+        .extern_path(
+            ".routewatch.v1.SubscribeResponse",
+            "crate::batch::SubscribeResponse",
+        )
         .compile_fds(fds)?;
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -13,8 +13,7 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use routewatch_proto::batch::record;
+use bytes::{Bytes, BytesMut};
 use routewatch_proto::v1::{self as api, event, Cursor, ResyncCause};
 use tokio::sync::watch;
 
@@ -64,7 +63,13 @@ pub struct Core {
 impl Journal {
     /// A new, empty journal.
     pub fn new(stream_id: String, netns: String, limits: RingLimits) -> Journal {
-        Journal::resume(StreamInfo { stream_id, netns }, 0, StateTable::new(), Vec::new(), limits)
+        Journal::resume(
+            StreamInfo { stream_id, netns },
+            0,
+            StateTable::new(),
+            Vec::new(),
+            limits,
+        )
     }
 
     /// A journal continuing a stream at `last_seq`, with `table` as its
@@ -152,14 +157,12 @@ impl Core {
         let mut entries = Vec::with_capacity(changes.len());
         for change in changes {
             self.last_seq += 1;
-            let ev = self
-                .info
-                .event(self.last_seq, time, change_kind(&change, origin));
+            let record = change_record(&self.info, self.last_seq, time, &change, origin);
             entries.push(Entry {
                 seq: self.last_seq,
                 origin,
                 change,
-                record: record(&ev),
+                record,
             });
         }
         if let Some(sink) = self.sink.as_mut() {
@@ -262,6 +265,78 @@ impl StreamInfo {
     }
 }
 
+/// A change encoded as one field-1 record of a `SubscribeResponse`,
+/// straight from the shared route or nexthop: the same bytes as encoding
+/// the `Event` [`StreamInfo::event`] would build, without copying the object.
+pub fn change_record(
+    info: &StreamInfo,
+    seq: u64,
+    time_unix_nano: i64,
+    change: &Change,
+    origin: api::Origin,
+) -> Bytes {
+    use prost::encoding::{
+        encode_key, encode_varint, encoded_len_varint, int32, int64, key_len, message, string,
+        uint64, WireType,
+    };
+    let action = match change.action {
+        Action::Add => api::Action::Add,
+        Action::Delete => api::Action::Delete,
+    } as i32;
+    let origin = origin as i32;
+    let key: &str = &change.key;
+    let object_len = match &change.object {
+        Object::Route(r) => message::encoded_len(4, &**r),
+        Object::Nexthop(n) => message::encoded_len(5, &**n),
+    };
+    let change_len = int32::encoded_len(1, &action)
+        + int32::encoded_len(2, &origin)
+        + key_len(3)
+        + encoded_len_varint(key.len() as u64)
+        + key.len()
+        + object_len;
+    let mut event_len = key_len(10) + encoded_len_varint(change_len as u64) + change_len;
+    if !info.stream_id.is_empty() {
+        event_len += string::encoded_len(1, &info.stream_id);
+    }
+    if seq != 0 {
+        event_len += uint64::encoded_len(2, &seq);
+    }
+    if time_unix_nano != 0 {
+        event_len += int64::encoded_len(3, &time_unix_nano);
+    }
+    if !info.netns.is_empty() {
+        event_len += string::encoded_len(4, &info.netns);
+    }
+    let mut buf = BytesMut::with_capacity(1 + encoded_len_varint(event_len as u64) + event_len);
+    encode_key(1, WireType::LengthDelimited, &mut buf);
+    encode_varint(event_len as u64, &mut buf);
+    if !info.stream_id.is_empty() {
+        string::encode(1, &info.stream_id, &mut buf);
+    }
+    if seq != 0 {
+        uint64::encode(2, &seq, &mut buf);
+    }
+    if time_unix_nano != 0 {
+        int64::encode(3, &time_unix_nano, &mut buf);
+    }
+    if !info.netns.is_empty() {
+        string::encode(4, &info.netns, &mut buf);
+    }
+    encode_key(10, WireType::LengthDelimited, &mut buf);
+    encode_varint(change_len as u64, &mut buf);
+    int32::encode(1, &action, &mut buf);
+    int32::encode(2, &origin, &mut buf);
+    encode_key(3, WireType::LengthDelimited, &mut buf);
+    encode_varint(key.len() as u64, &mut buf);
+    buf.extend_from_slice(key.as_bytes());
+    match &change.object {
+        Object::Route(r) => message::encode(4, &**r, &mut buf),
+        Object::Nexthop(n) => message::encode(5, &**n, &mut buf),
+    }
+    buf.freeze()
+}
+
 /// The API form of a change.
 pub fn change_kind(change: &Change, origin: api::Origin) -> event::Kind {
     let object = match &change.object {
@@ -289,6 +364,7 @@ pub fn now_unix_nano() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use routewatch_proto::batch::record;
     use routewatch_proto::v1::Route;
     use std::sync::Arc;
 
@@ -315,11 +391,33 @@ mod tests {
     }
 
     #[test]
+    fn shared_records_equal_the_generated_encoding() {
+        let info = StreamInfo {
+            stream_id: "s".into(),
+            netns: "ns1".into(),
+        };
+        for c in [
+            change(7),
+            Change {
+                action: Action::Delete,
+                ..change(8)
+            },
+        ] {
+            let direct = change_record(&info, 42, 1234, &c, api::Origin::Reconcile);
+            let ev = info.event(42, 1234, change_kind(&c, api::Origin::Reconcile));
+            assert_eq!(direct, record(&ev));
+        }
+    }
+
+    #[test]
     fn changes_are_numbered_contiguously() {
         let j = Journal::new("s".into(), String::new(), limits(8));
         let mut core = j.lock();
         core.publish((0..3).map(change).collect(), api::Origin::Notification);
-        assert_eq!(seqs(&core.read_after(0, 10, usize::MAX).unwrap()), vec![1, 2, 3]);
+        assert_eq!(
+            seqs(&core.read_after(0, 10, usize::MAX).unwrap()),
+            vec![1, 2, 3]
+        );
         assert!(core.read_after(3, 10, usize::MAX).unwrap().is_empty());
     }
 
@@ -328,7 +426,10 @@ mod tests {
         let j = Journal::new("s".into(), String::new(), limits(4));
         let mut core = j.lock();
         core.publish((0..10).map(change).collect(), api::Origin::Notification);
-        assert_eq!(seqs(&core.read_after(6, 10, usize::MAX).unwrap()), vec![7, 8, 9, 10]);
+        assert_eq!(
+            seqs(&core.read_after(6, 10, usize::MAX).unwrap()),
+            vec![7, 8, 9, 10]
+        );
         assert!(matches!(core.read_after(5, 10, usize::MAX), Err(Lagged)));
     }
 
@@ -369,7 +470,10 @@ mod tests {
         assert_eq!(core.position(&at("s", 10)), Ok(10));
         assert_eq!(core.position(&at("s", 6)), Ok(6));
         assert_eq!(core.position(&at("s", 5)), Err(ResyncCause::CursorTooOld));
-        assert_eq!(core.position(&at("other", 10)), Err(ResyncCause::UnknownStream));
+        assert_eq!(
+            core.position(&at("other", 10)),
+            Err(ResyncCause::UnknownStream)
+        );
         assert_eq!(core.position(&at("s", 11)), Err(ResyncCause::UnknownStream));
     }
 

@@ -155,7 +155,11 @@ impl StateDir {
                 let ev = info.event(seq, time, change_kind(&change, api::Origin::Dump));
                 out.write_all(&record(&ev))?;
             }
-            out.write_all(&record(&info.event(seq, time, event::Kind::Sync(api::Sync {}))))?;
+            out.write_all(&record(&info.event(
+                seq,
+                time,
+                event::Kind::Sync(api::Sync {}),
+            )))?;
             for entry in core.recent() {
                 out.write_all(&entry.record)?;
             }
@@ -253,12 +257,16 @@ fn read_records(bytes: &[u8]) -> (Vec<api::Event>, usize) {
         if cursor.get_u8() != 0x0a {
             break;
         }
-        let Ok(len) = prost::encoding::decode_varint(&mut cursor) else { break };
+        let Ok(len) = prost::encoding::decode_varint(&mut cursor) else {
+            break;
+        };
         let len = len as usize;
         if cursor.len() < len {
             break;
         }
-        let Ok(ev) = api::Event::decode(&cursor[..len]) else { break };
+        let Ok(ev) = api::Event::decode(&cursor[..len]) else {
+            break;
+        };
         events.push(ev);
         buf = &cursor[len..];
         good += before - buf.len();
@@ -267,7 +275,9 @@ fn read_records(bytes: &[u8]) -> (Vec<api::Event>, usize) {
 }
 
 fn change_of(ev: &api::Event) -> Option<Change> {
-    let Some(event::Kind::Change(c)) = &ev.kind else { return None };
+    let Some(event::Kind::Change(c)) = &ev.kind else {
+        return None;
+    };
     let action = if c.action == api::Action::Delete as i32 {
         Action::Delete
     } else {
@@ -285,7 +295,9 @@ fn change_of(ev: &api::Event) -> Option<Change> {
 }
 
 fn entry_of(ev: &api::Event) -> Option<Entry> {
-    let Some(event::Kind::Change(c)) = &ev.kind else { return None };
+    let Some(event::Kind::Change(c)) = &ev.kind else {
+        return None;
+    };
     Some(Entry {
         seq: ev.seq,
         origin: api::Origin::try_from(c.origin).unwrap_or(api::Origin::Unspecified),
@@ -330,7 +342,8 @@ mod tests {
     }
 
     fn tempdir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("routewatch-persist-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("routewatch-persist-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -350,7 +363,10 @@ mod tests {
         let core = j.lock();
         assert_eq!(core.info().stream_id, "stream-a");
         assert_eq!(core.last_seq(), 5);
-        assert_eq!(core.recent().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            core.recent().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -365,7 +381,12 @@ mod tests {
         }
         let log = dir.join(LOG);
         let len = fs::metadata(&log).unwrap().len();
-        OpenOptions::new().write(true).open(&log).unwrap().set_len(len - 3).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
         let (j, _) = journal_in(&dir);
         assert_eq!(j.lock().last_seq(), 1);
         let _ = fs::remove_dir_all(&dir);

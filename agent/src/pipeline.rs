@@ -116,7 +116,12 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn subscribe(&self, request: SubscribeRequest) -> ResponseStream {
-        subscribe(self.journal.clone(), request, self.config.clone(), self.shutdown.clone())
+        subscribe(
+            self.journal.clone(),
+            request,
+            self.config.clone(),
+            self.shutdown.clone(),
+        )
     }
 }
 

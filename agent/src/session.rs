@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use routewatch_proto::v1::{
-    self as api, event, ResyncCause, SubscribeRequest, SubscribeResponse,
-};
+use routewatch_proto::v1::{self as api, event, ResyncCause, SubscribeRequest, SubscribeResponse};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -149,14 +147,20 @@ impl Session {
     }
 
     /// Tells the subscriber to drop what it holds; a snapshot must follow.
-    async fn resync(&self, info: &StreamInfo, cause: ResyncCause, reason: String) -> Result<(), Gone> {
+    async fn resync(
+        &self,
+        info: &StreamInfo,
+        cause: ResyncCause,
+        reason: String,
+    ) -> Result<(), Gone> {
         tracing::info!(%reason, "subscriber resynchronised");
         let seq = self.journal.lock().last_seq();
         let kind = event::Kind::Resync(api::Resync {
             reason,
             cause: cause as i32,
         });
-        self.send_events(vec![info.event(seq, now_unix_nano(), kind)]).await
+        self.send_events(vec![info.event(seq, now_unix_nano(), kind)])
+            .await
     }
 
     /// Sends every current object as an add, then the sync marker; returns
@@ -380,7 +384,12 @@ mod tests {
         let j = journal(100);
         fill(&j, 2);
         publish(&j, 5);
-        let mut stream = subscribe(j.clone(), resume("s1", 3), SessionConfig::default(), CancellationToken::new());
+        let mut stream = subscribe(
+            j.clone(),
+            resume("s1", 3),
+            SessionConfig::default(),
+            CancellationToken::new(),
+        );
         assert_eq!(next(&mut stream).await, vec![("change", 4), ("change", 5)]);
         publish(&j, 1);
         assert_eq!(next(&mut stream).await, vec![("change", 6)]);
@@ -392,7 +401,12 @@ mod tests {
         fill(&j, 1);
         publish(&j, 10);
         for request in [resume("other", 10), resume("s1", 2)] {
-            let mut stream = subscribe(j.clone(), request, SessionConfig::default(), CancellationToken::new());
+            let mut stream = subscribe(
+                j.clone(),
+                request,
+                SessionConfig::default(),
+                CancellationToken::new(),
+            );
             assert_eq!(next(&mut stream).await, vec![("resync", 10)]);
             assert_eq!(next(&mut stream).await, vec![("change", 10)]);
             assert_eq!(next(&mut stream).await, vec![("sync", 10)]);

@@ -186,17 +186,23 @@ impl Source {
                 // A late reply to a dump we abandoned.
                 continue;
             }
-            let mut recheck = Recheck::No;
-            if self.ready {
-                recheck = core.state.apply(&d.message, &mut changes);
-            }
-            if let Some(dump) = &mut self.dump {
-                let fresh = dump.fresh.apply(&d.message, &mut scratch);
-                scratch.clear();
-                if !self.ready {
-                    recheck = fresh;
+            // While a dump runs, notifications go to its table as well
+            // (nothing is published from it); before the first dump
+            // completes, only there.
+            let recheck = match (&mut self.dump, self.ready) {
+                (Some(dump), true) => {
+                    dump.fresh.apply(d.message.clone(), &mut scratch);
+                    scratch.clear();
+                    core.state.apply(d.message, &mut changes)
                 }
-            }
+                (Some(dump), false) => {
+                    let recheck = dump.fresh.apply(d.message, &mut scratch);
+                    scratch.clear();
+                    recheck
+                }
+                (None, true) => core.state.apply(d.message, &mut changes),
+                (None, false) => Recheck::No,
+            };
             if let Recheck::Yes(reason) = recheck {
                 tracing::debug!(reason, "kernel may have changed routes silently");
                 self.request_recheck(reason, false, false);

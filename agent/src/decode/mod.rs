@@ -23,7 +23,7 @@ const RTM_DELNEXTHOP: u16 = 105;
 const NLMSG_HEADER_LEN: usize = 16;
 
 /// What one netlink message means to the agent.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Message {
     /// RTM_NEWROUTE; `flags` are the nlmsg_flags (NLM_F_REPLACE, NLM_F_APPEND).
     NewRoute {

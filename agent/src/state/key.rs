@@ -18,48 +18,70 @@
 //! so that a change of the object (which the kernel does not announce per
 //! route) keeps the route's key.
 
-use std::fmt::Write;
+//!
+//! Keys are 128-bit hashes (xxh3, a fixed and specified function, so keys
+//! survive restarts and upgrades) of those identity fields, printed as 32 hex
+//! digits: cheap to build on every event, cheap to look up, opaque to the
+//! consumer, who only compares them.
+
+use xxhash_rust::xxh3::Xxh3Default;
 
 use routewatch_proto::v1::{Family, Route};
 
 const PROTOCOL_RA: u32 = 9;
 
-/// (family, table, dst, src, tos, metric): what `ip route replace` matches.
-pub fn base_key(r: &Route) -> String {
-    let family = if r.family == Family::Inet6 as i32 {
-        "6"
-    } else {
-        "4"
-    };
-    format!(
-        "{family}|{}|{}|{}|{}|{}",
-        r.table, r.dst, r.src, r.tos, r.metric
-    )
+/// Hash of (family, table, dst, src, tos, metric): what `ip route replace`
+/// matches.
+pub fn base_key(r: &Route) -> u64 {
+    base(r).digest()
 }
 
 /// The stable key a consumer uses to upsert and delete.
 pub fn route_key(r: &Route) -> String {
-    let mut key = base_key(r);
-    key.push('|');
+    let mut h = base(r);
     if r.family == Family::Inet6 as i32 {
         if r.nhid != 0 {
-            let _ = write!(key, "nh{}", r.nhid);
+            h.update(b"nh");
+            h.update(&r.nhid.to_le_bytes());
         } else if is_ecmp_capable(r) {
-            key.push_str("ecmp");
+            h.update(b"ecmp");
         } else if !r.gateway.is_empty() {
-            let _ = write!(key, "via {}%{}", r.gateway, r.ifindex);
+            h.update(b"via");
+            field(&mut h, &r.gateway);
+            h.update(&r.ifindex.to_le_bytes());
         } else {
-            let _ = write!(key, "t{} dev{}", r.r#type, r.ifindex);
+            h.update(b"dev");
+            h.update(&r.r#type.to_le_bytes());
+            h.update(&r.ifindex.to_le_bytes());
         }
     } else {
-        let _ = write!(
-            key,
-            "t{} p{} s{} {}|",
-            r.r#type, r.protocol, r.scope, r.prefsrc
-        );
-        push_paths(&mut key, r);
+        for n in [r.r#type, r.protocol, r.scope] {
+            h.update(&n.to_le_bytes());
+        }
+        field(&mut h, &r.prefsrc);
+        if r.nhid != 0 {
+            h.update(b"nh");
+            h.update(&r.nhid.to_le_bytes());
+        } else if r.nexthops.is_empty() {
+            field(&mut h, &r.gateway);
+            h.update(&r.ifindex.to_le_bytes());
+        } else {
+            for hop in &r.nexthops {
+                field(&mut h, &hop.gateway);
+                h.update(&hop.ifindex.to_le_bytes());
+                h.update(&hop.weight.to_le_bytes());
+            }
+        }
     }
-    key
+    hex(h.digest128())
+}
+
+/// A key distinct from `key`, for the n-th dumped route it cannot tell apart.
+pub fn nth_key(key: &str, n: u32) -> String {
+    let mut h = Xxh3Default::new();
+    h.update(key.as_bytes());
+    h.update(&n.to_le_bytes());
+    hex(h.digest128())
 }
 
 /// IPv6 routes the kernel merges into one multipath route (rt6_qualify_for_ecmp).
@@ -67,19 +89,30 @@ pub fn is_ecmp_capable(r: &Route) -> bool {
     r.nhid == 0 && r.protocol != PROTOCOL_RA && (!r.gateway.is_empty() || !r.nexthops.is_empty())
 }
 
-fn push_paths(key: &mut String, r: &Route) {
-    if r.nhid != 0 {
-        let _ = write!(key, "nh{}", r.nhid);
-    } else if r.nexthops.is_empty() {
-        let _ = write!(key, "{}%{}", r.gateway, r.ifindex);
+fn base(r: &Route) -> Xxh3Default {
+    let mut h = Xxh3Default::new();
+    let family: u8 = if r.family == Family::Inet6 as i32 {
+        6
     } else {
-        for (i, hop) in r.nexthops.iter().enumerate() {
-            if i > 0 {
-                key.push(',');
-            }
-            let _ = write!(key, "{}%{}*{}", hop.gateway, hop.ifindex, hop.weight);
-        }
-    }
+        4
+    };
+    h.update(&[family]);
+    h.update(&r.table.to_le_bytes());
+    field(&mut h, &r.dst);
+    field(&mut h, &r.src);
+    h.update(&r.tos.to_le_bytes());
+    h.update(&r.metric.to_le_bytes());
+    h
+}
+
+/// A string field, length-prefixed so that adjacent fields cannot blur.
+fn field(h: &mut Xxh3Default, s: &str) {
+    h.update(&(s.len() as u32).to_le_bytes());
+    h.update(s.as_bytes());
+}
+
+fn hex(v: u128) -> String {
+    format!("{v:032x}")
 }
 
 #[cfg(test)]

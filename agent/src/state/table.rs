@@ -7,12 +7,14 @@
 //! the kernel does not announce) `apply` asks for a re-dump instead of
 //! guessing: the consumer then gets precise changes with origin `reconcile`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use routewatch_proto::v1::{Family, NextHop, Nexthop, NexthopGroupMember, Route};
 
-use super::key::{base_key, is_ecmp_capable, route_key};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::key::{base_key, is_ecmp_capable, nth_key, route_key};
 use crate::decode::nexthop::NexthopMessage;
 use crate::decode::{Link, Message};
 
@@ -58,14 +60,14 @@ pub enum Recheck {
 pub struct StateTable {
     links: HashMap<u32, Link>,
     nexthops: BTreeMap<u32, Arc<Nexthop>>,
-    routes: HashMap<Arc<str>, Arc<Route>>,
+    routes: FxHashMap<Arc<str>, Arc<Route>>,
     /// Keys sharing a base key, in the kernel's order: `replace` acts on the
     /// first, `append` adds at the end, a plain add or prepend at the front.
-    bases: HashMap<String, Vec<Arc<str>>>,
+    bases: FxHashMap<u64, Vec<Arc<str>>>,
     /// Route keys per nexthop object id they use.
-    nh_users: HashMap<u32, HashSet<Arc<str>>>,
+    nh_users: HashMap<u32, FxHashSet<Arc<str>>>,
     /// Keys a dump in progress has delivered (see `insert_dumped`).
-    dumped: HashSet<Arc<str>>,
+    dumped: FxHashSet<Arc<str>>,
 }
 
 impl StateTable {
@@ -99,12 +101,12 @@ impl StateTable {
     }
 
     /// Applies one kernel notification, appending the resulting changes.
-    pub fn apply(&mut self, message: &Message, out: &mut Vec<Change>) -> Recheck {
+    pub fn apply(&mut self, message: Message, out: &mut Vec<Change>) -> Recheck {
         match message {
-            Message::NewRoute { route, flags } => self.new_route(route.clone(), *flags, out),
-            Message::DelRoute(route) => self.del_route(route.clone(), out),
+            Message::NewRoute { route, flags } => self.new_route(route, flags, out),
+            Message::DelRoute(route) => self.del_route(route, out),
             Message::NewNexthop(nh) => {
-                self.upsert_nexthop(nh, out);
+                self.upsert_nexthop(&nh, out);
                 Recheck::No
             }
             Message::DelNexthop(nh) => {
@@ -117,6 +119,7 @@ impl StateTable {
             }
             Message::NewLink(link) => {
                 let old = self.links.insert(link.index, link.clone());
+                let link = &link;
                 match old {
                     Some(old) if old.up != link.up || old.carrier != link.carrier => {
                         Recheck::Yes("link state changed")
@@ -159,7 +162,7 @@ impl StateTable {
                     let base = key.clone();
                     let mut n = 2;
                     while self.routes.contains_key(key.as_str()) {
-                        key = format!("{base}#{n}");
+                        key = nth_key(&base, n);
                         n += 1;
                     }
                 }
@@ -188,7 +191,12 @@ impl StateTable {
             }
             (Object::Route(route), Action::Add) => {
                 self.remove(&change.key, &mut discard);
-                self.insert(change.key.clone(), (**route).clone(), usize::MAX, &mut discard);
+                self.insert(
+                    change.key.clone(),
+                    (**route).clone(),
+                    usize::MAX,
+                    &mut discard,
+                );
             }
             (Object::Route(_), Action::Delete) => {
                 self.remove(&change.key, &mut discard);
@@ -198,7 +206,7 @@ impl StateTable {
 
     /// Forgets which keys the finished dump delivered.
     pub fn end_dump(&mut self) {
-        self.dumped = HashSet::new();
+        self.dumped = FxHashSet::default();
     }
 
     /// Replaces this table with `fresh` (a complete dump) and returns what

@@ -31,7 +31,7 @@ fn table() -> StateTable {
 
 fn apply(t: &mut StateTable, m: &Message) -> (Vec<Change>, Recheck) {
     let mut out = Vec::new();
-    let recheck = t.apply(m, &mut out);
+    let recheck = t.apply(m.clone(), &mut out);
     (out, recheck)
 }
 
