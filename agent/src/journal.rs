@@ -33,6 +33,9 @@ pub struct Entry {
     pub record: Bytes,
 }
 
+/// Receives every appended batch before any session can see it.
+pub type Sink = Box<dyn FnMut(&[Entry]) + Send>;
+
 /// How much the ring keeps: whichever limit is reached first.
 #[derive(Debug, Clone, Copy)]
 pub struct RingLimits {
@@ -57,7 +60,7 @@ pub struct Core {
     last_seq: u64,
     /// Receives every appended batch (the state dir's log), before any
     /// session can see it.
-    sink: Option<Box<dyn FnMut(&[Entry]) + Send>>,
+    sink: Option<Sink>,
 }
 
 impl Journal {
@@ -143,7 +146,7 @@ impl Core {
     }
 
     /// Sends every appended batch to `sink` first (see [`Core::publish`]).
-    pub fn set_sink(&mut self, sink: Box<dyn FnMut(&[Entry]) + Send>) {
+    pub fn set_sink(&mut self, sink: Sink) {
         self.sink = Some(sink);
     }
 

@@ -34,7 +34,7 @@ use routewatch_proto::batch::record;
 use routewatch_proto::v1::{self as api, event, SubscribeResponse};
 
 use crate::error::AgentError;
-use crate::journal::{change_kind, now_unix_nano, Core, Entry, StreamInfo};
+use crate::journal::{change_kind, now_unix_nano, Core, Entry, Sink, StreamInfo};
 use crate::state::{Action, Change, Object, StateTable};
 
 const STATE: &str = "state.pb";
@@ -104,7 +104,7 @@ impl StateDir {
     }
 
     /// The journal's sink: appends each batch to the log.
-    pub fn sink(&self) -> Box<dyn FnMut(&[Entry]) + Send> {
+    pub fn sink(&self) -> Sink {
         let log = self.log.clone();
         let dir = self.dir.clone();
         Box::new(move |entries: &[Entry]| {
