@@ -1,5 +1,7 @@
 //! The command line. Every field's doc comment is its `--help` text.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::printer::Format;
@@ -20,19 +22,48 @@ pub struct Cli {
 pub enum Command {
     /// Print the current routes, then every change as it happens.
     ///
+    /// A remote target that is down or goes away is retried until
+    /// routewatch is stopped (with backoff, at least every 10 seconds), and
+    /// its stream resumes where it stopped: no line is printed twice or
+    /// skipped. When the agent cannot resume (it restarted, or the client
+    /// was away too long) it says so with a resync and a fresh snapshot.
+    ///
     /// Examples:
     ///   routewatch tail                               # this host, in process
     ///   routewatch tail --insecure 10.0.0.1:50051 10.0.0.2:50051
     ///   routewatch tail -o json | jq 'select(.action=="delete")'
+    ///   routewatch tail --insecure -o json --cursor-file pos.json 10.0.0.1:50051 >> log
     #[command(verbatim_doc_comment)]
-    Tail(Watch),
+    Tail(Tail),
     /// Print the current routes and nexthop objects, then exit.
+    ///
+    /// Fails (exit status 1) when a target cannot be reached: nothing is
+    /// retried.
     ///
     /// Examples:
     ///   routewatch show
     ///   routewatch show --insecure 10.0.0.1:50051 -o json
     #[command(verbatim_doc_comment)]
     Show(Watch),
+}
+
+/// `tail`'s options.
+#[derive(Debug, Args)]
+pub struct Tail {
+    #[command(flatten)]
+    pub watch: Watch,
+
+    /// Remember where each remote target's stream stopped in FILE, and
+    /// resume from there on the next start, without a snapshot. Written
+    /// atomically about once a second while changes arrive and on exit,
+    /// only ever with positions whose lines are already on stdout: a
+    /// restarted tail never skips a line. After a clean exit (Ctrl-C,
+    /// SIGTERM) it prints none twice either; after a crash, the lines of
+    /// the last second or so may come again. A missing file starts from a
+    /// snapshot. This host in process (no TARGET) has no lasting position
+    /// and is not recorded.
+    #[arg(long, value_name = "FILE", env = "ROUTEWATCH_CURSOR_FILE")]
+    pub cursor_file: Option<PathBuf>,
 }
 
 /// What to watch and how to print it.
@@ -50,4 +81,20 @@ pub struct Watch {
     /// object per line with the field names of `ip -j -d route show`.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text, env = "ROUTEWATCH_OUTPUT")]
     pub format: Format,
+
+    /// Response compression to accept from agents: `auto` accepts gzip and
+    /// zstd (the agent chooses; worth it on slow links and for large
+    /// snapshots), `none` asks for uncompressed responses (saves CPU on
+    /// fast links). Requests are never compressed.
+    #[arg(long, value_enum, default_value_t = Compression::Auto, env = "ROUTEWATCH_COMPRESSION")]
+    pub compression: Compression,
+}
+
+/// `--compression` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// Accept gzip and zstd.
+    Auto,
+    /// Accept uncompressed responses only.
+    None,
 }

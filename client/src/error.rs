@@ -33,9 +33,50 @@ pub enum ClientError {
     /// Several targets, some of which failed (each was reported already).
     #[error("{failed} of {total} targets failed")]
     TargetsFailed { failed: usize, total: usize },
+    /// `--cursor-file` exists but cannot be read or is not a cursor file.
+    #[error("cannot use cursor file {}: {problem} (fix it, or remove it to start from a fresh snapshot)", path.display())]
+    CursorFile {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    /// `--cursor-file` could not be written.
+    #[error("cannot write cursor file {}: {source}", path.display())]
+    CursorSave {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Writing the output failed (other than a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl ClientError {
+    /// Why a subscription ended, for a line that already names the target.
+    pub fn cause(&self) -> String {
+        match self {
+            ClientError::Connect { source, .. } => format!("cannot connect: {}", chain(source)),
+            ClientError::Stream { status, .. } => {
+                let mut text = if status.message().is_empty() {
+                    status.code().description().to_owned()
+                } else {
+                    status.message().to_owned()
+                };
+                // tonic repeats a cause's words in the message: keep each once.
+                let mut cause = std::error::Error::source(status);
+                while let Some(c) = cause {
+                    let more = c.to_string();
+                    if !text.contains(&more) {
+                        text.push_str(": ");
+                        text.push_str(&more);
+                    }
+                    cause = c.source();
+                }
+                text
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 /// An error and its causes, "a: b: c" (tonic's own text is only "transport error").

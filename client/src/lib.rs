@@ -6,13 +6,24 @@
 //! - [`cli`]: the command line.
 //! - [`target`]: what a TARGET argument names.
 //! - [`subscription`]: one subscription per target, merged with host labels.
+//! - [`remote`]: one subscription to an agent, on a connection that notices
+//!   a dead path.
+//! - [`reconnect`]: `tail`'s resubscribing after every loss, paced by
+//!   [`backoff`], resuming from the [`cursor`].
+//! - [`tail`]: the `tail` command, keeping the [`cursor_file`].
 //! - [`printer`]: one printer per output format.
 //! - [`error`]: the `ClientError` type.
 
+pub mod backoff;
 pub mod cli;
+pub mod cursor;
+pub mod cursor_file;
 pub mod error;
 pub mod printer;
+pub mod reconnect;
+pub mod remote;
 pub mod subscription;
+pub mod tail;
 pub mod target;
 
 pub use error::ClientError;
@@ -24,18 +35,18 @@ use tokio_util::sync::CancellationToken;
 
 use cli::{Command, Watch};
 use printer::{printer, Mode, Origin};
-use subscription::{fan_in, Delivery};
+use subscription::{fan_in, Delivery, Options};
 use target::Target;
 
 /// Runs one command until it is done or `shutdown` is cancelled.
 pub async fn run(command: Command, shutdown: CancellationToken) -> Result<(), ClientError> {
     match command {
-        Command::Tail(watch) => tail(watch, shutdown).await,
+        Command::Tail(args) => tail::run(args, shutdown).await,
         Command::Show(watch) => show(watch, shutdown).await,
     }
 }
 
-fn targets(watch: &Watch) -> Result<Vec<Target>, ClientError> {
+pub(crate) fn targets(watch: &Watch) -> Result<Vec<Target>, ClientError> {
     if watch.targets.is_empty() {
         return Ok(vec![Target::Local]);
     }
@@ -43,42 +54,6 @@ fn targets(watch: &Watch) -> Result<Vec<Target>, ClientError> {
         return Err(ClientError::TlsRequired);
     }
     watch.targets.iter().map(|t| Target::parse(t)).collect()
-}
-
-async fn tail(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientError> {
-    let targets = targets(&watch)?;
-    let many = targets.len() > 1;
-    let mut remaining = targets.len();
-    let request = SubscribeRequest {
-        snapshot: true,
-        follow: true,
-        resume_from: None,
-    };
-    let mut rx = fan_in(targets, request, shutdown);
-    let mut print = printer(watch.format, Mode::Tail);
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut failures = Failures::new(remaining);
-    while let Some(delivery) = rx.recv().await {
-        match delivery {
-            Delivery::Events { host, events } => {
-                let from = Origin { host: &host, many };
-                for event in &events {
-                    print.print(&mut out, &from, event)?;
-                }
-                out.flush()?;
-            }
-            Delivery::Ended { .. } => remaining -= 1,
-            Delivery::Failed(e) => {
-                failures.note(e);
-                remaining -= 1;
-            }
-        }
-        if remaining == 0 {
-            break;
-        }
-    }
-    failures.result()
 }
 
 async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientError> {
@@ -90,15 +65,23 @@ async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
         follow: false,
         resume_from: None,
     };
-    let mut rx = fan_in(targets, request, shutdown);
+    // A snapshot that cannot be had now is an error, not something to wait for.
+    let options = Options {
+        reconnect: false,
+        compression: watch.compression,
+        resume: Default::default(),
+    };
+    let mut rx = fan_in(targets, request, options, shutdown);
     let mut collected: Vec<(std::sync::Arc<str>, Event)> = Vec::new();
     let mut failures = Failures::new(remaining);
     while remaining > 0 {
         match rx.recv().await {
-            Some(Delivery::Events { host, events }) => {
+            Some(Delivery::Events { host, events, .. }) => {
                 collected.extend(events.into_iter().map(|e| (host.clone(), e)));
             }
             Some(Delivery::Ended { .. }) => remaining -= 1,
+            // Only `tail` reconnects.
+            Some(Delivery::Connected { .. } | Delivery::Disconnected { .. }) => {}
             Some(Delivery::Failed(e)) => {
                 failures.note(e);
                 remaining -= 1;
@@ -139,27 +122,27 @@ fn sort_key(e: &Event) -> (u8, i32, u32, String, u32) {
 
 /// Failed targets: with one target its error is the command's; with several
 /// each is reported as it happens and the command fails at the end.
-struct Failures {
+pub(crate) struct Failures {
     total: usize,
     errors: Vec<ClientError>,
 }
 
 impl Failures {
-    fn new(total: usize) -> Failures {
+    pub(crate) fn new(total: usize) -> Failures {
         Failures {
             total,
             errors: Vec::new(),
         }
     }
 
-    fn note(&mut self, e: ClientError) {
+    pub(crate) fn note(&mut self, e: ClientError) {
         if self.total > 1 {
             eprintln!("routewatch: {e}");
         }
         self.errors.push(e);
     }
 
-    fn result(mut self) -> Result<(), ClientError> {
+    pub(crate) fn result(mut self) -> Result<(), ClientError> {
         match self.errors.len() {
             0 => Ok(()),
             1 if self.total == 1 => Err(self.errors.remove(0)),

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     let stop = shutdown.clone();
     let result = runtime.block_on(async move {
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
             stop.cancel();
         });
         routewatch_client::run(cli.command, shutdown).await
@@ -43,6 +43,23 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("routewatch: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM: either ends a `tail` cleanly (and saves its cursors).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot handle SIGTERM ({e}); only Ctrl-C stops cleanly");
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

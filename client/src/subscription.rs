@@ -1,26 +1,57 @@
 //! One subscription per target, merged into one stream of labelled events.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use routewatch_agent::{Pipeline, PipelineConfig};
-use routewatch_proto::v1::route_watch_client::RouteWatchClient;
-use routewatch_proto::v1::{Event, SubscribeRequest};
+use routewatch_proto::v1::{Cursor, Event, SubscribeRequest, SubscribeResponse};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::Compression;
+use crate::cursor::{Position, Step};
 use crate::target::Target;
-use crate::ClientError;
+use crate::{reconnect, remote, ClientError};
 
-/// Largest response the client accepts; batches are far smaller.
-const MAX_MESSAGE: usize = 64 << 20;
-
-/// What the fan-in delivers: a batch of events from one host, or that
-/// host's failure.
+/// What the fan-in delivers about one host.
+#[derive(Debug)]
 pub enum Delivery {
-    Events { host: Arc<str>, events: Vec<Event> },
+    /// A batch of events, in stream order. `cursor` is the host's position
+    /// once they are applied (remote targets only).
+    Events {
+        host: Arc<str>,
+        events: Vec<Event>,
+        cursor: Option<Cursor>,
+    },
+    /// Subscribed again (see [`crate::printer::Notice::Connected`]).
+    Connected {
+        host: Arc<str>,
+        again: bool,
+        resume_from: Option<Cursor>,
+    },
+    /// The subscription was lost; the next attempt is `retry_in` from now.
+    Disconnected {
+        host: Arc<str>,
+        error: String,
+        retry_in: Duration,
+    },
+    /// The host's stream is over (the last delivery for that host).
     Ended { host: Arc<str> },
+    /// The host failed (the last delivery for that host).
     Failed(ClientError),
+}
+
+/// How subscriptions behave.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Resubscribe to remote targets whenever a subscription is lost, until
+    /// shutdown (`tail`), instead of failing (`show`).
+    pub reconnect: bool,
+    pub compression: Compression,
+    /// Where remote targets resume, by address.
+    pub resume: HashMap<String, Cursor>,
 }
 
 /// Subscribes to every target and merges their streams, each batch labelled
@@ -28,17 +59,19 @@ pub enum Delivery {
 pub fn fan_in(
     targets: Vec<Target>,
     request: SubscribeRequest,
+    options: Options,
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<Delivery> {
     let (tx, rx) = mpsc::channel(64);
     for target in targets {
         let tx = tx.clone();
         let request = request.clone();
+        let options = options.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let host: Arc<str> = target.label().into();
             let result = tokio::select! {
-                r = follow(&target, host.clone(), request, &tx, shutdown.clone()) => r,
+                r = follow(&target, host.clone(), request, options, &tx, shutdown.clone()) => r,
                 _ = shutdown.cancelled() => Ok(()),
             };
             let last = match result {
@@ -55,6 +88,7 @@ async fn follow(
     target: &Target,
     host: Arc<str>,
     request: SubscribeRequest,
+    options: Options,
     tx: &mpsc::Sender<Delivery>,
     shutdown: CancellationToken,
 ) -> Result<(), ClientError> {
@@ -68,58 +102,93 @@ async fn follow(
                     status,
                 })
             });
-            let result = forward(stream, host, tx).await;
+            let result = forward(stream, &host, None, tx).await.result();
             let _ = pipeline.stop().await;
             result
         }
+        Target::Remote(addr) if options.reconnect => {
+            let position = Position::new(options.resume.get(addr).cloned());
+            let compression = options.compression;
+            let subscribe = |request| remote::subscribe(addr, request, compression);
+            reconnect::follow(host, request, position, tx, subscribe).await;
+            Ok(())
+        }
         Target::Remote(addr) => {
-            let connect_err = |source| ClientError::Connect {
-                target: addr.clone(),
-                source,
+            let request = SubscribeRequest {
+                resume_from: options.resume.get(addr).cloned(),
+                ..request
             };
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(connect_err)?
-                .connect()
-                .await
-                .map_err(connect_err)?;
-            let mut client = RouteWatchClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
-            let stream = client
-                .subscribe(request)
-                .await
-                .map_err(|status| ClientError::Stream {
-                    target: addr.clone(),
-                    status,
-                })?
-                .into_inner()
-                .map(|r| {
-                    r.map_err(|status| ClientError::Stream {
-                        target: addr.clone(),
-                        status,
-                    })
-                });
-            forward(stream, host, tx).await
+            let stream = remote::subscribe(addr, request, options.compression).await?;
+            forward(stream, &host, None, tx).await.result()
         }
     }
 }
 
-async fn forward(
-    stream: impl Stream<Item = Result<routewatch_proto::v1::SubscribeResponse, ClientError>>,
-    host: Arc<str>,
-    tx: &mpsc::Sender<Delivery>,
-) -> Result<(), ClientError> {
-    futures::pin_mut!(stream);
-    while let Some(response) = stream.next().await {
-        let events = response?.into_events().map_err(|e| ClientError::Decode(e.to_string()))?;
-        if tx
-            .send(Delivery::Events {
-                host: host.clone(),
-                events,
-            })
-            .await
-            .is_err()
-        {
-            break;
+/// How a forwarded stream went.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// At least one response arrived.
+    pub delivered: bool,
+    pub end: End,
+}
+
+/// Why forwarding stopped.
+#[derive(Debug)]
+pub enum End {
+    /// The agent ended the stream.
+    Finished,
+    /// Nobody listens any more.
+    Closed,
+    /// The stream failed.
+    Failed(ClientError),
+}
+
+impl Forwarded {
+    /// The outcome for a subscription that is not retried.
+    fn result(self) -> Result<(), ClientError> {
+        match self.end {
+            End::Failed(e) => Err(e),
+            End::Finished | End::Closed => Ok(()),
         }
     }
-    Ok(())
+}
+
+/// Passes the stream's batches on until it ends. With a `position`, every
+/// event is noted there and replayed changes are dropped.
+pub async fn forward(
+    stream: impl Stream<Item = Result<SubscribeResponse, ClientError>>,
+    host: &Arc<str>,
+    mut position: Option<&mut Position>,
+    tx: &mpsc::Sender<Delivery>,
+) -> Forwarded {
+    futures::pin_mut!(stream);
+    let mut delivered = false;
+    let end = loop {
+        let events = match stream.next().await {
+            None => break End::Finished,
+            Some(Err(e)) => break End::Failed(e),
+            Some(Ok(response)) => match response.into_events() {
+                Ok(events) => events,
+                Err(e) => break End::Failed(ClientError::Decode(e.to_string())),
+            },
+        };
+        delivered = true;
+        let mut events = events;
+        let cursor = match position.as_deref_mut() {
+            Some(position) => {
+                events.retain(|e| position.advance(e) == Step::Apply);
+                position.cursor().cloned()
+            }
+            None => None,
+        };
+        let delivery = Delivery::Events {
+            host: host.clone(),
+            events,
+            cursor,
+        };
+        if tx.send(delivery).await.is_err() {
+            break End::Closed;
+        }
+    };
+    Forwarded { delivered, end }
 }

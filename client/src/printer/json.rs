@@ -7,11 +7,11 @@ use std::io::{self, Write};
 
 use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::{
-    change, event, Action, Event, Family, Nexthop, Origin as ApiOrigin, Route,
+    change, event, Action, Event, Family, Nexthop, Origin as ApiOrigin, ResyncCause, Route,
 };
 use serde_json::{json, Map, Value};
 
-use super::{ip_prefix, rfc3339, Origin, Printer};
+use super::{ip_prefix, rfc3339, Notice, Origin, Printer};
 
 pub struct JsonPrinter;
 
@@ -23,6 +23,42 @@ impl Printer for JsonPrinter {
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")
     }
+
+    fn notice(
+        &mut self,
+        out: &mut dyn Write,
+        from: &Origin<'_>,
+        notice: &Notice<'_>,
+        time_unix_nano: i64,
+    ) -> io::Result<()> {
+        serde_json::to_writer(&mut *out, &notice_json(from.host, notice, time_unix_nano))?;
+        out.write_all(b"\n")
+    }
+}
+
+/// The JSON line for a notice: a marker (no `object`) like `sync`.
+pub fn notice_json(host: &str, notice: &Notice<'_>, time_unix_nano: i64) -> Value {
+    let mut m = Map::new();
+    m.insert("time".into(), rfc3339(time_unix_nano).into());
+    m.insert("host".into(), host.into());
+    match notice {
+        Notice::Connected { resume_from, .. } => {
+            m.insert("action".into(), "connected".into());
+            m.insert("resumed".into(), resume_from.is_some().into());
+            m.insert("seq".into(), resume_from.map(|c| c.seq).into());
+            m.insert(
+                "stream_id".into(),
+                resume_from.map(|c| c.stream_id.clone()).into(),
+            );
+        }
+        Notice::Disconnected { error, retry_in } => {
+            m.insert("action".into(), "disconnected".into());
+            m.insert("error".into(), (*error).into());
+            let retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
+            m.insert("retry_in_ms".into(), retry_in_ms.into());
+        }
+    }
+    Value::Object(m)
 }
 
 /// The JSON line for one event; heartbeats have none.
@@ -63,6 +99,7 @@ pub fn event_json(host: &str, event: &Event) -> Option<Value> {
         event::Kind::Resync(r) => {
             m.insert("action".into(), "resync".into());
             m.insert("reason".into(), r.reason.clone().into());
+            m.insert("cause".into(), cause_name(r.cause).into());
         }
         event::Kind::Heartbeat(_) => return None,
     }
@@ -190,11 +227,90 @@ fn family_name(family: i32) -> &'static str {
     }
 }
 
+fn cause_name(cause: i32) -> &'static str {
+    match ResyncCause::try_from(cause) {
+        Ok(ResyncCause::UnknownStream) => "unknown_stream",
+        Ok(ResyncCause::CursorTooOld) => "cursor_too_old",
+        Ok(ResyncCause::Lagged) => "lagged",
+        _ => "unspecified",
+    }
+}
+
 fn origin_name(origin: i32) -> &'static str {
     match ApiOrigin::try_from(origin) {
         Ok(ApiOrigin::Notification) => "notification",
         Ok(ApiOrigin::Dump) => "dump",
         Ok(ApiOrigin::Reconcile) => "reconcile",
         _ => "unspecified",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use routewatch_proto::v1::{Cursor, Resync};
+    use std::time::Duration;
+
+    #[test]
+    fn a_resync_line_says_why_in_words_and_as_a_cause() {
+        let resync = Event {
+            stream_id: "s2".into(),
+            seq: 3,
+            kind: Some(event::Kind::Resync(Resync {
+                reason: "cursor s1:9 is not from this agent's stream".into(),
+                cause: ResyncCause::UnknownStream as i32,
+            })),
+            ..Default::default()
+        };
+        let v = event_json("h:1", &resync).unwrap();
+        assert_eq!(v["action"], "resync");
+        assert_eq!(v["cause"], "unknown_stream");
+        assert_eq!(v["reason"], "cursor s1:9 is not from this agent's stream");
+        assert_eq!(v["host"], "h:1");
+        assert!(v.get("object").is_none(), "a marker has no object");
+        for (cause, name) in [
+            (ResyncCause::CursorTooOld, "cursor_too_old"),
+            (ResyncCause::Lagged, "lagged"),
+            (ResyncCause::Unspecified, "unspecified"),
+        ] {
+            assert_eq!(cause_name(cause as i32), name);
+        }
+    }
+
+    #[test]
+    fn connection_notices_are_markers_with_host_and_time() {
+        let cursor = Cursor {
+            stream_id: "s".into(),
+            seq: 41,
+        };
+        let resumed = Notice::Connected {
+            again: true,
+            resume_from: Some(&cursor),
+        };
+        let v = notice_json("h:1", &resumed, 0);
+        assert_eq!(v["action"], "connected");
+        assert_eq!(v["resumed"], true);
+        assert_eq!(v["seq"], 41);
+        assert_eq!(v["stream_id"], "s");
+        assert_eq!(v["host"], "h:1");
+        assert_eq!(v["time"], "1970-01-01T00:00:00Z");
+        assert!(v.get("object").is_none());
+
+        let fresh = Notice::Connected {
+            again: true,
+            resume_from: None,
+        };
+        let v = notice_json("h:1", &fresh, 0);
+        assert_eq!(v["resumed"], false);
+        assert!(v["seq"].is_null());
+
+        let lost = Notice::Disconnected {
+            error: "connection reset",
+            retry_in: Duration::from_millis(1234),
+        };
+        let v = notice_json("h:1", &lost, 0);
+        assert_eq!(v["action"], "disconnected");
+        assert_eq!(v["error"], "connection reset");
+        assert_eq!(v["retry_in_ms"], 1234);
     }
 }

@@ -7,8 +7,9 @@ pub use json::JsonPrinter;
 pub use text::TextPrinter;
 
 use std::io::{self, Write};
+use std::time::Duration;
 
-use routewatch_proto::v1::Event;
+use routewatch_proto::v1::{Cursor, Event};
 
 /// `-o` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,9 +35,36 @@ pub struct Origin<'a> {
     pub many: bool,
 }
 
+/// What the client itself has to say about a target's connection (the
+/// agent's own markers are events).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice<'a> {
+    /// Subscribed after a disconnect or a failed attempt, or for the first
+    /// time from a stored cursor.
+    Connected {
+        /// Whether an earlier subscription of this run worked (and was lost).
+        again: bool,
+        /// The cursor sent: the stream continues after it, unless the agent
+        /// answers with a resync.
+        resume_from: Option<&'a Cursor>,
+    },
+    /// The subscription failed or ended; the next attempt is `retry_in`
+    /// from now.
+    Disconnected { error: &'a str, retry_in: Duration },
+}
+
 /// Turns events into output lines.
 pub trait Printer {
     fn print(&mut self, out: &mut dyn Write, from: &Origin<'_>, event: &Event) -> io::Result<()>;
+
+    /// Reports a notice, observed at `time_unix_nano`.
+    fn notice(
+        &mut self,
+        out: &mut dyn Write,
+        from: &Origin<'_>,
+        notice: &Notice<'_>,
+        time_unix_nano: i64,
+    ) -> io::Result<()>;
 }
 
 /// The printer for `format`.
@@ -45,6 +73,14 @@ pub fn printer(format: Format, mode: Mode) -> Box<dyn Printer + Send> {
         Format::Text => Box::new(TextPrinter::new(mode)),
         Format::Json => Box::new(JsonPrinter),
     }
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+pub fn now_unix_nano() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// RFC 3339 with nanoseconds, UTC.

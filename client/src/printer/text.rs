@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::{change, event, Action, Event, Family, Nexthop, Route};
 
-use super::{ip_prefix, rfc3339, Mode, Origin, Printer};
+use super::{ip_prefix, rfc3339, Mode, Notice, Origin, Printer};
 
 const RTN_UNICAST: u32 = 1;
 const RT_TABLE_MAIN: u32 = 254;
@@ -66,6 +66,34 @@ impl Printer for TextPrinter {
             }
             _ => Ok(()),
         }
+    }
+
+    fn notice(
+        &mut self,
+        _out: &mut dyn Write,
+        from: &Origin<'_>,
+        notice: &Notice<'_>,
+        _time_unix_nano: i64,
+    ) -> io::Result<()> {
+        eprintln!("routewatch: {}", notice_line(from.host, notice));
+        Ok(())
+    }
+}
+
+/// A notice in words (stderr, like the agent's markers).
+pub fn notice_line(host: &str, notice: &Notice<'_>) -> String {
+    match notice {
+        Notice::Connected { again, resume_from } => {
+            let verb = if *again { "reconnected" } else { "connected" };
+            match resume_from {
+                Some(c) => format!("{host} {verb}; resumed after seq {}", c.seq),
+                None => format!("{host} {verb}; a full snapshot follows"),
+            }
+        }
+        Notice::Disconnected { error, retry_in } => format!(
+            "{host} disconnected: {error}; retrying in {:.1}s",
+            retry_in.as_secs_f64()
+        ),
     }
 }
 
@@ -169,5 +197,49 @@ pub fn nexthop_line(n: &Nexthop, s: &mut String) {
     }
     if n.fdb {
         s.push_str(" fdb");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use routewatch_proto::v1::Cursor;
+    use std::time::Duration;
+
+    #[test]
+    fn connection_notices_read_as_sentences() {
+        let cursor = Cursor {
+            stream_id: "s".into(),
+            seq: 41,
+        };
+        let line = |n: Notice<'_>| notice_line("h:1", &n);
+        assert_eq!(
+            line(Notice::Connected {
+                again: true,
+                resume_from: Some(&cursor)
+            }),
+            "h:1 reconnected; resumed after seq 41"
+        );
+        assert_eq!(
+            line(Notice::Connected {
+                again: false,
+                resume_from: Some(&cursor)
+            }),
+            "h:1 connected; resumed after seq 41"
+        );
+        assert_eq!(
+            line(Notice::Connected {
+                again: true,
+                resume_from: None
+            }),
+            "h:1 reconnected; a full snapshot follows"
+        );
+        assert_eq!(
+            line(Notice::Disconnected {
+                error: "connection reset",
+                retry_in: Duration::from_millis(1234)
+            }),
+            "h:1 disconnected: connection reset; retrying in 1.2s"
+        );
     }
 }

@@ -1,0 +1,367 @@
+//! `tail`'s subscription to an agent: resubscribes after every loss, from
+//! the last cursor, until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use routewatch_proto::v1::SubscribeRequest;
+use tokio::sync::mpsc;
+
+use crate::backoff::Backoff;
+use crate::cursor::Position;
+use crate::remote::Responses;
+use crate::subscription::{forward, Delivery, End};
+use crate::ClientError;
+
+/// Follows an agent from `position` until the receiver goes away (or the
+/// caller drops this future at shutdown); `subscribe` makes one attempt
+/// (see [`crate::remote::subscribe`]). Never fails: every failure is
+/// reported as `Disconnected` and retried.
+pub async fn follow<S, F>(
+    host: Arc<str>,
+    request: SubscribeRequest,
+    mut position: Position,
+    tx: &mpsc::Sender<Delivery>,
+    mut subscribe: S,
+) where
+    S: FnMut(SubscribeRequest) -> F,
+    F: Future<Output = Result<Responses, ClientError>>,
+{
+    let mut backoff = Backoff::default();
+    // Whether a subscription of this run worked before.
+    let mut again = false;
+    // Whether the reader was told of a failure (and waits for the news).
+    let mut failed = false;
+    loop {
+        let resume_from = position.cursor().cloned();
+        let request = SubscribeRequest {
+            resume_from: resume_from.clone(),
+            ..request.clone()
+        };
+        let error = match subscribe(request).await {
+            Err(e) => e.cause(),
+            Ok(stream) => {
+                // A first plain subscription needs no word: its snapshot
+                // says it all. Any other tells the reader where it continues.
+                if failed || resume_from.is_some() {
+                    let connected = Delivery::Connected {
+                        host: host.clone(),
+                        again,
+                        resume_from,
+                    };
+                    if tx.send(connected).await.is_err() {
+                        return;
+                    }
+                }
+                again = true;
+                let forwarded = forward(stream, &host, Some(&mut position), tx).await;
+                if forwarded.delivered {
+                    backoff.reset();
+                }
+                match forwarded.end {
+                    End::Closed => return,
+                    End::Finished => "the agent ended the stream".to_owned(),
+                    End::Failed(e) => e.cause(),
+                }
+            }
+        };
+        let retry_in = backoff.next_delay();
+        let disconnected = Delivery::Disconnected {
+            host: host.clone(),
+            error,
+            retry_in,
+        };
+        if tx.send(disconnected).await.is_err() {
+            return;
+        }
+        failed = true;
+        tokio::time::sleep(retry_in).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use routewatch_proto::v1::{event, Change, Cursor, Event, Origin, SubscribeResponse, Sync};
+    use tokio::time::Instant;
+
+    use crate::backoff;
+
+    fn change(seq: u64, origin: Origin) -> Event {
+        let change = Change {
+            action: 1,
+            origin: origin as i32,
+            key: format!("k{seq}"),
+            object: None,
+        };
+        Event {
+            stream_id: "s".into(),
+            seq,
+            kind: Some(event::Kind::Change(change)),
+            ..Default::default()
+        }
+    }
+
+    fn sync(seq: u64) -> Event {
+        Event {
+            stream_id: "s".into(),
+            seq,
+            kind: Some(event::Kind::Sync(Sync {})),
+            ..Default::default()
+        }
+    }
+
+    fn lost() -> ClientError {
+        ClientError::Stream {
+            target: "h:1".into(),
+            status: tonic::Status::unavailable("connection reset"),
+        }
+    }
+
+    /// What one subscription attempt yields: a failure to subscribe, or a
+    /// stream of batches and how it ends.
+    enum Attempt {
+        Refused,
+        Stream(Vec<Vec<Event>>, Option<ClientError>),
+    }
+
+    /// Plays `attempts` in order, recording each request; past the end,
+    /// attempts never complete.
+    fn scripted(
+        attempts: Vec<Attempt>,
+        requests: Arc<Mutex<Vec<SubscribeRequest>>>,
+    ) -> impl FnMut(
+        SubscribeRequest,
+    ) -> futures::future::BoxFuture<'static, Result<Responses, ClientError>> {
+        let mut attempts = VecDeque::from(attempts);
+        move |request| {
+            requests.lock().unwrap().push(request);
+            let attempt = attempts.pop_front();
+            Box::pin(async move {
+                match attempt {
+                    None => std::future::pending().await,
+                    Some(Attempt::Refused) => Err(ClientError::Decode("refused".into())),
+                    Some(Attempt::Stream(batches, end)) => {
+                        let items = batches
+                            .into_iter()
+                            .map(|b| Ok(SubscribeResponse::from_events(b)))
+                            .chain(end.map(Err));
+                        Ok(futures::stream::iter(items).boxed())
+                    }
+                }
+            })
+        }
+    }
+
+    fn seqs(events: &[Event]) -> Vec<u64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resubscribes_from_the_last_cursor_with_backoff() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = scripted(
+            vec![
+                Attempt::Refused,
+                Attempt::Refused,
+                // Lost mid-snapshot: the cursor must not move.
+                Attempt::Stream(vec![vec![change(5, Origin::Dump)]], Some(lost())),
+                Attempt::Stream(
+                    vec![
+                        vec![change(5, Origin::Dump), change(5, Origin::Dump)],
+                        vec![sync(5)],
+                        vec![change(6, Origin::Notification)],
+                    ],
+                    Some(lost()),
+                ),
+                // The agent replays 6 by mistake: dropped.
+                Attempt::Stream(
+                    vec![vec![
+                        change(6, Origin::Notification),
+                        change(7, Origin::Notification),
+                    ]],
+                    None,
+                ),
+            ],
+            requests.clone(),
+        );
+        let base = SubscribeRequest {
+            snapshot: true,
+            follow: true,
+            resume_from: None,
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let host: Arc<str> = "h:1".into();
+        let task = tokio::spawn(async move {
+            follow(host, base, Position::default(), &tx, script).await;
+        });
+
+        let start = Instant::now();
+        let mut slept = Duration::ZERO;
+        let disconnected = |d: Option<Delivery>, slept: &mut Duration| match d {
+            Some(Delivery::Disconnected {
+                error, retry_in, ..
+            }) => {
+                *slept += retry_in;
+                (error, retry_in)
+            }
+            other => panic!("expected a disconnect, got {other:?}"),
+        };
+        let (error, first) = disconnected(rx.recv().await, &mut slept);
+        assert_eq!(error, "cannot decode a response: refused");
+        assert!(first <= backoff::INITIAL);
+        let (_, second) = disconnected(rx.recv().await, &mut slept);
+        assert!(second <= backoff::INITIAL * 2, "{second:?}");
+
+        // Third attempt: a plain subscription (nothing held yet), the first
+        // that works.
+        match rx.recv().await {
+            Some(Delivery::Connected {
+                again: false,
+                resume_from: None,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        match rx.recv().await {
+            Some(Delivery::Events { cursor: None, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        let (error, third) = disconnected(rx.recv().await, &mut slept);
+        assert_eq!(error, "connection reset");
+        assert!(
+            third <= backoff::INITIAL,
+            "reset after a stream that delivered"
+        );
+
+        // Fourth: snapshot, sync, a change; then lost.
+        assert!(matches!(
+            rx.recv().await,
+            Some(Delivery::Connected {
+                again: true,
+                resume_from: None,
+                ..
+            })
+        ));
+        let mut cursors = Vec::new();
+        for _ in 0..3 {
+            match rx.recv().await {
+                Some(Delivery::Events { cursor, .. }) => cursors.push(cursor.map(|c| c.seq)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(cursors, vec![None, Some(5), Some(6)]);
+        disconnected(rx.recv().await, &mut slept);
+
+        // Fifth: resumed after 6; the replayed 6 is dropped.
+        let expected = Cursor {
+            stream_id: "s".into(),
+            seq: 6,
+        };
+        match rx.recv().await {
+            Some(Delivery::Connected {
+                again: true,
+                resume_from: Some(c),
+                ..
+            }) => assert_eq!(c, expected),
+            other => panic!("{other:?}"),
+        }
+        match rx.recv().await {
+            Some(Delivery::Events { events, cursor, .. }) => {
+                assert_eq!(seqs(&events), vec![7]);
+                assert_eq!(cursor.map(|c| c.seq), Some(7));
+            }
+            other => panic!("{other:?}"),
+        }
+        let (error, _) = disconnected(rx.recv().await, &mut slept);
+        assert_eq!(error, "the agent ended the stream");
+
+        // Each attempt came after its announced delay, no sooner.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let requests = requests.lock().unwrap().clone();
+        assert_eq!(requests.len(), 6);
+        let resumed: Vec<Option<u64>> = requests
+            .iter()
+            .map(|r| r.resume_from.as_ref().map(|c| c.seq))
+            .collect();
+        assert_eq!(resumed, vec![None, None, None, None, Some(6), Some(7)]);
+        assert!(requests.iter().all(|r| r.snapshot && r.follow));
+        assert!(start.elapsed() >= slept);
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stored_cursor_is_announced_on_the_first_connection() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = scripted(
+            vec![Attempt::Stream(
+                vec![vec![change(9, Origin::Notification)]],
+                None,
+            )],
+            requests.clone(),
+        );
+        let stored = Cursor {
+            stream_id: "s".into(),
+            seq: 8,
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let host: Arc<str> = "h:1".into();
+        let position = Position::new(Some(stored.clone()));
+        let task = tokio::spawn(async move {
+            follow(host, SubscribeRequest::default(), position, &tx, script).await;
+        });
+        match rx.recv().await {
+            Some(Delivery::Connected {
+                again: false,
+                resume_from: Some(c),
+                ..
+            }) => assert_eq!(c, stored),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            requests.lock().unwrap()[0].resume_from.as_ref(),
+            Some(&stored)
+        );
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_target_that_stays_down_is_retried_at_most_every_cap() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = scripted(
+            (0..40).map(|_| Attempt::Refused).collect(),
+            requests.clone(),
+        );
+        let (tx, mut rx) = mpsc::channel(64);
+        let host: Arc<str> = "h:1".into();
+        let task = tokio::spawn(async move {
+            follow(
+                host,
+                SubscribeRequest::default(),
+                Position::default(),
+                &tx,
+                script,
+            )
+            .await;
+        });
+        let mut delays = Vec::new();
+        for _ in 0..40 {
+            match rx.recv().await {
+                Some(Delivery::Disconnected { retry_in, .. }) => delays.push(retry_in),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(delays.iter().all(|d| *d <= backoff::MAX), "{delays:?}");
+        let late: Duration = delays[20..].iter().sum();
+        assert!(
+            late > backoff::MAX * 5,
+            "capped at 10 s, not at the first ceiling: {delays:?}"
+        );
+        task.abort();
+    }
+}

@@ -1,0 +1,260 @@
+//! `routewatch tail`: prints every target's stream as it arrives, tells the
+//! reader about lost and regained subscriptions, and keeps the cursor file
+//! no further ahead than stdout.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use routewatch_proto::v1::{Cursor, SubscribeRequest};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Tail;
+use crate::cursor_file::{self, CursorFile};
+use crate::printer::{now_unix_nano, printer, Mode, Notice, Origin};
+use crate::subscription::{fan_in, Delivery, Options};
+use crate::target::Target;
+use crate::{ClientError, Failures};
+
+/// How often, at most, the cursor file is written while changes flow.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs `tail` until every target has ended or `shutdown` is cancelled.
+pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientError> {
+    let watch = args.watch;
+    let targets = crate::targets(&watch)?;
+    let book = match &args.cursor_file {
+        Some(path) => Some(CursorFile::load(path)?),
+        None => None,
+    };
+    let resume = stored_cursors(&targets, book.as_ref());
+    let many = targets.len() > 1;
+    let mut remaining = targets.len();
+    let request = SubscribeRequest {
+        snapshot: true,
+        follow: true,
+        resume_from: None,
+    };
+    let options = Options {
+        reconnect: true,
+        compression: watch.compression,
+        resume,
+    };
+    let mut rx = fan_in(targets, request, options, shutdown);
+    let mut print = printer(watch.format, Mode::Tail);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut failures = Failures::new(remaining);
+    let mut saver = book.map(Saver::new);
+    let printed: Result<(), ClientError> = async {
+        while remaining > 0 {
+            let save_due = saver.as_ref().and_then(Saver::due);
+            let delivery = tokio::select! {
+                delivery = rx.recv() => delivery,
+                _ = sleep_until(save_due), if save_due.is_some() => {
+                    if let Some(saver) = saver.as_mut() {
+                        saver.save().await?;
+                    }
+                    continue;
+                }
+            };
+            let Some(delivery) = delivery else { break };
+            match delivery {
+                Delivery::Events {
+                    host,
+                    events,
+                    cursor,
+                } => {
+                    let from = Origin { host: &host, many };
+                    for event in &events {
+                        print.print(&mut out, &from, event)?;
+                    }
+                    out.flush()?;
+                    // Only now: a restarted tail must not skip a line this
+                    // one did not get out.
+                    if let (Some(saver), Some(cursor)) = (saver.as_mut(), cursor) {
+                        saver.note(&host, cursor);
+                    }
+                }
+                Delivery::Connected {
+                    host,
+                    again,
+                    resume_from,
+                } => {
+                    let notice = Notice::Connected {
+                        again,
+                        resume_from: resume_from.as_ref(),
+                    };
+                    let from = Origin { host: &host, many };
+                    print.notice(&mut out, &from, &notice, now_unix_nano())?;
+                    out.flush()?;
+                }
+                Delivery::Disconnected {
+                    host,
+                    error,
+                    retry_in,
+                } => {
+                    let notice = Notice::Disconnected {
+                        error: &error,
+                        retry_in,
+                    };
+                    let from = Origin { host: &host, many };
+                    print.notice(&mut out, &from, &notice, now_unix_nano())?;
+                    out.flush()?;
+                }
+                Delivery::Ended { .. } => remaining -= 1,
+                Delivery::Failed(e) => {
+                    failures.note(e);
+                    remaining -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    // Whatever stopped the output, the positions noted were printed: keep
+    // them for the next run.
+    if let Some(saver) = saver.as_mut() {
+        if saver.dirty {
+            saver.save().await?;
+        }
+    }
+    printed?;
+    failures.result()
+}
+
+/// The stored cursor of every remote target. This host in process starts
+/// a new stream in every run: nothing to resume.
+fn stored_cursors(targets: &[Target], book: Option<&CursorFile>) -> HashMap<String, Cursor> {
+    let Some(book) = book else {
+        return HashMap::new();
+    };
+    targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Remote(addr) => book.get(addr).map(|c| (addr.clone(), c.clone())),
+            Target::Local => None,
+        })
+        .collect()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the cursor file at most every [`SAVE_EVERY`] while positions
+/// change.
+struct Saver {
+    file: CursorFile,
+    /// Positions changed since the last write.
+    dirty: bool,
+    last_save: Option<Instant>,
+}
+
+impl Saver {
+    fn new(file: CursorFile) -> Saver {
+        Saver {
+            file,
+            dirty: false,
+            last_save: None,
+        }
+    }
+
+    /// `host` (a remote target's address) has printed everything up to
+    /// `cursor`.
+    fn note(&mut self, host: &str, cursor: Cursor) {
+        if self.file.set(host, &cursor) {
+            self.dirty = true;
+        }
+    }
+
+    /// When the next write is due, if one is.
+    fn due(&self) -> Option<Instant> {
+        if !self.dirty {
+            return None;
+        }
+        Some(match self.last_save {
+            Some(last) => last + SAVE_EVERY,
+            None => Instant::now(),
+        })
+    }
+
+    async fn save(&mut self) -> Result<(), ClientError> {
+        let path: PathBuf = self.file.path().to_owned();
+        let contents = self.file.contents();
+        let written = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || cursor_file::replace(&path, &contents)).await
+        };
+        let written = written.unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+        written.map_err(|source| ClientError::CursorSave { path, source })?;
+        self.dirty = false;
+        self.last_save = Some(Instant::now());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(seq: u64) -> Cursor {
+        Cursor {
+            stream_id: "s".into(),
+            seq,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cursor_file_is_written_at_most_once_a_second() {
+        let path =
+            std::env::temp_dir().join(format!("routewatch-saver-test-{}.json", std::process::id()));
+        let mut saver = Saver::new(CursorFile::load(&path).unwrap());
+        assert_eq!(saver.due(), None, "nothing to write yet");
+        saver.note("h:1", cursor(1));
+        let first = saver.due().expect("due");
+        assert!(first <= Instant::now(), "the first write is not delayed");
+        saver.save().await.unwrap();
+        assert_eq!(saver.due(), None);
+        saver.note("h:1", cursor(1));
+        assert_eq!(
+            saver.due(),
+            None,
+            "an unchanged cursor is not written again"
+        );
+        saver.note("h:1", cursor(2));
+        let saved_at = saver.last_save.unwrap();
+        assert_eq!(saver.due(), Some(saved_at + SAVE_EVERY));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            saver.due(),
+            Some(saved_at + SAVE_EVERY),
+            "overdue: written at once"
+        );
+        saver.save().await.unwrap();
+        let back = CursorFile::load(&path).unwrap();
+        assert_eq!(back.get("h:1"), Some(&cursor(2)));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn only_remote_targets_resume_from_the_file() {
+        let path = std::env::temp_dir().join("routewatch-absent-cursor-file.json");
+        let mut book = CursorFile::load(&path).unwrap();
+        book.set("h:1", &cursor(4));
+        let targets = vec![
+            Target::Local,
+            Target::Remote("h:1".into()),
+            Target::Remote("h:2".into()),
+        ];
+        let resume = stored_cursors(&targets, Some(&book));
+        assert_eq!(resume.len(), 1);
+        assert_eq!(resume["h:1"], cursor(4));
+        assert!(stored_cursors(&targets, None).is_empty());
+    }
+}
