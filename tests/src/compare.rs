@@ -250,10 +250,9 @@ fn check_meta(v: &Value, kind: Kind, problems: &mut Vec<String>) {
     if !m.get("seq").is_some_and(Value::is_u64) {
         bad.push("seq must be a non-negative integer".to_owned());
     }
-    if !m
-        .get("stream_id")
+    if m.get("stream_id")
         .and_then(Value::as_str)
-        .is_some_and(|s| !s.is_empty())
+        .is_none_or(str::is_empty)
     {
         bad.push("stream_id must be a non-empty string".to_owned());
     }
