@@ -8,7 +8,7 @@
 //! Routes are compared per family: ours with `family` "inet" against
 //! `ip -4`, "inet6" against `ip -6`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,8 +18,17 @@ use serde_json::{Map, Value};
 use crate::netns::Netns;
 
 /// The metadata fields our lines add to `ip`'s fields.
-pub const META_FIELDS: [&str; 9] = [
-    "object", "action", "key", "family", "host", "netns", "seq", "time", "origin",
+pub const META_FIELDS: [&str; 10] = [
+    "object",
+    "action",
+    "key",
+    "family",
+    "host",
+    "netns",
+    "seq",
+    "stream_id",
+    "time",
+    "origin",
 ];
 
 /// `expires` values within this many seconds of each other are equal.
@@ -46,6 +55,9 @@ pub struct Diff {
     /// Our objects whose metadata break the contract (missing or malformed
     /// fields, duplicate keys, an action other than "add").
     pub problems: Vec<String>,
+    /// Observations that help read the listing (e.g. a field that appears
+    /// only on one side).
+    pub hints: Vec<String>,
 }
 
 impl Diff {
@@ -85,7 +97,8 @@ impl fmt::Display for Diff {
         )?;
         write_list(f, "only in the kernel", &self.only_kernel)?;
         write_list(f, "only in ours", &self.only_ours)?;
-        write_list(f, "malformed metadata in ours", &self.problems)
+        write_list(f, "malformed metadata in ours", &self.problems)?;
+        write_list(f, "hints", &self.hints)
     }
 }
 
@@ -237,6 +250,12 @@ fn check_meta(v: &Value, kind: Kind, problems: &mut Vec<String>) {
     if !m.get("seq").is_some_and(Value::is_u64) {
         bad.push("seq must be a non-negative integer".to_owned());
     }
+    if m.get("stream_id")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        bad.push("stream_id must be a non-empty string".to_owned());
+    }
     if !m
         .get("time")
         .and_then(Value::as_str)
@@ -302,6 +321,38 @@ fn entry(prefix: &str, v: &Value) -> Entry {
     }
 }
 
+/// Top-level field names of a listed object (its canonical JSON follows an
+/// optional family prefix).
+fn field_names(display: &str) -> BTreeSet<String> {
+    display
+        .find('{')
+        .and_then(|i| serde_json::from_str::<Value>(&display[i..]).ok())
+        .and_then(|v| v.as_object().map(|m| m.keys().cloned().collect()))
+        .unwrap_or_default()
+}
+
+/// Names fields that appear only in the unmatched objects of one side.
+fn add_hints(diff: &mut Diff) {
+    let union = |items: &[String]| -> BTreeSet<String> {
+        items.iter().flat_map(|d| field_names(d)).collect()
+    };
+    let (k, o) = (union(&diff.only_kernel), union(&diff.only_ours));
+    if diff.only_kernel.is_empty() || diff.only_ours.is_empty() {
+        return;
+    }
+    let only_o: Vec<&String> = o.difference(&k).collect();
+    let only_k: Vec<&String> = k.difference(&o).collect();
+    if !only_o.is_empty() {
+        diff.hints
+            .push(format!("fields only in our unmatched objects: {only_o:?}"));
+    }
+    if !only_k.is_empty() {
+        diff.hints.push(format!(
+            "fields only in the kernel's unmatched objects: {only_k:?}"
+        ));
+    }
+}
+
 /// Multiset difference, with `expires` matched within the tolerance.
 fn match_entries(kernel: Vec<Entry>, ours: Vec<Entry>, diff: &mut Diff) {
     type Side = Vec<(Option<i64>, String)>;
@@ -364,6 +415,7 @@ pub fn diff_routes(kernel_v4: &[Value], kernel_v6: &[Value], ours: &[Value]) -> 
     check_unique_keys(ours, &mut diff.problems);
     diff.ours_count = mine.len();
     match_entries(kernel, mine, &mut diff);
+    add_hints(&mut diff);
     diff
 }
 
@@ -385,6 +437,7 @@ pub fn diff_nexthops(kernel: &[Value], ours: &[Value]) -> Diff {
     check_unique_keys(ours, &mut diff.problems);
     diff.ours_count = mine.len();
     match_entries(kernel, mine, &mut diff);
+    add_hints(&mut diff);
     diff
 }
 
@@ -512,6 +565,7 @@ pub fn decorate(kernel: &[Value], object: &str, family: &str, key_prefix: &str) 
             m.insert("host".into(), "testhost".into());
             m.insert("netns".into(), "".into());
             m.insert("seq".into(), (i as u64).into());
+            m.insert("stream_id".into(), "0123456789abcdef".into());
             m.insert("time".into(), "2026-01-02T03:04:05.123456789Z".into());
             m.insert("origin".into(), "dump".into());
             Value::Object(m)

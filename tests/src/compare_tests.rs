@@ -303,3 +303,23 @@ fn canonical_sorts_nested_keys_and_keeps_array_order() {
     let v = json!({"b": 1, "a": {"d": [3, 1], "c": null}});
     assert_eq!(canonical(&v), r#"{"a":{"c":null,"d":[3,1]},"b":1}"#);
 }
+
+#[test]
+fn hints_name_fields_present_on_one_side_only() {
+    let mut o = ours();
+    for v in o.iter_mut() {
+        v["unexpected"] = json!("abc");
+        v.as_object_mut().unwrap().remove("nh_info");
+    }
+    let (v4, v6) = kernel();
+    let d = diff_routes(&v4, &v6, &o);
+    let text = d.to_string();
+    assert!(
+        text.contains(r#"fields only in our unmatched objects: ["unexpected"]"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"fields only in the kernel's unmatched objects: ["nh_info"]"#),
+        "{text}"
+    );
+}

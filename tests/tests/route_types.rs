@@ -143,14 +143,13 @@ fn tables_above_255() {
 }
 
 #[test]
-fn metrics() {
+fn metrics_mtu_advmss() {
     let env = Env::start();
     ip_all(
         &env,
         &[
             "route add 10.53.0.0/24 via 10.1.0.10 mtu 1400 advmss 1300",
-            "route add 10.53.1.0/24 via 10.1.0.10 mtu lock 1280 window 65535 rtt 100ms rttvar 50ms ssthresh 10 cwnd 20 initcwnd 10 initrwnd 20 quickack 1 features ecn fastopen_no_cookie 1 table 1000",
-            "route add 10.53.2.0/24 via 10.1.0.10 congctl lock reno hoplimit 30 reordering 5",
+            "route add 10.53.1.0/24 via 10.1.0.10 mtu lock 1280 table 1000",
             "-6 route add 2001:db8:53::/64 via 2001:db8:1::10 mtu 1400 advmss 1300 hoplimit 10",
         ],
     );
@@ -160,7 +159,24 @@ fn metrics() {
         &[
             "route change 10.53.0.0/24 via 10.1.0.10 mtu 1500",
             "-6 route change 2001:db8:53::/64 via 2001:db8:1::10 mtu 1280",
-            "route del 10.53.2.0/24",
+            "route del 10.53.1.0/24 table 1000",
+        ],
+    );
+    env.check();
+}
+
+/// The other RTAX_* metrics, each printed by `ip` in its own unit (rtt in
+/// ms from 1/8 ms, rttvar from 1/4 ms, features by name, congctl by name).
+#[test]
+fn metrics_other() {
+    let env = Env::start();
+    ip_all(
+        &env,
+        &[
+            "route add 10.53.2.0/24 via 10.1.0.10 window 65535 ssthresh 10 cwnd 20 initcwnd 10 initrwnd 20 quickack 1 fastopen_no_cookie 1 reordering 5 hoplimit 30",
+            "route add 10.53.3.0/24 via 10.1.0.10 rtt 100ms rttvar 50ms rto_min 200ms",
+            "route add 10.53.4.0/24 via 10.1.0.10 features ecn",
+            "route add 10.53.5.0/24 via 10.1.0.10 congctl lock reno",
         ],
     );
     env.check();
@@ -175,7 +191,7 @@ fn other_attributes() {
             "route add 10.54.0.0/24 via 10.1.0.10 tos 0x10",
             "route add 10.54.0.0/24 via 10.1.0.11 metric 50",
             "route add 10.54.1.0/24 via 10.1.0.10 proto static src 10.1.0.1",
-            "route add 10.54.2.0/24 via 10.1.0.10 proto 186 realm 5",
+            "route add 10.54.2.0/24 via 10.1.0.10 proto 186",
             "route add 10.54.3.0/24 via 10.9.9.9 dev va onlink",
             "route add 10.54.4.0/24 dev va scope host",
             "-6 route add 2001:db8:54::/64 via 2001:db8:1::10 pref high metric 5",
@@ -190,6 +206,20 @@ fn other_attributes() {
         &[
             "route del 10.54.0.0/24 tos 0x10",
             "-6 route del 2001:db8:54:2::/64 from 2001:db8:99::/64",
+        ],
+    );
+    env.check();
+}
+
+/// IPv4 realms (RTA_FLOW), printed by `ip` as `flow`.
+#[test]
+fn realms() {
+    let env = Env::start();
+    ip_all(
+        &env,
+        &[
+            "route add 10.55.0.0/24 via 10.1.0.10 realm 5",
+            "route add 10.55.1.0/24 via 10.1.0.10 realms 3/4",
         ],
     );
     env.check();

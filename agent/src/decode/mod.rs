@@ -12,8 +12,7 @@ pub use link::Link;
 pub use route::decode_route;
 
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::address::AddressMessage;
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
 use routewatch_proto::v1::Route;
 
 use crate::error::DecodeFailure;
@@ -35,9 +34,10 @@ pub enum Message {
     DelNexthop(nexthop::NexthopMessage),
     NewLink(Link),
     DelLink(Link),
-    /// An IPv4 address went away: the kernel flushes the routes that used it
-    /// as preferred source without telling anyone.
-    DelInet4Address,
+    /// An address went away: the kernel flushes the IPv4 routes that used
+    /// it as preferred source, and drops it from IPv6 routes, without a
+    /// route message.
+    DelAddress,
     /// End of a dump.
     Done,
     /// An error reply to one of our requests (a negative errno).
@@ -121,7 +121,7 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
             },
             RouteNetlinkMessage::NewLink(m) => Message::NewLink(Link::from_message(&m)),
             RouteNetlinkMessage::DelLink(m) => Message::DelLink(Link::from_message(&m)),
-            RouteNetlinkMessage::DelAddress(m) if is_inet(&m) => Message::DelInet4Address,
+            RouteNetlinkMessage::DelAddress(_) => Message::DelAddress,
             _ => Message::Ignored,
         },
         _ => Message::Ignored,
@@ -131,10 +131,6 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
         port,
         message,
     })
-}
-
-fn is_inet(m: &AddressMessage) -> bool {
-    m.header.family == AddressFamily::Inet
 }
 
 #[cfg(test)]

@@ -55,7 +55,17 @@ pub fn decode_route(msg: &RouteMessage) -> Option<Route> {
             RouteAttribute::NhId(id) => route.nhid = *id,
             RouteAttribute::MultiPath(hops) => route.nexthops = hops.iter().map(next_hop).collect(),
             RouteAttribute::Metrics(metrics) => {
-                route.metrics = metrics.iter().filter_map(metric).collect()
+                route.metrics = metrics.iter().filter_map(metric).collect();
+                route.congctl = metrics
+                    .iter()
+                    .find_map(|m| match m {
+                        RouteMetric::CcAlgo(name) => Some(name.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+            }
+            RouteAttribute::Realm(realm) => {
+                route.realms = (u32::from(realm.source) << 16) | u32::from(realm.destination)
             }
             RouteAttribute::Preference(p) => route.pref = Some(u32::from(u8::from(*p))),
             RouteAttribute::CacheInfo(ci) => route.expires = ci.expires / CENTISECONDS_PER_SECOND,

@@ -132,7 +132,9 @@ impl StateTable {
                 self.links.remove(&link.index);
                 Recheck::Yes("link deleted")
             }
-            Message::DelInet4Address => Recheck::Yes("IPv4 address removed"),
+            // IPv4 flushes routes using the address as prefsrc; IPv6 drops
+            // the prefsrc from them. Neither says so.
+            Message::DelAddress => Recheck::Yes("address removed"),
             Message::Done | Message::Error(_) | Message::Ignored => Recheck::No,
         }
     }
@@ -376,6 +378,7 @@ impl StateTable {
     /// nexthop object, the object's gateways and devices.
     fn resolve(&self, mut route: Route) -> Route {
         if route.nhid != 0 {
+            route.nh_info = self.nexthops.get(&route.nhid).map(|nh| (**nh).clone());
             if let Some(nh) = self.nexthops.get(&route.nhid) {
                 if !nh.group.is_empty() {
                     route.gateway.clear();
@@ -394,11 +397,14 @@ impl StateTable {
                             })
                         })
                         .collect();
-                    // A group down to one member is dumped as a single path.
-                    if let [only] = route.nexthops.as_slice() {
-                        route.gateway = only.gateway.clone();
-                        route.ifindex = only.ifindex;
-                        route.nexthops.clear();
+                    // An IPv4 route through a group down to one member is
+                    // dumped as a single path; IPv6 keeps the list.
+                    if route.family == Family::Inet as i32 {
+                        if let [only] = route.nexthops.as_slice() {
+                            route.gateway = only.gateway.clone();
+                            route.ifindex = only.ifindex;
+                            route.nexthops.clear();
+                        }
                     }
                 } else if !nh.blackhole {
                     route.gateway = nh.gateway.clone();

@@ -137,17 +137,52 @@ pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
         m.insert("prefsrc".into(), r.prefsrc.clone().into());
     }
     m.insert("flags".into(), flags(r.flags));
-    let metrics: Map<String, Value> = r
-        .metrics
-        .iter()
-        .filter(|x| x.kind != 1)
-        .map(|x| {
-            (
-                names::name(names::METRICS, x.kind).into_owned(),
-                x.value.into(),
-            )
-        })
-        .collect();
+    if let Some(nh) = &r.nh_info {
+        let mut info = Map::new();
+        nexthop_fields(nh, &mut info);
+        m.insert("nh_info".into(), Value::Object(info));
+    }
+    if r.realms != 0 {
+        let mut flow = Map::new();
+        if r.realms >> 16 != 0 {
+            flow.insert("from".into(), realm(r.realms >> 16).into());
+        }
+        flow.insert("to".into(), realm(r.realms & 0xffff).into());
+        m.insert("flow".into(), Value::Object(flow));
+    }
+    let mut metrics = Map::new();
+    for x in &r.metrics {
+        match x.kind {
+            // The lock mask is not printed by `ip -j`.
+            1 => {}
+            // RTAX_RTT is kept in 1/8 ms, RTAX_RTTVAR in 1/4 ms.
+            4 => {
+                metrics.insert("rtt".into(), (x.value / 8).into());
+            }
+            5 => {
+                metrics.insert("rttvar".into(), (x.value / 4).into());
+            }
+            // "no hop limit" (-1) is not printed.
+            10 if x.value == u32::MAX => {}
+            12 => {
+                if x.value & 1 != 0 {
+                    metrics.insert("ecn".into(), Value::Null);
+                }
+                if x.value & !1 != 0 {
+                    metrics.insert("features".into(), format!("{:#x}", x.value).into());
+                }
+            }
+            kind => {
+                metrics.insert(
+                    names::name(names::METRICS, kind).into_owned(),
+                    x.value.into(),
+                );
+            }
+        }
+    }
+    if !r.congctl.is_empty() {
+        metrics.insert("congestion".into(), r.congctl.clone().into());
+    }
     if !metrics.is_empty() {
         m.insert("metrics".into(), json!([metrics]));
     }
@@ -209,6 +244,15 @@ pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
     m.insert("flags".into(), flags(n.flags));
     if n.fdb {
         m.insert("fdb".into(), Value::Null);
+    }
+}
+
+/// A realm as `ip` names it (`rt_realms` names only 0).
+fn realm(n: u32) -> String {
+    if n == 0 {
+        "cosmos".into()
+    } else {
+        n.to_string()
     }
 }
 

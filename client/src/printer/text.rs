@@ -136,8 +136,19 @@ pub fn route_line(r: &Route, s: &mut String) {
     for flag in names::flag_names(r.flags) {
         let _ = write!(s, " {flag}");
     }
+    if r.realms != 0 {
+        let (from, to) = (r.realms >> 16, r.realms & 0xffff);
+        let _ = if from == 0 {
+            write!(s, " realm {to}")
+        } else {
+            write!(s, " realms {from}/{to}")
+        };
+    }
     for m in r.metrics.iter().filter(|m| m.kind != 1) {
         let _ = write!(s, " {} {}", names::name(names::METRICS, m.kind), m.value);
+    }
+    if !r.congctl.is_empty() {
+        let _ = write!(s, " congctl {}", r.congctl);
     }
     if r.expires != 0 {
         let _ = write!(s, " expires {}sec", r.expires);
