@@ -22,6 +22,11 @@
 //!
 //! When the log grows past a bound the table is written to `state.pb` again
 //! and the log restarts empty.
+//!
+//! `boot_id` records the kernel boot the files were written in. After a
+//! reboot a non-empty log may have lost its unsynced tail -- changes that
+//! consumers may already hold -- so the stream cannot be continued: the
+//! agent starts a new one and every consumer resyncs explicitly.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -40,6 +45,7 @@ use crate::state::{Action, Change, Object, StateTable};
 const STATE: &str = "state.pb";
 const STATE_TMP: &str = "state.pb.tmp";
 const LOG: &str = "journal.log";
+const BOOT_ID: &str = "boot_id";
 /// Rewrite `state.pb` once the log holds this much.
 const COMPACT_AFTER: u64 = 64 << 20;
 
@@ -75,7 +81,8 @@ impl StateDir {
             move |source| AgentError::StateDir { dir, step, source }
         };
         fs::create_dir_all(dir).map_err(err("create"))?;
-        let recovered = match recover(dir, netns) {
+        let boot = current_boot_id();
+        let recovered = match check_boot(dir, &boot).and_then(|()| recover(dir, netns)) {
             Ok(r) => r,
             Err(reason) => {
                 tracing::error!(dir = %dir.display(), %reason, "state dir unusable; starting a new stream (consumers will resync)");
@@ -84,6 +91,7 @@ impl StateDir {
                 None
             }
         };
+        fs::write(dir.join(BOOT_ID), &boot).map_err(err("write boot_id"))?;
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -172,6 +180,25 @@ impl StateDir {
         log.bytes = 0;
         Ok(())
     }
+}
+
+/// This boot of the kernel (empty where /proc does not tell).
+fn current_boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Refuses a log written before a reboot: its unsynced tail may be gone.
+fn check_boot(dir: &Path, boot: &str) -> Result<(), String> {
+    let written_in = fs::read_to_string(dir.join(BOOT_ID)).unwrap_or_default();
+    let log_len = fs::metadata(dir.join(LOG)).map(|m| m.len()).unwrap_or(0);
+    if written_in.trim() != boot && log_len > 0 {
+        return Err(format!(
+            "the machine rebooted since {LOG} was written, and changes sent before the reboot may not have reached the disk"
+        ));
+    }
+    Ok(())
 }
 
 /// Reads `state.pb` and `journal.log`. `Ok(None)`: nothing there yet.
@@ -367,6 +394,36 @@ mod tests {
             core.recent().map(|e| e.seq).collect::<Vec<_>>(),
             vec![1, 2, 3, 4, 5]
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_log_from_before_a_reboot_starts_a_new_stream() {
+        let dir = tempdir("reboot");
+        {
+            let (j, sd) = journal_in(&dir);
+            let mut core = j.lock();
+            sd.compact(&core).unwrap();
+            core.publish((0..2).map(route).collect(), api::Origin::Notification);
+        }
+        fs::write(dir.join(BOOT_ID), "another-boot").unwrap();
+        let (_, recovered) = StateDir::open(&dir, "").unwrap();
+        assert!(recovered.is_none());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_clean_shutdown_survives_a_reboot() {
+        let dir = tempdir("clean-reboot");
+        {
+            let (j, sd) = journal_in(&dir);
+            let mut core = j.lock();
+            core.publish((0..2).map(route).collect(), api::Origin::Notification);
+            sd.compact(&core).unwrap();
+        }
+        fs::write(dir.join(BOOT_ID), "another-boot").unwrap();
+        let (_, recovered) = StateDir::open(&dir, "").unwrap();
+        assert_eq!(recovered.expect("continues").last_seq, 2);
         let _ = fs::remove_dir_all(&dir);
     }
 

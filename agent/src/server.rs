@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
 use routewatch_proto::v1::SubscribeRequest;
@@ -76,7 +77,12 @@ pub async fn run(
     .accept_compressed(CompressionEncoding::Zstd)
     .accept_compressed(CompressionEncoding::Gzip);
     let stop = token.clone();
+    // Keepalives find subscribers whose path died, so their sessions end
+    // instead of waiting for TCP to give up.
     tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;

@@ -57,9 +57,13 @@ pub fn subscribe(
             config,
             tx,
         };
+        let tx = session.tx.clone();
         tokio::select! {
             _ = session.run(request) => {}
-            _ = shutdown.cancelled() => {}
+            _ = shutdown.cancelled() => {
+                // Not a normal end of stream: the client should reconnect.
+                let _ = tx.try_send(Err(Status::unavailable("routewatch-agent is shutting down")));
+            }
         }
     });
     ReceiverStream::new(rx)
@@ -85,7 +89,12 @@ impl Session {
                 match position {
                     Ok(seq) => Some(seq),
                     Err(cause) => {
+                        let last = self.journal.lock().last_seq();
                         let reason = match cause {
+                            ResyncCause::UnknownStream if cursor.stream_id == info.stream_id => format!(
+                                "cursor {}:{} is ahead of this stream's last change {last} (the agent lost changes it had sent)",
+                                cursor.stream_id, cursor.seq
+                            ),
                             ResyncCause::UnknownStream => format!(
                                 "cursor {}:{} is not from this agent's stream {} (the agent restarted without its state, or the cursor is another host's)",
                                 cursor.stream_id, cursor.seq, info.stream_id
