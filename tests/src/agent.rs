@@ -41,11 +41,16 @@ impl Agent {
     /// Like [`Agent::start`] with extra arguments (e.g.
     /// `["--netlink-rcvbuf", "4096"]`).
     pub fn start_with(ns: &Netns, extra: &[&str]) -> Agent {
+        Agent::start_at(ns, AGENT_ADDR, extra)
+    }
+
+    /// Like [`Agent::start_with`], listening on `addr` (inside `ns`).
+    pub fn start_at(ns: &Netns, addr: &str, extra: &[&str]) -> Agent {
         let log_path = temp_path("agent.log");
         let log = File::create(&log_path)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
         let log2 = log.try_clone().expect("cloning the log file handle");
-        let mut args = vec!["--insecure", "--listen", AGENT_ADDR];
+        let mut args = vec!["--insecure", "--listen", addr];
         args.extend_from_slice(extra);
         let child = ns
             .command(agent_bin(), &args)
@@ -57,7 +62,7 @@ impl Agent {
             child: Some(child),
             ns_name: ns.name().to_owned(),
             log_path,
-            addr: AGENT_ADDR.to_owned(),
+            addr: addr.to_owned(),
         };
         agent.wait_ready(ns, READY_TIMEOUT);
         agent

@@ -16,6 +16,7 @@ pub mod compare;
 pub mod fixture;
 pub mod netns;
 pub mod replay;
+pub mod stream;
 pub mod tail;
 pub mod util;
 
@@ -28,6 +29,7 @@ pub use compare::{
 pub use fixture::{add_veth_pair, Env, CHECK_TIMEOUT, SYNC_TIMEOUT, VA4, VA6, VB4, VB6};
 pub use netns::Netns;
 pub use replay::Replay;
+pub use stream::StreamCheck;
 pub use tail::Tail;
 
 #[cfg(test)]

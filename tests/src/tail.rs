@@ -37,6 +37,11 @@ impl Tail {
         Tail::spawn(ns, &["tail", "-o", "json"])
     }
 
+    /// `routewatch ARGS` (a `tail -o json` with any options), run inside `ns`.
+    pub fn with_args(ns: &Netns, args: &[&str]) -> Tail {
+        Tail::spawn(ns, args)
+    }
+
     fn spawn(ns: &Netns, args: &[&str]) -> Tail {
         let stderr_path = temp_path("tail.stderr");
         let stderr = File::create(&stderr_path)
@@ -76,6 +81,29 @@ impl Tail {
             reader: Some(reader),
             stderr_path,
             description,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
+    /// Sends `sig` (e.g. "STOP", "CONT") to the process.
+    pub fn signal(&self, sig: &str) {
+        crate::util::signal(self.pid(), sig);
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit (which, for
+    /// a tail with `--cursor-file`, saves the cursors).
+    pub fn stop(&self, timeout: Duration) -> ExitStatus {
+        self.signal("TERM");
+        match crate::util::poll(timeout, Duration::from_millis(20), || self.exit_status()) {
+            Some(status) => status,
+            None => panic!(
+                "tail did not exit within {timeout:?} of SIGTERM\n{}",
+                self.report()
+            ),
         }
     }
 
