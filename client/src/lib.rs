@@ -89,7 +89,7 @@ async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
             None => break,
         }
     }
-    collected.sort_by(|a, b| (&a.0, sort_key(&a.1)).cmp(&(&b.0, sort_key(&b.1))));
+    collected.sort_by_cached_key(|(host, event)| (host.clone(), sort_key(event)));
     let mut print = printer(watch.format, Mode::Show);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -100,24 +100,33 @@ async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
     failures.result()
 }
 
-/// `show` order: nexthop objects by id, then routes by family, table and
-/// destination; markers last.
-fn sort_key(e: &Event) -> (u8, i32, u32, String, u32) {
+/// `show` order: nexthop objects by id, then routes by family, table,
+/// destination (numerically, shorter prefixes first) and metric; markers
+/// last.
+fn sort_key(e: &Event) -> (u8, i32, u32, u128, u8, u32) {
     match &e.kind {
         Some(event::Kind::Change(c)) => match &c.object {
-            Some(change::Object::Nexthop(n)) => (0, 0, n.id, String::new(), 0),
+            Some(change::Object::Nexthop(n)) => (0, 0, n.id, 0, 0, 0),
             Some(change::Object::Route(r)) => {
-                let family = if r.family == Family::Inet6 as i32 {
-                    6
-                } else {
-                    4
-                };
-                (1, family, r.table, r.dst.clone(), r.metric)
+                let family = if r.family == Family::Inet6 as i32 { 6 } else { 4 };
+                let (addr, len) = prefix_order(&r.dst);
+                (1, family, r.table, addr, len, r.metric)
             }
-            None => (2, 0, 0, String::new(), 0),
+            None => (2, 0, 0, 0, 0, 0),
         },
-        _ => (3, 0, 0, String::new(), 0),
+        _ => (3, 0, 0, 0, 0, 0),
     }
+}
+
+/// A CIDR prefix as (address bits, length), for numeric ordering.
+fn prefix_order(prefix: &str) -> (u128, u8) {
+    let (addr, len) = prefix.split_once('/').unwrap_or((prefix, "0"));
+    let bits = match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => u128::from(u32::from(a)),
+        Ok(std::net::IpAddr::V6(a)) => u128::from(a),
+        Err(_) => 0,
+    };
+    (bits, len.parse().unwrap_or(0))
 }
 
 /// Failed targets: with one target its error is the command's; with several
