@@ -23,7 +23,14 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let result = tokio::runtime::Runtime::new()
+    // One thread: the agent's work per change is a few microseconds, so one
+    // core serves the kernel's fastest churn with room to spare, and keeping
+    // the source, the sessions and the gRPC connections on the same thread
+    // saves the cross-thread wake-ups that would otherwise cost more than
+    // the work itself.
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .map_err(anyhow::Error::from)
         .and_then(|rt| Ok(rt.block_on(routewatch_agent::run(cli.config, shutdown_signal()))?));
     match result {

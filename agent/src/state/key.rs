@@ -24,6 +24,8 @@
 //! digits: cheap to build on every event, cheap to look up, opaque to the
 //! consumer, who only compares them.
 
+use std::sync::Arc;
+
 use xxhash_rust::xxh3::Xxh3Default;
 
 use routewatch_proto::v1::{Family, Route};
@@ -37,7 +39,7 @@ pub fn base_key(r: &Route) -> u64 {
 }
 
 /// The stable key a consumer uses to upsert and delete.
-pub fn route_key(r: &Route) -> String {
+pub fn route_key(r: &Route) -> Arc<str> {
     let mut h = base(r);
     if r.family == Family::Inet6 as i32 {
         if r.nhid != 0 {
@@ -77,7 +79,7 @@ pub fn route_key(r: &Route) -> String {
 }
 
 /// A key distinct from `key`, for the n-th dumped route it cannot tell apart.
-pub fn nth_key(key: &str, n: u32) -> String {
+pub fn nth_key(key: &str, n: u32) -> Arc<str> {
     let mut h = Xxh3Default::new();
     h.update(key.as_bytes());
     h.update(&n.to_le_bytes());
@@ -111,8 +113,14 @@ fn field(h: &mut Xxh3Default, s: &str) {
     h.update(s.as_bytes());
 }
 
-fn hex(v: u128) -> String {
-    format!("{v:032x}")
+/// 32 lowercase hex digits, built on the stack: one allocation per key.
+fn hex(v: u128) -> Arc<str> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = DIGITS[((v >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    Arc::from(std::str::from_utf8(&buf).expect("hex digits are ASCII"))
 }
 
 #[cfg(test)]
@@ -131,6 +139,19 @@ mod tests {
             protocol: 3,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn keys_are_32_hex_digits() {
+        let key = route_key(&v4("10.0.0.0/24", "10.1.0.2"));
+        assert_eq!(key.len(), 32);
+        assert!(key
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(
+            &*hex(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+            "0123456789abcdef0011223344556677"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use routewatch_proto::v1::{Family, NextHop, Nexthop, NexthopGroupMember, Route};
 
 use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
 
 use super::key::{base_key, is_ecmp_capable, nth_key, route_key};
 use crate::decode::nexthop::NexthopMessage;
@@ -63,7 +64,8 @@ pub struct StateTable {
     routes: FxHashMap<Arc<str>, Arc<Route>>,
     /// Keys sharing a base key, in the kernel's order: `replace` acts on the
     /// first, `append` adds at the end, a plain add or prepend at the front.
-    bases: FxHashMap<u64, Vec<Arc<str>>>,
+    /// Almost every base has one route: kept inline, no allocation.
+    bases: FxHashMap<u64, SmallVec<[Arc<str>; 1]>>,
     /// Route keys per nexthop object id they use.
     nh_users: HashMap<u32, FxHashSet<Arc<str>>>,
     /// Keys a dump in progress has delivered (see `insert_dumped`).
@@ -151,11 +153,11 @@ impl StateTable {
             Message::NewRoute { route, .. } => {
                 let route = self.resolve(route.clone());
                 let mut key = route_key(&route);
-                if self.routes.contains_key(key.as_str()) {
-                    if !self.dumped.contains(key.as_str()) {
+                if self.routes.contains_key(&key) {
+                    if !self.dumped.contains(&key) {
                         // A notification queued ahead of this reply already
                         // put the route here; the reply is the newer word.
-                        self.upsert(key.into(), route, &mut Vec::new());
+                        self.upsert(key, route, &mut Vec::new());
                         return;
                     }
                     // Two dumped routes the key cannot tell apart (it would
@@ -163,12 +165,11 @@ impl StateTable {
                     // in metrics): keep both, distinctly.
                     let base = key.clone();
                     let mut n = 2;
-                    while self.routes.contains_key(key.as_str()) {
+                    while self.routes.contains_key(&key) {
                         key = nth_key(&base, n);
                         n += 1;
                     }
                 }
-                let key: Arc<str> = key.into();
                 self.dumped.insert(key.clone());
                 let base = base_key(&route);
                 self.bases.entry(base).or_default().push(key.clone());
@@ -243,7 +244,7 @@ impl StateTable {
 
     fn new_route(&mut self, route: Route, flags: u16, out: &mut Vec<Change>) -> Recheck {
         let route = self.resolve(route);
-        let key: Arc<str> = route_key(&route).into();
+        let key = route_key(&route);
         let base = base_key(&route);
         if let Some(stored) = self.routes.get(&key) {
             // IPv6 multipath append: the kernel sends the full nexthop set,
@@ -274,10 +275,9 @@ impl StateTable {
     fn del_route(&mut self, route: Route, out: &mut Vec<Change>) -> Recheck {
         let gone = self.resolve(route);
         let key = route_key(&gone);
-        let Some(stored) = self.routes.get(key.as_str()).cloned() else {
+        let Some(stored) = self.routes.get(&key).cloned() else {
             return Recheck::Yes("delete of a route the table does not hold");
         };
-        let key: Arc<str> = key.into();
         if gone.family == Family::Inet6 as i32
             && is_ecmp_capable(&stored)
             && stored.nexthops.len() > 1
