@@ -29,8 +29,34 @@ pub struct Entry {
     pub seq: u64,
     pub origin: api::Origin,
     pub change: Change,
+    /// The records of the whole batch this change was published in, side
+    /// by side; this change's record is `chunk[range]`. Sessions send runs
+    /// of one chunk as a single shared slice.
+    chunk: Bytes,
+    range: std::ops::Range<usize>,
+}
+
+impl Entry {
+    /// An entry whose record is `record` alone.
+    pub fn new(seq: u64, origin: api::Origin, change: Change, record: Bytes) -> Entry {
+        let range = 0..record.len();
+        Entry {
+            seq,
+            origin,
+            change,
+            chunk: record,
+            range,
+        }
+    }
+
     /// The event as a field-1 record of a `SubscribeResponse`.
-    pub record: Bytes,
+    pub fn record(&self) -> Bytes {
+        self.chunk.slice(self.range.clone())
+    }
+
+    pub fn record_len(&self) -> usize {
+        self.range.len()
+    }
 }
 
 /// Receives every appended batch before any session can see it.
@@ -157,17 +183,27 @@ impl Core {
             return;
         }
         let time = now_unix_nano();
-        let mut entries = Vec::with_capacity(changes.len());
+        // One buffer for the whole batch: encoded once, shared by every
+        // session that sends it.
+        let mut buf = BytesMut::new();
+        let mut placed = Vec::with_capacity(changes.len());
         for change in changes {
             self.last_seq += 1;
-            let record = change_record(&self.info, self.last_seq, time, &change, origin);
-            entries.push(Entry {
-                seq: self.last_seq,
+            let start = buf.len();
+            encode_change_record(&self.info, self.last_seq, time, &change, origin, &mut buf);
+            placed.push((self.last_seq, change, start..buf.len()));
+        }
+        let chunk = buf.freeze();
+        let entries: Vec<Entry> = placed
+            .into_iter()
+            .map(|(seq, change, range)| Entry {
+                seq,
                 origin,
                 change,
-                record,
-            });
-        }
+                chunk: chunk.clone(),
+                range,
+            })
+            .collect();
         if let Some(sink) = self.sink.as_mut() {
             sink(&entries);
         }
@@ -177,13 +213,13 @@ impl Core {
     }
 
     fn push(&mut self, entry: Entry) {
-        self.ring_bytes += entry.record.len();
+        self.ring_bytes += entry.record_len();
         self.ring.push_back(entry);
         while self.ring.len() > self.limits.changes
             || (self.ring_bytes > self.limits.bytes && self.ring.len() > 1)
         {
             if let Some(old) = self.ring.pop_front() {
-                self.ring_bytes -= old.record.len();
+                self.ring_bytes -= old.record_len();
             }
         }
     }
@@ -207,13 +243,62 @@ impl Core {
         let mut bytes = 0;
         let mut out = Vec::new();
         for entry in self.ring.range(start..).take(max.max(1)) {
-            if !out.is_empty() && bytes + entry.record.len() > max_bytes {
+            if !out.is_empty() && bytes + entry.record_len() > max_bytes {
                 break;
             }
-            bytes += entry.record.len();
+            bytes += entry.record_len();
             out.push(entry.clone());
         }
         Ok(out)
+    }
+
+    /// Like [`Core::read_after`], but only the encoded records, as shared
+    /// slices (one per run of a published batch), and the last seq: what an
+    /// unfiltered session sends. Copies nothing.
+    pub fn read_records_after(
+        &self,
+        cursor: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Option<(u64, Vec<Bytes>)>, Lagged> {
+        if cursor >= self.last_seq {
+            return Ok(None);
+        }
+        let first = self.first_seq();
+        if cursor + 1 < first {
+            return Err(Lagged);
+        }
+        let start = (cursor + 1 - first) as usize;
+        let mut bytes = 0;
+        let mut last = cursor;
+        let mut parts = Vec::new();
+        // The current run: its chunk and the byte range it covers so far.
+        let mut run: Option<(&Bytes, std::ops::Range<usize>)> = None;
+        for entry in self.ring.range(start..).take(max.max(1)) {
+            if last > cursor && bytes + entry.record_len() > max_bytes {
+                break;
+            }
+            bytes += entry.record_len();
+            last = entry.seq;
+            match &mut run {
+                Some((chunk, range))
+                    if std::ptr::eq(chunk.as_ptr(), entry.chunk.as_ptr())
+                        && range.end == entry.range.start =>
+                {
+                    range.end = entry.range.end;
+                }
+                _ => {
+                    if let Some((chunk, range)) = run.take() {
+                        parts.push(chunk.slice(range));
+                    }
+                    run = Some((&entry.chunk, entry.range.clone()));
+                }
+            }
+        }
+        if let Some((chunk, range)) = run {
+            parts.push(chunk.slice(range));
+        }
+        Ok(Some((last, parts)))
     }
 
     /// Where a consumer holding `cursor` can continue, or why it cannot.
@@ -268,9 +353,7 @@ impl StreamInfo {
     }
 }
 
-/// A change encoded as one field-1 record of a `SubscribeResponse`,
-/// straight from the shared route or nexthop: the same bytes as encoding
-/// the `Event` [`StreamInfo::event`] would build, without copying the object.
+/// A change encoded as one field-1 record of a `SubscribeResponse`.
 pub fn change_record(
     info: &StreamInfo,
     seq: u64,
@@ -278,6 +361,23 @@ pub fn change_record(
     change: &Change,
     origin: api::Origin,
 ) -> Bytes {
+    let mut buf = BytesMut::new();
+    encode_change_record(info, seq, time_unix_nano, change, origin, &mut buf);
+    buf.freeze()
+}
+
+/// Appends a change as one field-1 record of a `SubscribeResponse` to
+/// `buf`, straight from the shared route or nexthop: the same bytes as
+/// encoding the `Event` [`StreamInfo::event`] would build, without copying
+/// the object.
+pub fn encode_change_record(
+    info: &StreamInfo,
+    seq: u64,
+    time_unix_nano: i64,
+    change: &Change,
+    origin: api::Origin,
+    buf: &mut BytesMut,
+) {
     use prost::encoding::{
         encode_key, encode_varint, encoded_len_varint, int32, int64, key_len, message, string,
         uint64, WireType,
@@ -311,33 +411,32 @@ pub fn change_record(
     if !info.netns.is_empty() {
         event_len += string::encoded_len(4, &info.netns);
     }
-    let mut buf = BytesMut::with_capacity(1 + encoded_len_varint(event_len as u64) + event_len);
-    encode_key(1, WireType::LengthDelimited, &mut buf);
-    encode_varint(event_len as u64, &mut buf);
+    buf.reserve(1 + encoded_len_varint(event_len as u64) + event_len);
+    encode_key(1, WireType::LengthDelimited, buf);
+    encode_varint(event_len as u64, buf);
     if !info.stream_id.is_empty() {
-        string::encode(1, &info.stream_id, &mut buf);
+        string::encode(1, &info.stream_id, buf);
     }
     if seq != 0 {
-        uint64::encode(2, &seq, &mut buf);
+        uint64::encode(2, &seq, buf);
     }
     if time_unix_nano != 0 {
-        int64::encode(3, &time_unix_nano, &mut buf);
+        int64::encode(3, &time_unix_nano, buf);
     }
     if !info.netns.is_empty() {
-        string::encode(4, &info.netns, &mut buf);
+        string::encode(4, &info.netns, buf);
     }
-    encode_key(10, WireType::LengthDelimited, &mut buf);
-    encode_varint(change_len as u64, &mut buf);
-    int32::encode(1, &action, &mut buf);
-    int32::encode(2, &origin, &mut buf);
-    encode_key(3, WireType::LengthDelimited, &mut buf);
-    encode_varint(key.len() as u64, &mut buf);
+    encode_key(10, WireType::LengthDelimited, buf);
+    encode_varint(change_len as u64, buf);
+    int32::encode(1, &action, buf);
+    int32::encode(2, &origin, buf);
+    encode_key(3, WireType::LengthDelimited, buf);
+    encode_varint(key.len() as u64, buf);
     buf.extend_from_slice(key.as_bytes());
     match &change.object {
-        Object::Route(r) => message::encode(4, &**r, &mut buf),
-        Object::Nexthop(n) => message::encode(5, &**n, &mut buf),
+        Object::Route(r) => message::encode(4, &**r, buf),
+        Object::Nexthop(n) => message::encode(5, &**n, buf),
     }
-    buf.freeze()
 }
 
 /// The API form of a change.
@@ -457,8 +556,34 @@ mod tests {
         core.publish((0..10).map(change).collect(), api::Origin::Notification);
         assert_eq!(core.read_after(0, 10, 1).unwrap().len(), 1);
         let all = core.read_after(0, 10, usize::MAX).unwrap();
-        let three: usize = all[..3].iter().map(|e| e.record.len()).sum();
+        let three: usize = all[..3].iter().map(Entry::record_len).sum();
         assert_eq!(core.read_after(0, 10, three).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn record_reads_share_one_slice_per_published_batch() {
+        let j = Journal::new("s".into(), String::new(), limits(100));
+        let mut core = j.lock();
+        core.publish((0..3).map(change).collect(), api::Origin::Notification);
+        core.publish((3..5).map(change).collect(), api::Origin::Notification);
+        let (last, parts) = core.read_records_after(1, 10, usize::MAX).unwrap().unwrap();
+        assert_eq!(last, 5);
+        assert_eq!(
+            parts.len(),
+            2,
+            "seq 2-3 from the first batch, 4-5 from the second"
+        );
+        let entries = core.read_after(1, 10, usize::MAX).unwrap();
+        let joined: Vec<u8> = entries.iter().flat_map(|e| e.record().to_vec()).collect();
+        assert_eq!(parts.concat(), joined);
+        assert!(core
+            .read_records_after(5, 10, usize::MAX)
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            core.read_records_after(1, 1, usize::MAX),
+            Ok(Some((2, _)))
+        ));
     }
 
     #[test]

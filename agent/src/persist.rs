@@ -120,9 +120,9 @@ impl StateDir {
             if log.broken {
                 return;
             }
-            let mut buf = Vec::with_capacity(entries.iter().map(|e| e.record.len()).sum());
+            let mut buf = Vec::with_capacity(entries.iter().map(Entry::record_len).sum());
             for entry in entries {
-                buf.extend_from_slice(&entry.record);
+                buf.extend_from_slice(&entry.record());
             }
             match log.file.write_all(&buf) {
                 Ok(()) => log.bytes += buf.len() as u64,
@@ -169,7 +169,7 @@ impl StateDir {
                 event::Kind::Sync(api::Sync {}),
             )))?;
             for entry in core.recent() {
-                out.write_all(&entry.record)?;
+                out.write_all(&entry.record())?;
             }
             out.flush()?;
             out.get_ref().sync_all()?;
@@ -325,12 +325,8 @@ fn entry_of(ev: &api::Event) -> Option<Entry> {
     let Some(event::Kind::Change(c)) = &ev.kind else {
         return None;
     };
-    Some(Entry {
-        seq: ev.seq,
-        origin: api::Origin::try_from(c.origin).unwrap_or(api::Origin::Unspecified),
-        change: change_of(ev)?,
-        record: record(ev),
-    })
+    let origin = api::Origin::try_from(c.origin).unwrap_or(api::Origin::Unspecified);
+    Some(Entry::new(ev.seq, origin, change_of(ev)?, record(ev)))
 }
 
 #[cfg(test)]

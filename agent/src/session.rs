@@ -10,14 +10,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use routewatch_proto::v1::{self as api, event, ResyncCause, SubscribeRequest, SubscribeResponse};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::journal::{change_kind, now_unix_nano, Entry, Journal, Lagged, StreamInfo};
+use crate::journal::{change_kind, now_unix_nano, Journal, Lagged, StreamInfo};
 
 /// How a session batches and keeps quiet streams alive.
 #[derive(Debug, Clone)]
@@ -122,7 +121,7 @@ impl Session {
         }
         let mut wake = self.journal.watch();
         loop {
-            let read = self.journal.lock().read_after(
+            let read = self.journal.lock().read_records_after(
                 cursor,
                 self.config.max_batch,
                 self.config.max_batch_bytes,
@@ -133,7 +132,7 @@ impl Session {
                     self.resync(&info, ResyncCause::Lagged, reason).await?;
                     cursor = self.snapshot(&info).await?;
                 }
-                Ok(entries) if entries.is_empty() => {
+                Ok(None) => {
                     tokio::select! {
                         changed = wake.changed() => {
                             if changed.is_err() {
@@ -147,9 +146,9 @@ impl Session {
                         _ = self.tx.closed() => return Err(Gone),
                     }
                 }
-                Ok(entries) => {
-                    cursor = entries.last().map(|e| e.seq).unwrap_or(cursor);
-                    self.send(records(&entries)).await?;
+                Ok(Some((last, parts))) => {
+                    cursor = last;
+                    self.send(SubscribeResponse::from_records(parts)).await?;
                 }
             }
         }
@@ -199,16 +198,6 @@ impl Session {
     async fn send(&self, response: SubscribeResponse) -> Result<(), Gone> {
         self.tx.send(Ok(response)).await.map_err(|_| Gone)
     }
-}
-
-/// The entries' shared records side by side: one response, no re-encoding.
-fn records(entries: &[Entry]) -> SubscribeResponse {
-    let len = entries.iter().map(|e| e.record.len()).sum();
-    let mut buf = BytesMut::with_capacity(len);
-    for entry in entries {
-        buf.extend_from_slice(&entry.record);
-    }
-    SubscribeResponse::from_records(buf.freeze())
 }
 
 #[cfg(test)]

@@ -20,15 +20,16 @@ const EVENTS: u32 = 1;
 pub struct SubscribeResponse {
     /// Decoded events, or events added with [`SubscribeResponse::push`].
     pub events: Vec<Event>,
-    /// Already-encoded field-1 records, sent before `events`.
-    records: Bytes,
+    /// Already-encoded field-1 records, sent before `events`: shared
+    /// slices of the agent's journal, copied only into the outgoing frame.
+    records: Vec<Bytes>,
 }
 
 impl std::fmt::Debug for SubscribeResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubscribeResponse")
             .field("events", &self.events)
-            .field("record_bytes", &self.records.len())
+            .field("record_bytes", &self.records_len())
             .finish()
     }
 }
@@ -38,26 +39,31 @@ impl SubscribeResponse {
     pub fn from_events(events: Vec<Event>) -> SubscribeResponse {
         SubscribeResponse {
             events,
-            records: Bytes::new(),
+            records: Vec::new(),
         }
     }
 
-    /// A response carrying pre-encoded records (see [`record`]).
-    pub fn from_records(records: Bytes) -> SubscribeResponse {
+    /// A response carrying pre-encoded records (see [`record`]), each part
+    /// one or more whole records side by side.
+    pub fn from_records(parts: Vec<Bytes>) -> SubscribeResponse {
         SubscribeResponse {
             events: Vec::new(),
-            records,
+            records: parts,
         }
     }
 
     /// Every event, decoding the pre-encoded records first.
     pub fn into_events(self) -> Result<Vec<Event>, DecodeError> {
-        if self.records.is_empty() {
-            return Ok(self.events);
+        let mut events = Vec::new();
+        for part in self.records {
+            events.extend(SubscribeResponse::decode(part)?.events);
         }
-        let mut decoded = SubscribeResponse::decode(self.records)?;
-        decoded.events.extend(self.events);
-        Ok(decoded.events)
+        events.extend(self.events);
+        Ok(events)
+    }
+
+    fn records_len(&self) -> usize {
+        self.records.iter().map(Bytes::len).sum()
     }
 }
 
@@ -70,7 +76,9 @@ pub fn record(event: &Event) -> Bytes {
 
 impl Message for SubscribeResponse {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        buf.put_slice(&self.records);
+        for part in &self.records {
+            buf.put_slice(part);
+        }
         for event in &self.events {
             encoding::message::encode(EVENTS, event, buf);
         }
@@ -91,12 +99,12 @@ impl Message for SubscribeResponse {
     }
 
     fn encoded_len(&self) -> usize {
-        self.records.len() + encoding::message::encoded_len_repeated(EVENTS, &self.events)
+        self.records_len() + encoding::message::encoded_len_repeated(EVENTS, &self.events)
     }
 
     fn clear(&mut self) {
         self.events.clear();
-        self.records = Bytes::new();
+        self.records.clear();
     }
 }
 
@@ -117,10 +125,9 @@ mod tests {
     #[test]
     fn records_and_events_encode_alike() {
         let decoded = SubscribeResponse::from_events(vec![ev(1), ev(2)]);
-        let mut records = BytesMut::new();
-        records.extend_from_slice(&record(&ev(1)));
-        records.extend_from_slice(&record(&ev(2)));
-        let shared = SubscribeResponse::from_records(records.freeze());
+        let mut first = BytesMut::new();
+        first.extend_from_slice(&record(&ev(1)));
+        let shared = SubscribeResponse::from_records(vec![first.freeze(), record(&ev(2))]);
         assert_eq!(decoded.encode_to_vec(), shared.encode_to_vec());
         assert_eq!(shared.encoded_len(), decoded.encoded_len());
         let back = SubscribeResponse::decode(shared.encode_to_vec().as_slice()).unwrap();
