@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::journal::{change_kind, now_unix_nano, Entry, Journal, Lagged, StreamInfo};
+use crate::subscribers::Membership;
 
 /// How a session batches and keeps quiet streams alive.
 #[derive(Debug, Clone)]
@@ -51,11 +52,13 @@ pub fn subscribe(
     shutdown: CancellationToken,
 ) -> ResponseStream {
     let (tx, rx) = mpsc::channel(4);
+    let member = journal.subscribers.join();
     tokio::spawn(async move {
         let session = Session {
             journal,
             config,
             tx,
+            member,
         };
         let tx = session.tx.clone();
         tokio::select! {
@@ -73,6 +76,7 @@ struct Session {
     journal: Arc<Journal>,
     config: SessionConfig,
     tx: mpsc::Sender<Result<SubscribeResponse, Status>>,
+    member: Membership,
 }
 
 /// The subscriber went away.
@@ -117,6 +121,7 @@ impl Session {
             }
             None => self.journal.lock().last_seq(),
         };
+        self.member.at(cursor);
         if !request.follow {
             return Ok(());
         }
@@ -132,6 +137,7 @@ impl Session {
                     let reason = "lagged behind the journal: the subscriber read slower than the host changed routes".to_string();
                     self.resync(&info, ResyncCause::Lagged, reason).await?;
                     cursor = self.snapshot(&info).await?;
+                    self.member.at(cursor);
                 }
                 Ok(entries) if entries.is_empty() => {
                     tokio::select! {
@@ -150,6 +156,7 @@ impl Session {
                 Ok(entries) => {
                     cursor = entries.last().map(|e| e.seq).unwrap_or(cursor);
                     self.send(records(&entries)).await?;
+                    self.member.at(cursor);
                 }
             }
         }
@@ -163,6 +170,7 @@ impl Session {
         reason: String,
     ) -> Result<(), Gone> {
         tracing::info!(%reason, "subscriber resynchronised");
+        self.journal.subscribers.count_resync(cause);
         let seq = self.journal.lock().last_seq();
         let kind = event::Kind::Resync(api::Resync {
             reason,
@@ -180,10 +188,15 @@ impl Session {
             (core.snapshot(), core.last_seq())
         };
         let time = now_unix_nano();
+        self.journal
+            .subscribers
+            .count_snapshot_events(changes.len());
         for chunk in changes.chunks(self.config.max_batch.max(1)) {
             let events = chunk
                 .iter()
-                .map(|c| info.event(seq, time, change_kind(c, api::Origin::Dump)))
+                .map(|(netns, c)| {
+                    info.event_in(netns, seq, time, change_kind(c, api::Origin::Dump))
+                })
                 .collect();
             self.send_events(events).await?;
         }
@@ -264,7 +277,7 @@ mod tests {
                 dst: format!("10.0.{i}.0/24"),
                 ..Default::default()
             };
-            core.state
+            core.table_mut(&"".into())
                 .insert_dumped(&crate::decode::Message::NewRoute { route, flags: 0 });
         }
     }
