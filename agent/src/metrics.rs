@@ -191,12 +191,25 @@ pub struct Metrics {
 impl Metrics {
     /// Metrics read from `pipeline`.
     pub fn new(pipeline: &Pipeline) -> Metrics {
+        Metrics::of(
+            pipeline.journal.clone(),
+            pipeline.stats.clone(),
+            pipeline.namespaces.clone(),
+        )
+    }
+
+    /// Metrics read from a journal and the counters of its sources.
+    pub fn of(
+        journal: Arc<Journal>,
+        sources: Arc<SourceStats>,
+        namespaces: Arc<NamespaceStats>,
+    ) -> Metrics {
         let tls = Arc::new(TlsStats::default());
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Scrape {
-            journal: pipeline.journal.clone(),
-            sources: pipeline.stats.clone(),
-            namespaces: pipeline.namespaces.clone(),
+            journal,
+            sources,
+            namespaces,
             tls: tls.clone(),
         }));
         Metrics { registry, tls }

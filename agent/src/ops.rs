@@ -99,3 +99,52 @@ async fn readyz(State(ops): State<Ops>) -> (StatusCode, &'static str) {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::RingLimits;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        conn.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn readyz_turns_ready_with_the_journal_and_metrics_are_openmetrics() {
+        let limits = RingLimits {
+            changes: 10,
+            bytes: 1 << 20,
+        };
+        let journal = Arc::new(Journal::new("s".into(), String::new(), limits));
+        let metrics = Arc::new(Metrics::of(
+            journal.clone(),
+            Default::default(),
+            Default::default(),
+        ));
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = serve(listener, metrics, journal.clone(), CancellationToken::new());
+
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.0 200"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 503"));
+        let text = get(addr, "/metrics").await;
+        assert!(text.contains(OPENMETRICS), "{text}");
+        assert!(text.contains("\nroutewatch_ready 0\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+
+        journal.set_ready();
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 200"));
+        assert!(get(addr, "/metrics")
+            .await
+            .contains("\nroutewatch_ready 1\n"));
+        assert!(get(addr, "/nothing").await.starts_with("HTTP/1.0 404"));
+        server.stop().await.unwrap();
+    }
+}

@@ -410,6 +410,33 @@ mod tests {
     }
 
     #[test]
+    fn every_namespace_keeps_its_own_table_across_a_restart() {
+        let dir = tempdir("netns");
+        let a: Arc<str> = "a".into();
+        let b: Arc<str> = "b".into();
+        {
+            let (j, sd) = journal_in(&dir);
+            let mut core = j.lock();
+            for ns in [&a, &b] {
+                for n in 0..3 {
+                    core.table_mut(ns).restore(&route(n));
+                }
+            }
+            sd.compact(&core).unwrap();
+            core.publish_in(&a, vec![route(7)], api::Origin::Notification);
+            core.drop_namespace("b");
+        }
+        let (j, _) = journal_in(&dir);
+        let core = j.lock();
+        assert_eq!(core.last_seq(), 4, "one add, then three deletes");
+        assert_eq!(core.table("a").map(|t| t.route_count()), Some(4));
+        assert_eq!(core.table("b").map(|t| t.route_count()), Some(0));
+        let netns: Vec<&str> = core.recent().map(|e| &*e.netns).collect();
+        assert_eq!(netns, vec!["a", "b", "b", "b"]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_log_from_before_a_reboot_starts_a_new_stream() {
         let dir = tempdir("reboot");
         {
