@@ -243,7 +243,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
         if !suffixes(kind).contains(&suffix) {
             return Err(err(format!("suffix {suffix:?} not allowed for a {kind}")));
         }
-        if kind == "counter" && suffix == "_total" && !(value >= 0.0) {
+        if kind == "counter" && suffix == "_total" && (value.is_nan() || value < 0.0) {
             return Err(err("negative or NaN counter".into()));
         }
         if !seen.insert((name.to_string(), labels.clone())) {
