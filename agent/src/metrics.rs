@@ -460,6 +460,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_metric() {
+        let readme = include_str!("../../README.md");
+        for m in ALL {
+            let sample = match m.kind {
+                MetricType::Counter => format!("`{}_total`", m.name),
+                MetricType::Info => format!("`{}_info`", m.name),
+                _ => format!("`{}`", m.name),
+            };
+            assert!(readme.contains(&sample), "README.md lacks {sample}");
+        }
+    }
+
+    #[test]
     fn reasons_become_label_values() {
         assert_eq!(
             slug("netlink overflow (ENOBUFS)"),
