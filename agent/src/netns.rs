@@ -143,7 +143,7 @@ fn hint(e: io::Error, name: &str) -> io::Error {
     if e.raw_os_error() == Some(libc::EPERM) {
         io::Error::new(
             e.kind(),
-            format!("{e}: entering network namespace {name} needs CAP_SYS_ADMIN"),
+            format!("entering network namespace {name} needs CAP_SYS_ADMIN ({e})"),
         )
     } else {
         e
