@@ -21,6 +21,13 @@ pub struct AgentConfig {
     #[arg(long, env = "ROUTEWATCH_INSECURE")]
     pub insecure: bool,
 
+    /// Address to serve operations on, over plain HTTP: `/metrics`
+    /// (OpenMetrics), `/healthz` (the agent runs) and `/readyz` (ready once
+    /// the first complete dump of the routing tables is in memory). Off
+    /// unless given. What it shows is counts and sizes, never routes.
+    #[arg(long, env = "ROUTEWATCH_OPS_LISTEN", value_name = "ADDR")]
+    pub ops_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     pub pipeline: PipelineConfig,
 }
@@ -35,6 +42,27 @@ pub struct PipelineConfig {
     /// before the kernel drops notifications (which costs a re-dump).
     #[arg(long, env = "ROUTEWATCH_NETLINK_RCVBUF", default_value_t = 32 << 20)]
     pub netlink_rcvbuf: usize,
+
+    /// Network namespaces to watch. Not given: the agent's own (events
+    /// carry netns ""). `all`: the agent's own (netns "") and every named
+    /// namespace in --netns-dir, including those created while the agent
+    /// runs; a deleted one is dropped (consumers get a delete for each of
+    /// its objects). NAME: that named namespace alone. Entering a
+    /// namespace other than the agent's own needs CAP_SYS_ADMIN. All
+    /// namespaces share one stream: one stream id, one sequence, each event
+    /// naming its namespace, so one cursor resumes them all.
+    #[arg(long, env = "ROUTEWATCH_NETNS", value_name = "all|NAME")]
+    pub netns: Option<String>,
+
+    /// Where named network namespaces live (`ip netns add` puts them in
+    /// /var/run/netns; some container runtimes use other directories).
+    #[arg(
+        long,
+        env = "ROUTEWATCH_NETNS_DIR",
+        value_name = "DIR",
+        default_value = "/var/run/netns"
+    )]
+    pub netns_dir: std::path::PathBuf,
 
     /// How many recent changes the journal keeps. A subscriber that falls
     /// further behind gets a resync and a fresh snapshot.
@@ -72,6 +100,8 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             netlink_rcvbuf: 32 << 20,
+            netns: None,
+            netns_dir: "/var/run/netns".into(),
             journal_capacity: 1 << 18,
             journal_bytes: 256 << 20,
             state_dir: None,
@@ -82,7 +112,26 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Which network namespaces a pipeline watches (`--netns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetnsSelection {
+    /// The agent's own.
+    Own,
+    /// One named namespace.
+    Named(String),
+    /// The agent's own and every named one, as they come and go.
+    All,
+}
+
 impl PipelineConfig {
+    pub fn netns_selection(&self) -> NetnsSelection {
+        match self.netns.as_deref() {
+            None | Some("") => NetnsSelection::Own,
+            Some("all") => NetnsSelection::All,
+            Some(name) => NetnsSelection::Named(name.to_string()),
+        }
+    }
+
     pub fn ring(&self) -> RingLimits {
         RingLimits {
             changes: self.journal_capacity,

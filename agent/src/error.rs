@@ -19,6 +19,32 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// Another network namespace could not be entered.
+    #[error("cannot watch network namespace {name} ({step}): {source}")]
+    Netns {
+        name: String,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// --netns named a namespace that does not exist.
+    #[error("no network namespace {name} in {} ({source}); create it with `ip netns add {name}`, or see --netns-dir", dir.display())]
+    NoNetns {
+        name: String,
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ops listener (metrics, health) could not bind its address.
+    #[error("cannot listen on {addr} for --ops-listen: {source}")]
+    OpsListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ops server (metrics, health) failed while serving.
+    #[error("ops server (--ops-listen) failed: {0}")]
+    OpsServe(#[source] std::io::Error),
     /// The gRPC server failed while serving.
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),

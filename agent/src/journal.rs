@@ -8,9 +8,14 @@
 //!
 //! Each change is encoded once, when it is appended ([`Entry::record`]);
 //! every session sends those bytes as they are.
+//!
+//! One journal serves every network namespace the agent watches: each
+//! namespace has its own table, and their changes share one stream (one
+//! stream id, one sequence), each event naming its namespace. A consumer's
+//! cursor is therefore one position, whatever the namespaces.
 
-use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +23,7 @@ use routewatch_proto::v1::{self as api, event, Cursor, ResyncCause};
 use tokio::sync::watch;
 
 use crate::state::{Action, Change, Object, StateTable};
+use crate::subscribers::Subscribers;
 
 /// The reader asked for changes the ring no longer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +34,8 @@ pub struct Lagged;
 pub struct Entry {
     pub seq: u64,
     pub origin: api::Origin,
+    /// The network namespace the change happened in.
+    pub netns: Arc<str>,
     pub change: Change,
     /// The records of the whole batch this change was published in, side
     /// by side; this change's record is `chunk[range]`. Sessions send runs
@@ -38,11 +46,18 @@ pub struct Entry {
 
 impl Entry {
     /// An entry whose record is `record` alone.
-    pub fn new(seq: u64, origin: api::Origin, change: Change, record: Bytes) -> Entry {
+    pub fn new(
+        seq: u64,
+        origin: api::Origin,
+        netns: Arc<str>,
+        change: Change,
+        record: Bytes,
+    ) -> Entry {
         let range = 0..record.len();
         Entry {
             seq,
             origin,
+            netns,
             change,
             chunk: record,
             range,
@@ -69,17 +84,23 @@ pub struct RingLimits {
     pub bytes: usize,
 }
 
-/// The shared state of one network namespace: its table and its journal.
+/// The shared state of the namespaces watched: their tables and their
+/// stream.
 pub struct Journal {
     core: Mutex<Core>,
     last_seq: watch::Sender<u64>,
     ready: watch::Sender<bool>,
+    /// The sessions reading this journal, as the metrics see them.
+    pub subscribers: Subscribers,
 }
 
-/// What the lock protects: the table and the ring, always consistent.
+/// What the lock protects: the tables and the ring, always consistent.
 pub struct Core {
-    pub state: StateTable,
+    /// One table per namespace watched, by name (`""`: the agent's own).
+    tables: BTreeMap<Arc<str>, StateTable>,
     info: StreamInfo,
+    /// Changes published, by origin and action (for the metrics).
+    published: Published,
     ring: VecDeque<Entry>,
     ring_bytes: usize,
     limits: RingLimits,
@@ -95,18 +116,18 @@ impl Journal {
         Journal::resume(
             StreamInfo { stream_id, netns },
             0,
-            StateTable::new(),
+            BTreeMap::new(),
             Vec::new(),
             limits,
         )
     }
 
-    /// A journal continuing a stream at `last_seq`, with `table` as its
+    /// A journal continuing a stream at `last_seq`, with `tables` as its
     /// state and `recent` (oldest first, ending at `last_seq`) in the ring.
     pub fn resume(
         info: StreamInfo,
         last_seq: u64,
-        table: StateTable,
+        tables: BTreeMap<Arc<str>, StateTable>,
         recent: Vec<Entry>,
         limits: RingLimits,
     ) -> Journal {
@@ -115,8 +136,9 @@ impl Journal {
             bytes: limits.bytes.max(1),
         };
         let mut core = Core {
-            state: table,
+            tables,
             info,
+            published: Published::default(),
             ring: VecDeque::with_capacity(limits.changes.min(1 << 16)),
             ring_bytes: 0,
             limits,
@@ -130,6 +152,7 @@ impl Journal {
             core: Mutex::new(core),
             last_seq: watch::channel(0).0,
             ready: watch::channel(false).0,
+            subscribers: Subscribers::default(),
         }
     }
 
@@ -155,6 +178,11 @@ impl Journal {
         self.ready.send_replace(true);
     }
 
+    /// Whether the first complete dump is in the table.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// Waits until the first complete dump is in the table.
     pub async fn wait_ready(&self) {
         let mut rx = self.ready.subscribe();
@@ -176,9 +204,58 @@ impl Core {
         self.sink = Some(sink);
     }
 
-    /// Numbers `changes`, encodes each once and appends them, dropping the
-    /// oldest beyond the ring's limits.
+    /// The table of namespace `netns`, if it is watched.
+    pub fn table(&self, netns: &str) -> Option<&StateTable> {
+        self.tables.get(netns)
+    }
+
+    /// The table of namespace `netns`, empty if it was not watched yet.
+    pub fn table_mut(&mut self, netns: &Arc<str>) -> &mut StateTable {
+        self.tables.entry(netns.clone()).or_default()
+    }
+
+    /// Every namespace's table, by name.
+    pub fn tables(&self) -> impl Iterator<Item = (&Arc<str>, &StateTable)> {
+        self.tables.iter()
+    }
+
+    /// Stops holding namespace `netns`: every object it held is published
+    /// as a delete (origin reconcile), so consumers drop it too. Returns
+    /// how many.
+    pub fn drop_namespace(&mut self, netns: &str) -> usize {
+        let Some((name, table)) = self.tables.remove_entry(netns) else {
+            return 0;
+        };
+        // Routes before the nexthop objects they may use.
+        let deletes: Vec<Change> = table
+            .snapshot()
+            .into_iter()
+            .rev()
+            .map(|c| Change {
+                action: Action::Delete,
+                ..c
+            })
+            .collect();
+        let n = deletes.len();
+        self.publish_in(&name, deletes, api::Origin::Reconcile);
+        n
+    }
+
+    /// Changes published so far, by origin and action.
+    pub fn published(&self) -> &Published {
+        &self.published
+    }
+
+    /// Numbers `changes` of the journal's own namespace (see
+    /// [`Core::publish_in`]).
     pub fn publish(&mut self, changes: Vec<Change>, origin: api::Origin) {
+        let netns: Arc<str> = self.info.netns.as_str().into();
+        self.publish_in(&netns, changes, origin);
+    }
+
+    /// Numbers `changes` of namespace `netns`, encodes each once and
+    /// appends them, dropping the oldest beyond the ring's limits.
+    pub fn publish_in(&mut self, netns: &Arc<str>, changes: Vec<Change>, origin: api::Origin) {
         if changes.is_empty() {
             return;
         }
@@ -189,8 +266,17 @@ impl Core {
         let mut placed = Vec::with_capacity(changes.len());
         for change in changes {
             self.last_seq += 1;
+            self.published.count(origin, change.action);
             let start = buf.len();
-            encode_change_record(&self.info, self.last_seq, time, &change, origin, &mut buf);
+            encode_change_record(
+                &self.info,
+                netns,
+                self.last_seq,
+                time,
+                &change,
+                origin,
+                &mut buf,
+            );
             placed.push((self.last_seq, change, start..buf.len()));
         }
         let chunk = buf.freeze();
@@ -199,6 +285,7 @@ impl Core {
             .map(|(seq, change, range)| Entry {
                 seq,
                 origin,
+                netns: netns.clone(),
                 change,
                 chunk: chunk.clone(),
                 range,
@@ -322,14 +409,57 @@ impl Core {
         self.ring.iter()
     }
 
+    /// Changes the ring holds.
+    pub fn ring_len(&self) -> usize {
+        self.ring.len()
+    }
+
     /// Bytes of encoded events the ring holds.
     pub fn ring_bytes(&self) -> usize {
         self.ring_bytes
     }
 
-    /// The whole table as snapshot events, valid as of [`Core::last_seq`].
-    pub fn snapshot(&self) -> Vec<Change> {
-        self.state.snapshot()
+    /// Every object of every namespace as an add, with its namespace,
+    /// valid as of [`Core::last_seq`].
+    pub fn snapshot(&self) -> Vec<(Arc<str>, Change)> {
+        self.tables
+            .iter()
+            .flat_map(|(netns, table)| {
+                table
+                    .snapshot()
+                    .into_iter()
+                    .map(move |c| (netns.clone(), c))
+            })
+            .collect()
+    }
+}
+
+/// Changes published, by origin (notification, reconcile) and action.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Published {
+    /// `[origin][action]`: origin 0 notification, 1 reconcile (anything
+    /// else counts as reconcile); action 0 add, 1 delete.
+    counts: [[u64; 2]; 2],
+}
+
+impl Published {
+    fn count(&mut self, origin: api::Origin, action: Action) {
+        let o = usize::from(origin != api::Origin::Notification);
+        let a = usize::from(action == Action::Delete);
+        self.counts[o][a] += 1;
+    }
+
+    /// `(origin, action, count)` for every combination.
+    pub fn counts(&self) -> impl Iterator<Item = (api::Origin, Action, u64)> + '_ {
+        [api::Origin::Notification, api::Origin::Reconcile]
+            .into_iter()
+            .enumerate()
+            .flat_map(move |(o, origin)| {
+                [Action::Add, Action::Delete]
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(a, action)| (origin, action, self.counts[o][a]))
+            })
     }
 }
 
@@ -343,11 +473,22 @@ pub struct StreamInfo {
 impl StreamInfo {
     /// An event of this stream at `seq`.
     pub fn event(&self, seq: u64, time_unix_nano: i64, kind: event::Kind) -> api::Event {
+        self.event_in(&self.netns, seq, time_unix_nano, kind)
+    }
+
+    /// An event of this stream at `seq` about namespace `netns`.
+    pub fn event_in(
+        &self,
+        netns: &str,
+        seq: u64,
+        time_unix_nano: i64,
+        kind: event::Kind,
+    ) -> api::Event {
         api::Event {
             stream_id: self.stream_id.clone(),
             seq,
             time_unix_nano,
-            netns: self.netns.clone(),
+            netns: netns.to_string(),
             kind: Some(kind),
         }
     }
@@ -356,22 +497,24 @@ impl StreamInfo {
 /// A change encoded as one field-1 record of a `SubscribeResponse`.
 pub fn change_record(
     info: &StreamInfo,
+    netns: &str,
     seq: u64,
     time_unix_nano: i64,
     change: &Change,
     origin: api::Origin,
 ) -> Bytes {
     let mut buf = BytesMut::new();
-    encode_change_record(info, seq, time_unix_nano, change, origin, &mut buf);
+    encode_change_record(info, netns, seq, time_unix_nano, change, origin, &mut buf);
     buf.freeze()
 }
 
 /// Appends a change as one field-1 record of a `SubscribeResponse` to
 /// `buf`, straight from the shared route or nexthop: the same bytes as
-/// encoding the `Event` [`StreamInfo::event`] would build, without copying
-/// the object.
+/// encoding the `Event` [`StreamInfo::event_in`] would build, without
+/// copying the object.
 pub fn encode_change_record(
     info: &StreamInfo,
+    netns: &str,
     seq: u64,
     time_unix_nano: i64,
     change: &Change,
@@ -408,8 +551,8 @@ pub fn encode_change_record(
     if time_unix_nano != 0 {
         event_len += int64::encoded_len(3, &time_unix_nano);
     }
-    if !info.netns.is_empty() {
-        event_len += string::encoded_len(4, &info.netns);
+    if !netns.is_empty() {
+        event_len += key_len(4) + encoded_len_varint(netns.len() as u64) + netns.len();
     }
     buf.reserve(1 + encoded_len_varint(event_len as u64) + event_len);
     encode_key(1, WireType::LengthDelimited, buf);
@@ -423,8 +566,10 @@ pub fn encode_change_record(
     if time_unix_nano != 0 {
         int64::encode(3, &time_unix_nano, buf);
     }
-    if !info.netns.is_empty() {
-        string::encode(4, &info.netns, buf);
+    if !netns.is_empty() {
+        encode_key(4, WireType::LengthDelimited, buf);
+        encode_varint(netns.len() as u64, buf);
+        buf.extend_from_slice(netns.as_bytes());
     }
     encode_key(10, WireType::LengthDelimited, buf);
     encode_varint(change_len as u64, buf);
@@ -505,8 +650,8 @@ mod tests {
                 ..change(8)
             },
         ] {
-            let direct = change_record(&info, 42, 1234, &c, api::Origin::Reconcile);
-            let ev = info.event(42, 1234, change_kind(&c, api::Origin::Reconcile));
+            let direct = change_record(&info, "ns2", 42, 1234, &c, api::Origin::Reconcile);
+            let ev = info.event_in("ns2", 42, 1234, change_kind(&c, api::Origin::Reconcile));
             assert_eq!(direct, record(&ev));
         }
     }

@@ -7,20 +7,32 @@
 //! `socket` → `decode` → `state` → `journal` → `session` → `server`.
 //!
 //! - [`socket`]: the rtnetlink socket (groups, receive buffer, dump requests).
+//! - [`netns`]: named network namespaces and entering them; [`dirwatch`]
+//!   notices names as they come and go.
 //! - [`decode`]: netlink bytes into routes, nexthop objects and link facts.
 //! - [`state`]: the state table; the only place that knows kernel semantics.
 //! - [`source`]: the loop that feeds the table, re-dumps and reconciles.
-//! - [`journal`]: sequence numbers and the bounded ring of recent changes.
-//! - [`session`]: one subscriber's cursor and batcher.
+//! - [`journal`]: sequence numbers and the bounded ring of recent changes,
+//!   one stream for every namespace watched.
+//! - [`session`]: one subscriber's cursor and batcher; [`subscribers`]
+//!   counts them for the metrics.
 //! - [`persist`]: `--state-dir`, so a restarted agent continues its stream.
-//! - [`pipeline`]: source + journal for one namespace, in process or served.
+//! - [`namespaces`]: one source per namespace watched (`--netns`).
+//! - [`pipeline`]: the sources + journal, in process or served.
 //! - [`server`]: the gRPC service and [`run`].
+//! - [`metrics`]: every metric's name and help, read at scrape time;
+//!   [`ops`] serves them with the health checks (`--ops-listen`).
 //! - [`config`], [`error`].
 
 pub mod config;
 pub mod decode;
+pub mod dirwatch;
 pub mod error;
 pub mod journal;
+pub mod metrics;
+pub mod namespaces;
+pub mod netns;
+pub mod ops;
 pub mod persist;
 pub mod pipeline;
 pub mod server;
@@ -28,8 +40,9 @@ pub mod session;
 pub mod socket;
 pub mod source;
 pub mod state;
+pub mod subscribers;
 
-pub use config::{AgentConfig, PipelineConfig};
+pub use config::{AgentConfig, NetnsSelection, PipelineConfig};
 pub use error::AgentError;
 pub use pipeline::Pipeline;
 pub use server::run;

@@ -28,6 +28,7 @@
 //! consumers may already hold -- so the stream cannot be continued: the
 //! agent starts a new one and every consumer resyncs explicitly.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -53,7 +54,8 @@ const COMPACT_AFTER: u64 = 64 << 20;
 pub struct Recovered {
     pub info: StreamInfo,
     pub last_seq: u64,
-    pub table: StateTable,
+    /// Each namespace's table, by name.
+    pub tables: BTreeMap<Arc<str>, StateTable>,
     /// Recent changes, oldest first, ending at `last_seq`.
     pub recent: Vec<Entry>,
 }
@@ -159,9 +161,9 @@ impl StateDir {
         let tmp = self.dir.join(STATE_TMP);
         {
             let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-            for change in core.snapshot() {
-                let ev = info.event(seq, time, change_kind(&change, api::Origin::Dump));
-                out.write_all(&record(&ev))?;
+            for (netns, change) in core.snapshot() {
+                let kind = change_kind(&change, api::Origin::Dump);
+                out.write_all(&record(&info.event_in(&netns, seq, time, kind)))?;
             }
             out.write_all(&record(&info.event(
                 seq,
@@ -221,9 +223,18 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
         netns: netns.to_string(),
     };
     let mut last_seq = sync.seq;
-    let mut table = StateTable::new();
+    let mut tables: BTreeMap<Arc<str>, StateTable> = BTreeMap::new();
+    let mut restore = |ev: &api::Event, change: &Change| {
+        match tables.get_mut(ev.netns.as_str()) {
+            Some(table) => table.restore(change),
+            None => tables
+                .entry(ev.netns.as_str().into())
+                .or_default()
+                .restore(change),
+        };
+    };
     for ev in &events[..sync_at] {
-        table.restore(&change_of(ev).ok_or("snapshot event without a change")?);
+        restore(ev, &change_of(ev).ok_or("snapshot event without a change")?);
     }
     let mut recent: Vec<Entry> = Vec::new();
     for ev in &events[sync_at + 1..] {
@@ -260,14 +271,14 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
             return Err(format!("{LOG} jumps from seq {last_seq} to {}", ev.seq));
         }
         let entry = entry_of(&ev).ok_or("log event without a change")?;
-        table.restore(&entry.change);
+        restore(&ev, &entry.change);
         recent.push(entry);
         last_seq = ev.seq;
     }
     Ok(Some(Recovered {
         info,
         last_seq,
-        table,
+        tables,
         recent,
     }))
 }
@@ -326,7 +337,13 @@ fn entry_of(ev: &api::Event) -> Option<Entry> {
         return None;
     };
     let origin = api::Origin::try_from(c.origin).unwrap_or(api::Origin::Unspecified);
-    Some(Entry::new(ev.seq, origin, change_of(ev)?, record(ev)))
+    Some(Entry::new(
+        ev.seq,
+        origin,
+        ev.netns.as_str().into(),
+        change_of(ev)?,
+        record(ev),
+    ))
 }
 
 #[cfg(test)]
@@ -357,7 +374,7 @@ mod tests {
     fn journal_in(dir: &Path) -> (Journal, StateDir) {
         let (sd, recovered) = StateDir::open(dir, "").unwrap();
         let journal = match recovered {
-            Some(r) => Journal::resume(r.info, r.last_seq, r.table, r.recent, limits()),
+            Some(r) => Journal::resume(r.info, r.last_seq, r.tables, r.recent, limits()),
             None => Journal::new("stream-a".into(), String::new(), limits()),
         };
         journal.lock().set_sink(sd.sink());
@@ -390,6 +407,33 @@ mod tests {
             core.recent().map(|e| e.seq).collect::<Vec<_>>(),
             vec![1, 2, 3, 4, 5]
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn every_namespace_keeps_its_own_table_across_a_restart() {
+        let dir = tempdir("netns");
+        let a: Arc<str> = "a".into();
+        let b: Arc<str> = "b".into();
+        {
+            let (j, sd) = journal_in(&dir);
+            let mut core = j.lock();
+            for ns in [&a, &b] {
+                for n in 0..3 {
+                    core.table_mut(ns).restore(&route(n));
+                }
+            }
+            sd.compact(&core).unwrap();
+            core.publish_in(&a, vec![route(7)], api::Origin::Notification);
+            core.drop_namespace("b");
+        }
+        let (j, _) = journal_in(&dir);
+        let core = j.lock();
+        assert_eq!(core.last_seq(), 4, "one add, then three deletes");
+        assert_eq!(core.table("a").map(|t| t.route_count()), Some(4));
+        assert_eq!(core.table("b").map(|t| t.route_count()), Some(0));
+        let netns: Vec<&str> = core.recent().map(|e| &*e.netns).collect();
+        assert_eq!(netns, vec!["a", "b", "b", "b"]);
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -1,6 +1,6 @@
-//! The agent's data path in one piece: netlink source, state table and
-//! journal for this network namespace. The agent serves it over gRPC; the
-//! CLI runs it in process when given no target.
+//! The agent's data path in one piece: a netlink source and state table
+//! per network namespace watched, and the journal they share. The agent
+//! serves it over gRPC; the CLI runs it in process when given no target.
 
 use std::sync::Arc;
 
@@ -8,45 +8,52 @@ use routewatch_proto::v1::SubscribeRequest;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PipelineConfig;
+use crate::config::{NetnsSelection, PipelineConfig};
 use crate::error::AgentError;
 use crate::journal::Journal;
+use crate::namespaces::{NamespaceStats, Namespaces, Shared};
 use crate::persist::StateDir;
 use crate::session::{subscribe, ResponseStream, SessionConfig};
-use crate::socket::NetlinkSocket;
-use crate::source::{Source, SourceStats};
+use crate::source::SourceStats;
 
 pub struct Pipeline {
     pub journal: Arc<Journal>,
     pub stats: Arc<SourceStats>,
+    pub namespaces: Arc<NamespaceStats>,
     config: PipelineConfig,
     shutdown: CancellationToken,
-    source: Option<JoinHandle<Result<(), AgentError>>>,
+    /// Cancelled when the pipeline stopped on its own (a source failed).
+    failed: CancellationToken,
+    task: Option<JoinHandle<Result<(), AgentError>>>,
 }
 
 impl Pipeline {
-    /// Opens the netlink socket and starts the source; the first dump
-    /// begins at once.
+    /// Opens the netlink sockets and starts the sources; the first dumps
+    /// begin at once.
     pub fn start(
         config: PipelineConfig,
         shutdown: CancellationToken,
     ) -> Result<Pipeline, AgentError> {
-        let socket = NetlinkSocket::open(config.netlink_rcvbuf)?;
-        tracing::debug!(rcvbuf = socket.rcvbuf(), "rtnetlink socket open");
+        let selection = config.netns_selection();
+        let home = match &selection {
+            NetnsSelection::Named(name) => name.clone(),
+            NetnsSelection::Own | NetnsSelection::All => String::new(),
+        };
         let (journal, state_dir, resumed) = match &config.state_dir {
             None => {
-                let journal = Journal::new(stream_id(), String::new(), config.ring());
+                let journal = Journal::new(stream_id(), home, config.ring());
                 (journal, None, false)
             }
             Some(dir) => {
-                let (state_dir, recovered) = StateDir::open(dir, "")?;
+                let (state_dir, recovered) = StateDir::open(dir, &home)?;
                 let resumed = recovered.is_some();
                 let journal = match recovered {
                     Some(r) => {
-                        tracing::info!(stream = %r.info.stream_id, seq = r.last_seq, routes = r.table.route_count(), "continuing the stream kept in the state dir");
-                        Journal::resume(r.info, r.last_seq, r.table, r.recent, config.ring())
+                        let routes: usize = r.tables.values().map(|t| t.route_count()).sum();
+                        tracing::info!(stream = %r.info.stream_id, seq = r.last_seq, routes, "continuing the stream kept in the state dir");
+                        Journal::resume(r.info, r.last_seq, r.tables, r.recent, config.ring())
                     }
-                    None => Journal::new(stream_id(), String::new(), config.ring()),
+                    None => Journal::new(stream_id(), home, config.ring()),
                 };
                 journal.lock().set_sink(state_dir.sink());
                 (journal, Some(Arc::new(state_dir)), resumed)
@@ -54,32 +61,64 @@ impl Pipeline {
         };
         let journal = Arc::new(journal);
         let stats = Arc::new(SourceStats::default());
-        let source = Source::new(socket, journal.clone(), stats.clone(), state_dir, resumed);
-        let task = tokio::spawn(source.run(shutdown.clone()));
+        let namespaces = Arc::new(NamespaceStats::default());
+        let shared = Shared {
+            journal: journal.clone(),
+            stats: stats.clone(),
+            state_dir,
+            rcvbuf: config.netlink_rcvbuf,
+        };
+        let watcher = Namespaces::start(
+            selection,
+            config.netns_dir.clone(),
+            shared,
+            namespaces.clone(),
+            resumed,
+            shutdown.clone(),
+        )?;
+        let failed = CancellationToken::new();
+        let task = tokio::spawn({
+            let failed = failed.clone();
+            async move {
+                let result = watcher.run().await;
+                if result.is_err() {
+                    failed.cancel();
+                }
+                result
+            }
+        });
         Ok(Pipeline {
             journal,
             stats,
+            namespaces,
             config,
             shutdown,
-            source: Some(task),
+            failed,
+            task: Some(task),
         })
     }
 
-    /// Waits for the first complete dump, or the source's failure.
+    /// Waits for the first complete dump, or the pipeline's failure.
     pub async fn ready(&mut self) -> Result<(), AgentError> {
-        let Some(task) = self.source.as_mut() else {
+        let Some(task) = self.task.as_mut() else {
             return Err(AgentError::NotReady);
         };
         tokio::select! {
             _ = self.journal.wait_ready() => Ok(()),
             ended = task => {
-                self.source = None;
+                self.task = None;
                 match ended {
                     Ok(Err(e)) => Err(e),
                     _ => Err(AgentError::NotReady),
                 }
             }
         }
+    }
+
+    /// Cancelled when the pipeline stops on its own, after a failure that
+    /// [`Pipeline::stop`] then returns.
+    pub fn failed(&self) -> CancellationToken {
+        self.failed.clone()
     }
 
     /// A subscription served from this pipeline.
@@ -96,10 +135,10 @@ impl Pipeline {
         }
     }
 
-    /// Stops the source and waits for it.
+    /// Stops the sources and waits for them.
     pub async fn stop(mut self) -> Result<(), AgentError> {
         self.shutdown.cancel();
-        match self.source.take() {
+        match self.task.take() {
             Some(task) => task.await.unwrap_or(Ok(())),
             None => Ok(()),
         }

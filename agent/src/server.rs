@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
@@ -14,6 +15,8 @@ use tonic::{Request, Response, Status};
 
 use crate::config::AgentConfig;
 use crate::error::AgentError;
+use crate::metrics::Metrics;
+use crate::ops;
 use crate::pipeline::{Pipeline, Subscriber};
 use crate::session::ResponseStream;
 
@@ -41,8 +44,9 @@ impl RouteWatch for Service {
     }
 }
 
-/// Runs the agent until `shutdown` resolves: first complete dump, then
-/// serving. Returns after every task has finished.
+/// Runs the agent until `shutdown` resolves (or the pipeline fails): the
+/// ops port at once, the first complete dump, then gRPC. Returns after
+/// every task has finished.
 pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
@@ -56,12 +60,29 @@ pub async fn run(
             "serving PLAINTEXT on a non-loopback address: anyone who can reach it can read this host's routing tables"
         );
     }
+    let ops_listener = match config.ops_listen {
+        Some(addr) => Some(ops::bind(addr).await?),
+        None => None,
+    };
     let token = CancellationToken::new();
     let mut pipeline = Pipeline::start(config.pipeline.clone(), token.clone())?;
+    let metrics = Arc::new(Metrics::new(&pipeline));
+    let ops = ops_listener
+        .map(|l| ops::serve(l, metrics.clone(), pipeline.journal.clone(), token.clone()));
+    let stop_ops = |ops: Option<ops::OpsServer>| async move {
+        match ops {
+            Some(ops) => ops.stop().await,
+            None => Ok(()),
+        }
+    };
     tokio::pin!(shutdown);
     tokio::select! {
-        ready = pipeline.ready() => ready?,
+        ready = pipeline.ready() => if let Err(e) = ready {
+            stop_ops(ops).await?;
+            return Err(e);
+        },
         _ = &mut shutdown => {
+            stop_ops(ops).await?;
             return pipeline.stop().await;
         }
     }
@@ -77,6 +98,7 @@ pub async fn run(
     .accept_compressed(CompressionEncoding::Zstd)
     .accept_compressed(CompressionEncoding::Gzip);
     let stop = token.clone();
+    let failed = pipeline.failed();
     // Keepalives find subscribers whose path died, so their sessions end
     // instead of waiting for TCP to give up.
     tonic::transport::Server::builder()
@@ -85,14 +107,17 @@ pub async fn run(
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            shutdown.await;
-            tracing::info!("shutting down");
+            tokio::select! {
+                _ = shutdown => tracing::info!("shutting down"),
+                _ = failed.cancelled() => tracing::error!("the netlink pipeline failed; shutting down"),
+            }
             stop.cancel();
         })
         .await?;
     token.cancel();
-    // Waits for the source, which writes the state dir on its way out.
-    pipeline.stop().await
+    let ops = stop_ops(ops).await;
+    // Waits for the sources; the state dir is written on the way out.
+    pipeline.stop().await.and(ops)
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::journal::{change_kind, now_unix_nano, Journal, Lagged, StreamInfo};
+use crate::subscribers::Membership;
 
 /// How a session batches and keeps quiet streams alive.
 #[derive(Debug, Clone)]
@@ -50,11 +51,13 @@ pub fn subscribe(
     shutdown: CancellationToken,
 ) -> ResponseStream {
     let (tx, rx) = mpsc::channel(4);
+    let member = journal.subscribers.join();
     tokio::spawn(async move {
         let session = Session {
             journal,
             config,
             tx,
+            member,
         };
         let tx = session.tx.clone();
         tokio::select! {
@@ -72,6 +75,7 @@ struct Session {
     journal: Arc<Journal>,
     config: SessionConfig,
     tx: mpsc::Sender<Result<SubscribeResponse, Status>>,
+    member: Membership,
 }
 
 /// The subscriber went away.
@@ -116,6 +120,7 @@ impl Session {
             }
             None => self.journal.lock().last_seq(),
         };
+        self.member.at(cursor);
         if !request.follow {
             return Ok(());
         }
@@ -131,6 +136,7 @@ impl Session {
                     let reason = "lagged behind the journal: the subscriber read slower than the host changed routes".to_string();
                     self.resync(&info, ResyncCause::Lagged, reason).await?;
                     cursor = self.snapshot(&info).await?;
+                    self.member.at(cursor);
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -149,6 +155,7 @@ impl Session {
                 Ok(Some((last, parts))) => {
                     cursor = last;
                     self.send(SubscribeResponse::from_records(parts)).await?;
+                    self.member.at(cursor);
                 }
             }
         }
@@ -162,6 +169,7 @@ impl Session {
         reason: String,
     ) -> Result<(), Gone> {
         tracing::info!(%reason, "subscriber resynchronised");
+        self.journal.subscribers.count_resync(cause);
         let seq = self.journal.lock().last_seq();
         let kind = event::Kind::Resync(api::Resync {
             reason,
@@ -179,10 +187,15 @@ impl Session {
             (core.snapshot(), core.last_seq())
         };
         let time = now_unix_nano();
+        self.journal
+            .subscribers
+            .count_snapshot_events(changes.len());
         for chunk in changes.chunks(self.config.max_batch.max(1)) {
             let events = chunk
                 .iter()
-                .map(|c| info.event(seq, time, change_kind(c, api::Origin::Dump)))
+                .map(|(netns, c)| {
+                    info.event_in(netns, seq, time, change_kind(c, api::Origin::Dump))
+                })
                 .collect();
             self.send_events(events).await?;
         }
@@ -253,7 +266,7 @@ mod tests {
                 dst: format!("10.0.{i}.0/24"),
                 ..Default::default()
             };
-            core.state
+            core.table_mut(&"".into())
                 .insert_dumped(&crate::decode::Message::NewRoute { route, flags: 0 });
         }
     }

@@ -9,6 +9,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use tokio::io::unix::AsyncFd;
 
 use crate::error::AgentError;
+use crate::netns::Namespace;
 
 const RTNLGRP_LINK: u32 = 1;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
@@ -44,46 +45,37 @@ pub enum Received {
 }
 
 impl NetlinkSocket {
-    /// Opens the socket and asks for a receive buffer of `rcvbuf` bytes:
-    /// SO_RCVBUFFORCE (needs CAP_NET_ADMIN) beats the rmem_max limit;
-    /// without the capability, SO_RCVBUF gets what the limit allows.
+    /// Opens the socket in the agent's own network namespace and asks for
+    /// a receive buffer of `rcvbuf` bytes: SO_RCVBUFFORCE (needs
+    /// CAP_NET_ADMIN) beats the rmem_max limit; without the capability,
+    /// SO_RCVBUF gets what the limit allows.
     pub fn open(rcvbuf: usize) -> Result<NetlinkSocket, AgentError> {
-        let err = |step| move |source| AgentError::Netlink { step, source };
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(err("socket"))?;
-        let addr = socket.bind_auto().map_err(err("bind"))?;
-        for group in [
-            RTNLGRP_LINK,
-            RTNLGRP_IPV4_IFADDR,
-            RTNLGRP_IPV4_ROUTE,
-            RTNLGRP_IPV6_IFADDR,
-            RTNLGRP_IPV6_ROUTE,
-            RTNLGRP_NEXTHOP,
-        ] {
-            socket
-                .add_membership(group)
-                .map_err(err("join multicast group"))?;
-        }
-        if let Err(e) = set_rcvbuf_force(&socket, rcvbuf) {
-            tracing::warn!(error = %e, "SO_RCVBUFFORCE refused (no CAP_NET_ADMIN?); falling back to SO_RCVBUF, capped by net.core.rmem_max");
-            socket
-                .set_rx_buf_sz(rcvbuf)
-                .map_err(err("set receive buffer"))?;
-        }
-        let rcvbuf = socket.get_rx_buf_sz().unwrap_or(0);
-        socket
-            .set_non_blocking(true)
-            .map_err(err("set non-blocking"))?;
+        NetlinkSocket::register(create(rcvbuf)?)
+    }
+
+    /// Like [`NetlinkSocket::open`], inside namespace `ns`. A socket stays
+    /// in the namespace it was created in, so the agent creates it there
+    /// (on a thread of its own, see [`Namespace::run_inside`]) and uses it
+    /// from here.
+    pub fn open_in(ns: &Namespace, rcvbuf: usize) -> Result<NetlinkSocket, AgentError> {
+        let created = ns
+            .run_inside(|| create(rcvbuf))
+            .map_err(|source| AgentError::Netns {
+                name: ns.name().to_string(),
+                step: "enter",
+                source,
+            })??;
+        NetlinkSocket::register(created)
+    }
+
+    fn register((socket, port, rcvbuf): (Socket, u32, usize)) -> Result<NetlinkSocket, AgentError> {
         // SAFETY: the socket is owned by the AsyncFd from here on and is
         // closed only when it is dropped.
         let fd = unsafe { AsyncFd::register(socket) }.map_err(|e| AgentError::Netlink {
             step: "register with the runtime",
             source: e.into(),
         })?;
-        Ok(NetlinkSocket {
-            fd,
-            port: addr.port_number(),
-            rcvbuf,
-        })
+        Ok(NetlinkSocket { fd, port, rcvbuf })
     }
 
     /// The socket's netlink port id: dump replies carry it.
@@ -136,6 +128,38 @@ impl NetlinkSocket {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A configured socket in the calling thread's namespace, with its port and
+/// the receive buffer the kernel granted.
+fn create(rcvbuf: usize) -> Result<(Socket, u32, usize), AgentError> {
+    let err = |step| move |source| AgentError::Netlink { step, source };
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(err("socket"))?;
+    let addr = socket.bind_auto().map_err(err("bind"))?;
+    // Joining the rtnetlink groups needs no capability.
+    for group in [
+        RTNLGRP_LINK,
+        RTNLGRP_IPV4_IFADDR,
+        RTNLGRP_IPV4_ROUTE,
+        RTNLGRP_IPV6_IFADDR,
+        RTNLGRP_IPV6_ROUTE,
+        RTNLGRP_NEXTHOP,
+    ] {
+        socket
+            .add_membership(group)
+            .map_err(err("join multicast group"))?;
+    }
+    if let Err(e) = set_rcvbuf_force(&socket, rcvbuf) {
+        tracing::warn!(error = %e, "SO_RCVBUFFORCE refused (no CAP_NET_ADMIN?); falling back to SO_RCVBUF, capped by net.core.rmem_max");
+        socket
+            .set_rx_buf_sz(rcvbuf)
+            .map_err(err("set receive buffer"))?;
+    }
+    let granted = socket.get_rx_buf_sz().unwrap_or(0);
+    socket
+        .set_non_blocking(true)
+        .map_err(err("set non-blocking"))?;
+    Ok((socket, addr.port_number(), granted))
 }
 
 fn recv_once(socket: &Socket, buf: &mut Vec<u8>) -> io::Result<Received> {

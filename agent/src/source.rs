@@ -10,11 +10,13 @@
 //! differences with origin `reconcile`. Triggers are coalesced: a burst of
 //! link events costs one re-dump.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use routewatch_proto::v1::Origin;
+use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +41,8 @@ const COALESCE: Duration = Duration::from_millis(20);
 const ENOBUFS: i32 = libc::ENOBUFS;
 const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
 
-/// Counters of everything the source did to keep the picture exact.
+/// Counters of everything the sources did to keep the picture exact
+/// (shared by the sources of every namespace).
 #[derive(Debug, Default)]
 pub struct SourceStats {
     pub overflows: AtomicU64,
@@ -47,6 +50,21 @@ pub struct SourceStats {
     pub truncated: AtomicU64,
     pub dumps: AtomicU64,
     pub reconcile_changes: AtomicU64,
+    /// Dumps by the reason that started them.
+    dump_reasons: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl SourceStats {
+    fn count_dump(&self, reason: &'static str) {
+        self.dumps.fetch_add(1, Ordering::Relaxed);
+        let mut reasons = self.dump_reasons.lock().expect("source stats lock");
+        *reasons.entry(reason).or_default() += 1;
+    }
+
+    /// Dumps so far, by the reason that started them.
+    pub fn dump_reasons(&self) -> BTreeMap<&'static str, u64> {
+        self.dump_reasons.lock().expect("source stats lock").clone()
+    }
 }
 
 struct Dump {
@@ -62,6 +80,8 @@ struct Dump {
 
 pub struct Source {
     socket: NetlinkSocket,
+    /// The namespace this source watches, as its events name it.
+    netns: Arc<str>,
     journal: Arc<Journal>,
     stats: Arc<SourceStats>,
     dump: Option<Dump>,
@@ -72,11 +92,20 @@ pub struct Source {
     resumed: bool,
     state_dir: Option<Arc<StateDir>>,
     recheck_at: Option<(Instant, &'static str)>,
+    /// Turns true when the first dump is complete.
+    dumped: watch::Sender<bool>,
 }
 
 impl Source {
+    /// A source for namespace `netns` (whose socket this is). With
+    /// `resumed`, its first dump is compared with the table the journal
+    /// holds for `netns` (recovered from the state dir, or empty for a
+    /// namespace that appeared while the agent ran) and the differences
+    /// published; without, the dump becomes the table silently (nobody
+    /// can have seen the stream yet).
     pub fn new(
         socket: NetlinkSocket,
+        netns: Arc<str>,
         journal: Arc<Journal>,
         stats: Arc<SourceStats>,
         state_dir: Option<Arc<StateDir>>,
@@ -84,6 +113,7 @@ impl Source {
     ) -> Source {
         Source {
             socket,
+            netns,
             journal,
             stats,
             dump: None,
@@ -92,10 +122,16 @@ impl Source {
             resumed,
             state_dir,
             recheck_at: None,
+            dumped: watch::channel(false).0,
         }
     }
 
-    /// Runs until `shutdown`; the journal is ready after the first complete dump.
+    /// Turns true when the first complete dump is in the journal.
+    pub fn dumped(&self) -> watch::Receiver<bool> {
+        self.dumped.subscribe()
+    }
+
+    /// Runs until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), AgentError> {
         self.start_dump("initial dump")?;
         let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
@@ -107,10 +143,7 @@ impl Source {
             let mut truncated = false;
             let recheck = self.recheck_at.filter(|_| self.dump.is_none());
             tokio::select! {
-                _ = shutdown.cancelled() => {
-                    self.compact();
-                    return Ok(());
-                }
+                _ = shutdown.cancelled() => return Ok(()),
                 _ = sleep_until(recheck.map(|r| r.0).unwrap_or_else(Instant::now)), if recheck.is_some() => {
                     self.recheck_at = None;
                     self.start_dump(recheck.map(|r| r.1).unwrap_or("recheck"))?;
@@ -178,7 +211,11 @@ impl Source {
             if is_reply {
                 // Keep stream order: what the notifications before this
                 // reply changed goes out before any reconcile it completes.
-                core.publish(std::mem::take(&mut changes), Origin::Notification);
+                core.publish_in(
+                    &self.netns,
+                    std::mem::take(&mut changes),
+                    Origin::Notification,
+                );
                 self.on_dump_reply(d.message, &mut core)?;
                 continue;
             }
@@ -193,14 +230,14 @@ impl Source {
                 (Some(dump), true) => {
                     dump.fresh.apply(d.message.clone(), &mut scratch);
                     scratch.clear();
-                    core.state.apply(d.message, &mut changes)
+                    core.table_mut(&self.netns).apply(d.message, &mut changes)
                 }
                 (Some(dump), false) => {
                     let recheck = dump.fresh.apply(d.message, &mut scratch);
                     scratch.clear();
                     recheck
                 }
-                (None, true) => core.state.apply(d.message, &mut changes),
+                (None, true) => core.table_mut(&self.netns).apply(d.message, &mut changes),
                 (None, false) => Recheck::No,
             };
             if let Recheck::Yes(reason) = recheck {
@@ -208,7 +245,7 @@ impl Source {
                 self.request_recheck(reason, false, false);
             }
         }
-        core.publish(changes, Origin::Notification);
+        core.publish_in(&self.netns, changes, Origin::Notification);
         if let Some(dir) = self.state_dir.as_ref().filter(|d| d.wants_compaction()) {
             if let Err(e) = dir.compact(&core) {
                 tracing::error!(error = %e, "cannot write the state dir");
@@ -217,15 +254,6 @@ impl Source {
         drop(core);
         self.journal.wake();
         Ok(())
-    }
-
-    /// Writes the table to the state dir, if there is one.
-    fn compact(&self) {
-        if let Some(dir) = &self.state_dir {
-            if let Err(e) = dir.compact(&self.journal.lock()) {
-                tracing::error!(error = %e, "cannot write the state dir");
-            }
-        }
     }
 
     fn on_dump_reply(&mut self, message: Message, core: &mut Core) -> Result<(), AgentError> {
@@ -264,10 +292,12 @@ impl Source {
         if dump.overflowed {
             return self.start_dump("notifications lost during the previous dump");
         }
+        let table = core.table_mut(&self.netns);
         if self.ready || self.resumed {
-            let changes = core.state.reconcile(dump.fresh);
+            let changes = table.reconcile(dump.fresh);
             if !changes.is_empty() {
                 tracing::info!(
+                    netns = %self.netns,
                     differences = changes.len(),
                     "reconciled with the kernel's tables"
                 );
@@ -275,17 +305,19 @@ impl Source {
             self.stats
                 .reconcile_changes
                 .fetch_add(changes.len() as u64, Ordering::Relaxed);
-            core.publish(changes, Origin::Reconcile);
+            core.publish_in(&self.netns, changes, Origin::Reconcile);
         } else {
-            core.state = dump.fresh;
-            core.state.end_dump();
+            *table = dump.fresh;
+            table.end_dump();
         }
         if !self.ready {
             self.ready = true;
             self.resumed = false;
+            let table = core.table_mut(&self.netns);
             tracing::info!(
-                routes = core.state.route_count(),
-                nexthops = core.state.nexthop_count(),
+                netns = %self.netns,
+                routes = table.route_count(),
+                nexthops = table.nexthop_count(),
                 seq = core.last_seq(),
                 "initial dump complete"
             );
@@ -294,7 +326,7 @@ impl Source {
                     tracing::error!(error = %e, "cannot write the state dir");
                 }
             }
-            self.journal.set_ready();
+            self.dumped.send_replace(true);
         }
         if let Some(reason) = dump.again {
             self.request_recheck(reason, false, false);
@@ -318,8 +350,8 @@ impl Source {
     }
 
     fn start_dump(&mut self, reason: &'static str) -> Result<(), AgentError> {
-        tracing::debug!(reason, "dumping links, nexthop objects and routes");
-        self.stats.dumps.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(netns = %self.netns, reason, "dumping links, nexthop objects and routes");
+        self.stats.count_dump(reason);
         let seq = self.take_seq();
         self.dump = Some(Dump {
             seq,

@@ -46,14 +46,22 @@ impl Agent {
 
     /// Like [`Agent::start_with`], listening on `addr` (inside `ns`).
     pub fn start_at(ns: &Netns, addr: &str, extra: &[&str]) -> Agent {
+        Agent::start_via(ns, &[], addr, extra)
+    }
+
+    /// Like [`Agent::start_at`], run through `wrapper` (a command that
+    /// execs its last argument with the rest, e.g. `setpriv ... --`).
+    pub fn start_via(ns: &Netns, wrapper: &[&str], addr: &str, extra: &[&str]) -> Agent {
         let log_path = temp_path("agent.log");
         let log = File::create(&log_path)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
         let log2 = log.try_clone().expect("cloning the log file handle");
-        let mut args = vec!["--insecure", "--listen", addr];
+        let agent = agent_bin().to_string_lossy().into_owned();
+        let mut args: Vec<&str> = wrapper.to_vec();
+        args.extend_from_slice(&[agent.as_str(), "--insecure", "--listen", addr]);
         args.extend_from_slice(extra);
         let child = ns
-            .command(agent_bin(), &args)
+            .command(args[0], &args[1..])
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .spawn()

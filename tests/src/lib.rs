@@ -8,13 +8,16 @@
 //! `ip -j -d nexthop show`). Everything needs root and iproute2; without
 //! them the tests fail with a message saying what is missing.
 //!
-//! The binaries are built on first use ([`bins`]).
+//! The binaries are built on first use ([`bins`]). The agent's ops port is
+//! read with [`ops`] and [`openmetrics`].
 
 pub mod agent;
 pub mod bins;
 pub mod compare;
 pub mod fixture;
 pub mod netns;
+pub mod openmetrics;
+pub mod ops;
 pub mod replay;
 pub mod stream;
 pub mod tail;

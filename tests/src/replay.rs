@@ -89,7 +89,16 @@ impl Replay {
             }
             return;
         }
-        let Some(key) = v.get("key").and_then(Value::as_str).map(str::to_owned) else {
+        // Keys are unique within a (host, netns): qualify them by namespace.
+        let netns = v.get("netns").and_then(Value::as_str).unwrap_or("");
+        let key = v.get("key").and_then(Value::as_str).map(|k| {
+            if netns.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{netns}/{k}")
+            }
+        });
+        let Some(key) = key else {
             self.errors.push(format!(
                 "line {}: object without a string key: {v}",
                 self.lines
@@ -126,6 +135,14 @@ impl Replay {
         self.state
             .values()
             .flat_map(|m| m.values().cloned())
+            .collect()
+    }
+
+    /// The objects held of network namespace `netns` (all hosts).
+    pub fn objects_in(&self, netns: &str) -> Vec<Value> {
+        self.objects()
+            .into_iter()
+            .filter(|v| v.get("netns").and_then(Value::as_str).unwrap_or("") == netns)
             .collect()
     }
 

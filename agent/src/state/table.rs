@@ -85,6 +85,16 @@ impl StateTable {
         self.nexthops.len()
     }
 
+    /// Routes per address family (the API's `Family` numbers).
+    pub fn route_families(&self) -> Vec<(i32, usize)> {
+        count_by(self.routes.values().map(|r| r.family))
+    }
+
+    /// Nexthop objects per address family (groups and blackholes have none).
+    pub fn nexthop_families(&self) -> Vec<(i32, usize)> {
+        count_by(self.nexthops.values().map(|n| n.family))
+    }
+
     /// Every object as an add: nexthop objects first, so that a consumer
     /// knows an object before the routes that use it.
     pub fn snapshot(&self) -> Vec<Change> {
@@ -562,4 +572,12 @@ fn nexthop_change(action: Action, nh: Arc<Nexthop>) -> Change {
         key: format!("nh|{}", nh.id).into(),
         object: Object::Nexthop(nh),
     }
+}
+
+fn count_by(families: impl Iterator<Item = i32>) -> Vec<(i32, usize)> {
+    let mut counts: BTreeMap<i32, usize> = BTreeMap::new();
+    for family in families {
+        *counts.entry(family).or_default() += 1;
+    }
+    counts.into_iter().collect()
 }

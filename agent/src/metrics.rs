@@ -1,0 +1,483 @@
+//! Every metric the agent exports, named here and nowhere else, each with
+//! its help text ([`ALL`] lists them; the README's table is made from it).
+//!
+//! Values are read at scrape time from the counters the data path keeps
+//! anyway (the sources', the journal's, the sessions'), so the hot path
+//! carries no metrics code. The TLS counters ([`TlsStats`]) are counted by
+//! whoever reloads certificates.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use routewatch_proto::v1::{Family, Origin, ResyncCause};
+
+use crate::journal::Journal;
+use crate::namespaces::NamespaceStats;
+use crate::pipeline::Pipeline;
+use crate::source::SourceStats;
+use crate::state::Action;
+
+/// One metric: its name (counters get `_total` on their samples, info
+/// metrics `_info`), type, labels and help.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: MetricType,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn counter(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
+    Metric {
+        name,
+        kind: MetricType::Counter,
+        labels,
+        help,
+    }
+}
+
+const fn gauge(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: MetricType::Gauge,
+        labels,
+        help,
+    }
+}
+
+pub const BUILD: Metric = Metric {
+    name: "routewatch_build",
+    kind: MetricType::Info,
+    labels: &["version"],
+    help: "The agent's version.",
+};
+pub const EVENTS: Metric = counter(
+    "routewatch_events",
+    &["origin", "action"],
+    "Events by origin and action: changes numbered into the stream (origin notification or reconcile) and snapshot objects sent to subscribers (origin dump).",
+);
+pub const RESYNCS: Metric = counter(
+    "routewatch_resyncs",
+    &["cause"],
+    "Resync markers sent to subscribers, by cause: unknown_stream (a cursor from another stream), cursor_too_old (the journal no longer holds it), lagged (the journal overtook a slow subscriber).",
+);
+pub const DUMPS: Metric = counter(
+    "routewatch_dumps",
+    &["reason"],
+    "Dumps of the kernel's links, nexthop objects and routes, by what started them (initial_dump once per namespace; every other reason is a re-dump to reconcile).",
+);
+pub const ENOBUFS: Metric = counter(
+    "routewatch_netlink_enobufs",
+    &[],
+    "Times the kernel dropped notifications because an rtnetlink socket's receive queue was full (ENOBUFS); each costs a re-dump.",
+);
+pub const TRUNCATED: Metric = counter(
+    "routewatch_netlink_truncated",
+    &[],
+    "Netlink datagrams larger than the receive buffer; each costs a re-dump.",
+);
+pub const DECODE_FAILURES: Metric = counter(
+    "routewatch_decode_failures",
+    &[],
+    "Netlink messages that failed to decode (logged with their bytes); each costs a re-dump.",
+);
+pub const RECONCILE_DIFFERENCES: Metric = counter(
+    "routewatch_reconcile_differences",
+    &[],
+    "Differences between the agent's tables and the kernel's found by re-dumps, sent as changes with origin reconcile.",
+);
+pub const SUBSCRIBERS: Metric = gauge("routewatch_subscribers", &[], "Subscriptions open now.");
+pub const SUBSCRIBER_LAG: Metric = gauge(
+    "routewatch_subscriber_lag_max",
+    &[],
+    "Changes the slowest subscriber is behind the stream's last change (0 without subscribers). A subscriber the journal overtakes is resynced.",
+);
+pub const STREAM_SEQ: Metric = gauge(
+    "routewatch_stream_seq",
+    &[],
+    "Sequence number of the stream's last change.",
+);
+pub const JOURNAL_CHANGES: Metric = gauge(
+    "routewatch_journal_changes",
+    &[],
+    "Changes the journal holds for subscribers to resume from (bounded by --journal-capacity).",
+);
+pub const JOURNAL_BYTES: Metric = gauge(
+    "routewatch_journal_bytes",
+    &[],
+    "Bytes of encoded changes the journal holds (bounded by --journal-bytes).",
+);
+pub const ROUTES: Metric = gauge(
+    "routewatch_routes",
+    &["netns", "family"],
+    "Routes in the agent's tables, by network namespace and family.",
+);
+pub const NEXTHOPS: Metric = gauge(
+    "routewatch_nexthops",
+    &["netns", "family"],
+    "Nexthop objects in the agent's tables, by network namespace and family (unspec: groups and blackholes).",
+);
+pub const NAMESPACES: Metric = gauge("routewatch_namespaces", &[], "Network namespaces watched.");
+pub const NAMESPACE_FAILURES: Metric = counter(
+    "routewatch_namespace_failures",
+    &[],
+    "Network namespaces that could not be watched (entering failed, or their source failed); each is logged and left out.",
+);
+pub const READY: Metric = gauge(
+    "routewatch_ready",
+    &[],
+    "1 once the first complete dump is in memory (as /readyz), else 0.",
+);
+pub const TLS_RELOADS: Metric = counter(
+    "routewatch_tls_reloads",
+    &[],
+    "Times the TLS certificate, key and client CA were reloaded from disk.",
+);
+pub const TLS_RELOAD_FAILURES: Metric = counter(
+    "routewatch_tls_reload_failures",
+    &[],
+    "Reloads of the TLS material that failed (the previous material stays in use).",
+);
+
+/// Every metric, in the order they are exported.
+pub const ALL: &[Metric] = &[
+    BUILD,
+    EVENTS,
+    RESYNCS,
+    DUMPS,
+    ENOBUFS,
+    TRUNCATED,
+    DECODE_FAILURES,
+    RECONCILE_DIFFERENCES,
+    SUBSCRIBERS,
+    SUBSCRIBER_LAG,
+    STREAM_SEQ,
+    JOURNAL_CHANGES,
+    JOURNAL_BYTES,
+    ROUTES,
+    NEXTHOPS,
+    NAMESPACES,
+    NAMESPACE_FAILURES,
+    READY,
+    TLS_RELOADS,
+    TLS_RELOAD_FAILURES,
+];
+
+/// Certificate reloads, counted by the TLS code.
+#[derive(Debug, Default)]
+pub struct TlsStats {
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
+}
+
+/// The agent's metrics, ready to encode.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub tls: Arc<TlsStats>,
+}
+
+impl Metrics {
+    /// Metrics read from `pipeline`.
+    pub fn new(pipeline: &Pipeline) -> Metrics {
+        Metrics::of(
+            pipeline.journal.clone(),
+            pipeline.stats.clone(),
+            pipeline.namespaces.clone(),
+        )
+    }
+
+    /// Metrics read from a journal and the counters of its sources.
+    pub fn of(
+        journal: Arc<Journal>,
+        sources: Arc<SourceStats>,
+        namespaces: Arc<NamespaceStats>,
+    ) -> Metrics {
+        let tls = Arc::new(TlsStats::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape {
+            journal,
+            sources,
+            namespaces,
+            tls: tls.clone(),
+        }));
+        Metrics { registry, tls }
+    }
+
+    /// The OpenMetrics text exposition (ends with `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Reads every value at scrape time.
+struct Scrape {
+    journal: Arc<Journal>,
+    sources: Arc<SourceStats>,
+    namespaces: Arc<NamespaceStats>,
+    tls: Arc<TlsStats>,
+}
+
+impl fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+/// One metric's samples, label values in the order of [`Metric::labels`].
+enum Samples<'a> {
+    Count(Vec<(Vec<&'a str>, u64)>),
+    Level(Vec<(Vec<&'a str>, i64)>),
+}
+
+fn one_count(v: &AtomicU64) -> Samples<'static> {
+    Samples::Count(vec![(vec![], v.load(Ordering::Relaxed))])
+}
+
+fn one_level(v: u64) -> Samples<'static> {
+    Samples::Level(vec![(vec![], i64::try_from(v).unwrap_or(i64::MAX))])
+}
+
+fn write(encoder: &mut DescriptorEncoder, m: &Metric, samples: Samples) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(m.name, m.help, None, m.kind)?;
+    let labels = |values: &[&str]| -> Vec<(&'static str, String)> {
+        m.labels
+            .iter()
+            .zip(values)
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect()
+    };
+    match samples {
+        Samples::Count(rows) if m.labels.is_empty() => {
+            let total = rows.iter().map(|(_, v)| v).sum::<u64>();
+            ConstCounter::new(total).encode(family)
+        }
+        Samples::Level(rows) if m.labels.is_empty() => {
+            let level = rows.iter().map(|(_, v)| v).sum::<i64>();
+            ConstGauge::new(level).encode(family)
+        }
+        Samples::Count(rows) => rows.into_iter().try_for_each(|(values, v)| {
+            ConstCounter::new(v).encode(family.encode_family(&labels(&values))?)
+        }),
+        Samples::Level(rows) => rows.into_iter().try_for_each(|(values, v)| {
+            ConstGauge::new(v).encode(family.encode_family(&labels(&values))?)
+        }),
+    }
+}
+
+/// `(netns, family, count)` rows as samples.
+fn per_family<'a>(rows: &'a [(String, &'static str, i64)]) -> Vec<(Vec<&'a str>, i64)> {
+    rows.iter()
+        .map(|(netns, family, n)| (vec![netns.as_str(), *family], *n))
+        .collect()
+}
+
+fn family_name(family: i32) -> &'static str {
+    match Family::try_from(family) {
+        Ok(Family::Inet) => "inet",
+        Ok(Family::Inet6) => "inet6",
+        _ => "unspec",
+    }
+}
+
+/// A reason as a label value: "netlink overflow (ENOBUFS)" becomes
+/// "netlink_overflow_enobufs".
+fn slug(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    for c in reason.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    out
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        // Everything the journal's lock protects, read at one instant.
+        let (published, last_seq, ring_changes, ring_bytes, mut routes, mut nexthops) = {
+            let core = self.journal.lock();
+            let mut routes: Vec<(String, &'static str, i64)> = Vec::new();
+            let mut nexthops: Vec<(String, &'static str, i64)> = Vec::new();
+            for (netns, table) in core.tables() {
+                for (family, n) in table.route_families() {
+                    routes.push((netns.to_string(), family_name(family), n as i64));
+                }
+                for (family, n) in table.nexthop_families() {
+                    nexthops.push((netns.to_string(), family_name(family), n as i64));
+                }
+            }
+            (
+                *core.published(),
+                core.last_seq(),
+                core.ring_len() as u64,
+                core.ring_bytes() as u64,
+                routes,
+                nexthops,
+            )
+        };
+        routes.sort();
+        nexthops.sort();
+        let subscribers = &self.journal.subscribers;
+        let e = &mut encoder;
+
+        let mut build = e.encode_descriptor(BUILD.name, BUILD.help, None, BUILD.kind)?;
+        build.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
+
+        let mut events: Vec<(Vec<&str>, u64)> = published
+            .counts()
+            .map(|(origin, action, n)| (vec![origin_name(origin), action_name(action)], n))
+            .collect();
+        events.push((vec!["dump", "add"], subscribers.snapshot_events()));
+        write(e, &EVENTS, Samples::Count(events))?;
+
+        let resyncs = [
+            ResyncCause::UnknownStream,
+            ResyncCause::CursorTooOld,
+            ResyncCause::Lagged,
+        ]
+        .into_iter()
+        .map(|cause| (vec![cause_name(cause)], subscribers.resyncs(cause)))
+        .collect();
+        write(e, &RESYNCS, Samples::Count(resyncs))?;
+
+        let reasons: Vec<(String, u64)> = self
+            .sources
+            .dump_reasons()
+            .into_iter()
+            .map(|(reason, n)| (slug(reason), n))
+            .collect();
+        let dumps = reasons
+            .iter()
+            .map(|(r, n)| (vec![r.as_str()], *n))
+            .collect();
+        write(e, &DUMPS, Samples::Count(dumps))?;
+
+        write(e, &ENOBUFS, one_count(&self.sources.overflows))?;
+        write(e, &TRUNCATED, one_count(&self.sources.truncated))?;
+        write(
+            e,
+            &DECODE_FAILURES,
+            one_count(&self.sources.decode_failures),
+        )?;
+        write(
+            e,
+            &RECONCILE_DIFFERENCES,
+            one_count(&self.sources.reconcile_changes),
+        )?;
+        write(e, &SUBSCRIBERS, one_level(subscribers.count() as u64))?;
+        write(e, &SUBSCRIBER_LAG, one_level(subscribers.max_lag(last_seq)))?;
+        write(e, &STREAM_SEQ, one_level(last_seq))?;
+        write(e, &JOURNAL_CHANGES, one_level(ring_changes))?;
+        write(e, &JOURNAL_BYTES, one_level(ring_bytes))?;
+        write(e, &ROUTES, Samples::Level(per_family(&routes)))?;
+        write(e, &NEXTHOPS, Samples::Level(per_family(&nexthops)))?;
+        write(
+            e,
+            &NAMESPACES,
+            one_level(self.namespaces.watched.load(Ordering::Relaxed)),
+        )?;
+        write(e, &NAMESPACE_FAILURES, one_count(&self.namespaces.failures))?;
+        write(e, &READY, one_level(u64::from(self.journal.is_ready())))?;
+        write(e, &TLS_RELOADS, one_count(&self.tls.reloads))?;
+        write(
+            e,
+            &TLS_RELOAD_FAILURES,
+            one_count(&self.tls.reload_failures),
+        )?;
+        Ok(())
+    }
+}
+
+fn origin_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Notification => "notification",
+        Origin::Dump => "dump",
+        Origin::Reconcile => "reconcile",
+        Origin::Unspecified => "unspecified",
+    }
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Add => "add",
+        Action::Delete => "delete",
+    }
+}
+
+fn cause_name(cause: ResyncCause) -> &'static str {
+    match cause {
+        ResyncCause::UnknownStream => "unknown_stream",
+        ResyncCause::CursorTooOld => "cursor_too_old",
+        ResyncCause::Lagged => "lagged",
+        ResyncCause::Unspecified => "unspecified",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_help_reads_as_a_sentence() {
+        let mut names: Vec<&str> = ALL.iter().map(|m| m.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        for m in ALL {
+            assert!(m.name.starts_with("routewatch_"), "{}", m.name);
+            assert!(
+                !m.name.ends_with("_total"),
+                "{}: the encoder adds _total",
+                m.name
+            );
+            assert!(m.help.ends_with('.'), "{}", m.name);
+            assert!(
+                !m.help.contains('\n') && !m.help.contains('\\'),
+                "{}",
+                m.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_metric() {
+        let readme = include_str!("../../README.md");
+        for m in ALL {
+            let sample = match m.kind {
+                MetricType::Counter => format!("`{}_total`", m.name),
+                MetricType::Info => format!("`{}_info`", m.name),
+                _ => format!("`{}`", m.name),
+            };
+            assert!(readme.contains(&sample), "README.md lacks {sample}");
+        }
+    }
+
+    #[test]
+    fn reasons_become_label_values() {
+        assert_eq!(
+            slug("netlink overflow (ENOBUFS)"),
+            "netlink_overflow_enobufs"
+        );
+        assert_eq!(slug("initial dump"), "initial_dump");
+    }
+}

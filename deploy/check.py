@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Offline checks of everything in deploy/, run by CI (.ci/run).
+
+1. Kubernetes: every kustomization under deploy/kubernetes/ is rendered
+   here -- no kustomize binary is available, and these bases use only
+   `resources`, `namespace`, `labels` and `images`, which this script applies
+   the way kustomize does (any other field is refused rather than ignored) --
+   and every rendered resource is validated strictly (unknown fields are
+   errors) against the Kubernetes schemas of kubernetes-validate.
+   cert-manager resources, which it has no schemas for, are validated against
+   the subset of cert-manager's v1 API written out below.
+2. The agent's flags used in the DaemonSet and the systemd unit exist in
+   `routewatch-agent --help` (the TLS flags are accepted ahead of their
+   release).
+3. systemd units: `systemd-analyze verify` in a scratch root holding the
+   units and stand-ins for the binaries. verify exits 0 on many problems
+   ("..., ignoring"), so ANY output fails the check. If systemd-analyze is
+   missing or cannot run, the check FAILS, saying so.
+4. The Dockerfile builds with `cargo build ...` on a line of its own; this
+   script prints that command (CI runs it before calling the script) and
+   checks that the binaries the image copies were built.
+
+Usage: deploy/check.py [--print-build-command]
+"""
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+KUBERNETES_VERSION = "1.33"
+RELEASE = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release"
+# Flags of the concurrent TLS work, used by the manifests ahead of it.
+PENDING_AGENT_FLAGS = {"--tls-cert", "--tls-key", "--client-ca"}
+CLUSTER_SCOPED = {"Namespace", "ClusterIssuer", "ClusterRole", "ClusterRoleBinding",
+                  "CustomResourceDefinition", "PriorityClass", "StorageClass",
+                  "PersistentVolume"}
+KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "namespace", "labels", "resources", "images"}
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print(f"FAIL {msg}")
+
+
+# --- cert-manager v1 (the fields these manifests may use) -----------------
+_ISSUER_REF = {"type": "object", "additionalProperties": False, "required": ["name"],
+               "properties": {"name": {"type": "string"},
+                              "kind": {"enum": ["Issuer", "ClusterIssuer"]},
+                              "group": {"type": "string"}}}
+_META = {"type": "object", "required": ["name"]}
+CERT_MANAGER = {
+    "Issuer": {
+        "type": "object", "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "cert-manager.io/v1"}, "kind": {"const": "Issuer"},
+            "metadata": _META,
+            "spec": {"type": "object", "additionalProperties": False,
+                     "minProperties": 1, "maxProperties": 1,
+                     "properties": {
+                         "selfSigned": {"type": "object", "additionalProperties": False,
+                                        "properties": {"crlDistributionPoints": {"type": "array"}}},
+                         "ca": {"type": "object", "additionalProperties": False,
+                                "required": ["secretName"],
+                                "properties": {"secretName": {"type": "string"}}}}}}},
+    "Certificate": {
+        "type": "object", "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "cert-manager.io/v1"}, "kind": {"const": "Certificate"},
+            "metadata": _META,
+            "spec": {
+                "type": "object", "additionalProperties": False,
+                "required": ["secretName", "issuerRef"],
+                "properties": {
+                    "secretName": {"type": "string"},
+                    "commonName": {"type": "string", "maxLength": 64},
+                    "dnsNames": {"type": "array", "items": {"type": "string"}},
+                    "ipAddresses": {"type": "array", "items": {"type": "string"}},
+                    "isCA": {"type": "boolean"},
+                    "duration": {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"},
+                    "renewBefore": {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"},
+                    "privateKey": {"type": "object", "additionalProperties": False, "properties": {
+                        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                        "size": {"type": "integer"},
+                        "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                        "rotationPolicy": {"enum": ["Never", "Always"]}}},
+                    "usages": {"type": "array", "items": {"enum": [
+                        "signing", "digital signature", "content commitment", "key encipherment",
+                        "key agreement", "data encipherment", "cert sign", "crl sign",
+                        "encipher only", "decipher only", "any", "server auth", "client auth",
+                        "code signing", "email protection", "s/mime", "ipsec end system",
+                        "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing",
+                        "microsoft sgc", "netscape sgc"]}},
+                    "issuerRef": _ISSUER_REF}}}},
+}
+
+
+# --- rendering -----------------------------------------------------------
+def render(kdir: Path):
+    """The resources of kustomization `kdir`, as kustomize would emit them."""
+    k = yaml.safe_load((kdir / "kustomization.yaml").read_text())
+    unknown = set(k) - KUSTOMIZATION_FIELDS
+    if unknown:
+        fail(f"{kdir}: kustomization fields this renderer does not apply: {sorted(unknown)}")
+    out = []
+    for res in k.get("resources", []):
+        path = kdir / res
+        if path.is_dir():
+            out.extend(render(path))
+        else:
+            out.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    for r in out:
+        meta = r.setdefault("metadata", {})
+        if "namespace" in k and r["kind"] not in CLUSTER_SCOPED:
+            meta["namespace"] = k["namespace"]
+        for group in k.get("labels", []):
+            if group.get("includeSelectors") or group.get("includeTemplates"):
+                fail(f"{kdir}: labels with includeSelectors/includeTemplates are not rendered here")
+            meta.setdefault("labels", {}).update(group["pairs"])
+        for image in k.get("images", []):
+            for c in containers(r):
+                name, _, _ = c["image"].partition(":")
+                if name == image["name"]:
+                    c["image"] = f"{image.get('newName', name)}:{image.get('newTag', 'latest')}"
+    return out
+
+
+def containers(r):
+    spec = r.get("spec", {}).get("template", {}).get("spec", {})
+    return spec.get("containers", []) + spec.get("initContainers", [])
+
+
+def validate(kdir: Path, resources):
+    seen = set()
+    for r in resources:
+        name = f"{kdir.name}: {r.get('kind')}/{r.get('metadata', {}).get('name')}"
+        key = (r.get("apiVersion"), r.get("kind"), r["metadata"].get("namespace"), r["metadata"].get("name"))
+        if key in seen:
+            fail(f"{name}: defined twice")
+        seen.add(key)
+        if r["apiVersion"].startswith("cert-manager.io/"):
+            schema = CERT_MANAGER.get(r["kind"])
+            if schema is None:
+                fail(f"{name}: no cert-manager schema here for {r['kind']}")
+                continue
+            try:
+                jsonschema.validate(r, schema)
+                print(f"ok   {name} (cert-manager v1 subset)")
+            except jsonschema.ValidationError as e:
+                fail(f"{name}: {'.'.join(map(str, e.path))}: {e.message}")
+            continue
+        try:
+            version = kubernetes_validate.validate(copy.deepcopy(r), KUBERNETES_VERSION, strict=True)
+            print(f"ok   {name} (Kubernetes {version}, strict)")
+        except kubernetes_validate.ValidationError as e:
+            fail(f"{name}: {'.'.join(map(str, e.path))}: {e.message}")
+        except kubernetes_validate.SchemaNotFoundError as e:
+            fail(f"{name}: no schema: {e.message}")
+        for c in containers(r):
+            if ":" not in c["image"] or c["image"].endswith(":latest"):
+                fail(f"{name}: container {c['name']} image {c['image']} has no pinned tag")
+
+
+def agent_flags():
+    agent = RELEASE / "routewatch-agent"
+    if not agent.exists():
+        fail(f"{agent} is missing: run the Dockerfile's build command first")
+        return None
+    text = subprocess.run([agent, "--help"], capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r"--[a-z][a-z0-9-]*", text)) | PENDING_AGENT_FLAGS
+
+
+def check_flags(where, args, known):
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("--") and flag not in known:
+            fail(f"{where}: routewatch-agent has no flag {flag}")
+
+
+def check_agent_daemonset(resources, known):
+    ds = [r for r in resources if r["kind"] == "DaemonSet" and r["metadata"]["name"] == "routewatch-agent"]
+    if len(ds) != 1:
+        fail("base: exactly one routewatch-agent DaemonSet expected")
+        return
+    pod = ds[0]["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    if known is not None:
+        check_flags("DaemonSet", c.get("args", []), known)
+    checks = {
+        "hostNetwork": pod.get("hostNetwork") is True,
+        "tolerates every taint": {"operator": "Exists"} in pod.get("tolerations", []),
+        "liveness on /healthz": c["livenessProbe"]["httpGet"]["path"] == "/healthz",
+        "readiness on /readyz": c["readinessProbe"]["httpGet"]["path"] == "/readyz",
+        "drops ALL capabilities": c["securityContext"]["capabilities"]["drop"] == ["ALL"],
+        "adds only NET_ADMIN and SYS_ADMIN":
+            sorted(c["securityContext"]["capabilities"]["add"]) == ["NET_ADMIN", "SYS_ADMIN"],
+        "no privilege escalation": c["securityContext"]["allowPrivilegeEscalation"] is False,
+        "requests and a memory limit":
+            "requests" in c["resources"] and "memory" in c["resources"].get("limits", {}),
+        "netns follows the host's mounts": any(
+            m["mountPath"] == "/var/run/netns" and m.get("mountPropagation") == "HostToContainer"
+            for m in c["volumeMounts"]),
+    }
+    for what, ok in checks.items():
+        if not ok:
+            fail(f"DaemonSet: {what}")
+
+
+# --- systemd -------------------------------------------------------------
+def check_systemd(known):
+    units = sorted((DEPLOY / "systemd").glob("*.service"))
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        fail("systemd-analyze is not installed: THE SYSTEMD UNITS WERE NOT VERIFIED")
+        return
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+        (root / "etc/systemd/system").mkdir(parents=True)
+        (root / "usr/local/bin").mkdir(parents=True)
+        for unit in units:
+            shutil.copy(unit, root / "etc/systemd/system" / unit.name)
+            for line in unit.read_text().splitlines():
+                if line.startswith("ExecStart="):
+                    binary = Path(line.split("=", 1)[1].split()[0])
+                    stand_in = root / binary.relative_to("/")
+                    stand_in.write_text("#!/bin/sh\n")
+                    stand_in.chmod(0o755)
+                    if binary.name == "routewatch-agent" and known is not None:
+                        check_flags(unit.name, line.split()[1:], known)
+        proc = subprocess.run([analyze, "verify", "--man=no", f"--root={root}", *[u.name for u in units]],
+                              capture_output=True, text=True)
+        output = (proc.stdout + proc.stderr).strip()
+        if proc.returncode != 0 or output:
+            fail(f"systemd-analyze verify (exit {proc.returncode}) -- THE UNITS DID NOT VERIFY:\n{output}")
+        else:
+            for unit in units:
+                print(f"ok   {unit.name} (systemd-analyze verify, no warnings)")
+
+
+# --- Dockerfile ----------------------------------------------------------
+def build_command():
+    lines = [l for l in (DEPLOY / "Dockerfile").read_text().splitlines() if l.startswith("RUN cargo build")]
+    if len(lines) != 1:
+        sys.exit("deploy/Dockerfile must build with exactly one `RUN cargo build ...` line")
+    return lines[0][len("RUN "):]
+
+
+def check_dockerfile():
+    cmd = build_command()
+    if "--release" not in cmd or "--locked" not in cmd:
+        fail(f"Dockerfile: the build must be --release --locked: {cmd}")
+    for src in re.findall(r"COPY --from=build /src/target/release/(\S+)", (DEPLOY / "Dockerfile").read_text()):
+        if not (RELEASE / src).exists():
+            fail(f"Dockerfile copies target/release/{src}, which `{cmd}` did not build")
+        else:
+            print(f"ok   Dockerfile copies target/release/{src}, built by `{cmd}`")
+
+
+def main():
+    if sys.argv[1:] == ["--print-build-command"]:
+        print(build_command())
+        return
+    known = agent_flags()
+    for kdir in sorted(p.parent for p in (DEPLOY / "kubernetes").glob("*/kustomization.yaml")):
+        resources = render(kdir)
+        validate(kdir, resources)
+        if kdir.name == "base":
+            check_agent_daemonset(resources, known)
+    check_systemd(known)
+    check_dockerfile()
+    if failures:
+        print(f"\n{len(failures)} deployment check(s) FAILED")
+        sys.exit(1)
+    print("\nall deployment checks passed")
+
+
+if __name__ == "__main__":
+    main()

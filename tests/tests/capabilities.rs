@@ -1,0 +1,111 @@
+//! The capabilities the agent needs, measured: it runs as an unprivileged
+//! user (nobody) with exactly the capabilities granted, as the Kubernetes
+//! DaemonSet and the systemd unit run it (see deploy/ and the README).
+//!
+//! - none: joins the rtnetlink groups, dumps and follows its own namespace;
+//!   SO_RCVBUFFORCE is refused, so the receive buffer is capped by
+//!   net.core.rmem_max;
+//! - CAP_NET_ADMIN: SO_RCVBUFFORCE works;
+//! - CAP_SYS_ADMIN: needed to enter another network namespace (setns).
+
+use std::process::Stdio;
+
+use routewatch_tests::bins::agent_bin;
+use routewatch_tests::{
+    add_veth_pair, assert_matches_kernel, eventually_matches_kernel, Agent, Netns, AGENT_ADDR,
+    CHECK_TIMEOUT, SYNC_TIMEOUT,
+};
+
+const REFUSED: &str = "SO_RCVBUFFORCE refused";
+
+/// `setpriv` switching to nobody with only `caps` (e.g. "+net_admin"),
+/// in the ambient set so that they survive the exec.
+fn as_nobody_with(caps: &str) -> Vec<String> {
+    let set = format!("-all{caps}");
+    [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        &format!("--inh-caps={set}"),
+        &format!("--ambient-caps={set}"),
+        &format!("--bounding-set={set}"),
+        "--",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn start(ns: &Netns, caps: &str, extra: &[&str]) -> Agent {
+    let wrapper = as_nobody_with(caps);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    Agent::start_via(ns, &wrapper, AGENT_ADDR, extra)
+}
+
+#[test]
+fn without_capabilities_the_agent_follows_its_own_namespace() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = start(&ns, "", &[]);
+    let tail = agent.tail(&ns);
+    tail.wait_synced(SYNC_TIMEOUT);
+    ns.ip("route add 10.60.0.0/24 via 10.1.0.2");
+    // Notifications arrive: joining the groups needed no capability.
+    eventually_matches_kernel(&ns, || tail.objects(), CHECK_TIMEOUT);
+    assert!(agent.log().contains(REFUSED), "{}", agent.log());
+}
+
+#[test]
+fn net_admin_is_what_a_forced_receive_buffer_needs() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = start(&ns, ",+net_admin", &[]);
+    assert_matches_kernel(&ns, agent.show());
+    assert!(!agent.log().contains(REFUSED), "{}", agent.log());
+}
+
+#[test]
+fn sys_admin_is_what_entering_another_namespace_needs() {
+    let host = Netns::new();
+    let other = Netns::new();
+    add_veth_pair(&other);
+    // Without CAP_SYS_ADMIN, --netns NAME fails and says why.
+    let mut args = as_nobody_with(",+net_admin");
+    args.push(agent_bin().display().to_string());
+    args.extend(
+        [
+            "--insecure",
+            "--listen",
+            AGENT_ADDR,
+            "--netns",
+            other.name(),
+        ]
+        .map(String::from),
+    );
+    let out = host
+        .command(&args[0], &args[1..])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run the agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs CAP_SYS_ADMIN"), "{stderr}");
+
+    // With it (and NET_ADMIN for the buffer), --netns all enters every
+    // named namespace.
+    let agent = start(&host, ",+net_admin,+sys_admin", &["--netns", "all"]);
+    let shown = agent.show();
+    let of_other: Vec<_> = shown
+        .iter()
+        .filter(|v| v.get("object").is_some() && v["netns"] == other.name())
+        .cloned()
+        .collect();
+    assert_matches_kernel(&other, of_other);
+    let log = agent.log();
+    assert!(
+        !log.contains(REFUSED) && !log.contains("NOT watched"),
+        "{log}"
+    );
+}
