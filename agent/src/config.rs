@@ -21,6 +21,13 @@ pub struct AgentConfig {
     #[arg(long, env = "ROUTEWATCH_INSECURE")]
     pub insecure: bool,
 
+    /// The host name the agent reports: on subscriptions (clients label
+    /// this host's lines with it) and in GetInfo. Default: the kernel's
+    /// host name. In Kubernetes, the node's name is a good choice
+    /// (ROUTEWATCH_HOSTNAME from spec.nodeName).
+    #[arg(long, env = "ROUTEWATCH_HOSTNAME", value_name = "NAME")]
+    pub hostname: Option<String>,
+
     #[command(flatten)]
     pub pipeline: PipelineConfig,
 }

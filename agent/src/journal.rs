@@ -27,6 +27,8 @@ pub struct Lagged;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub seq: u64,
+    /// When the agent observed the change (as in `record`).
+    pub time_unix_nano: i64,
     pub origin: api::Origin,
     pub change: Change,
     /// The event as a field-1 record of a `SubscribeResponse`.
@@ -163,6 +165,7 @@ impl Core {
             let record = change_record(&self.info, self.last_seq, time, &change, origin);
             entries.push(Entry {
                 seq: self.last_seq,
+                time_unix_nano: time,
                 origin,
                 change,
                 record,
@@ -230,6 +233,12 @@ impl Core {
     /// The oldest sequence number the ring holds (last + 1 when empty).
     fn first_seq(&self) -> u64 {
         self.last_seq + 1 - self.ring.len() as u64
+    }
+
+    /// The oldest change the ring holds (last + 1 when it holds none): a
+    /// consumer can resume from any cursor at or after this minus one.
+    pub fn oldest_seq(&self) -> u64 {
+        self.first_seq()
     }
 
     /// The ring's entries, oldest first.
@@ -379,6 +388,7 @@ mod tests {
                 metric: n,
                 ..Default::default()
             })),
+            previous: Default::default(),
         }
     }
 

@@ -12,6 +12,8 @@
 //! - [`source`]: the loop that feeds the table, re-dumps and reconciles.
 //! - [`journal`]: sequence numbers and the bounded ring of recent changes.
 //! - [`session`]: one subscriber's cursor and batcher.
+//! - [`interest`]: what a filtered subscriber receives of the journal.
+//! - [`subscribers`]: the open sessions, and [`info`]: `GetInfo`.
 //! - [`persist`]: `--state-dir`, so a restarted agent continues its stream.
 //! - [`pipeline`]: source + journal for one namespace, in process or served.
 //! - [`server`]: the gRPC service and [`run`].
@@ -20,6 +22,8 @@
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod info;
+pub mod interest;
 pub mod journal;
 pub mod persist;
 pub mod pipeline;
@@ -28,6 +32,7 @@ pub mod session;
 pub mod socket;
 pub mod source;
 pub mod state;
+pub mod subscribers;
 
 pub use config::{AgentConfig, PipelineConfig};
 pub use error::AgentError;

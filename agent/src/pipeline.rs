@@ -4,21 +4,26 @@
 
 use std::sync::Arc;
 
-use routewatch_proto::v1::SubscribeRequest;
+use routewatch_proto::v1::{AgentInfo, SubscribeRequest};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::Status;
 
 use crate::config::PipelineConfig;
 use crate::error::AgentError;
-use crate::journal::Journal;
+use crate::info::agent_info;
+use crate::journal::{now_unix_nano, Journal};
 use crate::persist::StateDir;
 use crate::session::{subscribe, ResponseStream, SessionConfig};
 use crate::socket::NetlinkSocket;
 use crate::source::{Source, SourceStats};
+use crate::subscribers::Subscribers;
 
 pub struct Pipeline {
     pub journal: Arc<Journal>,
     pub stats: Arc<SourceStats>,
+    subscribers: Arc<Subscribers>,
+    start_time_unix_nano: i64,
     config: PipelineConfig,
     shutdown: CancellationToken,
     source: Option<JoinHandle<Result<(), AgentError>>>,
@@ -59,6 +64,8 @@ impl Pipeline {
         Ok(Pipeline {
             journal,
             stats,
+            subscribers: Arc::default(),
+            start_time_unix_nano: now_unix_nano(),
             config,
             shutdown,
             source: Some(task),
@@ -82,9 +89,9 @@ impl Pipeline {
         }
     }
 
-    /// A subscription served from this pipeline.
-    pub fn subscribe(&self, request: SubscribeRequest) -> ResponseStream {
-        self.subscriber().subscribe(request)
+    /// A subscription served from this pipeline (in process: no peer).
+    pub fn subscribe(&self, request: SubscribeRequest) -> Result<ResponseStream, Status> {
+        self.subscriber().subscribe(request, String::new())
     }
 
     /// A handle that opens subscriptions, for the server's handlers.
@@ -92,6 +99,8 @@ impl Pipeline {
         Subscriber {
             journal: self.journal.clone(),
             config: self.config.session(),
+            subscribers: self.subscribers.clone(),
+            start_time_unix_nano: self.start_time_unix_nano,
             shutdown: self.shutdown.clone(),
         }
     }
@@ -111,16 +120,37 @@ impl Pipeline {
 pub struct Subscriber {
     journal: Arc<Journal>,
     config: SessionConfig,
+    subscribers: Arc<Subscribers>,
+    start_time_unix_nano: i64,
     shutdown: CancellationToken,
 }
 
 impl Subscriber {
-    pub fn subscribe(&self, request: SubscribeRequest) -> ResponseStream {
+    /// Starts a session for `peer` ("" in process), or refuses a request
+    /// whose filters do not compile (INVALID_ARGUMENT).
+    pub fn subscribe(
+        &self,
+        request: SubscribeRequest,
+        peer: String,
+    ) -> Result<ResponseStream, Status> {
+        let filtered = !request.allow.is_empty() || !request.deny.is_empty();
+        let registration = self.subscribers.register(peer, filtered);
         subscribe(
             self.journal.clone(),
             request,
             self.config.clone(),
+            Some(registration),
             self.shutdown.clone(),
+        )
+    }
+
+    /// What the agent says about itself, as `hostname`.
+    pub fn info(&self, hostname: &str) -> AgentInfo {
+        agent_info(
+            &self.journal,
+            &self.subscribers,
+            hostname,
+            self.start_time_unix_nano,
         )
     }
 }

@@ -64,6 +64,7 @@ async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
         snapshot: true,
         follow: false,
         resume_from: None,
+        ..Default::default()
     };
     // A snapshot that cannot be had now is an error, not something to wait for.
     let options = Options {
@@ -108,7 +109,11 @@ fn sort_key(e: &Event) -> (u8, i32, u32, u128, u8, u32) {
         Some(event::Kind::Change(c)) => match &c.object {
             Some(change::Object::Nexthop(n)) => (0, 0, n.id, 0, 0, 0),
             Some(change::Object::Route(r)) => {
-                let family = if r.family == Family::Inet6 as i32 { 6 } else { 4 };
+                let family = if r.family == Family::Inet6 as i32 {
+                    6
+                } else {
+                    4
+                };
                 let (addr, len) = prefix_order(&r.dst);
                 (1, family, r.table, addr, len, r.metric)
             }

@@ -194,6 +194,7 @@ mod tests {
             snapshot: true,
             follow: true,
             resume_from: None,
+            ..Default::default()
         };
         let (tx, mut rx) = mpsc::channel(64);
         let host: Arc<str> = "h:1".into();

@@ -96,12 +96,12 @@ async fn follow(
         Target::Local => {
             let mut pipeline = Pipeline::start(PipelineConfig::default(), shutdown.child_token())?;
             pipeline.ready().await?;
-            let stream = pipeline.subscribe(request).map(|r| {
-                r.map_err(|status| ClientError::Stream {
-                    target: target.to_string(),
-                    status,
-                })
-            });
+            let stream_err = |status| ClientError::Stream {
+                target: target.to_string(),
+                status,
+            };
+            let stream = pipeline.subscribe(request).map_err(stream_err)?;
+            let stream = stream.map(move |r| r.map_err(stream_err));
             let result = forward(stream, &host, None, tx).await.result();
             let _ = pipeline.stop().await;
             result

@@ -36,6 +36,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         snapshot: true,
         follow: true,
         resume_from: None,
+        ..Default::default()
     };
     let options = Options {
         reconnect: true,
