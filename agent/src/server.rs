@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
 use routewatch_proto::v1::{AgentInfo, GetInfoRequest, SubscribeRequest};
+use routewatch_proto::HOSTNAME_HEADER;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -18,9 +19,6 @@ use crate::error::AgentError;
 use crate::info::kernel_hostname;
 use crate::pipeline::{Pipeline, Subscriber};
 use crate::session::ResponseStream;
-
-/// The response header naming the agent's host (see `routewatch.proto`).
-pub const HOSTNAME_HEADER: &str = "routewatch-hostname";
 
 struct Service {
     subscriber: Subscriber,

@@ -14,6 +14,9 @@ pub mod batch;
 pub mod filter;
 pub mod names;
 
+/// The Subscribe response header that carries the agent's host name.
+pub const HOSTNAME_HEADER: &str = "routewatch-hostname";
+
 /// Generated from `routewatch/v1/routewatch.proto`.
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
