@@ -69,8 +69,9 @@ pub struct PipelineConfig {
     #[arg(long, env = "ROUTEWATCH_MAX_BATCH_BYTES", default_value_t = 1 << 20)]
     pub max_batch_bytes: usize,
 
-    /// Seconds of quiet after which a subscriber gets a heartbeat carrying
-    /// the current position.
+    /// Seconds without a response after which a subscriber gets a heartbeat
+    /// carrying the current position (also while its filter drops every
+    /// change, so that its cursor keeps up).
     #[arg(long, env = "ROUTEWATCH_HEARTBEAT_SECS", default_value_t = 30)]
     pub heartbeat_secs: u64,
 }

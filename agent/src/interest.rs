@@ -6,9 +6,10 @@
 //! - the snapshot holds the objects that pass;
 //! - an add that passes and a delete of an object that passed go out as the
 //!   journal's shared records, untouched;
-//! - an add that does not pass, of a key whose previous version did, goes
-//!   out as a delete of that version: the object left the filter. Only
-//!   these are encoded for the one session.
+//! - an add that does not pass, of a key whose previous version did (so
+//!   the subscriber holds it), goes out as a delete of that version, if
+//!   such a delete passes: the object left the filter. Only these are
+//!   encoded for the one session.
 //!
 //! Everything else is dropped; the session's cursor moves past it all the
 //! same, and heartbeats carry it to the subscriber.
@@ -61,7 +62,12 @@ impl Interest {
         }
         let held = match &change.previous {
             Previous::None => return Pass::Dropped,
-            Previous::Was(old) if self.passes(info, Action::Delete, entry.origin, old) => old,
+            Previous::Was(old)
+                if self.passes(info, Action::Add, entry.origin, old)
+                    && self.passes(info, Action::Delete, entry.origin, old) =>
+            {
+                old
+            }
             Previous::Was(_) => return Pass::Dropped,
             // Recovered from the state dir without its history: the
             // subscriber may hold some version of the key. A delete of a
@@ -207,6 +213,22 @@ mod tests {
         ] {
             assert_eq!(i.pass(&info(), &e), Pass::Dropped);
         }
+    }
+
+    #[test]
+    fn updates_are_not_deletes_to_a_subscriber_of_deletes() {
+        let request = SubscribeRequest {
+            allow: vec![Filter {
+                action: vec!["delete".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let i = Interest::of(&request).unwrap().unwrap();
+        let e = entry(Action::Add, route(4), Previous::Was(route(186)));
+        assert_eq!(i.pass(&info(), &e), Pass::Dropped);
+        let e = entry(Action::Delete, route(4), Previous::None);
+        assert_eq!(i.pass(&info(), &e), Pass::Shared(&e.record));
     }
 
     #[test]
