@@ -174,7 +174,12 @@ impl Session {
                         None if Instant::now() >= heartbeat_due => {
                             self.heartbeat(&info, cursor).await?;
                         }
-                        None => continue,
+                        // Catching up through a long stretch the filter
+                        // drops must not hold the agent's one thread.
+                        None => {
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
                     }
                 }
             }

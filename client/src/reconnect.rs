@@ -240,7 +240,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match rx.recv().await {
-            Some(Delivery::Events { cursor: None, .. }) => {}
+            Some(Delivery::Events {
+                cursor: None,
+                host,
+                target,
+                ..
+            }) => {
+                assert_eq!(&*host, "agent1", "labelled with the agent's host name");
+                assert_eq!(&*target, "h:1", "noted under the address dialled");
+            }
             other => panic!("{other:?}"),
         }
         let (error, third) = disconnected(rx.recv().await, &mut slept);

@@ -370,3 +370,46 @@ fn a_filtered_tail_s_cursor_moves_through_churn_its_filter_drops() {
     assert!(stderr.contains("use the same filters"), "{stderr}");
     let _ = std::fs::remove_file(&cursors);
 }
+
+/// `ip -batch` lines for `n` /24 routes in 10.128.0.0/9 of table 1000,
+/// alternately via 10.1.0.10 and 10.2.0.10.
+fn alternating(verb: &str, n: u32) -> String {
+    (0..n)
+        .map(|i| {
+            let via = if i % 2 == 0 { "10.1.0.10" } else { "10.2.0.10" };
+            let (a, b) = (128 + i / 256, i % 256);
+            format!("route {verb} 10.{a}.{b}.0/24 via {via} table 1000\n")
+        })
+        .collect()
+}
+
+#[test]
+fn thousands_of_changes_through_a_filter_with_netlink_overflows() {
+    // A tiny receive buffer: the kernel drops notifications (ENOBUFS) and
+    // the agent reconciles; the filter applies to those changes too.
+    let env = Env::start_with(&["--netlink-rcvbuf", "4096"]);
+    let args = [
+        "tail",
+        "--insecure",
+        "-o",
+        "json",
+        env.agent.addr(),
+        "--gateway-within",
+        "10.2.0.0/24",
+        "--table",
+        "1000",
+    ];
+    let tail = Tail::with_args(&env.ns, &args);
+    tail.wait_synced(SYNC_TIMEOUT);
+    let keep = KernelFilter {
+        routes: &|_, r| gateway_within(r, "10.2.0.0/24") && field(r, "table") == "1000",
+        nexthops: &none,
+    };
+    let settle = Duration::from_secs(120);
+    env.ns.ip_batch(&alternating("add", 10_000));
+    eventually_matches_kernel_filtered(&env.ns, || tail.objects(), &keep, settle);
+    env.ns.ip_batch(&alternating("del", 10_000));
+    env.ns
+        .ip("route add 10.127.0.0/24 via 10.2.0.10 table 1000");
+    eventually_matches_kernel_filtered(&env.ns, || tail.objects(), &keep, settle);
+}
