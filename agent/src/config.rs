@@ -28,6 +28,13 @@ pub struct AgentConfig {
     #[arg(long, env = "ROUTEWATCH_OPS_LISTEN", value_name = "ADDR")]
     pub ops_listen: Option<SocketAddr>,
 
+    /// The host name the agent reports: on subscriptions (clients label
+    /// this host's lines with it) and in GetInfo. Default: the kernel's
+    /// host name. In Kubernetes, the node's name is a good choice
+    /// (ROUTEWATCH_HOSTNAME from spec.nodeName).
+    #[arg(long, env = "ROUTEWATCH_HOSTNAME", value_name = "NAME")]
+    pub hostname: Option<String>,
+
     #[command(flatten)]
     pub pipeline: PipelineConfig,
 }
@@ -90,8 +97,9 @@ pub struct PipelineConfig {
     #[arg(long, env = "ROUTEWATCH_MAX_BATCH_BYTES", default_value_t = 1 << 20)]
     pub max_batch_bytes: usize,
 
-    /// Seconds of quiet after which a subscriber gets a heartbeat carrying
-    /// the current position.
+    /// Seconds without a response after which a subscriber gets a heartbeat
+    /// carrying the current position (also while its filter drops every
+    /// change, so that its cursor keeps up).
     #[arg(long, env = "ROUTEWATCH_HEARTBEAT_SECS", default_value_t = 30)]
     pub heartbeat_secs: u64,
 }

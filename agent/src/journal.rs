@@ -33,6 +33,8 @@ pub struct Lagged;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub seq: u64,
+    /// When the agent observed the change (as in `record`).
+    pub time_unix_nano: i64,
     pub origin: api::Origin,
     /// The network namespace the change happened in.
     pub netns: Arc<str>,
@@ -48,6 +50,7 @@ impl Entry {
     /// An entry whose record is `record` alone.
     pub fn new(
         seq: u64,
+        time_unix_nano: i64,
         origin: api::Origin,
         netns: Arc<str>,
         change: Change,
@@ -56,6 +59,7 @@ impl Entry {
         let range = 0..record.len();
         Entry {
             seq,
+            time_unix_nano,
             origin,
             netns,
             change,
@@ -284,6 +288,7 @@ impl Core {
             .into_iter()
             .map(|(seq, change, range)| Entry {
                 seq,
+                time_unix_nano: time,
                 origin,
                 netns: netns.clone(),
                 change,
@@ -402,6 +407,12 @@ impl Core {
     /// The oldest sequence number the ring holds (last + 1 when empty).
     fn first_seq(&self) -> u64 {
         self.last_seq + 1 - self.ring.len() as u64
+    }
+
+    /// The oldest change the ring holds (last + 1 when it holds none): a
+    /// consumer can resume from any cursor at or after this minus one.
+    pub fn oldest_seq(&self) -> u64 {
+        self.first_seq()
     }
 
     /// The ring's entries, oldest first.
@@ -623,6 +634,7 @@ mod tests {
                 metric: n,
                 ..Default::default()
             })),
+            previous: Default::default(),
         }
     }
 

@@ -14,8 +14,10 @@
 //! - [`source`]: the loop that feeds the table, re-dumps and reconciles.
 //! - [`journal`]: sequence numbers and the bounded ring of recent changes,
 //!   one stream for every namespace watched.
-//! - [`session`]: one subscriber's cursor and batcher; [`subscribers`]
-//!   counts them for the metrics.
+//! - [`session`]: one subscriber's cursor and batcher.
+//! - [`interest`]: what a filtered subscriber receives of the journal.
+//! - [`subscribers`]: the open sessions, for `GetInfo` ([`info`]) and the
+//!   metrics.
 //! - [`persist`]: `--state-dir`, so a restarted agent continues its stream.
 //! - [`namespaces`]: one source per namespace watched (`--netns`).
 //! - [`pipeline`]: the sources + journal, in process or served.
@@ -28,6 +30,8 @@ pub mod config;
 pub mod decode;
 pub mod dirwatch;
 pub mod error;
+pub mod info;
+pub mod interest;
 pub mod journal;
 pub mod metrics;
 pub mod namespaces;

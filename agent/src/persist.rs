@@ -41,7 +41,7 @@ use routewatch_proto::v1::{self as api, event, SubscribeResponse};
 
 use crate::error::AgentError;
 use crate::journal::{change_kind, now_unix_nano, Core, Entry, Sink, StreamInfo};
-use crate::state::{Action, Change, Object, StateTable};
+use crate::state::{Action, Change, Object, Previous, StateTable};
 
 const STATE: &str = "state.pb";
 const STATE_TMP: &str = "state.pb.tmp";
@@ -224,21 +224,18 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
     };
     let mut last_seq = sync.seq;
     let mut tables: BTreeMap<Arc<str>, StateTable> = BTreeMap::new();
-    let mut restore = |ev: &api::Event, change: &Change| {
-        match tables.get_mut(ev.netns.as_str()) {
-            Some(table) => table.restore(change),
-            None => tables
-                .entry(ev.netns.as_str().into())
-                .or_default()
-                .restore(change),
-        };
-    };
     for ev in &events[..sync_at] {
-        restore(ev, &change_of(ev).ok_or("snapshot event without a change")?);
+        let change = change_of(ev).ok_or("snapshot event without a change")?;
+        table_for(&mut tables, &ev.netns).restore(&change);
     }
     let mut recent: Vec<Entry> = Vec::new();
     for ev in &events[sync_at + 1..] {
-        recent.push(entry_of(ev).ok_or("recent event without a change")?);
+        let mut entry = entry_of(ev).ok_or("recent event without a change")?;
+        // These came before the table above; what each replaced is gone.
+        if entry.change.action == Action::Add {
+            entry.change.previous = Previous::Unknown;
+        }
+        recent.push(entry);
     }
     let log_path = dir.join(LOG);
     let log = match fs::read(&log_path) {
@@ -270,8 +267,14 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
         if ev.seq != last_seq + 1 {
             return Err(format!("{LOG} jumps from seq {last_seq} to {}", ev.seq));
         }
-        let entry = entry_of(&ev).ok_or("log event without a change")?;
-        restore(&ev, &entry.change);
+        let mut entry = entry_of(&ev).ok_or("log event without a change")?;
+        let table = table_for(&mut tables, &ev.netns);
+        if entry.change.action == Action::Add {
+            entry.change.previous = table
+                .held(&entry.change)
+                .map_or(Previous::None, Previous::Was);
+        }
+        table.restore(&entry.change);
         recent.push(entry);
         last_seq = ev.seq;
     }
@@ -329,7 +332,19 @@ fn change_of(ev: &api::Event) -> Option<Change> {
         action,
         key: c.key.as_str().into(),
         object,
+        previous: Previous::None,
     })
+}
+
+/// The table of namespace `netns`, created empty when new.
+fn table_for<'a>(
+    tables: &'a mut BTreeMap<Arc<str>, StateTable>,
+    netns: &str,
+) -> &'a mut StateTable {
+    if !tables.contains_key(netns) {
+        tables.insert(netns.into(), StateTable::default());
+    }
+    tables.get_mut(netns).expect("inserted above")
 }
 
 fn entry_of(ev: &api::Event) -> Option<Entry> {
@@ -339,6 +354,7 @@ fn entry_of(ev: &api::Event) -> Option<Entry> {
     let origin = api::Origin::try_from(c.origin).unwrap_or(api::Origin::Unspecified);
     Some(Entry::new(
         ev.seq,
+        ev.time_unix_nano,
         origin,
         ev.netns.as_str().into(),
         change_of(ev)?,
@@ -361,6 +377,7 @@ mod tests {
                 dst: format!("10.0.{n}.0/24"),
                 ..Default::default()
             })),
+            previous: Previous::None,
         }
     }
 
@@ -434,6 +451,37 @@ mod tests {
         assert_eq!(core.table("b").map(|t| t.route_count()), Some(0));
         let netns: Vec<&str> = core.recent().map(|e| &*e.netns).collect();
         assert_eq!(netns, vec!["a", "b", "b", "b"]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn recovered_adds_know_what_they_replaced_where_the_log_tells() {
+        let dir = tempdir("previous");
+        {
+            let (j, sd) = journal_in(&dir);
+            let mut core = j.lock();
+            core.publish(vec![route(1), route(1)], api::Origin::Notification);
+            // What the table holds after those changes.
+            core.table_mut(&"".into()).restore(&route(1));
+            sd.compact(&core).unwrap();
+            let mut again = route(1);
+            again.object = route(7).object;
+            core.publish(vec![again, route(2)], api::Origin::Notification);
+        }
+        let (j, _) = journal_in(&dir);
+        let core = j.lock();
+        let previous: Vec<Previous> = core.recent().map(|e| e.change.previous.clone()).collect();
+        assert_eq!(
+            previous,
+            vec![
+                // Before the snapshot in state.pb: the history is gone.
+                Previous::Unknown,
+                Previous::Unknown,
+                // In the log, after the snapshot: the table knows.
+                Previous::Was(route(1).object),
+                Previous::None,
+            ]
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -4,13 +4,15 @@
 
 use std::sync::Arc;
 
-use routewatch_proto::v1::SubscribeRequest;
+use routewatch_proto::v1::{AgentInfo, SubscribeRequest};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::Status;
 
 use crate::config::{NetnsSelection, PipelineConfig};
 use crate::error::AgentError;
-use crate::journal::Journal;
+use crate::info::agent_info;
+use crate::journal::{now_unix_nano, Journal};
 use crate::namespaces::{NamespaceStats, Namespaces, Shared};
 use crate::persist::StateDir;
 use crate::session::{subscribe, ResponseStream, SessionConfig};
@@ -20,6 +22,7 @@ pub struct Pipeline {
     pub journal: Arc<Journal>,
     pub stats: Arc<SourceStats>,
     pub namespaces: Arc<NamespaceStats>,
+    start_time_unix_nano: i64,
     config: PipelineConfig,
     shutdown: CancellationToken,
     /// Cancelled when the pipeline stopped on its own (a source failed).
@@ -91,6 +94,7 @@ impl Pipeline {
             journal,
             stats,
             namespaces,
+            start_time_unix_nano: now_unix_nano(),
             config,
             shutdown,
             failed,
@@ -121,9 +125,9 @@ impl Pipeline {
         self.failed.clone()
     }
 
-    /// A subscription served from this pipeline.
-    pub fn subscribe(&self, request: SubscribeRequest) -> ResponseStream {
-        self.subscriber().subscribe(request)
+    /// A subscription served from this pipeline (in process: no peer).
+    pub fn subscribe(&self, request: SubscribeRequest) -> Result<ResponseStream, Status> {
+        self.subscriber().subscribe(request, String::new())
     }
 
     /// A handle that opens subscriptions, for the server's handlers.
@@ -131,6 +135,7 @@ impl Pipeline {
         Subscriber {
             journal: self.journal.clone(),
             config: self.config.session(),
+            start_time_unix_nano: self.start_time_unix_nano,
             shutdown: self.shutdown.clone(),
         }
     }
@@ -150,17 +155,30 @@ impl Pipeline {
 pub struct Subscriber {
     journal: Arc<Journal>,
     config: SessionConfig,
+    start_time_unix_nano: i64,
     shutdown: CancellationToken,
 }
 
 impl Subscriber {
-    pub fn subscribe(&self, request: SubscribeRequest) -> ResponseStream {
+    /// Starts a session for `peer` ("" in process), or refuses a request
+    /// whose filters do not compile (INVALID_ARGUMENT).
+    pub fn subscribe(
+        &self,
+        request: SubscribeRequest,
+        peer: String,
+    ) -> Result<ResponseStream, Status> {
         subscribe(
             self.journal.clone(),
             request,
             self.config.clone(),
+            peer,
             self.shutdown.clone(),
         )
+    }
+
+    /// What the agent says about itself, as `hostname`.
+    pub fn info(&self, hostname: &str) -> AgentInfo {
+        agent_info(&self.journal, hostname, self.start_time_unix_nano)
     }
 }
 

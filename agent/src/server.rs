@@ -6,15 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
-use routewatch_proto::v1::SubscribeRequest;
+use routewatch_proto::v1::{AgentInfo, GetInfoRequest, SubscribeRequest};
+use routewatch_proto::HOSTNAME_HEADER;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use crate::config::AgentConfig;
 use crate::error::AgentError;
+use crate::info::kernel_hostname;
 use crate::metrics::Metrics;
 use crate::ops;
 use crate::pipeline::{Pipeline, Subscriber};
@@ -22,6 +25,14 @@ use crate::session::ResponseStream;
 
 struct Service {
     subscriber: Subscriber,
+    /// --hostname; `None`: the kernel's, read at each call.
+    hostname: Option<String>,
+}
+
+impl Service {
+    fn hostname(&self) -> String {
+        self.hostname.clone().unwrap_or_else(kernel_hostname)
+    }
 }
 
 #[tonic::async_trait]
@@ -38,9 +49,29 @@ impl RouteWatch for Service {
             ?peer,
             snapshot = request.snapshot,
             follow = request.follow,
+            allow = request.allow.len(),
+            deny = request.deny.len(),
             "subscriber connected"
         );
-        Ok(Response::new(self.subscriber.subscribe(request)))
+        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+        let stream = self
+            .subscriber
+            .subscribe(request, peer)
+            .inspect_err(|status| {
+                tracing::info!(error = status.message(), "subscription refused");
+            })?;
+        let mut response = Response::new(stream);
+        if let Ok(value) = MetadataValue::try_from(self.hostname()) {
+            response.metadata_mut().insert(HOSTNAME_HEADER, value);
+        }
+        Ok(response)
+    }
+
+    async fn get_info(
+        &self,
+        _request: Request<GetInfoRequest>,
+    ) -> Result<Response<AgentInfo>, Status> {
+        Ok(Response::new(self.subscriber.info(&self.hostname())))
     }
 }
 
@@ -92,6 +123,7 @@ pub async fn run(
     // client that accepts neither gets plain messages.
     let service = RouteWatchServer::new(Service {
         subscriber: pipeline.subscriber(),
+        hostname: config.hostname.clone(),
     })
     .send_compressed(CompressionEncoding::Zstd)
     .send_compressed(CompressionEncoding::Gzip)

@@ -1,22 +1,27 @@
-//! One subscriber: its cursor into the journal and its batcher.
+//! One subscriber: its filter, its cursor into the journal and its batcher.
 //!
 //! Batching is natural: a batch holds everything that is ready when the
 //! session looks (up to a cap in events and bytes), so an idle host delivers
 //! each change at once and a churning one sends large batches. A batch is
 //! the journal's pre-encoded records put side by side: no session encodes a
-//! change again. A session whose sending blocks falls behind on its own;
-//! when the ring overtakes it, it alone gets a resync and a fresh snapshot.
+//! change again, except the deletes a filtered session sends for objects
+//! that left its filter (see [`crate::interest`]). A session whose sending
+//! blocks falls behind on its own; when the ring overtakes it, it alone gets
+//! a resync and a fresh snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use routewatch_proto::v1::{self as api, event, ResyncCause, SubscribeRequest, SubscribeResponse};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::journal::{change_kind, now_unix_nano, Journal, Lagged, StreamInfo};
+use crate::interest::{Interest, Pass};
+use crate::journal::{change_kind, now_unix_nano, Entry, Journal, Lagged, StreamInfo};
 use crate::subscribers::Membership;
 
 /// How a session batches and keeps quiet streams alive.
@@ -43,19 +48,26 @@ impl Default for SessionConfig {
 
 pub type ResponseStream = ReceiverStream<Result<SubscribeResponse, Status>>;
 
-/// Starts a session task and returns the stream of its responses.
+/// Compiles the request's filters and starts a session task; returns the
+/// stream of its responses, or INVALID_ARGUMENT naming a bad filter value.
+/// The session is listed among the journal's subscribers (as from `peer`,
+/// "" in process) until it ends.
 pub fn subscribe(
     journal: Arc<Journal>,
     request: SubscribeRequest,
     config: SessionConfig,
+    peer: String,
     shutdown: CancellationToken,
-) -> ResponseStream {
+) -> Result<ResponseStream, Status> {
+    let interest = Interest::of(&request)
+        .map_err(|e| Status::invalid_argument(format!("invalid filter: {e}")))?;
     let (tx, rx) = mpsc::channel(4);
-    let member = journal.subscribers.join();
+    let member = journal.subscribers.join(peer, interest.is_some());
     tokio::spawn(async move {
         let session = Session {
             journal,
             config,
+            interest,
             tx,
             member,
         };
@@ -68,12 +80,14 @@ pub fn subscribe(
             }
         }
     });
-    ReceiverStream::new(rx)
+    Ok(ReceiverStream::new(rx))
 }
 
 struct Session {
     journal: Arc<Journal>,
     config: SessionConfig,
+    /// The subscriber's filters; `None` sends everything.
+    interest: Option<Interest>,
     tx: mpsc::Sender<Result<SubscribeResponse, Status>>,
     member: Membership,
 }
@@ -125,18 +139,17 @@ impl Session {
             return Ok(());
         }
         let mut wake = self.journal.watch();
+        // Heartbeats are due this long after the last response, also while
+        // changes flow that a filter drops: they carry the cursor past them.
+        let mut last_sent = Instant::now();
         loop {
-            let read = self.journal.lock().read_records_after(
-                cursor,
-                self.config.max_batch,
-                self.config.max_batch_bytes,
-            );
+            let heartbeat_due = last_sent + self.config.heartbeat;
+            let read = self.read(&info, cursor);
             match read {
                 Err(Lagged) => {
                     let reason = "lagged behind the journal: the subscriber read slower than the host changed routes".to_string();
                     self.resync(&info, ResyncCause::Lagged, reason).await?;
                     cursor = self.snapshot(&info).await?;
-                    self.member.at(cursor);
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -144,21 +157,64 @@ impl Session {
                             if changed.is_err() {
                                 return Ok(());
                             }
+                            continue;
                         }
-                        _ = tokio::time::sleep(self.config.heartbeat) => {
-                            let beat = event::Kind::Heartbeat(api::Heartbeat {});
-                            self.send_events(vec![info.event(cursor, now_unix_nano(), beat)]).await?;
+                        _ = tokio::time::sleep_until(heartbeat_due) => {
+                            self.heartbeat(&info, cursor).await?;
                         }
                         _ = self.tx.closed() => return Err(Gone),
                     }
                 }
-                Ok(Some((last, parts))) => {
+                Ok(Some((last, response))) => {
                     cursor = last;
-                    self.send(SubscribeResponse::from_records(parts)).await?;
-                    self.member.at(cursor);
+                    match response {
+                        Some(response) => self.send(response).await?,
+                        None if Instant::now() >= heartbeat_due => {
+                            self.heartbeat(&info, cursor).await?;
+                        }
+                        // Catching up through a long stretch the filter
+                        // drops must not hold the agent's one thread.
+                        None => {
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                    }
                 }
             }
+            self.member.at(cursor);
+            last_sent = Instant::now();
         }
+    }
+
+    /// The next batch after `cursor`: its last seq and what the subscriber
+    /// gets of it (`None` when a filter drops it all). An unfiltered
+    /// session sends the journal's shared records as they are.
+    #[allow(clippy::type_complexity)]
+    fn read(
+        &self,
+        info: &StreamInfo,
+        cursor: u64,
+    ) -> Result<Option<(u64, Option<SubscribeResponse>)>, Lagged> {
+        let (max, max_bytes) = (self.config.max_batch, self.config.max_batch_bytes);
+        let core = self.journal.lock();
+        let Some(interest) = &self.interest else {
+            let read = core.read_records_after(cursor, max, max_bytes)?;
+            return Ok(
+                read.map(|(last, parts)| (last, Some(SubscribeResponse::from_records(parts))))
+            );
+        };
+        let entries = core.read_after(cursor, max, max_bytes)?;
+        drop(core);
+        let Some(last) = entries.last().map(|e| e.seq) else {
+            return Ok(None);
+        };
+        Ok(Some((last, filtered(interest, info, &entries))))
+    }
+
+    async fn heartbeat(&self, info: &StreamInfo, cursor: u64) -> Result<(), Gone> {
+        let beat = event::Kind::Heartbeat(api::Heartbeat {});
+        self.send_events(vec![info.event(cursor, now_unix_nano(), beat)])
+            .await
     }
 
     /// Tells the subscriber to drop what it holds; a snapshot must follow.
@@ -179,13 +235,17 @@ impl Session {
             .await
     }
 
-    /// Sends every current object as an add, then the sync marker; returns
-    /// the sequence number the snapshot is valid for.
+    /// Sends every current object that passes the filter as an add, then
+    /// the sync marker; returns the sequence number the snapshot is valid
+    /// for.
     async fn snapshot(&self, info: &StreamInfo) -> Result<u64, Gone> {
-        let (changes, seq) = {
+        let (mut changes, seq) = {
             let core = self.journal.lock();
             (core.snapshot(), core.last_seq())
         };
+        if let Some(interest) = &self.interest {
+            changes.retain(|(netns, c)| interest.keeps(netns, c));
+        }
         let time = now_unix_nano();
         self.journal
             .subscribers
@@ -213,6 +273,24 @@ impl Session {
     }
 }
 
+/// What a filtered subscriber gets of `entries`: the shared records of
+/// those that pass, a delete for each object that left the filter, or
+/// nothing when the filter drops them all.
+fn filtered(
+    interest: &Interest,
+    info: &StreamInfo,
+    entries: &[Entry],
+) -> Option<SubscribeResponse> {
+    let parts: Vec<Bytes> = entries
+        .iter()
+        .filter_map(|entry| match interest.pass(info, entry) {
+            Pass::Shared(record) | Pass::Left(record) => Some(record),
+            Pass::Dropped => None,
+        })
+        .collect();
+    (!parts.is_empty()).then(|| SubscribeResponse::from_records(parts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +306,7 @@ mod tests {
                 metric: n,
                 ..Default::default()
             })),
+            previous: Default::default(),
         }
     }
 
@@ -277,6 +356,11 @@ mod tests {
         j.wake();
     }
 
+    fn start(j: Arc<Journal>, request: SubscribeRequest, config: SessionConfig) -> ResponseStream {
+        subscribe(j, request, config, String::new(), CancellationToken::new())
+            .expect("valid request")
+    }
+
     async fn next(stream: &mut ResponseStream) -> Vec<(&'static str, u64)> {
         kinds(stream.next().await.expect("stream open").expect("no error"))
     }
@@ -294,8 +378,9 @@ mod tests {
             snapshot: true,
             follow: true,
             resume_from: None,
+            ..Default::default()
         };
-        let mut stream = subscribe(j.clone(), request, config, CancellationToken::new());
+        let mut stream = start(j.clone(), request, config);
         assert_eq!(next(&mut stream).await, vec![("change", 0), ("change", 0)]);
         assert_eq!(next(&mut stream).await, vec![("change", 0)]);
         assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
@@ -320,13 +405,9 @@ mod tests {
             snapshot: true,
             follow: false,
             resume_from: None,
+            ..Default::default()
         };
-        let mut stream = subscribe(
-            j,
-            request,
-            SessionConfig::default(),
-            CancellationToken::new(),
-        );
+        let mut stream = start(j, request, SessionConfig::default());
         assert_eq!(next(&mut stream).await, vec![("change", 2)]);
         assert_eq!(next(&mut stream).await, vec![("sync", 2)]);
         assert!(stream.next().await.is_none());
@@ -340,13 +421,9 @@ mod tests {
             snapshot: true,
             follow: true,
             resume_from: None,
+            ..Default::default()
         };
-        let mut stream = subscribe(
-            j.clone(),
-            request,
-            SessionConfig::default(),
-            CancellationToken::new(),
-        );
+        let mut stream = start(j.clone(), request, SessionConfig::default());
         assert_eq!(next(&mut stream).await, vec![("change", 0)]);
         assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
         // Ten changes before the session reads: the ring keeps only four.
@@ -371,8 +448,9 @@ mod tests {
             snapshot: true,
             follow: true,
             resume_from: None,
+            ..Default::default()
         };
-        let mut stream = subscribe(j.clone(), request, config, CancellationToken::new());
+        let mut stream = start(j.clone(), request, config);
         assert_eq!(next(&mut stream).await, vec![("sync", 3)]);
         let before = tokio::time::Instant::now();
         assert_eq!(next(&mut stream).await, vec![("heartbeat", 3)]);
@@ -387,6 +465,7 @@ mod tests {
                 stream_id: stream_id.into(),
                 seq,
             }),
+            ..Default::default()
         }
     }
 
@@ -395,12 +474,7 @@ mod tests {
         let j = journal(100);
         fill(&j, 2);
         publish(&j, 5);
-        let mut stream = subscribe(
-            j.clone(),
-            resume("s1", 3),
-            SessionConfig::default(),
-            CancellationToken::new(),
-        );
+        let mut stream = start(j.clone(), resume("s1", 3), SessionConfig::default());
         assert_eq!(next(&mut stream).await, vec![("change", 4), ("change", 5)]);
         publish(&j, 1);
         assert_eq!(next(&mut stream).await, vec![("change", 6)]);
@@ -412,15 +486,177 @@ mod tests {
         fill(&j, 1);
         publish(&j, 10);
         for request in [resume("other", 10), resume("s1", 2)] {
-            let mut stream = subscribe(
-                j.clone(),
-                request,
-                SessionConfig::default(),
-                CancellationToken::new(),
-            );
+            let mut stream = start(j.clone(), request, SessionConfig::default());
             assert_eq!(next(&mut stream).await, vec![("resync", 10)]);
             assert_eq!(next(&mut stream).await, vec![("change", 10)]);
             assert_eq!(next(&mut stream).await, vec![("sync", 10)]);
         }
+    }
+
+    /// A route to 10.0.`n`.0/24 installed by protocol `protocol`.
+    fn route(n: u32, protocol: u32) -> Arc<Route> {
+        Arc::new(Route {
+            family: 1,
+            dst: format!("10.0.{n}.0/24"),
+            protocol,
+            ..Default::default()
+        })
+    }
+
+    fn bgp_only() -> SubscribeRequest {
+        SubscribeRequest {
+            snapshot: true,
+            follow: true,
+            allow: vec![api::Filter {
+                protocol: vec!["bgp".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Changes with their keys and protocols, decoded.
+    fn changes(r: SubscribeResponse) -> Vec<(&'static str, String, u32)> {
+        r.into_events()
+            .expect("decodes")
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                Some(event::Kind::Change(c)) => {
+                    let action = if c.action == api::Action::Delete as i32 {
+                        "delete"
+                    } else {
+                        "add"
+                    };
+                    let protocol = match c.object {
+                        Some(api::change::Object::Route(r)) => r.protocol,
+                        _ => 0,
+                    };
+                    Some((action, c.key, protocol))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_filtered_session_sees_its_objects_enter_and_leave() {
+        let j = journal(100);
+        let mut stream = start(j.clone(), bgp_only(), SessionConfig::default());
+        assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
+        let add = |n, protocol, previous| Change {
+            action: Action::Add,
+            key: format!("k{n}").into(),
+            object: Object::Route(route(n, protocol)),
+            previous,
+        };
+        let was = |n, protocol| crate::state::Previous::Was(Object::Route(route(n, protocol)));
+        j.lock().publish(
+            vec![
+                add(1, 4, Default::default()),
+                add(2, 186, Default::default()),
+                // k1 becomes BGP: enters the filter.
+                add(1, 186, was(1, 4)),
+                // k2 stops being BGP: leaves it, as a delete of its BGP self.
+                add(2, 4, was(2, 186)),
+                // k3 was never BGP.
+                add(3, 4, was(3, 2)),
+            ],
+            api::Origin::Notification,
+        );
+        j.wake();
+        let got = changes(stream.next().await.unwrap().unwrap());
+        assert_eq!(
+            got,
+            vec![
+                ("add", "k2".to_owned(), 186),
+                ("add", "k1".to_owned(), 186),
+                ("delete", "k2".to_owned(), 186),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_filtered_snapshot_holds_only_matching_objects() {
+        let j = journal(100);
+        {
+            let mut core = j.lock();
+            for (n, protocol) in [(1, 186u8), (2, 4), (3, 186)] {
+                let mut r = (*route(n, 0)).clone();
+                r.protocol = u32::from(protocol);
+                core.table_mut(&"".into())
+                    .insert_dumped(&crate::decode::Message::NewRoute { route: r, flags: 0 });
+            }
+        }
+        let mut stream = start(j.clone(), bgp_only(), SessionConfig::default());
+        let got = changes(stream.next().await.unwrap().unwrap());
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|(a, _, p)| *a == "add" && *p == 186));
+        assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_filtered_session_gets_heartbeats_through_filtered_churn() {
+        let j = journal(1000);
+        let config = SessionConfig {
+            heartbeat: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let mut stream = start(j.clone(), bgp_only(), config);
+        assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
+        // A change every second, none of them BGP: the wake-ups never let
+        // the stream be quiet, yet the cursor must reach the subscriber.
+        let churn = {
+            let j = j.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    publish(&j, 3);
+                }
+            })
+        };
+        let start = tokio::time::Instant::now();
+        let first = next(&mut stream).await;
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, "heartbeat");
+        assert!(
+            first[0].1 >= 12,
+            "the heartbeat carries the current seq: {first:?}"
+        );
+        assert!(start.elapsed() >= Duration::from_secs(5));
+        assert!(
+            start.elapsed() < Duration::from_secs(7),
+            "{:?}",
+            start.elapsed()
+        );
+        let second = next(&mut stream).await;
+        assert_eq!(second[0].0, "heartbeat");
+        assert!(second[0].1 > first[0].1);
+        churn.abort();
+    }
+
+    #[tokio::test]
+    async fn an_invalid_filter_is_refused_naming_the_field() {
+        let j = journal(10);
+        let mut request = bgp_only();
+        request.deny = vec![api::Filter {
+            within: vec!["10.1.2.3/8".into()],
+            ..Default::default()
+        }];
+        let status = subscribe(
+            j,
+            request,
+            SessionConfig::default(),
+            String::new(),
+            CancellationToken::new(),
+        )
+        .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status
+                .message()
+                .contains(r#"deny[0].within "10.1.2.3/8": host bits set"#),
+            "{}",
+            status.message()
+        );
     }
 }

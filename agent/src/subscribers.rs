@@ -1,11 +1,17 @@
-//! A journal's sessions as the metrics see them: how many there are, how
-//! far the slowest one is behind, how often one had to start over.
+//! A journal's open sessions: who they are (for `GetInfo`), how far the
+//! slowest one is behind, and how often one had to start over (for the
+//! metrics).
+//!
+//! A session joins when it starts and holds its [`Membership`] for as long
+//! as it runs: dropping it (the session ended, however) removes the entry.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use routewatch_proto::v1::ResyncCause;
+use routewatch_proto::v1::{ResyncCause, SubscriberInfo};
+
+use crate::journal::now_unix_nano;
 
 /// Position of a session that has not sent anything yet.
 const UNPLACED: u64 = u64::MAX;
@@ -13,56 +19,77 @@ const UNPLACED: u64 = u64::MAX;
 /// Every session of one journal.
 #[derive(Debug, Default)]
 pub struct Subscribers {
-    sessions: Arc<Mutex<Sessions>>,
+    next_id: AtomicU64,
+    open: Arc<Mutex<BTreeMap<u64, Arc<Seat>>>>,
     /// Resyncs sent, by [`ResyncCause`] number.
     resyncs: [AtomicU64; 4],
     /// Snapshot events sent (adds with origin dump).
     snapshot_events: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-struct Sessions {
-    next: u64,
-    /// Each session's position: the last seq it has handed to its
-    /// connection.
-    positions: HashMap<u64, Arc<AtomicU64>>,
+/// One open session.
+#[derive(Debug)]
+struct Seat {
+    peer: String,
+    since_unix_nano: i64,
+    filtered: bool,
+    /// The last seq the session handed to its connection.
+    position: AtomicU64,
 }
 
 /// One session's place among the subscribers; it leaves when dropped.
 #[derive(Debug)]
 pub struct Membership {
     id: u64,
-    position: Arc<AtomicU64>,
-    sessions: Arc<Mutex<Sessions>>,
+    seat: Arc<Seat>,
+    open: Arc<Mutex<BTreeMap<u64, Arc<Seat>>>>,
 }
 
 impl Subscribers {
-    /// Registers a new session.
-    pub fn join(&self) -> Membership {
-        let position = Arc::new(AtomicU64::new(UNPLACED));
-        let mut sessions = self.lock();
-        let id = sessions.next;
-        sessions.next += 1;
-        sessions.positions.insert(id, position.clone());
+    /// Registers a session from `peer` ("" in process).
+    pub fn join(&self, peer: String, filtered: bool) -> Membership {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let seat = Arc::new(Seat {
+            peer,
+            since_unix_nano: now_unix_nano(),
+            filtered,
+            position: AtomicU64::new(UNPLACED),
+        });
+        lock(&self.open).insert(id, seat.clone());
         Membership {
             id,
-            position,
-            sessions: self.sessions.clone(),
+            seat,
+            open: self.open.clone(),
         }
     }
 
     /// Sessions open now.
     pub fn count(&self) -> usize {
-        self.lock().positions.len()
+        lock(&self.open).len()
+    }
+
+    /// Every open session, oldest first.
+    pub fn list(&self) -> Vec<SubscriberInfo> {
+        lock(&self.open)
+            .values()
+            .map(|s| SubscriberInfo {
+                peer: s.peer.clone(),
+                since_unix_nano: s.since_unix_nano,
+                seq: match s.position.load(Ordering::Relaxed) {
+                    UNPLACED => 0,
+                    seq => seq,
+                },
+                filtered: s.filtered,
+            })
+            .collect()
     }
 
     /// How many changes the slowest session is behind `last_seq` (0 with
     /// no session).
     pub fn max_lag(&self, last_seq: u64) -> u64 {
-        self.lock()
-            .positions
+        lock(&self.open)
             .values()
-            .map(|p| p.load(Ordering::Relaxed))
+            .map(|s| s.position.load(Ordering::Relaxed))
             .filter(|&p| p != UNPLACED)
             .map(|p| last_seq.saturating_sub(p))
             .max()
@@ -92,25 +119,24 @@ impl Subscribers {
     pub fn snapshot_events(&self) -> u64 {
         self.snapshot_events.load(Ordering::Relaxed)
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        self.sessions.lock().expect("subscribers lock")
-    }
 }
 
 impl Membership {
     /// The session has handed everything up to `seq` to its connection.
     pub fn at(&self, seq: u64) {
-        self.position.store(seq, Ordering::Relaxed);
+        self.seat.position.store(seq, Ordering::Relaxed);
     }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.positions.remove(&self.id);
-        }
+        lock(&self.open).remove(&self.id);
     }
+}
+
+fn lock(open: &Mutex<BTreeMap<u64, Arc<Seat>>>) -> MutexGuard<'_, BTreeMap<u64, Arc<Seat>>> {
+    // The map is consistent after any panic: entries are whole.
+    open.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -118,11 +144,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sessions_are_listed_while_they_run() {
+        let s = Subscribers::default();
+        let a = s.join("10.0.0.9:4000".into(), true);
+        let b = s.join(String::new(), false);
+        a.at(42);
+        let seen = s.list();
+        assert_eq!(seen.len(), 2);
+        assert_eq!((seen[0].peer.as_str(), seen[0].seq), ("10.0.0.9:4000", 42));
+        assert!(seen[0].filtered && !seen[1].filtered);
+        drop(a);
+        assert_eq!(s.list().len(), 1);
+        drop(b);
+        assert!(s.list().is_empty());
+    }
+
+    #[test]
     fn the_slowest_placed_session_sets_the_lag() {
         let s = Subscribers::default();
         assert_eq!(s.max_lag(10), 0);
-        let a = s.join();
-        let b = s.join();
+        let a = s.join(String::new(), false);
+        let b = s.join(String::new(), false);
         assert_eq!(s.count(), 2);
         assert_eq!(s.max_lag(10), 0, "unplaced sessions are not behind");
         a.at(7);

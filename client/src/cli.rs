@@ -4,13 +4,16 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::printer::Format;
+use crate::filter_args::FilterArgs;
+use crate::printer::{Color, Format};
 
 /// Follow Linux routing changes on this host or on many, exactly.
 ///
 /// With no TARGET, routewatch reads this host's routing tables in process
 /// (needs no agent, only the rights to open an rtnetlink socket). With
-/// TARGETs (HOST:PORT of routewatch-agent), it subscribes to each agent.
+/// TARGETs (HOST:PORT of routewatch-agent, or dns:///NAME:PORT for every
+/// address of NAME), it subscribes to each agent. Lines are labelled with
+/// the host name each agent reports.
 #[derive(Debug, Parser)]
 #[command(name = "routewatch", version, propagate_version = true)]
 pub struct Cli {
@@ -28,23 +31,69 @@ pub enum Command {
     /// skipped. When the agent cannot resume (it restarted, or the client
     /// was away too long) it says so with a resync and a fresh snapshot.
     ///
+    /// Filters run on the agent: only what passes crosses the network, and
+    /// the picture stays exact (a route that changes so that it leaves the
+    /// filter arrives as a delete).
+    ///
     /// Examples:
     ///   routewatch tail                               # this host, in process
     ///   routewatch tail --insecure 10.0.0.1:50051 10.0.0.2:50051
+    ///   routewatch tail --insecure dns:///routewatch-agent.kube-system.svc:50051
+    ///   routewatch tail --proto bgp --within 10.0.0.0/8       # BGP routes inside 10/8
+    ///   routewatch tail --not --table local --not --proto kernel
+    ///   routewatch tail -6 --dev eth0,eth1 --metric 100-200 -o table
     ///   routewatch tail -o json | jq 'select(.action=="delete")'
     ///   routewatch tail --insecure -o json --cursor-file pos.json 10.0.0.1:50051 >> log
     #[command(verbatim_doc_comment)]
     Tail(Tail),
     /// Print the current routes and nexthop objects, then exit.
     ///
+    /// Sorted as `ip route show` sorts (per host: nexthop objects by id,
+    /// then IPv4 and IPv6 routes, each table in the kernel's order).
     /// Fails (exit status 1) when a target cannot be reached: nothing is
     /// retried.
     ///
     /// Examples:
     ///   routewatch show
+    ///   routewatch show -o table --table main
     ///   routewatch show --insecure 10.0.0.1:50051 -o json
+    ///   routewatch show --summary --insecure dns:///routewatch-agent:50051
+    ///   routewatch show --contains 10.1.2.3                   # what would carry 10.1.2.3
     #[command(verbatim_doc_comment)]
-    Show(Watch),
+    Show(Show),
+    /// Describe agents: host, kernel, version, stream position, routes and
+    /// nexthop objects per family, subscribers.
+    ///
+    /// Examples:
+    ///   routewatch info
+    ///   routewatch info --insecure 10.0.0.1:50051 10.0.0.2:50051
+    ///   routewatch info --insecure -o table dns:///routewatch-agent:50051
+    #[command(verbatim_doc_comment)]
+    Info(Watch),
+    /// Print a shell completion script.
+    ///
+    /// Examples:
+    ///   routewatch completions bash > /etc/bash_completion.d/routewatch
+    ///   routewatch completions zsh > "${fpath[1]}/_routewatch"
+    ///   routewatch completions fish > ~/.config/fish/completions/routewatch.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command.
+    ///
+    /// Examples:
+    ///   routewatch man > routewatch.1
+    ///   routewatch man --dir /usr/local/share/man/man1
+    #[command(verbatim_doc_comment)]
+    Man {
+        /// Write routewatch.1 and a page for each command
+        /// (routewatch-tail.1, ...) into DIR instead.
+        #[arg(long, value_name = "DIR", env = "ROUTEWATCH_MAN_DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `tail`'s options.
@@ -52,6 +101,9 @@ pub enum Command {
 pub struct Tail {
     #[command(flatten)]
     pub watch: Watch,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     /// Remember where each remote target's stream stopped in FILE, and
     /// resume from there on the next start, without a snapshot. Written
@@ -62,15 +114,39 @@ pub struct Tail {
     /// the last second or so may come again. A missing file starts from a
     /// snapshot. This host in process (no TARGET) has no lasting position
     /// and is not recorded.
+    /// The file also records the filter: a tail with other filters
+    /// refuses it rather than continue a picture made with different ones.
     #[arg(long, value_name = "FILE", env = "ROUTEWATCH_CURSOR_FILE")]
     pub cursor_file: Option<PathBuf>,
+}
+
+/// `show`'s options.
+#[derive(Debug, Args)]
+pub struct Show {
+    #[command(flatten)]
+    pub watch: Watch,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    /// Print route counts per host, table and protocol (IPv4, IPv6 and
+    /// both) instead of the routes.
+    #[arg(long, env = "ROUTEWATCH_SUMMARY")]
+    pub summary: bool,
 }
 
 /// What to watch and how to print it.
 #[derive(Debug, Args)]
 pub struct Watch {
-    /// Agents to subscribe to, as HOST:PORT. None: this host, in process.
-    #[arg(value_name = "TARGET")]
+    /// Agents to subscribe to: HOST:PORT, or dns:///NAME:PORT for an agent
+    /// at every address NAME resolves to (A and AAAA records, e.g. a
+    /// Kubernetes headless Service), followed as the answer changes. None:
+    /// this host, in process.
+    #[arg(
+        value_name = "TARGET",
+        env = "ROUTEWATCH_TARGETS",
+        value_delimiter = ','
+    )]
     pub targets: Vec<String>,
 
     /// Connect to agents in plaintext (the agent must run with --insecure).
@@ -78,9 +154,26 @@ pub struct Watch {
     pub insecure: bool,
 
     /// Output format: `text` reads like `ip monitor route`; `json` prints one
-    /// object per line with the field names of `ip -j -d route show`.
+    /// object per line with the field names of `ip -j -d route show`;
+    /// `jsonpb` prints the API's events in protobuf's JSON mapping; `table`
+    /// prints aligned columns.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text, env = "ROUTEWATCH_OUTPUT")]
     pub format: Format,
+
+    /// Colour adds green and deletes red (text and table output of `tail`).
+    /// `auto`: when stdout is a terminal and NO_COLOR is not set.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto, env = "ROUTEWATCH_COLOR")]
+    pub color: Color,
+
+    /// Seconds between resolutions of dns:/// targets (`tail`): hosts that
+    /// appear in the answer are followed, hosts that leave it are dropped.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10,
+        env = "ROUTEWATCH_DNS_REFRESH"
+    )]
+    pub dns_refresh: u64,
 
     /// Response compression to accept from agents: `auto` accepts gzip and
     /// zstd (the agent chooses; worth it on slow links and for large

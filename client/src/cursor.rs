@@ -27,6 +27,9 @@ pub struct Position {
     /// A Resync arrived and its snapshot's Sync has not: that Sync is the
     /// new position, wherever it is.
     resyncing: bool,
+    /// The subscription is filtered: the agent skips the changes the
+    /// filter drops, so a jump in the numbers is no loss.
+    filtered: bool,
 }
 
 impl Position {
@@ -35,6 +38,15 @@ impl Position {
         Position {
             cursor,
             resyncing: false,
+            filtered: false,
+        }
+    }
+
+    /// The same position in a filtered stream, where numbers jump.
+    pub fn filtered(self) -> Position {
+        Position {
+            filtered: true,
+            ..self
         }
     }
 
@@ -58,7 +70,9 @@ impl Position {
                         );
                         return Step::Duplicate;
                     }
-                    warn_on_gap(cur, event);
+                    if !self.filtered {
+                        warn_on_gap(cur, event);
+                    }
                 }
                 self.move_to(event);
                 Step::Apply
@@ -69,7 +83,9 @@ impl Position {
                     // replay what it holds.
                     Some(cur) if event.seq < cur.seq => {}
                     Some(cur) => {
-                        warn_on_gap(cur, event);
+                        if !self.filtered {
+                            warn_on_gap(cur, event);
+                        }
                         self.move_to(event);
                     }
                     None => self.move_to(event),

@@ -4,6 +4,10 @@
 //! {"version":1,"cursors":{"10.0.0.1:50051":{"stream_id":"9f0c…","seq":1234}}}
 //! ```
 //!
+//! A filtered tail also records its filters (`"filter":{"allow":[…]}`, in
+//! the API's JSON): a position is only worth resuming with the filters
+//! whose picture it continues.
+//!
 //! The file is replaced atomically (written beside it, synced, renamed over
 //! it), so a crash or power cut leaves the old cursors or the new ones,
 //! never a torn file. Cursors of targets not watched in this run are kept.
@@ -26,6 +30,8 @@ const VERSION: u64 = 1;
 pub struct CursorFile {
     path: PathBuf,
     cursors: BTreeMap<String, Cursor>,
+    /// The filters the cursors were written with (none: unfiltered).
+    filter: Option<Value>,
 }
 
 impl CursorFile {
@@ -35,15 +41,37 @@ impl CursorFile {
             path: path.to_owned(),
             problem,
         };
-        let cursors = match fs::read_to_string(path) {
-            Ok(text) => parse(&text).map_err(bad)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
+        let (cursors, filter) = match fs::read_to_string(path) {
+            Ok(text) => (parse(&text).map_err(bad)?, parse_filter(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (BTreeMap::new(), None),
             Err(e) => return Err(bad(e.to_string())),
         };
         Ok(CursorFile {
             path: path.to_owned(),
             cursors,
+            filter,
         })
+    }
+
+    /// Keeps the cursors only if they were written with `filter` (none:
+    /// unfiltered), and records it; otherwise says what differs.
+    pub fn use_filter(&mut self, filter: Option<Value>) -> Result<(), ClientError> {
+        if !self.cursors.is_empty() && self.filter != filter {
+            let describe = |f: &Option<Value>| match f {
+                Some(f) => f.to_string(),
+                None => "no filter".to_owned(),
+            };
+            return Err(ClientError::CursorFile {
+                path: self.path.clone(),
+                problem: format!(
+                    "its positions were written with {}, this tail has {}: use the same filters",
+                    describe(&self.filter),
+                    describe(&filter)
+                ),
+            });
+        }
+        self.filter = filter;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -53,6 +81,11 @@ impl CursorFile {
     /// Where `target` stopped last time.
     pub fn get(&self, target: &str) -> Option<&Cursor> {
         self.cursors.get(target)
+    }
+
+    /// Every target's cursor.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Cursor)> {
+        self.cursors.iter().map(|(t, c)| (t.as_str(), c))
     }
 
     /// Records `target`'s cursor; true when it changed.
@@ -76,7 +109,11 @@ impl CursorFile {
                 )
             })
             .collect();
-        let mut text = json!({ "version": VERSION, "cursors": cursors }).to_string();
+        let mut root = json!({ "version": VERSION, "cursors": cursors });
+        if let Some(filter) = &self.filter {
+            root["filter"] = filter.clone();
+        }
+        let mut text = root.to_string();
         text.push('\n');
         text.into_bytes()
     }
@@ -129,6 +166,12 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, Cursor>, String> {
             Ok((target.clone(), cursor))
         })
         .collect()
+}
+
+/// The filters a cursor file's text records.
+fn parse_filter(text: &str) -> Option<Value> {
+    let root: Value = serde_json::from_str(text).ok()?;
+    root.get("filter").cloned()
 }
 
 /// Replaces `path` with `contents` atomically: written to `PATH.tmp`,
@@ -305,5 +348,32 @@ mod tests {
         let err = CursorFile::load(&path).unwrap_err().to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(err.contains("not JSON"), "{err}");
+    }
+
+    #[test]
+    fn cursors_are_kept_only_for_the_filters_they_were_written_with() {
+        let dir = Scratch::new();
+        let path = dir.0.join("filtered.json");
+        let bgp = Some(json!({"allow":[{"protocol":["bgp"]}]}));
+        let mut f = CursorFile::load(&path).unwrap();
+        f.use_filter(bgp.clone()).unwrap();
+        f.set("h:1", &cursor("s", 3));
+        f.save().unwrap();
+        let mut back = CursorFile::load(&path).unwrap();
+        back.use_filter(bgp.clone()).unwrap();
+        assert_eq!(back.get("h:1"), Some(&cursor("s", 3)));
+        let e = CursorFile::load(&path)
+            .unwrap()
+            .use_filter(None)
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                r#"written with {"allow":[{"protocol":["bgp"]}]}, this tail has no filter"#
+            ),
+            "{text}"
+        );
+        let other = Some(json!({"allow":[{"protocol":["ospf"]}]}));
+        assert!(CursorFile::load(&path).unwrap().use_filter(other).is_err());
     }
 }

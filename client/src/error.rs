@@ -5,12 +5,15 @@
 pub enum ClientError {
     /// A TARGET that is not `host:port`.
     #[error(
-        "bad target {0:?}: expected HOST:PORT, for example 10.0.0.1:50051 or [2001:db8::1]:50051"
+        "bad target {0:?}: expected HOST:PORT or dns:///NAME:PORT, for example 10.0.0.1:50051, [2001:db8::1]:50051 or dns:///routewatch-agent.kube-system.svc:50051"
     )]
     BadTarget(String),
     /// TLS is not implemented yet, so remote targets need --insecure.
     #[error("--insecure is required for remote targets: this version connects in plaintext only")]
     TlsRequired,
+    /// A `dns:///` target's name did not resolve to any address.
+    #[error("cannot resolve {target}: {problem}")]
+    Resolve { target: String, problem: String },
     /// The agent could not be reached.
     #[error("cannot connect to {target}: {} (is routewatch-agent running there and listening on that port?)", chain(source))]
     Connect {

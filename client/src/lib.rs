@@ -3,15 +3,20 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line; [`filter_args`]: its filter flags.
 //! - [`target`]: what a TARGET argument names.
-//! - [`subscription`]: one subscription per target, merged with host labels.
+//! - [`subscription`]: one subscription per target (and per address of a
+//!   `dns:///` target), merged with host labels.
 //! - [`remote`]: one subscription to an agent, on a connection that notices
 //!   a dead path.
 //! - [`reconnect`]: `tail`'s resubscribing after every loss, paced by
 //!   [`backoff`], resuming from the [`cursor`].
 //! - [`tail`]: the `tail` command, keeping the [`cursor_file`].
-//! - [`printer`]: one printer per output format.
+//! - [`show`]: the `show` command, in [`order`] or as a [`summary`].
+//! - [`info`]: the `info` command.
+//! - [`generate`]: `completions` and `man`.
+//! - [`printer`]: one printer per output format; [`protojson`]: the API's
+//!   JSON mapping.
 //! - [`error`]: the `ClientError` type.
 
 pub mod backoff;
@@ -19,30 +24,36 @@ pub mod cli;
 pub mod cursor;
 pub mod cursor_file;
 pub mod error;
+pub mod filter_args;
+pub mod generate;
+pub mod info;
+pub mod order;
 pub mod printer;
+pub mod protojson;
 pub mod reconnect;
 pub mod remote;
+pub mod show;
 pub mod subscription;
+pub mod summary;
 pub mod tail;
 pub mod target;
 
 pub use error::ClientError;
 
-use std::io::{self, Write};
-
-use routewatch_proto::v1::{change, event, Event, Family, SubscribeRequest};
+use routewatch_proto::v1::SubscribeRequest;
 use tokio_util::sync::CancellationToken;
 
 use cli::{Command, Watch};
-use printer::{printer, Mode, Origin};
-use subscription::{fan_in, Delivery, Options};
 use target::Target;
 
 /// Runs one command until it is done or `shutdown` is cancelled.
 pub async fn run(command: Command, shutdown: CancellationToken) -> Result<(), ClientError> {
     match command {
         Command::Tail(args) => tail::run(args, shutdown).await,
-        Command::Show(watch) => show(watch, shutdown).await,
+        Command::Show(args) => show::run(args, shutdown).await,
+        Command::Info(watch) => info::run(watch, shutdown).await,
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Man { dir } => generate::man(dir.as_deref()),
     }
 }
 
@@ -56,81 +67,27 @@ pub(crate) fn targets(watch: &Watch) -> Result<Vec<Target>, ClientError> {
     watch.targets.iter().map(|t| Target::parse(t)).collect()
 }
 
-async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientError> {
-    let targets = targets(&watch)?;
-    let many = targets.len() > 1;
-    let mut remaining = targets.len();
-    let request = SubscribeRequest {
-        snapshot: true,
-        follow: false,
-        resume_from: None,
-    };
-    // A snapshot that cannot be had now is an error, not something to wait for.
-    let options = Options {
-        reconnect: false,
-        compression: watch.compression,
-        resume: Default::default(),
-    };
-    let mut rx = fan_in(targets, request, options, shutdown);
-    let mut collected: Vec<(std::sync::Arc<str>, Event)> = Vec::new();
-    let mut failures = Failures::new(remaining);
-    while remaining > 0 {
-        match rx.recv().await {
-            Some(Delivery::Events { host, events, .. }) => {
-                collected.extend(events.into_iter().map(|e| (host.clone(), e)));
-            }
-            Some(Delivery::Ended { .. }) => remaining -= 1,
-            // Only `tail` reconnects.
-            Some(Delivery::Connected { .. } | Delivery::Disconnected { .. }) => {}
-            Some(Delivery::Failed(e)) => {
-                failures.note(e);
-                remaining -= 1;
-            }
-            None => break,
-        }
-    }
-    collected.sort_by_cached_key(|(host, event)| (host.clone(), sort_key(event)));
-    let mut print = printer(watch.format, Mode::Show);
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    for (host, event) in &collected {
-        print.print(&mut out, &Origin { host, many }, event)?;
-    }
-    out.flush()?;
-    failures.result()
+/// Whether lines need a host label: several targets, or a `dns:///`
+/// target, which may find several hosts.
+pub(crate) fn many_hosts(targets: &[Target]) -> bool {
+    targets.len() > 1 || targets.iter().any(|t| matches!(t, Target::Dns { .. }))
 }
 
-/// `show` order: nexthop objects by id, then routes by family, table,
-/// destination (numerically, shorter prefixes first) and metric; markers
-/// last.
-fn sort_key(e: &Event) -> (u8, i32, u32, u128, u8, u32) {
-    match &e.kind {
-        Some(event::Kind::Change(c)) => match &c.object {
-            Some(change::Object::Nexthop(n)) => (0, 0, n.id, 0, 0, 0),
-            Some(change::Object::Route(r)) => {
-                let family = if r.family == Family::Inet6 as i32 {
-                    6
-                } else {
-                    4
-                };
-                let (addr, len) = prefix_order(&r.dst);
-                (1, family, r.table, addr, len, r.metric)
-            }
-            None => (2, 0, 0, 0, 0, 0),
-        },
-        _ => (3, 0, 0, 0, 0, 0),
+/// The request's filters in the API's JSON, as a cursor file records them
+/// (none when unfiltered).
+pub(crate) fn filter_record(request: &SubscribeRequest) -> Option<serde_json::Value> {
+    if request.allow.is_empty() && request.deny.is_empty() {
+        return None;
     }
-}
-
-/// A CIDR prefix as (address bits, length), for numeric ordering.
-fn prefix_order(prefix: &str) -> (u128, u8) {
-    let (addr, len) = prefix.split_once('/').unwrap_or((prefix, "0"));
-    let bits = match addr.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(a)) => u128::from(u32::from(a)),
-        Ok(std::net::IpAddr::V6(a)) => u128::from(a),
-        Err(_) => 0,
+    let filters = SubscribeRequest {
+        allow: request.allow.clone(),
+        deny: request.deny.clone(),
+        ..Default::default()
     };
-    (bits, len.parse().unwrap_or(0))
+    Some(protojson::to_json(
+        "routewatch.v1.SubscribeRequest",
+        &filters,
+    ))
 }
 
 /// Failed targets: with one target its error is the command's; with several
@@ -146,6 +103,11 @@ impl Failures {
             total,
             errors: Vec::new(),
         }
+    }
+
+    /// A `dns:///` target found another host to follow.
+    pub(crate) fn add_one(&mut self) {
+        self.total += 1;
     }
 
     pub(crate) fn note(&mut self, e: ClientError) {

@@ -9,23 +9,26 @@ use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
 use crate::cursor::Position;
-use crate::remote::Responses;
+use crate::remote::Subscribed;
 use crate::subscription::{forward, Delivery, End};
 use crate::ClientError;
 
 /// Follows an agent from `position` until the receiver goes away (or the
 /// caller drops this future at shutdown); `subscribe` makes one attempt
 /// (see [`crate::remote::subscribe`]). Never fails: every failure is
-/// reported as `Disconnected` and retried.
+/// reported as `Disconnected` and retried. Lines are labelled `host`, which
+/// becomes the host name the agent reports; cursors are noted under
+/// `target`.
 pub async fn follow<S, F>(
-    host: Arc<str>,
+    host: &mut Arc<str>,
+    target: &Arc<str>,
     request: SubscribeRequest,
     mut position: Position,
     tx: &mpsc::Sender<Delivery>,
     mut subscribe: S,
 ) where
     S: FnMut(SubscribeRequest) -> F,
-    F: Future<Output = Result<Responses, ClientError>>,
+    F: Future<Output = Result<Subscribed, ClientError>>,
 {
     let mut backoff = Backoff::default();
     // Whether a subscription of this run worked before.
@@ -40,7 +43,10 @@ pub async fn follow<S, F>(
         };
         let error = match subscribe(request).await {
             Err(e) => e.cause(),
-            Ok(stream) => {
+            Ok(subscribed) => {
+                if let Some(name) = subscribed.hostname {
+                    *host = name.into();
+                }
                 // A first plain subscription needs no word: its snapshot
                 // says it all. Any other tells the reader where it continues.
                 if failed || resume_from.is_some() {
@@ -54,7 +60,8 @@ pub async fn follow<S, F>(
                     }
                 }
                 again = true;
-                let forwarded = forward(stream, &host, Some(&mut position), tx).await;
+                let forwarded =
+                    forward(subscribed.responses, host, target, Some(&mut position), tx).await;
                 if forwarded.delivered {
                     backoff.reset();
                 }
@@ -137,7 +144,7 @@ mod tests {
         requests: Arc<Mutex<Vec<SubscribeRequest>>>,
     ) -> impl FnMut(
         SubscribeRequest,
-    ) -> futures::future::BoxFuture<'static, Result<Responses, ClientError>> {
+    ) -> futures::future::BoxFuture<'static, Result<Subscribed, ClientError>> {
         let mut attempts = VecDeque::from(attempts);
         move |request| {
             requests.lock().unwrap().push(request);
@@ -151,7 +158,10 @@ mod tests {
                             .into_iter()
                             .map(|b| Ok(SubscribeResponse::from_events(b)))
                             .chain(end.map(Err));
-                        Ok(futures::stream::iter(items).boxed())
+                        Ok(Subscribed {
+                            hostname: Some("agent1".into()),
+                            responses: futures::stream::iter(items).boxed(),
+                        })
                     }
                 }
             })
@@ -194,11 +204,12 @@ mod tests {
             snapshot: true,
             follow: true,
             resume_from: None,
+            ..Default::default()
         };
         let (tx, mut rx) = mpsc::channel(64);
-        let host: Arc<str> = "h:1".into();
         let task = tokio::spawn(async move {
-            follow(host, base, Position::default(), &tx, script).await;
+            let (mut host, target) = ("h:1".into(), "h:1".into());
+            follow(&mut host, &target, base, Position::default(), &tx, script).await;
         });
 
         let start = Instant::now();
@@ -229,7 +240,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match rx.recv().await {
-            Some(Delivery::Events { cursor: None, .. }) => {}
+            Some(Delivery::Events {
+                cursor: None,
+                host,
+                target,
+                ..
+            }) => {
+                assert_eq!(&*host, "agent1", "labelled with the agent's host name");
+                assert_eq!(&*target, "h:1", "noted under the address dialled");
+            }
             other => panic!("{other:?}"),
         }
         let (error, third) = disconnected(rx.recv().await, &mut slept);
@@ -310,10 +329,11 @@ mod tests {
             seq: 8,
         };
         let (tx, mut rx) = mpsc::channel(64);
-        let host: Arc<str> = "h:1".into();
         let position = Position::new(Some(stored.clone()));
         let task = tokio::spawn(async move {
-            follow(host, SubscribeRequest::default(), position, &tx, script).await;
+            let (mut host, target) = ("h:1".into(), "h:1".into());
+            let request = SubscribeRequest::default();
+            follow(&mut host, &target, request, position, &tx, script).await;
         });
         match rx.recv().await {
             Some(Delivery::Connected {
@@ -338,11 +358,13 @@ mod tests {
             requests.clone(),
         );
         let (tx, mut rx) = mpsc::channel(64);
-        let host: Arc<str> = "h:1".into();
         let task = tokio::spawn(async move {
+            let (mut host, target) = ("h:1".into(), "h:1".into());
+            let request = SubscribeRequest::default();
             follow(
-                host,
-                SubscribeRequest::default(),
+                &mut host,
+                &target,
+                request,
                 Position::default(),
                 &tx,
                 script,

@@ -12,9 +12,10 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use routewatch_proto::v1::route_watch_client::RouteWatchClient;
-use routewatch_proto::v1::{SubscribeRequest, SubscribeResponse};
+use routewatch_proto::v1::{AgentInfo, GetInfoRequest, SubscribeRequest, SubscribeResponse};
+use routewatch_proto::HOSTNAME_HEADER;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::cli::Compression;
 use crate::ClientError;
@@ -35,16 +36,19 @@ const TCP_KEEPALIVE_RETRIES: u32 = 3;
 /// The agent's responses, errors naming `addr`.
 pub type Responses = BoxStream<'static, Result<SubscribeResponse, ClientError>>;
 
+/// A started subscription.
+pub struct Subscribed {
+    /// The host name the agent reported (None from an agent that does not).
+    pub hostname: Option<String>,
+    pub responses: Responses,
+}
+
 /// Connects to the agent at `addr` and starts `request`.
 pub async fn subscribe(
     addr: &str,
     request: SubscribeRequest,
     compression: Compression,
-) -> Result<Responses, ClientError> {
-    let connect_err = |source| ClientError::Connect {
-        target: addr.to_owned(),
-        source,
-    };
+) -> Result<Subscribed, ClientError> {
     let stream_err = {
         let addr = addr.to_owned();
         move |status| ClientError::Stream {
@@ -52,7 +56,62 @@ pub async fn subscribe(
             status,
         }
     };
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
+    let mut client =
+        RouteWatchClient::new(connect(addr).await?).max_decoding_message_size(MAX_MESSAGE);
+    if compression == Compression::Auto {
+        client = client
+            .accept_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Gzip);
+    }
+    // The agent answers at once; an answer that does not come means a path
+    // that died between connecting and calling.
+    let response = tokio::time::timeout(CONNECT_TIMEOUT, client.subscribe(request))
+        .await
+        .map_err(|_| stream_err(no_answer("subscription")))?
+        .map_err(&stream_err)?;
+    let hostname = response
+        .metadata()
+        .get(HOSTNAME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned);
+    Ok(Subscribed {
+        hostname,
+        responses: response
+            .into_inner()
+            .map(move |r| r.map_err(&stream_err))
+            .boxed(),
+    })
+}
+
+/// Asks the agent at `addr` about itself.
+pub async fn get_info(addr: &str) -> Result<AgentInfo, ClientError> {
+    let stream_err = |status| ClientError::Stream {
+        target: addr.to_owned(),
+        status,
+    };
+    let mut client = RouteWatchClient::new(connect(addr).await?);
+    let response = tokio::time::timeout(CONNECT_TIMEOUT, client.get_info(GetInfoRequest {}))
+        .await
+        .map_err(|_| stream_err(no_answer("information request")))?
+        .map_err(stream_err)?;
+    Ok(response.into_inner())
+}
+
+fn no_answer(what: &str) -> tonic::Status {
+    tonic::Status::deadline_exceeded(format!(
+        "no answer to the {what} within {}s",
+        CONNECT_TIMEOUT.as_secs()
+    ))
+}
+
+/// A connection to `addr` that notices a dead path.
+async fn connect(addr: &str) -> Result<Channel, ClientError> {
+    let connect_err = |source| ClientError::Connect {
+        target: addr.to_owned(),
+        source,
+    };
+    Endpoint::from_shared(format!("http://{addr}"))
         .map_err(connect_err)?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(PING_INTERVAL)
@@ -63,26 +122,5 @@ pub async fn subscribe(
         .tcp_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES))
         .connect()
         .await
-        .map_err(connect_err)?;
-    let mut client = RouteWatchClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
-    if compression == Compression::Auto {
-        client = client
-            .accept_compressed(CompressionEncoding::Zstd)
-            .accept_compressed(CompressionEncoding::Gzip);
-    }
-    // The agent answers at once; an answer that does not come means a path
-    // that died between connecting and calling.
-    let response = tokio::time::timeout(CONNECT_TIMEOUT, client.subscribe(request))
-        .await
-        .map_err(|_| {
-            stream_err(tonic::Status::deadline_exceeded(format!(
-                "no answer to the subscription within {}s",
-                CONNECT_TIMEOUT.as_secs()
-            )))
-        })?
-        .map_err(&stream_err)?;
-    Ok(response
-        .into_inner()
-        .map(move |r| r.map_err(&stream_err))
-        .boxed())
+        .map_err(connect_err)
 }

@@ -1,6 +1,7 @@
 //! One subscription per target, merged into one stream of labelled events.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +20,11 @@ use crate::{reconnect, remote, ClientError};
 #[derive(Debug)]
 pub enum Delivery {
     /// A batch of events, in stream order. `cursor` is the host's position
-    /// once they are applied (remote targets only).
+    /// once they are applied (remote targets only), to be remembered under
+    /// `target` (the address dialled).
     Events {
         host: Arc<str>,
+        target: Arc<str>,
         events: Vec<Event>,
         cursor: Option<Cursor>,
     },
@@ -37,8 +40,15 @@ pub enum Delivery {
         error: String,
         retry_in: Duration,
     },
-    /// The host's stream is over (the last delivery for that host).
-    Ended { host: Arc<str> },
+    /// A `dns:///` target found another host: one more subscription, which
+    /// ends with `Ended` or `Failed` like the targets given.
+    Added { host: Arc<str> },
+    /// The host's stream is over (the last delivery for that host);
+    /// `dropped` says why a `dns:///` target stopped following it.
+    Ended {
+        host: Arc<str>,
+        dropped: Option<String>,
+    },
     /// The host failed (the last delivery for that host).
     Failed(ClientError),
 }
@@ -52,10 +62,13 @@ pub struct Options {
     pub compression: Compression,
     /// Where remote targets resume, by address.
     pub resume: HashMap<String, Cursor>,
+    /// How often `dns:///` targets are resolved again (`tail` only).
+    pub dns_refresh: Duration,
 }
 
 /// Subscribes to every target and merges their streams, each batch labelled
-/// with its host. Every target ends with `Ended` or `Failed`.
+/// with its host. Every target ends with `Ended` or `Failed`, and so does
+/// every host a `dns:///` target adds.
 pub fn fan_in(
     targets: Vec<Target>,
     request: SubscribeRequest,
@@ -64,29 +77,45 @@ pub fn fan_in(
 ) -> mpsc::Receiver<Delivery> {
     let (tx, rx) = mpsc::channel(64);
     for target in targets {
-        let tx = tx.clone();
-        let request = request.clone();
-        let options = options.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let host: Arc<str> = target.label().into();
-            let result = tokio::select! {
-                r = follow(&target, host.clone(), request, options, &tx, shutdown.clone()) => r,
-                _ = shutdown.cancelled() => Ok(()),
-            };
-            let last = match result {
-                Ok(()) => Delivery::Ended { host },
-                Err(e) => Delivery::Failed(e),
-            };
-            let _ = tx.send(last).await;
-        });
+        spawn_target(target, &request, &options, &tx, shutdown.clone(), None);
     }
     rx
 }
 
+/// Follows one target in its own task until it ends or `stop` is
+/// cancelled; `dropped` says why when the task is stopped by a `dns:///`
+/// target rather than by shutdown.
+fn spawn_target(
+    target: Target,
+    request: &SubscribeRequest,
+    options: &Options,
+    tx: &mpsc::Sender<Delivery>,
+    stop: CancellationToken,
+    dropped: Option<Arc<std::sync::Mutex<Option<String>>>>,
+) {
+    let tx = tx.clone();
+    let request = request.clone();
+    let options = options.clone();
+    tokio::spawn(async move {
+        let mut host: Arc<str> = target.label().into();
+        let result = tokio::select! {
+            r = follow(&target, &mut host, request, options, &tx, stop.clone()) => r,
+            _ = stop.cancelled() => Ok(()),
+        };
+        let last = match result {
+            Ok(()) => Delivery::Ended {
+                host,
+                dropped: dropped.and_then(|d| d.lock().ok().and_then(|mut d| d.take())),
+            },
+            Err(e) => Delivery::Failed(e),
+        };
+        let _ = tx.send(last).await;
+    });
+}
+
 async fn follow(
     target: &Target,
-    host: Arc<str>,
+    host: &mut Arc<str>,
     request: SubscribeRequest,
     options: Options,
     tx: &mpsc::Sender<Delivery>,
@@ -96,21 +125,25 @@ async fn follow(
         Target::Local => {
             let mut pipeline = Pipeline::start(PipelineConfig::default(), shutdown.child_token())?;
             pipeline.ready().await?;
-            let stream = pipeline.subscribe(request).map(|r| {
-                r.map_err(|status| ClientError::Stream {
-                    target: target.to_string(),
-                    status,
-                })
-            });
-            let result = forward(stream, &host, None, tx).await.result();
+            let stream_err = |status| ClientError::Stream {
+                target: target.to_string(),
+                status,
+            };
+            let stream = pipeline.subscribe(request).map_err(stream_err)?;
+            let stream = stream.map(move |r| r.map_err(stream_err));
+            let result = forward(stream, &*host, &*host, None, tx).await.result();
             let _ = pipeline.stop().await;
             result
         }
         Target::Remote(addr) if options.reconnect => {
-            let position = Position::new(options.resume.get(addr).cloned());
+            let mut position = Position::new(options.resume.get(addr).cloned());
+            if !request.allow.is_empty() || !request.deny.is_empty() {
+                position = position.filtered();
+            }
             let compression = options.compression;
             let subscribe = |request| remote::subscribe(addr, request, compression);
-            reconnect::follow(host, request, position, tx, subscribe).await;
+            let target: Arc<str> = addr.as_str().into();
+            reconnect::follow(host, &target, request, position, tx, subscribe).await;
             Ok(())
         }
         Target::Remote(addr) => {
@@ -118,10 +151,124 @@ async fn follow(
                 resume_from: options.resume.get(addr).cloned(),
                 ..request
             };
-            let stream = remote::subscribe(addr, request, options.compression).await?;
-            forward(stream, &host, None, tx).await.result()
+            let subscribed = remote::subscribe(addr, request, options.compression).await?;
+            if let Some(name) = subscribed.hostname {
+                *host = name.into();
+            }
+            let target: Arc<str> = addr.as_str().into();
+            forward(subscribed.responses, host, &target, None, tx)
+                .await
+                .result()
+        }
+        Target::Dns { name, port } => {
+            follow_dns(target, name, *port, host, request, options, tx, shutdown).await
         }
     }
+}
+
+/// Follows every address `name` resolves to, each as its own target;
+/// with `options.reconnect`, resolves again every `dns_refresh` and adds
+/// and drops hosts as the answer changes, until shutdown. Without it, one
+/// answer is followed and this target's own task ends at once.
+#[allow(clippy::too_many_arguments)]
+async fn follow_dns(
+    target: &Target,
+    name: &str,
+    port: u16,
+    host: &Arc<str>,
+    request: SubscribeRequest,
+    options: Options,
+    tx: &mpsc::Sender<Delivery>,
+    shutdown: CancellationToken,
+) -> Result<(), ClientError> {
+    type Why = Arc<std::sync::Mutex<Option<String>>>;
+    let mut following: HashMap<SocketAddr, (CancellationToken, Why)> = HashMap::new();
+    let mut last_problem: Option<String> = None;
+    loop {
+        match resolve(name, port).await {
+            Ok(addrs) => {
+                last_problem = None;
+                for addr in &addrs {
+                    if following.contains_key(addr) {
+                        continue;
+                    }
+                    let stop = shutdown.child_token();
+                    let why: Why = Arc::default();
+                    let found = Target::Remote(addr.to_string());
+                    if tx
+                        .send(Delivery::Added {
+                            host: found.label().into(),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                    spawn_target(
+                        found,
+                        &request,
+                        &options,
+                        tx,
+                        stop.clone(),
+                        Some(why.clone()),
+                    );
+                    following.insert(*addr, (stop, why));
+                }
+                following.retain(|addr, (stop, why)| {
+                    if addrs.contains(addr) {
+                        return true;
+                    }
+                    if let Ok(mut why) = why.lock() {
+                        *why = Some(format!("{addr} is no longer in the DNS answer for {name}"));
+                    }
+                    stop.cancel();
+                    false
+                });
+            }
+            Err(problem) if !options.reconnect => {
+                return Err(ClientError::Resolve {
+                    target: target.to_string(),
+                    problem,
+                });
+            }
+            Err(problem) => {
+                // Said once per new problem; the hosts already found stay.
+                if last_problem.as_ref() != Some(&problem) {
+                    let lost = Delivery::Disconnected {
+                        host: host.clone(),
+                        error: format!("cannot resolve {name}: {problem}"),
+                        retry_in: options.dns_refresh,
+                    };
+                    if tx.send(lost).await.is_err() {
+                        return Ok(());
+                    }
+                    last_problem = Some(problem);
+                }
+            }
+        }
+        if !options.reconnect {
+            return Ok(());
+        }
+        tokio::time::sleep(options.dns_refresh).await;
+    }
+}
+
+/// Every address `name` has (A and AAAA records, or the hosts file), at
+/// `port`, without duplicates.
+pub(crate) async fn resolve(name: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let found = tokio::net::lookup_host((name, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in found {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        return Err("no addresses".into());
+    }
+    Ok(addrs)
 }
 
 /// How a forwarded stream went.
@@ -153,11 +300,12 @@ impl Forwarded {
     }
 }
 
-/// Passes the stream's batches on until it ends. With a `position`, every
-/// event is noted there and replayed changes are dropped.
+/// Passes the stream's batches on, labelled `host`, until it ends. With a
+/// `position`, every event is noted there and replayed changes are dropped.
 pub async fn forward(
     stream: impl Stream<Item = Result<SubscribeResponse, ClientError>>,
     host: &Arc<str>,
+    target: &Arc<str>,
     mut position: Option<&mut Position>,
     tx: &mpsc::Sender<Delivery>,
 ) -> Forwarded {
@@ -183,6 +331,7 @@ pub async fn forward(
         };
         let delivery = Delivery::Events {
             host: host.clone(),
+            target: target.clone(),
             events,
             cursor,
         };

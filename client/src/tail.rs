@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::Tail;
 use crate::cursor_file::{self, CursorFile};
-use crate::printer::{now_unix_nano, printer, Mode, Notice, Origin};
+use crate::printer::{now_unix_nano, printer, Mode, Notice, Origin, Paint};
 use crate::subscription::{fan_in, Delivery, Options};
 use crate::target::Target;
 use crate::{ClientError, Failures};
@@ -25,25 +25,33 @@ const SAVE_EVERY: Duration = Duration::from_secs(1);
 pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientError> {
     let watch = args.watch;
     let targets = crate::targets(&watch)?;
-    let book = match &args.cursor_file {
-        Some(path) => Some(CursorFile::load(path)?),
-        None => None,
-    };
-    let resume = stored_cursors(&targets, book.as_ref());
-    let many = targets.len() > 1;
-    let mut remaining = targets.len();
     let request = SubscribeRequest {
         snapshot: true,
         follow: true,
         resume_from: None,
+        allow: args.filter.allow,
+        deny: args.filter.deny,
     };
+    let book = match &args.cursor_file {
+        Some(path) => {
+            let mut book = CursorFile::load(path)?;
+            book.use_filter(crate::filter_record(&request))?;
+            Some(book)
+        }
+        None => None,
+    };
+    let resume = stored_cursors(&targets, book.as_ref());
+    let many = crate::many_hosts(&targets);
+    let mut remaining = targets.len();
     let options = Options {
         reconnect: true,
         compression: watch.compression,
         resume,
+        dns_refresh: Duration::from_secs(watch.dns_refresh.max(1)),
     };
     let mut rx = fan_in(targets, request, options, shutdown);
-    let mut print = printer(watch.format, Mode::Tail);
+    let paint = Paint::for_stdout(watch.color);
+    let mut print = printer(watch.format, Mode::Tail, paint);
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut failures = Failures::new(remaining);
@@ -64,6 +72,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
             match delivery {
                 Delivery::Events {
                     host,
+                    target,
                     events,
                     cursor,
                 } => {
@@ -75,7 +84,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
                     // Only now: a restarted tail must not skip a line this
                     // one did not get out.
                     if let (Some(saver), Some(cursor)) = (saver.as_mut(), cursor) {
-                        saver.note(&host, cursor);
+                        saver.note(&target, cursor);
                     }
                 }
                 Delivery::Connected {
@@ -104,7 +113,19 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
                     print.notice(&mut out, &from, &notice, now_unix_nano())?;
                     out.flush()?;
                 }
-                Delivery::Ended { .. } => remaining -= 1,
+                Delivery::Added { .. } => {
+                    remaining += 1;
+                    failures.add_one();
+                }
+                Delivery::Ended { host, dropped } => {
+                    remaining -= 1;
+                    if let Some(reason) = dropped {
+                        let from = Origin { host: &host, many };
+                        let notice = Notice::Dropped { reason: &reason };
+                        print.notice(&mut out, &from, &notice, now_unix_nano())?;
+                        out.flush()?;
+                    }
+                }
                 Delivery::Failed(e) => {
                     failures.note(e);
                     remaining -= 1;
@@ -125,17 +146,24 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
     failures.result()
 }
 
-/// The stored cursor of every remote target. This host in process starts
-/// a new stream in every run: nothing to resume.
+/// The stored cursor of every remote target, by address; with a
+/// `dns:///` target, of any address it may resolve to. This host in
+/// process starts a new stream in every run: nothing to resume.
 fn stored_cursors(targets: &[Target], book: Option<&CursorFile>) -> HashMap<String, Cursor> {
     let Some(book) = book else {
         return HashMap::new();
     };
+    if targets.iter().any(|t| matches!(t, Target::Dns { .. })) {
+        return book
+            .entries()
+            .map(|(addr, c)| (addr.to_owned(), c.clone()))
+            .collect();
+    }
     targets
         .iter()
         .filter_map(|t| match t {
             Target::Remote(addr) => book.get(addr).map(|c| (addr.clone(), c.clone())),
-            Target::Local => None,
+            Target::Local | Target::Dns { .. } => None,
         })
         .collect()
 }
@@ -165,10 +193,10 @@ impl Saver {
         }
     }
 
-    /// `host` (a remote target's address) has printed everything up to
+    /// `target` (a remote target's address) has printed everything up to
     /// `cursor`.
-    fn note(&mut self, host: &str, cursor: Cursor) {
-        if self.file.set(host, &cursor) {
+    fn note(&mut self, target: &str, cursor: Cursor) {
+        if self.file.set(target, &cursor) {
             self.dirty = true;
         }
     }

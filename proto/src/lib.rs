@@ -6,9 +6,16 @@
 //! - [`batch`]: `SubscribeResponse`, whose events can be pre-encoded.
 //! - [`names`]: iproute2's spellings of route types, protocols, scopes,
 //!   tables, flags and metrics, so that agent and client print alike.
+//! - [`filter`]: subscription filters compiled into predicates, one file
+//!   per kind of field; the agent applies them, the client checks them
+//!   before it connects.
 
 pub mod batch;
+pub mod filter;
 pub mod names;
+
+/// The Subscribe response header that carries the agent's host name.
+pub const HOSTNAME_HEADER: &str = "routewatch-hostname";
 
 /// Generated from `routewatch/v1/routewatch.proto`.
 #[allow(clippy::all, missing_docs)]

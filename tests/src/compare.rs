@@ -550,6 +550,53 @@ pub fn eventually_all_match_kernel(
     });
 }
 
+/// Which of the kernel's objects a filtered consumer should hold: routes
+/// by family ("inet", "inet6") and `ip -j -d route` object, nexthop objects
+/// by `ip -j -d nexthop` object.
+pub struct KernelFilter<'a> {
+    pub routes: &'a (dyn Fn(&str, &Value) -> bool + Sync),
+    pub nexthops: &'a (dyn Fn(&Value) -> bool + Sync),
+}
+
+/// Compares our objects with the kernel's routes and nexthop objects in
+/// `ns` that `keep` keeps.
+pub fn diff_against_kernel_filtered(
+    ns: &Netns,
+    ours: Vec<Value>,
+    keep: &KernelFilter<'_>,
+) -> Vec<Diff> {
+    let (v4, v6) = kernel_routes(ns);
+    let v4: Vec<Value> = v4
+        .into_iter()
+        .filter(|r| (keep.routes)("inet", r))
+        .collect();
+    let v6: Vec<Value> = v6
+        .into_iter()
+        .filter(|r| (keep.routes)("inet6", r))
+        .collect();
+    let nexthops: Vec<Value> = kernel_nexthops(ns)
+        .into_iter()
+        .filter(|n| (keep.nexthops)(n))
+        .collect();
+    vec![
+        diff_routes(&v4, &v6, &ours),
+        diff_nexthops(&nexthops, &ours),
+    ]
+}
+
+/// Retries until `ours()` holds exactly the kernel's routes and nexthop
+/// objects that `keep` keeps, or panics with the last differences.
+pub fn eventually_matches_kernel_filtered(
+    ns: &Netns,
+    ours: impl FnMut() -> Vec<Value>,
+    keep: &KernelFilter<'_>,
+    timeout: Duration,
+) {
+    eventually("filtered routes and nexthop objects", timeout, ours, |o| {
+        diff_against_kernel_filtered(ns, o, keep)
+    });
+}
+
 /// Turns kernel objects into lines shaped like ours (metadata added, keys
 /// `<prefix><n>`): for self-tests of the comparison and of the harness.
 pub fn decorate(kernel: &[Value], object: &str, family: &str, key_prefix: &str) -> Vec<Value> {

@@ -15,6 +15,7 @@ pub mod agent;
 pub mod bins;
 pub mod compare;
 pub mod fixture;
+pub mod ipjson;
 pub mod netns;
 pub mod openmetrics;
 pub mod ops;
@@ -27,7 +28,7 @@ pub use agent::{run_show, show_in_process, Agent, AGENT_ADDR};
 pub use compare::{
     assert_matches_kernel, assert_nexthops_match_kernel, diff_against_kernel,
     diff_nexthops_against_kernel, eventually_all_match_kernel, eventually_matches_kernel,
-    eventually_nexthops_match_kernel, Diff,
+    eventually_matches_kernel_filtered, eventually_nexthops_match_kernel, Diff, KernelFilter,
 };
 pub use fixture::{add_veth_pair, Env, CHECK_TIMEOUT, SYNC_TIMEOUT, VA4, VA6, VB4, VB6};
 pub use netns::Netns;

@@ -89,6 +89,7 @@ fn sweep_stale() {
                     &[OsStr::new("netns"), OsStr::new("del"), OsStr::new(&name)],
                     None,
                 );
+                let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(&name));
             }
         }
     });
@@ -232,6 +233,28 @@ impl Netns {
             .expect("waiting for a process in the namespace")
     }
 
+    /// Replaces the hosts file that programs started in the namespace (with
+    /// [`Netns::command`], i.e. `ip netns exec`) read as /etc/hosts: `ip
+    /// netns exec` bind-mounts /etc/netns/NAME/hosts over it. Programs
+    /// already running see the new contents too, as long as the file is
+    /// rewritten in place (as here) rather than replaced. Names missing
+    /// from it are asked of a resolver on the namespace's loopback, where
+    /// none listens: nothing is looked up beyond the namespace.
+    pub fn write_hosts(&self, text: &str) {
+        let dir = self.etc_dir();
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        for (file, contents) in [("hosts", text), ("resolv.conf", "nameserver 127.0.0.1\n")] {
+            let path = dir.join(file);
+            std::fs::write(&path, contents)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        }
+    }
+
+    /// /etc/netns/NAME, the namespace's overrides of /etc files.
+    fn etc_dir(&self) -> std::path::PathBuf {
+        std::path::Path::new("/etc/netns").join(&self.name)
+    }
+
     /// Writes a sysctl inside the namespace (e.g. `net/ipv6/conf/all/accept_dad`).
     pub fn sysctl(&self, key: &str, value: &str) {
         let out = self.output("sh", &["-c", &format!("echo {value} > /proc/sys/{key}")]);
@@ -253,6 +276,7 @@ impl Default for Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.etc_dir());
         let out = run_ip_raw(
             &[
                 OsStr::new("netns"),

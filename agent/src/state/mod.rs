@@ -5,7 +5,7 @@ mod key;
 mod table;
 
 pub use key::{base_key, route_key};
-pub use table::{Action, Change, Object, Recheck, StateTable};
+pub use table::{nexthop_key, Action, Change, Object, Previous, Recheck, StateTable};
 
 #[cfg(test)]
 mod tests;

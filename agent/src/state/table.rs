@@ -44,6 +44,23 @@ pub struct Change {
     pub action: Action,
     pub key: Arc<str>,
     pub object: Object,
+    /// For an add: what the key held before it. A filtered subscriber needs
+    /// it to tell an object that left its filter (a delete for it) from one
+    /// it never held (nothing to send).
+    pub previous: Previous,
+}
+
+/// What a key held before an add replaced it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Previous {
+    /// Nothing: the key is new (and always for a delete).
+    #[default]
+    None,
+    /// This version, which the add replaces.
+    Was(Object),
+    /// Not known: a change recovered from the state dir whose earlier
+    /// history is gone, so a consumer may hold any version of the key.
+    Unknown,
 }
 
 /// Why `apply` wants the kernel's tables read again.
@@ -103,11 +120,7 @@ impl StateTable {
             out.push(nexthop_change(Action::Add, nh.clone()));
         }
         for (key, route) in &self.routes {
-            out.push(Change {
-                action: Action::Add,
-                key: key.clone(),
-                object: Object::Route(route.clone()),
-            });
+            out.push(route_change(Action::Add, key.clone(), route.clone()));
         }
         out
     }
@@ -217,6 +230,26 @@ impl StateTable {
         }
     }
 
+    /// The version of `change`'s object the table holds under its key.
+    pub fn held(&self, change: &Change) -> Option<Object> {
+        match &change.object {
+            Object::Route(_) => self.routes.get(&change.key).cloned().map(Object::Route),
+            Object::Nexthop(nh) => self.nexthops.get(&nh.id).cloned().map(Object::Nexthop),
+        }
+    }
+
+    /// Routes and nexthop objects held, per family number.
+    pub fn counts(&self) -> BTreeMap<i32, (u64, u64)> {
+        let mut counts: BTreeMap<i32, (u64, u64)> = BTreeMap::new();
+        for route in self.routes.values() {
+            counts.entry(route.family).or_default().0 += 1;
+        }
+        for nh in self.nexthops.values() {
+            counts.entry(nh.family).or_default().1 += 1;
+        }
+        counts
+    }
+
     /// Forgets which keys the finished dump delivered.
     pub fn end_dump(&mut self) {
         self.dumped = FxHashSet::default();
@@ -227,8 +260,12 @@ impl StateTable {
     pub fn reconcile(&mut self, fresh: StateTable) -> Vec<Change> {
         let mut out = Vec::new();
         for (id, nh) in &fresh.nexthops {
-            if self.nexthops.get(id) != Some(nh) {
-                out.push(nexthop_change(Action::Add, nh.clone()));
+            match self.nexthops.get(id) {
+                Some(old) if old == nh => {}
+                old => out.push(
+                    nexthop_change(Action::Add, nh.clone())
+                        .replacing(old.map(|o| Object::Nexthop(o.clone()))),
+                ),
             }
         }
         for (key, route) in &self.routes {
@@ -239,7 +276,10 @@ impl StateTable {
         for (key, route) in &fresh.routes {
             match self.routes.get(key) {
                 Some(old) if same_ignoring_expiry(old, route) => {}
-                _ => out.push(route_change(Action::Add, key.clone(), route.clone())),
+                old => out.push(
+                    route_change(Action::Add, key.clone(), route.clone())
+                        .replacing(old.map(|o| Object::Route(o.clone()))),
+                ),
             }
         }
         for (id, nh) in &self.nexthops {
@@ -330,8 +370,8 @@ impl StateTable {
         if self.nexthops.get(&nh.id) == Some(&nh) {
             return;
         }
-        self.nexthops.insert(nh.id, nh.clone());
-        out.push(nexthop_change(Action::Add, nh.clone()));
+        let old = self.nexthops.insert(nh.id, nh.clone());
+        out.push(nexthop_change(Action::Add, nh.clone()).replacing(old.map(Object::Nexthop)));
         // The kernel changes what routes using the object (directly or via a
         // group) do without any route message: re-resolve and re-send them.
         let mut ids = vec![nh.id];
@@ -446,8 +486,10 @@ impl StateTable {
         match self.routes.get_mut(&key) {
             Some(old) if **old == route => {}
             Some(old) => {
-                *old = Arc::new(route);
-                out.push(route_change(Action::Add, key, old.clone()));
+                let was = std::mem::replace(old, Arc::new(route));
+                out.push(
+                    route_change(Action::Add, key, old.clone()).replacing(Some(Object::Route(was))),
+                );
             }
             None => self.insert(key, route, 0, out),
         }
@@ -558,19 +600,36 @@ fn same_ignoring_expiry(a: &Route, b: &Route) -> bool {
             })
 }
 
+impl Change {
+    /// This add, replacing `previous` (if anything).
+    fn replacing(self, previous: Option<Object>) -> Change {
+        Change {
+            previous: previous.map_or(Previous::None, Previous::Was),
+            ..self
+        }
+    }
+}
+
 fn route_change(action: Action, key: Arc<str>, route: Arc<Route>) -> Change {
     Change {
         action,
         key,
         object: Object::Route(route),
+        previous: Previous::None,
     }
+}
+
+/// The key of nexthop object `id`.
+pub fn nexthop_key(id: u32) -> Arc<str> {
+    format!("nh|{id}").into()
 }
 
 fn nexthop_change(action: Action, nh: Arc<Nexthop>) -> Change {
     Change {
         action,
-        key: format!("nh|{}", nh.id).into(),
+        key: nexthop_key(nh.id),
         object: Object::Nexthop(nh),
+        previous: Previous::None,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use routewatch_proto::v1::Route;
 
-use super::{Action, Change, Object, Recheck, StateTable};
+use super::{Action, Change, Object, Previous, Recheck, StateTable};
 use crate::decode::{decode_message, Link, Message};
 
 macro_rules! msg {
@@ -155,6 +155,20 @@ fn nexthop_change_resends_the_routes_using_it() {
     assert_eq!(r.len(), 1, "{r:?}");
     let gws: Vec<&str> = r[0].1.nexthops.iter().map(|h| h.gateway.as_str()).collect();
     assert_eq!(gws, vec!["10.1.0.2", "10.1.0.4"]);
+    // Each add carries what it replaced, for filters on gateways.
+    let Previous::Was(Object::Nexthop(old)) = &out[0].previous else {
+        panic!("the object's old version: {:?}", out[0].previous)
+    };
+    assert_eq!(old.gateway, "10.1.0.3");
+    let route = out
+        .iter()
+        .find(|c| matches!(c.object, Object::Route(_)))
+        .unwrap();
+    let Previous::Was(Object::Route(old)) = &route.previous else {
+        panic!("the route's old version: {:?}", route.previous)
+    };
+    let gws: Vec<&str> = old.nexthops.iter().map(|h| h.gateway.as_str()).collect();
+    assert_eq!(gws, vec!["10.1.0.2", "10.1.0.3"]);
     // The kernel's own RTM_NEWROUTE that follows changes nothing more.
     let (out, _) = apply(&mut t, &msg!("route_v4_nhid_nh_replaced.bin"));
     assert_eq!(routes(&out).len(), 0);
@@ -236,4 +250,26 @@ fn a_route_announced_during_a_dump_is_not_doubled_by_the_dump() {
         panic!("a route")
     };
     assert_eq!(r.dev, "va", "the dump's copy, with the device named");
+}
+
+#[test]
+fn adds_of_new_keys_replace_nothing_and_reconcile_names_what_it_replaces() {
+    let mut t = table();
+    let (out, _) = apply(&mut t, &msg!("route_v4_via.bin"));
+    assert_eq!(out[0].previous, Previous::None, "a new key");
+    let mut fresh = table();
+    let Message::NewRoute { mut route, flags } = msg!("route_v4_via.bin") else {
+        panic!()
+    };
+    let before = t.snapshot().remove(0).object;
+    // The same route with another MTU: same key, new version.
+    route.metrics = vec![routewatch_proto::v1::RouteMetric {
+        kind: 2,
+        value: 1400,
+    }];
+    fresh.insert_dumped(&Message::NewRoute { route, flags });
+    let changes = t.reconcile(fresh);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].action, Action::Add);
+    assert_eq!(changes[0].previous, Previous::Was(before));
 }

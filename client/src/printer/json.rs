@@ -57,6 +57,10 @@ pub fn notice_json(host: &str, notice: &Notice<'_>, time_unix_nano: i64) -> Valu
             let retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
             m.insert("retry_in_ms".into(), retry_in_ms.into());
         }
+        Notice::Dropped { reason } => {
+            m.insert("action".into(), "dropped".into());
+            m.insert("reason".into(), (*reason).into());
+        }
     }
     Value::Object(m)
 }
@@ -263,7 +267,7 @@ fn flags(bits: u32) -> Value {
         .collect()
 }
 
-fn family_name(family: i32) -> &'static str {
+pub fn family_name(family: i32) -> &'static str {
     match Family::try_from(family) {
         Ok(Family::Inet) => "inet",
         Ok(Family::Inet6) => "inet6",
@@ -280,7 +284,7 @@ fn cause_name(cause: i32) -> &'static str {
     }
 }
 
-fn origin_name(origin: i32) -> &'static str {
+pub fn origin_name(origin: i32) -> &'static str {
     match ApiOrigin::try_from(origin) {
         Ok(ApiOrigin::Notification) => "notification",
         Ok(ApiOrigin::Dump) => "dump",

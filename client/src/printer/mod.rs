@@ -1,9 +1,18 @@
 //! Printers: one per output format, all fed the same labelled events.
 
+mod color;
 mod json;
+mod jsonpb;
+mod table;
 mod text;
 
-pub use json::JsonPrinter;
+#[cfg(test)]
+mod tests;
+
+pub use color::{Color, Paint};
+pub use json::{family_name, origin_name, JsonPrinter};
+pub use jsonpb::JsonPbPrinter;
+pub use table::{aligned, TablePrinter};
 pub use text::TextPrinter;
 
 use std::io::{self, Write};
@@ -18,6 +27,12 @@ pub enum Format {
     Text,
     /// One JSON object per line, with `ip -j -d route show` field names.
     Json,
+    /// One JSON object per line: `{"host":…,"event":…}` with the event in
+    /// protobuf's canonical JSON mapping of the API (routewatch.v1.Event).
+    Jsonpb,
+    /// Aligned columns (`show` aligns to the widest value; `tail` widens
+    /// as it goes).
+    Table,
 }
 
 /// Whether lines carry the observation time (tail) or not (show).
@@ -51,6 +66,9 @@ pub enum Notice<'a> {
     /// The subscription failed or ended; the next attempt is `retry_in`
     /// from now.
     Disconnected { error: &'a str, retry_in: Duration },
+    /// A `dns:///` target stopped following this host (`reason` says why);
+    /// no more lines come from it.
+    Dropped { reason: &'a str },
 }
 
 /// Turns events into output lines.
@@ -65,13 +83,21 @@ pub trait Printer {
         notice: &Notice<'_>,
         time_unix_nano: i64,
     ) -> io::Result<()>;
+
+    /// Prints what is held back until the end (`show`'s aligned table).
+    fn finish(&mut self, _out: &mut dyn Write) -> io::Result<()> {
+        Ok(())
+    }
 }
 
-/// The printer for `format`.
-pub fn printer(format: Format, mode: Mode) -> Box<dyn Printer + Send> {
+/// The printer for `format`; `paint` colours adds and deletes (`tail`'s
+/// text and table lines).
+pub fn printer(format: Format, mode: Mode, paint: Paint) -> Box<dyn Printer + Send> {
     match format {
-        Format::Text => Box::new(TextPrinter::new(mode)),
+        Format::Text => Box::new(TextPrinter::new(mode, paint)),
         Format::Json => Box::new(JsonPrinter),
+        Format::Jsonpb => Box::new(JsonPbPrinter),
+        Format::Table => Box::new(TablePrinter::new(mode, paint)),
     }
 }
 

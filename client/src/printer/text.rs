@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::{change, event, Action, Event, Family, Nexthop, Route};
 
-use super::{ip_prefix, rfc3339, Mode, Notice, Origin, Printer};
+use super::{ip_prefix, rfc3339, Mode, Notice, Origin, Paint, Printer};
 
 const RTN_UNICAST: u32 = 1;
 const RT_TABLE_MAIN: u32 = 254;
@@ -17,11 +17,18 @@ const RT_SCOPE_UNIVERSE: u32 = 0;
 
 pub struct TextPrinter {
     mode: Mode,
+    paint: Paint,
 }
 
 impl TextPrinter {
-    pub fn new(mode: Mode) -> TextPrinter {
-        TextPrinter { mode }
+    /// `paint` colours `tail`'s adds and deletes (`show` has only adds).
+    pub fn new(mode: Mode, paint: Paint) -> TextPrinter {
+        let paint = if mode == Mode::Tail {
+            paint
+        } else {
+            Paint::NONE
+        };
+        TextPrinter { mode, paint }
     }
 }
 
@@ -38,7 +45,8 @@ impl Printer for TextPrinter {
         }
         match &event.kind {
             Some(event::Kind::Change(c)) => {
-                if c.action == Action::Delete as i32 {
+                let delete = c.action == Action::Delete as i32;
+                if delete {
                     line.push_str("Deleted ");
                 }
                 match &c.object {
@@ -46,25 +54,14 @@ impl Printer for TextPrinter {
                     Some(change::Object::Nexthop(n)) => nexthop_line(n, &mut line),
                     None => return Ok(()),
                 }
+                let mut line = self.paint.line(&line, delete);
                 line.push('\n');
                 out.write_all(line.as_bytes())
             }
-            // Markers are for people, not for scripts reading stdout.
-            Some(event::Kind::Sync(_)) if self.mode == Mode::Tail => {
-                eprintln!(
-                    "routewatch: {} synced at seq {}; live changes follow",
-                    from.host, event.seq
-                );
+            _ => {
+                marker(from.host, event, self.mode);
                 Ok(())
             }
-            Some(event::Kind::Resync(r)) => {
-                eprintln!(
-                    "routewatch: {} resync ({}): a fresh snapshot follows",
-                    from.host, r.reason
-                );
-                Ok(())
-            }
-            _ => Ok(()),
         }
     }
 
@@ -77,6 +74,26 @@ impl Printer for TextPrinter {
     ) -> io::Result<()> {
         eprintln!("routewatch: {}", notice_line(from.host, notice));
         Ok(())
+    }
+}
+
+/// The agent's markers are for people, not for scripts reading stdout:
+/// they go to stderr in words.
+pub fn marker(host: &str, event: &Event, mode: Mode) {
+    match &event.kind {
+        Some(event::Kind::Sync(_)) if mode == Mode::Tail => {
+            eprintln!(
+                "routewatch: {host} synced at seq {}; live changes follow",
+                event.seq
+            );
+        }
+        Some(event::Kind::Resync(r)) => {
+            eprintln!(
+                "routewatch: {host} resync ({}): a fresh snapshot follows",
+                r.reason
+            );
+        }
+        _ => {}
     }
 }
 
@@ -94,6 +111,7 @@ pub fn notice_line(host: &str, notice: &Notice<'_>) -> String {
             "{host} disconnected: {error}; retrying in {:.1}s",
             retry_in.as_secs_f64()
         ),
+        Notice::Dropped { reason } => format!("{host} dropped: {reason}"),
     }
 }
 

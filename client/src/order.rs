@@ -1,0 +1,209 @@
+//! `show`'s order: the order `ip route show table all` prints in.
+//!
+//! Measured on Linux 6.18: IPv4 routes before IPv6; within a family, tables
+//! in the order of the kernel's table hash (`id & 255`, so 256 comes before
+//! 2, and main (254) and local (255) come after 1000); within a table:
+//!
+//! - IPv4 (the fib trie): by network address, a longer prefix first for
+//!   the same address (10.0.0.0/24 before 10.0.0.0/8, both before
+//!   10.0.0.128/25), then by TOS, highest first, then by metric;
+//! - IPv6 (the fib6 tree, walked children first): a prefix after every
+//!   prefix inside it (2001:db8:5::/64 before 2001:db8::/32, the default
+//!   route last), otherwise by address; then by metric.
+//!
+//! Nexthop objects come first, by id, as `ip nexthop show` lists them;
+//! markers last.
+
+use std::cmp::Ordering;
+use std::net::IpAddr;
+
+use routewatch_proto::v1::{change, event, Event, Family, Route};
+
+/// How two of one host's events sort.
+pub fn compare(a: &Event, b: &Event) -> Ordering {
+    match (object(a), object(b)) {
+        (Some(Object::Nexthop(x)), Some(Object::Nexthop(y))) => x.cmp(&y),
+        (Some(Object::Route(x)), Some(Object::Route(y))) => routes(x, y),
+        (x, y) => rank(&x).cmp(&rank(&y)),
+    }
+}
+
+enum Object<'a> {
+    Nexthop(u32),
+    Route(&'a Route),
+}
+
+fn object(e: &Event) -> Option<Object<'_>> {
+    let Some(event::Kind::Change(c)) = &e.kind else {
+        return None;
+    };
+    match c.object.as_ref()? {
+        change::Object::Nexthop(n) => Some(Object::Nexthop(n.id)),
+        change::Object::Route(r) => Some(Object::Route(r)),
+    }
+}
+
+fn rank(o: &Option<Object<'_>>) -> u8 {
+    match o {
+        Some(Object::Nexthop(_)) => 0,
+        Some(Object::Route(_)) => 1,
+        None => 2,
+    }
+}
+
+/// The `ip route show table all` order of two routes.
+pub fn routes(a: &Route, b: &Route) -> Ordering {
+    let v6 = |r: &Route| r.family == Family::Inet6 as i32;
+    v6(a)
+        .cmp(&v6(b))
+        .then_with(|| table_order(a.table).cmp(&table_order(b.table)))
+        .then_with(|| {
+            let (x, y) = (prefix(&a.dst), prefix(&b.dst));
+            if v6(a) {
+                fib6(x, y).then_with(|| a.metric.cmp(&b.metric))
+            } else {
+                (x.0, y.1)
+                    .cmp(&(y.0, x.1))
+                    .then_with(|| b.tos.cmp(&a.tos))
+                    .then_with(|| a.metric.cmp(&b.metric))
+            }
+        })
+}
+
+/// Tables in the kernel's hash order.
+fn table_order(id: u32) -> (u32, u32) {
+    (id & 255, id)
+}
+
+/// IPv6 tree order: compare the bits both prefixes have; when one holds
+/// the other, the longer (inner) one first.
+fn fib6((a, a_len): (u128, u8), (b, b_len): (u128, u8)) -> Ordering {
+    let common = a_len.min(b_len);
+    let mask = if common == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(common))
+    };
+    (a & mask)
+        .cmp(&(b & mask))
+        .then_with(|| b_len.cmp(&a_len))
+        .then_with(|| a.cmp(&b))
+}
+
+/// A destination as (address bits, length).
+fn prefix(dst: &str) -> (u128, u8) {
+    let (addr, len) = dst.split_once('/').unwrap_or((dst, "0"));
+    let bits = match addr.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => u128::from(u32::from(a)),
+        Ok(IpAddr::V6(a)) => u128::from(a),
+        Err(_) => 0,
+    };
+    (bits, len.parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(dst: &str, table: u32, metric: u32, tos: u32) -> Route {
+        Route {
+            family: if dst.contains(':') {
+                Family::Inet6 as i32
+            } else {
+                Family::Inet as i32
+            },
+            dst: dst.to_owned(),
+            table,
+            metric,
+            tos,
+            ..Default::default()
+        }
+    }
+
+    fn sorted(mut routes: Vec<Route>) -> Vec<String> {
+        routes.sort_by(super::routes);
+        routes
+            .iter()
+            .map(|r| {
+                let mut s = format!("{} t{}", r.dst, r.table);
+                if r.metric != 0 {
+                    s.push_str(&format!(" m{}", r.metric));
+                }
+                if r.tos != 0 {
+                    s.push_str(&format!(" tos{}", r.tos));
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// The order `ip route show table all` printed for these routes
+    /// (see the module's notes).
+    #[test]
+    fn ipv4_as_ip_route_show_prints_it() {
+        let got = sorted(vec![
+            route("10.0.0.128/25", 254, 0, 0),
+            route("10.0.0.0/8", 254, 0, 0),
+            route("10.0.0.0/24", 254, 5, 0),
+            route("127.0.0.0/8", 255, 0, 0),
+            route("10.0.0.0/16", 254, 0, 0),
+            route("10.0.0.0/24", 254, 1, 0),
+            route("10.0.0.0/24", 254, 0, 16),
+            route("0.0.0.0/0", 254, 0, 0),
+            route("10.0.0.0/24", 254, 0, 0),
+            route("192.168.0.0/16", 1000, 0, 0),
+            route("10.5.0.0/16", 300, 0, 0),
+            route("10.5.0.0/16", 2, 0, 0),
+            route("9.0.0.0/8", 254, 0, 0),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                "10.5.0.0/16 t2",
+                "10.5.0.0/16 t300",
+                "192.168.0.0/16 t1000",
+                "0.0.0.0/0 t254",
+                "9.0.0.0/8 t254",
+                "10.0.0.0/24 t254 tos16",
+                "10.0.0.0/24 t254",
+                "10.0.0.0/24 t254 m1",
+                "10.0.0.0/24 t254 m5",
+                "10.0.0.0/16 t254",
+                "10.0.0.0/8 t254",
+                "10.0.0.128/25 t254",
+                "127.0.0.0/8 t255",
+            ]
+        );
+    }
+
+    #[test]
+    fn ipv6_inner_prefixes_first_default_last() {
+        let got = sorted(vec![
+            route("::/0", 254, 10, 0),
+            route("2001:db8::/32", 254, 1024, 0),
+            route("fe80::/64", 254, 256, 0),
+            route("2001:db8:5::/48", 254, 50, 0),
+            route("2001:db8:5::/64", 254, 1024, 0),
+            route("::/0", 254, 5, 0),
+            route("2001:db8:1::/64", 254, 256, 0),
+            route("2001:db8:5::/64", 254, 50, 0),
+            route("2001:db8:5::/64", 7, 1024, 0),
+            route("10.0.0.0/8", 254, 0, 0),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                "10.0.0.0/8 t254",
+                "2001:db8:5::/64 t7 m1024",
+                "2001:db8:1::/64 t254 m256",
+                "2001:db8:5::/64 t254 m50",
+                "2001:db8:5::/64 t254 m1024",
+                "2001:db8:5::/48 t254 m50",
+                "2001:db8::/32 t254 m1024",
+                "fe80::/64 t254 m256",
+                "::/0 t254 m5",
+                "::/0 t254 m10",
+            ]
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! Aligned columns, one row per object: `show` holds every row back and
+//! aligns them to the widest value; `tail` prints each row at once, with a
+//! header first and columns that only ever widen.
+
+use std::io::{self, Write};
+
+use routewatch_proto::names::{self, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
+use routewatch_proto::v1::{change, event, Action, Event, Nexthop, Route};
+
+use super::text::{marker, notice_line};
+use super::{ip_prefix, Mode, Notice, Origin, Paint, Printer};
+
+/// The object's columns, after TIME, HOST and ACTION where they apply.
+const OBJECT_COLUMNS: [&str; 9] = [
+    "TABLE", "DST", "TYPE", "VIA", "DEV", "PROTO", "SCOPE", "METRIC", "SRC",
+];
+/// What an empty cell shows.
+const NONE: &str = "-";
+/// `tail`'s starting widths, wide enough for most values so that columns
+/// seldom move.
+const TAIL_WIDTHS: &[(&str, usize)] = &[
+    ("HOST", 12),
+    ("TABLE", 5),
+    ("DST", 18),
+    ("TYPE", 7),
+    ("VIA", 15),
+    ("DEV", 6),
+    ("PROTO", 6),
+    ("SCOPE", 6),
+    ("METRIC", 6),
+];
+
+pub struct TablePrinter {
+    mode: Mode,
+    paint: Paint,
+    /// Column widths so far (`tail`), set with the header.
+    widths: Vec<usize>,
+    /// Rows held back (`show`), with whether the host column is wanted.
+    rows: Vec<Vec<String>>,
+    many: bool,
+}
+
+impl TablePrinter {
+    pub fn new(mode: Mode, paint: Paint) -> TablePrinter {
+        let paint = if mode == Mode::Tail {
+            paint
+        } else {
+            Paint::NONE
+        };
+        TablePrinter {
+            mode,
+            paint,
+            widths: Vec::new(),
+            rows: Vec::new(),
+            many: false,
+        }
+    }
+
+    fn header(&self, many: bool) -> Vec<String> {
+        let mut h = Vec::new();
+        if self.mode == Mode::Tail {
+            h.push("TIME");
+        }
+        if many {
+            h.push("HOST");
+        }
+        if self.mode == Mode::Tail {
+            h.push("ACTION");
+        }
+        h.extend(OBJECT_COLUMNS);
+        h.into_iter().map(str::to_owned).collect()
+    }
+}
+
+impl Printer for TablePrinter {
+    fn print(&mut self, out: &mut dyn Write, from: &Origin<'_>, event: &Event) -> io::Result<()> {
+        let Some(event::Kind::Change(c)) = &event.kind else {
+            marker(from.host, event, self.mode);
+            return Ok(());
+        };
+        let delete = c.action == Action::Delete as i32;
+        let mut row = Vec::new();
+        if self.mode == Mode::Tail {
+            row.push(time_of_day(event.time_unix_nano));
+        }
+        if from.many {
+            row.push(from.host.to_owned());
+        }
+        if self.mode == Mode::Tail {
+            row.push(if delete { "delete" } else { "add" }.to_owned());
+        }
+        match &c.object {
+            Some(change::Object::Route(r)) => row.extend(route_cells(r)),
+            Some(change::Object::Nexthop(n)) => row.extend(nexthop_cells(n)),
+            None => return Ok(()),
+        }
+        if self.mode == Mode::Show {
+            self.many |= from.many;
+            self.rows.push(row);
+            return Ok(());
+        }
+        if self.widths.is_empty() {
+            let header = self.header(from.many);
+            self.widths = header
+                .iter()
+                .map(|h| {
+                    let least = TAIL_WIDTHS.iter().find(|(name, _)| name == h);
+                    least.map_or(h.len(), |(_, w)| (*w).max(h.len()))
+                })
+                .collect();
+            grow(&mut self.widths, &row);
+            out.write_all(render(&header, &self.widths).as_bytes())?;
+        }
+        grow(&mut self.widths, &row);
+        let line = self
+            .paint
+            .line(render(&row, &self.widths).trim_end(), delete);
+        writeln!(out, "{line}")
+    }
+
+    fn notice(
+        &mut self,
+        _out: &mut dyn Write,
+        from: &Origin<'_>,
+        notice: &Notice<'_>,
+        _time_unix_nano: i64,
+    ) -> io::Result<()> {
+        eprintln!("routewatch: {}", notice_line(from.host, notice));
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let header = self.header(self.many);
+        out.write_all(aligned(&header, &self.rows).as_bytes())
+    }
+}
+
+/// `header` and `rows` in columns as wide as their widest value, two
+/// spaces apart, the last column unpadded.
+pub fn aligned(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        grow(&mut widths, row);
+    }
+    let mut text = render(header, &widths);
+    for row in rows {
+        text.push_str(&render(row, &widths));
+    }
+    text
+}
+
+fn grow(widths: &mut Vec<usize>, row: &[String]) {
+    for (i, cell) in row.iter().enumerate() {
+        let len = cell.chars().count();
+        match widths.get_mut(i) {
+            Some(w) => *w = (*w).max(len),
+            None => widths.push(len),
+        }
+    }
+}
+
+/// One line of cells, padded to `widths` (the last cell unpadded).
+fn render(cells: &[String], widths: &[usize]) -> String {
+    let mut line = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        if i + 1 == cells.len() {
+            line.push_str(cell);
+        } else {
+            let width = widths.get(i).copied().unwrap_or(0);
+            line.push_str(&format!("{cell:<width$}  "));
+        }
+    }
+    line.push('\n');
+    line
+}
+
+fn or_none(s: impl Into<String>) -> String {
+    let s = s.into();
+    if s.is_empty() {
+        NONE.to_owned()
+    } else {
+        s
+    }
+}
+
+fn route_cells(r: &Route) -> Vec<String> {
+    let (via, dev) = if r.nexthops.is_empty() {
+        (r.gateway.clone(), r.dev.clone())
+    } else {
+        let via: Vec<&str> = r.nexthops.iter().map(|h| h.gateway.as_str()).collect();
+        let dev: Vec<&str> = r.nexthops.iter().map(|h| h.dev.as_str()).collect();
+        (via.join(","), dev.join(","))
+    };
+    vec![
+        names::name(TABLES, r.table).into_owned(),
+        ip_prefix(&r.dst).into_owned(),
+        names::name(ROUTE_TYPES, r.r#type).into_owned(),
+        or_none(via),
+        or_none(dev),
+        names::name(PROTOCOLS, r.protocol).into_owned(),
+        names::name(SCOPES, r.scope).into_owned(),
+        r.metric.to_string(),
+        or_none(r.prefsrc.clone()),
+    ]
+}
+
+fn nexthop_cells(n: &Nexthop) -> Vec<String> {
+    let (kind, via) = if !n.group.is_empty() {
+        let members: Vec<String> = n
+            .group
+            .iter()
+            .map(|g| {
+                if g.weight == 1 {
+                    g.id.to_string()
+                } else {
+                    format!("{},{}", g.id, g.weight)
+                }
+            })
+            .collect();
+        ("group", members.join("/"))
+    } else if n.blackhole {
+        ("blackhole", String::new())
+    } else {
+        ("nexthop", n.gateway.clone())
+    };
+    vec![
+        NONE.to_owned(),
+        format!("nhid {}", n.id),
+        kind.to_owned(),
+        or_none(via),
+        or_none(n.dev.clone()),
+        names::name(PROTOCOLS, n.protocol).into_owned(),
+        names::name(SCOPES, n.scope).into_owned(),
+        NONE.to_owned(),
+        NONE.to_owned(),
+    ]
+}
+
+/// `HH:MM:SS.mmm`, UTC.
+fn time_of_day(unix_nano: i64) -> String {
+    let format = time::macros::format_description!("[hour]:[minute]:[second].[subsecond digits:3]");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_nano))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| unix_nano.to_string())
+}

@@ -1,0 +1,151 @@
+//! `show --summary`: how many routes each host has, per table and
+//! protocol, as `text`/`table` columns or JSON lines.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use routewatch_proto::names::{self, PROTOCOLS, TABLES};
+use routewatch_proto::v1::{change, event, Event, Family};
+use serde_json::json;
+
+use crate::printer::{aligned, Format};
+
+/// Route counts of one (host, table, protocol).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub inet: u64,
+    pub inet6: u64,
+}
+
+/// (host, table in `show`'s order, protocol).
+pub type Group = (Arc<str>, (u32, u32), u32);
+
+/// Counts routes per host, table and protocol.
+pub fn count(events: &[(Arc<str>, Event)]) -> BTreeMap<Group, Counts> {
+    let mut counts: BTreeMap<_, Counts> = BTreeMap::new();
+    for (host, e) in events {
+        let Some(event::Kind::Change(c)) = &e.kind else {
+            continue;
+        };
+        let Some(change::Object::Route(r)) = &c.object else {
+            continue;
+        };
+        let entry = counts
+            .entry((host.clone(), (r.table & 255, r.table), r.protocol))
+            .or_default();
+        if r.family == Family::Inet6 as i32 {
+            entry.inet6 += 1;
+        } else {
+            entry.inet += 1;
+        }
+    }
+    counts
+}
+
+/// Prints the counts of `events` (a snapshot's adds) in `format`.
+pub fn print(out: &mut dyn Write, format: Format, events: &[(Arc<str>, Event)]) -> io::Result<()> {
+    let counts = count(events);
+    match format {
+        Format::Json | Format::Jsonpb => {
+            for ((host, (_, table), protocol), c) in &counts {
+                let line = json!({
+                    "host": &**host,
+                    "table": names::name(TABLES, *table),
+                    "protocol": names::name(PROTOCOLS, *protocol),
+                    "inet": c.inet,
+                    "inet6": c.inet6,
+                    "routes": c.inet + c.inet6,
+                });
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        }
+        Format::Text | Format::Table => {
+            let header: Vec<String> = ["HOST", "TABLE", "PROTO", "INET", "INET6", "ROUTES"]
+                .map(str::to_owned)
+                .to_vec();
+            let rows: Vec<Vec<String>> = counts
+                .iter()
+                .map(|((host, (_, table), protocol), c)| {
+                    vec![
+                        host.to_string(),
+                        names::name(TABLES, *table).into_owned(),
+                        names::name(PROTOCOLS, *protocol).into_owned(),
+                        c.inet.to_string(),
+                        c.inet6.to_string(),
+                        (c.inet + c.inet6).to_string(),
+                    ]
+                })
+                .collect();
+            out.write_all(aligned(&header, &rows).as_bytes())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use routewatch_proto::v1::{Action, Change, Origin, Route};
+
+    use super::*;
+
+    fn add(host: &str, family: Family, table: u32, protocol: u32) -> (Arc<str>, Event) {
+        let route = Route {
+            family: family as i32,
+            table,
+            protocol,
+            ..Default::default()
+        };
+        let change = Change {
+            action: Action::Add as i32,
+            origin: Origin::Dump as i32,
+            key: "k".into(),
+            object: Some(change::Object::Route(route)),
+        };
+        let event = Event {
+            kind: Some(event::Kind::Change(change)),
+            ..Default::default()
+        };
+        (host.into(), event)
+    }
+
+    fn events() -> Vec<(Arc<str>, Event)> {
+        vec![
+            add("h1", Family::Inet, 254, 186),
+            add("h1", Family::Inet, 254, 186),
+            add("h1", Family::Inet6, 254, 186),
+            add("h1", Family::Inet, 255, 2),
+            add("h1", Family::Inet, 1000, 4),
+            add("h2", Family::Inet6, 254, 2),
+        ]
+    }
+
+    #[test]
+    fn counts_per_host_table_and_protocol_as_columns() {
+        let mut out = Vec::new();
+        print(&mut out, Format::Table, &events()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\
+HOST  TABLE  PROTO   INET  INET6  ROUTES
+h1    1000   static  1     0      1
+h1    main   bgp     2     1      3
+h1    local  kernel  1     0      1
+h2    main   kernel  0     1      1
+"
+        );
+    }
+
+    #[test]
+    fn counts_as_json_lines() {
+        let mut out = Vec::new();
+        print(&mut out, Format::Json, &events()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let first = text.lines().nth(1).unwrap();
+        assert_eq!(
+            first,
+            r#"{"host":"h1","table":"main","protocol":"bgp","inet":2,"inet6":1,"routes":3}"#
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! `object`: routes or nexthop objects.
+
+use super::values::words;
+use super::{InvalidFilter, Object, Predicate};
+use crate::v1::Filter;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Route,
+    Nexthop,
+}
+
+const KINDS: &[(&str, Kind)] = &[("route", Kind::Route), ("nexthop", Kind::Nexthop)];
+
+pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFilter> {
+    if filter.object.is_empty() {
+        return Ok(());
+    }
+    let wanted = words("object", &filter.object, KINDS)?;
+    out.push(Box::new(move |s| {
+        let kind = match s.object {
+            Object::Route(_) => Kind::Route,
+            Object::Nexthop(_) => Kind::Nexthop,
+        };
+        wanted.contains(&kind)
+    }));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::filter::testing::*;
+
+    #[test]
+    fn routes_or_nexthop_objects() {
+        let r = route("10.0.0.0/8");
+        let nh = nexthop(1);
+        let only = |f: &mut crate::v1::Filter| f.object = strings(&["nexthop"]);
+        assert!(!passes(only, &added(&r)));
+        assert!(passes(only, &nexthop_added(&nh)));
+        assert_eq!(invalid(|f| f.object = strings(&["rule"])).field, "object");
+    }
+}

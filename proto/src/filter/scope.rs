@@ -1,0 +1,32 @@
+//! `scope`: the scope of a route or nexthop object.
+
+use super::values::numbers;
+use super::{InvalidFilter, Predicate};
+use crate::names::SCOPES;
+use crate::v1::Filter;
+
+pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFilter> {
+    if filter.scope.is_empty() {
+        return Ok(());
+    }
+    let wanted = numbers("scope", &filter.scope, SCOPES, 255)?;
+    out.push(Box::new(move |s| wanted.contains(&s.object.scope())));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::filter::testing::*;
+
+    #[test]
+    fn matches_the_scope() {
+        let mut r = route("10.0.0.0/8");
+        r.scope = 253;
+        assert!(passes(|f| f.scope = strings(&["link"]), &added(&r)));
+        assert!(!passes(
+            |f| f.scope = strings(&["global", "host"]),
+            &added(&r)
+        ));
+        assert_eq!(invalid(|f| f.scope = strings(&["planet"])).field, "scope");
+    }
+}

@@ -1,0 +1,76 @@
+//! What a filter looks at: one change of one object, with its event's
+//! context.
+
+use crate::v1::{Action, Nexthop, Origin, Route};
+
+/// One change as filters see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub action: Action,
+    pub origin: Origin,
+    /// The network namespace ("" for the agent's own).
+    pub netns: &'a str,
+    pub object: Object<'a>,
+}
+
+/// The object a change is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Object<'a> {
+    Route(&'a Route),
+    Nexthop(&'a Nexthop),
+}
+
+impl<'a> Object<'a> {
+    /// The route, when it is one.
+    pub fn route(self) -> Option<&'a Route> {
+        match self {
+            Object::Route(r) => Some(r),
+            Object::Nexthop(_) => None,
+        }
+    }
+
+    /// The address family (a `Family` number).
+    pub fn family(self) -> i32 {
+        match self {
+            Object::Route(r) => r.family,
+            Object::Nexthop(n) => n.family,
+        }
+    }
+
+    pub fn protocol(self) -> u32 {
+        match self {
+            Object::Route(r) => r.protocol,
+            Object::Nexthop(n) => n.protocol,
+        }
+    }
+
+    pub fn scope(self) -> u32 {
+        match self {
+            Object::Route(r) => r.scope,
+            Object::Nexthop(n) => n.scope,
+        }
+    }
+
+    /// Every output device the object names: a route's, each of its
+    /// paths', or a nexthop object's.
+    pub fn devs(self) -> impl Iterator<Item = &'a str> {
+        let (own, hops) = match self {
+            Object::Route(r) => (r.dev.as_str(), r.nexthops.as_slice()),
+            Object::Nexthop(n) => (n.dev.as_str(), &[][..]),
+        };
+        std::iter::once(own)
+            .chain(hops.iter().map(|h| h.dev.as_str()))
+            .filter(|d| !d.is_empty())
+    }
+
+    /// Every gateway the object names, like [`Object::devs`].
+    pub fn gateways(self) -> impl Iterator<Item = &'a str> {
+        let (own, hops) = match self {
+            Object::Route(r) => (r.gateway.as_str(), r.nexthops.as_slice()),
+            Object::Nexthop(n) => (n.gateway.as_str(), &[][..]),
+        };
+        std::iter::once(own)
+            .chain(hops.iter().map(|h| h.gateway.as_str()))
+            .filter(|g| !g.is_empty())
+    }
+}

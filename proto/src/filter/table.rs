@@ -1,0 +1,51 @@
+//! `table`: the routing table of a route (number or name).
+
+use super::values::numbers;
+use super::{InvalidFilter, Predicate};
+use crate::names::TABLES;
+use crate::v1::Filter;
+
+pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFilter> {
+    if filter.table.is_empty() {
+        return Ok(());
+    }
+    let wanted = numbers("table", &filter.table, TABLES, u32::MAX)?;
+    out.push(Box::new(move |s| {
+        s.object.route().is_some_and(|r| wanted.contains(&r.table))
+    }));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::filter::testing::*;
+
+    #[test]
+    fn names_and_numbers_above_255() {
+        let mut r = route("10.0.0.0/8");
+        assert!(passes(|f| f.table = strings(&["main"]), &added(&r)));
+        assert!(passes(|f| f.table = strings(&["254"]), &added(&r)));
+        r.table = 100000;
+        assert!(passes(
+            |f| f.table = strings(&["local", "100000"]),
+            &added(&r)
+        ));
+        assert!(!passes(|f| f.table = strings(&["main"]), &added(&r)));
+    }
+
+    #[test]
+    fn nexthop_objects_have_no_table() {
+        let nh = nexthop(1);
+        assert!(!passes(
+            |f| f.table = strings(&["main"]),
+            &nexthop_added(&nh)
+        ));
+    }
+
+    #[test]
+    fn unknown_names_are_refused() {
+        let e = invalid(|f| f.table = strings(&["mian"]));
+        assert_eq!(e.field, "table");
+        assert!(e.reason.contains("main"), "{e}");
+    }
+}

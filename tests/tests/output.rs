@@ -1,0 +1,215 @@
+//! What `show` prints in each format, checked against what `ip` lists:
+//! the order of `ip route show`, the summary's counts, and every object
+//! once in table, text and jsonpb output.
+
+use std::collections::BTreeMap;
+
+use routewatch_tests::bins::client_bin;
+use routewatch_tests::compare::{kernel_nexthops, kernel_routes};
+use routewatch_tests::{add_veth_pair, run_show, Agent, Netns};
+use serde_json::Value;
+
+fn populated() -> (Netns, Agent) {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    ns.ip_batch(
+        "route add 10.0.0.0/8 via 10.1.0.10 proto bgp
+route add 10.0.0.0/16 via 10.1.0.10 proto static
+route add 10.0.0.0/24 via 10.1.0.10 metric 5
+route add 10.0.0.0/24 via 10.1.0.10 metric 1
+route add 10.0.0.0/24 via 10.1.0.10 tos 0x10
+route add 10.0.0.128/25 via 10.1.0.10 proto bgp
+route add 9.0.0.0/8 via 10.2.0.10 proto ospf
+route add default via 10.1.0.10
+route add 1.2.3.4 via 10.1.0.10 proto bgp
+route add 192.168.0.0/16 via 10.1.0.10 table 1000 proto bgp
+route add 10.5.0.0/16 via 10.1.0.10 table 300
+route add 10.5.0.0/16 via 10.1.0.10 table 2 proto bgp
+route add 2001:db8:5::/64 via 2001:db8:1::10
+route add 2001:db8::/32 via 2001:db8:1::10 proto bgp
+route add 2001:db8:5::/48 via 2001:db8:1::10 metric 50
+route add 2001:db8:5::/64 via 2001:db8:1::10 metric 50
+route add ::/0 via 2001:db8:1::10 metric 10
+route add 2001:db8:5::/64 via 2001:db8:1::10 table 7
+nexthop add id 1 via 10.1.0.10 dev va
+nexthop add id 2 via 10.2.0.10 dev vb
+",
+    );
+    let agent = Agent::start(&ns);
+    (ns, agent)
+}
+
+fn show(ns: &Netns, agent: &Agent, args: &[&str]) -> String {
+    let mut full = vec!["show", "--insecure", agent.addr()];
+    full.extend_from_slice(args);
+    let out = ns.output(client_bin(), &full);
+    assert!(
+        out.status.success(),
+        "{full:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// (dst, metric, tos) of each route, in order.
+fn order(routes: &[Value]) -> Vec<(String, u64, String)> {
+    routes
+        .iter()
+        .map(|r| {
+            (
+                r["dst"].as_str().unwrap_or("").to_owned(),
+                r["metric"].as_u64().unwrap_or(0),
+                r["tos"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn show_lists_routes_in_ip_route_show_s_order() {
+    let (ns, agent) = populated();
+    for family in ["-4", "-6"] {
+        let ours: Vec<Value> = run_show(
+            ns.name(),
+            &["show", "--insecure", "-o", "json", family, agent.addr()],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|l| l["object"] == "route")
+        .collect();
+        let kernel = ns.ip_json(&format!("{family} route show table all"));
+        assert_eq!(
+            order(&ours),
+            order(kernel.as_array().unwrap()),
+            "{family}: ours, then ip's"
+        );
+    }
+}
+
+#[test]
+fn summary_counts_what_ip_lists_per_table_and_protocol() {
+    let (ns, agent) = populated();
+    let (v4, v6) = kernel_routes(&ns);
+    let mut want: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for (routes, v6) in [(&v4, false), (&v6, true)] {
+        for r in routes {
+            let key = (
+                r["table"].as_str().unwrap().to_owned(),
+                r["protocol"].as_str().unwrap().to_owned(),
+            );
+            let counts = want.entry(key).or_default();
+            if v6 {
+                counts.1 += 1;
+            } else {
+                counts.0 += 1;
+            }
+        }
+    }
+    let lines = run_show(
+        ns.name(),
+        &[
+            "show",
+            "--insecure",
+            "--summary",
+            "-o",
+            "json",
+            agent.addr(),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let got: BTreeMap<(String, String), (u64, u64)> = lines
+        .iter()
+        .map(|l| {
+            let inet = l["inet"].as_u64().unwrap();
+            let inet6 = l["inet6"].as_u64().unwrap();
+            assert_eq!(l["routes"].as_u64(), Some(inet + inet6), "{l}");
+            let key = (
+                l["table"].as_str().unwrap().to_owned(),
+                l["protocol"].as_str().unwrap().to_owned(),
+            );
+            (key, (inet, inet6))
+        })
+        .collect();
+    assert_eq!(got, want);
+    let text = show(&ns, &agent, &["--summary"]);
+    assert!(
+        text.starts_with("HOST  TABLE  PROTO   INET  INET6  ROUTES\n"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), want.len() + 1, "{text}");
+}
+
+#[test]
+fn table_text_and_jsonpb_print_every_object_once() {
+    let (ns, agent) = populated();
+    let (v4, v6) = kernel_routes(&ns);
+    let objects = v4.len() + v6.len() + kernel_nexthops(&ns).len();
+
+    let table = show(&ns, &agent, &["-o", "table"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["TABLE", "DST", "TYPE", "VIA", "DEV", "PROTO", "SCOPE", "METRIC", "SRC"]
+    );
+    assert_eq!(lines.count(), objects, "{table}");
+    let row = [
+        "1000",
+        "192.168.0.0/16",
+        "unicast",
+        "10.1.0.10",
+        "va",
+        "bgp",
+    ];
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().take(6).eq(row.iter().copied())),
+        "{table}"
+    );
+
+    let text = show(&ns, &agent, &["-o", "text"]);
+    assert_eq!(text.lines().count(), objects, "{text}");
+    assert!(
+        text.contains("192.168.0.0/16 via 10.1.0.10 dev va table 1000 proto bgp\n"),
+        "{text}"
+    );
+
+    let jsonpb = show(&ns, &agent, &["-o", "jsonpb"]);
+    let events: Vec<Value> = jsonpb
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let changes = events.iter().filter(|e| e["event"]["change"].is_object());
+    assert_eq!(changes.count(), objects, "{jsonpb}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"]["sync"].is_object() && e["host"].is_string()),
+        "a sync marker: {jsonpb}"
+    );
+    assert!(jsonpb.contains(r#""action":"ACTION_ADD","origin":"ORIGIN_DUMP""#));
+}
+
+#[test]
+fn completions_and_the_manual_page_are_printed() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(client_bin())
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    assert!(run(&["completions", "bash"]).contains("_routewatch()"));
+    assert!(run(&["completions", "zsh"]).starts_with("#compdef routewatch"));
+    assert!(run(&["completions", "fish"]).contains("complete -c routewatch"));
+    let page = run(&["man"]);
+    assert!(page.contains(".TH routewatch 1"), "{}", &page[..200]);
+    let dir = routewatch_tests::util::temp_path("man");
+    run(&["man", "--dir", &dir.display().to_string()]);
+    for page in ["routewatch.1", "routewatch-tail.1", "routewatch-show.1"] {
+        assert!(dir.join(page).exists(), "{page}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
