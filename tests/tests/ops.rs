@@ -184,7 +184,9 @@ fn a_restarted_agent_counts_the_resync_its_subscriber_gets() {
         e.value("routewatch_resyncs_total", &[("cause", "lagged")]),
         Some(0.0)
     );
-    tail.wait_synced(SYNC_TIMEOUT);
+    // The agent counts the resync when it sends it; the tail prints it a
+    // moment later.
+    tail.wait_for(|r| r.resyncs == 1 && r.is_synced(), SYNC_TIMEOUT);
     assert_eq!(
         StreamCheck::of(&tail.lines()).resync_causes,
         vec!["unknown_stream"]
