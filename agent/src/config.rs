@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::journal::RingLimits;
 use crate::session::SessionConfig;
+use crate::tls::TlsConfig;
 
 /// How the agent watches the kernel and serves subscribers.
 #[derive(Debug, Clone, Args)]
@@ -20,6 +21,15 @@ pub struct AgentConfig {
     /// this host's routing tables; use it on loopback or a trusted network.
     #[arg(long, env = "ROUTEWATCH_INSECURE")]
     pub insecure: bool,
+
+    #[command(flatten)]
+    pub tls: TlsConfig,
+
+    /// Most subscriptions served at once. One more is refused with
+    /// RESOURCE_EXHAUSTED (its client retries later) instead of costing the
+    /// host memory and CPU without bound.
+    #[arg(long, env = "ROUTEWATCH_MAX_SUBSCRIBERS", default_value_t = 256)]
+    pub max_subscribers: usize,
 
     #[command(flatten)]
     pub pipeline: PipelineConfig,

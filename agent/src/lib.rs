@@ -15,19 +15,25 @@
 //! - [`persist`]: `--state-dir`, so a restarted agent continues its stream.
 //! - [`pipeline`]: source + journal for one namespace, in process or served.
 //! - [`server`]: the gRPC service and [`run`].
+//! - [`request`]: checks a subscription request before its session starts.
+//! - [`admission`]: the `--max-subscribers` limit.
+//! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
 //! - [`config`], [`error`].
 
+pub mod admission;
 pub mod config;
 pub mod decode;
 pub mod error;
 pub mod journal;
 pub mod persist;
 pub mod pipeline;
+pub mod request;
 pub mod server;
 pub mod session;
 pub mod socket;
 pub mod source;
 pub mod state;
+pub mod tls;
 
 pub use config::{AgentConfig, PipelineConfig};
 pub use error::AgentError;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use routewatch_proto::v1::SubscribeRequest;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -12,7 +13,7 @@ use crate::config::PipelineConfig;
 use crate::error::AgentError;
 use crate::journal::Journal;
 use crate::persist::StateDir;
-use crate::session::{subscribe, ResponseStream, SessionConfig};
+use crate::session::{subscribe, subscribe_admitted, ResponseStream, SessionConfig};
 use crate::socket::NetlinkSocket;
 use crate::source::{Source, SourceStats};
 
@@ -121,6 +122,21 @@ impl Subscriber {
             request,
             self.config.clone(),
             self.shutdown.clone(),
+        )
+    }
+
+    /// A subscription whose session holds `slot` while it runs.
+    pub fn subscribe_admitted(
+        &self,
+        request: SubscribeRequest,
+        slot: OwnedSemaphorePermit,
+    ) -> ResponseStream {
+        subscribe_admitted(
+            self.journal.clone(),
+            request,
+            self.config.clone(),
+            self.shutdown.clone(),
+            Some(slot),
         )
     }
 }

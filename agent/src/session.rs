@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use routewatch_proto::v1::{self as api, event, ResyncCause, SubscribeRequest, SubscribeResponse};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -50,8 +50,21 @@ pub fn subscribe(
     config: SessionConfig,
     shutdown: CancellationToken,
 ) -> ResponseStream {
+    subscribe_admitted(journal, request, config, shutdown, None)
+}
+
+/// Like [`subscribe`], holding `slot` (see [`crate::admission`]) for exactly
+/// as long as the session's task runs.
+pub fn subscribe_admitted(
+    journal: Arc<Journal>,
+    request: SubscribeRequest,
+    config: SessionConfig,
+    shutdown: CancellationToken,
+    slot: Option<OwnedSemaphorePermit>,
+) -> ResponseStream {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
+        let _slot = slot;
         let session = Session {
             journal,
             config,

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::certs::Certs;
 use crate::printer::Format;
+use crate::tls::TlsArgs;
 
 /// Follow Linux routing changes on this host or on many, exactly.
 ///
@@ -30,9 +32,10 @@ pub enum Command {
     ///
     /// Examples:
     ///   routewatch tail                               # this host, in process
-    ///   routewatch tail --insecure 10.0.0.1:50051 10.0.0.2:50051
+    ///   routewatch tail --ca ca.pem --cert client.pem --key client-key.pem host1:50051 host2:50051
+    ///   routewatch tail --insecure 10.0.0.1:50051     # an agent serving plaintext
     ///   routewatch tail -o json | jq 'select(.action=="delete")'
-    ///   routewatch tail --insecure -o json --cursor-file pos.json 10.0.0.1:50051 >> log
+    ///   routewatch tail --ca ca.pem -o json --cursor-file pos.json host1:50051 >> log
     #[command(verbatim_doc_comment)]
     Tail(Tail),
     /// Print the current routes and nexthop objects, then exit.
@@ -42,9 +45,13 @@ pub enum Command {
     ///
     /// Examples:
     ///   routewatch show
-    ///   routewatch show --insecure 10.0.0.1:50051 -o json
+    ///   routewatch show --ca ca.pem --cert client.pem --key client-key.pem host1:50051 -o json
+    ///   routewatch show --insecure 10.0.0.1:50051
     #[command(verbatim_doc_comment)]
     Show(Watch),
+    /// Make certificates for trying mutual TLS.
+    #[command(subcommand)]
+    Certs(Certs),
 }
 
 /// `tail`'s options.
@@ -74,8 +81,12 @@ pub struct Watch {
     pub targets: Vec<String>,
 
     /// Connect to agents in plaintext (the agent must run with --insecure).
+    /// Without it, routewatch connects with TLS.
     #[arg(long, env = "ROUTEWATCH_INSECURE")]
     pub insecure: bool,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// Output format: `text` reads like `ip monitor route`; `json` prints one
     /// object per line with the field names of `ip -j -d route show`.

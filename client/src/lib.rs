@@ -11,10 +11,14 @@
 //! - [`reconnect`]: `tail`'s resubscribing after every loss, paced by
 //!   [`backoff`], resuming from the [`cursor`].
 //! - [`tail`]: the `tail` command, keeping the [`cursor_file`].
+//! - [`tls`]: TLS to agents (`--ca`, `--cert`, `--key`), failures in words.
+//! - [`certs`]: `routewatch certs init`, a CA and certificates to try
+//!   mutual TLS with.
 //! - [`printer`]: one printer per output format.
 //! - [`error`]: the `ClientError` type.
 
 pub mod backoff;
+pub mod certs;
 pub mod cli;
 pub mod cursor;
 pub mod cursor_file;
@@ -25,6 +29,7 @@ pub mod remote;
 pub mod subscription;
 pub mod tail;
 pub mod target;
+pub mod tls;
 
 pub use error::ClientError;
 
@@ -37,12 +42,14 @@ use cli::{Command, Watch};
 use printer::{printer, Mode, Origin};
 use subscription::{fan_in, Delivery, Options};
 use target::Target;
+use tls::Security;
 
 /// Runs one command until it is done or `shutdown` is cancelled.
 pub async fn run(command: Command, shutdown: CancellationToken) -> Result<(), ClientError> {
     match command {
         Command::Tail(args) => tail::run(args, shutdown).await,
         Command::Show(watch) => show(watch, shutdown).await,
+        Command::Certs(certs) => certs.run(),
     }
 }
 
@@ -50,10 +57,16 @@ pub(crate) fn targets(watch: &Watch) -> Result<Vec<Target>, ClientError> {
     if watch.targets.is_empty() {
         return Ok(vec![Target::Local]);
     }
-    if !watch.insecure {
-        return Err(ClientError::TlsRequired);
-    }
     watch.targets.iter().map(|t| Target::parse(t)).collect()
+}
+
+/// How remote targets are reached: TLS unless `--insecure`. This host
+/// alone needs no setup.
+pub(crate) fn security(watch: &Watch, targets: &[Target]) -> Result<Security, ClientError> {
+    if targets.iter().all(|t| *t == Target::Local) {
+        return Ok(Security::Plaintext);
+    }
+    Security::from_args(watch.insecure, &watch.tls)
 }
 
 async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientError> {
@@ -69,6 +82,7 @@ async fn show(watch: Watch, shutdown: CancellationToken) -> Result<(), ClientErr
     let options = Options {
         reconnect: false,
         compression: watch.compression,
+        security: security(&watch, &targets)?,
         resume: Default::default(),
     };
     let mut rx = fan_in(targets, request, options, shutdown);
@@ -108,7 +122,11 @@ fn sort_key(e: &Event) -> (u8, i32, u32, u128, u8, u32) {
         Some(event::Kind::Change(c)) => match &c.object {
             Some(change::Object::Nexthop(n)) => (0, 0, n.id, 0, 0, 0),
             Some(change::Object::Route(r)) => {
-                let family = if r.family == Family::Inet6 as i32 { 6 } else { 4 };
+                let family = if r.family == Family::Inet6 as i32 {
+                    6
+                } else {
+                    4
+                };
                 let (addr, len) = prefix_order(&r.dst);
                 (1, family, r.table, addr, len, r.metric)
             }

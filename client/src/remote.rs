@@ -16,7 +16,10 @@ use routewatch_proto::v1::{SubscribeRequest, SubscribeResponse};
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Endpoint;
 
+use hyper_util::client::legacy::connect::HttpConnector;
+
 use crate::cli::Compression;
+use crate::tls::{Connector, Security, Verdict};
 use crate::ClientError;
 
 /// Largest response the client accepts; batches are far smaller.
@@ -40,28 +43,26 @@ pub async fn subscribe(
     addr: &str,
     request: SubscribeRequest,
     compression: Compression,
+    security: &Security,
 ) -> Result<Responses, ClientError> {
-    let connect_err = |source| ClientError::Connect {
-        target: addr.to_owned(),
-        source,
-    };
+    let connector = Connector::new(security, addr, tcp_connector())?;
+    let verdict = connector.verdict();
+    let connect_err = |source| connect_error(addr, source, &verdict);
     let stream_err = {
         let addr = addr.to_owned();
-        move |status| ClientError::Stream {
-            target: addr.clone(),
-            status,
-        }
+        let verdict = verdict.clone();
+        move |status| stream_error(&addr, status, &verdict)
     };
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
+    let scheme = if security.is_tls() { "https" } else { "http" };
+    // tonic's own connect timeout and keepalive settings apply to its own
+    // connector; ours (tcp_connector) carries the same values.
+    let channel = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(connect_err)?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT)
         .keep_alive_while_idle(true)
-        .tcp_keepalive(Some(TCP_KEEPALIVE))
-        .tcp_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL))
-        .tcp_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES))
-        .connect()
+        .connect_with_connector(connector)
         .await
         .map_err(connect_err)?;
     let mut client = RouteWatchClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
@@ -85,4 +86,55 @@ pub async fn subscribe(
         .into_inner()
         .map(move |r| r.map_err(&stream_err))
         .boxed())
+}
+
+/// The TCP half of a TLS connection, set up as tonic sets up its own.
+fn tcp_connector() -> HttpConnector {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    tcp.set_keepalive(Some(TCP_KEEPALIVE));
+    tcp.set_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL));
+    tcp.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
+    tcp
+}
+
+/// A failure to connect, in the words of the connection when it had any.
+fn connect_error(addr: &str, source: tonic::transport::Error, verdict: &Verdict) -> ClientError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+    while let Some(e) = cause {
+        if let Some(ClientError::Tls { target, problem }) = e.downcast_ref::<ClientError>() {
+            return ClientError::Tls {
+                target: target.clone(),
+                problem: problem.clone(),
+            };
+        }
+        cause = e.source();
+    }
+    match verdict.get() {
+        Some(problem) => ClientError::Tls {
+            target: addr.to_owned(),
+            problem,
+        },
+        None => ClientError::Connect {
+            target: addr.to_owned(),
+            source,
+        },
+    }
+}
+
+/// A failed call. With TLS 1.3 the agent's verdict on this client's
+/// certificate arrives only now, as an alert that ends the connection.
+fn stream_error(addr: &str, status: tonic::Status, verdict: &Verdict) -> ClientError {
+    match verdict.get() {
+        Some(problem) => ClientError::Tls {
+            target: addr.to_owned(),
+            problem,
+        },
+        None => ClientError::Stream {
+            target: addr.to_owned(),
+            status,
+        },
+    }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Compression;
 use crate::cursor::{Position, Step};
 use crate::target::Target;
+use crate::tls::Security;
 use crate::{reconnect, remote, ClientError};
 
 /// What the fan-in delivers about one host.
@@ -50,6 +51,7 @@ pub struct Options {
     /// shutdown (`tail`), instead of failing (`show`).
     pub reconnect: bool,
     pub compression: Compression,
+    pub security: Security,
     /// Where remote targets resume, by address.
     pub resume: HashMap<String, Cursor>,
 }
@@ -109,7 +111,8 @@ async fn follow(
         Target::Remote(addr) if options.reconnect => {
             let position = Position::new(options.resume.get(addr).cloned());
             let compression = options.compression;
-            let subscribe = |request| remote::subscribe(addr, request, compression);
+            let security = &options.security;
+            let subscribe = |request| remote::subscribe(addr, request, compression, security);
             reconnect::follow(host, request, position, tx, subscribe).await;
             Ok(())
         }
@@ -118,7 +121,8 @@ async fn follow(
                 resume_from: options.resume.get(addr).cloned(),
                 ..request
             };
-            let stream = remote::subscribe(addr, request, options.compression).await?;
+            let stream =
+                remote::subscribe(addr, request, options.compression, &options.security).await?;
             forward(stream, &host, None, tx).await.result()
         }
     }

@@ -40,6 +40,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
     let options = Options {
         reconnect: true,
         compression: watch.compression,
+        security: crate::security(&watch, &targets)?,
         resume,
     };
     let mut rx = fan_in(targets, request, options, shutdown);

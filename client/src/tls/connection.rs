@@ -1,0 +1,175 @@
+//! One connection to an agent, TLS or plaintext, that remembers why it
+//! failed.
+//!
+//! When a connection dies, hyper tells the waiting call only that it was
+//! closed; the reason (a TLS alert from the agent, or TLS bytes where
+//! HTTP/2 was expected) stays with the connection. The connection writes
+//! it into a [`Verdict`] its caller shares, so the call's error can say it.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::tls::problem::{describe, NOT_PLAINTEXT};
+
+/// Why the connections of one subscription failed, if they said so.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict(Arc<Mutex<Option<String>>>);
+
+impl Verdict {
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok()?.clone()
+    }
+
+    fn set(&self, why: String) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(why);
+        }
+    }
+}
+
+/// A connection to an agent.
+pub struct Connection {
+    io: Io,
+    verdict: Verdict,
+}
+
+enum Io {
+    /// `looked`: the first bytes from the agent were checked already.
+    Plain { tcp: TcpStream, looked: bool },
+    Tls {
+        tls: Box<TlsStream<TcpStream>>,
+        client_cert: bool,
+    },
+}
+
+impl Connection {
+    pub fn plain(tcp: TcpStream, verdict: Verdict) -> Connection {
+        Connection {
+            io: Io::Plain { tcp, looked: false },
+            verdict,
+        }
+    }
+
+    pub fn tls(tls: TlsStream<TcpStream>, client_cert: bool, verdict: Verdict) -> Connection {
+        Connection {
+            io: Io::Tls {
+                tls: Box::new(tls),
+                client_cert,
+            },
+            verdict,
+        }
+    }
+
+    /// Notes a TLS error's meaning before passing the error on.
+    fn note<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let (Poll::Ready(Err(e)), Io::Tls { client_cert, .. }) = (&result, &self.io) {
+            if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                self.verdict.set(describe(tls, None, *client_cert));
+            }
+        }
+        result
+    }
+}
+
+/// A TLS record header (handshake or alert, version 3.x) where an HTTP/2
+/// frame was expected: the agent speaks TLS.
+fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x15 | 0x16, 0x03, 0x00..=0x04, ..])
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = match &mut this.io {
+            Io::Plain { tcp, looked } => {
+                let before = buf.filled().len();
+                let result = Pin::new(tcp).poll_read(cx, buf);
+                if !*looked && buf.filled().len() > before {
+                    *looked = true;
+                    if looks_like_tls(&buf.filled()[before..]) {
+                        this.verdict.set(NOT_PLAINTEXT.to_owned());
+                    }
+                }
+                result
+            }
+            Io::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        };
+        this.note(result)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = match &mut this.io {
+            Io::Plain { tcp, .. } => Pin::new(tcp).poll_write(cx, buf),
+            Io::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        };
+        this.note(result)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = match &mut this.io {
+            Io::Plain { tcp, .. } => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Io::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+        };
+        this.note(result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Io::Plain { tcp, .. } => tcp.is_write_vectored(),
+            Io::Tls { tls, .. } => tls.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = match &mut this.io {
+            Io::Plain { tcp, .. } => Pin::new(tcp).poll_flush(cx),
+            Io::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_flush(cx),
+        };
+        this.note(result)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain { tcp, .. } => Pin::new(tcp).poll_shutdown(cx),
+            Io::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_records_are_recognised() {
+        // A TLS 1.2 alert (decode_error), as rustls sends it to a
+        // plaintext client.
+        assert!(looks_like_tls(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]));
+        assert!(looks_like_tls(&[0x16, 0x03, 0x01]));
+        // An HTTP/2 SETTINGS frame: length 0x000012, type 4.
+        assert!(!looks_like_tls(&[0x00, 0x00, 0x12, 0x04, 0x00]));
+    }
+}
