@@ -23,7 +23,7 @@ pub enum ClientError {
         source: tonic::transport::Error,
     },
     /// The agent refused or ended the subscription with an error.
-    #[error("{target}: {status}")]
+    #[error("{target}: {} ({:?})", self.cause(), status.code())]
     Stream {
         target: String,
         status: tonic::Status,

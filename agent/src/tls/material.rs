@@ -125,11 +125,27 @@ impl TlsContents {
     pub fn summary(&self) -> Option<CertSummary> {
         let der = CertificateDer::pem_slice_iter(&self.cert).next()?.ok()?;
         let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+        let mut names = crate::tls::identity::san_names(&cert);
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            names.extend(san.value.general_names.iter().filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::IPAddress(ip) => ip_text(ip),
+                _ => None,
+            }));
+        }
         Some(CertSummary {
             subject: cert.subject().to_string(),
-            names: crate::tls::identity::san_names(&cert),
+            names,
             not_after: cert.validity().not_after.to_string(),
         })
+    }
+}
+
+/// An IP address SAN's octets as text.
+fn ip_text(octets: &[u8]) -> Option<String> {
+    match octets.len() {
+        4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(octets).ok()?).to_string()),
+        16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(octets).ok()?).to_string()),
+        _ => None,
     }
 }
 

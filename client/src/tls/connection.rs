@@ -66,15 +66,67 @@ impl Connection {
         }
     }
 
-    /// Notes a TLS error's meaning before passing the error on.
-    fn note<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if let (Poll::Ready(Err(e)), Io::Tls { client_cert, .. }) = (&result, &self.io) {
-            if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                self.verdict.set(describe(tls, None, *client_cert));
+    /// Notes what an error means before passing it on.
+    fn note<T>(&mut self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        let Poll::Ready(Err(e)) = &result else {
+            return result;
+        };
+        match &mut self.io {
+            Io::Tls { tls, client_cert } => {
+                let cause = e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<rustls::Error>())
+                    .cloned()
+                    .or_else(|| pending_alert(tls));
+                if let Some(cause) = cause {
+                    self.verdict.set(describe(&cause, None, *client_cert));
+                }
             }
+            // A TLS agent answers a plaintext client with an alert and
+            // closes; the reset that follows can fail a write before hyper
+            // reads anything. The alert may still wait in the receive
+            // queue (Linux hands out queued data before the error).
+            Io::Plain { tcp, looked } if !*looked => {
+                *looked = true;
+                // Straight from the socket (non-blocking): tokio's own
+                // try_read would answer from readiness it may not have
+                // seen yet.
+                let mut first = [0u8; 8];
+                let socket = socket2::SockRef::from(&*tcp);
+                if let Ok(n) = std::io::Read::read(&mut &*socket, &mut first) {
+                    if looks_like_tls(&first[..n]) {
+                        self.verdict.set(NOT_PLAINTEXT.to_owned());
+                    }
+                }
+            }
+            Io::Plain { .. } => {}
         }
         result
     }
+}
+
+/// The agent's alert, when a write failed because the agent had already
+/// judged this client and closed: with TLS 1.3 its verdict on the client's
+/// certificate comes after the client's part of the handshake, and the
+/// reset that follows it can fail hyper's first write before anything is
+/// read. The alert still waits in the receive queue; it is read straight
+/// from the socket (non-blocking) and handed to rustls to decrypt.
+fn pending_alert(tls: &mut TlsStream<TcpStream>) -> Option<rustls::Error> {
+    let (tcp, session) = tls.get_mut();
+    let socket = socket2::SockRef::from(&*tcp);
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = std::io::Read::read(&mut &*socket, &mut buf) {
+        let mut unread = &buf[..n];
+        while !unread.is_empty() {
+            if session.read_tls(&mut unread).is_err() {
+                return None;
+            }
+            if let Err(e) = session.process_new_packets() {
+                return Some(e);
+            }
+        }
+    }
+    None
 }
 
 /// A TLS record header (handshake or alert, version 3.x) where an HTTP/2
