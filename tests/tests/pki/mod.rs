@@ -154,7 +154,9 @@ pub const CLIENT_ID: &str = "spiffe://routewatch.test/collector";
 
 /// Files for an agent with mutual TLS and for its clients: the agent's
 /// certificate (for 127.0.0.1 and localhost) and a client certificate for
-/// [`CLIENT_ID`], both from `ca`, under names starting with `prefix`.
+/// [`CLIENT_ID`], both from `ca`, under names starting with `prefix`. The
+/// agent's `--client-ca` and the clients' `--ca` are separate files (the
+/// same CA), so that rotating the agent's files leaves the clients' alone.
 pub struct Mtls {
     pub agent_args: Vec<String>,
     pub client_args: Vec<String>,
@@ -164,20 +166,19 @@ impl Mtls {
     pub fn new(dir: &Dir, ca: &Ca, prefix: &str) -> Mtls {
         let agent = ca.agent(&["127.0.0.1", "localhost"]);
         let client = ca.client(&[CLIENT_ID]);
-        let ca_pem = dir.write(&format!("{prefix}ca.pem"), &ca.pem);
         let agent_args = vec![
             "--tls-cert".into(),
             dir.write(&format!("{prefix}agent.pem"), &agent.cert),
             "--tls-key".into(),
             dir.write(&format!("{prefix}agent-key.pem"), &agent.key),
             "--client-ca".into(),
-            ca_pem.clone(),
+            dir.write(&format!("{prefix}client-ca.pem"), &ca.pem),
             "--allow-client".into(),
             CLIENT_ID.into(),
         ];
         let client_args = vec![
             "--ca".into(),
-            ca_pem,
+            dir.write(&format!("{prefix}ca.pem"), &ca.pem),
             "--cert".into(),
             dir.write(&format!("{prefix}client.pem"), &client.cert),
             "--key".into(),
