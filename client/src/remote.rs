@@ -112,29 +112,25 @@ fn connect_error(addr: &str, source: tonic::transport::Error, verdict: &Verdict)
         }
         cause = e.source();
     }
-    match verdict.get() {
-        Some(problem) => ClientError::Tls {
-            target: addr.to_owned(),
-            problem,
-        },
-        None => ClientError::Connect {
-            target: addr.to_owned(),
-            source,
-        },
-    }
+    told(addr, verdict).unwrap_or_else(|| ClientError::Connect {
+        target: addr.to_owned(),
+        source,
+    })
 }
 
 /// A failed call. With TLS 1.3 the agent's verdict on this client's
 /// certificate arrives only now, as an alert that ends the connection.
 fn stream_error(addr: &str, status: tonic::Status, verdict: &Verdict) -> ClientError {
-    match verdict.get() {
-        Some(problem) => ClientError::Tls {
-            target: addr.to_owned(),
-            problem,
-        },
-        None => ClientError::Stream {
-            target: addr.to_owned(),
-            status,
-        },
-    }
+    told(addr, verdict).unwrap_or_else(|| ClientError::Stream {
+        target: addr.to_owned(),
+        status,
+    })
+}
+
+/// What the connection said about its failure, if anything.
+fn told(addr: &str, verdict: &Verdict) -> Option<ClientError> {
+    verdict.get().map(|problem| ClientError::Tls {
+        target: addr.to_owned(),
+        problem,
+    })
 }

@@ -4,7 +4,9 @@
 
 mod pki;
 
-use pki::{strs, Ca, Dir, Mtls, CLIENT_ID};
+use std::time::{Duration, Instant};
+
+use pki::{client_args, strs, Ca, Dir, Mtls, CLIENT_ID};
 use rcgen::ExtendedKeyUsagePurpose;
 use routewatch_tests::{add_veth_pair, Agent, Env, Netns, CHECK_TIMEOUT};
 
@@ -74,17 +76,10 @@ fn a_certificate_from_another_ca_is_rejected() {
     let (agent, _) = mtls_agent(&ns, &dir, &ca);
     // Same name, other key: only the signature tells them apart.
     let other = Ca::new("routewatch test CA").client(&[CLIENT_ID]);
-    let args = [
-        "--ca",
-        &dir.path("ca.pem"),
-        "--cert",
-        &dir.write("other.pem", &other.cert),
-        "--key",
-        &dir.write("other-key.pem", &other.key),
-    ];
+    let args = client_args(&dir, "other", &other);
     assert_refused(
         &agent,
-        &args,
+        &strs(&args),
         "the agent does not trust this client's certificate",
     );
     assert!(agent.log().contains("not issued by --client-ca"));
@@ -109,15 +104,8 @@ fn an_identity_outside_the_allow_list_gets_permission_denied() {
         ("dns", &["collector.routewatch.test"][..]),
     ] {
         let leaf = ca.client(ids);
-        let args = [
-            "--ca",
-            &dir.path("ca.pem"),
-            "--cert",
-            &dir.write(&format!("{name}.pem"), &leaf.cert),
-            "--key",
-            &dir.write(&format!("{name}-key.pem"), &leaf.key),
-        ];
-        let e = assert_refused(&agent, &args, "--allow-client");
+        let args = client_args(&dir, name, &leaf);
+        let e = assert_refused(&agent, &strs(&args), "--allow-client");
         assert!(
             e.contains("PermissionDenied") || e.contains("Permission denied"),
             "{e}"
@@ -130,16 +118,9 @@ fn an_identity_outside_the_allow_list_gets_permission_denied() {
     // A DNS name on the list admits as well as a URI.
     agent.assert_running();
     let leaf = ca.client(&["collector.routewatch.test", CLIENT_ID]);
-    let args = [
-        "--ca",
-        &dir.path("ca.pem"),
-        "--cert",
-        &dir.write("both.pem", &leaf.cert),
-        "--key",
-        &dir.write("both-key.pem", &leaf.key),
-    ];
+    let args = client_args(&dir, "both", &leaf);
     agent
-        .try_show_with(&args)
+        .try_show_with(&strs(&args))
         .expect("a certificate carrying an allowed identity among others");
 }
 
@@ -180,15 +161,12 @@ fn expired_certificates_are_rejected_with_a_clear_message() {
     let ca = Ca::new("routewatch test CA");
     let (agent, _) = mtls_agent(&ns, &dir, &ca);
     let old = ca.expired(&[CLIENT_ID], ExtendedKeyUsagePurpose::ClientAuth);
-    let args = [
-        "--ca",
-        &dir.path("ca.pem"),
-        "--cert",
-        &dir.write("old.pem", &old.cert),
-        "--key",
-        &dir.write("old-key.pem", &old.key),
-    ];
-    assert_refused(&agent, &args, "this client's certificate: it has expired");
+    let args = client_args(&dir, "old", &old);
+    assert_refused(
+        &agent,
+        &strs(&args),
+        "this client's certificate: it has expired",
+    );
     assert!(agent.log().contains("the client's certificate has expired"));
     drop(agent);
 
@@ -209,4 +187,37 @@ fn expired_certificates_are_rejected_with_a_clear_message() {
         "the agent's certificate expired at",
     );
     assert!(e.contains("renew it"), "{e}");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_handshake_is_cut_off() {
+    let ns = Netns::new();
+    let dir = Dir::new();
+    let mtls = Mtls::new(&dir, &Ca::new("routewatch test CA"), "");
+    let mut agent_args = strs(&mtls.agent_args);
+    agent_args.extend(["--tls-handshake-timeout-secs", "1"]);
+    let mut agent = Agent::start_tls(&ns, &agent_args, &strs(&mtls.client_args));
+    // Connect and say nothing; `cat` ends when the agent closes.
+    let start = Instant::now();
+    let out = ns.output(
+        "bash",
+        &[
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/50051; timeout 20 cat <&3; echo status=$?",
+        ],
+    );
+    let elapsed = start.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("status=0") && elapsed < Duration::from_secs(10),
+        "the agent kept a silent connection open for {elapsed:?} ({stdout})\n--- agent log ---\n{}",
+        agent.log()
+    );
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "closed after {elapsed:?}, before the deadline"
+    );
+    assert!(agent.log().contains("TLS handshake not finished within 1s"));
+    agent.assert_running();
+    agent.show();
 }

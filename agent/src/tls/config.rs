@@ -112,3 +112,56 @@ impl TlsConfig {
         Duration::from_secs(self.tls_handshake_timeout_secs.max(1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(cert: bool, key: bool, ca: bool, allow: &[&str]) -> TlsConfig {
+        TlsConfig {
+            tls_cert: cert.then(|| "agent.pem".into()),
+            tls_key: key.then(|| "agent-key.pem".into()),
+            client_ca: ca.then(|| "ca.pem".into()),
+            allow_clients: allow.iter().map(|s| s.to_string()).collect(),
+            tls_reload_secs: 5,
+            tls_handshake_timeout_secs: 10,
+        }
+    }
+
+    fn refusal(config: TlsConfig, insecure: bool) -> String {
+        config.files(insecure).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_tls_without_insecure_is_refused_with_what_to_do() {
+        let e = refusal(config(false, false, false, &[]), false);
+        assert!(
+            e.contains("--tls-cert and --tls-key") && e.contains("--insecure"),
+            "{e}"
+        );
+        assert!(config(false, false, false, &[])
+            .files(true)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn flags_that_do_not_fit_together_are_named() {
+        assert!(
+            refusal(config(true, false, false, &[]), false).contains("--tls-cert needs --tls-key")
+        );
+        assert!(
+            refusal(config(false, true, false, &[]), false).contains("--tls-key needs --tls-cert")
+        );
+        assert!(refusal(config(true, true, false, &[]), true).contains("--insecure and --tls-cert"));
+        assert!(refusal(config(true, true, false, &["a"]), false)
+            .contains("--allow-client needs --client-ca"));
+        assert!(refusal(config(false, false, true, &[]), true).contains("need TLS"));
+        assert!(refusal(config(true, true, true, &[" "]), false).contains("is empty"));
+        let files = config(true, true, true, &["a"])
+            .files(false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(files.client_ca, Some("ca.pem".into()));
+    }
+}

@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 
 use crate::tls::problem::{describe, NOT_PLAINTEXT};
 
@@ -35,33 +36,28 @@ impl Verdict {
 
 /// A connection to an agent.
 pub struct Connection {
-    io: Io,
+    io: Either<TcpStream, Box<TlsStream<TcpStream>>>,
+    /// The first bytes from the agent were checked already (plaintext).
+    looked: bool,
+    client_cert: bool,
     verdict: Verdict,
-}
-
-enum Io {
-    /// `looked`: the first bytes from the agent were checked already.
-    Plain { tcp: TcpStream, looked: bool },
-    Tls {
-        tls: Box<TlsStream<TcpStream>>,
-        client_cert: bool,
-    },
 }
 
 impl Connection {
     pub fn plain(tcp: TcpStream, verdict: Verdict) -> Connection {
         Connection {
-            io: Io::Plain { tcp, looked: false },
+            io: Either::Left(tcp),
+            looked: false,
+            client_cert: false,
             verdict,
         }
     }
 
     pub fn tls(tls: TlsStream<TcpStream>, client_cert: bool, verdict: Verdict) -> Connection {
         Connection {
-            io: Io::Tls {
-                tls: Box::new(tls),
-                client_cert,
-            },
+            io: Either::Right(Box::new(tls)),
+            looked: false,
+            client_cert,
             verdict,
         }
     }
@@ -72,22 +68,22 @@ impl Connection {
             return result;
         };
         match &mut self.io {
-            Io::Tls { tls, client_cert } => {
+            Either::Right(tls) => {
                 let cause = e
                     .get_ref()
                     .and_then(|i| i.downcast_ref::<rustls::Error>())
                     .cloned()
                     .or_else(|| pending_alert(tls));
                 if let Some(cause) = cause {
-                    self.verdict.set(describe(&cause, None, *client_cert));
+                    self.verdict.set(describe(&cause, None, self.client_cert));
                 }
             }
             // A TLS agent answers a plaintext client with an alert and
             // closes; the reset that follows can fail a write before hyper
             // reads anything. The alert may still wait in the receive
             // queue (Linux hands out queued data before the error).
-            Io::Plain { tcp, looked } if !*looked => {
-                *looked = true;
+            Either::Left(tcp) if !self.looked => {
+                self.looked = true;
                 // Straight from the socket (non-blocking): tokio's own
                 // try_read would answer from readiness it may not have
                 // seen yet.
@@ -99,7 +95,7 @@ impl Connection {
                     }
                 }
             }
-            Io::Plain { .. } => {}
+            Either::Left(_) => {}
         }
         result
     }
@@ -142,20 +138,14 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let result = match &mut this.io {
-            Io::Plain { tcp, looked } => {
-                let before = buf.filled().len();
-                let result = Pin::new(tcp).poll_read(cx, buf);
-                if !*looked && buf.filled().len() > before {
-                    *looked = true;
-                    if looks_like_tls(&buf.filled()[before..]) {
-                        this.verdict.set(NOT_PLAINTEXT.to_owned());
-                    }
-                }
-                result
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(this.io, Either::Left(_)) && !this.looked && buf.filled().len() > before {
+            this.looked = true;
+            if looks_like_tls(&buf.filled()[before..]) {
+                this.verdict.set(NOT_PLAINTEXT.to_owned());
             }
-            Io::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_read(cx, buf),
-        };
+        }
         this.note(result)
     }
 }
@@ -167,10 +157,7 @@ impl AsyncWrite for Connection {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = match &mut this.io {
-            Io::Plain { tcp, .. } => Pin::new(tcp).poll_write(cx, buf),
-            Io::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_write(cx, buf),
-        };
+        let result = Pin::new(&mut this.io).poll_write(cx, buf);
         this.note(result)
     }
 
@@ -180,34 +167,22 @@ impl AsyncWrite for Connection {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = match &mut this.io {
-            Io::Plain { tcp, .. } => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Io::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
-        };
+        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         this.note(result)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Plain { tcp, .. } => tcp.is_write_vectored(),
-            Io::Tls { tls, .. } => tls.is_write_vectored(),
-        }
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let result = match &mut this.io {
-            Io::Plain { tcp, .. } => Pin::new(tcp).poll_flush(cx),
-            Io::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_flush(cx),
-        };
+        let result = Pin::new(&mut this.io).poll_flush(cx);
         this.note(result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain { tcp, .. } => Pin::new(tcp).poll_shutdown(cx),
-            Io::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

@@ -123,3 +123,46 @@ fn when(t: UnixTime) -> String {
         })
         .unwrap_or_else(|| format!("{secs} (Unix time)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_mismatch_lists_the_names_the_certificate_carries() {
+        let expected = ServerName::try_from("10.0.0.1").unwrap();
+        let e = E::InvalidCertificate(C::NotValidForNameContext {
+            expected,
+            presented: vec![
+                "DnsName(\"host1.example.net\")".into(),
+                "IpAddress(10.0.0.2)".into(),
+            ],
+        });
+        assert_eq!(
+            describe(&e, None, false),
+            "the agent's certificate is not valid for 10.0.0.1 (name mismatch; it names host1.example.net, 10.0.0.2): connect by a name it carries, or set --tls-server-name"
+        );
+    }
+
+    #[test]
+    fn the_agents_alerts_say_which_flag_to_fix() {
+        let alert = |a, cert| describe(&E::AlertReceived(a), None, cert);
+        assert!(alert(A::CertificateRequired, false).contains("pass --cert and --key"));
+        assert!(alert(A::UnknownCA, true).contains("--client-ca"));
+        assert!(alert(A::DecryptError, true).contains("--client-ca"));
+        assert!(alert(A::CertificateExpired, true).contains("expired"));
+    }
+
+    #[test]
+    fn expiry_is_told_with_dates() {
+        let e = E::InvalidCertificate(C::ExpiredContext {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_800_000_000)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_700_000_000)),
+        });
+        let text = describe(&e, None, false);
+        assert!(
+            text.contains("expired at 2023-11-14T22:13:20Z (now 2027-01-15T08:00:00Z)"),
+            "{text}"
+        );
+    }
+}

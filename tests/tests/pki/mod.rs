@@ -195,3 +195,16 @@ impl Mtls {
 pub fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
+
+/// A client's arguments for the certificate `leaf` (written as NAME.pem
+/// and NAME-key.pem), trusting the agent's CA in `ca.pem`.
+pub fn client_args(dir: &Dir, name: &str, leaf: &Leaf) -> Vec<String> {
+    vec![
+        "--ca".into(),
+        dir.path("ca.pem"),
+        "--cert".into(),
+        dir.write(&format!("{name}.pem"), &leaf.cert),
+        "--key".into(),
+        dir.write(&format!("{name}-key.pem"), &leaf.key),
+    ]
+}
