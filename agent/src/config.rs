@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::journal::RingLimits;
 use crate::session::SessionConfig;
+use crate::tls::TlsConfig;
 
 /// How the agent watches the kernel and serves subscribers.
 #[derive(Debug, Clone, Args)]
@@ -34,6 +35,15 @@ pub struct AgentConfig {
     /// (ROUTEWATCH_HOSTNAME from spec.nodeName).
     #[arg(long, env = "ROUTEWATCH_HOSTNAME", value_name = "NAME")]
     pub hostname: Option<String>,
+
+    #[command(flatten)]
+    pub tls: TlsConfig,
+
+    /// Most subscriptions served at once. One more is refused with
+    /// RESOURCE_EXHAUSTED (its client retries later) instead of costing the
+    /// host memory and CPU without bound.
+    #[arg(long, env = "ROUTEWATCH_MAX_SUBSCRIBERS", default_value_t = 256)]
+    pub max_subscribers: usize,
 
     #[command(flatten)]
     pub pipeline: PipelineConfig,

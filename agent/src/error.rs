@@ -60,8 +60,25 @@ pub enum AgentError {
     #[error("stopped before the first complete dump of the routing tables")]
     NotReady,
     /// Neither TLS material nor --insecure was given.
-    #[error("refusing to serve without TLS: TLS is not available in this version, so pass --insecure to serve plaintext")]
+    #[error("refusing to serve without TLS: give --tls-cert and --tls-key (and --client-ca to require client certificates), or --insecure to serve plaintext")]
     TlsRequired,
+    /// TLS flags that do not fit together.
+    #[error("{0}")]
+    TlsFlags(String),
+    /// A TLS file could not be read.
+    #[error("cannot read {flag} {}: {error}", path.display())]
+    TlsFile {
+        flag: &'static str,
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    /// TLS files that were read but cannot serve (not PEM, a key that does
+    /// not match its certificate, ...).
+    #[error("{0}")]
+    TlsMaterial(String),
+    /// The reflection service could not be built from the API's descriptors.
+    #[error("cannot serve gRPC reflection: {0}")]
+    Reflection(String),
 }
 
 /// A netlink message that could not be decoded. It is never dropped

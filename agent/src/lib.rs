@@ -24,8 +24,12 @@
 //! - [`server`]: the gRPC service and [`run`].
 //! - [`metrics`]: every metric's name and help, read at scrape time;
 //!   [`ops`] serves them with the health checks (`--ops-listen`).
+//! - [`request`]: checks a subscription request before its session starts.
+//! - [`admission`]: the `--max-subscribers` limit.
+//! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
 //! - [`config`], [`error`].
 
+pub mod admission;
 pub mod config;
 pub mod decode;
 pub mod dirwatch;
@@ -39,12 +43,14 @@ pub mod netns;
 pub mod ops;
 pub mod persist;
 pub mod pipeline;
+pub mod request;
 pub mod server;
 pub mod session;
 pub mod socket;
 pub mod source;
 pub mod state;
 pub mod subscribers;
+pub mod tls;
 
 pub use config::{AgentConfig, NetnsSelection, PipelineConfig};
 pub use error::AgentError;

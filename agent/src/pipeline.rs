@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use routewatch_proto::v1::{AgentInfo, SubscribeRequest};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -127,7 +128,7 @@ impl Pipeline {
 
     /// A subscription served from this pipeline (in process: no peer).
     pub fn subscribe(&self, request: SubscribeRequest) -> Result<ResponseStream, Status> {
-        self.subscriber().subscribe(request, String::new())
+        self.subscriber().subscribe(request, String::new(), None)
     }
 
     /// A handle that opens subscriptions, for the server's handlers.
@@ -160,18 +161,21 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Starts a session for `peer` ("" in process), or refuses a request
-    /// whose filters do not compile (INVALID_ARGUMENT).
+    /// Starts a session for `peer` ("" in process), holding `slot` (see
+    /// [`crate::admission`]) while it runs, or refuses a request whose
+    /// filters do not compile (INVALID_ARGUMENT).
     pub fn subscribe(
         &self,
         request: SubscribeRequest,
         peer: String,
+        slot: Option<OwnedSemaphorePermit>,
     ) -> Result<ResponseStream, Status> {
         subscribe(
             self.journal.clone(),
             request,
             self.config.clone(),
             peer,
+            slot,
             self.shutdown.clone(),
         )
     }

@@ -1,4 +1,7 @@
-//! The gRPC service: each Subscribe call becomes a session.
+//! The gRPC service: each Subscribe call becomes a session. Alongside it
+//! the agent serves the standard health service and server reflection, so
+//! that stock tools (grpcurl, Kubernetes probes through a TLS-aware
+//! sidecar) can find and describe it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -6,25 +9,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
-use routewatch_proto::v1::{AgentInfo, GetInfoRequest, SubscribeRequest};
+use routewatch_proto::v1::{AgentInfo, GetInfoRequest, SubscribeRequest, FILE_DESCRIPTOR_SET};
 use routewatch_proto::HOSTNAME_HEADER;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use crate::admission::Admission;
 use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::info::kernel_hostname;
 use crate::metrics::Metrics;
 use crate::ops;
 use crate::pipeline::{Pipeline, Subscriber};
+use crate::request::{self, MAX_REQUEST_BYTES};
 use crate::session::ResponseStream;
+use crate::tls::{AllowList, Handshaker, Incoming, PeerInfo, Reloader, TlsStats};
+
+/// Largest block of request headers (gRPC metadata) the agent reads.
+const MAX_HEADER_BYTES: u32 = 16 << 10;
 
 struct Service {
     subscriber: Subscriber,
+    admission: Admission,
     /// --hostname; `None`: the kernel's, read at each call.
     hostname: Option<String>,
 }
@@ -43,20 +52,29 @@ impl RouteWatch for Service {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let peer = request.remote_addr();
+        let peer = request.extensions().get::<PeerInfo>().cloned();
         let request = request.into_inner();
+        request::validate(&request)?;
+        let slot = self.admission.admit()?;
         tracing::info!(
-            ?peer,
+            peer = ?peer.as_ref().map(|p| p.remote_addr),
+            identity = %peer.as_ref().and_then(|p| p.identity.as_deref()).map(ToString::to_string).unwrap_or_default(),
             snapshot = request.snapshot,
             follow = request.follow,
             allow = request.allow.len(),
             deny = request.deny.len(),
+            subscribers = self.admission.in_use(),
             "subscriber connected"
         );
-        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+        let peer = peer
+            .map(|p| match p.identity.as_deref() {
+                Some(id) => format!("{} ({id})", p.remote_addr),
+                None => p.remote_addr.to_string(),
+            })
+            .unwrap_or_default();
         let stream = self
             .subscriber
-            .subscribe(request, peer)
+            .subscribe(request, peer, Some(slot))
             .inspect_err(|status| {
                 tracing::info!(error = status.message(), "subscription refused");
             })?;
@@ -82,10 +100,14 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    if !config.insecure {
-        return Err(AgentError::TlsRequired);
-    }
-    if !config.listen.ip().is_loopback() {
+    // TLS material is checked before anything else: a typo in a path
+    // fails at once, not after the first dump.
+    let tls_stats = Arc::new(TlsStats::default());
+    let tls = match config.tls.files(config.insecure)? {
+        Some(files) => Some(Reloader::load(files, tls_stats.clone())?),
+        None => None,
+    };
+    if tls.is_none() && !config.listen.ip().is_loopback() {
         tracing::warn!(
             addr = %config.listen,
             "serving PLAINTEXT on a non-loopback address: anyone who can reach it can read this host's routing tables"
@@ -118,36 +140,82 @@ pub async fn run(
         }
     }
     let listener = bind(config.listen).await?;
-    tracing::info!(addr = %config.listen, "serving");
+    let (reloader, handshaker) = match tls {
+        Some((reloader, current)) => {
+            let task = tokio::spawn(reloader.run(config.tls.reload_interval(), token.clone()));
+            let handshaker = Handshaker {
+                config: current,
+                timeout: config.tls.handshake_timeout(),
+                stats: tls_stats.clone(),
+            };
+            (Some(task), Some(handshaker))
+        }
+        None => (None, None),
+    };
+    tracing::info!(addr = %config.listen, tls = handshaker.is_some(), mutual = config.tls.client_ca.is_some(), "serving");
     // Compression is the client's choice: gzip and zstd are offered, and a
     // client that accepts neither gets plain messages.
     let service = RouteWatchServer::new(Service {
         subscriber: pipeline.subscriber(),
+        admission: Admission::new(config.max_subscribers),
         hostname: config.hostname.clone(),
     })
+    .max_decoding_message_size(MAX_REQUEST_BYTES)
     .send_compressed(CompressionEncoding::Zstd)
     .send_compressed(CompressionEncoding::Gzip)
     .accept_compressed(CompressionEncoding::Zstd)
     .accept_compressed(CompressionEncoding::Gzip);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RouteWatchServer<Service>>().await;
+    // grpcurl still speaks the v1alpha reflection protocol; newer tools v1.
+    // Each knows every service, both reflection versions included.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| AgentError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| AgentError::Reflection(e.to_string()))?;
+    let allow = AllowList::new(&config.tls.allow_clients, tls_stats);
     let stop = token.clone();
     let failed = pipeline.failed();
     // Keepalives find subscribers whose path died, so their sessions end
     // instead of waiting for TCP to give up.
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .http2_max_header_list_size(MAX_HEADER_BYTES)
+        .layer(tonic::service::InterceptorLayer::new(move |r| {
+            allow.check(r)
+        }))
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(Incoming::new(listener, handshaker), async move {
             tokio::select! {
                 _ = shutdown => tracing::info!("shutting down"),
                 _ = failed.cancelled() => tracing::error!("the netlink pipeline failed; shutting down"),
             }
+            health.set_not_serving::<RouteWatchServer<Service>>().await;
             stop.cancel();
         })
-        .await?;
+        .await;
     token.cancel();
+    if let Some(task) = reloader {
+        let _ = task.await;
+    }
     let ops = stop_ops(ops).await;
+    served?;
     // Waits for the sources; the state dir is written on the way out.
     pipeline.stop().await.and(ops)
 }

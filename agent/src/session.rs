@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use routewatch_proto::v1::{self as api, event, ResyncCause, SubscribeRequest, SubscribeResponse};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -51,12 +51,14 @@ pub type ResponseStream = ReceiverStream<Result<SubscribeResponse, Status>>;
 /// Compiles the request's filters and starts a session task; returns the
 /// stream of its responses, or INVALID_ARGUMENT naming a bad filter value.
 /// The session is listed among the journal's subscribers (as from `peer`,
-/// "" in process) until it ends.
+/// "" in process) and holds `slot` (see [`crate::admission`]) for exactly as
+/// long as its task runs.
 pub fn subscribe(
     journal: Arc<Journal>,
     request: SubscribeRequest,
     config: SessionConfig,
     peer: String,
+    slot: Option<OwnedSemaphorePermit>,
     shutdown: CancellationToken,
 ) -> Result<ResponseStream, Status> {
     let interest = Interest::of(&request)
@@ -64,6 +66,7 @@ pub fn subscribe(
     let (tx, rx) = mpsc::channel(4);
     let member = journal.subscribers.join(peer, interest.is_some());
     tokio::spawn(async move {
+        let _slot = slot;
         let session = Session {
             journal,
             config,
@@ -357,8 +360,15 @@ mod tests {
     }
 
     fn start(j: Arc<Journal>, request: SubscribeRequest, config: SessionConfig) -> ResponseStream {
-        subscribe(j, request, config, String::new(), CancellationToken::new())
-            .expect("valid request")
+        subscribe(
+            j,
+            request,
+            config,
+            String::new(),
+            None,
+            CancellationToken::new(),
+        )
+        .expect("valid request")
     }
 
     async fn next(stream: &mut ResponseStream) -> Vec<(&'static str, u64)> {
@@ -647,6 +657,7 @@ mod tests {
             request,
             SessionConfig::default(),
             String::new(),
+            None,
             CancellationToken::new(),
         )
         .expect_err("refused");

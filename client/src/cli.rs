@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::certs::Certs;
 use crate::filter_args::FilterArgs;
 use crate::printer::{Color, Format};
+use crate::tls::TlsArgs;
 
 /// Follow Linux routing changes on this host or on many, exactly.
 ///
@@ -37,13 +39,14 @@ pub enum Command {
     ///
     /// Examples:
     ///   routewatch tail                               # this host, in process
-    ///   routewatch tail --insecure 10.0.0.1:50051 10.0.0.2:50051
+    ///   routewatch tail --ca ca.pem --cert client.pem --key client-key.pem host1:50051 host2:50051
+    ///   routewatch tail --insecure 10.0.0.1:50051     # an agent serving plaintext
     ///   routewatch tail --insecure dns:///routewatch-agent.kube-system.svc:50051
     ///   routewatch tail --proto bgp --within 10.0.0.0/8       # BGP routes inside 10/8
     ///   routewatch tail --not --table local --not --proto kernel
     ///   routewatch tail -6 --dev eth0,eth1 --metric 100-200 -o table
     ///   routewatch tail -o json | jq 'select(.action=="delete")'
-    ///   routewatch tail --insecure -o json --cursor-file pos.json 10.0.0.1:50051 >> log
+    ///   routewatch tail --ca ca.pem -o json --cursor-file pos.json host1:50051 >> log
     #[command(verbatim_doc_comment)]
     Tail(Tail),
     /// Print the current routes and nexthop objects, then exit.
@@ -56,6 +59,7 @@ pub enum Command {
     /// Examples:
     ///   routewatch show
     ///   routewatch show -o table --table main
+    ///   routewatch show --ca ca.pem --cert client.pem --key client-key.pem host1:50051 -o json
     ///   routewatch show --insecure 10.0.0.1:50051 -o json
     ///   routewatch show --summary --insecure dns:///routewatch-agent:50051
     ///   routewatch show --contains 10.1.2.3                   # what would carry 10.1.2.3
@@ -94,6 +98,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR", env = "ROUTEWATCH_MAN_DIR")]
         dir: Option<PathBuf>,
     },
+    /// Make certificates for trying mutual TLS.
+    #[command(subcommand)]
+    Certs(Certs),
 }
 
 /// `tail`'s options.
@@ -150,8 +157,12 @@ pub struct Watch {
     pub targets: Vec<String>,
 
     /// Connect to agents in plaintext (the agent must run with --insecure).
+    /// Without it, routewatch connects with TLS.
     #[arg(long, env = "ROUTEWATCH_INSECURE")]
     pub insecure: bool,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// Output format: `text` reads like `ip monitor route`; `json` prints one
     /// object per line with the field names of `ip -j -d route show`;

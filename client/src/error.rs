@@ -8,12 +8,16 @@ pub enum ClientError {
         "bad target {0:?}: expected HOST:PORT or dns:///NAME:PORT, for example 10.0.0.1:50051, [2001:db8::1]:50051 or dns:///routewatch-agent.kube-system.svc:50051"
     )]
     BadTarget(String),
-    /// TLS is not implemented yet, so remote targets need --insecure.
-    #[error("--insecure is required for remote targets: this version connects in plaintext only")]
-    TlsRequired,
     /// A `dns:///` target's name did not resolve to any address.
     #[error("cannot resolve {target}: {problem}")]
     Resolve { target: String, problem: String },
+    /// The TLS flags or files cannot be used.
+    #[error("{0}")]
+    TlsSetup(String),
+    /// TLS with an agent failed: the handshake, or the agent's verdict on
+    /// this client's certificate.
+    #[error("{target}: {problem}")]
+    Tls { target: String, problem: String },
     /// The agent could not be reached.
     #[error("cannot connect to {target}: {} (is routewatch-agent running there and listening on that port?)", chain(source))]
     Connect {
@@ -22,7 +26,7 @@ pub enum ClientError {
         source: tonic::transport::Error,
     },
     /// The agent refused or ended the subscription with an error.
-    #[error("{target}: {status}")]
+    #[error("{target}: {} ({:?})", self.cause(), status.code())]
     Stream {
         target: String,
         status: tonic::Status,
@@ -49,6 +53,9 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// `routewatch certs init` could not make or write the files.
+    #[error("certs init: {0}")]
+    Certs(String),
     /// Writing the output failed (other than a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -59,6 +66,7 @@ impl ClientError {
     pub fn cause(&self) -> String {
         match self {
             ClientError::Connect { source, .. } => format!("cannot connect: {}", chain(source)),
+            ClientError::Tls { problem, .. } => problem.clone(),
             ClientError::Stream { status, .. } => {
                 let mut text = if status.message().is_empty() {
                     status.code().description().to_owned()

@@ -12,6 +12,7 @@ use crate::cli::Watch;
 use crate::printer::{aligned, rfc3339, Format};
 use crate::subscription::resolve;
 use crate::target::Target;
+use crate::tls::Security;
 use crate::{protojson, remote, ClientError, Failures};
 
 /// Asks every target (each address of a `dns:///` target) and prints the
@@ -35,7 +36,9 @@ pub async fn run(watch: Watch, shutdown: CancellationToken) -> Result<(), Client
             _ => addresses.push(target),
         }
     }
-    let answers = futures::future::join_all(addresses.iter().map(|t| ask(t, &shutdown))).await;
+    let security = crate::security(&watch, &addresses)?;
+    let answers =
+        futures::future::join_all(addresses.iter().map(|t| ask(t, &security, &shutdown))).await;
     let mut found = Vec::new();
     for (target, answer) in addresses.iter().zip(answers) {
         match answer {
@@ -50,9 +53,13 @@ pub async fn run(watch: Watch, shutdown: CancellationToken) -> Result<(), Client
     failures.result()
 }
 
-async fn ask(target: &Target, shutdown: &CancellationToken) -> Result<AgentInfo, ClientError> {
+async fn ask(
+    target: &Target,
+    security: &Security,
+    shutdown: &CancellationToken,
+) -> Result<AgentInfo, ClientError> {
     match target {
-        Target::Remote(addr) => remote::get_info(addr).await,
+        Target::Remote(addr) => remote::get_info(addr, security).await,
         // In process: this host's table, read now.
         _ => {
             let mut pipeline = Pipeline::start(PipelineConfig::default(), shutdown.child_token())?;

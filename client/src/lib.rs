@@ -15,11 +15,15 @@
 //! - [`show`]: the `show` command, in [`order`] or as a [`summary`].
 //! - [`info`]: the `info` command.
 //! - [`generate`]: `completions` and `man`.
+//! - [`tls`]: TLS to agents (`--ca`, `--cert`, `--key`), failures in words.
+//! - [`certs`]: `routewatch certs init`, a CA and certificates to try
+//!   mutual TLS with.
 //! - [`printer`]: one printer per output format; [`protojson`]: the API's
 //!   JSON mapping.
 //! - [`error`]: the `ClientError` type.
 
 pub mod backoff;
+pub mod certs;
 pub mod cli;
 pub mod cursor;
 pub mod cursor_file;
@@ -37,6 +41,7 @@ pub mod subscription;
 pub mod summary;
 pub mod tail;
 pub mod target;
+pub mod tls;
 
 pub use error::ClientError;
 
@@ -45,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use cli::{Command, Watch};
 use target::Target;
+use tls::Security;
 
 /// Runs one command until it is done or `shutdown` is cancelled.
 pub async fn run(command: Command, shutdown: CancellationToken) -> Result<(), ClientError> {
@@ -54,6 +60,7 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> Result<(), Cl
         Command::Info(watch) => info::run(watch, shutdown).await,
         Command::Completions { shell } => generate::completions(shell),
         Command::Man { dir } => generate::man(dir.as_deref()),
+        Command::Certs(certs) => certs.run(),
     }
 }
 
@@ -61,10 +68,16 @@ pub(crate) fn targets(watch: &Watch) -> Result<Vec<Target>, ClientError> {
     if watch.targets.is_empty() {
         return Ok(vec![Target::Local]);
     }
-    if !watch.insecure {
-        return Err(ClientError::TlsRequired);
-    }
     watch.targets.iter().map(|t| Target::parse(t)).collect()
+}
+
+/// How remote targets are reached: TLS unless `--insecure`. This host
+/// alone needs no setup.
+pub(crate) fn security(watch: &Watch, targets: &[Target]) -> Result<Security, ClientError> {
+    if targets.iter().all(|t| *t == Target::Local) {
+        return Ok(Security::Plaintext);
+    }
+    Security::from_args(watch.insecure, &watch.tls)
 }
 
 /// Whether lines need a host label: several targets, or a `dns:///`

@@ -1,5 +1,5 @@
-//! One subscription to an agent over gRPC, on a connection that notices a
-//! dead path.
+//! Calls to an agent over gRPC, on a connection that notices a dead path,
+//! with TLS unless `--insecure`.
 //!
 //! A link that goes down silently (no RST, no FIN) leaves a TCP connection
 //! that looks healthy forever while the agent has nothing to say. HTTP/2
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use hyper_util::client::legacy::connect::HttpConnector;
 use routewatch_proto::v1::route_watch_client::RouteWatchClient;
 use routewatch_proto::v1::{AgentInfo, GetInfoRequest, SubscribeRequest, SubscribeResponse};
 use routewatch_proto::HOSTNAME_HEADER;
@@ -18,6 +19,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::cli::Compression;
+use crate::tls::{Connector, Security, Verdict};
 use crate::ClientError;
 
 /// Largest response the client accepts; batches are far smaller.
@@ -48,16 +50,15 @@ pub async fn subscribe(
     addr: &str,
     request: SubscribeRequest,
     compression: Compression,
+    security: &Security,
 ) -> Result<Subscribed, ClientError> {
+    let (channel, verdict) = connect(addr, security).await?;
     let stream_err = {
         let addr = addr.to_owned();
-        move |status| ClientError::Stream {
-            target: addr.clone(),
-            status,
-        }
+        let verdict = verdict.clone();
+        move |status| stream_error(&addr, status, &verdict)
     };
-    let mut client =
-        RouteWatchClient::new(connect(addr).await?).max_decoding_message_size(MAX_MESSAGE);
+    let mut client = RouteWatchClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     if compression == Compression::Auto {
         client = client
             .accept_compressed(CompressionEncoding::Zstd)
@@ -85,12 +86,10 @@ pub async fn subscribe(
 }
 
 /// Asks the agent at `addr` about itself.
-pub async fn get_info(addr: &str) -> Result<AgentInfo, ClientError> {
-    let stream_err = |status| ClientError::Stream {
-        target: addr.to_owned(),
-        status,
-    };
-    let mut client = RouteWatchClient::new(connect(addr).await?);
+pub async fn get_info(addr: &str, security: &Security) -> Result<AgentInfo, ClientError> {
+    let (channel, verdict) = connect(addr, security).await?;
+    let stream_err = |status| stream_error(addr, status, &verdict);
+    let mut client = RouteWatchClient::new(channel);
     let response = tokio::time::timeout(CONNECT_TIMEOUT, client.get_info(GetInfoRequest {}))
         .await
         .map_err(|_| stream_err(no_answer("information request")))?
@@ -105,22 +104,70 @@ fn no_answer(what: &str) -> tonic::Status {
     ))
 }
 
-/// A connection to `addr` that notices a dead path.
-async fn connect(addr: &str) -> Result<Channel, ClientError> {
-    let connect_err = |source| ClientError::Connect {
-        target: addr.to_owned(),
-        source,
-    };
-    Endpoint::from_shared(format!("http://{addr}"))
+/// A connection to `addr` that notices a dead path, with what its TLS
+/// layer learns of failures.
+async fn connect(addr: &str, security: &Security) -> Result<(Channel, Verdict), ClientError> {
+    let connector = Connector::new(security, addr, tcp_connector())?;
+    let verdict = connector.verdict();
+    let connect_err = |source| connect_error(addr, source, &verdict);
+    let scheme = if security.is_tls() { "https" } else { "http" };
+    // tonic's own connect timeout and keepalive settings apply to its own
+    // connector; ours (tcp_connector) carries the same values.
+    let channel = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(connect_err)?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT)
         .keep_alive_while_idle(true)
-        .tcp_keepalive(Some(TCP_KEEPALIVE))
-        .tcp_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL))
-        .tcp_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES))
-        .connect()
+        .connect_with_connector(connector)
         .await
-        .map_err(connect_err)
+        .map_err(connect_err)?;
+    Ok((channel, verdict))
+}
+
+/// The TCP half of a TLS connection, set up as tonic sets up its own.
+fn tcp_connector() -> HttpConnector {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    tcp.set_keepalive(Some(TCP_KEEPALIVE));
+    tcp.set_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL));
+    tcp.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
+    tcp
+}
+
+/// A failure to connect, in the words of the connection when it had any.
+fn connect_error(addr: &str, source: tonic::transport::Error, verdict: &Verdict) -> ClientError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+    while let Some(e) = cause {
+        if let Some(ClientError::Tls { target, problem }) = e.downcast_ref::<ClientError>() {
+            return ClientError::Tls {
+                target: target.clone(),
+                problem: problem.clone(),
+            };
+        }
+        cause = e.source();
+    }
+    told(addr, verdict).unwrap_or_else(|| ClientError::Connect {
+        target: addr.to_owned(),
+        source,
+    })
+}
+
+/// A failed call. With TLS 1.3 the agent's verdict on this client's
+/// certificate arrives only now, as an alert that ends the connection.
+fn stream_error(addr: &str, status: tonic::Status, verdict: &Verdict) -> ClientError {
+    told(addr, verdict).unwrap_or_else(|| ClientError::Stream {
+        target: addr.to_owned(),
+        status,
+    })
+}
+
+/// What the connection said about its failure, if anything.
+fn told(addr: &str, verdict: &Verdict) -> Option<ClientError> {
+    verdict.get().map(|problem| ClientError::Tls {
+        target: addr.to_owned(),
+        problem,
+    })
 }

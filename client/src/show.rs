@@ -30,6 +30,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
     let options = Options {
         reconnect: false,
         compression: watch.compression,
+        security: crate::security(&watch, &targets)?,
         resume: Default::default(),
         dns_refresh: Duration::from_secs(watch.dns_refresh.max(1)),
     };

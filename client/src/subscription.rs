@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Compression;
 use crate::cursor::{Position, Step};
 use crate::target::Target;
+use crate::tls::Security;
 use crate::{reconnect, remote, ClientError};
 
 /// What the fan-in delivers about one host.
@@ -60,6 +61,7 @@ pub struct Options {
     /// shutdown (`tail`), instead of failing (`show`).
     pub reconnect: bool,
     pub compression: Compression,
+    pub security: Security,
     /// Where remote targets resume, by address.
     pub resume: HashMap<String, Cursor>,
     /// How often `dns:///` targets are resolved again (`tail` only).
@@ -141,7 +143,8 @@ async fn follow(
                 position = position.filtered();
             }
             let compression = options.compression;
-            let subscribe = |request| remote::subscribe(addr, request, compression);
+            let security = &options.security;
+            let subscribe = |request| remote::subscribe(addr, request, compression, security);
             let target: Arc<str> = addr.as_str().into();
             reconnect::follow(host, &target, request, position, tx, subscribe).await;
             Ok(())
@@ -151,7 +154,8 @@ async fn follow(
                 resume_from: options.resume.get(addr).cloned(),
                 ..request
             };
-            let subscribed = remote::subscribe(addr, request, options.compression).await?;
+            let subscribed =
+                remote::subscribe(addr, request, options.compression, &options.security).await?;
             if let Some(name) = subscribed.hostname {
                 *host = name.into();
             }

@@ -46,6 +46,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
     let options = Options {
         reconnect: true,
         compression: watch.compression,
+        security: crate::security(&watch, &targets)?,
         resume,
         dns_refresh: Duration::from_secs(watch.dns_refresh.max(1)),
     };

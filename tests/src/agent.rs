@@ -22,14 +22,17 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one `routewatch show` may take.
 pub const SHOW_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A running `routewatch-agent --insecure --listen 127.0.0.1:50051` in a
-/// namespace, with stdout and stderr captured to a temporary file. Stopped
-/// (SIGTERM, then SIGKILL) on drop; its log is printed if the test panics.
+/// A running `routewatch-agent --insecure --listen 127.0.0.1:50051` (or
+/// one serving TLS, see [`Agent::start_tls`]) in a namespace, with stdout
+/// and stderr captured to a temporary file. Stopped (SIGTERM, then SIGKILL)
+/// on drop; its log is printed if the test panics.
 pub struct Agent {
     child: Option<Child>,
     ns_name: String,
     log_path: PathBuf,
     addr: String,
+    /// What `routewatch show` and `tail` need to reach it.
+    client_args: Vec<String>,
 }
 
 impl Agent {
@@ -52,13 +55,32 @@ impl Agent {
     /// Like [`Agent::start_at`], run through `wrapper` (a command that
     /// execs its last argument with the rest, e.g. `setpriv ... --`).
     pub fn start_via(ns: &Netns, wrapper: &[&str], addr: &str, extra: &[&str]) -> Agent {
+        let mut args = vec!["--insecure"];
+        args.extend_from_slice(extra);
+        Agent::spawn(ns, wrapper, addr, &args, &["--insecure"])
+    }
+
+    /// An agent on [`AGENT_ADDR`] started with `agent_args` (its TLS flags
+    /// and any others, no `--insecure`); its `show` and `tail` connect with
+    /// `client_args` (e.g. `--ca`, `--cert`, `--key`).
+    pub fn start_tls(ns: &Netns, agent_args: &[&str], client_args: &[&str]) -> Agent {
+        Agent::spawn(ns, &[], AGENT_ADDR, agent_args, client_args)
+    }
+
+    fn spawn(
+        ns: &Netns,
+        wrapper: &[&str],
+        addr: &str,
+        extra: &[&str],
+        client_args: &[&str],
+    ) -> Agent {
         let log_path = temp_path("agent.log");
         let log = File::create(&log_path)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
         let log2 = log.try_clone().expect("cloning the log file handle");
         let agent = agent_bin().to_string_lossy().into_owned();
         let mut args: Vec<&str> = wrapper.to_vec();
-        args.extend_from_slice(&[agent.as_str(), "--insecure", "--listen", addr]);
+        args.extend_from_slice(&[agent.as_str(), "--listen", addr]);
         args.extend_from_slice(extra);
         let child = ns
             .command(args[0], &args[1..])
@@ -71,6 +93,7 @@ impl Agent {
             ns_name: ns.name().to_owned(),
             log_path,
             addr: addr.to_owned(),
+            client_args: client_args.iter().map(|a| a.to_string()).collect(),
         };
         agent.wait_ready(ns, READY_TIMEOUT);
         agent
@@ -138,13 +161,20 @@ impl Agent {
         }
     }
 
-    /// `routewatch show --insecure -o json ADDR` run in the agent's
-    /// namespace; `Err` describes a failure (exit status, stderr, bad JSON).
+    /// `routewatch show --insecure -o json ADDR` (or with the agent's TLS
+    /// client arguments) run in the agent's namespace; `Err` describes a
+    /// failure (exit status, stderr, bad JSON).
     pub fn try_show(&self) -> Result<Vec<Value>, String> {
-        run_show(
-            &self.ns_name,
-            &["show", "--insecure", "-o", "json", &self.addr],
-        )
+        let client_args: Vec<&str> = self.client_args.iter().map(String::as_str).collect();
+        self.try_show_with(&client_args)
+    }
+
+    /// `routewatch show -o json CLIENT_ARGS ADDR` in the agent's namespace.
+    pub fn try_show_with(&self, client_args: &[&str]) -> Result<Vec<Value>, String> {
+        let mut args = vec!["show", "-o", "json"];
+        args.extend_from_slice(client_args);
+        args.push(&self.addr);
+        run_show(&self.ns_name, &args)
     }
 
     /// Like [`Agent::try_show`], panicking (with the agent's log) on failure.
@@ -155,7 +185,16 @@ impl Agent {
 
     /// A `routewatch tail` connected to this agent.
     pub fn tail(&self, ns: &Netns) -> Tail {
-        Tail::remote(ns, &self.addr)
+        let client_args: Vec<&str> = self.client_args.iter().map(String::as_str).collect();
+        self.tail_with(ns, &client_args)
+    }
+
+    /// A `routewatch tail -o json CLIENT_ARGS ADDR` connected to this agent.
+    pub fn tail_with(&self, ns: &Netns, client_args: &[&str]) -> Tail {
+        let mut args = vec!["tail", "-o", "json"];
+        args.extend_from_slice(client_args);
+        args.push(&self.addr);
+        Tail::with_args(ns, &args)
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit; returns the

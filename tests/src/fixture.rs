@@ -56,9 +56,19 @@ impl Env {
 
     /// The standard environment with extra agent arguments.
     pub fn start_with(agent_args: &[&str]) -> Env {
+        Env::start_agent(|ns| Agent::start_with(ns, agent_args))
+    }
+
+    /// The standard environment with an agent serving TLS (see
+    /// [`Agent::start_tls`]).
+    pub fn start_tls(agent_args: &[&str], client_args: &[&str]) -> Env {
+        Env::start_agent(|ns| Agent::start_tls(ns, agent_args, client_args))
+    }
+
+    fn start_agent(start: impl FnOnce(&Netns) -> Agent) -> Env {
         let ns = Netns::new();
         add_veth_pair(&ns);
-        let agent = Agent::start_with(&ns, agent_args);
+        let agent = start(&ns);
         let tail = agent.tail(&ns);
         tail.wait_synced(SYNC_TIMEOUT);
         Env { tail, agent, ns }
