@@ -14,7 +14,7 @@ use tonic::Status;
 pub struct Admission {
     slots: Arc<Semaphore>,
     limit: usize,
-    /// `routewatch_agent_subscribers_rejected_total`: subscriptions refused
+    /// `routewatch_subscribers_rejected_total`: subscriptions refused
     /// with RESOURCE_EXHAUSTED because every slot was taken.
     pub rejected: Arc<AtomicU64>,
 }

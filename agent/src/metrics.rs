@@ -2,13 +2,14 @@
 //! its help text ([`ALL`] lists them; the README's table is made from it).
 //!
 //! Values are read at scrape time from the counters the data path keeps
-//! anyway (the sources', the journal's, the sessions'), so the hot path
-//! carries no metrics code. The TLS counters ([`TlsStats`]) are counted by
-//! whoever reloads certificates.
+//! anyway (the sources', the journal's, the sessions', the TLS layer's and
+//! the admission limit's), so the hot path carries no metrics code.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use crate::tls::TlsStats;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -149,6 +150,26 @@ pub const TLS_RELOAD_FAILURES: Metric = counter(
     &[],
     "Reloads of the TLS material that failed (the previous material stays in use).",
 );
+pub const TLS_HANDSHAKE_FAILURES: Metric = counter(
+    "routewatch_tls_handshake_failures",
+    &[],
+    "Connections closed because their TLS handshake failed (no or untrusted client certificate, a plaintext client).",
+);
+pub const TLS_HANDSHAKE_TIMEOUTS: Metric = counter(
+    "routewatch_tls_handshake_timeouts",
+    &[],
+    "Connections closed because the TLS handshake did not finish within --tls-handshake-timeout-secs.",
+);
+pub const CLIENTS_DENIED: Metric = counter(
+    "routewatch_clients_denied",
+    &[],
+    "Calls refused with PERMISSION_DENIED: the client certificate names no identity on --allow-client.",
+);
+pub const SUBSCRIBERS_REJECTED: Metric = counter(
+    "routewatch_subscribers_rejected",
+    &[],
+    "Subscriptions refused with RESOURCE_EXHAUSTED: --max-subscribers were open already.",
+);
 
 /// Every metric, in the order they are exported.
 pub const ALL: &[Metric] = &[
@@ -172,47 +193,48 @@ pub const ALL: &[Metric] = &[
     READY,
     TLS_RELOADS,
     TLS_RELOAD_FAILURES,
+    TLS_HANDSHAKE_FAILURES,
+    TLS_HANDSHAKE_TIMEOUTS,
+    CLIENTS_DENIED,
+    SUBSCRIBERS_REJECTED,
 ];
-
-/// Certificate reloads, counted by the TLS code.
-#[derive(Debug, Default)]
-pub struct TlsStats {
-    pub reloads: AtomicU64,
-    pub reload_failures: AtomicU64,
-}
 
 /// The agent's metrics, ready to encode.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    pub tls: Arc<TlsStats>,
 }
 
 impl Metrics {
-    /// Metrics read from `pipeline`.
-    pub fn new(pipeline: &Pipeline) -> Metrics {
+    /// Metrics read from `pipeline`, the TLS layer and the admission limit.
+    pub fn new(pipeline: &Pipeline, tls: Arc<TlsStats>, rejected: Arc<AtomicU64>) -> Metrics {
         Metrics::of(
             pipeline.journal.clone(),
             pipeline.stats.clone(),
             pipeline.namespaces.clone(),
+            tls,
+            rejected,
         )
     }
 
-    /// Metrics read from a journal and the counters of its sources.
+    /// Metrics read from a journal, the counters of its sources, the TLS
+    /// layer's and the admission limit's.
     pub fn of(
         journal: Arc<Journal>,
         sources: Arc<SourceStats>,
         namespaces: Arc<NamespaceStats>,
+        tls: Arc<TlsStats>,
+        rejected: Arc<AtomicU64>,
     ) -> Metrics {
-        let tls = Arc::new(TlsStats::default());
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Scrape {
             journal,
             sources,
             namespaces,
-            tls: tls.clone(),
+            tls,
+            rejected,
         }));
-        Metrics { registry, tls }
+        Metrics { registry }
     }
 
     /// The OpenMetrics text exposition (ends with `# EOF`).
@@ -230,6 +252,7 @@ struct Scrape {
     sources: Arc<SourceStats>,
     namespaces: Arc<NamespaceStats>,
     tls: Arc<TlsStats>,
+    rejected: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Scrape {
@@ -399,11 +422,19 @@ impl Collector for Scrape {
         write(e, &NAMESPACE_FAILURES, one_count(&self.namespaces.failures))?;
         write(e, &READY, one_level(u64::from(self.journal.is_ready())))?;
         write(e, &TLS_RELOADS, one_count(&self.tls.reloads))?;
+        write(e, &TLS_RELOAD_FAILURES, one_count(&self.tls.reload_errors))?;
         write(
             e,
-            &TLS_RELOAD_FAILURES,
-            one_count(&self.tls.reload_failures),
+            &TLS_HANDSHAKE_FAILURES,
+            one_count(&self.tls.handshake_failures),
         )?;
+        write(
+            e,
+            &TLS_HANDSHAKE_TIMEOUTS,
+            one_count(&self.tls.handshake_timeouts),
+        )?;
+        write(e, &CLIENTS_DENIED, one_count(&self.tls.clients_denied))?;
+        write(e, &SUBSCRIBERS_REJECTED, one_count(&self.rejected))?;
         Ok(())
     }
 }

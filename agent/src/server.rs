@@ -119,7 +119,12 @@ pub async fn run(
     };
     let token = CancellationToken::new();
     let mut pipeline = Pipeline::start(config.pipeline.clone(), token.clone())?;
-    let metrics = Arc::new(Metrics::new(&pipeline));
+    let admission = Admission::new(config.max_subscribers);
+    let metrics = Arc::new(Metrics::new(
+        &pipeline,
+        tls_stats.clone(),
+        admission.rejected.clone(),
+    ));
     let ops = ops_listener
         .map(|l| ops::serve(l, metrics.clone(), pipeline.journal.clone(), token.clone()));
     let stop_ops = |ops: Option<ops::OpsServer>| async move {
@@ -157,7 +162,7 @@ pub async fn run(
     // client that accepts neither gets plain messages.
     let service = RouteWatchServer::new(Service {
         subscriber: pipeline.subscriber(),
-        admission: Admission::new(config.max_subscribers),
+        admission,
         hostname: config.hostname.clone(),
     })
     .max_decoding_message_size(MAX_REQUEST_BYTES)
