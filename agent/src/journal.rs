@@ -619,24 +619,26 @@ pub fn now_unix_nano() -> i64 {
         .unwrap_or(0)
 }
 
+/// A route change keyed `k{n}` with metric `n`, for tests.
+#[cfg(test)]
+pub(crate) fn test_change(n: u32) -> Change {
+    Change {
+        action: Action::Add,
+        key: format!("k{n}").into(),
+        object: Object::Route(Arc::new(api::Route {
+            metric: n,
+            ..Default::default()
+        })),
+        previous: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use routewatch_proto::batch::record;
-    use routewatch_proto::v1::Route;
-    use std::sync::Arc;
 
-    fn change(n: u32) -> Change {
-        Change {
-            action: Action::Add,
-            key: format!("k{n}").into(),
-            object: Object::Route(Arc::new(Route {
-                metric: n,
-                ..Default::default()
-            })),
-            previous: Default::default(),
-        }
-    }
+    use super::test_change as change;
 
     fn limits(changes: usize) -> RingLimits {
         RingLimits {

@@ -301,17 +301,7 @@ mod tests {
     use routewatch_proto::v1::Route;
     use tokio_stream::StreamExt;
 
-    fn change(n: u32) -> Change {
-        Change {
-            action: Action::Add,
-            key: format!("k{n}").into(),
-            object: Object::Route(Arc::new(Route {
-                metric: n,
-                ..Default::default()
-            })),
-            previous: Default::default(),
-        }
-    }
+    use crate::journal::test_change as change;
 
     fn journal(capacity: usize) -> Arc<Journal> {
         let limits = crate::journal::RingLimits {

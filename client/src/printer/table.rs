@@ -209,18 +209,7 @@ fn route_cells(r: &Route) -> Vec<String> {
 
 fn nexthop_cells(n: &Nexthop) -> Vec<String> {
     let (kind, via) = if !n.group.is_empty() {
-        let members: Vec<String> = n
-            .group
-            .iter()
-            .map(|g| {
-                if g.weight == 1 {
-                    g.id.to_string()
-                } else {
-                    format!("{},{}", g.id, g.weight)
-                }
-            })
-            .collect();
-        ("group", members.join("/"))
+        ("group", super::text::group_spec(n))
     } else if n.blackhole {
         ("blackhole", String::new())
     } else {

@@ -189,22 +189,28 @@ pub fn route_line(r: &Route, s: &mut String) {
     }
 }
 
+/// A group's members as `ip nexthop` writes them: `1/2,3` (id, weight
+/// when not 1).
+pub fn group_spec(n: &Nexthop) -> String {
+    let members: Vec<String> = n
+        .group
+        .iter()
+        .map(|g| {
+            if g.weight == 1 {
+                g.id.to_string()
+            } else {
+                format!("{},{}", g.id, g.weight)
+            }
+        })
+        .collect();
+    members.join("/")
+}
+
 /// One nexthop object in `ip nexthop` words.
 pub fn nexthop_line(n: &Nexthop, s: &mut String) {
     let _ = write!(s, "id {}", n.id);
     if !n.group.is_empty() {
-        let members: Vec<String> = n
-            .group
-            .iter()
-            .map(|g| {
-                if g.weight == 1 {
-                    g.id.to_string()
-                } else {
-                    format!("{},{}", g.id, g.weight)
-                }
-            })
-            .collect();
-        let _ = write!(s, " group {}", members.join("/"));
+        let _ = write!(s, " group {}", group_spec(n));
     }
     if !n.gateway.is_empty() {
         let _ = write!(s, " via {}", n.gateway);
