@@ -107,3 +107,19 @@ impl fmt::Display for DecodeFailure {
         write!(f, ")")
     }
 }
+
+/// An error and its causes, "a: b: c", each cause once: most messages here
+/// name their source already, tonic's say only "transport error".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}

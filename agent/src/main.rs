@@ -36,7 +36,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("routewatch-agent: {e:#}");
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("routewatch-agent: {}", routewatch_agent::error::chain(e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -365,6 +365,15 @@ mod tests {
         kinds(stream.next().await.expect("stream open").expect("no error"))
     }
 
+    /// Snapshot, then every change, unfiltered.
+    fn follow_all() -> SubscribeRequest {
+        SubscribeRequest {
+            snapshot: true,
+            follow: true,
+            ..Default::default()
+        }
+    }
+
     #[tokio::test]
     async fn snapshot_then_sync_then_live_in_natural_batches() {
         let j = journal(100);
@@ -374,12 +383,7 @@ mod tests {
             heartbeat: Duration::from_secs(30),
             ..Default::default()
         };
-        let request = SubscribeRequest {
-            snapshot: true,
-            follow: true,
-            resume_from: None,
-            ..Default::default()
-        };
+        let request = follow_all();
         let mut stream = start(j.clone(), request, config);
         assert_eq!(next(&mut stream).await, vec![("change", 0), ("change", 0)]);
         assert_eq!(next(&mut stream).await, vec![("change", 0)]);
@@ -417,12 +421,7 @@ mod tests {
     async fn an_overtaken_subscriber_gets_resync_and_a_fresh_snapshot() {
         let j = journal(4);
         fill(&j, 1);
-        let request = SubscribeRequest {
-            snapshot: true,
-            follow: true,
-            resume_from: None,
-            ..Default::default()
-        };
+        let request = follow_all();
         let mut stream = start(j.clone(), request, SessionConfig::default());
         assert_eq!(next(&mut stream).await, vec![("change", 0)]);
         assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
@@ -444,12 +443,7 @@ mod tests {
             heartbeat: Duration::from_secs(5),
             ..Default::default()
         };
-        let request = SubscribeRequest {
-            snapshot: true,
-            follow: true,
-            resume_from: None,
-            ..Default::default()
-        };
+        let request = follow_all();
         let mut stream = start(j.clone(), request, config);
         assert_eq!(next(&mut stream).await, vec![("sync", 3)]);
         let before = tokio::time::Instant::now();

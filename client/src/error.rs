@@ -1,6 +1,8 @@
 //! The client library's errors, worded for the operator.
 
 /// Everything that can stop `routewatch`.
+pub use routewatch_agent::error::chain;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// A TARGET that is not `host:port`.
@@ -88,19 +90,4 @@ impl ClientError {
             other => other.to_string(),
         }
     }
-}
-
-/// An error and its causes, "a: b: c" (tonic's own text is only "transport error").
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }

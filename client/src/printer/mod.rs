@@ -93,6 +93,12 @@ pub trait Printer {
 /// The printer for `format`; `paint` colours adds and deletes (`tail`'s
 /// text and table lines).
 pub fn printer(format: Format, mode: Mode, paint: Paint) -> Box<dyn Printer + Send> {
+    // Colour tells adds from deletes; `show` has only adds.
+    let paint = if mode == Mode::Tail {
+        paint
+    } else {
+        Paint::NONE
+    };
     match format {
         Format::Text => Box::new(TextPrinter::new(mode, paint)),
         Format::Json => Box::new(JsonPrinter),

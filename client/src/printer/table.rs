@@ -42,11 +42,6 @@ pub struct TablePrinter {
 
 impl TablePrinter {
     pub fn new(mode: Mode, paint: Paint) -> TablePrinter {
-        let paint = if mode == Mode::Tail {
-            paint
-        } else {
-            Paint::NONE
-        };
         TablePrinter {
             mode,
             paint,

@@ -21,13 +21,8 @@ pub struct TextPrinter {
 }
 
 impl TextPrinter {
-    /// `paint` colours `tail`'s adds and deletes (`show` has only adds).
+    /// `paint` colours adds and deletes.
     pub fn new(mode: Mode, paint: Paint) -> TextPrinter {
-        let paint = if mode == Mode::Tail {
-            paint
-        } else {
-            Paint::NONE
-        };
         TextPrinter { mode, paint }
     }
 }
