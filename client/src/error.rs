@@ -58,6 +58,9 @@ pub enum ClientError {
     /// `routewatch certs init` could not make or write the files.
     #[error("certs init: {0}")]
     Certs(String),
+    /// The store of `collect` and `query` failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// Writing the output failed (other than a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),

@@ -37,6 +37,7 @@ pub mod protojson;
 pub mod reconnect;
 pub mod remote;
 pub mod show;
+pub mod store;
 pub mod subscription;
 pub mod summary;
 pub mod tail;

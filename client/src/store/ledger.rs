@@ -1,0 +1,426 @@
+//! One target's record keeper: turns the target's stream into rows.
+//!
+//! The ledger holds what the store holds for the target (its cursor and its
+//! current versions) and, fed events in stream order, accumulates the next
+//! [`Write`]. A snapshot (the first one, or the one after a resync) is held
+//! back until its Sync, then compared with the current versions: what it
+//! lacks is closed, what differs gets a new version, what is identical stays
+//! open. A resync also records a gap.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prost::Message;
+use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
+
+use super::plan::{
+    Close, CloseRow, EventRow, GapRow, OpenVersion, StoredCursor, TargetRow, VersionRow, Write,
+};
+use super::schema::{CLOSED_BY_RESYNC, KIND_NEXTHOP, KIND_ROUTE};
+
+/// `(netns, key)`: an object's identity within a target.
+type Identity = (Box<str>, Box<str>);
+
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    vid: i64,
+    digest: i64,
+}
+
+/// A snapshot being received.
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// The resync that started it (none for the first snapshot).
+    resync: Option<(i64, String)>,
+    objects: HashMap<Identity, (i64, Change)>,
+}
+
+/// One target's record keeper.
+#[derive(Debug)]
+pub struct Ledger {
+    target_id: i64,
+    host: String,
+    /// Where the store stands once every write taken so far is committed.
+    cursor: StoredCursor,
+    last_seen: Option<i64>,
+    next_vid: i64,
+    current: HashMap<Identity, Current>,
+    snapshot: Option<Snapshot>,
+    pending: Write,
+    /// Versions opened in `pending`, by vid: where to close them in place.
+    opened_here: HashMap<i64, usize>,
+    dirty: bool,
+}
+
+impl Ledger {
+    /// The ledger of a target as the store holds it.
+    pub fn new(target: &TargetRow, open: Vec<OpenVersion>) -> Ledger {
+        let current = open
+            .into_iter()
+            .map(|v| {
+                let id = (v.netns.into_boxed_str(), v.key.into_boxed_str());
+                (
+                    id,
+                    Current {
+                        vid: v.vid,
+                        digest: v.digest,
+                    },
+                )
+            })
+            .collect();
+        let mut ledger = Ledger {
+            target_id: target.id,
+            host: target.host.clone(),
+            cursor: target.cursor.clone(),
+            last_seen: target.last_seen,
+            next_vid: target.next_vid,
+            current,
+            snapshot: None,
+            pending: Write::default(),
+            opened_here: HashMap::new(),
+            dirty: false,
+        };
+        ledger.reset_pending();
+        ledger
+    }
+
+    /// The cursor to resume from (none before the first complete snapshot).
+    pub fn cursor(&self) -> &StoredCursor {
+        &self.cursor
+    }
+
+    /// Routes and nexthop objects currently held.
+    pub fn current_len(&self) -> usize {
+        self.current.len()
+    }
+
+    /// The agent reported its host name.
+    pub fn set_host(&mut self, host: &str) {
+        if self.host != host {
+            self.host = host.to_owned();
+            self.dirty = true;
+        }
+    }
+
+    /// Notes the next events of the stream, in order.
+    pub fn apply(&mut self, events: &[Event]) {
+        for event in events {
+            self.apply_one(event);
+        }
+    }
+
+    fn apply_one(&mut self, event: &Event) {
+        let time = event.time_unix_nano;
+        match &event.kind {
+            Some(event::Kind::Change(change)) => {
+                if self.snapshot.is_none() && !self.cursor.is_set() {
+                    // The first snapshot of this target.
+                    self.snapshot = Some(Snapshot::default());
+                }
+                match self.snapshot.as_mut() {
+                    Some(snapshot) => {
+                        let id = identity(&event.netns, &change.key);
+                        if change.action == Action::Delete as i32 {
+                            snapshot.objects.remove(&id);
+                        } else {
+                            snapshot.objects.insert(id, (time, change.clone()));
+                        }
+                    }
+                    None => self.change(event, change),
+                }
+            }
+            Some(event::Kind::Sync(_)) => {
+                let to = StoredCursor {
+                    stream_id: event.stream_id.as_str().into(),
+                    seq: event.seq as i64,
+                };
+                if let Some(snapshot) = self.snapshot.take() {
+                    self.replace_all(snapshot, &to, time);
+                }
+                self.move_to(to, time);
+            }
+            Some(event::Kind::Resync(resync)) => {
+                // Only a target with a record can lose track of it; a resync
+                // before the first Sync just restarts the snapshot.
+                let resync = self
+                    .cursor
+                    .is_set()
+                    .then(|| (i64::from(resync.cause), resync.reason.clone()));
+                self.snapshot = Some(Snapshot {
+                    resync,
+                    objects: HashMap::new(),
+                });
+            }
+            Some(event::Kind::Heartbeat(_)) => {
+                if self.snapshot.is_none()
+                    && self.cursor.is_set()
+                    && *self.cursor.stream_id == *event.stream_id
+                {
+                    let to = StoredCursor {
+                        stream_id: self.cursor.stream_id.clone(),
+                        seq: (event.seq as i64).max(self.cursor.seq),
+                    };
+                    self.move_to(to, time);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// A live change (notification or reconcile).
+    fn change(&mut self, event: &Event, change: &Change) {
+        let stream: Arc<str> = if *self.cursor.stream_id == *event.stream_id {
+            self.cursor.stream_id.clone()
+        } else {
+            event.stream_id.as_str().into()
+        };
+        let seq = event.seq as i64;
+        let time = event.time_unix_nano;
+        let id = identity(&event.netns, &change.key);
+        let vid = if change.action == Action::Delete as i32 {
+            match self.current.remove(&id) {
+                Some(current) => {
+                    self.close(current.vid, time, &stream, seq, i64::from(change.origin));
+                    current.vid
+                }
+                None => {
+                    tracing::warn!(
+                        target_id = self.target_id,
+                        key = %change.key,
+                        seq,
+                        "a delete of an object the record does not hold; logged without a version"
+                    );
+                    0
+                }
+            }
+        } else {
+            let (object, digest) = encode(change);
+            match self.current.get(&id).copied() {
+                // Sent again unchanged: the version goes on.
+                Some(current) if current.digest == digest => current.vid,
+                found => {
+                    if let Some(current) = found {
+                        self.close(current.vid, time, &stream, seq, i64::from(change.origin));
+                    }
+                    self.open(
+                        id,
+                        change,
+                        object,
+                        digest,
+                        time,
+                        &stream,
+                        seq,
+                        i64::from(change.origin),
+                    )
+                }
+            }
+        };
+        self.pending.events.push(EventRow {
+            stream_id: stream.clone(),
+            seq,
+            time,
+            action: i64::from(change.action),
+            origin: i64::from(change.origin),
+            vid,
+        });
+        self.move_to(
+            StoredCursor {
+                stream_id: stream,
+                seq,
+            },
+            time,
+        );
+    }
+
+    /// A complete snapshot as of `to`: it replaces everything held.
+    fn replace_all(&mut self, snapshot: Snapshot, to: &StoredCursor, sync_time: i64) {
+        let Snapshot { resync, objects } = snapshot;
+        if let Some((cause, reason)) = resync {
+            self.pending.gaps.push(GapRow {
+                from_time: self.last_seen,
+                from: self.cursor.clone(),
+                to_time: sync_time,
+                to: to.clone(),
+                cause,
+                reason,
+            });
+        }
+        let gone: Vec<Identity> = self
+            .current
+            .keys()
+            .filter(|id| !objects.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(current) = self.current.remove(&id) {
+                self.close(
+                    current.vid,
+                    sync_time,
+                    &to.stream_id,
+                    to.seq,
+                    CLOSED_BY_RESYNC,
+                );
+            }
+        }
+        let dump = Origin::Dump as i64;
+        for (id, (time, change)) in objects {
+            let (object, digest) = encode(&change);
+            match self.current.get(&id).copied() {
+                Some(current) if current.digest == digest => {}
+                found => {
+                    if let Some(current) = found {
+                        self.close(current.vid, sync_time, &to.stream_id, to.seq, dump);
+                    }
+                    // A version that replaces one held starts when the
+                    // snapshot proved it; a new one when the agent saw it.
+                    let from = if found.is_some() { sync_time } else { time };
+                    self.open(
+                        id,
+                        &change,
+                        object,
+                        digest,
+                        from,
+                        &to.stream_id,
+                        to.seq,
+                        dump,
+                    );
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        id: Identity,
+        change: &Change,
+        object: Vec<u8>,
+        digest: i64,
+        time: i64,
+        stream: &Arc<str>,
+        seq: i64,
+        origin: i64,
+    ) -> i64 {
+        let vid = self.next_vid;
+        self.next_vid += 1;
+        let mut row = VersionRow {
+            vid,
+            netns: id.0.to_string(),
+            key: id.1.to_string(),
+            kind: KIND_ROUTE,
+            family: 0,
+            table_id: None,
+            dst_len: None,
+            dst_lo: None,
+            dst_hi: None,
+            object,
+            digest,
+            valid_from: time,
+            opened_stream: stream.clone(),
+            opened_seq: seq,
+            opened_origin: origin,
+            close: None,
+        };
+        match &change.object {
+            Some(change::Object::Route(route)) => {
+                row.family = i64::from(route.family);
+                row.table_id = Some(i64::from(route.table));
+                if let Ok(net) = route.dst.parse::<ipnet::IpNet>() {
+                    row.dst_len = Some(i64::from(net.prefix_len()));
+                    row.dst_lo = Some(ip_bytes(net.network()));
+                    row.dst_hi = Some(ip_bytes(net.broadcast()));
+                }
+            }
+            Some(change::Object::Nexthop(nexthop)) => {
+                row.kind = KIND_NEXTHOP;
+                row.family = i64::from(nexthop.family);
+            }
+            None => {}
+        }
+        self.opened_here.insert(vid, self.pending.opens.len());
+        self.pending.opens.push(row);
+        self.current.insert(id, Current { vid, digest });
+        vid
+    }
+
+    fn close(&mut self, vid: i64, time: i64, stream: &Arc<str>, seq: i64, origin: i64) {
+        let close = Close {
+            valid_to: time,
+            stream_id: stream.clone(),
+            seq,
+            origin,
+        };
+        match self.opened_here.get(&vid) {
+            Some(&i) => self.pending.opens[i].close = Some(close),
+            None => self.pending.closes.push(CloseRow { vid, close }),
+        }
+    }
+
+    fn move_to(&mut self, to: StoredCursor, time: i64) {
+        self.cursor = to;
+        self.last_seen = Some(self.last_seen.map_or(time, |t| t.max(time)));
+        self.dirty = true;
+    }
+
+    /// Whether there is anything to write.
+    pub fn has_pending(&self) -> bool {
+        self.dirty
+    }
+
+    /// Events of a snapshot held back until its Sync.
+    pub fn held_back(&self) -> usize {
+        self.snapshot.as_ref().map_or(0, |s| s.objects.len())
+    }
+
+    /// The next write, which brings the store to this ledger's cursor; the
+    /// ledger goes on from there. A write that fails must be retried as is
+    /// (or the ledger dropped and loaded again).
+    pub fn take(&mut self) -> Option<Write> {
+        if !self.dirty {
+            return None;
+        }
+        let mut write = std::mem::take(&mut self.pending);
+        write.cursor = self.cursor.clone();
+        write.host = self.host.clone();
+        write.next_vid = self.next_vid;
+        write.last_seen = self.last_seen;
+        self.reset_pending();
+        Some(write)
+    }
+
+    /// Starts the next write from where the store will stand.
+    fn reset_pending(&mut self) {
+        self.pending = Write {
+            target_id: self.target_id,
+            expect: self.cursor.clone(),
+            ..Write::default()
+        };
+        self.opened_here.clear();
+        self.dirty = false;
+    }
+}
+
+fn identity(netns: &str, key: &str) -> Identity {
+    (netns.into(), key.into())
+}
+
+/// The object's bytes as stored, and their digest.
+fn encode(change: &Change) -> (Vec<u8>, i64) {
+    let bytes = match &change.object {
+        Some(change::Object::Route(route)) => route.encode_to_vec(),
+        Some(change::Object::Nexthop(nexthop)) => nexthop.encode_to_vec(),
+        None => Vec::new(),
+    };
+    let digest = xxhash_rust::xxh3::xxh3_64(&bytes) as i64;
+    (bytes, digest)
+}
+
+fn ip_bytes(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

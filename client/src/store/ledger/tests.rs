@@ -1,0 +1,261 @@
+use routewatch_proto::v1::{Heartbeat, Resync, Route, Sync};
+
+use super::*;
+
+fn target() -> TargetRow {
+    TargetRow {
+        id: 7,
+        name: "h:1".into(),
+        host: String::new(),
+        cursor: StoredCursor::default(),
+        next_vid: 1,
+        last_seen: None,
+    }
+}
+
+fn route(dst: &str, metric: u32) -> Route {
+    Route {
+        family: if dst.contains(':') { 2 } else { 1 },
+        table: 254,
+        dst: dst.into(),
+        metric,
+        r#type: 1,
+        ..Default::default()
+    }
+}
+
+fn change(
+    stream: &str,
+    seq: u64,
+    time: i64,
+    action: Action,
+    origin: Origin,
+    key: &str,
+    r: Route,
+) -> Event {
+    Event {
+        stream_id: stream.into(),
+        seq,
+        time_unix_nano: time,
+        netns: String::new(),
+        kind: Some(event::Kind::Change(Change {
+            action: action as i32,
+            origin: origin as i32,
+            key: key.into(),
+            object: Some(change::Object::Route(r)),
+        })),
+    }
+}
+
+fn marker(stream: &str, seq: u64, time: i64, kind: event::Kind) -> Event {
+    Event {
+        stream_id: stream.into(),
+        seq,
+        time_unix_nano: time,
+        netns: String::new(),
+        kind: Some(kind),
+    }
+}
+
+fn add(seq: u64, time: i64, key: &str, r: Route) -> Event {
+    change("s", seq, time, Action::Add, Origin::Notification, key, r)
+}
+
+fn cursor(stream: &str, seq: i64) -> StoredCursor {
+    StoredCursor {
+        stream_id: stream.into(),
+        seq,
+    }
+}
+
+/// A ledger that holds `a` (10.0.0.0/24) and `b` (10.0.1.0/24) as of s:5.
+fn synced() -> (Ledger, Write) {
+    let mut ledger = Ledger::new(&target(), Vec::new());
+    ledger.apply(&[
+        change(
+            "s",
+            5,
+            100,
+            Action::Add,
+            Origin::Dump,
+            "a",
+            route("10.0.0.0/24", 0),
+        ),
+        change(
+            "s",
+            5,
+            100,
+            Action::Add,
+            Origin::Dump,
+            "b",
+            route("10.0.1.0/24", 0),
+        ),
+        marker("s", 5, 101, event::Kind::Sync(Sync {})),
+    ]);
+    let write = ledger.take().expect("a write");
+    (ledger, write)
+}
+
+#[test]
+fn the_first_snapshot_opens_versions_and_sets_the_cursor() {
+    let (ledger, write) = synced();
+    assert_eq!(write.expect, StoredCursor::default());
+    assert_eq!(write.cursor, cursor("s", 5));
+    assert_eq!(write.opens.len(), 2);
+    assert!(
+        write.events.is_empty(),
+        "snapshot contents are not log rows"
+    );
+    assert!(write.gaps.is_empty(), "a first snapshot is no gap");
+    let a = write.opens.iter().find(|v| v.key == "a").unwrap();
+    assert_eq!(a.valid_from, 100);
+    assert_eq!(a.opened_origin, Origin::Dump as i64);
+    assert_eq!(a.opened_seq, 5);
+    assert_eq!(a.dst_len, Some(24));
+    assert_eq!(a.dst_lo.as_deref(), Some(&[10, 0, 0, 0][..]));
+    assert_eq!(a.dst_hi.as_deref(), Some(&[10, 0, 0, 255][..]));
+    assert_eq!(a.table_id, Some(254));
+    assert_eq!(write.next_vid, 3);
+    assert_eq!(ledger.current_len(), 2);
+    assert_eq!(write.last_seen, Some(101));
+}
+
+#[test]
+fn nothing_is_written_before_the_snapshot_is_complete() {
+    let mut ledger = Ledger::new(&target(), Vec::new());
+    ledger.apply(&[change(
+        "s",
+        5,
+        100,
+        Action::Add,
+        Origin::Dump,
+        "a",
+        route("10.0.0.0/24", 0),
+    )]);
+    assert_eq!(ledger.take(), None);
+    assert_eq!(ledger.held_back(), 1);
+}
+
+#[test]
+fn live_changes_open_and_close_versions_and_log_every_seq() {
+    let (mut ledger, first) = synced();
+    ledger.apply(&[
+        add(6, 200, "c", route("10.0.2.0/24", 0)),
+        add(7, 210, "c", route("10.0.2.0/24", 5)),
+        change(
+            "s",
+            8,
+            220,
+            Action::Delete,
+            Origin::Reconcile,
+            "a",
+            route("10.0.0.0/24", 0),
+        ),
+        add(9, 230, "b", route("10.0.1.0/24", 0)),
+    ]);
+    let write = ledger.take().unwrap();
+    assert_eq!(write.expect, first.cursor, "continues from the last write");
+    assert_eq!(write.cursor, cursor("s", 9));
+    let seqs: Vec<i64> = write.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [6, 7, 8, 9]);
+    // c's first version opened and closed within this write: one row.
+    assert_eq!(write.opens.len(), 2);
+    let c1 = &write.opens[0];
+    let close = c1.close.as_ref().expect("closed in place");
+    assert_eq!((close.valid_to, close.seq), (210, 7));
+    assert!(write.opens[1].close.is_none());
+    // a was written before: closed by an update, with the reconcile origin.
+    assert_eq!(write.closes.len(), 1);
+    let a_vid = first.opens.iter().find(|v| v.key == "a").unwrap().vid;
+    assert_eq!(write.closes[0].vid, a_vid);
+    assert_eq!(write.closes[0].close.origin, Origin::Reconcile as i64);
+    assert_eq!(
+        write.events[2].vid, a_vid,
+        "a delete points at what it closed"
+    );
+    // b sent again unchanged: the same version goes on.
+    let b_vid = first.opens.iter().find(|v| v.key == "b").unwrap().vid;
+    assert_eq!(write.events[3].vid, b_vid);
+    assert_eq!(ledger.current_len(), 2);
+}
+
+#[test]
+fn a_resync_records_a_gap_and_replaces_what_changed() {
+    let (mut ledger, first) = synced();
+    ledger.apply(&[marker("s", 5, 150, event::Kind::Heartbeat(Heartbeat {}))]);
+    let heartbeat = ledger.take().unwrap();
+    assert_eq!(heartbeat.rows(), 0);
+    assert_eq!(heartbeat.last_seen, Some(150));
+    ledger.apply(&[
+        marker(
+            "t",
+            2,
+            300,
+            event::Kind::Resync(Resync {
+                reason: "unknown stream".into(),
+                cause: 1,
+            }),
+        ),
+        // a unchanged, b gone, d new, and a later version of nothing else.
+        change(
+            "t",
+            2,
+            300,
+            Action::Add,
+            Origin::Dump,
+            "a",
+            route("10.0.0.0/24", 0),
+        ),
+        change(
+            "t",
+            2,
+            300,
+            Action::Add,
+            Origin::Dump,
+            "d",
+            route("2001:db8::/64", 0),
+        ),
+        marker("t", 2, 301, event::Kind::Sync(Sync {})),
+    ]);
+    let write = ledger.take().unwrap();
+    assert_eq!(write.cursor, cursor("t", 2));
+    assert_eq!(write.gaps.len(), 1);
+    let gap = &write.gaps[0];
+    assert_eq!(gap.from, cursor("s", 5));
+    assert_eq!(gap.from_time, Some(150));
+    assert_eq!((gap.to.clone(), gap.to_time), (cursor("t", 2), 301));
+    assert_eq!(gap.cause, 1);
+    let b_vid = first.opens.iter().find(|v| v.key == "b").unwrap().vid;
+    assert_eq!(write.closes.len(), 1);
+    assert_eq!(write.closes[0].vid, b_vid);
+    assert_eq!(write.closes[0].close.origin, CLOSED_BY_RESYNC);
+    assert_eq!(write.closes[0].close.valid_to, 301);
+    assert_eq!(write.opens.len(), 1);
+    assert_eq!(write.opens[0].key, "d");
+    assert_eq!(write.opens[0].family, 2);
+    assert_eq!(write.opens[0].dst_lo.as_ref().map(Vec::len), Some(16));
+}
+
+#[test]
+fn a_loaded_ledger_continues_the_stored_record() {
+    let (_, first) = synced();
+    let a = first.opens.iter().find(|v| v.key == "a").unwrap();
+    let stored = TargetRow {
+        cursor: cursor("s", 5),
+        next_vid: 3,
+        last_seen: Some(101),
+        ..target()
+    };
+    let open = vec![OpenVersion {
+        netns: String::new(),
+        key: "a".into(),
+        vid: a.vid,
+        digest: a.digest,
+    }];
+    let mut ledger = Ledger::new(&stored, open);
+    ledger.apply(&[add(6, 200, "a", route("10.0.0.0/24", 9))]);
+    let write = ledger.take().unwrap();
+    assert_eq!(write.expect, cursor("s", 5));
+    assert_eq!(write.closes[0].vid, a.vid);
+    assert_eq!(write.opens[0].vid, 3);
+}

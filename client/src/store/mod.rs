@@ -1,0 +1,262 @@
+//! The fleet's route history: SQLite (one collector) or PostgreSQL (a
+//! fleet of collectors sharing the targets).
+//!
+//! - [`schema`]: the one logical schema, its migrations and dialects.
+//! - [`plan`]: the rows one transaction writes for one target.
+//! - [`ledger`]: one target's record keeper, turning its stream into rows.
+//! - [`sqlite`] and [`postgres`]: the two backends behind [`Store`].
+
+pub mod ledger;
+pub mod plan;
+pub mod postgres;
+pub mod schema;
+pub mod sqlite;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use ledger::Ledger;
+pub use plan::{OpenVersion, StoredCursor, TargetRow, Write};
+
+/// The default `--store`.
+pub const DEFAULT_STORE: &str = "sqlite://routewatch.db";
+
+/// Where the history is kept, as given by `--store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite://PATH` (relative to the working directory;
+    /// `sqlite:///abs/path` for an absolute one).
+    Sqlite(PathBuf),
+    /// `postgres://` or `postgresql://` (a libpq connection URL).
+    Postgres(String),
+}
+
+impl StoreUrl {
+    pub fn parse(url: &str) -> Result<StoreUrl, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::Url(format!(
+                    "{url:?} names no file: use sqlite://FILE, e.g. {DEFAULT_STORE}"
+                )));
+            }
+            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(url.to_owned()));
+        }
+        Err(StoreError::Url(format!(
+            "{url:?} is not a store URL: use sqlite://FILE (e.g. {DEFAULT_STORE}) or postgres://USER:PASSWORD@HOST/DATABASE"
+        )))
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    /// The URL without a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            StoreUrl::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(split) => split,
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// A value read from or bound into a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Value {
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// What became of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Committed,
+    /// The store no longer holds the cursor the write continues from:
+    /// another collector took the target. Nothing was written.
+    Lost,
+}
+
+/// What `--retain` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub versions: u64,
+    pub events: u64,
+    pub gaps: u64,
+}
+
+/// A store's failure, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("bad --store: {0}")]
+    Url(String),
+    #[error("{store}: {problem}")]
+    Open { store: String, problem: String },
+    #[error("{store}: the database has schema version {found}, newer than this routewatch knows ({known}); use a newer routewatch")]
+    TooNew {
+        store: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {}", crate::error::chain(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// An open store.
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// Opens (creating if needed) the store and brings its schema up to
+    /// date.
+    pub async fn open(url: &StoreUrl) -> Result<Store, StoreError> {
+        Ok(match url {
+            StoreUrl::Sqlite(path) => {
+                let path = path.clone();
+                Store::Sqlite(blocking(move || sqlite::SqliteStore::open(&path))?)
+            }
+            StoreUrl::Postgres(url) => Store::Postgres(postgres::PgStore::open(url).await?),
+        })
+    }
+
+    /// Whether several collectors may share this store.
+    pub fn shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// Takes the target named `name` (the address dialled) for this
+    /// collector, creating its row on first sight: its row and current
+    /// versions, or `None` while another collector holds it.
+    pub async fn claim(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(TargetRow, Vec<OpenVersion>)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(|| s.claim(name)).map(Some),
+            Store::Postgres(s) => s.claim(name).await,
+        }
+    }
+
+    /// Gives the target up (another collector may take it).
+    pub async fn release(&mut self, target_id: i64) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(s) => s.release(target_id).await,
+        }
+    }
+
+    /// Writes `writes` (several targets' writes may share one transaction;
+    /// each one is all or nothing). Outcomes in the order of `writes`.
+    pub async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(|| s.commit(writes)),
+            Store::Postgres(s) => s.commit(writes).await,
+        }
+    }
+
+    /// Removes closed versions, log rows and gaps that ended before
+    /// `before` (nanoseconds since the epoch).
+    pub async fn prune(&mut self, before: i64) -> Result<Pruned, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(|| s.prune(before)),
+            Store::Postgres(s) => s.prune(before).await,
+        }
+    }
+
+    /// Runs a read-only query written with `?` placeholders.
+    pub async fn select(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(|| s.select(sql, params)),
+            Store::Postgres(s) => s.select(sql, params).await,
+        }
+    }
+}
+
+/// Runs SQLite's blocking calls without stalling the other tasks.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        assert_eq!(
+            StoreUrl::parse(DEFAULT_STORE).unwrap(),
+            StoreUrl::Sqlite("routewatch.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite:///var/lib/rw.db").unwrap(),
+            StoreUrl::Sqlite("/var/lib/rw.db".into())
+        );
+        assert!(matches!(
+            StoreUrl::parse("postgresql://u:p@h/db").unwrap(),
+            StoreUrl::Postgres(_)
+        ));
+        let err = StoreUrl::parse("mysql://x").unwrap_err().to_string();
+        assert!(err.contains("sqlite://FILE"), "{err}");
+        assert!(StoreUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        let url = StoreUrl::parse("postgres://rw:secret@db:5432/routewatch").unwrap();
+        assert_eq!(url.to_string(), "postgres://rw:***@db:5432/routewatch");
+        let url = StoreUrl::parse("postgres://db/routewatch").unwrap();
+        assert_eq!(url.to_string(), "postgres://db/routewatch");
+    }
+}

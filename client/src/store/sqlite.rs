@@ -1,0 +1,331 @@
+//! The SQLite backend: one file, WAL, prepared statements inside one
+//! transaction per batch. One collector at a time (an exclusive lock on
+//! the file's companion `.collector-lock`); any number of readers.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
+
+use super::plan::{OpenVersion, StoredCursor, TargetRow, Write};
+use super::schema::{self, Dialect};
+use super::{Outcome, Pruned, StoreError, Value};
+
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Connection,
+    /// Held while this process collects into the file.
+    collector_lock: Option<File>,
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database and applies missing migrations.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let store = || format!("sqlite://{}", path.display());
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            store: store(),
+            problem: format!("cannot open the database: {e}"),
+        })?;
+        let setup = || -> rusqlite::Result<()> {
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            // WAL lets queries read while the collector writes; NORMAL
+            // syncing keeps the file consistent after a crash of the
+            // process (only a power loss may take the last transactions,
+            // whose cursor goes with them).
+            let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")?;
+            Ok(())
+        };
+        setup().map_err(|e| StoreError::Open {
+            store: store(),
+            problem: format!("cannot set the database up: {e}"),
+        })?;
+        let mut s = SqliteStore {
+            path: path.to_owned(),
+            conn,
+            collector_lock: None,
+        };
+        s.migrate()?;
+        Ok(s)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+            [],
+        )?;
+        let found: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )?;
+        if found > schema::VERSION {
+            return Err(StoreError::TooNew {
+                store: format!("sqlite://{}", self.path.display()),
+                found,
+                known: schema::VERSION,
+            });
+        }
+        for n in found + 1..=schema::VERSION {
+            for statement in schema::migration(Dialect::Sqlite, n).unwrap_or_default() {
+                tx.execute(&statement, [])?;
+            }
+            tx.execute("INSERT INTO schema_version (version) VALUES (?)", [n])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Makes this process the file's only collector.
+    pub fn lock_for_collecting(&mut self) -> Result<(), StoreError> {
+        use std::os::fd::AsRawFd;
+        let lock_path = {
+            let mut p = self.path.clone().into_os_string();
+            p.push(".collector-lock");
+            PathBuf::from(p)
+        };
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Open {
+                store: format!("sqlite://{}", self.path.display()),
+                problem: format!("cannot open {}: {e}", lock_path.display()),
+            })?;
+        // SAFETY: flock on a descriptor this function owns.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if locked != 0 {
+            return Err(StoreError::Open {
+                store: format!("sqlite://{}", self.path.display()),
+                problem: "another routewatch collect is writing to this file (SQLite serves one collector; share targets among collectors with PostgreSQL)".into(),
+            });
+        }
+        self.collector_lock = Some(file);
+        Ok(())
+    }
+
+    pub fn claim(&mut self, name: &str) -> Result<(TargetRow, Vec<OpenVersion>), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO targets (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
+            [name],
+        )?;
+        let target = tx.query_row(
+            "SELECT id, host, stream_id, seq, next_vid, last_seen FROM targets WHERE name = ?",
+            [name],
+            |r| {
+                Ok(TargetRow {
+                    id: r.get(0)?,
+                    name: name.to_owned(),
+                    host: r.get(1)?,
+                    cursor: StoredCursor {
+                        stream_id: r.get::<_, String>(2)?.into(),
+                        seq: r.get(3)?,
+                    },
+                    next_vid: r.get(4)?,
+                    last_seen: r.get(5)?,
+                })
+            },
+        )?;
+        let open = {
+            let mut statement = tx.prepare(
+                "SELECT netns, key, vid, digest FROM versions WHERE target_id = ? AND valid_to IS NULL",
+            )?;
+            let rows = statement.query_map([target.id], |r| {
+                Ok(OpenVersion {
+                    netns: r.get(0)?,
+                    key: r.get(1)?,
+                    vid: r.get(2)?,
+                    digest: r.get(3)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit()?;
+        Ok((target, open))
+    }
+
+    pub fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for w in writes {
+            outcomes.push(write_one(&tx, w)?);
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    pub fn prune(&mut self, before: i64) -> Result<Pruned, StoreError> {
+        let tx = self.conn.transaction()?;
+        let versions = tx.execute(
+            "DELETE FROM versions WHERE valid_to IS NOT NULL AND valid_to < ?",
+            [before],
+        )?;
+        let events = tx.execute("DELETE FROM events WHERE time < ?", [before])?;
+        let gaps = tx.execute("DELETE FROM gaps WHERE to_time < ?", [before])?;
+        tx.commit()?;
+        Ok(Pruned {
+            versions: versions as u64,
+            events: events as u64,
+            gaps: gaps as u64,
+        })
+    }
+
+    pub fn select(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, StoreError> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let columns = statement.column_count();
+        let bound: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+        let mut rows = statement.query(bound.as_slice())?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(columns);
+            for i in 0..columns {
+                values.push(match row.get_ref(i)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(n) => Value::Int(n),
+                    ValueRef::Real(f) => Value::Int(f as i64),
+                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+                });
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::ToSqlOutput;
+        Ok(match self {
+            Value::Null => ToSqlOutput::Owned(rusqlite::types::Value::Null),
+            Value::Int(i) => ToSqlOutput::from(*i),
+            Value::Text(s) => ToSqlOutput::from(s.as_str()),
+            Value::Bytes(b) => ToSqlOutput::from(b.as_slice()),
+        })
+    }
+}
+
+/// One target's write, unless the target's cursor moved under it.
+fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, StoreError> {
+    let moved = tx
+        .prepare_cached(
+            "UPDATE targets SET host = ?, stream_id = ?, seq = ?, next_vid = ?, last_seen = ?,
+                 first_seen = COALESCE(first_seen, ?)
+             WHERE id = ? AND stream_id = ? AND seq = ?",
+        )?
+        .execute(params![
+            w.host,
+            &*w.cursor.stream_id,
+            w.cursor.seq,
+            w.next_vid,
+            w.last_seen,
+            w.last_seen,
+            w.target_id,
+            &*w.expect.stream_id,
+            w.expect.seq,
+        ])?;
+    if moved == 0 {
+        let exists: Option<i64> = tx
+            .query_row("SELECT id FROM targets WHERE id = ?", [w.target_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        tracing::warn!(
+            target_id = w.target_id,
+            exists = exists.is_some(),
+            "the stored cursor moved under this collector; its write is dropped"
+        );
+        return Ok(Outcome::Lost);
+    }
+    {
+        let mut open = tx.prepare_cached(
+            "INSERT INTO versions (target_id, vid, netns, key, kind, family, table_id, dst_len,
+                 dst_lo, dst_hi, object, digest, valid_from, opened_stream, opened_seq,
+                 opened_origin, valid_to, closed_stream, closed_seq, closed_origin)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )?;
+        for v in &w.opens {
+            let close = v.close.as_ref();
+            open.execute(params![
+                w.target_id,
+                v.vid,
+                v.netns,
+                v.key,
+                v.kind,
+                v.family,
+                v.table_id,
+                v.dst_len,
+                v.dst_lo,
+                v.dst_hi,
+                v.object,
+                v.digest,
+                v.valid_from,
+                &*v.opened_stream,
+                v.opened_seq,
+                v.opened_origin,
+                close.map(|c| c.valid_to),
+                close.map(|c| &*c.stream_id),
+                close.map(|c| c.seq),
+                close.map(|c| c.origin),
+            ])?;
+        }
+    }
+    {
+        let mut close = tx.prepare_cached(
+            "UPDATE versions SET valid_to = ?, closed_stream = ?, closed_seq = ?, closed_origin = ?
+             WHERE target_id = ? AND vid = ?",
+        )?;
+        for c in &w.closes {
+            close.execute(params![
+                c.close.valid_to,
+                &*c.close.stream_id,
+                c.close.seq,
+                c.close.origin,
+                w.target_id,
+                c.vid,
+            ])?;
+        }
+    }
+    {
+        let mut event = tx.prepare_cached(
+            "INSERT INTO events (target_id, stream_id, seq, time, action, origin, vid)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )?;
+        for e in &w.events {
+            event.execute(params![
+                w.target_id,
+                &*e.stream_id,
+                e.seq,
+                e.time,
+                e.action,
+                e.origin,
+                e.vid,
+            ])?;
+        }
+    }
+    {
+        let mut gap = tx.prepare_cached(
+            "INSERT INTO gaps (target_id, from_time, from_stream, from_seq, to_time, to_stream,
+                 to_seq, cause, reason)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )?;
+        for g in &w.gaps {
+            gap.execute(params![
+                w.target_id,
+                g.from_time,
+                &*g.from.stream_id,
+                g.from.seq,
+                g.to_time,
+                &*g.to.stream_id,
+                g.to.seq,
+                g.cause,
+                g.reason,
+            ])?;
+        }
+    }
+    Ok(Outcome::Committed)
+}
