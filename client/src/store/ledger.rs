@@ -151,19 +151,18 @@ impl Ledger {
                     objects: HashMap::new(),
                 });
             }
-            Some(event::Kind::Heartbeat(_)) => {
+            Some(event::Kind::Heartbeat(_))
                 if self.snapshot.is_none()
                     && self.cursor.is_set()
-                    && *self.cursor.stream_id == *event.stream_id
-                {
-                    let to = StoredCursor {
-                        stream_id: self.cursor.stream_id.clone(),
-                        seq: (event.seq as i64).max(self.cursor.seq),
-                    };
-                    self.move_to(to, time);
-                }
+                    && *self.cursor.stream_id == *event.stream_id =>
+            {
+                let to = StoredCursor {
+                    stream_id: self.cursor.stream_id.clone(),
+                    seq: (event.seq as i64).max(self.cursor.seq),
+                };
+                self.move_to(to, time);
             }
-            None => {}
+            Some(event::Kind::Heartbeat(_)) | None => {}
         }
     }
 
