@@ -43,6 +43,7 @@ pub mod summary;
 pub mod tail;
 pub mod target;
 pub mod tls;
+pub mod when;
 
 pub use error::ClientError;
 
