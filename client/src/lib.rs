@@ -25,6 +25,7 @@
 pub mod backoff;
 pub mod certs;
 pub mod cli;
+pub mod collect;
 pub mod cursor;
 pub mod cursor_file;
 pub mod error;
