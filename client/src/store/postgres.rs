@@ -31,6 +31,9 @@ impl PgStore {
     pub async fn commit(&mut self, _writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
         Err(unfinished())
     }
+    pub fn is_closed(&self) -> bool {
+        self._client.is_closed()
+    }
     pub async fn prune(&mut self, _before: i64) -> Result<Pruned, StoreError> {
         Err(unfinished())
     }
