@@ -107,6 +107,28 @@ impl TestDatabase {
             )
         })
     }
+
+    /// Runs `sql` (simple query protocol) and returns every value as text.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let sql = sql.to_owned();
+        blocking(move || {
+            let mut client = self.connect();
+            let messages = client
+                .simple_query(&sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            messages
+                .into_iter()
+                .filter_map(|m| match m {
+                    ::postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_owned))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
 }
 
 impl Drop for TestDatabase {
