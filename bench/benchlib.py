@@ -5,7 +5,9 @@
 - processes started inside a namespace (setns in the child, so the pid we
   hold is the program's own pid) that are always stopped,
 - CPU time from /proc/PID/stat, netlink socket queues from /proc/PID/net/netlink,
-- bounded waits.
+- bounded waits,
+- a scratch PostgreSQL server (initdb into a work directory, Unix socket
+  only) that is always stopped and removed.
 
 Cleanup runs on normal exit, on exceptions, on Ctrl-C (SIGINT) and on
 SIGTERM/SIGHUP: every process this script started is stopped by its pid, then
@@ -75,6 +77,7 @@ def preflight(need_binaries=True):
 # --------------------------------------------------------------------------
 # Cleanup registry
 
+_hooks = []  # callables run first at cleanup (e.g. closing client sessions)
 _procs = []  # Proc objects still to stop
 _namespaces = []  # namespace names still to delete
 _tmpdirs = []
@@ -86,6 +89,11 @@ def _cleanup():
     if _cleaned:
         return
     _cleaned = True
+    for hook in list(reversed(_hooks)):
+        try:
+            hook()
+        except Exception as e:
+            print(f"cleanup: {e}", file=sys.stderr)
     for p in list(reversed(_procs)):
         try:
             p.stop(quiet=True)
@@ -98,6 +106,11 @@ def _cleanup():
             print(f"cleanup: deleting namespace {ns}: {e}", file=sys.stderr)
     for d in _tmpdirs:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def at_cleanup(fn):
+    """Runs fn() at cleanup, before the processes are stopped."""
+    _hooks.append(fn)
 
 
 def _on_signal(signum, _frame):
@@ -250,6 +263,16 @@ class Netns:
             n += len(json.loads(out or "[]"))
         return n
 
+    def run(self, argv, timeout=60, env=None):
+        """Runs argv inside the namespace; returns its stdout."""
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env,
+                           stdin=subprocess.DEVNULL, preexec_fn=self.preexec())
+        if r.returncode != 0:
+            raise BenchError(f"`{' '.join(argv)}` in {self.name} failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
+        return r.stdout
+
     def batch(self, path, timeout=1800):
         """`ip -batch FILE` in the namespace; returns wall seconds."""
         t = time.monotonic()
@@ -266,10 +289,14 @@ class Netns:
 
 
 class Proc:
-    """A program running inside a namespace, stopped on cleanup."""
+    """A program running inside a namespace (or, with ns=None, in this
+    script's own), stopped on cleanup with `stop_signal`. With `user`, it
+    runs as that OS user (its own pid still, no wrapper process)."""
 
-    def __init__(self, name, argv, ns, stdout=None, stderr=None, env=None):
+    def __init__(self, name, argv, ns, stdout=None, stderr=None, env=None, user=None,
+                 stop_signal=signal.SIGTERM, cwd=None):
         self.name = name
+        self.stop_signal = stop_signal
         self.argv = argv
         self.stdout_path = stdout
         self.stderr_path = stderr
@@ -277,6 +304,13 @@ class Proc:
         err = open(stderr, "wb") if stderr else subprocess.DEVNULL
         full_env = dict(os.environ)
         full_env.update(env or {})
+        as_user = {}
+        if user is not None:
+            import pwd
+
+            pw = pwd.getpwnam(user)
+            as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+            full_env.update({"HOME": pw.pw_dir, "USER": user, "LOGNAME": user})
         try:
             self.p = subprocess.Popen(
                 argv,
@@ -284,8 +318,10 @@ class Proc:
                 stdout=out,
                 stderr=err,
                 env=full_env,
-                preexec_fn=ns.preexec(),
+                cwd=cwd,
+                preexec_fn=ns.preexec() if ns is not None else None,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop it
+                **as_user,
             )
         finally:
             for f in (out, err):
@@ -355,8 +391,11 @@ class Proc:
             except ProcessLookupError:
                 pass
 
-    def stop(self, sig=signal.SIGTERM, timeout=10.0, quiet=False):
-        """Stops the process (sig, then SIGKILL after `timeout`); returns its exit code."""
+    def stop(self, sig=None, timeout=10.0, quiet=False):
+        """Stops the process (sig, by default its stop_signal, then SIGKILL
+        after `timeout`); returns its exit code."""
+        if sig is None:
+            sig = self.stop_signal
         if self in _procs:
             _procs.remove(self)
         if self.alive():
@@ -527,3 +566,172 @@ def ensure_netns_available():
     """Fails early with a clear message if namespaces cannot be created."""
     ns = Netns()
     ns.delete()
+
+
+# --------------------------------------------------------------------------
+# routewatch-agent
+
+
+def start_agent(ns, addr, log_path, extra=(), deadline=600.0):
+    """Starts `routewatch-agent --insecure --listen ADDR EXTRA...` in ns,
+    logging at info to log_path; returns it once it serves (first dump
+    complete)."""
+    agent = Proc("routewatch-agent", [AGENT, "--insecure", "--listen", addr, *extra], ns,
+                 stderr=log_path, env={"ROUTEWATCH_LOG": "info"})
+    wait_until(lambda: file_contains(log_path, b"serving"), deadline,
+               "the agent to serve (first dump complete)", proc=agent)
+    return agent
+
+
+def agent_info(ns, addr, timeout=60):
+    """`routewatch info --insecure -o json ADDR`, run inside ns, as a dict."""
+    import json
+
+    out = ns.run([CLIENT, "info", "--insecure", "-o", "json", addr], timeout=timeout,
+                 env={"ROUTEWATCH_LOG": "warn"})
+    return json.loads(out)
+
+
+# --------------------------------------------------------------------------
+# Scratch PostgreSQL
+
+
+def postgres_bin():
+    """The newest /usr/lib/postgresql/*/bin that has initdb (or $RW_PG_BIN)."""
+    import glob
+    import re
+
+    if os.environ.get("RW_PG_BIN"):
+        return os.environ["RW_PG_BIN"]
+    found = [d for d in glob.glob("/usr/lib/postgresql/*/bin") if os.access(os.path.join(d, "initdb"), os.X_OK)]
+    if not found:
+        return None
+    return max(found, key=lambda d: [int(x) for x in re.findall(r"\d+", d)])
+
+
+class Postgres:
+    """A scratch PostgreSQL server: initdb into `directory` as the
+    `postgres` OS user, trust authentication, reachable only by its Unix
+    socket in `directory` (listen_addresses=''), every other setting the
+    server's default (`settings` adds -c NAME=VALUE pairs). The socket
+    path reaches the server from any network namespace. Stopped (fast
+    shutdown) at cleanup; `directory` goes with the work directory.
+
+    `directory`'s parent gets o+x so that the postgres user can reach it."""
+
+    def __init__(self, directory, port=54329, settings=None, os_user="postgres", deadline=120.0):
+        import pwd
+
+        self.bin = postgres_bin()
+        if self.bin is None:
+            raise BenchError("no PostgreSQL server found in /usr/lib/postgresql/*/bin "
+                             "(install the postgresql package, or set RW_PG_BIN)")
+        try:
+            pw = pwd.getpwnam(os_user)
+        except KeyError:
+            raise BenchError(f"no `{os_user}` OS user to run PostgreSQL as")
+        self.dir = directory
+        self.port = port
+        self.data = os.path.join(directory, "data")
+        self.log_path = os.path.join(directory, "server.log")
+        parent = os.path.dirname(os.path.abspath(directory))
+        os.chmod(parent, os.stat(parent).st_mode | 0o111)
+        os.makedirs(directory, exist_ok=True)
+        os.chown(directory, pw.pw_uid, pw.pw_gid)
+        r = subprocess.run(
+            ["runuser", "-u", os_user, "--", os.path.join(self.bin, "initdb"), "-D", self.data,
+             "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"],
+            capture_output=True, text=True, timeout=300, cwd="/",
+        )
+        if r.returncode != 0:
+            raise BenchError(f"initdb failed ({r.returncode}): {(r.stdout + r.stderr).strip()[-2000:]}")
+        argv = [os.path.join(self.bin, "postgres"), "-D", self.data, "-p", str(port), "-k", directory,
+                "-c", "listen_addresses="]
+        for k, v in (settings or {}).items():
+            argv += ["-c", f"{k}={v}"]
+        self.proc = Proc("postgres", argv, None, stderr=self.log_path, user=os_user,
+                         stop_signal=signal.SIGINT, cwd="/")
+        wait_until(lambda: file_contains(self.log_path, b"ready to accept connections"), deadline,
+                   "PostgreSQL to accept connections", proc=self.proc)
+
+    def url(self, database="postgres"):
+        from urllib.parse import quote
+
+        return f"postgres://postgres@{quote(self.dir, safe='')}:{self.port}/{database}"
+
+    def psql(self, sql, database="postgres", timeout=120):
+        """Runs sql with `psql -tAc`; returns its output."""
+        r = subprocess.run(
+            [os.path.join(self.bin, "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
+             "-c", sql, self.url(database)],
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+        if r.returncode != 0:
+            raise BenchError(f"psql `{sql}`: {r.stderr.strip()[-2000:]}")
+        return r.stdout
+
+    def session(self, database="postgres"):
+        return PsqlSession(os.path.join(self.bin, "psql"), self.url(database))
+
+    def version(self):
+        return self.psql("SHOW server_version").strip()
+
+    def stop(self):
+        return self.proc.stop(timeout=60)
+
+
+class PsqlSession:
+    """One psql process kept open, for many small queries (polling)
+    without a process and a connection each. Closed at cleanup."""
+
+    MARK = "__rwbench_done__"
+
+    def __init__(self, psql, url):
+        self.p = subprocess.Popen(
+            [psql, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=0", url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.buf = b""
+        at_cleanup(self.close)
+
+    def query(self, sql, timeout=120.0):
+        """Rows of the query's result, each a list of strings ('' for NULL).
+        Raises BenchError on an SQL error (the session stays usable)."""
+        import select
+
+        if self.p.poll() is not None:
+            raise BenchError(f"psql exited ({self.p.returncode})")
+        self.p.stdin.write(sql.strip().rstrip(";").encode() + b";\n\\echo " + self.MARK.encode() + b"\n")
+        self.p.stdin.flush()
+        end = time.monotonic() + timeout
+        mark = b"\n" + self.MARK.encode() + b"\n"
+        while True:
+            probe = b"\n" + self.buf
+            i = probe.find(mark)
+            if i >= 0:
+                out = probe[1:i + 1]
+                self.buf = probe[i + len(mark):]
+                break
+            left = end - time.monotonic()
+            if left <= 0:
+                raise BenchError(f"psql: no answer to `{sql}` in {timeout}s")
+            ready, _, _ = select.select([self.p.stdout], [], [], left)
+            if ready:
+                chunk = os.read(self.p.stdout.fileno(), 65536)
+                if not chunk:
+                    raise BenchError(f"psql exited while answering `{sql}`")
+                self.buf += chunk
+        text = out.decode(errors="replace")
+        if "ERROR:" in text:
+            raise BenchError(f"psql `{sql}`: {text.strip()}")
+        return [line.split("|") for line in text.splitlines() if line]
+
+    def close(self):
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.close()
+                self.p.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.p.kill()
+                self.p.wait(timeout=10)
