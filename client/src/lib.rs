@@ -46,6 +46,9 @@ pub mod target;
 pub mod tls;
 pub mod when;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 pub use error::ClientError;
 
 use routewatch_proto::v1::SubscribeRequest;

@@ -12,6 +12,9 @@ pub mod postgres;
 pub mod schema;
 pub mod sqlite;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 use std::fmt;
 use std::path::PathBuf;
 
