@@ -1,8 +1,10 @@
-//! Hand-made events, for the ledger's tests and others.
+//! Hand-made events and a store filled through the ledger, as `collect`
+//! fills it: for the ledger's tests and for `query`'s.
 
 use routewatch_proto::v1::{change, event, Action, Change, Event, Nexthop, Origin, Route};
 
 use super::plan::StoredCursor;
+use super::{Ledger, Outcome, Store};
 
 /// A unicast route in the main table.
 pub(crate) fn route(dst: &str, metric: u32) -> Route {
@@ -85,5 +87,18 @@ pub(crate) fn cursor(stream: &str, seq: i64) -> StoredCursor {
     StoredCursor {
         stream_id: stream.into(),
         seq,
+    }
+}
+
+/// Stores `events` of the target dialled as `name`, which reports `host`,
+/// the way `collect` does: claim the target, feed its ledger, commit.
+pub(crate) async fn record(store: &mut Store, name: &str, host: &str, events: &[Event]) {
+    let (target, open) = store.claim(name).await.unwrap().expect("claimed");
+    let mut ledger = Ledger::new(&target, open);
+    ledger.set_host(host);
+    ledger.apply(events);
+    if let Some(write) = ledger.take() {
+        let outcomes = store.commit(&[write]).await.unwrap();
+        assert_eq!(outcomes, [Outcome::Committed]);
     }
 }
