@@ -1,10 +1,12 @@
 //! The ops port (`--ops-listen`): plain HTTP for the machines that run the
-//! agent, not for subscribers.
+//! agent (or the collector), not for subscribers.
 //!
-//! - `/metrics`: every metric of [`crate::metrics`], in OpenMetrics text.
-//! - `/healthz`: 200 while the agent runs (a liveness probe).
-//! - `/readyz`: 200 once the first complete dump of the routing tables is in
-//!   memory, 503 before (a readiness probe; the gRPC port opens then too).
+//! - `/metrics`: every metric, in OpenMetrics text (the agent's are in
+//!   [`crate::metrics`]).
+//! - `/healthz`: 200 while the process runs (a liveness probe).
+//! - `/readyz`: 200 once ready, 503 with the reason before (a readiness
+//!   probe). The agent is ready once the first complete dump of the routing
+//!   tables is in memory (the gRPC port opens then too).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,11 +27,35 @@ use crate::metrics::Metrics;
 /// The OpenMetrics text format's content type.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-#[derive(Clone)]
-struct Ops {
-    metrics: Arc<Metrics>,
-    journal: Arc<Journal>,
+/// What the ops port shows.
+pub trait Exposition: Send + Sync + 'static {
+    /// The OpenMetrics text exposition (ends with `# EOF`).
+    fn metrics_text(&self) -> String;
+    /// `Ok` when ready, else why not (one line).
+    fn readiness(&self) -> Result<(), String>;
 }
+
+/// The agent's exposition: its metrics, ready with its journal.
+pub struct AgentOps {
+    pub metrics: Arc<Metrics>,
+    pub journal: Arc<Journal>,
+}
+
+impl Exposition for AgentOps {
+    fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        if self.journal.is_ready() {
+            Ok(())
+        } else {
+            Err("the first dump of the routing tables is not complete".into())
+        }
+    }
+}
+
+type Ops = Arc<dyn Exposition>;
 
 /// The ops server, running until its token is cancelled.
 pub struct OpsServer {
@@ -48,15 +74,14 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {
 /// Serves the ops endpoints on `listener` until `shutdown`.
 pub fn serve(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
-    journal: Arc<Journal>,
+    ops: Arc<dyn Exposition>,
     shutdown: CancellationToken,
 ) -> OpsServer {
     let app = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(Ops { metrics, journal });
+        .with_state(ops);
     let stop = shutdown.child_token();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
@@ -82,21 +107,20 @@ impl OpsServer {
 }
 
 async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, OPENMETRICS)], ops.metrics.encode())
+    ([(header::CONTENT_TYPE, OPENMETRICS)], ops.metrics_text())
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(ops): State<Ops>) -> (StatusCode, &'static str) {
-    if ops.journal.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
+async fn readyz(State(ops): State<Ops>) -> (StatusCode, String) {
+    match ops.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the first dump of the routing tables is not complete\n",
-        )
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 
@@ -132,7 +156,11 @@ mod tests {
         ));
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = serve(listener, metrics, journal.clone(), CancellationToken::new());
+        let ops = Arc::new(AgentOps {
+            metrics,
+            journal: journal.clone(),
+        });
+        let server = serve(listener, ops, CancellationToken::new());
 
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.0 200"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 503"));

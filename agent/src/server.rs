@@ -125,8 +125,11 @@ pub async fn run(
         tls_stats.clone(),
         admission.rejected.clone(),
     ));
-    let ops = ops_listener
-        .map(|l| ops::serve(l, metrics.clone(), pipeline.journal.clone(), token.clone()));
+    let exposition = Arc::new(ops::AgentOps {
+        metrics: metrics.clone(),
+        journal: pipeline.journal.clone(),
+    });
+    let ops = ops_listener.map(|l| ops::serve(l, exposition, token.clone()));
     let stop_ops = |ops: Option<ops::OpsServer>| async move {
         match ops {
             Some(ops) => ops.stop().await,

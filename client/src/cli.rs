@@ -65,6 +65,32 @@ pub enum Command {
     ///   routewatch show --contains 10.1.2.3                   # what would carry 10.1.2.3
     #[command(verbatim_doc_comment)]
     Show(Show),
+    /// Follow agents and store every change in SQLite or PostgreSQL: the
+    /// history of every route, for `routewatch query`.
+    ///
+    /// Every target's stream is stored exactly: each change once in the
+    /// log, every version of every route with the time it was valid, and a
+    /// gap row wherever the record cannot be exact (an agent that had to
+    /// resync this collector). The position in each agent's stream is
+    /// stored in the same transaction as the rows, so a collector that is
+    /// stopped, killed or restarted continues where its rows end, without
+    /// a snapshot and without storing anything twice. Agents that are down
+    /// are retried for as long as collect runs.
+    ///
+    /// SQLite (the default) serves one collector. On PostgreSQL, any number
+    /// of collectors may run with the same targets: each target is followed
+    /// by one of them (an advisory lock per target), and when a collector
+    /// stops, the others take its targets over within --claim-interval
+    /// seconds, from the stored positions.
+    ///
+    /// Examples:
+    ///   routewatch collect --insecure 10.0.0.1:50051 10.0.0.2:50051
+    ///   routewatch collect --ca ca.pem --cert client.pem --key client-key.pem \
+    ///       --store postgres://routewatch:secret@db/routewatch dns:///routewatch-agent.routewatch.svc:50051
+    ///   routewatch collect --store sqlite:///var/lib/routewatch/history.db --retain 30d host1:50051
+    ///   routewatch collect --ops-listen 0.0.0.0:9465 --insecure 10.0.0.1:50051
+    #[command(verbatim_doc_comment)]
+    Collect(Collect),
     /// Describe agents: host, kernel, version, stream position, routes and
     /// nexthop objects per family, subscribers.
     ///
@@ -125,6 +151,71 @@ pub struct Tail {
     /// refuses it rather than continue a picture made with different ones.
     #[arg(long, value_name = "FILE", env = "ROUTEWATCH_CURSOR_FILE")]
     pub cursor_file: Option<PathBuf>,
+}
+
+/// `collect`'s options.
+#[derive(Debug, Args)]
+pub struct Collect {
+    /// Agents to store: HOST:PORT, or dns:///NAME:PORT for an agent at every
+    /// address NAME resolves to (followed as the answer changes). Each
+    /// address is a target of its own in the store.
+    #[arg(
+        value_name = "TARGET",
+        env = "ROUTEWATCH_TARGETS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub targets: Vec<String>,
+
+    /// Where to store: sqlite://FILE (created if missing; sqlite:///abs/path
+    /// for an absolute path) or postgres://USER:PASSWORD@HOST[:PORT]/DATABASE
+    /// (the database must exist; the tables are created). The schema is
+    /// migrated at start.
+    #[arg(long, value_name = "URL", default_value = crate::store::DEFAULT_STORE, env = "ROUTEWATCH_STORE")]
+    pub store: String,
+
+    /// Remove closed route versions, log rows and gaps older than this
+    /// (e.g. 30d, 12h), at start and every hour. Current routes are kept
+    /// however old. Default: keep everything.
+    #[arg(long, value_name = "DURATION", env = "ROUTEWATCH_RETAIN", value_parser = crate::when::parse_duration)]
+    pub retain: Option<std::time::Duration>,
+
+    /// Address to serve /metrics (OpenMetrics), /healthz and /readyz on,
+    /// over plain HTTP. Off unless given.
+    #[arg(long, value_name = "ADDR", env = "ROUTEWATCH_OPS_LISTEN")]
+    pub ops_listen: Option<std::net::SocketAddr>,
+
+    /// Seconds between attempts to take targets that another collector on
+    /// the same PostgreSQL database follows (how soon a stopped collector's
+    /// targets are taken over).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 2,
+        env = "ROUTEWATCH_CLAIM_INTERVAL"
+    )]
+    pub claim_interval: u64,
+
+    /// Connect to agents in plaintext (the agent must run with --insecure).
+    #[arg(long, env = "ROUTEWATCH_INSECURE")]
+    pub insecure: bool,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// Seconds between resolutions of dns:/// targets.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10,
+        env = "ROUTEWATCH_DNS_REFRESH"
+    )]
+    pub dns_refresh: u64,
+
+    /// Response compression to accept from agents: `auto` (gzip and zstd)
+    /// or `none` (saves the agents' CPU on fast links).
+    #[arg(long, value_enum, default_value_t = Compression::Auto, env = "ROUTEWATCH_COMPRESSION")]
+    pub compression: Compression,
 }
 
 /// `show`'s options.

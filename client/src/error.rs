@@ -58,6 +58,9 @@ pub enum ClientError {
     /// `routewatch certs init` could not make or write the files.
     #[error("certs init: {0}")]
     Certs(String),
+    /// Arguments that do not go together, in words.
+    #[error("{0}")]
+    Usage(String),
     /// The store of `collect` and `query` failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

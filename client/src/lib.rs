@@ -25,6 +25,7 @@
 pub mod backoff;
 pub mod certs;
 pub mod cli;
+pub mod collect;
 pub mod cursor;
 pub mod cursor_file;
 pub mod error;
@@ -59,6 +60,7 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> Result<(), Cl
     match command {
         Command::Tail(args) => tail::run(args, shutdown).await,
         Command::Show(args) => show::run(args, shutdown).await,
+        Command::Collect(args) => collect::run(args, shutdown).await,
         Command::Info(watch) => info::run(watch, shutdown).await,
         Command::Completions { shell } => generate::completions(shell),
         Command::Man { dir } => generate::man(dir.as_deref()),

@@ -52,6 +52,7 @@ pub async fn follow<S, F>(
                 if failed || resume_from.is_some() {
                     let connected = Delivery::Connected {
                         host: host.clone(),
+                        target: target.clone(),
                         again,
                         resume_from,
                     };
@@ -75,6 +76,7 @@ pub async fn follow<S, F>(
         let retry_in = backoff.next_delay();
         let disconnected = Delivery::Disconnected {
             host: host.clone(),
+            target: target.clone(),
             error,
             retry_in,
         };

@@ -33,6 +33,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         security: crate::security(&watch, &targets)?,
         resume: Default::default(),
         dns_refresh: Duration::from_secs(watch.dns_refresh.max(1)),
+        claims: None,
     };
     let mut rx = fan_in(targets, request, options, shutdown);
     let mut collected: Vec<(Arc<str>, Event)> = Vec::new();

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Compression;
+use crate::collect::claims::Claims;
 use crate::cursor::{Position, Step};
 use crate::target::Target;
 use crate::tls::Security;
@@ -32,12 +33,14 @@ pub enum Delivery {
     /// Subscribed again (see [`crate::printer::Notice::Connected`]).
     Connected {
         host: Arc<str>,
+        target: Arc<str>,
         again: bool,
         resume_from: Option<Cursor>,
     },
     /// The subscription was lost; the next attempt is `retry_in` from now.
     Disconnected {
         host: Arc<str>,
+        target: Arc<str>,
         error: String,
         retry_in: Duration,
     },
@@ -66,6 +69,9 @@ pub struct Options {
     pub resume: HashMap<String, Cursor>,
     /// How often `dns:///` targets are resolved again (`tail` only).
     pub dns_refresh: Duration,
+    /// Follow a remote target only while its claim holds, from the cursor
+    /// the claim gives (`collect`; `resume` is not used then).
+    pub claims: Option<Claims>,
 }
 
 /// Subscribes to every target and merges their streams, each batch labelled
@@ -138,16 +144,39 @@ async fn follow(
             result
         }
         Target::Remote(addr) if options.reconnect => {
-            let mut position = Position::new(options.resume.get(addr).cloned());
-            if !request.allow.is_empty() || !request.deny.is_empty() {
-                position = position.filtered();
-            }
+            let filtered = !request.allow.is_empty() || !request.deny.is_empty();
+            let position = |cursor| {
+                let position = Position::new(cursor);
+                if filtered {
+                    position.filtered()
+                } else {
+                    position
+                }
+            };
             let compression = options.compression;
             let security = &options.security;
             let subscribe = |request| remote::subscribe(addr, request, compression, security);
             let target: Arc<str> = addr.as_str().into();
-            reconnect::follow(host, &target, request, position, tx, subscribe).await;
-            Ok(())
+            let Some(claims) = &options.claims else {
+                let from = position(options.resume.get(addr).cloned());
+                reconnect::follow(host, &target, request, from, tx, subscribe).await;
+                return Ok(());
+            };
+            // Followed only while this collector holds the target, from
+            // the cursor stored for it.
+            loop {
+                let Some(held) = claims.claim(addr).await else {
+                    return Ok(());
+                };
+                let from = position(held.granted.cursor.clone());
+                let follow = reconnect::follow(host, &target, request.clone(), from, tx, subscribe);
+                tokio::select! {
+                    () = follow => return Ok(()),
+                    () = held.granted.lost.cancelled() => {}
+                }
+                // Released before the next claim is asked for.
+                drop(held);
+            }
         }
         Target::Remote(addr) => {
             let request = SubscribeRequest {
@@ -240,6 +269,7 @@ async fn follow_dns(
                 if last_problem.as_ref() != Some(&problem) {
                     let lost = Delivery::Disconnected {
                         host: host.clone(),
+                        target: target.to_string().into(),
                         error: format!("cannot resolve {name}: {problem}"),
                         retry_in: options.dns_refresh,
                     };

@@ -49,6 +49,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         security: crate::security(&watch, &targets)?,
         resume,
         dns_refresh: Duration::from_secs(watch.dns_refresh.max(1)),
+        claims: None,
     };
     let mut rx = fan_in(targets, request, options, shutdown);
     let paint = Paint::for_stdout(watch.color);
@@ -92,6 +93,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
                     host,
                     again,
                     resume_from,
+                    ..
                 } => {
                     let notice = Notice::Connected {
                         again,
@@ -105,6 +107,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
                     host,
                     error,
                     retry_in,
+                    ..
                 } => {
                     let notice = Notice::Disconnected {
                         error: &error,

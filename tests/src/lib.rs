@@ -10,6 +10,11 @@
 //!
 //! The binaries are built on first use ([`bins`]). The agent's ops port is
 //! read with [`ops`] and [`openmetrics`].
+//!
+//! Tests of PostgreSQL storage each get their own database
+//! ([`TestDatabase`]) on the server `ROUTEWATCH_TEST_POSTGRES_URL` names, or
+//! else on a private server started from the postgresql package's binaries
+//! ([`postgres`]); without either they fail with a message saying so.
 
 pub mod agent;
 pub mod bins;
@@ -19,11 +24,13 @@ pub mod ipjson;
 pub mod netns;
 pub mod openmetrics;
 pub mod ops;
+pub mod postgres;
 pub mod replay;
 pub mod stream;
 pub mod tail;
 pub mod util;
 
+pub use self::postgres::TestDatabase;
 pub use agent::{run_show, show_in_process, Agent, AGENT_ADDR};
 pub use compare::{
     assert_matches_kernel, assert_nexthops_match_kernel, diff_against_kernel,

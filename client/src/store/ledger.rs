@@ -136,6 +136,7 @@ impl Ledger {
                 };
                 if let Some(snapshot) = self.snapshot.take() {
                     self.replace_all(snapshot, &to, time);
+                    self.pending.snapshots += 1;
                 }
                 self.move_to(to, time);
             }

@@ -176,6 +176,24 @@ impl Store {
         })
     }
 
+    /// Whether the store's connection is gone (PostgreSQL; it is opened
+    /// again, and every claim with it).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Store::Sqlite(_) => false,
+            Store::Postgres(s) => s.is_closed(),
+        }
+    }
+
+    /// Makes this process the store's only collector (SQLite; PostgreSQL
+    /// shares targets among collectors by claims instead).
+    pub fn lock_for_collecting(&mut self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.lock_for_collecting(),
+            Store::Postgres(_) => Ok(()),
+        }
+    }
+
     /// Whether several collectors may share this store.
     pub fn shared(&self) -> bool {
         matches!(self, Store::Postgres(_))

@@ -124,6 +124,8 @@ pub struct Write {
     pub closes: Vec<CloseRow>,
     pub events: Vec<EventRow>,
     pub gaps: Vec<GapRow>,
+    /// Complete snapshots this write stores (not a row: for the metrics).
+    pub snapshots: u64,
 }
 
 impl Write {

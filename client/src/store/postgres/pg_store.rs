@@ -137,6 +137,11 @@ impl PgStore {
         Ok(())
     }
 
+    /// Whether the connection is gone, and every lock with it.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     /// Writes each of `writes` in its own transaction: one that is
     /// [`Outcome::Lost`] leaves the others committed. On an error, the
     /// writes before the failing one are committed.

@@ -1,0 +1,283 @@
+//! Every metric the collector exports, named here and nowhere else, each
+//! with its help text ([`ALL`] lists them; the README's table must name
+//! each one).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use routewatch_agent::ops::Exposition;
+
+/// A metric's name (counters get `_total` on their samples, info metrics
+/// `_info`), type and help text.
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: MetricType,
+    pub help: &'static str,
+}
+
+pub const BUILD: Metric = Metric {
+    name: "routewatch_collector_build",
+    kind: MetricType::Info,
+    help: "The collector's version.",
+};
+pub const EVENTS: Metric = Metric {
+    name: "routewatch_collector_events",
+    kind: MetricType::Counter,
+    help: "Changes stored in the log, per target.",
+};
+pub const SNAPSHOTS: Metric = Metric {
+    name: "routewatch_collector_snapshots",
+    kind: MetricType::Counter,
+    help:
+        "Complete snapshots stored (the first of a target, and one after every resync), per target.",
+};
+pub const GAPS: Metric = Metric {
+    name: "routewatch_collector_gaps",
+    kind: MetricType::Counter,
+    help: "Gaps recorded (resyncs: the history between the last stored position and the new snapshot is not exact), per target.",
+};
+pub const LAG: Metric = Metric {
+    name: "routewatch_collector_lag_seconds",
+    kind: MetricType::Gauge,
+    help: "Time from the agent observing the last stored event (or heartbeat) to its commit, per target.",
+};
+pub const CONNECTED: Metric = Metric {
+    name: "routewatch_collector_connected",
+    kind: MetricType::Gauge,
+    help: "1 while the target's subscription is up, 0 while it is being retried.",
+};
+pub const HELD: Metric = Metric {
+    name: "routewatch_collector_targets_held",
+    kind: MetricType::Gauge,
+    help: "Targets this collector follows (holds the claim of).",
+};
+pub const WAITING: Metric = Metric {
+    name: "routewatch_collector_targets_waiting",
+    kind: MetricType::Gauge,
+    help: "Targets held by another collector on the same PostgreSQL database, which this one takes over if that collector stops.",
+};
+pub const LOST: Metric = Metric {
+    name: "routewatch_collector_targets_lost",
+    kind: MetricType::Counter,
+    help: "Targets given up because another collector wrote to them or the store's connection (and its locks) went away.",
+};
+pub const COMMITS: Metric = Metric {
+    name: "routewatch_collector_commits",
+    kind: MetricType::Counter,
+    help: "Transactions committed to the store.",
+};
+pub const STORE_ERRORS: Metric = Metric {
+    name: "routewatch_collector_store_errors",
+    kind: MetricType::Counter,
+    help: "Store operations that failed (each is retried; nothing is lost, the cursor moves only with the rows).",
+};
+pub const PRUNED: Metric = Metric {
+    name: "routewatch_collector_pruned_rows",
+    kind: MetricType::Counter,
+    help: "Rows removed by --retain.",
+};
+pub const READY: Metric = Metric {
+    name: "routewatch_collector_ready",
+    kind: MetricType::Gauge,
+    help: "1 while the store is open and the last write to it succeeded (as /readyz).",
+};
+
+/// Every metric, for the README check.
+pub const ALL: &[&Metric] = &[
+    &BUILD,
+    &EVENTS,
+    &SNAPSHOTS,
+    &GAPS,
+    &LAG,
+    &CONNECTED,
+    &HELD,
+    &WAITING,
+    &LOST,
+    &COMMITS,
+    &STORE_ERRORS,
+    &PRUNED,
+    &READY,
+];
+
+type Labels = Vec<(&'static str, String)>;
+
+fn target(name: &str) -> Labels {
+    vec![("target", name.to_owned())]
+}
+
+/// The collector's metrics, updated by the writer and the fan-in.
+pub struct Metrics {
+    registry: Registry,
+    events: Family<Labels, Counter>,
+    snapshots: Family<Labels, Counter>,
+    gaps: Family<Labels, Counter>,
+    lag: Family<Labels, Gauge<f64, AtomicU64>>,
+    connected: Family<Labels, Gauge>,
+    held: Gauge,
+    waiting: Gauge,
+    lost: Counter,
+    commits: Counter,
+    store_errors: Counter,
+    pruned: Counter,
+    ready: Gauge,
+    ready_flag: AtomicBool,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            events: Family::default(),
+            snapshots: Family::default(),
+            gaps: Family::default(),
+            lag: Family::default(),
+            connected: Family::default(),
+            held: Gauge::default(),
+            waiting: Gauge::default(),
+            lost: Counter::default(),
+            commits: Counter::default(),
+            store_errors: Counter::default(),
+            pruned: Counter::default(),
+            ready: Gauge::default(),
+            ready_flag: AtomicBool::new(false),
+        };
+        registry.register(
+            BUILD.name,
+            BUILD.help,
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register(EVENTS.name, EVENTS.help, m.events.clone());
+        registry.register(SNAPSHOTS.name, SNAPSHOTS.help, m.snapshots.clone());
+        registry.register(GAPS.name, GAPS.help, m.gaps.clone());
+        registry.register(LAG.name, LAG.help, m.lag.clone());
+        registry.register(CONNECTED.name, CONNECTED.help, m.connected.clone());
+        registry.register(HELD.name, HELD.help, m.held.clone());
+        registry.register(WAITING.name, WAITING.help, m.waiting.clone());
+        registry.register(LOST.name, LOST.help, m.lost.clone());
+        registry.register(COMMITS.name, COMMITS.help, m.commits.clone());
+        registry.register(STORE_ERRORS.name, STORE_ERRORS.help, m.store_errors.clone());
+        registry.register(PRUNED.name, PRUNED.help, m.pruned.clone());
+        registry.register(READY.name, READY.help, m.ready.clone());
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    pub fn stored(&self, name: &str, events: u64, snapshots: u64, gaps: u64, lag_seconds: f64) {
+        let t = target(name);
+        self.events.get_or_create(&t).inc_by(events);
+        if snapshots > 0 {
+            self.snapshots.get_or_create(&t).inc_by(snapshots);
+        }
+        if gaps > 0 {
+            self.gaps.get_or_create(&t).inc_by(gaps);
+        }
+        self.lag.get_or_create(&t).set(lag_seconds.max(0.0));
+    }
+
+    pub fn connected(&self, name: &str, up: bool) {
+        self.connected
+            .get_or_create(&target(name))
+            .set(i64::from(up));
+    }
+
+    /// The target is no longer followed here: its per-target series go.
+    pub fn forget(&self, name: &str) {
+        let t = target(name);
+        self.connected.remove(&t);
+        self.lag.remove(&t);
+    }
+
+    pub fn targets(&self, held: usize, waiting: usize) {
+        self.held.set(held as i64);
+        self.waiting.set(waiting as i64);
+    }
+
+    pub fn lost(&self) {
+        self.lost.inc();
+    }
+
+    pub fn committed(&self) {
+        self.commits.inc();
+        self.set_ready(true);
+    }
+
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+        self.set_ready(false);
+    }
+
+    pub fn pruned(&self, rows: u64) {
+        self.pruned.inc_by(rows);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready_flag.store(ready, Ordering::Relaxed);
+        self.ready.set(i64::from(ready));
+    }
+}
+
+impl Exposition for Metrics {
+    fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        if self.ready_flag.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("the store is not open, or its last write failed (see the collector's log)".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_every_metric() {
+        let readme = include_str!("../../../README.md");
+        for m in ALL {
+            let sample = match m.kind {
+                MetricType::Counter => format!("`{}_total`", m.name),
+                MetricType::Info => format!("`{}_info`", m.name),
+                _ => format!("`{}`", m.name),
+            };
+            assert!(readme.contains(&sample), "README.md lacks {sample}");
+        }
+    }
+
+    #[test]
+    fn metrics_are_openmetrics() {
+        let m = Metrics::new();
+        m.stored("10.0.0.1:50051", 5, 1, 0, 0.25);
+        m.connected("10.0.0.1:50051", true);
+        m.committed();
+        let text = m.metrics_text();
+        assert!(
+            text.contains("routewatch_collector_events_total{target=\"10.0.0.1:50051\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("routewatch_collector_connected{target=\"10.0.0.1:50051\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("routewatch_collector_build_info{version="),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(m.readiness().is_ok());
+        m.store_error();
+        assert!(m.readiness().is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! `routewatch collect`: follows agents and stores every change, with the
+//! history of every route, in SQLite or PostgreSQL.
+//!
+//! - [`claims`]: which collector follows a target (one per target; with
+//!   PostgreSQL, shared among collectors by advisory locks).
+//! - [`writer`]: the store's single writer.
+//! - [`metrics`]: the collector's metrics on `--ops-listen`.
+
+pub mod claims;
+pub mod metrics;
+pub mod writer;
+
+use std::time::Duration;
+
+use routewatch_agent::ops;
+use routewatch_proto::v1::SubscribeRequest;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Collect;
+use crate::store::{Store, StoreUrl};
+use crate::subscription::{fan_in, Options};
+use crate::target::Target;
+use crate::tls::Security;
+use crate::ClientError;
+
+/// Runs `collect` until `shutdown`.
+pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), ClientError> {
+    let targets = args
+        .targets
+        .iter()
+        .map(|t| Target::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    if targets.is_empty() {
+        return Err(ClientError::Usage(
+            "collect needs at least one TARGET (HOST:PORT or dns:///NAME:PORT of routewatch-agent)"
+                .into(),
+        ));
+    }
+    let security = Security::from_args(args.insecure, &args.tls)?;
+    let url = StoreUrl::parse(&args.store)?;
+    let metrics = metrics::Metrics::new();
+    // The ops port first, so that probes can tell "starting" from "dead".
+    let ops = match args.ops_listen {
+        Some(addr) => {
+            let listener = ops::bind(addr).await?;
+            Some(ops::serve(listener, metrics.clone(), shutdown.clone()))
+        }
+        None => None,
+    };
+    let mut store = Store::open(&url).await?;
+    store.lock_for_collecting()?;
+    eprintln!(
+        "routewatch collect: storing into {url}{}",
+        if store.shared() {
+            " (targets shared with any other collector on this database)"
+        } else {
+            ""
+        }
+    );
+    let (claims, requests) = claims::Claims::new();
+    let request = SubscribeRequest {
+        snapshot: true,
+        follow: true,
+        resume_from: None,
+        allow: Vec::new(),
+        deny: Vec::new(),
+    };
+    let options = Options {
+        reconnect: true,
+        compression: args.compression,
+        security,
+        resume: Default::default(),
+        dns_refresh: Duration::from_secs(args.dns_refresh.max(1)),
+        claims: Some(claims),
+    };
+    let follow = shutdown.child_token();
+    let deliveries = fan_in(targets, request, options, follow.clone());
+    let settings = writer::Settings {
+        claim_interval: Duration::from_secs(args.claim_interval.max(1)),
+        retain: args.retain,
+    };
+    let writer = writer::Writer::new(store, url, settings, metrics);
+    writer.run(deliveries, requests, shutdown.clone()).await;
+    follow.cancel();
+    if let Some(ops) = ops {
+        ops.stop().await?;
+    }
+    Ok(())
+}

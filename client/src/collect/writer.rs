@@ -1,0 +1,422 @@
+//! The store's single writer: owns the store and one [`Ledger`] per target
+//! this collector holds, turns deliveries into transactions, and answers
+//! claims.
+//!
+//! Nothing is lost on a fault: a target's cursor moves only in the
+//! transaction that writes its rows, a failed commit is retried as is, and
+//! a target whose claim is lost is followed again (here or by another
+//! collector) from the cursor the store holds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use routewatch_proto::v1::Cursor;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{interval, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::claims::{Granted, Request};
+use super::metrics::Metrics;
+use crate::printer::now_unix_nano;
+use crate::store::{Ledger, Outcome, Store, StoreUrl, Write};
+use crate::subscription::Delivery;
+
+/// Events gathered into one transaction, at most (more when one delivery
+/// is larger).
+const BATCH_EVENTS: usize = 20_000;
+/// Longest wait between attempts at a failing store.
+const MAX_RETRY: Duration = Duration::from_secs(10);
+/// How often `--retain` prunes.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How the writer behaves.
+pub struct Settings {
+    /// How often claims of targets held by other collectors are retried.
+    pub claim_interval: Duration,
+    /// Keep closed versions, log rows and gaps this long (none: forever).
+    pub retain: Option<Duration>,
+}
+
+/// A target this collector holds.
+struct Held {
+    ledger: Ledger,
+    target_id: i64,
+    lost: CancellationToken,
+    /// Events arrived since the last disconnect (for the metrics).
+    connected: bool,
+}
+
+pub struct Writer {
+    store: Store,
+    url: StoreUrl,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    held: HashMap<String, Held>,
+    /// Claims of targets another collector holds, retried on a timer.
+    waiting: Vec<(String, oneshot::Sender<Granted>)>,
+    /// The last problem told about each target (said once, not per retry).
+    told: HashMap<String, String>,
+}
+
+impl Writer {
+    pub fn new(store: Store, url: StoreUrl, settings: Settings, metrics: Arc<Metrics>) -> Writer {
+        metrics.set_ready(true);
+        Writer {
+            store,
+            url,
+            settings,
+            metrics,
+            held: HashMap::new(),
+            waiting: Vec::new(),
+            told: HashMap::new(),
+        }
+    }
+
+    /// Runs until `shutdown` (or until every sender is gone), then writes
+    /// what it holds.
+    pub async fn run(
+        mut self,
+        mut deliveries: mpsc::Receiver<Delivery>,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+        shutdown: CancellationToken,
+    ) {
+        let mut claim_tick = interval(self.settings.claim_interval);
+        claim_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut prune_tick = interval(PRUNE_EVERY);
+        prune_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                request = requests.recv() => match request {
+                    Some(request) => {
+                        // Whatever a released subscription sent comes
+                        // before its target is given out again.
+                        while let Ok(d) = deliveries.try_recv() {
+                            self.deliver(d);
+                        }
+                        self.flush(&shutdown).await;
+                        self.request(request).await;
+                    }
+                    None => break,
+                },
+                delivery = deliveries.recv() => match delivery {
+                    Some(d) => {
+                        let mut events = self.deliver(d);
+                        while events < BATCH_EVENTS {
+                            match deliveries.try_recv() {
+                                Ok(d) => events += self.deliver(d),
+                                Err(_) => break,
+                            }
+                        }
+                        self.flush(&shutdown).await;
+                    }
+                    None => break,
+                },
+                _ = claim_tick.tick(), if !self.waiting.is_empty() => self.retry_claims().await,
+                _ = prune_tick.tick(), if self.settings.retain.is_some() => self.prune().await,
+            }
+        }
+        // Stopping: what already arrived is written (what did not is
+        // fetched again from the stored cursors next time).
+        while let Ok(d) = deliveries.try_recv() {
+            self.deliver(d);
+        }
+        self.flush(&CancellationToken::new()).await;
+    }
+
+    /// Notes one delivery; returns how many events it carried.
+    fn deliver(&mut self, delivery: Delivery) -> usize {
+        match delivery {
+            Delivery::Events {
+                host,
+                target,
+                events,
+                ..
+            } => {
+                let Some(held) = self.held.get_mut(&*target) else {
+                    // From a subscription whose claim was just lost.
+                    return 0;
+                };
+                if !held.connected {
+                    held.connected = true;
+                    self.metrics.connected(&target, true);
+                }
+                held.ledger.set_host(&host);
+                held.ledger.apply(&events);
+                events.len()
+            }
+            Delivery::Connected {
+                host,
+                target,
+                resume_from,
+                ..
+            } => {
+                self.metrics.connected(&target, true);
+                if self.told.remove(&*target).is_some() {
+                    let from = match resume_from {
+                        Some(c) => format!("resuming after {}:{}", c.stream_id, c.seq),
+                        None => "from a snapshot".into(),
+                    };
+                    eprintln!("routewatch collect: {target} ({host}): connected again, {from}");
+                }
+                0
+            }
+            Delivery::Disconnected {
+                host,
+                target,
+                error,
+                retry_in,
+            } => {
+                self.metrics.connected(&target, false);
+                if let Some(held) = self.held.get_mut(&*target) {
+                    held.connected = false;
+                }
+                if self.told.get(&*target) != Some(&error) {
+                    eprintln!(
+                        "routewatch collect: {target} ({host}): {error}; retrying (next in {:.1}s, said once until it changes)",
+                        retry_in.as_secs_f64()
+                    );
+                    self.told.insert(target.to_string(), error);
+                }
+                0
+            }
+            Delivery::Failed(e) => {
+                eprintln!("routewatch collect: {e}");
+                0
+            }
+            Delivery::Added { .. } | Delivery::Ended { .. } => 0,
+        }
+    }
+
+    /// Commits every target's pending rows; retries a failing store until
+    /// it works or `shutdown`.
+    async fn flush(&mut self, shutdown: &CancellationToken) {
+        let mut writes: Vec<Write> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for (name, held) in &mut self.held {
+            if let Some(write) = held.ledger.take() {
+                writes.push(write);
+                names.push(name.clone());
+            }
+        }
+        if writes.is_empty() {
+            return;
+        }
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.store.commit(&writes).await {
+                Ok(outcomes) => {
+                    self.metrics.committed();
+                    let now = now_unix_nano();
+                    for ((write, outcome), name) in writes.iter().zip(outcomes).zip(&names) {
+                        match outcome {
+                            Outcome::Committed => {
+                                let lag = write.last_seen.map_or(0.0, |t| (now - t) as f64 / 1e9);
+                                self.metrics.stored(
+                                    name,
+                                    write.events.len() as u64,
+                                    write.snapshots,
+                                    write.gaps.len() as u64,
+                                    lag,
+                                );
+                                for gap in &write.gaps {
+                                    eprintln!(
+                                        "routewatch collect: {name}: gap recorded: {} (the history between {}:{} and {}:{} is not exact)",
+                                        gap.reason, gap.from.stream_id, gap.from.seq, gap.to.stream_id, gap.to.seq
+                                    );
+                                }
+                            }
+                            Outcome::Lost => {
+                                self.lose(name, "another collector wrote to it").await;
+                            }
+                        }
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.store_error();
+                    eprintln!(
+                        "routewatch collect: cannot write to {}: {e}; retrying in {:.1}s (nothing is lost: cursors move only with their rows)",
+                        self.url,
+                        delay.as_secs_f64()
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    delay = (delay * 2).min(MAX_RETRY);
+                    if self.store.is_closed() {
+                        self.reopen(shutdown).await;
+                        // The locks went with the connection: every target
+                        // is claimed again, from the cursors stored.
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The store's connection is gone: open it again, and give up every
+    /// target (their claims are asked for again).
+    async fn reopen(&mut self, shutdown: &CancellationToken) {
+        let names: Vec<String> = self.held.keys().cloned().collect();
+        for name in names {
+            self.lose(&name, "the store's connection was lost").await;
+        }
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match Store::open(&self.url).await {
+                Ok(store) => {
+                    self.store = store;
+                    self.metrics.set_ready(true);
+                    eprintln!("routewatch collect: {} is back", self.url);
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.store_error();
+                    eprintln!(
+                        "routewatch collect: cannot open {}: {e}; retrying in {:.1}s",
+                        self.url,
+                        delay.as_secs_f64()
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    delay = (delay * 2).min(MAX_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Stops following `name`: its subscription stops and asks again.
+    async fn lose(&mut self, name: &str, why: &str) {
+        if let Some(held) = self.held.remove(name) {
+            held.lost.cancel();
+            let _ = self.store.release(held.target_id).await;
+            self.metrics.lost();
+            self.metrics.forget(name);
+            eprintln!("routewatch collect: {name}: given up ({why}); claiming it again");
+        }
+        self.count_targets();
+    }
+
+    async fn request(&mut self, request: Request) {
+        match request {
+            Request::Claim { name, reply } => match self.try_claim(&name).await {
+                Some(granted) => {
+                    let _ = reply.send(granted);
+                }
+                None => self.waiting.push((name, reply)),
+            },
+            Request::Release { name } => {
+                self.waiting.retain(|(n, _)| *n != name);
+                if let Some(held) = self.held.remove(&name) {
+                    let _ = self.store.release(held.target_id).await;
+                    self.metrics.forget(&name);
+                }
+            }
+        }
+        self.count_targets();
+    }
+
+    async fn retry_claims(&mut self) {
+        let waiting = std::mem::take(&mut self.waiting);
+        for (name, reply) in waiting {
+            if reply.is_closed() {
+                continue;
+            }
+            match self.try_claim(&name).await {
+                Some(granted) => {
+                    let _ = reply.send(granted);
+                }
+                None => self.waiting.push((name, reply)),
+            }
+        }
+        self.count_targets();
+    }
+
+    /// The target, if this collector can hold it now.
+    async fn try_claim(&mut self, name: &str) -> Option<Granted> {
+        let started = Instant::now();
+        match self.store.claim(name).await {
+            Ok(Some((row, open))) => {
+                let ledger = Ledger::new(&row, open);
+                let cursor = ledger.cursor().is_set().then(|| Cursor {
+                    stream_id: ledger.cursor().stream_id.to_string(),
+                    seq: ledger.cursor().seq as u64,
+                });
+                let from = match &cursor {
+                    Some(c) => format!("from {}:{}", c.stream_id, c.seq),
+                    None => "from a snapshot (first time)".into(),
+                };
+                eprintln!(
+                    "routewatch collect: following {name} {from} ({} objects held, loaded in {:.1}s)",
+                    ledger.current_len(),
+                    started.elapsed().as_secs_f64()
+                );
+                let lost = CancellationToken::new();
+                self.held.insert(
+                    name.to_owned(),
+                    Held {
+                        ledger,
+                        target_id: row.id,
+                        lost: lost.clone(),
+                        connected: false,
+                    },
+                );
+                Some(Granted { cursor, lost })
+            }
+            Ok(None) => {
+                if !self.told.contains_key(name) {
+                    eprintln!("routewatch collect: {name} is followed by another collector; taking it over if that one stops");
+                    self.told.insert(name.to_owned(), "held elsewhere".into());
+                }
+                None
+            }
+            Err(e) => {
+                self.metrics.store_error();
+                eprintln!(
+                    "routewatch collect: {}: cannot claim {name}: {e}; retrying",
+                    self.url
+                );
+                None
+            }
+        }
+    }
+
+    async fn prune(&mut self) {
+        let Some(retain) = self.settings.retain else {
+            return;
+        };
+        let before = now_unix_nano().saturating_sub(retain.as_nanos() as i64);
+        match self.store.prune(before).await {
+            Ok(pruned) => {
+                let rows = pruned.versions + pruned.events + pruned.gaps;
+                self.metrics.pruned(rows);
+                if rows > 0 {
+                    eprintln!(
+                        "routewatch collect: --retain removed {} closed versions, {} log rows and {} gaps older than {}",
+                        pruned.versions,
+                        pruned.events,
+                        pruned.gaps,
+                        crate::printer::rfc3339(before)
+                    );
+                }
+            }
+            Err(e) => {
+                self.metrics.store_error();
+                eprintln!(
+                    "routewatch collect: pruning {} failed: {e}; trying again in an hour",
+                    self.url
+                );
+            }
+        }
+    }
+
+    fn count_targets(&self) {
+        self.metrics.targets(self.held.len(), self.waiting.len());
+    }
+}
