@@ -70,10 +70,12 @@ impl<'a> FromSql<'a> for Value {
                         .into(),
                 )
             }
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "{ty} values are not read: cast the column to BIGINT, TEXT or BYTEA in the query"
             )
-            .into()),
+                .into())
+            }
         })
     }
 
