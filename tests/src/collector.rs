@@ -166,43 +166,55 @@ impl TestStore {
 
     /// Runs `sql` and returns every value as text (NULL as `None`).
     pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.try_rows(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Like [`TestStore::rows`], failing (not panicking) while the store or
+    /// its tables do not exist yet.
+    pub fn try_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
         match self {
             TestStore::Sqlite(path) => {
+                if !path.exists() {
+                    return Err(format!("{} does not exist", path.display()));
+                }
                 let conn = rusqlite::Connection::open_with_flags(
                     path,
                     rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
                 )
-                .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-                conn.busy_timeout(Duration::from_secs(10)).unwrap();
-                let mut statement = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                .map_err(|e| format!("opening {}: {e}", path.display()))?;
+                conn.busy_timeout(Duration::from_secs(10))
+                    .map_err(|e| e.to_string())?;
+                let mut statement = conn.prepare(sql).map_err(|e| e.to_string())?;
                 let columns = statement.column_count();
-                let mut rows = statement.query([]).unwrap();
+                let mut rows = statement.query([]).map_err(|e| e.to_string())?;
                 let mut out = Vec::new();
-                while let Some(row) = rows.next().unwrap() {
+                while let Some(row) = rows.next().map_err(|e| e.to_string())? {
                     let values = (0..columns)
-                        .map(|i| match row.get_ref(i).unwrap() {
-                            rusqlite::types::ValueRef::Null => None,
-                            rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
-                            rusqlite::types::ValueRef::Real(f) => Some(f.to_string()),
-                            rusqlite::types::ValueRef::Text(t) => {
+                        .map(|i| match row.get_ref(i) {
+                            Ok(rusqlite::types::ValueRef::Null) | Err(_) => None,
+                            Ok(rusqlite::types::ValueRef::Integer(n)) => Some(n.to_string()),
+                            Ok(rusqlite::types::ValueRef::Real(f)) => Some(f.to_string()),
+                            Ok(rusqlite::types::ValueRef::Text(t)) => {
                                 Some(String::from_utf8_lossy(t).into_owned())
                             }
-                            rusqlite::types::ValueRef::Blob(b) => Some(format!("{b:?}")),
+                            Ok(rusqlite::types::ValueRef::Blob(b)) => Some(format!("{b:?}")),
                         })
                         .collect();
                     out.push(values);
                 }
-                out
+                Ok(out)
             }
-            TestStore::Postgres(db) => db.rows(sql),
+            TestStore::Postgres(db) => db.try_rows(sql),
         }
     }
 
     /// The stored cursor of `target` (the address collected), if any.
     pub fn cursor(&self, target: &str) -> Option<(String, u64)> {
-        let rows = self.rows(&format!(
-            "SELECT stream_id, seq FROM targets WHERE name = '{target}' AND stream_id <> ''"
-        ));
+        let rows = self
+            .try_rows(&format!(
+                "SELECT stream_id, seq FROM targets WHERE name = '{target}' AND stream_id <> ''"
+            ))
+            .ok()?;
         rows.first().map(|r| {
             (
                 r[0].clone().unwrap_or_default(),

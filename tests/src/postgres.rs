@@ -110,13 +110,17 @@ impl TestDatabase {
 
     /// Runs `sql` (simple query protocol) and returns every value as text.
     pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.try_rows(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Like [`TestDatabase::rows`], failing (not panicking) on an error,
+    /// e.g. while the tables do not exist yet.
+    pub fn try_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
         let sql = sql.to_owned();
         blocking(move || {
             let mut client = self.connect();
-            let messages = client
-                .simple_query(&sql)
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            messages
+            let messages = client.simple_query(&sql).map_err(|e| error_text(&e))?;
+            Ok(messages
                 .into_iter()
                 .filter_map(|m| match m {
                     ::postgres::SimpleQueryMessage::Row(row) => Some(
@@ -126,7 +130,7 @@ impl TestDatabase {
                     ),
                     _ => None,
                 })
-                .collect()
+                .collect())
         })
     }
 }

@@ -86,10 +86,11 @@ fn routes_now(store: &TestStore, ns: &Netns, host_args: &[&str]) -> Vec<Value> {
 fn route_set(values: &[Value]) -> Vec<String> {
     let mut set: Vec<String> = values
         .iter()
+        .filter(|v| v.get("object").is_some())
         .map(|v| {
             let mut v = v.clone();
             if let Some(m) = v.as_object_mut() {
-                for k in ["time", "seq", "action", "origin", "key"] {
+                for k in ["time", "seq", "stream_id", "action", "origin", "key"] {
                     m.remove(k);
                 }
             }

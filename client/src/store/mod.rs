@@ -4,6 +4,7 @@
 //! - [`schema`]: the one logical schema, its migrations and dialects.
 //! - [`plan`]: the rows one transaction writes for one target.
 //! - [`ledger`]: one target's record keeper, turning its stream into rows.
+//! - [`statements`]: the statements both backends run alike.
 //! - [`sqlite`] and [`postgres`]: the two backends behind [`Store`].
 
 pub mod ledger;
@@ -11,6 +12,10 @@ pub mod plan;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
+pub mod statements;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -114,6 +119,18 @@ pub enum Outcome {
     /// The store no longer holds the cursor the write continues from:
     /// another collector took the target. Nothing was written.
     Lost,
+}
+
+impl Outcome {
+    /// A write refused by the compare and set of the target's cursor.
+    fn lost(target_id: i64, target_exists: bool) -> Outcome {
+        tracing::warn!(
+            target_id,
+            exists = target_exists,
+            "the stored cursor moved under this collector; its write is dropped"
+        );
+        Outcome::Lost
+    }
 }
 
 /// What `--retain` removed.

@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, ToSql};
 
 use super::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use super::schema::{self, Dialect};
+use super::statements;
 use super::{Outcome, Pruned, StoreError, Value};
 
 pub struct SqliteStore {
@@ -25,7 +26,9 @@ impl SqliteStore {
         let store = || format!("sqlite://{}", path.display());
         let conn = Connection::open(path).map_err(|e| StoreError::Open {
             store: store(),
-            problem: format!("cannot open the database: {e}"),
+            problem: format!(
+                "cannot open the database: {e} (does its directory exist, and may this user write there?)"
+            ),
         })?;
         let setup = || -> rusqlite::Result<()> {
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -52,15 +55,8 @@ impl SqliteStore {
 
     fn migrate(&mut self) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
-            [],
-        )?;
-        let found: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
-            [],
-            |r| r.get(0),
-        )?;
+        tx.execute(statements::CREATE_SCHEMA_VERSION, [])?;
+        let found: i64 = tx.query_row(statements::SCHEMA_VERSION, [], |r| r.get(0))?;
         if found > schema::VERSION {
             return Err(StoreError::TooNew {
                 store: format!("sqlite://{}", self.path.display()),
@@ -72,7 +68,7 @@ impl SqliteStore {
             for statement in schema::migration(Dialect::Sqlite, n).unwrap_or_default() {
                 tx.execute(&statement, [])?;
             }
-            tx.execute("INSERT INTO schema_version (version) VALUES (?)", [n])?;
+            tx.execute(statements::RECORD_MIGRATION, [n])?;
         }
         tx.commit()?;
         Ok(())
@@ -109,31 +105,22 @@ impl SqliteStore {
 
     pub fn claim(&mut self, name: &str) -> Result<(TargetRow, Vec<OpenVersion>), StoreError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO targets (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
-            [name],
-        )?;
-        let target = tx.query_row(
-            "SELECT id, host, stream_id, seq, next_vid, last_seen FROM targets WHERE name = ?",
-            [name],
-            |r| {
-                Ok(TargetRow {
-                    id: r.get(0)?,
-                    name: name.to_owned(),
-                    host: r.get(1)?,
-                    cursor: StoredCursor {
-                        stream_id: r.get::<_, String>(2)?.into(),
-                        seq: r.get(3)?,
-                    },
-                    next_vid: r.get(4)?,
-                    last_seen: r.get(5)?,
-                })
-            },
-        )?;
+        tx.execute(statements::ADD_TARGET, [name])?;
+        let target = tx.query_row(statements::TARGET, [name], |r| {
+            Ok(TargetRow {
+                id: r.get(0)?,
+                name: name.to_owned(),
+                host: r.get(1)?,
+                cursor: StoredCursor {
+                    stream_id: r.get::<_, String>(2)?.into(),
+                    seq: r.get(3)?,
+                },
+                next_vid: r.get(4)?,
+                last_seen: r.get(5)?,
+            })
+        })?;
         let open = {
-            let mut statement = tx.prepare(
-                "SELECT netns, key, vid, digest FROM versions WHERE target_id = ? AND valid_to IS NULL",
-            )?;
+            let mut statement = tx.prepare(statements::OPEN_VERSIONS)?;
             let rows = statement.query_map([target.id], |r| {
                 Ok(OpenVersion {
                     netns: r.get(0)?,
@@ -160,12 +147,9 @@ impl SqliteStore {
 
     pub fn prune(&mut self, before: i64) -> Result<Pruned, StoreError> {
         let tx = self.conn.transaction()?;
-        let versions = tx.execute(
-            "DELETE FROM versions WHERE valid_to IS NOT NULL AND valid_to < ?",
-            [before],
-        )?;
-        let events = tx.execute("DELETE FROM events WHERE time < ?", [before])?;
-        let gaps = tx.execute("DELETE FROM gaps WHERE to_time < ?", [before])?;
+        let versions = tx.execute(statements::PRUNE_VERSIONS, [before])?;
+        let events = tx.execute(statements::PRUNE_EVENTS, [before])?;
+        let gaps = tx.execute(statements::PRUNE_GAPS, [before])?;
         tx.commit()?;
         Ok(Pruned {
             versions: versions as u64,
@@ -212,11 +196,7 @@ impl ToSql for Value {
 /// One target's write, unless the target's cursor moved under it.
 fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, StoreError> {
     let moved = tx
-        .prepare_cached(
-            "UPDATE targets SET host = ?, stream_id = ?, seq = ?, next_vid = ?, last_seen = ?,
-                 first_seen = COALESCE(first_seen, ?)
-             WHERE id = ? AND stream_id = ? AND seq = ?",
-        )?
+        .prepare_cached(statements::MOVE_CURSOR)?
         .execute(params![
             w.host,
             &*w.cursor.stream_id,
@@ -230,16 +210,9 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
         ])?;
     if moved == 0 {
         let exists: Option<i64> = tx
-            .query_row("SELECT id FROM targets WHERE id = ?", [w.target_id], |r| {
-                r.get(0)
-            })
+            .query_row(statements::TARGET_EXISTS, [w.target_id], |r| r.get(0))
             .optional()?;
-        tracing::warn!(
-            target_id = w.target_id,
-            exists = exists.is_some(),
-            "the stored cursor moved under this collector; its write is dropped"
-        );
-        return Ok(Outcome::Lost);
+        return Ok(Outcome::lost(w.target_id, exists.is_some()));
     }
     {
         let mut open = tx.prepare_cached(

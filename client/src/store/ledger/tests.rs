@@ -1,6 +1,7 @@
-use routewatch_proto::v1::{Heartbeat, Resync, Route, Sync};
+use routewatch_proto::v1::{Heartbeat, Resync, Sync};
 
 use super::*;
+use crate::store::testing::{add, change, cursor, marker, route};
 
 fn target() -> TargetRow {
     TargetRow {
@@ -10,61 +11,6 @@ fn target() -> TargetRow {
         cursor: StoredCursor::default(),
         next_vid: 1,
         last_seen: None,
-    }
-}
-
-fn route(dst: &str, metric: u32) -> Route {
-    Route {
-        family: if dst.contains(':') { 2 } else { 1 },
-        table: 254,
-        dst: dst.into(),
-        metric,
-        r#type: 1,
-        ..Default::default()
-    }
-}
-
-fn change(
-    stream: &str,
-    seq: u64,
-    time: i64,
-    action: Action,
-    origin: Origin,
-    key: &str,
-    r: Route,
-) -> Event {
-    Event {
-        stream_id: stream.into(),
-        seq,
-        time_unix_nano: time,
-        netns: String::new(),
-        kind: Some(event::Kind::Change(Change {
-            action: action as i32,
-            origin: origin as i32,
-            key: key.into(),
-            object: Some(change::Object::Route(r)),
-        })),
-    }
-}
-
-fn marker(stream: &str, seq: u64, time: i64, kind: event::Kind) -> Event {
-    Event {
-        stream_id: stream.into(),
-        seq,
-        time_unix_nano: time,
-        netns: String::new(),
-        kind: Some(kind),
-    }
-}
-
-fn add(seq: u64, time: i64, key: &str, r: Route) -> Event {
-    change("s", seq, time, Action::Add, Origin::Notification, key, r)
-}
-
-fn cursor(stream: &str, seq: i64) -> StoredCursor {
-    StoredCursor {
-        stream_id: stream.into(),
-        seq,
     }
 }
 

@@ -1,0 +1,234 @@
+//! [`PgStore`]: one collector's connection to the shared database.
+
+use std::collections::{HashMap, HashSet};
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row, Statement};
+
+use super::commit::{self, Prepared};
+use super::connect;
+use crate::store::plan::{OpenVersion, StoredCursor, TargetRow, Write};
+use crate::store::schema::{self, numbered_placeholders, Dialect};
+use crate::store::{statements, Outcome, Pruned, StoreError, Value};
+
+/// The advisory lock (one 64-bit key) that serialises migrations, so that
+/// collectors started together do not create the same tables at once.
+const MIGRATION_LOCK: i64 = 0x7277_6d69_6772_6174; // "rwmigrat"
+
+/// The class of the advisory locks (two 32-bit keys: class, target id)
+/// that give a target to one collector. PostgreSQL keeps one-key and
+/// two-key locks apart, so this cannot meet [`MIGRATION_LOCK`]. Target ids
+/// must fit 32 bits (2^31 targets) for their lock.
+const TARGET_LOCKS: i32 = 0x7277_7467; // "rwtg"
+
+const TRY_LOCK_TARGET: &str = "SELECT pg_try_advisory_lock($1::int4, $2::int8::int4)";
+const UNLOCK_TARGET: &str = "SELECT pg_advisory_unlock($1::int4, $2::int8::int4)";
+
+/// One collector's connection to a PostgreSQL store.
+pub struct PgStore {
+    client: Client,
+    prepared: Prepared,
+    /// Targets whose lock this connection holds. Advisory locks stack, so
+    /// a target is locked once however often it is claimed.
+    held: HashSet<i64>,
+    /// `select`'s statements, by their text as written.
+    selects: HashMap<String, Statement>,
+}
+
+impl PgStore {
+    /// Connects and applies missing migrations.
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let mut client = connect::connect(url).await?;
+        migrate(&mut client, &connect::shown(url)).await?;
+        let prepared = Prepared::new(&client).await?;
+        Ok(PgStore {
+            client,
+            prepared,
+            held: HashSet::new(),
+            selects: HashMap::new(),
+        })
+    }
+
+    /// Takes the target for this collector (see [`crate::store::Store::claim`]):
+    /// `None` while another collector's connection holds its lock.
+    pub async fn claim(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(TargetRow, Vec<OpenVersion>)>, StoreError> {
+        let add = numbered_placeholders(statements::ADD_TARGET);
+        let read = numbered_placeholders(statements::TARGET);
+        self.client.execute(&add, &[&name]).await?;
+        let id: i64 = self.client.query_one(&read, &[&name]).await?.try_get(0)?;
+        if !self.held.contains(&id) {
+            let locked: bool = self
+                .client
+                .query_one(TRY_LOCK_TARGET, &[&TARGET_LOCKS, &id])
+                .await?
+                .try_get(0)?;
+            if !locked {
+                return Ok(None);
+            }
+            self.held.insert(id);
+        }
+        // Read again under the lock: the previous holder may have written
+        // since the row was first read.
+        match self.load(name, &read).await {
+            Ok(loaded) => Ok(Some(loaded)),
+            Err(e) => {
+                // Best effort: the error is what matters to the caller.
+                let _ = self.release(id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The target's row and current versions, as of one snapshot.
+    async fn load(
+        &mut self,
+        name: &str,
+        read: &str,
+    ) -> Result<(TargetRow, Vec<OpenVersion>), StoreError> {
+        let tx = self
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let row = tx.query_one(read, &[&name]).await?;
+        let target = TargetRow {
+            id: row.try_get(0)?,
+            name: name.to_owned(),
+            host: row.try_get(1)?,
+            cursor: StoredCursor {
+                stream_id: row.try_get::<_, &str>(2)?.into(),
+                seq: row.try_get(3)?,
+            },
+            next_vid: row.try_get(4)?,
+            last_seen: row.try_get(5)?,
+        };
+        let open = tx
+            .query(
+                &numbered_placeholders(statements::OPEN_VERSIONS),
+                &[&target.id],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(OpenVersion {
+                    netns: r.try_get(0)?,
+                    key: r.try_get(1)?,
+                    vid: r.try_get(2)?,
+                    digest: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        tx.commit().await?;
+        Ok((target, open))
+    }
+
+    /// Gives the target up: its lock is released.
+    pub async fn release(&mut self, target_id: i64) -> Result<(), StoreError> {
+        if self.held.remove(&target_id) {
+            self.client
+                .query_one(UNLOCK_TARGET, &[&TARGET_LOCKS, &target_id])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the connection is gone, and every lock with it.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Writes each of `writes` in its own transaction: one that is
+    /// [`Outcome::Lost`] leaves the others committed. On an error, the
+    /// writes before the failing one are committed.
+    pub async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for w in writes {
+            outcomes.push(commit::write_one(&mut self.client, &self.prepared, w).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Removes what ended before `before` (see [`crate::store::Store::prune`]).
+    pub async fn prune(&mut self, before: i64) -> Result<Pruned, StoreError> {
+        let tx = self.client.transaction().await?;
+        let mut removed = [0; 3];
+        for (n, sql) in [
+            statements::PRUNE_VERSIONS,
+            statements::PRUNE_EVENTS,
+            statements::PRUNE_GAPS,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            removed[n] = tx.execute(&numbered_placeholders(sql), &[&before]).await?;
+        }
+        let [versions, events, gaps] = removed;
+        tx.commit().await?;
+        Ok(Pruned {
+            versions,
+            events,
+            gaps,
+        })
+    }
+
+    /// Runs a query written with `?` placeholders; every column is read
+    /// into a [`Value`] by its type.
+    pub async fn select(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
+        let statement = match self.selects.get(sql) {
+            Some(statement) => statement.clone(),
+            None => {
+                let statement = self.client.prepare(&numbered_placeholders(sql)).await?;
+                self.selects.insert(sql.to_owned(), statement.clone());
+                statement
+            }
+        };
+        let bound: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = self.client.query(&statement, &bound).await?;
+        Ok(rows
+            .iter()
+            .map(values)
+            .collect::<Result<_, tokio_postgres::Error>>()?)
+    }
+}
+
+fn values(row: &Row) -> Result<Vec<Value>, tokio_postgres::Error> {
+    (0..row.len()).map(|i| row.try_get(i)).collect()
+}
+
+/// Brings the schema up to date, one collector at a time.
+async fn migrate(client: &mut Client, store: &str) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(statements::CREATE_SCHEMA_VERSION).await?;
+    let found: i64 = tx
+        .query_one(statements::SCHEMA_VERSION, &[])
+        .await?
+        .try_get(0)?;
+    if found > schema::VERSION {
+        return Err(StoreError::TooNew {
+            store: store.to_owned(),
+            found,
+            known: schema::VERSION,
+        });
+    }
+    let record = numbered_placeholders(statements::RECORD_MIGRATION);
+    for n in found + 1..=schema::VERSION {
+        for statement in schema::migration(Dialect::Postgres, n).unwrap_or_default() {
+            tx.batch_execute(&statement).await?;
+        }
+        tx.execute(&record, &[&n]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

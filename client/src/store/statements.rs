@@ -1,0 +1,37 @@
+//! The statements both backends run alike, written once with `?`
+//! placeholders (PostgreSQL's copy goes through
+//! [`super::schema::numbered_placeholders`]). What differs is written in
+//! each backend: SQLite inserts rows one by one, PostgreSQL copies them.
+
+/// Created before anything else, so that the version can be read.
+pub const CREATE_SCHEMA_VERSION: &str =
+    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
+/// The version the database is at (0 when new).
+pub const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_version";
+/// Records that a migration was applied.
+pub const RECORD_MIGRATION: &str = "INSERT INTO schema_version (version) VALUES (?)";
+
+/// A target's row, created on first sight.
+pub const ADD_TARGET: &str = "INSERT INTO targets (name) VALUES (?) ON CONFLICT (name) DO NOTHING";
+/// A target's row, by name: the columns [`super::plan::TargetRow`] needs.
+pub const TARGET: &str =
+    "SELECT id, host, stream_id, seq, next_vid, last_seen FROM targets WHERE name = ?";
+/// A target's current versions.
+pub const OPEN_VERSIONS: &str =
+    "SELECT netns, key, vid, digest FROM versions WHERE target_id = ? AND valid_to IS NULL";
+
+/// Moves a target's cursor, only from the value the writer read (compare
+/// and set): 0 rows when another collector moved it.
+pub const MOVE_CURSOR: &str =
+    "UPDATE targets SET host = ?, stream_id = ?, seq = ?, next_vid = ?, last_seen = ?,
+         first_seen = COALESCE(first_seen, ?)
+     WHERE id = ? AND stream_id = ? AND seq = ?";
+/// Whether a target's row exists (telling a taken target from a removed one).
+pub const TARGET_EXISTS: &str = "SELECT id FROM targets WHERE id = ?";
+
+/// `--retain`: closed versions that ended before the cutoff.
+pub const PRUNE_VERSIONS: &str = "DELETE FROM versions WHERE valid_to IS NOT NULL AND valid_to < ?";
+/// `--retain`: log rows older than the cutoff.
+pub const PRUNE_EVENTS: &str = "DELETE FROM events WHERE time < ?";
+/// `--retain`: gaps that ended before the cutoff.
+pub const PRUNE_GAPS: &str = "DELETE FROM gaps WHERE to_time < ?";

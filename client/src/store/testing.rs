@@ -1,0 +1,104 @@
+//! Hand-made events and a store filled through the ledger, as `collect`
+//! fills it: for the ledger's tests and for `query`'s.
+
+use routewatch_proto::v1::{change, event, Action, Change, Event, Nexthop, Origin, Route};
+
+use super::plan::StoredCursor;
+use super::{Ledger, Outcome, Store};
+
+/// A unicast route in the main table.
+pub(crate) fn route(dst: &str, metric: u32) -> Route {
+    Route {
+        family: if dst.contains(':') { 2 } else { 1 },
+        table: 254,
+        dst: dst.into(),
+        metric,
+        r#type: 1,
+        ..Default::default()
+    }
+}
+
+/// What a change may carry.
+pub(crate) trait Object {
+    fn object(self) -> change::Object;
+}
+
+impl Object for Route {
+    fn object(self) -> change::Object {
+        change::Object::Route(self)
+    }
+}
+
+impl Object for Nexthop {
+    fn object(self) -> change::Object {
+        change::Object::Nexthop(self)
+    }
+}
+
+/// A change of `key` in the agent's own namespace.
+pub(crate) fn change(
+    stream: &str,
+    seq: u64,
+    time: i64,
+    action: Action,
+    origin: Origin,
+    key: &str,
+    object: impl Object,
+) -> Event {
+    Event {
+        stream_id: stream.into(),
+        seq,
+        time_unix_nano: time,
+        netns: String::new(),
+        kind: Some(event::Kind::Change(Change {
+            action: action as i32,
+            origin: origin as i32,
+            key: key.into(),
+            object: Some(object.object()),
+        })),
+    }
+}
+
+/// A marker: sync, resync or heartbeat.
+pub(crate) fn marker(stream: &str, seq: u64, time: i64, kind: event::Kind) -> Event {
+    Event {
+        stream_id: stream.into(),
+        seq,
+        time_unix_nano: time,
+        netns: String::new(),
+        kind: Some(kind),
+    }
+}
+
+/// A notification that adds (or replaces) `key`, on stream `s`.
+pub(crate) fn add(seq: u64, time: i64, key: &str, object: impl Object) -> Event {
+    change(
+        "s",
+        seq,
+        time,
+        Action::Add,
+        Origin::Notification,
+        key,
+        object,
+    )
+}
+
+pub(crate) fn cursor(stream: &str, seq: i64) -> StoredCursor {
+    StoredCursor {
+        stream_id: stream.into(),
+        seq,
+    }
+}
+
+/// Stores `events` of the target dialled as `name`, which reports `host`,
+/// the way `collect` does: claim the target, feed its ledger, commit.
+pub(crate) async fn record(store: &mut Store, name: &str, host: &str, events: &[Event]) {
+    let (target, open) = store.claim(name).await.unwrap().expect("claimed");
+    let mut ledger = Ledger::new(&target, open);
+    ledger.set_host(host);
+    ledger.apply(events);
+    if let Some(write) = ledger.take() {
+        let outcomes = store.commit(&[write]).await.unwrap();
+        assert_eq!(outcomes, [Outcome::Committed]);
+    }
+}
