@@ -346,6 +346,11 @@ class Proc:
     def cpu_seconds(self):
         return self.cpu_ticks() / CLK_TCK
 
+    def tree_cpu_seconds(self):
+        """utime+stime of the process and of its descendants alive now
+        (e.g. a server and the backends it forked)."""
+        return tree_cpu_ticks(self.pid) / CLK_TCK
+
     def rss_kib(self):
         try:
             with open(f"/proc/{self.pid}/status") as f:
@@ -421,6 +426,33 @@ class Proc:
             return ""
         text = data.decode(errors="replace")
         return text[-limit:]
+
+
+def tree_cpu_ticks(root):
+    """utime+stime, in clock ticks, of `root` and of its descendants alive
+    now (from /proc/PID/stat)."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(")") + 2:].split()
+        # fields[1] is the parent pid (field 4); utime, stime fields 14, 15.
+        stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    children = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        todo.extend(children.get(pid, ()))
+    return total
 
 
 def wait_until(pred, deadline, what, interval=0.05, proc=None):
@@ -602,7 +634,8 @@ def postgres_bin():
     import re
 
     if os.environ.get("RW_PG_BIN"):
-        return os.environ["RW_PG_BIN"]
+        d = os.environ["RW_PG_BIN"]
+        return d if os.access(os.path.join(d, "initdb"), os.X_OK) else None
     found = [d for d in glob.glob("/usr/lib/postgresql/*/bin") if os.access(os.path.join(d, "initdb"), os.X_OK)]
     if not found:
         return None

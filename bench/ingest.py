@@ -54,6 +54,24 @@ GOALS = {"sqlite": 200_000, "postgres": 100_000}
 # events.action as stored (the API's Action).
 ACTION_ADD, ACTION_DELETE = 1, 2
 
+DESCRIPTION = """\
+How fast `routewatch collect` stores route changes, into SQLite and into
+PostgreSQL, against how fast `ip -batch` makes them in the kernel.
+
+Each run, in a fresh network namespace: routewatch-agent starts with a
+journal big enough for the backlog; a collector stores the first snapshot
+and is stopped (SIGTERM); with no collector running, `ip -batch` adds N
+/32 routes and deletes them (2N changes, timed: the iproute2 side); the
+collector starts again and is timed until the stored cursor reaches the
+agent's last seq. Prints events/s (2N / that time), the collector's CPU
+per event (and the PostgreSQL server's), and ingest rate / ip -batch rate;
+then checks that the store holds exactly the 2N changes.
+
+SQLite: a file in the work directory (the collector's WAL settings).
+PostgreSQL: a scratch server started for the bench, default durability
+(fsync and synchronous_commit on), Unix socket only, a database per run.
+"""
+
 EPILOG = """\
 goals: at least 200000 events/s into SQLite and 100000 events/s into
 PostgreSQL. The ratio ingest / ip -batch above 1 means the collector stores
@@ -75,9 +93,8 @@ See bench/README.md.
 
 def parse_args():
     p = argparse.ArgumentParser(
-        description="Time `routewatch collect` storing 2N route changes (a backlog it resumes after a stop) "
-                    "into SQLite and PostgreSQL, against `ip -batch` making them.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="bench/ingest.sh", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("n", nargs="?", type=int, default=int(os.environ.get("RW_N", 200000)),
                    help="routes to add and then delete: 2N changes (default 200000, env RW_N)")
@@ -161,14 +178,36 @@ def stored_cursor(reader, name):
     return rows[0][0], int(rows[0][1])
 
 
-def wait_cursor(reader, name, pred, proc, deadline, poll, what):
-    """Polls the stored cursor until pred(cursor); returns (cursor, the
-    monotonic time it was seen, the monotonic time it first moved)."""
+def query_hosts(url, address, timeout=60):
+    """The row of `routewatch query --store URL hosts -o json` for the
+    target dialled as `address`, or None (no store or no row yet)."""
+    r = subprocess.run([bl.CLIENT, "query", "--store", url, "hosts", "-o", "json"], capture_output=True,
+                       text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=dict(os.environ, ROUTEWATCH_LOG="warn"))
+    if r.returncode != 0:
+        return None
+    for line in r.stdout.splitlines():
+        row = json.loads(line)
+        if row.get("address") == address:
+            return row
+    return None
+
+
+def queried_cursor(url, address):
+    row = query_hosts(url, address)
+    if row is None or row.get("stream_id") is None:
+        return None
+    return row["stream_id"], row["seq"]
+
+
+def wait_cursor(read, pred, proc, deadline, poll, what):
+    """Polls the stored cursor (read() -> (stream_id, seq) or None) until
+    pred(cursor); returns (cursor, the monotonic time it was seen, the
+    monotonic time it first moved)."""
     end = time.monotonic() + deadline
     first = None
-    start = stored_cursor(reader, name)
+    start = read()
     while True:
-        cur = stored_cursor(reader, name)
+        cur = read()
         now = time.monotonic()
         if cur is not None and first is None and cur != start:
             first = now
@@ -190,7 +229,7 @@ def one(reader, sql):
     return [int(v) if v != "" else None for v in reader.query(sql)[0]]
 
 
-def verify(reader, name, stream_id, snap_seq, agent_seq, n, ip_routes):
+def verify(reader, url, name, stream_id, snap_seq, agent_seq, n, ip_routes):
     """Checks the stored log and versions; returns (ok, list of lines)."""
     lines = []
     ok = True
@@ -223,6 +262,12 @@ def verify(reader, name, stream_id, snap_seq, agent_seq, n, ip_routes):
           + (f"; current nexthop versions: {current[2]}" if current.get(2) else ""))
     (gaps,) = one(reader, f"SELECT COUNT(*) FROM gaps WHERE target_id = {tid}")
     check(gaps == 0, f"gaps: {gaps}")
+    host = query_hosts(url, name) or {}
+    check(host.get("stream_id") == stream_id and host.get("seq") == agent_seq and host.get("routes") == ip_routes
+          and host.get("gaps") == 0,
+          f"routewatch query hosts: cursor {host.get('stream_id')}:{host.get('seq')}, {host.get('routes')} routes, "
+          f"{host.get('nexthops')} nexthops, {host.get('gaps')} gaps (expected {stream_id}:{agent_seq}, "
+          f"{ip_routes} routes, 0 gaps)")
     return ok, lines
 
 
@@ -256,8 +301,8 @@ def run_once(args, work, store, k, pg, add_batch, del_batch):
         info = bl.agent_info(ns, addr)
         first = bl.Proc("routewatch collect", collect_argv, ns, stderr=os.path.join(work, f"collect-{tag}-first.log"),
                         env=env)
-        cur, _, _ = wait_cursor(reader, addr, lambda c: c == (info["stream_id"], info["seq"]), first,
-                                args.deadline, 0.05, "the first snapshot to be stored")
+        cur, _, _ = wait_cursor(lambda: queried_cursor(url, addr), lambda c: c == (info["stream_id"], info["seq"]),
+                                first, args.deadline, 0.1, "the first snapshot to be stored (routewatch query hosts)")
         rc_first = first.stop()
         if rc_first != 0:
             raise BenchError(f"the first collector exited {rc_first} on SIGTERM; stderr:\n{first.stderr_text()}")
@@ -279,12 +324,17 @@ def run_once(args, work, store, k, pg, add_batch, del_batch):
 
         # The timed ingest.
         a0 = agent.cpu_seconds()
+        s0 = pg.proc.tree_cpu_seconds() if store == "postgres" else None
         t0 = time.monotonic()
         coll = bl.Proc("routewatch collect", collect_argv, ns, stderr=os.path.join(work, f"collect-{tag}.log"), env=env)
-        _, t_done, t_first = wait_cursor(reader, addr, lambda c: c[1] >= agent_seq, coll, args.deadline, args.poll,
+        # Read straight from the targets table: a process per poll (routewatch
+        # query) would take CPU from the collector being timed.
+        _, t_done, t_first = wait_cursor(lambda: stored_cursor(reader, addr), lambda c: c[1] >= agent_seq, coll,
+                                         args.deadline, args.poll,
                                          f"the stored cursor to reach the agent's seq {agent_seq}")
         cpu = coll.cpu_seconds()
         agent_cpu = agent.cpu_seconds() - a0
+        server_cpu = pg.proc.tree_cpu_seconds() - s0 if store == "postgres" else None
         rss = coll.rss_kib()
         elapsed = t_done - t0
         rc = coll.stop()
@@ -292,7 +342,7 @@ def run_once(args, work, store, k, pg, add_batch, del_batch):
             raise BenchError(f"the collector exited {rc} on SIGTERM; stderr:\n{coll.stderr_text()}")
 
         ip_routes = ns.route_count()
-        ok, checks = verify(reader, addr, stream_id, snap_seq, agent_seq, n, ip_routes)
+        ok, checks = verify(reader, url, addr, stream_id, snap_seq, agent_seq, n, ip_routes)
         if store == "sqlite":
             size = sum(os.path.getsize(db + sfx) for sfx in ("", "-wal") if os.path.exists(db + sfx))
         else:
@@ -306,6 +356,8 @@ def run_once(args, work, store, k, pg, add_batch, del_batch):
             "cpu_s": cpu,
             "cpu_us_per_event": cpu / (2 * n) * 1e6,
             "agent_cpu_s": agent_cpu,
+            "server_cpu_s": server_cpu,
+            "server_cpu_us_per_event": server_cpu / (2 * n) * 1e6 if server_cpu is not None else None,
             "rss_kib": rss,
             "batch_add_s": t_add,
             "batch_del_s": t_del,
@@ -371,19 +423,22 @@ def report(args, work, runs, pg_desc):
     if "postgres" in args.stores:
         print(f"postgres: {pg_desc}")
     print()
-    print(f"  {'store':<9} {'events/s':>10} {'CPU us/ev':>10} {'ingest s':>9} {'ip -batch ev/s':>15} "
-          f"{'ingest/ip':>10}   goal")
+    print(f"  {'store':<9} {'events/s':>10} {'CPU us/ev':>10} {'server us/ev':>13} {'ingest s':>9} "
+          f"{'ip -batch ev/s':>15} {'ingest/ip':>10}   goal")
     for store in args.stores:
         rs = runs[store]
         rate = bl.median([r["events_per_s"] for r in rs])
         ip_rate = bl.median([r["ip_events_per_s"] for r in rs])
+        server = bl.median([r["server_cpu_us_per_event"] for r in rs])
         goal = GOALS[store]
         print(f"  {store:<9} {rate:>10.0f} {bl.median([r['cpu_us_per_event'] for r in rs]):>10.2f} "
+              f"{(f'{server:.2f}' if server is not None else '-'):>13} "
               f"{bl.median([r['ingest_s'] for r in rs]):>9.3f} {ip_rate:>15.0f} {rate / ip_rate:>9.2f}x   "
               f">= {goal}/s: {'met' if rate >= goal else 'NOT met'}")
     print()
     print("  ingest: from starting the collector (which resumes from its stored cursor) until the stored cursor")
     print("  reaches the agent's last seq; CPU: the collector's utime+stime over that time, startup included;")
+    print("  server: the PostgreSQL server's processes over the same time (SQLite works inside the collector);")
     print("  ip -batch: the two ip -batch runs that made the changes (the agent listening);")
     print("  ingest/ip > 1: the collector stores faster than the kernel changes routes.")
     print()
@@ -393,7 +448,10 @@ def report(args, work, runs, pg_desc):
             first = f"{r['first_commit_s']:.3f}" if r["first_commit_s"] is not None else "-"
             print(f"  {store} run {i + 1}: {r['events_per_s']:.0f} events/s ({r['ingest_s']:.3f}s, first commit "
                   f"seen at {first}s), collector {r['cpu_s']:.2f}s CPU = {r['cpu_us_per_event']:.2f} us/event, "
-                  f"peak RSS {r['rss_kib'] // 1024} MiB; agent {r['agent_cpu_s']:.2f}s CPU replaying; "
+                  f"peak RSS {r['rss_kib'] // 1024} MiB; "
+                  + (f"PostgreSQL server {r['server_cpu_s']:.2f}s CPU = {r['server_cpu_us_per_event']:.2f} us/event; "
+                     if r["server_cpu_s"] is not None else "")
+                  + f"agent {r['agent_cpu_s']:.2f}s CPU replaying; "
                   f"ip -batch {r['batch_add_s']:.2f}s + {r['batch_del_s']:.2f}s = {r['ip_events_per_s']:.0f} "
                   f"events/s; ratio {r['ratio_vs_ip']:.2f}x; store {r['store_bytes'] / 1e6:.0f} MB")
             for line in r["checks"]:
