@@ -184,6 +184,7 @@ def query_hosts(url, address, timeout=60):
     r = subprocess.run([bl.CLIENT, "query", "--store", url, "hosts", "-o", "json"], capture_output=True,
                        text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=dict(os.environ, ROUTEWATCH_LOG="warn"))
     if r.returncode != 0:
+        query_hosts.last_error = r.stderr.strip()[-500:]
         return None
     for line in r.stdout.splitlines():
         row = json.loads(line)
@@ -217,7 +218,9 @@ def wait_cursor(read, pred, proc, deadline, poll, what):
             raise BenchError(f"{proc.name} exited ({proc.p.returncode}) while waiting for {what}; "
                              f"stderr:\n{proc.stderr_text()}")
         if now > end:
-            raise BenchError(f"timed out after {deadline}s waiting for {what} (stored cursor {cur})")
+            said = getattr(query_hosts, "last_error", None)
+            raise BenchError(f"timed out after {deadline}s waiting for {what} (stored cursor {cur})"
+                             + (f"; routewatch query said: {said}" if said else ""))
         time.sleep(poll)
 
 
@@ -463,6 +466,9 @@ def report(args, work, runs, pg_desc):
 def main():
     args = parse_args()
     bl.preflight()
+    r = subprocess.run([bl.CLIENT, "query", "hosts", "--help"], capture_output=True, timeout=30)
+    if r.returncode != 0:
+        bl.die(f"{bl.CLIENT} has no `query hosts` command (build the release binaries of this checkout)", 2)
     if "postgres" in args.stores and bl.postgres_bin() is None:
         bl.die("--stores postgres needs the PostgreSQL server binaries in /usr/lib/postgresql/*/bin "
                "(apt-get install postgresql) or RW_PG_BIN", 2)
@@ -479,9 +485,11 @@ def main():
         settings = {k: s.query(f"SHOW {k}")[0][0]
                     for k in ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method", "shared_buffers")}
         s.close()
+        relaxed = [k for k in ("fsync", "synchronous_commit", "full_page_writes") if settings[k] != "on"]
         pg_desc = (f"PostgreSQL {pg.version()}, scratch server in the work directory, Unix socket; durability "
-                   f"NOT relaxed: " + ", ".join(f"{k}={v}" for k, v in settings.items())
-                   + " (the server's defaults); a new database per run")
+                   + (f"RELAXED ({', '.join(relaxed)} off): " if relaxed else "NOT relaxed: ")
+                   + ", ".join(f"{k}={v}" for k, v in settings.items())
+                   + ("" if relaxed else " (the server's defaults)") + "; a new database per run")
         log(pg_desc)
 
     runs = {s: [] for s in args.stores}
