@@ -7,6 +7,8 @@
 //! - [`statements`]: the statements both backends run alike.
 //! - [`sqlite`] and [`postgres`]: the two backends behind [`Store`].
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixtures;
 pub mod ledger;
 pub mod plan;
 pub mod postgres;
@@ -151,6 +153,13 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    /// Versions a collector holds current are gone from the store (rows
+    /// removed by hand): its write is refused, nothing is written.
+    #[error("target {target_id}: {missing} versions this collector holds current are missing from the store (were rows deleted by hand?); restart the collector to reload the target from the store")]
+    MissingVersions { target_id: i64, missing: i64 },
+    /// A query's column that is not read into a [`Value`] (PostgreSQL).
+    #[error("query column {column:?}: {problem}")]
+    Column { column: String, problem: String },
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL: {}", crate::error::chain(.0))]

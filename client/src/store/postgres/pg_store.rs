@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
 use super::commit::{self, Prepared};
-use super::connect;
+use super::{connect, value};
 use crate::store::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use crate::store::schema::{self, numbered_placeholders, Dialect};
 use crate::store::{statements, Outcome, Pruned, StoreError, Value};
@@ -142,14 +142,17 @@ impl PgStore {
         self.client.is_closed()
     }
 
-    /// Writes each of `writes` in its own transaction: one that is
-    /// [`Outcome::Lost`] leaves the others committed. On an error, the
-    /// writes before the failing one are committed.
+    /// Writes `writes` in one transaction (see
+    /// [`crate::store::Store::commit`]): a write that is [`Outcome::Lost`]
+    /// writes nothing and leaves the others be; an error leaves nothing
+    /// behind, so that the same writes can be tried again.
     pub async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        let tx = self.client.transaction().await?;
         let mut outcomes = Vec::with_capacity(writes.len());
         for w in writes {
-            outcomes.push(commit::write_one(&mut self.client, &self.prepared, w).await?);
+            outcomes.push(commit::write_one(&tx, &self.prepared, w).await?);
         }
+        tx.commit().await?;
         Ok(outcomes)
     }
 
@@ -187,6 +190,15 @@ impl PgStore {
             Some(statement) => statement.clone(),
             None => {
                 let statement = self.client.prepare(&numbered_placeholders(sql)).await?;
+                // Refused whether or not a row would show it.
+                for column in statement.columns() {
+                    if let Some(problem) = value::unreadable(column.type_()) {
+                        return Err(StoreError::Column {
+                            column: column.name().to_owned(),
+                            problem,
+                        });
+                    }
+                }
                 self.selects.insert(sql.to_owned(), statement.clone());
                 statement
             }
