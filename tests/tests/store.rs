@@ -510,7 +510,13 @@ async fn postgres_a_held_target_goes_to_another_collector_once_released_or_dropp
     drop(second);
     let again = claim_within(&mut first, "h:1", Duration::from_secs(2)).await;
     assert_eq!(again.id, target.id);
-    claim_within(&mut first, "h:2", Duration::from_secs(2)).await;
+    let h2 = claim_within(&mut first, "h:2", Duration::from_secs(2)).await;
+    let (h3, _) = first.claim("h:3").await.unwrap().unwrap();
+    assert_eq!(
+        h3.id,
+        h2.id + 1,
+        "claims of known targets, however often retried, take no ids"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -55,10 +55,19 @@ impl PgStore {
         &mut self,
         name: &str,
     ) -> Result<Option<(TargetRow, Vec<OpenVersion>)>, StoreError> {
-        let add = numbered_placeholders(statements::ADD_TARGET);
         let read = numbered_placeholders(statements::TARGET);
-        self.client.execute(&add, &[&name]).await?;
-        let id: i64 = self.client.query_one(&read, &[&name]).await?.try_get(0)?;
+        // Added only when missing: an INSERT that finds the row takes a
+        // number from the id sequence all the same, and claims of targets
+        // held elsewhere are retried every few seconds. Ids must stay
+        // within the 32 bits of their lock.
+        let id: i64 = match self.client.query_opt(&read, &[&name]).await? {
+            Some(row) => row.try_get(0)?,
+            None => {
+                let add = numbered_placeholders(statements::ADD_TARGET);
+                self.client.execute(&add, &[&name]).await?;
+                self.client.query_one(&read, &[&name]).await?.try_get(0)?
+            }
+        };
         if !self.held.contains(&id) {
             let locked: bool = self
                 .client
