@@ -73,8 +73,8 @@ const GAP_TYPES: [Type; 9] = [
 /// ANALYZE (a fresh database, or any new agent's first snapshot): the
 /// planner then believes the target holds a handful of versions and hashes
 /// or scans all of them. Measured closing 500 versions of a target of
-/// 100k: the join took 15 to 200 ms with lagging statistics and 5 ms with
-/// fresh ones; the upsert takes 7 to 10 ms either way. The values it would
+/// 100k: the join took 15 to 200 ms with lagging statistics and 6 to 9
+/// with fresh ones; the upsert takes 7 to 9 either way. The values it would
 /// insert are never kept: a version the store lacks comes back as kind 0
 /// and fails the write (see [`close_versions`]).
 const CLOSE_VERSIONS: &str = "WITH closed AS (
