@@ -9,9 +9,9 @@
    errors) against the Kubernetes schemas of kubernetes-validate.
    cert-manager resources, which it has no schemas for, are validated against
    the subset of cert-manager's v1 API written out below.
-2. The agent's flags used in the DaemonSet and the systemd unit exist in
-   `routewatch-agent --help` (the TLS flags are accepted ahead of their
-   release).
+2. The flags used in the DaemonSet and the agent's unit exist in
+   `routewatch-agent --help`; those of the collector's Deployment and unit
+   in `routewatch collect --help`.
 3. systemd units: `systemd-analyze verify` in a scratch root holding the
    units and stand-ins for the binaries. verify exits 0 on many problems
    ("..., ignoring"), so ANY output fails the check. If systemd-analyze is
@@ -40,8 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 KUBERNETES_VERSION = "1.33"
 RELEASE = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release"
-# Flags of the concurrent TLS work, used by the manifests ahead of it.
-PENDING_AGENT_FLAGS = {"--tls-cert", "--tls-key", "--client-ca"}
 CLUSTER_SCOPED = {"Namespace", "ClusterIssuer", "ClusterRole", "ClusterRoleBinding",
                   "CustomResourceDefinition", "PriorityClass", "StorageClass",
                   "PersistentVolume"}
@@ -175,20 +173,44 @@ def validate(kdir: Path, resources):
                 fail(f"{name}: container {c['name']} image {c['image']} has no pinned tag")
 
 
-def agent_flags():
-    agent = RELEASE / "routewatch-agent"
-    if not agent.exists():
-        fail(f"{agent} is missing: run the Dockerfile's build command first")
+def flags_of(binary, *args):
+    path = RELEASE / binary
+    if not path.exists():
+        fail(f"{path} is missing: run the Dockerfile's build command first")
         return None
-    text = subprocess.run([agent, "--help"], capture_output=True, text=True, check=True).stdout
-    return set(re.findall(r"--[a-z][a-z0-9-]*", text)) | PENDING_AGENT_FLAGS
+    text = subprocess.run([path, *args, "--help"], capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r"--[a-z][a-z0-9-]*", text))
 
 
-def check_flags(where, args, known):
+def agent_flags():
+    return flags_of("routewatch-agent")
+
+
+def collector_flags():
+    return flags_of("routewatch", "collect")
+
+
+def check_flags(where, args, known, command="routewatch-agent"):
     for arg in args:
         flag = arg.split("=", 1)[0]
         if flag.startswith("--") and flag not in known:
-            fail(f"{where}: routewatch-agent has no flag {flag}")
+            fail(f"{where}: {command} has no flag {flag}")
+
+
+def check_collector_deployment(resources, known):
+    found = [r for r in resources if r["kind"] == "Deployment" and r["metadata"]["name"] == "routewatch-collector"]
+    if len(found) != 1:
+        fail("collector: exactly one routewatch-collector Deployment expected")
+        return
+    c = found[0]["spec"]["template"]["spec"]["containers"][0]
+    args = c.get("args", [])
+    if args[:1] != ["collect"]:
+        fail(f"collector: the container must run `routewatch collect`, not {args[:1]}")
+    if known is not None:
+        check_flags("collector Deployment", args[1:], known, "routewatch collect")
+    env = {e["name"] for e in c.get("env", [])}
+    if "ROUTEWATCH_STORE" not in env:
+        fail("collector: the store URL must come from ROUTEWATCH_STORE (a Secret)")
 
 
 def check_agent_daemonset(resources, known):
@@ -221,7 +243,7 @@ def check_agent_daemonset(resources, known):
 
 
 # --- systemd -------------------------------------------------------------
-def check_systemd(known):
+def check_systemd(known, known_collector):
     units = sorted((DEPLOY / "systemd").glob("*.service"))
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
@@ -240,8 +262,11 @@ def check_systemd(known):
                     stand_in = root / binary.relative_to("/")
                     stand_in.write_text("#!/bin/sh\n")
                     stand_in.chmod(0o755)
+                    words = line.split()[1:]
                     if binary.name == "routewatch-agent" and known is not None:
-                        check_flags(unit.name, line.split()[1:], known)
+                        check_flags(unit.name, words, known)
+                    if binary.name == "routewatch" and known_collector is not None:
+                        check_flags(unit.name, words[1:], known_collector, "routewatch collect")
         proc = subprocess.run([analyze, "verify", "--man=no", f"--root={root}", *[u.name for u in units]],
                               capture_output=True, text=True)
         output = (proc.stdout + proc.stderr).strip()
@@ -276,12 +301,15 @@ def main():
         print(build_command())
         return
     known = agent_flags()
+    known_collector = collector_flags()
     for kdir in sorted(p.parent for p in (DEPLOY / "kubernetes").glob("*/kustomization.yaml")):
         resources = render(kdir)
         validate(kdir, resources)
         if kdir.name == "base":
             check_agent_daemonset(resources, known)
-    check_systemd(known)
+        if kdir.name == "collector":
+            check_collector_deployment(resources, known_collector)
+    check_systemd(known, known_collector)
     check_dockerfile()
     if failures:
         print(f"\n{len(failures)} deployment check(s) FAILED")

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::certs::Certs;
 use crate::filter_args::FilterArgs;
 use crate::printer::{Color, Format};
+use crate::query::Query;
 use crate::tls::TlsArgs;
 
 /// Follow Linux routing changes on this host or on many, exactly.
@@ -100,6 +101,26 @@ pub enum Command {
     ///   routewatch info --insecure -o table dns:///routewatch-agent:50051
     #[command(verbatim_doc_comment)]
     Info(Watch),
+    /// Answer audit questions from the store `routewatch collect` writes:
+    /// a host's routes at a moment, a prefix's history, what changed, where
+    /// the record is not exact.
+    ///
+    /// Times (--at, --since, --until) are `now`, RFC 3339
+    /// (2026-11-28T10:00:00Z) or a time ago (-1h, 30m, 2d). --host is the
+    /// host name an agent reports or the address collect dials. A question
+    /// that matches nothing says so on stderr and prints nothing (exit
+    /// status 0).
+    ///
+    /// Examples:
+    ///   routewatch query hosts
+    ///   routewatch query routes --host node1 --at -1h
+    ///   routewatch query history 10.0.0.0/8 --since 2026-11-28T00:00:00Z
+    ///   routewatch query diff --host node1 --at -1h --at now
+    ///   routewatch query diff --host node1 --host node2 -o json
+    ///   routewatch query gaps --since -7d
+    ///   routewatch query --store postgres://rw@db/routewatch hosts
+    #[command(verbatim_doc_comment)]
+    Query(Query),
     /// Print a shell completion script.
     ///
     /// Examples:

@@ -200,31 +200,8 @@ pub fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Scratch;
     use std::os::unix::fs::MetadataExt;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    /// A fresh directory under the system's temporary directory, removed on
-    /// drop.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new() -> Scratch {
-            static N: AtomicU32 = AtomicU32::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "routewatch-cursor-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn cursor(stream: &str, seq: u64) -> Cursor {
         Cursor {
@@ -235,15 +212,15 @@ mod tests {
 
     #[test]
     fn a_missing_file_holds_no_cursors() {
-        let dir = Scratch::new();
-        let f = CursorFile::load(&dir.0.join("absent.json")).unwrap();
+        let dir = Scratch::new("cursor");
+        let f = CursorFile::load(&dir.path().join("absent.json")).unwrap();
         assert_eq!(f.get("10.0.0.1:50051"), None);
     }
 
     #[test]
     fn cursors_round_trip_through_the_file() {
-        let dir = Scratch::new();
-        let path = dir.0.join("cursors.json");
+        let dir = Scratch::new("cursor");
+        let path = dir.path().join("cursors.json");
         let mut f = CursorFile::load(&path).unwrap();
         assert!(f.set("10.0.0.1:50051", &cursor("9f0c", 12)));
         assert!(f.set("[::1]:50051", &cursor("77aa", u64::MAX)));
@@ -267,9 +244,9 @@ mod tests {
 
     #[test]
     fn saving_replaces_the_file_atomically() {
-        let dir = Scratch::new();
-        let path = dir.0.join("cursors.json");
-        let tmp = dir.0.join("cursors.json.tmp");
+        let dir = Scratch::new("cursor");
+        let path = dir.path().join("cursors.json");
+        let tmp = dir.path().join("cursors.json.tmp");
         let mut f = CursorFile::load(&path).unwrap();
         f.set("a:1", &cursor("s", 1));
         f.save().unwrap();
@@ -299,8 +276,8 @@ mod tests {
 
     #[test]
     fn cursors_of_other_targets_are_kept() {
-        let dir = Scratch::new();
-        let path = dir.0.join("cursors.json");
+        let dir = Scratch::new("cursor");
+        let path = dir.path().join("cursors.json");
         fs::write(
             &path,
             r#"{"version":1,"cursors":{"other:1":{"stream_id":"x","seq":5}}}"#,
@@ -342,8 +319,8 @@ mod tests {
 
     #[test]
     fn a_corrupt_file_is_an_error_naming_it() {
-        let dir = Scratch::new();
-        let path = dir.0.join("cursors.json");
+        let dir = Scratch::new("cursor");
+        let path = dir.path().join("cursors.json");
         fs::write(&path, "{\"version\":1,").unwrap();
         let err = CursorFile::load(&path).unwrap_err().to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
@@ -352,8 +329,8 @@ mod tests {
 
     #[test]
     fn cursors_are_kept_only_for_the_filters_they_were_written_with() {
-        let dir = Scratch::new();
-        let path = dir.0.join("filtered.json");
+        let dir = Scratch::new("cursor");
+        let path = dir.path().join("filtered.json");
         let bgp = Some(json!({"allow":[{"protocol":["bgp"]}]}));
         let mut f = CursorFile::load(&path).unwrap();
         f.use_filter(bgp.clone()).unwrap();

@@ -58,12 +58,22 @@ pub enum ClientError {
     /// `routewatch certs init` could not make or write the files.
     #[error("certs init: {0}")]
     Certs(String),
-    /// Arguments that do not go together, in words.
+    /// Arguments that do not go together, or a value that does not parse,
+    /// found after the command line was read, in words; exits with status
+    /// 2, as the command line's own errors do.
     #[error("{0}")]
     Usage(String),
     /// The store of `collect` and `query` failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// `query --store` names an SQLite file that does not exist (`query`
+    /// only reads; it never makes a store).
+    #[error("no store at {0}: run routewatch collect first, or pass --store")]
+    NoStore(String),
+    /// A row of the store that does not read as what the schema says (a
+    /// damaged database, or one written by a newer routewatch).
+    #[error("cannot read the store: {0}")]
+    Record(String),
     /// Writing the output failed (other than a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),

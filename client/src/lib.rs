@@ -14,6 +14,8 @@
 //! - [`tail`]: the `tail` command, keeping the [`cursor_file`].
 //! - [`show`]: the `show` command, in [`order`] or as a [`summary`].
 //! - [`info`]: the `info` command.
+//! - [`query`]: the `query` command, answering from a [`store`].
+//! - [`when`]: times and durations on the command line.
 //! - [`generate`]: `completions` and `man`.
 //! - [`tls`]: TLS to agents (`--ca`, `--cert`, `--key`), failures in words.
 //! - [`certs`]: `routewatch certs init`, a CA and certificates to try
@@ -35,6 +37,7 @@ pub mod info;
 pub mod order;
 pub mod printer;
 pub mod protojson;
+pub mod query;
 pub mod reconnect;
 pub mod remote;
 pub mod show;
@@ -45,6 +48,9 @@ pub mod tail;
 pub mod target;
 pub mod tls;
 pub mod when;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use error::ClientError;
 
@@ -62,6 +68,7 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> Result<(), Cl
         Command::Show(args) => show::run(args, shutdown).await,
         Command::Collect(args) => collect::run(args, shutdown).await,
         Command::Info(watch) => info::run(watch, shutdown).await,
+        Command::Query(query) => query::run(query).await,
         Command::Completions { shell } => generate::completions(shell),
         Command::Man { dir } => generate::man(dir.as_deref()),
         Command::Certs(certs) => certs.run(),

@@ -40,6 +40,10 @@ fn main() -> ExitCode {
         {
             ExitCode::SUCCESS
         }
+        Err(e @ routewatch_client::ClientError::Usage(_)) => {
+            eprintln!("routewatch: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("routewatch: {e}");
             ExitCode::FAILURE

@@ -18,6 +18,7 @@
 
 pub mod agent;
 pub mod bins;
+pub mod collector;
 pub mod compare;
 pub mod fixture;
 pub mod ipjson;
@@ -32,6 +33,7 @@ pub mod util;
 
 pub use self::postgres::TestDatabase;
 pub use agent::{run_show, show_in_process, Agent, AGENT_ADDR};
+pub use collector::{Collector, TestStore};
 pub use compare::{
     assert_matches_kernel, assert_nexthops_match_kernel, diff_against_kernel,
     diff_nexthops_against_kernel, eventually_all_match_kernel, eventually_matches_kernel,

@@ -1,8 +1,11 @@
 //! `TestDatabase`: a PostgreSQL database owned by one test, dropped on drop.
 //!
 //! The server is the one `ROUTEWATCH_TEST_POSTGRES_URL` names, when set
-//! (`.ci/run` starts the system cluster and sets it): a `postgres://` URL of
-//! a role that may create databases. The database in the URL is only used to
+//! (`.ci/run` starts a scratch server and sets it): a `postgres://` URL of
+//! a role that may create databases. Collectors under test run inside
+//! network namespaces, so the URL should name the server's Unix socket
+//! directory (`postgres://postgres@%2Ftmp%2Fpg:5432/postgres`): 127.0.0.1
+//! inside a namespace is that namespace's own loopback. The database in the URL is only used to
 //! connect for `CREATE DATABASE` / `DROP DATABASE`.
 //!
 //! Without it, the first `TestDatabase` of a test process starts a private
@@ -10,7 +13,8 @@
 //! (`/usr/lib/postgresql/<version>/bin`, the newest): `initdb` into
 //! `$TMPDIR/rwt-pg-<pid>` (as the `postgres` user when running as root,
 //! since PostgreSQL refuses to run as root), trust authentication, listening
-//! on 127.0.0.1 on a free port and on a socket in that directory only, with
+//! on 127.0.0.1 on a free port and on a socket in that directory, which the
+//! databases' URLs name, with
 //! durability turned off. The postmaster is the test process's child and
 //! gets SIGQUIT (immediate shutdown) when the process exits: from an
 //! `atexit` handler, which then removes the directory, and from the kernel
@@ -101,6 +105,32 @@ impl TestDatabase {
                 "cannot connect to test database {} on {}: {e}",
                 self.name, self.server.origin
             )
+        })
+    }
+
+    /// Runs `sql` (simple query protocol) and returns every value as text.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.try_rows(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Like [`TestDatabase::rows`], failing (not panicking) on an error,
+    /// e.g. while the tables do not exist yet.
+    pub fn try_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        let sql = sql.to_owned();
+        blocking(move || {
+            let mut client = self.connect();
+            let messages = client.simple_query(&sql).map_err(|e| error_text(&e))?;
+            Ok(messages
+                .into_iter()
+                .filter_map(|m| match m {
+                    ::postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_owned))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect())
         })
     }
 }
@@ -466,7 +496,12 @@ fn init_and_start(bin: &Path, dir: &Path, run_as: Option<(u32, u32)>) -> Result<
     // A free port may be taken before the server binds it: try again.
     for _ in 0..3 {
         let port = free_port()?;
-        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        // By its socket: a path reaches the server from inside the tests'
+        // network namespaces too, where 127.0.0.1 is another loopback.
+        let url = format!(
+            "postgres://postgres@{}:{port}/postgres",
+            percent_encode_path(dir)
+        );
         let log_file = File::options()
             .create(true)
             .append(true)
@@ -568,6 +603,20 @@ fn init_and_start(bin: &Path, dir: &Path, run_as: Option<(u32, u32)>) -> Result<
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
+/// A socket directory as the host part of a URL (`/` as `%2F`).
+pub fn percent_encode_path(dir: &Path) -> String {
+    let mut out = String::new();
+    for b in dir.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(*b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -3,57 +3,21 @@
 //! ledger makes of hand-made agent streams and reading it back. The checks
 //! after them are about PostgreSQL alone: collectors sharing one database.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use routewatch_client::store::fixtures::{add, change, cursor, delete, marker, route, snapshot};
+use routewatch_client::store::testing::{add, change, cursor, delete, marker, route, snapshot};
 use routewatch_client::store::{
     Ledger, OpenVersion, Outcome, Pruned, Store, StoreError, StoreUrl, TargetRow, Value, Write,
 };
 use routewatch_proto::v1::{event, Action, Heartbeat, Origin};
-use routewatch_tests::util::temp_path;
-use routewatch_tests::TestDatabase;
+use routewatch_tests::TestStore;
 
-/// Where a test's store lives, removed when the test ends.
-enum Place {
-    Sqlite(PathBuf),
-    Postgres(TestDatabase),
-}
-
-impl Place {
-    fn sqlite(tag: &str) -> Place {
-        Place::Sqlite(temp_path(&format!("{tag}.db")))
-    }
-
-    fn postgres(tag: &str) -> Place {
-        Place::Postgres(TestDatabase::create(tag))
-    }
-
-    fn url(&self) -> StoreUrl {
-        match self {
-            Place::Sqlite(path) => StoreUrl::Sqlite(path.clone()),
-            Place::Postgres(db) => StoreUrl::parse(db.url()).expect("a postgres:// URL"),
-        }
-    }
-
-    async fn open(&self) -> Store {
-        let url = self.url();
-        Store::open(&url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot open {url}: {e}"))
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        if let Place::Sqlite(path) = self {
-            for suffix in ["", "-wal", "-shm", ".collector-lock"] {
-                let mut file = path.clone().into_os_string();
-                file.push(suffix);
-                let _ = std::fs::remove_file(file);
-            }
-        }
-    }
+/// Opens the test's store as `collect` and `query` do.
+async fn open(place: &TestStore) -> Store {
+    let url = StoreUrl::parse(&place.url()).expect("a store URL");
+    Store::open(&url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open {url}: {e}"))
 }
 
 /// The target as the store holds it, and a ledger continuing from there.
@@ -133,8 +97,8 @@ fn history(ledger: &mut Ledger) -> [Write; 2] {
     [first, live]
 }
 
-async fn a_reopened_store_continues_where_the_writes_left_it(place: Place) {
-    let mut store = place.open().await;
+async fn a_reopened_store_continues_where_the_writes_left_it(place: TestStore) {
+    let mut store = open(&place).await;
     let (target, mut ledger) = follow(&mut store, "h:1").await;
     assert_eq!(target.cursor, Default::default(), "a new target");
     assert_eq!(target.next_vid, 1);
@@ -144,7 +108,7 @@ async fn a_reopened_store_continues_where_the_writes_left_it(place: Place) {
     assert_eq!(outcomes, [Outcome::Committed; 2]);
     drop(store);
 
-    let mut store = place.open().await;
+    let mut store = open(&place).await;
     let (again, open) = store.claim("h:1").await.unwrap().expect("claimed");
     assert_eq!(again.id, target.id);
     assert_eq!(again.host, "router-1");
@@ -212,8 +176,8 @@ async fn a_reopened_store_continues_where_the_writes_left_it(place: Place) {
     );
 }
 
-async fn a_write_from_a_moved_cursor_is_lost_and_writes_nothing(place: Place) {
-    let mut store = place.open().await;
+async fn a_write_from_a_moved_cursor_is_lost_and_writes_nothing(place: TestStore) {
+    let mut store = open(&place).await;
     let (target, open) = store.claim("h:1").await.unwrap().unwrap();
     // Two ledgers loaded from the same record: the second is a collector
     // that missed the first one's write.
@@ -251,8 +215,8 @@ async fn a_write_from_a_moved_cursor_is_lost_and_writes_nothing(place: Place) {
     assert_eq!(rows, [vec![int(0)]]);
 }
 
-async fn a_resync_stores_its_gap(place: Place) {
-    let mut store = place.open().await;
+async fn a_resync_stores_its_gap(place: TestStore) {
+    let mut store = open(&place).await;
     let (target, mut ledger) = follow(&mut store, "h:1").await;
     let [first, live] = history(&mut ledger);
     let heartbeat = write(
@@ -310,8 +274,8 @@ async fn a_resync_stores_its_gap(place: Place) {
     assert_eq!(by_resync, [vec![text("a")], vec![text("d")]]);
 }
 
-async fn prune_removes_only_closed_rows_older_than_the_cutoff(place: Place) {
-    let mut store = place.open().await;
+async fn prune_removes_only_closed_rows_older_than_the_cutoff(place: TestStore) {
+    let mut store = open(&place).await;
     let (target, mut ledger) = follow(&mut store, "h:1").await;
     let held = [
         ("a", route("10.0.0.0/24", 0)),
@@ -369,8 +333,8 @@ async fn prune_removes_only_closed_rows_older_than_the_cutoff(place: Place) {
     );
 }
 
-async fn select_reads_the_same_values_from_both_backends(place: Place) {
-    let mut store = place.open().await;
+async fn select_reads_the_same_values_from_both_backends(place: TestStore) {
+    let mut store = open(&place).await;
     let (target, mut ledger) = follow(&mut store, "h:1").await;
     ledger.set_host("router-1");
     let writes = history(&mut ledger);
@@ -448,7 +412,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread")]
                 async fn $check() {
-                    super::$check(super::Place::sqlite(stringify!($check))).await;
+                    super::$check(super::TestStore::sqlite()).await;
                 }
             )*
         }
@@ -456,7 +420,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread")]
                 async fn $check() {
-                    super::$check(super::Place::postgres(stringify!($check))).await;
+                    super::$check(super::TestStore::postgres(stringify!($check))).await;
                 }
             )*
         }
@@ -488,9 +452,9 @@ async fn claim_within(store: &mut Store, name: &str, timeout: Duration) -> Targe
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_a_held_target_goes_to_another_collector_once_released_or_dropped() {
-    let place = Place::postgres("claims");
-    let mut first = place.open().await;
-    let mut second = place.open().await;
+    let place = TestStore::postgres("claims");
+    let mut first = open(&place).await;
+    let mut second = open(&place).await;
     let (target, _) = first.claim("h:1").await.unwrap().expect("free at first");
     assert!(
         first.claim("h:1").await.unwrap().is_some(),
@@ -521,8 +485,8 @@ async fn postgres_a_held_target_goes_to_another_collector_once_released_or_dropp
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_collectors_migrating_together_all_succeed() {
-    let place = Place::postgres("migrate");
-    let url = place.url();
+    let place = TestStore::postgres("migrate");
+    let url = StoreUrl::parse(&place.url()).unwrap();
     let opening: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
@@ -532,15 +496,15 @@ async fn postgres_collectors_migrating_together_all_succeed() {
     for open in opening {
         open.await.unwrap().expect("open while others open");
     }
-    let mut store = place.open().await;
+    let mut store = open(&place).await;
     let versions = select(&mut store, "SELECT version FROM schema_version", &[]).await;
     assert_eq!(versions, [vec![int(1)]], "migrated once");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_refuses_a_newer_schema_and_numeric_columns_in_words() {
-    let place = Place::postgres("newer");
-    let mut store = place.open().await;
+    let place = TestStore::postgres("newer");
+    let mut store = open(&place).await;
     let err = store
         .select("SELECT SUM(seq) AS total FROM events", &[])
         .await
@@ -550,18 +514,11 @@ async fn postgres_refuses_a_newer_schema_and_numeric_columns_in_words() {
     assert!(err.contains("CAST(SUM(x) AS BIGINT)"), "{err}");
     drop(store);
 
-    let Place::Postgres(db) = &place else {
+    let TestStore::Postgres(db) = &place else {
         unreachable!()
     };
-    // The blocking client runs its own runtime: on a thread of its own.
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            db.connect()
-                .execute("INSERT INTO schema_version (version) VALUES (99)", &[])
-                .expect("insert")
-        });
-    });
-    let err = match Store::open(&place.url()).await {
+    db.rows("INSERT INTO schema_version (version) VALUES (99)");
+    let err = match Store::open(&StoreUrl::parse(db.url()).unwrap()).await {
         Err(e @ StoreError::TooNew { .. }) => e.to_string(),
         Err(e) => panic!("not TooNew: {e}"),
         Ok(_) => panic!("a newer schema was opened"),
@@ -572,24 +529,19 @@ async fn postgres_refuses_a_newer_schema_and_numeric_columns_in_words() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_refuses_to_close_a_version_it_no_longer_has() {
-    let place = Place::postgres("missing");
-    let mut store = place.open().await;
+    let place = TestStore::postgres("missing");
+    let mut store = open(&place).await;
     let (target, mut ledger) = follow(&mut store, "h:1").await;
     let [first, live] = history(&mut ledger);
     commit(&mut store, std::slice::from_ref(&first)).await;
-    let Place::Postgres(db) = &place else {
+    let TestStore::Postgres(db) = &place else {
         unreachable!()
     };
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            db.connect()
-                .execute(
-                    "DELETE FROM versions WHERE target_id = $1 AND vid = $2",
-                    &[&target.id, &vid(&first, "b")],
-                )
-                .expect("delete")
-        });
-    });
+    db.rows(&format!(
+        "DELETE FROM versions WHERE target_id = {} AND vid = {}",
+        target.id,
+        vid(&first, "b")
+    ));
     let err = match store.commit(&[live]).await {
         Err(e @ StoreError::MissingVersions { .. }) => e.to_string(),
         other => panic!("not MissingVersions: {other:?}"),

@@ -27,6 +27,8 @@ use crate::subscription::Delivery;
 const BATCH_EVENTS: usize = 20_000;
 /// Longest wait between attempts at a failing store.
 const MAX_RETRY: Duration = Duration::from_secs(10);
+/// How long a stopping collector keeps trying a failing store.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often `--retain` prunes.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -119,11 +121,21 @@ impl Writer {
             }
         }
         // Stopping: what already arrived is written (what did not is
-        // fetched again from the stored cursors next time).
+        // fetched again from the stored cursors next time), unless the
+        // store keeps failing for longer than STOP_GRACE.
         while let Ok(d) = deliveries.try_recv() {
             self.deliver(d);
         }
-        self.flush(&CancellationToken::new()).await;
+        let give_up = CancellationToken::new();
+        let timer = tokio::spawn({
+            let give_up = give_up.clone();
+            async move {
+                tokio::time::sleep(STOP_GRACE).await;
+                give_up.cancel();
+            }
+        });
+        self.flush(&give_up).await;
+        timer.abort();
     }
 
     /// Notes one delivery; returns how many events it carried.

@@ -82,20 +82,7 @@ pub fn event_json(host: &str, event: &Event) -> Option<Value> {
             };
             m.insert("action".into(), action.into());
             m.insert("origin".into(), origin_name(c.origin).into());
-            match c.object.as_ref()? {
-                change::Object::Route(r) => {
-                    m.insert("object".into(), "route".into());
-                    m.insert("family".into(), family_name(r.family).into());
-                    m.insert("key".into(), c.key.clone().into());
-                    route_fields(r, &mut m);
-                }
-                change::Object::Nexthop(n) => {
-                    m.insert("object".into(), "nexthop".into());
-                    m.insert("family".into(), family_name(n.family).into());
-                    m.insert("key".into(), c.key.clone().into());
-                    nexthop_fields(n, &mut m);
-                }
-            }
+            object_json(&c.key, c.object.as_ref()?, &mut m);
         }
         event::Kind::Sync(_) => {
             m.insert("action".into(), "sync".into());
@@ -108,6 +95,25 @@ pub fn event_json(host: &str, event: &Event) -> Option<Value> {
         event::Kind::Heartbeat(_) => return None,
     }
     Some(Value::Object(m))
+}
+
+/// `object` (`route` or `nexthop`), `family` and `key`, then the fields
+/// `ip -j -d` prints for the object.
+pub fn object_json(key: &str, object: &change::Object, m: &mut Map<String, Value>) {
+    match object {
+        change::Object::Route(r) => {
+            m.insert("object".into(), "route".into());
+            m.insert("family".into(), family_name(r.family).into());
+            m.insert("key".into(), key.into());
+            route_fields(r, m);
+        }
+        change::Object::Nexthop(n) => {
+            m.insert("object".into(), "nexthop".into());
+            m.insert("family".into(), family_name(n.family).into());
+            m.insert("key".into(), key.into());
+            nexthop_fields(n, m);
+        }
+    }
 }
 
 /// The fields `ip -j -d route show` prints for `r`, in its order.
@@ -275,7 +281,7 @@ pub fn family_name(family: i32) -> &'static str {
     }
 }
 
-fn cause_name(cause: i32) -> &'static str {
+pub fn cause_name(cause: i32) -> &'static str {
     match ResyncCause::try_from(cause) {
         Ok(ResyncCause::UnknownStream) => "unknown_stream",
         Ok(ResyncCause::CursorTooOld) => "cursor_too_old",

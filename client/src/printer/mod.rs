@@ -10,10 +10,12 @@ mod text;
 mod tests;
 
 pub use color::{Color, Paint};
-pub use json::{family_name, origin_name, JsonPrinter};
+pub use json::{
+    cause_name, family_name, nexthop_fields, object_json, origin_name, route_fields, JsonPrinter,
+};
 pub use jsonpb::JsonPbPrinter;
 pub use table::{aligned, TablePrinter};
-pub use text::TextPrinter;
+pub use text::{object_line, TextPrinter};
 
 use std::io::{self, Write};
 use std::time::Duration;

@@ -44,11 +44,10 @@ impl Printer for TextPrinter {
                 if delete {
                     line.push_str("Deleted ");
                 }
-                match &c.object {
-                    Some(change::Object::Route(r)) => route_line(r, &mut line),
-                    Some(change::Object::Nexthop(n)) => nexthop_line(n, &mut line),
-                    None => return Ok(()),
-                }
+                let Some(object) = &c.object else {
+                    return Ok(());
+                };
+                object_line(object, &mut line);
                 let mut line = self.paint.line(&line, delete);
                 line.push('\n');
                 out.write_all(line.as_bytes())
@@ -107,6 +106,14 @@ pub fn notice_line(host: &str, notice: &Notice<'_>) -> String {
             retry_in.as_secs_f64()
         ),
         Notice::Dropped { reason } => format!("{host} dropped: {reason}"),
+    }
+}
+
+/// A route or nexthop object in `ip` words.
+pub fn object_line(object: &change::Object, s: &mut String) {
+    match object {
+        change::Object::Route(r) => route_line(r, s),
+        change::Object::Nexthop(n) => nexthop_line(n, s),
     }
 }
 

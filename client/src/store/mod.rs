@@ -7,14 +7,15 @@
 //! - [`statements`]: the statements both backends run alike.
 //! - [`sqlite`] and [`postgres`]: the two backends behind [`Store`].
 
-#[cfg(any(test, feature = "test-support"))]
-pub mod fixtures;
 pub mod ledger;
 pub mod plan;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
 pub mod statements;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 use std::fmt;
 use std::path::PathBuf;

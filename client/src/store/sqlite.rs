@@ -26,7 +26,9 @@ impl SqliteStore {
         let store = || format!("sqlite://{}", path.display());
         let conn = Connection::open(path).map_err(|e| StoreError::Open {
             store: store(),
-            problem: format!("cannot open the database: {e}"),
+            problem: format!(
+                "cannot open the database: {e} (does its directory exist, and may this user write there?)"
+            ),
         })?;
         let setup = || -> rusqlite::Result<()> {
             conn.busy_timeout(std::time::Duration::from_secs(10))?;

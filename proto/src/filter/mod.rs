@@ -31,3 +31,4 @@ mod testing;
 pub use error::InvalidFilter;
 pub use filters::{Filters, Predicate};
 pub use subject::{Object, Subject};
+pub use values::prefix;

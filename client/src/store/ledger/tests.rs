@@ -1,7 +1,7 @@
 use routewatch_proto::v1::Heartbeat;
 
 use super::*;
-use crate::store::fixtures::{add, change, cursor, marker, route, snapshot};
+use crate::store::testing::{add, change, cursor, marker, route, snapshot};
 
 fn target() -> TargetRow {
     TargetRow {

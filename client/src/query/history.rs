@@ -1,0 +1,217 @@
+//! `query history PREFIX`: every version of the routes at or inside a
+//! prefix, across hosts, with the gaps where the record is not exact.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use ipnet::IpNet;
+use serde_json::{json, Map, Value as Json};
+
+use super::args::History;
+use super::gaps::{self, Gap};
+use super::targets::{self, Target};
+use super::version::{Version, COLUMNS};
+use super::{Context, Lines};
+use crate::order;
+use crate::printer::{object_json, object_line, rfc3339};
+use crate::store::schema::KIND_ROUTE;
+use crate::store::Value;
+use crate::ClientError;
+
+/// Destinations of one family: `dst_len` in `lens`, the first address at
+/// or after `lo`, the last at or before `hi`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Within {
+    family: i64,
+    lens: (i64, i64),
+    lo: Vec<u8>,
+    hi: Vec<u8>,
+}
+
+/// What PREFIX covers: `default` is the default route of each family;
+/// anything else every destination at or inside it.
+fn within(prefix: &str) -> Result<Vec<Within>, ClientError> {
+    if prefix == "default" {
+        let v4 = IpNet::V4(Default::default());
+        let v6 = IpNet::V6(Default::default());
+        return Ok(vec![exactly(v4), exactly(v6)]);
+    }
+    let net = routewatch_proto::filter::prefix("PREFIX", prefix)
+        .map_err(|e| ClientError::Usage(e.to_string()))?;
+    let max = i64::from(net.max_prefix_len());
+    Ok(vec![Within {
+        lens: (i64::from(net.prefix_len()), max),
+        ..exactly(net)
+    }])
+}
+
+fn exactly(net: IpNet) -> Within {
+    let bytes = |ip| match ip {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let len = i64::from(net.prefix_len());
+    Within {
+        family: if net.addr().is_ipv4() { 1 } else { 2 },
+        lens: (len, len),
+        lo: bytes(net.network()),
+        hi: bytes(net.broadcast()),
+    }
+}
+
+/// A line of the history.
+enum Line<'a> {
+    Gap(&'a Gap),
+    Version(&'a Version),
+}
+
+impl Line<'_> {
+    fn time(&self) -> i64 {
+        match self {
+            Line::Gap(g) => g.start(),
+            Line::Version(v) => v.opened.time,
+        }
+    }
+
+    fn target_id(&self) -> i64 {
+        match self {
+            Line::Gap(g) => g.target_id,
+            Line::Version(v) => v.target_id,
+        }
+    }
+}
+
+pub async fn run(cx: &mut Context<'_>, args: &History) -> Result<(), ClientError> {
+    let lines = cx.lines("history", false)?;
+    let ranges = within(&args.prefix)?;
+    let since = match &args.since {
+        Some(text) => cx.time("--since", text)?,
+        None => i64::MIN,
+    };
+    let until = match &args.until {
+        Some(text) => cx.time("--until", text)?,
+        None => i64::MAX,
+    };
+    if since > until {
+        return Err(ClientError::Usage(format!(
+            "--since {} is after --until {}",
+            rfc3339(since),
+            rfc3339(until)
+        )));
+    }
+    let all = targets::load(cx.store).await?;
+    let chosen = targets::chosen(&all, &args.hosts, cx.notes)?;
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let only = (!args.hosts.is_empty()).then_some(chosen.as_slice());
+
+    // Byte strings compare as memcmp in SQLite and as bytea in PostgreSQL:
+    // within one family, by address.
+    let clause = "(v.family = ? AND v.dst_len >= ? AND v.dst_len <= ?
+                   AND v.dst_lo >= ? AND v.dst_hi <= ?)";
+    let clauses = vec![clause; ranges.len()].join(" OR ");
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM versions v
+         WHERE v.kind = ? AND ({clauses}) AND v.valid_from <= ?
+           AND (v.valid_to IS NULL OR v.valid_to > ?)"
+    );
+    let mut params = vec![Value::Int(KIND_ROUTE)];
+    for r in &ranges {
+        params.extend([
+            Value::Int(r.family),
+            Value::Int(r.lens.0),
+            Value::Int(r.lens.1),
+            Value::Bytes(r.lo.clone()),
+            Value::Bytes(r.hi.clone()),
+        ]);
+    }
+    params.extend([Value::Int(until), Value::Int(since)]);
+    if let Some(targets) = only {
+        let (list, ids) = targets::ids(targets);
+        sql.push_str(&format!(" AND v.target_id IN ({list})"));
+        params.extend(ids);
+    }
+    let versions = cx
+        .store
+        .select(&sql, &params)
+        .await?
+        .iter()
+        .map(|r| Version::read(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let gaps = gaps::load(cx.store, only, since, until).await?;
+    if versions.is_empty() && gaps.is_empty() {
+        writeln!(
+            cx.notes,
+            "routewatch: the record holds no route at or inside {}",
+            args.prefix
+        )?;
+        return Ok(());
+    }
+
+    let by_id: HashMap<i64, &Target> = all.iter().map(|t| (t.id, t)).collect();
+    let label = |id: i64| by_id.get(&id).map_or("", |t| t.label());
+    let mut history: Vec<Line<'_>> = gaps.iter().map(Line::Gap).collect();
+    history.extend(versions.iter().map(Line::Version));
+    // Oldest first, then by host; a gap before what it ends in; one
+    // host's versions of one moment in `show`'s order.
+    history.sort_by(|a, b| {
+        a.time()
+            .cmp(&b.time())
+            .then_with(|| label(a.target_id()).cmp(label(b.target_id())))
+            .then_with(|| a.target_id().cmp(&b.target_id()))
+            .then_with(|| match (a, b) {
+                (Line::Gap(_), Line::Version(_)) => Ordering::Less,
+                (Line::Version(_), Line::Gap(_)) => Ordering::Greater,
+                (Line::Gap(x), Line::Gap(y)) => x.to_time.cmp(&y.to_time),
+                (Line::Version(x), Line::Version(y)) => {
+                    order::compare(&x.event(), &y.event()).then_with(|| x.vid.cmp(&y.vid))
+                }
+            })
+    });
+    for line in &history {
+        let host = label(line.target_id());
+        match (line, lines) {
+            (Line::Gap(g), Lines::Text) => writeln!(cx.out, "{}", g.line(host))?,
+            (Line::Gap(g), Lines::Json) => cx.json_line(&json!({ "gap": g.json(host) }))?,
+            (Line::Version(v), Lines::Text) => writeln!(cx.out, "{}", text(v, host))?,
+            (Line::Version(v), Lines::Json) => cx.json_line(&version_json(v, host))?,
+        }
+    }
+    Ok(())
+}
+
+/// `FROM TO|current HOST OPENED/CLOSED|- ROUTE`.
+fn text(v: &Version, host: &str) -> String {
+    let (to, closed) = match &v.closed {
+        Some(c) => (rfc3339(c.time), c.how()),
+        None => ("current".to_owned(), "-"),
+    };
+    let mut line = format!(
+        "{} {to} {host} {}/{closed} ",
+        rfc3339(v.opened.time),
+        v.opened.how()
+    );
+    object_line(&v.object, &mut line);
+    line
+}
+
+fn version_json(v: &Version, host: &str) -> Json {
+    let closed = v.closed.as_ref();
+    let mut m = Map::new();
+    m.insert("host".into(), host.into());
+    m.insert("netns".into(), v.netns.clone().into());
+    m.insert("valid_from".into(), rfc3339(v.opened.time).into());
+    m.insert("valid_to".into(), closed.map(|c| rfc3339(c.time)).into());
+    m.insert("opened_by".into(), v.opened.how().into());
+    m.insert("closed_by".into(), closed.map(|c| c.how()).into());
+    m.insert("opened_stream_id".into(), v.opened.stream_id.clone().into());
+    m.insert("opened_seq".into(), v.opened.seq.into());
+    m.insert(
+        "closed_stream_id".into(),
+        closed.map(|c| c.stream_id.clone()).into(),
+    );
+    m.insert("closed_seq".into(), closed.map(|c| c.seq).into());
+    object_json(&v.key, &v.object, &mut m);
+    Json::Object(m)
+}

@@ -1,0 +1,116 @@
+//! `query hosts`: what the store holds of each target.
+
+use serde_json::json;
+
+use super::row::Row;
+use super::targets::{self, Target};
+use super::{Context, Lines};
+use crate::printer::{aligned, rfc3339};
+use crate::store::schema::{KIND_NEXTHOP, KIND_ROUTE};
+use crate::store::Value;
+use crate::ClientError;
+
+/// Each target's row and what its record holds. Counts are cast to
+/// BIGINT: PostgreSQL's COUNT is a bigint already, SQLite's an integer;
+/// both read back as 64-bit.
+fn sql() -> String {
+    format!(
+        "SELECT {}, t.last_seen, t.stream_id, t.seq,
+            CAST((SELECT COUNT(*) FROM versions v
+                  WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = ?) AS BIGINT),
+            CAST((SELECT COUNT(*) FROM versions v
+                  WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = ?) AS BIGINT),
+            CAST((SELECT COUNT(*) FROM gaps g WHERE g.target_id = t.id) AS BIGINT)
+        FROM targets t",
+        targets::COLUMNS
+    )
+}
+
+struct Host {
+    target: Target,
+    last_seen: Option<i64>,
+    /// None before the first complete snapshot.
+    cursor: Option<(String, i64)>,
+    routes: i64,
+    nexthops: i64,
+    gaps: i64,
+}
+
+pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
+    let lines = cx.lines("hosts", true)?;
+    let rows = cx
+        .store
+        .select(&sql(), &[Value::Int(KIND_ROUTE), Value::Int(KIND_NEXTHOP)])
+        .await?;
+    let mut hosts = rows
+        .iter()
+        .map(|r| {
+            let r = Row(r);
+            let stream = r.text(6)?;
+            Ok(Host {
+                target: Target::read(&r)?,
+                last_seen: r.opt_int(5)?,
+                cursor: (!stream.is_empty()).then_some((stream, r.int(7)?)),
+                routes: r.int(8)?,
+                nexthops: r.int(9)?,
+                gaps: r.int(10)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ClientError>>()?;
+    if hosts.is_empty() {
+        writeln!(cx.notes, "routewatch: {}", targets::NO_TARGETS)?;
+        return Ok(());
+    }
+    hosts.sort_by(|a, b| targets::by_label(&a.target, &b.target));
+    match lines {
+        Lines::Json => {
+            for h in &hosts {
+                cx.json_line(&json!({
+                    "host": h.target.label(),
+                    "address": h.target.name,
+                    "first_seen": h.target.first_seen.map(rfc3339),
+                    "last_seen": h.last_seen.map(rfc3339),
+                    "stream_id": h.cursor.as_ref().map(|c| &c.0),
+                    "seq": h.cursor.as_ref().map(|c| c.1),
+                    "routes": h.routes,
+                    "nexthops": h.nexthops,
+                    "gaps": h.gaps,
+                }))?;
+            }
+        }
+        Lines::Text => {
+            let header: Vec<String> = [
+                "HOST",
+                "ADDRESS",
+                "FIRST_SEEN",
+                "LAST_SEEN",
+                "CURSOR",
+                "ROUTES",
+                "NEXTHOPS",
+                "GAPS",
+            ]
+            .map(str::to_owned)
+            .into();
+            let time = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), rfc3339);
+            let rows: Vec<Vec<String>> = hosts
+                .iter()
+                .map(|h| {
+                    vec![
+                        h.target.label().to_owned(),
+                        h.target.name.clone(),
+                        time(h.target.first_seen),
+                        time(h.last_seen),
+                        h.cursor
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), |(s, n)| format!("{s}:{n}")),
+                        h.routes.to_string(),
+                        h.nexthops.to_string(),
+                        h.gaps.to_string(),
+                    ]
+                })
+                .collect();
+            cx.out.write_all(aligned(&header, &rows).as_bytes())?;
+        }
+    }
+    Ok(())
+}

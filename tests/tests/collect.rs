@@ -1,0 +1,367 @@
+//! `routewatch collect` and `routewatch query` end to end: real agents in
+//! namespaces, churn with `ip`, collectors killed and restarted, SQLite and
+//! PostgreSQL; what is stored is compared with the kernel's tables and the
+//! agents' streams.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use routewatch_tests::compare::canonical;
+use routewatch_tests::{
+    add_veth_pair, assert_matches_kernel, eventually_all_match_kernel, run_show, Agent, Collector,
+    Netns, TestStore,
+};
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(90);
+const SECOND_AGENT: &str = "127.0.0.1:50052";
+
+/// `ip -batch` lines for blackhole routes 10.200.0.0/32 + i, i in `range`.
+fn blackholes(verb: &str, range: std::ops::Range<u32>) -> String {
+    range
+        .map(|i| {
+            format!(
+                "route {verb} blackhole 10.{}.{}.{}/32\n",
+                200 + i / 65536,
+                (i / 256) % 256,
+                i % 256
+            )
+        })
+        .collect()
+}
+
+/// The agent's current position, from `routewatch info`.
+fn agent_cursor(ns: &Netns, addr: &str) -> (String, u64) {
+    let info = run_show(ns.name(), &["info", "--insecure", "-o", "json", addr])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let info = &info[0];
+    (
+        info["stream_id"].as_str().expect("stream_id").to_owned(),
+        info["seq"].as_u64().expect("seq"),
+    )
+}
+
+/// Waits until the store holds everything the agent numbered so far.
+fn wait_stored(ns: &Netns, store: &TestStore, addr: &str) -> (String, u64) {
+    let want = agent_cursor(ns, addr);
+    store.wait_cursor(addr, &want, SETTLE);
+    want
+}
+
+/// The log holds every change of `stream` after the first snapshot exactly
+/// once: contiguous numbers up to `last`, no duplicate.
+fn assert_log_exactly_once(store: &TestStore, addr: &str, stream: &str, last: u64) {
+    let log = store.log(addr);
+    let seqs: Vec<u64> = log
+        .iter()
+        .filter(|(s, _)| s == stream)
+        .map(|(_, seq)| *seq)
+        .collect();
+    assert!(!seqs.is_empty(), "no change of stream {stream} was logged");
+    for pair in seqs.windows(2) {
+        assert_ne!(pair[0], pair[1], "seq {} is stored twice", pair[0]);
+        assert_eq!(
+            pair[0] + 1,
+            pair[1],
+            "the log skips from seq {} to {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    assert_eq!(
+        *seqs.last().unwrap(),
+        last,
+        "the log ends at the agent's last change"
+    );
+}
+
+fn routes_now(store: &TestStore, ns: &Netns, host_args: &[&str]) -> Vec<Value> {
+    let mut args = vec!["routes"];
+    args.extend_from_slice(host_args);
+    store.query(ns, &args)
+}
+
+/// A route set for comparing two outputs of the same printer: the route's
+/// own fields, not when or by which event it was seen.
+fn route_set(values: &[Value]) -> Vec<String> {
+    let mut set: Vec<String> = values
+        .iter()
+        .filter(|v| v.get("object").is_some())
+        .map(|v| {
+            let mut v = v.clone();
+            if let Some(m) = v.as_object_mut() {
+                for k in ["time", "seq", "stream_id", "action", "origin", "key"] {
+                    m.remove(k);
+                }
+            }
+            canonical(&v)
+        })
+        .collect();
+    set.sort();
+    set
+}
+
+fn stored_and_exact(store: &TestStore, ns: &Netns, addr: &str) -> (String, u64) {
+    let cursor = wait_stored(ns, store, addr);
+    eventually_all_match_kernel(ns, || routes_now(store, ns, &[]), SETTLE);
+    cursor
+}
+
+fn kill_during_churn_then_resume(store: TestStore) {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    let addr = agent.addr().to_owned();
+    let mut collector = Collector::start(&ns, &store, &[&addr]);
+    let first = wait_stored(&ns, &store, &addr);
+    thread::scope(|s| {
+        s.spawn(|| ns.ip_batch(&blackholes("add", 0..6000)));
+        // Killed while the churn is being stored.
+        let started = Instant::now();
+        while store.cursor(&addr).map_or(0, |c| c.1) < first.1 + 500 && started.elapsed() < SETTLE {
+            thread::sleep(Duration::from_millis(10));
+        }
+        collector.kill();
+    });
+    // Changes made while no collector runs come from the agent's journal.
+    ns.ip_batch(&blackholes("del", 0..2000));
+    ns.ip("route add 10.250.0.0/24 via 10.1.0.10");
+    let collector = Collector::start(&ns, &store, &[&addr]);
+    ns.ip_batch(&blackholes("add", 6000..7000));
+    let (stream, last) = stored_and_exact(&store, &ns, &addr);
+    assert_eq!(stream, first.0, "one stream");
+    assert_log_exactly_once(&store, &addr, &stream, last);
+    assert!(
+        store.rows("SELECT * FROM gaps").is_empty(),
+        "resumed from the stored cursor: no gap"
+    );
+    assert!(
+        collector
+            .log()
+            .contains(&format!("following {addr} from {stream}:")),
+        "the restarted collector resumes from the stored cursor:\n{}",
+        collector.log()
+    );
+}
+
+#[test]
+fn sqlite_collector_killed_mid_churn_stores_every_change_exactly_once() {
+    kill_during_churn_then_resume(TestStore::sqlite());
+}
+
+#[test]
+fn postgres_collector_killed_mid_churn_stores_every_change_exactly_once() {
+    kill_during_churn_then_resume(TestStore::postgres("collect_kill"));
+}
+
+#[test]
+fn query_routes_at_a_moment_equals_show_at_that_moment() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    let addr = agent.addr().to_owned();
+    let store = TestStore::sqlite();
+    let _collector = Collector::start(&ns, &store, &[&addr]);
+    ns.ip("route add 10.30.0.0/24 via 10.1.0.10 metric 7");
+    ns.ip("-6 route add 2001:db8:30::/64 via 2001:db8:1::10");
+    ns.ip("nexthop add id 31 via 10.1.0.11 dev va");
+    ns.ip("route add 10.31.0.0/24 nhid 31");
+    wait_stored(&ns, &store, &addr);
+    let shown = agent.show();
+    thread::sleep(Duration::from_millis(20));
+    let at = time_now_rfc3339();
+    thread::sleep(Duration::from_millis(20));
+    // Later changes must not show at that moment.
+    ns.ip("route replace 10.30.0.0/24 via 10.1.0.12 metric 7");
+    ns.ip("route del 10.31.0.0/24");
+    ns.ip("-6 route add 2001:db8:32::/64 via 2001:db8:1::10");
+    wait_stored(&ns, &store, &addr);
+    let then = routes_now(&store, &ns, &["--at", &at]);
+    assert_eq!(
+        route_set(&then),
+        route_set(&shown),
+        "query routes --at {at} differs from the show taken then"
+    );
+    // And now is now.
+    assert_matches_kernel(&ns, routes_now(&store, &ns, &[]));
+    let history = store.query(&ns, &["history", "10.30.0.0/24"]);
+    let versions: Vec<&Value> = history.iter().filter(|v| v.get("gap").is_none()).collect();
+    assert_eq!(
+        versions.len(),
+        2,
+        "two versions of 10.30.0.0/24: {history:?}"
+    );
+}
+
+fn time_now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[test]
+fn an_agent_restarted_without_its_state_is_a_recorded_gap_then_exact() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    let addr = agent.addr().to_owned();
+    let store = TestStore::sqlite();
+    let _collector = Collector::start(&ns, &store, &[&addr]);
+    ns.ip("route add 10.40.0.0/24 via 10.1.0.10");
+    let before = stored_and_exact(&store, &ns, &addr);
+    agent.stop(Duration::from_secs(10));
+    ns.ip("route del 10.40.0.0/24");
+    ns.ip("route add 10.41.0.0/24 via 10.1.0.10");
+    let _agent = Agent::start(&ns);
+    let after = stored_and_exact(&store, &ns, &addr);
+    assert_ne!(after.0, before.0, "a new stream");
+    let gaps = store.query(&ns, &["gaps"]);
+    assert_eq!(gaps.len(), 1, "one gap: {gaps:?}");
+    let gap = gaps[0].to_string();
+    assert!(gap.contains(&before.0) && gap.contains(&after.0), "{gap}");
+    assert!(gap.contains("unknown_stream"), "{gap}");
+    // What went away during the gap was closed by the resync.
+    let history = store.query(&ns, &["history", "10.40.0.0/24"]);
+    let closed: Vec<&Value> = history
+        .iter()
+        .filter(|v| v.get("gap").is_none() && !v["valid_to"].is_null())
+        .collect();
+    assert_eq!(closed.len(), 1, "{history:?}");
+    assert_eq!(closed[0]["closed_by"], "resync", "{history:?}");
+}
+
+#[test]
+fn two_postgres_collectors_share_targets_and_take_over_when_one_dies() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let a = Agent::start(&ns);
+    let b = Agent::start_at(&ns, SECOND_AGENT, &[]);
+    let (a_addr, b_addr) = (a.addr().to_owned(), b.addr().to_owned());
+    let store = TestStore::postgres("collect_share");
+    let targets = [a_addr.as_str(), b_addr.as_str(), "--claim-interval", "1"];
+    let mut first = Collector::start(&ns, &store, &targets);
+    // The first takes both before the second starts.
+    wait_stored(&ns, &store, &a_addr);
+    wait_stored(&ns, &store, &b_addr);
+    let mut second = Collector::start(&ns, &store, &targets);
+    ns.ip_batch(&blackholes("add", 0..1000));
+    thread::sleep(Duration::from_millis(500));
+    second.assert_running();
+    assert!(
+        !second.log().contains("following"),
+        "the second collector must not follow targets the first holds:\n{}",
+        second.log()
+    );
+    thread::scope(|s| {
+        s.spawn(|| ns.ip_batch(&blackholes("add", 1000..5000)));
+        thread::sleep(Duration::from_millis(200));
+        first.kill();
+    });
+    ns.ip_batch(&blackholes("del", 0..500));
+    let started = Instant::now();
+    let a_cursor = wait_stored(&ns, &store, &a_addr);
+    let b_cursor = wait_stored(&ns, &store, &b_addr);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took over within seconds"
+    );
+    assert!(
+        second.log().contains(&format!("following {a_addr}"))
+            && second.log().contains(&format!("following {b_addr}")),
+        "{}",
+        second.log()
+    );
+    assert_log_exactly_once(&store, &a_addr, &a_cursor.0, a_cursor.1);
+    assert_log_exactly_once(&store, &b_addr, &b_cursor.0, b_cursor.1);
+    assert!(store.rows("SELECT * FROM gaps").is_empty());
+    for host in [&a_addr, &b_addr] {
+        eventually_all_match_kernel(&ns, || routes_now(&store, &ns, &["--host", host]), SETTLE);
+    }
+}
+
+#[test]
+fn retain_prunes_closed_history_and_keeps_current_routes() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    let addr = agent.addr().to_owned();
+    let store = TestStore::sqlite();
+    let collector = Collector::start(&ns, &store, &[&addr]);
+    wait_stored(&ns, &store, &addr);
+    ns.ip_batch(&blackholes("add", 0..200));
+    ns.ip_batch(&blackholes("del", 0..100));
+    stored_and_exact(&store, &ns, &addr);
+    assert!(collector.stop(Duration::from_secs(10)).success());
+    let closed = "SELECT COUNT(*) FROM versions WHERE valid_to IS NOT NULL";
+    assert_eq!(store.rows(closed)[0][0].as_deref(), Some("100"));
+    thread::sleep(Duration::from_millis(1100));
+    let collector = Collector::start(&ns, &store, &[&addr, "--retain", "1s"]);
+    let pruned = routewatch_tests::util::poll(SETTLE, Duration::from_millis(100), || {
+        (store.rows(closed)[0][0].as_deref() == Some("0")).then_some(())
+    });
+    assert!(
+        pruned.is_some(),
+        "closed versions pruned:\n{}",
+        collector.log()
+    );
+    assert!(
+        store.rows("SELECT * FROM events").is_empty(),
+        "old log rows pruned"
+    );
+    stored_and_exact(&store, &ns, &addr);
+}
+
+#[test]
+fn collector_metrics_and_readiness() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    let addr = agent.addr().to_owned();
+    let store = TestStore::sqlite();
+    let ops = "127.0.0.1:9471";
+    let _collector = Collector::start(&ns, &store, &[&addr, "--ops-listen", ops]);
+    wait_stored(&ns, &store, &addr);
+    ns.ip_batch(&blackholes("add", 0..50));
+    wait_stored(&ns, &store, &addr);
+    let metrics = routewatch_tests::ops::scrape(&ns, ops);
+    let text = format!("{metrics:?}");
+    let target = [("target", addr.as_str())];
+    let events = metrics
+        .value("routewatch_collector_events_total", &target)
+        .unwrap_or_else(|| panic!("no events counter:\n{text}"));
+    assert!(events >= 50.0, "{text}");
+    assert_eq!(
+        metrics.value("routewatch_collector_connected", &target),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metrics.value("routewatch_collector_targets_held", &[]),
+        Some(1.0)
+    );
+    assert_eq!(metrics.value("routewatch_collector_ready", &[]), Some(1.0));
+    let (status, body) = routewatch_tests::ops::http_get(&ns, ops, "/readyz").unwrap();
+    assert_eq!((status, body.trim()), (200, "ready"));
+}
+
+#[test]
+fn a_second_sqlite_collector_is_refused() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    let addr = agent.addr().to_owned();
+    let store = TestStore::sqlite();
+    let _first = Collector::start(&ns, &store, &[&addr]);
+    wait_stored(&ns, &store, &addr);
+    let mut second = Collector::start(&ns, &store, &[&addr]);
+    let status = second.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "{}", second.log());
+    assert!(
+        second
+            .log()
+            .contains("another routewatch collect is writing to this file"),
+        "{}",
+        second.log()
+    );
+    drop(agent);
+}
