@@ -14,8 +14,8 @@ pub mod schema;
 pub mod sqlite;
 pub mod statements;
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -154,6 +154,13 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    /// Versions a collector holds current are gone from the store (rows
+    /// removed by hand): its write is refused, nothing is written.
+    #[error("target {target_id}: {missing} versions this collector holds current are missing from the store (were rows deleted by hand?); restart the collector to reload the target from the store")]
+    MissingVersions { target_id: i64, missing: i64 },
+    /// A query's column that is not read into a [`Value`] (PostgreSQL).
+    #[error("query column {column:?}: {problem}")]
+    Column { column: String, problem: String },
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL: {}", crate::error::chain(.0))]

@@ -1,13 +1,17 @@
 //! Hand-made events and a store filled through the ledger, as `collect`
-//! fills it: for the ledger's tests and for `query`'s.
+//! fills it: for the ledger's tests, `query`'s, and the backends' in the
+//! workspace's test crate (which the `test-support` feature makes them
+//! public for).
 
-use routewatch_proto::v1::{change, event, Action, Change, Event, Nexthop, Origin, Route};
+use routewatch_proto::v1::{
+    change, event, Action, Change, Event, Nexthop, Origin, Resync, Route, Sync,
+};
 
 use super::plan::StoredCursor;
 use super::{Ledger, Outcome, Store};
 
 /// A unicast route in the main table.
-pub(crate) fn route(dst: &str, metric: u32) -> Route {
+pub fn route(dst: &str, metric: u32) -> Route {
     Route {
         family: if dst.contains(':') { 2 } else { 1 },
         table: 254,
@@ -19,7 +23,7 @@ pub(crate) fn route(dst: &str, metric: u32) -> Route {
 }
 
 /// What a change may carry.
-pub(crate) trait Object {
+pub trait Object {
     fn object(self) -> change::Object;
 }
 
@@ -36,7 +40,7 @@ impl Object for Nexthop {
 }
 
 /// A change of `key` in the agent's own namespace.
-pub(crate) fn change(
+pub fn change(
     stream: &str,
     seq: u64,
     time: i64,
@@ -60,7 +64,7 @@ pub(crate) fn change(
 }
 
 /// A marker: sync, resync or heartbeat.
-pub(crate) fn marker(stream: &str, seq: u64, time: i64, kind: event::Kind) -> Event {
+pub fn marker(stream: &str, seq: u64, time: i64, kind: event::Kind) -> Event {
     Event {
         stream_id: stream.into(),
         seq,
@@ -71,7 +75,7 @@ pub(crate) fn marker(stream: &str, seq: u64, time: i64, kind: event::Kind) -> Ev
 }
 
 /// A notification that adds (or replaces) `key`, on stream `s`.
-pub(crate) fn add(seq: u64, time: i64, key: &str, object: impl Object) -> Event {
+pub fn add(seq: u64, time: i64, key: &str, object: impl Object) -> Event {
     change(
         "s",
         seq,
@@ -83,7 +87,43 @@ pub(crate) fn add(seq: u64, time: i64, key: &str, object: impl Object) -> Event 
     )
 }
 
-pub(crate) fn cursor(stream: &str, seq: i64) -> StoredCursor {
+/// A notification that deletes `key`, on stream `s`.
+pub fn delete(seq: u64, time: i64, key: &str, object: impl Object) -> Event {
+    change(
+        "s",
+        seq,
+        time,
+        Action::Delete,
+        Origin::Notification,
+        key,
+        object,
+    )
+}
+
+/// A complete snapshot of `routes` (key, route) ending with its Sync at
+/// `seq`, after a Resync when `resync` gives its reason.
+pub fn snapshot(
+    stream: &str,
+    seq: u64,
+    time: i64,
+    resync: Option<&str>,
+    routes: &[(&str, Route)],
+) -> Vec<Event> {
+    let resync = resync.map(|reason| {
+        let kind = event::Kind::Resync(Resync {
+            reason: reason.into(),
+            cause: 1,
+        });
+        marker(stream, seq, time, kind)
+    });
+    let dump = routes
+        .iter()
+        .map(|(key, r)| change(stream, seq, time, Action::Add, Origin::Dump, key, r.clone()));
+    let sync = marker(stream, seq, time + 1, event::Kind::Sync(Sync {}));
+    resync.into_iter().chain(dump).chain([sync]).collect()
+}
+
+pub fn cursor(stream: &str, seq: i64) -> StoredCursor {
     StoredCursor {
         stream_id: stream.into(),
         seq,
@@ -92,7 +132,7 @@ pub(crate) fn cursor(stream: &str, seq: i64) -> StoredCursor {
 
 /// Stores `events` of the target dialled as `name`, which reports `host`,
 /// the way `collect` does: claim the target, feed its ledger, commit.
-pub(crate) async fn record(store: &mut Store, name: &str, host: &str, events: &[Event]) {
+pub async fn record(store: &mut Store, name: &str, host: &str, events: &[Event]) {
     let (target, open) = store.claim(name).await.unwrap().expect("claimed");
     let mut ledger = Ledger::new(&target, open);
     ledger.set_host(host);

@@ -1,7 +1,7 @@
-use routewatch_proto::v1::{Heartbeat, Resync, Sync};
+use routewatch_proto::v1::Heartbeat;
 
 use super::*;
-use crate::store::testing::{add, change, cursor, marker, route};
+use crate::store::testing::{add, change, cursor, marker, route, snapshot};
 
 fn target() -> TargetRow {
     TargetRow {
@@ -17,27 +17,16 @@ fn target() -> TargetRow {
 /// A ledger that holds `a` (10.0.0.0/24) and `b` (10.0.1.0/24) as of s:5.
 fn synced() -> (Ledger, Write) {
     let mut ledger = Ledger::new(&target(), Vec::new());
-    ledger.apply(&[
-        change(
-            "s",
-            5,
-            100,
-            Action::Add,
-            Origin::Dump,
-            "a",
-            route("10.0.0.0/24", 0),
-        ),
-        change(
-            "s",
-            5,
-            100,
-            Action::Add,
-            Origin::Dump,
-            "b",
-            route("10.0.1.0/24", 0),
-        ),
-        marker("s", 5, 101, event::Kind::Sync(Sync {})),
-    ]);
+    ledger.apply(&snapshot(
+        "s",
+        5,
+        100,
+        None,
+        &[
+            ("a", route("10.0.0.0/24", 0)),
+            ("b", route("10.0.1.0/24", 0)),
+        ],
+    ));
     let write = ledger.take().expect("a write");
     (ledger, write)
 }
@@ -132,37 +121,17 @@ fn a_resync_records_a_gap_and_replaces_what_changed() {
     let heartbeat = ledger.take().unwrap();
     assert_eq!(heartbeat.rows(), 0);
     assert_eq!(heartbeat.last_seen, Some(150));
-    ledger.apply(&[
-        marker(
-            "t",
-            2,
-            300,
-            event::Kind::Resync(Resync {
-                reason: "unknown stream".into(),
-                cause: 1,
-            }),
-        ),
-        // a unchanged, b gone, d new, and a later version of nothing else.
-        change(
-            "t",
-            2,
-            300,
-            Action::Add,
-            Origin::Dump,
-            "a",
-            route("10.0.0.0/24", 0),
-        ),
-        change(
-            "t",
-            2,
-            300,
-            Action::Add,
-            Origin::Dump,
-            "d",
-            route("2001:db8::/64", 0),
-        ),
-        marker("t", 2, 301, event::Kind::Sync(Sync {})),
-    ]);
+    // a unchanged, b gone, d new.
+    ledger.apply(&snapshot(
+        "t",
+        2,
+        300,
+        Some("unknown stream"),
+        &[
+            ("a", route("10.0.0.0/24", 0)),
+            ("d", route("2001:db8::/64", 0)),
+        ],
+    ));
     let write = ledger.take().unwrap();
     assert_eq!(write.cursor, cursor("t", 2));
     assert_eq!(write.gaps.len(), 1);

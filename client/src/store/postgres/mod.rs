@@ -11,10 +11,12 @@
 //! at its next write anyway, by the compare and set of the cursor, and
 //! writes nothing.
 //!
-//! Each [`Write`](super::Write) is one transaction, so that one target's
-//! refused write does not undo the others'. Its new rows go in by binary
-//! COPY, its closes by one UPDATE; the statements are prepared once per
-//! connection.
+//! A commit is one transaction, as with SQLite: a write refused by the
+//! compare and set of its cursor writes nothing and leaves the other
+//! targets' writes be (matching no row is no error), and a commit that
+//! fails leaves nothing behind, so that it can be retried as is. New rows
+//! go in by binary COPY, closes by one statement fed with arrays; the
+//! statements are prepared once per connection.
 //!
 //! This build connects without TLS: a URL with `sslmode=require` (or
 //! `verify-ca`, `verify-full`) is refused with a message saying so.

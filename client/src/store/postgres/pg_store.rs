@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
 use super::commit::{self, Prepared};
-use super::connect;
+use super::{connect, value};
 use crate::store::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use crate::store::schema::{self, numbered_placeholders, Dialect};
 use crate::store::{statements, Outcome, Pruned, StoreError, Value};
@@ -39,6 +39,13 @@ impl PgStore {
     /// Connects and applies missing migrations.
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
         let mut client = connect::connect(url).await?;
+        // Commits need not wait for the server's WAL flush: the WAL is
+        // replayed in order, so a server crash can only lose the last
+        // transactions whole, cursor included, and the collector (whose
+        // connection, and so every claim, went with the crash) resumes
+        // from the cursor that survived and fetches them again from the
+        // agents. Exactly once holds; only the wait goes.
+        client.batch_execute("SET synchronous_commit = off").await?;
         migrate(&mut client, &connect::shown(url)).await?;
         let prepared = Prepared::new(&client).await?;
         Ok(PgStore {
@@ -55,10 +62,19 @@ impl PgStore {
         &mut self,
         name: &str,
     ) -> Result<Option<(TargetRow, Vec<OpenVersion>)>, StoreError> {
-        let add = numbered_placeholders(statements::ADD_TARGET);
         let read = numbered_placeholders(statements::TARGET);
-        self.client.execute(&add, &[&name]).await?;
-        let id: i64 = self.client.query_one(&read, &[&name]).await?.try_get(0)?;
+        // Added only when missing: an INSERT that finds the row takes a
+        // number from the id sequence all the same, and claims of targets
+        // held elsewhere are retried every few seconds. Ids must stay
+        // within the 32 bits of their lock.
+        let id: i64 = match self.client.query_opt(&read, &[&name]).await? {
+            Some(row) => row.try_get(0)?,
+            None => {
+                let add = numbered_placeholders(statements::ADD_TARGET);
+                self.client.execute(&add, &[&name]).await?;
+                self.client.query_one(&read, &[&name]).await?.try_get(0)?
+            }
+        };
         if !self.held.contains(&id) {
             let locked: bool = self
                 .client
@@ -142,14 +158,17 @@ impl PgStore {
         self.client.is_closed()
     }
 
-    /// Writes each of `writes` in its own transaction: one that is
-    /// [`Outcome::Lost`] leaves the others committed. On an error, the
-    /// writes before the failing one are committed.
+    /// Writes `writes` in one transaction (see
+    /// [`crate::store::Store::commit`]): a write that is [`Outcome::Lost`]
+    /// writes nothing and leaves the others be; an error leaves nothing
+    /// behind, so that the same writes can be tried again.
     pub async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        let tx = self.client.transaction().await?;
         let mut outcomes = Vec::with_capacity(writes.len());
         for w in writes {
-            outcomes.push(commit::write_one(&mut self.client, &self.prepared, w).await?);
+            outcomes.push(commit::write_one(&tx, &self.prepared, w).await?);
         }
+        tx.commit().await?;
         Ok(outcomes)
     }
 
@@ -187,6 +206,15 @@ impl PgStore {
             Some(statement) => statement.clone(),
             None => {
                 let statement = self.client.prepare(&numbered_placeholders(sql)).await?;
+                // Refused whether or not a row would show it.
+                for column in statement.columns() {
+                    if let Some(problem) = value::unreadable(column.type_()) {
+                        return Err(StoreError::Column {
+                            column: column.name().to_owned(),
+                            problem,
+                        });
+                    }
+                }
                 self.selects.insert(sql.to_owned(), statement.clone());
                 statement
             }

@@ -61,21 +61,7 @@ impl<'a> FromSql<'a> for Value {
                 Value::Text(String::from_sql(ty, raw)?)
             }
             Type::BYTEA => Value::Bytes(Vec::from_sql(ty, raw)?),
-            // SUM and AVG of BIGINT are NUMERIC in PostgreSQL (INTEGER and
-            // REAL in SQLite).
-            Type::NUMERIC => {
-                return Err(
-                    "NUMERIC values are not read: cast the column to BIGINT in the query, \
-                     e.g. CAST(SUM(x) AS BIGINT), which SQLite runs too"
-                        .into(),
-                )
-            }
-            _ => {
-                return Err(format!(
-                "{ty} values are not read: cast the column to BIGINT, TEXT or BYTEA in the query"
-            )
-                .into())
-            }
+            _ => return Err(unreadable(ty).unwrap_or_default().into()),
         })
     }
 
@@ -87,6 +73,33 @@ impl<'a> FromSql<'a> for Value {
         // Refused types are refused in from_sql, with a message saying
         // what to cast to.
         true
+    }
+}
+
+/// Why a column of type `ty` cannot be read into a [`Value`], if it cannot.
+pub(super) fn unreadable(ty: &Type) -> Option<String> {
+    match *ty {
+        Type::INT8
+        | Type::INT4
+        | Type::INT2
+        | Type::BOOL
+        | Type::FLOAT8
+        | Type::FLOAT4
+        | Type::TEXT
+        | Type::VARCHAR
+        | Type::NAME
+        | Type::BPCHAR
+        | Type::UNKNOWN
+        | Type::BYTEA => None,
+        // SUM of BIGINT is NUMERIC in PostgreSQL (INTEGER in SQLite).
+        Type::NUMERIC => Some(
+            "NUMERIC values are not read: cast the column to BIGINT in the query, \
+             e.g. CAST(SUM(x) AS BIGINT), which SQLite runs too"
+                .into(),
+        ),
+        _ => Some(format!(
+            "{ty} values are not read: cast the column to BIGINT, TEXT or BYTEA in the query"
+        )),
     }
 }
 

@@ -1,0 +1,572 @@
+//! The store's backends keep the same promises: each check below runs on a
+//! fresh SQLite file and on a fresh PostgreSQL database, writing what a
+//! ledger makes of hand-made agent streams and reading it back. The checks
+//! after them are about PostgreSQL alone: collectors sharing one database.
+
+use std::time::{Duration, Instant};
+
+use routewatch_client::store::testing::{add, change, cursor, delete, marker, route, snapshot};
+use routewatch_client::store::{
+    Ledger, OpenVersion, Outcome, Pruned, Store, StoreError, StoreUrl, TargetRow, Value, Write,
+};
+use routewatch_proto::v1::{event, Action, Heartbeat, Origin};
+use routewatch_tests::TestStore;
+
+/// Opens the test's store as `collect` and `query` do.
+async fn open(place: &TestStore) -> Store {
+    let url = StoreUrl::parse(&place.url()).expect("a store URL");
+    Store::open(&url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open {url}: {e}"))
+}
+
+/// The target as the store holds it, and a ledger continuing from there.
+async fn follow(store: &mut Store, name: &str) -> (TargetRow, Ledger) {
+    let (target, open) = store
+        .claim(name)
+        .await
+        .expect("claim")
+        .unwrap_or_else(|| panic!("{name} is held by another collector"));
+    let ledger = Ledger::new(&target, open);
+    (target, ledger)
+}
+
+/// Feeds `events` to the ledger and takes its write.
+fn write(ledger: &mut Ledger, events: &[routewatch_proto::v1::Event]) -> Write {
+    ledger.apply(events);
+    ledger.take().expect("something to write")
+}
+
+async fn commit(store: &mut Store, writes: &[Write]) -> Vec<Outcome> {
+    store.commit(writes).await.expect("commit")
+}
+
+async fn select(store: &mut Store, sql: &str, params: &[Value]) -> Vec<Vec<Value>> {
+    store
+        .select(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn int(i: i64) -> Value {
+    Value::Int(i)
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+/// Current versions as (key, vid), by key.
+fn by_key(mut open: Vec<OpenVersion>) -> Vec<(String, i64)> {
+    open.sort_by(|a, b| a.key.cmp(&b.key));
+    open.into_iter().map(|v| (v.key, v.vid)).collect()
+}
+
+/// The version `write` opened for `key` (a snapshot's versions are
+/// numbered in no particular order).
+fn vid(write: &Write, key: &str) -> i64 {
+    let opened = write.opens.iter().find(|v| v.key == key);
+    opened.unwrap_or_else(|| panic!("no version of {key}")).vid
+}
+
+/// A snapshot of a (10.0.0.0/24), b (10.0.1.0/24) and c (2001:db8::/64)
+/// as of s:5, then live changes: d added, a replaced, b deleted.
+fn history(ledger: &mut Ledger) -> [Write; 2] {
+    let first = write(
+        ledger,
+        &snapshot(
+            "s",
+            5,
+            100,
+            None,
+            &[
+                ("a", route("10.0.0.0/24", 0)),
+                ("b", route("10.0.1.0/24", 0)),
+                ("c", route("2001:db8::/64", 0)),
+            ],
+        ),
+    );
+    let live = write(
+        ledger,
+        &[
+            add(6, 200, "d", route("10.0.2.0/24", 0)),
+            add(7, 210, "a", route("10.0.0.0/24", 9)),
+            delete(8, 220, "b", route("10.0.1.0/24", 0)),
+        ],
+    );
+    [first, live]
+}
+
+async fn a_reopened_store_continues_where_the_writes_left_it(place: TestStore) {
+    let mut store = open(&place).await;
+    let (target, mut ledger) = follow(&mut store, "h:1").await;
+    assert_eq!(target.cursor, Default::default(), "a new target");
+    assert_eq!(target.next_vid, 1);
+    ledger.set_host("router-1");
+    let [first, live] = history(&mut ledger);
+    let outcomes = commit(&mut store, &[first.clone(), live.clone()]).await;
+    assert_eq!(outcomes, [Outcome::Committed; 2]);
+    drop(store);
+
+    let mut store = open(&place).await;
+    let (again, open) = store.claim("h:1").await.unwrap().expect("claimed");
+    assert_eq!(again.id, target.id);
+    assert_eq!(again.host, "router-1");
+    assert_eq!(again.cursor, cursor("s", 8));
+    assert_eq!(again.next_vid, live.next_vid);
+    assert_eq!(again.last_seen, Some(220));
+    // The snapshot's a and b are closed; c, d (4) and a's second version
+    // (5) are current.
+    assert_eq!(
+        by_key(open),
+        [
+            ("a".into(), 5),
+            ("c".into(), vid(&first, "c")),
+            ("d".into(), 4)
+        ]
+    );
+    let closed = select(
+        &mut store,
+        "SELECT key, vid, valid_to, closed_stream, closed_seq, closed_origin FROM versions
+         WHERE target_id = ? AND valid_to IS NOT NULL ORDER BY key",
+        &[int(target.id)],
+    )
+    .await;
+    assert_eq!(
+        closed,
+        [
+            vec![
+                text("a"),
+                int(vid(&first, "a")),
+                int(210),
+                text("s"),
+                int(7),
+                int(1)
+            ],
+            vec![
+                text("b"),
+                int(vid(&first, "b")),
+                int(220),
+                text("s"),
+                int(8),
+                int(1)
+            ],
+        ]
+    );
+    let events = select(
+        &mut store,
+        "SELECT stream_id, seq, time, action, origin, vid FROM events WHERE target_id = ? ORDER BY seq",
+        &[int(target.id)],
+    )
+    .await;
+    assert_eq!(
+        events,
+        [
+            vec![text("s"), int(6), int(200), int(1), int(1), int(4)],
+            vec![text("s"), int(7), int(210), int(1), int(1), int(5)],
+            vec![
+                text("s"),
+                int(8),
+                int(220),
+                int(2),
+                int(1),
+                int(vid(&first, "b"))
+            ],
+        ]
+    );
+}
+
+async fn a_write_from_a_moved_cursor_is_lost_and_writes_nothing(place: TestStore) {
+    let mut store = open(&place).await;
+    let (target, open) = store.claim("h:1").await.unwrap().unwrap();
+    // Two ledgers loaded from the same record: the second is a collector
+    // that missed the first one's write.
+    let mut ours = Ledger::new(&target, open.clone());
+    let mut stale = Ledger::new(&target, open);
+    let (_, mut other) = follow(&mut store, "h:2").await;
+    let [first, _] = history(&mut ours);
+    assert_eq!(
+        commit(&mut store, std::slice::from_ref(&first)).await,
+        [Outcome::Committed]
+    );
+
+    let refused = write(
+        &mut stale,
+        &snapshot("x", 1, 500, None, &[("z", route("10.9.0.0/24", 0))]),
+    );
+    let [elsewhere, _] = history(&mut other);
+    assert_eq!(
+        commit(&mut store, &[refused, elsewhere]).await,
+        [Outcome::Lost, Outcome::Committed],
+        "a lost write leaves the others in the same commit be"
+    );
+    let (after, open) = store.claim("h:1").await.unwrap().unwrap();
+    assert_eq!(after.cursor, cursor("s", 5));
+    let held: Vec<(String, i64)> = ["a", "b", "c"]
+        .map(|key| (key.into(), vid(&first, key)))
+        .into();
+    assert_eq!(by_key(open), held);
+    let rows = select(
+        &mut store,
+        "SELECT COUNT(*) FROM versions WHERE target_id = ? AND key = ?",
+        &[int(target.id), text("z")],
+    )
+    .await;
+    assert_eq!(rows, [vec![int(0)]]);
+}
+
+async fn a_resync_stores_its_gap(place: TestStore) {
+    let mut store = open(&place).await;
+    let (target, mut ledger) = follow(&mut store, "h:1").await;
+    let [first, live] = history(&mut ledger);
+    let heartbeat = write(
+        &mut ledger,
+        &[marker("s", 8, 250, event::Kind::Heartbeat(Heartbeat {}))],
+    );
+    // The agent restarted: only c is left, and e is new.
+    let resync = write(
+        &mut ledger,
+        &snapshot(
+            "t",
+            3,
+            400,
+            Some("unknown stream"),
+            &[
+                ("c", route("2001:db8::/64", 0)),
+                ("e", route("10.0.4.0/24", 0)),
+            ],
+        ),
+    );
+    assert_eq!(resync.gaps.len(), 1);
+    let c = vid(&first, "c");
+    let outcomes = commit(&mut store, &[first, live, heartbeat, resync]).await;
+    assert_eq!(outcomes, [Outcome::Committed; 4]);
+
+    let gaps = select(
+        &mut store,
+        "SELECT from_time, from_stream, from_seq, to_time, to_stream, to_seq, cause, reason
+         FROM gaps WHERE target_id = ?",
+        &[int(target.id)],
+    )
+    .await;
+    assert_eq!(
+        gaps,
+        [vec![
+            int(250),
+            text("s"),
+            int(8),
+            int(401),
+            text("t"),
+            int(3),
+            int(1),
+            text("unknown stream"),
+        ]]
+    );
+    let (after, open) = store.claim("h:1").await.unwrap().unwrap();
+    assert_eq!(after.cursor, cursor("t", 3));
+    assert_eq!(by_key(open), [("c".into(), c), ("e".into(), 6)]);
+    let by_resync = select(
+        &mut store,
+        "SELECT key FROM versions WHERE target_id = ? AND closed_origin = ? ORDER BY key",
+        &[int(target.id), int(4)],
+    )
+    .await;
+    assert_eq!(by_resync, [vec![text("a")], vec![text("d")]]);
+}
+
+async fn prune_removes_only_closed_rows_older_than_the_cutoff(place: TestStore) {
+    let mut store = open(&place).await;
+    let (target, mut ledger) = follow(&mut store, "h:1").await;
+    let held = [
+        ("a", route("10.0.0.0/24", 0)),
+        ("b", route("10.0.1.0/24", 0)),
+    ];
+    let mut writes = vec![
+        write(&mut ledger, &snapshot("s", 5, 100, None, &held)),
+        // Nothing changed across the resync: a gap, and no new version.
+        write(&mut ledger, &snapshot("t", 2, 150, Some("overrun"), &held)),
+    ];
+    let t = |seq, time, action, key: &str, r| {
+        change("t", seq, time, action, Origin::Notification, key, r)
+    };
+    writes.push(write(
+        &mut ledger,
+        &[
+            t(3, 200, Action::Add, "a", route("10.0.0.0/24", 5)),
+            t(4, 300, Action::Delete, "b", route("10.0.1.0/24", 0)),
+            t(5, 400, Action::Add, "c", route("10.0.2.0/24", 0)),
+        ],
+    ));
+    let b = vid(&writes[0], "b");
+    assert_eq!(commit(&mut store, &writes).await, [Outcome::Committed; 3]);
+
+    let pruned = store.prune(250).await.expect("prune");
+    assert_eq!(
+        pruned,
+        Pruned {
+            versions: 1,
+            events: 1,
+            gaps: 1
+        }
+    );
+    let versions = select(
+        &mut store,
+        "SELECT key, vid, valid_to FROM versions WHERE target_id = ? ORDER BY key",
+        &[int(target.id)],
+    )
+    .await;
+    assert_eq!(
+        versions,
+        [
+            vec![text("a"), int(3), Value::Null],
+            vec![text("b"), int(b), int(300)],
+            vec![text("c"), int(4), Value::Null],
+        ],
+        "a's first version ended at 200: gone; b ended at 300: kept"
+    );
+    let events = select(&mut store, "SELECT seq FROM events ORDER BY seq", &[]).await;
+    assert_eq!(events, [vec![int(4)], vec![int(5)]]);
+    assert_eq!(
+        store.prune(250).await.expect("prune"),
+        Pruned::default(),
+        "nothing more before the same cutoff"
+    );
+}
+
+async fn select_reads_the_same_values_from_both_backends(place: TestStore) {
+    let mut store = open(&place).await;
+    let (target, mut ledger) = follow(&mut store, "h:1").await;
+    ledger.set_host("router-1");
+    let writes = history(&mut ledger);
+    commit(&mut store, &writes).await;
+
+    let rows = select(
+        &mut store,
+        "SELECT key, family, table_id, dst_len, dst_lo, dst_hi, valid_to, valid_to IS NULL
+         FROM versions WHERE target_id = ? AND dst_lo >= ? AND dst_lo < ? ORDER BY vid",
+        &[
+            int(target.id),
+            Value::Bytes(vec![10, 0, 0, 0]),
+            Value::Bytes(vec![10, 0, 1, 0]),
+        ],
+    )
+    .await;
+    let lo = Value::Bytes(vec![10, 0, 0, 0]);
+    let hi = Value::Bytes(vec![10, 0, 0, 255]);
+    assert_eq!(
+        rows,
+        [
+            vec![
+                text("a"),
+                int(1),
+                int(254),
+                int(24),
+                lo.clone(),
+                hi.clone(),
+                int(210),
+                int(0),
+            ],
+            vec![
+                text("a"),
+                int(1),
+                int(254),
+                int(24),
+                lo,
+                hi,
+                Value::Null,
+                int(1),
+            ],
+        ]
+    );
+    let rows = select(
+        &mut store,
+        "SELECT name, host, COUNT(e.seq), CAST(SUM(e.seq) AS BIGINT), ? + 1
+         FROM targets t JOIN events e ON e.target_id = t.id
+         WHERE t.name = ? GROUP BY t.name, t.host",
+        &[int(41), text("h:1")],
+    )
+    .await;
+    assert_eq!(
+        rows,
+        [vec![
+            text("h:1"),
+            text("router-1"),
+            int(3),
+            int(21),
+            int(42)
+        ]]
+    );
+    let none = select(
+        &mut store,
+        "SELECT key FROM versions WHERE object = ?",
+        &[Value::Bytes(vec![0xff])],
+    )
+    .await;
+    assert!(none.is_empty());
+}
+
+/// Each check, on a fresh SQLite file and on a fresh PostgreSQL database.
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $check() {
+                    super::$check(super::TestStore::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $check() {
+                    super::$check(super::TestStore::postgres(stringify!($check))).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_reopened_store_continues_where_the_writes_left_it,
+    a_write_from_a_moved_cursor_is_lost_and_writes_nothing,
+    a_resync_stores_its_gap,
+    prune_removes_only_closed_rows_older_than_the_cutoff,
+    select_reads_the_same_values_from_both_backends,
+);
+
+/// Claims `name` until it is granted, for at most `timeout`.
+async fn claim_within(store: &mut Store, name: &str, timeout: Duration) -> TargetRow {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some((target, _)) = store.claim(name).await.expect("claim") {
+            return target;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} still held by another collector after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_a_held_target_goes_to_another_collector_once_released_or_dropped() {
+    let place = TestStore::postgres("claims");
+    let mut first = open(&place).await;
+    let mut second = open(&place).await;
+    let (target, _) = first.claim("h:1").await.unwrap().expect("free at first");
+    assert!(
+        first.claim("h:1").await.unwrap().is_some(),
+        "claiming again what it holds"
+    );
+    assert!(second.claim("h:1").await.unwrap().is_none());
+    assert!(
+        second.claim("h:2").await.unwrap().is_some(),
+        "others are free"
+    );
+
+    first.release(target.id).await.unwrap();
+    claim_within(&mut second, "h:1", Duration::from_secs(2)).await;
+    assert!(first.claim("h:1").await.unwrap().is_none());
+
+    // The locks live and die with the connection.
+    drop(second);
+    let again = claim_within(&mut first, "h:1", Duration::from_secs(2)).await;
+    assert_eq!(again.id, target.id);
+    let h2 = claim_within(&mut first, "h:2", Duration::from_secs(2)).await;
+    let (h3, _) = first.claim("h:3").await.unwrap().unwrap();
+    assert_eq!(
+        h3.id,
+        h2.id + 1,
+        "claims of known targets, however often retried, take no ids"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_collectors_migrating_together_all_succeed() {
+    let place = TestStore::postgres("migrate");
+    let url = StoreUrl::parse(&place.url()).unwrap();
+    let opening: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Store::open(&url).await.map(drop) })
+        })
+        .collect();
+    for open in opening {
+        open.await.unwrap().expect("open while others open");
+    }
+    let mut store = open(&place).await;
+    let versions = select(&mut store, "SELECT version FROM schema_version", &[]).await;
+    assert_eq!(versions, [vec![int(1)]], "migrated once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_refuses_a_newer_schema_and_numeric_columns_in_words() {
+    let place = TestStore::postgres("newer");
+    let mut store = open(&place).await;
+    let err = store
+        .select("SELECT SUM(seq) AS total FROM events", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("query column \"total\": NUMERIC"), "{err}");
+    assert!(err.contains("CAST(SUM(x) AS BIGINT)"), "{err}");
+    drop(store);
+
+    let TestStore::Postgres(db) = &place else {
+        unreachable!()
+    };
+    db.rows("INSERT INTO schema_version (version) VALUES (99)");
+    let err = match Store::open(&StoreUrl::parse(db.url()).unwrap()).await {
+        Err(e @ StoreError::TooNew { .. }) => e.to_string(),
+        Err(e) => panic!("not TooNew: {e}"),
+        Ok(_) => panic!("a newer schema was opened"),
+    };
+    assert!(err.contains("schema version 99"), "{err}");
+    assert!(err.contains("use a newer routewatch"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_refuses_to_close_a_version_it_no_longer_has() {
+    let place = TestStore::postgres("missing");
+    let mut store = open(&place).await;
+    let (target, mut ledger) = follow(&mut store, "h:1").await;
+    let [first, live] = history(&mut ledger);
+    commit(&mut store, std::slice::from_ref(&first)).await;
+    let TestStore::Postgres(db) = &place else {
+        unreachable!()
+    };
+    db.rows(&format!(
+        "DELETE FROM versions WHERE target_id = {} AND vid = {}",
+        target.id,
+        vid(&first, "b")
+    ));
+    let err = match store.commit(&[live]).await {
+        Err(e @ StoreError::MissingVersions { .. }) => e.to_string(),
+        other => panic!("not MissingVersions: {other:?}"),
+    };
+    assert!(
+        err.contains("1 versions this collector holds current are missing"),
+        "{err}"
+    );
+    let (after, open) = store.claim("h:1").await.unwrap().unwrap();
+    assert_eq!(after.cursor, cursor("s", 5), "nothing of the write is kept");
+    let kept: Vec<(String, i64)> = ["a", "c"].map(|key| (key.into(), vid(&first, key))).into();
+    assert_eq!(by_key(open), kept);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_an_unreachable_server_is_reported_in_words() {
+    // A port nothing listens on (reserved for tcpmux, never served here).
+    let url = StoreUrl::parse("postgres://rw:secret@127.0.0.1:1/routewatch").unwrap();
+    let err = match Store::open(&url).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("connected to port 1"),
+    };
+    assert!(
+        err.starts_with("postgres://rw:***@127.0.0.1:1/routewatch: cannot connect"),
+        "{err}"
+    );
+    assert!(err.contains("is PostgreSQL running"), "{err}");
+}
