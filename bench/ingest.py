@@ -30,7 +30,9 @@ on va):
 Stores: a SQLite file in the work directory (WAL, synchronous=NORMAL: the
 collector's own settings), and a scratch PostgreSQL server started for the
 bench with its default durability (fsync, synchronous_commit and
-full_page_writes on), reached by its Unix socket, a new database per run.
+full_page_writes on; the bench relaxes none of them, while the collector
+sets synchronous_commit=off for its own session), reached by its Unix
+socket, a new database per run.
 The stores take turns within each round; the median of the runs is
 reported.
 """
@@ -69,7 +71,9 @@ then checks that the store holds exactly the 2N changes.
 
 SQLite: a file in the work directory (the collector's WAL settings).
 PostgreSQL: a scratch server started for the bench, default durability
-(fsync and synchronous_commit on), Unix socket only, a database per run.
+(fsync and synchronous_commit on; the collector itself turns
+synchronous_commit off for its session), Unix socket only, a database per
+run.
 """
 
 EPILOG = """\
@@ -486,10 +490,11 @@ def main():
                     for k in ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method", "shared_buffers")}
         s.close()
         relaxed = [k for k in ("fsync", "synchronous_commit", "full_page_writes") if settings[k] != "on"]
-        pg_desc = (f"PostgreSQL {pg.version()}, scratch server in the work directory, Unix socket; durability "
-                   + (f"RELAXED ({', '.join(relaxed)} off): " if relaxed else "NOT relaxed: ")
+        pg_desc = (f"PostgreSQL {pg.version()}, scratch server in the work directory, Unix socket; server "
+                   + (f"durability RELAXED ({', '.join(relaxed)} off): " if relaxed else "durability NOT relaxed: ")
                    + ", ".join(f"{k}={v}" for k, v in settings.items())
-                   + ("" if relaxed else " (the server's defaults)") + "; a new database per run")
+                   + ("" if relaxed else " (the server's defaults)")
+                   + "; the collector sets synchronous_commit=off for its own session; a new database per run")
         log(pg_desc)
 
     runs = {s: [] for s in args.stores}
