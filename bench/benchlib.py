@@ -145,6 +145,27 @@ def run_main(main):
     sys.exit(rc or 0)
 
 
+def add_port_and_deadline(p):
+    """The agent's port and the step deadline, as every bench takes them."""
+    p.add_argument("--port", type=int, default=50051, help="agent port inside the namespace (default 50051)")
+    p.add_argument("--deadline", type=float, default=600.0,
+                   help="longest wait for any one step, seconds (default 600)")
+
+
+def add_output_args(p, keep_help):
+    """--keep (what it keeps: `keep_help`) and --json."""
+    p.add_argument("--keep", action="store_true", help=keep_help)
+    p.add_argument("--json", metavar="FILE", help="also write every run's figures to FILE as JSON")
+
+
+def check_counts(p, a):
+    """N and --runs must be positive."""
+    if a.n <= 0:
+        p.error("N must be positive")
+    if a.runs <= 0:
+        p.error("--runs must be positive")
+
+
 def workdir(keep=False, prefix="rwbench."):
     d = tempfile.mkdtemp(prefix=prefix)
     if not keep:

@@ -57,21 +57,15 @@ def parse_args():
                    help="which sides to run: a (ip monitor), b (routewatch) or ab (default)")
     p.add_argument("--rcvbuf", type=int, default=None,
                    help="pass --netlink-rcvbuf BYTES to the agent (default: the agent's own default)")
-    p.add_argument("--port", type=int, default=50051, help="agent port inside the namespace (default 50051)")
-    p.add_argument("--deadline", type=float, default=600.0,
-                   help="longest wait for any one step, seconds (default 600)")
+    bl.add_port_and_deadline(p)
     p.add_argument("--quiet", type=float, default=1.0,
                    help="seconds without output that count as quiet (default 1.0)")
     p.add_argument("--check-peak", action="store_true",
                    help="(b) only: pause after the adds until quiet and check the replayed state against ip "
                         "there too (the churn then comes in two bursts)")
-    p.add_argument("--keep", action="store_true", help="keep the work directory (batch files, tail output, logs)")
-    p.add_argument("--json", metavar="FILE", help="also write every run's figures to FILE as JSON")
+    bl.add_output_args(p, "keep the work directory (batch files, tail output, logs)")
     a = p.parse_args()
-    if a.n <= 0:
-        p.error("N must be positive")
-    if a.runs <= 0:
-        p.error("--runs must be positive")
+    bl.check_counts(p, a)
     if not set(a.sides) <= {"a", "b"} or not a.sides:
         p.error("--sides takes a, b or ab")
     return a

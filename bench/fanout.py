@@ -77,22 +77,15 @@ def parse_args():
                    help="sides to run, in this order every round: a (base, no compression), "
                         "b (many, no compression), c (many, compression auto), d (base, compression auto); "
                         "default abc")
-    p.add_argument("--port", type=int, default=50051, help="agent port inside the namespace (default 50051)")
-    p.add_argument("--deadline", type=float, default=600.0,
-                   help="longest wait for any one step, seconds (default 600)")
+    bl.add_port_and_deadline(p)
     p.add_argument("--quiet", type=float, default=1.0,
                    help="seconds without CPU or output that count as quiet (default 1.0)")
     p.add_argument("--idle", type=float, default=2.0,
                    help="seconds the idle agent is watched before the churn, for its idle CPU (default 2; 0 skips)")
-    p.add_argument("--keep", action="store_true",
-                   help="keep the work directory (batch files, subscriber output, logs); "
+    bl.add_output_args(p, "keep the work directory (batch files, subscriber output, logs); "
                         "the many side writes about 13 MB per subscriber per run at N=20000")
-    p.add_argument("--json", metavar="FILE", help="also write every run's figures to FILE as JSON")
     a = p.parse_args()
-    if a.n <= 0:
-        p.error("N must be positive")
-    if a.runs <= 0:
-        p.error("--runs must be positive")
+    bl.check_counts(p, a)
     if a.subscribers <= 0 or a.base <= 0:
         p.error("--subscribers and --base must be positive")
     if not a.sides or not set(a.sides) <= set(SIDES) or len(set(a.sides)) != len(a.sides):

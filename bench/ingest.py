@@ -106,22 +106,15 @@ def parse_args():
                    help="runs per store; the median is reported (default 3, env RW_RUNS)")
     p.add_argument("--stores", default="sqlite,postgres",
                    help="comma-separated stores to measure: sqlite, postgres (default sqlite,postgres)")
-    p.add_argument("--port", type=int, default=50051, help="agent port inside the namespace (default 50051)")
+    bl.add_port_and_deadline(p)
     p.add_argument("--pg-port", type=int, default=54329,
                    help="port number of the scratch PostgreSQL (its socket file's name; no TCP; default 54329)")
     p.add_argument("--poll", type=float, default=0.01,
                    help="seconds between reads of the stored cursor while timing (default 0.01)")
-    p.add_argument("--deadline", type=float, default=600.0,
-                   help="longest wait for any one step, seconds (default 600)")
-    p.add_argument("--keep", action="store_true",
-                   help="keep the work directory (batch files, logs, the SQLite files, PostgreSQL's data and its "
+    bl.add_output_args(p, "keep the work directory (batch files, logs, the SQLite files, PostgreSQL's data and its "
                         "databases; the server itself is stopped)")
-    p.add_argument("--json", metavar="FILE", help="also write every run's figures to FILE as JSON")
     a = p.parse_args()
-    if a.n <= 0:
-        p.error("N must be positive")
-    if a.runs <= 0:
-        p.error("--runs must be positive")
+    bl.check_counts(p, a)
     a.stores = [s.strip() for s in a.stores.split(",") if s.strip()]
     if not a.stores or any(s not in STORES for s in a.stores):
         p.error("--stores takes sqlite, postgres or both, comma-separated")

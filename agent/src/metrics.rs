@@ -35,7 +35,8 @@ pub struct Metric {
     pub help: &'static str,
 }
 
-const fn counter(
+/// A counter (its samples are `NAME_total`).
+pub const fn counter(
     name: &'static str,
     labels: &'static [&'static str],
     help: &'static str,
@@ -48,12 +49,29 @@ const fn counter(
     }
 }
 
-const fn gauge(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Metric {
+/// A gauge.
+pub const fn gauge(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
     Metric {
         name,
         kind: MetricType::Gauge,
         labels,
         help,
+    }
+}
+
+impl Metric {
+    /// The name its samples carry: `NAME_total` for counters, `NAME_info`
+    /// for info metrics (the name the README's tables list).
+    pub fn sample_name(&self) -> String {
+        match self.kind {
+            MetricType::Counter => format!("{}_total", self.name),
+            MetricType::Info => format!("{}_info", self.name),
+            _ => self.name.to_owned(),
+        }
     }
 }
 
@@ -494,11 +512,7 @@ mod tests {
     fn the_readme_lists_every_metric() {
         let readme = include_str!("../../README.md");
         for m in ALL {
-            let sample = match m.kind {
-                MetricType::Counter => format!("`{}_total`", m.name),
-                MetricType::Info => format!("`{}_info`", m.name),
-                _ => format!("`{}`", m.name),
-            };
+            let sample = format!("`{}`", m.sample_name());
             assert!(readme.contains(&sample), "README.md lacks {sample}");
         }
     }

@@ -217,26 +217,8 @@ pub struct Collect {
     )]
     pub claim_interval: u64,
 
-    /// Connect to agents in plaintext (the agent must run with --insecure).
-    #[arg(long, env = "ROUTEWATCH_INSECURE")]
-    pub insecure: bool,
-
     #[command(flatten)]
-    pub tls: TlsArgs,
-
-    /// Seconds between resolutions of dns:/// targets.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 10,
-        env = "ROUTEWATCH_DNS_REFRESH"
-    )]
-    pub dns_refresh: u64,
-
-    /// Response compression to accept from agents: `auto` (gzip and zstd)
-    /// or `none` (saves the agents' CPU on fast links).
-    #[arg(long, value_enum, default_value_t = Compression::Auto, env = "ROUTEWATCH_COMPRESSION")]
-    pub compression: Compression,
+    pub reach: Reach,
 }
 
 /// `show`'s options.
@@ -268,13 +250,8 @@ pub struct Watch {
     )]
     pub targets: Vec<String>,
 
-    /// Connect to agents in plaintext (the agent must run with --insecure).
-    /// Without it, routewatch connects with TLS.
-    #[arg(long, env = "ROUTEWATCH_INSECURE")]
-    pub insecure: bool,
-
     #[command(flatten)]
-    pub tls: TlsArgs,
+    pub reach: Reach,
 
     /// Output format: `text` reads like `ip monitor route`; `json` prints one
     /// object per line with the field names of `ip -j -d route show`;
@@ -287,9 +264,22 @@ pub struct Watch {
     /// `auto`: when stdout is a terminal and NO_COLOR is not set.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto, env = "ROUTEWATCH_COLOR")]
     pub color: Color,
+}
 
-    /// Seconds between resolutions of dns:/// targets (`tail`): hosts that
-    /// appear in the answer are followed, hosts that leave it are dropped.
+/// How agents are reached (`tail`, `show`, `info` and `collect`).
+#[derive(Debug, Args)]
+pub struct Reach {
+    /// Connect to agents in plaintext (the agent must run with --insecure).
+    /// Without it, routewatch connects with TLS.
+    #[arg(long, env = "ROUTEWATCH_INSECURE")]
+    pub insecure: bool,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// Seconds between resolutions of dns:/// targets (`tail`, `collect`):
+    /// hosts that appear in the answer are followed, hosts that leave it
+    /// are dropped.
     #[arg(
         long,
         value_name = "SECS",
@@ -300,8 +290,8 @@ pub struct Watch {
 
     /// Response compression to accept from agents: `auto` accepts gzip and
     /// zstd (the agent chooses; worth it on slow links and for large
-    /// snapshots), `none` asks for uncompressed responses (saves CPU on
-    /// fast links). Requests are never compressed.
+    /// snapshots), `none` asks for uncompressed responses (saves the
+    /// agents' CPU on fast links). Requests are never compressed.
     #[arg(long, value_enum, default_value_t = Compression::Auto, env = "ROUTEWATCH_COMPRESSION")]
     pub compression: Compression,
 }

@@ -88,7 +88,7 @@ pub(crate) fn security(watch: &Watch, targets: &[Target]) -> Result<Security, Cl
     if targets.iter().all(|t| *t == Target::Local) {
         return Ok(Security::Plaintext);
     }
-    Security::from_args(watch.insecure, &watch.tls)
+    Security::from_args(watch.reach.insecure, &watch.reach.tls)
 }
 
 /// Whether lines need a host label: several targets, or a `dns:///`

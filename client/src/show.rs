@@ -29,10 +29,10 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
     // A snapshot that cannot be had now is an error, not something to wait for.
     let options = Options {
         reconnect: false,
-        compression: watch.compression,
+        compression: watch.reach.compression,
         security: crate::security(&watch, &targets)?,
         resume: Default::default(),
-        dns_refresh: Duration::from_secs(watch.dns_refresh.max(1)),
+        dns_refresh: Duration::from_secs(watch.reach.dns_refresh.max(1)),
         claims: None,
     };
     let mut rx = fan_in(targets, request, options, shutdown);

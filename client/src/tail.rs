@@ -45,10 +45,10 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
     let mut remaining = targets.len();
     let options = Options {
         reconnect: true,
-        compression: watch.compression,
+        compression: watch.reach.compression,
         security: crate::security(&watch, &targets)?,
         resume,
-        dns_refresh: Duration::from_secs(watch.dns_refresh.max(1)),
+        dns_refresh: Duration::from_secs(watch.reach.dns_refresh.max(1)),
         claims: None,
     };
     let mut rx = fan_in(targets, request, options, shutdown);

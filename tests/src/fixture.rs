@@ -39,6 +39,21 @@ pub fn add_veth_pair(ns: &Netns) {
     ns.ip("link set vb up");
 }
 
+/// `ip -batch` lines for blackhole routes 10.200.0.0/32 + i, i in `range`
+/// (blackholes: no device, so taking links down does not flush them).
+pub fn blackholes(verb: &str, range: std::ops::Range<u32>) -> String {
+    range
+        .map(|i| {
+            format!(
+                "route {verb} blackhole 10.{}.{}.{}/32\n",
+                200 + i / 65536,
+                (i / 256) % 256,
+                i % 256
+            )
+        })
+        .collect()
+}
+
 /// A namespace with the veth pair, an agent in it and a tail connected to
 /// the agent that has finished its snapshot. Fields drop in order: tail,
 /// agent, namespace.

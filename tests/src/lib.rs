@@ -39,7 +39,9 @@ pub use compare::{
     diff_nexthops_against_kernel, eventually_all_match_kernel, eventually_matches_kernel,
     eventually_matches_kernel_filtered, eventually_nexthops_match_kernel, Diff, KernelFilter,
 };
-pub use fixture::{add_veth_pair, Env, CHECK_TIMEOUT, SYNC_TIMEOUT, VA4, VA6, VB4, VB6};
+pub use fixture::{
+    add_veth_pair, blackholes, Env, CHECK_TIMEOUT, SYNC_TIMEOUT, VA4, VA6, VB4, VB6,
+};
 pub use netns::Netns;
 pub use replay::Replay;
 pub use stream::StreamCheck;

@@ -8,27 +8,29 @@ use std::time::{Duration, Instant};
 
 use routewatch_tests::compare::canonical;
 use routewatch_tests::{
-    add_veth_pair, assert_matches_kernel, eventually_all_match_kernel, run_show, Agent, Collector,
-    Netns, TestStore,
+    add_veth_pair, assert_matches_kernel, blackholes, eventually_all_match_kernel, run_show, Agent,
+    Collector, Netns, TestStore,
 };
 use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(90);
-const SECOND_AGENT: &str = "127.0.0.1:50052";
 
-/// `ip -batch` lines for blackhole routes 10.200.0.0/32 + i, i in `range`.
-fn blackholes(verb: &str, range: std::ops::Range<u32>) -> String {
-    range
-        .map(|i| {
-            format!(
-                "route {verb} blackhole 10.{}.{}.{}/32\n",
-                200 + i / 65536,
-                (i / 256) % 256,
-                i % 256
-            )
-        })
-        .collect()
+/// A namespace with the veth pair and an agent in it (fields drop in
+/// this order: the agent before its namespace).
+struct Host {
+    ns: Netns,
+    agent: Agent,
+    addr: String,
 }
+
+fn host() -> Host {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    let addr = agent.addr().to_owned();
+    Host { ns, agent, addr }
+}
+const SECOND_AGENT: &str = "127.0.0.1:50052";
 
 /// The agent's current position, from `routewatch info`.
 fn agent_cursor(ns: &Netns, addr: &str) -> (String, u64) {
@@ -108,10 +110,11 @@ fn stored_and_exact(store: &TestStore, ns: &Netns, addr: &str) -> (String, u64) 
 }
 
 fn kill_during_churn_then_resume(store: TestStore) {
-    let ns = Netns::new();
-    add_veth_pair(&ns);
-    let agent = Agent::start(&ns);
-    let addr = agent.addr().to_owned();
+    let Host {
+        ns,
+        agent: _agent,
+        addr,
+    } = host();
     let mut collector = Collector::start(&ns, &store, &[&addr]);
     let first = wait_stored(&ns, &store, &addr);
     thread::scope(|s| {
@@ -156,10 +159,7 @@ fn postgres_collector_killed_mid_churn_stores_every_change_exactly_once() {
 
 #[test]
 fn query_routes_at_a_moment_equals_show_at_that_moment() {
-    let ns = Netns::new();
-    add_veth_pair(&ns);
-    let agent = Agent::start(&ns);
-    let addr = agent.addr().to_owned();
+    let Host { ns, agent, addr } = host();
     let store = TestStore::sqlite();
     let _collector = Collector::start(&ns, &store, &[&addr]);
     ns.ip("route add 10.30.0.0/24 via 10.1.0.10 metric 7");
@@ -201,10 +201,7 @@ fn time_now_rfc3339() -> String {
 
 #[test]
 fn an_agent_restarted_without_its_state_is_a_recorded_gap_then_exact() {
-    let ns = Netns::new();
-    add_veth_pair(&ns);
-    let agent = Agent::start(&ns);
-    let addr = agent.addr().to_owned();
+    let Host { ns, agent, addr } = host();
     let store = TestStore::sqlite();
     let _collector = Collector::start(&ns, &store, &[&addr]);
     ns.ip("route add 10.40.0.0/24 via 10.1.0.10");
@@ -281,10 +278,11 @@ fn two_postgres_collectors_share_targets_and_take_over_when_one_dies() {
 
 #[test]
 fn retain_prunes_closed_history_and_keeps_current_routes() {
-    let ns = Netns::new();
-    add_veth_pair(&ns);
-    let agent = Agent::start(&ns);
-    let addr = agent.addr().to_owned();
+    let Host {
+        ns,
+        agent: _agent,
+        addr,
+    } = host();
     let store = TestStore::sqlite();
     let collector = Collector::start(&ns, &store, &[&addr]);
     wait_stored(&ns, &store, &addr);
@@ -313,10 +311,11 @@ fn retain_prunes_closed_history_and_keeps_current_routes() {
 
 #[test]
 fn collector_metrics_and_readiness() {
-    let ns = Netns::new();
-    add_veth_pair(&ns);
-    let agent = Agent::start(&ns);
-    let addr = agent.addr().to_owned();
+    let Host {
+        ns,
+        agent: _agent,
+        addr,
+    } = host();
     let store = TestStore::sqlite();
     let ops = "127.0.0.1:9471";
     let _collector = Collector::start(&ns, &store, &[&addr, "--ops-listen", ops]);
@@ -346,10 +345,7 @@ fn collector_metrics_and_readiness() {
 
 #[test]
 fn a_second_sqlite_collector_is_refused() {
-    let ns = Netns::new();
-    add_veth_pair(&ns);
-    let agent = Agent::start(&ns);
-    let addr = agent.addr().to_owned();
+    let Host { ns, agent, addr } = host();
     let store = TestStore::sqlite();
     let _first = Collector::start(&ns, &store, &[&addr]);
     wait_stored(&ns, &store, &addr);

@@ -8,25 +8,11 @@ use std::time::{Duration, Instant};
 
 use routewatch_tests::util::temp_path;
 use routewatch_tests::{
-    add_veth_pair, eventually_matches_kernel, Agent, Netns, StreamCheck, Tail, SYNC_TIMEOUT,
+    add_veth_pair, blackholes, eventually_matches_kernel, Agent, Netns, StreamCheck, Tail,
+    SYNC_TIMEOUT,
 };
 
 const SETTLE: Duration = Duration::from_secs(90);
-
-/// `ip -batch` lines for blackhole routes 10.200.0.0/32 + i, i in `range`
-/// (blackholes: no device, so taking links down does not flush them).
-fn blackholes(verb: &str, range: std::ops::Range<u32>) -> String {
-    range
-        .map(|i| {
-            format!(
-                "route {verb} blackhole 10.{}.{}.{}/32\n",
-                200 + i / 65536,
-                (i / 256) % 256,
-                i % 256
-            )
-        })
-        .collect()
-}
 
 fn state_args(dir: &Path) -> Vec<String> {
     vec!["--state-dir".to_owned(), dir.display().to_string()]

@@ -8,7 +8,9 @@ use routewatch_tests::compare::kernel_routes;
 use routewatch_tests::openmetrics::Exposition;
 use routewatch_tests::ops::{http_get, scrape};
 use routewatch_tests::util::poll;
-use routewatch_tests::{Agent, Env, Netns, StreamCheck, Tail, CHECK_TIMEOUT, SYNC_TIMEOUT};
+use routewatch_tests::{
+    blackholes, Agent, Env, Netns, StreamCheck, Tail, CHECK_TIMEOUT, SYNC_TIMEOUT,
+};
 
 const OPS: &str = "127.0.0.1:9464";
 
@@ -35,12 +37,6 @@ const FAMILIES: [&str; 20] = [
     "routewatch_tls_reloads",
     "routewatch_tls_reload_failures",
 ];
-
-fn blackholes(verb: &str, range: std::ops::Range<u32>) -> String {
-    range
-        .map(|i| format!("route {verb} blackhole 10.210.{}.{}/32\n", i / 256, i % 256))
-        .collect()
-}
 
 fn events(e: &Exposition, origin: &str, action: &str) -> f64 {
     e.value(

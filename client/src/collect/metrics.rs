@@ -11,82 +11,77 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use routewatch_agent::metrics::{counter, gauge, Metric};
 use routewatch_agent::ops::Exposition;
 
-/// A metric's name (counters get `_total` on their samples, info metrics
-/// `_info`), type and help text (the exposition adds the final period).
-pub struct Metric {
-    pub name: &'static str,
-    pub kind: MetricType,
-    pub help: &'static str,
-}
+// Help texts without a final period: the exposition adds it.
 
 pub const BUILD: Metric = Metric {
     name: "routewatch_collector_build",
     kind: MetricType::Info,
+    labels: &["version"],
     help: "The collector's version",
 };
-pub const EVENTS: Metric = Metric {
-    name: "routewatch_collector_events",
-    kind: MetricType::Counter,
-    help: "Changes stored in the log, per target",
-};
-pub const SNAPSHOTS: Metric = Metric {
-    name: "routewatch_collector_snapshots",
-    kind: MetricType::Counter,
-    help:
-        "Complete snapshots stored (the first of a target, and one after every resync), per target.",
-};
-pub const GAPS: Metric = Metric {
-    name: "routewatch_collector_gaps",
-    kind: MetricType::Counter,
-    help: "Gaps recorded (resyncs: the history between the last stored position and the new snapshot is not exact), per target",
-};
-pub const LAG: Metric = Metric {
-    name: "routewatch_collector_lag_seconds",
-    kind: MetricType::Gauge,
-    help: "Time from the agent observing the last stored event (or heartbeat) to its commit, per target",
-};
-pub const CONNECTED: Metric = Metric {
-    name: "routewatch_collector_connected",
-    kind: MetricType::Gauge,
-    help: "1 while the target's subscription is up, 0 while it is being retried",
-};
-pub const HELD: Metric = Metric {
-    name: "routewatch_collector_targets_held",
-    kind: MetricType::Gauge,
-    help: "Targets this collector follows (holds the claim of)",
-};
-pub const WAITING: Metric = Metric {
-    name: "routewatch_collector_targets_waiting",
-    kind: MetricType::Gauge,
-    help: "Targets held by another collector on the same PostgreSQL database, which this one takes over if that collector stops",
-};
-pub const LOST: Metric = Metric {
-    name: "routewatch_collector_targets_lost",
-    kind: MetricType::Counter,
-    help: "Targets given up because another collector wrote to them or the store's connection (and its locks) went away",
-};
-pub const COMMITS: Metric = Metric {
-    name: "routewatch_collector_commits",
-    kind: MetricType::Counter,
-    help: "Transactions committed to the store",
-};
-pub const STORE_ERRORS: Metric = Metric {
-    name: "routewatch_collector_store_errors",
-    kind: MetricType::Counter,
-    help: "Store operations that failed (each is retried; nothing is lost, the cursor moves only with the rows)",
-};
-pub const PRUNED: Metric = Metric {
-    name: "routewatch_collector_pruned_rows",
-    kind: MetricType::Counter,
-    help: "Rows removed by --retain",
-};
-pub const READY: Metric = Metric {
-    name: "routewatch_collector_ready",
-    kind: MetricType::Gauge,
-    help: "1 while the store is open and the last write to it succeeded (as /readyz)",
-};
+pub const EVENTS: Metric = counter(
+    "routewatch_collector_events",
+    &["target"],
+    "Changes stored in the log, per target",
+);
+pub const SNAPSHOTS: Metric = counter(
+    "routewatch_collector_snapshots",
+    &["target"],
+    "Complete snapshots stored (the first of a target, and one after every resync), per target",
+);
+pub const GAPS: Metric = counter(
+    "routewatch_collector_gaps",
+    &["target"],
+    "Gaps recorded (resyncs: the history between the last stored position and the new snapshot is not exact), per target",
+);
+pub const LAG: Metric = gauge(
+    "routewatch_collector_lag_seconds",
+    &["target"],
+    "Time from the agent observing the last stored event (or heartbeat) to its commit, per target",
+);
+pub const CONNECTED: Metric = gauge(
+    "routewatch_collector_connected",
+    &["target"],
+    "1 while the target's subscription is up, 0 while it is being retried",
+);
+pub const HELD: Metric = gauge(
+    "routewatch_collector_targets_held",
+    &[],
+    "Targets this collector follows (holds the claim of)",
+);
+pub const WAITING: Metric = gauge(
+    "routewatch_collector_targets_waiting",
+    &[],
+    "Targets held by another collector on the same PostgreSQL database, which this one takes over if that collector stops",
+);
+pub const LOST: Metric = counter(
+    "routewatch_collector_targets_lost",
+    &[],
+    "Targets given up because another collector wrote to them or the store's connection (and its locks) went away",
+);
+pub const COMMITS: Metric = counter(
+    "routewatch_collector_commits",
+    &[],
+    "Transactions committed to the store",
+);
+pub const STORE_ERRORS: Metric = counter(
+    "routewatch_collector_store_errors",
+    &[],
+    "Store operations that failed (each is retried; nothing is lost, the cursor moves only with the rows)",
+);
+pub const PRUNED: Metric = counter(
+    "routewatch_collector_pruned_rows",
+    &[],
+    "Rows removed by --retain",
+);
+pub const READY: Metric = gauge(
+    "routewatch_collector_ready",
+    &[],
+    "1 while the store is open and the last write to it succeeded (as /readyz)",
+);
 
 /// Every metric, for the README check.
 pub const ALL: &[&Metric] = &[
@@ -247,11 +242,7 @@ mod tests {
     fn the_readme_lists_every_metric() {
         let readme = include_str!("../../../README.md");
         for m in ALL {
-            let sample = match m.kind {
-                MetricType::Counter => format!("`{}_total`", m.name),
-                MetricType::Info => format!("`{}_info`", m.name),
-                _ => format!("`{}`", m.name),
-            };
+            let sample = format!("`{}`", m.sample_name());
             assert!(readme.contains(&sample), "README.md lacks {sample}");
         }
     }

@@ -36,7 +36,7 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
                 .into(),
         ));
     }
-    let security = Security::from_args(args.insecure, &args.tls)?;
+    let security = Security::from_args(args.reach.insecure, &args.reach.tls)?;
     let url = StoreUrl::parse(&args.store)?;
     let metrics = metrics::Metrics::new();
     // The ops port first, so that probes can tell "starting" from "dead".
@@ -67,10 +67,10 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
     };
     let options = Options {
         reconnect: true,
-        compression: args.compression,
+        compression: args.reach.compression,
         security,
         resume: Default::default(),
-        dns_refresh: Duration::from_secs(args.dns_refresh.max(1)),
+        dns_refresh: Duration::from_secs(args.reach.dns_refresh.max(1)),
         claims: Some(claims),
     };
     let follow = shutdown.child_token();

@@ -248,17 +248,13 @@ impl Writer {
                     return;
                 }
                 Err(e) => {
-                    self.metrics.store_error();
-                    eprintln!(
-                        "routewatch collect: cannot write to {}: {e}; retrying in {:.1}s (nothing is lost: cursors move only with their rows)",
-                        self.url,
-                        delay.as_secs_f64()
+                    let what = format!(
+                        "cannot write to {}: {e} (nothing is lost: cursors move only with their rows)",
+                        self.url
                     );
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = shutdown.cancelled() => return,
+                    if !self.wait_to_retry(&what, &mut delay, shutdown).await {
+                        return;
                     }
-                    delay = (delay * 2).min(MAX_RETRY);
                     if self.store.is_closed() {
                         self.reopen(shutdown).await;
                         // The locks went with the connection: every target
@@ -287,20 +283,34 @@ impl Writer {
                     return;
                 }
                 Err(e) => {
-                    self.metrics.store_error();
-                    eprintln!(
-                        "routewatch collect: cannot open {}: {e}; retrying in {:.1}s",
-                        self.url,
-                        delay.as_secs_f64()
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = shutdown.cancelled() => return,
+                    let what = format!("cannot open {}: {e}", self.url);
+                    if !self.wait_to_retry(&what, &mut delay, shutdown).await {
+                        return;
                     }
-                    delay = (delay * 2).min(MAX_RETRY);
                 }
             }
         }
+    }
+
+    /// Counts and reports a store failure, then waits `delay` (doubled
+    /// for next time, up to [`MAX_RETRY`]); false when stopping instead.
+    async fn wait_to_retry(
+        &self,
+        what: &str,
+        delay: &mut Duration,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        self.metrics.store_error();
+        eprintln!(
+            "routewatch collect: {what}; retrying in {:.1}s",
+            delay.as_secs_f64()
+        );
+        let waited = tokio::select! {
+            () = tokio::time::sleep(*delay) => true,
+            () = shutdown.cancelled() => false,
+        };
+        *delay = (*delay * 2).min(MAX_RETRY);
+        waited
     }
 
     /// Stops following `name`: its subscription stops and asks again.
