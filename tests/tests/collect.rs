@@ -361,3 +361,32 @@ fn a_second_sqlite_collector_is_refused() {
     );
     drop(agent);
 }
+
+#[test]
+fn a_dns_target_stores_every_address_it_resolves_to() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    ns.write_hosts("127.0.0.2 agents.rwt.test\n127.0.0.3 agents.rwt.test\n");
+    let _a2 = Agent::start_at(&ns, "127.0.0.2:50051", &["--hostname", "rw-a2"]);
+    let _a3 = Agent::start_at(&ns, "127.0.0.3:50051", &["--hostname", "rw-a3"]);
+    let store = TestStore::sqlite();
+    let _collector = Collector::start(
+        &ns,
+        &store,
+        &["--dns-refresh", "1", "dns:///agents.rwt.test:50051"],
+    );
+    ns.ip("route add 10.60.0.0/24 via 10.1.0.10");
+    for addr in ["127.0.0.2:50051", "127.0.0.3:50051"] {
+        wait_stored(&ns, &store, addr);
+    }
+    for host in ["rw-a2", "rw-a3"] {
+        eventually_all_match_kernel(&ns, || routes_now(&store, &ns, &["--host", host]), SETTLE);
+    }
+    let hosts = store.query(&ns, &["hosts"]);
+    let names: Vec<&str> = hosts.iter().filter_map(|h| h["host"].as_str()).collect();
+    assert_eq!(names.len(), 2, "{hosts:?}");
+    assert!(
+        names.contains(&"rw-a2") && names.contains(&"rw-a3"),
+        "{hosts:?}"
+    );
+}
