@@ -187,7 +187,7 @@ impl Writer {
                 }
                 if self.told.get(&*target) != Some(&error) {
                     eprintln!(
-                        "routewatch collect: {target} ({host}): {error}; retrying (next in {:.1}s, said once until it changes)",
+                        "routewatch collect: {target} ({host}): {error}; retrying with backoff, first in {:.1}s (said again when the error changes)",
                         retry_in.as_secs_f64()
                     );
                     self.told.insert(target.to_string(), error);
@@ -371,14 +371,16 @@ impl Writer {
                     seq: ledger.cursor().seq as u64,
                 });
                 let from = match &cursor {
-                    Some(c) => format!("from {}:{}", c.stream_id, c.seq),
-                    None => "from a snapshot (first time)".into(),
+                    Some(c) => format!(
+                        "from {}:{} ({} current objects loaded in {:.1}s)",
+                        c.stream_id,
+                        c.seq,
+                        ledger.current_len(),
+                        started.elapsed().as_secs_f64()
+                    ),
+                    None => "from a snapshot (no record of it yet)".into(),
                 };
-                eprintln!(
-                    "routewatch collect: following {name} {from} ({} objects held, loaded in {:.1}s)",
-                    ledger.current_len(),
-                    started.elapsed().as_secs_f64()
-                );
+                eprintln!("routewatch collect: following {name} {from}");
                 let lost = CancellationToken::new();
                 self.held.insert(
                     name.to_owned(),
