@@ -390,3 +390,68 @@ fn a_dns_target_stores_every_address_it_resolves_to() {
         "{hosts:?}"
     );
 }
+
+#[test]
+fn a_lost_postgres_connection_is_reopened_and_nothing_is_lost() {
+    let Host {
+        ns,
+        agent: _agent,
+        addr,
+    } = host();
+    let store = TestStore::postgres("collect_reconnect");
+    let collector = Collector::start(&ns, &store, &[&addr, "--claim-interval", "1"]);
+    let first = wait_stored(&ns, &store, &addr);
+    thread::scope(|s| {
+        s.spawn(|| ns.ip_batch(&blackholes("add", 0..3000)));
+        thread::sleep(Duration::from_millis(100));
+        // The server drops the collector's connection, and with it the
+        // target's lock, in the middle of the churn.
+        store.rows(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+    });
+    ns.ip_batch(&blackholes("del", 0..1000));
+    let (stream, last) = stored_and_exact(&store, &ns, &addr);
+    assert_eq!(stream, first.0);
+    assert_log_exactly_once(&store, &addr, &stream, last);
+    let log = collector.log();
+    assert!(
+        log.contains("is back"),
+        "the collector reopened the store:\n{log}"
+    );
+    assert!(
+        log.matches(&format!("following {addr}")).count() >= 2,
+        "and followed the target again from its cursor:\n{log}"
+    );
+}
+
+#[test]
+fn an_agent_restarted_with_its_state_dir_continues_the_record_without_a_gap() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let dir = routewatch_tests::util::temp_path("state");
+    let state = ["--state-dir", dir.to_str().expect("utf-8 path")];
+    let agent = Agent::start_with(&ns, &state);
+    let addr = agent.addr().to_owned();
+    let store = TestStore::sqlite();
+    let _collector = Collector::start(&ns, &store, &[&addr]);
+    ns.ip("route add 10.70.0.0/24 via 10.1.0.10");
+    let before = stored_and_exact(&store, &ns, &addr);
+    agent.stop(Duration::from_secs(10));
+    // Changed while the agent is down: it finds out when it starts again.
+    ns.ip("route del 10.70.0.0/24");
+    ns.ip("route add 10.71.0.0/24 via 10.1.0.10");
+    let _agent = Agent::start_with(&ns, &state);
+    let after = stored_and_exact(&store, &ns, &addr);
+    assert_eq!(after.0, before.0, "the same stream");
+    assert_log_exactly_once(&store, &addr, &after.0, after.1);
+    assert!(store.rows("SELECT * FROM gaps").is_empty(), "no gap");
+    let reconciled = store.rows("SELECT COUNT(*) FROM events WHERE origin = 3");
+    assert_eq!(
+        reconciled[0][0].as_deref(),
+        Some("2"),
+        "the two changes made while the agent was down are stored as reconcile changes"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
