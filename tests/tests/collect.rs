@@ -145,6 +145,25 @@ fn kill_during_churn_then_resume(store: TestStore) {
         "the restarted collector resumes from the stored cursor:\n{}",
         collector.log()
     );
+    // The other questions read the same record on either store.
+    let hosts = store.query(&ns, &["hosts"]);
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(hosts[0]["gaps"], 0, "{hosts:?}");
+    assert_eq!(
+        (hosts[0]["stream_id"].as_str(), hosts[0]["seq"].as_u64()),
+        (Some(stream.as_str()), Some(last)),
+        "hosts shows the stored cursor: {hosts:?}"
+    );
+    assert!(store.query(&ns, &["gaps"]).is_empty());
+    // 10.200.0.5/32: added during the churn, deleted while no collector
+    // ran: one closed version.
+    let history = store.query(&ns, &["history", "10.200.0.5/32"]);
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert!(!history[0]["valid_to"].is_null(), "{history:?}");
+    // 10.200.0.0/16 holds the 5000 blackholes that remain, and the 2000
+    // deleted ones, each one version.
+    let within = store.query(&ns, &["history", "10.200.0.0/16"]);
+    assert_eq!(within.len(), 7000, "versions within 10.200.0.0/16");
 }
 
 #[test]
