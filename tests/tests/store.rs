@@ -109,7 +109,7 @@ async fn a_reopened_store_continues_where_the_writes_left_it(place: TestStore) {
     drop(store);
 
     let mut store = open(&place).await;
-    let (again, open) = store.claim("h:1").await.unwrap().expect("claimed");
+    let (again, open) = claim_within(&mut store, "h:1", Duration::from_secs(10)).await;
     assert_eq!(again.id, target.id);
     assert_eq!(again.host, "router-1");
     assert_eq!(again.cursor, cursor("s", 8));
@@ -435,12 +435,17 @@ on_both_backends!(
     select_reads_the_same_values_from_both_backends,
 );
 
-/// Claims `name` until it is granted, for at most `timeout`.
-async fn claim_within(store: &mut Store, name: &str, timeout: Duration) -> TargetRow {
+/// Claims `name` until it is granted, for at most `timeout` (a dropped
+/// connection's locks go when the server has noticed it).
+async fn claim_within(
+    store: &mut Store,
+    name: &str,
+    timeout: Duration,
+) -> (TargetRow, Vec<OpenVersion>) {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some((target, _)) = store.claim(name).await.expect("claim") {
-            return target;
+        if let Some(claimed) = store.claim(name).await.expect("claim") {
+            return claimed;
         }
         assert!(
             Instant::now() < deadline,
@@ -472,9 +477,9 @@ async fn postgres_a_held_target_goes_to_another_collector_once_released_or_dropp
 
     // The locks live and die with the connection.
     drop(second);
-    let again = claim_within(&mut first, "h:1", Duration::from_secs(2)).await;
+    let (again, _) = claim_within(&mut first, "h:1", Duration::from_secs(2)).await;
     assert_eq!(again.id, target.id);
-    let h2 = claim_within(&mut first, "h:2", Duration::from_secs(2)).await;
+    let (h2, _) = claim_within(&mut first, "h:2", Duration::from_secs(2)).await;
     let (h3, _) = first.claim("h:3").await.unwrap().unwrap();
     assert_eq!(
         h3.id,
