@@ -395,7 +395,7 @@ impl Writer {
             }
             Ok(None) => {
                 if !self.told.contains_key(name) {
-                    eprintln!("routewatch collect: {name} is followed by another collector; taking it over if that one stops");
+                    eprintln!("routewatch collect: {name} is held by another collector (or by a connection of a collector that died, until the server notices); taking it over when it is let go");
                     self.told.insert(name.to_owned(), "held elsewhere".into());
                 }
                 None
