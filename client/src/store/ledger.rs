@@ -362,11 +362,6 @@ impl Ledger {
         self.dirty = true;
     }
 
-    /// Whether there is anything to write.
-    pub fn has_pending(&self) -> bool {
-        self.dirty
-    }
-
     /// Events of a snapshot held back until its Sync.
     pub fn held_back(&self) -> usize {
         self.snapshot.as_ref().map_or(0, |s| s.objects.len())
