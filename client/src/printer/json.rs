@@ -31,9 +31,19 @@ impl Printer for JsonPrinter {
         notice: &Notice<'_>,
         time_unix_nano: i64,
     ) -> io::Result<()> {
-        serde_json::to_writer(&mut *out, &notice_json(from.host, notice, time_unix_nano))?;
-        out.write_all(b"\n")
+        write_notice(out, from.host, notice, time_unix_nano)
     }
+}
+
+/// Writes a notice as one JSON line (both JSON formats print them alike).
+pub fn write_notice(
+    out: &mut dyn Write,
+    host: &str,
+    notice: &Notice<'_>,
+    time_unix_nano: i64,
+) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, &notice_json(host, notice, time_unix_nano))?;
+    out.write_all(b"\n")
 }
 
 /// The JSON line for a notice: a marker (no `object`) like `sync`.

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use routewatch_proto::v1::Event;
 use serde_json::{Map, Value};
 
-use super::json::notice_json;
+use super::json::write_notice;
 use super::{Notice, Origin, Printer};
 use crate::protojson;
 
@@ -27,8 +27,7 @@ impl Printer for JsonPbPrinter {
         notice: &Notice<'_>,
         time_unix_nano: i64,
     ) -> io::Result<()> {
-        serde_json::to_writer(&mut *out, &notice_json(from.host, notice, time_unix_nano))?;
-        out.write_all(b"\n")
+        write_notice(out, from.host, notice, time_unix_nano)
     }
 }
 

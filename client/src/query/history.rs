@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use ipnet::IpNet;
+use routewatch_proto::v1::Family;
 use serde_json::{json, Map, Value as Json};
 
 use super::args::History;
@@ -14,7 +15,7 @@ use super::version::{Version, COLUMNS};
 use super::{Context, Lines};
 use crate::order;
 use crate::printer::{object_json, object_line, rfc3339};
-use crate::store::schema::KIND_ROUTE;
+use crate::store::schema::{destination, KIND_ROUTE};
 use crate::store::Value;
 use crate::ClientError;
 
@@ -46,16 +47,17 @@ fn within(prefix: &str) -> Result<Vec<Within>, ClientError> {
 }
 
 fn exactly(net: IpNet) -> Within {
-    let bytes = |ip| match ip {
-        std::net::IpAddr::V4(a) => a.octets().to_vec(),
-        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    let (len, lo, hi) = destination(&net);
+    let family = if net.addr().is_ipv4() {
+        Family::Inet
+    } else {
+        Family::Inet6
     };
-    let len = i64::from(net.prefix_len());
     Within {
-        family: if net.addr().is_ipv4() { 1 } else { 2 },
+        family: family as i64,
         lens: (len, len),
-        lo: bytes(net.network()),
-        hi: bytes(net.broadcast()),
+        lo,
+        hi,
     }
 }
 

@@ -16,7 +16,7 @@ use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
 use super::plan::{
     Close, CloseRow, EventRow, GapRow, OpenVersion, StoredCursor, TargetRow, VersionRow, Write,
 };
-use super::schema::{CLOSED_BY_RESYNC, KIND_NEXTHOP, KIND_ROUTE};
+use super::schema::{destination, CLOSED_BY_RESYNC, KIND_NEXTHOP, KIND_ROUTE};
 
 /// `(netns, key)`: an object's identity within a target.
 type Identity = (Box<str>, Box<str>);
@@ -326,9 +326,10 @@ impl Ledger {
                 row.family = i64::from(route.family);
                 row.table_id = Some(i64::from(route.table));
                 if let Ok(net) = route.dst.parse::<ipnet::IpNet>() {
-                    row.dst_len = Some(i64::from(net.prefix_len()));
-                    row.dst_lo = Some(ip_bytes(net.network()));
-                    row.dst_hi = Some(ip_bytes(net.broadcast()));
+                    let (len, lo, hi) = destination(&net);
+                    row.dst_len = Some(len);
+                    row.dst_lo = Some(lo);
+                    row.dst_hi = Some(hi);
                 }
             }
             Some(change::Object::Nexthop(nexthop)) => {
@@ -408,13 +409,6 @@ fn encode(change: &Change) -> (Vec<u8>, i64) {
     };
     let digest = xxhash_rust::xxh3::xxh3_64(&bytes) as i64;
     (bytes, digest)
-}
-
-fn ip_bytes(ip: std::net::IpAddr) -> Vec<u8> {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
-    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,22 @@ pub const KIND_NEXTHOP: i64 = 2;
 /// (the API's origins are 1 notification, 2 dump, 3 reconcile).
 pub const CLOSED_BY_RESYNC: i64 = 4;
 
+/// A destination as `versions` stores it: `(dst_len, dst_lo, dst_hi)`, the
+/// prefix length and its first and last address as bytes (4 or 16). Rows
+/// are written and prefix queries bound with this one function, so that
+/// the two always agree.
+pub fn destination(net: &ipnet::IpNet) -> (i64, Vec<u8>, Vec<u8>) {
+    let bytes = |ip| match ip {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    (
+        i64::from(net.prefix_len()),
+        bytes(net.network()),
+        bytes(net.broadcast()),
+    )
+}
+
 /// The statements of migration `n` (1-based) in `dialect`.
 pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
     let (id, blob) = match dialect {
