@@ -51,6 +51,7 @@ pub mod source;
 pub mod state;
 pub mod subscribers;
 pub mod tls;
+pub mod wire;
 
 pub use config::{AgentConfig, NetnsSelection, PipelineConfig};
 pub use error::AgentError;

@@ -13,7 +13,6 @@ use routewatch_proto::v1::{AgentInfo, GetInfoRequest, SubscribeRequest, FILE_DES
 use routewatch_proto::HOSTNAME_HEADER;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
@@ -27,6 +26,7 @@ use crate::pipeline::{Pipeline, Subscriber};
 use crate::request::{self, MAX_REQUEST_BYTES};
 use crate::session::ResponseStream;
 use crate::tls::{AllowList, Handshaker, Incoming, PeerInfo, Reloader, TlsStats};
+use crate::wire::{ResponseEncoding, Routes};
 
 /// Largest block of request headers (gRPC metadata) the agent reads.
 const MAX_HEADER_BYTES: u32 = 16 << 10;
@@ -53,6 +53,7 @@ impl RouteWatch for Service {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let peer = request.extensions().get::<PeerInfo>().cloned();
+        let compression = request.extensions().get::<ResponseEncoding>().copied();
         let request = request.into_inner();
         request::validate(&request)?;
         let slot = self.admission.admit()?;
@@ -63,6 +64,7 @@ impl RouteWatch for Service {
             follow = request.follow,
             allow = request.allow.len(),
             deny = request.deny.len(),
+            compression = %compression.map(|c| c.to_string()).unwrap_or_default(),
             subscribers = self.admission.in_use(),
             "subscriber connected"
         );
@@ -162,17 +164,16 @@ pub async fn run(
     };
     tracing::info!(addr = %config.listen, tls = handshaker.is_some(), mutual = config.tls.client_ca.is_some(), "serving");
     // Compression is the client's choice: gzip and zstd are offered, and a
-    // client that accepts neither gets plain messages.
-    let service = RouteWatchServer::new(Service {
-        subscriber: pipeline.subscriber(),
-        admission,
-        hostname: config.hostname.clone(),
-    })
-    .max_decoding_message_size(MAX_REQUEST_BYTES)
-    .send_compressed(CompressionEncoding::Zstd)
-    .send_compressed(CompressionEncoding::Gzip)
-    .accept_compressed(CompressionEncoding::Zstd)
-    .accept_compressed(CompressionEncoding::Gzip);
+    // client that accepts neither gets plain messages. Subscribe responses
+    // go out as the journal's shared bytes (see crate::wire).
+    let service = Routes::new(
+        Service {
+            subscriber: pipeline.subscriber(),
+            admission,
+            hostname: config.hostname.clone(),
+        },
+        MAX_REQUEST_BYTES,
+    );
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RouteWatchServer<Service>>().await;
     // grpcurl still speaks the v1alpha reflection protocol; newer tools v1.

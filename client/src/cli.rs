@@ -288,10 +288,11 @@ pub struct Reach {
     )]
     pub dns_refresh: u64,
 
-    /// Response compression to accept from agents: `auto` accepts gzip and
-    /// zstd (the agent chooses; worth it on slow links and for large
-    /// snapshots), `none` asks for uncompressed responses (saves the
-    /// agents' CPU on fast links). Requests are never compressed.
+    /// Response compression to accept from agents: `auto` accepts zstd and
+    /// gzip (zstd preferred; worth it on slow links and for large
+    /// snapshots), `zstd` or `gzip` only that one, `none` asks for
+    /// uncompressed responses (saves the agents' CPU on fast links).
+    /// Requests are never compressed.
     #[arg(long, value_enum, default_value_t = Compression::Auto, env = "ROUTEWATCH_COMPRESSION")]
     pub compression: Compression,
 }
@@ -299,8 +300,12 @@ pub struct Reach {
 /// `--compression` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
-    /// Accept gzip and zstd.
+    /// Accept zstd and gzip, zstd preferred.
     Auto,
+    /// Accept zstd only.
+    Zstd,
+    /// Accept gzip only.
+    Gzip,
     /// Accept uncompressed responses only.
     None,
 }

@@ -22,6 +22,16 @@ use crate::cli::Compression;
 use crate::tls::{Connector, Security, Verdict};
 use crate::ClientError;
 
+/// The response encodings `compression` accepts, in order of preference.
+fn accepted(compression: Compression) -> &'static [CompressionEncoding] {
+    match compression {
+        Compression::Auto => &[CompressionEncoding::Zstd, CompressionEncoding::Gzip],
+        Compression::Zstd => &[CompressionEncoding::Zstd],
+        Compression::Gzip => &[CompressionEncoding::Gzip],
+        Compression::None => &[],
+    }
+}
+
 /// Largest response the client accepts; batches are far smaller.
 const MAX_MESSAGE: usize = 64 << 20;
 /// How long connecting, and then the agent's answer to the call, may take.
@@ -59,10 +69,8 @@ pub async fn subscribe(
         move |status| stream_error(&addr, status, &verdict)
     };
     let mut client = RouteWatchClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
-    if compression == Compression::Auto {
-        client = client
-            .accept_compressed(CompressionEncoding::Zstd)
-            .accept_compressed(CompressionEncoding::Gzip);
+    for encoding in accepted(compression) {
+        client = client.accept_compressed(*encoding);
     }
     // The agent answers at once; an answer that does not come means a path
     // that died between connecting and calling.

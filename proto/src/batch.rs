@@ -3,9 +3,10 @@
 //!
 //! On the wire a `SubscribeResponse` is its events as field-1 records, one
 //! after another. The agent keeps each change's record in its journal; a
-//! session's batch is those records concatenated, so a hundred subscribers
-//! cost one encoding and a hundred copies. A decoded response (the client
-//! side) holds ordinary [`Event`]s. Both forms encode to the same bytes.
+//! session's batch is those records side by side, so a hundred subscribers
+//! cost one encoding; the agent hands the slices to HTTP/2 as they are
+//! ([`SubscribeResponse::into_parts`]). A decoded response (the client side)
+//! holds ordinary [`Event`]s. Both forms encode to the same bytes.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{self, DecodeContext, WireType};
@@ -21,7 +22,7 @@ pub struct SubscribeResponse {
     /// Decoded events, or events added with [`SubscribeResponse::push`].
     pub events: Vec<Event>,
     /// Already-encoded field-1 records, sent before `events`: shared
-    /// slices of the agent's journal, copied only into the outgoing frame.
+    /// slices of the agent's journal.
     records: Vec<Bytes>,
 }
 
@@ -50,6 +51,12 @@ impl SubscribeResponse {
             events: Vec::new(),
             records: parts,
         }
+    }
+
+    /// The pre-encoded records and the events, in the order they are
+    /// encoded: what a sender writes without encoding the records again.
+    pub fn into_parts(self) -> (Vec<Bytes>, Vec<Event>) {
+        (self.records, self.events)
     }
 
     /// Every event, decoding the pre-encoded records first.

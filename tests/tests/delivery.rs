@@ -283,3 +283,60 @@ fn a_restarted_tail_resumes_from_its_cursor_file_or_resyncs_when_too_old() {
     drop(agent);
     let _ = std::fs::remove_file(&cursors);
 }
+
+/// Every response encoding a client can ask for carries the same stream:
+/// subscribers accepting only zstd, only gzip, both, or neither each end
+/// with the kernel's table and every change once, and the agent used the
+/// encoding each one asked for (zstd first for `auto`).
+#[test]
+fn every_response_encoding_carries_the_same_exact_stream() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    // A snapshot of several messages, then churn in large batches.
+    ns.ip_batch(&blackholes("add", 0..3000));
+    let choices = ["zstd", "gzip", "auto", "none"];
+    let tails: Vec<Tail> = choices
+        .iter()
+        .map(|c| {
+            Tail::with_args(
+                &ns,
+                &[
+                    "tail",
+                    "--insecure",
+                    "-o",
+                    "json",
+                    "--compression",
+                    c,
+                    agent.addr(),
+                ],
+            )
+        })
+        .collect();
+    for t in &tails {
+        t.wait_synced(SYNC_TIMEOUT);
+    }
+    ns.ip_batch(&blackholes("add", 3000..8000));
+    ns.ip_batch(&blackholes("del", 0..5000));
+    for (choice, t) in choices.iter().zip(&tails) {
+        eventually_matches_kernel(&ns, || t.objects(), SETTLE);
+        let check = StreamCheck::of(&t.lines());
+        check.assert_exactly_once();
+        assert_eq!(
+            check.live_changes,
+            10_000,
+            "--compression {choice}: every change\n{}",
+            t.report()
+        );
+    }
+    let log = agent.log();
+    let used: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("subscriber connected"))
+        .filter_map(|l| l.split("compression=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    let mut sorted = used.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["gzip", "none", "zstd", "zstd"], "{log}");
+}

@@ -1,0 +1,532 @@
+//! Subscribe responses on the wire, without copying the shared records.
+//!
+//! tonic's encoder writes every response into a buffer of its own before
+//! HTTP/2 sends it. The journal's records are already encoded and shared by
+//! every session, so that copy (and the fresh pages it touches) was the
+//! largest part of what each extra subscriber cost the agent. Here the
+//! Subscribe method is served at the HTTP level instead: the request is
+//! read with tonic's own decoder (its size limit and request compression
+//! still apply), the method itself is the [`RouteWatch`] implementation,
+//! and the response body hands HTTP/2 the 5-byte gRPC message header and
+//! the shared slices as they are. Every other method goes to tonic's
+//! generated service unchanged.
+//!
+//! A compressed stream still costs one pass per message and subscriber: the
+//! compressor reads the slices in place and writes the only copy.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use http_body::Frame;
+use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
+use routewatch_proto::v1::{SubscribeRequest, SubscribeResponse};
+use tokio_stream::Stream;
+use tonic::body::Body;
+use tonic::codec::{Codec, CompressionEncoding, Streaming};
+use tonic::codegen::{BoxFuture, Service};
+use tonic::server::NamedService;
+use tonic::{Code, Status};
+
+use crate::session::ResponseStream;
+
+/// The Subscribe method's path.
+const SUBSCRIBE: &str = "/routewatch.v1.RouteWatch/Subscribe";
+
+/// Parts shorter than this are copied together into one buffer with the
+/// message header: HTTP/2 would copy them into its own buffer anyway, and
+/// one frame costs less than several.
+const COPY_BELOW: usize = 4096;
+
+/// Compression levels, as tonic uses them for its own responses.
+const GZIP_LEVEL: u32 = 6;
+const ZSTD_LEVEL: i32 = 3;
+
+/// The RouteWatch service: Subscribe served by [`Frames`], the other
+/// methods by tonic's generated server.
+pub struct Routes<T: RouteWatch> {
+    service: Arc<T>,
+    generated: RouteWatchServer<T>,
+    max_request_bytes: usize,
+}
+
+impl<T: RouteWatch> Clone for Routes<T> {
+    fn clone(&self) -> Self {
+        Routes {
+            service: self.service.clone(),
+            generated: self.generated.clone(),
+            max_request_bytes: self.max_request_bytes,
+        }
+    }
+}
+
+impl<T: RouteWatch> NamedService for Routes<T> {
+    const NAME: &'static str = <RouteWatchServer<T> as NamedService>::NAME;
+}
+
+impl<T> Routes<T>
+where
+    T: RouteWatch<SubscribeStream = ResponseStream>,
+{
+    /// Serves `service`, reading requests of at most `max_request_bytes`.
+    /// Responses are compressed with zstd or gzip when the client accepts
+    /// one (its order of preference decides), requests may be.
+    pub fn new(service: T, max_request_bytes: usize) -> Routes<T> {
+        let service = Arc::new(service);
+        let generated = RouteWatchServer::from_arc(service.clone())
+            .max_decoding_message_size(max_request_bytes)
+            .send_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Gzip);
+        Routes {
+            service,
+            generated,
+            max_request_bytes,
+        }
+    }
+}
+
+impl<T> Service<http::Request<Body>> for Routes<T>
+where
+    T: RouteWatch<SubscribeStream = ResponseStream>,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path() != SUBSCRIBE {
+            return Box::pin(self.generated.call(request));
+        }
+        let service = self.service.clone();
+        let max = self.max_request_bytes;
+        Box::pin(async move {
+            Ok(subscribe(service, request, max)
+                .await
+                .unwrap_or_else(|status| status.into_http()))
+        })
+    }
+}
+
+async fn subscribe<T>(
+    service: Arc<T>,
+    request: http::Request<Body>,
+    max_request_bytes: usize,
+) -> Result<http::Response<Body>, Status>
+where
+    T: RouteWatch<SubscribeStream = ResponseStream>,
+{
+    let compressed = request_encoding(request.headers())?;
+    let respond = response_encoding(request.headers());
+    let (parts, body) = request.into_parts();
+    let decoder =
+        tonic_prost::ProstCodec::<SubscribeResponse, SubscribeRequest>::default().decoder();
+    let mut messages = Streaming::new_request(decoder, body, compressed, Some(max_request_bytes));
+    let message = messages
+        .message()
+        .await?
+        .ok_or_else(|| Status::internal("Missing request message."))?;
+    let mut request = tonic::Request::from_http(http::Request::from_parts(parts, message));
+    request.extensions_mut().insert(ResponseEncoding(respond));
+    let (metadata, responses, _) = service.subscribe(request).await?.into_parts();
+    let mut response = http::Response::new(Body::new(Frames::new(responses, respond)));
+    *response.headers_mut() = metadata.into_headers();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    if let Some(encoding) = respond {
+        headers.insert("grpc-encoding", HeaderValue::from_static(name(encoding)));
+    }
+    Ok(response)
+}
+
+/// The compression a Subscribe call's responses use (`None`: plain), in
+/// the request's extensions for the method to log.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseEncoding(pub Option<CompressionEncoding>);
+
+impl std::fmt::Display for ResponseEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.map_or("none", name))
+    }
+}
+
+fn name(encoding: CompressionEncoding) -> &'static str {
+    match encoding {
+        CompressionEncoding::Gzip => "gzip",
+        _ => "zstd",
+    }
+}
+
+/// How the request's message is compressed; UNIMPLEMENTED for an encoding
+/// the agent does not read (as tonic answers).
+fn request_encoding(headers: &HeaderMap) -> Result<Option<CompressionEncoding>, Status> {
+    let Some(value) = headers.get("grpc-encoding") else {
+        return Ok(None);
+    };
+    match value.to_str().unwrap_or("").trim() {
+        "identity" => Ok(None),
+        "gzip" => Ok(Some(CompressionEncoding::Gzip)),
+        "zstd" => Ok(Some(CompressionEncoding::Zstd)),
+        other => {
+            let mut status = Status::unimplemented(format!(
+                "Content is compressed with `{other}` which isn't supported"
+            ));
+            status
+                .metadata_mut()
+                .insert("grpc-accept-encoding", "zstd,gzip".parse().expect("ascii"));
+            Err(status)
+        }
+    }
+}
+
+/// The first encoding in the client's `grpc-accept-encoding` that the
+/// agent sends, if any.
+fn response_encoding(headers: &HeaderMap) -> Option<CompressionEncoding> {
+    let accepted = headers.get("grpc-accept-encoding")?.to_str().ok()?;
+    accepted.split(',').find_map(|name| match name.trim() {
+        "zstd" => Some(CompressionEncoding::Zstd),
+        "gzip" => Some(CompressionEncoding::Gzip),
+        _ => None,
+    })
+}
+
+/// A session's responses as gRPC messages: each one's header, then its
+/// records as the shared slices they are, then the trailers.
+pub struct Frames {
+    responses: ResponseStream,
+    compression: Option<Compressor>,
+    ready: VecDeque<Bytes>,
+    ended: bool,
+}
+
+impl Frames {
+    pub fn new(responses: ResponseStream, encoding: Option<CompressionEncoding>) -> Frames {
+        Frames {
+            responses,
+            compression: encoding.map(Compressor::new),
+            ready: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    /// Queues `response` as one message.
+    fn queue(&mut self, response: SubscribeResponse) -> Result<(), Status> {
+        let (records, events) = response.into_parts();
+        let events_len: usize = events.iter().map(event_field_len).sum();
+        if let Some(compressor) = self.compression.as_mut() {
+            let message = compressor.compress(&records, &events)?;
+            let mut head = BytesMut::with_capacity(5 + message.len());
+            put_header(&mut head, true, message.len())?;
+            head.put_slice(&message);
+            self.ready.push_back(head.freeze());
+            return Ok(());
+        }
+        let len = records.iter().map(Bytes::len).sum::<usize>() + events_len;
+        let mut small = BytesMut::with_capacity(5 + len.min(COPY_BELOW * 2));
+        put_header(&mut small, false, len)?;
+        for part in records {
+            if part.len() < COPY_BELOW {
+                small.put_slice(&part);
+            } else {
+                if !small.is_empty() {
+                    self.ready.push_back(small.split().freeze());
+                }
+                self.ready.push_back(part);
+            }
+        }
+        for event in &events {
+            prost::encoding::message::encode(1, event, &mut small);
+        }
+        if !small.is_empty() {
+            self.ready.push_back(small.freeze());
+        }
+        Ok(())
+    }
+}
+
+fn event_field_len(event: &routewatch_proto::v1::Event) -> usize {
+    prost::encoding::message::encoded_len(1, event)
+}
+
+/// The gRPC message header: the compressed flag and the length.
+fn put_header(buf: &mut BytesMut, compressed: bool, len: usize) -> Result<(), Status> {
+    let len = u32::try_from(len).map_err(|_| {
+        Status::new(
+            Code::ResourceExhausted,
+            format!("a response of {len} bytes is over gRPC's 4 GiB limit"),
+        )
+    })?;
+    buf.put_u8(u8::from(compressed));
+    buf.put_u32(len);
+    Ok(())
+}
+
+/// The trailers that end the stream with `status`.
+fn trailers(status: &Status) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    if status.add_header(&mut map).is_err() {
+        map.insert("grpc-status", HeaderValue::from_static("13"));
+    }
+    map
+}
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            let end = match ready!(Pin::new(&mut this.responses).poll_next(cx)) {
+                Some(Ok(response)) => match this.queue(response) {
+                    Ok(()) => continue,
+                    Err(status) => status,
+                },
+                Some(Err(status)) => status,
+                None => Status::ok(""),
+            };
+            this.ended = true;
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers(&end)))));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.ready.is_empty()
+    }
+}
+
+/// One stream's compressor; the zstd context (made at the first message)
+/// and its input buffer are kept between messages.
+enum Compressor {
+    Gzip,
+    Zstd(Option<Box<zstd::bulk::Compressor<'static>>>, Vec<u8>),
+}
+
+impl Compressor {
+    fn new(encoding: CompressionEncoding) -> Compressor {
+        match encoding {
+            CompressionEncoding::Gzip => Compressor::Gzip,
+            _ => Compressor::Zstd(None, Vec::new()),
+        }
+    }
+
+    /// The message (records, then events) compressed.
+    fn compress(
+        &mut self,
+        records: &[Bytes],
+        events: &[routewatch_proto::v1::Event],
+    ) -> Result<Vec<u8>, Status> {
+        let failed = |e: std::io::Error| Status::internal(format!("compressing a response: {e}"));
+        match self {
+            Compressor::Gzip => {
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
+                for part in records {
+                    gz.write_all(part).map_err(failed)?;
+                }
+                if !events.is_empty() {
+                    let mut buf = Vec::new();
+                    for event in events {
+                        prost::encoding::message::encode(1, event, &mut buf);
+                    }
+                    gz.write_all(&buf).map_err(failed)?;
+                }
+                gz.finish().map_err(failed)
+            }
+            Compressor::Zstd(context, plain) => {
+                let context = match context {
+                    Some(context) => context,
+                    None => context.insert(Box::new(
+                        zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(failed)?,
+                    )),
+                };
+                plain.clear();
+                for part in records {
+                    plain.extend_from_slice(part);
+                }
+                for event in events {
+                    prost::encoding::message::encode(1, event, plain);
+                }
+                context.compress(plain).map_err(failed)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use prost::Message;
+    use routewatch_proto::v1::{event, Event, Heartbeat};
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    fn heartbeat(seq: u64) -> Event {
+        Event {
+            stream_id: "s".into(),
+            seq,
+            kind: Some(event::Kind::Heartbeat(Heartbeat {})),
+            ..Default::default()
+        }
+    }
+
+    fn record(seq: u64, pad: usize) -> Bytes {
+        let mut e = heartbeat(seq);
+        e.netns = "n".repeat(pad);
+        routewatch_proto::batch::record(&e)
+    }
+
+    /// Every message the body sends, decoded, and its trailers.
+    async fn collect(
+        responses: Vec<Result<SubscribeResponse, Status>>,
+        encoding: Option<CompressionEncoding>,
+    ) -> (Vec<(bool, Vec<u64>)>, HeaderMap) {
+        let (tx, rx) = mpsc::channel(responses.len().max(1));
+        for r in responses {
+            tx.try_send(r).unwrap();
+        }
+        drop(tx);
+        let collected = Frames::new(ReceiverStream::new(rx), encoding)
+            .collect()
+            .await
+            .expect("no body error");
+        let trailers = collected.trailers().cloned().expect("trailers");
+        let mut wire = collected.to_bytes();
+        let mut messages = Vec::new();
+        while !wire.is_empty() {
+            let compressed = wire[0] == 1;
+            let len = u32::from_be_bytes(wire[1..5].try_into().unwrap()) as usize;
+            let body = wire.slice(5..5 + len);
+            wire = wire.slice(5 + len..);
+            let plain = match (compressed, encoding) {
+                (false, _) => body.to_vec(),
+                (true, Some(CompressionEncoding::Gzip)) => {
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::GzDecoder::new(&body[..]),
+                        &mut out,
+                    )
+                    .unwrap();
+                    out
+                }
+                (true, _) => zstd::decode_all(&body[..]).unwrap(),
+            };
+            let response = SubscribeResponse::decode(Bytes::from(plain)).unwrap();
+            let seqs = response
+                .into_events()
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect();
+            messages.push((compressed, seqs));
+        }
+        (messages, trailers)
+    }
+
+    fn mixed() -> Vec<Result<SubscribeResponse, Status>> {
+        vec![
+            // Small and large shared parts side by side, then events.
+            Ok(SubscribeResponse::from_records(vec![
+                record(1, 10),
+                record(2, 9000),
+                record(3, 10),
+                record(4, 10),
+                record(5, 5000),
+            ])),
+            Ok(SubscribeResponse::from_events(vec![
+                heartbeat(5),
+                heartbeat(5),
+            ])),
+        ]
+    }
+
+    #[tokio::test]
+    async fn messages_carry_the_records_and_events_in_order_then_ok() {
+        for encoding in [
+            None,
+            Some(CompressionEncoding::Gzip),
+            Some(CompressionEncoding::Zstd),
+        ] {
+            let (messages, trailers) = collect(mixed(), encoding).await;
+            let compressed = encoding.is_some();
+            assert_eq!(
+                messages,
+                vec![(compressed, vec![1, 2, 3, 4, 5]), (compressed, vec![5, 5])],
+                "{encoding:?}"
+            );
+            assert_eq!(trailers["grpc-status"], "0");
+        }
+    }
+
+    #[tokio::test]
+    async fn large_parts_go_out_as_the_shared_bytes() {
+        let big = record(2, 9000);
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(Ok(SubscribeResponse::from_records(vec![
+            record(1, 10),
+            big.clone(),
+        ])))
+        .unwrap();
+        drop(tx);
+        let mut frames = Frames::new(ReceiverStream::new(rx), None);
+        let mut data = Vec::new();
+        while let Some(frame) = frames.frame().await {
+            if let Ok(bytes) = frame.unwrap().into_data() {
+                data.push(bytes);
+            }
+        }
+        assert_eq!(
+            data.len(),
+            2,
+            "header with the small part, then the big one"
+        );
+        assert_eq!(data[1].as_ptr(), big.as_ptr(), "not copied");
+        let response = SubscribeResponse::from_records(vec![record(1, 10), big]);
+        assert_eq!(data[0].len() - 5 + data[1].len(), response.encoded_len());
+    }
+
+    #[tokio::test]
+    async fn an_error_ends_the_stream_with_its_status() {
+        let responses = vec![
+            Ok(SubscribeResponse::from_events(vec![heartbeat(1)])),
+            Err(Status::unavailable("shutting down")),
+        ];
+        let (messages, trailers) = collect(responses, None).await;
+        assert_eq!(messages, vec![(false, vec![1])]);
+        assert_eq!(trailers["grpc-status"], "14");
+        assert_eq!(trailers["grpc-message"], "shutting%20down");
+    }
+
+    #[test]
+    fn the_clients_preference_picks_the_encoding() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(response_encoding(&headers), None);
+        headers.insert("grpc-accept-encoding", "br, gzip,zstd".parse().unwrap());
+        assert_eq!(response_encoding(&headers), Some(CompressionEncoding::Gzip));
+        headers.insert("grpc-accept-encoding", "identity".parse().unwrap());
+        assert_eq!(response_encoding(&headers), None);
+        headers.insert("grpc-encoding", "br".parse().unwrap());
+        let status = request_encoding(&headers).unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented);
+    }
+}
