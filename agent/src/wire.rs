@@ -11,21 +11,24 @@
 //! the shared slices as they are. Every other method goes to tonic's
 //! generated service unchanged.
 //!
-//! A compressed stream still costs one pass per message and subscriber: the
-//! compressor reads the slices in place and writes the only copy.
+//! zstd responses are shared too: a zstd message may hold several frames,
+//! so each shared slice is compressed once into a frame of its own
+//! ([`SharedZstd`]) and every zstd subscriber that reads the same slice
+//! sends that frame. gzip decoders stop after the first member, so a gzip
+//! response is compressed as a whole, per subscriber.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Write;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http_body::Frame;
 use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
-use routewatch_proto::v1::{SubscribeRequest, SubscribeResponse};
+use routewatch_proto::v1::{Event, SubscribeRequest, SubscribeResponse};
 use tokio_stream::Stream;
 use tonic::body::Body;
 use tonic::codec::{Codec, CompressionEncoding, Streaming};
@@ -53,6 +56,7 @@ pub struct Routes<T: RouteWatch> {
     service: Arc<T>,
     generated: RouteWatchServer<T>,
     max_request_bytes: usize,
+    zstd: Arc<SharedZstd>,
 }
 
 impl<T: RouteWatch> Clone for Routes<T> {
@@ -61,6 +65,7 @@ impl<T: RouteWatch> Clone for Routes<T> {
             service: self.service.clone(),
             generated: self.generated.clone(),
             max_request_bytes: self.max_request_bytes,
+            zstd: self.zstd.clone(),
         }
     }
 }
@@ -88,6 +93,7 @@ where
             service,
             generated,
             max_request_bytes,
+            zstd: Arc::default(),
         }
     }
 }
@@ -110,8 +116,9 @@ where
         }
         let service = self.service.clone();
         let max = self.max_request_bytes;
+        let zstd = self.zstd.clone();
         Box::pin(async move {
-            Ok(subscribe(service, request, max)
+            Ok(subscribe(service, request, max, zstd)
                 .await
                 .unwrap_or_else(|status| status.into_http()))
         })
@@ -122,6 +129,7 @@ async fn subscribe<T>(
     service: Arc<T>,
     request: http::Request<Body>,
     max_request_bytes: usize,
+    zstd: Arc<SharedZstd>,
 ) -> Result<http::Response<Body>, Status>
 where
     T: RouteWatch<SubscribeStream = ResponseStream>,
@@ -139,7 +147,7 @@ where
     let mut request = tonic::Request::from_http(http::Request::from_parts(parts, message));
     request.extensions_mut().insert(ResponseEncoding(respond));
     let (metadata, responses, _) = service.subscribe(request).await?.into_parts();
-    let mut response = http::Response::new(Body::new(Frames::new(responses, respond)));
+    let mut response = http::Response::new(Body::new(Frames::new(responses, respond, zstd)));
     *response.headers_mut() = metadata.into_headers();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -210,10 +218,20 @@ pub struct Frames {
 }
 
 impl Frames {
-    pub fn new(responses: ResponseStream, encoding: Option<CompressionEncoding>) -> Frames {
+    /// `responses` as messages compressed with `encoding`; zstd frames of
+    /// shared slices come from (and go into) `zstd`.
+    pub fn new(
+        responses: ResponseStream,
+        encoding: Option<CompressionEncoding>,
+        zstd: Arc<SharedZstd>,
+    ) -> Frames {
+        let compression = encoding.map(|e| match e {
+            CompressionEncoding::Gzip => Compressor::Gzip,
+            _ => Compressor::Zstd(zstd),
+        });
         Frames {
             responses,
-            compression: encoding.map(Compressor::new),
+            compression,
             ready: VecDeque::new(),
             ended: false,
         }
@@ -222,19 +240,17 @@ impl Frames {
     /// Queues `response` as one message.
     fn queue(&mut self, response: SubscribeResponse) -> Result<(), Status> {
         let (records, events) = response.into_parts();
+        // After the header: the shared slices (or their zstd frames), then
+        // the events this session encoded itself (compressed with them).
+        let (compressed, parts, events) = match &self.compression {
+            None => (false, records, events),
+            Some(compressor) => (true, compressor.compress(records, &events)?, Vec::new()),
+        };
         let events_len: usize = events.iter().map(event_field_len).sum();
-        if let Some(compressor) = self.compression.as_mut() {
-            let message = compressor.compress(&records, &events)?;
-            let mut head = BytesMut::with_capacity(5 + message.len());
-            put_header(&mut head, true, message.len())?;
-            head.put_slice(&message);
-            self.ready.push_back(head.freeze());
-            return Ok(());
-        }
-        let len = records.iter().map(Bytes::len).sum::<usize>() + events_len;
+        let len = parts.iter().map(Bytes::len).sum::<usize>() + events_len;
         let mut small = BytesMut::with_capacity(5 + len.min(COPY_BELOW * 2));
-        put_header(&mut small, false, len)?;
-        for part in records {
+        put_header(&mut small, compressed, len)?;
+        for part in parts {
             if part.len() < COPY_BELOW {
                 small.put_slice(&part);
             } else {
@@ -254,7 +270,7 @@ impl Frames {
     }
 }
 
-fn event_field_len(event: &routewatch_proto::v1::Event) -> usize {
+fn event_field_len(event: &Event) -> usize {
     prost::encoding::message::encoded_len(1, event)
 }
 
@@ -314,61 +330,117 @@ impl http_body::Body for Frames {
     }
 }
 
-/// One stream's compressor; the zstd context (made at the first message)
-/// and its input buffer are kept between messages.
+/// How a stream compresses its messages.
 enum Compressor {
+    /// Each message as one gzip member.
     Gzip,
-    Zstd(Option<Box<zstd::bulk::Compressor<'static>>>, Vec<u8>),
+    /// Each shared slice as its own (shared) zstd frame, the events as one
+    /// more.
+    Zstd(Arc<SharedZstd>),
 }
 
 impl Compressor {
-    fn new(encoding: CompressionEncoding) -> Compressor {
-        match encoding {
-            CompressionEncoding::Gzip => Compressor::Gzip,
-            _ => Compressor::Zstd(None, Vec::new()),
-        }
-    }
-
-    /// The message (records, then events) compressed.
-    fn compress(
-        &mut self,
-        records: &[Bytes],
-        events: &[routewatch_proto::v1::Event],
-    ) -> Result<Vec<u8>, Status> {
+    /// The message (records, then events) compressed, in parts to send
+    /// side by side.
+    fn compress(&self, records: Vec<Bytes>, events: &[Event]) -> Result<Vec<Bytes>, Status> {
         let failed = |e: std::io::Error| Status::internal(format!("compressing a response: {e}"));
+        let events = (!events.is_empty()).then(|| {
+            let mut buf = Vec::new();
+            for event in events {
+                prost::encoding::message::encode(1, event, &mut buf);
+            }
+            buf
+        });
         match self {
             Compressor::Gzip => {
                 let mut gz =
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
-                for part in records {
+                for part in records.iter().map(|r| &r[..]).chain(events.as_deref()) {
                     gz.write_all(part).map_err(failed)?;
                 }
-                if !events.is_empty() {
-                    let mut buf = Vec::new();
-                    for event in events {
-                        prost::encoding::message::encode(1, event, &mut buf);
-                    }
-                    gz.write_all(&buf).map_err(failed)?;
-                }
-                gz.finish().map_err(failed)
+                Ok(vec![gz.finish().map_err(failed)?.into()])
             }
-            Compressor::Zstd(context, plain) => {
-                let context = match context {
-                    Some(context) => context,
-                    None => context.insert(Box::new(
-                        zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(failed)?,
-                    )),
-                };
-                plain.clear();
-                for part in records {
-                    plain.extend_from_slice(part);
+            Compressor::Zstd(shared) => {
+                let mut frames = records
+                    .iter()
+                    .map(|part| shared.frame_of(part))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(failed)?;
+                if let Some(events) = events {
+                    frames.push(shared.compress(&events).map_err(failed)?);
                 }
-                for event in events {
-                    prost::encoding::message::encode(1, event, plain);
-                }
-                context.compress(plain).map_err(failed)
+                Ok(frames)
             }
         }
+    }
+}
+
+/// Most zstd frames of shared slices kept, and about the most bytes they
+/// and their slices may hold. A hundred subscribers reading the same
+/// churn are rarely more than a few hundred batches apart.
+const ZSTD_RECENT: usize = 512;
+const ZSTD_RECENT_BYTES: usize = 32 << 20;
+
+/// The zstd frames of recently sent shared slices, and the one context
+/// that compresses for every stream.
+///
+/// A frame is found again by its slice's address and length. That is
+/// sound because the entry holds the slice: its memory cannot be freed and
+/// reused while the entry lives, and the journal's bytes never change.
+#[derive(Default)]
+pub struct SharedZstd {
+    inner: Mutex<ZstdInner>,
+}
+
+#[derive(Default)]
+struct ZstdInner {
+    context: Option<zstd::bulk::Compressor<'static>>,
+    recent: VecDeque<(Bytes, Bytes)>,
+    held: usize,
+}
+
+impl ZstdInner {
+    fn compress(&mut self, plain: &[u8]) -> std::io::Result<Bytes> {
+        let context = match &mut self.context {
+            Some(context) => context,
+            none => none.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        Ok(context.compress(plain)?.into())
+    }
+}
+
+impl SharedZstd {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ZstdInner> {
+        // Only whole entries are ever pushed or popped: a panic elsewhere
+        // leaves nothing half done.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `part` as one zstd frame, compressed now only if no stream sent the
+    /// same slice recently.
+    pub fn frame_of(&self, part: &Bytes) -> std::io::Result<Bytes> {
+        let mut inner = self.lock();
+        let same = |(sent, _): &&(Bytes, Bytes)| {
+            sent.as_ptr() == part.as_ptr() && sent.len() == part.len()
+        };
+        if let Some((_, frame)) = inner.recent.iter().rev().find(same) {
+            return Ok(frame.clone());
+        }
+        let frame = inner.compress(part)?;
+        inner.held += part.len() + frame.len();
+        inner.recent.push_back((part.clone(), frame.clone()));
+        while inner.recent.len() > ZSTD_RECENT || inner.held > ZSTD_RECENT_BYTES {
+            let Some((sent, old)) = inner.recent.pop_front() else {
+                break;
+            };
+            inner.held -= sent.len() + old.len();
+        }
+        Ok(frame)
+    }
+
+    /// `plain` as one zstd frame, not kept.
+    pub fn compress(&self, plain: &[u8]) -> std::io::Result<Bytes> {
+        self.lock().compress(plain)
     }
 }
 
@@ -377,7 +449,7 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use prost::Message;
-    use routewatch_proto::v1::{event, Event, Heartbeat};
+    use routewatch_proto::v1::{event, Heartbeat};
     use tokio::sync::mpsc;
     use tokio_stream::wrappers::ReceiverStream;
 
@@ -406,7 +478,7 @@ mod tests {
             tx.try_send(r).unwrap();
         }
         drop(tx);
-        let collected = Frames::new(ReceiverStream::new(rx), encoding)
+        let collected = Frames::new(ReceiverStream::new(rx), encoding, Arc::default())
             .collect()
             .await
             .expect("no body error");
@@ -488,7 +560,7 @@ mod tests {
         ])))
         .unwrap();
         drop(tx);
-        let mut frames = Frames::new(ReceiverStream::new(rx), None);
+        let mut frames = Frames::new(ReceiverStream::new(rx), None, Arc::default());
         let mut data = Vec::new();
         while let Some(frame) = frames.frame().await {
             if let Ok(bytes) = frame.unwrap().into_data() {
@@ -503,6 +575,54 @@ mod tests {
         assert_eq!(data[1].as_ptr(), big.as_ptr(), "not copied");
         let response = SubscribeResponse::from_records(vec![record(1, 10), big]);
         assert_eq!(data[0].len() - 5 + data[1].len(), response.encoded_len());
+    }
+
+    #[tokio::test]
+    async fn zstd_streams_share_the_frame_of_a_shared_slice() {
+        let shared: Arc<SharedZstd> = Arc::default();
+        let big = record(1, 9000);
+        let mut sent = Vec::new();
+        for _ in 0..2 {
+            let (tx, rx) = mpsc::channel(1);
+            tx.try_send(Ok(SubscribeResponse::from_records(vec![big.clone()])))
+                .unwrap();
+            drop(tx);
+            let encoding = Some(CompressionEncoding::Zstd);
+            let mut frames = Frames::new(ReceiverStream::new(rx), encoding, shared.clone());
+            while let Some(frame) = frames.frame().await {
+                if let Ok(bytes) = frame.unwrap().into_data() {
+                    sent.push(bytes);
+                }
+            }
+        }
+        // Header and frame gathered (the frame is small), for each stream.
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0], sent[1]);
+        let frame = shared.frame_of(&big).unwrap();
+        assert_eq!(&sent[0][5..], &frame[..]);
+        assert_eq!(zstd::decode_all(&frame[..]).unwrap(), big.to_vec());
+        // The same bytes at another address are compressed afresh.
+        let copy = Bytes::from(big.to_vec());
+        assert_ne!(shared.frame_of(&copy).unwrap().as_ptr(), frame.as_ptr());
+        assert_eq!(shared.frame_of(&big).unwrap().as_ptr(), frame.as_ptr());
+    }
+
+    #[test]
+    fn the_shared_zstd_frames_are_bounded() {
+        let shared = SharedZstd::default();
+        let parts: Vec<Bytes> = (0..ZSTD_RECENT as u64 + 10)
+            .map(|i| record(i, 10))
+            .collect();
+        let first = shared.frame_of(&parts[0]).unwrap();
+        for part in &parts[1..] {
+            shared.frame_of(part).unwrap();
+        }
+        assert_eq!(shared.lock().recent.len(), ZSTD_RECENT);
+        assert_ne!(
+            shared.frame_of(&parts[0]).unwrap().as_ptr(),
+            first.as_ptr(),
+            "the oldest was dropped"
+        );
     }
 
     #[tokio::test]
