@@ -118,6 +118,34 @@ pub struct Core {
     sink: Option<Sink>,
 }
 
+/// Most restored changes put into one shared chunk.
+const PACK: usize = 1024;
+
+/// Restored changes (each with a record of its own) put side by side in
+/// shared chunks, as if published in batches: a session resuming through
+/// them sends a few slices, not one per change.
+fn packed(recent: Vec<Entry>) -> Vec<Entry> {
+    let mut out = Vec::with_capacity(recent.len());
+    for group in recent.chunks(PACK) {
+        let mut buf = BytesMut::with_capacity(group.iter().map(Entry::record_len).sum());
+        let mut ranges = Vec::with_capacity(group.len());
+        for entry in group {
+            let start = buf.len();
+            buf.extend_from_slice(&entry.chunk[entry.range.clone()]);
+            ranges.push(start..buf.len());
+        }
+        let chunk = buf.freeze();
+        let chunk_last = group.last().map_or(0, |e| e.seq);
+        out.extend(group.iter().zip(ranges).map(|(entry, range)| Entry {
+            chunk: chunk.clone(),
+            range,
+            chunk_last,
+            ..entry.clone()
+        }));
+    }
+    out
+}
+
 impl Journal {
     /// A new, empty journal.
     pub fn new(stream_id: String, netns: String, limits: RingLimits) -> Journal {
@@ -153,7 +181,7 @@ impl Journal {
             last_seq,
             sink: None,
         };
-        for entry in recent {
+        for entry in packed(recent) {
             core.push(entry);
         }
         Journal {
@@ -807,6 +835,50 @@ mod tests {
             core.read_records_after(first - 2, 5, usize::MAX),
             Err(Lagged)
         ));
+    }
+
+    #[test]
+    fn a_resumed_ring_is_read_in_shared_slices() {
+        let j = Journal::new("s".into(), String::new(), limits(5000));
+        let mut core = j.lock();
+        for i in 0..1500 {
+            core.publish(vec![change(i)], api::Origin::Notification);
+        }
+        // As the state dir gives them back: a record of its own each.
+        let recent: Vec<Entry> = core
+            .recent()
+            .map(|e| {
+                let (seq, time, origin) = (e.seq, e.time_unix_nano, e.origin);
+                Entry::new(
+                    seq,
+                    time,
+                    origin,
+                    e.netns.clone(),
+                    e.change.clone(),
+                    e.record(),
+                )
+            })
+            .collect();
+        let (info, before) = (
+            core.info().clone(),
+            core.read_after(0, 5000, usize::MAX).unwrap(),
+        );
+        drop(core);
+        let resumed = Journal::resume(info, 1500, BTreeMap::new(), recent, limits(5000));
+        let core = resumed.lock();
+        let (last, parts) = core
+            .read_records_after(0, 5000, usize::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(last, 1500);
+        assert_eq!(parts.len(), 2, "1024 changes, then 476");
+        let joined: Vec<u8> = before.iter().flat_map(|e| e.record().to_vec()).collect();
+        assert_eq!(parts.concat(), joined);
+        let (last, parts) = core
+            .read_records_after(1000, 100, usize::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!((last, parts.len()), (1100, 2), "across the chunks' border");
     }
 
     #[test]
