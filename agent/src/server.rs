@@ -1,7 +1,8 @@
-//! The gRPC service: each Subscribe call becomes a session. Alongside it
-//! the agent serves the standard health service and server reflection, so
-//! that stock tools (grpcurl, Kubernetes probes through a TLS-aware
-//! sidecar) can find and describe it.
+//! The gRPC service: each Subscribe call becomes a session, whose
+//! responses go out as the journal's shared bytes ([`crate::wire`]).
+//! Alongside it the agent serves the standard health service and server
+//! reflection, so that stock tools (grpcurl, Kubernetes probes through a
+//! TLS-aware sidecar) can find and describe it.
 
 use std::future::Future;
 use std::net::SocketAddr;

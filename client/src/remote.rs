@@ -22,16 +22,6 @@ use crate::cli::Compression;
 use crate::tls::{Connector, Security, Verdict};
 use crate::ClientError;
 
-/// The response encodings `compression` accepts, in order of preference.
-fn accepted(compression: Compression) -> &'static [CompressionEncoding] {
-    match compression {
-        Compression::Auto => &[CompressionEncoding::Zstd, CompressionEncoding::Gzip],
-        Compression::Zstd => &[CompressionEncoding::Zstd],
-        Compression::Gzip => &[CompressionEncoding::Gzip],
-        Compression::None => &[],
-    }
-}
-
 /// Largest response the client accepts; batches are far smaller.
 const MAX_MESSAGE: usize = 64 << 20;
 /// Largest HTTP/2 frame the client reads (the protocol's default is
@@ -58,6 +48,16 @@ pub struct Subscribed {
     /// The host name the agent reported (None from an agent that does not).
     pub hostname: Option<String>,
     pub responses: Responses,
+}
+
+/// The response encodings `compression` accepts, in order of preference.
+fn accepted(compression: Compression) -> &'static [CompressionEncoding] {
+    match compression {
+        Compression::Auto => &[CompressionEncoding::Zstd, CompressionEncoding::Gzip],
+        Compression::Zstd => &[CompressionEncoding::Zstd],
+        Compression::Gzip => &[CompressionEncoding::Gzip],
+        Compression::None => &[],
+    }
 }
 
 /// Connects to the agent at `addr` and starts `request`.
