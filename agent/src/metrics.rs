@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::tls::TlsStats;
+use crate::wire::WireStats;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -189,6 +190,12 @@ pub const SUBSCRIBERS_REJECTED: Metric = counter(
     "Subscriptions refused with RESOURCE_EXHAUSTED: --max-subscribers were open already.",
 );
 
+pub const RESPONSE_BYTES: Metric = counter(
+    "routewatch_response_bytes",
+    &["compression"],
+    "Bytes of Subscribe responses sent (gRPC messages with their headers, before HTTP/2 framing and TLS), by compression: none, zstd or gzip.",
+);
+
 /// Every metric, in the order they are exported.
 pub const ALL: &[Metric] = &[
     BUILD,
@@ -215,6 +222,7 @@ pub const ALL: &[Metric] = &[
     TLS_HANDSHAKE_TIMEOUTS,
     CLIENTS_DENIED,
     SUBSCRIBERS_REJECTED,
+    RESPONSE_BYTES,
 ];
 
 /// The agent's metrics, ready to encode.
@@ -224,25 +232,33 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Metrics read from `pipeline`, the TLS layer and the admission limit.
-    pub fn new(pipeline: &Pipeline, tls: Arc<TlsStats>, rejected: Arc<AtomicU64>) -> Metrics {
+    /// Metrics read from `pipeline`, the TLS layer, the admission limit
+    /// and the responses sent.
+    pub fn new(
+        pipeline: &Pipeline,
+        tls: Arc<TlsStats>,
+        rejected: Arc<AtomicU64>,
+        wire: Arc<WireStats>,
+    ) -> Metrics {
         Metrics::of(
             pipeline.journal.clone(),
             pipeline.stats.clone(),
             pipeline.namespaces.clone(),
             tls,
             rejected,
+            wire,
         )
     }
 
     /// Metrics read from a journal, the counters of its sources, the TLS
-    /// layer's and the admission limit's.
+    /// layer's, the admission limit's and the responses'.
     pub fn of(
         journal: Arc<Journal>,
         sources: Arc<SourceStats>,
         namespaces: Arc<NamespaceStats>,
         tls: Arc<TlsStats>,
         rejected: Arc<AtomicU64>,
+        wire: Arc<WireStats>,
     ) -> Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Scrape {
@@ -251,6 +267,7 @@ impl Metrics {
             namespaces,
             tls,
             rejected,
+            wire,
         }));
         Metrics { registry }
     }
@@ -271,6 +288,7 @@ struct Scrape {
     namespaces: Arc<NamespaceStats>,
     tls: Arc<TlsStats>,
     rejected: Arc<AtomicU64>,
+    wire: Arc<WireStats>,
 }
 
 impl fmt::Debug for Scrape {
@@ -453,6 +471,15 @@ impl Collector for Scrape {
         )?;
         write(e, &CLIENTS_DENIED, one_count(&self.tls.clients_denied))?;
         write(e, &SUBSCRIBERS_REJECTED, one_count(&self.rejected))?;
+        let bytes = [
+            ("none", &self.wire.plain_bytes),
+            ("zstd", &self.wire.zstd_bytes),
+            ("gzip", &self.wire.gzip_bytes),
+        ]
+        .into_iter()
+        .map(|(c, n)| (vec![c], n.load(Ordering::Relaxed)))
+        .collect();
+        write(e, &RESPONSE_BYTES, Samples::Count(bytes))?;
         Ok(())
     }
 }

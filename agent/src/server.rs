@@ -27,7 +27,7 @@ use crate::pipeline::{Pipeline, Subscriber};
 use crate::request::{self, MAX_REQUEST_BYTES};
 use crate::session::ResponseStream;
 use crate::tls::{AllowList, Handshaker, Incoming, PeerInfo, Reloader, TlsStats};
-use crate::wire::{ResponseEncoding, Routes};
+use crate::wire::{ResponseEncoding, Routes, WireStats};
 
 /// Largest block of request headers (gRPC metadata) the agent reads.
 const MAX_HEADER_BYTES: u32 = 16 << 10;
@@ -123,10 +123,12 @@ pub async fn run(
     let token = CancellationToken::new();
     let mut pipeline = Pipeline::start(config.pipeline.clone(), token.clone())?;
     let admission = Admission::new(config.max_subscribers);
+    let wire_stats = Arc::new(WireStats::default());
     let metrics = Arc::new(Metrics::new(
         &pipeline,
         tls_stats.clone(),
         admission.rejected.clone(),
+        wire_stats.clone(),
     ));
     let exposition = Arc::new(ops::AgentOps {
         metrics: metrics.clone(),
@@ -174,6 +176,7 @@ pub async fn run(
             hostname: config.hostname.clone(),
         },
         MAX_REQUEST_BYTES,
+        wire_stats,
     );
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RouteWatchServer<Service>>().await;

@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Write;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
@@ -57,6 +58,7 @@ pub struct Routes<T: RouteWatch> {
     generated: RouteWatchServer<T>,
     max_request_bytes: usize,
     zstd: Arc<SharedZstd>,
+    stats: Arc<WireStats>,
 }
 
 impl<T: RouteWatch> Clone for Routes<T> {
@@ -66,6 +68,7 @@ impl<T: RouteWatch> Clone for Routes<T> {
             generated: self.generated.clone(),
             max_request_bytes: self.max_request_bytes,
             zstd: self.zstd.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -78,10 +81,11 @@ impl<T> Routes<T>
 where
     T: RouteWatch<SubscribeStream = ResponseStream>,
 {
-    /// Serves `service`, reading requests of at most `max_request_bytes`.
-    /// Responses are compressed with zstd or gzip when the client accepts
-    /// one (its order of preference decides), requests may be.
-    pub fn new(service: T, max_request_bytes: usize) -> Routes<T> {
+    /// Serves `service`, reading requests of at most `max_request_bytes`
+    /// and counting the bytes of responses in `stats`. Responses are
+    /// compressed with zstd or gzip when the client accepts one (its order
+    /// of preference decides), requests may be.
+    pub fn new(service: T, max_request_bytes: usize, stats: Arc<WireStats>) -> Routes<T> {
         let service = Arc::new(service);
         let generated = RouteWatchServer::from_arc(service.clone())
             .max_decoding_message_size(max_request_bytes)
@@ -94,6 +98,7 @@ where
             generated,
             max_request_bytes,
             zstd: Arc::default(),
+            stats,
         }
     }
 }
@@ -116,9 +121,9 @@ where
         }
         let service = self.service.clone();
         let max = self.max_request_bytes;
-        let zstd = self.zstd.clone();
+        let shared = (self.zstd.clone(), self.stats.clone());
         Box::pin(async move {
-            Ok(subscribe(service, request, max, zstd)
+            Ok(subscribe(service, request, max, shared)
                 .await
                 .unwrap_or_else(|status| status.into_http()))
         })
@@ -129,7 +134,7 @@ async fn subscribe<T>(
     service: Arc<T>,
     request: http::Request<Body>,
     max_request_bytes: usize,
-    zstd: Arc<SharedZstd>,
+    (zstd, stats): (Arc<SharedZstd>, Arc<WireStats>),
 ) -> Result<http::Response<Body>, Status>
 where
     T: RouteWatch<SubscribeStream = ResponseStream>,
@@ -147,7 +152,7 @@ where
     let mut request = tonic::Request::from_http(http::Request::from_parts(parts, message));
     request.extensions_mut().insert(ResponseEncoding(respond));
     let (metadata, responses, _) = service.subscribe(request).await?.into_parts();
-    let mut response = http::Response::new(Body::new(Frames::new(responses, respond, zstd)));
+    let mut response = http::Response::new(Body::new(Frames::new(responses, respond, zstd, stats)));
     *response.headers_mut() = metadata.into_headers();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -155,6 +160,26 @@ where
         headers.insert("grpc-encoding", HeaderValue::from_static(name(encoding)));
     }
     Ok(response)
+}
+
+/// Bytes of Subscribe responses handed to HTTP/2 (gRPC messages with their
+/// headers), by compression, for the metrics.
+#[derive(Debug, Default)]
+pub struct WireStats {
+    pub plain_bytes: AtomicU64,
+    pub zstd_bytes: AtomicU64,
+    pub gzip_bytes: AtomicU64,
+}
+
+impl WireStats {
+    fn count(&self, encoding: Option<CompressionEncoding>, bytes: usize) {
+        let counter = match encoding {
+            None => &self.plain_bytes,
+            Some(CompressionEncoding::Gzip) => &self.gzip_bytes,
+            Some(_) => &self.zstd_bytes,
+        };
+        counter.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
 }
 
 /// The compression a Subscribe call's responses use (`None`: plain), in
@@ -212,18 +237,22 @@ fn response_encoding(headers: &HeaderMap) -> Option<CompressionEncoding> {
 /// records as the shared slices they are, then the trailers.
 pub struct Frames {
     responses: ResponseStream,
+    encoding: Option<CompressionEncoding>,
     compression: Option<Compressor>,
+    stats: Arc<WireStats>,
     ready: VecDeque<Bytes>,
     ended: bool,
 }
 
 impl Frames {
     /// `responses` as messages compressed with `encoding`; zstd frames of
-    /// shared slices come from (and go into) `zstd`.
+    /// shared slices come from (and go into) `zstd`; bytes are counted in
+    /// `stats`.
     pub fn new(
         responses: ResponseStream,
         encoding: Option<CompressionEncoding>,
         zstd: Arc<SharedZstd>,
+        stats: Arc<WireStats>,
     ) -> Frames {
         let compression = encoding.map(|e| match e {
             CompressionEncoding::Gzip => Compressor::Gzip,
@@ -231,7 +260,9 @@ impl Frames {
         });
         Frames {
             responses,
+            encoding,
             compression,
+            stats,
             ready: VecDeque::new(),
             ended: false,
         }
@@ -250,6 +281,7 @@ impl Frames {
         let len = parts.iter().map(Bytes::len).sum::<usize>() + events_len;
         let mut small = BytesMut::with_capacity(5 + len.min(COPY_BELOW * 2));
         put_header(&mut small, compressed, len)?;
+        self.stats.count(self.encoding, 5 + len);
         for part in parts {
             if part.len() < COPY_BELOW {
                 small.put_slice(&part);
@@ -478,10 +510,15 @@ mod tests {
             tx.try_send(r).unwrap();
         }
         drop(tx);
-        let collected = Frames::new(ReceiverStream::new(rx), encoding, Arc::default())
-            .collect()
-            .await
-            .expect("no body error");
+        let collected = Frames::new(
+            ReceiverStream::new(rx),
+            encoding,
+            Arc::default(),
+            Arc::default(),
+        )
+        .collect()
+        .await
+        .expect("no body error");
         let trailers = collected.trailers().cloned().expect("trailers");
         let mut wire = collected.to_bytes();
         let mut messages = Vec::new();
@@ -560,7 +597,12 @@ mod tests {
         ])))
         .unwrap();
         drop(tx);
-        let mut frames = Frames::new(ReceiverStream::new(rx), None, Arc::default());
+        let mut frames = Frames::new(
+            ReceiverStream::new(rx),
+            None,
+            Arc::default(),
+            Arc::default(),
+        );
         let mut data = Vec::new();
         while let Some(frame) = frames.frame().await {
             if let Ok(bytes) = frame.unwrap().into_data() {
@@ -588,7 +630,12 @@ mod tests {
                 .unwrap();
             drop(tx);
             let encoding = Some(CompressionEncoding::Zstd);
-            let mut frames = Frames::new(ReceiverStream::new(rx), encoding, shared.clone());
+            let mut frames = Frames::new(
+                ReceiverStream::new(rx),
+                encoding,
+                shared.clone(),
+                Arc::default(),
+            );
             while let Some(frame) = frames.frame().await {
                 if let Ok(bytes) = frame.unwrap().into_data() {
                     sent.push(bytes);

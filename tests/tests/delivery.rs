@@ -6,6 +6,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use routewatch_tests::ops::scrape;
 use routewatch_tests::util::temp_path;
 use routewatch_tests::{
     add_veth_pair, blackholes, eventually_matches_kernel, Agent, Netns, StreamCheck, Tail,
@@ -286,13 +287,15 @@ fn a_restarted_tail_resumes_from_its_cursor_file_or_resyncs_when_too_old() {
 
 /// Every response encoding a client can ask for carries the same stream:
 /// subscribers accepting only zstd, only gzip, both, or neither each end
-/// with the kernel's table and every change once, and the agent used the
-/// encoding each one asked for (zstd first for `auto`).
+/// with the kernel's table and every change once, the agent used the
+/// encoding each one asked for (zstd first for `auto`), and its metrics
+/// count the bytes of each.
 #[test]
 fn every_response_encoding_carries_the_same_exact_stream() {
+    const OPS: &str = "127.0.0.1:9464";
     let ns = Netns::new();
     add_veth_pair(&ns);
-    let agent = Agent::start(&ns);
+    let agent = Agent::start_with(&ns, &["--ops-listen", OPS]);
     // A snapshot of several messages, then churn in large batches.
     ns.ip_batch(&blackholes("add", 0..3000));
     let choices = ["zstd", "gzip", "auto", "none"];
@@ -339,4 +342,15 @@ fn every_response_encoding_carries_the_same_exact_stream() {
     let mut sorted = used.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, ["gzip", "none", "zstd", "zstd"], "{log}");
+    let metrics = scrape(&ns, OPS);
+    let bytes = |c: &str| {
+        metrics
+            .value("routewatch_response_bytes_total", &[("compression", c)])
+            .unwrap_or_else(|| panic!("no response bytes for {c}: {metrics:?}"))
+    };
+    // 13000 snapshot and live events of about 100 bytes each, at least.
+    assert!(bytes("none") > 1_000_000.0, "{}", bytes("none"));
+    assert!(bytes("gzip") > 0.0 && bytes("gzip") < bytes("none") / 2.0);
+    // Two zstd streams.
+    assert!(bytes("zstd") > 0.0 && bytes("zstd") < bytes("none"));
 }
