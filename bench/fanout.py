@@ -12,7 +12,9 @@ Each run uses a fresh network namespace (veth pair va/vb up,
 192.168.255.1/24 on va), like churn.py. Inside it run
 `routewatch-agent --insecure --listen 127.0.0.1:PORT` and K subscribers
 `routewatch tail --insecure -o json --compression C 127.0.0.1:PORT > FILE`,
-one file each. Sides (one namespace per run; sides alternate a, b, c, ...):
+one file each (with --tls: a scratch CA and agent certificate, the agent
+with --tls-cert/--tls-key and the subscribers with --ca instead).
+Sides (one namespace per run; sides alternate a, b, c, ...):
 
   (a) K=1 (--base),          --compression none
   (b) K=100 (--subscribers), --compression none
@@ -77,6 +79,9 @@ def parse_args():
                    help="sides to run, in this order every round: a (base, no compression), "
                         "b (many, no compression), c (many, compression auto), d (base, compression auto); "
                         "default abc")
+    p.add_argument("--tls", action="store_true",
+                   help="serve over TLS (a scratch CA and agent certificate made with openssl) instead of "
+                        "--insecure: every subscriber's bytes are then encrypted on their own")
     bl.add_port_and_deadline(p)
     p.add_argument("--quiet", type=float, default=1.0,
                    help="seconds without CPU or output that count as quiet (default 1.0)")
@@ -98,7 +103,33 @@ def side_k(args, side):
 
 
 def side_label(args, side):
-    return f"K={side_k(args, side)} --compression {SIDES[side][1]}"
+    tls = " (TLS)" if args.tls else ""
+    return f"K={side_k(args, side)} --compression {SIDES[side][1]}{tls}"
+
+
+def make_pki(work):
+    """A scratch CA and an agent certificate for 127.0.0.1, made with
+    openssl; returns (agent arguments, subscriber arguments)."""
+    d = os.path.join(work, "pki")
+    os.mkdir(d)
+    ext = os.path.join(d, "agent.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+    p = lambda name: os.path.join(d, name)  # noqa: E731
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    steps = [
+        ["openssl", "req", "-x509", *ec, "-keyout", p("ca.key"), "-out", p("ca.pem"),
+         "-subj", "/CN=routewatch bench CA", "-days", "2"],
+        ["openssl", "req", *ec, "-keyout", p("agent.key"), "-out", p("agent.csr"), "-subj", "/CN=agent"],
+        ["openssl", "x509", "-req", "-in", p("agent.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
+         "-CAcreateserial", "-out", p("agent.pem"), "-days", "2", "-extfile", ext],
+    ]
+    for argv in steps:
+        r = subprocess.run(argv, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BenchError(f"`{' '.join(argv[:3])} ...` failed: {r.stderr.strip()[:500]}")
+    return (["--tls-cert", p("agent.pem"), "--tls-key", p("agent.key")], ["--ca", p("ca.pem")])
 
 
 # --------------------------------------------------------------------------
@@ -327,7 +358,7 @@ def agent_log_counts(text):
 # One run
 
 
-def run_side(args, work, add_batch, del_batch, side, k_run):
+def run_side(args, work, add_batch, del_batch, side, k_run, security):
     k = side_k(args, side)
     compression = SIDES[side][1]
     n2 = 2 * args.n
@@ -338,7 +369,8 @@ def run_side(args, work, add_batch, del_batch, side, k_run):
         ns.setup_veth()
         addr = f"127.0.0.1:{args.port}"
         agent_err = os.path.join(d, "agent.log")
-        agent = bl.Proc("routewatch-agent", [bl.AGENT, "--insecure", "--listen", addr], ns,
+        agent_security, sub_security = security
+        agent = bl.Proc("routewatch-agent", [bl.AGENT, *agent_security, "--listen", addr], ns,
                         stderr=agent_err, env={"ROUTEWATCH_LOG": "info"})
         bl.wait_until(lambda: bl.file_contains(agent_err, b"serving"), args.deadline,
                       "the agent to serve (first dump complete)", proc=agent)
@@ -347,7 +379,7 @@ def run_side(args, work, add_batch, del_batch, side, k_run):
         for i in range(k):
             out = os.path.join(d, f"sub-{i + 1}.jsonl")
             sub = bl.Proc(f"subscriber {i + 1}",
-                          [bl.CLIENT, "tail", "--insecure", "-o", "json", "--compression", compression, addr],
+                          [bl.CLIENT, "tail", *sub_security, "-o", "json", "--compression", compression, addr],
                           ns, stdout=out, stderr=os.path.join(d, f"sub-{i + 1}.err"),
                           env={"ROUTEWATCH_LOG": "warn"})
             subs.append(sub)
@@ -527,8 +559,12 @@ def report(args, runs):
         print(f"NOTE  the K={args.base} agent used less than one clock tick: no ratio; raise N")
     if base and "b" in med:
         ratio = med["b"] / base
-        print(f"GOAL  K={args.subscribers} / K={args.base}, --compression none: {ratio:.2f}x "
-              f"(goal <= {GOAL:.2f}x): {'met' if ratio <= GOAL else 'NOT MET'}")
+        if args.tls:
+            print(f"INFO  K={args.subscribers} / K={args.base}, --compression none, TLS: {ratio:.2f}x "
+                  f"(the goal, <= {GOAL:.2f}x, is for plain connections)")
+        else:
+            print(f"GOAL  K={args.subscribers} / K={args.base}, --compression none: {ratio:.2f}x "
+                  f"(goal <= {GOAL:.2f}x): {'met' if ratio <= GOAL else 'NOT MET'}")
         paired = [rb["agent_us_per_event"] / ra["agent_us_per_event"]
                   for ra, rb in zip(runs["a"], runs["b"]) if ra["agent_us_per_event"]]
         print(f"      per round: {', '.join(f'{x:.2f}x' for x in paired)}")
@@ -551,7 +587,10 @@ def report(args, runs):
 def main():
     args = parse_args()
     bl.preflight()
+    if args.tls and shutil.which("openssl") is None:
+        bl.die("--tls needs openssl (to make a scratch CA and certificate); install it or drop --tls", 2)
     work = bl.workdir(keep=args.keep, prefix="rwbench-fanout.")
+    security = make_pki(work) if args.tls else (["--insecure"], ["--insecure"])
     if args.keep:
         log(f"work directory: {work}")
     log(f"generating batch files for N={args.n}")
@@ -560,7 +599,7 @@ def main():
     for k in range(args.runs):
         for side in args.sides:
             log(f"run {k + 1}/{args.runs}: ({side}) {side_label(args, side)}")
-            r = run_side(args, work, add_batch, del_batch, side, k)
+            r = run_side(args, work, add_batch, del_batch, side, k, security)
             got = [c["notif_route"] for c in r["checks"]]
             log(f"  agent {r['agent_us_per_event']:.2f} us/event (cpu {r['agent_cpu_s']:.2f}s), "
                 f"subscribers {r['subs_cpu_s']:.2f}s; events per subscriber {min(got)}..{max(got)} of "
