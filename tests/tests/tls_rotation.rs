@@ -1,7 +1,8 @@
 //! Certificate rotation without a restart: the agent re-reads its TLS
 //! files when they change (and on SIGHUP). New connections get the new
 //! material, streams opened before go on, and unusable files are reported
-//! while the old material keeps serving.
+//! while the old material keeps serving. A running client re-reads its own
+//! files too.
 
 mod pki;
 
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use pki::{strs, Ca, Dir, Mtls};
 use routewatch_tests::util::{poll, signal};
-use routewatch_tests::{eventually_matches_kernel, Agent, Env, CHECK_TIMEOUT};
+use routewatch_tests::{
+    add_veth_pair, eventually_matches_kernel, Agent, Env, Netns, CHECK_TIMEOUT, SYNC_TIMEOUT,
+};
 
 /// How long a change of the files may take to reach new connections
 /// (the tests check every second).
@@ -135,4 +138,36 @@ fn unusable_new_files_keep_the_old_material_and_sighup_reloads_at_once() {
         .expect_err("the old CA no longer verifies the agent");
     env.ns.ip("route add 10.131.0.0/24 via 10.1.0.10");
     eventually_matches_kernel(&env.ns, || env.tail.objects(), CHECK_TIMEOUT);
+}
+
+/// A running client re-reads its own TLS files when they change: when its
+/// CA, certificate and key are renewed under it (to a new CA, as the agent
+/// is), it reconnects with them instead of failing every handshake until
+/// someone restarts it.
+#[test]
+fn a_running_client_reconnects_with_its_renewed_files() {
+    let dir = Dir::new();
+    let old = Mtls::new(&dir, &Ca::new("old CA"), "");
+    let new = Mtls::new(&dir, &Ca::new("new CA"), "next-");
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start_tls(&ns, &strs(&old.agent_args), &strs(&old.client_args));
+    let tail = agent.tail(&ns);
+    tail.wait_synced(SYNC_TIMEOUT);
+    // The agent goes down, the client's files are renewed under the running
+    // tail, and the agent comes back with the new CA's material.
+    agent.stop(Duration::from_secs(10));
+    for name in ["ca.pem", "client.pem", "client-key.pem"] {
+        let text = std::fs::read_to_string(dir.path(&format!("next-{name}"))).unwrap();
+        dir.replace(name, &text);
+    }
+    let agent = Agent::start_tls(&ns, &strs(&new.agent_args), &strs(&new.client_args));
+    ns.ip("route add 10.132.0.0/24 via 10.1.0.10");
+    eventually_matches_kernel(&ns, || tail.objects(), CHECK_TIMEOUT);
+    let stderr = tail.stderr();
+    assert!(
+        stderr.contains("TLS files changed: new connections use them"),
+        "{stderr}\n--- agent log ---\n{}",
+        agent.log()
+    );
 }

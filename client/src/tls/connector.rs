@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -12,7 +13,7 @@ use rustls_pki_types::ServerName;
 
 use crate::tls::connection::{Connection, Verdict};
 use crate::tls::problem::describe_io;
-use crate::tls::security::Security;
+use crate::tls::security::{Security, TlsSettings};
 use crate::ClientError;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -30,7 +31,9 @@ pub struct Connector {
 
 #[derive(Clone)]
 struct Tls {
-    connector: tokio_rustls::TlsConnector,
+    /// Asked for its configuration at each connection (the files may
+    /// have been renewed).
+    settings: Arc<TlsSettings>,
     server_name: ServerName<'static>,
     client_cert: bool,
 }
@@ -57,7 +60,7 @@ impl Connector {
                     }
                 };
                 Some(Tls {
-                    connector: tokio_rustls::TlsConnector::from(settings.config.clone()),
+                    settings: settings.clone(),
                     server_name,
                     client_cert: settings.client_cert,
                 })
@@ -96,7 +99,8 @@ impl tower::Service<http::Uri> for Connector {
             let Some(tls) = tls else {
                 return Ok(TokioIo::new(Connection::plain(tcp, verdict)));
             };
-            match tls.connector.connect(tls.server_name.clone(), tcp).await {
+            let connector = tokio_rustls::TlsConnector::from(tls.settings.config());
+            match connector.connect(tls.server_name.clone(), tcp).await {
                 Ok(stream) => Ok(TokioIo::new(Connection::tls(
                     stream,
                     tls.client_cert,
