@@ -28,6 +28,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http_body::Frame;
+use routewatch_proto::batch::EVENTS;
 use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
 use routewatch_proto::v1::{Event, SubscribeRequest, SubscribeResponse};
 use tokio_stream::Stream;
@@ -237,7 +238,6 @@ fn response_encoding(headers: &HeaderMap) -> Option<CompressionEncoding> {
 /// records as the shared slices they are, then the trailers.
 pub struct Frames {
     responses: ResponseStream,
-    encoding: Option<CompressionEncoding>,
     compression: Option<Compressor>,
     stats: Arc<WireStats>,
     ready: VecDeque<Bytes>,
@@ -260,7 +260,6 @@ impl Frames {
         });
         Frames {
             responses,
-            encoding,
             compression,
             stats,
             ready: VecDeque::new(),
@@ -281,7 +280,8 @@ impl Frames {
         let len = parts.iter().map(Bytes::len).sum::<usize>() + events_len;
         let mut small = BytesMut::with_capacity(5 + len.min(COPY_BELOW * 2));
         put_header(&mut small, compressed, len)?;
-        self.stats.count(self.encoding, 5 + len);
+        let encoding = self.compression.as_ref().map(Compressor::encoding);
+        self.stats.count(encoding, 5 + len);
         for part in parts {
             if part.len() < COPY_BELOW {
                 small.put_slice(&part);
@@ -293,7 +293,7 @@ impl Frames {
             }
         }
         for event in &events {
-            prost::encoding::message::encode(1, event, &mut small);
+            prost::encoding::message::encode(EVENTS, event, &mut small);
         }
         if !small.is_empty() {
             self.ready.push_back(small.freeze());
@@ -303,7 +303,7 @@ impl Frames {
 }
 
 fn event_field_len(event: &Event) -> usize {
-    prost::encoding::message::encoded_len(1, event)
+    prost::encoding::message::encoded_len(EVENTS, event)
 }
 
 /// The gRPC message header: the compressed flag and the length.
@@ -372,6 +372,13 @@ enum Compressor {
 }
 
 impl Compressor {
+    fn encoding(&self) -> CompressionEncoding {
+        match self {
+            Compressor::Gzip => CompressionEncoding::Gzip,
+            Compressor::Zstd(_) => CompressionEncoding::Zstd,
+        }
+    }
+
     /// The message (records, then events) compressed, in parts to send
     /// side by side.
     fn compress(&self, records: Vec<Bytes>, events: &[Event]) -> Result<Vec<Bytes>, Status> {
@@ -379,7 +386,7 @@ impl Compressor {
         let events = (!events.is_empty()).then(|| {
             let mut buf = Vec::new();
             for event in events {
-                prost::encoding::message::encode(1, event, &mut buf);
+                prost::encoding::message::encode(EVENTS, event, &mut buf);
             }
             buf
         });

@@ -14,7 +14,8 @@ use prost::{DecodeError, Message};
 
 use crate::v1::Event;
 
-const EVENTS: u32 = 1;
+/// The field number of `SubscribeResponse.events`: each record is one.
+pub const EVENTS: u32 = 1;
 
 /// A batch of events, in stream order (see `routewatch.proto`).
 #[derive(Clone, Default, PartialEq)]
