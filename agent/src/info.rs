@@ -37,6 +37,7 @@ pub fn agent_info(journal: &Journal, hostname: &str, start_time_unix_nano: i64) 
                 family,
                 routes,
                 nexthops,
+                rules: 0,
             })
             .collect(),
         subscribers: journal.subscribers.list(),

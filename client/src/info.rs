@@ -259,16 +259,19 @@ mod tests {
                     family: Family::Unspecified as i32,
                     routes: 0,
                     nexthops: 1,
+                    rules: 0,
                 },
                 FamilyCount {
                     family: Family::Inet as i32,
                     routes: 12,
                     nexthops: 2,
+                    rules: 0,
                 },
                 FamilyCount {
                     family: Family::Inet6 as i32,
                     routes: 8,
                     nexthops: 0,
+                    rules: 0,
                 },
             ],
             subscribers: vec![SubscriberInfo {

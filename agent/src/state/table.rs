@@ -421,6 +421,7 @@ impl StateTable {
             scope: u32::from(msg.scope),
             flags: msg.flags,
             fdb: msg.fdb,
+            ..Default::default()
         }
     }
 
@@ -444,6 +445,7 @@ impl StateTable {
                                 ifindex: member.ifindex,
                                 weight: m.weight,
                                 flags: member.flags,
+                                encap: member.encap.clone(),
                             })
                         })
                         .collect();
@@ -573,6 +575,7 @@ fn as_hops(r: &Route) -> Vec<NextHop> {
         ifindex: r.ifindex,
         weight: 1,
         flags: 0,
+        encap: r.encap.clone(),
     }]
 }
 
