@@ -14,12 +14,13 @@ pub fn agent_info(journal: &Journal, hostname: &str, start_time_unix_nano: i64) 
             stream_id: core.info().stream_id.clone(),
             seq: core.last_seq(),
         };
-        let mut counts: BTreeMap<i32, (u64, u64)> = BTreeMap::new();
+        let mut counts: BTreeMap<i32, (u64, u64, u64)> = BTreeMap::new();
         for (_, table) in core.tables() {
-            for (family, (routes, nexthops)) in table.counts() {
+            for (family, (routes, nexthops, rules)) in table.counts() {
                 let sum = counts.entry(family).or_default();
                 sum.0 += routes;
                 sum.1 += nexthops;
+                sum.2 += rules;
             }
         }
         (cursor, core.oldest_seq(), counts)
@@ -33,11 +34,11 @@ pub fn agent_info(journal: &Journal, hostname: &str, start_time_unix_nano: i64) 
         start_time_unix_nano,
         counts: counts
             .into_iter()
-            .map(|(family, (routes, nexthops))| FamilyCount {
+            .map(|(family, (routes, nexthops, rules))| FamilyCount {
                 family,
                 routes,
                 nexthops,
-                rules: 0,
+                rules,
             })
             .collect(),
         subscribers: journal.subscribers.list(),

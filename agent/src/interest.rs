@@ -95,6 +95,7 @@ impl Interest {
         let object = match object {
             Object::Route(r) => filter::Object::Route(r),
             Object::Nexthop(n) => filter::Object::Nexthop(n),
+            Object::Rule(r) => filter::Object::Rule(r),
         };
         self.filters.matches(&Subject {
             action: match action {

@@ -593,6 +593,7 @@ pub fn encode_change_record(
     let object_len = match &change.object {
         Object::Route(r) => message::encoded_len(4, &**r),
         Object::Nexthop(n) => message::encoded_len(5, &**n),
+        Object::Rule(r) => message::encoded_len(6, &**r),
     };
     let change_len = int32::encoded_len(1, &action)
         + int32::encoded_len(2, &origin)
@@ -640,6 +641,7 @@ pub fn encode_change_record(
     match &change.object {
         Object::Route(r) => message::encode(4, &**r, buf),
         Object::Nexthop(n) => message::encode(5, &**n, buf),
+        Object::Rule(r) => message::encode(6, &**r, buf),
     }
 }
 
@@ -648,6 +650,7 @@ pub fn change_kind(change: &Change, origin: api::Origin) -> event::Kind {
     let object = match &change.object {
         Object::Route(r) => api::change::Object::Route((**r).clone()),
         Object::Nexthop(n) => api::change::Object::Nexthop((**n).clone()),
+        Object::Rule(r) => api::change::Object::Rule((**r).clone()),
     };
     event::Kind::Change(api::Change {
         action: match change.action {

@@ -148,6 +148,11 @@ pub const NEXTHOPS: Metric = gauge(
     &["netns", "family"],
     "Nexthop objects in the agent's tables, by network namespace and family (unspec: groups and blackholes).",
 );
+pub const RULES: Metric = gauge(
+    "routewatch_rules",
+    &["netns", "family"],
+    "Policy rules in the agent's tables, by network namespace and family.",
+);
 pub const NAMESPACES: Metric = gauge("routewatch_namespaces", &[], "Network namespaces watched.");
 pub const NAMESPACE_FAILURES: Metric = counter(
     "routewatch_namespace_failures",
@@ -213,6 +218,7 @@ pub const ALL: &[Metric] = &[
     JOURNAL_BYTES,
     ROUTES,
     NEXTHOPS,
+    RULES,
     NAMESPACES,
     NAMESPACE_FAILURES,
     READY,
@@ -373,16 +379,20 @@ fn slug(reason: &str) -> String {
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         // Everything the journal's lock protects, read at one instant.
-        let (published, last_seq, ring_changes, ring_bytes, mut routes, mut nexthops) = {
+        let (published, last_seq, ring_changes, ring_bytes, mut routes, mut nexthops, mut rules) = {
             let core = self.journal.lock();
             let mut routes: Vec<(String, &'static str, i64)> = Vec::new();
             let mut nexthops: Vec<(String, &'static str, i64)> = Vec::new();
+            let mut rules: Vec<(String, &'static str, i64)> = Vec::new();
             for (netns, table) in core.tables() {
-                for (family, n) in table.route_families() {
-                    routes.push((netns.to_string(), family_name(family), n as i64));
-                }
-                for (family, n) in table.nexthop_families() {
-                    nexthops.push((netns.to_string(), family_name(family), n as i64));
+                for (out, counts) in [
+                    (&mut routes, table.route_families()),
+                    (&mut nexthops, table.nexthop_families()),
+                    (&mut rules, table.rule_families()),
+                ] {
+                    for (family, n) in counts {
+                        out.push((netns.to_string(), family_name(family), n as i64));
+                    }
                 }
             }
             (
@@ -392,10 +402,12 @@ impl Collector for Scrape {
                 core.ring_bytes() as u64,
                 routes,
                 nexthops,
+                rules,
             )
         };
         routes.sort();
         nexthops.sort();
+        rules.sort();
         let subscribers = &self.journal.subscribers;
         let e = &mut encoder;
 
@@ -450,6 +462,7 @@ impl Collector for Scrape {
         write(e, &JOURNAL_BYTES, one_level(ring_bytes))?;
         write(e, &ROUTES, Samples::Level(per_family(&routes)))?;
         write(e, &NEXTHOPS, Samples::Level(per_family(&nexthops)))?;
+        write(e, &RULES, Samples::Level(per_family(&rules)))?;
         write(
             e,
             &NAMESPACES,

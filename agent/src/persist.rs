@@ -327,6 +327,7 @@ fn change_of(ev: &api::Event) -> Option<Change> {
     let object = match c.object.clone()? {
         api::change::Object::Route(r) => Object::Route(Arc::new(r)),
         api::change::Object::Nexthop(n) => Object::Nexthop(Arc::new(n)),
+        api::change::Object::Rule(r) => Object::Rule(Arc::new(r)),
     };
     Some(Change {
         action,

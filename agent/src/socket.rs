@@ -1,5 +1,5 @@
-//! The rtnetlink socket: joined to the route, nexthop, link and address
-//! groups, with a large receive buffer. Dump requests go out on the same
+//! The rtnetlink socket: joined to the route, rule, nexthop, link and
+//! address groups, with a large receive buffer. Dump requests go out on the same
 //! socket, so dump replies and notifications arrive in one order.
 
 use std::io;
@@ -14,12 +14,15 @@ use crate::netns::Namespace;
 const RTNLGRP_LINK: u32 = 1;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV4_RULE: u32 = 8;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
+const RTNLGRP_IPV6_RULE: u32 = 19;
 const RTNLGRP_NEXTHOP: u32 = 32;
 
 const RTM_GETLINK: u16 = 18;
 const RTM_GETROUTE: u16 = 26;
+const RTM_GETRULE: u16 = 34;
 const RTM_GETNEXTHOP: u16 = 106;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_DUMP: u16 = 0x300;
@@ -29,6 +32,7 @@ const NLM_F_DUMP: u16 = 0x300;
 pub enum DumpKind {
     Links,
     Nexthops,
+    Rules,
     Routes,
 }
 
@@ -91,11 +95,13 @@ impl NetlinkSocket {
     /// Sends a dump request for `kind`, tagged with `seq`.
     pub fn request_dump(&self, kind: DumpKind, seq: u32) -> io::Result<()> {
         // nlmsghdr + the family header of the request (ifinfomsg 16 bytes,
-        // rtmsg 12, nhmsg 8), all zero: every family, every table.
+        // rtmsg 12, nhmsg 8, fib_rule_hdr 12), all zero: every family,
+        // every table.
         let (kind, body) = match kind {
             DumpKind::Links => (RTM_GETLINK, 16),
             DumpKind::Routes => (RTM_GETROUTE, 12),
             DumpKind::Nexthops => (RTM_GETNEXTHOP, 8),
+            DumpKind::Rules => (RTM_GETRULE, 12),
         };
         let len = 16 + body;
         let mut msg = vec![0u8; len];
@@ -141,8 +147,10 @@ fn create(rcvbuf: usize) -> Result<(Socket, u32, usize), AgentError> {
         RTNLGRP_LINK,
         RTNLGRP_IPV4_IFADDR,
         RTNLGRP_IPV4_ROUTE,
+        RTNLGRP_IPV4_RULE,
         RTNLGRP_IPV6_IFADDR,
         RTNLGRP_IPV6_ROUTE,
+        RTNLGRP_IPV6_RULE,
         RTNLGRP_NEXTHOP,
     ] {
         socket

@@ -5,7 +5,7 @@
 //! the kernel may have changed routes without a message -- a netlink overflow
 //! (ENOBUFS), a message that did not decode, the silent IPv4 flushes on link
 //! down / carrier loss / link deletion / address removal -- it re-dumps
-//! links, nexthop objects and routes into a fresh table, keeps applying
+//! links, nexthop objects, rules and routes into a fresh table, keeps applying
 //! notifications to both tables while the dump runs, and publishes the
 //! differences with origin `reconcile`. Triggers are coalesced: a burst of
 //! link events costs one re-dump.
@@ -262,9 +262,11 @@ impl Source {
         };
         match message {
             Message::Done => {}
-            // A kernel without nexthop objects refuses the request; nothing
-            // to dump then.
-            Message::Error(code) if dump.phase == DumpKind::Nexthops && -code == EOPNOTSUPP => {}
+            // A kernel without nexthop objects (or without policy routing)
+            // refuses the request; nothing to dump then.
+            Message::Error(code)
+                if matches!(dump.phase, DumpKind::Nexthops | DumpKind::Rules)
+                    && -code == EOPNOTSUPP => {}
             Message::Error(code) => {
                 tracing::warn!(errno = -code, phase = ?dump.phase, "dump request failed; retrying");
                 self.dump = None;
@@ -278,7 +280,8 @@ impl Source {
         }
         let next = match dump.phase {
             DumpKind::Links => Some(DumpKind::Nexthops),
-            DumpKind::Nexthops => Some(DumpKind::Routes),
+            DumpKind::Nexthops => Some(DumpKind::Rules),
+            DumpKind::Rules => Some(DumpKind::Routes),
             DumpKind::Routes => None,
         };
         if let Some(phase) = next {
@@ -318,6 +321,7 @@ impl Source {
                 netns = %self.netns,
                 routes = table.route_count(),
                 nexthops = table.nexthop_count(),
+                rules = table.rule_count(),
                 seq = core.last_seq(),
                 "initial dump complete"
             );
@@ -350,7 +354,7 @@ impl Source {
     }
 
     fn start_dump(&mut self, reason: &'static str) -> Result<(), AgentError> {
-        tracing::debug!(netns = %self.netns, reason, "dumping links, nexthop objects and routes");
+        tracing::debug!(netns = %self.netns, reason, "dumping links, nexthop objects, rules and routes");
         self.stats.count_dump(reason);
         let seq = self.take_seq();
         self.dump = Some(Dump {

@@ -12,24 +12,28 @@
 //!   route last), otherwise by address; then by metric.
 //!
 //! Nexthop objects come first, by id, as `ip nexthop show` lists them;
+//! then rules, IPv4 before IPv6, by priority as `ip rule show` lists them;
 //! markers last.
 
 use std::cmp::Ordering;
 use std::net::IpAddr;
 
-use routewatch_proto::v1::{change, event, Event, Family, Route};
+use routewatch_proto::v1::{change, event, Event, Family, Route, Rule};
 
 /// How two of one host's events sort.
 pub fn compare(a: &Event, b: &Event) -> Ordering {
     match (object(a), object(b)) {
         (Some(Object::Nexthop(x)), Some(Object::Nexthop(y))) => x.cmp(&y),
         (Some(Object::Route(x)), Some(Object::Route(y))) => routes(x, y),
+        (Some(Object::Rule(x, xk)), Some(Object::Rule(y, yk))) => rules(x, y).then(xk.cmp(yk)),
         (x, y) => rank(&x).cmp(&rank(&y)),
     }
 }
 
 enum Object<'a> {
     Nexthop(u32),
+    /// A rule and its key (the tie-break between rules of one priority).
+    Rule(&'a Rule, &'a str),
     Route(&'a Route),
 }
 
@@ -40,14 +44,16 @@ fn object(e: &Event) -> Option<Object<'_>> {
     match c.object.as_ref()? {
         change::Object::Nexthop(n) => Some(Object::Nexthop(n.id)),
         change::Object::Route(r) => Some(Object::Route(r)),
+        change::Object::Rule(r) => Some(Object::Rule(r, &c.key)),
     }
 }
 
 fn rank(o: &Option<Object<'_>>) -> u8 {
     match o {
         Some(Object::Nexthop(_)) => 0,
-        Some(Object::Route(_)) => 1,
-        None => 2,
+        Some(Object::Rule(..)) => 1,
+        Some(Object::Route(_)) => 2,
+        None => 3,
     }
 }
 
@@ -68,6 +74,11 @@ pub fn routes(a: &Route, b: &Route) -> Ordering {
                     .then_with(|| a.metric.cmp(&b.metric))
             }
         })
+}
+
+/// The `ip rule show` order of two rules (IPv4 first, as `ip -4` then `ip -6`).
+pub fn rules(a: &Rule, b: &Rule) -> Ordering {
+    (a.family, a.priority).cmp(&(b.family, b.priority))
 }
 
 /// Tables in the kernel's hash order.

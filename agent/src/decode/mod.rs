@@ -1,19 +1,22 @@
 //! Netlink bytes into the events the state table understands.
 //!
-//! Routes, links and addresses are decoded by netlink-packet-route; nexthop
+//! Routes, policy rules, links and addresses are decoded by
+//! netlink-packet-route; nexthop
 //! objects by our own [`nexthop`] module, because netlink-packet-route 0.34
 //! does not know RTM_*NEXTHOP. Decoding is pure: it never touches a socket.
 
 mod link;
 pub mod nexthop;
 mod route;
+mod rule;
 
 pub use link::Link;
 pub use route::decode_route;
+pub use rule::decode_rule;
 
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
-use routewatch_proto::v1::Route;
+use routewatch_proto::v1::{Route, Rule};
 
 use crate::error::DecodeFailure;
 
@@ -30,6 +33,8 @@ pub enum Message {
         flags: u16,
     },
     DelRoute(Route),
+    NewRule(Rule),
+    DelRule(Rule),
     NewNexthop(nexthop::NexthopMessage),
     DelNexthop(nexthop::NexthopMessage),
     NewLink(Link),
@@ -117,6 +122,14 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
             },
             RouteNetlinkMessage::DelRoute(m) => match decode_route(&m) {
                 Some(route) => Message::DelRoute(route),
+                None => Message::Ignored,
+            },
+            RouteNetlinkMessage::NewRule(m) => match decode_rule(&m) {
+                Some(rule) => Message::NewRule(rule),
+                None => Message::Ignored,
+            },
+            RouteNetlinkMessage::DelRule(m) => match decode_rule(&m) {
+                Some(rule) => Message::DelRule(rule),
                 None => Message::Ignored,
             },
             RouteNetlinkMessage::NewLink(m) => Message::NewLink(Link::from_message(&m)),

@@ -125,7 +125,8 @@ fn metric(m: &RouteMetric) -> Option<ApiMetric> {
     })
 }
 
-fn raw(nla: &impl Nla) -> RawAttribute {
+/// An attribute kept as it came.
+pub(super) fn raw(nla: &impl Nla) -> RawAttribute {
     let mut value = vec![0; nla.value_len()];
     nla.emit_value(&mut value);
     RawAttribute {

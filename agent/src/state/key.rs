@@ -28,7 +28,8 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::Xxh3Default;
 
-use routewatch_proto::v1::{Family, Route};
+use prost::Message;
+use routewatch_proto::v1::{Family, Route, Rule};
 
 const PROTOCOL_RA: u32 = 9;
 
@@ -75,6 +76,29 @@ pub fn route_key(r: &Route) -> Arc<str> {
             }
         }
     }
+    hex(h.digest128())
+}
+
+/// FIB_RULE_UNRESOLVED, FIB_RULE_IIF_DETACHED, FIB_RULE_OIF_DETACHED: state
+/// the kernel changes on its own, not part of what the rule is.
+const RULE_STATE_FLAGS: u32 = 0x4 | 0x8 | 0x10;
+
+/// The key of a policy rule: every attribute but its state bits. The
+/// kernel deletes the rule whose attributes all match the request, and
+/// announces the deletion with the rule's full attributes, so a delete
+/// names the key the add did.
+pub fn rule_key(r: &Rule) -> Arc<str> {
+    let identity = Rule {
+        flags: r.flags & !RULE_STATE_FLAGS,
+        iif_detached: false,
+        oif_detached: false,
+        table_name: String::new(),
+        protocol_name: String::new(),
+        ..r.clone()
+    };
+    let mut h = Xxh3Default::new();
+    h.update(b"rule");
+    h.update(&identity.encode_to_vec());
     hex(h.digest128())
 }
 

@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use routewatch_proto::v1::{Family, NextHop, Nexthop, NexthopGroupMember, Route};
+use routewatch_proto::v1::{Family, NextHop, Nexthop, NexthopGroupMember, Route, Rule};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
-use super::key::{base_key, is_ecmp_capable, nth_key, route_key};
+use super::key::{base_key, is_ecmp_capable, nth_key, route_key, rule_key};
 use crate::decode::nexthop::NexthopMessage;
 use crate::decode::{Link, Message};
 
@@ -23,12 +23,15 @@ const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_APPEND: u16 = 0x800;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
+/// FR_ACT_GOTO: a rule that jumps to another priority.
+const FR_ACT_GOTO: u32 = 2;
 
-/// A route or nexthop object as the journal carries it.
+/// A route, nexthop object or policy rule as the journal carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     Route(Arc<Route>),
     Nexthop(Arc<Nexthop>),
+    Rule(Arc<Rule>),
 }
 
 /// Add (upsert by key) or delete (by key).
@@ -73,11 +76,15 @@ pub enum Recheck {
     Yes(&'static str),
 }
 
-/// Routes, nexthop objects and links of one network namespace.
+/// Routes, nexthop objects, policy rules and links of one network namespace.
 #[derive(Debug, Default, Clone)]
 pub struct StateTable {
     links: HashMap<u32, Link>,
     nexthops: BTreeMap<u32, Arc<Nexthop>>,
+    /// Policy rules by key. The kernel has no rule "replace": a rule is
+    /// added or deleted whole, so the key is everything but the state bits
+    /// the kernel changes on its own (detached, unresolved).
+    rules: BTreeMap<Arc<str>, Arc<Rule>>,
     routes: FxHashMap<Arc<str>, Arc<Route>>,
     /// Keys sharing a base key, in the kernel's order: `replace` acts on the
     /// first, `append` adds at the end, a plain add or prepend at the front.
@@ -102,6 +109,10 @@ impl StateTable {
         self.nexthops.len()
     }
 
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
     /// Routes per address family (the API's `Family` numbers).
     pub fn route_families(&self) -> Vec<(i32, usize)> {
         count_by(self.routes.values().map(|r| r.family))
@@ -112,12 +123,22 @@ impl StateTable {
         count_by(self.nexthops.values().map(|n| n.family))
     }
 
+    /// Policy rules per address family.
+    pub fn rule_families(&self) -> Vec<(i32, usize)> {
+        count_by(self.rules.values().map(|r| r.family))
+    }
+
     /// Every object as an add: nexthop objects first, so that a consumer
-    /// knows an object before the routes that use it.
+    /// knows an object before the routes that use it, then rules, then
+    /// routes.
     pub fn snapshot(&self) -> Vec<Change> {
-        let mut out = Vec::with_capacity(self.nexthops.len() + self.routes.len());
+        let mut out =
+            Vec::with_capacity(self.nexthops.len() + self.rules.len() + self.routes.len());
         for nh in self.nexthops.values() {
             out.push(nexthop_change(Action::Add, nh.clone()));
+        }
+        for (key, rule) in &self.rules {
+            out.push(rule_change(Action::Add, key.clone(), rule.clone()));
         }
         for (key, route) in &self.routes {
             out.push(route_change(Action::Add, key.clone(), route.clone()));
@@ -130,6 +151,8 @@ impl StateTable {
         match message {
             Message::NewRoute { route, flags } => self.new_route(route, flags, out),
             Message::DelRoute(route) => self.del_route(route, out),
+            Message::NewRule(rule) => self.new_rule(rule, out),
+            Message::DelRule(rule) => self.del_rule(rule, out),
             Message::NewNexthop(nh) => {
                 self.upsert_nexthop(&nh, out);
                 Recheck::No
@@ -150,6 +173,12 @@ impl StateTable {
                         Recheck::Yes("link state changed")
                     }
                     Some(old) if old.name != link.name => Recheck::Yes("link renamed"),
+                    // A rule naming a device that did not exist is detached;
+                    // the kernel attaches it when the device appears, and
+                    // says nothing about the rule.
+                    None if self.names_link(&link.name) => {
+                        Recheck::Yes("link named by a rule appeared")
+                    }
                     _ => Recheck::No,
                 }
             }
@@ -173,6 +202,21 @@ impl StateTable {
             Message::NewNexthop(nh) => {
                 self.upsert_nexthop(nh, &mut Vec::new());
             }
+            Message::NewRule(rule) => {
+                let mut key = rule_key(rule);
+                if self.rules.contains_key(&key) {
+                    if !self.dumped.contains(&key) {
+                        // A notification queued ahead of this reply.
+                        self.rules.insert(key, Arc::new(rule.clone()));
+                        return;
+                    }
+                    // The kernel keeps identical rules added without
+                    // NLM_F_EXCL: keep each, distinctly.
+                    key = self.unused_key(&key);
+                }
+                self.dumped.insert(key.clone());
+                self.rules.insert(key, Arc::new(rule.clone()));
+            }
             Message::NewRoute { route, .. } => {
                 let route = self.resolve(route.clone());
                 let mut key = route_key(&route);
@@ -186,12 +230,7 @@ impl StateTable {
                     // Two dumped routes the key cannot tell apart (it would
                     // take an exotic pair, e.g. IPv4 routes differing only
                     // in metrics): keep both, distinctly.
-                    let base = key.clone();
-                    let mut n = 2;
-                    while self.routes.contains_key(&key) {
-                        key = nth_key(&base, n);
-                        n += 1;
-                    }
+                    key = self.unused_key(&key);
                 }
                 self.dumped.insert(key.clone());
                 let base = base_key(&route);
@@ -227,6 +266,12 @@ impl StateTable {
             (Object::Route(_), Action::Delete) => {
                 self.remove(&change.key, &mut discard);
             }
+            (Object::Rule(rule), Action::Add) => {
+                self.rules.insert(change.key.clone(), rule.clone());
+            }
+            (Object::Rule(_), Action::Delete) => {
+                self.rules.remove(&change.key);
+            }
         }
     }
 
@@ -235,17 +280,21 @@ impl StateTable {
         match &change.object {
             Object::Route(_) => self.routes.get(&change.key).cloned().map(Object::Route),
             Object::Nexthop(nh) => self.nexthops.get(&nh.id).cloned().map(Object::Nexthop),
+            Object::Rule(_) => self.rules.get(&change.key).cloned().map(Object::Rule),
         }
     }
 
-    /// Routes and nexthop objects held, per family number.
-    pub fn counts(&self) -> BTreeMap<i32, (u64, u64)> {
-        let mut counts: BTreeMap<i32, (u64, u64)> = BTreeMap::new();
+    /// Routes, nexthop objects and rules held, per family number.
+    pub fn counts(&self) -> BTreeMap<i32, (u64, u64, u64)> {
+        let mut counts: BTreeMap<i32, (u64, u64, u64)> = BTreeMap::new();
         for route in self.routes.values() {
             counts.entry(route.family).or_default().0 += 1;
         }
         for nh in self.nexthops.values() {
             counts.entry(nh.family).or_default().1 += 1;
+        }
+        for rule in self.rules.values() {
+            counts.entry(rule.family).or_default().2 += 1;
         }
         counts
     }
@@ -265,6 +314,20 @@ impl StateTable {
                 old => out.push(
                     nexthop_change(Action::Add, nh.clone())
                         .replacing(old.map(|o| Object::Nexthop(o.clone()))),
+                ),
+            }
+        }
+        for (key, rule) in &self.rules {
+            if !fresh.rules.contains_key(key) {
+                out.push(rule_change(Action::Delete, key.clone(), rule.clone()));
+            }
+        }
+        for (key, rule) in &fresh.rules {
+            match self.rules.get(key) {
+                Some(old) if old == rule => {}
+                old => out.push(
+                    rule_change(Action::Add, key.clone(), rule.clone())
+                        .replacing(old.map(|o| Object::Rule(o.clone()))),
                 ),
             }
         }
@@ -363,6 +426,64 @@ impl StateTable {
         }
         self.remove(&key, out);
         Recheck::No
+    }
+
+    fn new_rule(&mut self, rule: Rule, out: &mut Vec<Change>) -> Recheck {
+        let key = rule_key(&rule);
+        let recheck = self.goto_target_changed(&rule);
+        let rule = Arc::new(rule);
+        match self.rules.get(&key) {
+            // The kernel announces only rules it created: one the table
+            // holds already is an identical twin (added without
+            // NLM_F_EXCL), which the dump keys apart.
+            Some(old) if *old == rule => return Recheck::Yes("identical rule added"),
+            old => {
+                let was = old.map(|o| Object::Rule(o.clone()));
+                self.rules.insert(key.clone(), rule.clone());
+                out.push(rule_change(Action::Add, key, rule).replacing(was));
+            }
+        }
+        recheck
+    }
+
+    fn del_rule(&mut self, rule: Rule, out: &mut Vec<Change>) -> Recheck {
+        let key = rule_key(&rule);
+        let Some(old) = self.rules.remove(&key) else {
+            return Recheck::Yes("delete of a rule the table does not hold");
+        };
+        out.push(rule_change(Action::Delete, key, old));
+        self.goto_target_changed(&rule)
+    }
+
+    /// A `goto` rule is unresolved while no rule of its family has the
+    /// priority it jumps to; the kernel flips that state when such a rule
+    /// comes or goes, without a message for the `goto` rule.
+    fn goto_target_changed(&self, rule: &Rule) -> Recheck {
+        let jumps_here = self
+            .rules
+            .values()
+            .any(|r| r.family == rule.family && r.action == FR_ACT_GOTO && r.goto == rule.priority);
+        if jumps_here {
+            Recheck::Yes("goto target added or deleted")
+        } else {
+            Recheck::No
+        }
+    }
+
+    /// Whether a rule matches on device `name` (as `iif` or `oif`).
+    fn names_link(&self, name: &str) -> bool {
+        !name.is_empty() && self.rules.values().any(|r| r.iif == name || r.oif == name)
+    }
+
+    /// `key`, or the first of its numbered variants no route or rule uses.
+    fn unused_key(&self, key: &Arc<str>) -> Arc<str> {
+        let mut n = 2;
+        let mut candidate = key.clone();
+        while self.routes.contains_key(&candidate) || self.rules.contains_key(&candidate) {
+            candidate = nth_key(key, n);
+            n += 1;
+        }
+        candidate
     }
 
     fn upsert_nexthop(&mut self, msg: &NexthopMessage, out: &mut Vec<Change>) {
@@ -610,6 +731,15 @@ impl Change {
             previous: previous.map_or(Previous::None, Previous::Was),
             ..self
         }
+    }
+}
+
+fn rule_change(action: Action, key: Arc<str>, rule: Arc<Rule>) -> Change {
+    Change {
+        action,
+        key,
+        object: Object::Rule(rule),
+        previous: Previous::None,
     }
 }
 

@@ -11,6 +11,7 @@ use routewatch_proto::v1::{
 };
 use serde_json::{json, Map, Value};
 
+use super::rule::rule_fields;
 use super::{ip_prefix, rfc3339, Notice, Origin, Printer};
 
 pub struct JsonPrinter;
@@ -122,6 +123,12 @@ pub fn object_json(key: &str, object: &change::Object, m: &mut Map<String, Value
             m.insert("family".into(), family_name(n.family).into());
             m.insert("key".into(), key.into());
             nexthop_fields(n, m);
+        }
+        change::Object::Rule(r) => {
+            m.insert("object".into(), "rule".into());
+            m.insert("family".into(), family_name(r.family).into());
+            m.insert("key".into(), key.into());
+            rule_fields(r, m);
         }
     }
 }
@@ -268,7 +275,7 @@ pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
 }
 
 /// A realm as `ip` names it (`rt_realms` names only 0).
-fn realm(n: u32) -> String {
+pub(super) fn realm(n: u32) -> String {
     if n == 0 {
         "cosmos".into()
     } else {

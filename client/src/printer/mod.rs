@@ -3,6 +3,7 @@
 mod color;
 mod json;
 mod jsonpb;
+mod rule;
 mod table;
 mod text;
 
@@ -14,6 +15,7 @@ pub use json::{
     cause_name, family_name, nexthop_fields, object_json, origin_name, route_fields, JsonPrinter,
 };
 pub use jsonpb::JsonPbPrinter;
+pub use rule::{rule_fields, rule_line};
 pub use table::{aligned, TablePrinter};
 pub use text::{object_line, TextPrinter};
 

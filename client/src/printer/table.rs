@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 
 use routewatch_proto::names::{self, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
-use routewatch_proto::v1::{change, event, Action, Event, Nexthop, Route};
+use routewatch_proto::v1::{change, event, Action, Event, Nexthop, Route, Rule};
 
 use super::text::{marker, notice_line};
 use super::{ip_prefix, Mode, Notice, Origin, Paint, Printer};
@@ -87,6 +87,7 @@ impl Printer for TablePrinter {
         match &c.object {
             Some(change::Object::Route(r)) => row.extend(route_cells(r)),
             Some(change::Object::Nexthop(n)) => row.extend(nexthop_cells(n)),
+            Some(change::Object::Rule(r)) => row.extend(rule_cells(r)),
             None => return Ok(()),
         }
         if self.mode == Mode::Show {
@@ -218,6 +219,29 @@ fn nexthop_cells(n: &Nexthop) -> Vec<String> {
         or_none(n.dev.clone()),
         names::name(PROTOCOLS, n.protocol).into_owned(),
         names::name(SCOPES, n.scope).into_owned(),
+        NONE.to_owned(),
+        NONE.to_owned(),
+    ]
+}
+
+/// A rule: its priority where a route has its destination, and the rest
+/// of `ip rule`'s line (selector and action) where a route has its path.
+fn rule_cells(r: &Rule) -> Vec<String> {
+    let mut line = String::new();
+    super::rule_line(r, &mut line);
+    let rest = line.split_once('\t').map_or("", |(_, rest)| rest);
+    vec![
+        if r.table == 0 {
+            NONE.to_owned()
+        } else {
+            names::name(TABLES, r.table).into_owned()
+        },
+        format!("pref {}", r.priority),
+        "rule".to_owned(),
+        rest.to_owned(),
+        NONE.to_owned(),
+        names::name(PROTOCOLS, r.protocol).into_owned(),
+        NONE.to_owned(),
         NONE.to_owned(),
         NONE.to_owned(),
     ]

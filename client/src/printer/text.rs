@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::{change, event, Action, Event, Family, Nexthop, Route};
 
+use super::rule::rule_line;
 use super::{ip_prefix, rfc3339, Mode, Notice, Origin, Paint, Printer};
 
 const RTN_UNICAST: u32 = 1;
@@ -109,11 +110,12 @@ pub fn notice_line(host: &str, notice: &Notice<'_>) -> String {
     }
 }
 
-/// A route or nexthop object in `ip` words.
+/// A route, nexthop object or rule in `ip` words.
 pub fn object_line(object: &change::Object, s: &mut String) {
     match object {
         change::Object::Route(r) => route_line(r, s),
         change::Object::Nexthop(n) => nexthop_line(n, s),
+        change::Object::Rule(r) => rule_line(r, s),
     }
 }
 

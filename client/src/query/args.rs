@@ -160,7 +160,8 @@ pub struct History {
     /// route whose destination is it or lies inside it, an address for
     /// its host route (10.1.2.3 is 10.1.2.3/32), or `default` for the
     /// default routes of both families (0.0.0.0/0 and ::/0 name every
-    /// route of their family).
+    /// route of their family). `rules` instead gives the history of the
+    /// policy rules (`ip rule`), which decide the table a packet uses.
     #[arg(value_name = "PREFIX")]
     pub prefix: String,
 

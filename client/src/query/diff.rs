@@ -10,7 +10,9 @@ use super::targets::{self, Target};
 use super::version::{self, Version};
 use super::{gaps, Context, Lines};
 use crate::order;
-use crate::printer::{nexthop_fields, object_json, object_line, rfc3339, route_fields};
+use crate::printer::{
+    nexthop_fields, object_json, object_line, rfc3339, route_fields, rule_fields,
+};
 use crate::ClientError;
 
 const USAGE: &str = "query diff compares one host at two moments (--host H --at T1 --at T2) \
@@ -54,6 +56,14 @@ enum Identity {
         netns: String,
         id: u32,
     },
+    /// Rules are found by priority: `ip rule` lists them so, and a rule
+    /// that looks up another table on the other host is the same rule
+    /// changed.
+    Rule {
+        netns: String,
+        family: i32,
+        priority: u32,
+    },
 }
 
 fn identity(form: Form, v: &Version) -> Identity {
@@ -73,6 +83,11 @@ fn identity(form: Form, v: &Version) -> Identity {
             metric: r.metric,
         },
         (Form::Hosts, change::Object::Nexthop(n)) => Identity::Nexthop { netns, id: n.id },
+        (Form::Hosts, change::Object::Rule(r)) => Identity::Rule {
+            netns,
+            family: r.family,
+            priority: r.priority,
+        },
     }
 }
 
@@ -86,6 +101,7 @@ fn shown(v: &Version) -> Map<String, Json> {
     match &v.object {
         change::Object::Route(r) => route_fields(r, &mut m),
         change::Object::Nexthop(n) => nexthop_fields(n, &mut m),
+        change::Object::Rule(r) => rule_fields(r, &mut m),
     }
     m
 }

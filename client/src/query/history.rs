@@ -15,7 +15,7 @@ use super::version::{Version, COLUMNS};
 use super::{Context, Lines};
 use crate::order;
 use crate::printer::{object_json, object_line, rfc3339};
-use crate::store::schema::{destination, KIND_ROUTE};
+use crate::store::schema::{destination, KIND_ROUTE, KIND_RULE};
 use crate::store::Value;
 use crate::ClientError;
 
@@ -62,6 +62,9 @@ fn exactly(net: IpNet) -> Within {
 }
 
 /// A line of the history.
+/// The PREFIX that asks for the rules' history instead.
+const RULES: &str = "rules";
+
 enum Line<'a> {
     Gap(&'a Gap),
     Version(&'a Version),
@@ -85,7 +88,12 @@ impl Line<'_> {
 
 pub async fn run(cx: &mut Context<'_>, args: &History) -> Result<(), ClientError> {
     let lines = cx.lines("history", false)?;
-    let ranges = within(&args.prefix)?;
+    let rules = args.prefix == RULES;
+    let ranges = if rules {
+        Vec::new()
+    } else {
+        within(&args.prefix)?
+    };
     let since = match &args.since {
         Some(text) => cx.time("--since", text)?,
         None => i64::MIN,
@@ -112,13 +120,17 @@ pub async fn run(cx: &mut Context<'_>, args: &History) -> Result<(), ClientError
     // within one family, by address.
     let clause = "(v.family = ? AND v.dst_len >= ? AND v.dst_len <= ?
                    AND v.dst_lo >= ? AND v.dst_hi <= ?)";
-    let clauses = vec![clause; ranges.len()].join(" OR ");
+    let clauses = if rules {
+        "TRUE".to_owned()
+    } else {
+        vec![clause; ranges.len()].join(" OR ")
+    };
     let mut sql = format!(
         "SELECT {COLUMNS} FROM versions v
          WHERE v.kind = ? AND ({clauses}) AND v.valid_from <= ?
            AND (v.valid_to IS NULL OR v.valid_to > ?)"
     );
-    let mut params = vec![Value::Int(KIND_ROUTE)];
+    let mut params = vec![Value::Int(if rules { KIND_RULE } else { KIND_ROUTE })];
     for r in &ranges {
         params.extend([
             Value::Int(r.family),
@@ -143,11 +155,15 @@ pub async fn run(cx: &mut Context<'_>, args: &History) -> Result<(), ClientError
         .collect::<Result<Vec<_>, _>>()?;
     let gaps = gaps::load(cx.store, only, since, until).await?;
     if versions.is_empty() && gaps.is_empty() {
-        writeln!(
-            cx.notes,
-            "routewatch: the record holds no route at or inside {}",
-            args.prefix
-        )?;
+        if rules {
+            writeln!(cx.notes, "routewatch: the record holds no rule")?;
+        } else {
+            writeln!(
+                cx.notes,
+                "routewatch: the record holds no route at or inside {}",
+                args.prefix
+            )?;
+        }
         return Ok(());
     }
 

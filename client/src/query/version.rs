@@ -2,12 +2,12 @@
 //! a moment.
 
 use prost::Message;
-use routewatch_proto::v1::{change, event, Action, Change, Event, Nexthop, Origin, Route};
+use routewatch_proto::v1::{change, event, Action, Change, Event, Nexthop, Origin, Route, Rule};
 
 use super::row::Row;
 use super::targets::{self, Target};
 use crate::printer::origin_name;
-use crate::store::schema::{CLOSED_BY_RESYNC, KIND_NEXTHOP, KIND_ROUTE};
+use crate::store::schema::{CLOSED_BY_RESYNC, KIND_NEXTHOP, KIND_ROUTE, KIND_RULE};
 use crate::store::{Store, Value};
 use crate::ClientError;
 
@@ -62,6 +62,7 @@ impl Version {
         let object = match r.int(4)? {
             KIND_ROUTE => change::Object::Route(Route::decode(r.bytes(5)?).map_err(bad)?),
             KIND_NEXTHOP => change::Object::Nexthop(Nexthop::decode(r.bytes(5)?).map_err(bad)?),
+            KIND_RULE => change::Object::Rule(Rule::decode(r.bytes(5)?).map_err(bad)?),
             kind => {
                 return Err(ClientError::Record(format!(
                     "version {vid} is of kind {kind}, which this routewatch does not know"

@@ -16,7 +16,7 @@ use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
 use super::plan::{
     Close, CloseRow, EventRow, GapRow, OpenVersion, StoredCursor, TargetRow, VersionRow, Write,
 };
-use super::schema::{destination, CLOSED_BY_RESYNC, KIND_NEXTHOP, KIND_ROUTE};
+use super::schema::{destination, CLOSED_BY_RESYNC, KIND_NEXTHOP, KIND_ROUTE, KIND_RULE};
 
 /// `(netns, key)`: an object's identity within a target.
 type Identity = (Box<str>, Box<str>);
@@ -336,6 +336,11 @@ impl Ledger {
                 row.kind = KIND_NEXTHOP;
                 row.family = i64::from(nexthop.family);
             }
+            Some(change::Object::Rule(rule)) => {
+                row.kind = KIND_RULE;
+                row.family = i64::from(rule.family);
+                row.table_id = (rule.table != 0).then(|| i64::from(rule.table));
+            }
             None => {}
         }
         self.opened_here.insert(vid, self.pending.opens.len());
@@ -405,6 +410,7 @@ fn encode(change: &Change) -> (Vec<u8>, i64) {
     let bytes = match &change.object {
         Some(change::Object::Route(route)) => route.encode_to_vec(),
         Some(change::Object::Nexthop(nexthop)) => nexthop.encode_to_vec(),
+        Some(change::Object::Rule(rule)) => rule.encode_to_vec(),
         None => Vec::new(),
     };
     let digest = xxhash_rust::xxh3::xxh3_64(&bytes) as i64;

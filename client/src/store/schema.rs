@@ -10,10 +10,10 @@
 //!   written in the same transaction as the rows it covers, and only moves
 //!   from the value the writer read (compare and set): a collector killed at
 //!   any moment and restarted stores every event exactly once.
-//! - `versions`: every version of every route and nexthop object, valid
+//! - `versions`: every version of every route, nexthop object and rule, valid
 //!   from `valid_from` until `valid_to` (NULL while current), with the
 //!   stream position and origin that opened and closed it. `object` is the
-//!   API's encoded `Route` or `Nexthop`; `kind`, `family`, `table_id` and the
+//!   API's encoded `Route`, `Nexthop` or `Rule`; `kind`, `family`, `table_id` and the
 //!   destination (`dst_len`, and the first and last address `dst_lo`,
 //!   `dst_hi` as bytes) are copied out for queries: "within PREFIX" is
 //!   `family = f AND dst_len >= len AND dst_lo >= lo AND dst_hi <= hi`.
@@ -51,6 +51,8 @@ pub const VERSION: i64 = 1;
 pub const KIND_ROUTE: i64 = 1;
 /// `versions.kind` of a nexthop object.
 pub const KIND_NEXTHOP: i64 = 2;
+/// `versions.kind` of a policy rule (`table_id` is the table it looks up).
+pub const KIND_RULE: i64 = 3;
 
 /// `closed_origin` of a version that a resync's snapshot no longer held
 /// (the API's origins are 1 notification, 2 dump, 3 reconcile).

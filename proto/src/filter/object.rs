@@ -1,4 +1,4 @@
-//! `object`: routes or nexthop objects.
+//! `object`: routes, nexthop objects or policy rules.
 
 use super::values::words;
 use super::{InvalidFilter, Object, Predicate};
@@ -8,9 +8,14 @@ use crate::v1::Filter;
 enum Kind {
     Route,
     Nexthop,
+    Rule,
 }
 
-const KINDS: &[(&str, Kind)] = &[("route", Kind::Route), ("nexthop", Kind::Nexthop)];
+const KINDS: &[(&str, Kind)] = &[
+    ("route", Kind::Route),
+    ("nexthop", Kind::Nexthop),
+    ("rule", Kind::Rule),
+];
 
 pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFilter> {
     if filter.object.is_empty() {
@@ -21,6 +26,7 @@ pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFil
         let kind = match s.object {
             Object::Route(_) => Kind::Route,
             Object::Nexthop(_) => Kind::Nexthop,
+            Object::Rule(_) => Kind::Rule,
         };
         wanted.contains(&kind)
     }));

@@ -10,7 +10,11 @@ pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFil
         return Ok(());
     }
     let wanted = numbers("scope", &filter.scope, SCOPES, 255)?;
-    out.push(Box::new(move |s| wanted.contains(&s.object.scope())));
+    out.push(Box::new(move |s| {
+        s.object
+            .scope()
+            .is_some_and(|scope| wanted.contains(&scope))
+    }));
     Ok(())
 }
 

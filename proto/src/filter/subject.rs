@@ -1,7 +1,7 @@
 //! What a filter looks at: one change of one object, with its event's
 //! context.
 
-use crate::v1::{Action, Nexthop, Origin, Route};
+use crate::v1::{Action, Nexthop, Origin, Route, Rule};
 
 /// One change as filters see it.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +18,7 @@ pub struct Subject<'a> {
 pub enum Object<'a> {
     Route(&'a Route),
     Nexthop(&'a Nexthop),
+    Rule(&'a Rule),
 }
 
 impl<'a> Object<'a> {
@@ -25,7 +26,17 @@ impl<'a> Object<'a> {
     pub fn route(self) -> Option<&'a Route> {
         match self {
             Object::Route(r) => Some(r),
-            Object::Nexthop(_) => None,
+            Object::Nexthop(_) | Object::Rule(_) => None,
+        }
+    }
+
+    /// The routing table: a route's, or the one a rule looks up (none for
+    /// `goto`, `nop`, l3mdev and the rules that refuse packets).
+    pub fn table(self) -> Option<u32> {
+        match self {
+            Object::Route(r) => Some(r.table),
+            Object::Rule(r) if r.table != 0 => Some(r.table),
+            Object::Rule(_) | Object::Nexthop(_) => None,
         }
     }
 
@@ -34,6 +45,7 @@ impl<'a> Object<'a> {
         match self {
             Object::Route(r) => r.family,
             Object::Nexthop(n) => n.family,
+            Object::Rule(r) => r.family,
         }
     }
 
@@ -41,13 +53,16 @@ impl<'a> Object<'a> {
         match self {
             Object::Route(r) => r.protocol,
             Object::Nexthop(n) => n.protocol,
+            Object::Rule(r) => r.protocol,
         }
     }
 
-    pub fn scope(self) -> u32 {
+    /// The scope; rules have none.
+    pub fn scope(self) -> Option<u32> {
         match self {
-            Object::Route(r) => r.scope,
-            Object::Nexthop(n) => n.scope,
+            Object::Route(r) => Some(r.scope),
+            Object::Nexthop(n) => Some(n.scope),
+            Object::Rule(_) => None,
         }
     }
 
@@ -57,6 +72,7 @@ impl<'a> Object<'a> {
         let (own, hops) = match self {
             Object::Route(r) => (r.dev.as_str(), r.nexthops.as_slice()),
             Object::Nexthop(n) => (n.dev.as_str(), &[][..]),
+            Object::Rule(_) => ("", &[][..]),
         };
         std::iter::once(own)
             .chain(hops.iter().map(|h| h.dev.as_str()))
@@ -68,6 +84,7 @@ impl<'a> Object<'a> {
         let (own, hops) = match self {
             Object::Route(r) => (r.gateway.as_str(), r.nexthops.as_slice()),
             Object::Nexthop(n) => (n.gateway.as_str(), &[][..]),
+            Object::Rule(_) => ("", &[][..]),
         };
         std::iter::once(own)
             .chain(hops.iter().map(|h| h.gateway.as_str()))

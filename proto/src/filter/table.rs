@@ -11,7 +11,7 @@ pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFil
     }
     let wanted = numbers("table", &filter.table, TABLES, u32::MAX)?;
     out.push(Box::new(move |s| {
-        s.object.route().is_some_and(|r| wanted.contains(&r.table))
+        s.object.table().is_some_and(|t| wanted.contains(&t))
     }));
     Ok(())
 }

@@ -1,0 +1,308 @@
+//! A policy rule in iproute2's words: the line `ip rule show` prints and
+//! the fields of `ip -j -d rule show`.
+//!
+//! One deliberate difference: `ip -j` names a rule's type (blackhole,
+//! unreachable, prohibit) `action`, which our lines use for add/delete;
+//! ours calls it `type`, as a route's type is called.
+
+use std::fmt::Write as _;
+
+use routewatch_proto::names::{self, PROTOCOLS, ROUTE_TYPES, TABLES};
+use routewatch_proto::v1::{PortRange, Rule};
+use serde_json::{Map, Value};
+
+use super::json::realm;
+
+/// FR_ACT_*: what a rule does with a packet it matches.
+const FR_ACT_TO_TBL: u32 = 1;
+const FR_ACT_GOTO: u32 = 2;
+const FR_ACT_NOP: u32 = 3;
+/// FIB_RULE_UNRESOLVED: a `goto` whose target priority has no rule.
+const FIB_RULE_UNRESOLVED: u32 = 0x4;
+const RTPROT_UNSPEC: u32 = 0;
+
+/// IP protocol numbers as `ip rule` names them (from the system's
+/// protocols database; others print as `ipproto-N`).
+const IP_PROTOCOLS: &[(u32, &str)] = &[
+    (0, "ip"),
+    (1, "icmp"),
+    (2, "igmp"),
+    (4, "ipencap"),
+    (6, "tcp"),
+    (17, "udp"),
+    (33, "dccp"),
+    (41, "ipv6"),
+    (46, "rsvp"),
+    (47, "gre"),
+    (50, "esp"),
+    (51, "ah"),
+    (58, "ipv6-icmp"),
+    (88, "eigrp"),
+    (89, "ospf"),
+    (94, "ipip"),
+    (103, "pim"),
+    (108, "ipcomp"),
+    (112, "vrrp"),
+    (115, "l2tp"),
+    (132, "sctp"),
+    (136, "udplite"),
+    (137, "mpls-in-ip"),
+];
+
+/// One rule as `ip rule show` prints it: `100:	from 10.0.0.0/8 lookup 100`.
+pub fn rule_line(r: &Rule, s: &mut String) {
+    let _ = write!(s, "{}:\t", r.priority);
+    if r.invert {
+        s.push_str("not ");
+    }
+    let _ = write!(s, "from {}", prefix(&r.src).unwrap_or("all".into()));
+    if let Some(dst) = prefix(&r.dst) {
+        let _ = write!(s, " to {dst}");
+    }
+    if r.tos != 0 {
+        let _ = write!(s, " tos {}", tos(r.tos));
+    }
+    if let Some((mark, mask)) = fwmark(r) {
+        let _ = match mask {
+            Some(mask) => write!(s, " fwmark {mark}/{mask}"),
+            None => write!(s, " fwmark {mark}"),
+        };
+    }
+    for (word, dev, detached) in [
+        ("iif", &r.iif, r.iif_detached),
+        ("oif", &r.oif, r.oif_detached),
+    ] {
+        if !dev.is_empty() {
+            let _ = write!(s, " {word} {dev}");
+            if detached {
+                s.push_str(" [detached]");
+            }
+        }
+    }
+    if r.l3mdev {
+        s.push_str(" lookup [l3mdev-table]");
+    }
+    if let Some(u) = &r.uidrange {
+        let _ = write!(s, " uidrange {}-{}", u.start, u.end);
+    }
+    if r.ipproto != 0 {
+        let _ = write!(s, " ipproto {}", ipproto(r.ipproto));
+    }
+    for (word, range) in [("sport", &r.sport), ("dport", &r.dport)] {
+        if let Some(p) = range {
+            let _ = write!(s, " {word} {}", port_range(p));
+        }
+    }
+    if let Some(label) = r.flowlabel {
+        let _ = write!(s, " flowlabel {label:#x}");
+        if let Some(mask) = r.flowlabel_mask {
+            let _ = write!(s, "/{mask:#x}");
+        }
+    }
+    if let Some(dscp) = r.dscp {
+        let _ = write!(s, " dscp {dscp}");
+    }
+    if r.tun_id != 0 {
+        let _ = write!(s, " tun_id {}", r.tun_id);
+    }
+    if r.table != 0 {
+        let _ = write!(s, " lookup {}", names::name(TABLES, r.table));
+        if let Some(len) = suppress(r.suppress_prefixlen) {
+            let _ = write!(s, " suppress_prefixlength {len}");
+        }
+        if let Some(group) = suppress(r.suppress_ifgroup) {
+            let _ = write!(s, " suppress_ifgroup {}", ifgroup(group));
+        }
+    }
+    if r.realms != 0 {
+        let (from, to) = (r.realms >> 16, r.realms & 0xffff);
+        let _ = if from != 0 {
+            write!(s, " realms {}/{}", realm(from), realm(to))
+        } else {
+            write!(s, " realms {}", realm(to))
+        };
+    }
+    match r.action {
+        FR_ACT_TO_TBL => {}
+        FR_ACT_GOTO => {
+            let _ = write!(s, " goto {}", r.goto);
+            if r.flags & FIB_RULE_UNRESOLVED != 0 {
+                s.push_str(" [unresolved]");
+            }
+        }
+        FR_ACT_NOP => s.push_str(" nop"),
+        other => {
+            let _ = write!(s, " {}", names::name(ROUTE_TYPES, other));
+        }
+    }
+    if r.protocol != RTPROT_UNSPEC {
+        let _ = write!(s, " proto {}", names::name(PROTOCOLS, r.protocol));
+    }
+}
+
+/// The fields `ip -j -d rule show` prints for `r` (its `action` as `type`).
+pub fn rule_fields(r: &Rule, m: &mut Map<String, Value>) {
+    m.insert("priority".into(), r.priority.into());
+    if r.invert {
+        m.insert("not".into(), Value::Null);
+    }
+    match r.src.split_once('/') {
+        Some((addr, len)) => {
+            m.insert("src".into(), addr.into());
+            if !is_host_len(addr, len) {
+                m.insert("srclen".into(), len.parse::<u32>().unwrap_or(0).into());
+            }
+        }
+        None => {
+            m.insert("src".into(), "all".into());
+        }
+    }
+    if let Some((addr, len)) = r.dst.split_once('/') {
+        m.insert("dst".into(), addr.into());
+        if !is_host_len(addr, len) {
+            m.insert("dstlen".into(), len.parse::<u32>().unwrap_or(0).into());
+        }
+    }
+    if r.tos != 0 {
+        m.insert("tos".into(), tos(r.tos).into());
+    }
+    if let Some((mark, mask)) = fwmark(r) {
+        m.insert("fwmark".into(), mark.into());
+        if let Some(mask) = mask {
+            m.insert("fwmask".into(), mask.into());
+        }
+    }
+    for (word, dev, detached) in [
+        ("iif", &r.iif, r.iif_detached),
+        ("oif", &r.oif, r.oif_detached),
+    ] {
+        if !dev.is_empty() {
+            m.insert(word.into(), dev.clone().into());
+            if detached {
+                m.insert(format!("{word}_detached"), Value::Null);
+            }
+        }
+    }
+    if r.l3mdev {
+        m.insert("l3mdev".into(), Value::Null);
+    }
+    if let Some(u) = &r.uidrange {
+        m.insert("uid_start".into(), u.start.into());
+        m.insert("uid_end".into(), u.end.into());
+    }
+    if r.ipproto != 0 {
+        m.insert("ipproto".into(), ipproto(r.ipproto).into());
+    }
+    for (word, range) in [("sport", &r.sport), ("dport", &r.dport)] {
+        if let Some(p) = range {
+            if p.start == p.end {
+                m.insert(word.into(), p.start.into());
+            } else {
+                m.insert(format!("{word}_start"), p.start.into());
+                m.insert(format!("{word}_end"), p.end.into());
+            }
+        }
+    }
+    if let Some(label) = r.flowlabel {
+        m.insert("flowlabel".into(), format!("{label:#x}").into());
+        if let Some(mask) = r.flowlabel_mask {
+            m.insert("flowlabel_mask".into(), format!("{mask:#x}").into());
+        }
+    }
+    if let Some(dscp) = r.dscp {
+        m.insert("dscp".into(), dscp.to_string().into());
+    }
+    if r.tun_id != 0 {
+        m.insert("tun_id".into(), r.tun_id.into());
+    }
+    if r.table != 0 {
+        m.insert("table".into(), names::name(TABLES, r.table).into());
+        if let Some(len) = suppress(r.suppress_prefixlen) {
+            m.insert("suppress_prefixlen".into(), len.into());
+        }
+        if let Some(group) = suppress(r.suppress_ifgroup) {
+            m.insert("suppress_ifgroup".into(), ifgroup(group).into());
+        }
+    }
+    if r.realms != 0 {
+        let (from, to) = (r.realms >> 16, r.realms & 0xffff);
+        if from != 0 {
+            m.insert("flow_from".into(), realm(from).into());
+        }
+        m.insert("flow_to".into(), realm(to).into());
+    }
+    match r.action {
+        FR_ACT_TO_TBL => {}
+        FR_ACT_GOTO => {
+            m.insert("goto".into(), r.goto.into());
+            if r.flags & FIB_RULE_UNRESOLVED != 0 {
+                m.insert("unresolved".into(), Value::Null);
+            }
+        }
+        FR_ACT_NOP => {
+            m.insert("nop".into(), Value::Null);
+        }
+        other => {
+            m.insert("type".into(), names::name(ROUTE_TYPES, other).into());
+        }
+    }
+    m.insert("protocol".into(), names::name(PROTOCOLS, r.protocol).into());
+}
+
+/// A selector prefix as `ip rule` writes it: the address alone for a host
+/// prefix, nothing for "all".
+fn prefix(p: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let (addr, len) = p.split_once('/')?;
+    Some(if is_host_len(addr, len) {
+        addr.into()
+    } else {
+        p.into()
+    })
+}
+
+fn is_host_len(addr: &str, len: &str) -> bool {
+    len == if addr.contains(':') { "128" } else { "32" }
+}
+
+/// `ip` prints a DS field it has no name for as two hex digits.
+fn tos(tos: u32) -> String {
+    format!("{tos:#04x}")
+}
+
+/// The mark and, unless it is all ones, the mask: the kernel sends
+/// neither for a rule that does not match on marks.
+fn fwmark(r: &Rule) -> Option<(String, Option<String>)> {
+    if r.fwmark == 0 && r.fwmask == 0 {
+        return None;
+    }
+    let mask = (r.fwmask != u32::MAX).then(|| format!("{:#x}", r.fwmask));
+    Some((format!("{:#x}", r.fwmark), mask))
+}
+
+/// The kernel reports "not set" as all ones.
+fn suppress(value: Option<u32>) -> Option<u32> {
+    value.filter(|v| *v != u32::MAX)
+}
+
+fn ifgroup(group: u32) -> String {
+    if group == 0 {
+        "default".into()
+    } else {
+        group.to_string()
+    }
+}
+
+fn ipproto(n: u32) -> String {
+    match IP_PROTOCOLS.iter().find(|(p, _)| *p == n) {
+        Some((_, name)) => (*name).into(),
+        None => format!("ipproto-{n}"),
+    }
+}
+
+fn port_range(p: &PortRange) -> String {
+    if p.start == p.end {
+        p.start.to_string()
+    } else {
+        format!("{}-{}", p.start, p.end)
+    }
+}
