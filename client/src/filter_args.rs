@@ -53,7 +53,7 @@ const FIELDS: &[Field] = &[
         api: "table",
         value_name: "TABLE",
         env: "ROUTEWATCH_TABLE",
-        help: "Routing table: a number or main, local, default",
+        help: "Routing table of a route, or the table a rule looks up: a number or main, local, default",
         values: |f| &mut f.table,
     },
     Field {
@@ -61,7 +61,7 @@ const FIELDS: &[Field] = &[
         api: "protocol",
         value_name: "PROTO",
         env: "ROUTEWATCH_PROTO",
-        help: "Routing protocol that installed the route or nexthop object: a number or an iproute2 name (kernel, boot, static, bgp, ospf, isis, rip, dhcp, ra, zebra, bird, ...)",
+        help: "Routing protocol that installed the route, nexthop object or rule: a number or an iproute2 name (kernel, boot, static, bgp, ospf, isis, rip, dhcp, ra, zebra, bird, ...)",
         values: |f| &mut f.protocol,
     },
     Field {
@@ -133,7 +133,7 @@ const FIELDS: &[Field] = &[
         api: "object",
         value_name: "OBJECT",
         env: "ROUTEWATCH_OBJECT",
-        help: "Kind of object: route or nexthop. Filters on table, type, prefixes and metric never match nexthop objects",
+        help: "Kind of object: route, nexthop or rule. Filters on type, prefixes, gateways, devices and metric match routes (and some nexthop objects) only: they never match a rule",
         values: |f| &mut f.object,
     },
     Field {

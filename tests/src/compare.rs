@@ -6,7 +6,9 @@
 //! checking it is well formed), compares `expires` (a countdown) within
 //! [`EXPIRES_TOLERANCE`] seconds and everything else exactly, as multisets.
 //! Routes are compared per family: ours with `family` "inet" against
-//! `ip -4`, "inet6" against `ip -6`.
+//! `ip -4`, "inet6" against `ip -6`; so are policy rules, against
+//! `ip -j -d rule show`, whose `action` (blackhole, unreachable, prohibit)
+//! our lines call `type`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -43,7 +45,7 @@ const LIST_LIMIT: usize = 40;
 /// The difference between our objects and the kernel's.
 #[derive(Clone, Debug, Default)]
 pub struct Diff {
-    /// "routes" or "nexthop objects".
+    /// "routes", "rules" or "nexthop objects".
     pub what: &'static str,
     pub kernel_count: usize,
     pub ours_count: usize,
@@ -144,16 +146,19 @@ pub fn normalise(ours: &Value) -> Value {
 pub enum Kind {
     Route,
     Nexthop,
+    Rule,
     /// `sync`, `resync` or another marker (no `object`).
     Marker,
 }
 
-/// Classifies a line: `object` "nexthop" is a nexthop; a line without
+/// Classifies a line: `object` "nexthop" is a nexthop, "rule" a rule; a
+/// line without
 /// `object` whose action is neither "add" nor "delete" is a marker;
 /// everything else counts as a route (and is checked as one).
 pub fn kind(v: &Value) -> Kind {
     match v.get("object").and_then(Value::as_str) {
         Some("nexthop") => Kind::Nexthop,
+        Some("rule") => Kind::Rule,
         Some(_) => Kind::Route,
         None => match v.get("action").and_then(Value::as_str) {
             Some("add") | Some("delete") => Kind::Route,
@@ -212,17 +217,17 @@ fn short(v: &Value) -> String {
     }
 }
 
-/// Checks the metadata of one object of ours (kind Route or Nexthop).
+/// Checks the metadata of one object of ours (kind Route, Nexthop or Rule).
 fn check_meta(v: &Value, kind: Kind, problems: &mut Vec<String>) {
     let mut bad = Vec::new();
     let Some(m) = v.as_object() else {
         problems.push(format!("not a JSON object: {}", short(v)));
         return;
     };
-    let want_object = if kind == Kind::Nexthop {
-        "nexthop"
-    } else {
-        "route"
+    let want_object = match kind {
+        Kind::Nexthop => "nexthop",
+        Kind::Rule => "rule",
+        _ => "route",
     };
     if m.get("object").and_then(Value::as_str) != Some(want_object) {
         bad.push(format!("object must be {want_object:?}"));
@@ -237,8 +242,10 @@ fn check_meta(v: &Value, kind: Kind, problems: &mut Vec<String>) {
         bad.push("key must be a non-empty string".to_owned());
     }
     match (kind, m.get("family").and_then(Value::as_str)) {
-        (Kind::Route, Some("inet" | "inet6")) | (Kind::Nexthop, Some(_)) => {}
-        (Kind::Route, _) => bad.push("family must be \"inet\" or \"inet6\"".to_owned()),
+        (Kind::Route | Kind::Rule, Some("inet" | "inet6")) | (Kind::Nexthop, Some(_)) => {}
+        (Kind::Route | Kind::Rule, _) => {
+            bad.push("family must be \"inet\" or \"inet6\"".to_owned())
+        }
         _ => bad.push("family must be a string".to_owned()),
     }
     if !m.get("host").is_some_and(Value::is_string) {
@@ -395,11 +402,27 @@ fn match_entries(kernel: Vec<Entry>, ours: Vec<Entry>, diff: &mut Diff) {
 
 /// Pure comparison of our route objects with the kernel's `ip -4` and
 /// `ip -6 -j -d route show table all` arrays. Lines of ours that are not
-/// routes (nexthop objects, markers) are ignored, but keys must be unique
-/// across all objects.
+/// routes (nexthop objects, rules, markers) are ignored, but keys must be
+/// unique across all objects.
 pub fn diff_routes(kernel_v4: &[Value], kernel_v6: &[Value], ours: &[Value]) -> Diff {
+    diff_by_family("routes", Kind::Route, kernel_v4, kernel_v6, ours)
+}
+
+/// Like [`diff_routes`] for policy rules, against `ip -4` and
+/// `ip -6 -j -d rule show` as [`kernel_rules`] shapes them.
+pub fn diff_rules(kernel_v4: &[Value], kernel_v6: &[Value], ours: &[Value]) -> Diff {
+    diff_by_family("rules", Kind::Rule, kernel_v4, kernel_v6, ours)
+}
+
+fn diff_by_family(
+    what: &'static str,
+    of: Kind,
+    kernel_v4: &[Value],
+    kernel_v6: &[Value],
+    ours: &[Value],
+) -> Diff {
     let mut diff = Diff {
-        what: "routes",
+        what,
         kernel_count: kernel_v4.len() + kernel_v6.len(),
         ..Diff::default()
     };
@@ -407,8 +430,8 @@ pub fn diff_routes(kernel_v4: &[Value], kernel_v6: &[Value], ours: &[Value]) -> 
     kernel.extend(kernel_v4.iter().map(|v| entry("inet ", v)));
     kernel.extend(kernel_v6.iter().map(|v| entry("inet6 ", v)));
     let mut mine = Vec::new();
-    for v in ours.iter().filter(|v| kind(v) == Kind::Route) {
-        check_meta(v, Kind::Route, &mut diff.problems);
+    for v in ours.iter().filter(|v| kind(v) == of) {
+        check_meta(v, of, &mut diff.problems);
         let family = v.get("family").and_then(Value::as_str).unwrap_or("?");
         mine.push(entry(&format!("{family} "), &normalise(v)));
     }
@@ -456,6 +479,35 @@ pub fn kernel_routes(ns: &Netns) -> (Vec<Value>, Vec<Value>) {
     )
 }
 
+/// The kernel's policy rules: (`ip -4 -j -d rule show`, the same `-6`),
+/// with `ip`'s `action` (blackhole, unreachable, prohibit) renamed `type`
+/// as our lines name it.
+pub fn kernel_rules(ns: &Netns) -> (Vec<Value>, Vec<Value>) {
+    let shaped = |args: &str| -> Vec<Value> {
+        as_array(ns.ip_json(args), "ip rule")
+            .into_iter()
+            .map(rule_as_ours)
+            .collect()
+    };
+    (shaped("-4 -d rule show"), shaped("-6 -d rule show"))
+}
+
+/// One `ip -j -d rule show` object with `action` renamed `type`.
+pub fn rule_as_ours(mut v: Value) -> Value {
+    if let Some(m) = v.as_object_mut() {
+        if let Some(action) = m.remove("action") {
+            m.insert("type".into(), action);
+        }
+    }
+    v
+}
+
+/// Compares our rules with the kernel's in `ns`.
+pub fn diff_rules_against_kernel(ns: &Netns, ours: Vec<Value>) -> Diff {
+    let (v4, v6) = kernel_rules(ns);
+    diff_rules(&v4, &v6, &ours)
+}
+
 /// The kernel's nexthop objects (`ip -j -d nexthop show`).
 pub fn kernel_nexthops(ns: &Netns) -> Vec<Value> {
     as_array(ns.ip_json("-d nexthop show"), "ip nexthop")
@@ -472,9 +524,12 @@ pub fn diff_nexthops_against_kernel(ns: &Netns, ours: Vec<Value>) -> Diff {
     diff_nexthops(&kernel_nexthops(ns), &ours)
 }
 
-/// Panics with a readable listing unless our routes equal the kernel's.
+/// Panics with a readable listing unless our routes and rules equal the
+/// kernel's.
 pub fn assert_matches_kernel(ns: &Netns, ours: Vec<Value>) {
-    let diff = diff_against_kernel(ns, ours);
+    let diff = diff_against_kernel(ns, ours.clone());
+    assert!(diff.is_empty(), "{diff}");
+    let diff = diff_rules_against_kernel(ns, ours);
     assert!(diff.is_empty(), "{diff}");
 }
 
@@ -516,11 +571,15 @@ fn eventually(
     }
 }
 
-/// Retries until `ours()` has exactly the kernel's routes, or panics with
-/// the last difference once `timeout` has passed.
+/// Retries until `ours()` has exactly the kernel's routes and rules (the
+/// routing decision), or panics with the last difference once `timeout`
+/// has passed.
 pub fn eventually_matches_kernel(ns: &Netns, ours: impl FnMut() -> Vec<Value>, timeout: Duration) {
-    eventually("routes", timeout, ours, |o| {
-        vec![diff_against_kernel(ns, o)]
+    eventually("routes and rules", timeout, ours, |o| {
+        vec![
+            diff_against_kernel(ns, o.clone()),
+            diff_rules_against_kernel(ns, o),
+        ]
     });
 }
 
@@ -535,16 +594,18 @@ pub fn eventually_nexthops_match_kernel(
     });
 }
 
-/// Retries until `ours()` has exactly the kernel's routes AND nexthop
-/// objects (from the same call), or panics with the last differences.
+/// Retries until `ours()` has exactly the kernel's routes, rules AND
+/// nexthop objects (from the same call), or panics with the last
+/// differences.
 pub fn eventually_all_match_kernel(
     ns: &Netns,
     ours: impl FnMut() -> Vec<Value>,
     timeout: Duration,
 ) {
-    eventually("routes and nexthop objects", timeout, ours, |o| {
+    eventually("routes, rules and nexthop objects", timeout, ours, |o| {
         vec![
             diff_against_kernel(ns, o.clone()),
+            diff_rules_against_kernel(ns, o.clone()),
             diff_nexthops_against_kernel(ns, o),
         ]
     });

@@ -90,13 +90,13 @@ impl Env {
     }
 
     /// Checks that BOTH `routewatch show` through the agent AND the tail's
-    /// replay eventually hold exactly the kernel's routes.
+    /// replay eventually hold exactly the kernel's routes and rules.
     pub fn check_routes(&self, timeout: Duration) {
         eventually_matches_kernel(&self.ns, || self.agent.show(), timeout);
         eventually_matches_kernel(&self.ns, || self.tail.objects(), timeout);
     }
 
-    /// Like [`Env::check_routes`] for routes AND nexthop objects.
+    /// Like [`Env::check_routes`] for routes, rules AND nexthop objects.
     pub fn check_all(&self, timeout: Duration) {
         eventually_all_match_kernel(&self.ns, || self.agent.show(), timeout);
         eventually_all_match_kernel(&self.ns, || self.tail.objects(), timeout);

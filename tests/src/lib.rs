@@ -36,8 +36,9 @@ pub use agent::{run_show, show_in_process, Agent, AGENT_ADDR};
 pub use collector::{Collector, TestStore};
 pub use compare::{
     assert_matches_kernel, assert_nexthops_match_kernel, diff_against_kernel,
-    diff_nexthops_against_kernel, eventually_all_match_kernel, eventually_matches_kernel,
-    eventually_matches_kernel_filtered, eventually_nexthops_match_kernel, Diff, KernelFilter,
+    diff_nexthops_against_kernel, diff_rules_against_kernel, eventually_all_match_kernel,
+    eventually_matches_kernel, eventually_matches_kernel_filtered,
+    eventually_nexthops_match_kernel, kernel_rules, Diff, KernelFilter,
 };
 pub use fixture::{
     add_veth_pair, blackholes, Env, CHECK_TIMEOUT, SYNC_TIMEOUT, VA4, VA6, VB4, VB6,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::compare::{
-    decorate, diff_against_kernel, diff_nexthops_against_kernel, eventually_matches_kernel,
-    kernel_nexthops, kernel_routes,
+    decorate, diff_against_kernel, diff_nexthops_against_kernel, diff_rules_against_kernel,
+    eventually_matches_kernel, kernel_nexthops, kernel_routes, kernel_rules,
 };
 use crate::fixture::add_veth_pair;
 use crate::netns::Netns;
@@ -24,7 +24,33 @@ fn kernel_as_ours(ns: &Netns) -> Vec<Value> {
     let mut o = decorate(&v4, "route", "inet", "r4-");
     o.extend(decorate(&v6, "route", "inet6", "r6-"));
     o.extend(decorate(&kernel_nexthops(ns), "nexthop", "inet", "nh-"));
+    let (v4, v6) = kernel_rules(ns);
+    o.extend(decorate(&v4, "rule", "inet", "ru4-"));
+    o.extend(decorate(&v6, "rule", "inet6", "ru6-"));
     o
+}
+
+#[test]
+fn rules_as_ours_match_and_a_changed_rule_is_found() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    ns.ip("rule add pref 100 from 10.0.0.0/8 lookup 100");
+    ns.ip("rule add pref 200 blackhole");
+    ns.ip("-6 rule add pref 100 from 2001:db8::/32 iif va lookup 5");
+    let ours = kernel_as_ours(&ns);
+    let d = diff_rules_against_kernel(&ns, ours.clone());
+    assert!(d.is_empty(), "{d}");
+    assert_eq!(d.ours_count, 3 + 3 + 2, "{d}");
+    // `ip`'s action is our type.
+    assert!(ours
+        .iter()
+        .any(|v| v["object"] == "rule" && v["type"] == "blackhole"));
+
+    ns.ip("rule del pref 200");
+    ns.ip("rule add pref 200 unreachable");
+    let d = diff_rules_against_kernel(&ns, ours);
+    assert_eq!((d.only_kernel.len(), d.only_ours.len()), (1, 1), "{d}");
+    assert!(d.only_kernel[0].contains("unreachable"), "{d}");
 }
 
 #[test]

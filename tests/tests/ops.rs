@@ -31,6 +31,7 @@ const FAMILIES: [&str; 20] = [
     "routewatch_journal_bytes",
     "routewatch_routes",
     "routewatch_nexthops",
+    "routewatch_rules",
     "routewatch_namespaces",
     "routewatch_namespace_failures",
     "routewatch_ready",

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use routewatch_tests::bins::client_bin;
-use routewatch_tests::compare::{kernel_nexthops, kernel_routes};
+use routewatch_tests::compare::{kernel_nexthops, kernel_routes, kernel_rules};
 use routewatch_tests::{add_veth_pair, run_show, Agent, Netns};
 use serde_json::Value;
 
@@ -143,7 +143,8 @@ fn summary_counts_what_ip_lists_per_table_and_protocol() {
 fn table_text_and_jsonpb_print_every_object_once() {
     let (ns, agent) = populated();
     let (v4, v6) = kernel_routes(&ns);
-    let objects = v4.len() + v6.len() + kernel_nexthops(&ns).len();
+    let (rules4, rules6) = kernel_rules(&ns);
+    let objects = v4.len() + v6.len() + kernel_nexthops(&ns).len() + rules4.len() + rules6.len();
 
     let table = show(&ns, &agent, &["-o", "table"]);
     let mut lines = table.lines();

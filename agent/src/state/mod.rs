@@ -4,8 +4,11 @@
 mod key;
 mod table;
 
-pub use key::{base_key, route_key};
+pub use key::{base_key, route_key, rule_key};
 pub use table::{nexthop_key, Action, Change, Object, Previous, Recheck, StateTable};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod rule_tests;

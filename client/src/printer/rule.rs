@@ -20,6 +20,7 @@ const FR_ACT_NOP: u32 = 3;
 /// FIB_RULE_UNRESOLVED: a `goto` whose target priority has no rule.
 const FIB_RULE_UNRESOLVED: u32 = 0x4;
 const RTPROT_UNSPEC: u32 = 0;
+const RTPROT_KERNEL: u32 = 2;
 
 /// IP protocol numbers as `ip rule` names them (from the system's
 /// protocols database; others print as `ipproto-N`).
@@ -88,9 +89,12 @@ pub fn rule_line(r: &Rule, s: &mut String) {
     if r.ipproto != 0 {
         let _ = write!(s, " ipproto {}", ipproto(r.ipproto));
     }
-    for (word, range) in [("sport", &r.sport), ("dport", &r.dport)] {
+    for (word, range, mask) in ports(r) {
         if let Some(p) = range {
             let _ = write!(s, " {word} {}", port_range(p));
+            if let Some(mask) = mask {
+                let _ = write!(s, "/{mask:#x}");
+            }
         }
     }
     if let Some(label) = r.flowlabel {
@@ -101,6 +105,9 @@ pub fn rule_line(r: &Rule, s: &mut String) {
     }
     if let Some(dscp) = r.dscp {
         let _ = write!(s, " dscp {dscp}");
+        if let Some(mask) = dscp_mask(r) {
+            let _ = write!(s, "/{mask:#x}");
+        }
     }
     if r.tun_id != 0 {
         let _ = write!(s, " tun_id {}", r.tun_id);
@@ -135,7 +142,9 @@ pub fn rule_line(r: &Rule, s: &mut String) {
             let _ = write!(s, " {}", names::name(ROUTE_TYPES, other));
         }
     }
-    if r.protocol != RTPROT_UNSPEC {
+    // `ip rule show` names the protocol unless it is unspec or kernel
+    // (the default rules'); `-d` and JSON always do.
+    if r.protocol != RTPROT_UNSPEC && r.protocol != RTPROT_KERNEL {
         let _ = write!(s, " proto {}", names::name(PROTOCOLS, r.protocol));
     }
 }
@@ -193,13 +202,16 @@ pub fn rule_fields(r: &Rule, m: &mut Map<String, Value>) {
     if r.ipproto != 0 {
         m.insert("ipproto".into(), ipproto(r.ipproto).into());
     }
-    for (word, range) in [("sport", &r.sport), ("dport", &r.dport)] {
+    for (word, range, mask) in ports(r) {
         if let Some(p) = range {
             if p.start == p.end {
                 m.insert(word.into(), p.start.into());
             } else {
                 m.insert(format!("{word}_start"), p.start.into());
                 m.insert(format!("{word}_end"), p.end.into());
+            }
+            if let Some(mask) = mask {
+                m.insert(format!("{word}_mask"), format!("{mask:#x}").into());
             }
         }
     }
@@ -211,6 +223,9 @@ pub fn rule_fields(r: &Rule, m: &mut Map<String, Value>) {
     }
     if let Some(dscp) = r.dscp {
         m.insert("dscp".into(), dscp.to_string().into());
+        if let Some(mask) = dscp_mask(r) {
+            m.insert("dscp_mask".into(), format!("{mask:#x}").into());
+        }
     }
     if r.tun_id != 0 {
         m.insert("tun_id".into(), r.tun_id.into());
@@ -297,6 +312,21 @@ fn ipproto(n: u32) -> String {
         Some((_, name)) => (*name).into(),
         None => format!("ipproto-{n}"),
     }
+}
+
+/// The port matches with their masks, a full mask (what the kernel sends
+/// for a plain port) left out as `ip` leaves it.
+fn ports(r: &Rule) -> [(&'static str, Option<&PortRange>, Option<u32>); 2] {
+    let partial = |mask: Option<u32>| mask.filter(|m| *m != 0xffff);
+    [
+        ("sport", r.sport.as_ref(), partial(r.sport_mask)),
+        ("dport", r.dport.as_ref(), partial(r.dport_mask)),
+    ]
+}
+
+/// A DSCP mask other than all six bits.
+fn dscp_mask(r: &Rule) -> Option<u32> {
+    r.dscp_mask.filter(|m| *m != 0x3f)
 }
 
 fn port_range(p: &PortRange) -> String {
