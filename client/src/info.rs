@@ -191,6 +191,7 @@ pub fn json_line(target: &str, info: &AgentInfo) -> Value {
         "oldest_seq": info.oldest_seq,
         "routes": per_family(info, |c| c.routes),
         "nexthops": per_family(info, |c| c.nexthops),
+        "rules": per_family(info, |c| c.rules),
         "subscribers": subscribers,
     })
 }
@@ -220,6 +221,7 @@ pub fn text(target: &str, info: &AgentInfo) -> String {
     ));
     s.push_str(&format!("  routes       {}\n", counts(|c| c.routes)));
     s.push_str(&format!("  nexthops     {}\n", counts(|c| c.nexthops)));
+    s.push_str(&format!("  rules        {}\n", counts(|c| c.rules)));
     s.push_str(&format!("  subscribers  {}\n", info.subscribers.len()));
     for sub in &info.subscribers {
         let peer = if sub.peer.is_empty() {
@@ -265,13 +267,13 @@ mod tests {
                     family: Family::Inet as i32,
                     routes: 12,
                     nexthops: 2,
-                    rules: 0,
+                    rules: 4,
                 },
                 FamilyCount {
                     family: Family::Inet6 as i32,
                     routes: 8,
                     nexthops: 0,
-                    rules: 0,
+                    rules: 2,
                 },
             ],
             subscribers: vec![SubscriberInfo {
@@ -294,6 +296,7 @@ node1 (127.0.0.1:50051)
   stream       0123abcd at seq 1234 (journal from seq 1000)
   routes       inet 12, inet6 8
   nexthops     inet 2, inet6 0, unspec 1
+  rules        inet 4, inet6 2
   subscribers  1
     10.0.0.9:53412 since 1970-01-01T00:00:00Z, at seq 1234, filtered
 "
@@ -306,6 +309,7 @@ node1 (127.0.0.1:50051)
         assert_eq!(v["host"], "node1");
         assert_eq!(v["routes"], json!({"inet": 12, "inet6": 8}));
         assert_eq!(v["nexthops"], json!({"inet": 2, "inet6": 0, "unspec": 1}));
+        assert_eq!(v["rules"], json!({"inet": 4, "inet6": 2}));
         assert_eq!(v["subscribers"][0]["filtered"], true);
         let mut out = Vec::new();
         print(

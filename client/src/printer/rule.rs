@@ -336,3 +336,101 @@ fn port_range(p: &PortRange) -> String {
         format!("{}-{}", p.start, p.end)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use routewatch_proto::v1::Family;
+
+    fn rule() -> Rule {
+        Rule {
+            family: Family::Inet as i32,
+            priority: 100,
+            action: FR_ACT_TO_TBL,
+            table: 100,
+            ..Default::default()
+        }
+    }
+
+    fn line(r: &Rule) -> String {
+        let mut s = String::new();
+        rule_line(r, &mut s);
+        s
+    }
+
+    fn fields(r: &Rule) -> Value {
+        let mut m = Map::new();
+        rule_fields(r, &mut m);
+        Value::Object(m)
+    }
+
+    #[test]
+    fn a_lookup_rule() {
+        let r = Rule {
+            src: "10.0.0.0/8".into(),
+            ..rule()
+        };
+        assert_eq!(line(&r), "100:\tfrom 10.0.0.0/8 lookup 100");
+        assert_eq!(
+            fields(&r),
+            serde_json::json!({"priority":100,"src":"10.0.0.0","srclen":8,"table":"100","protocol":"unspec"})
+        );
+    }
+
+    #[test]
+    fn refusing_rules_name_their_type_and_never_our_action() {
+        let r = Rule {
+            action: 6,
+            table: 0,
+            src: "1.2.3.4/32".into(),
+            protocol: 4,
+            ..rule()
+        };
+        assert_eq!(line(&r), "100:\tfrom 1.2.3.4 blackhole proto static");
+        let v = fields(&r);
+        assert_eq!(v["type"], "blackhole");
+        assert!(v.get("action").is_none(), "{v}");
+        assert!(
+            v.get("srclen").is_none(),
+            "a host prefix has no length: {v}"
+        );
+    }
+
+    #[test]
+    fn state_bits_and_masks() {
+        let r = Rule {
+            action: FR_ACT_GOTO,
+            goto: 350,
+            table: 0,
+            flags: FIB_RULE_UNRESOLVED,
+            iif: "eth9".into(),
+            iif_detached: true,
+            dport: Some(PortRange { start: 80, end: 80 }),
+            dport_mask: Some(0xffff),
+            sport: Some(PortRange {
+                start: 0x1000,
+                end: 0x1000,
+            }),
+            sport_mask: Some(0xf000),
+            fwmark: 0x10,
+            fwmask: u32::MAX,
+            ..rule()
+        };
+        assert_eq!(
+            line(&r),
+            "100:\tfrom all fwmark 0x10 iif eth9 [detached] sport 4096/0xf000 dport 80 goto 350 [unresolved]"
+        );
+        let v = fields(&r);
+        assert!(v["unresolved"].is_null() && v.get("unresolved").is_some());
+        assert!(v.get("iif_detached").is_some());
+        assert_eq!(v["sport_mask"], "0xf000");
+        assert!(
+            v.get("dport_mask").is_none(),
+            "a full mask is left out: {v}"
+        );
+        assert!(
+            v.get("fwmask").is_none(),
+            "an all-ones mask is left out: {v}"
+        );
+    }
+}

@@ -116,6 +116,36 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_matches_its_own_fields_and_never_a_route_s() {
+        use crate::filter::testing::{rule, rule_added, strings};
+        let mut r = rule(100, 100);
+        r.protocol = 186;
+        let passes = |edit: fn(&mut Filter)| {
+            Filters::compile(&[filter(edit)], &[])
+                .expect("valid filter")
+                .matches(&rule_added(&r))
+        };
+        assert!(passes(|f| f.family = strings(&["inet"])));
+        assert!(passes(|f| f.protocol = strings(&["bgp"])));
+        assert!(passes(|f| f.action = strings(&["add"])));
+        assert!(passes(|f| f.origin = strings(&["notification"])));
+        assert!(passes(|f| f.netns = strings(&[""])));
+        assert!(!passes(|f| f.family = strings(&["inet6"])));
+        for route_only in [
+            (|f: &mut Filter| f.scope = strings(&["global"])) as fn(&mut Filter),
+            |f| f.r#type = strings(&["unicast"]),
+            |f| f.within = strings(&["0.0.0.0/0"]),
+            |f| f.contains = strings(&["10.0.0.1"]),
+            |f| f.prefix = strings(&["default"]),
+            |f| f.gateway_within = strings(&["0.0.0.0/0"]),
+            |f| f.dev = strings(&["lo"]),
+            |f| f.metric = strings(&["0-"]),
+        ] {
+            assert!(!passes(route_only));
+        }
+    }
+
+    #[test]
     fn no_filter_passes_everything() {
         let filters = Filters::compile(&[], &[]).unwrap();
         assert!(filters.is_empty());

@@ -44,6 +44,18 @@ mod tests {
         let only = |f: &mut crate::v1::Filter| f.object = strings(&["nexthop"]);
         assert!(!passes(only, &added(&r)));
         assert!(passes(only, &nexthop_added(&nh)));
-        assert_eq!(invalid(|f| f.object = strings(&["rule"])).field, "object");
+        assert_eq!(invalid(|f| f.object = strings(&["rules"])).field, "object");
+    }
+
+    #[test]
+    fn rules() {
+        let rule = rule(100, 100);
+        let only = |f: &mut crate::v1::Filter| f.object = strings(&["rule"]);
+        assert!(passes(only, &rule_added(&rule)));
+        assert!(!passes(only, &added(&route("10.0.0.0/8"))));
+        assert!(!passes(
+            |f| f.object = strings(&["route", "nexthop"]),
+            &rule_added(&rule)
+        ));
     }
 }

@@ -34,6 +34,20 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_matches_the_table_it_looks_up() {
+        let r = rule(100, 100000);
+        assert!(passes(|f| f.table = strings(&["100000"]), &rule_added(&r)));
+        assert!(!passes(|f| f.table = strings(&["main"]), &rule_added(&r)));
+        // goto, nop, l3mdev and the refusing actions look up no table.
+        let goto = crate::v1::Rule {
+            action: 2,
+            table: 0,
+            ..r
+        };
+        assert!(!passes(|f| f.table = strings(&["0"]), &rule_added(&goto)));
+    }
+
+    #[test]
     fn nexthop_objects_have_no_table() {
         let nh = nexthop(1);
         assert!(!passes(

@@ -1,7 +1,7 @@
 //! Events to test filters on.
 
 use super::{Object, Subject};
-use crate::v1::{Action, Family, Nexthop, Origin, Route};
+use crate::v1::{Action, Family, Nexthop, Origin, Route, Rule};
 
 /// An IPv4 or IPv6 unicast route to `dst` in the main table.
 pub fn route(dst: &str) -> Route {
@@ -36,6 +36,27 @@ pub fn added(route: &Route) -> Subject<'_> {
         origin: Origin::Notification,
         netns: "",
         object: Object::Route(route),
+    }
+}
+
+/// An IPv4 rule at `priority` that looks up `table`.
+pub fn rule(priority: u32, table: u32) -> Rule {
+    Rule {
+        family: Family::Inet as i32,
+        priority,
+        action: 1,
+        table,
+        ..Default::default()
+    }
+}
+
+/// `rule` added by a notification.
+pub fn rule_added(rule: &Rule) -> Subject<'_> {
+    Subject {
+        action: Action::Add,
+        origin: Origin::Notification,
+        netns: "",
+        object: Object::Rule(rule),
     }
 }
 
