@@ -185,6 +185,7 @@ fn query_routes_at_a_moment_equals_show_at_that_moment() {
     ns.ip("-6 route add 2001:db8:30::/64 via 2001:db8:1::10");
     ns.ip("nexthop add id 31 via 10.1.0.11 dev va");
     ns.ip("route add 10.31.0.0/24 nhid 31");
+    ns.ip("rule add pref 100 from 10.30.0.0/24 lookup 30");
     wait_stored(&ns, &store, &addr);
     let shown = agent.show();
     thread::sleep(Duration::from_millis(20));
@@ -194,6 +195,8 @@ fn query_routes_at_a_moment_equals_show_at_that_moment() {
     ns.ip("route replace 10.30.0.0/24 via 10.1.0.12 metric 7");
     ns.ip("route del 10.31.0.0/24");
     ns.ip("-6 route add 2001:db8:32::/64 via 2001:db8:1::10");
+    ns.ip("rule del pref 100");
+    ns.ip("rule add pref 100 from 10.30.0.0/24 lookup 31");
     wait_stored(&ns, &store, &addr);
     let then = routes_now(&store, &ns, &["--at", &at]);
     assert_eq!(
@@ -210,6 +213,20 @@ fn query_routes_at_a_moment_equals_show_at_that_moment() {
         2,
         "two versions of 10.30.0.0/24: {history:?}"
     );
+    // The rules' history: the default rules, and the rule at 100 looking
+    // up table 30 until it was deleted, then table 31.
+    let rules = store.query(&ns, &["history", "rules"]);
+    let at_100: Vec<(&Value, bool)> = rules
+        .iter()
+        .filter(|v| v["object"] == "rule" && v["priority"] == 100)
+        .map(|v| (&v["table"], v["valid_to"].is_null()))
+        .collect();
+    assert_eq!(
+        at_100,
+        [(&Value::from("30"), false), (&Value::from("31"), true)],
+        "{rules:?}"
+    );
+    assert_eq!(rules.len(), 3 + 2 + 2, "{rules:?}");
 }
 
 fn time_now_rfc3339() -> String {

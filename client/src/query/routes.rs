@@ -22,7 +22,7 @@ pub async fn run(cx: &mut Context<'_>, args: &Routes) -> Result<(), ClientError>
         if begun && !versions.iter().any(|v| v.target_id == target.id) {
             writeln!(
                 cx.notes,
-                "routewatch: {} held no routes or nexthop objects at {}",
+                "routewatch: {} held no routes, rules or nexthop objects at {}",
                 target.label(),
                 rfc3339(t)
             )?;
