@@ -142,10 +142,17 @@ fn grpcurl_lists_describes_and_subscribes_over_mutual_tls() {
         "the snapshot is changes only:\n{out}"
     );
     let (v4, v6) = routewatch_tests::compare::kernel_routes(&s.ns);
+    let (rules4, rules6) = routewatch_tests::compare::kernel_rules(&s.ns);
     assert_eq!(
         snapshot.len(),
-        v4.len() + v6.len(),
-        "one change per kernel route:\n{out}"
+        v4.len() + v6.len() + rules4.len() + rules6.len(),
+        "one change per kernel route and rule:\n{out}"
+    );
+    assert!(
+        snapshot
+            .iter()
+            .any(|e| e["change"]["rule"]["priority"] == 32766),
+        "rules are typed messages:\n{out}"
     );
     assert!(
         snapshot

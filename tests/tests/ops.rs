@@ -15,7 +15,7 @@ use routewatch_tests::{
 const OPS: &str = "127.0.0.1:9464";
 
 /// Every metric family the agent exports.
-const FAMILIES: [&str; 20] = [
+const FAMILIES: [&str; 21] = [
     "routewatch_build",
     "routewatch_events",
     "routewatch_resyncs",
