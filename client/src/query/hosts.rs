@@ -6,7 +6,7 @@ use super::row::Row;
 use super::targets::{self, Target};
 use super::{Context, Lines};
 use crate::printer::{aligned, rfc3339};
-use crate::store::schema::{KIND_NEXTHOP, KIND_ROUTE};
+use crate::store::schema::{KIND_NEXTHOP, KIND_ROUTE, KIND_RULE};
 use crate::store::Value;
 use crate::ClientError;
 
@@ -16,6 +16,8 @@ use crate::ClientError;
 fn sql() -> String {
     format!(
         "SELECT {}, t.last_seen, t.stream_id, t.seq,
+            CAST((SELECT COUNT(*) FROM versions v
+                  WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = ?) AS BIGINT),
             CAST((SELECT COUNT(*) FROM versions v
                   WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = ?) AS BIGINT),
             CAST((SELECT COUNT(*) FROM versions v
@@ -33,6 +35,7 @@ struct Host {
     cursor: Option<(String, i64)>,
     routes: i64,
     nexthops: i64,
+    rules: i64,
     gaps: i64,
 }
 
@@ -40,7 +43,14 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
     let lines = cx.lines("hosts", true)?;
     let rows = cx
         .store
-        .select(&sql(), &[Value::Int(KIND_ROUTE), Value::Int(KIND_NEXTHOP)])
+        .select(
+            &sql(),
+            &[
+                Value::Int(KIND_ROUTE),
+                Value::Int(KIND_NEXTHOP),
+                Value::Int(KIND_RULE),
+            ],
+        )
         .await?;
     let mut hosts = rows
         .iter()
@@ -53,7 +63,8 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
                 cursor: (!stream.is_empty()).then_some((stream, r.int(7)?)),
                 routes: r.int(8)?,
                 nexthops: r.int(9)?,
-                gaps: r.int(10)?,
+                rules: r.int(10)?,
+                gaps: r.int(11)?,
             })
         })
         .collect::<Result<Vec<_>, ClientError>>()?;
@@ -74,6 +85,7 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
                     "seq": h.cursor.as_ref().map(|c| c.1),
                     "routes": h.routes,
                     "nexthops": h.nexthops,
+                    "rules": h.rules,
                     "gaps": h.gaps,
                 }))?;
             }
@@ -87,6 +99,7 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
                 "CURSOR",
                 "ROUTES",
                 "NEXTHOPS",
+                "RULES",
                 "GAPS",
             ]
             .map(str::to_owned)
@@ -105,6 +118,7 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
                             .map_or_else(|| "-".to_owned(), |(s, n)| format!("{s}:{n}")),
                         h.routes.to_string(),
                         h.nexthops.to_string(),
+                        h.rules.to_string(),
                         h.gaps.to_string(),
                     ]
                 })

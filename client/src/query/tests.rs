@@ -2,7 +2,7 @@
 //! hosts' streams fed through the ledger and committed to SQLite.
 
 use clap::Parser;
-use routewatch_proto::v1::{event, Action, Heartbeat, Nexthop, Origin, Resync, Route, Sync};
+use routewatch_proto::v1::{event, Action, Heartbeat, Nexthop, Origin, Resync, Route, Rule, Sync};
 
 use super::answer;
 use crate::cli::{Cli, Command};
@@ -568,6 +568,94 @@ node1  2026-11-28T10:25:00Z  s:9          2026-11-28T10:32:00Z  s:12       lagge
     );
 }
 
+/// Two hosts with the default IPv4 rules; node2's rule at 100 looks up
+/// table 300; node1's rule at 100 looks up
+/// table 100 from 10:00, table 200 from 10:10 (deleted and added again, as
+/// `ip rule` must), and a blackhole rule comes at 10:20.
+async fn ruled(dir: &Scratch) -> Store {
+    let url = StoreUrl::Sqlite(dir.path().join("rules.db"));
+    let mut store = Store::open(&url).await.unwrap();
+    let rule = |priority, table, action| Rule {
+        family: 1,
+        priority,
+        table,
+        action,
+        protocol: if table == 100 || table == 200 { 4 } else { 2 },
+        ..Default::default()
+    };
+    for (host, stream, time) in [("node1", "s", at(0, 0)), ("node2", "u", at(1, 0))] {
+        let addr = format!("{host}:50051");
+        let mut events = vec![
+            dump(stream, 2, time, "main", rule(32766, 254, 1)),
+            dump(stream, 2, time, "local", rule(0, 255, 1)),
+        ];
+        events.push(if host == "node1" {
+            dump(stream, 2, time, "t100", rule(100, 100, 1))
+        } else {
+            dump(stream, 2, time, "t300", rule(100, 300, 1))
+        });
+        events.push(marker(stream, 2, time + 1, event::Kind::Sync(Sync {})));
+        record(&mut store, &addr, host, &events).await;
+    }
+    let updates = [
+        change(
+            "s",
+            3,
+            at(10, 0),
+            Action::Delete,
+            Origin::Notification,
+            "t100",
+            rule(100, 100, 1),
+        ),
+        add(4, at(10, 0), "t200", rule(100, 200, 1)),
+        add(5, at(20, 0), "bh", rule(500, 0, 6)),
+    ];
+    record(&mut store, "node1:50051", "node1", &updates).await;
+    store
+}
+
+#[tokio::test]
+async fn rules_have_a_history_a_moment_and_a_diff() {
+    let dir = Scratch::new("query");
+    let mut store = ruled(&dir).await;
+    assert_eq!(
+        ok(ask(&mut store, "history rules --host node1 --since 2026-11-28T10:05:00Z").await).0,
+        "\
+2026-11-28T10:00:00Z current node1 dump/- 0:\tfrom all lookup local
+2026-11-28T10:00:00Z 2026-11-28T10:10:00Z node1 dump/notification 100:\tfrom all lookup 100 proto static
+2026-11-28T10:00:00Z current node1 dump/- 32766:\tfrom all lookup main
+2026-11-28T10:10:00Z current node1 notification/- 100:\tfrom all lookup 200 proto static
+2026-11-28T10:20:00Z current node1 notification/- 500:\tfrom all blackhole
+"
+    );
+    assert_eq!(
+        ok(ask(&mut store, "routes --host node1 --at 2026-11-28T10:05:00Z").await).0,
+        "0:\tfrom all lookup local\n100:\tfrom all lookup 100 proto static\n32766:\tfrom all lookup main\n"
+    );
+    assert_eq!(
+        ok(ask(&mut store, "diff --host node1 --at 2026-11-28T10:05:00Z --at 2026-11-28T10:25:00Z").await).0,
+        "Deleted 100:\tfrom all lookup 100 proto static\n100:\tfrom all lookup 200 proto static\n500:\tfrom all blackhole\n"
+    );
+    // Across hosts, rules are matched by priority.
+    let (out, _) = ok(ask(&mut store, "diff --host node1 --host node2").await);
+    assert!(
+        out.contains("node1: 100:\tfrom all lookup 200 proto static"),
+        "{out}"
+    );
+    assert!(out.contains("node2: 100:\tfrom all lookup 300"), "{out}");
+    assert!(
+        out.contains("node1 only: 500:\tfrom all blackhole"),
+        "{out}"
+    );
+    assert!(!out.contains("32766"), "the same rule on both: {out}");
+    let hosts = ok(ask(&mut store, "hosts -o json").await).0;
+    assert!(
+        hosts.contains(r#""host":"node1""#) && hosts.contains(r#""rules":4"#),
+        "{hosts}"
+    );
+    assert!(hosts.contains(r#""rules":3"#), "node2: {hosts}");
+}
+
 #[tokio::test]
 async fn hosts_with_their_cursor_and_what_they_hold() {
     let dir = Scratch::new("query");
@@ -576,15 +664,15 @@ async fn hosts_with_their_cursor_and_what_they_hold() {
     assert_eq!(
         ok(ask(&mut store, "hosts").await).0,
         "\
-HOST   ADDRESS         FIRST_SEEN            LAST_SEEN             CURSOR  ROUTES  NEXTHOPS  GAPS
-node1  10.0.0.1:50051  2026-11-28T10:00:01Z  2026-11-28T10:32:00Z  s:12    4       1         1
-node2  10.0.0.2:50051  2026-11-28T10:12:00Z  2026-11-28T10:12:00Z  u:4     3       1         0
+HOST   ADDRESS         FIRST_SEEN            LAST_SEEN             CURSOR  ROUTES  NEXTHOPS  RULES  GAPS
+node1  10.0.0.1:50051  2026-11-28T10:00:01Z  2026-11-28T10:32:00Z  s:12    4       1         0      1
+node2  10.0.0.2:50051  2026-11-28T10:12:00Z  2026-11-28T10:12:00Z  u:4     3       1         0      0
 "
     );
     assert_eq!(
         ok(ask(&mut store, "hosts -o json").await).0,
-        r#"{"host":"node1","address":"10.0.0.1:50051","first_seen":"2026-11-28T10:00:01Z","last_seen":"2026-11-28T10:32:00Z","stream_id":"s","seq":12,"routes":4,"nexthops":1,"gaps":1}
-{"host":"node2","address":"10.0.0.2:50051","first_seen":"2026-11-28T10:12:00Z","last_seen":"2026-11-28T10:12:00Z","stream_id":"u","seq":4,"routes":3,"nexthops":1,"gaps":0}
+        r#"{"host":"node1","address":"10.0.0.1:50051","first_seen":"2026-11-28T10:00:01Z","last_seen":"2026-11-28T10:32:00Z","stream_id":"s","seq":12,"routes":4,"nexthops":1,"rules":0,"gaps":1}
+{"host":"node2","address":"10.0.0.2:50051","first_seen":"2026-11-28T10:12:00Z","last_seen":"2026-11-28T10:12:00Z","stream_id":"u","seq":4,"routes":3,"nexthops":1,"rules":0,"gaps":0}
 "#
     );
 }

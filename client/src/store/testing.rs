@@ -4,7 +4,7 @@
 //! public for).
 
 use routewatch_proto::v1::{
-    change, event, Action, Change, Event, Nexthop, Origin, Resync, Route, Sync,
+    change, event, Action, Change, Event, Nexthop, Origin, Resync, Route, Rule, Sync,
 };
 
 use super::plan::StoredCursor;
@@ -36,6 +36,12 @@ impl Object for Route {
 impl Object for Nexthop {
     fn object(self) -> change::Object {
         change::Object::Nexthop(self)
+    }
+}
+
+impl Object for Rule {
+    fn object(self) -> change::Object {
+        change::Object::Rule(self)
     }
 }
 
