@@ -131,7 +131,7 @@ class Replay:
         self.synced = False
         self.expect_seq = None
         self.r = {
-            "snapshot_routes": 0, "snapshot_nexthops": 0,
+            "snapshot_routes": 0, "snapshot_nexthops": 0, "snapshot_rules": 0,
             "notif_route": 0, "notif_route_add": 0, "notif_route_del": 0,
             "reconcile_route": 0, "redump_lines": 0, "nexthop_changes": 0,
             "resyncs": 0, "syncs": 0, "seq_gaps": 0, "seq_first_gap": None,
@@ -179,7 +179,7 @@ class Replay:
         key = e.get("key")
         if origin == "dump":
             if r["syncs"] == 0:
-                r["snapshot_routes" if obj == "route" else "snapshot_nexthops"] += 1
+                r["snapshot_" + {"route": "routes", "rule": "rules"}.get(obj, "nexthops")] += 1
             else:
                 r["redump_lines"] += 1
         else:

@@ -101,7 +101,7 @@ def count_routewatch(path):
             e = json.loads(raw)
             if e.get("object") == "route":
                 routes[bl.canon(e)] += 1
-            elif e.get("object") == "nexthop":
+            elif e.get("object") in ("nexthop", "rule"):
                 nexthops += 1
             else:
                 other += 1
@@ -156,7 +156,7 @@ def main():
         if name.startswith("routewatch"):
             routes, nexthops, other = count_routewatch(path)
             total = sum(routes.values())
-            checks[name] = f"{total} route lines, {nexthops} nexthop lines, {other} other"
+            checks[name] = f"{total} route lines, {nexthops} nexthop and rule lines, {other} other"
             if total != ip_total:
                 checks[name] += f"  MISMATCH (ip has {ip_total})"
             elif routes != ip_canon:
