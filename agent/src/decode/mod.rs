@@ -4,6 +4,7 @@
 //! objects by our own [`nexthop`] module, because netlink-packet-route 0.34
 //! does not know RTM_*NEXTHOP. Decoding is pure: it never touches a socket.
 
+pub mod encap;
 mod link;
 pub mod nexthop;
 mod route;

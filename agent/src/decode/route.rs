@@ -13,6 +13,8 @@ use netlink_packet_route::route::{
 use netlink_packet_route::AddressFamily;
 use routewatch_proto::v1::{Family, NextHop, RawAttribute, Route, RouteMetric as ApiMetric};
 
+use super::encap;
+
 /// The kernel's ticks for RTA_CACHEINFO's expiry (USER_HZ).
 const CENTISECONDS_PER_SECOND: u32 = 100;
 
@@ -70,11 +72,13 @@ pub fn decode_route(msg: &RouteMessage) -> Option<Route> {
             RouteAttribute::Preference(p) => route.pref = Some(u32::from(u8::from(*p))),
             RouteAttribute::CacheInfo(ci) => route.expires = ci.expires / CENTISECONDS_PER_SECOND,
             RouteAttribute::Other(nla) => route.other.push(raw(nla)),
+            RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => {}
             // Decoded but not part of the route's identity or of what `ip
             // route show` prints for routes (MFC stats, uid, realm, ...).
             _ => {}
         }
     }
+    route.encap = encap::from_attributes(&msg.attributes);
     route.dst = prefix(family, dst, header.destination_prefix_length);
     if src.is_some() || header.source_prefix_length > 0 {
         route.src = prefix(family, src, header.source_prefix_length);
@@ -95,6 +99,7 @@ fn next_hop(hop: &RouteNextHop) -> NextHop {
             out.gateway = ip_string(a);
         }
     }
+    out.encap = encap::from_attributes(&hop.attributes);
     out
 }
 

@@ -17,6 +17,14 @@
 //! A route whose nexthops live in a nexthop object is keyed by the object id,
 //! so that a change of the object (which the kernel does not announce per
 //! route) keeps the route's key.
+//!
+//! Lightweight-tunnel encapsulations (measured on 6.18): an IPv4 route
+//! differing from another only by its encapsulation is a separate route
+//! (fib_info compares lwtstate), so the IPv4 key carries each path's
+//! encapsulation. IPv6 ECMP siblings merge regardless of encapsulation --
+//! even two paths through the same gateway and device, which then differ only
+//! by it -- so the ECMP key does not; other IPv6 routes (`dev` routes
+//! differing only by encapsulation are two routes) do.
 
 //!
 //! Keys are 128-bit hashes (xxh3, a fixed and specified function, so keys
@@ -28,7 +36,8 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::Xxh3Default;
 
-use routewatch_proto::v1::{Family, Route};
+use prost::Message;
+use routewatch_proto::v1::{encap, Encap, Family, Route};
 
 const PROTOCOL_RA: u32 = 9;
 
@@ -51,10 +60,12 @@ pub fn route_key(r: &Route) -> Arc<str> {
             h.update(b"via");
             field(&mut h, &r.gateway);
             h.update(&r.ifindex.to_le_bytes());
+            encap(&mut h, r.encap.as_ref());
         } else {
             h.update(b"dev");
             h.update(&r.r#type.to_le_bytes());
             h.update(&r.ifindex.to_le_bytes());
+            encap(&mut h, r.encap.as_ref());
         }
     } else {
         for n in [r.r#type, r.protocol, r.scope] {
@@ -67,11 +78,13 @@ pub fn route_key(r: &Route) -> Arc<str> {
         } else if r.nexthops.is_empty() {
             field(&mut h, &r.gateway);
             h.update(&r.ifindex.to_le_bytes());
+            encap(&mut h, r.encap.as_ref());
         } else {
             for hop in &r.nexthops {
                 field(&mut h, &hop.gateway);
                 h.update(&hop.ifindex.to_le_bytes());
                 h.update(&hop.weight.to_le_bytes());
+                encap(&mut h, hop.encap.as_ref());
             }
         }
     }
@@ -111,6 +124,27 @@ fn base(r: &Route) -> Xxh3Default {
 fn field(h: &mut Xxh3Default, s: &str) {
     h.update(&(s.len() as u32).to_le_bytes());
     h.update(s.as_bytes());
+}
+
+/// An encapsulation by its attributes (protobuf encoding, deterministic for
+/// one version), without the interface names the agent fills in: a renamed
+/// link does not make it another route. Nothing is hashed for none, so keys
+/// of routes without encapsulation are what they always were.
+fn encap(h: &mut Xxh3Default, e: Option<&Encap>) {
+    let Some(e) = e else { return };
+    let mut e = e.clone();
+    match e.kind.as_mut() {
+        Some(encap::Kind::Seg6local(s)) => {
+            s.iif_dev.clear();
+            s.oif_dev.clear();
+        }
+        Some(encap::Kind::Xfrm(x)) => x.link_dev.clear(),
+        _ => {}
+    }
+    let bytes = e.encode_to_vec();
+    h.update(b"encap");
+    h.update(&(bytes.len() as u32).to_le_bytes());
+    h.update(&bytes);
 }
 
 /// 32 lowercase hex digits, built on the stack: one allocation per key.
