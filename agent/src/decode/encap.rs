@@ -487,3 +487,7 @@ fn c_string(value: &[u8]) -> Option<String> {
     let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
     String::from_utf8(value[..end].to_vec()).ok()
 }
+
+#[cfg(test)]
+#[path = "encap_tests.rs"]
+mod tests;
