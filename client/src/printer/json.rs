@@ -11,6 +11,8 @@ use routewatch_proto::v1::{
 };
 use serde_json::{json, Map, Value};
 
+use super::encap::encap_json;
+use super::unknown::unknown_json;
 use super::{ip_prefix, rfc3339, Notice, Origin, Printer};
 
 pub struct JsonPrinter;
@@ -140,6 +142,9 @@ pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
     if r.nhid != 0 {
         m.insert("nhid".into(), r.nhid.into());
     }
+    if let Some(e) = &r.encap {
+        m.insert("encap".into(), encap_json(e));
+    }
     if !r.gateway.is_empty() {
         m.insert("gateway".into(), r.gateway.clone().into());
     }
@@ -218,6 +223,9 @@ pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
             .iter()
             .map(|h| {
                 let mut hop = Map::new();
+                if let Some(e) = &h.encap {
+                    hop.insert("encap".into(), encap_json(e));
+                }
                 if !h.gateway.is_empty() {
                     hop.insert("gateway".into(), h.gateway.clone().into());
                 }
@@ -231,6 +239,7 @@ pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
             .collect();
         m.insert("nexthops".into(), hops.into());
     }
+    unknown_json(&r.other, m);
 }
 
 /// The fields `ip -j -d nexthop show` prints for `n`, in its order.
@@ -250,6 +259,9 @@ pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
             .collect();
         m.insert("group".into(), group.into());
     }
+    if let Some(e) = &n.encap {
+        m.insert("encap".into(), encap_json(e));
+    }
     if !n.gateway.is_empty() {
         m.insert("gateway".into(), n.gateway.clone().into());
     }
@@ -265,6 +277,7 @@ pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
     if n.fdb {
         m.insert("fdb".into(), Value::Null);
     }
+    unknown_json(&n.other, m);
 }
 
 /// A realm as `ip` names it (`rt_realms` names only 0).
