@@ -260,3 +260,28 @@ fn nexthop_objects_with_an_encapsulation() {
     ip_all(&env, &["route del 10.62.1.0/24", "nexthop del id 8"]);
     env.check_all(CHECK_TIMEOUT);
 }
+
+#[test]
+fn attributes_the_api_has_no_field_for_are_shown_not_dropped() {
+    let env = Env::start_with(&["--ops-listen", OPS]);
+    // RTA_VIA (18): struct rtvia { AF_INET6 (10, host order), address }.
+    env.ns
+        .ip("route add 10.63.0.0/24 via inet6 2001:db8:1::10 dev va");
+    let want = serde_json::json!([{"type": 18, "hex": "0a0020010db8000100000000000000000010"}]);
+    let found =
+        routewatch_tests::util::poll(CHECK_TIMEOUT, std::time::Duration::from_millis(250), || {
+            routes(&env, "10.63.0.0/24")
+                .first()
+                .filter(|r| r["unknown"] == want)
+                .cloned()
+        });
+    assert!(found.is_some(), "{:#?}", routes(&env, "10.63.0.0/24"));
+    let e = scrape(&env.ns, OPS);
+    assert!(
+        e.value(
+            "routewatch_unknown_attributes_total",
+            &[("object", "route")]
+        ) >= Some(1.0),
+        "{e:?}"
+    );
+}

@@ -72,9 +72,27 @@ pub fn decode_route(msg: &RouteMessage) -> Option<Route> {
             RouteAttribute::Preference(p) => route.pref = Some(u32::from(u8::from(*p))),
             RouteAttribute::CacheInfo(ci) => route.expires = ci.expires / CENTISECONDS_PER_SECOND,
             RouteAttribute::Other(nla) => route.other.push(raw(nla)),
+            // Decoded by netlink-packet-route but without a field in the
+            // API: kept raw, so that routes differing by them (an IPv4
+            // route via an IPv6 gateway, an MPLS label swap, ...) never
+            // look the same.
+            RouteAttribute::Via(_)
+            | RouteAttribute::NewDestination(_)
+            | RouteAttribute::NewDestinationAddress(_)
+            | RouteAttribute::TtlPropagate(_)
+            | RouteAttribute::Iif(_)
+            | RouteAttribute::Mark(_)
+            | RouteAttribute::Uid(_)
+            | RouteAttribute::IpProto(_)
+            | RouteAttribute::Sport(_)
+            | RouteAttribute::Dport(_)
+            | RouteAttribute::Flowlabel(_)
+            | RouteAttribute::Expires(_) => route.other.push(raw(attr)),
+            // Read by `encap::from_attributes` below.
             RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => {}
-            // Decoded but not part of the route's identity or of what `ip
-            // route show` prints for routes (MFC stats, uid, realm, ...).
+            // Source/destination are read above; RTA_CACHEINFO's other
+            // fields and multicast statistics are counters and timers, not
+            // routing state.
             _ => {}
         }
     }
