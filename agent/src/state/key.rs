@@ -219,6 +219,65 @@ mod tests {
         assert_eq!(route_key(&single), route_key(&multi));
     }
 
+    fn encap(id: u64, link_dev: &str) -> Option<Encap> {
+        Some(Encap {
+            r#type: 10,
+            kind: Some(encap::Kind::Xfrm(routewatch_proto::v1::EncapXfrm {
+                if_id: id as u32,
+                link: 2,
+                link_dev: link_dev.into(),
+            })),
+            unknown: vec![],
+        })
+    }
+
+    #[test]
+    fn encapsulation_in_keys_follows_the_kernel() {
+        // IPv4: a separate route; also per path.
+        let plain = v4("10.12.0.0/24", "");
+        let with = Route {
+            encap: encap(5, "vb"),
+            ..plain.clone()
+        };
+        assert_ne!(route_key(&plain), route_key(&with));
+        assert_eq!(base_key(&plain), base_key(&with));
+        let hop = |e| NextHop {
+            gateway: "10.1.0.2".into(),
+            ifindex: 2,
+            weight: 1,
+            encap: e,
+            ..Default::default()
+        };
+        let multi = |e| Route {
+            nexthops: vec![hop(e), hop(None)],
+            ..plain.clone()
+        };
+        assert_ne!(route_key(&multi(None)), route_key(&multi(encap(5, "vb"))));
+        // The interface names the agent fills in are not identity.
+        let renamed = Route {
+            encap: encap(5, "renamed"),
+            ..plain.clone()
+        };
+        assert_eq!(route_key(&with), route_key(&renamed));
+
+        // IPv6: ECMP siblings merge whatever their encapsulation; device
+        // routes do not.
+        let mut gw = v4("2001:db8:5::/64", "2001:db8:1::2");
+        gw.family = Family::Inet6 as i32;
+        let gw_with = Route {
+            encap: encap(5, "vb"),
+            ..gw.clone()
+        };
+        assert_eq!(route_key(&gw), route_key(&gw_with));
+        let mut dev = v4("2001:db8:6::/64", "");
+        dev.family = Family::Inet6 as i32;
+        let dev_with = Route {
+            encap: encap(5, "vb"),
+            ..dev.clone()
+        };
+        assert_ne!(route_key(&dev), route_key(&dev_with));
+    }
+
     #[test]
     fn ipv6_ra_default_routes_are_separate() {
         let mut a = v4("::/0", "fe80::1");

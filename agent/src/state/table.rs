@@ -343,7 +343,13 @@ impl StateTable {
                 .filter(|hop| !removed.iter().any(|r| same_path(r, hop)))
                 .cloned()
                 .collect();
-            if !remaining.is_empty() && remaining.len() < stored.nexthops.len() {
+            if remaining.len() == stored.nexthops.len() {
+                // The kernel names a path it had; one the table lacks (for
+                // paths through one gateway, told apart by encapsulation)
+                // means the table is wrong: re-read rather than guess.
+                return Recheck::Yes("delete of a path the table does not hold");
+            }
+            if !remaining.is_empty() {
                 let mut survivor = (*stored).clone();
                 if remaining.len() == 1 {
                     let hop = &remaining[0];
