@@ -285,3 +285,24 @@ fn attributes_the_api_has_no_field_for_are_shown_not_dropped() {
         "{e:?}"
     );
 }
+
+#[test]
+fn link_down_deletes_each_encapsulated_path() {
+    let env = Env::start();
+    ip_all(
+        &env,
+        &[
+            // IPv6 announces the loss of these one path at a time, each
+            // with its own encapsulation.
+            "-6 route add 2001:db8:65::/64 nexthop via 2001:db8:1::10 dev va encap ip6 id 1 dst 2001:db8::1 \
+             nexthop via 2001:db8:1::10 dev va encap ip6 id 2 dst 2001:db8::2 \
+             nexthop via 2001:db8:2::10 dev vb encap ip id 3 dst 192.0.2.3",
+            "route add 10.64.0.0/24 encap ip id 4 dst 192.0.2.4 dev va",
+        ],
+    );
+    env.check();
+    env.ns.ip("link set va down");
+    env.check();
+    env.ns.ip("link set va up");
+    env.check();
+}
