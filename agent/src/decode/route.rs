@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::Nla;
+use netlink_packet_core::{Nla, NLA_TYPE_MASK};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteNextHop,
 };
@@ -148,11 +148,14 @@ fn metric(m: &RouteMetric) -> Option<ApiMetric> {
     })
 }
 
+/// The attribute as it came, its type without the NLA_F_NESTED and
+/// NLA_F_NET_BYTEORDER bits (as nexthop objects and encapsulations keep
+/// theirs), so that `unknown 30:...` names the kernel's RTA_* number.
 fn raw(nla: &impl Nla) -> RawAttribute {
     let mut value = vec![0; nla.value_len()];
     nla.emit_value(&mut value);
     RawAttribute {
-        kind: u32::from(nla.kind()),
+        kind: u32::from(nla.kind() & NLA_TYPE_MASK),
         value,
     }
 }

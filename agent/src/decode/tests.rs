@@ -235,14 +235,24 @@ fn attributes_without_an_api_field_are_kept_raw() {
     bytes.extend_from_slice(&((4 + via.len()) as u16).to_ne_bytes());
     bytes.extend_from_slice(&18u16.to_ne_bytes());
     bytes.extend_from_slice(&via);
+    bytes.extend_from_slice(&[0, 0]); // to the 4-byte boundary
+                                      // And an attribute no version knows (type 40), nested: its type is
+                                      // kept without NLA_F_NESTED.
+    bytes.extend_from_slice(&[8, 0, 40, 0x80, 4, 0, 1, 0]);
     let len = bytes.len() as u32;
     bytes[0..4].copy_from_slice(&len.to_ne_bytes());
     let (r, _) = new_route(&bytes);
     assert_eq!(
         r.other,
-        vec![routewatch_proto::v1::RawAttribute {
-            kind: 18,
-            value: via
-        }]
+        vec![
+            routewatch_proto::v1::RawAttribute {
+                kind: 18,
+                value: via
+            },
+            routewatch_proto::v1::RawAttribute {
+                kind: 40,
+                value: vec![4, 0, 1, 0]
+            },
+        ]
     );
 }
