@@ -311,3 +311,53 @@ fn unknown_attributes_and_types_are_shown() {
         json!({"type": "77", "unknown": [{"type": 3, "hex": "cafe"}]})
     );
 }
+
+#[test]
+fn nexthop_object_text_and_json() {
+    // ip nexthop add id 5 encap ip id 5 dst 192.0.2.9 dev va
+    // `ip nexthop show`: id 5  encap ip id 5 src 0.0.0.0 dst 192.0.2.9 ttl 0 tos 0 dev va scope host
+    let bytes = fixture!("nexthop_encap.bin");
+    let msg = routewatch_agent::decode::nexthop::parse(&bytes[16..]).expect("decodes");
+    let nh = routewatch_proto::v1::Nexthop {
+        id: msg.id,
+        dev: "va".into(),
+        ifindex: 3,
+        scope: u32::from(msg.scope),
+        encap: msg.encap,
+        ..Default::default()
+    };
+    let mut s = String::new();
+    crate::printer::text::nexthop_line(&nh, &mut s);
+    assert_eq!(
+        s,
+        one_space("id 5  encap ip id 5 src 0.0.0.0 dst 192.0.2.9 ttl 0 tos 0 dev va scope host")
+    );
+    let mut m = serde_json::Map::new();
+    crate::printer::nexthop_fields(&nh, &mut m);
+    assert_eq!(
+        m["encap"],
+        json!({"type": "ip", "id": 5, "src": "0.0.0.0", "dst": "192.0.2.9", "ttl": 0, "tos": 0})
+    );
+    assert_eq!(m["id"], 5, "the object's id, not the tunnel's");
+}
+
+#[test]
+fn a_routes_unknown_attributes_end_its_line() {
+    // ip route add 10.12.0.0/24 encap ip id 5 dst 192.0.2.9 dev va, plus an
+    // attribute the agent did not decode.
+    let mut r = route(fixture!("route_v4_encap_ip.bin"));
+    r.other = vec![RawAttribute {
+        kind: 18,
+        value: vec![0x0a, 0x00],
+    }];
+    assert!(
+        line(&r).ends_with(" dev va scope link unknown 18:0a00"),
+        "{}",
+        line(&r)
+    );
+    let mut m = serde_json::Map::new();
+    crate::printer::route_fields(&r, &mut m);
+    assert_eq!(m["unknown"], json!([{"type": 18, "hex": "0a00"}]));
+    assert_eq!(m["dst"], "10.12.0.0/24");
+    assert_eq!(m["encap"]["dst"], "192.0.2.9");
+}
