@@ -11,6 +11,7 @@ use routewatch_proto::v1::{
 };
 
 use super::*;
+use crate::decode::test_bytes::{garbage, nla};
 use crate::decode::{decode_message, nexthop, Message};
 
 macro_rules! fixture {
@@ -368,14 +369,6 @@ fn xfrm() {
 
 // ---- what is not decoded is kept ----
 
-fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-    let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(value);
-    out.resize((out.len() + 3) & !3, 0);
-    out
-}
-
 #[test]
 fn unknown_attributes_inside_a_known_type_are_kept() {
     // encap ip with LWTUNNEL_IP_ID 5 and an attribute type 42 ip does not
@@ -489,23 +482,8 @@ fn raw_encap(msg: &[u8]) -> (u16, Vec<u8>) {
 
 #[test]
 fn garbage_never_panics() {
-    // xorshift32: deterministic, no extra dependency.
-    let mut state = 0x2545_f491u32;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        state
-    };
-    for _ in 0..20_000 {
-        let len = (next() % 64) as usize;
-        let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-        if len >= 4 && next() % 2 == 0 {
-            buf[0] = (next() % 24) as u8;
-            buf[1] = 0;
-            buf[2] = (next() % 12) as u8;
-            buf[3] = 0;
-        }
-        let _ = from_raw((next() % 12) as u16, &buf);
+    for (i, buf) in garbage(0x2545_f491, 20_000, 64, 0, 12).enumerate() {
+        // Every type, the unknown ones too.
+        let _ = from_raw((i % 12) as u16, &buf);
     }
 }

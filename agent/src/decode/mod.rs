@@ -135,4 +135,6 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
 }
 
 #[cfg(test)]
+mod test_bytes;
+#[cfg(test)]
 mod tests;

@@ -680,13 +680,7 @@ mod tests {
 
     // ---- hand-built messages for the error paths ----
 
-    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(value);
-        out.resize(align(out.len()), 0);
-        out
-    }
+    use crate::decode::test_bytes::{garbage, nla};
 
     fn msg(family: u8, attrs: &[Vec<u8>]) -> Vec<u8> {
         let mut out = vec![family, 0, 0, 0, 0, 0, 0, 0];
@@ -913,24 +907,8 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        // xorshift32: deterministic, no extra dependency.
-        let mut state = 0x9e37_79b9u32;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
-        for _ in 0..20_000 {
-            let len = (next() % 96) as usize;
-            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            // Make some attribute headers plausible so the walk goes deeper
-            // than the first length check.
-            if len >= 12 && next() % 2 == 0 {
-                buf[8] = (next() % 24) as u8;
-                buf[9] = 0;
-                buf[10] = (next() % 18) as u8;
-            }
+        // The first attribute follows the 8-byte nhmsg.
+        for buf in garbage(0x9e37_79b9, 20_000, 96, NHMSG_LEN, 18) {
             let _ = parse(&buf);
         }
         // Mutate real messages byte by byte as well.
