@@ -12,6 +12,7 @@
 //! - [`decode`]: netlink bytes into routes, nexthop objects and link facts.
 //! - [`state`]: the state table; the only place that knows kernel semantics.
 //! - [`source`]: the loop that feeds the table, re-dumps and reconciles.
+//! - [`unknown`]: attributes passed on undecoded, counted and logged once.
 //! - [`journal`]: sequence numbers and the bounded ring of recent changes,
 //!   one stream for every namespace watched.
 //! - [`session`]: one subscriber's cursor and batcher.
@@ -51,6 +52,7 @@ pub mod source;
 pub mod state;
 pub mod subscribers;
 pub mod tls;
+pub mod unknown;
 pub mod wire;
 
 pub use config::{AgentConfig, NetnsSelection, PipelineConfig};

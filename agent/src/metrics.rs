@@ -112,6 +112,11 @@ pub const DECODE_FAILURES: Metric = counter(
     &[],
     "Netlink messages that failed to decode (logged with their bytes); each costs a re-dump.",
 );
+pub const UNKNOWN_ATTRIBUTES: Metric = counter(
+    "routewatch_unknown_attributes",
+    &["object"],
+    "Attributes of routes and nexthop objects (object route or nexthop, encapsulations included) this version does not decode, counted each time a message carries one (dump replies too); they are passed on raw and each new kind is logged once.",
+);
 pub const RECONCILE_DIFFERENCES: Metric = counter(
     "routewatch_reconcile_differences",
     &[],
@@ -210,6 +215,7 @@ pub const ALL: &[Metric] = &[
     ENOBUFS,
     TRUNCATED,
     DECODE_FAILURES,
+    UNKNOWN_ATTRIBUTES,
     RECONCILE_DIFFERENCES,
     SUBSCRIBERS,
     SUBSCRIBER_LAG,
@@ -450,6 +456,14 @@ impl Collector for Scrape {
             &DECODE_FAILURES,
             one_count(&self.sources.decode_failures),
         )?;
+        let unknown = self
+            .sources
+            .unknown
+            .counts()
+            .into_iter()
+            .map(|(object, n)| (vec![object], n))
+            .collect();
+        write(e, &UNKNOWN_ATTRIBUTES, Samples::Count(unknown))?;
         write(
             e,
             &RECONCILE_DIFFERENCES,

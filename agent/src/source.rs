@@ -26,6 +26,7 @@ use crate::journal::{Core, Journal};
 use crate::persist::StateDir;
 use crate::socket::{DumpKind, NetlinkSocket, Received};
 use crate::state::{Recheck, StateTable};
+use crate::unknown::UnknownAttributes;
 
 /// Datagram space kept free before each receive; dump replies are at most
 /// 32 KiB on current kernels.
@@ -50,6 +51,8 @@ pub struct SourceStats {
     pub truncated: AtomicU64,
     pub dumps: AtomicU64,
     pub reconcile_changes: AtomicU64,
+    /// Attributes received but not decoded.
+    pub unknown: UnknownAttributes,
     /// Dumps by the reason that started them.
     dump_reasons: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -203,6 +206,7 @@ impl Source {
                     continue;
                 }
             };
+            self.stats.unknown.note(&d.message);
             let is_reply = d.port == self.socket.port()
                 && self
                     .dump

@@ -6,9 +6,10 @@
 //! checking it is well formed), compares `expires` (a countdown) within
 //! [`EXPIRES_TOLERANCE`] seconds and everything else exactly, as multisets.
 //! Routes are compared per family: ours with `family` "inet" against
-//! `ip -4`, "inet6" against `ip -6`; so are policy rules, against
-//! `ip -j -d rule show`, whose `action` (blackhole, unreachable, prohibit)
-//! our lines call `type`.
+//! `ip -4`, "inet6" against `ip -6`. The kernel's encapsulation fields are
+//! nested under `encap` first, as ours are ([`flat_encap`]).
+//! Policy rules are compared the same way, against `ip -j -d rule show`,
+//! whose `action` (blackhole, unreachable, prohibit) our lines call `type`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::flat_encap;
 use crate::netns::Netns;
 
 /// The metadata fields our lines add to `ip`'s fields.
@@ -471,11 +473,28 @@ fn as_array(v: Value, what: &str) -> Vec<Value> {
     }
 }
 
+/// `ip -j ARGS` in `ns`, encapsulations nested as ours are (see
+/// [`flat_encap`]: iproute2 prints them flat, with duplicate keys).
+fn ip_json_nested(ns: &Netns, args: &str) -> Value {
+    let out = ns.ip(&format!("-j {args}"));
+    if out.trim().is_empty() {
+        return Value::Array(Vec::new());
+    }
+    flat_encap::parse(&out)
+        .unwrap_or_else(|e| panic!("`ip -j {args}` printed invalid JSON ({e}): {out}"))
+}
+
 /// The kernel's routes: (`ip -4 -j -d route show table all`, the same `-6`).
 pub fn kernel_routes(ns: &Netns) -> (Vec<Value>, Vec<Value>) {
     (
-        as_array(ns.ip_json("-4 -d route show table all"), "ip -4 route"),
-        as_array(ns.ip_json("-6 -d route show table all"), "ip -6 route"),
+        as_array(
+            ip_json_nested(ns, "-4 -d route show table all"),
+            "ip -4 route",
+        ),
+        as_array(
+            ip_json_nested(ns, "-6 -d route show table all"),
+            "ip -6 route",
+        ),
     )
 }
 
@@ -510,7 +529,7 @@ pub fn diff_rules_against_kernel(ns: &Netns, ours: Vec<Value>) -> Diff {
 
 /// The kernel's nexthop objects (`ip -j -d nexthop show`).
 pub fn kernel_nexthops(ns: &Netns) -> Vec<Value> {
-    as_array(ns.ip_json("-d nexthop show"), "ip nexthop")
+    as_array(ip_json_nested(ns, "-d nexthop show"), "ip nexthop")
 }
 
 /// Compares our route objects with the kernel's routes in `ns`.

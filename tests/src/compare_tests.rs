@@ -323,3 +323,29 @@ fn hints_name_fields_present_on_one_side_only() {
         "{text}"
     );
 }
+
+#[test]
+fn an_encapsulation_is_compared_field_by_field() {
+    // `ip -4 -j -d route show` for `ip route add 10.12.0.0/24 encap ip id 5
+    // dst 192.0.2.9 dev va` (iproute2 6.1): flat, `dst` twice.
+    let text = r#"[{"type":"unicast","dst":"10.12.0.0/24","encap":"ip","id":5,"src":"0.0.0.0","dst":"192.0.2.9","ttl":0,"tos":0,"dev":"va","table":"main","protocol":"boot","scope":"link","flags":[]}]"#;
+    let kernel = as_array(crate::flat_encap::parse(text).unwrap(), "test");
+    let same = decorate(&kernel, "route", "inet", "r");
+    assert!(diff_routes(&kernel, &[], &same).is_empty());
+    for (field, value) in [("id", json!(6)), ("dst", json!("192.0.2.10"))] {
+        let mut other = same.clone();
+        other[0]["encap"][field] = value;
+        let diff = diff_routes(&kernel, &[], &other);
+        assert_eq!(
+            (diff.only_kernel.len(), diff.only_ours.len()),
+            (1, 1),
+            "{field}: {diff}"
+        );
+    }
+    // Without the encapsulation, or with it flat, ours differs too.
+    let mut none = same.clone();
+    none[0].as_object_mut().unwrap().remove("encap");
+    assert!(!diff_routes(&kernel, &[], &none).is_empty());
+    let flat = decorate(&parse(text), "route", "inet", "r");
+    assert!(!diff_routes(&kernel, &[], &flat).is_empty());
+}

@@ -8,6 +8,9 @@
 //! `ip -j -d nexthop show`). Everything needs root and iproute2; without
 //! them the tests fail with a message saying what is missing.
 //!
+//! `ip -j -d` prints an encapsulation's fields flat beside the route's,
+//! with duplicate keys; [`flat_encap`] reads it nested, as ours is.
+//!
 //! The binaries are built on first use ([`bins`]). The agent's ops port is
 //! read with [`ops`] and [`openmetrics`].
 //!
@@ -21,6 +24,7 @@ pub mod bins;
 pub mod collector;
 pub mod compare;
 pub mod fixture;
+pub mod flat_encap;
 pub mod ipjson;
 pub mod netns;
 pub mod openmetrics;

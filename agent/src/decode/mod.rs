@@ -3,8 +3,12 @@
 //! Routes, policy rules, links and addresses are decoded by
 //! netlink-packet-route; nexthop
 //! objects by our own [`nexthop`] module, because netlink-packet-route 0.34
-//! does not know RTM_*NEXTHOP. Decoding is pure: it never touches a socket.
+//! does not know RTM_*NEXTHOP; lightweight-tunnel encapsulations of both by
+//! [`encap`], which completes what netlink-packet-route leaves raw. What is
+//! not decoded is kept raw, never dropped. Decoding is pure: it never
+//! touches a socket.
 
+pub mod encap;
 mod link;
 pub mod nexthop;
 mod route;
@@ -146,5 +150,7 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
     })
 }
 
+#[cfg(test)]
+mod test_bytes;
 #[cfg(test)]
 mod tests;

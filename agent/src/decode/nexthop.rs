@@ -29,7 +29,10 @@
 use std::net::IpAddr;
 
 use netlink_packet_core::{DecodeError, NlasIterator, NLA_ALIGNTO};
+use routewatch_proto::v1::Encap;
 use thiserror::Error;
+
+use super::encap;
 
 /// `nlmsg_type` of a nexthop object being created or changed.
 pub const RTM_NEWNEXTHOP: u16 = 104;
@@ -90,7 +93,7 @@ const AF_INET6: u8 = 10;
 const NEXTHOP_GRP_LEN: usize = 8;
 
 /// One decoded nexthop object message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NexthopMessage {
     /// `nh_family`: AF_INET, AF_INET6, or AF_UNSPEC for groups and blackholes
     /// created without a family.
@@ -115,6 +118,8 @@ pub struct NexthopMessage {
     pub oif: Option<u32>,
     /// `NHA_GATEWAY`.
     pub gateway: Option<IpAddr>,
+    /// `NHA_ENCAP_TYPE` + `NHA_ENCAP`.
+    pub encap: Option<Encap>,
     /// Every other attribute as (type with the NLA_F_NESTED and
     /// NLA_F_NET_BYTEORDER bits cleared, raw value), in message order.
     pub other: Vec<(u16, Vec<u8>)>,
@@ -206,9 +211,13 @@ pub fn parse(payload: &[u8]) -> Result<NexthopMessage, NexthopDecodeError> {
         fdb: false,
         oif: None,
         gateway: None,
+        encap: None,
         other: Vec::new(),
     };
     let mut id = None;
+    // NHA_ENCAP comes before the NHA_ENCAP_TYPE that says how to read it.
+    let mut encap_type = None;
+    let mut encap_value = None;
     // (id, weight, weight_high) as sent: NHA_OP_FLAGS follows NHA_GROUP in
     // the kernel's output, so weights can only be finished after the walk.
     let mut raw_group: Vec<(u32, u8, u8)> = Vec::new();
@@ -229,6 +238,8 @@ pub fn parse(payload: &[u8]) -> Result<NexthopMessage, NexthopDecodeError> {
             NHA_FDB => msg.fdb = read_flag(kind, "NHA_FDB", value)?,
             NHA_OIF => msg.oif = Some(read_u32(kind, "NHA_OIF", value)?),
             NHA_GATEWAY => msg.gateway = Some(read_gateway(family, value)?),
+            NHA_ENCAP_TYPE => encap_type = Some(read_u16(kind, "NHA_ENCAP_TYPE", value)?),
+            NHA_ENCAP => encap_value = Some(value.to_vec()),
             NHA_OP_FLAGS => {
                 // Consulted for the group weights, but not a field of its own.
                 op_flags = read_u32(kind, "NHA_OP_FLAGS", value)?;
@@ -239,6 +250,14 @@ pub fn parse(payload: &[u8]) -> Result<NexthopMessage, NexthopDecodeError> {
     }
 
     msg.id = id.ok_or(NexthopDecodeError::MissingId)?;
+    if encap_type.is_some() || encap_value.is_some() {
+        // Without its type an encapsulation is still shown (type 0, all
+        // attributes unknown) rather than dropped.
+        msg.encap = Some(encap::from_raw(
+            encap_type.unwrap_or(0),
+            &encap_value.unwrap_or_default(),
+        ));
+    }
     let trust_high = op_flags & NHA_OP_FLAG_RESP_GRP_RESVD_0 != 0;
     msg.group = raw_group
         .into_iter()
@@ -252,6 +271,27 @@ pub fn parse(payload: &[u8]) -> Result<NexthopMessage, NexthopDecodeError> {
         })
         .collect::<Result<_, _>>()?;
     Ok(msg)
+}
+
+impl NexthopMessage {
+    /// The attributes the API's `Nexthop` does not carry, to be kept raw:
+    /// everything in `other` but NHA_OP_FLAGS (a promise about this
+    /// message's encoding, already applied to the weights), and the group
+    /// type when it is not the default hash-threshold one (the API has no
+    /// field for it).
+    pub fn undecoded(&self) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        if let Some(t) = self.group_type.filter(|&t| t != NEXTHOP_GRP_TYPE_MPATH) {
+            out.push((NHA_GROUP_TYPE, t.to_ne_bytes().to_vec()));
+        }
+        out.extend(
+            self.other
+                .iter()
+                .filter(|(kind, _)| *kind != NHA_OP_FLAGS)
+                .cloned(),
+        );
+        out
+    }
 }
 
 fn align(len: usize) -> usize {
@@ -392,6 +432,7 @@ mod tests {
                 fdb: false,
                 oif: Some(VA),
                 gateway: Some("10.1.0.2".parse().unwrap()),
+                encap: None,
                 other: vec![],
             }
         );
@@ -415,6 +456,7 @@ mod tests {
                 fdb: false,
                 oif: Some(VA),
                 gateway: Some("2001:db8:1::2".parse().unwrap()),
+                encap: None,
                 other: vec![],
             }
         );
@@ -438,6 +480,7 @@ mod tests {
                 fdb: false,
                 oif: None,
                 gateway: None,
+                encap: None,
                 other: vec![],
             }
         );
@@ -464,6 +507,7 @@ mod tests {
                 fdb: false,
                 oif: None,
                 gateway: None,
+                encap: None,
                 other: vec![resp_flags()],
             }
         );
@@ -498,6 +542,7 @@ mod tests {
                 fdb: false,
                 oif: None,
                 gateway: None,
+                encap: None,
                 // Sent with NLA_F_NESTED, which `other` strips from the type.
                 other: vec![(NHA_RES_GROUP, res_group), resp_flags()],
             }
@@ -525,6 +570,7 @@ mod tests {
                 fdb: false,
                 oif: None,
                 gateway: None,
+                encap: None,
                 other: vec![resp_flags()],
             }
         );
@@ -553,6 +599,7 @@ mod tests {
                 fdb: false,
                 oif: None,
                 gateway: None,
+                encap: None,
                 other: vec![resp_flags()],
             }
         );
@@ -576,6 +623,7 @@ mod tests {
                 fdb: false,
                 oif: Some(VA),
                 gateway: Some("10.1.0.4".parse().unwrap()),
+                encap: None,
                 other: vec![],
             }
         );
@@ -599,6 +647,7 @@ mod tests {
                 fdb: false,
                 oif: Some(VA),
                 gateway: Some("10.1.0.4".parse().unwrap()),
+                encap: None,
                 other: vec![],
             }
         );
@@ -623,6 +672,7 @@ mod tests {
                 fdb: false,
                 oif: None,
                 gateway: None,
+                encap: None,
                 other: vec![resp_flags()],
             }
         );
@@ -630,13 +680,7 @@ mod tests {
 
     // ---- hand-built messages for the error paths ----
 
-    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(value);
-        out.resize(align(out.len()), 0);
-        out
-    }
+    use crate::decode::test_bytes::{garbage, nla};
 
     fn msg(family: u8, attrs: &[Vec<u8>]) -> Vec<u8> {
         let mut out = vec![family, 0, 0, 0, 0, 0, 0, 0];
@@ -829,41 +873,42 @@ mod tests {
             &[
                 nla(NHA_ID, &5u32.to_ne_bytes()),
                 nla(NHA_ENCAP_TYPE, &1u16.to_ne_bytes()),
-                nla(0x8000 | NHA_ENCAP, &[4, 0, 1, 0]),
+                // MPLS_IPTUNNEL_DST label 100 (bottom of stack), then an
+                // attribute type 9 that mpls does not define.
+                nla(
+                    0x8000 | NHA_ENCAP,
+                    &[8, 0, 1, 0, 0x00, 0x06, 0x41, 0x00, 5, 0, 9, 0, 7, 0, 0, 0],
+                ),
                 nla(99, &[1, 2, 3]),
             ],
         );
         let nh = parse(&m).unwrap();
+        assert_eq!(nh.other, vec![(99, vec![1, 2, 3])]);
+        let encap = nh.encap.expect("NHA_ENCAP decoded");
+        assert_eq!(encap.r#type, 1);
         assert_eq!(
-            nh.other,
-            vec![
-                (NHA_ENCAP_TYPE, vec![1, 0]),
-                (NHA_ENCAP, vec![4, 0, 1, 0]),
-                (99, vec![1, 2, 3]),
-            ]
+            encap.kind,
+            Some(routewatch_proto::v1::encap::Kind::Mpls(
+                routewatch_proto::v1::EncapMpls {
+                    labels: vec![100],
+                    ttl: None
+                }
+            ))
+        );
+        // Kept raw inside the encapsulation, not among the object's own.
+        assert_eq!(
+            encap.unknown,
+            vec![routewatch_proto::v1::RawAttribute {
+                kind: 9,
+                value: vec![7]
+            }]
         );
     }
 
     #[test]
     fn garbage_never_panics() {
-        // xorshift32: deterministic, no extra dependency.
-        let mut state = 0x9e37_79b9u32;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
-        for _ in 0..20_000 {
-            let len = (next() % 96) as usize;
-            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            // Make some attribute headers plausible so the walk goes deeper
-            // than the first length check.
-            if len >= 12 && next() % 2 == 0 {
-                buf[8] = (next() % 24) as u8;
-                buf[9] = 0;
-                buf[10] = (next() % 18) as u8;
-            }
+        // The first attribute follows the 8-byte nhmsg.
+        for buf in garbage(0x9e37_79b9, 20_000, 96, NHMSG_LEN, 18) {
             let _ = parse(&buf);
         }
         // Mutate real messages byte by byte as well.

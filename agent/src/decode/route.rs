@@ -6,12 +6,14 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::Nla;
+use netlink_packet_core::{Nla, NLA_TYPE_MASK};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteNextHop,
 };
 use netlink_packet_route::AddressFamily;
 use routewatch_proto::v1::{Family, NextHop, RawAttribute, Route, RouteMetric as ApiMetric};
+
+use super::encap;
 
 /// The kernel's ticks for RTA_CACHEINFO's expiry (USER_HZ).
 const CENTISECONDS_PER_SECOND: u32 = 100;
@@ -70,11 +72,31 @@ pub fn decode_route(msg: &RouteMessage) -> Option<Route> {
             RouteAttribute::Preference(p) => route.pref = Some(u32::from(u8::from(*p))),
             RouteAttribute::CacheInfo(ci) => route.expires = ci.expires / CENTISECONDS_PER_SECOND,
             RouteAttribute::Other(nla) => route.other.push(raw(nla)),
-            // Decoded but not part of the route's identity or of what `ip
-            // route show` prints for routes (MFC stats, uid, realm, ...).
+            // Decoded by netlink-packet-route but without a field in the
+            // API: kept raw, so that routes differing by them (an IPv4
+            // route via an IPv6 gateway, an MPLS label swap, ...) never
+            // look the same.
+            RouteAttribute::Via(_)
+            | RouteAttribute::NewDestination(_)
+            | RouteAttribute::NewDestinationAddress(_)
+            | RouteAttribute::TtlPropagate(_)
+            | RouteAttribute::Iif(_)
+            | RouteAttribute::Mark(_)
+            | RouteAttribute::Uid(_)
+            | RouteAttribute::IpProto(_)
+            | RouteAttribute::Sport(_)
+            | RouteAttribute::Dport(_)
+            | RouteAttribute::Flowlabel(_)
+            | RouteAttribute::Expires(_) => route.other.push(raw(attr)),
+            // Read by `encap::from_attributes` below.
+            RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => {}
+            // Source/destination are read above; RTA_CACHEINFO's other
+            // fields and multicast statistics are counters and timers, not
+            // routing state.
             _ => {}
         }
     }
+    route.encap = encap::from_attributes(&msg.attributes);
     route.dst = prefix(family, dst, header.destination_prefix_length);
     if src.is_some() || header.source_prefix_length > 0 {
         route.src = prefix(family, src, header.source_prefix_length);
@@ -95,6 +117,7 @@ fn next_hop(hop: &RouteNextHop) -> NextHop {
             out.gateway = ip_string(a);
         }
     }
+    out.encap = encap::from_attributes(&hop.attributes);
     out
 }
 
@@ -125,12 +148,14 @@ fn metric(m: &RouteMetric) -> Option<ApiMetric> {
     })
 }
 
-/// An attribute kept as it came.
+/// The attribute as it came, its type without the NLA_F_NESTED and
+/// NLA_F_NET_BYTEORDER bits (as nexthop objects and encapsulations keep
+/// theirs), so that `unknown 30:...` names the kernel's RTA_* number.
 pub(super) fn raw(nla: &impl Nla) -> RawAttribute {
     let mut value = vec![0; nla.value_len()];
     nla.emit_value(&mut value);
     RawAttribute {
-        kind: u32::from(nla.kind()),
+        kind: u32::from(nla.kind() & NLA_TYPE_MASK),
         value,
     }
 }

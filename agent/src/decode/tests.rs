@@ -218,3 +218,41 @@ fn broken_messages_fail_with_their_bytes() {
     let out = super::decode_datagram(&lying);
     assert!(matches!(out.as_slice(), [Err(_)]));
 }
+
+#[test]
+fn attributes_without_an_api_field_are_kept_raw() {
+    // The route of `ip route add 10.2.0.0/24 via 10.1.0.2 dev va metric 100
+    // proto static` with RTA_VIA (18) added: what `ip route add ... via
+    // inet6 2001:db8:1::2` sends, which the API has no field for.
+    let mut bytes = fixture!("route_v4_via.bin").to_vec();
+    let mut via = 10u16.to_ne_bytes().to_vec(); // AF_INET6
+    via.extend_from_slice(
+        &"2001:db8:1::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    bytes.extend_from_slice(&((4 + via.len()) as u16).to_ne_bytes());
+    bytes.extend_from_slice(&18u16.to_ne_bytes());
+    bytes.extend_from_slice(&via);
+    bytes.extend_from_slice(&[0, 0]); // to the 4-byte boundary
+                                      // And an attribute no version knows (type 40), nested: its type is
+                                      // kept without NLA_F_NESTED.
+    bytes.extend_from_slice(&[8, 0, 40, 0x80, 4, 0, 1, 0]);
+    let len = bytes.len() as u32;
+    bytes[0..4].copy_from_slice(&len.to_ne_bytes());
+    let (r, _) = new_route(&bytes);
+    assert_eq!(
+        r.other,
+        vec![
+            routewatch_proto::v1::RawAttribute {
+                kind: 18,
+                value: via
+            },
+            routewatch_proto::v1::RawAttribute {
+                kind: 40,
+                value: vec![4, 0, 1, 0]
+            },
+        ]
+    );
+}

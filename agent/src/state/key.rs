@@ -17,6 +17,14 @@
 //! A route whose nexthops live in a nexthop object is keyed by the object id,
 //! so that a change of the object (which the kernel does not announce per
 //! route) keeps the route's key.
+//!
+//! Lightweight-tunnel encapsulations (measured on 6.18): an IPv4 route
+//! differing from another only by its encapsulation is a separate route
+//! (fib_info compares lwtstate), so the IPv4 key carries each path's
+//! encapsulation. IPv6 ECMP siblings merge regardless of encapsulation --
+//! even two paths through the same gateway and device, which then differ only
+//! by it -- so the ECMP key does not; other IPv6 routes (`dev` routes
+//! differing only by encapsulation are two routes) do.
 
 //!
 //! Keys are 128-bit hashes (xxh3, a fixed and specified function, so keys
@@ -29,7 +37,7 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::Xxh3Default;
 
 use prost::Message;
-use routewatch_proto::v1::{Family, Route, Rule};
+use routewatch_proto::v1::{encap, Encap, Family, Route, Rule};
 
 const PROTOCOL_RA: u32 = 9;
 
@@ -52,10 +60,12 @@ pub fn route_key(r: &Route) -> Arc<str> {
             h.update(b"via");
             field(&mut h, &r.gateway);
             h.update(&r.ifindex.to_le_bytes());
+            encap(&mut h, r.encap.as_ref());
         } else {
             h.update(b"dev");
             h.update(&r.r#type.to_le_bytes());
             h.update(&r.ifindex.to_le_bytes());
+            encap(&mut h, r.encap.as_ref());
         }
     } else {
         for n in [r.r#type, r.protocol, r.scope] {
@@ -68,11 +78,13 @@ pub fn route_key(r: &Route) -> Arc<str> {
         } else if r.nexthops.is_empty() {
             field(&mut h, &r.gateway);
             h.update(&r.ifindex.to_le_bytes());
+            encap(&mut h, r.encap.as_ref());
         } else {
             for hop in &r.nexthops {
                 field(&mut h, &hop.gateway);
                 h.update(&hop.ifindex.to_le_bytes());
                 h.update(&hop.weight.to_le_bytes());
+                encap(&mut h, hop.encap.as_ref());
             }
         }
     }
@@ -135,6 +147,27 @@ fn base(r: &Route) -> Xxh3Default {
 fn field(h: &mut Xxh3Default, s: &str) {
     h.update(&(s.len() as u32).to_le_bytes());
     h.update(s.as_bytes());
+}
+
+/// An encapsulation by its attributes (protobuf encoding, deterministic for
+/// one version), without the interface names the agent fills in: a renamed
+/// link does not make it another route. Nothing is hashed for none, so keys
+/// of routes without encapsulation are what they always were.
+fn encap(h: &mut Xxh3Default, e: Option<&Encap>) {
+    let Some(e) = e else { return };
+    let mut e = e.clone();
+    match e.kind.as_mut() {
+        Some(encap::Kind::Seg6local(s)) => {
+            s.iif_dev.clear();
+            s.oif_dev.clear();
+        }
+        Some(encap::Kind::Xfrm(x)) => x.link_dev.clear(),
+        _ => {}
+    }
+    let bytes = e.encode_to_vec();
+    h.update(b"encap");
+    h.update(&(bytes.len() as u32).to_le_bytes());
+    h.update(&bytes);
 }
 
 /// 32 lowercase hex digits, built on the stack: one allocation per key.
@@ -207,6 +240,65 @@ mod tests {
             },
         ];
         assert_eq!(route_key(&single), route_key(&multi));
+    }
+
+    fn encap(id: u64, link_dev: &str) -> Option<Encap> {
+        Some(Encap {
+            r#type: 10,
+            kind: Some(encap::Kind::Xfrm(routewatch_proto::v1::EncapXfrm {
+                if_id: id as u32,
+                link: 2,
+                link_dev: link_dev.into(),
+            })),
+            unknown: vec![],
+        })
+    }
+
+    #[test]
+    fn encapsulation_in_keys_follows_the_kernel() {
+        // IPv4: a separate route; also per path.
+        let plain = v4("10.12.0.0/24", "");
+        let with = Route {
+            encap: encap(5, "vb"),
+            ..plain.clone()
+        };
+        assert_ne!(route_key(&plain), route_key(&with));
+        assert_eq!(base_key(&plain), base_key(&with));
+        let hop = |e| NextHop {
+            gateway: "10.1.0.2".into(),
+            ifindex: 2,
+            weight: 1,
+            encap: e,
+            ..Default::default()
+        };
+        let multi = |e| Route {
+            nexthops: vec![hop(e), hop(None)],
+            ..plain.clone()
+        };
+        assert_ne!(route_key(&multi(None)), route_key(&multi(encap(5, "vb"))));
+        // The interface names the agent fills in are not identity.
+        let renamed = Route {
+            encap: encap(5, "renamed"),
+            ..plain.clone()
+        };
+        assert_eq!(route_key(&with), route_key(&renamed));
+
+        // IPv6: ECMP siblings merge whatever their encapsulation; device
+        // routes do not.
+        let mut gw = v4("2001:db8:5::/64", "2001:db8:1::2");
+        gw.family = Family::Inet6 as i32;
+        let gw_with = Route {
+            encap: encap(5, "vb"),
+            ..gw.clone()
+        };
+        assert_eq!(route_key(&gw), route_key(&gw_with));
+        let mut dev = v4("2001:db8:6::/64", "");
+        dev.family = Family::Inet6 as i32;
+        let dev_with = Route {
+            encap: encap(5, "vb"),
+            ..dev.clone()
+        };
+        assert_ne!(route_key(&dev), route_key(&dev_with));
     }
 
     #[test]

@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use routewatch_proto::v1::{Family, NextHop, Nexthop, NexthopGroupMember, Route, Rule};
+use routewatch_proto::v1::{
+    encap, Encap, Family, NextHop, Nexthop, NexthopGroupMember, RawAttribute, Route, Rule,
+};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
@@ -397,18 +399,20 @@ impl StateTable {
         {
             // Deleting one path of an IPv6 multipath route names only that
             // path; the route survives with the others.
-            let removed = paths(&gone);
+            let removed = as_hops(&gone);
             let remaining: Vec<NextHop> = stored
                 .nexthops
                 .iter()
-                .filter(|hop| {
-                    !removed
-                        .iter()
-                        .any(|r| r.0 == hop.gateway && r.1 == hop.ifindex)
-                })
+                .filter(|hop| !removed.iter().any(|r| same_path(r, hop)))
                 .cloned()
                 .collect();
-            if !remaining.is_empty() && remaining.len() < stored.nexthops.len() {
+            if remaining.len() == stored.nexthops.len() {
+                // The kernel names a path it had; one the table lacks (for
+                // paths through one gateway, told apart by encapsulation)
+                // means the table is wrong: re-read rather than guess.
+                return Recheck::Yes("delete of a path the table does not hold");
+            }
+            if !remaining.is_empty() {
                 let mut survivor = (*stored).clone();
                 if remaining.len() == 1 {
                     let hop = &remaining[0];
@@ -416,6 +420,7 @@ impl StateTable {
                     survivor.dev = hop.dev.clone();
                     survivor.ifindex = hop.ifindex;
                     survivor.flags |= hop.flags;
+                    survivor.encap = hop.encap.clone();
                     survivor.nexthops.clear();
                 } else {
                     survivor.nexthops = remaining;
@@ -542,8 +547,30 @@ impl StateTable {
             scope: u32::from(msg.scope),
             flags: msg.flags,
             fdb: msg.fdb,
+            encap: msg.encap.clone().map(|e| self.name_encap(e)),
+            other: msg
+                .undecoded()
+                .into_iter()
+                .map(|(kind, value)| RawAttribute {
+                    kind: u32::from(kind),
+                    value,
+                })
+                .collect(),
             ..Default::default()
         }
+    }
+
+    /// Fills in the interface names an encapsulation refers to by index.
+    fn name_encap(&self, mut encap: Encap) -> Encap {
+        match encap.kind.as_mut() {
+            Some(encap::Kind::Seg6local(e)) => {
+                e.iif_dev = self.dev_name(e.iif);
+                e.oif_dev = self.dev_name(e.oif);
+            }
+            Some(encap::Kind::Xfrm(e)) => e.link_dev = self.dev_name(e.link),
+            _ => {}
+        }
+        encap
     }
 
     /// Fills in device names from the link table and, for a route using a
@@ -576,12 +603,17 @@ impl StateTable {
                         if let [only] = route.nexthops.as_slice() {
                             route.gateway = only.gateway.clone();
                             route.ifindex = only.ifindex;
+                            route.encap = only.encap.clone();
                             route.nexthops.clear();
                         }
                     }
                 } else if !nh.blackhole {
                     route.gateway = nh.gateway.clone();
                     route.ifindex = nh.ifindex;
+                    // `ip route show` prints the object's encapsulation on
+                    // the route (the kernel sends it there too, with
+                    // nexthop_compat_mode on).
+                    route.encap = nh.encap.clone();
                     route.nexthops.clear();
                 }
             }
@@ -593,7 +625,9 @@ impl StateTable {
         };
         for hop in &mut route.nexthops {
             hop.dev = self.dev_name(hop.ifindex);
+            hop.encap = hop.encap.take().map(|e| self.name_encap(e));
         }
+        route.encap = route.encap.take().map(|e| self.name_encap(e));
         route
     }
 
@@ -669,10 +703,7 @@ fn merge_paths(stored: &Route, mut appended: Route) -> Route {
     let old = as_hops(stored);
     let mut hops: Vec<NextHop> = old.clone();
     for hop in as_hops(&appended) {
-        if !old
-            .iter()
-            .any(|o| o.gateway == hop.gateway && o.ifindex == hop.ifindex)
-        {
+        if !old.iter().any(|o| same_path(o, &hop)) {
             hops.push(hop);
         }
     }
@@ -680,9 +711,17 @@ fn merge_paths(stored: &Route, mut appended: Route) -> Route {
         appended.gateway.clear();
         appended.dev.clear();
         appended.ifindex = 0;
+        appended.encap = None;
         appended.nexthops = hops;
     }
     appended
+}
+
+/// The same path of an IPv6 multipath route: the kernel merges paths through
+/// one gateway and device that differ by encapsulation (measured on 6.18),
+/// so the encapsulation tells them apart too.
+fn same_path(a: &NextHop, b: &NextHop) -> bool {
+    a.gateway == b.gateway && a.ifindex == b.ifindex && a.encap == b.encap
 }
 
 /// A route's paths as a nexthop list, also for a single-path route.
@@ -698,18 +737,6 @@ fn as_hops(r: &Route) -> Vec<NextHop> {
         flags: 0,
         encap: r.encap.clone(),
     }]
-}
-
-/// (gateway, ifindex) of every path a route names.
-fn paths(r: &Route) -> Vec<(String, u32)> {
-    if r.nexthops.is_empty() {
-        vec![(r.gateway.clone(), r.ifindex)]
-    } else {
-        r.nexthops
-            .iter()
-            .map(|h| (h.gateway.clone(), h.ifindex))
-            .collect()
-    }
 }
 
 fn same_ignoring_expiry(a: &Route, b: &Route) -> bool {

@@ -273,3 +273,114 @@ fn adds_of_new_keys_replace_nothing_and_reconcile_names_what_it_replaces() {
     assert_eq!(changes[0].action, Action::Add);
     assert_eq!(changes[0].previous, Previous::Was(before));
 }
+
+#[test]
+fn a_nexthop_objects_encapsulation_shows_on_its_routes() {
+    let mut t = table();
+    // ip nexthop add id 5 encap ip id 5 dst 192.0.2.9 dev va
+    let (out, _) = apply(&mut t, &msg!("nexthop_encap.bin"));
+    let nh = match &out[..] {
+        [Change {
+            object: Object::Nexthop(nh),
+            ..
+        }] => nh.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(nh.encap.is_some() && nh.other.is_empty(), "{nh:?}");
+    // What `ip route add 10.12.0.0/24 nhid 5` would send with
+    // nexthop_compat_mode 0: the id and nothing of the object.
+    let route = Route {
+        family: routewatch_proto::v1::Family::Inet as i32,
+        table: 254,
+        dst: "10.12.0.0/24".into(),
+        r#type: 1,
+        nhid: 5,
+        ..Default::default()
+    };
+    let (out, _) = apply(
+        &mut t,
+        &Message::NewRoute {
+            route,
+            flags: 0x600,
+        },
+    );
+    let r = one_add(&out, "nhid route");
+    assert_eq!((r.dev.as_str(), r.ifindex), ("va", 3));
+    assert_eq!(r.encap, nh.encap, "as `ip route show` prints it");
+}
+
+#[test]
+fn ipv4_routes_differing_only_by_encapsulation_are_two() {
+    let mut t = table();
+    // ip route add 10.12.0.0/24 encap ip id 5 dst 192.0.2.9 dev va
+    let with = msg!("route_v4_encap_ip.bin");
+    let Message::NewRoute { route, .. } = &with else {
+        panic!("{with:?}")
+    };
+    // The same route without it (`ip route append 10.12.0.0/24 dev va`).
+    let without = Message::NewRoute {
+        route: Route {
+            encap: None,
+            ..route.clone()
+        },
+        flags: 0x0c00,
+    };
+    apply(&mut t, &with);
+    let (out, _) = apply(&mut t, &without);
+    one_add(&out, "appended");
+    assert_eq!(t.route_count(), 2, "both routes are held");
+    // Deleting the one without leaves the one with.
+    let (out, _) = apply(
+        &mut t,
+        &Message::DelRoute(Route {
+            encap: None,
+            ..route.clone()
+        }),
+    );
+    let gone = routes(&out);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(
+        (gone[0].0, gone[0].1.encap.is_none()),
+        (Action::Delete, true)
+    );
+    assert_eq!(t.route_count(), 1);
+}
+
+#[test]
+fn ipv6_paths_through_one_gateway_differ_by_encapsulation() {
+    let mut t = table();
+    // ip -6 route add 2001:db8:14::/64 nexthop via 2001:db8:1::2 dev va encap ip6 id 10 dst 2001:db8::10 nexthop via 2001:db8:1::3 dev va encap ip id 11 dst 192.0.2.11
+    let m = msg!("route_v6_multipath_encap.bin");
+    apply(&mut t, &m);
+    let Message::NewRoute { route, .. } = m else {
+        panic!()
+    };
+    // The kernel's delete of the first path: its own gateway and encap.
+    let first = &route.nexthops[0];
+    let del = Route {
+        nexthops: vec![],
+        gateway: first.gateway.clone(),
+        ifindex: first.ifindex,
+        encap: first.encap.clone(),
+        ..route.clone()
+    };
+    // A path through the same gateway without the encapsulation is not one
+    // the table holds: nothing is guessed, the tables are read again.
+    let (out, recheck) = apply(
+        &mut t,
+        &Message::DelRoute(Route {
+            encap: None,
+            ..del.clone()
+        }),
+    );
+    assert!(out.is_empty(), "{out:?}");
+    assert!(matches!(recheck, Recheck::Yes(_)));
+    let (out, _) = apply(&mut t, &Message::DelRoute(del));
+    let survivor = one_add(&out, "survivor");
+    assert!(survivor.nexthops.is_empty());
+    assert_eq!(survivor.gateway, "2001:db8:1::3");
+    assert_eq!(
+        survivor.encap, route.nexthops[1].encap,
+        "moves to the route"
+    );
+}

@@ -11,7 +11,9 @@ use routewatch_proto::v1::{
 };
 use serde_json::{json, Map, Value};
 
+use super::encap::encap_json;
 use super::rule::rule_fields;
+use super::unknown::unknown_json;
 use super::{ip_prefix, rfc3339, Notice, Origin, Printer};
 
 pub struct JsonPrinter;
@@ -147,6 +149,9 @@ pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
     if r.nhid != 0 {
         m.insert("nhid".into(), r.nhid.into());
     }
+    if let Some(e) = &r.encap {
+        m.insert("encap".into(), encap_json(e));
+    }
     if !r.gateway.is_empty() {
         m.insert("gateway".into(), r.gateway.clone().into());
     }
@@ -225,6 +230,9 @@ pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
             .iter()
             .map(|h| {
                 let mut hop = Map::new();
+                if let Some(e) = &h.encap {
+                    hop.insert("encap".into(), encap_json(e));
+                }
                 if !h.gateway.is_empty() {
                     hop.insert("gateway".into(), h.gateway.clone().into());
                 }
@@ -238,6 +246,7 @@ pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
             .collect();
         m.insert("nexthops".into(), hops.into());
     }
+    unknown_json(&r.other, m);
 }
 
 /// The fields `ip -j -d nexthop show` prints for `n`, in its order.
@@ -257,6 +266,9 @@ pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
             .collect();
         m.insert("group".into(), group.into());
     }
+    if let Some(e) = &n.encap {
+        m.insert("encap".into(), encap_json(e));
+    }
     if !n.gateway.is_empty() {
         m.insert("gateway".into(), n.gateway.clone().into());
     }
@@ -272,6 +284,7 @@ pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
     if n.fdb {
         m.insert("fdb".into(), Value::Null);
     }
+    unknown_json(&n.other, m);
 }
 
 /// A realm as `ip` names it (`rt_realms` names only 0).

@@ -1,16 +1,19 @@
 //! Printers: one per output format, all fed the same labelled events.
 
 mod color;
+mod encap;
 mod json;
 mod jsonpb;
 mod rule;
 mod table;
 mod text;
+mod unknown;
 
 #[cfg(test)]
 mod tests;
 
 pub use color::{Color, Paint};
+pub use encap::{encap_json, encap_text};
 pub use json::{
     cause_name, family_name, nexthop_fields, object_json, origin_name, route_fields, JsonPrinter,
 };
@@ -18,6 +21,7 @@ pub use jsonpb::JsonPbPrinter;
 pub use rule::{rule_fields, rule_line};
 pub use table::{aligned, TablePrinter};
 pub use text::{object_line, TextPrinter};
+pub use unknown::{unknown_json, unknown_text};
 
 use std::io::{self, Write};
 use std::time::Duration;

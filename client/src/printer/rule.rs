@@ -12,6 +12,7 @@ use routewatch_proto::v1::{PortRange, Rule};
 use serde_json::{Map, Value};
 
 use super::json::realm;
+use super::unknown::{unknown_json, unknown_text};
 
 /// FR_ACT_*: what a rule does with a packet it matches.
 const FR_ACT_TO_TBL: u32 = 1;
@@ -50,7 +51,8 @@ const IP_PROTOCOLS: &[(u32, &str)] = &[
     (137, "mpls-in-ip"),
 ];
 
-/// One rule as `ip rule show` prints it: `100:	from 10.0.0.0/8 lookup 100`.
+/// One rule as `ip rule show` prints it: `100:` and a tab, then the selector
+/// and the action (`from 10.0.0.0/8 lookup 100`).
 pub fn rule_line(r: &Rule, s: &mut String) {
     let _ = write!(s, "{}:\t", r.priority);
     if r.invert {
@@ -147,6 +149,7 @@ pub fn rule_line(r: &Rule, s: &mut String) {
     if r.protocol != RTPROT_UNSPEC && r.protocol != RTPROT_KERNEL {
         let _ = write!(s, " proto {}", names::name(PROTOCOLS, r.protocol));
     }
+    unknown_text(&r.other, s);
 }
 
 /// The fields `ip -j -d rule show` prints for `r` (its `action` as `type`).
@@ -262,6 +265,7 @@ pub fn rule_fields(r: &Rule, m: &mut Map<String, Value>) {
         }
     }
     m.insert("protocol".into(), names::name(PROTOCOLS, r.protocol).into());
+    unknown_json(&r.other, m);
 }
 
 /// A selector prefix as `ip rule` writes it: the address alone for a host
@@ -431,6 +435,22 @@ mod tests {
         assert!(
             v.get("fwmask").is_none(),
             "an all-ones mask is left out: {v}"
+        );
+    }
+
+    #[test]
+    fn undecoded_attributes_are_shown() {
+        let r = Rule {
+            other: vec![routewatch_proto::v1::RawAttribute {
+                kind: 200,
+                value: vec![1, 2, 3, 4],
+            }],
+            ..rule()
+        };
+        assert_eq!(line(&r), "100:\tfrom all lookup 100 unknown 200:01020304");
+        assert_eq!(
+            fields(&r)["unknown"],
+            serde_json::json!([{"type": 200, "hex": "01020304"}])
         );
     }
 }

@@ -8,7 +8,9 @@ use std::io::{self, Write};
 use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::{change, event, Action, Event, Family, Nexthop, Route};
 
+use super::encap::encap_text;
 use super::rule::rule_line;
+use super::unknown::unknown_text;
 use super::{ip_prefix, rfc3339, Mode, Notice, Origin, Paint, Printer};
 
 const RTN_UNICAST: u32 = 1;
@@ -128,11 +130,15 @@ pub fn route_line(r: &Route, s: &mut String) {
     if !r.src.is_empty() && !r.src.ends_with("/0") {
         let _ = write!(s, " from {}", ip_prefix(&r.src));
     }
-    if r.tos != 0 {
-        let _ = write!(s, " tos {:#x}", r.tos);
-    }
     if r.nhid != 0 {
         let _ = write!(s, " nhid {}", r.nhid);
+    }
+    // iproute2's order: the encapsulation, then tos, before the gateway.
+    if let Some(e) = &r.encap {
+        encap_text(e, s);
+    }
+    if r.tos != 0 {
+        let _ = write!(s, " tos {:#x}", r.tos);
     }
     if !r.gateway.is_empty() {
         let _ = write!(s, " via {}", r.gateway);
@@ -180,6 +186,9 @@ pub fn route_line(r: &Route, s: &mut String) {
     }
     for h in &r.nexthops {
         s.push_str(" nexthop");
+        if let Some(e) = &h.encap {
+            encap_text(e, s);
+        }
         if !h.gateway.is_empty() {
             let _ = write!(s, " via {}", h.gateway);
         }
@@ -191,6 +200,7 @@ pub fn route_line(r: &Route, s: &mut String) {
             let _ = write!(s, " {flag}");
         }
     }
+    unknown_text(&r.other, s);
 }
 
 /// A group's members as `ip nexthop` writes them: `1/2,3` (id, weight
@@ -216,6 +226,9 @@ pub fn nexthop_line(n: &Nexthop, s: &mut String) {
     if !n.group.is_empty() {
         let _ = write!(s, " group {}", group_spec(n));
     }
+    if let Some(e) = &n.encap {
+        encap_text(e, s);
+    }
     if !n.gateway.is_empty() {
         let _ = write!(s, " via {}", n.gateway);
     }
@@ -237,6 +250,7 @@ pub fn nexthop_line(n: &Nexthop, s: &mut String) {
     if n.fdb {
         s.push_str(" fdb");
     }
+    unknown_text(&n.other, s);
 }
 
 #[cfg(test)]
