@@ -14,6 +14,8 @@
 //! - [`source`]: the loop that feeds the table, re-dumps and reconciles.
 //! - [`journal`]: sequence numbers and the bounded ring of recent changes,
 //!   one stream for every namespace watched.
+//! - [`labelled`]: the host's iproute2 names beside the numbers, written
+//!   as a change is encoded (the table holds numbers only).
 //! - [`session`]: one subscriber's cursor and batcher.
 //! - [`interest`]: what a filtered subscriber receives of the journal.
 //! - [`subscribers`]: the open sessions, for `GetInfo` ([`info`]) and the
@@ -37,6 +39,7 @@ pub mod error;
 pub mod info;
 pub mod interest;
 pub mod journal;
+pub mod labelled;
 pub mod metrics;
 pub mod namespaces;
 pub mod netns;
