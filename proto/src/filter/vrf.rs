@@ -13,9 +13,7 @@ pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFil
     }
     let wanted = filter.vrf.clone();
     out.push(Box::new(move |s| {
-        s.object
-            .route()
-            .is_some_and(|r| wanted.iter().any(|w| *w == r.vrf))
+        s.object.route().is_some_and(|r| wanted.contains(&r.vrf))
     }));
     Ok(())
 }
