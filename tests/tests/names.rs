@@ -1,0 +1,83 @@
+//! iproute2's names as the agent's host has them: a table named in the
+//! agent's `--iproute2-dir` is printed by that name, filters take it, and a
+//! name the agent does not know is refused with the names it does.
+
+use std::time::Duration;
+
+use routewatch_tests::util::{poll, temp_path};
+use routewatch_tests::{Env, CHECK_TIMEOUT};
+use serde_json::Value;
+
+const DST: &str = "10.77.0.0/24";
+
+fn the_route(objects: &[Value]) -> Option<Value> {
+    objects.iter().find(|o| o["dst"] == DST).cloned()
+}
+
+#[test]
+fn a_table_named_in_the_agent_s_rt_tables() {
+    let dir = temp_path("iproute2");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rt_tables"), "# this site's tables\n1234\tblue\n").unwrap();
+    let env = Env::start_with(&["--iproute2-dir", dir.to_str().unwrap()]);
+
+    env.ns.ip(&format!("route add {DST} dev va table 1234"));
+
+    // What a live change says ...
+    let live = poll(CHECK_TIMEOUT, Duration::from_millis(100), || {
+        the_route(&env.tail.objects())
+    })
+    .expect("the tail receives the route");
+    assert_eq!(live["table"], "blue", "{live}");
+    // ... and a snapshot.
+    let shown = the_route(&env.agent.show()).expect("show lists the route");
+    assert_eq!(shown["table"], "blue", "{shown}");
+    assert_eq!(shown["protocol"], "boot", "built-in names hold: {shown}");
+
+    // The agent reads the name in filters.
+    for table in ["blue", "1234"] {
+        let only: Vec<Value> = env
+            .agent
+            .try_show_with(&["--insecure", "--table", table])
+            .unwrap_or_else(|e| panic!("--table {table}: {e}"))
+            .into_iter()
+            .filter(|o| o["object"] == "route")
+            .collect();
+        assert_eq!(only.len(), 1, "--table {table}: {only:?}");
+        assert_eq!(only[0]["dst"], DST);
+    }
+
+    // A name it does not know: refused, saying which names there are and
+    // where they come from.
+    let e = env
+        .agent
+        .try_show_with(&["--insecure", "--table", "bleu"])
+        .expect_err("an unknown table name is refused");
+    for needed in ["table", "\"bleu\"", "blue", "main", "rt_tables"] {
+        assert!(e.contains(needed), "the error names {needed}: {e}");
+    }
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unreadable_iproute2_dir_stops_the_agent_with_a_clear_error() {
+    let ns = routewatch_tests::Netns::new();
+    let dir = temp_path("no-such-iproute2");
+    let out = ns.output(
+        routewatch_tests::bins::agent_bin(),
+        &[
+            "--insecure",
+            "--listen",
+            "127.0.0.1:50051",
+            "--iproute2-dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--iproute2-dir") && stderr.contains(dir.to_str().unwrap()),
+        "{stderr}"
+    );
+}
