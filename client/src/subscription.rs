@@ -159,8 +159,7 @@ async fn follow(
             let target: Arc<str> = addr.as_str().into();
             let Some(claims) = &options.claims else {
                 let from = position(options.resume.get(addr).cloned());
-                reconnect::follow(host, &target, request, from, tx, subscribe).await;
-                return Ok(());
+                return reconnect::follow(host, &target, request, from, tx, subscribe).await;
             };
             // Followed only while this collector holds the target, from
             // the cursor stored for it.
@@ -171,7 +170,7 @@ async fn follow(
                 let from = position(held.granted.cursor.clone());
                 let follow = reconnect::follow(host, &target, request.clone(), from, tx, subscribe);
                 tokio::select! {
-                    () = follow => return Ok(()),
+                    ended = follow => return ended,
                     () = held.granted.lost.cancelled() => {}
                 }
                 // Released before the next claim is asked for.
