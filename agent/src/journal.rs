@@ -24,7 +24,6 @@ use routewatch_proto::Names;
 use tokio::sync::watch;
 
 use crate::labelled::Labelled;
-
 use crate::state::{Action, Change, StateTable};
 use crate::subscribers::Subscribers;
 

@@ -470,6 +470,27 @@ mod tests {
     }
 
     #[test]
+    fn restored_objects_hold_numbers_only_as_a_fresh_dump_does() {
+        let dir = tempdir("names");
+        {
+            let (j, sd) = journal_in(&dir);
+            let mut core = j.lock();
+            core.table_mut(&"".into()).restore(&route(1));
+            // Both files hold the changes with their names.
+            sd.compact(&core).unwrap();
+            core.publish(vec![route(2)], api::Origin::Notification);
+        }
+        let (j, _) = journal_in(&dir);
+        let core = j.lock();
+        let table = core.table("").expect("restored");
+        for n in [1, 2] {
+            let held = table.held(&route(n));
+            assert_eq!(held, Some(route(n).object), "route {n} equals its dump");
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn recovered_adds_know_what_they_replaced_where_the_log_tells() {
         let dir = tempdir("previous");
         {
