@@ -5,10 +5,18 @@
 use std::time::Duration;
 
 use routewatch_tests::util::{poll, temp_path};
-use routewatch_tests::{Env, CHECK_TIMEOUT};
+use routewatch_tests::{add_veth_pair, Agent, Env, Netns, CHECK_TIMEOUT, SYNC_TIMEOUT};
 use serde_json::Value;
 
 const DST: &str = "10.77.0.0/24";
+
+/// An iproute2 directory whose rt_tables names table 1234 `blue`.
+fn iproute2_dir() -> std::path::PathBuf {
+    let dir = temp_path("iproute2");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rt_tables"), "# this site's tables\n1234\tblue\n").unwrap();
+    dir
+}
 
 fn the_route(objects: &[Value]) -> Option<Value> {
     objects.iter().find(|o| o["dst"] == DST).cloned()
@@ -16,9 +24,7 @@ fn the_route(objects: &[Value]) -> Option<Value> {
 
 #[test]
 fn a_table_named_in_the_agent_s_rt_tables() {
-    let dir = temp_path("iproute2");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("rt_tables"), "# this site's tables\n1234\tblue\n").unwrap();
+    let dir = iproute2_dir();
     let env = Env::start_with(&["--iproute2-dir", dir.to_str().unwrap()]);
 
     env.ns.ip(&format!("route add {DST} dev va table 1234"));
@@ -61,8 +67,46 @@ fn a_table_named_in_the_agent_s_rt_tables() {
 }
 
 #[test]
+fn names_do_not_make_a_restart_from_the_state_dir_resend_anything() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let (names, state) = (iproute2_dir(), temp_path("state"));
+    let args = [
+        "--iproute2-dir",
+        names.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    ns.ip(&format!("route add {DST} dev va table 1234"));
+    let agent = Agent::start_with(&ns, &args);
+    let tail = agent.tail(&ns);
+    tail.wait_synced(SYNC_TIMEOUT);
+    agent.stop(Duration::from_secs(10));
+
+    // The restarted agent compares the table it kept (written with names)
+    // with a fresh dump (numbers only): nothing differs, nothing is sent.
+    let _agent = Agent::start_with(&ns, &args);
+    ns.ip("route add 10.78.0.0/24 dev va table 1234");
+    let after = poll(CHECK_TIMEOUT, Duration::from_millis(100), || {
+        tail.objects()
+            .into_iter()
+            .find(|o| o["dst"] == "10.78.0.0/24")
+    })
+    .expect("the tail follows the restarted agent");
+    assert_eq!(after["table"], "blue");
+    let reconciled: Vec<String> = tail
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(r#""origin":"reconcile""#))
+        .collect();
+    assert!(reconciled.is_empty(), "spurious changes: {reconciled:?}");
+    let _ = std::fs::remove_dir_all(&names);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
 fn an_unreadable_iproute2_dir_stops_the_agent_with_a_clear_error() {
-    let ns = routewatch_tests::Netns::new();
+    let ns = Netns::new();
     let dir = temp_path("no-such-iproute2");
     let out = ns.output(
         routewatch_tests::bins::agent_bin(),
