@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use routewatch_tests::util::{poll, temp_path};
-use routewatch_tests::{add_veth_pair, Agent, Env, Netns, CHECK_TIMEOUT, SYNC_TIMEOUT};
+use routewatch_tests::{add_veth_pair, run_show, Agent, Env, Netns, CHECK_TIMEOUT, SYNC_TIMEOUT};
 use serde_json::Value;
 
 const DST: &str = "10.77.0.0/24";
@@ -102,6 +102,37 @@ fn names_do_not_make_a_restart_from_the_state_dir_resend_anything() {
     assert!(reconciled.is_empty(), "spurious changes: {reconciled:?}");
     let _ = std::fs::remove_dir_all(&names);
     let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn the_cli_in_process_reads_names_as_the_agent_does() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let dir = iproute2_dir();
+    ns.ip(&format!("route add {DST} dev va table 1234"));
+    let dir_arg = dir.to_str().unwrap();
+    let shown = run_show(
+        ns.name(),
+        &["show", "-o", "json", "--iproute2-dir", dir_arg],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let route = the_route(&shown).expect("show lists the route");
+    assert_eq!(route["table"], "blue", "{route}");
+    let only = run_show(
+        ns.name(),
+        &[
+            "show",
+            "-o",
+            "json",
+            "--iproute2-dir",
+            dir_arg,
+            "--table",
+            "blue",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(only.iter().filter(|o| o["object"] == "route").count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
