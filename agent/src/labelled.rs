@@ -47,7 +47,9 @@ pub struct Labelled<'a> {
 }
 
 impl<'a> Labelled<'a> {
-    /// `object` with the names `names` gives its numbers.
+    /// `object` with the names `names` gives its numbers. Every kind of
+    /// object says here which of its fields carry names; [`unlabelled`]
+    /// clears the same fields (the compiler asks for both arms).
     pub fn new(object: &'a Object, names: &'a Names) -> Labelled<'a> {
         match object {
             Object::Route(r) => Labelled {
