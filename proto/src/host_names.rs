@@ -79,6 +79,9 @@ pub struct Names {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameTable {
     by_number: HashMap<u32, Box<str>>,
+    /// The names of 0-255 again, by index: the agent looks up four names
+    /// per change it encodes, nearly all of them of small numbers.
+    small: Box<[Option<Box<str>>]>,
     by_name: HashMap<Box<str>, u32>,
 }
 
@@ -208,12 +211,23 @@ impl NameTable {
         for (number, name) in found.drain(..) {
             by_name.entry(Box::<str>::from(name)).or_insert(number);
         }
-        NameTable { by_number, by_name }
+        let small = (0..256)
+            .map(|n| by_number.get(&n).cloned())
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        NameTable {
+            by_number,
+            small,
+            by_name,
+        }
     }
 
     /// The name of `number`, if it has one.
     pub fn name(&self, number: u32) -> Option<&str> {
-        self.by_number.get(&number).map(|n| &**n)
+        match self.small.get(number as usize) {
+            Some(small) => small.as_deref(),
+            None => self.by_number.get(&number).map(|n| &**n),
+        }
     }
 
     /// The name of `number`, or the number itself as `ip` prints it.
