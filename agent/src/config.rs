@@ -94,6 +94,15 @@ pub struct PipelineConfig {
     #[arg(long, env = "ROUTEWATCH_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<std::path::PathBuf>,
 
+    /// Where iproute2's name files are: rt_tables, rt_protos, rt_scopes,
+    /// rt_realms (and rt_tables.d/*.conf, rt_protos.d/*.conf). Events carry
+    /// these names beside the numbers, and filters accept them. Default:
+    /// /etc/iproute2, and /usr/share/iproute2 for a file /etc lacks, read
+    /// as `ip` reads them; the built-in names (main, bgp, link, ...) hold
+    /// where no file names a number. Read once, at start.
+    #[arg(long, env = "ROUTEWATCH_IPROUTE2_DIR", value_name = "DIR")]
+    pub iproute2_dir: Option<std::path::PathBuf>,
+
     /// Most bytes of encoded changes the journal keeps (the other bound on
     /// its memory).
     #[arg(long, env = "ROUTEWATCH_JOURNAL_BYTES", default_value_t = 256 << 20)]
@@ -123,6 +132,7 @@ impl Default for PipelineConfig {
             journal_capacity: 1 << 18,
             journal_bytes: 256 << 20,
             state_dir: None,
+            iproute2_dir: None,
             max_batch: 1024,
             max_batch_bytes: 1 << 20,
             heartbeat_secs: 30,

@@ -56,6 +56,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// --iproute2-dir cannot be read.
+    #[error("--iproute2-dir: {0}")]
+    Names(#[from] routewatch_proto::NamesError),
     /// The agent was stopped before its first complete dump.
     #[error("stopped before the first complete dump of the routing tables")]
     NotReady,

@@ -17,6 +17,7 @@
 use bytes::Bytes;
 use routewatch_proto::filter::{self, Filters, InvalidFilter, Subject};
 use routewatch_proto::v1::{self as api, SubscribeRequest};
+use routewatch_proto::Names;
 
 use crate::journal::{change_record, Entry, StreamInfo};
 use crate::state::{Action, Change, Object, Previous};
@@ -39,10 +40,14 @@ pub enum Pass {
 }
 
 impl Interest {
-    /// The request's filters; `None` when it has none (every event passes
-    /// and the session sends the journal's records as they are).
-    pub fn of(request: &SubscribeRequest) -> Result<Option<Interest>, InvalidFilter> {
-        let filters = Filters::of(request)?;
+    /// The request's filters, read with the host's `names`; `None` when it
+    /// has none (every event passes and the session sends the journal's
+    /// records as they are).
+    pub fn of(
+        request: &SubscribeRequest,
+        names: &Names,
+    ) -> Result<Option<Interest>, InvalidFilter> {
+        let filters = Filters::of(request, names)?;
         Ok((!filters.is_empty()).then_some(Interest { filters }))
     }
 
@@ -123,6 +128,7 @@ mod tests {
         StreamInfo {
             stream_id: "s".into(),
             netns: String::new(),
+            names: Default::default(),
         }
     }
 
@@ -134,7 +140,9 @@ mod tests {
             }],
             ..Default::default()
         };
-        Interest::of(&request).unwrap().expect("filtered")
+        Interest::of(&request, &Names::builtin())
+            .unwrap()
+            .expect("filtered")
     }
 
     fn route(protocol: u32) -> Object {
@@ -164,15 +172,17 @@ mod tests {
             object,
             previous: Previous::None,
         };
-        let kind = change_kind(&delete, api::Origin::Notification);
+        let kind = change_kind(&info(), &delete, api::Origin::Notification);
         Pass::Left(record(&info().event(7, 99, kind)))
     }
 
     #[test]
     fn no_filter_means_no_interest() {
-        assert!(Interest::of(&SubscribeRequest::default())
-            .unwrap()
-            .is_none());
+        assert!(
+            Interest::of(&SubscribeRequest::default(), &Names::builtin())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -215,7 +225,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let i = Interest::of(&request).unwrap().unwrap();
+        let i = Interest::of(&request, &Names::builtin()).unwrap().unwrap();
         let e = entry(Action::Add, route(4), Previous::Was(route(186)));
         assert_eq!(i.pass(&info(), &e), Pass::Dropped);
         let e = entry(Action::Delete, route(4), Previous::None);

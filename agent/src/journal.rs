@@ -20,9 +20,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use routewatch_proto::v1::{self as api, event, Cursor, ResyncCause};
+use routewatch_proto::Names;
 use tokio::sync::watch;
 
-use crate::state::{Action, Change, Object, StateTable};
+use crate::labelled::Labelled;
+use crate::state::{Action, Change, StateTable};
 use crate::subscribers::Subscribers;
 
 /// The reader asked for changes the ring no longer holds.
@@ -150,7 +152,11 @@ impl Journal {
     /// A new, empty journal.
     pub fn new(stream_id: String, netns: String, limits: RingLimits) -> Journal {
         Journal::resume(
-            StreamInfo { stream_id, netns },
+            StreamInfo {
+                stream_id,
+                netns,
+                names: Default::default(),
+            },
             0,
             BTreeMap::new(),
             Vec::new(),
@@ -190,6 +196,21 @@ impl Journal {
             ready: watch::channel(false).0,
             subscribers: Subscribers::default(),
         }
+    }
+
+    /// This journal, its events carrying `names` (the host's).
+    pub fn with_names(mut self, names: Arc<Names>) -> Journal {
+        self.core
+            .get_mut()
+            .expect("journal lock poisoned by a panic")
+            .info
+            .names = names;
+        self
+    }
+
+    /// The names its events carry; filters read their values with them.
+    pub fn names(&self) -> Arc<Names> {
+        self.lock().info.names.clone()
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Core> {
@@ -527,6 +548,9 @@ impl Published {
 pub struct StreamInfo {
     pub stream_id: String,
     pub netns: String,
+    /// The host's iproute2 names, written beside the numbers of every
+    /// change as it is encoded (see [`crate::labelled`]).
+    pub names: Arc<Names>,
 }
 
 impl StreamInfo {
@@ -568,8 +592,9 @@ pub fn change_record(
 }
 
 /// Appends a change as one field-1 record of a `SubscribeResponse` to
-/// `buf`, straight from the shared route or nexthop: the same bytes as
-/// encoding the `Event` [`StreamInfo::event_in`] would build, without
+/// `buf`, straight from the shared route or nexthop, with the names of
+/// `info` beside its numbers: the same bytes as encoding the `Event`
+/// [`StreamInfo::event_in`] would build with [`change_kind`], without
 /// copying the object.
 pub fn encode_change_record(
     info: &StreamInfo,
@@ -581,8 +606,8 @@ pub fn encode_change_record(
     buf: &mut BytesMut,
 ) {
     use prost::encoding::{
-        encode_key, encode_varint, encoded_len_varint, int32, int64, key_len, message, string,
-        uint64, WireType,
+        encode_key, encode_varint, encoded_len_varint, int32, int64, key_len, string, uint64,
+        WireType,
     };
     let action = match change.action {
         Action::Add => api::Action::Add,
@@ -590,11 +615,8 @@ pub fn encode_change_record(
     } as i32;
     let origin = origin as i32;
     let key: &str = &change.key;
-    let object_len = match &change.object {
-        Object::Route(r) => message::encoded_len(4, &**r),
-        Object::Nexthop(n) => message::encoded_len(5, &**n),
-        Object::Rule(r) => message::encoded_len(6, &**r),
-    };
+    let object = Labelled::new(&change.object, &info.names);
+    let object_len = object.encoded_len();
     let change_len = int32::encoded_len(1, &action)
         + int32::encoded_len(2, &origin)
         + key_len(3)
@@ -638,29 +660,22 @@ pub fn encode_change_record(
     encode_key(3, WireType::LengthDelimited, buf);
     encode_varint(key.len() as u64, buf);
     buf.extend_from_slice(key.as_bytes());
-    match &change.object {
-        Object::Route(r) => message::encode(4, &**r, buf),
-        Object::Nexthop(n) => message::encode(5, &**n, buf),
-        Object::Rule(r) => message::encode(6, &**r, buf),
-    }
+    object.encode(buf);
 }
 
-/// The API form of a change.
-pub fn change_kind(change: &Change, origin: api::Origin) -> event::Kind {
-    let object = match &change.object {
-        Object::Route(r) => api::change::Object::Route((**r).clone()),
-        Object::Nexthop(n) => api::change::Object::Nexthop((**n).clone()),
-        Object::Rule(r) => api::change::Object::Rule((**r).clone()),
-    };
-    event::Kind::Change(api::Change {
-        action: match change.action {
-            Action::Add => api::Action::Add,
-            Action::Delete => api::Action::Delete,
-        } as i32,
-        origin: origin as i32,
-        key: change.key.to_string(),
-        object: Some(object),
-    })
+/// The API form of a change, names included: decoded from its record, so
+/// that it cannot differ from what subscribers receive.
+pub fn change_kind(info: &StreamInfo, change: &Change, origin: api::Origin) -> event::Kind {
+    use prost::Message;
+    let record = change_record(info, "", 0, 0, change, origin);
+    let response = routewatch_proto::v1::SubscribeResponse::decode(record)
+        .expect("a record the agent encoded decodes");
+    response
+        .events
+        .into_iter()
+        .next()
+        .and_then(|e| e.kind)
+        .expect("a change record holds a change")
 }
 
 pub fn now_unix_nano() -> i64 {
@@ -676,7 +691,7 @@ pub(crate) fn test_change(n: u32) -> Change {
     Change {
         action: Action::Add,
         key: format!("k{n}").into(),
-        object: Object::Route(Arc::new(api::Route {
+        object: crate::state::Object::Route(Arc::new(api::Route {
             metric: n,
             ..Default::default()
         })),
@@ -707,6 +722,7 @@ mod tests {
         let info = StreamInfo {
             stream_id: "s".into(),
             netns: "ns1".into(),
+            names: Default::default(),
         };
         for c in [
             change(7),
@@ -716,8 +732,17 @@ mod tests {
             },
         ] {
             let direct = change_record(&info, "ns2", 42, 1234, &c, api::Origin::Reconcile);
-            let ev = info.event_in("ns2", 42, 1234, change_kind(&c, api::Origin::Reconcile));
+            let kind = change_kind(&info, &c, api::Origin::Reconcile);
+            let ev = info.event_in("ns2", 42, 1234, kind);
             assert_eq!(direct, record(&ev));
+            let event::Kind::Change(api::Change {
+                object: Some(api::change::Object::Route(r)),
+                ..
+            }) = &ev.kind.as_ref().unwrap()
+            else {
+                panic!("a route change")
+            };
+            assert_eq!((&*r.table_name, &*r.type_name), ("unspec", "none"));
         }
     }
 

@@ -15,6 +15,8 @@
 //! - [`unknown`]: attributes passed on undecoded, counted and logged once.
 //! - [`journal`]: sequence numbers and the bounded ring of recent changes,
 //!   one stream for every namespace watched.
+//! - [`labelled`]: the host's iproute2 names beside the numbers, written
+//!   as a change is encoded (the table holds numbers only).
 //! - [`session`]: one subscriber's cursor and batcher.
 //! - [`interest`]: what a filtered subscriber receives of the journal.
 //! - [`subscribers`]: the open sessions, for `GetInfo` ([`info`]) and the
@@ -38,6 +40,7 @@ pub mod error;
 pub mod info;
 pub mod interest;
 pub mod journal;
+pub mod labelled;
 pub mod metrics;
 pub mod namespaces;
 pub mod netns;

@@ -40,7 +40,8 @@ use routewatch_proto::batch::record;
 use routewatch_proto::v1::{self as api, event, SubscribeResponse};
 
 use crate::error::AgentError;
-use crate::journal::{change_kind, now_unix_nano, Core, Entry, Sink, StreamInfo};
+use crate::journal::{encode_change_record, now_unix_nano, Core, Entry, Sink, StreamInfo};
+use crate::labelled::unlabelled;
 use crate::state::{Action, Change, Object, Previous, StateTable};
 
 const STATE: &str = "state.pb";
@@ -161,9 +162,19 @@ impl StateDir {
         let tmp = self.dir.join(STATE_TMP);
         {
             let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+            let mut buf = bytes::BytesMut::new();
             for (netns, change) in core.snapshot() {
-                let kind = change_kind(&change, api::Origin::Dump);
-                out.write_all(&record(&info.event_in(&netns, seq, time, kind)))?;
+                buf.clear();
+                encode_change_record(
+                    info,
+                    &netns,
+                    seq,
+                    time,
+                    &change,
+                    api::Origin::Dump,
+                    &mut buf,
+                );
+                out.write_all(&buf)?;
             }
             out.write_all(&record(&info.event(
                 seq,
@@ -221,6 +232,7 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
     let info = StreamInfo {
         stream_id: sync.stream_id.clone(),
         netns: netns.to_string(),
+        names: Default::default(),
     };
     let mut last_seq = sync.seq;
     let mut tables: BTreeMap<Arc<str>, StateTable> = BTreeMap::new();
@@ -324,7 +336,10 @@ fn change_of(ev: &api::Event) -> Option<Change> {
     } else {
         Action::Add
     };
-    let object = match c.object.clone()? {
+    let mut object = c.object.clone()?;
+    // The names were the agent's of the day; the table holds numbers.
+    unlabelled(&mut object);
+    let object = match object {
         api::change::Object::Route(r) => Object::Route(Arc::new(r)),
         api::change::Object::Nexthop(n) => Object::Nexthop(Arc::new(n)),
         api::change::Object::Rule(r) => Object::Rule(Arc::new(r)),
@@ -452,6 +467,27 @@ mod tests {
         assert_eq!(core.table("b").map(|t| t.route_count()), Some(0));
         let netns: Vec<&str> = core.recent().map(|e| &*e.netns).collect();
         assert_eq!(netns, vec!["a", "b", "b", "b"]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn restored_objects_hold_numbers_only_as_a_fresh_dump_does() {
+        let dir = tempdir("names");
+        {
+            let (j, sd) = journal_in(&dir);
+            let mut core = j.lock();
+            core.table_mut(&"".into()).restore(&route(1));
+            // Both files hold the changes with their names.
+            sd.compact(&core).unwrap();
+            core.publish(vec![route(2)], api::Origin::Notification);
+        }
+        let (j, _) = journal_in(&dir);
+        let core = j.lock();
+        let table = core.table("").expect("restored");
+        for n in [1, 2] {
+            let held = table.held(&route(n));
+            assert_eq!(held, Some(route(n).object), "route {n} equals its dump");
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use routewatch_proto::v1::{AgentInfo, SubscribeRequest};
+use routewatch_proto::Names;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,10 @@ impl Pipeline {
             NetnsSelection::Named(name) => name.clone(),
             NetnsSelection::Own | NetnsSelection::All => String::new(),
         };
+        let (names, warnings) = Names::load(config.iproute2_dir.as_deref())?;
+        for warning in warnings {
+            tracing::warn!("iproute2 names: {warning}");
+        }
         let (journal, state_dir, resumed) = match &config.state_dir {
             None => {
                 let journal = Journal::new(stream_id(), home, config.ring());
@@ -63,7 +68,7 @@ impl Pipeline {
                 (journal, Some(Arc::new(state_dir)), resumed)
             }
         };
-        let journal = Arc::new(journal);
+        let journal = Arc::new(journal.with_names(Arc::new(names)));
         let stats = Arc::new(SourceStats::default());
         let namespaces = Arc::new(NamespaceStats::default());
         let shared = Shared {

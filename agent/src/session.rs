@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use routewatch_proto::v1::{self as api, event, ResyncCause, SubscribeRequest, SubscribeResponse};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::interest::{Interest, Pass};
-use crate::journal::{change_kind, now_unix_nano, Entry, Journal, Lagged, StreamInfo};
+use crate::journal::{encode_change_record, now_unix_nano, Entry, Journal, Lagged, StreamInfo};
 use crate::subscribers::Membership;
 
 /// How a session batches and keeps quiet streams alive.
@@ -61,7 +61,7 @@ pub fn subscribe(
     slot: Option<OwnedSemaphorePermit>,
     shutdown: CancellationToken,
 ) -> Result<ResponseStream, Status> {
-    let interest = Interest::of(&request)
+    let interest = Interest::of(&request, &journal.names())
         .map_err(|e| Status::invalid_argument(format!("invalid filter: {e}")))?;
     let (tx, rx) = mpsc::channel(4);
     let member = journal.subscribers.join(peer, interest.is_some());
@@ -254,13 +254,14 @@ impl Session {
             .subscribers
             .count_snapshot_events(changes.len());
         for chunk in changes.chunks(self.config.max_batch.max(1)) {
-            let events = chunk
-                .iter()
-                .map(|(netns, c)| {
-                    info.event_in(netns, seq, time, change_kind(c, api::Origin::Dump))
-                })
-                .collect();
-            self.send_events(events).await?;
+            // Encoded as the journal encodes changes (names included),
+            // straight from the shared objects.
+            let mut buf = BytesMut::new();
+            for (netns, c) in chunk {
+                encode_change_record(info, netns, seq, time, c, api::Origin::Dump, &mut buf);
+            }
+            self.send(SubscribeResponse::from_records(vec![buf.freeze()]))
+                .await?;
         }
         let sync = event::Kind::Sync(api::Sync {});
         self.send_events(vec![info.event(seq, time, sync)]).await?;

@@ -253,6 +253,13 @@ pub struct Watch {
     #[command(flatten)]
     pub reach: Reach,
 
+    /// Without a target, where this host's iproute2 name files are, as the
+    /// agent's --iproute2-dir (default: /etc/iproute2, and
+    /// /usr/share/iproute2 for a file /etc lacks). An agent uses its own
+    /// host's names.
+    #[arg(long, env = "ROUTEWATCH_IPROUTE2_DIR", value_name = "DIR")]
+    pub iproute2_dir: Option<std::path::PathBuf>,
+
     /// Output format: `text` reads like `ip monitor route`; `json` prints one
     /// object per line with the field names of `ip -j -d route show`;
     /// `jsonpb` prints the API's events in protobuf's JSON mapping; `table`

@@ -80,6 +80,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The agent refused the request as such (INVALID_ARGUMENT: a filter
+    /// value it cannot read, a malformed cursor): sending it again gets
+    /// the same answer.
+    pub fn is_refused_request(&self) -> bool {
+        matches!(self, ClientError::Stream { status, .. } if status.code() == tonic::Code::InvalidArgument)
+    }
+
     /// Why a subscription ended, for a line that already names the target.
     pub fn cause(&self) -> String {
         match self {

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use clap::builder::ValueParser;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use routewatch_proto::filter::{Filters, InvalidFilter};
+use routewatch_proto::filter::{Filters, InvalidFilter, Vocabulary};
 use routewatch_proto::v1::Filter;
 
 use crate::protojson;
@@ -53,7 +53,7 @@ const FIELDS: &[Field] = &[
         api: "table",
         value_name: "TABLE",
         env: "ROUTEWATCH_TABLE",
-        help: "Routing table of a route, or the table a rule looks up: a number or main, local, default",
+        help: "Routing table of a route, or the table a rule looks up: a number or a name: main, local, default, or one of the agent host's rt_tables (the agent checks names it has, the CLI those built in)",
         values: |f| &mut f.table,
     },
     Field {
@@ -61,7 +61,7 @@ const FIELDS: &[Field] = &[
         api: "protocol",
         value_name: "PROTO",
         env: "ROUTEWATCH_PROTO",
-        help: "Routing protocol that installed the route, nexthop object or rule: a number or an iproute2 name (kernel, boot, static, bgp, ospf, isis, rip, dhcp, ra, zebra, bird, ...)",
+        help: "Routing table of a route, or the table a rule looks up: a number or a name: main, local, default, or one of the agent host's rt_tables (the agent checks names it has, the CLI those built in)",
         values: |f| &mut f.protocol,
     },
     Field {
@@ -77,7 +77,7 @@ const FIELDS: &[Field] = &[
         api: "scope",
         value_name: "SCOPE",
         env: "ROUTEWATCH_SCOPE",
-        help: "Scope: global, site, link, host, nowhere or a number",
+        help: "Scope: global, site, link, host, nowhere (or a name of the agent host's rt_scopes) or a number",
         values: |f| &mut f.scope,
     },
     Field {
@@ -119,6 +119,14 @@ const FIELDS: &[Field] = &[
         env: "ROUTEWATCH_DEV",
         help: "Output device (of any path, or of a nexthop object)",
         values: |f| &mut f.dev,
+    },
+    Field {
+        flag: "vrf",
+        api: "vrf",
+        value_name: "VRF",
+        env: "ROUTEWATCH_VRF",
+        help: "VRF whose table holds the route (the name of a vrf device). Never matches nexthop objects",
+        values: |f| &mut f.vrf,
     },
     Field {
         flag: "metric",
@@ -301,7 +309,7 @@ fn build(matches: &ArgMatches) -> Result<FilterArgs, String> {
     for (id, list) in [("allow", &mut args.allow), ("deny", &mut args.deny)] {
         for text in matches.get_many::<String>(id).into_iter().flatten() {
             for filter in json_filters(text).map_err(|e| format!("--{id} {text}: {e}"))? {
-                Filters::compile(std::slice::from_ref(&filter), &[])
+                Filters::compile_in(std::slice::from_ref(&filter), &[], Vocabulary::Deferred)
                     .map_err(|e| format!("--{id} {text}: {}", without_position(e)))?;
                 list.push(filter);
             }
@@ -370,8 +378,11 @@ fn occurrences(matches: &ArgMatches) -> Vec<Occurrence> {
 }
 
 /// Checks one filter built from flags, naming the flag of a bad value.
+/// Names are the agent's to judge (its host's iproute2 files may name more
+/// than the built-in names): a word that names nothing here goes to the
+/// agent, which refuses it if it names nothing there either.
 fn check(filter: &Filter, prefix: &str) -> Result<(), String> {
-    Filters::compile(std::slice::from_ref(filter), &[])
+    Filters::compile_in(std::slice::from_ref(filter), &[], Vocabulary::Deferred)
         .map(|_| ())
         .map_err(|e| {
             let flag = FIELDS
@@ -511,10 +522,25 @@ mod tests {
             e.contains("--within 10.1.2.3/8: host bits set (did you mean 10.0.0.0/8?)"),
             "{e}"
         );
-        let e = parse(&["--not", "--proto", "bgpp"]).unwrap_err();
-        assert!(e.contains("--not --proto bgpp: expected a number"), "{e}");
+        let e = parse(&["--not", "--proto", "300"]).unwrap_err();
+        assert!(e.contains("--not --proto 300: out of range (0-255)"), "{e}");
         let e = parse(&["--gateway-within", "x"]).unwrap_err();
         assert!(e.contains("--gateway-within x:"), "{e}");
+    }
+
+    #[test]
+    fn names_unknown_here_are_left_to_the_agent() {
+        let got = parse(&["--table", "blue", "--proto", "frr", "--vrf", "red"]).unwrap();
+        assert_eq!(
+            got.allow,
+            vec![filter(|f| {
+                f.table = strings(&["blue"]);
+                f.protocol = strings(&["frr"]);
+                f.vrf = strings(&["red"]);
+            })]
+        );
+        let e = parse(&["--vrf", "a/b"]).unwrap_err();
+        assert!(e.contains("--vrf a/b:"), "{e}");
     }
 
     #[test]

@@ -44,6 +44,12 @@ fn main() -> ExitCode {
             eprintln!("routewatch: {e}");
             ExitCode::from(2)
         }
+        // A filter the agent refused is a usage error too, only found
+        // there: names are its host's.
+        Err(e) if e.is_refused_request() => {
+            eprintln!("routewatch: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("routewatch: {e}");
             ExitCode::FAILURE

@@ -15,8 +15,10 @@ use crate::ClientError;
 
 /// Follows an agent from `position` until the receiver goes away (or the
 /// caller drops this future at shutdown); `subscribe` makes one attempt
-/// (see [`crate::remote::subscribe`]). Never fails: every failure is
-/// reported as `Disconnected` and retried. Lines are labelled `host`, which
+/// (see [`crate::remote::subscribe`]). Every failure is reported as
+/// `Disconnected` and retried, except the agent's refusal of the request
+/// itself (a filter naming what its host does not know): asking again
+/// cannot help, so that is returned. Lines are labelled `host`, which
 /// becomes the host name the agent reports; cursors are noted under
 /// `target`.
 pub async fn follow<S, F>(
@@ -26,7 +28,8 @@ pub async fn follow<S, F>(
     mut position: Position,
     tx: &mpsc::Sender<Delivery>,
     mut subscribe: S,
-) where
+) -> Result<(), ClientError>
+where
     S: FnMut(SubscribeRequest) -> F,
     F: Future<Output = Result<Subscribed, ClientError>>,
 {
@@ -42,6 +45,7 @@ pub async fn follow<S, F>(
             ..request.clone()
         };
         let error = match subscribe(request).await {
+            Err(e) if e.is_refused_request() => return Err(e),
             Err(e) => e.cause(),
             Ok(subscribed) => {
                 if let Some(name) = subscribed.hostname {
@@ -57,7 +61,7 @@ pub async fn follow<S, F>(
                         resume_from,
                     };
                     if tx.send(connected).await.is_err() {
-                        return;
+                        return Ok(());
                     }
                 }
                 again = true;
@@ -67,7 +71,7 @@ pub async fn follow<S, F>(
                     backoff.reset();
                 }
                 match forwarded.end {
-                    End::Closed => return,
+                    End::Closed => return Ok(()),
                     End::Finished => "the agent ended the stream".to_owned(),
                     End::Failed(e) => e.cause(),
                 }
@@ -81,7 +85,7 @@ pub async fn follow<S, F>(
             retry_in,
         };
         if tx.send(disconnected).await.is_err() {
-            return;
+            return Ok(());
         }
         failed = true;
         tokio::time::sleep(retry_in).await;
@@ -136,6 +140,8 @@ mod tests {
     /// stream of batches and how it ends.
     enum Attempt {
         Refused,
+        /// The agent refuses the request itself (INVALID_ARGUMENT).
+        Invalid,
         Stream(Vec<Vec<Event>>, Option<ClientError>),
     }
 
@@ -155,6 +161,10 @@ mod tests {
                 match attempt {
                     None => std::future::pending().await,
                     Some(Attempt::Refused) => Err(ClientError::Decode("refused".into())),
+                    Some(Attempt::Invalid) => Err(ClientError::Stream {
+                        target: "h:1".into(),
+                        status: tonic::Status::invalid_argument("invalid filter: table \"bleu\""),
+                    }),
                     Some(Attempt::Stream(batches, end)) => {
                         let items = batches
                             .into_iter()
@@ -168,6 +178,37 @@ mod tests {
                 }
             })
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_the_agent_refuses_is_not_sent_again() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = scripted(
+            vec![Attempt::Refused, Attempt::Invalid, Attempt::Refused],
+            requests.clone(),
+        );
+        let (tx, mut rx) = mpsc::channel(64);
+        let (mut host, target) = ("h:1".into(), "h:1".into());
+        let ended = follow(
+            &mut host,
+            &target,
+            SubscribeRequest::default(),
+            Position::default(),
+            &tx,
+            script,
+        )
+        .await;
+        let e = ended.expect_err("refused");
+        assert!(e.to_string().contains("bleu"), "{e}");
+        assert_eq!(
+            requests.lock().unwrap().len(),
+            2,
+            "no attempt after the refusal"
+        );
+        assert!(matches!(
+            rx.recv().await,
+            Some(Delivery::Disconnected { .. })
+        ));
     }
 
     fn seqs(events: &[Event]) -> Vec<u64> {
@@ -211,7 +252,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(64);
         let task = tokio::spawn(async move {
             let (mut host, target) = ("h:1".into(), "h:1".into());
-            follow(&mut host, &target, base, Position::default(), &tx, script).await;
+            let _ = follow(&mut host, &target, base, Position::default(), &tx, script).await;
         });
 
         let start = Instant::now();
@@ -335,7 +376,7 @@ mod tests {
         let task = tokio::spawn(async move {
             let (mut host, target) = ("h:1".into(), "h:1".into());
             let request = SubscribeRequest::default();
-            follow(&mut host, &target, request, position, &tx, script).await;
+            let _ = follow(&mut host, &target, request, position, &tx, script).await;
         });
         match rx.recv().await {
             Some(Delivery::Connected {
@@ -363,7 +404,7 @@ mod tests {
         let task = tokio::spawn(async move {
             let (mut host, target) = ("h:1".into(), "h:1".into());
             let request = SubscribeRequest::default();
-            follow(
+            let _ = follow(
                 &mut host,
                 &target,
                 request,

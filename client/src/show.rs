@@ -34,6 +34,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         resume: Default::default(),
         dns_refresh: Duration::from_secs(watch.reach.dns_refresh.max(1)),
         claims: None,
+        iproute2_dir: watch.iproute2_dir.clone(),
     };
     let mut rx = fan_in(targets, request, options, shutdown);
     let mut collected: Vec<(Arc<str>, Event)> = Vec::new();

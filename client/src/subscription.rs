@@ -72,6 +72,9 @@ pub struct Options {
     /// Follow a remote target only while its claim holds, from the cursor
     /// the claim gives (`collect`; `resume` is not used then).
     pub claims: Option<Claims>,
+    /// Where the in-process pipeline reads iproute2's names (see
+    /// `--iproute2-dir`); `None`: the standard places.
+    pub iproute2_dir: Option<std::path::PathBuf>,
 }
 
 /// Subscribes to every target and merges their streams, each batch labelled
@@ -131,7 +134,11 @@ async fn follow(
 ) -> Result<(), ClientError> {
     match target {
         Target::Local => {
-            let mut pipeline = Pipeline::start(PipelineConfig::default(), shutdown.child_token())?;
+            let config = PipelineConfig {
+                iproute2_dir: options.iproute2_dir.clone(),
+                ..PipelineConfig::default()
+            };
+            let mut pipeline = Pipeline::start(config, shutdown.child_token())?;
             pipeline.ready().await?;
             let stream_err = |status| ClientError::Stream {
                 target: target.to_string(),
@@ -159,8 +166,7 @@ async fn follow(
             let target: Arc<str> = addr.as_str().into();
             let Some(claims) = &options.claims else {
                 let from = position(options.resume.get(addr).cloned());
-                reconnect::follow(host, &target, request, from, tx, subscribe).await;
-                return Ok(());
+                return reconnect::follow(host, &target, request, from, tx, subscribe).await;
             };
             // Followed only while this collector holds the target, from
             // the cursor stored for it.
@@ -171,7 +177,7 @@ async fn follow(
                 let from = position(held.granted.cursor.clone());
                 let follow = reconnect::follow(host, &target, request.clone(), from, tx, subscribe);
                 tokio::select! {
-                    () = follow => return Ok(()),
+                    ended = follow => return ended,
                     () = held.granted.lost.cancelled() => {}
                 }
                 // Released before the next claim is asked for.

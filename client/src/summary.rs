@@ -43,16 +43,61 @@ pub fn count(events: &[(Arc<str>, Event)]) -> BTreeMap<Group, Counts> {
     counts
 }
 
+/// The names each host's agent gave its tables and protocols.
+#[derive(Default)]
+struct Named {
+    tables: BTreeMap<(Arc<str>, u32), String>,
+    protocols: BTreeMap<(Arc<str>, u32), String>,
+}
+
+impl Named {
+    fn of(events: &[(Arc<str>, Event)]) -> Named {
+        let mut named = Named::default();
+        for (host, e) in events {
+            let Some(event::Kind::Change(c)) = &e.kind else {
+                continue;
+            };
+            let Some(change::Object::Route(r)) = &c.object else {
+                continue;
+            };
+            if !r.table_name.is_empty() {
+                named
+                    .tables
+                    .entry((host.clone(), r.table))
+                    .or_insert_with(|| r.table_name.clone());
+            }
+            if !r.protocol_name.is_empty() {
+                named
+                    .protocols
+                    .entry((host.clone(), r.protocol))
+                    .or_insert_with(|| r.protocol_name.clone());
+            }
+        }
+        named
+    }
+
+    fn table(&self, host: &Arc<str>, table: u32) -> String {
+        let given = self.tables.get(&(host.clone(), table));
+        names::given_or(given.map_or("", |n| n), TABLES, table).into_owned()
+    }
+
+    fn protocol(&self, host: &Arc<str>, protocol: u32) -> String {
+        let given = self.protocols.get(&(host.clone(), protocol));
+        names::given_or(given.map_or("", |n| n), PROTOCOLS, protocol).into_owned()
+    }
+}
+
 /// Prints the counts of `events` (a snapshot's adds) in `format`.
 pub fn print(out: &mut dyn Write, format: Format, events: &[(Arc<str>, Event)]) -> io::Result<()> {
     let counts = count(events);
+    let named = Named::of(events);
     match format {
         Format::Json | Format::Jsonpb => {
             for ((host, (_, table), protocol), c) in &counts {
                 let line = json!({
                     "host": &**host,
-                    "table": names::name(TABLES, *table),
-                    "protocol": names::name(PROTOCOLS, *protocol),
+                    "table": named.table(host, *table),
+                    "protocol": named.protocol(host, *protocol),
                     "inet": c.inet,
                     "inet6": c.inet6,
                     "routes": c.inet + c.inet6,
@@ -71,8 +116,8 @@ pub fn print(out: &mut dyn Write, format: Format, events: &[(Arc<str>, Event)]) 
                 .map(|((host, (_, table), protocol), c)| {
                     vec![
                         host.to_string(),
-                        names::name(TABLES, *table).into_owned(),
-                        names::name(PROTOCOLS, *protocol).into_owned(),
+                        named.table(host, *table),
+                        named.protocol(host, *protocol),
                         c.inet.to_string(),
                         c.inet6.to_string(),
                         (c.inet + c.inet6).to_string(),

@@ -4,15 +4,21 @@
 //!
 //! - [`v1`]: the types generated from `routewatch/v1/routewatch.proto`.
 //! - [`batch`]: `SubscribeResponse`, whose events can be pre-encoded.
-//! - [`names`]: iproute2's spellings of route types, protocols, scopes,
-//!   tables, flags and metrics, so that agent and client print alike.
+//! - [`names`]: iproute2's built-in spellings of route types, protocols,
+//!   scopes, tables, flags and metrics, so that agent and client print alike.
+//! - [`host_names`]: [`Names`], those names as a host's iproute2 files
+//!   have them, read by [`rt_names`] exactly as `ip` reads them.
 //! - [`filter`]: subscription filters compiled into predicates, one file
 //!   per kind of field; the agent applies them, the client checks them
 //!   before it connects.
 
 pub mod batch;
 pub mod filter;
+pub mod host_names;
 pub mod names;
+pub mod rt_names;
+
+pub use host_names::{Names, NamesError};
 
 /// The Subscribe response header that carries the agent's host name.
 pub const HOSTNAME_HEADER: &str = "routewatch-hostname";

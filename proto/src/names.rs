@@ -1,9 +1,11 @@
-//! iproute2's names for the kernel's numbers.
+//! iproute2's built-in names for the kernel's numbers.
 //!
-//! The agent sends numbers (so values newer than this code survive); both the
-//! printers and, later, the filters turn them into the words `ip` prints. The
-//! tables follow iproute2's `rt_protos`, `rt_scopes` and `rt_tables` files and
-//! `ip route`'s built-in names; a number without a name prints as itself.
+//! The agent sends numbers (so values newer than this code survive) and,
+//! beside them, its host's names ([`crate::host_names`], which starts from
+//! these tables). The printers use the agent's names when an event carries
+//! them and these otherwise. The tables follow iproute2's `rt_protos`,
+//! `rt_scopes`, `rt_tables` and `rt_realms` files and `ip route`'s built-in
+//! names; a number without a name prints as itself.
 
 use std::borrow::Cow;
 
@@ -66,6 +68,9 @@ pub const TABLES: &[(u32, &str)] = &[
     (255, "local"),
 ];
 
+/// iproute2's `rt_realms`.
+pub const REALMS: &[(u32, &str)] = &[(0, "cosmos")];
+
 /// RTNH_F_* flags as `ip` names them, lowest bit first.
 pub const NEXTHOP_FLAGS: &[(u32, &str)] = &[
     (1, "dead"),
@@ -109,6 +114,20 @@ pub fn name(table: &'static [(u32, &'static str)], value: u32) -> Cow<'static, s
     }
 }
 
+/// The name an event carries (`given`, the agent's), else the built-in
+/// name of `value` in `table`.
+pub fn given_or<'a>(
+    given: &'a str,
+    table: &'static [(u32, &'static str)],
+    value: u32,
+) -> Cow<'a, str> {
+    if given.is_empty() {
+        name(table, value)
+    } else {
+        Cow::Borrowed(given)
+    }
+}
+
 /// The number named `word` in `table`; a plain number is accepted too.
 pub fn number(table: &[(u32, &str)], word: &str) -> Option<u32> {
     table
@@ -144,6 +163,12 @@ mod tests {
         assert_eq!(name(TABLES, 254), "main");
         assert_eq!(name(SCOPES, 253), "link");
         assert_eq!(name(ROUTE_TYPES, 6), "blackhole");
+    }
+
+    #[test]
+    fn the_agent_s_name_comes_first() {
+        assert_eq!(given_or("blue", TABLES, 1234), "blue");
+        assert_eq!(given_or("", TABLES, 254), "main");
     }
 
     #[test]

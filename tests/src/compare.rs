@@ -21,8 +21,9 @@ use serde_json::{Map, Value};
 use crate::flat_encap;
 use crate::netns::Netns;
 
-/// The metadata fields our lines add to `ip`'s fields.
-pub const META_FIELDS: [&str; 10] = [
+/// The metadata fields our lines add to `ip`'s fields (`vrf`: the label of
+/// a route in a VRF's table, which `ip` does not print).
+pub const META_FIELDS: [&str; 11] = [
     "object",
     "action",
     "key",
@@ -33,6 +34,7 @@ pub const META_FIELDS: [&str; 10] = [
     "stream_id",
     "time",
     "origin",
+    "vrf",
 ];
 
 /// `expires` values within this many seconds of each other are equal.

@@ -226,14 +226,17 @@ fn bad_filters_are_refused_naming_the_flag() {
             &["--within", "10.50.1.0/16"][..],
             "--within 10.50.1.0/16: host bits set (did you mean 10.50.0.0/16?)",
         ),
+        // Names are the agent's host's: the agent refuses them, listing
+        // the names it has.
         (
             &["--proto", "bgpp"],
-            "--proto bgpp: expected a number (0-255) or one of",
+            r#"allow[0].protocol "bgpp": expected a number (0-255) or one of"#,
         ),
         (
             &["--not", "--table", "mian"],
-            "--not --table mian: expected",
+            r#"deny[0].table "mian": expected a number (0-4294967295) or one of unspec, default, main, local"#,
         ),
+        (&["--proto", "300"], "--proto 300: out of range (0-255)"),
         (
             &["--metric", "200-100"],
             "--metric 200-100: the range ends below its start",

@@ -186,6 +186,37 @@ fn link_and_address_messages() {
 }
 
 #[test]
+fn vrf_links_name_their_table() {
+    // ip link add blue type vrf table 10 (built from the uapi, see the
+    // fixtures' README)
+    match decode_message(fixture!("link_vrf_new.bin"))
+        .unwrap()
+        .message
+    {
+        Message::NewLink(link) => {
+            assert_eq!((link.index, link.name.as_str()), (4, "blue"));
+            assert_eq!(link.vrf_table, Some(10));
+        }
+        other => panic!("expected RTM_NEWLINK, got {other:?}"),
+    }
+    // ip link del green (blue renamed)
+    match decode_message(fixture!("link_vrf_del.bin"))
+        .unwrap()
+        .message
+    {
+        Message::DelLink(link) => {
+            assert_eq!((link.name.as_str(), link.vrf_table), ("green", Some(10)));
+        }
+        other => panic!("expected RTM_DELLINK, got {other:?}"),
+    }
+    // ip link set va down: no VRF
+    match decode_message(fixture!("link_down.bin")).unwrap().message {
+        Message::NewLink(link) => assert_eq!(link.vrf_table, None),
+        other => panic!("expected RTM_NEWLINK, got {other:?}"),
+    }
+}
+
+#[test]
 fn nexthop_objects_decode_through_our_module() {
     // ip nexthop add id 10 group 1/2,3
     match decode_message(fixture!("nexthop_group.bin"))

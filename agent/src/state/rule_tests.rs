@@ -106,6 +106,7 @@ fn a_device_named_by_a_rule_appearing_asks_for_a_dump() {
             name: name.into(),
             up: false,
             carrier: false,
+            vrf_table: None,
         })
     };
     assert_eq!(apply(&mut t, &link(7, "other")).1, Recheck::No);

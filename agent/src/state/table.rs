@@ -82,6 +82,8 @@ pub enum Recheck {
 #[derive(Debug, Default, Clone)]
 pub struct StateTable {
     links: HashMap<u32, Link>,
+    /// The VRF device bound to each table: table id to the link's index.
+    vrfs: HashMap<u32, u32>,
     nexthops: BTreeMap<u32, Arc<Nexthop>>,
     /// Policy rules by key. The kernel has no rule "replace": a rule is
     /// added or deleted whole, so the key is everything but the state bits
@@ -168,9 +170,19 @@ impl StateTable {
                 Recheck::Yes("nexthop object deleted")
             }
             Message::NewLink(link) => {
-                let old = self.links.insert(link.index, link.clone());
+                let old = self.set_link(link.clone());
                 let link = &link;
                 match old {
+                    // A VRF's routes carry its name: a VRF that comes,
+                    // is renamed or moves to another table relabels every
+                    // route of its tables, which only a re-dump reaches.
+                    None if link.vrf_table.is_some() => Recheck::Yes("vrf link added"),
+                    Some(old)
+                        if (old.vrf_table.is_some() || link.vrf_table.is_some())
+                            && (old.vrf_table != link.vrf_table || old.name != link.name) =>
+                    {
+                        Recheck::Yes("vrf link changed")
+                    }
                     Some(old) if old.up != link.up || old.carrier != link.carrier => {
                         Recheck::Yes("link state changed")
                     }
@@ -185,7 +197,7 @@ impl StateTable {
                 }
             }
             Message::DelLink(link) => {
-                self.links.remove(&link.index);
+                self.drop_link(link.index);
                 Recheck::Yes("link deleted")
             }
             // IPv4 flushes routes using the address as prefsrc; IPv6 drops
@@ -199,7 +211,7 @@ impl StateTable {
     pub fn insert_dumped(&mut self, message: &Message) {
         match message {
             Message::NewLink(link) => {
-                self.links.insert(link.index, link.clone());
+                self.set_link(link.clone());
             }
             Message::NewNexthop(nh) => {
                 self.upsert_nexthop(nh, &mut Vec::new());
@@ -573,8 +585,53 @@ impl StateTable {
         encap
     }
 
-    /// Fills in device names from the link table and, for a route using a
-    /// nexthop object, the object's gateways and devices.
+    /// Holds `link`, returning the version it replaces.
+    fn set_link(&mut self, link: Link) -> Option<Link> {
+        let vrf = link.vrf_table.is_some();
+        let old = self.links.insert(link.index, link);
+        if vrf || old.as_ref().is_some_and(|o| o.vrf_table.is_some()) {
+            self.index_vrfs();
+        }
+        old
+    }
+
+    fn drop_link(&mut self, index: u32) {
+        if let Some(old) = self.links.remove(&index) {
+            if old.vrf_table.is_some() {
+                self.index_vrfs();
+            }
+        }
+    }
+
+    /// Which VRF labels each table. Should two VRF devices name one table
+    /// (the kernel allows it unless net.vrf.strict_mode is set), the one
+    /// with the lowest index does, so that the label does not depend on
+    /// the order the links were seen in.
+    fn index_vrfs(&mut self) {
+        self.vrfs.clear();
+        for link in self.links.values() {
+            if let Some(table) = link.vrf_table {
+                let index = self.vrfs.entry(table).or_insert(link.index);
+                *index = (*index).min(link.index);
+            }
+        }
+    }
+
+    /// The name of the VRF bound to `table`, empty when none is.
+    fn vrf_name(&self, table: u32) -> String {
+        if self.vrfs.is_empty() {
+            return String::new();
+        }
+        self.vrfs
+            .get(&table)
+            .and_then(|index| self.links.get(index))
+            .map(|link| link.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Fills in device names from the link table, the VRF label of the
+    /// route's table and, for a route using a nexthop object, the object's
+    /// gateways and devices.
     fn resolve(&self, mut route: Route) -> Route {
         if route.nhid != 0 {
             route.nh_info = self.nexthops.get(&route.nhid).map(|nh| (**nh).clone());
@@ -628,6 +685,7 @@ impl StateTable {
             hop.encap = hop.encap.take().map(|e| self.name_encap(e));
         }
         route.encap = route.encap.take().map(|e| self.name_encap(e));
+        route.vrf = self.vrf_name(route.table);
         route
     }
 

@@ -23,6 +23,7 @@ fn table() -> StateTable {
             name: name.into(),
             up: true,
             carrier: true,
+            vrf_table: None,
         };
         t.insert_dumped(&Message::NewLink(link));
     }
@@ -240,6 +241,7 @@ fn a_route_announced_during_a_dump_is_not_doubled_by_the_dump() {
             name: name.into(),
             up: true,
             carrier: true,
+            vrf_table: None,
         };
         fresh.insert_dumped(&Message::NewLink(link));
     }
@@ -383,4 +385,91 @@ fn ipv6_paths_through_one_gateway_differ_by_encapsulation() {
         survivor.encap, route.nexthops[1].encap,
         "moves to the route"
     );
+}
+
+/// 10.2.0.0/24 via 10.1.0.2 dev va (route_v4_via.bin), in table 10.
+fn route_in_table_10() -> Message {
+    let Message::NewRoute { mut route, flags } = msg!("route_v4_via.bin") else {
+        panic!("a route")
+    };
+    route.table = 10;
+    Message::NewRoute { route, flags }
+}
+
+/// What a re-dump reads: the links (`va`, `vb` and `vrf` if given), then
+/// `route`.
+fn dumped(vrf: Option<Message>, route: &Message) -> StateTable {
+    let mut fresh = table();
+    if let Some(link) = vrf {
+        fresh.insert_dumped(&link);
+    }
+    fresh.insert_dumped(route);
+    fresh
+}
+
+fn vrf_of(changes: &[Change]) -> String {
+    one_add(changes, "relabelled").vrf
+}
+
+#[test]
+fn routes_of_a_vrf_s_table_carry_its_name() {
+    let mut t = table();
+    // ip link add blue type vrf table 10
+    let (_, recheck) = apply(&mut t, &msg!("link_vrf_new.bin"));
+    assert_eq!(recheck, Recheck::Yes("vrf link added"));
+    let (out, _) = apply(&mut t, &route_in_table_10());
+    assert_eq!(vrf_of(&out), "blue");
+    // The same route in the main table is in no VRF.
+    let (out, _) = apply(&mut t, &msg!("route_v4_via.bin"));
+    assert_eq!(vrf_of(&out), "");
+}
+
+#[test]
+fn a_route_added_before_its_vrf_is_relabelled_as_the_vrf_comes_changes_and_goes() {
+    let mut t = table();
+    let route = route_in_table_10();
+    let (out, _) = apply(&mut t, &route);
+    assert_eq!(vrf_of(&out), "", "no VRF yet");
+
+    // ip link add blue type vrf table 10: the re-dump labels the route.
+    let (_, recheck) = apply(&mut t, &msg!("link_vrf_new.bin"));
+    assert_eq!(recheck, Recheck::Yes("vrf link added"));
+    let out = t.reconcile(dumped(Some(msg!("link_vrf_new.bin")), &route));
+    assert_eq!(vrf_of(&out), "blue");
+
+    // ip link set blue name green
+    let (_, recheck) = apply(&mut t, &msg!("link_vrf_renamed.bin"));
+    assert_eq!(recheck, Recheck::Yes("vrf link changed"));
+    let out = t.reconcile(dumped(Some(msg!("link_vrf_renamed.bin")), &route));
+    assert_eq!(vrf_of(&out), "green");
+
+    // The same VRF moved to another table (built from the new one).
+    let Message::NewLink(mut moved) = msg!("link_vrf_renamed.bin") else {
+        panic!("a link")
+    };
+    moved.vrf_table = Some(20);
+    let (_, recheck) = apply(&mut t, &Message::NewLink(moved.clone()));
+    assert_eq!(recheck, Recheck::Yes("vrf link changed"));
+    let out = t.reconcile(dumped(Some(Message::NewLink(moved)), &route));
+    assert_eq!(vrf_of(&out), "");
+
+    // ip link del green
+    let (_, recheck) = apply(&mut t, &msg!("link_vrf_del.bin"));
+    assert_eq!(recheck, Recheck::Yes("link deleted"));
+    assert!(
+        t.reconcile(dumped(None, &route)).is_empty(),
+        "already unlabelled"
+    );
+}
+
+#[test]
+fn a_vrf_link_s_carrier_alone_changes_no_label() {
+    let mut t = table();
+    apply(&mut t, &msg!("link_vrf_new.bin"));
+    let Message::NewLink(mut up) = msg!("link_vrf_new.bin") else {
+        panic!("a link")
+    };
+    up.up = true;
+    let (_, recheck) = apply(&mut t, &Message::NewLink(up));
+    assert_eq!(recheck, Recheck::Yes("link state changed"));
 }

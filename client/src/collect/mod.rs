@@ -72,6 +72,7 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
         resume: Default::default(),
         dns_refresh: Duration::from_secs(args.reach.dns_refresh.max(1)),
         claims: Some(claims),
+        iproute2_dir: None,
     };
     let follow = shutdown.child_token();
     let deliveries = fan_in(targets, request, options, follow.clone());

@@ -138,7 +138,10 @@ pub fn object_json(key: &str, object: &change::Object, m: &mut Map<String, Value
 /// The fields `ip -j -d route show` prints for `r`, in its order.
 pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
     let inet6 = r.family == Family::Inet6 as i32;
-    m.insert("type".into(), names::name(ROUTE_TYPES, r.r#type).into());
+    m.insert(
+        "type".into(),
+        names::given_or(&r.type_name, ROUTE_TYPES, r.r#type).into(),
+    );
     m.insert("dst".into(), ip_prefix(&r.dst).into());
     if !r.src.is_empty() && !r.src.ends_with("/0") {
         m.insert("from".into(), ip_prefix(&r.src).into());
@@ -158,9 +161,18 @@ pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
     if !r.dev.is_empty() {
         m.insert("dev".into(), r.dev.clone().into());
     }
-    m.insert("table".into(), names::name(TABLES, r.table).into());
-    m.insert("protocol".into(), names::name(PROTOCOLS, r.protocol).into());
-    m.insert("scope".into(), names::name(SCOPES, r.scope).into());
+    m.insert(
+        "table".into(),
+        names::given_or(&r.table_name, TABLES, r.table).into(),
+    );
+    m.insert(
+        "protocol".into(),
+        names::given_or(&r.protocol_name, PROTOCOLS, r.protocol).into(),
+    );
+    m.insert(
+        "scope".into(),
+        names::given_or(&r.scope_name, SCOPES, r.scope).into(),
+    );
     // The kernel sends RTA_PRIORITY for IPv4 only when it is not zero.
     if inet6 || r.metric != 0 {
         m.insert("metric".into(), r.metric.into());
@@ -247,6 +259,10 @@ pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
         m.insert("nexthops".into(), hops.into());
     }
     unknown_json(&r.other, m);
+    // Ours: the VRF device bound to the route's table.
+    if !r.vrf.is_empty() {
+        m.insert("vrf".into(), r.vrf.clone().into());
+    }
 }
 
 /// The fields `ip -j -d nexthop show` prints for `n`, in its order.
@@ -275,11 +291,17 @@ pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
     if !n.dev.is_empty() {
         m.insert("dev".into(), n.dev.clone().into());
     }
-    m.insert("scope".into(), names::name(SCOPES, n.scope).into());
+    m.insert(
+        "scope".into(),
+        names::given_or(&n.scope_name, SCOPES, n.scope).into(),
+    );
     if n.blackhole {
         m.insert("blackhole".into(), Value::Null);
     }
-    m.insert("protocol".into(), names::name(PROTOCOLS, n.protocol).into());
+    m.insert(
+        "protocol".into(),
+        names::given_or(&n.protocol_name, PROTOCOLS, n.protocol).into(),
+    );
     m.insert("flags".into(), flags(n.flags));
     if n.fdb {
         m.insert("fdb".into(), Value::Null);
@@ -287,13 +309,10 @@ pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
     unknown_json(&n.other, m);
 }
 
-/// A realm as `ip` names it (`rt_realms` names only 0).
+/// A realm as `ip` names it with the built-in `rt_realms` (events carry
+/// no realm names).
 pub(super) fn realm(n: u32) -> String {
-    if n == 0 {
-        "cosmos".into()
-    } else {
-        n.to_string()
-    }
+    names::name(names::REALMS, n).into_owned()
 }
 
 fn flags(bits: u32) -> Value {

@@ -115,7 +115,11 @@ pub fn rule_line(r: &Rule, s: &mut String) {
         let _ = write!(s, " tun_id {}", r.tun_id);
     }
     if r.table != 0 {
-        let _ = write!(s, " lookup {}", names::name(TABLES, r.table));
+        let _ = write!(
+            s,
+            " lookup {}",
+            names::given_or(&r.table_name, TABLES, r.table)
+        );
         if let Some(len) = suppress(r.suppress_prefixlen) {
             let _ = write!(s, " suppress_prefixlength {len}");
         }
@@ -147,7 +151,11 @@ pub fn rule_line(r: &Rule, s: &mut String) {
     // `ip rule show` names the protocol unless it is unspec or kernel
     // (the default rules'); `-d` and JSON always do.
     if r.protocol != RTPROT_UNSPEC && r.protocol != RTPROT_KERNEL {
-        let _ = write!(s, " proto {}", names::name(PROTOCOLS, r.protocol));
+        let _ = write!(
+            s,
+            " proto {}",
+            names::given_or(&r.protocol_name, PROTOCOLS, r.protocol)
+        );
     }
     unknown_text(&r.other, s);
 }
@@ -234,7 +242,10 @@ pub fn rule_fields(r: &Rule, m: &mut Map<String, Value>) {
         m.insert("tun_id".into(), r.tun_id.into());
     }
     if r.table != 0 {
-        m.insert("table".into(), names::name(TABLES, r.table).into());
+        m.insert(
+            "table".into(),
+            names::given_or(&r.table_name, TABLES, r.table).into(),
+        );
         if let Some(len) = suppress(r.suppress_prefixlen) {
             m.insert("suppress_prefixlen".into(), len.into());
         }
@@ -264,7 +275,10 @@ pub fn rule_fields(r: &Rule, m: &mut Map<String, Value>) {
             m.insert("type".into(), names::name(ROUTE_TYPES, other).into());
         }
     }
-    m.insert("protocol".into(), names::name(PROTOCOLS, r.protocol).into());
+    m.insert(
+        "protocol".into(),
+        names::given_or(&r.protocol_name, PROTOCOLS, r.protocol).into(),
+    );
     unknown_json(&r.other, m);
 }
 

@@ -191,13 +191,13 @@ fn route_cells(r: &Route) -> Vec<String> {
         (via.join(","), dev.join(","))
     };
     vec![
-        names::name(TABLES, r.table).into_owned(),
+        names::given_or(&r.table_name, TABLES, r.table).into_owned(),
         ip_prefix(&r.dst).into_owned(),
-        names::name(ROUTE_TYPES, r.r#type).into_owned(),
+        names::given_or(&r.type_name, ROUTE_TYPES, r.r#type).into_owned(),
         or_none(via),
         or_none(dev),
-        names::name(PROTOCOLS, r.protocol).into_owned(),
-        names::name(SCOPES, r.scope).into_owned(),
+        names::given_or(&r.protocol_name, PROTOCOLS, r.protocol).into_owned(),
+        names::given_or(&r.scope_name, SCOPES, r.scope).into_owned(),
         r.metric.to_string(),
         or_none(r.prefsrc.clone()),
     ]
@@ -217,8 +217,8 @@ fn nexthop_cells(n: &Nexthop) -> Vec<String> {
         kind.to_owned(),
         or_none(via),
         or_none(n.dev.clone()),
-        names::name(PROTOCOLS, n.protocol).into_owned(),
-        names::name(SCOPES, n.scope).into_owned(),
+        names::given_or(&n.protocol_name, PROTOCOLS, n.protocol).into_owned(),
+        names::given_or(&n.scope_name, SCOPES, n.scope).into_owned(),
         NONE.to_owned(),
         NONE.to_owned(),
     ]
@@ -234,13 +234,13 @@ fn rule_cells(r: &Rule) -> Vec<String> {
         if r.table == 0 {
             NONE.to_owned()
         } else {
-            names::name(TABLES, r.table).into_owned()
+            names::given_or(&r.table_name, TABLES, r.table).into_owned()
         },
         format!("pref {}", r.priority),
         "rule".to_owned(),
         rest.to_owned(),
         NONE.to_owned(),
-        names::name(PROTOCOLS, r.protocol).into_owned(),
+        names::given_or(&r.protocol_name, PROTOCOLS, r.protocol).into_owned(),
         NONE.to_owned(),
         NONE.to_owned(),
         NONE.to_owned(),

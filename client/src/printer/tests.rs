@@ -218,3 +218,48 @@ TIME          HOST          ACTION  TABLE  DST                 TYPE     VIA     
 "
     );
 }
+
+/// One event of `route` printed in `format`.
+fn one(format: Format, object: change::Object) -> String {
+    let mut out = Vec::new();
+    let mut p = printer(format, Mode::Tail, Paint::NONE);
+    let from = Origin {
+        host: "node1",
+        many: false,
+    };
+    let e = event(7, Action::Add, ApiOrigin::Notification, object);
+    p.print(&mut out, &from, &e).unwrap();
+    p.finish(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_agent_s_names_and_the_vrf_label_are_printed() {
+    let route = Route {
+        table: 1234,
+        table_name: "blue".into(),
+        protocol_name: "frr-bgp".into(),
+        vrf: "blue".into(),
+        ..via()
+    };
+    let text = one(Format::Text, change::Object::Route(route.clone()));
+    assert!(
+        text.ends_with(" table blue proto frr-bgp metric 100 vrf blue\n"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&one(Format::Json, change::Object::Route(route))).unwrap();
+    assert_eq!(
+        (&json["table"], &json["protocol"], &json["vrf"]),
+        (&"blue".into(), &"frr-bgp".into(), &"blue".into())
+    );
+    let nexthop = Nexthop {
+        protocol: 188,
+        protocol_name: "ospf6".into(),
+        ..group()
+    };
+    let text = one(Format::Table, change::Object::Nexthop(nexthop));
+    assert!(text.contains("ospf6"), "{text}");
+    let json = one(Format::Json, change::Object::Route(via()));
+    assert!(!json.contains("vrf"), "no label without a VRF: {json}");
+}

@@ -124,7 +124,11 @@ pub fn object_line(object: &change::Object, s: &mut String) {
 /// One route in `ip route` words.
 pub fn route_line(r: &Route, s: &mut String) {
     if r.r#type != RTN_UNICAST {
-        let _ = write!(s, "{} ", names::name(ROUTE_TYPES, r.r#type));
+        let _ = write!(
+            s,
+            "{} ",
+            names::given_or(&r.type_name, ROUTE_TYPES, r.r#type)
+        );
     }
     s.push_str(&ip_prefix(&r.dst));
     if !r.src.is_empty() && !r.src.ends_with("/0") {
@@ -147,13 +151,25 @@ pub fn route_line(r: &Route, s: &mut String) {
         let _ = write!(s, " dev {}", r.dev);
     }
     if r.table != RT_TABLE_MAIN {
-        let _ = write!(s, " table {}", names::name(TABLES, r.table));
+        let _ = write!(
+            s,
+            " table {}",
+            names::given_or(&r.table_name, TABLES, r.table)
+        );
     }
     if r.protocol != RTPROT_BOOT {
-        let _ = write!(s, " proto {}", names::name(PROTOCOLS, r.protocol));
+        let _ = write!(
+            s,
+            " proto {}",
+            names::given_or(&r.protocol_name, PROTOCOLS, r.protocol)
+        );
     }
     if r.scope != RT_SCOPE_UNIVERSE {
-        let _ = write!(s, " scope {}", names::name(SCOPES, r.scope));
+        let _ = write!(
+            s,
+            " scope {}",
+            names::given_or(&r.scope_name, SCOPES, r.scope)
+        );
     }
     if !r.prefsrc.is_empty() {
         let _ = write!(s, " src {}", r.prefsrc);
@@ -201,6 +217,10 @@ pub fn route_line(r: &Route, s: &mut String) {
         }
     }
     unknown_text(&r.other, s);
+    // Ours: `ip` shows no VRF on a route (only `table NAME`).
+    if !r.vrf.is_empty() {
+        let _ = write!(s, " vrf {}", r.vrf);
+    }
 }
 
 /// A group's members as `ip nexthop` writes them: `1/2,3` (id, weight
@@ -239,10 +259,18 @@ pub fn nexthop_line(n: &Nexthop, s: &mut String) {
         s.push_str(" blackhole");
     }
     if n.scope != RT_SCOPE_UNIVERSE {
-        let _ = write!(s, " scope {}", names::name(SCOPES, n.scope));
+        let _ = write!(
+            s,
+            " scope {}",
+            names::given_or(&n.scope_name, SCOPES, n.scope)
+        );
     }
     if n.protocol != 0 {
-        let _ = write!(s, " proto {}", names::name(PROTOCOLS, n.protocol));
+        let _ = write!(
+            s,
+            " proto {}",
+            names::given_or(&n.protocol_name, PROTOCOLS, n.protocol)
+        );
     }
     for flag in names::flag_names(n.flags) {
         let _ = write!(s, " {flag}");

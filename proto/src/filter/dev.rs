@@ -1,30 +1,15 @@
 //! `dev`: an output device of the route (any path) or nexthop object.
 
+use super::values::interface_name;
 use super::{InvalidFilter, Predicate};
 use crate::v1::Filter;
-
-/// IFNAMSIZ less the terminating zero.
-const MAX_NAME: usize = 15;
 
 pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFilter> {
     if filter.dev.is_empty() {
         return Ok(());
     }
     for name in &filter.dev {
-        if name.is_empty() || name.len() > MAX_NAME {
-            return Err(InvalidFilter::new(
-                "dev",
-                name,
-                format!("an interface name has 1 to {MAX_NAME} bytes"),
-            ));
-        }
-        if name.contains(['/', ' ', '\t', '\n']) {
-            return Err(InvalidFilter::new(
-                "dev",
-                name,
-                "an interface name has no '/' or white space",
-            ));
-        }
+        interface_name("dev", name)?;
     }
     let wanted = filter.dev.clone();
     out.push(Box::new(move |s| {

@@ -6,8 +6,9 @@
 
 use super::{
     action, destination, dev, family, gateway, metric, netns, object, origin, protocol, route_type,
-    scope, table, InvalidFilter, Subject,
+    scope, table, vrf, InvalidFilter, Subject, Vocabulary,
 };
+use crate::host_names::Names;
 use crate::v1::{Filter, SubscribeRequest};
 
 /// One field's test, built once per subscription.
@@ -17,13 +18,14 @@ pub type Predicate = Box<dyn Fn(&Subject<'_>) -> bool + Send + Sync>;
 /// field is not set), or says which value is wrong.
 type Build = fn(&Filter, &mut Vec<Predicate>) -> Result<(), InvalidFilter>;
 
-/// Every kind of field, each in its own file.
+/// Like [`Build`], for a field whose values are names a host's iproute2
+/// files give (see [`Vocabulary`]).
+type BuildNamed = fn(&Filter, &Vocabulary<'_>, &mut Vec<Predicate>) -> Result<(), InvalidFilter>;
+
+/// Every kind of field, each in its own file ...
 const KINDS: &[Build] = &[
     family::build,
-    table::build,
-    protocol::build,
     route_type::build,
-    scope::build,
     destination::build,
     gateway::build,
     dev::build,
@@ -32,7 +34,11 @@ const KINDS: &[Build] = &[
     origin::build,
     object::build,
     netns::build,
+    vrf::build,
 ];
+
+/// ... and those that read names.
+const NAMED_KINDS: &[BuildNamed] = &[table::build, protocol::build, scope::build];
 
 /// A subscription's filters, ready to test events.
 #[derive(Default)]
@@ -45,10 +51,13 @@ pub struct Filters {
 struct Compiled(Vec<Predicate>);
 
 impl Compiled {
-    fn new(filter: &Filter) -> Result<Compiled, InvalidFilter> {
+    fn new(filter: &Filter, vocabulary: &Vocabulary<'_>) -> Result<Compiled, InvalidFilter> {
         let mut predicates = Vec::new();
         for build in KINDS {
             build(filter, &mut predicates)?;
+        }
+        for build in NAMED_KINDS {
+            build(filter, vocabulary, &mut predicates)?;
         }
         Ok(Compiled(predicates))
     }
@@ -59,13 +68,23 @@ impl Compiled {
 }
 
 impl Filters {
-    /// Compiles both lists, or names the first bad value.
+    /// Compiles both lists with the built-in names, or names the first bad
+    /// value.
     pub fn compile(allow: &[Filter], deny: &[Filter]) -> Result<Filters, InvalidFilter> {
+        Filters::compile_in(allow, deny, Vocabulary::Host(&Names::builtin()))
+    }
+
+    /// Compiles both lists with `vocabulary`'s names.
+    pub fn compile_in(
+        allow: &[Filter],
+        deny: &[Filter],
+        vocabulary: Vocabulary<'_>,
+    ) -> Result<Filters, InvalidFilter> {
         let list = |name: &'static str, filters: &[Filter]| {
             filters
                 .iter()
                 .enumerate()
-                .map(|(i, f)| Compiled::new(f).map_err(|e| e.at(name, i)))
+                .map(|(i, f)| Compiled::new(f, &vocabulary).map_err(|e| e.at(name, i)))
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(Filters {
@@ -74,9 +93,9 @@ impl Filters {
         })
     }
 
-    /// The request's filters.
-    pub fn of(request: &SubscribeRequest) -> Result<Filters, InvalidFilter> {
-        Filters::compile(&request.allow, &request.deny)
+    /// The request's filters, read with a host's `names`.
+    pub fn of(request: &SubscribeRequest, names: &Names) -> Result<Filters, InvalidFilter> {
+        Filters::compile_in(&request.allow, &request.deny, Vocabulary::Host(names))
     }
 
     /// No filter at all: every event passes.

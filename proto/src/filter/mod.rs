@@ -24,6 +24,8 @@ mod scope;
 mod subject;
 mod table;
 mod values;
+mod vocabulary;
+mod vrf;
 
 #[cfg(test)]
 mod testing;
@@ -32,3 +34,4 @@ pub use error::InvalidFilter;
 pub use filters::{Filters, Predicate};
 pub use subject::{Object, Subject};
 pub use values::prefix;
+pub use vocabulary::Vocabulary;

@@ -1,16 +1,20 @@
 //! `protocol`: who installed a route or nexthop object (number or iproute2
 //! name).
 
-use super::values::numbers;
-use super::{InvalidFilter, Predicate};
-use crate::names::PROTOCOLS;
+use super::values::named;
+use super::{InvalidFilter, Predicate, Vocabulary};
+use crate::host_names::Kind;
 use crate::v1::Filter;
 
-pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFilter> {
+pub fn build(
+    filter: &Filter,
+    vocabulary: &Vocabulary<'_>,
+    out: &mut Vec<Predicate>,
+) -> Result<(), InvalidFilter> {
     if filter.protocol.is_empty() {
         return Ok(());
     }
-    let wanted = numbers("protocol", &filter.protocol, PROTOCOLS, 255)?;
+    let wanted = named("protocol", &filter.protocol, Kind::Protocol, vocabulary)?;
     out.push(Box::new(move |s| wanted.contains(&s.object.protocol())));
     Ok(())
 }

@@ -1,15 +1,19 @@
 //! `scope`: the scope of a route or nexthop object.
 
-use super::values::numbers;
-use super::{InvalidFilter, Predicate};
-use crate::names::SCOPES;
+use super::values::named;
+use super::{InvalidFilter, Predicate, Vocabulary};
+use crate::host_names::Kind;
 use crate::v1::Filter;
 
-pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFilter> {
+pub fn build(
+    filter: &Filter,
+    vocabulary: &Vocabulary<'_>,
+    out: &mut Vec<Predicate>,
+) -> Result<(), InvalidFilter> {
     if filter.scope.is_empty() {
         return Ok(());
     }
-    let wanted = numbers("scope", &filter.scope, SCOPES, 255)?;
+    let wanted = named("scope", &filter.scope, Kind::Scope, vocabulary)?;
     out.push(Box::new(move |s| {
         s.object
             .scope()

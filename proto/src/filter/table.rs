@@ -1,15 +1,20 @@
-//! `table`: the routing table of a route (number or name).
+//! `table`: the routing table of a route, or the one a rule looks up
+//! (number or name).
 
-use super::values::numbers;
-use super::{InvalidFilter, Predicate};
-use crate::names::TABLES;
+use super::values::named;
+use super::{InvalidFilter, Predicate, Vocabulary};
+use crate::host_names::Kind;
 use crate::v1::Filter;
 
-pub fn build(filter: &Filter, out: &mut Vec<Predicate>) -> Result<(), InvalidFilter> {
+pub fn build(
+    filter: &Filter,
+    vocabulary: &Vocabulary<'_>,
+    out: &mut Vec<Predicate>,
+) -> Result<(), InvalidFilter> {
     if filter.table.is_empty() {
         return Ok(());
     }
-    let wanted = numbers("table", &filter.table, TABLES, u32::MAX)?;
+    let wanted = named("table", &filter.table, Kind::Table, vocabulary)?;
     out.push(Box::new(move |s| {
         s.object.table().is_some_and(|t| wanted.contains(&t))
     }));

@@ -6,8 +6,28 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use prefix_trie::joint::JointPrefixSet;
 
-use super::InvalidFilter;
+use super::{InvalidFilter, Vocabulary};
+use crate::host_names::Kind;
 use crate::names;
+
+/// Each value as a number of `kind`: a name in `vocabulary` or a number.
+/// Words left to the agent (see [`Vocabulary::Deferred`]) are left out.
+pub fn named(
+    field: &'static str,
+    values: &[String],
+    kind: Kind,
+    vocabulary: &Vocabulary<'_>,
+) -> Result<Vec<u32>, InvalidFilter> {
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        match vocabulary.number(kind, v) {
+            Ok(Some(n)) => out.push(n),
+            Ok(None) => {}
+            Err(reason) => return Err(InvalidFilter::new(field, v, reason)),
+        }
+    }
+    Ok(out)
+}
 
 /// Each value as a number: an iproute2 name from `table` or a number up to
 /// `max`.
@@ -36,6 +56,28 @@ pub fn numbers(
             }
         })
         .collect()
+}
+
+/// IFNAMSIZ less the terminating zero.
+const MAX_INTERFACE_NAME: usize = 15;
+
+/// A value that must be a possible interface name.
+pub fn interface_name(field: &'static str, name: &str) -> Result<(), InvalidFilter> {
+    if name.is_empty() || name.len() > MAX_INTERFACE_NAME {
+        return Err(InvalidFilter::new(
+            field,
+            name,
+            format!("an interface name has 1 to {MAX_INTERFACE_NAME} bytes"),
+        ));
+    }
+    if name.contains(['/', ' ', '\t', '\n']) {
+        return Err(InvalidFilter::new(
+            field,
+            name,
+            "an interface name has no '/' or white space",
+        ));
+    }
+    Ok(())
 }
 
 /// Each value as one of `words` (several spellings may mean one thing).
@@ -133,6 +175,28 @@ mod tests {
         assert_eq!(e.reason, "out of range (0-255)");
         let e = numbers("protocol", &strings(&["bgpp"]), names::PROTOCOLS, 255).unwrap_err();
         assert!(e.reason.contains("bgp, isis, ospf"), "{e}");
+    }
+
+    #[test]
+    fn host_names_and_deferred_words() {
+        let names = crate::Names::builtin();
+        let host = Vocabulary::Host(&names);
+        let got = named(
+            "table",
+            &strings(&["main", "1000", "0x10"]),
+            Kind::Table,
+            &host,
+        );
+        assert_eq!(got, Ok(vec![254, 1000, 16]));
+        let e = named("table", &strings(&["blue"]), Kind::Table, &host).unwrap_err();
+        assert!(e.reason.contains("default, main, local"), "{e}");
+        assert!(e.reason.contains("rt_tables"), "{e}");
+        let deferred = Vocabulary::Deferred;
+        let got = named("table", &strings(&["blue", "main"]), Kind::Table, &deferred);
+        assert_eq!(got, Ok(vec![254]), "blue is the agent's to judge");
+        let e = named("protocol", &strings(&["300"]), Kind::Protocol, &deferred).unwrap_err();
+        assert_eq!(e.reason, "out of range (0-255)");
+        assert!(named("protocol", &strings(&["a b"]), Kind::Protocol, &deferred).is_err());
     }
 
     #[test]
