@@ -71,7 +71,7 @@ fn a_table_named_in_the_agent_s_rt_tables() {
     );
     let blue = env
         .agent
-        .try_show_with(&["--insecure", "--table", "blue", "-o", "json"])
+        .try_show_with(&["--insecure", "--table", "blue"])
         .unwrap_or_else(|e| panic!("--table blue: {e}"));
     let kinds: Vec<&Value> = blue.iter().filter_map(|o| o.get("object")).collect();
     assert_eq!(kinds, ["rule", "route"], "{blue:?}");
