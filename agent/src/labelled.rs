@@ -213,12 +213,12 @@ mod tests {
             protocol: 186,
             scope: 253,
             nhid: 7,
-            nh_info: Some(api::Nexthop {
+            nh_info: Some(Box::new(api::Nexthop {
                 id: 7,
                 protocol: 4,
                 gateway: "10.1.0.1".into(),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         };
         let object = Object::Route(Arc::new(route.clone()));

@@ -30,9 +30,9 @@ impl UnknownAttributes {
         match message {
             Message::NewRoute { route, .. } | Message::DelRoute(route) => {
                 let mut n = self.raw("route", &route.other);
-                n += self.encap("route", route.encap.as_ref());
+                n += self.encap("route", route.encap.as_deref());
                 for hop in &route.nexthops {
-                    n += self.encap("route", hop.encap.as_ref());
+                    n += self.encap("route", hop.encap.as_deref());
                 }
                 self.routes.fetch_add(n, Ordering::Relaxed);
             }
@@ -119,11 +119,11 @@ mod tests {
     #[test]
     fn counts_route_paths_and_encapsulations() {
         let encap = |unknown: Vec<RawAttribute>| {
-            Some(Encap {
+            Some(Box::new(Encap {
                 r#type: 2,
                 kind: Some(Kind::Ip(EncapIp::default())),
                 unknown,
-            })
+            }))
         };
         let route = Route {
             other: vec![raw(30), raw(0x8000 | 30)],

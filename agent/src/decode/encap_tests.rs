@@ -28,7 +28,7 @@ fn route(bytes: &[u8]) -> Route {
 }
 
 fn encap(bytes: &[u8]) -> Encap {
-    route(bytes).encap.expect("the route has an encapsulation")
+    *route(bytes).encap.expect("the route has an encapsulation")
 }
 
 fn typed(r#type: u32, kind: Kind) -> Encap {
@@ -66,7 +66,7 @@ fn ip_single_path() {
     let r = route(fixture!("route_v4_encap_ip.bin"));
     assert_eq!((r.dst.as_str(), r.ifindex), ("10.12.0.0/24", 3));
     assert_eq!(
-        r.encap,
+        r.encap.as_deref().cloned(),
         Some(typed(
             LWTUNNEL_ENCAP_IP,
             Kind::Ip(ip(5, "0.0.0.0", "192.0.2.9"))
@@ -88,7 +88,10 @@ fn ip_every_field_and_flag() {
         flags: 0x1 | 0x4 | 0x8,
         ..ip(6, "10.1.0.1", "192.0.2.9")
     };
-    assert_eq!(r.encap, Some(typed(LWTUNNEL_ENCAP_IP, Kind::Ip(want))));
+    assert_eq!(
+        r.encap.as_deref().cloned(),
+        Some(typed(LWTUNNEL_ENCAP_IP, Kind::Ip(want)))
+    );
 }
 
 #[test]
@@ -107,7 +110,7 @@ fn ip6_single_path() {
 fn hop_encaps(r: &Route) -> Vec<(String, Option<Encap>)> {
     r.nexthops
         .iter()
-        .map(|h: &NextHop| (h.gateway.clone(), h.encap.clone()))
+        .map(|h: &NextHop| (h.gateway.clone(), h.encap.as_deref().cloned()))
         .collect()
 }
 

@@ -96,7 +96,7 @@ pub fn decode_route(msg: &RouteMessage) -> Option<Route> {
             _ => {}
         }
     }
-    route.encap = encap::from_attributes(&msg.attributes);
+    route.encap = encap::from_attributes(&msg.attributes).map(Box::new);
     route.dst = prefix(family, dst, header.destination_prefix_length);
     if src.is_some() || header.source_prefix_length > 0 {
         route.src = prefix(family, src, header.source_prefix_length);
@@ -117,7 +117,7 @@ fn next_hop(hop: &RouteNextHop) -> NextHop {
             out.gateway = ip_string(a);
         }
     }
-    out.encap = encap::from_attributes(&hop.attributes);
+    out.encap = encap::from_attributes(&hop.attributes).map(Box::new);
     out
 }
 

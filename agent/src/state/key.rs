@@ -60,12 +60,12 @@ pub fn route_key(r: &Route) -> Arc<str> {
             h.update(b"via");
             field(&mut h, &r.gateway);
             h.update(&r.ifindex.to_le_bytes());
-            encap(&mut h, r.encap.as_ref());
+            encap(&mut h, r.encap.as_deref());
         } else {
             h.update(b"dev");
             h.update(&r.r#type.to_le_bytes());
             h.update(&r.ifindex.to_le_bytes());
-            encap(&mut h, r.encap.as_ref());
+            encap(&mut h, r.encap.as_deref());
         }
     } else {
         for n in [r.r#type, r.protocol, r.scope] {
@@ -78,13 +78,13 @@ pub fn route_key(r: &Route) -> Arc<str> {
         } else if r.nexthops.is_empty() {
             field(&mut h, &r.gateway);
             h.update(&r.ifindex.to_le_bytes());
-            encap(&mut h, r.encap.as_ref());
+            encap(&mut h, r.encap.as_deref());
         } else {
             for hop in &r.nexthops {
                 field(&mut h, &hop.gateway);
                 h.update(&hop.ifindex.to_le_bytes());
                 h.update(&hop.weight.to_le_bytes());
-                encap(&mut h, hop.encap.as_ref());
+                encap(&mut h, hop.encap.as_deref());
             }
         }
     }
@@ -242,8 +242,8 @@ mod tests {
         assert_eq!(route_key(&single), route_key(&multi));
     }
 
-    fn encap(id: u64, link_dev: &str) -> Option<Encap> {
-        Some(Encap {
+    fn encap(id: u64, link_dev: &str) -> Option<Box<Encap>> {
+        Some(Box::new(Encap {
             r#type: 10,
             kind: Some(encap::Kind::Xfrm(routewatch_proto::v1::EncapXfrm {
                 if_id: id as u32,
@@ -251,7 +251,7 @@ mod tests {
                 link_dev: link_dev.into(),
             })),
             unknown: vec![],
-        })
+        }))
     }
 
     #[test]

@@ -559,7 +559,7 @@ impl StateTable {
             scope: u32::from(msg.scope),
             flags: msg.flags,
             fdb: msg.fdb,
-            encap: msg.encap.clone().map(|e| self.name_encap(e)),
+            encap: msg.encap.clone().map(|e| self.name_encap(Box::new(e))),
             other: msg
                 .undecoded()
                 .into_iter()
@@ -573,7 +573,7 @@ impl StateTable {
     }
 
     /// Fills in the interface names an encapsulation refers to by index.
-    fn name_encap(&self, mut encap: Encap) -> Encap {
+    fn name_encap(&self, mut encap: Box<Encap>) -> Box<Encap> {
         match encap.kind.as_mut() {
             Some(encap::Kind::Seg6local(e)) => {
                 e.iif_dev = self.dev_name(e.iif);
@@ -634,7 +634,10 @@ impl StateTable {
     /// gateways and devices.
     fn resolve(&self, mut route: Route) -> Route {
         if route.nhid != 0 {
-            route.nh_info = self.nexthops.get(&route.nhid).map(|nh| (**nh).clone());
+            route.nh_info = self
+                .nexthops
+                .get(&route.nhid)
+                .map(|nh| Box::new((**nh).clone()));
             if let Some(nh) = self.nexthops.get(&route.nhid) {
                 if !nh.group.is_empty() {
                     route.gateway.clear();

@@ -44,7 +44,7 @@ fn route(bytes: &[u8]) -> Route {
 }
 
 fn encap(bytes: &[u8]) -> Encap {
-    route(bytes).encap.expect("an encapsulation")
+    *route(bytes).encap.expect("an encapsulation")
 }
 
 fn one_space(text: &str) -> String {
@@ -323,7 +323,7 @@ fn nexthop_object_text_and_json() {
         dev: "va".into(),
         ifindex: 3,
         scope: u32::from(msg.scope),
-        encap: msg.encap,
+        encap: msg.encap.map(Box::new),
         ..Default::default()
     };
     let mut s = String::new();
