@@ -125,7 +125,7 @@ const FIELDS: &[Field] = &[
         api: "vrf",
         value_name: "VRF",
         env: "ROUTEWATCH_VRF",
-        help: "VRF whose table holds the route (the name of a vrf device). Never matches nexthop objects",
+        help: "VRF whose table holds the route (the name of a vrf device). Never matches nexthop objects or rules",
         values: |f| &mut f.vrf,
     },
     Field {
