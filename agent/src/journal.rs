@@ -664,7 +664,9 @@ pub fn encode_change_record(
 }
 
 /// The API form of a change, names included: decoded from its record, so
-/// that it cannot differ from what subscribers receive.
+/// that it cannot differ from what subscribers receive. Every event the
+/// agent sends is encoded straight from the change; tests read it back here.
+#[cfg(test)]
 pub fn change_kind(info: &StreamInfo, change: &Change, origin: api::Origin) -> event::Kind {
     use prost::Message;
     let record = change_record(info, "", 0, 0, change, origin);

@@ -8,6 +8,7 @@ pub use key::{base_key, route_key, rule_key};
 pub use table::{nexthop_key, Action, Change, Object, Previous, Recheck, StateTable};
 
 #[cfg(test)]
+#[macro_use]
 mod tests;
 
 #[cfg(test)]

@@ -3,22 +3,9 @@
 
 use routewatch_proto::v1::Rule;
 
+use super::tests::apply;
 use super::{Action, Change, Object, Previous, Recheck, StateTable};
 use crate::decode::{decode_message, Link, Message};
-
-macro_rules! msg {
-    ($name:literal) => {
-        decode_message(include_bytes!(concat!("../../tests/fixtures/", $name)))
-            .expect("fixture decodes")
-            .message
-    };
-}
-
-fn apply(t: &mut StateTable, m: &Message) -> (Vec<Change>, Recheck) {
-    let mut out = Vec::new();
-    let recheck = t.apply(m.clone(), &mut out);
-    (out, recheck)
-}
 
 fn rule_of(c: &Change) -> &Rule {
     match &c.object {

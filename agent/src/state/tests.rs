@@ -30,7 +30,7 @@ fn table() -> StateTable {
     t
 }
 
-fn apply(t: &mut StateTable, m: &Message) -> (Vec<Change>, Recheck) {
+pub(super) fn apply(t: &mut StateTable, m: &Message) -> (Vec<Change>, Recheck) {
     let mut out = Vec::new();
     let recheck = t.apply(m.clone(), &mut out);
     (out, recheck)
