@@ -103,9 +103,12 @@ pub struct PipelineConfig {
     #[arg(long, env = "ROUTEWATCH_IPROUTE2_DIR", value_name = "DIR")]
     pub iproute2_dir: Option<std::path::PathBuf>,
 
-    /// Most bytes of encoded changes the journal keeps (the other bound on
-    /// its memory).
-    #[arg(long, env = "ROUTEWATCH_JOURNAL_BYTES", default_value_t = 256 << 20)]
+    /// Most bytes of memory the journal's recent changes take: each
+    /// change's encoded bytes, its bookkeeping and the versions of the
+    /// object it holds (including the one an add replaced). This is the
+    /// other bound on how far back a subscriber can resume; with routes of
+    /// about 100 bytes it holds about 150,000 changes.
+    #[arg(long, env = "ROUTEWATCH_JOURNAL_BYTES", default_value_t = 48 << 20)]
     pub journal_bytes: usize,
 
     /// Most events in one response message.
@@ -130,7 +133,7 @@ impl Default for PipelineConfig {
             netns: None,
             netns_dir: "/var/run/netns".into(),
             journal_capacity: 1 << 18,
-            journal_bytes: 256 << 20,
+            journal_bytes: 48 << 20,
             state_dir: None,
             iproute2_dir: None,
             max_batch: 1024,

@@ -63,7 +63,7 @@ fn proc_value(path: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use crate::state::{Key, Record};
 
     use routewatch_proto::v1::{self as api, Family};
 
@@ -97,8 +97,8 @@ mod tests {
             }
             let change = |n: u32| Change {
                 action: Action::Add,
-                key: format!("k{n}").into(),
-                object: Object::Route(Arc::new(api::Route::default())),
+                key: Key::test(n),
+                object: Object::Route(Record::new(Key::test(n), &api::Route::default())),
                 previous: Previous::None,
             };
             core.publish((0..5).map(change).collect(), api::Origin::Notification);

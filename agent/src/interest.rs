@@ -82,7 +82,7 @@ impl Interest {
         };
         let delete = Change {
             action: Action::Delete,
-            key: change.key.clone(),
+            key: change.key,
             object: held.clone(),
             previous: Previous::None,
         };
@@ -97,8 +97,12 @@ impl Interest {
     }
 
     fn passes(&self, netns: &str, action: Action, origin: api::Origin, object: &Object) -> bool {
+        let route;
         let object = match object {
-            Object::Route(r) => filter::Object::Route(r),
+            Object::Route(record) => {
+                route = record.route();
+                filter::Object::Route(&route)
+            }
             Object::Nexthop(n) => filter::Object::Nexthop(n),
             Object::Rule(r) => filter::Object::Rule(r),
         };
@@ -116,7 +120,7 @@ impl Interest {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use crate::state::{Key, Record};
 
     use routewatch_proto::batch::record;
     use routewatch_proto::v1::{Filter, Route};
@@ -146,18 +150,21 @@ mod tests {
     }
 
     fn route(protocol: u32) -> Object {
-        Object::Route(Arc::new(Route {
-            family: 1,
-            dst: "10.0.0.0/8".into(),
-            protocol,
-            ..Default::default()
-        }))
+        Object::Route(Record::new(
+            Key::test(1),
+            &Route {
+                family: 1,
+                dst: "10.0.0.0/8".into(),
+                protocol,
+                ..Default::default()
+            },
+        ))
     }
 
     fn entry(action: Action, object: Object, previous: Previous) -> Entry {
         let change = Change {
             action,
-            key: "k".into(),
+            key: Key::test(1),
             object,
             previous,
         };
@@ -168,7 +175,7 @@ mod tests {
     fn left(object: Object) -> Pass {
         let delete = Change {
             action: Action::Delete,
-            key: "k".into(),
+            key: Key::test(1),
             object,
             previous: Previous::None,
         };
@@ -247,7 +254,7 @@ mod tests {
                 "",
                 &Change {
                     action: Action::Add,
-                    key: "k".into(),
+                    key: Key::test(1),
                     object: route(protocol),
                     previous: Previous::None,
                 },

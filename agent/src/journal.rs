@@ -24,7 +24,7 @@ use routewatch_proto::Names;
 use tokio::sync::watch;
 
 use crate::labelled::Labelled;
-use crate::state::{Action, Change, StateTable};
+use crate::state::{Action, Change, Key, Object, Previous, StateTable};
 use crate::subscribers::Subscribers;
 
 /// The reader asked for changes the ring no longer holds.
@@ -82,7 +82,22 @@ impl Entry {
     pub fn record_len(&self) -> usize {
         self.range.len()
     }
+
+    /// What keeping this entry costs: the entry, its share of its batch's
+    /// bytes, and the versions of the object it holds (counted in full even
+    /// where the table shares them, so that the bound holds after the table
+    /// lets them go).
+    pub fn footprint(&self) -> usize {
+        let previous = match &self.change.previous {
+            Previous::Was(object) => object.footprint(),
+            Previous::None | Previous::Unknown => 0,
+        };
+        std::mem::size_of::<Entry>() + self.record_len() + self.change.object.footprint() + previous
+    }
 }
+
+/// Every object with its key, by namespace (see [`Core::snapshot`]).
+pub type Snapshot = Vec<(Arc<str>, Vec<(Key, Object)>)>;
 
 /// Receives every appended batch before any session can see it.
 pub type Sink = Box<dyn FnMut(&[Entry]) + Send>;
@@ -360,13 +375,13 @@ impl Core {
     }
 
     fn push(&mut self, entry: Entry) {
-        self.ring_bytes += entry.record_len();
+        self.ring_bytes += entry.footprint();
         self.ring.push_back(entry);
         while self.ring.len() > self.limits.changes
             || (self.ring_bytes > self.limits.bytes && self.ring.len() > 1)
         {
             if let Some(old) = self.ring.pop_front() {
-                self.ring_bytes -= old.record_len();
+                self.ring_bytes -= old.footprint();
             }
         }
     }
@@ -499,16 +514,16 @@ impl Core {
         self.ring_bytes
     }
 
-    /// Every object of every namespace as an add, with its namespace,
-    /// valid as of [`Core::last_seq`].
-    pub fn snapshot(&self) -> Vec<(Arc<str>, Change)> {
+    /// Every object of every namespace with its key, by namespace, valid
+    /// as of [`Core::last_seq`]. The objects are shared with the tables:
+    /// this costs a reference each, not a copy.
+    pub fn snapshot(&self) -> Snapshot {
         self.tables
             .iter()
-            .flat_map(|(netns, table)| {
-                table
-                    .snapshot()
-                    .into_iter()
-                    .map(move |c| (netns.clone(), c))
+            .map(|(netns, table)| {
+                let mut objects = Vec::with_capacity(table.object_count());
+                objects.extend(table.objects());
+                (netns.clone(), objects)
             })
             .collect()
     }
@@ -614,7 +629,8 @@ pub fn encode_change_record(
         Action::Delete => api::Action::Delete,
     } as i32;
     let origin = origin as i32;
-    let key: &str = &change.key;
+    let key = change.key.text();
+    let key = key.as_str();
     let object = Labelled::new(&change.object, &info.names);
     let object_len = object.encoded_len();
     let change_len = int32::encoded_len(1, &action)
@@ -687,16 +703,20 @@ pub fn now_unix_nano() -> i64 {
         .unwrap_or(0)
 }
 
-/// A route change keyed `k{n}` with metric `n`, for tests.
+/// A route change keyed `Key::test(n)` with metric `n`, for tests.
 #[cfg(test)]
 pub(crate) fn test_change(n: u32) -> Change {
+    let key = Key::test(n);
     Change {
         action: Action::Add,
-        key: format!("k{n}").into(),
-        object: crate::state::Object::Route(Arc::new(api::Route {
-            metric: n,
-            ..Default::default()
-        })),
+        key,
+        object: crate::state::Object::Route(crate::state::Record::new(
+            key,
+            &api::Route {
+                metric: n,
+                ..Default::default()
+            },
+        )),
         previous: Default::default(),
     }
 }
@@ -776,14 +796,23 @@ mod tests {
     fn the_ring_is_bounded_by_bytes_too() {
         let bounds = RingLimits {
             changes: 1000,
-            bytes: 200,
+            bytes: 4000,
         };
         let j = Journal::new("s".into(), String::new(), bounds);
         let mut core = j.lock();
         core.publish((0..100).map(change).collect(), api::Origin::Notification);
-        assert!(core.ring_bytes() <= 200, "{}", core.ring_bytes());
+        assert!(core.ring_bytes() <= 4000, "{}", core.ring_bytes());
         assert!(core.recent().count() < 100);
         assert_eq!(core.recent().last().unwrap().seq, 100);
+        // What an entry costs counts what it holds, not just its bytes on
+        // the wire: the version an add replaced too.
+        let plain = core.recent().last().unwrap().footprint();
+        let mut replacing = change(0);
+        replacing.previous = Previous::Was(change(1).object);
+        core.publish(vec![replacing], api::Origin::Notification);
+        let entry = core.recent().last().unwrap();
+        assert!(plain > entry.record_len() + std::mem::size_of::<Entry>());
+        assert!(entry.footprint() > plain + entry.change.object.footprint() / 2);
     }
 
     #[test]

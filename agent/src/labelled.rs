@@ -44,7 +44,7 @@ type Fields<'a> = SmallVec<[(u32, Cow<'a, str>); 4]>;
 pub struct Labelled<'a> {
     /// The `Change.object` field number.
     tag: u32,
-    message: &'a dyn Body,
+    message: Body<'a>,
     fields: Fields<'a>,
     /// A submessage field to merge names into, and those names.
     nested: Option<(u32, Fields<'a>)>,
@@ -56,24 +56,26 @@ impl<'a> Labelled<'a> {
     /// clears the same fields (the compiler asks for both arms).
     pub fn new(object: &'a Object, names: &'a Names) -> Labelled<'a> {
         match object {
-            Object::Route(r) => Labelled {
-                tag: ROUTE,
-                message: &**r,
-                fields: SmallVec::from_iter([
-                    (ROUTE_TABLE_NAME, names.table(r.table)),
-                    (ROUTE_PROTOCOL_NAME, names.protocol(r.protocol)),
-                    (ROUTE_TYPE_NAME, names.route_type(r.r#type)),
-                    (ROUTE_SCOPE_NAME, names.scope(r.scope)),
-                ]),
-                nested: r
-                    .nh_info
-                    .as_ref()
-                    .map(|nh| (ROUTE_NH_INFO, nexthop_fields(nh, names))),
-            },
+            Object::Route(record) => {
+                let r = record.numbers();
+                Labelled {
+                    tag: ROUTE,
+                    message: Body::Encoded(record.body()),
+                    fields: SmallVec::from_iter([
+                        (ROUTE_TABLE_NAME, names.table(r.table)),
+                        (ROUTE_PROTOCOL_NAME, names.protocol(r.protocol)),
+                        (ROUTE_TYPE_NAME, names.route_type(r.r#type)),
+                        (ROUTE_SCOPE_NAME, names.scope(r.scope)),
+                    ]),
+                    nested: r.nh_info.map(|(protocol, scope)| {
+                        (ROUTE_NH_INFO, nexthop_fields(protocol, scope, names))
+                    }),
+                }
+            }
             Object::Nexthop(n) => Labelled {
                 tag: NEXTHOP,
-                message: &**n,
-                fields: nexthop_fields(n, names),
+                message: Body::Message(&**n),
+                fields: nexthop_fields(n.protocol, n.scope, names),
                 nested: None,
             },
             Object::Rule(r) => {
@@ -86,7 +88,7 @@ impl<'a> Labelled<'a> {
                 }
                 Labelled {
                     tag: RULE,
-                    message: &**r,
+                    message: Body::Message(&**r),
                     fields,
                     nested: None,
                 }
@@ -122,10 +124,10 @@ impl<'a> Labelled<'a> {
     }
 }
 
-fn nexthop_fields<'a>(n: &api::Nexthop, names: &'a Names) -> Fields<'a> {
+fn nexthop_fields(protocol: u32, scope: u32, names: &Names) -> Fields<'_> {
     SmallVec::from_iter([
-        (NEXTHOP_PROTOCOL_NAME, names.protocol(n.protocol)),
-        (NEXTHOP_SCOPE_NAME, names.scope(n.scope)),
+        (NEXTHOP_PROTOCOL_NAME, names.protocol(protocol)),
+        (NEXTHOP_SCOPE_NAME, names.scope(scope)),
     ])
 }
 
@@ -144,19 +146,42 @@ fn encode_fields(fields: &Fields<'_>, buf: &mut BytesMut) {
     }
 }
 
-/// A message's fields without its key and length, whatever its type.
-trait Body {
+/// A message's fields without its key and length: a generated message, or
+/// one the table keeps encoded.
+enum Body<'a> {
+    Message(&'a dyn Generated),
+    Encoded(&'a [u8]),
+}
+
+/// A generated message, behind a pointer.
+trait Generated {
     fn body_len(&self) -> usize;
     fn encode_body(&self, buf: &mut BytesMut);
 }
 
-impl<M: prost::Message> Body for M {
+impl<M: prost::Message> Generated for M {
     fn body_len(&self) -> usize {
         self.encoded_len()
     }
 
     fn encode_body(&self, buf: &mut BytesMut) {
         self.encode_raw(buf)
+    }
+}
+
+impl Body<'_> {
+    fn body_len(&self) -> usize {
+        match self {
+            Body::Message(m) => m.body_len(),
+            Body::Encoded(bytes) => bytes.len(),
+        }
+    }
+
+    fn encode_body(&self, buf: &mut BytesMut) {
+        match self {
+            Body::Message(m) => m.encode_body(buf),
+            Body::Encoded(bytes) => buf.extend_from_slice(bytes),
+        }
     }
 }
 
@@ -194,6 +219,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::state::{Key, Record};
 
     fn decoded(object: &Object, names: &Names) -> api::Change {
         let labelled = Labelled::new(object, names);
@@ -221,7 +247,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        let object = Object::Route(Arc::new(route.clone()));
+        let object = Object::Route(Record::new(Key::nexthop(1), &route));
         let change = decoded(&object, &Names::builtin());
         let Some(api::change::Object::Route(got)) = change.object else {
             panic!("not a route");

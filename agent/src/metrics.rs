@@ -141,7 +141,7 @@ pub const JOURNAL_CHANGES: Metric = gauge(
 pub const JOURNAL_BYTES: Metric = gauge(
     "routewatch_journal_bytes",
     &[],
-    "Bytes of encoded changes the journal holds (bounded by --journal-bytes).",
+    "Memory the journal's recent changes take: bytes, bookkeeping and the object versions they hold (bounded by --journal-bytes).",
 );
 pub const ROUTES: Metric = gauge(
     "routewatch_routes",

@@ -42,7 +42,7 @@ use routewatch_proto::v1::{self as api, event, SubscribeResponse};
 use crate::error::AgentError;
 use crate::journal::{encode_change_record, now_unix_nano, Core, Entry, Sink, StreamInfo};
 use crate::labelled::unlabelled;
-use crate::state::{Action, Change, Object, Previous, StateTable};
+use crate::state::{Action, Change, Key, Object, Previous, Record, StateTable};
 
 const STATE: &str = "state.pb";
 const STATE_TMP: &str = "state.pb.tmp";
@@ -163,18 +163,20 @@ impl StateDir {
         {
             let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
             let mut buf = bytes::BytesMut::new();
-            for (netns, change) in core.snapshot() {
-                buf.clear();
-                encode_change_record(
-                    info,
-                    &netns,
-                    seq,
-                    time,
-                    &change,
-                    api::Origin::Dump,
-                    &mut buf,
-                );
-                out.write_all(&buf)?;
+            for (netns, table) in core.tables() {
+                for change in table.changes() {
+                    buf.clear();
+                    encode_change_record(
+                        info,
+                        netns,
+                        seq,
+                        time,
+                        &change,
+                        api::Origin::Dump,
+                        &mut buf,
+                    );
+                    out.write_all(&buf)?;
+                }
             }
             out.write_all(&record(&info.event(
                 seq,
@@ -237,12 +239,12 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
     let mut last_seq = sync.seq;
     let mut tables: BTreeMap<Arc<str>, StateTable> = BTreeMap::new();
     for ev in &events[..sync_at] {
-        let change = change_of(ev).ok_or("snapshot event without a change")?;
+        let change = change_of(ev).ok_or("snapshot event without a readable change")?;
         table_for(&mut tables, &ev.netns).restore(&change);
     }
     let mut recent: Vec<Entry> = Vec::new();
     for ev in &events[sync_at + 1..] {
-        let mut entry = entry_of(ev).ok_or("recent event without a change")?;
+        let mut entry = entry_of(ev).ok_or("recent event without a readable change")?;
         // These came before the table above; what each replaced is gone.
         if entry.change.action == Action::Add {
             entry.change.previous = Previous::Unknown;
@@ -279,7 +281,7 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
         if ev.seq != last_seq + 1 {
             return Err(format!("{LOG} jumps from seq {last_seq} to {}", ev.seq));
         }
-        let mut entry = entry_of(&ev).ok_or("log event without a change")?;
+        let mut entry = entry_of(&ev).ok_or("log event without a readable change")?;
         let table = table_for(&mut tables, &ev.netns);
         if entry.change.action == Action::Add {
             entry.change.previous = table
@@ -339,14 +341,15 @@ fn change_of(ev: &api::Event) -> Option<Change> {
     let mut object = c.object.clone()?;
     // The names were the agent's of the day; the table holds numbers.
     unlabelled(&mut object);
+    let key = Key::parse(&c.key)?;
     let object = match object {
-        api::change::Object::Route(r) => Object::Route(Arc::new(r)),
+        api::change::Object::Route(r) => Object::Route(Record::new(key, &r)),
         api::change::Object::Nexthop(n) => Object::Nexthop(Arc::new(n)),
         api::change::Object::Rule(r) => Object::Rule(Arc::new(r)),
     };
     Some(Change {
         action,
-        key: c.key.as_str().into(),
+        key,
         object,
         previous: Previous::None,
     })
@@ -387,12 +390,15 @@ mod tests {
     fn route(n: u32) -> Change {
         Change {
             action: Action::Add,
-            key: format!("k{n}").into(),
-            object: Object::Route(Arc::new(Route {
-                family: 1,
-                dst: format!("10.0.{n}.0/24"),
-                ..Default::default()
-            })),
+            key: Key::test(n),
+            object: Object::Route(Record::new(
+                Key::test(n),
+                &Route {
+                    family: 1,
+                    dst: format!("10.0.{n}.0/24"),
+                    ..Default::default()
+                },
+            )),
             previous: Previous::None,
         }
     }

@@ -22,6 +22,7 @@ use tonic::Status;
 
 use crate::interest::{Interest, Pass};
 use crate::journal::{encode_change_record, now_unix_nano, Entry, Journal, Lagged, StreamInfo};
+use crate::state::{Action, Change, Previous};
 use crate::subscribers::Membership;
 
 /// How a session batches and keeps quiet streams alive.
@@ -242,26 +243,53 @@ impl Session {
     /// the sync marker; returns the sequence number the snapshot is valid
     /// for.
     async fn snapshot(&self, info: &StreamInfo) -> Result<u64, Gone> {
-        let (mut changes, seq) = {
+        // A reference to each object, taken under the lock; the encoding
+        // happens batch by batch as the subscriber takes them.
+        let (parts, seq) = {
             let core = self.journal.lock();
             (core.snapshot(), core.last_seq())
         };
-        if let Some(interest) = &self.interest {
-            changes.retain(|(netns, c)| interest.keeps(netns, c));
-        }
         let time = now_unix_nano();
-        self.journal
-            .subscribers
-            .count_snapshot_events(changes.len());
-        for chunk in changes.chunks(self.config.max_batch.max(1)) {
-            // Encoded as the journal encodes changes (names included),
-            // straight from the shared objects.
-            let mut buf = BytesMut::new();
-            for (netns, c) in chunk {
-                encode_change_record(info, netns, seq, time, c, api::Origin::Dump, &mut buf);
+        let max = self.config.max_batch.max(1);
+        for (netns, objects) in parts {
+            let mut objects = objects.into_iter().peekable();
+            while objects.peek().is_some() {
+                // Encoded as the journal encodes changes (names included),
+                // straight from the shared objects.
+                let mut buf = BytesMut::new();
+                let mut sent = 0;
+                for (key, object) in objects.by_ref().take(max) {
+                    let change = Change {
+                        action: Action::Add,
+                        key,
+                        object,
+                        previous: Previous::None,
+                    };
+                    if self
+                        .interest
+                        .as_ref()
+                        .is_some_and(|i| !i.keeps(&netns, &change))
+                    {
+                        continue;
+                    }
+                    encode_change_record(
+                        info,
+                        &netns,
+                        seq,
+                        time,
+                        &change,
+                        api::Origin::Dump,
+                        &mut buf,
+                    );
+                    sent += 1;
+                }
+                if sent == 0 {
+                    continue;
+                }
+                self.journal.subscribers.count_snapshot_events(sent);
+                self.send(SubscribeResponse::from_records(vec![buf.freeze()]))
+                    .await?;
             }
-            self.send(SubscribeResponse::from_records(vec![buf.freeze()]))
-                .await?;
         }
         let sync = event::Kind::Sync(api::Sync {});
         self.send_events(vec![info.event(seq, time, sync)]).await?;
@@ -298,7 +326,7 @@ fn filtered(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Action, Change, Object};
+    use crate::state::{Key, Object};
     use routewatch_proto::v1::Route;
     use tokio_stream::StreamExt;
 
@@ -489,13 +517,17 @@ mod tests {
     }
 
     /// A route to 10.0.`n`.0/24 installed by protocol `protocol`.
-    fn route(n: u32, protocol: u32) -> Arc<Route> {
-        Arc::new(Route {
+    fn route(n: u32, protocol: u32) -> Route {
+        Route {
             family: 1,
             dst: format!("10.0.{n}.0/24"),
             protocol,
             ..Default::default()
-        })
+        }
+    }
+
+    fn record(n: u32, protocol: u32) -> Object {
+        Object::Route(crate::state::Record::new(Key::test(n), &route(n, protocol)))
     }
 
     fn bgp_only() -> SubscribeRequest {
@@ -540,11 +572,11 @@ mod tests {
         assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
         let add = |n, protocol, previous| Change {
             action: Action::Add,
-            key: format!("k{n}").into(),
-            object: Object::Route(route(n, protocol)),
+            key: Key::test(n),
+            object: record(n, protocol),
             previous,
         };
-        let was = |n, protocol| crate::state::Previous::Was(Object::Route(route(n, protocol)));
+        let was = |n, protocol| crate::state::Previous::Was(record(n, protocol));
         j.lock().publish(
             vec![
                 add(1, 4, Default::default()),
@@ -563,9 +595,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("add", "k2".to_owned(), 186),
-                ("add", "k1".to_owned(), 186),
-                ("delete", "k2".to_owned(), 186),
+                ("add", Key::test(2).to_string(), 186),
+                ("add", Key::test(1).to_string(), 186),
+                ("delete", Key::test(2).to_string(), 186),
             ]
         );
     }
@@ -576,7 +608,7 @@ mod tests {
         {
             let mut core = j.lock();
             for (n, protocol) in [(1, 186u8), (2, 4), (3, 186)] {
-                let mut r = (*route(n, 0)).clone();
+                let mut r = route(n, 0);
                 r.protocol = u32::from(protocol);
                 core.table_mut(&"".into())
                     .insert_dumped(&crate::decode::Message::NewRoute { route: r, flags: 0 });

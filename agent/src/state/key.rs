@@ -27,14 +27,17 @@
 //! differing only by encapsulation are two routes) do.
 
 //!
-//! Keys are 128-bit hashes (xxh3, a fixed and specified function, so keys
-//! survive restarts and upgrades) of those identity fields, printed as 32 hex
-//! digits: cheap to build on every event, cheap to look up, opaque to the
-//! consumer, who only compares them.
+//! Keys are 128-bit numbers printed as 32 hex digits: cheap to build on
+//! every event, cheap to look up, opaque to the consumer, who only compares
+//! them. A route's key is its base hash (xxh3, a fixed and specified
+//! function, so keys survive restarts) in the high 64 bits and a hash of
+//! what tells it from other routes of that base in the low 64, so that the
+//! table finds a route's siblings by the key alone. A rule's key is a hash of
+//! the rule; a nexthop object's key is `nh|` and its id.
 
-use std::sync::Arc;
+use std::fmt;
 
-use xxhash_rust::xxh3::Xxh3Default;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3Default};
 
 use prost::Message;
 use routewatch_proto::v1::{encap, Encap, Family, Route, Rule};
@@ -47,8 +50,89 @@ pub fn base_key(r: &Route) -> u64 {
     base(r).digest()
 }
 
+/// The identity of a route, rule or nexthop object: the stable key a
+/// consumer uses to upsert and delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Key(u128);
+
+/// The high 64 bits of a nexthop object's key (`nh|` in ASCII, then zeros);
+/// the low 32 are its id. A route key with this base is a 2^-64 chance.
+const NEXTHOP_MARK: u64 = 0x6e68_7c00_0000_0000;
+
+impl Key {
+    /// The key of nexthop object `id`.
+    pub fn nexthop(id: u32) -> Key {
+        Key((u128::from(NEXTHOP_MARK) << 64) | u128::from(id))
+    }
+
+    /// A key for tests: `n` as base and as the rest.
+    #[cfg(test)]
+    pub fn test(n: u32) -> Key {
+        Key((u128::from(n) << 64) | u128::from(n))
+    }
+
+    /// The base hash of a route key (see [`base_key`]).
+    pub fn base(self) -> u64 {
+        (self.0 >> 64) as u64
+    }
+
+    pub fn to_le_bytes(self) -> [u8; 16] {
+        self.0.to_le_bytes()
+    }
+
+    pub fn from_le_bytes(bytes: [u8; 16]) -> Key {
+        Key(u128::from_le_bytes(bytes))
+    }
+
+    /// Reads a key as [`fmt::Display`] writes it (as consumers and the
+    /// state dir hold it).
+    pub fn parse(s: &str) -> Option<Key> {
+        if let Some(id) = s.strip_prefix("nh|") {
+            return id.parse().ok().map(Key::nexthop);
+        }
+        if s.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(s, 16).ok().map(Key)
+    }
+
+    /// The printed form, on the stack: 32 hex digits, or `nh|` and an id.
+    pub fn text(self) -> KeyText {
+        let mut buf = [0u8; 32];
+        if self.base() == NEXTHOP_MARK && self.0 as u64 <= u64::from(u32::MAX) {
+            let s = format!("nh|{}", self.0 as u32);
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            return KeyText { buf, len: s.len() };
+        }
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = DIGITS[((self.0 >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        KeyText { buf, len: 32 }
+    }
+}
+
+/// A key's printed form (see [`Key::text`]).
+pub struct KeyText {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl KeyText {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("keys print as ASCII")
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text().as_str())
+    }
+}
+
 /// The stable key a consumer uses to upsert and delete.
-pub fn route_key(r: &Route) -> Arc<str> {
+pub fn route_key(r: &Route) -> Key {
+    let base_hash = base_key(r);
     let mut h = base(r);
     if r.family == Family::Inet6 as i32 {
         if r.nhid != 0 {
@@ -88,7 +172,7 @@ pub fn route_key(r: &Route) -> Arc<str> {
             }
         }
     }
-    hex(h.digest128())
+    Key((u128::from(base_hash) << 64) | u128::from(h.digest()))
 }
 
 /// FIB_RULE_UNRESOLVED, FIB_RULE_IIF_DETACHED, FIB_RULE_OIF_DETACHED: state
@@ -99,7 +183,7 @@ const RULE_STATE_FLAGS: u32 = 0x4 | 0x8 | 0x10;
 /// kernel deletes the rule whose attributes all match the request, and
 /// announces the deletion with the rule's full attributes, so a delete
 /// names the key the add did.
-pub fn rule_key(r: &Rule) -> Arc<str> {
+pub fn rule_key(r: &Rule) -> Key {
     let identity = Rule {
         flags: r.flags & !RULE_STATE_FLAGS,
         iif_detached: false,
@@ -108,18 +192,18 @@ pub fn rule_key(r: &Rule) -> Arc<str> {
         protocol_name: String::new(),
         ..r.clone()
     };
-    let mut h = Xxh3Default::new();
-    h.update(b"rule");
-    h.update(&identity.encode_to_vec());
-    hex(h.digest128())
+    let mut bytes = b"rule".to_vec();
+    identity.encode(&mut bytes).expect("a Vec grows");
+    Key(xxh3_128(&bytes))
 }
 
 /// A key distinct from `key`, for the n-th dumped route it cannot tell apart.
-pub fn nth_key(key: &str, n: u32) -> Arc<str> {
-    let mut h = Xxh3Default::new();
-    h.update(key.as_bytes());
-    h.update(&n.to_le_bytes());
-    hex(h.digest128())
+/// It keeps the base, so that the route stays among its siblings.
+pub fn nth_key(key: Key, n: u32) -> Key {
+    let mut bytes = [0u8; 20];
+    bytes[..16].copy_from_slice(&key.to_le_bytes());
+    bytes[16..].copy_from_slice(&n.to_le_bytes());
+    Key((u128::from(key.base()) << 64) | u128::from(xxh3_64(&bytes)))
 }
 
 /// IPv6 routes the kernel merges into one multipath route (rt6_qualify_for_ecmp).
@@ -170,16 +254,6 @@ fn encap(h: &mut Xxh3Default, e: Option<&Encap>) {
     h.update(&bytes);
 }
 
-/// 32 lowercase hex digits, built on the stack: one allocation per key.
-fn hex(v: u128) -> Arc<str> {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 32];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = DIGITS[((v >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    Arc::from(std::str::from_utf8(&buf).expect("hex digits are ASCII"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,16 +273,33 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_32_hex_digits() {
-        let key = route_key(&v4("10.0.0.0/24", "10.1.0.2"));
-        assert_eq!(key.len(), 32);
-        assert!(key
+    fn keys_print_as_32_hex_digits_and_read_back() {
+        let route = v4("10.0.0.0/24", "10.1.0.2");
+        let key = route_key(&route);
+        let text = key.to_string();
+        assert_eq!(text.len(), 32);
+        assert!(text
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(Key::parse(&text), Some(key));
+        assert_eq!(key.base(), base_key(&route));
         assert_eq!(
-            &*hex(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+            Key(0x0123_4567_89ab_cdef_0011_2233_4455_6677).to_string(),
             "0123456789abcdef0011223344556677"
         );
+        assert_eq!(Key::nexthop(17).to_string(), "nh|17");
+        assert_eq!(Key::parse("nh|17"), Some(Key::nexthop(17)));
+        assert_eq!(Key::parse("nh|x"), None);
+        assert_eq!(Key::parse("k1"), None);
+    }
+
+    #[test]
+    fn a_numbered_variant_stays_among_its_siblings() {
+        let key = route_key(&v4("10.0.0.0/24", "10.1.0.2"));
+        let second = nth_key(key, 2);
+        assert_ne!(second, key);
+        assert_eq!(second.base(), key.base());
+        assert_ne!(nth_key(key, 3), second);
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! equal to the kernel's.
 
 mod key;
+mod record;
+mod routes;
 mod table;
 
-pub use key::{base_key, route_key, rule_key};
-pub use table::{nexthop_key, Action, Change, Object, Previous, Recheck, StateTable};
+pub use key::{base_key, route_key, rule_key, Key};
+pub use record::{Numbers, Record};
+pub use table::{Action, Change, Object, Previous, Recheck, StateTable};
 
 #[cfg(test)]
 #[macro_use]

@@ -14,10 +14,11 @@ use routewatch_proto::v1::{
     encap, Encap, Family, NextHop, Nexthop, NexthopGroupMember, RawAttribute, Route, Rule,
 };
 
-use rustc_hash::{FxHashMap, FxHashSet};
-use smallvec::SmallVec;
+use rustc_hash::FxHashSet;
 
-use super::key::{base_key, is_ecmp_capable, nth_key, route_key, rule_key};
+use super::key::{is_ecmp_capable, nth_key, route_key, rule_key, Key};
+use super::record::Record;
+use super::routes::RouteSet;
 use crate::decode::nexthop::NexthopMessage;
 use crate::decode::{Link, Message};
 
@@ -31,9 +32,22 @@ const FR_ACT_GOTO: u32 = 2;
 /// A route, nexthop object or policy rule as the journal carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
-    Route(Arc<Route>),
+    /// A route, as the table holds it (see [`Record`]).
+    Route(Record),
     Nexthop(Arc<Nexthop>),
     Rule(Arc<Rule>),
+}
+
+impl Object {
+    /// Memory this version takes (for the journal's byte bound).
+    pub fn footprint(&self) -> usize {
+        use prost::Message;
+        match self {
+            Object::Route(record) => record.footprint(),
+            Object::Nexthop(nh) => std::mem::size_of::<Nexthop>() + nh.encoded_len(),
+            Object::Rule(rule) => std::mem::size_of::<Rule>() + rule.encoded_len(),
+        }
+    }
 }
 
 /// Add (upsert by key) or delete (by key).
@@ -47,7 +61,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub action: Action,
-    pub key: Arc<str>,
+    pub key: Key,
     pub object: Object,
     /// For an add: what the key held before it. A filtered subscriber needs
     /// it to tell an object that left its filter (a delete for it) from one
@@ -88,16 +102,12 @@ pub struct StateTable {
     /// Policy rules by key. The kernel has no rule "replace": a rule is
     /// added or deleted whole, so the key is everything but the state bits
     /// the kernel changes on its own (detached, unresolved).
-    rules: BTreeMap<Arc<str>, Arc<Rule>>,
-    routes: FxHashMap<Arc<str>, Arc<Route>>,
-    /// Keys sharing a base key, in the kernel's order: `replace` acts on the
-    /// first, `append` adds at the end, a plain add or prepend at the front.
-    /// Almost every base has one route: kept inline, no allocation.
-    bases: FxHashMap<u64, SmallVec<[Arc<str>; 1]>>,
+    rules: BTreeMap<Key, Arc<Rule>>,
+    routes: RouteSet,
     /// Route keys per nexthop object id they use.
-    nh_users: HashMap<u32, FxHashSet<Arc<str>>>,
+    nh_users: HashMap<u32, FxHashSet<Key>>,
     /// Keys a dump in progress has delivered (see `insert_dumped`).
-    dumped: FxHashSet<Arc<str>>,
+    dumped: FxHashSet<Key>,
 }
 
 impl StateTable {
@@ -119,7 +129,7 @@ impl StateTable {
 
     /// Routes per address family (the API's `Family` numbers).
     pub fn route_families(&self) -> Vec<(i32, usize)> {
-        count_by(self.routes.values().map(|r| r.family))
+        self.routes.families()
     }
 
     /// Nexthop objects per address family (groups and blackholes have none).
@@ -136,18 +146,40 @@ impl StateTable {
     /// knows an object before the routes that use it, then rules, then
     /// routes.
     pub fn snapshot(&self) -> Vec<Change> {
-        let mut out =
-            Vec::with_capacity(self.nexthops.len() + self.rules.len() + self.routes.len());
-        for nh in self.nexthops.values() {
-            out.push(nexthop_change(Action::Add, nh.clone()));
-        }
-        for (key, rule) in &self.rules {
-            out.push(rule_change(Action::Add, key.clone(), rule.clone()));
-        }
-        for (key, route) in &self.routes {
-            out.push(route_change(Action::Add, key.clone(), route.clone()));
-        }
-        out
+        self.changes().collect()
+    }
+
+    /// [`StateTable::snapshot`], one change at a time.
+    pub fn changes(&self) -> impl Iterator<Item = Change> + '_ {
+        self.objects().map(|(key, object)| Change {
+            action: Action::Add,
+            key,
+            object,
+            previous: Previous::None,
+        })
+    }
+
+    /// Every object with its key, as [`StateTable::snapshot`] orders them,
+    /// without a change around each.
+    pub fn objects(&self) -> impl Iterator<Item = (Key, Object)> + '_ {
+        let nexthops = self
+            .nexthops
+            .values()
+            .map(|nh| (Key::nexthop(nh.id), Object::Nexthop(nh.clone())));
+        let rules = self
+            .rules
+            .iter()
+            .map(|(key, rule)| (*key, Object::Rule(rule.clone())));
+        let routes = self
+            .routes
+            .iter()
+            .map(|record| (record.key(), Object::Route(record.clone())));
+        nexthops.chain(rules).chain(routes)
+    }
+
+    /// How many objects [`StateTable::objects`] yields.
+    pub fn object_count(&self) -> usize {
+        self.nexthops.len() + self.rules.len() + self.routes.len()
     }
 
     /// Applies one kernel notification, appending the resulting changes.
@@ -226,15 +258,15 @@ impl StateTable {
                     }
                     // The kernel keeps identical rules added without
                     // NLM_F_EXCL: keep each, distinctly.
-                    key = self.unused_key(&key);
+                    key = self.unused_key(key);
                 }
-                self.dumped.insert(key.clone());
+                self.dumped.insert(key);
                 self.rules.insert(key, Arc::new(rule.clone()));
             }
             Message::NewRoute { route, .. } => {
                 let route = self.resolve(route.clone());
                 let mut key = route_key(&route);
-                if self.routes.contains_key(&key) {
+                if self.routes.contains(key) {
                     if !self.dumped.contains(&key) {
                         // A notification queued ahead of this reply already
                         // put the route here; the reply is the newer word.
@@ -244,13 +276,10 @@ impl StateTable {
                     // Two dumped routes the key cannot tell apart (it would
                     // take an exotic pair, e.g. IPv4 routes differing only
                     // in metrics): keep both, distinctly.
-                    key = self.unused_key(&key);
+                    key = self.unused_key(key);
                 }
-                self.dumped.insert(key.clone());
-                let base = base_key(&route);
-                self.bases.entry(base).or_default().push(key.clone());
-                self.index(&key, &route);
-                self.routes.insert(key, Arc::new(route));
+                self.dumped.insert(key);
+                self.hold(Record::new(key, &route), usize::MAX);
             }
             _ => {}
         }
@@ -268,20 +297,15 @@ impl StateTable {
             (Object::Nexthop(nh), Action::Delete) => {
                 self.nexthops.remove(&nh.id);
             }
-            (Object::Route(route), Action::Add) => {
-                self.remove(&change.key, &mut discard);
-                self.insert(
-                    change.key.clone(),
-                    (**route).clone(),
-                    usize::MAX,
-                    &mut discard,
-                );
+            (Object::Route(record), Action::Add) => {
+                self.remove(change.key, &mut discard);
+                self.insert_record(record.clone(), usize::MAX, &mut discard);
             }
             (Object::Route(_), Action::Delete) => {
-                self.remove(&change.key, &mut discard);
+                self.remove(change.key, &mut discard);
             }
             (Object::Rule(rule), Action::Add) => {
-                self.rules.insert(change.key.clone(), rule.clone());
+                self.rules.insert(change.key, rule.clone());
             }
             (Object::Rule(_), Action::Delete) => {
                 self.rules.remove(&change.key);
@@ -292,7 +316,7 @@ impl StateTable {
     /// The version of `change`'s object the table holds under its key.
     pub fn held(&self, change: &Change) -> Option<Object> {
         match &change.object {
-            Object::Route(_) => self.routes.get(&change.key).cloned().map(Object::Route),
+            Object::Route(_) => self.routes.get(change.key).cloned().map(Object::Route),
             Object::Nexthop(nh) => self.nexthops.get(&nh.id).cloned().map(Object::Nexthop),
             Object::Rule(_) => self.rules.get(&change.key).cloned().map(Object::Rule),
         }
@@ -301,8 +325,8 @@ impl StateTable {
     /// Routes, nexthop objects and rules held, per family number.
     pub fn counts(&self) -> BTreeMap<i32, (u64, u64, u64)> {
         let mut counts: BTreeMap<i32, (u64, u64, u64)> = BTreeMap::new();
-        for route in self.routes.values() {
-            counts.entry(route.family).or_default().0 += 1;
+        for (family, n) in self.routes.families() {
+            counts.entry(family).or_default().0 += n as u64;
         }
         for nh in self.nexthops.values() {
             counts.entry(nh.family).or_default().1 += 1;
@@ -333,28 +357,28 @@ impl StateTable {
         }
         for (key, rule) in &self.rules {
             if !fresh.rules.contains_key(key) {
-                out.push(rule_change(Action::Delete, key.clone(), rule.clone()));
+                out.push(rule_change(Action::Delete, *key, rule.clone()));
             }
         }
         for (key, rule) in &fresh.rules {
             match self.rules.get(key) {
                 Some(old) if old == rule => {}
                 old => out.push(
-                    rule_change(Action::Add, key.clone(), rule.clone())
+                    rule_change(Action::Add, *key, rule.clone())
                         .replacing(old.map(|o| Object::Rule(o.clone()))),
                 ),
             }
         }
-        for (key, route) in &self.routes {
-            if !fresh.routes.contains_key(key) {
-                out.push(route_change(Action::Delete, key.clone(), route.clone()));
+        for record in self.routes.iter() {
+            if !fresh.routes.contains(record.key()) {
+                out.push(route_change(Action::Delete, record.clone()));
             }
         }
-        for (key, route) in &fresh.routes {
-            match self.routes.get(key) {
-                Some(old) if same_ignoring_expiry(old, route) => {}
+        for record in fresh.routes.iter() {
+            match self.routes.get(record.key()) {
+                Some(old) if same_ignoring_expiry(old, record) => {}
                 old => out.push(
-                    route_change(Action::Add, key.clone(), route.clone())
+                    route_change(Action::Add, record.clone())
                         .replacing(old.map(|o| Object::Route(o.clone()))),
                 ),
             }
@@ -372,25 +396,23 @@ impl StateTable {
     fn new_route(&mut self, route: Route, flags: u16, out: &mut Vec<Change>) -> Recheck {
         let route = self.resolve(route);
         let key = route_key(&route);
-        let base = base_key(&route);
-        if let Some(stored) = self.routes.get(&key) {
+        if let Some(stored) = self.routes.get(key) {
             // IPv6 multipath append: the kernel sends the full nexthop set,
             // the appended path first, while its dumps (and `ip route show`)
             // list the paths in the order they were added. Keep that order.
             let route = if flags & NLM_F_APPEND != 0 && route.family == Family::Inet6 as i32 {
-                merge_paths(stored, route)
+                merge_paths(&stored.route(), route)
             } else {
                 route
             };
             self.upsert(key, route, out);
             return Recheck::No;
         }
-        let first = self.bases.get(&base).and_then(|keys| keys.first().cloned());
-        match first {
+        match self.routes.first_of(key.base()) {
             // `ip route replace`: the kernel replaces the first route with
             // this base and sends one RTM_NEWROUTE with NLM_F_REPLACE, no delete.
             Some(old) if flags & NLM_F_REPLACE != 0 => {
-                let position = self.remove(&old, out);
+                let position = self.remove(old, out);
                 self.insert(key, route, position, out);
             }
             Some(_) if flags & NLM_F_APPEND != 0 => self.insert(key, route, usize::MAX, out),
@@ -402,13 +424,18 @@ impl StateTable {
     fn del_route(&mut self, route: Route, out: &mut Vec<Change>) -> Recheck {
         let gone = self.resolve(route);
         let key = route_key(&gone);
-        let Some(stored) = self.routes.get(&key).cloned() else {
+        let Some(stored) = self.routes.get(key) else {
             return Recheck::Yes("delete of a route the table does not hold");
         };
-        if gone.family == Family::Inet6 as i32
-            && is_ecmp_capable(&stored)
-            && stored.nexthops.len() > 1
-        {
+        // Only an IPv6 ECMP route (keyed by its base alone) can lose one
+        // path of several: decode only those.
+        let multipath = gone.family == Family::Inet6 as i32 && is_ecmp_capable(&gone);
+        let stored = if multipath {
+            Some(stored.route())
+        } else {
+            None
+        };
+        if let Some(stored) = stored.filter(|s| is_ecmp_capable(s) && s.nexthops.len() > 1) {
             // Deleting one path of an IPv6 multipath route names only that
             // path; the route survives with the others.
             let removed = as_hops(&gone);
@@ -425,7 +452,7 @@ impl StateTable {
                 return Recheck::Yes("delete of a path the table does not hold");
             }
             if !remaining.is_empty() {
-                let mut survivor = (*stored).clone();
+                let mut survivor = stored;
                 if remaining.len() == 1 {
                     let hop = &remaining[0];
                     survivor.gateway = hop.gateway.clone();
@@ -441,7 +468,7 @@ impl StateTable {
                 return Recheck::No;
             }
         }
-        self.remove(&key, out);
+        self.remove(key, out);
         Recheck::No
     }
 
@@ -456,7 +483,7 @@ impl StateTable {
             Some(old) if *old == rule => return Recheck::Yes("identical rule added"),
             old => {
                 let was = old.map(|o| Object::Rule(o.clone()));
-                self.rules.insert(key.clone(), rule.clone());
+                self.rules.insert(key, rule.clone());
                 out.push(rule_change(Action::Add, key, rule).replacing(was));
             }
         }
@@ -493,10 +520,10 @@ impl StateTable {
     }
 
     /// `key`, or the first of its numbered variants no route or rule uses.
-    fn unused_key(&self, key: &Arc<str>) -> Arc<str> {
+    fn unused_key(&self, key: Key) -> Key {
         let mut n = 2;
-        let mut candidate = key.clone();
-        while self.routes.contains_key(&candidate) || self.rules.contains_key(&candidate) {
+        let mut candidate = key;
+        while self.routes.contains(candidate) || self.rules.contains_key(&candidate) {
             candidate = nth_key(key, n);
             n += 1;
         }
@@ -520,14 +547,14 @@ impl StateTable {
                 .map(|g| g.id),
         );
         for id in ids {
-            let users: Vec<Arc<str>> = self
+            let users: Vec<Key> = self
                 .nh_users
                 .get(&id)
-                .map(|u| u.iter().cloned().collect())
+                .map(|u| u.iter().copied().collect())
                 .unwrap_or_default();
             for key in users {
-                if let Some(old) = self.routes.get(&key) {
-                    let resolved = self.resolve((**old).clone());
+                if let Some(old) = self.routes.get(key) {
+                    let resolved = self.resolve(old.route());
                     self.upsert(key, resolved, out);
                 }
             }
@@ -700,61 +727,50 @@ impl StateTable {
         }
     }
 
-    fn upsert(&mut self, key: Arc<str>, route: Route, out: &mut Vec<Change>) {
-        match self.routes.get_mut(&key) {
-            Some(old) if **old == route => {}
-            Some(old) => {
-                let was = std::mem::replace(old, Arc::new(route));
-                out.push(
-                    route_change(Action::Add, key, old.clone()).replacing(Some(Object::Route(was))),
-                );
+    fn upsert(&mut self, key: Key, route: Route, out: &mut Vec<Change>) {
+        match self.routes.get(key) {
+            Some(old) if old.holds(&route) => {}
+            Some(_) => {
+                let record = Record::new(key, &route);
+                let was = self.routes.replace(record.clone());
+                out.push(route_change(Action::Add, record).replacing(was.map(Object::Route)));
             }
             None => self.insert(key, route, 0, out),
         }
     }
 
     /// Inserts at `position` among the routes sharing its base (clamped).
-    fn insert(&mut self, key: Arc<str>, route: Route, position: usize, out: &mut Vec<Change>) {
-        let keys = self.bases.entry(base_key(&route)).or_default();
-        keys.insert(position.min(keys.len()), key.clone());
-        self.index(&key, &route);
-        let route = Arc::new(route);
-        self.routes.insert(key.clone(), route.clone());
-        out.push(route_change(Action::Add, key, route));
+    fn insert(&mut self, key: Key, route: Route, position: usize, out: &mut Vec<Change>) {
+        self.insert_record(Record::new(key, &route), position, out);
+    }
+
+    fn insert_record(&mut self, record: Record, position: usize, out: &mut Vec<Change>) {
+        self.hold(record.clone(), position);
+        out.push(route_change(Action::Add, record));
+    }
+
+    /// Puts a route in the table (its key must be new), saying nothing.
+    fn hold(&mut self, record: Record, position: usize) {
+        let nhid = record.numbers().nhid;
+        if nhid != 0 {
+            self.nh_users.entry(nhid).or_default().insert(record.key());
+        }
+        self.routes.insert(record, position);
     }
 
     /// Removes a route, returning where it stood among its base's routes.
-    fn remove(&mut self, key: &Arc<str>, out: &mut Vec<Change>) -> usize {
-        let Some(route) = self.routes.remove(key) else {
+    fn remove(&mut self, key: Key, out: &mut Vec<Change>) -> usize {
+        let Some((record, position)) = self.routes.remove(key) else {
             return 0;
         };
-        let base = base_key(&route);
-        let mut position = 0;
-        if let Some(keys) = self.bases.get_mut(&base) {
-            if let Some(i) = keys.iter().position(|k| k == key) {
-                keys.remove(i);
-                position = i;
-            }
-            if keys.is_empty() {
-                self.bases.remove(&base);
+        let nhid = record.numbers().nhid;
+        if nhid != 0 {
+            if let Some(users) = self.nh_users.get_mut(&nhid) {
+                users.remove(&key);
             }
         }
-        if route.nhid != 0 {
-            if let Some(users) = self.nh_users.get_mut(&route.nhid) {
-                users.remove(key);
-            }
-        }
-        out.push(route_change(Action::Delete, key.clone(), route));
+        out.push(route_change(Action::Delete, record));
         position
-    }
-
-    fn index(&mut self, key: &Arc<str>, route: &Route) {
-        if route.nhid != 0 {
-            self.nh_users
-                .entry(route.nhid)
-                .or_default()
-                .insert(key.clone());
-        }
     }
 }
 
@@ -800,16 +816,11 @@ fn as_hops(r: &Route) -> Vec<NextHop> {
     }]
 }
 
-fn same_ignoring_expiry(a: &Route, b: &Route) -> bool {
-    a == b
-        || (a.expires != b.expires
-            && Route {
-                expires: 0,
-                ..a.clone()
-            } == Route {
-                expires: 0,
-                ..b.clone()
-            })
+fn same_ignoring_expiry(a: &Record, b: &Record) -> bool {
+    a == b || {
+        let (a, b) = (a.route(), b.route());
+        a.expires != b.expires && Route { expires: 0, ..a } == Route { expires: 0, ..b }
+    }
 }
 
 impl Change {
@@ -822,7 +833,7 @@ impl Change {
     }
 }
 
-fn rule_change(action: Action, key: Arc<str>, rule: Arc<Rule>) -> Change {
+fn rule_change(action: Action, key: Key, rule: Arc<Rule>) -> Change {
     Change {
         action,
         key,
@@ -831,24 +842,19 @@ fn rule_change(action: Action, key: Arc<str>, rule: Arc<Rule>) -> Change {
     }
 }
 
-fn route_change(action: Action, key: Arc<str>, route: Arc<Route>) -> Change {
+fn route_change(action: Action, record: Record) -> Change {
     Change {
         action,
-        key,
-        object: Object::Route(route),
+        key: record.key(),
+        object: Object::Route(record),
         previous: Previous::None,
     }
-}
-
-/// The key of nexthop object `id`.
-pub fn nexthop_key(id: u32) -> Arc<str> {
-    format!("nh|{id}").into()
 }
 
 fn nexthop_change(action: Action, nh: Arc<Nexthop>) -> Change {
     Change {
         action,
-        key: nexthop_key(nh.id),
+        key: Key::nexthop(nh.id),
         object: Object::Nexthop(nh),
         previous: Previous::None,
     }

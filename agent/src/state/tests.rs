@@ -40,7 +40,7 @@ fn routes(changes: &[Change]) -> Vec<(Action, Route)> {
     changes
         .iter()
         .filter_map(|c| match &c.object {
-            Object::Route(r) => Some((c.action, (**r).clone())),
+            Object::Route(r) => Some((c.action, r.route())),
             _ => None,
         })
         .collect()
@@ -168,6 +168,7 @@ fn nexthop_change_resends_the_routes_using_it() {
     let Previous::Was(Object::Route(old)) = &route.previous else {
         panic!("the route's old version: {:?}", route.previous)
     };
+    let old = old.route();
     let gws: Vec<&str> = old.nexthops.iter().map(|h| h.gateway.as_str()).collect();
     assert_eq!(gws, vec!["10.1.0.2", "10.1.0.3"]);
     // The kernel's own RTM_NEWROUTE that follows changes nothing more.
@@ -251,7 +252,11 @@ fn a_route_announced_during_a_dump_is_not_doubled_by_the_dump() {
     let Object::Route(r) = &snapshot[0].object else {
         panic!("a route")
     };
-    assert_eq!(r.dev, "va", "the dump's copy, with the device named");
+    assert_eq!(
+        r.route().dev,
+        "va",
+        "the dump's copy, with the device named"
+    );
 }
 
 #[test]
