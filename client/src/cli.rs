@@ -297,7 +297,9 @@ pub struct Reach {
 
     /// Response compression to accept from agents: `auto` accepts zstd and
     /// gzip, zstd preferred (an agent compresses each batch once for all
-    /// its zstd subscribers: about 4.5 times fewer bytes), `zstd` or `gzip`
+    /// its zstd subscribers: about 4.5 times fewer bytes), except from an
+    /// agent on loopback (127.0.0.0/8, ::1, localhost), where compressing
+    /// only costs both sides CPU; `zstd` or `gzip`
     /// only that one (gzip costs the agent a pass per subscriber), `none`
     /// asks for uncompressed responses (a little less work for a lone
     /// subscriber on a fast link). Requests are never compressed.

@@ -50,14 +50,31 @@ pub struct Subscribed {
     pub responses: Responses,
 }
 
-/// The response encodings `compression` accepts, in order of preference.
-fn accepted(compression: Compression) -> &'static [CompressionEncoding] {
+/// The response encodings `compression` accepts from `addr`, in order of
+/// preference. `auto` asks an agent on this host for none: over loopback
+/// compression only costs both sides CPU.
+fn accepted(compression: Compression, addr: &str) -> &'static [CompressionEncoding] {
     match compression {
+        Compression::Auto if is_loopback(addr) => &[],
         Compression::Auto => &[CompressionEncoding::Zstd, CompressionEncoding::Gzip],
         Compression::Zstd => &[CompressionEncoding::Zstd],
         Compression::Gzip => &[CompressionEncoding::Gzip],
         Compression::None => &[],
     }
+}
+
+/// Whether `addr` (`host:port`, `[v6]:port`, or a bare host) names this
+/// host's loopback.
+fn is_loopback(addr: &str) -> bool {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Connects to the agent at `addr` and starts `request`.
@@ -74,7 +91,7 @@ pub async fn subscribe(
         move |status| stream_error(&addr, status, &verdict)
     };
     let mut client = RouteWatchClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
-    for encoding in accepted(compression) {
+    for encoding in accepted(compression, addr) {
         client = client.accept_compressed(*encoding);
     }
     // The agent answers at once; an answer that does not come means a path
@@ -184,4 +201,39 @@ fn told(addr: &str, verdict: &Verdict) -> Option<ClientError> {
         target: addr.to_owned(),
         problem,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_asks_agents_on_loopback_for_no_compression() {
+        for addr in [
+            "127.0.0.1:50051",
+            "127.9.0.1",
+            "[::1]:50051",
+            "localhost:50051",
+            "LOCALHOST",
+        ] {
+            assert!(accepted(Compression::Auto, addr).is_empty(), "{addr}");
+        }
+        for addr in [
+            "10.0.0.1:50051",
+            "[2001:db8::1]:50051",
+            "node-1:50051",
+            "node-1",
+        ] {
+            assert_eq!(
+                accepted(Compression::Auto, addr),
+                &[CompressionEncoding::Zstd, CompressionEncoding::Gzip],
+                "{addr}"
+            );
+        }
+        assert_eq!(
+            accepted(Compression::Zstd, "127.0.0.1:50051"),
+            &[CompressionEncoding::Zstd],
+            "asked for by name, it is used even on loopback"
+        );
+    }
 }

@@ -288,8 +288,8 @@ fn a_restarted_tail_resumes_from_its_cursor_file_or_resyncs_when_too_old() {
 /// Every response encoding a client can ask for carries the same stream:
 /// subscribers accepting only zstd, only gzip, both, or neither each end
 /// with the kernel's table and every change once, the agent used the
-/// encoding each one asked for (zstd first for `auto`), and its metrics
-/// count the bytes of each.
+/// encoding each one asked for (none for `auto` on loopback, where
+/// compressing only costs CPU), and its metrics count the bytes of each.
 #[test]
 fn every_response_encoding_carries_the_same_exact_stream() {
     const OPS: &str = "127.0.0.1:9464";
@@ -341,7 +341,7 @@ fn every_response_encoding_carries_the_same_exact_stream() {
         .collect();
     let mut sorted = used.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, ["gzip", "none", "zstd", "zstd"], "{log}");
+    assert_eq!(sorted, ["gzip", "none", "none", "zstd"], "{log}");
     let metrics = scrape(&ns, OPS);
     let bytes = |c: &str| {
         metrics
@@ -351,6 +351,5 @@ fn every_response_encoding_carries_the_same_exact_stream() {
     // 13000 snapshot and live events of about 100 bytes each, at least.
     assert!(bytes("none") > 1_000_000.0, "{}", bytes("none"));
     assert!(bytes("gzip") > 0.0 && bytes("gzip") < bytes("none") / 2.0);
-    // Two zstd streams.
-    assert!(bytes("zstd") > 0.0 && bytes("zstd") < bytes("none"));
+    assert!(bytes("zstd") > 0.0 && bytes("zstd") < bytes("none") / 2.0);
 }
