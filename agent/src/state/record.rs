@@ -9,17 +9,16 @@
 //! paths that need the fields (nexthop re-resolution, an IPv6 multipath
 //! delete, filtered subscribers) decode it.
 
-use std::sync::Arc;
-
 use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
 use routewatch_proto::v1::Route;
 
 use super::key::Key;
 
-/// `[key: 16 bytes, little-endian][the route, protobuf-encoded]`.
+/// `[key: 16 bytes, little-endian][the route, protobuf-encoded]`, behind a
+/// reference count (one word: no weak count).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Record(Arc<[u8]>);
+pub struct Record(triomphe::Arc<[u8]>);
 
 const KEY_LEN: usize = 16;
 
@@ -94,8 +93,8 @@ impl Record {
     /// Memory this record takes, allocation included (for the journal's
     /// byte bound).
     pub fn footprint(&self) -> usize {
-        // Two reference counts and the allocator's own word.
-        self.0.len() + 3 * std::mem::size_of::<usize>()
+        // The reference count and the allocator's own word.
+        self.0.len() + 2 * std::mem::size_of::<usize>()
     }
 
     /// The fields the table and the names need, read straight from the
