@@ -169,7 +169,11 @@ fn ip(a: &RouteAddress) -> Option<IpAddr> {
 }
 
 fn ip_string(a: &RouteAddress) -> String {
-    ip(a).map(|ip| ip.to_string()).unwrap_or_default()
+    let mut out = String::new();
+    if let Some(ip) = ip(a) {
+        push_ip(&mut out, ip);
+    }
+    out
 }
 
 fn prefix(family: Family, addr: Option<IpAddr>, len: u8) -> String {
@@ -177,5 +181,62 @@ fn prefix(family: Family, addr: Option<IpAddr>, len: u8) -> String {
         Family::Inet6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
     });
-    format!("{addr}/{len}")
+    let mut out = String::with_capacity(20);
+    push_ip(&mut out, addr);
+    out.push('/');
+    push_decimal(&mut out, len);
+    out
+}
+
+/// `ip` as `Display` writes it; IPv4 (most of a full table) without the
+/// formatting machinery, which cost more than the rest of decoding.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, octet);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+fn push_decimal(out: &mut String, n: u8) {
+    if n >= 100 {
+        out.push(char::from(b'0' + n / 100));
+    }
+    if n >= 10 {
+        out.push(char::from(b'0' + n / 10 % 10));
+    }
+    out.push(char::from(b'0' + n % 10));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    #[test]
+    fn addresses_and_prefixes_print_as_display_does() {
+        for octets in [[0, 0, 0, 0], [10, 1, 20, 255], [192, 168, 100, 9], [255; 4]] {
+            let ip = IpAddr::V4(Ipv4Addr::from(octets));
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+            for len in [0, 8, 32] {
+                assert_eq!(prefix(Family::Inet, Some(ip), len), format!("{ip}/{len}"));
+            }
+        }
+        let v6 = IpAddr::V6("2001:db8::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(prefix(Family::Inet6, Some(v6), 128), "2001:db8::1/128");
+        assert_eq!(prefix(Family::Inet6, None, 0), "::/0");
+        assert_eq!(prefix(Family::Inet, None, 0), "0.0.0.0/0");
+    }
 }

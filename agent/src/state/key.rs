@@ -37,7 +37,8 @@
 
 use std::fmt;
 
-use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3Default};
+use smallvec::SmallVec;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use prost::Message;
 use routewatch_proto::v1::{encap, Encap, Family, Route, Rule};
@@ -211,8 +212,8 @@ pub fn is_ecmp_capable(r: &Route) -> bool {
     r.nhid == 0 && r.protocol != PROTOCOL_RA && (!r.gateway.is_empty() || !r.nexthops.is_empty())
 }
 
-fn base(r: &Route) -> Xxh3Default {
-    let mut h = Xxh3Default::new();
+fn base(r: &Route) -> Fields {
+    let mut h = Fields::default();
     let family: u8 = if r.family == Family::Inet6 as i32 {
         6
     } else {
@@ -227,8 +228,24 @@ fn base(r: &Route) -> Xxh3Default {
     h
 }
 
+/// The bytes a key hashes, gathered on the stack and hashed in one pass
+/// (xxh3's one-shot and streaming digests are equal; one pass is quicker
+/// than many small updates).
+#[derive(Default)]
+struct Fields(SmallVec<[u8; 128]>);
+
+impl Fields {
+    fn update(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn digest(&self) -> u64 {
+        xxh3_64(&self.0)
+    }
+}
+
 /// A string field, length-prefixed so that adjacent fields cannot blur.
-fn field(h: &mut Xxh3Default, s: &str) {
+fn field(h: &mut Fields, s: &str) {
     h.update(&(s.len() as u32).to_le_bytes());
     h.update(s.as_bytes());
 }
@@ -237,7 +254,7 @@ fn field(h: &mut Xxh3Default, s: &str) {
 /// one version), without the interface names the agent fills in: a renamed
 /// link does not make it another route. Nothing is hashed for none, so keys
 /// of routes without encapsulation are what they always were.
-fn encap(h: &mut Xxh3Default, e: Option<&Encap>) {
+fn encap(h: &mut Fields, e: Option<&Encap>) {
     let Some(e) = e else { return };
     let mut e = e.clone();
     match e.kind.as_mut() {

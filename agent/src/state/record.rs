@@ -50,10 +50,10 @@ pub struct Numbers {
 
 impl Record {
     pub fn new(key: Key, route: &Route) -> Record {
-        let mut buf = Vec::with_capacity(KEY_LEN + route.encoded_len());
-        buf.extend_from_slice(&key.to_le_bytes());
-        route.encode_raw(&mut buf);
-        Record(buf.into())
+        let len = route.encoded_len();
+        with_encoded(&key.to_le_bytes(), route, len, |record| {
+            Record(triomphe::Arc::from(record))
+        })
     }
 
     pub fn key(&self) -> Key {
@@ -83,11 +83,8 @@ impl Record {
     /// Whether `route` is what this record holds (the encoding is
     /// deterministic: same fields, same bytes).
     pub fn holds(&self, route: &Route) -> bool {
-        route.encoded_len() == self.body().len() && {
-            let mut buf = Vec::with_capacity(self.body().len());
-            route.encode_raw(&mut buf);
-            buf == self.body()
-        }
+        let len = route.encoded_len();
+        len == self.body().len() && with_encoded(&[], route, len, |body| body == self.body())
     }
 
     /// Memory this record takes, allocation included (for the journal's
@@ -120,6 +117,25 @@ impl Record {
             _ => {}
         });
         n
+    }
+}
+
+/// Calls `f` with `prefix` and then `route` encoded (`len` bytes), on the
+/// stack when they fit: a record is allocated once, at its final size.
+fn with_encoded<T>(prefix: &[u8], route: &Route, len: usize, f: impl FnOnce(&[u8]) -> T) -> T {
+    const STACK: usize = 256;
+    let total = prefix.len() + len;
+    if total <= STACK {
+        let mut buf = [0u8; STACK];
+        buf[..prefix.len()].copy_from_slice(prefix);
+        let mut rest = &mut buf[prefix.len()..total];
+        route.encode_raw(&mut rest);
+        f(&buf[..total])
+    } else {
+        let mut buf = Vec::with_capacity(total);
+        buf.extend_from_slice(prefix);
+        route.encode_raw(&mut buf);
+        f(&buf)
     }
 }
 
@@ -199,6 +215,21 @@ mod tests {
             metric: 1,
             ..route.clone()
         }));
+        // A route larger than the stack buffer takes the other path.
+        let wide = Route {
+            nexthops: (0..40)
+                .map(|i| routewatch_proto::v1::NextHop {
+                    gateway: format!("2001:db8::{i}"),
+                    ifindex: i,
+                    ..Default::default()
+                })
+                .collect(),
+            ..route.clone()
+        };
+        let big = Record::new(key, &wide);
+        assert!(big.body().len() > 256);
+        assert_eq!((big.key(), big.route()), (key, wide.clone()));
+        assert!(big.holds(&wide) && !big.holds(&route));
         assert_eq!(
             record.numbers(),
             Numbers {
