@@ -92,8 +92,10 @@ mod tests {
                     dst: dst.into(),
                     ..Default::default()
                 };
-                core.table_mut(&"".into())
-                    .insert_dumped(&Message::NewRoute { route, flags: 0 });
+                core.table_mut(&"".into()).insert_dumped(Message::NewRoute {
+                    route: route.into(),
+                    flags: 0,
+                });
             }
             let change = |n: u32| Change {
                 action: Action::Add,

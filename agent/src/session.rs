@@ -368,7 +368,10 @@ mod tests {
                 ..Default::default()
             };
             core.table_mut(&"".into())
-                .insert_dumped(&crate::decode::Message::NewRoute { route, flags: 0 });
+                .insert_dumped(crate::decode::Message::NewRoute {
+                    route: route.into(),
+                    flags: 0,
+                });
         }
     }
 
@@ -611,7 +614,10 @@ mod tests {
                 let mut r = route(n, 0);
                 r.protocol = u32::from(protocol);
                 core.table_mut(&"".into())
-                    .insert_dumped(&crate::decode::Message::NewRoute { route: r, flags: 0 });
+                    .insert_dumped(crate::decode::Message::NewRoute {
+                        route: r.into(),
+                        flags: 0,
+                    });
             }
         }
         let mut stream = start(j.clone(), bgp_only(), SessionConfig::default());

@@ -278,7 +278,7 @@ impl Source {
                 return Ok(());
             }
             other => {
-                dump.fresh.insert_dumped(&other);
+                dump.fresh.insert_dumped(other);
                 return Ok(());
             }
         }

@@ -135,7 +135,10 @@ mod tests {
             ..Default::default()
         };
         let u = UnknownAttributes::default();
-        u.note(&Message::NewRoute { route, flags: 0 });
+        u.note(&Message::NewRoute {
+            route: route.into(),
+            flags: 0,
+        });
         assert_eq!(u.counts(), [("route", 5), ("nexthop", 0), ("rule", 0)]);
         // 30 and 30|NLA_F_NESTED are one kind: logged once.
         assert_eq!(u.logged.lock().unwrap().len(), 4);

@@ -22,7 +22,7 @@ macro_rules! fixture {
 
 fn route(bytes: &[u8]) -> Route {
     match decode_message(bytes).expect("decodes").message {
-        Message::NewRoute { route, .. } => route,
+        Message::NewRoute { route, .. } => *route,
         other => panic!("expected RTM_NEWROUTE, got {other:?}"),
     }
 }

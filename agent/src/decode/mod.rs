@@ -32,11 +32,13 @@ const NLMSG_HEADER_LEN: usize = 16;
 #[derive(Debug, Clone)]
 pub enum Message {
     /// RTM_NEWROUTE; `flags` are the nlmsg_flags (NLM_F_REPLACE, NLM_F_APPEND).
+    /// Routes are boxed: a message moves through decoding, the batch and
+    /// the table by pointer, not as several hundred bytes each time.
     NewRoute {
-        route: Route,
+        route: Box<Route>,
         flags: u16,
     },
-    DelRoute(Route),
+    DelRoute(Box<Route>),
     NewRule(Rule),
     DelRule(Rule),
     NewNexthop(nexthop::NexthopMessage),
@@ -121,11 +123,14 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
         },
         NetlinkPayload::InnerMessage(inner) => match inner {
             RouteNetlinkMessage::NewRoute(m) => match decode_route(&m) {
-                Some(route) => Message::NewRoute { route, flags },
+                Some(route) => Message::NewRoute {
+                    route: Box::new(route),
+                    flags,
+                },
                 None => Message::Ignored,
             },
             RouteNetlinkMessage::DelRoute(m) => match decode_route(&m) {
-                Some(route) => Message::DelRoute(route),
+                Some(route) => Message::DelRoute(Box::new(route)),
                 None => Message::Ignored,
             },
             RouteNetlinkMessage::NewRule(m) => match decode_rule(&m) {

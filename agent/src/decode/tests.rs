@@ -15,14 +15,14 @@ macro_rules! fixture {
 
 fn new_route(bytes: &[u8]) -> (Route, u16) {
     match decode_message(bytes).expect("decodes").message {
-        Message::NewRoute { route, flags } => (route, flags),
+        Message::NewRoute { route, flags } => (*route, flags),
         other => panic!("expected RTM_NEWROUTE, got {other:?}"),
     }
 }
 
 fn del_route(bytes: &[u8]) -> Route {
     match decode_message(bytes).expect("decodes").message {
-        Message::DelRoute(route) => route,
+        Message::DelRoute(route) => *route,
         other => panic!("expected RTM_DELROUTE, got {other:?}"),
     }
 }

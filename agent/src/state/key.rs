@@ -37,7 +37,6 @@
 
 use std::fmt;
 
-use smallvec::SmallVec;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use prost::Message;
@@ -231,16 +230,43 @@ fn base(r: &Route) -> Fields {
 /// The bytes a key hashes, gathered on the stack and hashed in one pass
 /// (xxh3's one-shot and streaming digests are equal; one pass is quicker
 /// than many small updates).
-#[derive(Default)]
-struct Fields(SmallVec<[u8; 128]>);
+struct Fields {
+    stack: [u8; 192],
+    len: usize,
+    /// Where the fields go once they outgrow `stack` (an encapsulation).
+    heap: Vec<u8>,
+}
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields {
+            stack: [0; 192],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
 
 impl Fields {
     fn update(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
+        let end = self.len + bytes.len();
+        if self.heap.is_empty() && end <= self.stack.len() {
+            self.stack[self.len..end].copy_from_slice(bytes);
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.stack[..self.len]);
+            }
+            self.heap.extend_from_slice(bytes);
+        }
+        self.len = end;
     }
 
     fn digest(&self) -> u64 {
-        xxh3_64(&self.0)
+        if self.heap.is_empty() {
+            xxh3_64(&self.stack[..self.len])
+        } else {
+            xxh3_64(&self.heap)
+        }
     }
 }
 
@@ -308,6 +334,27 @@ mod tests {
         assert_eq!(Key::parse("nh|17"), Some(Key::nexthop(17)));
         assert_eq!(Key::parse("nh|x"), None);
         assert_eq!(Key::parse("k1"), None);
+    }
+
+    #[test]
+    fn fields_beyond_the_stack_buffer_count() {
+        let hops = |last: &str| Route {
+            nexthops: (0..12)
+                .map(|i| NextHop {
+                    gateway: if i == 11 {
+                        last.into()
+                    } else {
+                        format!("10.1.0.{i}")
+                    },
+                    ifindex: 2,
+                    weight: 1,
+                    ..Default::default()
+                })
+                .collect(),
+            ..v4("10.0.0.0/24", "")
+        };
+        assert_eq!(route_key(&hops("10.1.0.99")), route_key(&hops("10.1.0.99")));
+        assert_ne!(route_key(&hops("10.1.0.99")), route_key(&hops("10.1.0.98")));
     }
 
     #[test]

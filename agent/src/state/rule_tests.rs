@@ -51,8 +51,8 @@ fn an_identical_twin_asks_for_a_dump_which_keeps_both() {
     assert!(matches!(recheck, Recheck::Yes(_)));
 
     let mut fresh = StateTable::new();
-    fresh.insert_dumped(&twin);
-    fresh.insert_dumped(&twin);
+    fresh.insert_dumped(twin.clone());
+    fresh.insert_dumped(twin.clone());
     fresh.end_dump();
     assert_eq!(fresh.rule_count(), 2);
     let changes = t.reconcile(fresh);
@@ -117,10 +117,10 @@ fn the_detached_state_is_not_part_of_the_key() {
     assert_eq!(super::rule_key(&detached), super::rule_key(&attached));
     // A reconcile sends the new state as a change of the same rule.
     let mut t = StateTable::new();
-    t.insert_dumped(&Message::NewRule(detached));
+    t.insert_dumped(Message::NewRule(detached));
     t.end_dump();
     let mut fresh = StateTable::new();
-    fresh.insert_dumped(&Message::NewRule(attached));
+    fresh.insert_dumped(Message::NewRule(attached));
     fresh.end_dump();
     let changes = t.reconcile(fresh);
     assert_eq!(changes.len(), 1);
@@ -135,9 +135,9 @@ fn the_detached_state_is_not_part_of_the_key() {
 #[test]
 fn the_snapshot_lists_rules_after_nexthop_objects_and_before_routes() {
     let mut t = StateTable::new();
-    t.insert_dumped(&msg!("nexthop_blackhole.bin"));
-    t.insert_dumped(&msg!("rule_v4_from_lookup.bin"));
-    t.insert_dumped(&msg!("route_v4_blackhole.bin"));
+    t.insert_dumped(msg!("nexthop_blackhole.bin"));
+    t.insert_dumped(msg!("rule_v4_from_lookup.bin"));
+    t.insert_dumped(msg!("route_v4_blackhole.bin"));
     t.end_dump();
     let kinds: Vec<&str> = t
         .snapshot()

@@ -240,20 +240,20 @@ impl StateTable {
     }
 
     /// Takes one message of a dump (links, nexthops and routes in that order).
-    pub fn insert_dumped(&mut self, message: &Message) {
+    pub fn insert_dumped(&mut self, message: Message) {
         match message {
             Message::NewLink(link) => {
-                self.set_link(link.clone());
+                self.set_link(link);
             }
             Message::NewNexthop(nh) => {
-                self.upsert_nexthop(nh, &mut Vec::new());
+                self.upsert_nexthop(&nh, &mut Vec::new());
             }
             Message::NewRule(rule) => {
-                let mut key = rule_key(rule);
+                let mut key = rule_key(&rule);
                 if self.rules.contains_key(&key) {
                     if !self.dumped.contains(&key) {
                         // A notification queued ahead of this reply.
-                        self.rules.insert(key, Arc::new(rule.clone()));
+                        self.rules.insert(key, Arc::new(rule));
                         return;
                     }
                     // The kernel keeps identical rules added without
@@ -261,16 +261,17 @@ impl StateTable {
                     key = self.unused_key(key);
                 }
                 self.dumped.insert(key);
-                self.rules.insert(key, Arc::new(rule.clone()));
+                self.rules.insert(key, Arc::new(rule));
             }
             Message::NewRoute { route, .. } => {
-                let route = self.resolve(route.clone());
+                let mut route = route;
+                self.resolve(&mut route);
                 let mut key = route_key(&route);
                 if self.routes.contains(key) {
                     if !self.dumped.contains(&key) {
                         // A notification queued ahead of this reply already
                         // put the route here; the reply is the newer word.
-                        self.upsert(key, route, &mut Vec::new());
+                        self.upsert(key, &route, &mut Vec::new());
                         return;
                     }
                     // Two dumped routes the key cannot tell apart (it would
@@ -393,19 +394,19 @@ impl StateTable {
         out
     }
 
-    fn new_route(&mut self, route: Route, flags: u16, out: &mut Vec<Change>) -> Recheck {
-        let route = self.resolve(route);
+    fn new_route(&mut self, mut route: Box<Route>, flags: u16, out: &mut Vec<Change>) -> Recheck {
+        self.resolve(&mut route);
         let key = route_key(&route);
         if let Some(stored) = self.routes.get(key) {
             // IPv6 multipath append: the kernel sends the full nexthop set,
             // the appended path first, while its dumps (and `ip route show`)
             // list the paths in the order they were added. Keep that order.
-            let route = if flags & NLM_F_APPEND != 0 && route.family == Family::Inet6 as i32 {
-                merge_paths(&stored.route(), route)
+            if flags & NLM_F_APPEND != 0 && route.family == Family::Inet6 as i32 {
+                let merged = merge_paths(&stored.route(), *route);
+                self.upsert(key, &merged, out);
             } else {
-                route
-            };
-            self.upsert(key, route, out);
+                self.upsert(key, &route, out);
+            }
             return Recheck::No;
         }
         match self.routes.first_of(key.base()) {
@@ -413,16 +414,16 @@ impl StateTable {
             // this base and sends one RTM_NEWROUTE with NLM_F_REPLACE, no delete.
             Some(old) if flags & NLM_F_REPLACE != 0 => {
                 let position = self.remove(old, out);
-                self.insert(key, route, position, out);
+                self.insert(key, &route, position, out);
             }
-            Some(_) if flags & NLM_F_APPEND != 0 => self.insert(key, route, usize::MAX, out),
-            _ => self.insert(key, route, 0, out),
+            Some(_) if flags & NLM_F_APPEND != 0 => self.insert(key, &route, usize::MAX, out),
+            _ => self.insert(key, &route, 0, out),
         }
         Recheck::No
     }
 
-    fn del_route(&mut self, route: Route, out: &mut Vec<Change>) -> Recheck {
-        let gone = self.resolve(route);
+    fn del_route(&mut self, mut gone: Box<Route>, out: &mut Vec<Change>) -> Recheck {
+        self.resolve(&mut gone);
         let key = route_key(&gone);
         let Some(stored) = self.routes.get(key) else {
             return Recheck::Yes("delete of a route the table does not hold");
@@ -464,7 +465,7 @@ impl StateTable {
                 } else {
                     survivor.nexthops = remaining;
                 }
-                self.upsert(key, survivor, out);
+                self.upsert(key, &survivor, out);
                 return Recheck::No;
             }
         }
@@ -554,8 +555,9 @@ impl StateTable {
                 .unwrap_or_default();
             for key in users {
                 if let Some(old) = self.routes.get(key) {
-                    let resolved = self.resolve(old.route());
-                    self.upsert(key, resolved, out);
+                    let mut resolved = old.route();
+                    self.resolve(&mut resolved);
+                    self.upsert(key, &resolved, out);
                 }
             }
         }
@@ -659,7 +661,7 @@ impl StateTable {
     /// Fills in device names from the link table, the VRF label of the
     /// route's table and, for a route using a nexthop object, the object's
     /// gateways and devices.
-    fn resolve(&self, mut route: Route) -> Route {
+    fn resolve(&self, route: &mut Route) {
         if route.nhid != 0 {
             route.nh_info = self
                 .nexthops
@@ -716,7 +718,6 @@ impl StateTable {
         }
         route.encap = route.encap.take().map(|e| self.name_encap(e));
         route.vrf = self.vrf_name(route.table);
-        route
     }
 
     fn dev_name(&self, ifindex: u32) -> String {
@@ -727,11 +728,11 @@ impl StateTable {
         }
     }
 
-    fn upsert(&mut self, key: Key, route: Route, out: &mut Vec<Change>) {
+    fn upsert(&mut self, key: Key, route: &Route, out: &mut Vec<Change>) {
         match self.routes.get(key) {
-            Some(old) if old.holds(&route) => {}
+            Some(old) if old.holds(route) => {}
             Some(_) => {
-                let record = Record::new(key, &route);
+                let record = Record::new(key, route);
                 let was = self.routes.replace(record.clone());
                 out.push(route_change(Action::Add, record).replacing(was.map(Object::Route)));
             }
@@ -740,8 +741,8 @@ impl StateTable {
     }
 
     /// Inserts at `position` among the routes sharing its base (clamped).
-    fn insert(&mut self, key: Key, route: Route, position: usize, out: &mut Vec<Change>) {
-        self.insert_record(Record::new(key, &route), position, out);
+    fn insert(&mut self, key: Key, route: &Route, position: usize, out: &mut Vec<Change>) {
+        self.insert_record(Record::new(key, route), position, out);
     }
 
     fn insert_record(&mut self, record: Record, position: usize, out: &mut Vec<Change>) {

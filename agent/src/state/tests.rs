@@ -25,7 +25,7 @@ fn table() -> StateTable {
             carrier: true,
             vrf_table: None,
         };
-        t.insert_dumped(&Message::NewLink(link));
+        t.insert_dumped(Message::NewLink(link));
     }
     t
 }
@@ -210,8 +210,8 @@ fn reconcile_emits_exactly_the_differences() {
     apply(&mut t, &msg!("route_v4_via.bin"));
     apply(&mut t, &msg!("route_v4_blackhole.bin"));
     let mut fresh = table();
-    fresh.insert_dumped(&msg!("route_v4_blackhole.bin"));
-    fresh.insert_dumped(&msg!("route_v4_table1000_mtu.bin"));
+    fresh.insert_dumped(msg!("route_v4_blackhole.bin"));
+    fresh.insert_dumped(msg!("route_v4_table1000_mtu.bin"));
     let changes = t.reconcile(fresh);
     let mut r: Vec<(Action, String)> = routes(&changes)
         .into_iter()
@@ -244,9 +244,9 @@ fn a_route_announced_during_a_dump_is_not_doubled_by_the_dump() {
             carrier: true,
             vrf_table: None,
         };
-        fresh.insert_dumped(&Message::NewLink(link));
+        fresh.insert_dumped(Message::NewLink(link));
     }
-    fresh.insert_dumped(&m);
+    fresh.insert_dumped(m.clone());
     assert_eq!(fresh.route_count(), 1);
     let snapshot = fresh.snapshot();
     let Object::Route(r) = &snapshot[0].object else {
@@ -274,7 +274,7 @@ fn adds_of_new_keys_replace_nothing_and_reconcile_names_what_it_replaces() {
         kind: 2,
         value: 1400,
     }];
-    fresh.insert_dumped(&Message::NewRoute { route, flags });
+    fresh.insert_dumped(Message::NewRoute { route, flags });
     let changes = t.reconcile(fresh);
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0].action, Action::Add);
@@ -307,7 +307,7 @@ fn a_nexthop_objects_encapsulation_shows_on_its_routes() {
     let (out, _) = apply(
         &mut t,
         &Message::NewRoute {
-            route,
+            route: Box::new(route),
             flags: 0x600,
         },
     );
@@ -326,10 +326,10 @@ fn ipv4_routes_differing_only_by_encapsulation_are_two() {
     };
     // The same route without it (`ip route append 10.12.0.0/24 dev va`).
     let without = Message::NewRoute {
-        route: Route {
+        route: Box::new(Route {
             encap: None,
-            ..route.clone()
-        },
+            ..(**route).clone()
+        }),
         flags: 0x0c00,
     };
     apply(&mut t, &with);
@@ -339,10 +339,10 @@ fn ipv4_routes_differing_only_by_encapsulation_are_two() {
     // Deleting the one without leaves the one with.
     let (out, _) = apply(
         &mut t,
-        &Message::DelRoute(Route {
+        &Message::DelRoute(Box::new(Route {
             encap: None,
-            ..route.clone()
-        }),
+            ..(**route).clone()
+        })),
     );
     let gone = routes(&out);
     assert_eq!(gone.len(), 1);
@@ -369,20 +369,20 @@ fn ipv6_paths_through_one_gateway_differ_by_encapsulation() {
         gateway: first.gateway.clone(),
         ifindex: first.ifindex,
         encap: first.encap.clone(),
-        ..route.clone()
+        ..(*route).clone()
     };
     // A path through the same gateway without the encapsulation is not one
     // the table holds: nothing is guessed, the tables are read again.
     let (out, recheck) = apply(
         &mut t,
-        &Message::DelRoute(Route {
+        &Message::DelRoute(Box::new(Route {
             encap: None,
             ..del.clone()
-        }),
+        })),
     );
     assert!(out.is_empty(), "{out:?}");
     assert!(matches!(recheck, Recheck::Yes(_)));
-    let (out, _) = apply(&mut t, &Message::DelRoute(del));
+    let (out, _) = apply(&mut t, &Message::DelRoute(Box::new(del)));
     let survivor = one_add(&out, "survivor");
     assert!(survivor.nexthops.is_empty());
     assert_eq!(survivor.gateway, "2001:db8:1::3");
@@ -406,9 +406,9 @@ fn route_in_table_10() -> Message {
 fn dumped(vrf: Option<Message>, route: &Message) -> StateTable {
     let mut fresh = table();
     if let Some(link) = vrf {
-        fresh.insert_dumped(&link);
+        fresh.insert_dumped(link);
     }
-    fresh.insert_dumped(route);
+    fresh.insert_dumped(route.clone());
     fresh
 }
 

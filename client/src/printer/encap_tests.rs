@@ -21,7 +21,7 @@ macro_rules! fixture {
 /// The route as the state table hands it on: `va` is ifindex 3, `vb` 2.
 fn route(bytes: &[u8]) -> Route {
     let mut r = match decode_message(bytes).expect("decodes").message {
-        Message::NewRoute { route, .. } => route,
+        Message::NewRoute { route, .. } => *route,
         other => panic!("expected RTM_NEWROUTE, got {other:?}"),
     };
     let name = |i: u32| match i {
