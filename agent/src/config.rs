@@ -107,8 +107,8 @@ pub struct PipelineConfig {
     /// change's encoded bytes, its bookkeeping and the versions of the
     /// object it holds (including the one an add replaced). This is the
     /// other bound on how far back a subscriber can resume; with routes of
-    /// about 100 bytes it holds about 150,000 changes.
-    #[arg(long, env = "ROUTEWATCH_JOURNAL_BYTES", default_value_t = 48 << 20)]
+    /// about 100 bytes it holds about 85,000 changes.
+    #[arg(long, env = "ROUTEWATCH_JOURNAL_BYTES", default_value_t = 32 << 20)]
     pub journal_bytes: usize,
 
     /// Most events in one response message.
@@ -133,7 +133,7 @@ impl Default for PipelineConfig {
             netns: None,
             netns_dir: "/var/run/netns".into(),
             journal_capacity: 1 << 18,
-            journal_bytes: 48 << 20,
+            journal_bytes: 32 << 20,
             state_dir: None,
             iproute2_dir: None,
             max_batch: 1024,

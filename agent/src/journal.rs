@@ -196,7 +196,7 @@ impl Journal {
             tables,
             info,
             published: Published::default(),
-            ring: VecDeque::with_capacity(limits.changes.min(1 << 16)),
+            ring: VecDeque::new(),
             ring_bytes: 0,
             limits,
             last_seq,

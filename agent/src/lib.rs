@@ -22,6 +22,7 @@
 //! - [`subscribers`]: the open sessions, for `GetInfo` ([`info`]) and the
 //!   metrics.
 //! - [`persist`]: `--state-dir`, so a restarted agent continues its stream.
+//! - [`trim`]: memory a burst or a dump freed, given back when it is over.
 //! - [`namespaces`]: one source per namespace watched (`--netns`).
 //! - [`pipeline`]: the sources + journal, in process or served.
 //! - [`server`]: the gRPC service and [`run`].
@@ -55,6 +56,7 @@ pub mod source;
 pub mod state;
 pub mod subscribers;
 pub mod tls;
+pub mod trim;
 pub mod unknown;
 pub mod wire;
 

@@ -85,6 +85,11 @@ impl Pipeline {
             resumed,
             shutdown.clone(),
         )?;
+        tokio::spawn(crate::trim::after_bursts(
+            journal.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        ));
         let failed = CancellationToken::new();
         let task = tokio::spawn({
             let failed = failed.clone();

@@ -103,6 +103,12 @@ impl RouteSet {
             .find_entry(base, |r| r.key() == key)
             .ok()?
             .remove();
+        // The table does not shrink by itself: after a full table is
+        // withdrawn its buckets would stay (17 bytes each, twice the routes
+        // it once held).
+        if self.records.capacity() > 4096 && self.records.len() < self.records.capacity() / 4 {
+            self.records.shrink_to(self.records.len() * 2, hash);
+        }
         self.count(&record, -1);
         let mut position = 0;
         if let Some(keys) = self.order.get_mut(&base) {
