@@ -4,8 +4,12 @@
 - throwaway network namespaces (`rwbench-<pid>-<n>`) that are always deleted,
 - processes started inside a namespace (setns in the child, so the pid we
   hold is the program's own pid) that are always stopped,
-- CPU time from /proc/PID/stat, netlink socket queues from /proc/PID/net/netlink,
-- bounded waits,
+- CPU time from /proc/PID/stat, memory from /proc/PID/status, netlink
+  socket queues from /proc/PID/net/netlink,
+- bounded waits, timed commands,
+- the agent (plaintext or TLS with certificates from `routewatch certs init`),
+- replaying a subscriber's JSON lines and comparing routes with the kernel's
+  (`ip -j -d route show`), in full or on a deterministic sample,
 - a scratch PostgreSQL server (initdb into a work directory, Unix socket
   only) that is always stopped and removed.
 
@@ -15,8 +19,11 @@ every namespace it created is deleted.
 """
 
 import atexit
+import collections
 import ctypes
+import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -210,8 +218,19 @@ class Netns:
         self.ip("link set lo up")
 
     @staticmethod
-    def delete_name(name):
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+    def delete_name(name, attempts=10):
+        """`ip netns del NAME`, retried for a few seconds while it fails:
+        a mount namespace made meanwhile by anyone's `ip netns exec` can
+        keep the file busy for a moment."""
+        err = ""
+        for _ in range(attempts):
+            r = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True, timeout=30)
+            if not os.path.exists(f"/run/netns/{name}"):
+                break
+            err = r.stderr.strip()
+            time.sleep(0.5)
+        else:
+            print(f"cleanup: could not delete namespace {name}: {err}", file=sys.stderr)
         if name in _namespaces:
             _namespaces.remove(name)
 
@@ -276,13 +295,25 @@ class Netns:
 
     def route_count(self):
         """Routes of every table, IPv4 plus IPv6, as `ip -j route show table all` counts them."""
-        import json
-
         n = 0
         for fam in ("-4", "-6"):
             out = self.ip(["-j", fam, "route", "show", "table", "all"], timeout=300)
             n += len(json.loads(out or "[]"))
         return n
+
+    def route_counts(self, timeout=600):
+        """Routes of every table per family ("inet", "inet6"), counted in
+        `ip route show table all` (one unindented line per route; the
+        nexthops of a multipath route are indented): cheaper than parsing
+        `ip -j` when there are millions."""
+        counts = {}
+        for fam, name in (("-4", "inet"), ("-6", "inet6")):
+            argv = ["ip", "-n", self.name, fam, "route", "show", "table", "all"]
+            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+            if r.returncode != 0:
+                raise BenchError(f"`{' '.join(argv)}` failed ({r.returncode}): {r.stderr.decode().strip()}")
+            counts[name] = sum(1 for line in r.stdout.split(b"\n") if line and line[:1] not in b" \t")
+        return counts
 
     def run(self, argv, timeout=60, env=None):
         """Runs argv inside the namespace; returns its stdout."""
@@ -372,15 +403,24 @@ class Proc:
         (e.g. a server and the backends it forked)."""
         return tree_cpu_ticks(self.pid) / CLK_TCK
 
-    def rss_kib(self):
+    def status_kib(self, field):
+        """A size from /proc/PID/status (VmRSS, VmHWM, ...) in KiB; 0 if gone."""
         try:
             with open(f"/proc/{self.pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field + ":"):
                         return int(line.split()[1])
         except OSError:
             pass
         return 0
+
+    def rss_kib(self):
+        """Peak resident set size (VmHWM) in KiB."""
+        return self.status_kib("VmHWM")
+
+    def rss_now_kib(self):
+        """Resident set size now (VmRSS) in KiB."""
+        return self.status_kib("VmRSS")
 
     def netlink_sockets(self):
         """This process's netlink sockets: list of dicts with rmem, drops, groups."""
@@ -501,6 +541,33 @@ def file_contains(path, needle, start=0):
         return False
 
 
+def wait_for_bytes(path, needle, deadline, what, proc=None, start=0, interval=0.05):
+    """Waits until `needle` appears in `path` after offset `start`, reading
+    each byte once (the file may grow to gigabytes); returns the offset
+    just past the needle."""
+    offset, keep = start, b""
+
+    def found():
+        nonlocal offset, keep
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except OSError:
+            return False
+        buf = keep + data
+        i = buf.find(needle)
+        if i >= 0:
+            offset += len(data) - (len(buf) - (i + len(needle)))
+            return True
+        keep = buf[len(buf) - len(needle) + 1:] if len(needle) > 1 else b""
+        offset += len(data)
+        return False
+
+    wait_until(found, deadline, what, interval=interval, proc=proc)
+    return offset
+
+
 def wait_quiet(paths=(), procs=(), quiet=1.0, deadline=300.0):
     """Waits until every file in `paths` has stopped growing, every process
     in `procs` has used no CPU and has nothing queued on its netlink sockets,
@@ -568,23 +635,326 @@ RW_ONLY_FIELDS = {"time", "host", "netns", "seq", "stream_id", "action", "origin
 def canon(route):
     """A route's `ip -j -d route show` fields as a comparable string
     (routewatch's own fields and the expires countdown left out)."""
-    import json
-
     return json.dumps({k: v for k, v in route.items() if k not in RW_ONLY_FIELDS and k != "expires"},
                       sort_keys=True)
 
 
-def ip_routes_canon(ns):
-    """The kernel's routes (`ip -j -d route show table all`, -4 plus -6) as
-    a multiset of canonical strings."""
-    import collections
-    import json
+# --------------------------------------------------------------------------
+# Routes compared with the kernel's
 
-    out = collections.Counter()
-    for fam in ("-4", "-6"):
-        for r in json.loads(ns.ip(["-j", "-d", fam, "route", "show", "table", "all"], timeout=300) or "[]"):
-            out[canon(r)] += 1
-    return out
+# The JSON printer's field order: time, host, netns, seq, stream_id, action,
+# then for a change origin, object, family, key and the object's fields. A
+# line that does not match is parsed as JSON instead.
+EVENT_HEAD = re.compile(rb'"seq":(\d+),"stream_id":"[^"]*","action":"(\w+)"'
+                        rb'(?:,"origin":"(\w+)","object":"(\w+)","family":"(\w+)","key":"([^"]*)")?')
+_DST = re.compile(rb'"dst":"([^"]*)"')
+_TABLE = re.compile(rb'"table":"([^"]*)"')
+
+
+class RouteDigest:
+    """One side's routes in comparable form:
+    - how many per family ("inet", "inet6");
+    - every route's (family, table, dst), as a multiset;
+    - every field (`canon`) of the routes in the sample, as a multiset.
+    The sample is every route with mod 1; with mod M, the routes whose dst
+    hashes (CRC-32) to 0 modulo M, which picks the same routes on both
+    sides without parsing the others."""
+
+    def __init__(self, mod=1):
+        self.mod = max(1, int(mod))
+        self.count = collections.Counter()
+        self.ids = collections.Counter()
+        self.fields = collections.Counter()
+
+    def sampled(self, dst):
+        return self.mod == 1 or zlib.crc32(dst) % self.mod == 0
+
+    def add_route(self, family, route):
+        """A route as `ip -j` prints it (a dict)."""
+        dst = route.get("dst", "")
+        self.count[family] += 1
+        self.ids[(family, route.get("table"), dst)] += 1
+        if self.sampled(dst.encode()):
+            self.fields[canon(route)] += 1
+
+    def add_line(self, raw, family=None):
+        """A route's JSON line as routewatch prints it (bytes). Its table is
+        the first `table` field of the line: the benches use no
+        encapsulation that has one of its own."""
+        if self.mod == 1:
+            e = json.loads(raw)
+            family, dst, table = e.get("family"), e.get("dst", ""), e.get("table")
+        else:
+            if family is None:
+                m = EVENT_HEAD.search(raw)
+                family = m.group(5).decode() if m and m.group(5) else json.loads(raw).get("family")
+            m, t = _DST.search(raw), _TABLE.search(raw)
+            dst = m.group(1).decode() if m else ""
+            table = t.group(1).decode() if t else None
+            e = None
+        self.count[family] += 1
+        self.ids[(family, table, dst)] += 1
+        if self.sampled(dst.encode()):
+            self.fields[canon(e if e is not None else json.loads(raw))] += 1
+
+    def total(self):
+        return sum(self.count.values())
+
+
+def kernel_digest(ns, mod=1, timeout=600):
+    """The kernel's routes, `ip -j -d route show table all` -4 plus -6."""
+    d = RouteDigest(mod)
+    for fam, name in (("-4", "inet"), ("-6", "inet6")):
+        for r in json.loads(ns.ip(["-j", "-d", fam, "route", "show", "table", "all"], timeout=timeout) or "[]"):
+            d.add_route(name, r)
+    return d
+
+
+def lines_digest(path, mod=1):
+    """The routes in a file of routewatch JSON lines (`show -o json`);
+    returns (digest, nexthop and rule lines, other lines)."""
+    d = RouteDigest(mod)
+    objects = other = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            m = EVENT_HEAD.search(raw)
+            obj = m.group(4) if m and m.group(4) else (json.loads(raw).get("object") or "").encode()
+            if obj == b"route":
+                d.add_line(raw, m.group(5).decode() if m and m.group(5) else None)
+            elif obj in (b"nexthop", b"rule"):
+                objects += 1
+            else:
+                other += 1
+    return d, objects, other
+
+
+def compare_digests(mine, kernel):
+    """routewatch's routes (`mine`) against the kernel's: counts, every
+    route's table and prefix, and the sample field for field."""
+    only_rw = mine.fields - kernel.fields
+    only_ip = kernel.fields - mine.fields
+    ids_differ = sum(((mine.ids - kernel.ids) + (kernel.ids - mine.ids)).values())
+    return {
+        "replay_routes": mine.total(),
+        "replay_routes_v4": mine.count["inet"],
+        "replay_routes_v6": mine.count["inet6"],
+        "ip_routes_v4": kernel.count["inet"],
+        "ip_routes_v6": kernel.count["inet6"],
+        "count_ok": mine.total() == kernel.total(),
+        "ids_ok": ids_differ == 0,
+        "ids_differ": ids_differ,
+        "content_ok": not only_rw and not only_ip and ids_differ == 0,
+        "only_routewatch": sum(only_rw.values()),
+        "only_ip": sum(only_ip.values()),
+        "only_routewatch_examples": list(only_rw)[:3],
+        "only_ip_examples": list(only_ip)[:3],
+        "mod": kernel.mod,
+        "sampled": sum(kernel.fields.values()),
+    }
+
+
+def describe_check(c):
+    """One line (and examples) for a compare_digests() result."""
+    s = (f"replay {c['replay_routes']} route keys (v4 {c['replay_routes_v4']}, v6 {c['replay_routes_v6']}) "
+         f"vs ip {c['ip_routes_v4'] + c['ip_routes_v6']} (v4 {c['ip_routes_v4']}, v6 {c['ip_routes_v6']}): "
+         f"{'OK' if c['count_ok'] else 'MISMATCH'}; ")
+    if c["mod"] > 1:
+        s += (f"every route's table and prefix: {'OK' if c['ids_ok'] else 'MISMATCH'}"
+              + ("" if c["ids_ok"] else f" ({c['ids_differ']} differ)")
+              + f"; fields of a sample of {c['sampled']} routes (1 in {c['mod']}): ")
+    else:
+        s += "fields: "
+    sample_ok = not c["only_routewatch"] and not c["only_ip"]
+    s += "OK" if sample_ok else "MISMATCH"
+    if not sample_ok:
+        s += f" ({c['only_routewatch']} routes only in routewatch, {c['only_ip']} only in ip)"
+        for x in c["only_routewatch_examples"][:2]:
+            s += f"\n             only routewatch: {x}"
+        for x in c["only_ip_examples"][:2]:
+            s += f"\n             only ip:         {x}"
+    return s
+
+
+class Replay:
+    """Replays a subscriber's output (`routewatch tail -o json`) as a
+    consumer would: add upserts by key, delete removes by key, resync
+    clears. Counts what it sees after the first sync marker. Each route's
+    line is kept as it came and parsed only to compare.
+
+    `expected(raw line)`: whether a notification route change is one the
+    benchmark made; the others are counted as other_route_events."""
+
+    def __init__(self, path, expected=None):
+        self.path = path
+        self.expected = expected
+        self.offset = 0
+        self.routes = {}  # key -> raw line
+        self.nexthops = set()
+        self.synced = False
+        self.expect_seq = None
+        self.r = {
+            "snapshot_routes": 0, "snapshot_nexthops": 0, "snapshot_rules": 0,
+            "notif_route": 0, "notif_route_add": 0, "notif_route_del": 0,
+            "reconcile_route": 0, "redump_lines": 0, "nexthop_changes": 0,
+            "resyncs": 0, "syncs": 0, "seq_gaps": 0, "seq_first_gap": None,
+            "del_unknown": 0, "add_existing": 0, "add_changed": 0, "bad_lines": 0,
+            "other_route_events": 0, "resync_reasons": [], "changed_examples": [],
+        }
+
+    def feed(self, chunk=64 << 20):
+        """Consumes the complete lines written since the last call."""
+        with open(self.path, "rb") as f:
+            while True:
+                f.seek(self.offset)
+                data = f.read(chunk)
+                cut = data.rfind(b"\n") + 1
+                if not cut:
+                    return
+                self.offset += cut
+                for raw in data[:cut].splitlines():
+                    self.line(raw)
+
+    def line(self, raw):
+        r = self.r
+        m = EVENT_HEAD.search(raw)
+        if m and (m.group(3) or m.group(2) == b"sync"):
+            seq, action = int(m.group(1)), m.group(2).decode()
+            origin, obj, family, key = (None if g is None else g.decode() for g in m.group(3, 4, 5, 6))
+            e = None
+        else:
+            try:
+                e = json.loads(raw)
+            except ValueError:
+                r["bad_lines"] += 1
+                return
+            seq, action, origin = e.get("seq"), e.get("action"), e.get("origin")
+            obj, family, key = e.get("object"), e.get("family"), e.get("key")
+        if action == "sync":
+            r["syncs"] += 1
+            self.synced = True
+            self.expect_seq = (seq or 0) + 1
+            return
+        if action == "resync":
+            r["resyncs"] += 1
+            if len(r["resync_reasons"]) < 5:
+                r["resync_reasons"].append(e.get("reason"))
+            self.routes.clear()
+            self.nexthops.clear()
+            self.synced = False  # a fresh snapshot follows, then a sync
+            self.expect_seq = None
+            return
+        if action not in ("add", "delete"):
+            r["bad_lines"] += 1
+            return
+        if origin == "dump":
+            if r["syncs"] == 0:
+                r["snapshot_" + {"route": "routes", "rule": "rules"}.get(obj, "nexthops")] += 1
+            else:
+                r["redump_lines"] += 1
+        else:
+            if self.expect_seq is not None and seq != self.expect_seq:
+                r["seq_gaps"] += 1
+                if r["seq_first_gap"] is None:
+                    r["seq_first_gap"] = (self.expect_seq, seq)
+            self.expect_seq = (seq or 0) + 1
+            if self.synced and obj == "route":
+                if origin == "notification":
+                    r["notif_route"] += 1
+                    r["notif_route_add" if action == "add" else "notif_route_del"] += 1
+                    if self.expected is not None and not self.expected(raw):
+                        r["other_route_events"] += 1
+                elif origin == "reconcile":
+                    r["reconcile_route"] += 1
+            elif obj == "nexthop":
+                r["nexthop_changes"] += 1
+        if obj == "route":
+            if action == "add":
+                old = self.routes.get(key)
+                if old is not None:
+                    r["add_existing"] += 1
+                    before, after = json.loads(old), json.loads(raw)
+                    if canon(before) != canon(after):
+                        r["add_changed"] += 1
+                        if len(r["changed_examples"]) < 3:
+                            r["changed_examples"].append(
+                                {"seq": seq, "origin": origin, "key": key,
+                                 "before": json.loads(canon(before)), "after": json.loads(canon(after))})
+                self.routes[key] = raw
+            elif self.routes.pop(key, None) is None:
+                r["del_unknown"] += 1
+        elif obj == "nexthop":
+            if action == "add":
+                self.nexthops.add(key)
+            else:
+                self.nexthops.discard(key)
+
+    def compare(self, ns, mod=1):
+        """Compares the replayed routes with the kernel's (`ip -j -d route
+        show table all`, -4 plus -6): key count, and every route's fields
+        (mod 1) or every route's table and prefix and the fields of a
+        sample (mod M, see RouteDigest)."""
+        mine = RouteDigest(mod)
+        for raw in self.routes.values():
+            mine.add_line(raw)
+        res = compare_digests(mine, kernel_digest(ns, mod))
+        res["replay_nexthops"] = len(self.nexthops)
+        return res
+
+
+def agent_log_counts(text):
+    """What the agent's log (at info) says about overflows, re-dumps,
+    resyncs and errors."""
+    return {
+        "overflow_warnings": text.count("overflowed (ENOBUFS)"),
+        "reconciled_msgs": text.count("reconciled with the kernel"),
+        "dump_failed_msgs": text.count("dump request failed"),
+        "resync_msgs": text.count("subscriber resynchronised"),
+        "agent_errors": sum(1 for line in text.splitlines() if " ERROR " in line or "panicked" in line),
+    }
+
+
+def run_timed(ns, argv, stdout_path=None, timeout=600.0, env=None):
+    """Runs argv in ns; returns (wall s, cpu s of the command, exit code, stderr)."""
+    out = open(stdout_path, "wb") if stdout_path else open(os.devnull, "wb")
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    t0 = time.monotonic()
+    try:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE,
+                             env=full_env, preexec_fn=ns.preexec(), start_new_session=True)
+    finally:
+        out.close()
+    try:
+        # Read stderr (small) until EOF, bounded by the timeout, then reap
+        # with wait4 to get the child's own rusage.
+        err = b""
+        end = t0 + timeout
+        os.set_blocking(p.stderr.fileno(), False)
+        while True:
+            try:
+                chunk = p.stderr.read()
+            except BlockingIOError:
+                chunk = None
+            if chunk:
+                err += chunk[-65536:]
+            elif chunk == b"":
+                break
+            if time.monotonic() > end:
+                raise BenchError(f"`{' '.join(argv)}` took longer than {timeout}s")
+            time.sleep(0.002)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+    except BaseException:
+        try:
+            os.kill(p.pid, 9)
+            os.waitpid(p.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        raise
+    finally:
+        p.stderr.close()
+    return wall, ru.ru_utime + ru.ru_stime, p.returncode, err.decode(errors="replace")
 
 
 def median(xs):
@@ -624,22 +994,112 @@ def ensure_netns_available():
 # --------------------------------------------------------------------------
 # routewatch-agent
 
+INSECURE = (("--insecure",), ("--insecure",))  # (agent arguments, client arguments)
 
-def start_agent(ns, addr, log_path, extra=(), deadline=600.0):
-    """Starts `routewatch-agent --insecure --listen ADDR EXTRA...` in ns,
-    logging at info to log_path; returns it once it serves (first dump
-    complete)."""
-    agent = Proc("routewatch-agent", [AGENT, "--insecure", "--listen", addr, *extra], ns,
+
+def make_certs(directory):
+    """A scratch CA and an agent certificate for 127.0.0.1, made by
+    `routewatch certs init` in DIRECTORY/pki; returns (agent arguments,
+    client arguments)."""
+    d = os.path.join(directory, "pki")
+    argv = [CLIENT, "certs", "init", d, "--agent-name", "127.0.0.1", "--days", "2"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise BenchError(f"`{' '.join(argv)}` failed ({r.returncode}): {r.stderr.strip()[-1000:]}")
+    p = lambda name: os.path.join(d, name)  # noqa: E731
+    return (["--tls-cert", p("agent.pem"), "--tls-key", p("agent-key.pem")], ["--ca", p("ca.pem")])
+
+
+def start_agent(ns, addr, log_path, extra=(), deadline=600.0, security=INSECURE[0]):
+    """Starts `routewatch-agent SECURITY... --listen ADDR EXTRA...` in ns
+    (SECURITY: --insecure, or make_certs()' agent arguments), logging at
+    info to log_path; returns it once it serves (first dump complete)."""
+    agent = Proc("routewatch-agent", [AGENT, *security, "--listen", addr, *extra], ns,
                  stderr=log_path, env={"ROUTEWATCH_LOG": "info"})
     wait_until(lambda: file_contains(log_path, b"serving"), deadline,
                "the agent to serve (first dump complete)", proc=agent)
     return agent
 
 
+def start_tail(ns, addr, out, err_path, client_args=INSECURE[1], deadline=600.0, name="routewatch tail"):
+    """Starts `routewatch tail CLIENT_ARGS... -o json ADDR > OUT` in ns;
+    returns it once OUT holds the sync marker (snapshot complete)."""
+    tail = Proc(name, [CLIENT, "tail", *client_args, "-o", "json", addr], ns,
+                stdout=out, stderr=err_path, env={"ROUTEWATCH_LOG": "warn"})
+    wait_for_bytes(out, b'"action":"sync"', deadline, "the tail's sync marker", proc=tail)
+    return tail
+
+
+def run_subscribed(ns, agent, tail, out, batches, quiet=1.0, deadline=600.0, between=None):
+    """With the agent and one subscriber (`tail`, writing `out`) running in
+    ns: waits until both are idle, takes the baseline, runs the `ip -batch`
+    files one after the other and waits until all is quiet again: no CPU
+    used by either, nothing queued on the agent's netlink socket, `out` not
+    growing, for `quiet` seconds. With `between`, it also waits for quiet
+    after each batch but the last and calls between(i); the CPU used from
+    there to the next batch is left out. Returns the readings."""
+    wait_quiet(paths=(out,), procs=(agent, tail), quiet=0.5, deadline=deadline)
+    rss_before, hwm_before = agent.rss_now_kib(), agent.rss_kib()
+    base_a, base_t = agent.cpu_ticks(), tail.cpu_ticks()
+    walls = []
+    for i, path in enumerate(batches):
+        walls.append(ns.batch(path, timeout=deadline))
+        if between is not None and i + 1 < len(batches):
+            wait_quiet(paths=(out,), procs=(agent, tail), quiet=quiet, deadline=deadline)
+            c0a, c0t = agent.cpu_ticks(), tail.cpu_ticks()
+            between(i)
+            base_a += agent.cpu_ticks() - c0a
+            base_t += tail.cpu_ticks() - c0t
+    t_end = time.monotonic()
+    wait_quiet(paths=(out,), procs=(agent, tail), quiet=quiet, deadline=deadline)
+    lag = max(0.0, time.monotonic() - t_end - quiet)
+    end_a, end_t = agent.cpu_ticks(), tail.cpu_ticks()
+    return {
+        "agent_ticks": end_a - base_a,
+        "tail_ticks": end_t - base_t,
+        "batch_s": walls,
+        "lag_s": lag,
+        "agent_drops": sum(s["drops"] for s in agent.netlink_sockets()),
+        "agent_rss_before_kib": rss_before,
+        "agent_hwm_before_kib": hwm_before,
+        "agent_rss_after_kib": agent.rss_now_kib(),
+        "agent_hwm_after_kib": agent.rss_kib(),
+        "tail_hwm_kib": tail.rss_kib(),
+    }
+
+
+def run_ip_monitor(ns, batches, err_path, quiet=1.0, deadline=600.0):
+    """Starts `ip monitor route > /dev/null` in ns, runs the `ip -batch`
+    files one after the other and waits until it has gone quiet (no CPU,
+    nothing queued on its netlink socket, for `quiet` seconds); returns its
+    CPU ticks over that window and the other readings, and stops it."""
+    mon = Proc("ip monitor", ["ip", "monitor", "route"], ns, stdout=None, stderr=err_path)
+    try:
+        # Started once it has its netlink socket (joined to route groups).
+        wait_until(lambda: mon.netlink_sockets(), 10, "ip monitor's netlink socket", proc=mon)
+        time.sleep(0.5)
+        base = mon.cpu_ticks()
+        walls = [ns.batch(path, timeout=deadline) for path in batches]
+        t_end = time.monotonic()
+        wait_cpu_quiet(mon, quiet=quiet, deadline=deadline)
+        lag = max(0.0, time.monotonic() - t_end - quiet)
+        socks = mon.netlink_sockets()
+        end = mon.cpu_ticks()  # just before stopping
+    finally:
+        rc = mon.stop()
+    text = mon.stderr_text(1 << 20)
+    return {
+        "ticks": end - base,
+        "batch_s": walls,
+        "lag_s": lag,
+        "drops": sum(s["drops"] for s in socks),
+        "enobufs_msgs": sum(1 for line in text.splitlines() if "No buffer space" in line or "ENOBUFS" in line),
+        "exit": rc,
+    }
+
+
 def agent_info(ns, addr, timeout=60):
     """`routewatch info --insecure -o json ADDR`, run inside ns, as a dict."""
-    import json
-
     out = ns.run([CLIENT, "info", "--insecure", "-o", "json", addr], timeout=timeout,
                  env={"ROUTEWATCH_LOG": "warn"})
     return json.loads(out)

@@ -16,6 +16,8 @@ done, the tail's snapshot + sync marker written, both idle), then again
 just before stopping it, after the churn, once it has gone quiet: no CPU
 used, nothing queued on its netlink socket and (for (b)) the tail's output
 not growing, all for 1 s. The difference divided by 2N is the CPU per event.
+For (b) the agent's resident memory (VmRSS) is also read at the baseline
+and after the churn.
 
 (b) is also checked for completeness and exactness:
   - route change lines after the first sync marker, by origin
@@ -42,7 +44,11 @@ import time
 sys.dont_write_bytecode = True  # keep bench/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as bl  # noqa: E402
-from benchlib import BenchError, log  # noqa: E402
+from benchlib import log  # noqa: E402
+
+# The agent's resident memory after the churn may exceed its steady state
+# (settled after startup, a subscriber synced) by at most this much.
+RSS_GOAL_MIB = 64
 
 
 def parse_args():
@@ -79,31 +85,18 @@ def run_ip_monitor(args, work, add_batch, del_batch, k):
     ns = bl.Netns()
     try:
         ns.setup_veth()
-        err = os.path.join(work, f"ipmon-{k}.err")
-        mon = bl.Proc("ip monitor", ["ip", "monitor", "route"], ns, stdout=None, stderr=err)
-        # Started once it has its netlink socket (joined to route groups).
-        bl.wait_until(lambda: mon.netlink_sockets(), 10, "ip monitor's netlink socket", proc=mon)
-        time.sleep(0.5)
-        base = mon.cpu_ticks()
-        t_add = ns.batch(add_batch, timeout=args.deadline)
-        t_del = ns.batch(del_batch, timeout=args.deadline)
-        t_end = time.monotonic()
-        bl.wait_cpu_quiet(mon, quiet=args.quiet, deadline=args.deadline)
-        lag = max(0.0, time.monotonic() - t_end - args.quiet)
-        socks = mon.netlink_sockets()
-        end = mon.cpu_ticks()  # just before stopping
-        rc = mon.stop()
-        enobufs = sum(1 for line in mon.stderr_text(1 << 20).splitlines() if "No buffer space" in line or "ENOBUFS" in line)
+        m = bl.run_ip_monitor(ns, [add_batch, del_batch], os.path.join(work, f"ipmon-{k}.err"),
+                              quiet=args.quiet, deadline=args.deadline)
         return {
             "side": "ip monitor",
-            "cpu_s": (end - base) / bl.CLK_TCK,
-            "us_per_event": (end - base) / bl.CLK_TCK / (2 * args.n) * 1e6,
-            "batch_add_s": t_add,
-            "batch_del_s": t_del,
-            "lag_s": lag,
-            "drops": sum(s["drops"] for s in socks),
-            "enobufs_msgs": enobufs,
-            "exit": rc,
+            "cpu_s": m["ticks"] / bl.CLK_TCK,
+            "us_per_event": m["ticks"] / bl.CLK_TCK / (2 * args.n) * 1e6,
+            "batch_add_s": m["batch_s"][0],
+            "batch_del_s": m["batch_s"][1],
+            "lag_s": m["lag_s"],
+            "drops": m["drops"],
+            "enobufs_msgs": m["enobufs_msgs"],
+            "exit": m["exit"],
         }
     finally:
         for p in list(bl._procs):
@@ -115,152 +108,9 @@ def run_ip_monitor(args, work, add_batch, del_batch, k):
 # Side (b): agent + tail
 
 
-canon = bl.canon
-
-
-class Replay:
-    """Replays the tail output incrementally, as a consumer would: add
-    upserts by key, delete removes by key, resync clears. Counts what it
-    sees after the first sync marker."""
-
-    def __init__(self, path):
-        self.path = path
-        self.offset = 0
-        self.routes = {}  # key -> event
-        self.nexthops = set()
-        self.synced = False
-        self.expect_seq = None
-        self.r = {
-            "snapshot_routes": 0, "snapshot_nexthops": 0, "snapshot_rules": 0,
-            "notif_route": 0, "notif_route_add": 0, "notif_route_del": 0,
-            "reconcile_route": 0, "redump_lines": 0, "nexthop_changes": 0,
-            "resyncs": 0, "syncs": 0, "seq_gaps": 0, "seq_first_gap": None,
-            "del_unknown": 0, "add_existing": 0, "add_changed": 0, "bad_lines": 0,
-            "other_route_events": 0, "resync_reasons": [], "changed_examples": [],
-        }
-
-    def feed(self):
-        """Consumes the complete lines written since the last call."""
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        cut = data.rfind(b"\n") + 1
-        self.offset += cut
-        for raw in data[:cut].splitlines():
-            self.line(raw)
-
-    def line(self, raw):
-        r = self.r
-        try:
-            e = json.loads(raw)
-        except ValueError:
-            r["bad_lines"] += 1
-            return
-        action = e.get("action")
-        if action == "sync":
-            r["syncs"] += 1
-            self.synced = True
-            self.expect_seq = e.get("seq", 0) + 1
-            return
-        if action == "resync":
-            r["resyncs"] += 1
-            if len(r["resync_reasons"]) < 5:
-                r["resync_reasons"].append(e.get("reason"))
-            self.routes.clear()
-            self.nexthops.clear()
-            self.synced = False  # a fresh snapshot follows, then a sync
-            self.expect_seq = None
-            return
-        if action not in ("add", "delete"):
-            r["bad_lines"] += 1
-            return
-        obj = e.get("object")
-        origin = e.get("origin")
-        key = e.get("key")
-        if origin == "dump":
-            if r["syncs"] == 0:
-                r["snapshot_" + {"route": "routes", "rule": "rules"}.get(obj, "nexthops")] += 1
-            else:
-                r["redump_lines"] += 1
-        else:
-            seq = e.get("seq")
-            if self.expect_seq is not None and seq != self.expect_seq:
-                r["seq_gaps"] += 1
-                if r["seq_first_gap"] is None:
-                    r["seq_first_gap"] = (self.expect_seq, seq)
-            self.expect_seq = (seq or 0) + 1
-            if self.synced and obj == "route":
-                if origin == "notification":
-                    r["notif_route"] += 1
-                    r["notif_route_add" if action == "add" else "notif_route_del"] += 1
-                    if not (e.get("family") == "inet" and str(e.get("dst", "")).startswith("10.")):
-                        r["other_route_events"] += 1
-                elif origin == "reconcile":
-                    r["reconcile_route"] += 1
-            elif obj == "nexthop":
-                r["nexthop_changes"] += 1
-        if obj == "route":
-            if action == "add":
-                old = self.routes.get(key)
-                if old is not None:
-                    r["add_existing"] += 1
-                    if canon(old) != canon(e):
-                        r["add_changed"] += 1
-                        if len(r["changed_examples"]) < 3:
-                            r["changed_examples"].append(
-                                {"seq": e.get("seq"), "origin": e.get("origin"), "key": key,
-                                 "before": json.loads(canon(old)), "after": json.loads(canon(e))})
-                self.routes[key] = e
-            elif self.routes.pop(key, None) is None:
-                r["del_unknown"] += 1
-        elif obj == "nexthop":
-            if action == "add":
-                self.nexthops.add(key)
-            else:
-                self.nexthops.discard(key)
-
-    def compare(self, ns):
-        """Compares the replayed routes with the kernel's (`ip -j -d route
-        show table all`, -4 plus -6): key count and every route's fields."""
-        ip_routes = []
-        counts = {}
-        for fam in ("-4", "-6"):
-            got = json.loads(ns.ip(["-j", "-d", fam, "route", "show", "table", "all"], timeout=300) or "[]")
-            counts[fam] = len(got)
-            ip_routes += got
-        mine = {}
-        for e in self.routes.values():
-            c = canon(e)
-            mine[c] = mine.get(c, 0) + 1
-        theirs = {}
-        for e in ip_routes:
-            c = canon(e)
-            theirs[c] = theirs.get(c, 0) + 1
-        only_rw = [c for c in mine if mine[c] > theirs.get(c, 0)]
-        only_ip = [c for c in theirs if theirs[c] > mine.get(c, 0)]
-        return {
-            "replay_routes": len(self.routes),
-            "replay_routes_v4": sum(1 for e in self.routes.values() if e.get("family") == "inet"),
-            "replay_routes_v6": sum(1 for e in self.routes.values() if e.get("family") == "inet6"),
-            "replay_nexthops": len(self.nexthops),
-            "ip_routes_v4": counts["-4"],
-            "ip_routes_v6": counts["-6"],
-            "count_ok": len(self.routes) == counts["-4"] + counts["-6"],
-            "content_ok": not only_rw and not only_ip,
-            "only_routewatch": sum(mine[c] - theirs.get(c, 0) for c in only_rw),
-            "only_ip": sum(theirs[c] - mine.get(c, 0) for c in only_ip),
-            "only_routewatch_examples": only_rw[:3],
-            "only_ip_examples": only_ip[:3],
-        }
-
-
-def agent_log_counts(text):
-    return {
-        "overflow_warnings": text.count("overflowed (ENOBUFS)"),
-        "reconciled_msgs": text.count("reconciled with the kernel"),
-        "dump_failed_msgs": text.count("dump request failed"),
-        "agent_errors": sum(1 for line in text.splitlines() if " ERROR " in line or "panicked" in line),
-    }
+def churned(raw):
+    """One of the churn's routes: 10.A.B.C/32, IPv4."""
+    return b'"family":"inet"' in raw and b'"dst":"10.' in raw
 
 
 def run_routewatch(args, work, add_batch, del_batch, k):
@@ -268,44 +118,25 @@ def run_routewatch(args, work, add_batch, del_batch, k):
     try:
         ns.setup_veth()
         addr = f"127.0.0.1:{args.port}"
-        agent_err = os.path.join(work, f"agent-{k}.log")
-        argv = [bl.AGENT, "--insecure", "--listen", addr]
-        if args.rcvbuf:
-            argv += ["--netlink-rcvbuf", str(args.rcvbuf)]
-        agent = bl.Proc("routewatch-agent", argv, ns, stderr=agent_err, env={"ROUTEWATCH_LOG": "info"})
-        bl.wait_until(lambda: bl.file_contains(agent_err, b"serving"), args.deadline,
-                      "the agent to serve (first dump complete)", proc=agent)
+        extra = ["--netlink-rcvbuf", str(args.rcvbuf)] if args.rcvbuf else []
+        agent = bl.start_agent(ns, addr, os.path.join(work, f"agent-{k}.log"), extra=extra,
+                               deadline=args.deadline)
         out = os.path.join(work, f"tail-{k}.jsonl")
-        tail_err = os.path.join(work, f"tail-{k}.err")
-        tail = bl.Proc("routewatch tail", [bl.CLIENT, "tail", "--insecure", "-o", "json", addr], ns,
-                       stdout=out, stderr=tail_err, env={"ROUTEWATCH_LOG": "warn"})
-        bl.wait_until(lambda: bl.file_contains(out, b'"action":"sync"'), args.deadline,
-                      "the tail's sync marker", proc=tail)
-        # Let both settle after the snapshot, then take the baseline.
-        bl.wait_quiet(paths=(out,), procs=(agent, tail), quiet=0.5, deadline=args.deadline)
-        base_a, base_t = agent.cpu_ticks(), tail.cpu_ticks()
-        replay = Replay(out)
-        t_add = ns.batch(add_batch, timeout=args.deadline)
-        peak = None
-        if args.check_peak:
+        tail = bl.start_tail(ns, addr, out, os.path.join(work, f"tail-{k}.err"), deadline=args.deadline)
+        replay = bl.Replay(out, expected=churned)
+        peak = {}
+
+        def check_peak(_):
             # Pause between the phases: everything added must be there, exactly.
-            bl.wait_quiet(paths=(out,), procs=(agent, tail), quiet=args.quiet, deadline=args.deadline)
-            c0a, c0t = agent.cpu_ticks(), tail.cpu_ticks()
             replay.feed()
-            peak = replay.compare(ns)
+            peak.update(replay.compare(ns))
             log(f"  peak check at {time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d}: "
                 f"tail output {replay.offset} bytes, {peak['replay_routes']} routes replayed, "
                 f"{peak['ip_routes_v4'] + peak['ip_routes_v6']} in the kernel")
-            # Leave the pause (and the agent's reply to nothing) out of the CPU.
-            base_a += agent.cpu_ticks() - c0a
-            base_t += tail.cpu_ticks() - c0t
-        t_del = ns.batch(del_batch, timeout=args.deadline)
-        t_end = time.monotonic()
-        bl.wait_quiet(paths=(out,), procs=(agent, tail), quiet=args.quiet, deadline=args.deadline)
-        lag = max(0.0, time.monotonic() - t_end - args.quiet)
-        socks = agent.netlink_sockets()
-        end_a, end_t = agent.cpu_ticks(), tail.cpu_ticks()  # just before stopping
-        rss_a, rss_t = agent.rss_kib(), tail.rss_kib()
+
+        m = bl.run_subscribed(ns, agent, tail, out, [add_batch, del_batch], quiet=args.quiet,
+                              deadline=args.deadline, between=check_peak if args.check_peak else None)
+        peak = peak or None
         replay.feed()
         final = replay.compare(ns)
         tail_rc = tail.stop(sig=bl.signal.SIGINT)
@@ -315,16 +146,18 @@ def run_routewatch(args, work, add_batch, del_batch, k):
         replay.feed()  # anything flushed on exit
         res = {
             "side": "routewatch",
-            "agent_cpu_s": (end_a - base_a) / bl.CLK_TCK,
-            "tail_cpu_s": (end_t - base_t) / bl.CLK_TCK,
-            "agent_us_per_event": (end_a - base_a) / bl.CLK_TCK / (2 * args.n) * 1e6,
-            "tail_us_per_event": (end_t - base_t) / bl.CLK_TCK / (2 * args.n) * 1e6,
-            "batch_add_s": t_add,
-            "batch_del_s": t_del,
-            "lag_s": lag,
-            "agent_drops": sum(s["drops"] for s in socks),
-            "agent_rss_kib": rss_a,
-            "tail_rss_kib": rss_t,
+            "agent_cpu_s": m["agent_ticks"] / bl.CLK_TCK,
+            "tail_cpu_s": m["tail_ticks"] / bl.CLK_TCK,
+            "agent_us_per_event": m["agent_ticks"] / bl.CLK_TCK / (2 * args.n) * 1e6,
+            "tail_us_per_event": m["tail_ticks"] / bl.CLK_TCK / (2 * args.n) * 1e6,
+            "batch_add_s": m["batch_s"][0],
+            "batch_del_s": m["batch_s"][1],
+            "lag_s": m["lag_s"],
+            "agent_drops": m["agent_drops"],
+            "agent_rss_before_kib": m["agent_rss_before_kib"],
+            "agent_rss_after_kib": m["agent_rss_after_kib"],
+            "agent_rss_kib": m["agent_hwm_after_kib"],
+            "tail_rss_kib": m["tail_hwm_kib"],
             "agent_exit": agent_rc,
             "tail_exit": tail_rc,
             "tail_stderr": tail_log.strip()[-2000:],
@@ -333,7 +166,7 @@ def run_routewatch(args, work, add_batch, del_batch, k):
             "final": final,
             "peak": peak,
         }
-        res.update(agent_log_counts(agent_log))
+        res.update(bl.agent_log_counts(agent_log))
         res.update(replay.r)
         res["exact"] = final["count_ok"] and (peak is None or peak["count_ok"])
         res["content_exact"] = final["content_ok"] and (peak is None or peak["content_ok"])
@@ -346,25 +179,16 @@ def run_routewatch(args, work, add_batch, del_batch, k):
         ns.delete()
 
 
-def describe_check(c):
-    s = (f"replay {c['replay_routes']} route keys (v4 {c['replay_routes_v4']}, v6 {c['replay_routes_v6']}) "
-         f"vs ip {c['ip_routes_v4'] + c['ip_routes_v6']} (v4 {c['ip_routes_v4']}, v6 {c['ip_routes_v6']}): "
-         f"{'OK' if c['count_ok'] else 'MISMATCH'}; fields: {'OK' if c['content_ok'] else 'MISMATCH'}")
-    if not c["content_ok"]:
-        s += f" ({c['only_routewatch']} routes only in routewatch, {c['only_ip']} only in ip)"
-        for x in c["only_routewatch_examples"][:2]:
-            s += f"\n             only routewatch: {x}"
-        for x in c["only_ip_examples"][:2]:
-            s += f"\n             only ip:         {x}"
-    return s
-
-
 # --------------------------------------------------------------------------
 # Report
 
 
 def fmt(x, spec=".2f"):
     return "-" if x is None else format(x, spec)
+
+
+def mib(kib, spec=".0f"):
+    return fmt(None if kib is None else kib / 1024, spec)
 
 
 def report(args, a_runs, b_runs):
@@ -391,11 +215,14 @@ def report(args, a_runs, b_runs):
                   f"seq gaps {r['seq_gaps']}")
             print(f"         kernel: agent socket drops {r['agent_drops']}, overflow warnings {r['overflow_warnings']}, "
                   f"re-dumps reconciled {r['reconciled_msgs']}, failed dump requests {r['dump_failed_msgs']}; "
-                  f"peak RSS agent {r['agent_rss_kib'] // 1024} MiB, tail {r['tail_rss_kib'] // 1024} MiB; "
                   f"exit agent {r['agent_exit']} tail {r['tail_exit']}")
+            print(f"         memory: agent RSS {mib(r['agent_rss_before_kib'])} MiB before the churn, "
+                  f"{mib(r['agent_rss_after_kib'])} MiB after "
+                  f"({mib(r['agent_rss_after_kib'] - r['agent_rss_before_kib'], '+.1f')} MiB), "
+                  f"peak {mib(r['agent_rss_kib'])} MiB; tail peak {mib(r['tail_rss_kib'])} MiB")
             if r["peak"]:
-                print(f"         at peak (after adds): {describe_check(r['peak'])}")
-            print(f"         at end: {describe_check(r['final'])}")
+                print(f"         at peak (after adds): {bl.describe_check(r['peak'])}")
+            print(f"         at end: {bl.describe_check(r['final'])}")
             if r["del_unknown"] or r["add_existing"]:
                 print(f"         replay: deletes of unknown keys {r['del_unknown']}, adds of present keys "
                       f"{r['add_existing']} ({r['add_changed']} changing the route's fields)")
@@ -416,6 +243,12 @@ def report(args, a_runs, b_runs):
     if ipm and ag is not None:
         print(f"  ratio agent / ip monitor      {ag / ipm:>8.2f}x   (goal <= 1.00x)")
         print(f"  ratio (agent+tail) / ip mon.  {(ag + tl) / ipm:>8.2f}x")
+    if b_runs:
+        before = bl.median([r["agent_rss_before_kib"] for r in b_runs])
+        after = bl.median([r["agent_rss_after_kib"] for r in b_runs])
+        grew = bl.median([r["agent_rss_after_kib"] - r["agent_rss_before_kib"] for r in b_runs])
+        print(f"  agent RSS before/after churn  {mib(before, '.0f')} / {mib(after, '.0f')} MiB "
+              f"({mib(grew, '+.1f')} MiB; goal <= +{RSS_GOAL_MIB} MiB: {'met' if grew <= RSS_GOAL_MIB * 1024 else 'NOT MET'})")
     if b_runs:
         print()
         print("routewatch events received vs expected (per run):")

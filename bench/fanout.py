@@ -81,7 +81,7 @@ def parse_args():
                         "b (many, no compression), c (many, compression zstd), d (base, compression zstd); "
                         "default abc")
     p.add_argument("--tls", action="store_true",
-                   help="serve over TLS (a scratch CA and agent certificate made with openssl) instead of "
+                   help="serve over TLS (a scratch CA and agent certificate from `routewatch certs init`) instead of "
                         "--insecure: every subscriber's bytes are then encrypted on their own")
     bl.add_port_and_deadline(p)
     p.add_argument("--quiet", type=float, default=1.0,
@@ -106,31 +106,6 @@ def side_k(args, side):
 def side_label(args, side):
     tls = " (TLS)" if args.tls else ""
     return f"K={side_k(args, side)} --compression {SIDES[side][1]}{tls}"
-
-
-def make_pki(work):
-    """A scratch CA and an agent certificate for 127.0.0.1, made with
-    openssl; returns (agent arguments, subscriber arguments)."""
-    d = os.path.join(work, "pki")
-    os.mkdir(d)
-    ext = os.path.join(d, "agent.ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
-    p = lambda name: os.path.join(d, name)  # noqa: E731
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    steps = [
-        ["openssl", "req", "-x509", *ec, "-keyout", p("ca.key"), "-out", p("ca.pem"),
-         "-subj", "/CN=routewatch bench CA", "-days", "2"],
-        ["openssl", "req", *ec, "-keyout", p("agent.key"), "-out", p("agent.csr"), "-subj", "/CN=agent"],
-        ["openssl", "x509", "-req", "-in", p("agent.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
-         "-CAcreateserial", "-out", p("agent.pem"), "-days", "2", "-extfile", ext],
-    ]
-    for argv in steps:
-        r = subprocess.run(argv, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise BenchError(f"`{' '.join(argv[:3])} ...` failed: {r.stderr.strip()[:500]}")
-    return (["--tls-cert", p("agent.pem"), "--tls-key", p("agent.key")], ["--ca", p("ca.pem")])
 
 
 # --------------------------------------------------------------------------
@@ -255,11 +230,6 @@ def wait_synced(agent, subs, paths, deadline):
 # --------------------------------------------------------------------------
 # Checking a subscriber's output
 
-# The printer's field order (seq, stream_id, action, origin, object); a line
-# that does not match is parsed as JSON instead.
-_FAST = re.compile(rb'"seq":(\d+),"stream_id":"[^"]*","action":"(\w+)"(?:,"origin":"(\w+)","object":"(\w+)")?')
-
-
 def check_output(path):
     """Counts what a subscriber received after its first sync marker."""
     r = {
@@ -280,7 +250,7 @@ def check_output(path):
     for line in data[start:].split(b"\n"):
         if not line:
             continue
-        m = _FAST.search(line)
+        m = bl.EVENT_HEAD.search(line)
         if m:
             seq, action = int(m.group(1)), m.group(2).decode()
             origin = m.group(3).decode() if m.group(3) else None
@@ -346,15 +316,6 @@ def verdict(c, expected):
     return "OK"
 
 
-def agent_log_counts(text):
-    return {
-        "overflow_warnings": text.count("overflowed (ENOBUFS)"),
-        "reconciled_msgs": text.count("reconciled with the kernel"),
-        "resync_msgs": text.count("subscriber resynchronised"),
-        "agent_errors": sum(1 for line in text.splitlines() if " ERROR " in line or "panicked" in line),
-    }
-
-
 # --------------------------------------------------------------------------
 # One run
 
@@ -369,12 +330,9 @@ def run_side(args, work, add_batch, del_batch, side, k_run, security):
     try:
         ns.setup_veth()
         addr = f"127.0.0.1:{args.port}"
-        agent_err = os.path.join(d, "agent.log")
         agent_security, sub_security = security
-        agent = bl.Proc("routewatch-agent", [bl.AGENT, *agent_security, "--listen", addr], ns,
-                        stderr=agent_err, env={"ROUTEWATCH_LOG": "info"})
-        bl.wait_until(lambda: bl.file_contains(agent_err, b"serving"), args.deadline,
-                      "the agent to serve (first dump complete)", proc=agent)
+        agent = bl.start_agent(ns, addr, os.path.join(d, "agent.log"), deadline=args.deadline,
+                               security=agent_security)
         subs, outs = [], []
         t0 = time.monotonic()
         for i in range(k):
@@ -459,7 +417,7 @@ def run_side(args, work, add_batch, del_batch, side, k_run, security):
             "sub_stderr_example": next((e[-500:] for e in sub_errs if e), ""),
             "checks": checks,
         }
-        res.update(agent_log_counts(agent_log))
+        res.update(bl.agent_log_counts(agent_log))
         res["verdicts"] = {}
         for c in checks:
             v = verdict(c, n2)
@@ -588,10 +546,8 @@ def report(args, runs):
 def main():
     args = parse_args()
     bl.preflight()
-    if args.tls and shutil.which("openssl") is None:
-        bl.die("--tls needs openssl (to make a scratch CA and certificate); install it or drop --tls", 2)
     work = bl.workdir(keep=args.keep, prefix="rwbench-fanout.")
-    security = make_pki(work) if args.tls else (["--insecure"], ["--insecure"])
+    security = bl.make_certs(work) if args.tls else bl.INSECURE
     if args.keep:
         log(f"work directory: {work}")
     log(f"generating batch files for N={args.n}")

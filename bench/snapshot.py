@@ -21,7 +21,6 @@ checked: routewatch's route lines must number what ip prints.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -47,67 +46,6 @@ def parse_args():
     return a
 
 
-def run_timed(ns, argv, stdout_path=None, timeout=600.0, env=None):
-    """Runs argv in ns; returns (wall s, cpu s of the command, exit code, stderr)."""
-    out = open(stdout_path, "wb") if stdout_path else open(os.devnull, "wb")
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    t0 = time.monotonic()
-    try:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE,
-                             env=full_env, preexec_fn=ns.preexec(), start_new_session=True)
-    finally:
-        out.close()
-    try:
-        # Read stderr (small) until EOF, bounded by the timeout, then reap
-        # with wait4 to get the child's own rusage.
-        err = b""
-        end = t0 + timeout
-        os.set_blocking(p.stderr.fileno(), False)
-        while True:
-            try:
-                chunk = p.stderr.read()
-            except BlockingIOError:
-                chunk = None
-            if chunk:
-                err += chunk[-65536:]
-            elif chunk == b"":
-                break
-            if time.monotonic() > end:
-                raise BenchError(f"`{' '.join(argv)}` took longer than {timeout}s")
-            time.sleep(0.002)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.monotonic() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-    except BaseException:
-        try:
-            os.kill(p.pid, 9)
-            os.waitpid(p.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        raise
-    finally:
-        p.stderr.close()
-    return wall, ru.ru_utime + ru.ru_stime, p.returncode, err.decode(errors="replace")
-
-
-def count_routewatch(path):
-    import collections
-
-    routes = collections.Counter()
-    nexthops = other = 0
-    with open(path, "rb") as f:
-        for raw in f:
-            e = json.loads(raw)
-            if e.get("object") == "route":
-                routes[bl.canon(e)] += 1
-            elif e.get("object") in ("nexthop", "rule"):
-                nexthops += 1
-            else:
-                other += 1
-    return routes, nexthops, other
-
-
 def main():
     args = parse_args()
     bl.preflight()
@@ -124,15 +62,11 @@ def main():
         os.unlink(add_batch)
         log(f"  installed in {t_install:.2f}s")
     ip_total = ns.route_count()
-    ip_canon = bl.ip_routes_canon(ns)
+    kernel = bl.kernel_digest(ns)
     log(f"namespace {ns.name}: {ip_total} routes (ip -j route show table all, -4 plus -6)")
 
-    agent_err = os.path.join(work, "agent.log")
     t0 = time.monotonic()
-    agent = bl.Proc("routewatch-agent", [bl.AGENT, "--insecure", "--listen", addr], ns,
-                    stderr=agent_err, env={"ROUTEWATCH_LOG": "info"})
-    bl.wait_until(lambda: bl.file_contains(agent_err, b"serving"), args.timeout,
-                  "the agent to serve (first dump complete)", proc=agent)
+    agent = bl.start_agent(ns, addr, os.path.join(work, "agent.log"), deadline=args.timeout)
     t_agent_ready = time.monotonic() - t0
     agent_start_cpu = agent.cpu_seconds()
     log(f"agent ready in {t_agent_ready:.2f}s ({agent_start_cpu:.2f}s CPU, RSS {agent.rss_kib() // 1024} MiB)")
@@ -150,17 +84,18 @@ def main():
     checks = {}
     for name, argv in commands:
         path = os.path.join(work, "check.out")
-        wall, cpu, rc, err = run_timed(ns, argv, path, args.timeout, env)
+        wall, cpu, rc, err = bl.run_timed(ns, argv, path, args.timeout, env)
         if rc != 0:
             raise BenchError(f"`{' '.join(argv)}` exited {rc}: {err.strip()[-2000:]}")
         if name.startswith("routewatch"):
-            routes, nexthops, other = count_routewatch(path)
-            total = sum(routes.values())
+            routes, nexthops, other = bl.lines_digest(path)
+            total = routes.total()
+            cmp = bl.compare_digests(routes, kernel)
             checks[name] = f"{total} route lines, {nexthops} nexthop and rule lines, {other} other"
             if total != ip_total:
                 checks[name] += f"  MISMATCH (ip has {ip_total})"
-            elif routes != ip_canon:
-                diff = sum(((routes - ip_canon) + (ip_canon - routes)).values())
+            elif not cmp["content_ok"]:
+                diff = cmp["only_routewatch"] + cmp["only_ip"]
                 checks[name] += f"  MISMATCH ({diff} routes differ from ip -j -d field for field)"
             else:
                 checks[name] += "  OK (same routes as ip -j -d, field for field)"
@@ -180,7 +115,7 @@ def main():
         order = commands[k % len(commands):] + commands[:k % len(commands)]
         for name, argv in order:
             a0 = agent.cpu_ticks()
-            wall, cpu, rc, err = run_timed(ns, argv, None, args.timeout, env)
+            wall, cpu, rc, err = bl.run_timed(ns, argv, None, args.timeout, env)
             if not agent.alive():
                 raise BenchError(f"the agent exited ({agent.p.returncode}) during `{name}`; stderr:\n{agent.stderr_text()}")
             a1 = agent.cpu_ticks()
