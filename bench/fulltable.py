@@ -134,37 +134,42 @@ def allocate(n, mix):
     return counts
 
 
-def v4_prefixes(rng, n):
-    reserved = [(int.from_bytes(bytes(int(x) for x in a.split(".")), "big"), plen) for a, plen in V4_RESERVED]
+def distinct_prefixes(n, mix, draw, family, flag):
+    """n distinct prefixes with the prefix-length mix `mix`; `draw(plen)`
+    gives a candidate network or None to skip it."""
     out = []
-    for plen, k in sorted(allocate(n, V4_MIX).items()):
+    for plen, k in sorted(allocate(n, mix).items()):
         seen = set()
         tries = 0
         while len(seen) < k:
             tries += 1
             if tries > 50 * k + 10000:
-                raise BenchError(f"cannot find {k} distinct IPv4 /{plen} prefixes; lower --v4")
-            net = rng.getrandbits(plen) << (32 - plen)
-            if any(net >> (32 - min(plen, r)) == rnet >> (32 - min(plen, r)) for rnet, r in reserved):
-                continue
-            seen.add(net)
+                raise BenchError(f"cannot find {k} distinct {family} /{plen} prefixes; lower {flag}")
+            net = draw(plen)
+            if net is not None:
+                seen.add(net)
         out += [(net, plen) for net in sorted(seen)]
     return out
+
+
+def v4_prefixes(rng, n):
+    reserved = [(int.from_bytes(bytes(int(x) for x in a.split(".")), "big"), plen) for a, plen in V4_RESERVED]
+
+    def draw(plen):
+        net = rng.getrandbits(plen) << (32 - plen)
+        if any(net >> (32 - min(plen, r)) == rnet >> (32 - min(plen, r)) for rnet, r in reserved):
+            return None
+        return net
+
+    return distinct_prefixes(n, V4_MIX, draw, "IPv4", "--v4")
 
 
 def v6_prefixes(rng, n):
-    out = []
-    for plen, k in sorted(allocate(n, V6_MIX).items()):
-        seen = set()
-        tries = 0
-        while len(seen) < k:
-            tries += 1
-            if tries > 50 * k + 10000:
-                raise BenchError(f"cannot find {k} distinct IPv6 /{plen} prefixes; lower --v6")
-            # Global unicast, 2000::/3.
-            seen.add(((1 << (plen - 3)) | rng.getrandbits(plen - 3)) << (128 - plen))
-        out += [(net, plen) for net in sorted(seen)]
-    return out
+    # Global unicast, 2000::/3.
+    def draw(plen):
+        return ((1 << (plen - 3)) | rng.getrandbits(plen - 3)) << (128 - plen)
+
+    return distinct_prefixes(n, V6_MIX, draw, "IPv6", "--v6")
 
 
 def fmt_v4(net, plen):
