@@ -6,29 +6,43 @@ with N /32 routes installed (10.A.B.C/32 dev va), times, RUNS times each
 (rounds, order rotated every round), all with stdout to /dev/null:
 
   remote      routewatch show --insecure -o json 127.0.0.1:PORT   (agent running in the namespace)
+  remote text routewatch show --insecure 127.0.0.1:PORT           (the same, text lines)
   in-process  routewatch show -o json                              (no target: dumps the kernel itself)
   ip -j -d    ip -j -d route show table all
   ip text     ip route show table all
 
-and prints the median wall time and CPU time (user+sys of the command, from
-wait4; for `remote` the agent's CPU spent serving it is shown separately),
-and the ratios of the wall times against both ip commands.
+and prints the median wall time, CPU time (user+sys of the command, from
+wait4; for `remote` the agent's CPU spent serving it is shown separately)
+and peak RSS, and the ratios of the wall times against both ip commands.
+The peak RSS comes from /usr/bin/time (`%M`), which starts the command from
+its own small process: a child forked from this script would count the
+script's memory as its own until it execs.
 
 Before timing, each command is run once into a file and its output is
-checked: routewatch's route lines must number what ip prints.
+checked: routewatch's JSON route lines must hold what `ip -j -d` prints,
+field for field, and its text lines must be `ip route show table all`'s
+lines, in the same order.
 """
 
 import argparse
+import collections
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.dont_write_bytecode = True  # keep bench/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as bl  # noqa: E402
 from benchlib import BenchError, log  # noqa: E402
+
+TIME = "/usr/bin/time"
+# The lines of `routewatch show` that `ip route show` does not print: rules
+# (`PRIORITY:<tab>...`) and nexthop objects (`id N ...`), which come first.
+NOT_ROUTE = re.compile(rb"^(\d+:\t|id \d+ )")
 
 
 def parse_args():
@@ -48,10 +62,14 @@ def parse_args():
 
 
 def run_timed(ns, argv, stdout_path=None, timeout=600.0, env=None):
-    """Runs argv in ns; returns (wall s, cpu s of the command, exit code, stderr)."""
+    """Runs argv in ns; returns (wall s, cpu s of the command, peak RSS KiB,
+    exit code, stderr)."""
     out = open(stdout_path, "wb") if stdout_path else open(os.devnull, "wb")
     full_env = dict(os.environ)
     full_env.update(env or {})
+    rss_fd, rss_path = tempfile.mkstemp(prefix="rwbench-rss.")
+    os.close(rss_fd)
+    argv = [TIME, "-f", "%M", "-o", rss_path, *argv]
     t0 = time.monotonic()
     try:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE,
@@ -81,19 +99,22 @@ def run_timed(ns, argv, stdout_path=None, timeout=600.0, env=None):
         p.returncode = os.waitstatus_to_exitcode(status)
     except BaseException:
         try:
-            os.kill(p.pid, 9)
+            os.killpg(p.pid, 9)  # time(1) and the command it started
             os.waitpid(p.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
         raise
     finally:
         p.stderr.close()
-    return wall, ru.ru_utime + ru.ru_stime, p.returncode, err.decode(errors="replace")
+        with open(rss_path) as f:
+            rss = f.read()
+        os.unlink(rss_path)
+    # time(1) writes "Command exited with non-zero status N" before %M.
+    rss = int(rss.split()[-1]) if rss.split() else 0
+    return wall, ru.ru_utime + ru.ru_stime, rss, p.returncode, err.decode(errors="replace")
 
 
 def count_routewatch(path):
-    import collections
-
     routes = collections.Counter()
     nexthops = other = 0
     with open(path, "rb") as f:
@@ -111,6 +132,8 @@ def count_routewatch(path):
 def main():
     args = parse_args()
     bl.preflight()
+    if not os.access(TIME, os.X_OK):
+        bl.die(f"{TIME} (GNU time) is needed for the peak RSS: apt-get install time", 2)
     work = bl.workdir(keep=args.keep)
     addr = f"127.0.0.1:{args.port}"
     ns = bl.Netns()
@@ -139,6 +162,7 @@ def main():
 
     commands = [
         ("routewatch show (agent)", [bl.CLIENT, "show", "--insecure", "-o", "json", addr]),
+        ("routewatch show text (agent)", [bl.CLIENT, "show", "--insecure", addr]),
         ("routewatch show (in-process)", [bl.CLIENT, "show", "-o", "json"]),
         ("ip -j -d route show table all", ["ip", "-j", "-d", "route", "show", "table", "all"]),
         ("ip route show table all", ["ip", "route", "show", "table", "all"]),
@@ -148,12 +172,30 @@ def main():
     # Check the outputs once.
     log("checking outputs")
     checks = {}
+    ip_text = os.path.join(work, "ip-text.out")
+    wall, cpu, rss, rc, err = run_timed(ns, ["ip", "route", "show", "table", "all"], ip_text, args.timeout, env)
+    if rc != 0:
+        raise BenchError(f"`ip route show table all` exited {rc}: {err.strip()[-2000:]}")
     for name, argv in commands:
         path = os.path.join(work, "check.out")
-        wall, cpu, rc, err = run_timed(ns, argv, path, args.timeout, env)
+        wall, cpu, rss, rc, err = run_timed(ns, argv, path, args.timeout, env)
         if rc != 0:
             raise BenchError(f"`{' '.join(argv)}` exited {rc}: {err.strip()[-2000:]}")
-        if name.startswith("routewatch"):
+        if name.startswith("routewatch") and "-o" not in argv:
+            with open(path, "rb") as f, open(ip_text, "rb") as g:
+                lines, theirs = f.read().splitlines(), g.read().splitlines()
+            ours = [line for line in lines if not NOT_ROUTE.match(line)]
+            theirs = [line.rstrip() for line in theirs]  # ip ends each line with a space
+            checks[name] = f"{len(ours)} route lines, {len(lines) - len(ours)} nexthop and rule lines"
+            if collections.Counter(ours) != collections.Counter(theirs):
+                differ = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+                checks[name] += f"  MISMATCH (ip prints {len(theirs)} lines; first difference at line {differ + 1})"
+            else:
+                # Routes that tie in show's order (same table, prefix,
+                # metric: fe80::/64 on va and on vb) may come in another order.
+                moved = sum(a != b for a, b in zip(ours, theirs))
+                checks[name] += f"  OK (the lines of ip route show table all; {moved} in another place)"
+        elif name.startswith("routewatch"):
             routes, nexthops, other = count_routewatch(path)
             total = sum(routes.values())
             checks[name] = f"{total} route lines, {nexthops} nexthop and rule lines, {other} other"
@@ -180,15 +222,15 @@ def main():
         order = commands[k % len(commands):] + commands[:k % len(commands)]
         for name, argv in order:
             a0 = agent.cpu_ticks()
-            wall, cpu, rc, err = run_timed(ns, argv, None, args.timeout, env)
+            wall, cpu, rss, rc, err = run_timed(ns, argv, None, args.timeout, env)
             if not agent.alive():
                 raise BenchError(f"the agent exited ({agent.p.returncode}) during `{name}`; stderr:\n{agent.stderr_text()}")
             a1 = agent.cpu_ticks()
             if rc != 0:
                 raise BenchError(f"`{' '.join(argv)}` exited {rc}: {err.strip()[-2000:]}")
             agent_cpu = (a1 - a0) / bl.CLK_TCK if "(agent)" in name else None
-            results[name].append({"wall_s": wall, "cpu_s": cpu, "agent_cpu_s": agent_cpu})
-            log(f"run {k + 1}/{args.runs}: {name}: {wall:.3f}s wall, {cpu:.3f}s CPU"
+            results[name].append({"wall_s": wall, "cpu_s": cpu, "rss_kib": rss, "agent_cpu_s": agent_cpu})
+            log(f"run {k + 1}/{args.runs}: {name}: {wall:.3f}s wall, {cpu:.3f}s CPU, {rss // 1024} MiB"
                 + (f" (+ agent {agent_cpu:.2f}s CPU)" if agent_cpu is not None else ""))
     agent_rss = agent.rss_kib()
     agent_rc = agent.stop()
@@ -196,6 +238,7 @@ def main():
     med = {name: {
         "wall_s": bl.median([r["wall_s"] for r in rs]),
         "cpu_s": bl.median([r["cpu_s"] for r in rs]),
+        "rss_kib": max(r["rss_kib"] for r in rs),
         "agent_cpu_s": bl.median([r["agent_cpu_s"] for r in rs]),
     } for name, rs in results.items()}
     ipj = med["ip -j -d route show table all"]["wall_s"]
@@ -211,11 +254,12 @@ def main():
     for name, _ in commands:
         print(f"  {name:<31} {checks[name]}")
     print()
-    print(f"  {'command (stdout > /dev/null)':<31} {'wall s':>8} {'CPU s':>8} {'vs ip -j -d':>12} {'vs ip text':>11}")
+    print(f"  {'command (stdout > /dev/null)':<31} {'wall s':>8} {'CPU s':>8} {'max RSS MiB':>12} {'vs ip -j -d':>12} {'vs ip text':>11}")
     for name, _ in commands:
         m = med[name]
         extra = f"   (+ agent CPU {m['agent_cpu_s']:.2f}s)" if m["agent_cpu_s"] is not None else ""
-        print(f"  {name:<31} {m['wall_s']:>8.3f} {m['cpu_s']:>8.3f} {m['wall_s'] / ipj:>11.2f}x {m['wall_s'] / ipt:>10.2f}x{extra}")
+        print(f"  {name:<31} {m['wall_s']:>8.3f} {m['cpu_s']:>8.3f} {m['rss_kib'] / 1024:>12.1f} "
+              f"{m['wall_s'] / ipj:>11.2f}x {m['wall_s'] / ipt:>10.2f}x{extra}")
     print()
     print("  per run (wall s): " + "; ".join(
         f"{name}: " + ", ".join(f"{r['wall_s']:.3f}" for r in rs) for name, rs in results.items()))
