@@ -12,7 +12,8 @@
 //! - [`reconnect`]: `tail`'s resubscribing after every loss, paced by
 //!   [`backoff`], resuming from the [`cursor`].
 //! - [`tail`]: the `tail` command, keeping the [`cursor_file`].
-//! - [`show`]: the `show` command, in [`order`] or as a [`summary`].
+//! - [`show`]: the `show` command, in [`order`] (each host's lines held
+//!   [`in_order`]) or as a [`summary`].
 //! - [`info`]: the `info` command.
 //! - [`query`]: the `query` command, answering from a [`store`].
 //! - [`when`]: times and durations on the command line.
@@ -33,6 +34,7 @@ pub mod cursor_file;
 pub mod error;
 pub mod filter_args;
 pub mod generate;
+pub mod in_order;
 pub mod info;
 pub mod order;
 pub mod printer;
