@@ -34,14 +34,18 @@ impl<'a> JsonObject<'a> {
         JsonObject { out, empty: true }
     }
 
-    /// The place of the value of the field `key`.
+    /// The place of the value of the field `key`. Keys are the program's
+    /// own words (iproute2's field names), which need no escape.
     pub fn key(&mut self, key: &str) -> JsonValue<'_> {
+        debug_assert!(!needs_escape(key.as_bytes()), "{key:?}");
+        self.out.reserve(key.len() + 4);
         if !self.empty {
             self.out.push(b',');
         }
         self.empty = false;
-        string(self.out, key);
-        self.out.push(b':');
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
         JsonValue { out: self.out }
     }
 
@@ -130,7 +134,7 @@ impl<'a> JsonValue<'a> {
 /// need no escape and are copied as they are; any other goes through
 /// `serde_json`, whose escapes the lines have always had.
 fn string(out: &mut Vec<u8>, value: &str) {
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(value.as_bytes()) {
         out.reserve(value.len() + 2);
         out.push(b'"');
         out.extend_from_slice(value.as_bytes());
@@ -139,6 +143,24 @@ fn string(out: &mut Vec<u8>, value: &str) {
         // Writing into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, value);
     }
+}
+
+/// Whether JSON needs any byte of `s` escaped: a control character, `"`
+/// or `\`. Eight bytes at a time, as this runs for every string of every
+/// line.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Some byte of `x` is below `n` (n <= 0x80), exactly.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0;
+    let has = |x: u64, b: u8| below(x ^ (ONES * u64::from(b)), 1);
+    let special = |x: u64| below(x, 0x20) || has(x, b'"') || has(x, b'\\');
+    let word = |at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("eight bytes"));
+    if s.len() < 8 {
+        return s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    }
+    // Whole words, the last one overlapping the one before if need be.
+    (0..s.len() - 7).step_by(8).any(|at| special(word(at))) || special(word(s.len() - 8))
 }
 
 /// The fields `write` puts in an object, as a `serde_json` map: for
@@ -198,6 +220,20 @@ mod tests {
                 String::from_utf8(buf).unwrap(),
                 serde_json::to_string(s).unwrap()
             );
+        }
+    }
+
+    #[test]
+    fn every_byte_that_needs_an_escape_is_found_at_every_offset() {
+        let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    assert_eq!(needs_escape(&s), !plain(b), "{b:#x} at {at} of {len}");
+                }
+            }
         }
     }
 
