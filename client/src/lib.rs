@@ -8,7 +8,7 @@
 //! - [`subscription`]: one subscription per target (and per address of a
 //!   `dns:///` target), merged with host labels.
 //! - [`remote`]: one subscription to an agent, on a connection that notices
-//!   a dead path.
+//!   a dead path; [`response_codec`]: how its responses are decoded.
 //! - [`reconnect`]: `tail`'s resubscribing after every loss, paced by
 //!   [`backoff`], resuming from the [`cursor`].
 //! - [`tail`]: the `tail` command, keeping the [`cursor_file`].
@@ -42,6 +42,7 @@ pub mod protojson;
 pub mod query;
 pub mod reconnect;
 pub mod remote;
+pub mod response_codec;
 pub mod show;
 pub mod store;
 pub mod subscription;
