@@ -122,19 +122,19 @@ impl Held {
                 }
             }
             Held::Lines { text, lines } => {
-                let lines = lines.host(host);
+                let mut lines = lines.batch(host);
                 for e in &events {
                     let start = text.len();
                     print.print(text, from, e)?;
                     if text.len() > start {
-                        lines.push((Place::of(e).into_owned(), start..text.len()));
+                        lines.push(Place::of(e).into_owned(), start..text.len());
                     }
                 }
             }
             Held::Events(held) => {
-                let held = held.host(host);
+                let mut held = held.batch(host);
                 for e in events {
-                    held.push((Place::of(&e).into_owned(), e));
+                    held.push(Place::of(&e).into_owned(), e);
                 }
             }
         }
