@@ -1,14 +1,19 @@
 //! The Subscribe call's codec: tonic's prost codec, except that a response
-//! is decoded from one plain byte slice.
+//! is decoded from one plain byte slice, into room made for all its events.
 //!
 //! tonic hands a decoder each message as a `Buf` over its receive buffer;
 //! prost reading every varint and string through it (a bounds check and a
 //! `BytesMut` advance per read) was about a quarter of the client's
 //! decoding of a snapshot. The message is contiguous there, so it is read
-//! as the slice it is. The bytes on the wire are the same.
+//! as the slice it is. And an `Event` is about 500 bytes: pushed into a
+//! vector that grows as they come, each was copied about twice more; the
+//! events are counted first (two varints each). The bytes on the wire are
+//! the same.
 
 use bytes::Buf;
+use prost::encoding::{self, DecodeContext};
 use prost::Message;
+use routewatch_proto::batch::EVENTS;
 use routewatch_proto::v1::{SubscribeRequest, SubscribeResponse};
 use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::Status;
@@ -45,7 +50,10 @@ impl Decoder for SliceDecoder {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<SubscribeResponse>, Status> {
         let len = buf.remaining();
         let decoded = if buf.chunk().len() == len {
-            let decoded = SubscribeResponse::decode(buf.chunk());
+            let bytes = buf.chunk();
+            let mut response =
+                SubscribeResponse::from_events(Vec::with_capacity(count_events(bytes)));
+            let decoded = response.merge(bytes).map(|()| response);
             buf.advance(len);
             decoded
         } else {
@@ -56,5 +64,49 @@ impl Decoder for SliceDecoder {
         decoded
             .map(Some)
             .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+/// How many events the encoded response `buf` holds (as many as can be
+/// told before anything malformed, which decoding then reports).
+fn count_events(mut buf: &[u8]) -> usize {
+    let mut events = 0;
+    while !buf.is_empty() {
+        let Ok((tag, wire_type)) = encoding::decode_key(&mut buf) else {
+            break;
+        };
+        if encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default()).is_err() {
+            break;
+        }
+        events += usize::from(tag == EVENTS);
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use routewatch_proto::v1::{event, Event, Sync};
+
+    #[test]
+    fn every_event_is_counted_and_decoded() {
+        let events: Vec<Event> = (0..3)
+            .map(|seq| Event {
+                seq,
+                stream_id: "s".into(),
+                kind: Some(event::Kind::Sync(Sync {})),
+                ..Default::default()
+            })
+            .collect();
+        let bytes = SubscribeResponse::from_events(events.clone()).encode_to_vec();
+        assert_eq!(count_events(&bytes), 3);
+        assert_eq!(
+            count_events(&bytes[..bytes.len() - 1]),
+            2,
+            "a cut record is not counted"
+        );
+        let mut response = SubscribeResponse::from_events(Vec::with_capacity(3));
+        response.merge(&bytes[..]).unwrap();
+        assert_eq!(response.events, events);
     }
 }

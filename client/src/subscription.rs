@@ -355,10 +355,21 @@ pub async fn forward(
         let events = match stream.next().await {
             None => break End::Finished,
             Some(Err(e)) => break End::Failed(e),
-            Some(Ok(response)) => match response.into_events() {
-                Ok(events) => events,
-                Err(e) => break End::Failed(ClientError::Decode(e.to_string())),
-            },
+            Some(Ok(mut response)) => {
+                // A response from an agent arrives decoded: its events are
+                // taken as they are rather than copied into a new vector
+                // (about 500 bytes each). The in-process pipeline's carry
+                // encoded records, decoded here.
+                let decoded = std::mem::take(&mut response.events);
+                match response.into_events() {
+                    Ok(events) if events.is_empty() => decoded,
+                    Ok(mut events) => {
+                        events.extend(decoded);
+                        events
+                    }
+                    Err(e) => break End::Failed(ClientError::Decode(e.to_string())),
+                }
+            }
         };
         delivered = true;
         let mut events = events;
