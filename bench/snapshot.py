@@ -7,6 +7,8 @@ with N /32 routes installed (10.A.B.C/32 dev va), times, RUNS times each
 
   remote      routewatch show --insecure -o json 127.0.0.1:PORT   (agent running in the namespace)
   remote text routewatch show --insecure 127.0.0.1:PORT           (the same, text lines)
+  unsorted    routewatch show --insecure --unsorted -o json 127.0.0.1:PORT
+                                                                   (lines as they arrive; clients that have it)
   in-process  routewatch show -o json                              (no target: dumps the kernel itself)
   ip -j -d    ip -j -d route show table all
   ip text     ip route show table all
@@ -21,7 +23,7 @@ script's memory as its own until it execs.
 Before timing, each command is run once into a file and its output is
 checked: routewatch's JSON route lines must hold what `ip -j -d` prints,
 field for field, and its text lines must be `ip route show table all`'s
-lines, in the same order.
+lines (routes that tie in show's order may come in another order).
 """
 
 import argparse
@@ -167,6 +169,11 @@ def main():
         ("ip -j -d route show table all", ["ip", "-j", "-d", "route", "show", "table", "all"]),
         ("ip route show table all", ["ip", "route", "show", "table", "all"]),
     ]
+    # Clients that can print lines as they arrive are timed doing so too.
+    helps = subprocess.run([bl.CLIENT, "show", "--help"], capture_output=True, timeout=60).stdout
+    if b"--unsorted" in helps:
+        commands.insert(2, ("routewatch show --unsorted (agent)",
+                            [bl.CLIENT, "show", "--insecure", "--unsorted", "-o", "json", addr]))
     env = {"ROUTEWATCH_LOG": "warn"}
 
     # Check the outputs once.
@@ -252,13 +259,13 @@ def main():
     print()
     print("output check:")
     for name, _ in commands:
-        print(f"  {name:<31} {checks[name]}")
+        print(f"  {name:<34} {checks[name]}")
     print()
-    print(f"  {'command (stdout > /dev/null)':<31} {'wall s':>8} {'CPU s':>8} {'max RSS MiB':>12} {'vs ip -j -d':>12} {'vs ip text':>11}")
+    print(f"  {'command (stdout > /dev/null)':<34} {'wall s':>8} {'CPU s':>8} {'max RSS MiB':>12} {'vs ip -j -d':>12} {'vs ip text':>11}")
     for name, _ in commands:
         m = med[name]
         extra = f"   (+ agent CPU {m['agent_cpu_s']:.2f}s)" if m["agent_cpu_s"] is not None else ""
-        print(f"  {name:<31} {m['wall_s']:>8.3f} {m['cpu_s']:>8.3f} {m['rss_kib'] / 1024:>12.1f} "
+        print(f"  {name:<34} {m['wall_s']:>8.3f} {m['cpu_s']:>8.3f} {m['rss_kib'] / 1024:>12.1f} "
               f"{m['wall_s'] / ipj:>11.2f}x {m['wall_s'] / ipt:>10.2f}x{extra}")
     print()
     print("  per run (wall s): " + "; ".join(
