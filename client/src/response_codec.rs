@@ -1,5 +1,7 @@
-//! The Subscribe call's codec: tonic's prost codec, except that a response
-//! is decoded from one plain byte slice, into room made for all its events.
+//! How the client decodes `SubscribeResponse`s: the Subscribe call's codec
+//! (tonic's prost codec, except that a response is decoded from one plain
+//! byte slice, into room made for all its events), and [`response_events`]
+//! for the in-process pipeline's responses, which carry encoded records.
 //!
 //! tonic hands a decoder each message as a `Buf` over its receive buffer;
 //! prost reading every varint and string through it (a bounds check and a
@@ -12,9 +14,10 @@
 
 use bytes::Buf;
 use prost::encoding::{self, DecodeContext};
+use prost::DecodeError;
 use prost::Message;
 use routewatch_proto::batch::EVENTS;
-use routewatch_proto::v1::{SubscribeRequest, SubscribeResponse};
+use routewatch_proto::v1::{Event, SubscribeRequest, SubscribeResponse};
 use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::Status;
 use tonic_prost::{ProstCodec, ProstEncoder};
@@ -50,12 +53,9 @@ impl Decoder for SliceDecoder {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<SubscribeResponse>, Status> {
         let len = buf.remaining();
         let decoded = if buf.chunk().len() == len {
-            let bytes = buf.chunk();
-            let mut response =
-                SubscribeResponse::from_events(Vec::with_capacity(count_events(bytes)));
-            let decoded = response.merge(bytes).map(|()| response);
+            let decoded = decode(&[buf.chunk()], Vec::new());
             buf.advance(len);
-            decoded
+            decoded.map(SubscribeResponse::from_events)
         } else {
             // Not contiguous after all: read it as tonic gives it.
             SubscribeResponse::decode(&mut *buf)
@@ -65,6 +65,30 @@ impl Decoder for SliceDecoder {
             .map(Some)
             .map_err(|e| Status::internal(e.to_string()))
     }
+}
+
+/// A response's events in order: a decoded response's as they are, and
+/// encoded records (the in-process pipeline sends them) decoded in front of
+/// them, as [`SubscribeResponse::into_events`] gives them, without copying
+/// each event again.
+pub fn response_events(response: SubscribeResponse) -> Result<Vec<Event>, DecodeError> {
+    let (records, decoded) = response.into_parts();
+    if records.is_empty() {
+        return Ok(decoded);
+    }
+    decode(&records, decoded)
+}
+
+/// The events of the encoded responses `parts`, then `after`, in one vector
+/// made large enough for all of them before decoding.
+fn decode(parts: &[impl AsRef<[u8]>], after: Vec<Event>) -> Result<Vec<Event>, DecodeError> {
+    let count: usize = parts.iter().map(|p| count_events(p.as_ref())).sum();
+    let mut response = SubscribeResponse::from_events(Vec::with_capacity(count + after.len()));
+    for part in parts {
+        response.merge(part.as_ref())?;
+    }
+    response.events.extend(after);
+    Ok(response.events)
 }
 
 /// How many events the encoded response `buf` holds (as many as can be
@@ -86,18 +110,21 @@ fn count_events(mut buf: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use routewatch_proto::v1::{event, Event, Sync};
+    use bytes::Bytes;
+    use routewatch_proto::v1::{event, Sync};
+
+    fn sync(seq: u64) -> Event {
+        Event {
+            seq,
+            stream_id: "s".into(),
+            kind: Some(event::Kind::Sync(Sync {})),
+            ..Default::default()
+        }
+    }
 
     #[test]
     fn every_event_is_counted_and_decoded() {
-        let events: Vec<Event> = (0..3)
-            .map(|seq| Event {
-                seq,
-                stream_id: "s".into(),
-                kind: Some(event::Kind::Sync(Sync {})),
-                ..Default::default()
-            })
-            .collect();
+        let events: Vec<Event> = (0..3).map(sync).collect();
         let bytes = SubscribeResponse::from_events(events.clone()).encode_to_vec();
         assert_eq!(count_events(&bytes), 3);
         assert_eq!(
@@ -105,8 +132,20 @@ mod tests {
             2,
             "a cut record is not counted"
         );
-        let mut response = SubscribeResponse::from_events(Vec::with_capacity(3));
-        response.merge(&bytes[..]).unwrap();
-        assert_eq!(response.events, events);
+        assert_eq!(decode(&[&bytes[..]], Vec::new()).unwrap(), events);
+        assert!(decode(&[&bytes[..bytes.len() - 1]], Vec::new()).is_err());
+    }
+
+    #[test]
+    fn records_come_before_decoded_events_as_into_events_gives_them() {
+        let records: Vec<Bytes> = [0, 1]
+            .map(|seq| routewatch_proto::batch::record(&sync(seq)))
+            .to_vec();
+        let mut response = SubscribeResponse::from_records(records);
+        response.events.push(sync(2));
+        assert_eq!(
+            response_events(response.clone()).unwrap(),
+            response.into_events().unwrap()
+        );
     }
 }

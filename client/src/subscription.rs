@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Compression;
 use crate::collect::claims::Claims;
 use crate::cursor::{Position, Step};
+use crate::response_codec::response_events;
 use crate::target::Target;
 use crate::tls::Security;
 use crate::{reconnect, remote, ClientError};
@@ -355,21 +356,10 @@ pub async fn forward(
         let events = match stream.next().await {
             None => break End::Finished,
             Some(Err(e)) => break End::Failed(e),
-            Some(Ok(mut response)) => {
-                // A response from an agent arrives decoded: its events are
-                // taken as they are rather than copied into a new vector
-                // (about 500 bytes each). The in-process pipeline's carry
-                // encoded records, decoded here.
-                let decoded = std::mem::take(&mut response.events);
-                match response.into_events() {
-                    Ok(events) if events.is_empty() => decoded,
-                    Ok(mut events) => {
-                        events.extend(decoded);
-                        events
-                    }
-                    Err(e) => break End::Failed(ClientError::Decode(e.to_string())),
-                }
-            }
+            Some(Ok(response)) => match response_events(response) {
+                Ok(events) => events,
+                Err(e) => break End::Failed(ClientError::Decode(e.to_string())),
+            },
         };
         delivered = true;
         let mut events = events;
