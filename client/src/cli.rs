@@ -234,6 +234,12 @@ pub struct Show {
     /// both) instead of the routes.
     #[arg(long, env = "ROUTEWATCH_SUMMARY")]
     pub summary: bool,
+
+    /// Print each host's objects as they arrive instead of in `ip route
+    /// show`'s order: the first lines come at once, and nothing is held
+    /// back (a table still waits for its widest values).
+    #[arg(long, env = "ROUTEWATCH_UNSORTED", conflicts_with = "summary")]
+    pub unsorted: bool,
 }
 
 /// What to watch and how to print it.

@@ -8,11 +8,12 @@
 //! - [`subscription`]: one subscription per target (and per address of a
 //!   `dns:///` target), merged with host labels.
 //! - [`remote`]: one subscription to an agent, on a connection that notices
-//!   a dead path.
+//!   a dead path; [`response_codec`]: how its responses are decoded.
 //! - [`reconnect`]: `tail`'s resubscribing after every loss, paced by
 //!   [`backoff`], resuming from the [`cursor`].
 //! - [`tail`]: the `tail` command, keeping the [`cursor_file`].
-//! - [`show`]: the `show` command, in [`order`] or as a [`summary`].
+//! - [`show`]: the `show` command, in [`order`] (each host's lines held
+//!   [`in_order`]) or as a [`summary`].
 //! - [`info`]: the `info` command.
 //! - [`query`]: the `query` command, answering from a [`store`].
 //! - [`when`]: times and durations on the command line.
@@ -33,6 +34,7 @@ pub mod cursor_file;
 pub mod error;
 pub mod filter_args;
 pub mod generate;
+pub mod in_order;
 pub mod info;
 pub mod order;
 pub mod printer;
@@ -40,6 +42,7 @@ pub mod protojson;
 pub mod query;
 pub mod reconnect;
 pub mod remote;
+pub mod response_codec;
 pub mod show;
 pub mod store;
 pub mod subscription;

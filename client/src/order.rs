@@ -15,70 +15,130 @@
 //! then rules, IPv4 before IPv6, by priority as `ip rule show` lists them;
 //! markers last.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::net::IpAddr;
 
-use routewatch_proto::v1::{change, event, Event, Family, Route, Rule};
+use routewatch_proto::v1::{change, event, Event, Family, Route};
 
 /// How two of one host's events sort.
 pub fn compare(a: &Event, b: &Event) -> Ordering {
-    match (object(a), object(b)) {
-        (Some(Object::Nexthop(x)), Some(Object::Nexthop(y))) => x.cmp(&y),
-        (Some(Object::Route(x)), Some(Object::Route(y))) => routes(x, y),
-        (Some(Object::Rule(x, xk)), Some(Object::Rule(y, yk))) => rules(x, y).then(xk.cmp(yk)),
-        (x, y) => rank(&x).cmp(&rank(&y)),
-    }
+    Place::of(a).cmp(&Place::of(b))
 }
 
-enum Object<'a> {
+/// Where an event goes in this order: what the order looks at, read from
+/// the event once (a destination is parsed here, not at every
+/// comparison), and small enough to keep one per route of a full table.
+///
+/// The variants are in the order they sort in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Place<'a> {
     Nexthop(u32),
-    /// A rule and its key (the tie-break between rules of one priority).
-    Rule(&'a Rule, &'a str),
-    Route(&'a Route),
+    /// A rule's family and priority, and its key (the tie-break between
+    /// rules of one priority).
+    Rule(i32, u32, Cow<'a, str>),
+    Route(RoutePlace),
+    Marker,
 }
 
-fn object(e: &Event) -> Option<Object<'_>> {
-    let Some(event::Kind::Change(c)) = &e.kind else {
-        return None;
-    };
-    match c.object.as_ref()? {
-        change::Object::Nexthop(n) => Some(Object::Nexthop(n.id)),
-        change::Object::Route(r) => Some(Object::Route(r)),
-        change::Object::Rule(r) => Some(Object::Rule(r, &c.key)),
+impl Place<'_> {
+    pub fn of(e: &Event) -> Place<'_> {
+        let Some(event::Kind::Change(c)) = &e.kind else {
+            return Place::Marker;
+        };
+        match &c.object {
+            Some(change::Object::Nexthop(n)) => Place::Nexthop(n.id),
+            Some(change::Object::Route(r)) => Place::Route(RoutePlace::of(r)),
+            Some(change::Object::Rule(r)) => {
+                Place::Rule(r.family, r.priority, c.key.as_str().into())
+            }
+            None => Place::Marker,
+        }
+    }
+
+    /// The same place, borrowing nothing from the event.
+    pub fn into_owned(self) -> Place<'static> {
+        match self {
+            Place::Nexthop(id) => Place::Nexthop(id),
+            Place::Rule(family, priority, key) => {
+                Place::Rule(family, priority, key.into_owned().into())
+            }
+            Place::Route(r) => Place::Route(r),
+            Place::Marker => Place::Marker,
+        }
     }
 }
 
-fn rank(o: &Option<Object<'_>>) -> u8 {
-    match o {
-        Some(Object::Nexthop(_)) => 0,
-        Some(Object::Rule(..)) => 1,
-        Some(Object::Route(_)) => 2,
-        None => 3,
+/// What orders a route: the `ip route show table all` order.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePlace {
+    inet6: bool,
+    table: u32,
+    /// The destination's address bits (an IPv4 address in the low 32), as
+    /// two halves to keep the place 8-byte aligned.
+    addr: [u64; 2],
+    len: u8,
+    tos: u32,
+    metric: u32,
+}
+
+impl RoutePlace {
+    pub fn of(r: &Route) -> RoutePlace {
+        let (addr, len) = prefix(&r.dst);
+        RoutePlace {
+            inet6: r.family == Family::Inet6 as i32,
+            table: r.table,
+            addr: [(addr >> 64) as u64, addr as u64],
+            len,
+            tos: r.tos,
+            metric: r.metric,
+        }
+    }
+
+    fn addr(&self) -> u128 {
+        (u128::from(self.addr[0]) << 64) | u128::from(self.addr[1])
     }
 }
+
+impl Ord for RoutePlace {
+    fn cmp(&self, other: &RoutePlace) -> Ordering {
+        let (a, b) = (self, other);
+        a.inet6
+            .cmp(&b.inet6)
+            .then_with(|| table_order(a.table).cmp(&table_order(b.table)))
+            .then_with(|| {
+                let (x, y) = ((a.addr(), a.len), (b.addr(), b.len));
+                if a.inet6 {
+                    fib6(x, y).then_with(|| a.metric.cmp(&b.metric))
+                } else {
+                    (x.0, y.1)
+                        .cmp(&(y.0, x.1))
+                        .then_with(|| b.tos.cmp(&a.tos))
+                        .then_with(|| a.metric.cmp(&b.metric))
+                }
+            })
+    }
+}
+
+impl PartialOrd for RoutePlace {
+    fn partial_cmp(&self, other: &RoutePlace) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Equal where the order cannot tell them apart (an IPv6 route's TOS is
+/// not looked at).
+impl PartialEq for RoutePlace {
+    fn eq(&self, other: &RoutePlace) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for RoutePlace {}
 
 /// The `ip route show table all` order of two routes.
 pub fn routes(a: &Route, b: &Route) -> Ordering {
-    let v6 = |r: &Route| r.family == Family::Inet6 as i32;
-    v6(a)
-        .cmp(&v6(b))
-        .then_with(|| table_order(a.table).cmp(&table_order(b.table)))
-        .then_with(|| {
-            let (x, y) = (prefix(&a.dst), prefix(&b.dst));
-            if v6(a) {
-                fib6(x, y).then_with(|| a.metric.cmp(&b.metric))
-            } else {
-                (x.0, y.1)
-                    .cmp(&(y.0, x.1))
-                    .then_with(|| b.tos.cmp(&a.tos))
-                    .then_with(|| a.metric.cmp(&b.metric))
-            }
-        })
-}
-
-/// The `ip rule show` order of two rules (IPv4 first, as `ip -4` then `ip -6`).
-pub fn rules(a: &Rule, b: &Rule) -> Ordering {
-    (a.family, a.priority).cmp(&(b.family, b.priority))
+    RoutePlace::of(a).cmp(&RoutePlace::of(b))
 }
 
 /// Tables in the kernel's hash order.

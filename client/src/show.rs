@@ -1,7 +1,13 @@
 //! `routewatch show`: every target's snapshot, sorted as `ip route show`
-//! sorts, or counted (`--summary`).
+//! sorts (or as it arrives, `--unsorted`), or counted (`--summary`).
+//!
+//! Sorted output needs the whole snapshot first. What is kept meanwhile is
+//! each event's printed line and a small [`Place`] to sort it by, not the
+//! decoded event: the lines are written as the events arrive, while the
+//! next ones are still being received and decoded.
 
 use std::io::{self, Write};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,11 +15,15 @@ use routewatch_proto::v1::{Event, SubscribeRequest};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Show;
-use crate::printer::{printer, Mode, Origin, Paint};
+use crate::in_order::InOrder;
+use crate::order::Place;
+use crate::printer::{printer, Format, Mode, Origin, Paint, Printer};
 use crate::subscription::{fan_in, Delivery, Options};
-use crate::{order, summary, ClientError, Failures};
+use crate::summary::Summary;
+use crate::{ClientError, Failures};
 
-/// Collects every target's snapshot, then prints it.
+/// Prints every target's snapshot once all have arrived (as it arrives
+/// with `--unsorted`).
 pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientError> {
     let watch = args.watch;
     let targets = crate::targets(&watch)?;
@@ -37,12 +47,26 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         iproute2_dir: watch.iproute2_dir.clone(),
     };
     let mut rx = fan_in(targets, request, options, shutdown);
-    let mut collected: Vec<(Arc<str>, Event)> = Vec::new();
     let mut failures = Failures::new(remaining);
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout());
+    let mut print = printer(watch.format, Mode::Show, Paint::NONE);
+    let mut held = if args.summary {
+        Held::Summary(Summary::default())
+    } else if args.unsorted {
+        Held::Nothing
+    } else if watch.format == Format::Table {
+        Held::Events(InOrder::default())
+    } else {
+        Held::Lines {
+            text: Vec::new(),
+            lines: InOrder::default(),
+        }
+    };
     while remaining > 0 {
         match rx.recv().await {
             Some(Delivery::Events { host, events, .. }) => {
-                collected.extend(events.into_iter().map(|e| (host.clone(), e)));
+                let from = Origin { host: &host, many };
+                held.take(&host, events, &from, &mut *print, &mut out)?;
             }
             Some(Delivery::Added { .. }) => {
                 remaining += 1;
@@ -58,18 +82,87 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
             None => break,
         }
     }
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    if args.summary {
-        summary::print(&mut out, watch.format, &collected)?;
-    } else {
-        collected.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| order::compare(&a.1, &b.1)));
-        let mut print = printer(watch.format, Mode::Show, Paint::NONE);
-        for (host, event) in &collected {
-            print.print(&mut out, &Origin { host, many }, event)?;
-        }
-        print.finish(&mut out)?;
-    }
+    held.finish(watch.format, many, &mut *print, &mut out)?;
     out.flush()?;
     failures.result()
+}
+
+/// What `show` keeps until every target is done.
+enum Held {
+    /// `--summary`: the counts.
+    Summary(Summary),
+    /// `--unsorted`: nothing; each line is printed as its event arrives (a
+    /// table's rows still wait for the widest value).
+    Nothing,
+    /// Each event's line, written as the event arrives, and where it goes:
+    /// the decoded event itself is not kept.
+    Lines {
+        text: Vec<u8>,
+        lines: InOrder<Range<usize>>,
+    },
+    /// `-o table`: the events, whose rows are aligned only at the end.
+    Events(InOrder<Event>),
+}
+
+impl Held {
+    /// Takes one batch of `host`'s events.
+    fn take(
+        &mut self,
+        host: &Arc<str>,
+        events: Vec<Event>,
+        from: &Origin<'_>,
+        print: &mut dyn Printer,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        match self {
+            Held::Summary(summary) => events.iter().for_each(|e| summary.add(host, e)),
+            Held::Nothing => {
+                for e in &events {
+                    print.print(out, from, e)?;
+                }
+            }
+            Held::Lines { text, lines } => {
+                let mut lines = lines.batch(host);
+                for e in &events {
+                    let start = text.len();
+                    print.print(text, from, e)?;
+                    if text.len() > start {
+                        lines.push(Place::of(e).into_owned(), start..text.len());
+                    }
+                }
+            }
+            Held::Events(held) => {
+                let mut held = held.batch(host);
+                for e in events {
+                    held.push(Place::of(&e).into_owned(), e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints what was held.
+    fn finish(
+        self,
+        format: Format,
+        many: bool,
+        print: &mut dyn Printer,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        match self {
+            Held::Summary(summary) => return summary.print(out, format),
+            Held::Nothing => {}
+            Held::Lines { text, lines } => {
+                for (_, line) in lines.into_sorted() {
+                    out.write_all(&text[line])?;
+                }
+            }
+            Held::Events(held) => {
+                for (host, e) in held.into_sorted() {
+                    print.print(out, &Origin { host: &host, many }, &e)?;
+                }
+            }
+        }
+        print.finish(out)
+    }
 }

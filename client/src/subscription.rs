@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Compression;
 use crate::collect::claims::Claims;
 use crate::cursor::{Position, Step};
+use crate::response_codec::response_events;
 use crate::target::Target;
 use crate::tls::Security;
 use crate::{reconnect, remote, ClientError};
@@ -355,7 +356,7 @@ pub async fn forward(
         let events = match stream.next().await {
             None => break End::Finished,
             Some(Err(e)) => break End::Failed(e),
-            Some(Ok(response)) => match response.into_events() {
+            Some(Ok(response)) => match response_events(response) {
                 Ok(events) => events,
                 Err(e) => break End::Failed(ClientError::Decode(e.to_string())),
             },

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use routewatch_proto::names::{self, PROTOCOLS, TABLES};
-use routewatch_proto::v1::{change, event, Event, Family};
+use routewatch_proto::v1::{change, event, Event, Family, Route};
 use serde_json::json;
 
 use crate::printer::{aligned, Format};
@@ -21,17 +21,24 @@ pub struct Counts {
 /// (host, table in `show`'s order, protocol).
 pub type Group = (Arc<str>, (u32, u32), u32);
 
-/// Counts routes per host, table and protocol.
-pub fn count(events: &[(Arc<str>, Event)]) -> BTreeMap<Group, Counts> {
-    let mut counts: BTreeMap<_, Counts> = BTreeMap::new();
-    for (host, e) in events {
+/// Route counts of a snapshot, taken as its events arrive.
+#[derive(Default)]
+pub struct Summary {
+    counts: BTreeMap<Group, Counts>,
+    named: Named,
+}
+
+impl Summary {
+    /// Counts `e` when it is a route.
+    pub fn add(&mut self, host: &Arc<str>, e: &Event) {
         let Some(event::Kind::Change(c)) = &e.kind else {
-            continue;
+            return;
         };
         let Some(change::Object::Route(r)) = &c.object else {
-            continue;
+            return;
         };
-        let entry = counts
+        let entry = self
+            .counts
             .entry((host.clone(), (r.table & 255, r.table), r.protocol))
             .or_default();
         if r.family == Family::Inet6 as i32 {
@@ -39,8 +46,50 @@ pub fn count(events: &[(Arc<str>, Event)]) -> BTreeMap<Group, Counts> {
         } else {
             entry.inet += 1;
         }
+        self.named.note(host, r);
     }
-    counts
+
+    /// Prints the counts in `format`.
+    pub fn print(&self, out: &mut dyn Write, format: Format) -> io::Result<()> {
+        let named = &self.named;
+        match format {
+            Format::Json | Format::Jsonpb => {
+                for ((host, (_, table), protocol), c) in &self.counts {
+                    let line = json!({
+                        "host": &**host,
+                        "table": named.table(host, *table),
+                        "protocol": named.protocol(host, *protocol),
+                        "inet": c.inet,
+                        "inet6": c.inet6,
+                        "routes": c.inet + c.inet6,
+                    });
+                    serde_json::to_writer(&mut *out, &line)?;
+                    out.write_all(b"\n")?;
+                }
+                Ok(())
+            }
+            Format::Text | Format::Table => {
+                let header: Vec<String> = ["HOST", "TABLE", "PROTO", "INET", "INET6", "ROUTES"]
+                    .map(str::to_owned)
+                    .to_vec();
+                let rows: Vec<Vec<String>> = self
+                    .counts
+                    .iter()
+                    .map(|((host, (_, table), protocol), c)| {
+                        vec![
+                            host.to_string(),
+                            named.table(host, *table),
+                            named.protocol(host, *protocol),
+                            c.inet.to_string(),
+                            c.inet6.to_string(),
+                            (c.inet + c.inet6).to_string(),
+                        ]
+                    })
+                    .collect();
+                out.write_all(aligned(&header, &rows).as_bytes())
+            }
+        }
+    }
 }
 
 /// The names each host's agent gave its tables and protocols.
@@ -51,29 +100,18 @@ struct Named {
 }
 
 impl Named {
-    fn of(events: &[(Arc<str>, Event)]) -> Named {
-        let mut named = Named::default();
-        for (host, e) in events {
-            let Some(event::Kind::Change(c)) = &e.kind else {
-                continue;
-            };
-            let Some(change::Object::Route(r)) = &c.object else {
-                continue;
-            };
-            if !r.table_name.is_empty() {
-                named
-                    .tables
-                    .entry((host.clone(), r.table))
-                    .or_insert_with(|| r.table_name.clone());
-            }
-            if !r.protocol_name.is_empty() {
-                named
-                    .protocols
-                    .entry((host.clone(), r.protocol))
-                    .or_insert_with(|| r.protocol_name.clone());
-            }
+    /// The first names a host gave the route's table and protocol.
+    fn note(&mut self, host: &Arc<str>, r: &Route) {
+        if !r.table_name.is_empty() {
+            self.tables
+                .entry((host.clone(), r.table))
+                .or_insert_with(|| r.table_name.clone());
         }
-        named
+        if !r.protocol_name.is_empty() {
+            self.protocols
+                .entry((host.clone(), r.protocol))
+                .or_insert_with(|| r.protocol_name.clone());
+        }
     }
 
     fn table(&self, host: &Arc<str>, table: u32) -> String {
@@ -87,51 +125,9 @@ impl Named {
     }
 }
 
-/// Prints the counts of `events` (a snapshot's adds) in `format`.
-pub fn print(out: &mut dyn Write, format: Format, events: &[(Arc<str>, Event)]) -> io::Result<()> {
-    let counts = count(events);
-    let named = Named::of(events);
-    match format {
-        Format::Json | Format::Jsonpb => {
-            for ((host, (_, table), protocol), c) in &counts {
-                let line = json!({
-                    "host": &**host,
-                    "table": named.table(host, *table),
-                    "protocol": named.protocol(host, *protocol),
-                    "inet": c.inet,
-                    "inet6": c.inet6,
-                    "routes": c.inet + c.inet6,
-                });
-                serde_json::to_writer(&mut *out, &line)?;
-                out.write_all(b"\n")?;
-            }
-            Ok(())
-        }
-        Format::Text | Format::Table => {
-            let header: Vec<String> = ["HOST", "TABLE", "PROTO", "INET", "INET6", "ROUTES"]
-                .map(str::to_owned)
-                .to_vec();
-            let rows: Vec<Vec<String>> = counts
-                .iter()
-                .map(|((host, (_, table), protocol), c)| {
-                    vec![
-                        host.to_string(),
-                        named.table(host, *table),
-                        named.protocol(host, *protocol),
-                        c.inet.to_string(),
-                        c.inet6.to_string(),
-                        (c.inet + c.inet6).to_string(),
-                    ]
-                })
-                .collect();
-            out.write_all(aligned(&header, &rows).as_bytes())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use routewatch_proto::v1::{Action, Change, Origin, Route};
+    use routewatch_proto::v1::{Action, Change, Origin};
 
     use super::*;
 
@@ -153,6 +149,14 @@ mod tests {
             ..Default::default()
         };
         (host.into(), event)
+    }
+
+    fn print(out: &mut Vec<u8>, format: Format, events: &[(Arc<str>, Event)]) -> io::Result<()> {
+        let mut summary = Summary::default();
+        for (host, e) in events {
+            summary.add(host, e);
+        }
+        summary.print(out, format)
     }
 
     fn events() -> Vec<(Arc<str>, Event)> {

@@ -40,11 +40,18 @@ impl Paint {
 
     /// `line` in the colour of its action (delete: red, add: green).
     pub fn line(self, line: &str, delete: bool) -> String {
-        if !self.0 {
-            return line.to_owned();
+        let (start, end) = self.codes(delete);
+        format!("{start}{line}{end}")
+    }
+
+    /// What goes before and after a line of this action (nothing when
+    /// lines are not coloured).
+    pub fn codes(self, delete: bool) -> (&'static str, &'static str) {
+        match (self.0, delete) {
+            (false, _) => ("", ""),
+            (true, true) => (RED, RESET),
+            (true, false) => (GREEN, RESET),
         }
-        let colour = if delete { RED } else { GREEN };
-        format!("{colour}{line}{RESET}")
     }
 }
 

@@ -9,12 +9,13 @@
 //! Each type lists its fields once ([`fields`]); text and JSON are two
 //! views of that list.
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::fmt::{self, Display, Write as _};
 
 use routewatch_proto::names::{self, TABLES};
 use routewatch_proto::v1::{encap::Kind, Encap, EncapBpfProgram, EncapTunnelOpts};
-use serde_json::{json, Map, Value};
 
+use super::json_writer::{JsonObject, JsonValue};
 use super::unknown::{hex, unknown_json, unknown_text};
 
 /// iproute2's names of the LWTUNNEL_ENCAP_* types; another number prints
@@ -82,88 +83,140 @@ const ILA_HOOK_TYPES: &[(u32, &str)] = &[(0, "output"), (1, "input")];
 /// TUNNEL_* flags as iproute2 tests them.
 const TUNNEL_FLAGS: &[(u32, &str)] = &[(0x4, "key"), (0x1, "csum"), (0x8, "seq")];
 
-/// One printed field: its JSON key and value, and its text (`None`: not
-/// in the text).
-struct Field {
-    key: &'static str,
-    json: Value,
-    text: Option<String>,
+/// One field's JSON value.
+enum Json<'a> {
+    Str(&'a str),
+    U64(u64),
+    True,
+    Null,
+    /// An array of strings.
+    Strs(&'a [String]),
+    /// Anything else, written by the function.
+    With(&'a dyn Fn(JsonValue<'_>)),
 }
 
-fn both(key: &'static str, json: impl Into<Value>, text: String) -> Field {
-    Field {
-        key,
-        json: json.into(),
-        text: Some(text),
+/// Where [`fields`] puts each field: the text's words or the JSON object.
+trait Fields {
+    /// `json` under `key` in the JSON; `text`, when there is any, in the text.
+    fn field(&mut self, key: &'static str, json: Json<'_>, text: Option<fmt::Arguments<'_>>);
+}
+
+/// The words after ` encap TYPE`, each after a space.
+struct TextFields<'a>(&'a mut String);
+
+impl Fields for TextFields<'_> {
+    fn field(&mut self, _key: &'static str, _json: Json<'_>, text: Option<fmt::Arguments<'_>>) {
+        if let Some(text) = text {
+            self.0.push(' ');
+            let _ = self.0.write_fmt(text);
+        }
     }
 }
 
-/// `key VALUE` in the text, `"key":VALUE` in the JSON.
-fn named(key: &'static str, value: impl Into<Value> + std::fmt::Display + Clone) -> Field {
-    both(key, value.clone(), format!("{key} {value}"))
+/// The fields of the `encap` object.
+struct JsonFields<'a, 'b>(&'a mut JsonObject<'b>);
+
+impl Fields for JsonFields<'_, '_> {
+    fn field(&mut self, key: &'static str, json: Json<'_>, _text: Option<fmt::Arguments<'_>>) {
+        let value = self.0.key(key);
+        match json {
+            Json::Str(s) => value.str(s),
+            Json::U64(n) => value.u64(n),
+            Json::True => value.bool(true),
+            Json::Null => value.null(),
+            Json::Strs(list) => {
+                let mut array = value.array();
+                for s in list {
+                    array.item().str(s);
+                }
+            }
+            Json::With(write) => write(value),
+        }
+    }
+}
+
+/// `key VALUE` in the text, `"key":"VALUE"` in the JSON.
+fn named(f: &mut dyn Fields, key: &'static str, value: &str) {
+    f.field(key, Json::Str(value), Some(format_args!("{key} {value}")));
+}
+
+/// `key N` in the text, `"key":N` in the JSON.
+fn number(f: &mut dyn Fields, key: &'static str, value: impl Into<u64> + Display + Copy) {
+    f.field(
+        key,
+        Json::U64(value.into()),
+        Some(format_args!("{key} {value}")),
+    );
+}
+
+/// `items` with `sep` between them.
+struct Joined<'a, T>(&'a [T], &'static str);
+
+impl<T: Display> Display for Joined<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(self.1)?;
+            }
+            item.fmt(f)?;
+        }
+        Ok(())
+    }
 }
 
 /// The type's name (`ip`, `seg6local`, ...).
-pub fn type_name(e: &Encap) -> String {
+pub fn type_name(e: &Encap) -> Cow<'static, str> {
     TYPES
         .iter()
         .find(|(n, _)| *n == e.r#type)
-        .map_or_else(|| e.r#type.to_string(), |(_, name)| (*name).to_owned())
+        .map_or_else(|| e.r#type.to_string().into(), |(_, name)| (*name).into())
 }
 
 /// Appends ` encap TYPE FIELDS...` as `ip -d route show` prints it.
 pub fn encap_text(e: &Encap, s: &mut String) {
-    let _ = write!(s, " encap {}", type_name(e));
-    for f in fields(e) {
-        if let Some(text) = f.text {
-            s.push(' ');
-            s.push_str(&text);
-        }
-    }
+    s.push_str(" encap ");
+    s.push_str(&type_name(e));
+    fields(e, &mut TextFields(s));
     unknown_text(&e.unknown, s);
 }
 
 /// `{"type":TYPE, FIELDS..., "unknown":[...]}`.
-pub fn encap_json(e: &Encap) -> Value {
-    let mut m = Map::new();
-    m.insert("type".into(), type_name(e).into());
-    for f in fields(e) {
-        m.insert(f.key.into(), f.json);
-    }
-    unknown_json(&e.unknown, &mut m);
-    Value::Object(m)
+pub fn encap_json(e: &Encap, value: JsonValue<'_>) {
+    let mut o = value.object();
+    o.str("type", &type_name(e));
+    fields(e, &mut JsonFields(&mut o));
+    unknown_json(&e.unknown, &mut o);
 }
 
-fn fields(e: &Encap) -> Vec<Field> {
-    let mut out = Vec::new();
+fn fields(e: &Encap, f: &mut dyn Fields) {
     match &e.kind {
         Some(Kind::Mpls(m)) => {
-            let labels: Vec<String> = m.labels.iter().map(u32::to_string).collect();
-            out.push(both("dst", labels.join("/"), labels.join("/")));
+            let labels = Joined(&m.labels, "/").to_string();
+            f.field("dst", Json::Str(&labels), Some(format_args!("{labels}")));
             if let Some(ttl) = m.ttl {
-                out.push(named("ttl", ttl));
+                number(f, "ttl", ttl);
             }
         }
         Some(Kind::Ip(ip)) => {
-            out.push(named("id", ip.id));
-            out.push(named("src", ip.src.clone()));
-            out.push(named("dst", ip.dst.clone()));
-            out.push(named("ttl", ip.ttl));
-            out.push(named("tos", ip.tos));
-            tunnel_flags(ip.flags, &mut out);
+            number(f, "id", ip.id);
+            named(f, "src", &ip.src);
+            named(f, "dst", &ip.dst);
+            number(f, "ttl", ip.ttl);
+            number(f, "tos", ip.tos);
+            tunnel_flags(ip.flags, f);
             if let Some(opts) = &ip.opts {
-                tunnel_opts(opts, &mut out);
+                tunnel_opts(opts, f);
             }
         }
         Some(Kind::Ip6(ip)) => {
-            out.push(named("id", ip.id));
-            out.push(named("src", ip.src.clone()));
-            out.push(named("dst", ip.dst.clone()));
-            out.push(named("hoplimit", ip.hoplimit));
-            out.push(named("tc", ip.tc));
-            tunnel_flags(ip.flags, &mut out);
+            number(f, "id", ip.id);
+            named(f, "src", &ip.src);
+            named(f, "dst", &ip.dst);
+            number(f, "hoplimit", ip.hoplimit);
+            number(f, "tc", ip.tc);
+            tunnel_flags(ip.flags, f);
             if let Some(opts) = &ip.opts {
-                tunnel_opts(opts, &mut out);
+                tunnel_opts(opts, f);
             }
         }
         Some(Kind::Ila(ila)) => {
@@ -175,26 +228,47 @@ fn fields(e: &Encap) -> Vec<Field> {
                 (l >> 16) & 0xffff,
                 l & 0xffff
             );
-            out.push(both("locator", locator.clone(), locator));
+            f.field(
+                "locator",
+                Json::Str(&locator),
+                Some(format_args!("{locator}")),
+            );
             let csum = name_or_unknown(ILA_CSUM_MODES, ila.csum_mode);
-            out.push(both("csum_mode", csum, format!("csum-mode {csum}")));
+            f.field(
+                "csum_mode",
+                Json::Str(csum),
+                Some(format_args!("csum-mode {csum}")),
+            );
             let ident = name_or_unknown(ILA_IDENT_TYPES, ila.ident_type);
-            out.push(both("ident_type", ident, format!("ident-type {ident}")));
+            f.field(
+                "ident_type",
+                Json::Str(ident),
+                Some(format_args!("ident-type {ident}")),
+            );
             let hook = name_or_unknown(ILA_HOOK_TYPES, ila.hook_type);
-            out.push(both("hook_type", hook, format!("hook-type {hook}")));
+            f.field(
+                "hook_type",
+                Json::Str(hook),
+                Some(format_args!("hook-type {hook}")),
+            );
         }
         Some(Kind::Seg6(seg6)) => {
             let mode = SEG6_MODES
                 .get(seg6.mode as usize)
                 .copied()
                 .unwrap_or("<unknown>");
-            out.push(named("mode", mode));
+            named(f, "mode", mode);
             if !seg6.tunsrc.is_empty() {
-                out.push(named("tunsrc", seg6.tunsrc.clone()));
+                named(f, "tunsrc", &seg6.tunsrc);
             }
-            segs(&seg6.segs, &mut out);
+            segs(&seg6.segs, f);
             if let Some(hmac) = seg6.hmac {
-                out.push(both("hmac", format!("{hmac:#x}"), format!("hmac {hmac:X}")));
+                let json = format!("{hmac:#x}");
+                f.field(
+                    "hmac",
+                    Json::Str(&json),
+                    Some(format_args!("hmac {hmac:X}")),
+                );
             }
         }
         Some(Kind::Seg6local(l)) => {
@@ -203,37 +277,45 @@ fn fields(e: &Encap) -> Vec<Field> {
                 Some(name) => name,
                 None => "<invalid>",
             };
-            out.push(named("action", action));
+            named(f, "action", action);
             if !l.srh_segs.is_empty() {
-                let mut srh = Vec::new();
-                segs(&l.srh_segs, &mut srh);
-                let text = srh.iter().filter_map(|f| f.text.clone()).collect();
-                let json: Map<String, Value> = srh
-                    .into_iter()
-                    .map(|f| (f.key.to_owned(), f.json))
-                    .collect();
-                out.push(both("srh", json, text));
+                let list = &l.srh_segs;
+                f.field(
+                    "srh",
+                    Json::With(&|value| {
+                        let mut srh = value.object();
+                        let mut array = srh.array("segs");
+                        for s in list {
+                            array.item().str(s);
+                        }
+                    }),
+                    Some(format_args!(
+                        "segs {} [ {} ]",
+                        list.len(),
+                        Joined(list, " ")
+                    )),
+                );
             }
             if let Some(t) = l.table {
-                out.push(named("table", names::name(TABLES, t).into_owned()));
+                named(f, "table", &names::name(TABLES, t));
             }
             if let Some(t) = l.vrftable {
-                out.push(named("vrftable", names::name(TABLES, t).into_owned()));
+                named(f, "vrftable", &names::name(TABLES, t));
             }
             if !l.nh4.is_empty() {
-                out.push(named("nh4", l.nh4.clone()));
+                named(f, "nh4", &l.nh4);
             }
             if !l.nh6.is_empty() {
-                out.push(named("nh6", l.nh6.clone()));
+                named(f, "nh6", &l.nh6);
             }
             if l.iif != 0 {
-                out.push(named("iif", dev(&l.iif_dev, l.iif)));
+                named(f, "iif", &dev(&l.iif_dev, l.iif));
             }
             if l.oif != 0 {
-                out.push(named("oif", dev(&l.oif_dev, l.oif)));
+                named(f, "oif", &dev(&l.oif_dev, l.oif));
             }
             if let Some(p) = &l.endpoint {
-                out.push(program("endpoint", p));
+                program("endpoint", p, f);
             }
             // Counters are printed by `ip -s` only; so here, never.
             if let Some(bits) = l.flavors {
@@ -242,59 +324,60 @@ fn fields(e: &Encap) -> Vec<Field> {
                     .filter(|(bit, _)| bits & (1 << bit) != 0)
                     .map(|(_, name)| *name)
                     .collect();
-                out.push(both(
+                f.field(
                     "flavors",
-                    list.clone(),
-                    format!("flavors {}", list.join(",")),
-                ));
+                    Json::With(&|value| {
+                        let mut array = value.array();
+                        for name in &list {
+                            array.item().str(name);
+                        }
+                    }),
+                    Some(format_args!("flavors {}", Joined(&list, ","))),
+                );
             }
             if let Some(n) = l.lblen {
-                out.push(named("lblen", n));
+                number(f, "lblen", n);
             }
             if let Some(n) = l.nflen {
-                out.push(named("nflen", n));
+                number(f, "nflen", n);
             }
         }
         Some(Kind::Bpf(bpf)) => {
             for (key, p) in [("in", &bpf.r#in), ("out", &bpf.out), ("xmit", &bpf.xmit)] {
                 if let Some(p) = p {
-                    out.push(program(key, p));
+                    program(key, p, f);
                 }
             }
             if let Some(h) = bpf.headroom {
-                out.push(both("headroom", h, h.to_string()));
+                f.field("headroom", Json::U64(h.into()), Some(format_args!("{h}")));
             }
         }
-        Some(Kind::Rpl(rpl)) => segs(&rpl.segs, &mut out),
+        Some(Kind::Rpl(rpl)) => segs(&rpl.segs, f),
         Some(Kind::Ioam6(io)) => {
-            out.push(Field {
-                key: "freqk",
-                json: io.freq_k.into(),
-                text: Some(format!("freq {}/{}", io.freq_k, io.freq_n)),
-            });
-            out.push(Field {
-                key: "freqn",
-                json: io.freq_n.into(),
-                text: None,
-            });
+            f.field(
+                "freqk",
+                Json::U64(io.freq_k.into()),
+                Some(format_args!("freq {}/{}", io.freq_k, io.freq_n)),
+            );
+            f.field("freqn", Json::U64(io.freq_n.into()), None);
             // iproute2 stops here when an encap/auto mode lacks its
             // tunnel destination.
             if io.tundst.is_empty() && io.mode != IOAM6_MODE_INLINE {
-                return out;
+                return;
             }
             let mode = IOAM6_MODES
                 .iter()
                 .find(|(n, _)| *n == io.mode)
                 .map_or("<unknown>", |(_, name)| name);
-            out.push(named("mode", mode));
+            named(f, "mode", mode);
             if io.mode != IOAM6_MODE_INLINE {
                 if !io.tunsrc.is_empty() {
-                    out.push(named("tunsrc", io.tunsrc.clone()));
+                    named(f, "tunsrc", &io.tunsrc);
                 }
-                out.push(named("tundst", io.tundst.clone()));
+                named(f, "tundst", &io.tundst);
             }
-            out.push(both("trace", Value::Null, "trace".into()));
-            out.push(both("prealloc", Value::Null, "prealloc".into()));
+            f.field("trace", Json::Null, Some(format_args!("trace")));
+            f.field("prealloc", Json::Null, Some(format_args!("prealloc")));
             // C's "%#08x" writes 0 without the 0x.
             let t = io.trace_type;
             let text = if t == 0 {
@@ -304,19 +387,23 @@ fn fields(e: &Encap) -> Vec<Field> {
             };
             // iproute2's key is `type`, which the nested object uses for
             // the encapsulation's own type.
-            out.push(both("trace_type", format!("{t:x}"), format!("type {text}")));
-            out.push(named("ns", io.trace_ns));
-            out.push(named("size", io.trace_size));
+            let json = format!("{t:x}");
+            f.field(
+                "trace_type",
+                Json::Str(&json),
+                Some(format_args!("type {text}")),
+            );
+            number(f, "ns", io.trace_ns);
+            number(f, "size", io.trace_size);
         }
         Some(Kind::Xfrm(x)) => {
-            out.push(named("if_id", x.if_id));
+            number(f, "if_id", x.if_id);
             if x.link != 0 {
-                out.push(named("link_dev", dev(&x.link_dev, x.link)));
+                named(f, "link_dev", &dev(&x.link_dev, x.link));
             }
         }
         None => {}
     }
-    out
 }
 
 fn name_or_unknown(table: &'static [(u32, &'static str)], n: u32) -> &'static str {
@@ -327,70 +414,89 @@ fn name_or_unknown(table: &'static [(u32, &'static str)], n: u32) -> &'static st
 }
 
 /// A device as `ip` names it: its name, else `if<index>`.
-fn dev(name: &str, index: u32) -> String {
+fn dev(name: &str, index: u32) -> Cow<'_, str> {
     if name.is_empty() {
-        format!("if{index}")
+        format!("if{index}").into()
     } else {
-        name.to_owned()
+        name.into()
     }
 }
 
 /// `segs N [ A B ]` / `"segs":["A","B"]`.
-fn segs(list: &[String], out: &mut Vec<Field>) {
-    out.push(both(
+fn segs(list: &[String], f: &mut dyn Fields) {
+    f.field(
         "segs",
-        list.to_vec(),
-        format!("segs {} [ {} ]", list.len(), list.join(" ")),
-    ));
+        Json::Strs(list),
+        Some(format_args!(
+            "segs {} [ {} ]",
+            list.len(),
+            Joined(list, " ")
+        )),
+    );
 }
 
 /// `KEY NAME` / `"KEY":"NAME"` (`<unknown>` for a program without a name,
 /// which the text leaves out).
-fn program(key: &'static str, p: &EncapBpfProgram) -> Field {
+fn program(key: &'static str, p: &EncapBpfProgram, f: &mut dyn Fields) {
     if p.name.is_empty() {
-        both(key, "<unknown>", key.to_owned())
+        f.field(key, Json::Str("<unknown>"), Some(format_args!("{key}")));
     } else {
-        both(key, p.name.clone(), format!("{key} {}", p.name))
+        named(f, key, &p.name);
     }
 }
 
-fn tunnel_flags(flags: u32, out: &mut Vec<Field>) {
+fn tunnel_flags(flags: u32, f: &mut dyn Fields) {
     for (bit, name) in TUNNEL_FLAGS {
         if flags & bit != 0 {
-            out.push(both(name, true, (*name).to_owned()));
+            f.field(name, Json::True, Some(format_args!("{name}")));
         }
     }
 }
 
-fn tunnel_opts(opts: &EncapTunnelOpts, out: &mut Vec<Field>) {
+fn tunnel_opts(opts: &EncapTunnelOpts, f: &mut dyn Fields) {
     if !opts.geneve.is_empty() {
-        let text: Vec<String> = opts
-            .geneve
+        let list = &opts.geneve;
+        let text: Vec<String> = list
             .iter()
             .map(|g| format!("{}:{}:{}", g.class, g.r#type, hex(&g.data)))
             .collect();
-        let json: Vec<Value> = opts
-            .geneve
-            .iter()
-            .map(|g| json!({"class": g.class, "type": g.r#type, "data": hex(&g.data)}))
-            .collect();
-        out.push(both(
+        f.field(
             "geneve_opts",
-            json,
-            format!("geneve_opts {}", text.join(",")),
-        ));
+            Json::With(&|value| {
+                let mut array = value.array();
+                for g in list {
+                    let mut opt = array.item().object();
+                    opt.u64("class", g.class);
+                    opt.u64("type", g.r#type);
+                    opt.str("data", &hex(&g.data));
+                }
+            }),
+            Some(format_args!("geneve_opts {}", Joined(&text, ","))),
+        );
     } else if let Some(gbp) = opts.vxlan_gbp {
-        out.push(both(
+        f.field(
             "vxlan_opts",
-            json!([{ "gbp": gbp }]),
-            format!("vxlan_opts {gbp}"),
-        ));
+            Json::With(&|value| {
+                value.array().item().object().u64("gbp", gbp);
+            }),
+            Some(format_args!("vxlan_opts {gbp}")),
+        );
     } else if let Some(e) = &opts.erspan {
-        out.push(both(
+        f.field(
             "erspan_opts",
-            json!([{"ver": e.ver, "index": e.index, "dir": e.dir, "hwid": e.hwid}]),
-            format!("erspan_opts {}:{}:{}:{}", e.ver, e.index, e.dir, e.hwid),
-        ));
+            Json::With(&|value| {
+                let mut array = value.array();
+                let mut opt = array.item().object();
+                opt.u64("ver", e.ver);
+                opt.u64("index", e.index);
+                opt.u64("dir", e.dir);
+                opt.u64("hwid", e.hwid);
+            }),
+            Some(format_args!(
+                "erspan_opts {}:{}:{}:{}",
+                e.ver, e.index, e.dir, e.hwid
+            )),
+        );
     }
 }
 

@@ -10,6 +10,7 @@ use routewatch_proto::v1::{encap::Kind, Encap, RawAttribute, Route};
 use serde_json::{json, Value};
 
 use super::{encap_json, encap_text};
+use crate::printer::json_writer::json_map;
 use crate::printer::text::route_line;
 
 macro_rules! fixture {
@@ -45,6 +46,11 @@ fn route(bytes: &[u8]) -> Route {
 
 fn encap(bytes: &[u8]) -> Encap {
     *route(bytes).encap.expect("an encapsulation")
+}
+
+/// The `encap` object of `e`, read back.
+fn encap_value(e: &Encap) -> Value {
+    json_map(|o| encap_json(e, o.key("encap")))["encap"].clone()
 }
 
 fn one_space(text: &str) -> String {
@@ -222,18 +228,18 @@ fn json_nests_iproute2_fields() {
     // ip route add 10.12.0.0/24 encap ip id 5 dst 192.0.2.9 dev va
     // `ip -j -d route show` (flat): "dst":"10.12.0.0/24","encap":"ip","id":5,"src":"0.0.0.0","dst":"192.0.2.9","ttl":0,"tos":0,"dev":"va"
     assert_eq!(
-        encap_json(&encap(fixture!("route_v4_encap_ip.bin"))),
+        encap_value(&encap(fixture!("route_v4_encap_ip.bin"))),
         json!({"type": "ip", "id": 5, "src": "0.0.0.0", "dst": "192.0.2.9", "ttl": 0, "tos": 0})
     );
     // ... key csum seq: "key":true,"csum":true,"seq":true
     assert_eq!(
-        encap_json(&encap(fixture!("route_v4_encap_ip_flags.bin"))),
+        encap_value(&encap(fixture!("route_v4_encap_ip_flags.bin"))),
         json!({"type": "ip", "id": 6, "src": "10.1.0.1", "dst": "192.0.2.9", "ttl": 64, "tos": 16,
                "key": true, "csum": true, "seq": true})
     );
     // "encap":"ip6","id":9,"src":"2001:db8:1::1","dst":"2001:db8::9","hoplimit":10,"tc":32
     assert_eq!(
-        encap_json(&encap(fixture!("route_v6_encap_ip6.bin"))),
+        encap_value(&encap(fixture!("route_v6_encap_ip6.bin"))),
         json!({"type": "ip6", "id": 9, "src": "2001:db8:1::1", "dst": "2001:db8::9",
                "hoplimit": 10, "tc": 32})
     );
@@ -289,7 +295,7 @@ fn json_of_the_other_types_follows_iproute2s_keys() {
         ),
     ];
     for (bytes, want) in cases {
-        assert_eq!(encap_json(&encap(bytes)), want);
+        assert_eq!(encap_value(&encap(bytes)), want);
     }
 }
 
@@ -307,7 +313,7 @@ fn unknown_attributes_and_types_are_shown() {
     encap_text(&e, &mut s);
     assert_eq!(s, " encap 77 unknown 3:cafe");
     assert_eq!(
-        encap_json(&e),
+        encap_value(&e),
         json!({"type": "77", "unknown": [{"type": 3, "hex": "cafe"}]})
     );
 }
@@ -332,8 +338,7 @@ fn nexthop_object_text_and_json() {
         s,
         one_space("id 5  encap ip id 5 src 0.0.0.0 dst 192.0.2.9 ttl 0 tos 0 dev va scope host")
     );
-    let mut m = serde_json::Map::new();
-    crate::printer::nexthop_fields(&nh, &mut m);
+    let m = json_map(|o| crate::printer::nexthop_fields(&nh, o));
     assert_eq!(
         m["encap"],
         json!({"type": "ip", "id": 5, "src": "0.0.0.0", "dst": "192.0.2.9", "ttl": 0, "tos": 0})
@@ -355,8 +360,7 @@ fn a_routes_unknown_attributes_end_its_line() {
         "{}",
         line(&r)
     );
-    let mut m = serde_json::Map::new();
-    crate::printer::route_fields(&r, &mut m);
+    let m = json_map(|o| crate::printer::route_fields(&r, o));
     assert_eq!(m["unknown"], json!([{"type": 18, "hex": "0a00"}]));
     assert_eq!(m["dst"], "10.12.0.0/24");
     assert_eq!(m["encap"]["dst"], "192.0.2.9");

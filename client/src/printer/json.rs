@@ -3,28 +3,35 @@
 //! so jq scripts written for iproute2 keep working; ours are added beside
 //! them: time, host, netns, seq, action, origin, object, family, key.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::{
     change, event, Action, Event, Family, Nexthop, Origin as ApiOrigin, ResyncCause, Route,
 };
-use serde_json::{json, Map, Value};
 
 use super::encap::encap_json;
+use super::json_writer::JsonObject;
 use super::rule::rule_fields;
 use super::unknown::unknown_json;
-use super::{ip_prefix, rfc3339, Notice, Origin, Printer};
+use super::{ip_prefix, Notice, Origin, Printer, TimeText};
 
-pub struct JsonPrinter;
+/// Writes each line into a buffer of its own, then the line at once.
+#[derive(Default)]
+pub struct JsonPrinter {
+    line: Vec<u8>,
+    time: TimeText,
+}
 
 impl Printer for JsonPrinter {
     fn print(&mut self, out: &mut dyn Write, from: &Origin<'_>, event: &Event) -> io::Result<()> {
-        let Some(line) = event_json(from.host, event) else {
+        self.line.clear();
+        if !event_json(&mut self.line, &mut self.time, from.host, event) {
             return Ok(());
-        };
-        serde_json::to_writer(&mut *out, &line)?;
-        out.write_all(b"\n")
+        }
+        self.line.push(b'\n');
+        out.write_all(&self.line)
     }
 
     fn notice(
@@ -38,288 +45,308 @@ impl Printer for JsonPrinter {
     }
 }
 
-/// Writes a notice as one JSON line (both JSON formats print them alike).
+/// Writes a notice as one JSON line (both JSON formats print them alike):
+/// a marker (no `object`) like `sync`.
 pub fn write_notice(
     out: &mut dyn Write,
     host: &str,
     notice: &Notice<'_>,
     time_unix_nano: i64,
 ) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, &notice_json(host, notice, time_unix_nano))?;
-    out.write_all(b"\n")
-}
-
-/// The JSON line for a notice: a marker (no `object`) like `sync`.
-pub fn notice_json(host: &str, notice: &Notice<'_>, time_unix_nano: i64) -> Value {
-    let mut m = Map::new();
-    m.insert("time".into(), rfc3339(time_unix_nano).into());
-    m.insert("host".into(), host.into());
-    match notice {
-        Notice::Connected { resume_from, .. } => {
-            m.insert("action".into(), "connected".into());
-            m.insert("resumed".into(), resume_from.is_some().into());
-            m.insert("seq".into(), resume_from.map(|c| c.seq).into());
-            m.insert(
-                "stream_id".into(),
-                resume_from.map(|c| c.stream_id.clone()).into(),
-            );
-        }
-        Notice::Disconnected { error, retry_in } => {
-            m.insert("action".into(), "disconnected".into());
-            m.insert("error".into(), (*error).into());
-            let retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
-            m.insert("retry_in_ms".into(), retry_in_ms.into());
-        }
-        Notice::Dropped { reason } => {
-            m.insert("action".into(), "dropped".into());
-            m.insert("reason".into(), (*reason).into());
+    let mut line = Vec::new();
+    {
+        let mut o = JsonObject::open(&mut line);
+        o.str("time", TimeText::default().get(time_unix_nano));
+        o.str("host", host);
+        match notice {
+            Notice::Connected { resume_from, .. } => {
+                o.str("action", "connected");
+                o.key("resumed").bool(resume_from.is_some());
+                match resume_from {
+                    Some(c) => {
+                        o.u64("seq", c.seq);
+                        o.str("stream_id", &c.stream_id);
+                    }
+                    None => {
+                        o.null("seq");
+                        o.null("stream_id");
+                    }
+                }
+            }
+            Notice::Disconnected { error, retry_in } => {
+                o.str("action", "disconnected");
+                o.str("error", error);
+                o.u64(
+                    "retry_in_ms",
+                    u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+                );
+            }
+            Notice::Dropped { reason } => {
+                o.str("action", "dropped");
+                o.str("reason", reason);
+            }
         }
     }
-    Value::Object(m)
+    line.push(b'\n');
+    out.write_all(&line)
 }
 
-/// The JSON line for one event; heartbeats have none.
-pub fn event_json(host: &str, event: &Event) -> Option<Value> {
-    let mut m = Map::new();
-    m.insert("time".into(), rfc3339(event.time_unix_nano).into());
-    m.insert("host".into(), host.into());
-    m.insert("netns".into(), event.netns.clone().into());
-    m.insert("seq".into(), event.seq.into());
-    m.insert("stream_id".into(), event.stream_id.clone().into());
-    match event.kind.as_ref()? {
-        event::Kind::Change(c) => {
+/// Writes the JSON object for one event into `line`; false, with nothing
+/// written, for events that have no line (heartbeats).
+pub fn event_json(line: &mut Vec<u8>, time: &mut TimeText, host: &str, event: &Event) -> bool {
+    let change = match &event.kind {
+        Some(event::Kind::Change(c)) => match &c.object {
+            Some(object) => Some((c, object)),
+            None => return false,
+        },
+        Some(event::Kind::Sync(_) | event::Kind::Resync(_)) => None,
+        Some(event::Kind::Heartbeat(_)) | None => return false,
+    };
+    let mut o = JsonObject::open(line);
+    o.str("time", time.get(event.time_unix_nano));
+    o.str("host", host);
+    o.str("netns", &event.netns);
+    o.u64("seq", event.seq);
+    o.str("stream_id", &event.stream_id);
+    match (change, &event.kind) {
+        (Some((c, object)), _) => {
             let action = if c.action == Action::Delete as i32 {
                 "delete"
             } else {
                 "add"
             };
-            m.insert("action".into(), action.into());
-            m.insert("origin".into(), origin_name(c.origin).into());
-            object_json(&c.key, c.object.as_ref()?, &mut m);
+            o.str("action", action);
+            o.str("origin", origin_name(c.origin));
+            object_json(&c.key, object, &mut o);
         }
-        event::Kind::Sync(_) => {
-            m.insert("action".into(), "sync".into());
+        (None, Some(event::Kind::Resync(r))) => {
+            o.str("action", "resync");
+            o.str("reason", &r.reason);
+            o.str("cause", cause_name(r.cause));
         }
-        event::Kind::Resync(r) => {
-            m.insert("action".into(), "resync".into());
-            m.insert("reason".into(), r.reason.clone().into());
-            m.insert("cause".into(), cause_name(r.cause).into());
-        }
-        event::Kind::Heartbeat(_) => return None,
+        (None, _) => o.str("action", "sync"),
     }
-    Some(Value::Object(m))
+    true
 }
 
-/// `object` (`route` or `nexthop`), `family` and `key`, then the fields
-/// `ip -j -d` prints for the object.
-pub fn object_json(key: &str, object: &change::Object, m: &mut Map<String, Value>) {
+/// `object` (`route`, `nexthop` or `rule`), `family` and `key`, then the
+/// fields `ip -j -d` prints for the object.
+pub fn object_json(key: &str, object: &change::Object, o: &mut JsonObject<'_>) {
+    let (name, family) = match object {
+        change::Object::Route(r) => ("route", r.family),
+        change::Object::Nexthop(n) => ("nexthop", n.family),
+        change::Object::Rule(r) => ("rule", r.family),
+    };
+    o.str("object", name);
+    o.str("family", family_name(family));
+    o.str("key", key);
+    object_fields(object, o);
+}
+
+/// The fields `ip -j -d` prints for the object.
+pub fn object_fields(object: &change::Object, o: &mut JsonObject<'_>) {
     match object {
-        change::Object::Route(r) => {
-            m.insert("object".into(), "route".into());
-            m.insert("family".into(), family_name(r.family).into());
-            m.insert("key".into(), key.into());
-            route_fields(r, m);
-        }
-        change::Object::Nexthop(n) => {
-            m.insert("object".into(), "nexthop".into());
-            m.insert("family".into(), family_name(n.family).into());
-            m.insert("key".into(), key.into());
-            nexthop_fields(n, m);
-        }
-        change::Object::Rule(r) => {
-            m.insert("object".into(), "rule".into());
-            m.insert("family".into(), family_name(r.family).into());
-            m.insert("key".into(), key.into());
-            rule_fields(r, m);
-        }
+        change::Object::Route(r) => route_fields(r, o),
+        change::Object::Nexthop(n) => nexthop_fields(n, o),
+        change::Object::Rule(r) => rule_fields(r, o),
     }
 }
 
 /// The fields `ip -j -d route show` prints for `r`, in its order.
-pub fn route_fields(r: &Route, m: &mut Map<String, Value>) {
+pub fn route_fields(r: &Route, o: &mut JsonObject<'_>) {
     let inet6 = r.family == Family::Inet6 as i32;
-    m.insert(
-        "type".into(),
-        names::given_or(&r.type_name, ROUTE_TYPES, r.r#type).into(),
+    o.str(
+        "type",
+        &names::given_or(&r.type_name, ROUTE_TYPES, r.r#type),
     );
-    m.insert("dst".into(), ip_prefix(&r.dst).into());
+    o.str("dst", &ip_prefix(&r.dst));
     if !r.src.is_empty() && !r.src.ends_with("/0") {
-        m.insert("from".into(), ip_prefix(&r.src).into());
+        o.str("from", &ip_prefix(&r.src));
     }
     if r.tos != 0 {
-        m.insert("tos".into(), format!("{:#x}", r.tos).into());
+        o.str("tos", &format!("{:#x}", r.tos));
     }
     if r.nhid != 0 {
-        m.insert("nhid".into(), r.nhid.into());
+        o.u64("nhid", r.nhid);
     }
     if let Some(e) = &r.encap {
-        m.insert("encap".into(), encap_json(e));
+        encap_json(e, o.key("encap"));
     }
     if !r.gateway.is_empty() {
-        m.insert("gateway".into(), r.gateway.clone().into());
+        o.str("gateway", &r.gateway);
     }
     if !r.dev.is_empty() {
-        m.insert("dev".into(), r.dev.clone().into());
+        o.str("dev", &r.dev);
     }
-    m.insert(
-        "table".into(),
-        names::given_or(&r.table_name, TABLES, r.table).into(),
+    o.str("table", &names::given_or(&r.table_name, TABLES, r.table));
+    o.str(
+        "protocol",
+        &names::given_or(&r.protocol_name, PROTOCOLS, r.protocol),
     );
-    m.insert(
-        "protocol".into(),
-        names::given_or(&r.protocol_name, PROTOCOLS, r.protocol).into(),
-    );
-    m.insert(
-        "scope".into(),
-        names::given_or(&r.scope_name, SCOPES, r.scope).into(),
-    );
+    o.str("scope", &names::given_or(&r.scope_name, SCOPES, r.scope));
     // The kernel sends RTA_PRIORITY for IPv4 only when it is not zero.
     if inet6 || r.metric != 0 {
-        m.insert("metric".into(), r.metric.into());
+        o.u64("metric", r.metric);
     }
     if !r.prefsrc.is_empty() {
-        m.insert("prefsrc".into(), r.prefsrc.clone().into());
+        o.str("prefsrc", &r.prefsrc);
     }
-    m.insert("flags".into(), flags(r.flags));
+    flags(r.flags, o);
     if let Some(nh) = &r.nh_info {
-        let mut info = Map::new();
-        nexthop_fields(nh, &mut info);
-        m.insert("nh_info".into(), Value::Object(info));
+        nexthop_fields(nh, &mut o.object("nh_info"));
     }
     if r.realms != 0 {
-        let mut flow = Map::new();
+        let mut flow = o.object("flow");
         if r.realms >> 16 != 0 {
-            flow.insert("from".into(), realm(r.realms >> 16).into());
+            flow.str("from", &realm(r.realms >> 16));
         }
-        flow.insert("to".into(), realm(r.realms & 0xffff).into());
-        m.insert("flow".into(), Value::Object(flow));
+        flow.str("to", &realm(r.realms & 0xffff));
     }
-    let mut metrics = Map::new();
+    metrics(r, o);
+    if r.expires != 0 {
+        o.u64("expires", r.expires);
+    }
+    if let Some(pref) = r.pref {
+        o.str("pref", &names::name(PREFERENCES, pref));
+    }
+    if !r.nexthops.is_empty() {
+        let mut hops = o.array("nexthops");
+        for h in &r.nexthops {
+            let mut hop = hops.item().object();
+            if let Some(e) = &h.encap {
+                encap_json(e, hop.key("encap"));
+            }
+            if !h.gateway.is_empty() {
+                hop.str("gateway", &h.gateway);
+            }
+            if !h.dev.is_empty() {
+                hop.str("dev", &h.dev);
+            }
+            hop.u64("weight", h.weight);
+            flags(h.flags, &mut hop);
+        }
+    }
+    unknown_json(&r.other, o);
+    // Ours: the VRF device bound to the route's table.
+    if !r.vrf.is_empty() {
+        o.str("vrf", &r.vrf);
+    }
+}
+
+/// One value of `metrics`.
+enum Metric<'a> {
+    Number(u32),
+    Null,
+    Str(Cow<'a, str>),
+}
+
+/// `"metrics":[{...}]` as `ip -j -d` prints RTA_METRICS, when there is any.
+fn metrics<'r>(r: &'r Route, o: &mut JsonObject<'_>) {
+    if r.metrics.is_empty() && r.congctl.is_empty() {
+        return;
+    }
+    // A name appears once, where it first appeared, with its last value
+    // (as a JSON object's field does when it is set again).
+    let mut fields: Vec<(Cow<'static, str>, Metric<'r>)> = Vec::new();
+    let mut set = |name: Cow<'static, str>, value: Metric<'r>| match fields
+        .iter_mut()
+        .find(|(n, _)| *n == name)
+    {
+        Some(field) => field.1 = value,
+        None => fields.push((name, value)),
+    };
     for x in &r.metrics {
         match x.kind {
             // The lock mask is not printed by `ip -j`.
             1 => {}
             // RTAX_RTT is kept in 1/8 ms, RTAX_RTTVAR in 1/4 ms.
-            4 => {
-                metrics.insert("rtt".into(), (x.value / 8).into());
-            }
-            5 => {
-                metrics.insert("rttvar".into(), (x.value / 4).into());
-            }
+            4 => set("rtt".into(), Metric::Number(x.value / 8)),
+            5 => set("rttvar".into(), Metric::Number(x.value / 4)),
             // "no hop limit" (-1) is not printed.
             10 if x.value == u32::MAX => {}
             12 => {
                 if x.value & 1 != 0 {
-                    metrics.insert("ecn".into(), Value::Null);
+                    set("ecn".into(), Metric::Null);
                 }
                 if x.value & !1 != 0 {
-                    metrics.insert("features".into(), format!("{:#x}", x.value).into());
+                    set(
+                        "features".into(),
+                        Metric::Str(format!("{:#x}", x.value).into()),
+                    );
                 }
             }
-            kind => {
-                metrics.insert(
-                    names::name(names::METRICS, kind).into_owned(),
-                    x.value.into(),
-                );
-            }
+            kind => set(names::name(names::METRICS, kind), Metric::Number(x.value)),
         }
     }
     if !r.congctl.is_empty() {
-        metrics.insert("congestion".into(), r.congctl.clone().into());
+        set("congestion".into(), Metric::Str(r.congctl.as_str().into()));
     }
-    if !metrics.is_empty() {
-        m.insert("metrics".into(), json!([metrics]));
+    if fields.is_empty() {
+        return;
     }
-    if r.expires != 0 {
-        m.insert("expires".into(), r.expires.into());
-    }
-    if let Some(pref) = r.pref {
-        m.insert("pref".into(), names::name(PREFERENCES, pref).into());
-    }
-    if !r.nexthops.is_empty() {
-        let hops: Vec<Value> = r
-            .nexthops
-            .iter()
-            .map(|h| {
-                let mut hop = Map::new();
-                if let Some(e) = &h.encap {
-                    hop.insert("encap".into(), encap_json(e));
-                }
-                if !h.gateway.is_empty() {
-                    hop.insert("gateway".into(), h.gateway.clone().into());
-                }
-                if !h.dev.is_empty() {
-                    hop.insert("dev".into(), h.dev.clone().into());
-                }
-                hop.insert("weight".into(), h.weight.into());
-                hop.insert("flags".into(), flags(h.flags));
-                Value::Object(hop)
-            })
-            .collect();
-        m.insert("nexthops".into(), hops.into());
-    }
-    unknown_json(&r.other, m);
-    // Ours: the VRF device bound to the route's table.
-    if !r.vrf.is_empty() {
-        m.insert("vrf".into(), r.vrf.clone().into());
+    let mut list = o.array("metrics");
+    let mut m = list.item().object();
+    for (name, value) in &fields {
+        let value_at = m.key(name);
+        match value {
+            Metric::Number(n) => value_at.u64(*n),
+            Metric::Null => value_at.null(),
+            Metric::Str(s) => value_at.str(s),
+        }
     }
 }
 
 /// The fields `ip -j -d nexthop show` prints for `n`, in its order.
-pub fn nexthop_fields(n: &Nexthop, m: &mut Map<String, Value>) {
-    m.insert("id".into(), n.id.into());
+pub fn nexthop_fields(n: &Nexthop, o: &mut JsonObject<'_>) {
+    o.u64("id", n.id);
     if !n.group.is_empty() {
-        let group: Vec<Value> = n
-            .group
-            .iter()
-            .map(|g| {
-                if g.weight == 1 {
-                    json!({ "id": g.id })
-                } else {
-                    json!({ "id": g.id, "weight": g.weight })
-                }
-            })
-            .collect();
-        m.insert("group".into(), group.into());
+        let mut group = o.array("group");
+        for g in &n.group {
+            let mut member = group.item().object();
+            member.u64("id", g.id);
+            if g.weight != 1 {
+                member.u64("weight", g.weight);
+            }
+        }
     }
     if let Some(e) = &n.encap {
-        m.insert("encap".into(), encap_json(e));
+        encap_json(e, o.key("encap"));
     }
     if !n.gateway.is_empty() {
-        m.insert("gateway".into(), n.gateway.clone().into());
+        o.str("gateway", &n.gateway);
     }
     if !n.dev.is_empty() {
-        m.insert("dev".into(), n.dev.clone().into());
+        o.str("dev", &n.dev);
     }
-    m.insert(
-        "scope".into(),
-        names::given_or(&n.scope_name, SCOPES, n.scope).into(),
-    );
+    o.str("scope", &names::given_or(&n.scope_name, SCOPES, n.scope));
     if n.blackhole {
-        m.insert("blackhole".into(), Value::Null);
+        o.null("blackhole");
     }
-    m.insert(
-        "protocol".into(),
-        names::given_or(&n.protocol_name, PROTOCOLS, n.protocol).into(),
+    o.str(
+        "protocol",
+        &names::given_or(&n.protocol_name, PROTOCOLS, n.protocol),
     );
-    m.insert("flags".into(), flags(n.flags));
+    flags(n.flags, o);
     if n.fdb {
-        m.insert("fdb".into(), Value::Null);
+        o.null("fdb");
     }
-    unknown_json(&n.other, m);
+    unknown_json(&n.other, o);
 }
 
 /// A realm as `ip` names it with the built-in `rt_realms` (events carry
 /// no realm names).
-pub(super) fn realm(n: u32) -> String {
-    names::name(names::REALMS, n).into_owned()
+pub(super) fn realm(n: u32) -> Cow<'static, str> {
+    names::name(names::REALMS, n)
 }
 
-fn flags(bits: u32) -> Value {
-    names::flag_names(bits)
-        .into_iter()
-        .map(|f| Value::from(f.into_owned()))
-        .collect()
+/// `"flags":[...]`, the RTNH_F_* names.
+fn flags(bits: u32, o: &mut JsonObject<'_>) {
+    let mut list = o.array("flags");
+    if bits != 0 {
+        for name in names::flag_names(bits) {
+            list.item().str(&name);
+        }
+    }
 }
 
 pub fn family_name(family: i32) -> &'static str {
@@ -352,7 +379,22 @@ pub fn origin_name(origin: i32) -> &'static str {
 mod tests {
     use super::*;
     use routewatch_proto::v1::{Cursor, Resync};
+    use serde_json::Value;
     use std::time::Duration;
+
+    /// The line of `event`, read back.
+    fn event_value(host: &str, event: &Event) -> Option<Value> {
+        let mut line = Vec::new();
+        event_json(&mut line, &mut TimeText::default(), host, event)
+            .then(|| serde_json::from_slice(&line).unwrap())
+    }
+
+    /// The line of `notice`, read back.
+    fn notice_value(host: &str, notice: &Notice<'_>, time_unix_nano: i64) -> Value {
+        let mut line = Vec::new();
+        write_notice(&mut line, host, notice, time_unix_nano).unwrap();
+        serde_json::from_slice(&line).unwrap()
+    }
 
     #[test]
     fn a_resync_line_says_why_in_words_and_as_a_cause() {
@@ -365,7 +407,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        let v = event_json("h:1", &resync).unwrap();
+        let v = event_value("h:1", &resync).unwrap();
         assert_eq!(v["action"], "resync");
         assert_eq!(v["cause"], "unknown_stream");
         assert_eq!(v["reason"], "cursor s1:9 is not from this agent's stream");
@@ -390,7 +432,7 @@ mod tests {
             again: true,
             resume_from: Some(&cursor),
         };
-        let v = notice_json("h:1", &resumed, 0);
+        let v = notice_value("h:1", &resumed, 0);
         assert_eq!(v["action"], "connected");
         assert_eq!(v["resumed"], true);
         assert_eq!(v["seq"], 41);
@@ -403,7 +445,7 @@ mod tests {
             again: true,
             resume_from: None,
         };
-        let v = notice_json("h:1", &fresh, 0);
+        let v = notice_value("h:1", &fresh, 0);
         assert_eq!(v["resumed"], false);
         assert!(v["seq"].is_null());
 
@@ -411,7 +453,7 @@ mod tests {
             error: "connection reset",
             retry_in: Duration::from_millis(1234),
         };
-        let v = notice_json("h:1", &lost, 0);
+        let v = notice_value("h:1", &lost, 0);
         assert_eq!(v["action"], "disconnected");
         assert_eq!(v["error"], "connection reset");
         assert_eq!(v["retry_in_ms"], 1234);

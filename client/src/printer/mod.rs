@@ -3,6 +3,7 @@
 mod color;
 mod encap;
 mod json;
+mod json_writer;
 mod jsonpb;
 mod rule;
 mod table;
@@ -15,8 +16,10 @@ mod tests;
 pub use color::{Color, Paint};
 pub use encap::{encap_json, encap_text};
 pub use json::{
-    cause_name, family_name, nexthop_fields, object_json, origin_name, route_fields, JsonPrinter,
+    cause_name, family_name, nexthop_fields, object_fields, object_json, origin_name, route_fields,
+    JsonPrinter,
 };
+pub use json_writer::{json_map, JsonArray, JsonObject, JsonValue};
 pub use jsonpb::JsonPbPrinter;
 pub use rule::{rule_fields, rule_line};
 pub use table::{aligned, TablePrinter};
@@ -109,7 +112,7 @@ pub fn printer(format: Format, mode: Mode, paint: Paint) -> Box<dyn Printer + Se
     };
     match format {
         Format::Text => Box::new(TextPrinter::new(mode, paint)),
-        Format::Json => Box::new(JsonPrinter),
+        Format::Json => Box::<JsonPrinter>::default(),
         Format::Jsonpb => Box::new(JsonPbPrinter),
         Format::Table => Box::new(TablePrinter::new(mode, paint)),
     }
@@ -132,6 +135,25 @@ pub fn rfc3339(unix_nano: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| unix_nano.to_string())
+}
+
+/// [`rfc3339`] of the last time asked for, kept: a snapshot's events all
+/// carry one time.
+#[derive(Default)]
+pub struct TimeText {
+    unix_nano: Option<i64>,
+    text: String,
+}
+
+impl TimeText {
+    /// `unix_nano` in RFC 3339.
+    pub fn get(&mut self, unix_nano: i64) -> &str {
+        if self.unix_nano != Some(unix_nano) {
+            self.text = rfc3339(unix_nano);
+            self.unix_nano = Some(unix_nano);
+        }
+        &self.text
+    }
 }
 
 /// A prefix as `ip` prints it: `default` for /0, no length for a host route.

@@ -7,12 +7,11 @@
 
 use std::fmt::Write as _;
 
+use super::json::realm;
+use super::json_writer::JsonObject;
+use super::unknown::{unknown_json, unknown_text};
 use routewatch_proto::names::{self, PROTOCOLS, ROUTE_TYPES, TABLES};
 use routewatch_proto::v1::{PortRange, Rule};
-use serde_json::{Map, Value};
-
-use super::json::realm;
-use super::unknown::{unknown_json, unknown_text};
 
 /// FR_ACT_*: what a rule does with a packet it matches.
 const FR_ACT_TO_TBL: u32 = 1;
@@ -161,35 +160,33 @@ pub fn rule_line(r: &Rule, s: &mut String) {
 }
 
 /// The fields `ip -j -d rule show` prints for `r` (its `action` as `type`).
-pub fn rule_fields(r: &Rule, m: &mut Map<String, Value>) {
-    m.insert("priority".into(), r.priority.into());
+pub fn rule_fields(r: &Rule, o: &mut JsonObject<'_>) {
+    o.u64("priority", r.priority);
     if r.invert {
-        m.insert("not".into(), Value::Null);
+        o.null("not");
     }
     match r.src.split_once('/') {
         Some((addr, len)) => {
-            m.insert("src".into(), addr.into());
+            o.str("src", addr);
             if !is_host_len(addr, len) {
-                m.insert("srclen".into(), len.parse::<u32>().unwrap_or(0).into());
+                o.u64("srclen", len.parse::<u32>().unwrap_or(0));
             }
         }
-        None => {
-            m.insert("src".into(), "all".into());
-        }
+        None => o.str("src", "all"),
     }
     if let Some((addr, len)) = r.dst.split_once('/') {
-        m.insert("dst".into(), addr.into());
+        o.str("dst", addr);
         if !is_host_len(addr, len) {
-            m.insert("dstlen".into(), len.parse::<u32>().unwrap_or(0).into());
+            o.u64("dstlen", len.parse::<u32>().unwrap_or(0));
         }
     }
     if r.tos != 0 {
-        m.insert("tos".into(), tos(r.tos).into());
+        o.str("tos", &tos(r.tos));
     }
     if let Some((mark, mask)) = fwmark(r) {
-        m.insert("fwmark".into(), mark.into());
+        o.str("fwmark", &mark);
         if let Some(mask) = mask {
-            m.insert("fwmask".into(), mask.into());
+            o.str("fwmask", &mask);
         }
     }
     for (word, dev, detached) in [
@@ -197,89 +194,82 @@ pub fn rule_fields(r: &Rule, m: &mut Map<String, Value>) {
         ("oif", &r.oif, r.oif_detached),
     ] {
         if !dev.is_empty() {
-            m.insert(word.into(), dev.clone().into());
+            o.str(word, dev);
             if detached {
-                m.insert(format!("{word}_detached"), Value::Null);
+                o.null(&format!("{word}_detached"));
             }
         }
     }
     if r.l3mdev {
-        m.insert("l3mdev".into(), Value::Null);
+        o.null("l3mdev");
     }
     if let Some(u) = &r.uidrange {
-        m.insert("uid_start".into(), u.start.into());
-        m.insert("uid_end".into(), u.end.into());
+        o.u64("uid_start", u.start);
+        o.u64("uid_end", u.end);
     }
     if r.ipproto != 0 {
-        m.insert("ipproto".into(), ipproto(r.ipproto).into());
+        o.str("ipproto", &ipproto(r.ipproto));
     }
     for (word, range, mask) in ports(r) {
         if let Some(p) = range {
             if p.start == p.end {
-                m.insert(word.into(), p.start.into());
+                o.u64(word, p.start);
             } else {
-                m.insert(format!("{word}_start"), p.start.into());
-                m.insert(format!("{word}_end"), p.end.into());
+                o.u64(&format!("{word}_start"), p.start);
+                o.u64(&format!("{word}_end"), p.end);
             }
             if let Some(mask) = mask {
-                m.insert(format!("{word}_mask"), format!("{mask:#x}").into());
+                o.str(&format!("{word}_mask"), &format!("{mask:#x}"));
             }
         }
     }
     if let Some(label) = r.flowlabel {
-        m.insert("flowlabel".into(), format!("{label:#x}").into());
+        o.str("flowlabel", &format!("{label:#x}"));
         if let Some(mask) = r.flowlabel_mask {
-            m.insert("flowlabel_mask".into(), format!("{mask:#x}").into());
+            o.str("flowlabel_mask", &format!("{mask:#x}"));
         }
     }
     if let Some(dscp) = r.dscp {
-        m.insert("dscp".into(), dscp.to_string().into());
+        o.str("dscp", itoa::Buffer::new().format(dscp));
         if let Some(mask) = dscp_mask(r) {
-            m.insert("dscp_mask".into(), format!("{mask:#x}").into());
+            o.str("dscp_mask", &format!("{mask:#x}"));
         }
     }
     if r.tun_id != 0 {
-        m.insert("tun_id".into(), r.tun_id.into());
+        o.u64("tun_id", r.tun_id);
     }
     if r.table != 0 {
-        m.insert(
-            "table".into(),
-            names::given_or(&r.table_name, TABLES, r.table).into(),
-        );
+        o.str("table", &names::given_or(&r.table_name, TABLES, r.table));
         if let Some(len) = suppress(r.suppress_prefixlen) {
-            m.insert("suppress_prefixlen".into(), len.into());
+            o.u64("suppress_prefixlen", len);
         }
         if let Some(group) = suppress(r.suppress_ifgroup) {
-            m.insert("suppress_ifgroup".into(), ifgroup(group).into());
+            o.str("suppress_ifgroup", &ifgroup(group));
         }
     }
     if r.realms != 0 {
         let (from, to) = (r.realms >> 16, r.realms & 0xffff);
         if from != 0 {
-            m.insert("flow_from".into(), realm(from).into());
+            o.str("flow_from", &realm(from));
         }
-        m.insert("flow_to".into(), realm(to).into());
+        o.str("flow_to", &realm(to));
     }
     match r.action {
         FR_ACT_TO_TBL => {}
         FR_ACT_GOTO => {
-            m.insert("goto".into(), r.goto.into());
+            o.u64("goto", r.goto);
             if r.flags & FIB_RULE_UNRESOLVED != 0 {
-                m.insert("unresolved".into(), Value::Null);
+                o.null("unresolved");
             }
         }
-        FR_ACT_NOP => {
-            m.insert("nop".into(), Value::Null);
-        }
-        other => {
-            m.insert("type".into(), names::name(ROUTE_TYPES, other).into());
-        }
+        FR_ACT_NOP => o.null("nop"),
+        other => o.str("type", &names::name(ROUTE_TYPES, other)),
     }
-    m.insert(
-        "protocol".into(),
-        names::given_or(&r.protocol_name, PROTOCOLS, r.protocol).into(),
+    o.str(
+        "protocol",
+        &names::given_or(&r.protocol_name, PROTOCOLS, r.protocol),
     );
-    unknown_json(&r.other, m);
+    unknown_json(&r.other, o);
 }
 
 /// A selector prefix as `ip rule` writes it: the address alone for a host
@@ -358,7 +348,9 @@ fn port_range(p: &PortRange) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::printer::json_writer::json_map;
     use routewatch_proto::v1::Family;
+    use serde_json::Value;
 
     fn rule() -> Rule {
         Rule {
@@ -377,9 +369,7 @@ mod tests {
     }
 
     fn fields(r: &Rule) -> Value {
-        let mut m = Map::new();
-        rule_fields(r, &mut m);
-        Value::Object(m)
+        Value::Object(json_map(|o| rule_fields(r, o)))
     }
 
     #[test]

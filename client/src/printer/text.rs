@@ -11,7 +11,7 @@ use routewatch_proto::v1::{change, event, Action, Event, Family, Nexthop, Route}
 use super::encap::encap_text;
 use super::rule::rule_line;
 use super::unknown::unknown_text;
-use super::{ip_prefix, rfc3339, Mode, Notice, Origin, Paint, Printer};
+use super::{ip_prefix, Mode, Notice, Origin, Paint, Printer, TimeText};
 
 const RTN_UNICAST: u32 = 1;
 const RT_TABLE_MAIN: u32 = 254;
@@ -21,45 +21,52 @@ const RT_SCOPE_UNIVERSE: u32 = 0;
 pub struct TextPrinter {
     mode: Mode,
     paint: Paint,
+    /// The line being written, kept for the next one.
+    line: String,
+    time: TimeText,
 }
 
 impl TextPrinter {
     /// `paint` colours adds and deletes.
     pub fn new(mode: Mode, paint: Paint) -> TextPrinter {
-        TextPrinter { mode, paint }
+        TextPrinter {
+            mode,
+            paint,
+            line: String::new(),
+            time: TimeText::default(),
+        }
     }
 }
 
 impl Printer for TextPrinter {
     fn print(&mut self, out: &mut dyn Write, from: &Origin<'_>, event: &Event) -> io::Result<()> {
-        let mut line = String::new();
+        let Some(event::Kind::Change(c)) = &event.kind else {
+            marker(from.host, event, self.mode);
+            return Ok(());
+        };
+        let Some(object) = &c.object else {
+            return Ok(());
+        };
+        let delete = c.action == Action::Delete as i32;
+        let (start, end) = self.paint.codes(delete);
+        let line = &mut self.line;
+        line.clear();
+        line.push_str(start);
         if self.mode == Mode::Tail {
-            line.push_str(&rfc3339(event.time_unix_nano));
+            line.push_str(self.time.get(event.time_unix_nano));
             line.push(' ');
         }
         if from.many {
             line.push_str(from.host);
             line.push(' ');
         }
-        match &event.kind {
-            Some(event::Kind::Change(c)) => {
-                let delete = c.action == Action::Delete as i32;
-                if delete {
-                    line.push_str("Deleted ");
-                }
-                let Some(object) = &c.object else {
-                    return Ok(());
-                };
-                object_line(object, &mut line);
-                let mut line = self.paint.line(&line, delete);
-                line.push('\n');
-                out.write_all(line.as_bytes())
-            }
-            _ => {
-                marker(from.host, event, self.mode);
-                Ok(())
-            }
+        if delete {
+            line.push_str("Deleted ");
         }
+        object_line(object, line);
+        line.push_str(end);
+        line.push('\n');
+        out.write_all(line.as_bytes())
     }
 
     fn notice(
@@ -124,18 +131,15 @@ pub fn object_line(object: &change::Object, s: &mut String) {
 /// One route in `ip route` words.
 pub fn route_line(r: &Route, s: &mut String) {
     if r.r#type != RTN_UNICAST {
-        let _ = write!(
-            s,
-            "{} ",
-            names::given_or(&r.type_name, ROUTE_TYPES, r.r#type)
-        );
+        s.push_str(&names::given_or(&r.type_name, ROUTE_TYPES, r.r#type));
+        s.push(' ');
     }
     s.push_str(&ip_prefix(&r.dst));
     if !r.src.is_empty() && !r.src.ends_with("/0") {
-        let _ = write!(s, " from {}", ip_prefix(&r.src));
+        word(s, "from", &ip_prefix(&r.src));
     }
     if r.nhid != 0 {
-        let _ = write!(s, " nhid {}", r.nhid);
+        number(s, "nhid", r.nhid);
     }
     // iproute2's order: the encapsulation, then tos, before the gateway.
     if let Some(e) = &r.encap {
@@ -145,60 +149,53 @@ pub fn route_line(r: &Route, s: &mut String) {
         let _ = write!(s, " tos {:#x}", r.tos);
     }
     if !r.gateway.is_empty() {
-        let _ = write!(s, " via {}", r.gateway);
+        word(s, "via", &r.gateway);
     }
     if !r.dev.is_empty() {
-        let _ = write!(s, " dev {}", r.dev);
+        word(s, "dev", &r.dev);
     }
     if r.table != RT_TABLE_MAIN {
-        let _ = write!(
-            s,
-            " table {}",
-            names::given_or(&r.table_name, TABLES, r.table)
-        );
+        word(s, "table", &names::given_or(&r.table_name, TABLES, r.table));
     }
     if r.protocol != RTPROT_BOOT {
-        let _ = write!(
+        word(
             s,
-            " proto {}",
-            names::given_or(&r.protocol_name, PROTOCOLS, r.protocol)
+            "proto",
+            &names::given_or(&r.protocol_name, PROTOCOLS, r.protocol),
         );
     }
     if r.scope != RT_SCOPE_UNIVERSE {
-        let _ = write!(
-            s,
-            " scope {}",
-            names::given_or(&r.scope_name, SCOPES, r.scope)
-        );
+        word(s, "scope", &names::given_or(&r.scope_name, SCOPES, r.scope));
     }
     if !r.prefsrc.is_empty() {
-        let _ = write!(s, " src {}", r.prefsrc);
+        word(s, "src", &r.prefsrc);
     }
     if r.family == Family::Inet6 as i32 || r.metric != 0 {
-        let _ = write!(s, " metric {}", r.metric);
+        number(s, "metric", r.metric);
     }
-    for flag in names::flag_names(r.flags) {
-        let _ = write!(s, " {flag}");
-    }
+    flags(s, r.flags);
     if r.realms != 0 {
         let (from, to) = (r.realms >> 16, r.realms & 0xffff);
-        let _ = if from == 0 {
-            write!(s, " realm {to}")
+        if from == 0 {
+            number(s, "realm", to);
         } else {
-            write!(s, " realms {from}/{to}")
-        };
+            number(s, "realms", from);
+            s.push('/');
+            s.push_str(itoa::Buffer::new().format(to));
+        }
     }
     for m in r.metrics.iter().filter(|m| m.kind != 1) {
-        let _ = write!(s, " {} {}", names::name(names::METRICS, m.kind), m.value);
+        number(s, &names::name(names::METRICS, m.kind), m.value);
     }
     if !r.congctl.is_empty() {
-        let _ = write!(s, " congctl {}", r.congctl);
+        word(s, "congctl", &r.congctl);
     }
     if r.expires != 0 {
-        let _ = write!(s, " expires {}sec", r.expires);
+        number(s, "expires", r.expires);
+        s.push_str("sec");
     }
     if let Some(pref) = r.pref {
-        let _ = write!(s, " pref {}", names::name(PREFERENCES, pref));
+        word(s, "pref", &names::name(PREFERENCES, pref));
     }
     for h in &r.nexthops {
         s.push_str(" nexthop");
@@ -206,20 +203,44 @@ pub fn route_line(r: &Route, s: &mut String) {
             encap_text(e, s);
         }
         if !h.gateway.is_empty() {
-            let _ = write!(s, " via {}", h.gateway);
+            word(s, "via", &h.gateway);
         }
         if !h.dev.is_empty() {
-            let _ = write!(s, " dev {}", h.dev);
+            word(s, "dev", &h.dev);
         }
-        let _ = write!(s, " weight {}", h.weight);
-        for flag in names::flag_names(h.flags) {
-            let _ = write!(s, " {flag}");
-        }
+        number(s, "weight", h.weight);
+        flags(s, h.flags);
     }
     unknown_text(&r.other, s);
     // Ours: `ip` shows no VRF on a route (only `table NAME`).
     if !r.vrf.is_empty() {
-        let _ = write!(s, " vrf {}", r.vrf);
+        word(s, "vrf", &r.vrf);
+    }
+}
+
+/// ` WORD VALUE`.
+fn word(s: &mut String, word: &str, value: &str) {
+    s.push(' ');
+    s.push_str(word);
+    s.push(' ');
+    s.push_str(value);
+}
+
+/// ` WORD N`.
+fn number(s: &mut String, word: &str, n: impl itoa::Integer) {
+    s.push(' ');
+    s.push_str(word);
+    s.push(' ');
+    s.push_str(itoa::Buffer::new().format(n));
+}
+
+/// The RTNH_F_* names, each after a space.
+fn flags(s: &mut String, bits: u32) {
+    if bits != 0 {
+        for flag in names::flag_names(bits) {
+            s.push(' ');
+            s.push_str(&flag);
+        }
     }
 }
 
@@ -242,39 +263,34 @@ pub fn group_spec(n: &Nexthop) -> String {
 
 /// One nexthop object in `ip nexthop` words.
 pub fn nexthop_line(n: &Nexthop, s: &mut String) {
-    let _ = write!(s, "id {}", n.id);
+    s.push_str("id ");
+    s.push_str(itoa::Buffer::new().format(n.id));
     if !n.group.is_empty() {
-        let _ = write!(s, " group {}", group_spec(n));
+        word(s, "group", &group_spec(n));
     }
     if let Some(e) = &n.encap {
         encap_text(e, s);
     }
     if !n.gateway.is_empty() {
-        let _ = write!(s, " via {}", n.gateway);
+        word(s, "via", &n.gateway);
     }
     if !n.dev.is_empty() {
-        let _ = write!(s, " dev {}", n.dev);
+        word(s, "dev", &n.dev);
     }
     if n.blackhole {
         s.push_str(" blackhole");
     }
     if n.scope != RT_SCOPE_UNIVERSE {
-        let _ = write!(
-            s,
-            " scope {}",
-            names::given_or(&n.scope_name, SCOPES, n.scope)
-        );
+        word(s, "scope", &names::given_or(&n.scope_name, SCOPES, n.scope));
     }
     if n.protocol != 0 {
-        let _ = write!(
+        word(
             s,
-            " proto {}",
-            names::given_or(&n.protocol_name, PROTOCOLS, n.protocol)
+            "proto",
+            &names::given_or(&n.protocol_name, PROTOCOLS, n.protocol),
         );
     }
-    for flag in names::flag_names(n.flags) {
-        let _ = write!(s, " {flag}");
-    }
+    flags(s, n.flags);
     if n.fdb {
         s.push_str(" fdb");
     }

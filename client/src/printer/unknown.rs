@@ -5,43 +5,56 @@
 //! Text: ` unknown TYPE:HEX` per attribute; JSON: `"unknown":[{"type":TYPE,
 //! "hex":"HEX"}]`, in the order the kernel sent them.
 
-use std::fmt::Write as _;
-
 use routewatch_proto::v1::RawAttribute;
-use serde_json::{json, Map, Value};
+
+use super::json_writer::JsonObject;
 
 /// Appends ` unknown TYPE:HEX` for each attribute.
 pub fn unknown_text(attrs: &[RawAttribute], s: &mut String) {
     for a in attrs {
-        let _ = write!(s, " unknown {}:{}", a.kind, hex(&a.value));
+        s.push_str(" unknown ");
+        s.push_str(itoa::Buffer::new().format(a.kind));
+        s.push(':');
+        push_hex(&a.value, s);
     }
 }
 
-/// Inserts `"unknown":[{"type":TYPE,"hex":"HEX"},...]` into `m` when there
-/// is any.
-pub fn unknown_json(attrs: &[RawAttribute], m: &mut Map<String, Value>) {
+/// Writes `"unknown":[{"type":TYPE,"hex":"HEX"},...]` when there is any.
+pub fn unknown_json(attrs: &[RawAttribute], o: &mut JsonObject<'_>) {
     if attrs.is_empty() {
         return;
     }
-    let list: Vec<Value> = attrs
-        .iter()
-        .map(|a| json!({ "type": a.kind, "hex": hex(&a.value) }))
-        .collect();
-    m.insert("unknown".into(), list.into());
+    let mut list = o.array("unknown");
+    let mut digits = String::new();
+    for a in attrs {
+        let mut attr = list.item().object();
+        attr.u64("type", a.kind);
+        digits.clear();
+        push_hex(&a.value, &mut digits);
+        attr.str("hex", &digits);
+    }
 }
 
 /// Lowercase hex digits, two per byte.
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
+    push_hex(bytes, &mut out);
     out
+}
+
+fn push_hex(bytes: &[u8], s: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::printer::json_writer::json_map;
+    use serde_json::{json, Value};
 
     fn attrs() -> Vec<RawAttribute> {
         vec![
@@ -65,12 +78,9 @@ mod tests {
 
     #[test]
     fn json_lists_them_and_says_nothing_when_there_are_none() {
-        let mut m = Map::new();
-        unknown_json(&[], &mut m);
-        assert!(m.is_empty());
-        unknown_json(&attrs(), &mut m);
+        assert!(json_map(|o| unknown_json(&[], o)).is_empty());
         assert_eq!(
-            Value::Object(m),
+            Value::Object(json_map(|o| unknown_json(&attrs(), o))),
             json!({"unknown": [{"type": 30, "hex": "01ab"}, {"type": 99, "hex": ""}]})
         );
     }

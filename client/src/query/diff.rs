@@ -10,9 +10,7 @@ use super::targets::{self, Target};
 use super::version::{self, Version};
 use super::{gaps, Context, Lines};
 use crate::order;
-use crate::printer::{
-    nexthop_fields, object_json, object_line, rfc3339, route_fields, rule_fields,
-};
+use crate::printer::{json_map, object_fields, object_json, object_line, rfc3339};
 use crate::ClientError;
 
 const USAGE: &str = "query diff compares one host at two moments (--host H --at T1 --at T2) \
@@ -97,13 +95,7 @@ type Shown<'a> = (&'a Version, Map<String, Json>);
 /// What `ip -j -d` shows of the object: two versions that show alike do
 /// not differ (interface indexes, for one, are each host's own).
 fn shown(v: &Version) -> Map<String, Json> {
-    let mut m = Map::new();
-    match &v.object {
-        change::Object::Route(r) => route_fields(r, &mut m),
-        change::Object::Nexthop(n) => nexthop_fields(n, &mut m),
-        change::Object::Rule(r) => rule_fields(r, &mut m),
-    }
-    m
+    json_map(|o| object_fields(&v.object, o))
 }
 
 pub async fn run(cx: &mut Context<'_>, args: &Diff) -> Result<(), ClientError> {
@@ -238,7 +230,9 @@ impl Line<'_> {
             m.insert("action".into(), action.into());
         }
         m.insert("netns".into(), self.version.netns.clone().into());
-        object_json(&self.version.key, &self.version.object, &mut m);
+        m.extend(json_map(|o| {
+            object_json(&self.version.key, &self.version.object, o)
+        }));
         Json::Object(m)
     }
 }

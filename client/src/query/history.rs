@@ -14,7 +14,7 @@ use super::targets::{self, Target};
 use super::version::{Version, COLUMNS};
 use super::{Context, Lines};
 use crate::order;
-use crate::printer::{object_json, object_line, rfc3339};
+use crate::printer::{json_map, object_json, object_line, rfc3339};
 use crate::store::schema::{destination, KIND_ROUTE, KIND_RULE};
 use crate::store::Value;
 use crate::ClientError;
@@ -230,6 +230,6 @@ fn version_json(v: &Version, host: &str) -> Json {
         closed.map(|c| c.stream_id.clone()).into(),
     );
     m.insert("closed_seq".into(), closed.map(|c| c.seq).into());
-    object_json(&v.key, &v.object, &mut m);
+    m.extend(json_map(|o| object_json(&v.key, &v.object, o)));
     Json::Object(m)
 }
