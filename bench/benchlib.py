@@ -6,7 +6,7 @@
   hold is the program's own pid) that are always stopped,
 - CPU time from /proc/PID/stat, memory from /proc/PID/status, netlink
   socket queues from /proc/PID/net/netlink,
-- bounded waits, timed commands,
+- bounded waits, timed commands (with their peak RSS, through GNU time),
 - the agent (plaintext or TLS with certificates from `routewatch certs init`),
 - replaying a subscriber's JSON lines and comparing routes with the kernel's
   (`ip -j -d route show`), in full or on a deterministic sample,
@@ -753,6 +753,34 @@ def compare_digests(mine, kernel):
     }
 
 
+# The lines of `routewatch show` (text) that `ip route show` does not print:
+# rules (`PRIORITY:<tab>...`) and nexthop objects (`id N ...`), which come first.
+SHOW_NOT_ROUTE = re.compile(rb"^(\d+:\t|id \d+ )")
+
+
+def compare_show_text(show_path, ip_path):
+    """`routewatch show`'s text (in show_path) against `ip route show table
+    all`'s (in ip_path): its lines, rules and nexthop objects aside, must be
+    ip's lines (ip ends each line with a space). Routes that tie in show's
+    order (same table, prefix and metric: fe80::/64 on two links) may come
+    in another order; `moved` counts the lines not in ip's place."""
+    with open(show_path, "rb") as f:
+        lines = f.read().splitlines()
+    with open(ip_path, "rb") as f:
+        theirs = [line.rstrip() for line in f.read().splitlines()]
+    ours = [line for line in lines if not SHOW_NOT_ROUTE.match(line)]
+    mine, ip = collections.Counter(ours), collections.Counter(theirs)
+    return {
+        "route_lines": len(ours),
+        "object_lines": len(lines) - len(ours),
+        "ip_lines": len(theirs),
+        "ok": mine == ip,
+        "only_routewatch": sum((mine - ip).values()),
+        "only_ip": sum((ip - mine).values()),
+        "moved": sum(a != b for a, b in zip(ours, theirs)),
+    }
+
+
 def describe_check(c):
     """One line (and examples) for a compare_digests() result."""
     s = (f"replay {c['replay_routes']} route keys (v4 {c['replay_routes_v4']}, v6 {c['replay_routes_v6']}) "
@@ -913,8 +941,28 @@ def agent_log_counts(text):
     }
 
 
-def run_timed(ns, argv, stdout_path=None, timeout=600.0, env=None):
-    """Runs argv in ns; returns (wall s, cpu s of the command, exit code, stderr)."""
+TIME = "/usr/bin/time"
+
+
+def need_gnu_time():
+    """Exits (code 2) unless GNU time, which run_timed's peak RSS needs, is there."""
+    if not os.access(TIME, os.X_OK):
+        die(f"{TIME} (GNU time) is needed for the peak RSS: apt-get install time", 2)
+
+
+def run_timed(ns, argv, stdout_path=None, timeout=600.0, env=None, peak_rss=False):
+    """Runs argv in ns; returns (wall s, cpu s of the command, exit code,
+    stderr), and with peak_rss the command's peak RSS in KiB after them.
+
+    The peak RSS comes from GNU time (`/usr/bin/time -f %M`), which starts
+    the command from a small process of its own: a child forked from this
+    script would count the script's memory as its own until it execs. The
+    CPU (from wait4) then includes time(1)'s own, a millisecond or so."""
+    rss_path, cmd = None, " ".join(argv)
+    if peak_rss:
+        fd, rss_path = tempfile.mkstemp(prefix="rwbench-rss.")
+        os.close(fd)
+        argv = [TIME, "-f", "%M", "-o", rss_path, *argv]
     out = open(stdout_path, "wb") if stdout_path else open(os.devnull, "wb")
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -922,6 +970,10 @@ def run_timed(ns, argv, stdout_path=None, timeout=600.0, env=None):
     try:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE,
                              env=full_env, preexec_fn=ns.preexec(), start_new_session=True)
+    except BaseException:
+        if rss_path:
+            os.unlink(rss_path)
+        raise
     finally:
         out.close()
     try:
@@ -940,21 +992,29 @@ def run_timed(ns, argv, stdout_path=None, timeout=600.0, env=None):
             elif chunk == b"":
                 break
             if time.monotonic() > end:
-                raise BenchError(f"`{' '.join(argv)}` took longer than {timeout}s")
+                raise BenchError(f"`{cmd}` took longer than {timeout}s")
             time.sleep(0.002)
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.monotonic() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
     except BaseException:
         try:
-            os.kill(p.pid, 9)
+            os.killpg(p.pid, 9)  # its own session: the command, and time(1) with it
             os.waitpid(p.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
         raise
     finally:
         p.stderr.close()
-    return wall, ru.ru_utime + ru.ru_stime, p.returncode, err.decode(errors="replace")
+        if rss_path:
+            with open(rss_path) as f:
+                rss = f.read().split()
+            os.unlink(rss_path)
+    res = (wall, ru.ru_utime + ru.ru_stime, p.returncode, err.decode(errors="replace"))
+    if not peak_rss:
+        return res
+    # time(1) writes "Command exited with non-zero status N" before %M.
+    return res + (int(rss[-1]) if rss and rss[-1].isdigit() else 0,)
 
 
 def median(xs):

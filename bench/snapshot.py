@@ -6,16 +6,24 @@ with N /32 routes installed (10.A.B.C/32 dev va), times, RUNS times each
 (rounds, order rotated every round), all with stdout to /dev/null:
 
   remote      routewatch show --insecure -o json 127.0.0.1:PORT   (agent running in the namespace)
+  remote text routewatch show --insecure 127.0.0.1:PORT           (the same, text lines)
+  unsorted    routewatch show --insecure --unsorted -o json 127.0.0.1:PORT
+                                                                   (lines as they arrive; clients that have it)
   in-process  routewatch show -o json                              (no target: dumps the kernel itself)
   ip -j -d    ip -j -d route show table all
   ip text     ip route show table all
 
-and prints the median wall time and CPU time (user+sys of the command, from
-wait4; for `remote` the agent's CPU spent serving it is shown separately),
-and the ratios of the wall times against both ip commands.
+and prints the median wall time, CPU time (user+sys of the command, from
+wait4; for the remote ones the agent's CPU spent serving it is shown
+separately) and peak RSS (the largest of the runs, from GNU time's %M; see
+benchlib.run_timed), and the ratios of the wall times against both ip
+commands.
 
 Before timing, each command is run once into a file and its output is
-checked: routewatch's route lines must number what ip prints.
+checked: routewatch's JSON route lines must hold what `ip -j -d` prints,
+field for field, and its text lines must be `ip route show table all`'s
+lines (rules and nexthop objects aside; routes that tie in show's order
+may come in another order).
 """
 
 import argparse
@@ -49,6 +57,7 @@ def parse_args():
 def main():
     args = parse_args()
     bl.preflight()
+    bl.need_gnu_time()
     work = bl.workdir(keep=args.keep)
     addr = f"127.0.0.1:{args.port}"
     ns = bl.Netns()
@@ -71,23 +80,38 @@ def main():
     agent_start_cpu = agent.cpu_seconds()
     log(f"agent ready in {t_agent_ready:.2f}s ({agent_start_cpu:.2f}s CPU, RSS {agent.rss_kib() // 1024} MiB)")
 
+    ip_text_argv = ["ip", "route", "show", "table", "all"]
     commands = [
         ("routewatch show (agent)", [bl.CLIENT, "show", "--insecure", "-o", "json", addr]),
+        ("routewatch show text (agent)", [bl.CLIENT, "show", "--insecure", addr]),
         ("routewatch show (in-process)", [bl.CLIENT, "show", "-o", "json"]),
         ("ip -j -d route show table all", ["ip", "-j", "-d", "route", "show", "table", "all"]),
-        ("ip route show table all", ["ip", "route", "show", "table", "all"]),
+        ("ip route show table all", ip_text_argv),
     ]
+    # Clients that can print lines as they arrive are timed doing so too.
+    if "--unsorted" in ns.run([bl.CLIENT, "show", "--help"]):
+        commands.insert(2, ("routewatch show --unsorted (agent)",
+                            [bl.CLIENT, "show", "--insecure", "--unsorted", "-o", "json", addr]))
     env = {"ROUTEWATCH_LOG": "warn"}
 
-    # Check the outputs once.
+    # Check the outputs once; ip's text first, which the text show must equal.
     log("checking outputs")
     checks = {}
-    for name, argv in commands:
-        path = os.path.join(work, "check.out")
-        wall, cpu, rc, err = bl.run_timed(ns, argv, path, args.timeout, env)
+    ip_text = os.path.join(work, "ip-text.out")
+    for name, argv in sorted(commands, key=lambda c: c[1] is not ip_text_argv):
+        path = ip_text if argv is ip_text_argv else os.path.join(work, "check.out")
+        wall, cpu, rc, err, _ = bl.run_timed(ns, argv, path, args.timeout, env, peak_rss=True)
         if rc != 0:
             raise BenchError(f"`{' '.join(argv)}` exited {rc}: {err.strip()[-2000:]}")
-        if name.startswith("routewatch"):
+        if name.startswith("routewatch") and "-o" not in argv:
+            c = bl.compare_show_text(path, ip_text)
+            checks[name] = f"{c['route_lines']} route lines, {c['object_lines']} nexthop and rule lines"
+            if not c["ok"]:
+                checks[name] += (f"  MISMATCH (ip prints {c['ip_lines']} lines; {c['only_routewatch']} lines "
+                                 f"only in routewatch, {c['only_ip']} only in ip)")
+            else:
+                checks[name] += f"  OK (the lines of ip route show table all; {c['moved']} in another place)"
+        elif name.startswith("routewatch"):
             routes, nexthops, other = bl.lines_digest(path)
             total = routes.total()
             cmp = bl.compare_digests(routes, kernel)
@@ -106,7 +130,8 @@ def main():
             with open(path, "rb") as f:
                 checks[name] = f"{sum(1 for _ in f)} lines"
         checks[name] += f" ({os.path.getsize(path) / 1e6:.1f} MB, {wall:.2f}s)"
-        os.unlink(path)
+        if path != ip_text:
+            os.unlink(path)
         if err.strip():
             checks[name] += f"; stderr: {err.strip()[-300:]}"
 
@@ -115,15 +140,15 @@ def main():
         order = commands[k % len(commands):] + commands[:k % len(commands)]
         for name, argv in order:
             a0 = agent.cpu_ticks()
-            wall, cpu, rc, err = bl.run_timed(ns, argv, None, args.timeout, env)
+            wall, cpu, rc, err, rss = bl.run_timed(ns, argv, None, args.timeout, env, peak_rss=True)
             if not agent.alive():
                 raise BenchError(f"the agent exited ({agent.p.returncode}) during `{name}`; stderr:\n{agent.stderr_text()}")
             a1 = agent.cpu_ticks()
             if rc != 0:
                 raise BenchError(f"`{' '.join(argv)}` exited {rc}: {err.strip()[-2000:]}")
             agent_cpu = (a1 - a0) / bl.CLK_TCK if "(agent)" in name else None
-            results[name].append({"wall_s": wall, "cpu_s": cpu, "agent_cpu_s": agent_cpu})
-            log(f"run {k + 1}/{args.runs}: {name}: {wall:.3f}s wall, {cpu:.3f}s CPU"
+            results[name].append({"wall_s": wall, "cpu_s": cpu, "rss_kib": rss, "agent_cpu_s": agent_cpu})
+            log(f"run {k + 1}/{args.runs}: {name}: {wall:.3f}s wall, {cpu:.3f}s CPU, {rss / 1024:.1f} MiB"
                 + (f" (+ agent {agent_cpu:.2f}s CPU)" if agent_cpu is not None else ""))
     agent_rss = agent.rss_kib()
     agent_rc = agent.stop()
@@ -131,6 +156,7 @@ def main():
     med = {name: {
         "wall_s": bl.median([r["wall_s"] for r in rs]),
         "cpu_s": bl.median([r["cpu_s"] for r in rs]),
+        "rss_kib": max(r["rss_kib"] for r in rs),
         "agent_cpu_s": bl.median([r["agent_cpu_s"] for r in rs]),
     } for name, rs in results.items()}
     ipj = med["ip -j -d route show table all"]["wall_s"]
@@ -144,13 +170,15 @@ def main():
     print()
     print("output check:")
     for name, _ in commands:
-        print(f"  {name:<31} {checks[name]}")
+        print(f"  {name:<34} {checks[name]}")
     print()
-    print(f"  {'command (stdout > /dev/null)':<31} {'wall s':>8} {'CPU s':>8} {'vs ip -j -d':>12} {'vs ip text':>11}")
+    print(f"  {'command (stdout > /dev/null)':<34} {'wall s':>8} {'CPU s':>8} {'max RSS MiB':>12} "
+          f"{'vs ip -j -d':>12} {'vs ip text':>11}")
     for name, _ in commands:
         m = med[name]
         extra = f"   (+ agent CPU {m['agent_cpu_s']:.2f}s)" if m["agent_cpu_s"] is not None else ""
-        print(f"  {name:<31} {m['wall_s']:>8.3f} {m['cpu_s']:>8.3f} {m['wall_s'] / ipj:>11.2f}x {m['wall_s'] / ipt:>10.2f}x{extra}")
+        print(f"  {name:<34} {m['wall_s']:>8.3f} {m['cpu_s']:>8.3f} {m['rss_kib'] / 1024:>12.1f} "
+              f"{m['wall_s'] / ipj:>11.2f}x {m['wall_s'] / ipt:>10.2f}x{extra}")
     print()
     print("  per run (wall s): " + "; ".join(
         f"{name}: " + ", ".join(f"{r['wall_s']:.3f}" for r in rs) for name, rs in results.items()))
