@@ -8,6 +8,14 @@
 //! reference, and a session copies them to the wire as they are. The few
 //! paths that need the fields (nexthop re-resolution, an IPv6 multipath
 //! delete, filtered subscribers) decode it.
+//!
+//! What a record costs (measured on a full table, 1.25M routes): the
+//! encoding (about 45 bytes for `1.2.3.0/24 via 192.0.2.1 dev eth0 proto
+//! bgp`, more with a nexthop object's details), the key (16), the reference
+//! count (8) and glibc's header and 16-byte rounding (8 to 23). Going
+//! further would take a format of our own, with addresses as bytes instead
+//! of text (about 20 bytes less), or an arena of records instead of an
+//! allocation each.
 
 use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
