@@ -83,16 +83,16 @@ impl Entry {
         self.range.len()
     }
 
-    /// What keeping this entry costs: the entry, its share of its batch's
-    /// bytes, and the versions of the object it holds (counted in full even
-    /// where the table shares them, so that the bound holds after the table
-    /// lets them go).
+    /// What keeping this entry costs besides its slot in the ring: its
+    /// share of its batch's bytes, and the versions of the object it holds
+    /// (counted in full even where the table shares them, so that the bound
+    /// holds after the table lets them go).
     pub fn footprint(&self) -> usize {
         let previous = match &self.change.previous {
             Previous::Was(object) => object.footprint(),
             Previous::None | Previous::Unknown => 0,
         };
-        std::mem::size_of::<Entry>() + self.record_len() + self.change.object.footprint() + previous
+        self.record_len() + self.change.object.footprint() + previous
     }
 }
 
@@ -375,14 +375,28 @@ impl Core {
     }
 
     fn push(&mut self, entry: Entry) {
+        // The ring's slots count too, spare ones included; a full ring
+        // doubles them, so rather drop the oldest than outgrow the bound.
+        let slot = std::mem::size_of::<Entry>();
+        while !self.ring.is_empty()
+            && self.ring.len() == self.ring.capacity()
+            && self.ring_bytes + 2 * self.ring.capacity() * slot + entry.footprint()
+                > self.limits.bytes
+        {
+            self.pop();
+        }
         self.ring_bytes += entry.footprint();
         self.ring.push_back(entry);
         while self.ring.len() > self.limits.changes
-            || (self.ring_bytes > self.limits.bytes && self.ring.len() > 1)
+            || (self.ring_bytes() > self.limits.bytes && self.ring.len() > 1)
         {
-            if let Some(old) = self.ring.pop_front() {
-                self.ring_bytes -= old.footprint();
-            }
+            self.pop();
+        }
+    }
+
+    fn pop(&mut self) {
+        if let Some(old) = self.ring.pop_front() {
+            self.ring_bytes -= old.footprint();
         }
     }
 
@@ -510,8 +524,10 @@ impl Core {
     }
 
     /// Bytes of encoded events the ring holds.
+    /// Memory the ring takes: its slots (spare ones too) and what its
+    /// entries hold.
     pub fn ring_bytes(&self) -> usize {
-        self.ring_bytes
+        self.ring_bytes + self.ring.capacity() * std::mem::size_of::<Entry>()
     }
 
     /// Every object of every namespace with its key, by namespace, valid
@@ -811,7 +827,7 @@ mod tests {
         replacing.previous = Previous::Was(change(1).object);
         core.publish(vec![replacing], api::Origin::Notification);
         let entry = core.recent().last().unwrap();
-        assert!(plain > entry.record_len() + std::mem::size_of::<Entry>());
+        assert!(plain > entry.record_len());
         assert!(entry.footprint() > plain + entry.change.object.footprint() / 2);
     }
 

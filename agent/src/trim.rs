@@ -18,7 +18,7 @@ use crate::journal::Journal;
 use crate::source::SourceStats;
 
 /// How often the stream is looked at.
-const PERIOD: Duration = Duration::from_secs(2);
+const PERIOD: Duration = Duration::from_secs(1);
 /// Changes since the last trim that make another worth it.
 const BURST: u64 = 10_000;
 
