@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::order::Place;
 
+/// Each host's items with their places, in the order they came.
 pub struct InOrder<T> {
     hosts: BTreeMap<Arc<str>, Vec<(Place<'static>, T)>>,
 }
@@ -23,10 +24,7 @@ impl<T> InOrder<T> {
     /// Where one batch of `host`'s items goes (the host is looked up once
     /// per batch, not per item).
     pub fn batch(&mut self, host: &Arc<str>) -> Batch<'_, T> {
-        if !self.hosts.contains_key(host) {
-            self.hosts.insert(host.clone(), Vec::new());
-        }
-        let items = self.hosts.get_mut(host).expect("inserted above");
+        let items = self.hosts.entry(host.clone()).or_default();
         Batch {
             start: items.len(),
             items,

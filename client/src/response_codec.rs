@@ -25,6 +25,7 @@ use tonic_prost::{ProstCodec, ProstEncoder};
 /// The path of RouteWatch.Subscribe.
 pub const SUBSCRIBE: &str = "/routewatch.v1.RouteWatch/Subscribe";
 
+/// The codec of the Subscribe call (see the module's notes).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ResponseCodec;
 
@@ -43,6 +44,7 @@ impl Codec for ResponseCodec {
     }
 }
 
+/// Decodes a response from the slice it is in tonic's buffer.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SliceDecoder;
 

@@ -197,28 +197,20 @@ fn fields(e: &Encap, f: &mut dyn Fields) {
                 number(f, "ttl", ttl);
             }
         }
-        Some(Kind::Ip(ip)) => {
-            number(f, "id", ip.id);
-            named(f, "src", &ip.src);
-            named(f, "dst", &ip.dst);
-            number(f, "ttl", ip.ttl);
-            number(f, "tos", ip.tos);
-            tunnel_flags(ip.flags, f);
-            if let Some(opts) = &ip.opts {
-                tunnel_opts(opts, f);
-            }
-        }
-        Some(Kind::Ip6(ip)) => {
-            number(f, "id", ip.id);
-            named(f, "src", &ip.src);
-            named(f, "dst", &ip.dst);
-            number(f, "hoplimit", ip.hoplimit);
-            number(f, "tc", ip.tc);
-            tunnel_flags(ip.flags, f);
-            if let Some(opts) = &ip.opts {
-                tunnel_opts(opts, f);
-            }
-        }
+        Some(Kind::Ip(ip)) => tunnel(
+            f,
+            (ip.id, &ip.src, &ip.dst),
+            [("ttl", ip.ttl), ("tos", ip.tos)],
+            ip.flags,
+            ip.opts.as_ref(),
+        ),
+        Some(Kind::Ip6(ip)) => tunnel(
+            f,
+            (ip.id, &ip.src, &ip.dst),
+            [("hoplimit", ip.hoplimit), ("tc", ip.tc)],
+            ip.flags,
+            ip.opts.as_ref(),
+        ),
         Some(Kind::Ila(ila)) => {
             let l = ila.locator;
             let locator = format!(
@@ -442,6 +434,27 @@ fn program(key: &'static str, p: &EncapBpfProgram, f: &mut dyn Fields) {
         f.field(key, Json::Str("<unknown>"), Some(format_args!("{key}")));
     } else {
         named(f, key, &p.name);
+    }
+}
+
+/// `ip` and `ip6`: id, source and destination, then the hop limit and
+/// traffic class under each family's names, the flags and the options.
+fn tunnel(
+    f: &mut dyn Fields,
+    (id, src, dst): (u64, &str, &str),
+    hops_and_class: [(&'static str, u32); 2],
+    flags: u32,
+    opts: Option<&EncapTunnelOpts>,
+) {
+    number(f, "id", id);
+    named(f, "src", src);
+    named(f, "dst", dst);
+    for (key, value) in hops_and_class {
+        number(f, key, value);
+    }
+    tunnel_flags(flags, f);
+    if let Some(opts) = opts {
+        tunnel_opts(opts, f);
     }
 }
 

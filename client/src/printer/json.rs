@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::{
-    change, event, Action, Event, Family, Nexthop, Origin as ApiOrigin, ResyncCause, Route,
+    change, event, Action, Encap, Event, Family, Nexthop, Origin as ApiOrigin, ResyncCause, Route,
 };
 
 use super::encap::encap_json;
@@ -169,15 +169,7 @@ pub fn route_fields(r: &Route, o: &mut JsonObject<'_>) {
     if r.nhid != 0 {
         o.u64("nhid", r.nhid);
     }
-    if let Some(e) = &r.encap {
-        encap_json(e, o.key("encap"));
-    }
-    if !r.gateway.is_empty() {
-        o.str("gateway", &r.gateway);
-    }
-    if !r.dev.is_empty() {
-        o.str("dev", &r.dev);
-    }
+    path(r.encap.as_deref(), &r.gateway, &r.dev, o);
     o.str("table", &names::given_or(&r.table_name, TABLES, r.table));
     o.str(
         "protocol",
@@ -213,15 +205,7 @@ pub fn route_fields(r: &Route, o: &mut JsonObject<'_>) {
         let mut hops = o.array("nexthops");
         for h in &r.nexthops {
             let mut hop = hops.item().object();
-            if let Some(e) = &h.encap {
-                encap_json(e, hop.key("encap"));
-            }
-            if !h.gateway.is_empty() {
-                hop.str("gateway", &h.gateway);
-            }
-            if !h.dev.is_empty() {
-                hop.str("dev", &h.dev);
-            }
+            path(h.encap.as_deref(), &h.gateway, &h.dev, &mut hop);
             hop.u64("weight", h.weight);
             flags(h.flags, &mut hop);
         }
@@ -230,6 +214,20 @@ pub fn route_fields(r: &Route, o: &mut JsonObject<'_>) {
     // Ours: the VRF device bound to the route's table.
     if !r.vrf.is_empty() {
         o.str("vrf", &r.vrf);
+    }
+}
+
+/// A path's `encap`, `gateway` and `dev`, each when it has one (a route's,
+/// one of its nexthops', a nexthop object's).
+fn path(encap: Option<&Encap>, gateway: &str, dev: &str, o: &mut JsonObject<'_>) {
+    if let Some(e) = encap {
+        encap_json(e, o.key("encap"));
+    }
+    if !gateway.is_empty() {
+        o.str("gateway", gateway);
+    }
+    if !dev.is_empty() {
+        o.str("dev", dev);
     }
 }
 
@@ -309,15 +307,7 @@ pub fn nexthop_fields(n: &Nexthop, o: &mut JsonObject<'_>) {
             }
         }
     }
-    if let Some(e) = &n.encap {
-        encap_json(e, o.key("encap"));
-    }
-    if !n.gateway.is_empty() {
-        o.str("gateway", &n.gateway);
-    }
-    if !n.dev.is_empty() {
-        o.str("dev", &n.dev);
-    }
+    path(n.encap.as_deref(), &n.gateway, &n.dev, o);
     o.str("scope", &names::given_or(&n.scope_name, SCOPES, n.scope));
     if n.blackhole {
         o.null("blackhole");
