@@ -43,6 +43,29 @@ fn ipv6_append_and_partial_delete() {
     assert!(route(&env, p).is_empty());
 }
 
+/// `ip -6 route prepend` announces the paths as [new, old] while the
+/// kernel's table (and `ip route show`) lists them as [old, new]: the
+/// table's order is what a consumer must hold.
+#[test]
+fn ipv6_prepend_keeps_the_kernels_path_order() {
+    let env = Env::start();
+    let p = "2001:db8:72::/64";
+    env.ns.ip(&format!(
+        "-6 route add {p} via 2001:db8:1::10 dev va metric 10"
+    ));
+    env.check();
+    env.ns.ip(&format!(
+        "-6 route prepend {p} via 2001:db8:2::10 dev vb metric 10"
+    ));
+    env.check();
+    let r = route(&env, p);
+    let gateways: Vec<&str> = r[0]["nexthops"]
+        .as_array()
+        .map(|hops| hops.iter().filter_map(|h| h["gateway"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(gateways, ["2001:db8:1::10", "2001:db8:2::10"], "{r:#?}");
+}
+
 #[test]
 fn ipv6_multipath_add_replace_and_delete() {
     let env = Env::start();

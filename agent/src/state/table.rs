@@ -398,10 +398,12 @@ impl StateTable {
         self.resolve(&mut route);
         let key = route_key(&route);
         if let Some(stored) = self.routes.get(key) {
-            // IPv6 multipath append: the kernel sends the full nexthop set,
-            // the appended path first, while its dumps (and `ip route show`)
-            // list the paths in the order they were added. Keep that order.
-            if flags & NLM_F_APPEND != 0 && route.family == Family::Inet6 as i32 {
+            // IPv6 multipath append and prepend: the kernel sends the full
+            // nexthop set, the new path first, while its dumps (and `ip route
+            // show`) list the paths in the order they were added (measured
+            // on 6.18, both kept as tests). Keep that order; only a replace
+            // sets it anew.
+            if flags & NLM_F_REPLACE == 0 && route.family == Family::Inet6 as i32 {
                 let merged = merge_paths(&stored.route(), *route);
                 self.upsert(key, &merged, out);
             } else {
