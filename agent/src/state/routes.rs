@@ -49,7 +49,17 @@ impl RouteSet {
         if let Some(keys) = self.order.get(&base) {
             return keys.first().copied();
         }
-        self.records.iter_hash(base).next().map(Record::key)
+        self.siblings(base).next()
+    }
+
+    /// The keys of `base`'s routes, in no particular order. The table's
+    /// probe for a hash may also meet entries of other hashes: each is
+    /// checked.
+    fn siblings(&self, base: u64) -> impl Iterator<Item = Key> + '_ {
+        self.records
+            .iter_hash(base)
+            .map(Record::key)
+            .filter(move |key| key.base() == base)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Record> {
@@ -74,7 +84,7 @@ impl RouteSet {
     pub fn insert(&mut self, record: Record, position: usize) {
         let key = record.key();
         let base = key.base();
-        let siblings: SmallVec<[Key; 2]> = self.records.iter_hash(base).map(Record::key).collect();
+        let siblings: SmallVec<[Key; 2]> = self.siblings(base).collect();
         if !siblings.is_empty() {
             let keys = self.order.entry(base).or_insert(siblings);
             keys.insert(position.min(keys.len()), key);
@@ -145,6 +155,26 @@ mod tests {
                 ..Default::default()
             },
         )
+    }
+
+    #[test]
+    fn routes_of_other_bases_met_on_the_way_are_not_siblings() {
+        // Bases that differ only in their low bits share the table's
+        // probe tags: looking one up meets the others.
+        let mut set = RouteSet::default();
+        for n in 1..=5000 {
+            set.insert(record(Key::test(n), n), 0);
+        }
+        assert!(
+            set.order.is_empty(),
+            "{} bases with siblings",
+            set.order.len()
+        );
+        for n in 1..=5000 {
+            assert_eq!(set.first_of(u64::from(n)), Some(Key::test(n)));
+        }
+        assert_eq!(set.first_of(9999), None);
+        assert_eq!(set.len(), 5000);
     }
 
     #[test]
