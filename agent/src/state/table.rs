@@ -280,7 +280,7 @@ impl StateTable {
                     key = self.unused_key(key);
                 }
                 self.dumped.insert(key);
-                self.hold(Record::new(key, &route), usize::MAX);
+                self.hold(Record::new(key, &route), route.nhid, usize::MAX);
             }
             _ => {}
         }
@@ -300,7 +300,8 @@ impl StateTable {
             }
             (Object::Route(record), Action::Add) => {
                 self.remove(change.key, &mut discard);
-                self.insert_record(record.clone(), usize::MAX, &mut discard);
+                let nhid = record.numbers().nhid;
+                self.insert_record(record.clone(), nhid, usize::MAX, &mut discard);
             }
             (Object::Route(_), Action::Delete) => {
                 self.remove(change.key, &mut discard);
@@ -744,17 +745,17 @@ impl StateTable {
 
     /// Inserts at `position` among the routes sharing its base (clamped).
     fn insert(&mut self, key: Key, route: &Route, position: usize, out: &mut Vec<Change>) {
-        self.insert_record(Record::new(key, route), position, out);
+        self.insert_record(Record::new(key, route), route.nhid, position, out);
     }
 
-    fn insert_record(&mut self, record: Record, position: usize, out: &mut Vec<Change>) {
-        self.hold(record.clone(), position);
+    fn insert_record(&mut self, record: Record, nhid: u32, position: usize, out: &mut Vec<Change>) {
+        self.hold(record.clone(), nhid, position);
         out.push(route_change(Action::Add, record));
     }
 
-    /// Puts a route in the table (its key must be new), saying nothing.
-    fn hold(&mut self, record: Record, position: usize) {
-        let nhid = record.numbers().nhid;
+    /// Puts a route using nexthop object `nhid` (0: none) in the table (its
+    /// key must be new), saying nothing.
+    fn hold(&mut self, record: Record, nhid: u32, position: usize) {
         if nhid != 0 {
             self.nh_users.entry(nhid).or_default().insert(record.key());
         }
