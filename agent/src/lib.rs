@@ -60,7 +60,7 @@ pub mod trim;
 pub mod unknown;
 pub mod wire;
 
-pub use config::{AgentConfig, NetnsSelection, PipelineConfig};
+pub use config::{env_flags_not_boolish, AgentConfig, NetnsSelection, PipelineConfig};
 pub use error::AgentError;
 pub use pipeline::Pipeline;
 pub use server::run;
