@@ -224,7 +224,10 @@ pub fn env_flags_not_boolish(command: &clap::Command) -> Vec<String> {
                 .ok()
                 .and_then(|matches| matches.get_one::<bool>("value").copied())
         };
-        if SPELLINGS.iter().any(|&(text, want)| reads(text) != Some(want)) {
+        if SPELLINGS
+            .iter()
+            .any(|&(text, want)| reads(text) != Some(want))
+        {
             bad.push(format!(
                 "{} --{}",
                 var.to_string_lossy(),
@@ -251,6 +254,9 @@ mod tests {
     #[test]
     fn every_on_off_variable_reads_1_0_yes_no_on_off() {
         let bad = super::env_flags_not_boolish(&Cli::command());
-        assert!(bad.is_empty(), "flags whose variable reads only true/false: {bad:?}");
+        assert!(
+            bad.is_empty(),
+            "flags whose variable reads only true/false: {bad:?}"
+        );
     }
 }

@@ -48,6 +48,7 @@ pub mod netns;
 pub mod ops;
 pub mod persist;
 pub mod pipeline;
+pub mod process;
 pub mod request;
 pub mod server;
 pub mod session;

@@ -334,6 +334,9 @@ mod tests {
     #[test]
     fn every_on_off_variable_reads_1_0_yes_no_on_off() {
         let bad = routewatch_agent::env_flags_not_boolish(&super::Cli::command());
-        assert!(bad.is_empty(), "flags whose variable reads only true/false: {bad:?}");
+        assert!(
+            bad.is_empty(),
+            "flags whose variable reads only true/false: {bad:?}"
+        );
     }
 }
