@@ -1,9 +1,9 @@
 //! Printers: one per output format, all fed the same labelled events.
 
 mod color;
-mod encap;
-mod json;
-mod json_writer;
+pub(crate) mod encap;
+pub(crate) mod json;
+pub(crate) mod json_writer;
 mod jsonpb;
 mod rule;
 mod table;
