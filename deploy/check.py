@@ -24,7 +24,14 @@
    namespace of its own; a `routewatch show` through it must list a route
    added there. (systemd itself does not run in CI, so this is the unit's
    command and environment, not systemd's sandbox.)
-5. The Dockerfile builds with `cargo build ...` on a line of its own; this
+5. Grafana (deploy/grafana): the provisioning files parse; every dashboard
+   has a uid, a title, a schema version and panels with unique ids and
+   positions, each panel and query naming a datasource the provisioning
+   defines (by uid and type), PostgreSQL queries as raw SQL, Prometheus ones
+   as an expression. (The SQL runs against a real store in the end-to-end
+   tests, the metric names are checked against the exported ones in the
+   collector's unit tests.)
+6. The Dockerfile builds with `cargo build ...` on a line of its own; this
    script prints that command (CI runs it before calling the script) and
    checks that the binaries the image copies were built.
 
@@ -32,6 +39,7 @@ Usage: deploy/check.py [--print-build-command]
 """
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -447,6 +455,62 @@ def check_agent_unit_starts():
                           "--key", str(pki / "client-key.pem"), "127.0.0.1:50051"], scratch)
 
 
+# --- Grafana -------------------------------------------------------------
+def check_grafana():
+    root = DEPLOY / "grafana"
+    sources = {}
+    for path in sorted((root / "provisioning/datasources").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        for ds in doc.get("datasources", []):
+            if not ds.get("uid") or not ds.get("type"):
+                fail(f"grafana: {path.name}: a datasource without uid or type")
+                continue
+            sources[ds["uid"]] = ds["type"]
+    providers = []
+    for path in sorted((root / "provisioning/dashboards").glob("*.yaml")):
+        providers += yaml.safe_load(path.read_text()).get("providers", [])
+    if not any(p.get("type") == "file" and p.get("options", {}).get("path") for p in providers):
+        fail("grafana: no file provider loads the dashboards")
+    dashboards = sorted((root / "dashboards").glob("*.json"))
+    if not dashboards:
+        fail("grafana: no dashboards")
+    uids = set()
+    for path in dashboards:
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            fail(f"grafana: {path.name}: {e}")
+            continue
+        name = f"grafana: {path.name}"
+        for field in ("uid", "title", "schemaVersion", "panels"):
+            if field not in d:
+                fail(f"{name}: no {field}")
+        if d.get("uid") in uids:
+            fail(f"{name}: uid {d.get('uid')} used twice")
+        uids.add(d.get("uid"))
+        ids = set()
+        for p in d.get("panels", []):
+            where = f"{name}: panel {p.get('id')} {p.get('title')!r}"
+            if p.get("id") in ids:
+                fail(f"{where}: id used twice")
+            ids.add(p.get("id"))
+            if not {"x", "y", "w", "h"} <= set(p.get("gridPos", {})):
+                fail(f"{where}: no gridPos")
+            refs = [p.get("datasource", {})] + [t.get("datasource", {}) for t in p.get("targets", [])]
+            for ref in refs:
+                if sources.get(ref.get("uid")) != ref.get("type"):
+                    fail(f"{where}: datasource {ref} is not one the provisioning defines")
+            if not p.get("targets"):
+                fail(f"{where}: no queries")
+            for t in p.get("targets", []):
+                kind = sources.get(t.get("datasource", {}).get("uid"))
+                if kind == "grafana-postgresql-datasource" and not (t.get("rawSql") and t.get("rawQuery")):
+                    fail(f"{where}: a PostgreSQL query without rawSql")
+                if kind == "prometheus" and not t.get("expr"):
+                    fail(f"{where}: a Prometheus query without expr")
+        print(f"ok   {name} ({len(ids)} panels)")
+
+
 # --- Dockerfile ----------------------------------------------------------
 def build_command():
     lines = [l for l in (DEPLOY / "Dockerfile").read_text().splitlines() if l.startswith("RUN cargo build")]
@@ -481,6 +545,7 @@ def main():
             check_collector_deployment(resources, known_collector)
     check_systemd(known, known_collector)
     check_agent_unit_starts()
+    check_grafana()
     check_dockerfile()
     if failures:
         print(f"\n{len(failures)} deployment check(s) FAILED")

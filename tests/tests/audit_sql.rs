@@ -84,7 +84,7 @@ fn column(rows: &Rows, i: usize) -> Vec<String> {
     texts(rows).into_iter().map(|r| r[i].clone()).collect()
 }
 
-fn answers_the_ten_questions(store: TestStore, backend: &str) {
+fn answers_the_ten_questions(store: &TestStore, backend: &str) {
     let edge1 = Netns::new();
     add_veth_pair(&edge1);
     let edge2 = Netns::new();
@@ -92,7 +92,7 @@ fn answers_the_ten_questions(store: TestStore, backend: &str) {
     let _agent1 = Agent::start_at(&edge1, EDGE1, &["--hostname", "edge-1"]);
     let edge2_args = ["--hostname", "edge-2", "--netns", edge2.name()];
     let agent2 = Agent::start_at(&edge1, EDGE2, &edge2_args);
-    let _collector = Collector::start(&edge1, &store, &[EDGE1, EDGE2]);
+    let _collector = Collector::start(&edge1, store, &[EDGE1, EDGE2]);
     // The first snapshots stored: what follows is stored as changes.
     store.wait_stored(&edge1, EDGE1);
     store.wait_stored(&edge1, EDGE2);
@@ -245,12 +245,52 @@ fn answers_the_ten_questions(store: TestStore, backend: &str) {
     }
 }
 
-#[test]
-fn sqlite_answers_the_ten_audit_questions_of_the_docs() {
-    answers_the_ten_questions(TestStore::sqlite(), "sqlite");
+/// Every SQL query of the Grafana dashboards over the store, with
+/// Grafana's `$__timeFilter(column)` macro expanded to the last week.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let text = include_str!("../../deploy/grafana/dashboards/routewatch-store.json");
+    let dashboard: serde_json::Value = serde_json::from_str(text).expect("dashboard JSON");
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let sql = target["rawSql"].as_str().expect("rawSql");
+            let mut expanded = String::new();
+            let mut rest = sql;
+            while let Some(at) = rest.find("$__timeFilter(") {
+                expanded.push_str(&rest[..at]);
+                let after = &rest[at + "$__timeFilter(".len()..];
+                let end = after.find(')').expect("closing parenthesis");
+                let column = &after[..end];
+                expanded.push_str(&format!(
+                    "{column} BETWEEN now() - interval '7 days' AND now() + interval '1 minute'"
+                ));
+                rest = &after[end + 1..];
+            }
+            expanded.push_str(rest);
+            assert!(
+                !expanded.contains("$__"),
+                "a macro this test does not expand: {sql}"
+            );
+            out.push((panel["title"].as_str().unwrap_or("").to_owned(), expanded));
+        }
+    }
+    out
 }
 
 #[test]
-fn postgres_answers_the_ten_audit_questions_of_the_docs() {
-    answers_the_ten_questions(TestStore::postgres("audit"), "postgres");
+fn sqlite_answers_the_ten_audit_questions_of_the_docs() {
+    answers_the_ten_questions(&TestStore::sqlite(), "sqlite");
+}
+
+#[test]
+fn postgres_answers_the_ten_audit_questions_of_the_docs_and_the_dashboards_show_rows() {
+    let store = TestStore::postgres("audit");
+    answers_the_ten_questions(&store, "postgres");
+    // The Grafana dashboard's panels, against the same store.
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 6, "{queries:?}");
+    for (title, sql) in queries {
+        let rows = store.rows(&sql);
+        assert!(!rows.is_empty(), "panel {title:?} shows nothing: {sql}");
+    }
 }

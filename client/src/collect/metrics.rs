@@ -292,6 +292,63 @@ mod tests {
         }
     }
 
+    /// The Grafana dashboard of the ops ports asks only for series the
+    /// agent and the collector export, with labels they carry.
+    #[test]
+    fn the_metrics_dashboard_names_only_exported_series() {
+        let text = include_str!("../../../deploy/grafana/dashboards/routewatch-metrics.json");
+        let dashboard: serde_json::Value = serde_json::from_str(text).expect("dashboard JSON");
+        let mut known: Vec<(String, &[&str])> = Vec::new();
+        let agent = routewatch_agent::metrics::ALL.iter();
+        let process = routewatch_agent::process::ALL.iter();
+        for m in agent.chain(process).chain(ALL.iter().copied()) {
+            let samples: Vec<String> = match m.kind {
+                MetricType::Histogram => ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .map(|s| format!("{}{s}", m.name))
+                    .collect(),
+                _ => vec![m.sample_name()],
+            };
+            for sample in samples {
+                known.push((sample, m.labels));
+            }
+        }
+        let mut asked = 0;
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            assert_eq!(panel["datasource"]["uid"], "routewatch-prometheus");
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                let words = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+                for word in
+                    words.filter(|w| w.starts_with("routewatch_") || w.starts_with("process_"))
+                {
+                    assert!(
+                        known.iter().any(|(name, _)| name == word),
+                        "{:?} asks for {word}, which nothing exports",
+                        panel["title"]
+                    );
+                    asked += 1;
+                }
+                // Labels grouped by must be the metric's own (or the
+                // scrape's: instance, job).
+                if let Some(by) = expr.split("by (").nth(1).and_then(|r| r.split(')').next()) {
+                    for label in by.split(',').map(str::trim) {
+                        let ours = known
+                            .iter()
+                            .filter(|(name, _)| expr.contains(name.as_str()))
+                            .any(|(_, labels)| labels.contains(&label));
+                        assert!(
+                            ours || ["instance", "job", "le"].contains(&label),
+                            "{:?} groups by {label}, which its series lack",
+                            panel["title"]
+                        );
+                    }
+                }
+            }
+        }
+        assert!(asked >= 10, "{asked}");
+    }
+
     #[test]
     fn metrics_are_openmetrics_and_labelled_with_the_host_name() {
         let m = Metrics::new();
