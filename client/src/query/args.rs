@@ -142,8 +142,10 @@ pub struct Routes {
     #[arg(long = "host", value_name = "HOST", value_delimiter = ',')]
     pub hosts: Vec<String>,
 
-    /// The moment: now, an RFC 3339 time (2026-11-28T10:00:00Z), or a time
-    /// ago (-1h, 30m, 2d).
+    /// The moment: now, an RFC 3339 time (2026-11-28T10:00:00Z, or with a
+    /// space: 2026-11-28 10:00:00+01:00; local time without an offset), a
+    /// local time of day (14:05), epoch seconds (1764323400), or a time ago
+    /// (-1h, 30m, 2d, "5 minutes ago", yesterday).
     #[arg(
         long,
         value_name = "TIME",
@@ -170,8 +172,9 @@ pub struct History {
     #[arg(long = "host", value_name = "HOST", value_delimiter = ',')]
     pub hosts: Vec<String>,
 
-    /// Only versions still valid at or after TIME (now, RFC 3339, or a
-    /// time ago such as -1h). None: from the start of the record.
+    /// Only versions still valid at or after TIME (as --at of `query
+    /// routes`: RFC 3339, a time of day, epoch seconds, or a time ago such
+    /// as -1h). None: from the start of the record.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
 
@@ -190,7 +193,8 @@ pub struct Diff {
     pub hosts: Vec<String>,
 
     /// Two moments (with one --host) or one (with two --host; default
-    /// now): now, RFC 3339, or a time ago such as -1h.
+    /// now), as --at of `query routes`: RFC 3339, a time of day, epoch
+    /// seconds, or a time ago such as -1h.
     #[arg(long = "at", value_name = "TIME", allow_hyphen_values = true)]
     pub at: Vec<String>,
 }
@@ -203,8 +207,8 @@ pub struct Gaps {
     #[arg(long = "host", value_name = "HOST", value_delimiter = ',')]
     pub hosts: Vec<String>,
 
-    /// Only gaps that ended at or after TIME (now, RFC 3339, or a time ago
-    /// such as -7d).
+    /// Only gaps that ended at or after TIME (as --at of `query routes`:
+    /// RFC 3339, a time of day, epoch seconds, or a time ago such as -7d).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
 }
