@@ -478,6 +478,17 @@ Deleted 10.0.0.0/24 via 10.1.0.2 dev eth0 proto static
         notes.contains("the record of node1 is not exact at 2026-11-28T10:28:00Z"),
         "{notes}"
     );
+    // Two moments with nothing between: no lines, and stderr says so.
+    let (out, notes) = ok(ask(
+        &mut store,
+        "diff --host node1 --at 2026-11-28T10:40:00Z --at 2026-11-28T10:40:01Z",
+    )
+    .await);
+    assert_eq!(out, "");
+    assert!(
+        notes.starts_with("routewatch: no differences: 2026-11-28T10:40:00Z and 2026-11-28T10:40:01Z hold the same "),
+        "{notes}"
+    );
 }
 
 #[tokio::test]
