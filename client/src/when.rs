@@ -113,13 +113,19 @@ mod tests {
             parse_time("2023-11-14T22:13:20.123456789Z", now).unwrap(),
             now + 123_456_789
         );
-        assert_eq!(parse_time("2023-11-14 22:13:20.5+00", now).unwrap(), now + SECOND / 2);
+        assert_eq!(
+            parse_time("2023-11-14 22:13:20.5+00", now).unwrap(),
+            now + SECOND / 2
+        );
         // Epoch seconds.
         assert_eq!(parse_time("1700000000", now).unwrap(), now);
         assert_eq!(parse_time("@1700000000.25", now).unwrap(), now + SECOND / 4);
         // Relative forms.
         assert_eq!(parse_time("-5m", now).unwrap(), now - 300 * SECOND);
-        assert_eq!(parse_time("5 minutes ago", now).unwrap(), now - 300 * SECOND);
+        assert_eq!(
+            parse_time("5 minutes ago", now).unwrap(),
+            now - 300 * SECOND
+        );
         assert_eq!(parse_time("yesterday", now).unwrap(), now - 86_400 * SECOND);
         // A time of day is today's, in the local time zone.
         let local = jiff::Timestamp::from_second(1_700_000_000)

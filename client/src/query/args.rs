@@ -66,9 +66,12 @@ pub enum Question {
     /// while it lasts), host, what opened and what closed it
     /// (notification, dump, reconcile, or resync: the version was gone
     /// when a resync's snapshot came; `-` while current), then the route
-    /// as `show` prints it. The hosts' gaps in the range are lines of
-    /// their own, in time order, and the history inside them is not exact:
-    ///   gap FROM TO HOST CAUSE FROM_CURSOR..TO_CURSOR REASON
+    /// as `show` prints it; times in UTC to the millisecond. At a
+    /// terminal (or with -o table) the same as aligned columns under a
+    /// header (FROM UNTIL HOST BY OBJECT). The hosts' gaps in the range are
+    /// lines of their own, in time order, and the history inside them is
+    /// not exact:
+    ///   FROM TO HOST gap CAUSE FROM_CURSOR..TO_CURSOR REASON
     ///
     /// JSON: the route's `ip -j -d` fields plus host, netns, valid_from,
     /// valid_to (null while current), opened_by, closed_by,

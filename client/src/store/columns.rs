@@ -8,9 +8,7 @@ use routewatch_proto::names::{self, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::change;
 
 use super::schema::{KIND_NEXTHOP, KIND_ROUTE, KIND_RULE, READABLE_COLUMNS};
-use crate::printer::encap::encap_text;
-use crate::printer::json::object_fields;
-use crate::printer::json_writer::JsonObject;
+use crate::printer::{encap_text, object_fields, JsonObject};
 
 /// A version's readable columns (`None` is SQL NULL).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
