@@ -56,6 +56,7 @@ pub enum Question {
     ///   routewatch query routes --host node1
     ///   routewatch query routes --host node1 --at 2026-11-28T10:00:00Z
     ///   routewatch query routes --at -1h -o json | jq 'select(.dst=="default")'
+    ///   routewatch query routes --host node1 --within 10.0.0.0/8 --not --proto kernel
     ///   routewatch query --store postgres://rw@db/routewatch routes -o table
     #[command(verbatim_doc_comment)]
     Routes(Routes),
@@ -156,6 +157,12 @@ pub struct Routes {
         allow_hyphen_values = true
     )]
     pub at: String,
+
+    /// `show`'s filters: the database reads only what they can keep
+    /// (narrowed by object, family, namespace and destination), then each
+    /// version is matched exactly as the agent matches a snapshot.
+    #[command(flatten)]
+    pub filter: crate::filter_args::FilterArgs,
 }
 
 /// `query history`'s options.

@@ -242,6 +242,62 @@ fn usage(answer: Result<(String, String), ClientError>) -> String {
 }
 
 #[tokio::test]
+async fn routes_take_the_filters_of_show() {
+    let dir = Scratch::new("query");
+    let mut store = fleet(&dir).await;
+    let at = "routes --host node1 --at 2026-11-28T10:16:00Z";
+    let ask_with = |flags: &str| format!("{at} {flags}");
+    // Inside a prefix (narrowed by the index on destinations), and a
+    // protocol (matched exactly).
+    assert_eq!(
+        ok(ask(&mut store, &ask_with("--within 10.0.0.0/16 --proto static")).await).0,
+        "\
+10.0.0.0/24 via 10.1.0.3 dev eth0 proto static
+10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
+"
+    );
+    // The routes that carry traffic to an address; a deny filter; the
+    // kind of object.
+    assert_eq!(
+        ok(ask(&mut store, &ask_with("--contains 10.0.5.9")).await).0,
+        "\
+default via 10.1.0.1 dev eth0
+10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
+"
+    );
+    assert_eq!(
+        ok(ask(
+            &mut store,
+            &ask_with("--object route --not --proto kernel,boot")
+        )
+        .await)
+        .0,
+        "\
+10.0.0.0/24 via 10.1.0.3 dev eth0 proto static
+10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
+"
+    );
+    assert_eq!(
+        ok(ask(&mut store, &ask_with("--object nexthop")).await).0,
+        "id 1 via 10.1.0.1 dev eth0\n"
+    );
+    assert_eq!(
+        ok(ask(&mut store, &ask_with("--dev eth1")).await).0,
+        "192.168.0.0/16 dev eth1 proto kernel scope link src 192.168.0.1\n"
+    );
+    // Nothing kept: said on stderr.
+    assert_eq!(
+        ok(ask(&mut store, &ask_with("-6")).await),
+        (
+            String::new(),
+            "routewatch: node1 held nothing the filters keep at 2026-11-28T10:16:00Z\n".into()
+        )
+    );
+    assert!(usage(ask(&mut store, &ask_with("--action add")).await)
+        .starts_with("--action and --origin do not apply to query routes"));
+}
+
+#[tokio::test]
 async fn routes_at_a_moment_print_as_show_prints_them() {
     let dir = Scratch::new("query");
     let mut store = fleet(&dir).await;
