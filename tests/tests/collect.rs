@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use routewatch_tests::compare::canonical;
 use routewatch_tests::{
-    add_veth_pair, assert_matches_kernel, blackholes, eventually_all_match_kernel, Agent,
+    add_veth_pair, assert_matches_kernel, blackholes, eventually_all_match_kernel, run_show, Agent,
     Collector, Netns, TestStore,
 };
 use serde_json::Value;
@@ -342,7 +342,14 @@ fn collector_metrics_and_readiness() {
     store.wait_stored(&ns, &addr);
     let metrics = routewatch_tests::ops::scrape(&ns, ops);
     let text = format!("{metrics:?}");
-    let target = [("target", addr.as_str())];
+    // Series are labelled with the address dialled and the host name the
+    // agent reports.
+    let host = run_show(ns.name(), &["info", "--insecure", "-o", "json", &addr])
+        .unwrap_or_else(|e| panic!("{e}"))[0]["host"]
+        .as_str()
+        .expect("host")
+        .to_owned();
+    let target = [("target", addr.as_str()), ("host", host.as_str())];
     let events = metrics
         .value("routewatch_collector_events_total", &target)
         .unwrap_or_else(|| panic!("no events counter:\n{text}"));
