@@ -21,7 +21,8 @@
 //! - [`interest`]: what a filtered subscriber receives of the journal.
 //! - [`subscribers`]: the open sessions, for `GetInfo` ([`info`]) and the
 //!   metrics.
-//! - [`persist`]: `--state-dir`, so a restarted agent continues its stream.
+//! - [`persist`]: `--state-dir`, so a restarted agent continues its stream;
+//!   [`state_file`] frames and checks its files.
 //! - [`trim`]: memory a burst or a dump freed, given back when it is over.
 //! - [`namespaces`]: one source per namespace watched (`--netns`).
 //! - [`pipeline`]: the sources + journal, in process or served.
@@ -54,6 +55,7 @@ pub mod session;
 pub mod socket;
 pub mod source;
 pub mod state;
+pub mod state_file;
 pub mod subscribers;
 pub mod tls;
 pub mod trim;

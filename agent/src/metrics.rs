@@ -22,6 +22,7 @@ use routewatch_proto::v1::{Family, Origin, ResyncCause};
 
 use crate::journal::Journal;
 use crate::namespaces::NamespaceStats;
+use crate::persist::StateDirStats;
 use crate::pipeline::Pipeline;
 use crate::source::SourceStats;
 use crate::state::Action;
@@ -164,6 +165,11 @@ pub const NAMESPACE_FAILURES: Metric = counter(
     &[],
     "Network namespaces that could not be watched (entering failed, or their source failed); each is logged and left out.",
 );
+pub const STATE_DIR_DISCARDED: Metric = counter(
+    "routewatch_state_dir_discarded",
+    &["reason"],
+    "Times the agent did not use (part of) its --state-dir, by reason: torn_tail (a last record the agent was killed while writing, cut off; the stream continues), and, each starting a new stream that every consumer resyncs to, damaged (a record whose checksum does not match, or files that contradict each other), unknown_format (files of another format or version), reboot (a log written before the machine rebooted), unreadable (files that could not be read or appended to).",
+);
 pub const READY: Metric = gauge(
     "routewatch_ready",
     &[],
@@ -227,6 +233,7 @@ pub const ALL: &[Metric] = &[
     RULES,
     NAMESPACES,
     NAMESPACE_FAILURES,
+    STATE_DIR_DISCARDED,
     READY,
     TLS_RELOADS,
     TLS_RELOAD_FAILURES,
@@ -256,18 +263,21 @@ impl Metrics {
             pipeline.journal.clone(),
             pipeline.stats.clone(),
             pipeline.namespaces.clone(),
+            pipeline.state_dir.clone(),
             tls,
             rejected,
             wire,
         )
     }
 
-    /// Metrics read from a journal, the counters of its sources, the TLS
-    /// layer's, the admission limit's and the responses'.
+    /// Metrics read from a journal, the counters of its sources, its
+    /// namespaces' and its state dir's, the TLS layer's, the admission
+    /// limit's and the responses'.
     pub fn of(
         journal: Arc<Journal>,
         sources: Arc<SourceStats>,
         namespaces: Arc<NamespaceStats>,
+        state_dir: Arc<StateDirStats>,
         tls: Arc<TlsStats>,
         rejected: Arc<AtomicU64>,
         wire: Arc<WireStats>,
@@ -277,6 +287,7 @@ impl Metrics {
             journal,
             sources,
             namespaces,
+            state_dir,
             tls,
             rejected,
             wire,
@@ -298,6 +309,7 @@ struct Scrape {
     journal: Arc<Journal>,
     sources: Arc<SourceStats>,
     namespaces: Arc<NamespaceStats>,
+    state_dir: Arc<StateDirStats>,
     tls: Arc<TlsStats>,
     rejected: Arc<AtomicU64>,
     wire: Arc<WireStats>,
@@ -483,6 +495,13 @@ impl Collector for Scrape {
             one_level(self.namespaces.watched.load(Ordering::Relaxed)),
         )?;
         write(e, &NAMESPACE_FAILURES, one_count(&self.namespaces.failures))?;
+        let discarded = self
+            .state_dir
+            .discarded()
+            .into_iter()
+            .map(|(why, n)| (vec![why.label()], n))
+            .collect();
+        write(e, &STATE_DIR_DISCARDED, Samples::Count(discarded))?;
         write(e, &READY, one_level(u64::from(self.journal.is_ready())))?;
         write(e, &TLS_RELOADS, one_count(&self.tls.reloads))?;
         write(e, &TLS_RELOAD_FAILURES, one_count(&self.tls.reload_errors))?;

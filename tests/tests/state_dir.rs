@@ -75,7 +75,10 @@ fn a_journal_damaged_in_the_middle_starts_a_new_stream_and_its_consumers_resync(
     );
     let metrics = scrape(&ns, OPS);
     assert_eq!(
-        metrics.value("routewatch_state_dir_discarded_total", &[("reason", "damaged")]),
+        metrics.value(
+            "routewatch_state_dir_discarded_total",
+            &[("reason", "damaged")]
+        ),
         Some(1.0),
         "counted once"
     );
