@@ -42,6 +42,8 @@ use crate::session::ResponseStream;
 
 /// The Subscribe method's path.
 const SUBSCRIBE: &str = "/routewatch.v1.RouteWatch/Subscribe";
+/// The GetInfo method's path.
+const GET_INFO: &str = "/routewatch.v1.RouteWatch/GetInfo";
 
 /// Parts shorter than this are copied together into one buffer with the
 /// message header: HTTP/2 would copy them into its own buffer anyway, and
@@ -117,6 +119,20 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path() == GET_INFO {
+            // GetInfo never fails: INTERNAL can only be tonic's answer to
+            // a request it could not read.
+            let answer = self.generated.call(request);
+            return Box::pin(async move {
+                let response = answer.await?;
+                Ok(match Status::from_header_map(response.headers()) {
+                    Some(status) if status.code() == Code::Internal => {
+                        malformed(status).into_http()
+                    }
+                    _ => response,
+                })
+            });
+        }
         if request.uri().path() != SUBSCRIBE {
             return Box::pin(self.generated.call(request));
         }
@@ -148,8 +164,9 @@ where
     let mut messages = Streaming::new_request(decoder, body, compressed, Some(max_request_bytes));
     let message = messages
         .message()
-        .await?
-        .ok_or_else(|| Status::internal("Missing request message."))?;
+        .await
+        .map_err(malformed)?
+        .ok_or_else(|| malformed(Status::internal("no request message")))?;
     let mut request = tonic::Request::from_http(http::Request::from_parts(parts, message));
     request.extensions_mut().insert(ResponseEncoding(respond));
     let (metadata, responses, _) = service.subscribe(request).await?.into_parts();
@@ -161,6 +178,27 @@ where
         headers.insert("grpc-encoding", HeaderValue::from_static(name(encoding)));
     }
     Ok(response)
+}
+
+/// A request that does not read as the method's message is the client's
+/// mistake: INVALID_ARGUMENT (as every other bad request), where tonic
+/// answers INTERNAL (bad protobuf, a compression flag other than 0 and 1, a
+/// compressed message without grpc-encoding or that does not decompress, a
+/// message cut short). Errors of the connection itself carry their cause
+/// and stay as they are.
+fn malformed(status: Status) -> Status {
+    use std::error::Error;
+    if status.code() != Code::Internal || status.source().is_some() {
+        return status;
+    }
+    let what = status
+        .message()
+        .trim_end_matches('.')
+        .replace("failed to decode Protobuf message", "the message does not decode")
+        .replace(", while sending request", "");
+    Status::invalid_argument(format!(
+        "malformed request: {what}; send one message of the method's type (routewatch/v1), in a gRPC frame whose compression flag is 0, or 1 with grpc-encoding gzip or zstd"
+    ))
 }
 
 /// Bytes of Subscribe responses handed to HTTP/2 (gRPC messages with their
