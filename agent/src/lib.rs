@@ -30,6 +30,8 @@
 //! - [`metrics`]: every metric's name and help, read at scrape time;
 //!   [`ops`] serves them with the health checks (`--ops-listen`).
 //! - [`request`]: checks a subscription request before its session starts.
+//! - [`silence`]: how long a connection's peer has sent nothing (a stalled
+//!   subscriber's disconnection is said and counted by [`wire`]).
 //! - [`admission`]: the `--max-subscribers` limit.
 //! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
 //! - [`config`], [`error`].
@@ -52,6 +54,7 @@ pub mod pipeline;
 pub mod request;
 pub mod server;
 pub mod session;
+pub mod silence;
 pub mod socket;
 pub mod source;
 pub mod state;

@@ -205,6 +205,11 @@ pub const SUBSCRIBERS_REJECTED: Metric = counter(
     &[],
     "Subscriptions refused with RESOURCE_EXHAUSTED: --max-subscribers were open already.",
 );
+pub const SUBSCRIBERS_STALLED: Metric = counter(
+    "routewatch_subscribers_stalled_disconnects",
+    &[],
+    "Subscriptions whose connection was closed because the client answered nothing, not even HTTP/2 keepalive pings, for 20 s (each is logged once, with the peer and its position).",
+);
 
 pub const RESPONSE_BYTES: Metric = counter(
     "routewatch_response_bytes",
@@ -241,6 +246,7 @@ pub const ALL: &[Metric] = &[
     TLS_HANDSHAKE_TIMEOUTS,
     CLIENTS_DENIED,
     SUBSCRIBERS_REJECTED,
+    SUBSCRIBERS_STALLED,
     RESPONSE_BYTES,
 ];
 
@@ -517,6 +523,11 @@ impl Collector for Scrape {
         )?;
         write(e, &CLIENTS_DENIED, one_count(&self.tls.clients_denied))?;
         write(e, &SUBSCRIBERS_REJECTED, one_count(&self.rejected))?;
+        write(
+            e,
+            &SUBSCRIBERS_STALLED,
+            one_count(&self.wire.stalled_disconnects),
+        )?;
         let bytes = [
             ("none", &self.wire.plain_bytes),
             ("zstd", &self.wire.zstd_bytes),

@@ -24,6 +24,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -39,6 +40,14 @@ use tonic::server::NamedService;
 use tonic::{Code, Status};
 
 use crate::session::ResponseStream;
+use crate::tls::PeerInfo;
+
+/// The agent pings every connection this often (HTTP/2 keepalive) ...
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ... and closes one whose peer answers nothing for this long after a
+/// ping. A peer that answers pings is never silent this long, so a stream
+/// that ends after such a silence ended because its subscriber stalled.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The Subscribe method's path.
 const SUBSCRIBE: &str = "/routewatch.v1.RouteWatch/Subscribe";
@@ -158,6 +167,7 @@ where
 {
     let compressed = request_encoding(request.headers())?;
     let respond = response_encoding(request.headers());
+    let peer = request.extensions().get::<PeerInfo>().cloned();
     let (parts, body) = request.into_parts();
     let decoder =
         tonic_prost::ProstCodec::<SubscribeResponse, SubscribeRequest>::default().decoder();
@@ -170,7 +180,9 @@ where
     let mut request = tonic::Request::from_http(http::Request::from_parts(parts, message));
     request.extensions_mut().insert(ResponseEncoding(respond));
     let (metadata, responses, _) = service.subscribe(request).await?.into_parts();
-    let mut response = http::Response::new(Body::new(Frames::new(responses, respond, zstd, stats)));
+    let mut frames = Frames::new(responses, respond, zstd, stats);
+    frames.peer = peer;
+    let mut response = http::Response::new(Body::new(frames));
     *response.headers_mut() = metadata.into_headers();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -194,7 +206,10 @@ fn malformed(status: Status) -> Status {
     let what = status
         .message()
         .trim_end_matches('.')
-        .replace("failed to decode Protobuf message", "the message does not decode")
+        .replace(
+            "failed to decode Protobuf message",
+            "the message does not decode",
+        )
         .replace(", while sending request", "");
     Status::invalid_argument(format!(
         "malformed request: {what}; send one message of the method's type (routewatch/v1), in a gRPC frame whose compression flag is 0, or 1 with grpc-encoding gzip or zstd"
@@ -208,6 +223,9 @@ pub struct WireStats {
     pub plain_bytes: AtomicU64,
     pub zstd_bytes: AtomicU64,
     pub gzip_bytes: AtomicU64,
+    /// Streams whose connection closed after their subscriber had stopped
+    /// reading and answering.
+    pub stalled_disconnects: AtomicU64,
 }
 
 impl WireStats {
@@ -280,6 +298,12 @@ pub struct Frames {
     stats: Arc<WireStats>,
     ready: VecDeque<Bytes>,
     ended: bool,
+    /// Who reads the stream (`None` in tests): said, with where the stream
+    /// was, if the connection closes because it stalled.
+    peer: Option<PeerInfo>,
+    /// The last response's records and events, to tell the position of a
+    /// stalled stream (decoded only then).
+    last: (Option<Bytes>, Option<u64>),
 }
 
 impl Frames {
@@ -302,12 +326,29 @@ impl Frames {
             stats,
             ready: VecDeque::new(),
             ended: false,
+            peer: None,
+            last: (None, None),
         }
+    }
+
+    /// The last seq handed to the connection, if any.
+    fn last_seq(&self) -> Option<u64> {
+        let (records, event_seq) = &self.last;
+        let record_seq = records
+            .as_ref()
+            .and_then(|r| {
+                SubscribeResponse::from_records(vec![r.clone()])
+                    .into_events()
+                    .ok()
+            })
+            .and_then(|events| events.iter().map(|e| e.seq).max());
+        record_seq.max(*event_seq)
     }
 
     /// Queues `response` as one message.
     fn queue(&mut self, response: SubscribeResponse) -> Result<(), Status> {
         let (records, events) = response.into_parts();
+        self.last = (records.last().cloned(), events.iter().map(|e| e.seq).max());
         // After the header: the shared slices (or their zstd frames), then
         // the events this session encoded itself (compressed with them).
         let (compressed, parts, events) = match &self.compression {
@@ -397,6 +438,40 @@ impl http_body::Body for Frames {
 
     fn is_end_stream(&self) -> bool {
         self.ended && self.ready.is_empty()
+    }
+}
+
+impl Drop for Frames {
+    /// A stream dropped before its end: its connection closed. Said once
+    /// when the subscriber had stalled, so that an operator learns why a
+    /// consumer keeps resyncing or falling behind.
+    fn drop(&mut self) {
+        let Some(peer) = &self.peer else {
+            return;
+        };
+        let silent = peer.silence.lasted();
+        if self.ended || silent < KEEPALIVE_TIMEOUT {
+            return;
+        }
+        self.stats
+            .stalled_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+        let identity = peer
+            .identity
+            .as_deref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let seq = self
+            .last_seq()
+            .map_or_else(|| "none".to_string(), |s| s.to_string());
+        tracing::warn!(
+            peer = %peer.remote_addr,
+            %identity,
+            seq_sent = %seq,
+            silent_secs = silent.as_secs(),
+            "stalled subscriber disconnected: it sent nothing for {}s, not even answers to HTTP/2 keepalive pings (a stopped or overloaded client, or a dead path), so its connection was closed; it resumes from its cursor when it reconnects, or resyncs if the journal no longer holds it",
+            silent.as_secs()
+        );
     }
 }
 

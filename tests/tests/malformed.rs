@@ -82,8 +82,8 @@ fn call(ns: &Netns, method: &str, body: &[u8], headers: &[&str]) -> (String, Str
             .map(|(_, v)| v.trim().to_owned())
             .next_back()
     };
-    let status = field("grpc-status")
-        .unwrap_or_else(|| panic!("no grpc-status in the response:\n{text}"));
+    let status =
+        field("grpc-status").unwrap_or_else(|| panic!("no grpc-status in the response:\n{text}"));
     let message = field("grpc-message").map_or_else(String::new, |m| percent_decoded(&m));
     (status, message)
 }
