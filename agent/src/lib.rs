@@ -24,7 +24,8 @@
 //! - [`persist`]: `--state-dir`, so a restarted agent continues its stream;
 //!   [`state_file`] frames and checks its files.
 //! - [`trim`]: memory a burst or a dump freed, given back when it is over.
-//! - [`namespaces`]: one source per namespace watched (`--netns`).
+//! - [`namespaces`]: one source per namespace watched (`--netns`);
+//!   [`unwatched`] finds the namespaces in use that `--netns all` cannot see.
 //! - [`pipeline`]: the sources + journal, in process or served.
 //! - [`server`]: the gRPC service and [`run`].
 //! - [`metrics`]: every metric's name and help, read at scrape time;
@@ -63,6 +64,7 @@ pub mod subscribers;
 pub mod tls;
 pub mod trim;
 pub mod unknown;
+pub mod unwatched;
 pub mod wire;
 
 pub use config::{AgentConfig, NetnsSelection, PipelineConfig};

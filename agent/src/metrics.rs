@@ -165,6 +165,11 @@ pub const NAMESPACE_FAILURES: Metric = counter(
     &[],
     "Network namespaces that could not be watched (entering failed, or their source failed); each is logged and left out.",
 );
+pub const NAMESPACES_UNWATCHED: Metric = gauge(
+    "routewatch_namespaces_unwatched",
+    &[],
+    "With --netns all: network namespaces in use on the host (held by a process, or mounted in pid 1's mount namespace) that the agent does not watch because they are not named in --netns-dir as it sees it (each change is logged with the namespaces); 0 otherwise.",
+);
 pub const STATE_DIR_DISCARDED: Metric = counter(
     "routewatch_state_dir_discarded",
     &["reason"],
@@ -238,6 +243,7 @@ pub const ALL: &[Metric] = &[
     RULES,
     NAMESPACES,
     NAMESPACE_FAILURES,
+    NAMESPACES_UNWATCHED,
     STATE_DIR_DISCARDED,
     READY,
     TLS_RELOADS,
@@ -501,6 +507,11 @@ impl Collector for Scrape {
             one_level(self.namespaces.watched.load(Ordering::Relaxed)),
         )?;
         write(e, &NAMESPACE_FAILURES, one_count(&self.namespaces.failures))?;
+        write(
+            e,
+            &NAMESPACES_UNWATCHED,
+            one_level(self.namespaces.unwatched.load(Ordering::Relaxed)),
+        )?;
         let discarded = self
             .state_dir
             .discarded()
