@@ -321,7 +321,6 @@ impl StateDir {
             for entry in core.recent() {
                 write(&entry.record())?;
             }
-            drop(write);
             out.flush()?;
             out.get_ref().sync_all()?;
         }

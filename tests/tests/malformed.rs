@@ -88,6 +88,15 @@ fn call(ns: &Netns, method: &str, body: &[u8], headers: &[&str]) -> (String, Str
     (status, message)
 }
 
+/// One malformed request and what its answer must say.
+struct Case {
+    what: &'static str,
+    method: &'static str,
+    body: Vec<u8>,
+    headers: &'static [&'static str],
+    says: &'static str,
+}
+
 #[test]
 fn malformed_requests_are_invalid_argument_saying_what_was_wrong() {
     let ns = Netns::new();
@@ -95,36 +104,43 @@ fn malformed_requests_are_invalid_argument_saying_what_was_wrong() {
     let garbage = [0xff, 0xff, 0xff, 0xff];
     // Field 1 (snapshot), a bool: a well-formed SubscribeRequest.
     let good = [0x08, 0x01];
-    let cases: [(&str, &str, Vec<u8>, &[&str], &str); 5] = [
-        (
+    let case = |what, method, body, headers, says| Case {
+        what,
+        method,
+        body,
+        headers,
+        says,
+    };
+    let cases = [
+        case(
             "bad protobuf",
             SUBSCRIBE,
             frame(0, &garbage),
             &[],
             "does not decode",
         ),
-        (
+        case(
             "compression flag 2",
             SUBSCRIBE,
             frame(2, &good),
             &[],
             "compression flag",
         ),
-        (
+        case(
             "compressed without grpc-encoding",
             SUBSCRIBE,
             frame(1, &good),
             &[],
             "grpc-encoding",
         ),
-        (
+        case(
             "gzip that is not gzip",
             SUBSCRIBE,
             frame(1, &garbage),
             &["grpc-encoding: gzip"],
             "decompress",
         ),
-        (
+        case(
             "bad protobuf for GetInfo",
             GET_INFO,
             frame(0, &garbage),
@@ -132,15 +148,17 @@ fn malformed_requests_are_invalid_argument_saying_what_was_wrong() {
             "does not decode",
         ),
     ];
-    for (what, method, body, headers, says) in cases {
-        let (status, message) = call(&ns, method, &body, headers);
+    for c in cases {
+        let (status, message) = call(&ns, c.method, &c.body, c.headers);
         assert_eq!(
             status, "3",
-            "{what}: INVALID_ARGUMENT, got {status} ({message})"
+            "{}: INVALID_ARGUMENT, got {status} ({message})",
+            c.what
         );
         assert!(
-            message.contains(says) && message.contains("malformed request"),
-            "{what}: the message says what was wrong: {message}"
+            message.contains(c.says) && message.contains("malformed request"),
+            "{}: the message says what was wrong: {message}",
+            c.what
         );
     }
     agent.assert_running();
