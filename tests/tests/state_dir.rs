@@ -70,8 +70,14 @@ fn a_journal_damaged_in_the_middle_starts_a_new_stream_and_its_consumers_resync(
     assert_eq!(check.streams.len(), 2, "a new stream after the damage");
     let log = agent.log();
     assert!(
-        log.contains("journal.log is damaged") && log.contains("starting a new stream"),
-        "the agent says what it found and what it did:\n{log}"
+        log.contains("journal.log is damaged: record ")
+            && log.contains(" at byte ")
+            && log.contains("starting a new stream"),
+        "the agent says what it found where, and what it did:\n{log}"
+    );
+    assert!(
+        dir.join("journal.log.discarded").exists(),
+        "the damaged log is kept for a post-mortem"
     );
     let metrics = scrape(&ns, OPS);
     assert_eq!(
