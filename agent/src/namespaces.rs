@@ -35,7 +35,7 @@ use crate::netns::{self, Namespace, NsId};
 use crate::persist::StateDir;
 use crate::socket::NetlinkSocket;
 use crate::source::{Source, SourceStats};
-use crate::unwatched::Unwatched;
+use crate::unwatched::{in_use, Unwatched};
 
 /// Periodic scan of the namespace directory.
 const SCAN_EVERY: Duration = Duration::from_secs(1);
@@ -207,7 +207,7 @@ impl Namespaces {
                     soon_until = Instant::now() + SOON_FOR;
                 }
                 _ = sleep_until(next_census), if census => {
-                    self.census(&mut unwatched);
+                    self.census(&mut unwatched).await;
                     next_census = Instant::now() + CENSUS_EVERY;
                 }
                 _ = sleep_until(next_scan), if follow => {
@@ -237,7 +237,7 @@ impl Namespaces {
 
     /// Compares the namespaces in use with those watched (or known to have
     /// failed, already reported); says and counts the others.
-    fn census(&mut self, unwatched: &mut Unwatched) {
+    async fn census(&mut self, unwatched: &mut Unwatched) {
         let mut known: HashSet<u64> = self
             .running
             .values()
@@ -250,7 +250,11 @@ impl Namespaces {
         if let Ok(own) = netns::own_id() {
             known.insert(own.ino());
         }
-        let n = unwatched.check(std::path::Path::new("/proc"), &known, &self.dir);
+        // Reading every process's links takes a while on a busy host.
+        let in_use = tokio::task::spawn_blocking(|| in_use(std::path::Path::new("/proc")))
+            .await
+            .unwrap_or_default();
+        let n = unwatched.check(&in_use, std::path::Path::new("/proc"), &known, &self.dir);
         self.counts.unwatched.store(n as u64, Ordering::Relaxed);
     }
 

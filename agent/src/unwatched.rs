@@ -97,14 +97,19 @@ pub struct Unwatched {
 }
 
 impl Unwatched {
-    /// Compares what is in use with `watched` (inodes; the agent's own
-    /// included) and logs a change. A namespace counts from the second
+    /// Compares `in_use` (from [`in_use`] on `proc`) with `watched`
+    /// (inodes; the agent's own included) and logs a change. A namespace counts from the second
     /// check that finds it unwatched (one being named at this moment is
     /// watched a second later), except at the first check: what exists
     /// when the agent starts is reported at once. Returns how many are
     /// unwatched.
-    pub fn check(&mut self, proc: &Path, watched: &HashSet<u64>, dir: &Path) -> usize {
-        let in_use = in_use(proc);
+    pub fn check(
+        &mut self,
+        in_use: &BTreeMap<u64, Holder>,
+        proc: &Path,
+        watched: &HashSet<u64>,
+        dir: &Path,
+    ) -> usize {
         let found: BTreeSet<u64> = in_use
             .keys()
             .copied()
@@ -203,14 +208,26 @@ mod tests {
         let mut u = Unwatched::default();
         fs::write(proc.join("1/mountinfo"), MOUNTINFO).unwrap();
         let watched: HashSet<u64> = [4026532176].into();
-        assert_eq!(u.check(&proc, &watched, dir), 1, "at start: at once");
+        assert_eq!(
+            u.check(&in_use(&proc), &proc, &watched, dir),
+            1,
+            "at start: at once"
+        );
         let mut more = MOUNTINFO.to_string();
         more.push_str("49 45 0:4 net:[4026532178] /run/netns/new rw - nsfs nsfs rw\n");
         fs::write(proc.join("1/mountinfo"), &more).unwrap();
-        assert_eq!(u.check(&proc, &watched, dir), 1, "new: not yet");
-        assert_eq!(u.check(&proc, &watched, dir), 2, "still there");
+        assert_eq!(
+            u.check(&in_use(&proc), &proc, &watched, dir),
+            1,
+            "new: not yet"
+        );
+        assert_eq!(
+            u.check(&in_use(&proc), &proc, &watched, dir),
+            2,
+            "still there"
+        );
         let all: HashSet<u64> = [4026532175, 4026532176, 4026532178].into();
-        assert_eq!(u.check(&proc, &all, dir), 0, "watched now");
+        assert_eq!(u.check(&in_use(&proc), &proc, &all, dir), 0, "watched now");
         let _ = fs::remove_dir_all(&proc);
     }
 }
