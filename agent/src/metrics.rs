@@ -23,6 +23,7 @@ use routewatch_proto::v1::{Family, Origin, ResyncCause};
 
 use crate::journal::Journal;
 use crate::namespaces::NamespaceStats;
+use crate::persist::StateDirStats;
 use crate::pipeline::Pipeline;
 use crate::source::SourceStats;
 use crate::state::Action;
@@ -165,6 +166,16 @@ pub const NAMESPACE_FAILURES: Metric = counter(
     &[],
     "Network namespaces that could not be watched (entering failed, or their source failed); each is logged and left out.",
 );
+pub const NAMESPACES_UNWATCHED: Metric = gauge(
+    "routewatch_namespaces_unwatched",
+    &[],
+    "With --netns all: network namespaces in use on the host (held by a process, or mounted in pid 1's mount namespace) that the agent does not watch because they are not named in --netns-dir as it sees it (each change is logged with the namespaces); 0 otherwise.",
+);
+pub const STATE_DIR_DISCARDED: Metric = counter(
+    "routewatch_state_dir_discarded",
+    &["reason"],
+    "Times the agent did not use (part of) its --state-dir, by reason: torn_tail (a last record the agent was killed while writing, cut off; the stream continues), and, each starting a new stream that every consumer resyncs to, damaged (a record whose checksum does not match, or files that contradict each other), unknown_format (files of another format or version), reboot (a log written before the machine rebooted), unreadable (files that could not be read or appended to).",
+);
 pub const READY: Metric = gauge(
     "routewatch_ready",
     &[],
@@ -199,6 +210,11 @@ pub const SUBSCRIBERS_REJECTED: Metric = counter(
     "routewatch_subscribers_rejected",
     &[],
     "Subscriptions refused with RESOURCE_EXHAUSTED: --max-subscribers were open already.",
+);
+pub const SUBSCRIBERS_STALLED: Metric = counter(
+    "routewatch_subscribers_stalled_disconnects",
+    &[],
+    "Subscriptions whose connection was closed because the client answered nothing, not even HTTP/2 keepalive pings, for 20 s (each is logged once, with the peer and its position).",
 );
 
 pub const SEND_LATENCY: Metric = Metric {
@@ -241,6 +257,8 @@ pub const ALL: &[Metric] = &[
     RULES,
     NAMESPACES,
     NAMESPACE_FAILURES,
+    NAMESPACES_UNWATCHED,
+    STATE_DIR_DISCARDED,
     READY,
     TLS_RELOADS,
     TLS_RELOAD_FAILURES,
@@ -248,6 +266,7 @@ pub const ALL: &[Metric] = &[
     TLS_HANDSHAKE_TIMEOUTS,
     CLIENTS_DENIED,
     SUBSCRIBERS_REJECTED,
+    SUBSCRIBERS_STALLED,
     SEND_LATENCY,
     DUMP_DURATION,
     RESPONSE_BYTES,
@@ -303,18 +322,21 @@ impl Metrics {
             pipeline.journal.clone(),
             pipeline.stats.clone(),
             pipeline.namespaces.clone(),
+            pipeline.state_dir.clone(),
             tls,
             rejected,
             wire,
         )
     }
 
-    /// Metrics read from a journal, the counters of its sources, the TLS
-    /// layer's, the admission limit's and the responses'.
+    /// Metrics read from a journal, the counters of its sources, its
+    /// namespaces' and its state dir's, the TLS layer's, the admission
+    /// limit's and the responses'.
     pub fn of(
         journal: Arc<Journal>,
         sources: Arc<SourceStats>,
         namespaces: Arc<NamespaceStats>,
+        state_dir: Arc<StateDirStats>,
         tls: Arc<TlsStats>,
         rejected: Arc<AtomicU64>,
         wire: Arc<WireStats>,
@@ -325,6 +347,7 @@ impl Metrics {
             journal,
             sources,
             namespaces,
+            state_dir,
             tls,
             rejected,
             wire,
@@ -346,6 +369,7 @@ struct Scrape {
     journal: Arc<Journal>,
     sources: Arc<SourceStats>,
     namespaces: Arc<NamespaceStats>,
+    state_dir: Arc<StateDirStats>,
     tls: Arc<TlsStats>,
     rejected: Arc<AtomicU64>,
     wire: Arc<WireStats>,
@@ -531,6 +555,18 @@ impl Collector for Scrape {
             one_level(self.namespaces.watched.load(Ordering::Relaxed)),
         )?;
         write(e, &NAMESPACE_FAILURES, one_count(&self.namespaces.failures))?;
+        write(
+            e,
+            &NAMESPACES_UNWATCHED,
+            one_level(self.namespaces.unwatched.load(Ordering::Relaxed)),
+        )?;
+        let discarded = self
+            .state_dir
+            .discarded()
+            .into_iter()
+            .map(|(why, n)| (vec![why.label()], n))
+            .collect();
+        write(e, &STATE_DIR_DISCARDED, Samples::Count(discarded))?;
         write(e, &READY, one_level(u64::from(self.journal.is_ready())))?;
         write(e, &TLS_RELOADS, one_count(&self.tls.reloads))?;
         write(e, &TLS_RELOAD_FAILURES, one_count(&self.tls.reload_errors))?;
@@ -546,6 +582,11 @@ impl Collector for Scrape {
         )?;
         write(e, &CLIENTS_DENIED, one_count(&self.tls.clients_denied))?;
         write(e, &SUBSCRIBERS_REJECTED, one_count(&self.rejected))?;
+        write(
+            e,
+            &SUBSCRIBERS_STALLED,
+            one_count(&self.wire.stalled_disconnects),
+        )?;
         subscribers.send_latency.write(e, &SEND_LATENCY)?;
         self.sources.dump_seconds.write(e, &DUMP_DURATION)?;
         let bytes = [

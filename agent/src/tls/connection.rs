@@ -13,6 +13,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 use tonic::transport::server::Connected;
 
+use crate::silence::Silence;
 use crate::tls::identity::ClientIdentity;
 
 /// What a handler learns about the peer: tonic puts it into every request's
@@ -22,6 +23,8 @@ pub struct PeerInfo {
     pub remote_addr: SocketAddr,
     /// The verified client certificate's identities (mutual TLS only).
     pub identity: Option<Arc<ClientIdentity>>,
+    /// When the peer last sent anything.
+    pub silence: Silence,
 }
 
 /// An accepted connection.
@@ -37,6 +40,7 @@ impl Connection {
             info: PeerInfo {
                 remote_addr,
                 identity: None,
+                silence: Silence::default(),
             },
         }
     }
@@ -56,6 +60,7 @@ impl Connection {
             info: PeerInfo {
                 remote_addr,
                 identity,
+                silence: Silence::default(),
             },
         }
     }
@@ -75,7 +80,13 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.info.silence.heard();
+        }
+        read
     }
 }
 
