@@ -60,6 +60,9 @@ pub mod trim;
 pub mod unknown;
 pub mod wire;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use config::{AgentConfig, NetnsSelection, PipelineConfig};
 pub use error::AgentError;
 pub use pipeline::Pipeline;
