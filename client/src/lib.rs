@@ -53,6 +53,8 @@ pub mod tls;
 pub mod when;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 pub(crate) mod testing;
 
 pub use error::ClientError;

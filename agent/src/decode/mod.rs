@@ -123,15 +123,17 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
         },
         NetlinkPayload::InnerMessage(inner) => match inner {
             RouteNetlinkMessage::NewRoute(m) => match decode_route(&m) {
-                Some(route) => Message::NewRoute {
+                Ok(Some(route)) => Message::NewRoute {
                     route: Box::new(route),
                     flags,
                 },
-                None => Message::Ignored,
+                Ok(None) => Message::Ignored,
+                Err(reason) => return Err(DecodeFailure::new(bytes, reason)),
             },
             RouteNetlinkMessage::DelRoute(m) => match decode_route(&m) {
-                Some(route) => Message::DelRoute(Box::new(route)),
-                None => Message::Ignored,
+                Ok(Some(route)) => Message::DelRoute(Box::new(route)),
+                Ok(None) => Message::Ignored,
+                Err(reason) => return Err(DecodeFailure::new(bytes, reason)),
             },
             RouteNetlinkMessage::NewRule(m) => match decode_rule(&m) {
                 Some(rule) => Message::NewRule(rule),

@@ -110,6 +110,9 @@ enum Edit {
     /// Repeat an attribute right after itself, fixing the enclosing
     /// lengths.
     Repeat(Index),
+    /// Set one byte of the family header (`struct rtmsg`, ...): prefix
+    /// lengths, family, table, type, flags.
+    Header(Index, u8),
     /// A byte-level mutation.
     Bytes(Mutation),
 }
@@ -121,6 +124,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         2 => (any::<Index>(), prop_oneof![0u16..40, any::<u16>()]).prop_map(|(i, k)| Edit::Kind(i, k)),
         1 => any::<Index>().prop_map(Edit::Drop),
         1 => any::<Index>().prop_map(Edit::Repeat),
+        2 => (any::<Index>(), edge()).prop_map(|(i, v)| Edit::Header(i, v as u8)),
         3 => fuzzing::mutation().prop_map(Edit::Bytes),
     ]
 }
@@ -167,6 +171,15 @@ fn apply(b: &mut Vec<u8>, edit: &Edit, seeds: &[Vec<u8>]) {
                 let copy = b[a.at..a.at + len].to_vec();
                 b.splice(a.at + len..a.at + len, copy);
                 grow(b, &a.parents, len as isize);
+            }
+        }
+        Edit::Header(i, value) => {
+            if b.len() >= NLMSG_HEADER_LEN + 4 {
+                let len = family_header_len(u16_at(b, 4) as u16).max(4);
+                let at = NLMSG_HEADER_LEN + i.index(len);
+                if let Some(byte) = b.get_mut(at) {
+                    *byte = *value;
+                }
             }
         }
         Edit::Bytes(m) => fuzzing::apply(b, m, seeds),
@@ -262,6 +275,46 @@ proptest! {
             let kind = u16_at(&again, 4);
             if kind != 104 && kind != 105 && !matches!(decode_message(&message).map(|d| d.message), Ok(Message::Ignored)) {
                 prop_assert_eq!(Some(first.clone()), outcome(&again), "re-emitted as {:02x?}", again);
+            }
+        }
+    }
+}
+
+/// Whether `text` is an address (`prefix: false`) or a prefix of `family`,
+/// as the API spells them; empty counts when `optional`.
+fn well_formed(text: &str, family: i32, prefix: bool, optional: bool) -> bool {
+    if text.is_empty() {
+        return optional;
+    }
+    let v6 = family == routewatch_proto::v1::Family::Inet6 as i32;
+    if prefix {
+        text.parse::<ipnet::IpNet>()
+            .is_ok_and(|n| matches!(n, ipnet::IpNet::V6(_)) == v6)
+    } else {
+        text.parse::<std::net::IpAddr>().is_ok()
+    }
+}
+
+proptest! {
+    #![proptest_config(fuzzing::config(2000))]
+
+    /// A route the decoder accepts is one the API can carry: its
+    /// destination and source are prefixes of its own family, its
+    /// addresses are addresses.
+    #[test]
+    fn fuzz_netlink_routes_are_well_formed(message in message(std::sync::Arc::new(super::fixtures()))) {
+        if let Ok(Message::NewRoute { route, .. } | Message::DelRoute(route)) = decode_message(&message).map(|d| d.message) {
+            prop_assert!(well_formed(&route.dst, route.family, true, false), "dst {:?} of {:?}", route.dst, route);
+            prop_assert!(well_formed(&route.src, route.family, true, true), "src {:?}", route.src);
+            prop_assert!(well_formed(&route.gateway, route.family, false, true), "gateway {:?}", route.gateway);
+            prop_assert!(well_formed(&route.prefsrc, route.family, false, true), "prefsrc {:?}", route.prefsrc);
+        }
+        if let Ok(Message::NewRule(rule) | Message::DelRule(rule)) = decode_message(&message).map(|d| d.message) {
+            // `ip` prints a length without an address as "0/len".
+            for p in [&rule.src, &rule.dst] {
+                let p = p.strip_prefix("0/").map_or(p.clone(), |len| format!("0.0.0.0/{len}"));
+                let family = if p.starts_with("0.0.0.0/") { routewatch_proto::v1::Family::Inet as i32 } else { rule.family };
+                prop_assert!(well_formed(&p, family, true, true), "{:?} of {:?}", p, rule);
             }
         }
     }
