@@ -136,12 +136,14 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
                 Err(reason) => return Err(DecodeFailure::new(bytes, reason)),
             },
             RouteNetlinkMessage::NewRule(m) => match decode_rule(&m) {
-                Some(rule) => Message::NewRule(rule),
-                None => Message::Ignored,
+                Ok(Some(rule)) => Message::NewRule(rule),
+                Ok(None) => Message::Ignored,
+                Err(reason) => return Err(DecodeFailure::new(bytes, reason)),
             },
             RouteNetlinkMessage::DelRule(m) => match decode_rule(&m) {
-                Some(rule) => Message::DelRule(rule),
-                None => Message::Ignored,
+                Ok(Some(rule)) => Message::DelRule(rule),
+                Ok(None) => Message::Ignored,
+                Err(reason) => return Err(DecodeFailure::new(bytes, reason)),
             },
             RouteNetlinkMessage::NewLink(m) => Message::NewLink(Link::from_message(&m)),
             RouteNetlinkMessage::DelLink(m) => Message::DelLink(Link::from_message(&m)),

@@ -22,14 +22,22 @@ const FRA_DPORT_MASK: u16 = 29;
 const FRA_DSCP_MASK: u16 = 30;
 
 /// Decodes one rule message, or `None` for families that are not IPv4 or
-/// IPv6 routing rules (the multicast routing families, `ip mrule`).
-pub fn decode_rule(msg: &RuleMessage) -> Option<Rule> {
+/// IPv6 routing rules (the multicast routing families, `ip mrule`). A
+/// prefix length the family cannot have is an error, as for routes.
+pub fn decode_rule(msg: &RuleMessage) -> Result<Option<Rule>, String> {
     let header = &msg.header;
-    let family = match header.family {
-        AddressFamily::Inet => Family::Inet,
-        AddressFamily::Inet6 => Family::Inet6,
-        _ => return None,
+    let (family, name, longest) = match header.family {
+        AddressFamily::Inet => (Family::Inet, "IPv4", 32),
+        AddressFamily::Inet6 => (Family::Inet6, "IPv6", 128),
+        _ => return Ok(None),
     };
+    for (field, len) in [("dst_len", header.dst_len), ("src_len", header.src_len)] {
+        if len > longest {
+            return Err(format!(
+                "{field} {len} is longer than an {name} prefix can be ({longest})"
+            ));
+        }
+    }
     let mut rule = Rule {
         family: family as i32,
         invert: header.flags.contains(RuleFlags::Invert),
@@ -104,7 +112,7 @@ pub fn decode_rule(msg: &RuleMessage) -> Option<Rule> {
     }
     rule.src = prefix(src, header.src_len);
     rule.dst = prefix(dst, header.dst_len);
-    Some(rule)
+    Ok(Some(rule))
 }
 
 fn ports(start: u16, end: u16) -> PortRange {

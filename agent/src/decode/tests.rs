@@ -310,3 +310,26 @@ fn a_prefix_longer_than_its_family_allows_is_a_decode_failure() {
     bytes[18] = 128;
     assert_eq!(new_route(&bytes).0.src, "2001:db8:8::/128");
 }
+
+#[test]
+fn a_rule_prefix_longer_than_its_family_allows_is_a_decode_failure() {
+    // Found by fuzz_netlink_routes_are_well_formed: an IPv4 rule whose
+    // header had dst_len 127 decoded to dst "0/127". Here the rule of `ip
+    // rule add from 10.0.0.0/8 lookup 100 pref 100` with dst_len (byte 17)
+    // set so.
+    let mut bytes = fixture!("rule_v4_from_lookup.bin").to_vec();
+    bytes[17] = 127;
+    let failure = decode_message(&bytes).unwrap_err();
+    assert!(failure.reason.contains("dst_len 127"), "{failure}");
+    bytes[17] = 32;
+    assert!(matches!(
+        decode_message(&bytes).unwrap().message,
+        Message::NewRule(rule) if rule.dst == "0/32"
+    ));
+    // ip -6 rule add from 2001:db8::/32 lookup 100 pref 100, with src_len
+    // (byte 18) 129.
+    let mut bytes = fixture!("rule_v6_from.bin").to_vec();
+    bytes[18] = 129;
+    let failure = decode_message(&bytes).unwrap_err();
+    assert!(failure.reason.contains("src_len 129"), "{failure}");
+}
