@@ -311,9 +311,11 @@ proptest! {
         }
         if let Ok(Message::NewRule(rule) | Message::DelRule(rule)) = decode_message(&message).map(|d| d.message) {
             // `ip` prints a length without an address as "0/len".
+            let v6 = rule.family == routewatch_proto::v1::Family::Inet6 as i32;
             for p in [&rule.src, &rule.dst] {
-                let p = p.strip_prefix("0/").map_or(p.clone(), |len| format!("0.0.0.0/{len}"));
-                let family = if p.starts_with("0.0.0.0/") { routewatch_proto::v1::Family::Inet as i32 } else { rule.family };
+                let any = if v6 { "::" } else { "0.0.0.0" };
+                let p = p.strip_prefix("0/").map_or(p.clone(), |len| format!("{any}/{len}"));
+                let family = rule.family;
                 prop_assert!(well_formed(&p, family, true, true), "{:?} of {:?}", p, rule);
             }
         }

@@ -1,6 +1,8 @@
 //! Subscribe responses: the bytes of an agent's response, decoded as the
 //! client decodes them (counted, then merged into one vector) and as prost
-//! would decode them; both must agree on every input.
+//! would decode them; both must agree on every input. The events decoded
+//! are printed in every format, and the JSON formats must stay JSON
+//! whatever the strings hold.
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -11,6 +13,7 @@ use routewatch_proto::v1::{
     change, event, Change, Event, Heartbeat, Resync, SubscribeResponse, Sync,
 };
 
+use crate::printer::{printer, Format, Mode, Origin, Paint};
 use crate::response_codec::response_events;
 
 /// Responses as an agent sends them: the routes, nexthop objects and rules
@@ -73,6 +76,97 @@ fn seeds() -> Vec<Vec<u8>> {
     out
 }
 
+/// Strings an agent may send in any text field: quotes, escapes, control
+/// characters, line separators, non-ASCII.
+const STRINGS: &[&str] = &[
+    "",
+    "\"",
+    "\\",
+    "\n",
+    "\u{0}",
+    "\u{1b}[31m",
+    "\u{7f}",
+    "\u{2028}",
+    "é",
+    "💥",
+    "a b",
+    "10.0.0.0/33",
+    "/",
+    "default",
+];
+
+/// Every format and mode prints `events` without a panic; each line of
+/// the JSON formats is a JSON value.
+fn print_all(events: &[Event]) -> Result<(), String> {
+    for format in [Format::Text, Format::Json, Format::Jsonpb, Format::Table] {
+        for mode in [Mode::Tail, Mode::Show] {
+            let mut p = printer(format, mode, Paint::ANSI);
+            let mut out = Vec::new();
+            let from = Origin {
+                host: "h\"1",
+                many: true,
+            };
+            for e in events {
+                p.print(&mut out, &from, e).map_err(|e| e.to_string())?;
+            }
+            p.finish(&mut out).map_err(|e| e.to_string())?;
+            let text = String::from_utf8(out).map_err(|e| format!("{format:?}: not UTF-8: {e}"))?;
+            if matches!(format, Format::Json | Format::Jsonpb) {
+                for line in text.lines() {
+                    serde_json::from_str::<serde_json::Value>(line)
+                        .map_err(|e| format!("{format:?} {mode:?} printed {line:?}: {e}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A seed's events with some text fields replaced by [`STRINGS`].
+fn odd_events() -> impl Strategy<Value = Vec<Event>> {
+    let seeds: Vec<Vec<Event>> = seeds()
+        .iter()
+        .map(|b| {
+            SubscribeResponse::decode(b.as_slice())
+                .expect("seed decodes")
+                .events
+        })
+        .collect();
+    (
+        proptest::sample::select(seeds),
+        proptest::collection::vec((0usize..8, proptest::sample::select(STRINGS)), 1..4),
+    )
+        .prop_map(|(mut events, edits)| {
+            let n = events.len().max(1);
+            for (i, (field, text)) in edits.into_iter().enumerate() {
+                let Some(event) = events.get_mut(i % n) else {
+                    break;
+                };
+                let text = text.to_owned();
+                let change = match &mut event.kind {
+                    Some(event::Kind::Change(c)) => Some(c),
+                    _ => None,
+                };
+                let route = change.and_then(|c| match &mut c.object {
+                    Some(change::Object::Route(r)) => Some(r),
+                    _ => None,
+                });
+                match (field, route) {
+                    (0, _) => event.netns = text,
+                    (1, _) => event.stream_id = text,
+                    (2, Some(r)) => r.dev = text,
+                    (3, Some(r)) => r.dst = text,
+                    (4, Some(r)) => r.gateway = text,
+                    (5, Some(r)) => r.table_name = text,
+                    (6, Some(r)) => r.congctl = text,
+                    (7, Some(r)) => r.vrf = text,
+                    _ => {}
+                }
+            }
+            events
+        })
+}
+
 proptest! {
     #![proptest_config(fuzzing::config(2000))]
 
@@ -89,5 +183,25 @@ proptest! {
             (Err(_), Err(_)) => {}
             (ours, prost) => prop_assert!(false, "client {:?}, prost {:?}", ours, prost),
         }
+    }
+
+    /// Whatever a decoded response holds prints in every format.
+    #[test]
+    fn fuzz_response_printing(bytes in fuzzing::mutated(seeds(), 512)) {
+        if let Ok(response) = SubscribeResponse::decode(bytes.as_slice()) {
+            let result = bounded(&bytes, || print_all(&response.events));
+            prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(fuzzing::config(500))]
+
+    /// Odd text in any field keeps the JSON formats JSON.
+    #[test]
+    fn fuzz_response_printing_odd_text(events in odd_events()) {
+        let result = print_all(&events);
+        prop_assert!(result.is_ok(), "{}", result.unwrap_err());
     }
 }
