@@ -110,6 +110,13 @@ pub fn decode_rule(msg: &RuleMessage) -> Result<Option<Rule>, String> {
             other => rule.other.push(raw(other)),
         }
     }
+    // netlink-packet-route reads FRA_SRC/FRA_DST by their length; the
+    // kernel sends them in the rule's family only.
+    for (field, addr) in [("FRA_SRC", src), ("FRA_DST", dst)] {
+        if let Some(a) = addr.filter(|a| a.is_ipv6() != (family == Family::Inet6)) {
+            return Err(format!("{field} {a} is not an {name} address"));
+        }
+    }
     rule.src = prefix(src, header.src_len);
     rule.dst = prefix(dst, header.dst_len);
     Ok(Some(rule))

@@ -333,3 +333,17 @@ fn a_rule_prefix_longer_than_its_family_allows_is_a_decode_failure() {
     let failure = decode_message(&bytes).unwrap_err();
     assert!(failure.reason.contains("src_len 129"), "{failure}");
 }
+
+#[test]
+fn a_rule_address_of_the_other_family_is_a_decode_failure() {
+    // Found by fuzz_netlink_routes_are_well_formed: an IPv6 rule (family
+    // 10) whose FRA_SRC held 4 bytes decoded to src "1.2.3.4/32".
+    // netlink-packet-route reads a rule's address by its length, not by
+    // the rule's family. Here the rule of `ip rule add from 10.0.0.0/8
+    // lookup 100 pref 100` with its family (byte 16) set to AF_INET6.
+    let mut bytes = fixture!("rule_v4_from_lookup.bin").to_vec();
+    bytes[16] = 10;
+    let failure = decode_message(&bytes).unwrap_err();
+    assert!(failure.reason.contains("FRA_SRC 10.0.0.0"), "{failure}");
+    assert_eq!(failure.bytes, bytes);
+}
