@@ -293,3 +293,271 @@ unsafe impl GlobalAlloc for CountingAllocator {
         System.dealloc(ptr, layout)
     }
 }
+
+/// One field of a protobuf message as found on the wire; a
+/// length-delimited value that parses as fields is taken for a nested
+/// message.
+#[derive(Debug, Clone)]
+enum Field {
+    // (field number, value)
+    Varint(u32, u64),
+    Fixed64(u32, [u8; 8]),
+    Fixed32(u32, [u8; 4]),
+    Bytes(u32, Vec<u8>),
+    Message(u32, Vec<Field>),
+}
+
+fn read_varint(buf: &mut &[u8]) -> Option<u64> {
+    prost::encoding::decode_varint(buf).ok()
+}
+
+/// The fields of `buf`, or `None` when it is not a whole message.
+fn fields(mut buf: &[u8], depth: usize) -> Option<Vec<Field>> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let key = read_varint(&mut buf)?;
+        let tag = u32::try_from(key >> 3).ok().filter(|&t| t > 0)?;
+        out.push(match key & 7 {
+            0 => Field::Varint(tag, read_varint(&mut buf)?),
+            1 => {
+                let (v, rest) = buf.split_first_chunk::<8>()?;
+                buf = rest;
+                Field::Fixed64(tag, *v)
+            }
+            2 => {
+                let len = usize::try_from(read_varint(&mut buf)?).ok()?;
+                let value = buf.get(..len)?;
+                buf = &buf[len..];
+                match fields(value, depth + 1).filter(|f| depth < 8 && !f.is_empty()) {
+                    Some(nested) => Field::Message(tag, nested),
+                    None => Field::Bytes(tag, value.to_vec()),
+                }
+            }
+            5 => {
+                let (v, rest) = buf.split_first_chunk::<4>()?;
+                buf = rest;
+                Field::Fixed32(tag, *v)
+            }
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+fn encode(fields: &[Field], out: &mut Vec<u8>) {
+    use prost::encoding::encode_varint;
+    for f in fields {
+        let (tag, wire) = match f {
+            Field::Varint(t, _) => (t, 0),
+            Field::Fixed64(t, _) => (t, 1),
+            Field::Bytes(t, _) | Field::Message(t, _) => (t, 2),
+            Field::Fixed32(t, _) => (t, 5),
+        };
+        encode_varint((u64::from(*tag) << 3) | wire, out);
+        match f {
+            Field::Varint(_, v) => encode_varint(*v, out),
+            Field::Fixed64(_, v) => out.extend_from_slice(v),
+            Field::Fixed32(_, v) => out.extend_from_slice(v),
+            Field::Bytes(_, v) => {
+                encode_varint(v.len() as u64, out);
+                out.extend_from_slice(v);
+            }
+            Field::Message(_, nested) => {
+                let mut inner = Vec::new();
+                encode(nested, &mut inner);
+                encode_varint(inner.len() as u64, out);
+                out.extend_from_slice(&inner);
+            }
+        }
+    }
+}
+
+/// A change to one field of a protobuf message, the enclosing lengths
+/// kept right.
+#[derive(Debug, Clone)]
+pub enum FieldEdit {
+    /// Set a varint field (or a fixed one) to a value on an edge.
+    Value(Index, u64),
+    /// Give a field another number.
+    Tag(Index, u32),
+    /// Replace a length-delimited value with other bytes.
+    Text(Index, Vec<u8>),
+    /// Remove a field.
+    Drop(Index),
+    /// Repeat a field right after itself.
+    Repeat(Index),
+}
+
+/// Values on the edges of protobuf's integer types.
+const VALUES: &[u64] = &[
+    0,
+    1,
+    2,
+    127,
+    128,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    0x1_0000_0000,
+    i64::MAX as u64,
+    u64::MAX - 1,
+    u64::MAX,
+];
+
+/// Any [`FieldEdit`].
+pub fn field_edit() -> impl Strategy<Value = FieldEdit> {
+    let text = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..12),
+        proptest::sample::select(&["\"", "\\", "\u{0}", "\u{2028}", "é", "", "::/0"][..])
+            .prop_map(|s| s.as_bytes().to_vec()),
+    ];
+    prop_oneof![
+        4 => (any::<Index>(), prop_oneof![3 => proptest::sample::select(VALUES), 1 => any::<u64>()])
+            .prop_map(|(i, v)| FieldEdit::Value(i, v)),
+        1 => (any::<Index>(), prop_oneof![1u32..20, Just(536_870_911)])
+            .prop_map(|(i, t)| FieldEdit::Tag(i, t)),
+        2 => (any::<Index>(), text).prop_map(|(i, t)| FieldEdit::Text(i, t)),
+        1 => any::<Index>().prop_map(FieldEdit::Drop),
+        1 => any::<Index>().prop_map(FieldEdit::Repeat),
+    ]
+}
+
+fn count(fields: &[Field]) -> usize {
+    fields
+        .iter()
+        .map(|f| match f {
+            Field::Message(_, nested) => 1 + count(nested),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Applies `edit` to the `n`th field in pre-order; returns how many
+/// fields were passed over when it is not among these.
+fn edit_nth(fields: &mut Vec<Field>, mut n: usize, edit: &FieldEdit) -> Result<(), usize> {
+    let mut i = 0;
+    while i < fields.len() {
+        if n == 0 {
+            match edit {
+                FieldEdit::Value(_, v) => match &mut fields[i] {
+                    Field::Varint(_, x) => *x = *v,
+                    Field::Fixed64(_, x) => *x = v.to_le_bytes(),
+                    Field::Fixed32(_, x) => *x = (*v as u32).to_le_bytes(),
+                    _ => {}
+                },
+                FieldEdit::Tag(_, t) => match &mut fields[i] {
+                    Field::Varint(x, _)
+                    | Field::Fixed64(x, _)
+                    | Field::Fixed32(x, _)
+                    | Field::Bytes(x, _)
+                    | Field::Message(x, _) => *x = *t,
+                },
+                FieldEdit::Text(_, bytes) => {
+                    if let Field::Bytes(t, _) | Field::Message(t, _) = fields[i] {
+                        fields[i] = Field::Bytes(t, bytes.clone());
+                    }
+                }
+                FieldEdit::Drop(_) => {
+                    fields.remove(i);
+                }
+                FieldEdit::Repeat(_) => {
+                    let copy = fields[i].clone();
+                    fields.insert(i + 1, copy);
+                }
+            }
+            return Ok(());
+        }
+        n -= 1;
+        if let Field::Message(_, nested) = &mut fields[i] {
+            match edit_nth(nested, n, edit) {
+                Ok(()) => return Ok(()),
+                Err(passed) => n -= passed,
+            }
+        }
+        i += 1;
+    }
+    Err(fields.len())
+}
+
+/// `input` with `edits` applied to its fields, re-encoded; `input` as it
+/// is when it is not a protobuf message.
+pub fn apply_field_edits(input: &[u8], edits: &[FieldEdit]) -> Vec<u8> {
+    let Some(mut parsed) = fields(input, 0) else {
+        return input.to_vec();
+    };
+    for edit in edits {
+        let total = count(&parsed);
+        if total == 0 {
+            break;
+        }
+        let (FieldEdit::Value(i, _)
+        | FieldEdit::Tag(i, _)
+        | FieldEdit::Text(i, _)
+        | FieldEdit::Drop(i)
+        | FieldEdit::Repeat(i)) = edit;
+        let _ = edit_nth(&mut parsed, i.index(total), edit);
+    }
+    let mut out = Vec::new();
+    encode(&parsed, &mut out);
+    out
+}
+
+/// Inputs for a protobuf decoder: [`mutated`] bytes, or one of `seeds`
+/// with edits of its fields (values, numbers, texts, dropped or repeated
+/// fields) that keep its framing whole, so that decoding goes past the
+/// lengths into the values.
+pub fn protobuf_mutated(seeds: Vec<Vec<u8>>, random_len: usize) -> impl Strategy<Value = Vec<u8>> {
+    let pick = Arc::new(seeds.clone());
+    prop_oneof![
+        1 => mutated(seeds, random_len),
+        1 => (any::<Index>(), proptest::collection::vec(field_edit(), 1..4)).prop_map(
+            move |(seed, edits)| apply_field_edits(&pick[seed.index(pick.len())], &edits)
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::{event, Event, Resync};
+    use prost::Message;
+
+    #[test]
+    fn field_edits_keep_the_framing() {
+        let event = Event {
+            stream_id: "s".into(),
+            seq: 7,
+            kind: Some(event::Kind::Resync(Resync {
+                reason: "r".into(),
+                cause: 2,
+            })),
+            ..Default::default()
+        };
+        let bytes = event.encode_to_vec();
+        assert_eq!(
+            apply_field_edits(&bytes, &[]),
+            bytes,
+            "re-encoded as it was"
+        );
+        // Every field of every edit leaves a message prost reads.
+        let indices = (0..64u64).map(|k| {
+            let mut runner = proptest::test_runner::TestRunner::deterministic();
+            (any::<Index>(), k)
+                .new_tree(&mut runner)
+                .expect("an index")
+                .current()
+                .0
+        });
+        for i in indices {
+            for edit in [
+                FieldEdit::Value(i, u64::MAX),
+                FieldEdit::Drop(i),
+                FieldEdit::Repeat(i),
+                FieldEdit::Text(i, b"x".to_vec()),
+            ] {
+                let edited = apply_field_edits(&bytes, &[edit]);
+                assert!(fields(&edited, 0).is_some(), "{edited:02x?}");
+            }
+        }
+    }
+}

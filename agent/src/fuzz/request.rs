@@ -261,7 +261,7 @@ proptest! {
     /// Any bytes a subscriber sends are decoded, checked and compiled
     /// without a panic, within bounds.
     #[test]
-    fn fuzz_request_bytes(bytes in fuzzing::mutated(seeds(), 256)) {
+    fn fuzz_request_bytes(bytes in fuzzing::protobuf_mutated(seeds(), 256)) {
         let _ = bounded(&bytes, || serve(&bytes));
     }
 

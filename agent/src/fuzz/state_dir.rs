@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use routewatch_proto::fuzzing::{self, bounded, Mutation};
+use routewatch_proto::fuzzing::{self, bounded, FieldEdit, Mutation};
 use routewatch_proto::v1::{self as api, Family, Nexthop, Route, Rule};
 
 use crate::journal::{Journal, RingLimits};
@@ -189,19 +189,22 @@ fn seeds() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     (read(STATE), read(LOG), read(BOOT_ID))
 }
 
-/// Which file a damage applies to.
+/// What is done to each file: edits of its records' fields (values,
+/// numbers, texts; the framing kept whole), then byte mutations.
 #[derive(Debug, Clone)]
 struct Damage {
-    state: Vec<Mutation>,
-    log: Vec<Mutation>,
+    state: (Vec<FieldEdit>, Vec<Mutation>),
+    log: (Vec<FieldEdit>, Vec<Mutation>),
 }
 
 fn damage() -> impl Strategy<Value = Damage> {
-    (
-        proptest::collection::vec(fuzzing::mutation(), 0..3),
-        proptest::collection::vec(fuzzing::mutation(), 0..3),
-    )
-        .prop_map(|(state, log)| Damage { state, log })
+    let file = || {
+        (
+            proptest::collection::vec(fuzzing::field_edit(), 0..3),
+            proptest::collection::vec(fuzzing::mutation(), 0..3),
+        )
+    };
+    (file(), file()).prop_map(|(state, log)| Damage { state, log })
 }
 
 proptest! {
@@ -229,8 +232,8 @@ proptest! {
     #[test]
     fn fuzz_state_dir_damaged_files(damage in damage()) {
         let (state, log, boot) = seeds();
-        let damaged = |seed: &[u8], mutations: &[Mutation]| {
-            let mut out = seed.to_vec();
+        let damaged = |seed: &[u8], (edits, mutations): &(Vec<FieldEdit>, Vec<Mutation>)| {
+            let mut out = fuzzing::apply_field_edits(seed, edits);
             for m in mutations {
                 fuzzing::apply(&mut out, m, &[state.clone(), log.clone()]);
             }

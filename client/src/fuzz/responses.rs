@@ -173,7 +173,7 @@ proptest! {
     /// Any response decodes without a panic, within bounds, to what prost
     /// makes of it: the same events, or an error for both.
     #[test]
-    fn fuzz_response_decoding(bytes in fuzzing::mutated(seeds(), 512)) {
+    fn fuzz_response_decoding(bytes in fuzzing::protobuf_mutated(seeds(), 512)) {
         let ours = bounded(&bytes, || {
             response_events(SubscribeResponse::from_records(vec![Bytes::from(bytes.clone())]))
         });
@@ -187,7 +187,7 @@ proptest! {
 
     /// Whatever a decoded response holds prints in every format.
     #[test]
-    fn fuzz_response_printing(bytes in fuzzing::mutated(seeds(), 512)) {
+    fn fuzz_response_printing(bytes in fuzzing::protobuf_mutated(seeds(), 512)) {
         if let Ok(response) = SubscribeResponse::decode(bytes.as_slice()) {
             let result = bounded(&bytes, || print_all(&response.events));
             prop_assert!(result.is_ok(), "{}", result.unwrap_err());
