@@ -520,6 +520,7 @@ pub fn protobuf_mutated(seeds: Vec<Vec<u8>>, random_len: usize) -> impl Strategy
 mod tests {
     use super::*;
     use crate::v1::{event, Event, Resync};
+    use proptest::strategy::ValueTree;
     use prost::Message;
 
     #[test]
@@ -540,14 +541,15 @@ mod tests {
             "re-encoded as it was"
         );
         // Every field of every edit leaves a message prost reads.
-        let indices = (0..64u64).map(|k| {
-            let mut runner = proptest::test_runner::TestRunner::deterministic();
-            (any::<Index>(), k)
-                .new_tree(&mut runner)
-                .expect("an index")
-                .current()
-                .0
-        });
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let indices: Vec<Index> = (0..64)
+            .map(|_| {
+                any::<Index>()
+                    .new_tree(&mut runner)
+                    .expect("an index")
+                    .current()
+            })
+            .collect();
         for i in indices {
             for edit in [
                 FieldEdit::Value(i, u64::MAX),
