@@ -251,6 +251,18 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
         }
         recent.push(entry);
     }
+    // The journal counts its ring back from its position: the recent
+    // changes must be the ones just before the marker, one after another.
+    if recent.len() as u64 > sync.seq
+        || (recent.iter().rev())
+            .zip((0..=sync.seq).rev())
+            .any(|(entry, seq)| entry.seq != seq)
+    {
+        return Err(format!(
+            "{STATE}'s recent changes are not the ones up to its sync marker at seq {}",
+            sync.seq
+        ));
+    }
     let log_path = dir.join(LOG);
     let log = match fs::read(&log_path) {
         Ok(bytes) => bytes,

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use routewatch_proto::fuzzing::{self, bounded, FieldEdit, Mutation};
 use routewatch_proto::v1::{self as api, Family, Nexthop, Route, Rule};
 
-use crate::journal::{Journal, RingLimits};
+use crate::journal::{change_record, Core, Entry, Journal, RingLimits, StreamInfo};
 use crate::persist::StateDir;
 use crate::state::{Action, Change, Key, Object, Previous, Record, StateTable};
 
@@ -158,6 +158,30 @@ fn write(dir: &Path, steps: &[Step]) -> (u64, Vec<String>) {
     (core.last_seq(), contents(core.tables()))
 }
 
+/// Whether every consumer the ring says it can serve gets exactly the
+/// changes after its cursor, numbered one after another; the reason when
+/// not.
+fn serves_every_cursor(core: &Core) -> Result<(), String> {
+    let last = core.last_seq();
+    let oldest = core.oldest_seq();
+    let seqs: Vec<u64> = core.recent().map(|e| e.seq).collect();
+    if seqs.last().is_some_and(|&s| s != last) {
+        return Err(format!(
+            "the ring {seqs:?} does not end at the position {last}"
+        ));
+    }
+    for cursor in oldest.saturating_sub(1)..last {
+        let read = core
+            .read_after(cursor, usize::MAX, usize::MAX)
+            .map_err(|_| format!("cursor {cursor} lagged, though the oldest is {oldest}"))?;
+        let got: Vec<u64> = read.iter().map(|e| e.seq).collect();
+        if got != (cursor + 1..=last).collect::<Vec<_>>() {
+            return Err(format!("after cursor {cursor} the ring gives {got:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// What the tables hold, comparable.
 fn contents<'a>(tables: impl Iterator<Item = (&'a Arc<str>, &'a StateTable)>) -> Vec<String> {
     let mut out: Vec<String> = tables
@@ -224,6 +248,8 @@ proptest! {
         prop_assert_eq!(contents(core.tables()), tables);
         let seqs: Vec<u64> = core.recent().map(|e| e.seq).collect();
         prop_assert_eq!(seqs, (1..=last_seq).collect::<Vec<_>>());
+        let served = serves_every_cursor(&core);
+        prop_assert!(served.is_ok(), "{}", served.unwrap_err());
     }
 
     /// Damaged files never crash the agent's start: it continues a stream
@@ -248,14 +274,60 @@ proptest! {
         let (journal, _sd, _) = bounded(&input, || open(&dir.0));
         let mut core = journal.lock();
         let last = core.last_seq();
-        let seqs: Vec<u64> = core.recent().map(|e| e.seq).collect();
-        if let Some(&newest) = seqs.last() {
-            prop_assert_eq!(newest, last);
-            prop_assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{:?}", seqs);
-        }
+        let served = serves_every_cursor(&core);
+        prop_assert!(served.is_ok(), "{}", served.unwrap_err());
         let c = change(0, 1, false);
         core.table_mut(&"".into()).restore(&c);
         core.publish(vec![c], api::Origin::Notification);
         prop_assert_eq!(core.last_seq(), last + 1);
     }
+}
+
+/// A state dir whose `state.pb` the agent's writer made from a journal at
+/// `last_seq` holding `ring` (as a damaged file could read).
+fn written_with_ring(dir: &Path, last_seq: u64, ring: &[u64]) {
+    let info = StreamInfo {
+        stream_id: "fuzz-stream".into(),
+        netns: String::new(),
+        names: Default::default(),
+    };
+    let recent = ring
+        .iter()
+        .map(|&seq| {
+            let c = change(0, seq as u8, false);
+            let record = change_record(&info, "", seq, 1, &c, api::Origin::Notification);
+            Entry::new(seq, 1, api::Origin::Notification, "".into(), c, record)
+        })
+        .collect();
+    let (state_dir, _) = StateDir::open(dir, "").expect("open the state dir");
+    let journal = Journal::resume(info, last_seq, Default::default(), recent, limits());
+    state_dir.compact(&journal.lock()).expect("compact");
+}
+
+#[test]
+fn a_state_file_whose_ring_has_a_gap_is_not_continued_with_it() {
+    // Found by fuzz_state_dir_damaged_files: one bit flipped in state.pb
+    // turned the seq of its first recent change from 1 into 0, and the
+    // agent continued with the ring [0, 2, 3, ... 12] at position 12. The
+    // ring's positions are counted back from the last, so a consumer
+    // resuming from cursor 0 was sent the change numbered 0 again.
+    let dir = TempDir::new();
+    let mut ring: Vec<u64> = (2..=12).collect();
+    ring.insert(0, 0);
+    written_with_ring(&dir.0, 12, &ring);
+    let (journal, _, _) = open(&dir.0);
+    let core = journal.lock();
+    serves_every_cursor(&core).unwrap();
+}
+
+#[test]
+fn a_state_file_whose_ring_outruns_its_position_is_not_continued_with_it() {
+    // The same damage to the Sync marker's seq: a ring of 1..=12 at
+    // position 3. Counting the ring back from the position underflowed
+    // (a panic at the first resume in a debug build).
+    let dir = TempDir::new();
+    written_with_ring(&dir.0, 3, &(1..=12).collect::<Vec<_>>());
+    let (journal, _, _) = open(&dir.0);
+    let core = journal.lock();
+    serves_every_cursor(&core).unwrap();
 }
