@@ -32,6 +32,8 @@
 //! - [`admission`]: the `--max-subscribers` limit.
 //! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
 //! - [`config`], [`error`].
+//! - `fuzz` (tests only): fuzzing harnesses of the decoders of outside
+//!   input.
 
 pub mod admission;
 pub mod config;

@@ -196,8 +196,13 @@ fn contents<'a>(tables: impl Iterator<Item = (&'a Arc<str>, &'a StateTable)>) ->
 }
 
 /// The files of a state dir written by the agent: a compacted table, then
-/// changes in the log, in two namespaces.
-fn seeds() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+/// changes in the log, in two namespaces. Written once per run.
+fn seeds() -> &'static (Vec<u8>, Vec<u8>, Vec<u8>) {
+    static SEEDS: std::sync::OnceLock<(Vec<u8>, Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(write_seeds)
+}
+
+fn write_seeds() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let dir = TempDir::new();
     let mut steps: Vec<Step> = (0..12)
         .map(|i| Step::Change {
@@ -258,18 +263,19 @@ proptest! {
     #[test]
     fn fuzz_state_dir_damaged_files(damage in damage()) {
         let (state, log, boot) = seeds();
+        let splice = [state.clone(), log.clone()];
         let damaged = |seed: &[u8], (edits, mutations): &(Vec<FieldEdit>, Vec<Mutation>)| {
             let mut out = fuzzing::apply_field_edits(seed, edits);
             for m in mutations {
-                fuzzing::apply(&mut out, m, &[state.clone(), log.clone()]);
+                fuzzing::apply(&mut out, m, &splice);
             }
             out
         };
-        let (state_now, log_now) = (damaged(&state, &damage.state), damaged(&log, &damage.log));
+        let (state_now, log_now) = (damaged(state, &damage.state), damaged(log, &damage.log));
         let dir = TempDir::new();
         fs::write(dir.0.join(STATE), &state_now).unwrap();
         fs::write(dir.0.join(LOG), &log_now).unwrap();
-        fs::write(dir.0.join(BOOT_ID), &boot).unwrap();
+        fs::write(dir.0.join(BOOT_ID), boot).unwrap();
         let input = [state_now.as_slice(), log_now.as_slice()].concat();
         let (journal, _sd, _) = bounded(&input, || open(&dir.0));
         let mut core = journal.lock();

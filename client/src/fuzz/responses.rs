@@ -30,7 +30,7 @@ fn seeds() -> Vec<Vec<u8>> {
         stream_id: "0123456789abcdef".into(),
         seq,
         time_unix_nano: 1_700_000_000_000_000_000,
-        netns: if seq % 2 == 0 {
+        netns: if seq.is_multiple_of(2) {
             String::new()
         } else {
             "blue".into()
