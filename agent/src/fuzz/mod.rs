@@ -7,6 +7,8 @@
 //! - [`request`]: subscription requests as the server decodes and checks
 //!   them, and their filters compiled and applied.
 //! - [`state_dir`]: a state dir's files as the agent reads them at start.
+//! - [`state_table`]: decoded messages applied to a state table, whose
+//!   changes must rebuild it.
 //!
 //! A longer run: `ROUTEWATCH_FUZZ_CASES=100000 cargo test -p
 //! routewatch-agent --lib fuzz`.
@@ -14,6 +16,7 @@
 mod netlink;
 mod request;
 mod state_dir;
+mod state_table;
 
 use routewatch_proto::fuzzing::CountingAllocator;
 

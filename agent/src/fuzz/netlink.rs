@@ -188,7 +188,7 @@ fn apply(b: &mut Vec<u8>, edit: &Edit, seeds: &[Vec<u8>]) {
 
 /// One message: a fixture with a few edits, `nlmsg_len` set to its length
 /// unless the edits are to reach the header's own checks.
-fn message(seeds: std::sync::Arc<Vec<Vec<u8>>>) -> impl Strategy<Value = Vec<u8>> {
+pub(super) fn message(seeds: std::sync::Arc<Vec<Vec<u8>>>) -> impl Strategy<Value = Vec<u8>> {
     (
         any::<Index>(),
         proptest::collection::vec(edit(), 0..5),
