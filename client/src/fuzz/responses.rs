@@ -14,7 +14,7 @@ use routewatch_proto::v1::{
 };
 
 use crate::printer::{printer, Format, Mode, Origin, Paint};
-use crate::response_codec::response_events;
+use crate::response_codec::{response_events, SliceDecoder};
 
 /// Responses as an agent sends them: the routes, nexthop objects and rules
 /// of the captured netlink fixtures as changes, and every kind of marker.
@@ -74,6 +74,31 @@ fn seeds() -> Vec<Vec<u8>> {
         out.push(SubscribeResponse::from_events(vec![event(seq, marker)]).encode_to_vec());
     }
     out
+}
+
+/// The first response of a Subscribe call whose body is `message` in
+/// gRPC's framing, cut into HTTP/2 data frames at `cuts`, decoded by
+/// tonic with the client's decoder (a message split across frames is not
+/// one slice: the decoder's other path).
+fn through_tonic(message: &[u8], cuts: &[usize]) -> Result<Vec<Event>, tonic::Status> {
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    let framed = Bytes::from(framed);
+    let mut at: Vec<usize> = cuts.iter().map(|c| c % (framed.len() + 1)).collect();
+    at.push(0);
+    at.push(framed.len());
+    at.sort_unstable();
+    at.dedup();
+    let frames: Vec<Result<http_body::Frame<Bytes>, std::convert::Infallible>> = at
+        .windows(2)
+        .map(|w| Ok(http_body::Frame::data(framed.slice(w[0]..w[1]))))
+        .collect();
+    let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+    let mut stream =
+        tonic::Streaming::new_response(SliceDecoder, body, http::StatusCode::OK, None, None);
+    futures::executor::block_on(stream.message())
+        .map(|response| response.map(|r| r.events).unwrap_or_default())
 }
 
 /// Strings an agent may send in any text field: quotes, escapes, control
@@ -177,6 +202,22 @@ proptest! {
         let ours = bounded(&bytes, || {
             response_events(SubscribeResponse::from_records(vec![Bytes::from(bytes.clone())]))
         });
+        let prost = SubscribeResponse::decode(bytes.as_slice()).map(|r| r.events);
+        match (ours, prost) {
+            (Ok(ours), Ok(prost)) => prop_assert_eq!(ours, prost),
+            (Err(_), Err(_)) => {}
+            (ours, prost) => prop_assert!(false, "client {:?}, prost {:?}", ours, prost),
+        }
+    }
+
+    /// A response reaching the client through tonic, in one data frame or
+    /// cut into several, decodes as prost decodes it.
+    #[test]
+    fn fuzz_response_through_tonic(
+        bytes in fuzzing::protobuf_mutated(seeds(), 512),
+        cuts in proptest::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let ours = bounded(&bytes, || through_tonic(&bytes, &cuts));
         let prost = SubscribeResponse::decode(bytes.as_slice()).map(|r| r.events);
         match (ours, prost) {
             (Ok(ours), Ok(prost)) => prop_assert_eq!(ours, prost),
