@@ -319,3 +319,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(fuzzing::config(2000))]
+
+    /// A message cut inside an attribute or its header (its length field
+    /// saying where it now ends) is a decode failure, never a shorter
+    /// object taken for the whole one.
+    #[test]
+    fn fuzz_netlink_cut_messages_fail(seed in any::<Index>(), cut in any::<Index>()) {
+        let seeds = super::fixtures();
+        let full = &seeds[seed.index(seeds.len())];
+        let attrs_start = NLMSG_HEADER_LEN + family_header_len(u16_at(full, 4) as u16);
+        let top: Vec<Attr> = attributes(full).into_iter().filter(|a| a.parents.is_empty()).collect();
+        let mut clean = vec![attrs_start];
+        for a in &top {
+            let len = u16_at(full, a.at);
+            clean.extend(a.at + len..=a.at + align(len));
+        }
+        let at = NLMSG_HEADER_LEN + cut.index(full.len() - NLMSG_HEADER_LEN);
+        if !clean.contains(&at) {
+            let mut bytes = full[..at].to_vec();
+            bytes[..4].copy_from_slice(&(at as u32).to_ne_bytes());
+            let decoded = decode_message(&bytes);
+            prop_assert!(decoded.is_err(), "cut at {} of {:02x?}: {:?}", at, full, decoded.map(|d| d.message));
+        }
+    }
+}
