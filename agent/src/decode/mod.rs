@@ -159,6 +159,18 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
     })
 }
 
+/// Fails for a prefix length longer than the addresses of `family`
+/// (`longest` bits): the kernel never sends one, and a prefix such as
+/// "10.0.0.0/33" would match no filter and no line of `ip`.
+fn check_prefix_lengths(family: &str, longest: u8, lengths: [(&str, u8); 2]) -> Result<(), String> {
+    match lengths.into_iter().find(|&(_, len)| len > longest) {
+        Some((field, len)) => Err(format!(
+            "{field} {len} is longer than an {family} prefix can be ({longest})"
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod test_bytes;
 #[cfg(test)]

@@ -13,7 +13,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::AddressFamily;
 use routewatch_proto::v1::{Family, NextHop, RawAttribute, Route, RouteMetric as ApiMetric};
 
-use super::encap;
+use super::{check_prefix_lengths, encap};
 
 /// The kernel's ticks for RTA_CACHEINFO's expiry (USER_HZ).
 const CENTISECONDS_PER_SECOND: u32 = 100;
@@ -21,8 +21,7 @@ const CENTISECONDS_PER_SECOND: u32 = 100;
 /// Decodes one route message, or `None` for what is not routing state:
 /// cloned/cached routes (RTM_F_CLONED, omitted by `ip route show` too) and
 /// families other than IPv4 and IPv6. A prefix length the family cannot
-/// have is an error: the kernel never sends one, and a route printed as
-/// "10.0.0.0/33" would match no filter and no line of `ip route`.
+/// have is an error.
 pub fn decode_route(msg: &RouteMessage) -> Result<Option<Route>, String> {
     let header = &msg.header;
     if header.flags.contains(RouteFlags::Cloned) {
@@ -33,16 +32,14 @@ pub fn decode_route(msg: &RouteMessage) -> Result<Option<Route>, String> {
         AddressFamily::Inet6 => (Family::Inet6, "IPv6", 128),
         _ => return Ok(None),
     };
-    for (field, len) in [
-        ("rtm_dst_len", header.destination_prefix_length),
-        ("rtm_src_len", header.source_prefix_length),
-    ] {
-        if len > longest {
-            return Err(format!(
-                "{field} {len} is longer than an {name} prefix can be ({longest})"
-            ));
-        }
-    }
+    check_prefix_lengths(
+        name,
+        longest,
+        [
+            ("rtm_dst_len", header.destination_prefix_length),
+            ("rtm_src_len", header.source_prefix_length),
+        ],
+    )?;
     let mut route = Route {
         family: family as i32,
         // RouteHeader.table is a u8; RTA_TABLE below carries the full id.

@@ -11,6 +11,7 @@ use netlink_packet_route::rule::{RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::AddressFamily;
 use routewatch_proto::v1::{Family, PortRange, Rule};
 
+use super::check_prefix_lengths;
 use super::route::raw;
 
 /// FRA_* attributes newer than netlink-packet-route 0.34 decodes.
@@ -31,13 +32,11 @@ pub fn decode_rule(msg: &RuleMessage) -> Result<Option<Rule>, String> {
         AddressFamily::Inet6 => (Family::Inet6, "IPv6", 128),
         _ => return Ok(None),
     };
-    for (field, len) in [("dst_len", header.dst_len), ("src_len", header.src_len)] {
-        if len > longest {
-            return Err(format!(
-                "{field} {len} is longer than an {name} prefix can be ({longest})"
-            ));
-        }
-    }
+    check_prefix_lengths(
+        name,
+        longest,
+        [("dst_len", header.dst_len), ("src_len", header.src_len)],
+    )?;
     let mut rule = Rule {
         family: family as i32,
         invert: header.flags.contains(RuleFlags::Invert),
