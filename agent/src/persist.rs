@@ -304,6 +304,11 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
         recent.push(entry);
         last_seq = ev.seq;
     }
+    if last_seq == u64::MAX {
+        return Err(format!(
+            "the stream is at seq {last_seq}, the last there is: it cannot continue"
+        ));
+    }
     Ok(Some(Recovered {
         info,
         last_seq,

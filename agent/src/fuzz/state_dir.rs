@@ -337,3 +337,19 @@ fn a_state_file_whose_ring_outruns_its_position_is_not_continued_with_it() {
     let core = journal.lock();
     serves_every_cursor(&core).unwrap();
 }
+
+#[test]
+fn a_state_file_at_the_last_possible_position_is_not_continued() {
+    // A Sync marker damaged to seq u64::MAX with no recent changes: the
+    // next change needs seq 2^64 (a panic in the journal's arithmetic in a
+    // debug build). Seen while checking what fuzz_state_dir_damaged_files
+    // can reach: its seed's ring is never empty, so it is built here.
+    let dir = TempDir::new();
+    written_with_ring(&dir.0, u64::MAX, &[]);
+    let (journal, _, _) = open(&dir.0);
+    let mut core = journal.lock();
+    serves_every_cursor(&core).unwrap();
+    let c = change(0, 1, false);
+    core.table_mut(&"".into()).restore(&c);
+    core.publish(vec![c], api::Origin::Notification);
+}
