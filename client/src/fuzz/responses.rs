@@ -13,6 +13,7 @@ use routewatch_proto::v1::{
     change, event, Change, Event, Heartbeat, Resync, SubscribeResponse, Sync,
 };
 
+use crate::cursor::Position;
 use crate::printer::{printer, Format, Mode, Origin, Paint};
 use crate::response_codec::{response_events, SliceDecoder};
 
@@ -226,6 +227,33 @@ proptest! {
         }
     }
 
+    /// Whatever a response's events say of their positions, a consumer
+    /// resuming from any cursor follows them without a panic.
+    #[test]
+    fn fuzz_response_positions(
+        bytes in fuzzing::protobuf_mutated(seeds(), 512),
+        at in any::<proptest::sample::Index>(),
+        delta in -1i64..=1,
+        filtered in any::<bool>(),
+    ) {
+        if let Ok(response) = SubscribeResponse::decode(bytes.as_slice()) {
+            // Near one of the stream's own positions: where the order
+            // checks decide.
+            let seq = response.events.get(at.index(response.events.len().max(1))).map_or(0, |e| e.seq);
+            let seq = seq.saturating_add_signed(delta);
+            let cursor = routewatch_proto::v1::Cursor { stream_id: "0123456789abcdef".into(), seq };
+            let mut position = Position::new(Some(cursor));
+            if filtered {
+                position = position.filtered();
+            }
+            bounded(&bytes, || {
+                for event in &response.events {
+                    position.advance(event);
+                }
+            });
+        }
+    }
+
     /// Whatever a decoded response holds prints in every format.
     #[test]
     fn fuzz_response_printing(bytes in fuzzing::protobuf_mutated(seeds(), 512)) {
@@ -245,4 +273,25 @@ proptest! {
         let result = print_all(&events);
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
     }
+}
+
+#[test]
+fn a_heartbeat_at_the_last_seq_is_followed_without_a_panic() {
+    // Found by fuzz_response_positions: a Heartbeat at seq u64::MAX of the
+    // stream a consumer holds the cursor u64::MAX of; the gap check
+    // computed cursor + 1 and overflowed (a panic in a debug build).
+    let bytes = [
+        0x0a, 0x2f, 0x0a, 0x10, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x61,
+        0x62, 0x63, 0x64, 0x65, 0x66, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0x01, 0x18, 0x80, 0x80, 0xa8, 0xb1, 0xe3, 0x9f, 0xe7, 0xcb, 0x17, 0x22, 0x04, 0x62, 0x6c,
+        0x75, 0x65, 0x6a, 0x00,
+    ];
+    let events = SubscribeResponse::decode(&bytes[..]).unwrap().events;
+    assert!(matches!(events[0].kind, Some(event::Kind::Heartbeat(_))));
+    let mut position = Position::new(Some(routewatch_proto::v1::Cursor {
+        stream_id: "0123456789abcdef".into(),
+        seq: u64::MAX,
+    }));
+    position.advance(&events[0]);
+    assert_eq!(position.cursor().map(|c| c.seq), Some(u64::MAX));
 }
