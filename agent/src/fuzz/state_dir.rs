@@ -237,7 +237,8 @@ fn damage() -> impl Strategy<Value = Damage> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(300))]
+    // Each case syncs its files to disk several times.
+    #![proptest_config(fuzzing::config(120))]
 
     /// What the writer wrote is what a restarted agent reads: the same
     /// position, the same tables, every change since the last compaction
@@ -256,6 +257,10 @@ proptest! {
         let served = serves_every_cursor(&core);
         prop_assert!(served.is_ok(), "{}", served.unwrap_err());
     }
+}
+
+proptest! {
+    #![proptest_config(fuzzing::config(300))]
 
     /// Damaged files never crash the agent's start: it continues a stream
     /// that is whole (contiguous up to its position) or starts a new one,
