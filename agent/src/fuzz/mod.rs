@@ -6,6 +6,8 @@
 //!   with attribute-aware edits.
 //! - [`request`]: subscription requests as the server decodes and checks
 //!   them, and their filters compiled and applied.
+//! - [`interest`]: filtered subscribers, whose picture must be the table
+//!   within their filters.
 //! - [`state_dir`]: a state dir's files as the agent reads them at start.
 //! - [`state_table`]: decoded messages applied to a state table, whose
 //!   changes must rebuild it.
@@ -13,6 +15,7 @@
 //! A longer run: `ROUTEWATCH_FUZZ_CASES=100000 cargo test -p
 //! routewatch-agent --lib fuzz`.
 
+mod interest;
 mod netlink;
 mod request;
 mod state_dir;
