@@ -62,10 +62,10 @@ pub mod trim;
 pub mod unknown;
 pub mod wire;
 
-#[cfg(test)]
-mod fuzz;
-
 pub use config::{AgentConfig, NetnsSelection, PipelineConfig};
 pub use error::AgentError;
 pub use pipeline::Pipeline;
 pub use server::run;
+
+#[cfg(test)]
+mod fuzz;
