@@ -36,6 +36,8 @@
 //! - [`admission`]: the `--max-subscribers` limit.
 //! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
 //! - [`config`], [`error`].
+//! - `fuzz` (tests only): fuzzing harnesses of the decoders of outside
+//!   input.
 
 pub mod admission;
 pub mod config;
@@ -72,3 +74,6 @@ pub use config::{env_flags_not_boolish, AgentConfig, NetnsSelection, PipelineCon
 pub use error::AgentError;
 pub use pipeline::Pipeline;
 pub use server::run;
+
+#[cfg(test)]
+mod fuzz;

@@ -396,6 +396,18 @@ fn recover(dir: &Path, netns: &str, stats: &StateDirStats) -> Result<Option<Reco
         }
         recent.push(entry);
     }
+    // The journal counts its ring back from its position: the recent
+    // changes must be the ones just before the marker, one after another.
+    if recent.len() as u64 > sync.seq
+        || (recent.iter().rev())
+            .zip((0..=sync.seq).rev())
+            .any(|(entry, seq)| entry.seq != seq)
+    {
+        return Err(format!(
+            "{STATE}'s recent changes are not the ones up to its sync marker at seq {}",
+            sync.seq
+        ));
+    }
     let log_path = dir.join(LOG);
     let log = match fs::read(&log_path) {
         Ok(bytes) => bytes,
@@ -445,6 +457,11 @@ fn recover(dir: &Path, netns: &str, stats: &StateDirStats) -> Result<Option<Reco
         table.restore(&entry.change);
         recent.push(entry);
         last_seq = ev.seq;
+    }
+    if last_seq == u64::MAX {
+        return Err(format!(
+            "the stream is at seq {last_seq}, the last there is: it cannot continue"
+        ));
     }
     Ok(Some(Recovered {
         info,
