@@ -403,10 +403,10 @@ fn recover(dir: &Path, netns: &str, stats: &StateDirStats) -> Result<Option<Reco
             .zip((0..=sync.seq).rev())
             .any(|(entry, seq)| entry.seq != seq)
     {
-        return Err(format!(
+        return Err(damaged(format!(
             "{STATE}'s recent changes are not the ones up to its sync marker at seq {}",
             sync.seq
-        ));
+        )));
     }
     let log_path = dir.join(LOG);
     let log = match fs::read(&log_path) {
@@ -459,9 +459,9 @@ fn recover(dir: &Path, netns: &str, stats: &StateDirStats) -> Result<Option<Reco
         last_seq = ev.seq;
     }
     if last_seq == u64::MAX {
-        return Err(format!(
+        return Err(damaged(format!(
             "the stream is at seq {last_seq}, the last there is: it cannot continue"
-        ));
+        )));
     }
     Ok(Some(Recovered {
         info,
