@@ -172,6 +172,30 @@ pub struct Tail {
     /// refuses it rather than continue a picture made with different ones.
     #[arg(long, value_name = "FILE", env = "ROUTEWATCH_CURSOR_FILE")]
     pub cursor_file: Option<PathBuf>,
+
+    /// Print what the agent sends as it is: after a resync, the whole
+    /// fresh snapshot (consumers drop what they hold on `resync`). Without
+    /// it, `tail` keeps each target's picture and prints only the
+    /// differences between the picture and the new snapshot (deletes
+    /// included, origin `reconcile`); `-o jsonpb` is always raw.
+    #[arg(long, env = "ROUTEWATCH_RAW")]
+    pub raw: bool,
+
+    /// Print changes only, not the snapshot of the current state. The
+    /// snapshot is still received (quietly) to print a later resync's
+    /// differences; with --raw it is not even asked for.
+    #[arg(long, env = "ROUTEWATCH_NO_SNAPSHOT")]
+    pub no_snapshot: bool,
+
+    /// Exit (status 0) once N routes, nexthop objects or rules have been
+    /// printed, snapshot lines included (with --no-snapshot: N changes).
+    #[arg(long, value_name = "N", env = "ROUTEWATCH_COUNT")]
+    pub count: Option<u64>,
+
+    /// Exit (status 0) at this time: an RFC 3339 time
+    /// (2026-11-28T10:00:00Z) or a duration from now (90s, 10m, +1h).
+    #[arg(long, value_name = "TIME", env = "ROUTEWATCH_UNTIL")]
+    pub until: Option<String>,
 }
 
 /// `collect`'s options.

@@ -11,7 +11,8 @@
 //!   a dead path; [`response_codec`]: how its responses are decoded.
 //! - [`reconnect`]: `tail`'s resubscribing after every loss, paced by
 //!   [`backoff`], resuming from the [`cursor`].
-//! - [`tail`]: the `tail` command, keeping the [`cursor_file`].
+//! - [`tail`]: the `tail` command, keeping the [`cursor_file`] and each
+//!   target's [`picture`] (a resync prints only the differences).
 //! - [`show`]: the `show` command, in [`order`] (each host's lines held
 //!   [`in_order`]) or as a [`summary`].
 //! - [`info`]: the `info` command.
@@ -37,6 +38,7 @@ pub mod generate;
 pub mod in_order;
 pub mod info;
 pub mod order;
+pub mod picture;
 pub mod printer;
 pub mod protojson;
 pub mod query;

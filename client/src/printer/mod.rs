@@ -13,7 +13,7 @@ mod unknown;
 #[cfg(test)]
 mod tests;
 
-pub use color::{Color, Paint};
+pub use color::{Color, Paint, Tone};
 pub use encap::{encap_json, encap_text};
 pub use json::{
     cause_name, family_name, nexthop_fields, object_fields, object_json, origin_name, route_fields,
@@ -41,8 +41,8 @@ pub enum Format {
     /// One JSON object per line: `{"host":…,"event":…}` with the event in
     /// protobuf's canonical JSON mapping of the API (routewatch.v1.Event).
     Jsonpb,
-    /// Aligned columns (`show` aligns to the widest value; `tail` widens
-    /// as it goes).
+    /// Aligned columns (`show` aligns to the widest value; `tail` fixes
+    /// the widths with its header: a longer value shifts only its own row).
     Table,
 }
 
@@ -94,6 +94,18 @@ pub trait Printer {
         notice: &Notice<'_>,
         time_unix_nano: i64,
     ) -> io::Result<()>;
+
+    /// Prints a resync after which only the differences between the
+    /// picture held and the new snapshot follow (`tail` without `--raw`),
+    /// not the whole snapshot.
+    fn resync_differences(
+        &mut self,
+        out: &mut dyn Write,
+        from: &Origin<'_>,
+        event: &Event,
+    ) -> io::Result<()> {
+        self.print(out, from, event)
+    }
 
     /// Prints what is held back until the end (`show`'s aligned table).
     fn finish(&mut self, _out: &mut dyn Write) -> io::Result<()> {
