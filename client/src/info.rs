@@ -85,6 +85,11 @@ pub fn print(out: &mut dyn Write, format: Format, found: &[(String, AgentInfo)])
                 out.write_all(b"\n")?;
             }
         }
+        Format::JsonArray => {
+            let all: Vec<_> = found.iter().map(|(t, i)| json_line(t, i)).collect();
+            serde_json::to_writer(&mut *out, &all)?;
+            out.write_all(b"\n")?;
+        }
         Format::Jsonpb => {
             for (target, info) in found {
                 let line = json!({

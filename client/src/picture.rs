@@ -186,7 +186,14 @@ mod tests {
     use super::*;
     use routewatch_proto::v1::{Resync, Route, Sync};
 
-    fn route(stream: &str, seq: u64, origin: Origin, action: Action, dst: &str, dev: &str) -> Event {
+    fn route(
+        stream: &str,
+        seq: u64,
+        origin: Origin,
+        action: Action,
+        dst: &str,
+        dev: &str,
+    ) -> Event {
         Event {
             stream_id: stream.into(),
             seq,
@@ -276,7 +283,14 @@ mod tests {
                 dump("a", 3, "10.0.1.0/24", "eth0"),
                 dump("a", 3, "10.0.2.0/24", "eth0"),
                 sync("a", 3),
-                route("a", 4, Origin::Notification, Action::Add, "10.0.3.0/24", "eth0"),
+                route(
+                    "a",
+                    4,
+                    Origin::Notification,
+                    Action::Add,
+                    "10.0.3.0/24",
+                    "eth0",
+                ),
             ],
         );
         assert_eq!(first.len(), 5, "the first snapshot is shown whole");
@@ -301,12 +315,21 @@ mod tests {
                 "Add Reconcile 10.0.9.0/24 eth0 @b:7",
             ]
         );
-        assert!(matches!(after.last(), Some(Shown::Event(e)) if matches!(e.kind, Some(event::Kind::Sync(_)))));
+        assert!(
+            matches!(after.last(), Some(Shown::Event(e)) if matches!(e.kind, Some(event::Kind::Sync(_))))
+        );
         // Live changes continue on the new picture.
         let live = p.apply(
             "h:1",
             vec![
-                route("b", 8, Origin::Notification, Action::Delete, "10.0.9.0/24", "eth0"),
+                route(
+                    "b",
+                    8,
+                    Origin::Notification,
+                    Action::Delete,
+                    "10.0.9.0/24",
+                    "eth0",
+                ),
                 resync("c", 0),
                 sync("c", 1),
             ],
@@ -342,7 +365,10 @@ mod tests {
     #[test]
     fn a_resync_within_a_resync_starts_the_snapshot_over() {
         let mut p = Pictures::default();
-        p.apply("h:1", vec![dump("a", 1, "10.0.0.0/24", "eth0"), sync("a", 1)]);
+        p.apply(
+            "h:1",
+            vec![dump("a", 1, "10.0.0.0/24", "eth0"), sync("a", 1)],
+        );
         let shown = p.apply(
             "h:1",
             vec![
@@ -361,7 +387,10 @@ mod tests {
     #[test]
     fn targets_keep_pictures_of_their_own() {
         let mut p = Pictures::default();
-        p.apply("h:1", vec![dump("a", 1, "10.0.0.0/24", "eth0"), sync("a", 1)]);
+        p.apply(
+            "h:1",
+            vec![dump("a", 1, "10.0.0.0/24", "eth0"), sync("a", 1)],
+        );
         let shown = p.apply("h:2", vec![resync("b", 0), sync("b", 0)]);
         let (lines, differences) = summary(&shown);
         assert!(!differences && lines.is_empty(), "{lines:?}");

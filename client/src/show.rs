@@ -54,7 +54,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         Held::Summary(Summary::default())
     } else if args.unsorted {
         Held::Nothing
-    } else if watch.format == Format::Table {
+    } else if matches!(watch.format, Format::Table | Format::JsonArray) {
         Held::Events(InOrder::default())
     } else {
         Held::Lines {
@@ -100,7 +100,9 @@ enum Held {
         text: Vec<u8>,
         lines: InOrder<Range<usize>>,
     },
-    /// `-o table`: the events, whose rows are aligned only at the end.
+    /// `-o table`: the events, whose rows are aligned only at the end;
+    /// `-o json-array`: the events, whose elements are separated only
+    /// once they are in order.
     Events(InOrder<Event>),
 }
 

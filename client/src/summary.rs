@@ -53,8 +53,9 @@ impl Summary {
     pub fn print(&self, out: &mut dyn Write, format: Format) -> io::Result<()> {
         let named = &self.named;
         match format {
-            Format::Json | Format::Jsonpb => {
-                for ((host, (_, table), protocol), c) in &self.counts {
+            Format::Json | Format::Jsonpb | Format::JsonArray => {
+                let array = format == Format::JsonArray;
+                for (n, ((host, (_, table), protocol), c)) in self.counts.iter().enumerate() {
                     let line = json!({
                         "host": &**host,
                         "table": named.table(host, *table),
@@ -63,8 +64,20 @@ impl Summary {
                         "inet6": c.inet6,
                         "routes": c.inet + c.inet6,
                     });
+                    if array {
+                        out.write_all(if n == 0 { b"[" } else { b"," })?;
+                    }
                     serde_json::to_writer(&mut *out, &line)?;
-                    out.write_all(b"\n")?;
+                    if !array {
+                        out.write_all(b"\n")?;
+                    }
+                }
+                if array {
+                    out.write_all(if self.counts.is_empty() {
+                        b"[]\n"
+                    } else {
+                        b"]\n"
+                    })?;
                 }
                 Ok(())
             }

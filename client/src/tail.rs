@@ -26,6 +26,11 @@ const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// `--count` / `--until` is reached.
 pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientError> {
     let watch = args.watch;
+    if watch.format == Format::JsonArray {
+        return Err(ClientError::Usage(
+            "-o json-array is for show: tail prints one JSON object per line with -o json (jq -s makes an array of them)".into(),
+        ));
+    }
     let targets = crate::targets(&watch)?;
     let until = match &args.until {
         Some(text) => Some(

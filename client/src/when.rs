@@ -100,10 +100,7 @@ mod tests {
     #[test]
     fn deadlines_are_ahead() {
         let now = 1_700_000_000_000_000_000;
-        assert_eq!(
-            parse_deadline("90s", now).unwrap(),
-            now + 90_000_000_000
-        );
+        assert_eq!(parse_deadline("90s", now).unwrap(), now + 90_000_000_000);
         assert_eq!(parse_deadline("+1h", now).unwrap(), now + 3_600_000_000_000);
         assert_eq!(
             parse_deadline("2023-11-14T22:13:20Z", now).unwrap(),

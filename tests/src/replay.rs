@@ -213,9 +213,7 @@ mod tests {
         r.apply_line(r#"{"action":"sync","host":"h1"}"#);
         assert!(r.is_synced());
         assert_eq!(r.len(), 2);
-        r.apply_line(
-            r#"{"action":"resync","reason":"test","host":"h2","snapshot":"differences"}"#,
-        );
+        r.apply_line(r#"{"action":"resync","reason":"test","host":"h2","snapshot":"differences"}"#);
         assert_eq!(
             r.state.get("h2").map(BTreeMap::len),
             Some(1),

@@ -137,8 +137,16 @@ mod tests {
         let c = StreamCheck::of(&lines);
         assert!(c.problems.is_empty(), "{:?}", c.problems);
         assert_eq!(c.resync_causes, ["unknown_stream"]);
-        let full = vec![lines[0].clone(), lines[1].replace("differences", "full"), lines[2].clone()];
-        assert_eq!(StreamCheck::of(&full).problems.len(), 1, "a full resync has no reconcile changes before its sync");
+        let full = vec![
+            lines[0].clone(),
+            lines[1].replace("differences", "full"),
+            lines[2].clone(),
+        ];
+        assert_eq!(
+            StreamCheck::of(&full).problems.len(),
+            1,
+            "a full resync has no reconcile changes before its sync"
+        );
     }
 
     #[test]

@@ -442,7 +442,8 @@ fn after_an_agent_restart_tail_prints_only_what_changed_while_it_was_down() {
         "{lines:#?}"
     );
     assert!(
-        text.stderr().contains("the differences from the new snapshot follow"),
+        text.stderr()
+            .contains("the differences from the new snapshot follow"),
         "{}",
         text.report()
     );

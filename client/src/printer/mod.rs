@@ -3,6 +3,7 @@
 mod color;
 mod encap;
 mod json;
+mod json_array;
 mod json_writer;
 mod jsonpb;
 mod rule;
@@ -19,6 +20,7 @@ pub use json::{
     cause_name, family_name, nexthop_fields, object_fields, object_json, origin_name, route_fields,
     JsonPrinter,
 };
+pub use json_array::JsonArrayPrinter;
 pub use json_writer::{json_map, JsonArray, JsonObject, JsonValue};
 pub use jsonpb::JsonPbPrinter;
 pub use rule::{rule_fields, rule_line};
@@ -41,6 +43,11 @@ pub enum Format {
     /// One JSON object per line: `{"host":…,"event":…}` with the event in
     /// protobuf's canonical JSON mapping of the API (routewatch.v1.Event).
     Jsonpb,
+    /// `show` only: one JSON array of the routes, exactly as `ip -j -d
+    /// route show table all` prints it (IPv4, then IPv6; no nexthop
+    /// objects or rules), for jq scripts written for iproute2.
+    #[value(name = "json-array")]
+    JsonArray,
     /// Aligned columns (`show` aligns to the widest value; `tail` fixes
     /// the widths with its header: a longer value shifts only its own row).
     Table,
@@ -126,6 +133,7 @@ pub fn printer(format: Format, mode: Mode, paint: Paint) -> Box<dyn Printer + Se
         Format::Text => Box::new(TextPrinter::new(mode, paint)),
         Format::Json => Box::<JsonPrinter>::default(),
         Format::Jsonpb => Box::new(JsonPbPrinter),
+        Format::JsonArray => Box::<JsonArrayPrinter>::default(),
         Format::Table => Box::new(TablePrinter::new(mode, paint)),
     }
 }
