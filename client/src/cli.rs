@@ -196,6 +196,14 @@ pub struct Tail {
     /// (2026-11-28T10:00:00Z) or a duration from now (90s, 10m, +1h).
     #[arg(long, value_name = "TIME", env = "ROUTEWATCH_UNTIL")]
     pub until: Option<String>,
+
+    /// Give a remote target up after N failed attempts in a row to
+    /// (re)subscribe (0: at the first failure), instead of retrying until
+    /// stopped. The exit status then says why: 3 never reached, 4 TLS or
+    /// authentication, 5 lost after it was followed (its lines stop at a
+    /// gap).
+    #[arg(long, value_name = "N", env = "ROUTEWATCH_RETRIES")]
+    pub retries: Option<u32>,
 }
 
 /// `collect`'s options.
@@ -335,6 +343,36 @@ pub struct Reach {
     /// subscriber on a fast link). Requests are never compressed.
     #[arg(long, value_enum, default_value_t = Compression::Auto, env = "ROUTEWATCH_COMPRESSION")]
     pub compression: Compression,
+
+    /// Seconds that connecting to an agent, and then its first answer, may
+    /// take each (fractions allowed: 0.5). An agent that does not answer
+    /// in time counts as unreachable (exit status 3 when nothing else
+    /// comes of it).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 5.0,
+        env = "ROUTEWATCH_CONNECT_TIMEOUT",
+        value_parser = parse_timeout
+    )]
+    pub connect_timeout: f64,
+}
+
+impl Reach {
+    /// `--connect-timeout` as a duration.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.connect_timeout)
+    }
+}
+
+/// A positive number of seconds, at most a day.
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(secs),
+        _ => Err(format!(
+            "{text:?} is not a timeout: give seconds, more than 0 and at most 86400 (e.g. 5 or 0.5)"
+        )),
+    }
 }
 
 /// `--compression` values.

@@ -150,10 +150,19 @@ impl Failures {
         match self.errors.len() {
             0 => Ok(()),
             1 if self.total == 1 => Err(self.errors.remove(0)),
-            failed => Err(ClientError::TargetsFailed {
-                failed,
-                total: self.total,
-            }),
+            failed => {
+                let first = self.errors[0].exit_code();
+                let code = if self.errors.iter().all(|e| e.exit_code() == first) {
+                    first
+                } else {
+                    error::exit::FAILURE
+                };
+                Err(ClientError::TargetsFailed {
+                    failed,
+                    total: self.total,
+                    code,
+                })
+            }
         }
     }
 }

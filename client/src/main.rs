@@ -34,25 +34,13 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // Output piped into `head` and closed: not an error.
-        Err(routewatch_client::ClientError::Output(e))
-            if e.kind() == std::io::ErrorKind::BrokenPipe =>
-        {
-            ExitCode::SUCCESS
-        }
-        Err(e @ routewatch_client::ClientError::Usage(_)) => {
-            eprintln!("routewatch: {e}");
-            ExitCode::from(2)
-        }
-        // A filter the agent refused is a usage error too, only found
-        // there: names are its host's.
-        Err(e) if e.is_refused_request() => {
-            eprintln!("routewatch: {e}");
-            ExitCode::from(2)
-        }
         Err(e) => {
-            eprintln!("routewatch: {e}");
-            ExitCode::FAILURE
+            let code = e.exit_code();
+            // Output piped into `head` and closed is not an error.
+            if code != routewatch_client::error::exit::OK {
+                eprintln!("routewatch: {e}");
+            }
+            ExitCode::from(code)
         }
     }
 }

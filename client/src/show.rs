@@ -45,6 +45,8 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         dns_refresh: Duration::from_secs(watch.reach.dns_refresh.max(1)),
         claims: None,
         iproute2_dir: watch.iproute2_dir.clone(),
+        connect_timeout: watch.reach.connect_timeout(),
+        retries: None,
     };
     let mut rx = fan_in(targets, request, options, shutdown);
     let mut failures = Failures::new(remaining);

@@ -69,6 +69,8 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         dns_refresh: Duration::from_secs(watch.reach.dns_refresh.max(1)),
         claims: None,
         iproute2_dir: watch.iproute2_dir.clone(),
+        connect_timeout: watch.reach.connect_timeout(),
+        retries: args.retries,
     };
     // --count and --until end the subscriptions, not the process.
     let stop = shutdown.child_token();
