@@ -194,8 +194,8 @@ pub struct Tail {
 
     /// Exit (status 0) at this time: an RFC 3339 time
     /// (2026-11-28T10:00:00Z) or a duration from now (90s, 10m, +1h).
-    #[arg(long, value_name = "TIME", env = "ROUTEWATCH_UNTIL")]
-    pub until: Option<String>,
+    #[arg(long, value_name = "TIME", env = "ROUTEWATCH_UNTIL", value_parser = parse_until)]
+    pub until: Option<i64>,
 
     /// Give a remote target up after N failed attempts in a row to
     /// (re)subscribe (0: at the first failure), instead of retrying until
@@ -216,7 +216,8 @@ pub struct Collect {
         value_name = "TARGET",
         env = "ROUTEWATCH_TARGETS",
         value_delimiter = ',',
-        required = true
+        required = true,
+        value_parser = parse_target
     )]
     pub targets: Vec<String>,
 
@@ -284,7 +285,8 @@ pub struct Watch {
     #[arg(
         value_name = "TARGET",
         env = "ROUTEWATCH_TARGETS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_target
     )]
     pub targets: Vec<String>,
 
@@ -363,6 +365,19 @@ impl Reach {
     pub fn connect_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.connect_timeout)
     }
+}
+
+/// `--until`: the moment, in nanoseconds since the Unix epoch.
+fn parse_until(text: &str) -> Result<i64, String> {
+    crate::when::parse_deadline(text, crate::printer::now_unix_nano())
+}
+
+/// A TARGET, checked when the command line is read (so that a bad one
+/// from ROUTEWATCH_TARGETS is reported as that variable's).
+fn parse_target(text: &str) -> Result<String, String> {
+    crate::target::Target::parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// A positive number of seconds, at most a day.

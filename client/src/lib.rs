@@ -24,7 +24,8 @@
 //!   mutual TLS with.
 //! - [`printer`]: one printer per output format; [`protojson`]: the API's
 //!   JSON mapping.
-//! - [`error`]: the `ClientError` type.
+//! - [`error`]: the `ClientError` type and the exit statuses; [`usage`]:
+//!   what a wrong command line or environment variable is told.
 
 pub mod backoff;
 pub mod certs;
@@ -52,6 +53,7 @@ pub mod summary;
 pub mod tail;
 pub mod target;
 pub mod tls;
+pub mod usage;
 pub mod when;
 
 #[cfg(test)]

@@ -2,12 +2,36 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use routewatch_client::cli::Cli;
+use routewatch_client::error::exit;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            eprint!(
+                "{}",
+                routewatch_client::usage::explain(&Cli::command(), &e, &argv)
+            );
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let subcommand = matches.subcommand_name().map(str::to_owned);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -37,8 +61,13 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             // Output piped into `head` and closed is not an error.
-            if code != routewatch_client::error::exit::OK {
+            if code != exit::OK {
                 eprintln!("routewatch: {e}");
+            }
+            if code == exit::USAGE {
+                let usage =
+                    routewatch_client::usage::usage_of(Cli::command(), subcommand.as_deref());
+                eprintln!("\n{usage}");
             }
             ExitCode::from(code)
         }

@@ -32,13 +32,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         ));
     }
     let targets = crate::targets(&watch)?;
-    let until = match &args.until {
-        Some(text) => Some(
-            crate::when::parse_deadline(text, now_unix_nano())
-                .map_err(|e| ClientError::Usage(format!("--until: {e}")))?,
-        ),
-        None => None,
-    };
+    let until = args.until;
     // jsonpb prints the API's events: always as the agent sends them.
     let raw = args.raw || watch.format == Format::Jsonpb;
     let request = SubscribeRequest {
