@@ -101,3 +101,104 @@ fn several_subscribers_agree() {
     later.wait_synced(SYNC_TIMEOUT);
     routewatch_tests::eventually_matches_kernel(&env.ns, || later.objects(), CHECK_TIMEOUT);
 }
+
+/// `(action, origin, dst)` of the route lines among `lines`.
+fn route_lines(lines: &[String]) -> Vec<(String, String, String)> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["object"] == "route")
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+            (s("action"), s("origin"), s("dst"))
+        })
+        .collect()
+}
+
+#[test]
+fn tail_count_stops_after_n_lines_and_no_snapshot_prints_changes_only() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    let changes = agent.tail_with(&ns, &["--insecure", "--no-snapshot", "--count", "2"]);
+    changes.wait_synced(SYNC_TIMEOUT);
+    // --raw --no-snapshot does not even ask for the snapshot: no sync.
+    let raw = agent.tail_with(
+        &ns,
+        &["--insecure", "--raw", "--no-snapshot", "--count", "1"],
+    );
+    routewatch_tests::util::poll(SYNC_TIMEOUT, Duration::from_millis(50), || {
+        (agent.log().matches("subscriber connected").count() >= 2).then_some(())
+    })
+    .expect("both tails subscribed");
+    for n in 0..3 {
+        ns.ip(&format!("route add 10.130.{n}.0/24 via 10.1.0.10"));
+    }
+    let status = changes.wait_exit(CHECK_TIMEOUT);
+    assert_eq!(status.code(), Some(0), "{}", changes.report());
+    let add = |n: u32| {
+        (
+            "add".to_owned(),
+            "notification".to_owned(),
+            format!("10.130.{n}.0/24"),
+        )
+    };
+    assert_eq!(
+        route_lines(&changes.lines()),
+        [add(0), add(1)],
+        "{}",
+        changes.report()
+    );
+    assert_eq!(
+        raw.wait_exit(CHECK_TIMEOUT).code(),
+        Some(0),
+        "{}",
+        raw.report()
+    );
+    assert_eq!(route_lines(&raw.lines()), [add(0)], "{}", raw.report());
+    assert!(
+        !raw.lines().iter().any(|l| l.contains(r#""action":"sync""#)),
+        "{}",
+        raw.report()
+    );
+
+    // With the snapshot: its first N objects (routes, rules, ...).
+    let some = agent.tail_with(&ns, &["--insecure", "--count", "5"]);
+    assert_eq!(
+        some.wait_exit(CHECK_TIMEOUT).code(),
+        Some(0),
+        "{}",
+        some.report()
+    );
+    let printed: Vec<Value> = some
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("object").is_some())
+        .collect();
+    assert_eq!(printed.len(), 5, "{}", some.report());
+    assert!(
+        printed.iter().all(|v| v["origin"] == "dump"),
+        "{}",
+        some.report()
+    );
+}
+
+#[test]
+fn tail_until_exits_at_the_time_given() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    let started = std::time::Instant::now();
+    let tail = agent.tail_with(&ns, &["--insecure", "--until", "3s"]);
+    tail.wait_synced(SYNC_TIMEOUT);
+    ns.ip("route add 10.131.0.0/24 via 10.1.0.10");
+    let status = tail.wait_exit(Duration::from_secs(20));
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", tail.report());
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
+        "exited after {took:?}"
+    );
+    assert_matches_kernel(&ns, tail.replay().objects());
+}
