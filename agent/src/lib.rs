@@ -31,9 +31,11 @@
 //! - [`request`]: checks a subscription request before its session starts.
 //! - [`admission`]: the `--max-subscribers` limit.
 //! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
-//! - [`config`], [`error`].
+//! - [`config`], [`error`]; [`cli`]: the command line (also for the
+//!   manual page `routewatch man` writes).
 
 pub mod admission;
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod dirwatch;

@@ -29,10 +29,12 @@ pub enum Command {
     /// Print the current routes, then every change as it happens.
     ///
     /// A remote target that is down or goes away is retried until
-    /// routewatch is stopped (with backoff, at least every 10 seconds), and
-    /// its stream resumes where it stopped: no line is printed twice or
-    /// skipped. When the agent cannot resume (it restarted, or the client
-    /// was away too long) it says so with a resync and a fresh snapshot.
+    /// routewatch is stopped (with backoff, at least every 10 seconds) or
+    /// --retries is used up, and its stream resumes where it stopped: no
+    /// line is printed twice or skipped. When the agent cannot resume (it
+    /// restarted, or the client was away too long) it says so with a
+    /// resync, and tail prints the differences from the fresh snapshot
+    /// (--raw: the whole snapshot).
     ///
     /// Filters run on the agent: only what passes crosses the network, and
     /// the picture stays exact (a route that changes so that it leaves the
@@ -48,13 +50,15 @@ pub enum Command {
     ///   routewatch tail -6 --dev eth0,eth1 --metric 100-200 -o table
     ///   routewatch tail -o json | jq 'select(.action=="delete")'
     ///   routewatch tail --ca ca.pem -o json --cursor-file pos.json host1:50051 >> log
+    ///   routewatch tail --insecure --no-snapshot --count 1 10.0.0.1:50051  # the next change
+    ///   routewatch tail --insecure --until 10m --retries 3 10.0.0.1:50051
     #[command(verbatim_doc_comment)]
     Tail(Tail),
     /// Print the current routes and nexthop objects, then exit.
     ///
     /// Sorted as `ip route show` sorts (per host: nexthop objects by id,
     /// then IPv4 and IPv6 routes, each table in the kernel's order).
-    /// Fails (exit status 1) when a target cannot be reached: nothing is
+    /// Fails (exit status 3) when a target cannot be reached: nothing is
     /// retried.
     ///
     /// Examples:
@@ -64,6 +68,7 @@ pub enum Command {
     ///   routewatch show --insecure 10.0.0.1:50051 -o json
     ///   routewatch show --summary --insecure dns:///routewatch-agent:50051
     ///   routewatch show --contains 10.1.2.3                   # what would carry 10.1.2.3
+    ///   routewatch show -o json-array | jq '.[] | .dst'      # as ip -j -d route show
     #[command(verbatim_doc_comment)]
     Show(Show),
     /// Follow agents and store every change in SQLite or PostgreSQL: the
@@ -133,17 +138,21 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), or write one page per command.
+    /// Print the manual page (roff), or write every page.
     ///
     /// Examples:
     ///   routewatch man > routewatch.1
+    ///   routewatch man --agent > routewatch-agent.8
     ///   routewatch man --dir /usr/local/share/man/man1
     #[command(verbatim_doc_comment)]
     Man {
-        /// Write routewatch.1 and a page for each command
-        /// (routewatch-tail.1, ...) into DIR instead.
+        /// Write routewatch.1, a page for each command (routewatch-tail.1,
+        /// ...) and the agent's routewatch-agent.8 into DIR instead.
         #[arg(long, value_name = "DIR", env = "ROUTEWATCH_MAN_DIR")]
         dir: Option<PathBuf>,
+        /// Print the agent's page (routewatch-agent.8) instead.
+        #[arg(long, conflicts_with = "dir")]
+        agent: bool,
     },
     /// Make certificates for trying mutual TLS.
     #[command(subcommand)]
@@ -302,13 +311,15 @@ pub struct Watch {
 
     /// Output format: `text` reads like `ip monitor route`; `json` prints one
     /// object per line with the field names of `ip -j -d route show`;
-    /// `jsonpb` prints the API's events in protobuf's JSON mapping; `table`
-    /// prints aligned columns.
+    /// `json-array` (show) one array of routes exactly as `ip -j -d route
+    /// show table all`; `jsonpb` prints the API's events in protobuf's JSON
+    /// mapping; `table` prints aligned columns.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text, env = "ROUTEWATCH_OUTPUT")]
     pub format: Format,
 
-    /// Colour adds green and deletes red (text and table output of `tail`).
-    /// `auto`: when stdout is a terminal and NO_COLOR is not set.
+    /// Colour live adds green and deletes red, the snapshot not at all
+    /// (text and table output of `tail`). `auto`: when stdout is a terminal
+    /// and NO_COLOR is not set.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto, env = "ROUTEWATCH_COLOR")]
     pub color: Color,
 }

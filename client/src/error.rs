@@ -119,6 +119,16 @@ pub mod exit {
     /// A target `tail` was following was lost and not regained within
     /// `--retries`: its output stops at a gap.
     pub const LOST: u8 = 5;
+
+    /// Every status with its meaning, for the manual pages and README.
+    pub const STATUSES: &[(u8, &str)] = &[
+        (OK, "done: the command finished, --count or --until was reached, tail was stopped (Ctrl-C, SIGTERM) or its output pipe was closed"),
+        (FAILURE, "any other failure: writing the output, the store, the cursor file, this host's rtnetlink"),
+        (USAGE, "the command line or an environment variable is wrong (the message names which), or an agent refused the request as such (a filter value its host does not know)"),
+        (UNREACHABLE, "an agent could not be reached: connection refused, no answer within --connect-timeout, a name that does not resolve, an agent that is unavailable"),
+        (TLS, "TLS or authentication failed: the handshake, a certificate either side refuses, permission denied"),
+        (LOST, "tail --retries: a target that was being followed was lost and not regained; its lines stop at a gap"),
+    ];
 }
 
 impl ClientError {

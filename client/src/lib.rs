@@ -77,7 +77,7 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> Result<(), Cl
         Command::Info(watch) => info::run(watch, shutdown).await,
         Command::Query(query) => query::run(query).await,
         Command::Completions { shell } => generate::completions(shell),
-        Command::Man { dir } => generate::man(dir.as_deref()),
+        Command::Man { dir, agent } => generate::man(dir.as_deref(), agent),
         Command::Certs(certs) => certs.run(),
     }
 }

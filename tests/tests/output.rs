@@ -214,10 +214,24 @@ fn completions_and_the_manual_page_are_printed() {
     assert!(run(&["completions", "fish"]).contains("complete -c routewatch"));
     let page = run(&["man"]);
     assert!(page.contains(".TH routewatch 1"), "{}", &page[..200]);
+    let agent = run(&["man", "--agent"]);
+    assert!(
+        agent.contains(".TH routewatch-agent 8"),
+        "{}",
+        &agent[..200]
+    );
     let dir = routewatch_tests::util::temp_path("man");
     run(&["man", "--dir", &dir.display().to_string()]);
-    for page in ["routewatch.1", "routewatch-tail.1", "routewatch-show.1"] {
-        assert!(dir.join(page).exists(), "{page}");
+    for page in [
+        "routewatch.1",
+        "routewatch-tail.1",
+        "routewatch-show.1",
+        "routewatch-agent.8",
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".SH ENVIRONMENT"), "{page}");
+        assert!(text.contains(".SH \"EXIT STATUS\""), "{page}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
