@@ -28,7 +28,8 @@
 //! - [`server`]: the gRPC service and [`run`].
 //! - [`metrics`]: every metric's name and help, read at scrape time;
 //!   [`ops`] serves them with the health checks (`--ops-listen`).
-//! - [`request`]: checks a subscription request before its session starts.
+//! - [`request`]: checks a subscription request before its session starts;
+//!   [`replay`]: where a subscription that replays the journal starts.
 //! - [`admission`]: the `--max-subscribers` limit.
 //! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
 //! - [`config`], [`error`]; [`cli`]: the command line (also for the
@@ -50,6 +51,7 @@ pub mod netns;
 pub mod ops;
 pub mod persist;
 pub mod pipeline;
+pub mod replay;
 pub mod request;
 pub mod server;
 pub mod session;

@@ -206,6 +206,24 @@ pub struct Tail {
     #[arg(long, value_name = "TIME", env = "ROUTEWATCH_UNTIL", value_parser = parse_until)]
     pub until: Option<i64>,
 
+    /// Start with the last N changes the agent's journal holds instead of
+    /// a snapshot (changes only), then follow. When the journal holds
+    /// fewer, the replay starts at its oldest change and says so (JSON:
+    /// a `replay` line with `"complete":false`). A target resumed from
+    /// --cursor-file continues from there instead.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ROUTEWATCH_LAST",
+        conflicts_with = "since"
+    )]
+    pub last: Option<u64>,
+
+    /// Like --last, from the first change observed at or after this time:
+    /// a time ago (10m, 1h) or an RFC 3339 time (2026-11-28T10:00:00Z).
+    #[arg(long, value_name = "DURATION|TIME", env = "ROUTEWATCH_SINCE", value_parser = parse_since)]
+    pub since: Option<i64>,
+
     /// Give a remote target up after N failed attempts in a row to
     /// (re)subscribe (0: at the first failure), instead of retrying until
     /// stopped. The exit status then says why: 3 never reached, 4 TLS or
@@ -376,6 +394,11 @@ impl Reach {
     pub fn connect_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.connect_timeout)
     }
+}
+
+/// `--since`: the moment, in nanoseconds since the Unix epoch.
+fn parse_since(text: &str) -> Result<i64, String> {
+    crate::when::parse_time(text, crate::printer::now_unix_nano())
 }
 
 /// `--until`: the moment, in nanoseconds since the Unix epoch.

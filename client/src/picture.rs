@@ -95,7 +95,9 @@ impl Picture {
                 }
                 shown.push(Shown::Event(event));
             }
-            Some(event::Kind::Heartbeat(_)) | None => shown.push(Shown::Event(event)),
+            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_)) | None => {
+                shown.push(Shown::Event(event))
+            }
         }
     }
 

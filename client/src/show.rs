@@ -35,6 +35,8 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         resume_from: None,
         allow: args.filter.allow,
         deny: args.filter.deny,
+        replay_last: 0,
+        replay_since_unix_nano: 0,
     };
     // A snapshot that cannot be had now is an error, not something to wait for.
     let options = Options {

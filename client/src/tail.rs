@@ -35,14 +35,23 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
     let until = args.until;
     // jsonpb prints the API's events: always as the agent sends them.
     let raw = args.raw || watch.format == Format::Jsonpb;
+    if args.last == Some(0) {
+        return Err(ClientError::Usage(
+            "--last 0 replays nothing: leave it out, or use --no-snapshot for changes from now on"
+                .into(),
+        ));
+    }
+    let replay = args.last.is_some() || args.since.is_some();
     let request = SubscribeRequest {
         // Without --raw the snapshot is the picture a later resync is
-        // compared with, printed or not.
-        snapshot: !(args.no_snapshot && raw),
+        // compared with, printed or not. A replay of the journal has none.
+        snapshot: !replay && !(args.no_snapshot && raw),
         follow: true,
         resume_from: None,
         allow: args.filter.allow,
         deny: args.filter.deny,
+        replay_last: args.last.unwrap_or(0),
+        replay_since_unix_nano: args.since.unwrap_or(0),
     };
     let book = match &args.cursor_file {
         Some(path) => {

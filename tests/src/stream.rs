@@ -43,7 +43,8 @@ impl StreamCheck {
             }
             let seq = v["seq"].as_u64();
             match (v["action"].as_str(), v["origin"].as_str()) {
-                (Some("sync"), _) => {
+                // A replay of the journal: its changes follow this seq.
+                (Some("sync" | "replay"), _) => {
                     differences.remove(&host);
                     next.insert(host, seq.map(|s| s + 1));
                 }

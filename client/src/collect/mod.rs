@@ -64,6 +64,8 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
         resume_from: None,
         allow: Vec::new(),
         deny: Vec::new(),
+        replay_last: 0,
+        replay_since_unix_nano: 0,
     };
     let options = Options {
         reconnect: true,

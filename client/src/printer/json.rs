@@ -126,7 +126,7 @@ fn resync_json(
             Some(object) => Some((c, object)),
             None => return false,
         },
-        Some(event::Kind::Sync(_) | event::Kind::Resync(_)) => None,
+        Some(event::Kind::Sync(_) | event::Kind::Resync(_) | event::Kind::Replay(_)) => None,
         Some(event::Kind::Heartbeat(_)) | None => return false,
     };
     let mut o = JsonObject::open(line);
@@ -151,6 +151,11 @@ fn resync_json(
             o.str("reason", &r.reason);
             o.str("cause", cause_name(r.cause));
             o.str("snapshot", if differences { "differences" } else { "full" });
+        }
+        (None, Some(event::Kind::Replay(r))) => {
+            o.str("action", "replay");
+            o.key("complete").bool(r.complete);
+            o.str("reason", &r.reason);
         }
         (None, _) => o.str("action", "sync"),
     }

@@ -107,6 +107,13 @@ pub fn marker(host: &str, event: &Event, mode: Mode) {
                 r.reason
             );
         }
+        Some(event::Kind::Replay(r)) => {
+            let incomplete = if r.complete { "" } else { "INCOMPLETE " };
+            eprintln!(
+                "routewatch: {host} {incomplete}replay of the journal after seq {}: {}",
+                event.seq, r.reason
+            );
+        }
         _ => {}
     }
 }
