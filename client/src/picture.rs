@@ -124,7 +124,7 @@ impl Picture {
             .filter(|(key, _)| !next.contains_key(*key))
             .collect();
         // The held picture has no order of its own: the keys give one.
-        gone.sort_by(|a, b| a.0.cmp(&b.0));
+        gone.sort_by(|a, b| a.0.cmp(b.0));
         for (_, old) in gone {
             if let Some(object) = object_of(old) {
                 shown.push(Shown::Event(reconciled(

@@ -45,7 +45,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
     let request = SubscribeRequest {
         // Without --raw the snapshot is the picture a later resync is
         // compared with, printed or not. A replay of the journal has none.
-        snapshot: !replay && !(args.no_snapshot && raw),
+        snapshot: !(replay || args.no_snapshot && raw),
         follow: true,
         resume_from: None,
         allow: args.filter.allow,
