@@ -28,7 +28,8 @@ fn main() -> ExitCode {
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            let text = routewatch_client::usage::explain(&Cli::command(), &e, &argv);
+            eprintln!("{}", text.trim_end());
             return ExitCode::from(exit::USAGE);
         }
     };

@@ -126,6 +126,15 @@ fn a_bad_value_from_the_environment_is_status_2_and_names_the_variable() {
         stderr.contains("environment variable ROUTEWATCH_TARGETS"),
         "{stderr}"
     );
+    // A filter value, checked once the command line is read.
+    let (code, stderr) = run(&ns, &["show"], &[("ROUTEWATCH_FAMILY", "inet7")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--family inet7"), "{stderr}");
+    assert!(
+        stderr.contains("environment variable ROUTEWATCH_FAMILY"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Usage: routewatch show"), "{stderr}");
     // The same value on the command line is blamed on the flag alone.
     let (code, stderr) = run(&ns, &["tail", "--until", "soon"], &[]);
     assert_eq!(code, Some(2), "{stderr}");
