@@ -184,6 +184,26 @@ mod tests {
     }
 
     #[test]
+    fn json_array_holds_the_json_lines() {
+        let mut lines = Vec::new();
+        print(&mut lines, Format::Json, &events()).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(lines)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let mut array = Vec::new();
+        print(&mut array, Format::JsonArray, &events()).unwrap();
+        let text = String::from_utf8(array).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let array: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(array, serde_json::Value::Array(lines));
+        let mut empty = Vec::new();
+        print(&mut empty, Format::JsonArray, &[]).unwrap();
+        assert_eq!(empty, b"[]\n");
+    }
+
+    #[test]
     fn counts_per_host_table_and_protocol_as_columns() {
         let mut out = Vec::new();
         print(&mut out, Format::Table, &events()).unwrap();
