@@ -51,6 +51,7 @@ pub mod netns;
 pub mod ops;
 pub mod persist;
 pub mod pipeline;
+pub mod process;
 pub mod replay;
 pub mod request;
 pub mod server;
@@ -64,7 +65,7 @@ pub mod trim;
 pub mod unknown;
 pub mod wire;
 
-pub use config::{AgentConfig, NetnsSelection, PipelineConfig};
+pub use config::{env_flags_not_boolish, AgentConfig, NetnsSelection, PipelineConfig};
 pub use error::AgentError;
 pub use pipeline::Pipeline;
 pub use server::run;

@@ -16,6 +16,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use routewatch_proto::v1::{Family, Origin, ResyncCause};
@@ -200,6 +201,19 @@ pub const SUBSCRIBERS_REJECTED: Metric = counter(
     "Subscriptions refused with RESOURCE_EXHAUSTED: --max-subscribers were open already.",
 );
 
+pub const SEND_LATENCY: Metric = Metric {
+    name: "routewatch_send_latency_seconds",
+    kind: MetricType::Histogram,
+    labels: &[],
+    help: "Time from the agent reading a change from the kernel to a session handing the batch that carries it to its connection, observed per batch and session for the batch's oldest change.",
+};
+pub const DUMP_DURATION: Metric = Metric {
+    name: "routewatch_dump_duration_seconds",
+    kind: MetricType::Histogram,
+    labels: &[],
+    help: "Time a dump of a namespace's links, nexthop objects, rules and routes took, from the request to the table in memory (initial dumps and re-dumps).",
+};
+
 pub const RESPONSE_BYTES: Metric = counter(
     "routewatch_response_bytes",
     &["compression"],
@@ -234,8 +248,41 @@ pub const ALL: &[Metric] = &[
     TLS_HANDSHAKE_TIMEOUTS,
     CLIENTS_DENIED,
     SUBSCRIBERS_REJECTED,
+    SEND_LATENCY,
+    DUMP_DURATION,
     RESPONSE_BYTES,
 ];
+
+/// Observations of a duration, in seconds, in fixed buckets: a histogram
+/// metric ([`SEND_LATENCY`], [`DUMP_DURATION`]).
+#[derive(Debug, Clone)]
+pub struct Durations(Histogram);
+
+impl Durations {
+    /// Buckets of [`SEND_LATENCY`]: 100 µs to 10 s.
+    pub const LATENCY: &'static [f64] = &[
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
+    ];
+    /// Buckets of [`DUMP_DURATION`]: 1 ms to 2 min.
+    pub const DUMPS: &'static [f64] = &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0,
+    ];
+
+    pub fn new(buckets: &[f64]) -> Durations {
+        Durations(Histogram::new(buckets.iter().copied()))
+    }
+
+    pub fn observe(&self, seconds: f64) {
+        self.0.observe(seconds.max(0.0));
+    }
+
+    fn write(&self, encoder: &mut DescriptorEncoder, m: &Metric) -> fmt::Result {
+        self.0
+            .encode(encoder.encode_descriptor(m.name, m.help, None, m.kind)?)
+    }
+}
 
 /// The agent's metrics, ready to encode.
 #[derive(Debug)]
@@ -273,6 +320,7 @@ impl Metrics {
         wire: Arc<WireStats>,
     ) -> Metrics {
         let mut registry = Registry::default();
+        registry.register_collector(Box::new(crate::process::ProcessMetrics));
         registry.register_collector(Box::new(Scrape {
             journal,
             sources,
@@ -498,6 +546,8 @@ impl Collector for Scrape {
         )?;
         write(e, &CLIENTS_DENIED, one_count(&self.tls.clients_denied))?;
         write(e, &SUBSCRIBERS_REJECTED, one_count(&self.rejected))?;
+        subscribers.send_latency.write(e, &SEND_LATENCY)?;
+        self.sources.dump_seconds.write(e, &DUMP_DURATION)?;
         let bytes = [
             ("none", &self.wire.plain_bytes),
             ("zstd", &self.wire.zstd_bytes),
@@ -565,7 +615,7 @@ mod tests {
     #[test]
     fn the_readme_lists_every_metric() {
         let readme = include_str!("../../README.md");
-        for m in ALL {
+        for m in ALL.iter().chain(crate::process::ALL) {
             let sample = format!("`{}`", m.sample_name());
             assert!(readme.contains(&sample), "README.md lacks {sample}");
         }
