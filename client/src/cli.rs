@@ -188,13 +188,13 @@ pub struct Tail {
     /// it, `tail` keeps each target's picture and prints only the
     /// differences between the picture and the new snapshot (deletes
     /// included, origin `reconcile`); `-o jsonpb` is always raw.
-    #[arg(long, env = "ROUTEWATCH_RAW")]
+    #[arg(long, env = "ROUTEWATCH_RAW", value_parser = BoolishValueParser::new())]
     pub raw: bool,
 
     /// Print changes only, not the snapshot of the current state. The
     /// snapshot is still received (quietly) to print a later resync's
     /// differences; with --raw it is not even asked for.
-    #[arg(long, env = "ROUTEWATCH_NO_SNAPSHOT")]
+    #[arg(long, env = "ROUTEWATCH_NO_SNAPSHOT", value_parser = BoolishValueParser::new())]
     pub no_snapshot: bool,
 
     /// Exit (status 0) once N routes, nexthop objects or rules have been
