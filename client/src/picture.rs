@@ -11,6 +11,7 @@
 //! marker, and gives the differences as changes with origin `reconcile`.
 
 use std::collections::HashMap;
+use std::io;
 
 use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
 
@@ -18,14 +19,17 @@ use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
 type Key = (String, String);
 
 /// What to print for one event of a target's stream.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Shown {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shown<'a> {
     /// An event to print as it is.
-    Event(Event),
+    Event(&'a Event),
     /// A resync after which only the differences follow (then the sync
     /// marker): the consumer keeps what it holds.
-    Differences(Event),
+    Differences(&'a Event),
 }
+
+/// Whether to go on showing a batch's events.
+pub type Go = bool;
 
 /// Every target's picture, by the address dialled.
 #[derive(Default)]
@@ -45,65 +49,89 @@ struct Picture {
 }
 
 impl Pictures {
-    /// Applies `events` (one batch of `target`'s stream, in order) and
-    /// says what to print for them.
-    pub fn apply(&mut self, target: &str, events: Vec<Event>) -> Vec<Shown> {
-        let picture = self.targets.entry(target.to_owned()).or_default();
-        let mut shown = Vec::with_capacity(events.len());
+    /// Applies `events` (one batch of `target`'s stream, in order), giving
+    /// `show` what to print for each, as it goes; stops where `show` says
+    /// not to go on. Each event is shown before the picture takes it over:
+    /// the picture costs no copy of a change.
+    pub fn apply(
+        &mut self,
+        target: &str,
+        events: Vec<Event>,
+        show: &mut dyn FnMut(Shown<'_>) -> io::Result<Go>,
+    ) -> io::Result<Go> {
+        let picture = match self.targets.get_mut(target) {
+            Some(picture) => picture,
+            None => self.targets.entry(target.to_owned()).or_default(),
+        };
         for event in events {
-            picture.apply(event, &mut shown);
+            if !picture.apply(event, show)? {
+                return Ok(false);
+            }
         }
-        shown
+        Ok(true)
     }
 }
 
 impl Picture {
-    fn apply(&mut self, event: Event, shown: &mut Vec<Shown>) {
+    fn apply(
+        &mut self,
+        event: Event,
+        show: &mut dyn FnMut(Shown<'_>) -> io::Result<Go>,
+    ) -> io::Result<Go> {
         match &event.kind {
             Some(event::Kind::Resync(_)) => {
                 if self.complete || self.incoming.is_some() {
                     // A resync during a resync (the connection was lost
                     // in the snapshot) starts the snapshot over.
                     self.incoming = Some(Vec::new());
-                    shown.push(Shown::Differences(event));
+                    show(Shown::Differences(&event))
                 } else {
                     // Nothing complete to compare with (the first snapshot
                     // was cut short, or the tail resumed from a cursor
                     // file): the full snapshot follows, as the agent
                     // sends it.
                     self.held.clear();
-                    shown.push(Shown::Event(event));
+                    show(Shown::Event(&event))
                 }
             }
             Some(event::Kind::Sync(_)) => {
                 if let Some(snapshot) = self.incoming.take() {
-                    self.differences(snapshot, &event, shown);
+                    if !self.differences(snapshot, &event, show)? {
+                        return Ok(false);
+                    }
                 }
                 self.complete = true;
-                shown.push(Shown::Event(event));
+                show(Shown::Event(&event))
             }
             Some(event::Kind::Change(c)) => {
                 if let Some(incoming) = self.incoming.as_mut() {
                     incoming.push(event);
-                    return;
+                    return Ok(true);
                 }
+                let delete = c.action == Action::Delete as i32;
+                let go = show(Shown::Event(&event))?;
                 let key = (event.netns.clone(), c.key.clone());
-                if c.action == Action::Delete as i32 {
+                if delete {
                     self.held.remove(&key);
                 } else {
-                    self.held.insert(key, event.clone());
+                    self.held.insert(key, event);
                 }
-                shown.push(Shown::Event(event));
+                Ok(go)
             }
             Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_)) | None => {
-                shown.push(Shown::Event(event))
+                show(Shown::Event(&event))
             }
         }
     }
 
-    /// Replaces the picture with `snapshot` (closed by `sync`), giving the
-    /// deletes, then the adds, that turn one into the other.
-    fn differences(&mut self, snapshot: Vec<Event>, sync: &Event, shown: &mut Vec<Shown>) {
+    /// Replaces the picture with `snapshot` (closed by `sync`), showing
+    /// the deletes, then the adds, that turn one into the other.
+    fn differences(
+        &mut self,
+        snapshot: Vec<Event>,
+        sync: &Event,
+        show: &mut dyn FnMut(Shown<'_>) -> io::Result<Go>,
+    ) -> io::Result<Go> {
         let mut next: HashMap<Key, Event> = HashMap::with_capacity(snapshot.len());
         let mut order = Vec::with_capacity(snapshot.len());
         for event in snapshot {
@@ -125,14 +153,15 @@ impl Picture {
             .collect();
         // The held picture has no order of its own: the keys give one.
         gone.sort_by(|a, b| a.0.cmp(b.0));
+        let mut go = true;
         for (_, old) in gone {
-            if let Some(object) = object_of(old) {
-                shown.push(Shown::Event(reconciled(
+            if let (true, Some(object)) = (go, object_of(old)) {
+                go = show(Shown::Event(&reconciled(
                     sync,
                     old,
                     Action::Delete,
                     object.clone(),
-                )));
+                )))?;
             }
         }
         for key in order {
@@ -140,18 +169,17 @@ impl Picture {
                 continue; // listed twice: the first took it
             };
             let same = before.get(&key).and_then(object_of) == object_of(&new);
-            if !same {
-                if let Some(object) = object_of(&new) {
-                    shown.push(Shown::Event(reconciled(
-                        sync,
-                        &new,
-                        Action::Add,
-                        object.clone(),
-                    )));
-                }
+            if let (true, false, Some(object)) = (go, same, object_of(&new)) {
+                go = show(Shown::Event(&reconciled(
+                    sync,
+                    &new,
+                    Action::Add,
+                    object.clone(),
+                )))?;
             }
             self.held.insert(key, new);
         }
+        Ok(go)
     }
 }
 
@@ -244,19 +272,33 @@ mod tests {
         route(stream, seq, Origin::Dump, Action::Add, dst, dev)
     }
 
+    /// What `events` show: (whether the event announced differences, the
+    /// event), in order.
+    fn apply(p: &mut Pictures, target: &str, events: Vec<Event>) -> Vec<(bool, Event)> {
+        let mut shown = Vec::new();
+        let go = p
+            .apply(target, events, &mut |s| {
+                shown.push(match s {
+                    Shown::Event(e) => (false, e.clone()),
+                    Shown::Differences(e) => (true, e.clone()),
+                });
+                Ok(true)
+            })
+            .unwrap();
+        assert!(go);
+        shown
+    }
+
     /// (action, origin, dst, dev) of the changes shown, and whether a
     /// resync announced differences.
-    fn summary(shown: &[Shown]) -> (Vec<String>, bool) {
+    fn summary(shown: &[(bool, Event)]) -> (Vec<String>, bool) {
         let mut lines = Vec::new();
         let mut differences = false;
-        for s in shown {
-            let e = match s {
-                Shown::Event(e) => e,
-                Shown::Differences(_) => {
-                    differences = true;
-                    continue;
-                }
-            };
+        for (announces, e) in shown {
+            if *announces {
+                differences = true;
+                continue;
+            }
             if let Some(event::Kind::Change(c)) = &e.kind {
                 let Some(change::Object::Route(r)) = &c.object else {
                     continue;
@@ -278,7 +320,8 @@ mod tests {
     #[test]
     fn a_resync_after_a_complete_picture_shows_only_the_differences() {
         let mut p = Pictures::default();
-        let first = p.apply(
+        let first = apply(
+            &mut p,
             "h:1",
             vec![
                 dump("a", 3, "10.0.0.0/24", "eth0"),
@@ -296,7 +339,8 @@ mod tests {
             ],
         );
         assert_eq!(first.len(), 5, "the first snapshot is shown whole");
-        let after = p.apply(
+        let after = apply(
+            &mut p,
             "h:1",
             vec![
                 resync("b", 0),
@@ -318,10 +362,11 @@ mod tests {
             ]
         );
         assert!(
-            matches!(after.last(), Some(Shown::Event(e)) if matches!(e.kind, Some(event::Kind::Sync(_))))
+            matches!(after.last(), Some((false, e)) if matches!(e.kind, Some(event::Kind::Sync(_))))
         );
         // Live changes continue on the new picture.
-        let live = p.apply(
+        let live = apply(
+            &mut p,
             "h:1",
             vec![
                 route(
@@ -351,7 +396,8 @@ mod tests {
     #[test]
     fn without_a_complete_picture_a_resync_passes_the_full_snapshot() {
         let mut p = Pictures::default();
-        let shown = p.apply(
+        let shown = apply(
+            &mut p,
             "h:1",
             vec![
                 resync("b", 0),
@@ -367,11 +413,13 @@ mod tests {
     #[test]
     fn a_resync_within_a_resync_starts_the_snapshot_over() {
         let mut p = Pictures::default();
-        p.apply(
+        apply(
+            &mut p,
             "h:1",
             vec![dump("a", 1, "10.0.0.0/24", "eth0"), sync("a", 1)],
         );
-        let shown = p.apply(
+        let shown = apply(
+            &mut p,
             "h:1",
             vec![
                 resync("b", 0),
@@ -387,13 +435,36 @@ mod tests {
     }
 
     #[test]
+    fn showing_stops_where_asked_and_a_change_is_held_without_a_copy() {
+        let mut p = Pictures::default();
+        let mut seen = 0;
+        let go = p
+            .apply(
+                "h:1",
+                vec![
+                    dump("a", 1, "10.0.0.0/24", "eth0"),
+                    dump("a", 1, "10.0.1.0/24", "eth0"),
+                    sync("a", 1),
+                ],
+                &mut |_| {
+                    seen += 1;
+                    Ok(seen < 2)
+                },
+            )
+            .unwrap();
+        assert!(!go);
+        assert_eq!(seen, 2, "nothing shown after the stop");
+    }
+
+    #[test]
     fn targets_keep_pictures_of_their_own() {
         let mut p = Pictures::default();
-        p.apply(
+        apply(
+            &mut p,
             "h:1",
             vec![dump("a", 1, "10.0.0.0/24", "eth0"), sync("a", 1)],
         );
-        let shown = p.apply("h:2", vec![resync("b", 0), sync("b", 0)]);
+        let shown = apply(&mut p, "h:2", vec![resync("b", 0), sync("b", 0)]);
         let (lines, differences) = summary(&shown);
         assert!(!differences && lines.is_empty(), "{lines:?}");
     }

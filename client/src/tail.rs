@@ -112,20 +112,14 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
                     cursor,
                 } => {
                     let from = Origin { host: &host, many };
-                    let shown = match pictures.as_mut() {
-                        Some(pictures) => pictures.apply(&target, events),
-                        None => events.into_iter().map(Shown::Event).collect(),
-                    };
-                    let mut whole = true;
-                    for shown in &shown {
+                    let mut show = |shown: Shown<'_>| -> io::Result<bool> {
                         if left == Some(0) {
-                            whole = false;
-                            break;
+                            return Ok(false);
                         }
                         match shown {
                             Shown::Event(event) => {
                                 if args.no_snapshot && is_snapshot(event) {
-                                    continue;
+                                    return Ok(true);
                                 }
                                 print.print(&mut out, &from, event)?;
                                 if let (Some(n), true) = (left.as_mut(), is_object(event)) {
@@ -136,7 +130,21 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
                                 print.resync_differences(&mut out, &from, event)?;
                             }
                         }
-                    }
+                        Ok(true)
+                    };
+                    let whole = match pictures.as_mut() {
+                        Some(pictures) => pictures.apply(&target, events, &mut show)?,
+                        None => {
+                            let mut whole = true;
+                            for event in &events {
+                                if !show(Shown::Event(event))? {
+                                    whole = false;
+                                    break;
+                                }
+                            }
+                            whole
+                        }
+                    };
                     out.flush()?;
                     // Only now: a restarted tail must not skip a line this
                     // one did not get out (nor one --count left unprinted).
