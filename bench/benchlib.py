@@ -888,7 +888,8 @@ class Replay:
                 r["redump_lines"] += 1
         elif self.differences:
             # A resync's differences, all at the new snapshot's position.
-            r["reconcile_route" if obj == "route" else "nexthop_changes"] += 1
+            if obj == "route":
+                r["reconcile_route"] += 1
         else:
             if self.expect_seq is not None and seq != self.expect_seq:
                 r["seq_gaps"] += 1
