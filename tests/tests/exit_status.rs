@@ -61,6 +61,45 @@ fn an_agent_that_cannot_be_reached_is_status_3() {
 }
 
 #[test]
+fn an_agent_that_never_answers_is_status_3_after_the_connect_timeout() {
+    let ns = Netns::new();
+    // Accepts connections and says nothing.
+    let mut silent = ns.spawn(
+        "python3",
+        &[
+            "-c",
+            "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',50999))\ns.listen(8)\nprint('listening',flush=True)\nc=[]\nwhile True: c.append(s.accept())",
+        ],
+    );
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(silent.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "listening");
+    client_bin(); // built before the clock starts
+    let started = std::time::Instant::now();
+    let (code, stderr) = run(
+        &ns,
+        &[
+            "show",
+            "--insecure",
+            "--connect-timeout",
+            "0.5",
+            "127.0.0.1:50999",
+        ],
+        &[],
+    );
+    let took = started.elapsed();
+    let _ = silent.kill();
+    let _ = silent.wait();
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("within 0.5s"), "{stderr}");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+}
+
+#[test]
 fn a_refused_certificate_is_status_4() {
     let ns = Netns::new();
     let dir = Dir::new();
