@@ -806,7 +806,7 @@ def describe_check(c):
 class Replay:
     """Replays a subscriber's output (`routewatch tail -o json`) as a
     consumer would: add upserts by key, delete removes by key, resync
-    clears. Counts what it sees after the first sync marker. Each route's
+    clears (unless the differences follow). Counts what it sees after the first sync marker. Each route's
     line is kept as it came and parsed only to compare.
 
     `expected(raw line)`: whether a notification route change is one the
@@ -819,6 +819,7 @@ class Replay:
         self.routes = {}  # key -> raw line
         self.nexthops = set()
         self.synced = False
+        self.differences = False  # between a resync with differences and its sync
         self.expect_seq = None
         self.r = {
             "snapshot_routes": 0, "snapshot_nexthops": 0, "snapshot_rules": 0,
@@ -860,15 +861,21 @@ class Replay:
         if action == "sync":
             r["syncs"] += 1
             self.synced = True
+            self.differences = False
             self.expect_seq = (seq or 0) + 1
             return
         if action == "resync":
             r["resyncs"] += 1
             if len(r["resync_reasons"]) < 5:
                 r["resync_reasons"].append(e.get("reason"))
-            self.routes.clear()
-            self.nexthops.clear()
-            self.synced = False  # a fresh snapshot follows, then a sync
+            # "differences": the tail prints what changed (origin
+            # reconcile) and the picture held stays; otherwise a fresh
+            # snapshot follows. Either way a sync closes it.
+            self.differences = e.get("snapshot") == "differences"
+            if not self.differences:
+                self.routes.clear()
+                self.nexthops.clear()
+            self.synced = False
             self.expect_seq = None
             return
         if action not in ("add", "delete"):
@@ -879,6 +886,10 @@ class Replay:
                 r["snapshot_" + {"route": "routes", "rule": "rules"}.get(obj, "nexthops")] += 1
             else:
                 r["redump_lines"] += 1
+        elif self.differences:
+            # A resync's differences, all at the new snapshot's position.
+            if obj == "route":
+                r["reconcile_route"] += 1
         else:
             if self.expect_seq is not None and seq != self.expect_seq:
                 r["seq_gaps"] += 1

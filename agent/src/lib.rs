@@ -30,16 +30,19 @@
 //! - [`server`]: the gRPC service and [`run`].
 //! - [`metrics`]: every metric's name and help, read at scrape time;
 //!   [`ops`] serves them with the health checks (`--ops-listen`).
-//! - [`request`]: checks a subscription request before its session starts.
+//! - [`request`]: checks a subscription request before its session starts;
+//!   [`replay`]: where a subscription that replays the journal starts.
 //! - [`silence`]: how long a connection's peer has sent nothing (a stalled
 //!   subscriber's disconnection is said and counted by [`wire`]).
 //! - [`admission`]: the `--max-subscribers` limit.
 //! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
-//! - [`config`], [`error`].
+//! - [`config`], [`error`]; [`cli`]: the command line (also for the
+//!   manual page `routewatch man` writes).
 //! - `fuzz` (tests only): fuzzing harnesses of the decoders of outside
 //!   input.
 
 pub mod admission;
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod dirwatch;
@@ -55,6 +58,7 @@ pub mod ops;
 pub mod persist;
 pub mod pipeline;
 pub mod process;
+pub mod replay;
 pub mod request;
 pub mod server;
 pub mod session;

@@ -1,17 +1,7 @@
 //! routewatch-agent: serves this host's routing changes over gRPC.
 
 use clap::Parser;
-use routewatch_agent::AgentConfig;
-
-/// Streams this host's routing tables (every table, IPv4 and IPv6, nexthop
-/// objects) to routewatch subscribers over gRPC: a snapshot, then every
-/// change, numbered, with nothing lost silently.
-#[derive(Parser)]
-#[command(name = "routewatch-agent", version)]
-struct Cli {
-    #[command(flatten)]
-    config: AgentConfig,
-}
+use routewatch_agent::cli::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -131,8 +131,34 @@ impl Session {
                 }
             }
         };
+        let replay = request.resume_from.is_none()
+            && (request.replay_last > 0 || request.replay_since_unix_nano != 0);
         let mut cursor = match resumed {
             Some(seq) => seq,
+            None if replay => {
+                let start = {
+                    let core = self.journal.lock();
+                    crate::replay::start(
+                        &core,
+                        request.replay_last,
+                        request.replay_since_unix_nano,
+                        now_unix_nano(),
+                    )
+                };
+                tracing::info!(
+                    after = start.after,
+                    complete = start.complete,
+                    reason = %start.reason,
+                    "subscriber replays the journal"
+                );
+                let kind = event::Kind::Replay(api::Replay {
+                    complete: start.complete,
+                    reason: start.reason,
+                });
+                self.send_events(vec![info.event(start.after, now_unix_nano(), kind)])
+                    .await?;
+                start.after
+            }
             None if request.snapshot || request.resume_from.is_some() => {
                 self.snapshot(&info).await?
             }
@@ -364,6 +390,7 @@ mod tests {
                     Some(event::Kind::Sync(_)) => "sync",
                     Some(event::Kind::Resync(_)) => "resync",
                     Some(event::Kind::Heartbeat(_)) => "heartbeat",
+                    Some(event::Kind::Replay(_)) => "replay",
                     None => "none",
                 };
                 (k, e.seq)
@@ -442,6 +469,57 @@ mod tests {
             vec![("change", 6)],
             "an idle stream sends at once"
         );
+    }
+
+    /// The replay marker's (seq, complete, reason) and the seqs of the
+    /// changes after it, from the first response(s) of `stream`.
+    async fn replayed(
+        stream: &mut ResponseStream,
+        changes: usize,
+    ) -> (u64, bool, String, Vec<u64>) {
+        let first = stream.next().await.unwrap().unwrap().into_events().unwrap();
+        let Some(event::Kind::Replay(r)) = &first[0].kind else {
+            panic!("the stream starts with its replay marker: {first:?}");
+        };
+        let marker = (first[0].seq, r.complete, r.reason.clone());
+        let mut seqs: Vec<u64> = first[1..].iter().map(|e| e.seq).collect();
+        while seqs.len() < changes {
+            let more = stream.next().await.unwrap().unwrap().into_events().unwrap();
+            seqs.extend(more.iter().map(|e| e.seq));
+        }
+        (marker.0, marker.1, marker.2, seqs)
+    }
+
+    #[tokio::test]
+    async fn a_replay_starts_n_changes_back_and_says_when_the_journal_is_shorter() {
+        let j = journal(5);
+        publish(&j, 8);
+        let replay = |last, since| SubscribeRequest {
+            follow: true,
+            replay_last: last,
+            replay_since_unix_nano: since,
+            ..Default::default()
+        };
+        let mut stream = start(j.clone(), replay(3, 0), SessionConfig::default());
+        let (at, complete, reason, seqs) = replayed(&mut stream, 3).await;
+        assert_eq!((at, complete, seqs), (5, true, vec![6, 7, 8]), "{reason}");
+        // The ring holds 4..=8 only.
+        let mut stream = start(j.clone(), replay(7, 0), SessionConfig::default());
+        let (at, complete, reason, seqs) = replayed(&mut stream, 5).await;
+        assert_eq!((at, complete, seqs), (3, false, vec![4, 5, 6, 7, 8]));
+        assert!(reason.contains("holds only the last 5"), "{reason}");
+        // Since a time before the oldest change held: incomplete too; since
+        // a moment after the last change: nothing yet, complete, then live.
+        let mut stream = start(j.clone(), replay(0, 1), SessionConfig::default());
+        let (at, complete, reason, _) = replayed(&mut stream, 5).await;
+        assert_eq!((at, complete), (3, false), "{reason}");
+        let later = now_unix_nano() + 1;
+        let mut stream = start(j.clone(), replay(0, later), SessionConfig::default());
+        let (at, complete, reason, _) = replayed(&mut stream, 0).await;
+        assert_eq!((at, complete), (8, true), "{reason}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        publish(&j, 1);
+        assert_eq!(next(&mut stream).await, vec![("change", 9)]);
     }
 
     #[tokio::test]

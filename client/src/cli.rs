@@ -30,10 +30,12 @@ pub enum Command {
     /// Print the current routes, then every change as it happens.
     ///
     /// A remote target that is down or goes away is retried until
-    /// routewatch is stopped (with backoff, at least every 10 seconds), and
-    /// its stream resumes where it stopped: no line is printed twice or
-    /// skipped. When the agent cannot resume (it restarted, or the client
-    /// was away too long) it says so with a resync and a fresh snapshot.
+    /// routewatch is stopped (with backoff, at least every 10 seconds) or
+    /// --retries is used up, and its stream resumes where it stopped: no
+    /// line is printed twice or skipped. When the agent cannot resume (it
+    /// restarted, or the client was away too long) it says so with a
+    /// resync, and tail prints the differences from the fresh snapshot
+    /// (--raw: the whole snapshot).
     ///
     /// Filters run on the agent: only what passes crosses the network, and
     /// the picture stays exact (a route that changes so that it leaves the
@@ -49,13 +51,15 @@ pub enum Command {
     ///   routewatch tail -6 --dev eth0,eth1 --metric 100-200 -o table
     ///   routewatch tail -o json | jq 'select(.action=="delete")'
     ///   routewatch tail --ca ca.pem -o json --cursor-file pos.json host1:50051 >> log
+    ///   routewatch tail --insecure --no-snapshot --count 1 10.0.0.1:50051  # the next change
+    ///   routewatch tail --insecure --until 10m --retries 3 10.0.0.1:50051
     #[command(verbatim_doc_comment)]
     Tail(Tail),
     /// Print the current routes and nexthop objects, then exit.
     ///
     /// Sorted as `ip route show` sorts (per host: nexthop objects by id,
     /// then IPv4 and IPv6 routes, each table in the kernel's order).
-    /// Fails (exit status 1) when a target cannot be reached: nothing is
+    /// Fails (exit status 3) when a target cannot be reached: nothing is
     /// retried.
     ///
     /// Examples:
@@ -65,6 +69,7 @@ pub enum Command {
     ///   routewatch show --insecure 10.0.0.1:50051 -o json
     ///   routewatch show --summary --insecure dns:///routewatch-agent:50051
     ///   routewatch show --contains 10.1.2.3                   # what would carry 10.1.2.3
+    ///   routewatch show -o json-array | jq '.[] | .dst'      # as ip -j -d route show
     #[command(verbatim_doc_comment)]
     Show(Show),
     /// Follow agents and store every change in SQLite or PostgreSQL: the
@@ -134,17 +139,21 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), or write one page per command.
+    /// Print the manual page (roff), or write every page.
     ///
     /// Examples:
     ///   routewatch man > routewatch.1
+    ///   routewatch man --agent > routewatch-agent.8
     ///   routewatch man --dir /usr/local/share/man/man1
     #[command(verbatim_doc_comment)]
     Man {
-        /// Write routewatch.1 and a page for each command
-        /// (routewatch-tail.1, ...) into DIR instead.
+        /// Write routewatch.1, a page for each command (routewatch-tail.1,
+        /// ...) and the agent's routewatch-agent.8 into DIR instead.
         #[arg(long, value_name = "DIR", env = "ROUTEWATCH_MAN_DIR")]
         dir: Option<PathBuf>,
+        /// Print the agent's page (routewatch-agent.8) instead.
+        #[arg(long, conflicts_with = "dir")]
+        agent: bool,
     },
     /// Make certificates for trying mutual TLS.
     #[command(subcommand)]
@@ -173,6 +182,56 @@ pub struct Tail {
     /// refuses it rather than continue a picture made with different ones.
     #[arg(long, value_name = "FILE", env = "ROUTEWATCH_CURSOR_FILE")]
     pub cursor_file: Option<PathBuf>,
+
+    /// Print what the agent sends as it is: after a resync, the whole
+    /// fresh snapshot (consumers drop what they hold on `resync`). Without
+    /// it, `tail` keeps each target's picture and prints only the
+    /// differences between the picture and the new snapshot (deletes
+    /// included, origin `reconcile`); `-o jsonpb` is always raw.
+    #[arg(long, env = "ROUTEWATCH_RAW", value_parser = BoolishValueParser::new())]
+    pub raw: bool,
+
+    /// Print changes only, not the snapshot of the current state. The
+    /// snapshot is still received (quietly) to print a later resync's
+    /// differences; with --raw it is not even asked for.
+    #[arg(long, env = "ROUTEWATCH_NO_SNAPSHOT", value_parser = BoolishValueParser::new())]
+    pub no_snapshot: bool,
+
+    /// Exit (status 0) once N routes, nexthop objects or rules have been
+    /// printed, snapshot lines included (with --no-snapshot: N changes).
+    #[arg(long, value_name = "N", env = "ROUTEWATCH_COUNT")]
+    pub count: Option<u64>,
+
+    /// Exit (status 0) at this time: an RFC 3339 time
+    /// (2026-11-28T10:00:00Z) or a duration from now (90s, 10m, +1h).
+    #[arg(long, value_name = "TIME", env = "ROUTEWATCH_UNTIL", value_parser = parse_until)]
+    pub until: Option<i64>,
+
+    /// Start with the last N changes the agent's journal holds instead of
+    /// a snapshot (changes only), then follow. When the journal holds
+    /// fewer, the replay starts at its oldest change and says so (JSON:
+    /// a `replay` line with `"complete":false`). A target resumed from
+    /// --cursor-file continues from there instead.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ROUTEWATCH_LAST",
+        conflicts_with = "since"
+    )]
+    pub last: Option<u64>,
+
+    /// Like --last, from the first change observed at or after this time:
+    /// a time ago (10m, 1h) or an RFC 3339 time (2026-11-28T10:00:00Z).
+    #[arg(long, value_name = "DURATION|TIME", env = "ROUTEWATCH_SINCE", value_parser = parse_since)]
+    pub since: Option<i64>,
+
+    /// Give a remote target up after N failed attempts in a row to
+    /// (re)subscribe (0: at the first failure), instead of retrying until
+    /// stopped. The exit status then says why: 3 never reached, 4 TLS or
+    /// authentication, 5 lost after it was followed (its lines stop at a
+    /// gap).
+    #[arg(long, value_name = "N", env = "ROUTEWATCH_RETRIES")]
+    pub retries: Option<u32>,
 }
 
 /// `collect`'s options.
@@ -185,7 +244,8 @@ pub struct Collect {
         value_name = "TARGET",
         env = "ROUTEWATCH_TARGETS",
         value_delimiter = ',',
-        required = true
+        required = true,
+        value_parser = parse_target
     )]
     pub targets: Vec<String>,
 
@@ -253,7 +313,8 @@ pub struct Watch {
     #[arg(
         value_name = "TARGET",
         env = "ROUTEWATCH_TARGETS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_target
     )]
     pub targets: Vec<String>,
 
@@ -269,13 +330,15 @@ pub struct Watch {
 
     /// Output format: `text` reads like `ip monitor route`; `json` prints one
     /// object per line with the field names of `ip -j -d route show`;
-    /// `jsonpb` prints the API's events in protobuf's JSON mapping; `table`
-    /// prints aligned columns.
+    /// `json-array` (show) one array of routes exactly as `ip -j -d route
+    /// show table all`; `jsonpb` prints the API's events in protobuf's JSON
+    /// mapping; `table` prints aligned columns.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text, env = "ROUTEWATCH_OUTPUT")]
     pub format: Format,
 
-    /// Colour adds green and deletes red (text and table output of `tail`).
-    /// `auto`: when stdout is a terminal and NO_COLOR is not set.
+    /// Colour live adds green and deletes red, the snapshot not at all
+    /// (text and table output of `tail`). `auto`: when stdout is a terminal
+    /// and NO_COLOR is not set.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto, env = "ROUTEWATCH_COLOR")]
     pub color: Color,
 }
@@ -312,6 +375,54 @@ pub struct Reach {
     /// subscriber on a fast link). Requests are never compressed.
     #[arg(long, value_enum, default_value_t = Compression::Auto, env = "ROUTEWATCH_COMPRESSION")]
     pub compression: Compression,
+
+    /// Seconds that connecting to an agent, and then its first answer, may
+    /// take each (fractions allowed: 0.5). An agent that does not answer
+    /// in time counts as unreachable (exit status 3 when nothing else
+    /// comes of it).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 5.0,
+        env = "ROUTEWATCH_CONNECT_TIMEOUT",
+        value_parser = parse_timeout
+    )]
+    pub connect_timeout: f64,
+}
+
+impl Reach {
+    /// `--connect-timeout` as a duration.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.connect_timeout)
+    }
+}
+
+/// `--since`: the moment, in nanoseconds since the Unix epoch.
+fn parse_since(text: &str) -> Result<i64, String> {
+    crate::when::parse_time(text, crate::printer::now_unix_nano())
+}
+
+/// `--until`: the moment, in nanoseconds since the Unix epoch.
+fn parse_until(text: &str) -> Result<i64, String> {
+    crate::when::parse_deadline(text, crate::printer::now_unix_nano())
+}
+
+/// A TARGET, checked when the command line is read (so that a bad one
+/// from ROUTEWATCH_TARGETS is reported as that variable's).
+fn parse_target(text: &str) -> Result<String, String> {
+    crate::target::Target::parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// A positive number of seconds, at most a day.
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(secs),
+        _ => Err(format!(
+            "{text:?} is not a timeout: give seconds, more than 0 and at most 86400 (e.g. 5 or 0.5)"
+        )),
+    }
 }
 
 /// `--compression` values.

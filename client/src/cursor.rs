@@ -77,7 +77,8 @@ impl Position {
                 self.move_to(event);
                 Step::Apply
             }
-            Some(event::Kind::Heartbeat(_)) => {
+            // A replay's marker: the changes after it follow.
+            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_)) => {
                 match self.same_stream(event) {
                     // Never sent by a correct agent; the consumer must not
                     // replay what it holds.

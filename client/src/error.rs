@@ -39,9 +39,30 @@ pub enum ClientError {
     /// The in-process pipeline failed.
     #[error(transparent)]
     Local(#[from] routewatch_agent::AgentError),
-    /// Several targets, some of which failed (each was reported already).
+    /// Several targets, some of which failed (each was reported already);
+    /// `code` is their exit status when they agree, else 1.
     #[error("{failed} of {total} targets failed")]
-    TargetsFailed { failed: usize, total: usize },
+    TargetsFailed {
+        failed: usize,
+        total: usize,
+        code: u8,
+    },
+    /// `tail --retries`: this many attempts in a row failed; `lost` says
+    /// whether the target had been followed in this run (its stream is
+    /// now incomplete) or was never reached.
+    #[error("{target}: giving up after {attempts} failed attempts in a row (--retries): {}", last.cause())]
+    GaveUp {
+        target: String,
+        attempts: u32,
+        lost: bool,
+        last: Box<ClientError>,
+    },
+    /// `--connect-timeout` passed before the agent answered.
+    #[error("cannot connect to {target}: no answer within {}s (--connect-timeout)", after.as_secs_f64())]
+    ConnectTimeout {
+        target: String,
+        after: std::time::Duration,
+    },
     /// `--cursor-file` exists but cannot be read or is not a cursor file.
     #[error("cannot use cursor file {}: {problem} (fix it, or remove it to start from a fresh snapshot)", path.display())]
     CursorFile {
@@ -79,7 +100,62 @@ pub enum ClientError {
     Output(#[from] std::io::Error),
 }
 
+/// The exit statuses (README "Exit status", and the manual pages).
+pub mod exit {
+    /// Done: the command finished, `--count` or `--until` was reached, or
+    /// `tail` was stopped (Ctrl-C, SIGTERM), or its output pipe closed.
+    pub const OK: u8 = 0;
+    /// Any other failure: output, store, cursor file, this host's rtnetlink.
+    pub const FAILURE: u8 = 1;
+    /// The command line or the environment is wrong (a flag, a value, a
+    /// filter the agent refuses, TLS files that cannot be used).
+    pub const USAGE: u8 = 2;
+    /// An agent could not be reached (connection refused, no answer, name
+    /// not resolved, unavailable).
+    pub const UNREACHABLE: u8 = 3;
+    /// TLS or authentication failed (handshake, certificate refused,
+    /// permission denied).
+    pub const TLS: u8 = 4;
+    /// A target `tail` was following was lost and not regained within
+    /// `--retries`: its output stops at a gap.
+    pub const LOST: u8 = 5;
+
+    /// Every status with its meaning, for the manual pages and README.
+    pub const STATUSES: &[(u8, &str)] = &[
+        (OK, "done: the command finished, --count or --until was reached, tail was stopped (Ctrl-C, SIGTERM) or its output pipe was closed"),
+        (FAILURE, "any other failure: writing the output, the store, the cursor file, this host's rtnetlink"),
+        (USAGE, "the command line or an environment variable is wrong (the message names which), or an agent refused the request as such (a filter value its host does not know)"),
+        (UNREACHABLE, "an agent could not be reached: connection refused, no answer within --connect-timeout, a name that does not resolve, an agent that is unavailable"),
+        (TLS, "TLS or authentication failed: the handshake, a certificate either side refuses, permission denied"),
+        (LOST, "tail --retries: a target that was being followed was lost and not regained; its lines stop at a gap"),
+    ];
+}
+
 impl ClientError {
+    /// The process's exit status for this error (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Usage(_) | ClientError::BadTarget(_) | ClientError::TlsSetup(_) => {
+                exit::USAGE
+            }
+            e if e.is_refused_request() => exit::USAGE,
+            ClientError::Connect { .. }
+            | ClientError::Resolve { .. }
+            | ClientError::ConnectTimeout { .. } => exit::UNREACHABLE,
+            ClientError::Tls { .. } => exit::TLS,
+            ClientError::Stream { status, .. } => match status.code() {
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => exit::TLS,
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => exit::UNREACHABLE,
+                _ => exit::FAILURE,
+            },
+            ClientError::GaveUp { lost: true, .. } => exit::LOST,
+            ClientError::GaveUp { last, .. } => last.exit_code(),
+            ClientError::TargetsFailed { code, .. } => *code,
+            ClientError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+            _ => exit::FAILURE,
+        }
+    }
+
     /// The agent refused the request as such (INVALID_ARGUMENT: a filter
     /// value it cannot read, a malformed cursor): sending it again gets
     /// the same answer.
@@ -92,6 +168,9 @@ impl ClientError {
         match self {
             ClientError::Connect { source, .. } => format!("cannot connect: {}", chain(source)),
             ClientError::Tls { problem, .. } => problem.clone(),
+            ClientError::ConnectTimeout { after, .. } => {
+                format!("cannot connect: no answer within {}s", after.as_secs_f64())
+            }
             ClientError::Stream { status, .. } => {
                 let mut text = if status.message().is_empty() {
                     status.code().description().to_owned()

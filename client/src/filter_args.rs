@@ -259,14 +259,42 @@ impl Args for FilterArgs {
 
 impl FromArgMatches for FilterArgs {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        build(matches)
-            .map_err(|message| clap::Error::raw(clap::error::ErrorKind::ValueValidation, message))
+        build(matches).map_err(|message| {
+            let message = match from_environment(matches, &message) {
+                Some(var) => format!(
+                    "{message}\n  (the value comes from the environment variable {var}: fix or unset it)"
+                ),
+                None => message,
+            };
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message)
+        })
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
         *self = Self::from_arg_matches(matches)?;
         Ok(())
     }
+}
+
+/// The environment variable that gave the value `message` (which starts
+/// with its flag, `--family inet7: ...`) complains about, if one did.
+fn from_environment(matches: &ArgMatches, message: &str) -> Option<String> {
+    let flag = message.split_whitespace().next()?.strip_prefix("--")?;
+    let flag = flag.trim_end_matches(':');
+    let command = FilterArgs::augment_args(Command::new("filters"));
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(flag))?;
+    let id = arg.get_id().as_str();
+    let from_env = matches!(
+        matches
+            .try_get_raw(id)
+            .ok()
+            .flatten()
+            .and(matches.value_source(id)),
+        Some(ValueSource::EnvVariable)
+    );
+    from_env.then(|| arg.get_env().map(|v| v.to_string_lossy().into_owned()))?
 }
 
 fn build(matches: &ArgMatches) -> Result<FilterArgs, String> {

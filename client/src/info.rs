@@ -37,8 +37,13 @@ pub async fn run(watch: Watch, shutdown: CancellationToken) -> Result<(), Client
         }
     }
     let security = crate::security(&watch, &addresses)?;
-    let answers =
-        futures::future::join_all(addresses.iter().map(|t| ask(t, &security, &shutdown))).await;
+    let timeout = watch.reach.connect_timeout();
+    let answers = futures::future::join_all(
+        addresses
+            .iter()
+            .map(|t| ask(t, &security, timeout, &shutdown)),
+    )
+    .await;
     let mut found = Vec::new();
     for (target, answer) in addresses.iter().zip(answers) {
         match answer {
@@ -56,10 +61,11 @@ pub async fn run(watch: Watch, shutdown: CancellationToken) -> Result<(), Client
 async fn ask(
     target: &Target,
     security: &Security,
+    timeout: std::time::Duration,
     shutdown: &CancellationToken,
 ) -> Result<AgentInfo, ClientError> {
     match target {
-        Target::Remote(addr) => remote::get_info(addr, security).await,
+        Target::Remote(addr) => remote::get_info(addr, security, timeout).await,
         // In process: this host's table, read now.
         _ => {
             let mut pipeline = Pipeline::start(PipelineConfig::default(), shutdown.child_token())?;
@@ -84,6 +90,11 @@ pub fn print(out: &mut dyn Write, format: Format, found: &[(String, AgentInfo)])
                 serde_json::to_writer(&mut *out, &json_line(target, info))?;
                 out.write_all(b"\n")?;
             }
+        }
+        Format::JsonArray => {
+            let all: Vec<_> = found.iter().map(|(t, i)| json_line(t, i)).collect();
+            serde_json::to_writer(&mut *out, &all)?;
+            out.write_all(b"\n")?;
         }
         Format::Jsonpb => {
             for (target, info) in found {

@@ -11,7 +11,8 @@
 //!   a dead path; [`response_codec`]: how its responses are decoded.
 //! - [`reconnect`]: `tail`'s resubscribing after every loss, paced by
 //!   [`backoff`], resuming from the [`cursor`].
-//! - [`tail`]: the `tail` command, keeping the [`cursor_file`].
+//! - [`tail`]: the `tail` command, keeping the [`cursor_file`] and each
+//!   target's [`picture`] (a resync prints only the differences).
 //! - [`show`]: the `show` command, in [`order`] (each host's lines held
 //!   [`in_order`]) or as a [`summary`].
 //! - [`info`]: the `info` command.
@@ -23,7 +24,8 @@
 //!   mutual TLS with.
 //! - [`printer`]: one printer per output format; [`protojson`]: the API's
 //!   JSON mapping.
-//! - [`error`]: the `ClientError` type.
+//! - [`error`]: the `ClientError` type and the exit statuses; [`usage`]:
+//!   what a wrong command line or environment variable is told.
 //! - `fuzz` (tests only): fuzzing harnesses of what the client reads.
 
 pub mod backoff;
@@ -38,6 +40,7 @@ pub mod generate;
 pub mod in_order;
 pub mod info;
 pub mod order;
+pub mod picture;
 pub mod printer;
 pub mod protojson;
 pub mod query;
@@ -51,6 +54,7 @@ pub mod summary;
 pub mod tail;
 pub mod target;
 pub mod tls;
+pub mod usage;
 pub mod when;
 
 #[cfg(test)]
@@ -76,7 +80,7 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> Result<(), Cl
         Command::Info(watch) => info::run(watch, shutdown).await,
         Command::Query(query) => query::run(query).await,
         Command::Completions { shell } => generate::completions(shell),
-        Command::Man { dir } => generate::man(dir.as_deref()),
+        Command::Man { dir, agent } => generate::man(dir.as_deref(), agent),
         Command::Certs(certs) => certs.run(),
     }
 }
@@ -151,10 +155,19 @@ impl Failures {
         match self.errors.len() {
             0 => Ok(()),
             1 if self.total == 1 => Err(self.errors.remove(0)),
-            failed => Err(ClientError::TargetsFailed {
-                failed,
-                total: self.total,
-            }),
+            failed => {
+                let first = self.errors[0].exit_code();
+                let code = if self.errors.iter().all(|e| e.exit_code() == first) {
+                    first
+                } else {
+                    error::exit::FAILURE
+                };
+                Err(ClientError::TargetsFailed {
+                    failed,
+                    total: self.total,
+                    code,
+                })
+            }
         }
     }
 }

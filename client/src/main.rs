@@ -2,12 +2,37 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use routewatch_client::cli::Cli;
+use routewatch_client::error::exit;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            eprint!(
+                "{}",
+                routewatch_client::usage::explain(&Cli::command(), &e, &argv)
+            );
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let subcommand = matches.subcommand_name().map(str::to_owned);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let text = routewatch_client::usage::explain(&Cli::command(), &e, &argv);
+            eprintln!("{}", text.trim_end());
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -34,25 +59,18 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // Output piped into `head` and closed: not an error.
-        Err(routewatch_client::ClientError::Output(e))
-            if e.kind() == std::io::ErrorKind::BrokenPipe =>
-        {
-            ExitCode::SUCCESS
-        }
-        Err(e @ routewatch_client::ClientError::Usage(_)) => {
-            eprintln!("routewatch: {e}");
-            ExitCode::from(2)
-        }
-        // A filter the agent refused is a usage error too, only found
-        // there: names are its host's.
-        Err(e) if e.is_refused_request() => {
-            eprintln!("routewatch: {e}");
-            ExitCode::from(2)
-        }
         Err(e) => {
-            eprintln!("routewatch: {e}");
-            ExitCode::FAILURE
+            let code = e.exit_code();
+            // Output piped into `head` and closed is not an error.
+            if code != exit::OK {
+                eprintln!("routewatch: {e}");
+            }
+            if code == exit::USAGE {
+                let usage =
+                    routewatch_client::usage::usage_of(Cli::command(), subcommand.as_deref());
+                eprintln!("\n{usage}");
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `tail`'s subscription to an agent: resubscribes after every loss, from
-//! the last cursor, until shutdown.
+//! the last cursor, until shutdown (or until `--retries` attempts in a row
+//! have failed).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,15 +26,38 @@ pub async fn follow<S, F>(
     host: &mut Arc<str>,
     target: &Arc<str>,
     request: SubscribeRequest,
+    position: Position,
+    tx: &mpsc::Sender<Delivery>,
+    subscribe: S,
+) -> Result<(), ClientError>
+where
+    S: FnMut(SubscribeRequest) -> F,
+    F: Future<Output = Result<Subscribed, ClientError>>,
+{
+    follow_with(host, target, request, position, tx, subscribe, None).await
+}
+
+/// [`follow`], giving up after `retries` attempts in a row that deliver
+/// nothing (`None`: never): the last failure is returned as
+/// [`ClientError::GaveUp`].
+pub async fn follow_with<S, F>(
+    host: &mut Arc<str>,
+    target: &Arc<str>,
+    request: SubscribeRequest,
     mut position: Position,
     tx: &mpsc::Sender<Delivery>,
     mut subscribe: S,
+    retries: Option<u32>,
 ) -> Result<(), ClientError>
 where
     S: FnMut(SubscribeRequest) -> F,
     F: Future<Output = Result<Subscribed, ClientError>>,
 {
     let mut backoff = Backoff::default();
+    // Attempts in a row that delivered nothing.
+    let mut fruitless: u32 = 0;
+    // Whether anything of the target's stream was delivered in this run.
+    let mut followed = false;
     // Whether a subscription of this run worked before.
     let mut again = false;
     // Whether the reader was told of a failure (and waits for the news).
@@ -44,9 +68,10 @@ where
             resume_from: resume_from.clone(),
             ..request.clone()
         };
-        let error = match subscribe(request).await {
+        let mut delivered = false;
+        let failure = match subscribe(request).await {
             Err(e) if e.is_refused_request() => return Err(e),
-            Err(e) => e.cause(),
+            Err(e) => e,
             Ok(subscribed) => {
                 if let Some(name) = subscribed.hostname {
                     *host = name.into();
@@ -69,14 +94,34 @@ where
                     forward(subscribed.responses, host, target, Some(&mut position), tx).await;
                 if forwarded.delivered {
                     backoff.reset();
+                    fruitless = 0;
+                    followed = true;
+                    delivered = true;
                 }
                 match forwarded.end {
                     End::Closed => return Ok(()),
-                    End::Finished => "the agent ended the stream".to_owned(),
-                    End::Failed(e) => e.cause(),
+                    End::Finished => ClientError::Stream {
+                        target: target.to_string(),
+                        status: tonic::Status::unavailable("the agent ended the stream"),
+                    },
+                    End::Failed(e) => e,
                 }
             }
         };
+        let error = failure.cause();
+        // A subscription that delivered and was then lost is not a failed
+        // attempt: the count is of the attempts after it.
+        if !delivered {
+            fruitless += 1;
+        }
+        if retries.is_some_and(|retries| fruitless > retries) {
+            return Err(ClientError::GaveUp {
+                target: target.to_string(),
+                attempts: fruitless,
+                lost: followed,
+                last: Box::new(failure),
+            });
+        }
         let retry_in = backoff.next_delay();
         let disconnected = Delivery::Disconnected {
             host: host.clone(),
@@ -209,6 +254,73 @@ mod tests {
             rx.recv().await,
             Some(Delivery::Disconnected { .. })
         ));
+    }
+
+    /// Runs `follow_with` on `attempts` with `retries`, draining what it
+    /// delivers; returns its end and the number of attempts made.
+    async fn give_up(attempts: Vec<Attempt>, retries: u32) -> (ClientError, usize) {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = scripted(attempts, requests.clone());
+        let (tx, mut rx) = mpsc::channel(64);
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let (mut host, target) = ("h:1".into(), "h:1".into());
+        let ended = follow_with(
+            &mut host,
+            &target,
+            SubscribeRequest::default(),
+            Position::default(),
+            &tx,
+            script,
+            Some(retries),
+        )
+        .await;
+        drop(tx);
+        drain.await.unwrap();
+        let made = requests.lock().unwrap().len();
+        (ended.expect_err("gave up"), made)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_end_a_target_that_is_never_reached_or_lost() {
+        let unreachable = || Attempt::Stream(Vec::new(), Some(lost()));
+        let (e, made) = give_up(
+            vec![Attempt::Refused, Attempt::Refused, Attempt::Refused],
+            2,
+        )
+        .await;
+        assert_eq!(made, 3, "the first attempt and two retries");
+        assert!(
+            matches!(
+                e,
+                ClientError::GaveUp {
+                    attempts: 3,
+                    lost: false,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.exit_code(),
+            crate::error::exit::FAILURE,
+            "a decode failure"
+        );
+        let (e, _) = give_up(vec![unreachable()], 0).await;
+        assert_eq!(e.exit_code(), crate::error::exit::UNREACHABLE, "{e}");
+        // Followed, then lost for good: its output stops at a gap.
+        let (e, made) = give_up(
+            vec![
+                Attempt::Stream(vec![vec![sync(5)]], Some(lost())),
+                Attempt::Refused,
+                unreachable(),
+            ],
+            1,
+        )
+        .await;
+        assert_eq!(made, 3, "the count starts again after a delivery");
+        assert!(matches!(e, ClientError::GaveUp { lost: true, .. }), "{e:?}");
+        assert_eq!(e.exit_code(), crate::error::exit::LOST);
+        assert!(e.to_string().contains("--retries"), "{e}");
     }
 
     fn seqs(events: &[Event]) -> Vec<u64> {

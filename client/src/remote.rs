@@ -33,7 +33,8 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// out in one write instead of a write (and a packet) per 16 KiB, which is
 /// about a tenth of an agent's CPU with many subscribers.
 const MAX_FRAME: u32 = 1 << 20;
-/// How long connecting, and then the agent's answer to the call, may take.
+/// How long connecting, and then the agent's answer to the call, may take
+/// (unless `--connect-timeout` says otherwise).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// HTTP/2 ping period.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -81,14 +82,16 @@ fn is_loopback(addr: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Connects to the agent at `addr` and starts `request`.
+/// Connects to the agent at `addr` and starts `request`; connecting, and
+/// then the agent's answer, may each take `timeout`.
 pub async fn subscribe(
     addr: &str,
     request: SubscribeRequest,
     compression: Compression,
     security: &Security,
+    timeout: Duration,
 ) -> Result<Subscribed, ClientError> {
-    let (channel, verdict) = connect(addr, security).await?;
+    let (channel, verdict) = connect(addr, security, timeout).await?;
     let stream_err = {
         let addr = addr.to_owned();
         let verdict = verdict.clone();
@@ -112,9 +115,9 @@ pub async fn subscribe(
     };
     // The agent answers at once; an answer that does not come means a path
     // that died between connecting and calling.
-    let response = tokio::time::timeout(CONNECT_TIMEOUT, call)
+    let response = tokio::time::timeout(timeout, call)
         .await
-        .map_err(|_| stream_err(no_answer("subscription")))?
+        .map_err(|_| stream_err(no_answer("subscription", timeout)))?
         .map_err(&stream_err)?;
     let hostname = response
         .metadata()
@@ -132,28 +135,36 @@ pub async fn subscribe(
 }
 
 /// Asks the agent at `addr` about itself.
-pub async fn get_info(addr: &str, security: &Security) -> Result<AgentInfo, ClientError> {
-    let (channel, verdict) = connect(addr, security).await?;
+pub async fn get_info(
+    addr: &str,
+    security: &Security,
+    timeout: Duration,
+) -> Result<AgentInfo, ClientError> {
+    let (channel, verdict) = connect(addr, security, timeout).await?;
     let stream_err = |status| stream_error(addr, status, &verdict);
     let mut client = RouteWatchClient::new(channel);
-    let response = tokio::time::timeout(CONNECT_TIMEOUT, client.get_info(GetInfoRequest {}))
+    let response = tokio::time::timeout(timeout, client.get_info(GetInfoRequest {}))
         .await
-        .map_err(|_| stream_err(no_answer("information request")))?
+        .map_err(|_| stream_err(no_answer("information request", timeout)))?
         .map_err(stream_err)?;
     Ok(response.into_inner())
 }
 
-fn no_answer(what: &str) -> tonic::Status {
+fn no_answer(what: &str, timeout: Duration) -> tonic::Status {
     tonic::Status::deadline_exceeded(format!(
         "no answer to the {what} within {}s",
-        CONNECT_TIMEOUT.as_secs()
+        timeout.as_secs_f64()
     ))
 }
 
 /// A connection to `addr` that notices a dead path, with what its TLS
 /// layer learns of failures.
-async fn connect(addr: &str, security: &Security) -> Result<(Channel, Verdict), ClientError> {
-    let connector = Connector::new(security, addr, tcp_connector())?;
+async fn connect(
+    addr: &str,
+    security: &Security,
+    timeout: Duration,
+) -> Result<(Channel, Verdict), ClientError> {
+    let connector = Connector::new(security, addr, tcp_connector(timeout))?;
     let verdict = connector.verdict();
     let connect_err = |source| connect_error(addr, source, &verdict);
     let scheme = if security.is_tls() { "https" } else { "http" };
@@ -161,7 +172,7 @@ async fn connect(addr: &str, security: &Security) -> Result<(Channel, Verdict), 
     // connector; ours (tcp_connector) carries the same values.
     let channel = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(connect_err)?
-        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(timeout)
         .http2_keep_alive_interval(PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT)
         .keep_alive_while_idle(true)
@@ -173,11 +184,11 @@ async fn connect(addr: &str, security: &Security) -> Result<(Channel, Verdict), 
 }
 
 /// The TCP half of a TLS connection, set up as tonic sets up its own.
-fn tcp_connector() -> HttpConnector {
+fn tcp_connector(timeout: Duration) -> HttpConnector {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
-    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    tcp.set_connect_timeout(Some(timeout));
     tcp.set_keepalive(Some(TCP_KEEPALIVE));
     tcp.set_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL));
     tcp.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));

@@ -35,6 +35,8 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         resume_from: None,
         allow: args.filter.allow,
         deny: args.filter.deny,
+        replay_last: 0,
+        replay_since_unix_nano: 0,
     };
     // A snapshot that cannot be had now is an error, not something to wait for.
     let options = Options {
@@ -45,6 +47,8 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         dns_refresh: Duration::from_secs(watch.reach.dns_refresh.max(1)),
         claims: None,
         iproute2_dir: watch.iproute2_dir.clone(),
+        connect_timeout: watch.reach.connect_timeout(),
+        retries: None,
     };
     let mut rx = fan_in(targets, request, options, shutdown);
     let mut failures = Failures::new(remaining);
@@ -54,7 +58,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         Held::Summary(Summary::default())
     } else if args.unsorted {
         Held::Nothing
-    } else if watch.format == Format::Table {
+    } else if matches!(watch.format, Format::Table | Format::JsonArray) {
         Held::Events(InOrder::default())
     } else {
         Held::Lines {
@@ -100,7 +104,9 @@ enum Held {
         text: Vec<u8>,
         lines: InOrder<Range<usize>>,
     },
-    /// `-o table`: the events, whose rows are aligned only at the end.
+    /// `-o table`: the events, whose rows are aligned only at the end;
+    /// `-o json-array`: the events, whose elements are separated only
+    /// once they are in order.
     Events(InOrder<Event>),
 }
 

@@ -76,6 +76,11 @@ pub struct Options {
     /// Where the in-process pipeline reads iproute2's names (see
     /// `--iproute2-dir`); `None`: the standard places.
     pub iproute2_dir: Option<std::path::PathBuf>,
+    /// How long connecting to an agent, and then its answer, may take.
+    pub connect_timeout: Duration,
+    /// `tail`: give a target up after this many failed attempts in a row
+    /// (`None`: retry until shutdown).
+    pub retries: Option<u32>,
 }
 
 /// Subscribes to every target and merges their streams, each batch labelled
@@ -163,11 +168,22 @@ async fn follow(
             };
             let compression = options.compression;
             let security = &options.security;
-            let subscribe = |request| remote::subscribe(addr, request, compression, security);
+            let timeout = options.connect_timeout;
+            let subscribe =
+                |request| remote::subscribe(addr, request, compression, security, timeout);
             let target: Arc<str> = addr.as_str().into();
             let Some(claims) = &options.claims else {
                 let from = position(options.resume.get(addr).cloned());
-                return reconnect::follow(host, &target, request, from, tx, subscribe).await;
+                return reconnect::follow_with(
+                    host,
+                    &target,
+                    request,
+                    from,
+                    tx,
+                    subscribe,
+                    options.retries,
+                )
+                .await;
             };
             // Followed only while this collector holds the target, from
             // the cursor stored for it.
@@ -190,8 +206,14 @@ async fn follow(
                 resume_from: options.resume.get(addr).cloned(),
                 ..request
             };
-            let subscribed =
-                remote::subscribe(addr, request, options.compression, &options.security).await?;
+            let subscribed = remote::subscribe(
+                addr,
+                request,
+                options.compression,
+                &options.security,
+                options.connect_timeout,
+            )
+            .await?;
             if let Some(name) = subscribed.hostname {
                 *host = name.into();
             }

@@ -53,8 +53,9 @@ impl Summary {
     pub fn print(&self, out: &mut dyn Write, format: Format) -> io::Result<()> {
         let named = &self.named;
         match format {
-            Format::Json | Format::Jsonpb => {
-                for ((host, (_, table), protocol), c) in &self.counts {
+            Format::Json | Format::Jsonpb | Format::JsonArray => {
+                let array = format == Format::JsonArray;
+                for (n, ((host, (_, table), protocol), c)) in self.counts.iter().enumerate() {
                     let line = json!({
                         "host": &**host,
                         "table": named.table(host, *table),
@@ -63,8 +64,20 @@ impl Summary {
                         "inet6": c.inet6,
                         "routes": c.inet + c.inet6,
                     });
+                    if array {
+                        out.write_all(if n == 0 { b"[" } else { b"," })?;
+                    }
                     serde_json::to_writer(&mut *out, &line)?;
-                    out.write_all(b"\n")?;
+                    if !array {
+                        out.write_all(b"\n")?;
+                    }
+                }
+                if array {
+                    out.write_all(if self.counts.is_empty() {
+                        b"[]\n"
+                    } else {
+                        b"]\n"
+                    })?;
                 }
                 Ok(())
             }
@@ -168,6 +181,26 @@ mod tests {
             add("h1", Family::Inet, 1000, 4),
             add("h2", Family::Inet6, 254, 2),
         ]
+    }
+
+    #[test]
+    fn json_array_holds_the_json_lines() {
+        let mut lines = Vec::new();
+        print(&mut lines, Format::Json, &events()).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(lines)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let mut array = Vec::new();
+        print(&mut array, Format::JsonArray, &events()).unwrap();
+        let text = String::from_utf8(array).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let array: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(array, serde_json::Value::Array(lines));
+        let mut empty = Vec::new();
+        print(&mut empty, Format::JsonArray, &[]).unwrap();
+        assert_eq!(empty, b"[]\n");
     }
 
     #[test]

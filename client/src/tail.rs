@@ -7,13 +7,14 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use routewatch_proto::v1::{Cursor, SubscribeRequest};
+use routewatch_proto::v1::{event, Cursor, Event, Origin as ApiOrigin, SubscribeRequest};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Tail;
 use crate::cursor_file::{self, CursorFile};
-use crate::printer::{now_unix_nano, printer, Mode, Notice, Origin, Paint};
+use crate::picture::{Pictures, Shown};
+use crate::printer::{now_unix_nano, printer, Format, Mode, Notice, Origin, Paint};
 use crate::subscription::{fan_in, Delivery, Options};
 use crate::target::Target;
 use crate::{ClientError, Failures};
@@ -21,16 +22,36 @@ use crate::{ClientError, Failures};
 /// How often, at most, the cursor file is written while changes flow.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs `tail` until every target has ended or `shutdown` is cancelled.
+/// Runs `tail` until every target has ended, `shutdown` is cancelled, or
+/// `--count` / `--until` is reached.
 pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientError> {
     let watch = args.watch;
+    if watch.format == Format::JsonArray {
+        return Err(ClientError::Usage(
+            "-o json-array is for show: tail prints one JSON object per line with -o json (jq -s makes an array of them)".into(),
+        ));
+    }
     let targets = crate::targets(&watch)?;
+    let until = args.until;
+    // jsonpb prints the API's events: always as the agent sends them.
+    let raw = args.raw || watch.format == Format::Jsonpb;
+    if args.last == Some(0) {
+        return Err(ClientError::Usage(
+            "--last 0 replays nothing: leave it out, or use --no-snapshot for changes from now on"
+                .into(),
+        ));
+    }
+    let replay = args.last.is_some() || args.since.is_some();
     let request = SubscribeRequest {
-        snapshot: true,
+        // Without --raw the snapshot is the picture a later resync is
+        // compared with, printed or not. A replay of the journal has none.
+        snapshot: !(replay || args.no_snapshot && raw),
         follow: true,
         resume_from: None,
         allow: args.filter.allow,
         deny: args.filter.deny,
+        replay_last: args.last.unwrap_or(0),
+        replay_since_unix_nano: args.since.unwrap_or(0),
     };
     let book = match &args.cursor_file {
         Some(path) => {
@@ -51,16 +72,26 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         dns_refresh: Duration::from_secs(watch.reach.dns_refresh.max(1)),
         claims: None,
         iproute2_dir: watch.iproute2_dir.clone(),
+        connect_timeout: watch.reach.connect_timeout(),
+        retries: args.retries,
     };
-    let mut rx = fan_in(targets, request, options, shutdown);
+    // --count and --until end the subscriptions, not the process.
+    let stop = shutdown.child_token();
+    let mut rx = fan_in(targets, request, options, stop.clone());
     let paint = Paint::for_stdout(watch.color);
     let mut print = printer(watch.format, Mode::Tail, paint);
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut failures = Failures::new(remaining);
     let mut saver = book.map(Saver::new);
+    let mut pictures = (!raw).then(Pictures::default);
+    let mut left = args.count;
+    let deadline = until.map(|until| {
+        let ahead = until.saturating_sub(now_unix_nano()).max(0);
+        Instant::now() + Duration::from_nanos(ahead as u64)
+    });
     let printed: Result<(), ClientError> = async {
-        while remaining > 0 {
+        while remaining > 0 && left != Some(0) {
             let save_due = saver.as_ref().and_then(Saver::due);
             let delivery = tokio::select! {
                 delivery = rx.recv() => delivery,
@@ -70,6 +101,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
                     }
                     continue;
                 }
+                _ = sleep_until(deadline), if deadline.is_some() => break,
             };
             let Some(delivery) = delivery else { break };
             match delivery {
@@ -80,13 +112,43 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
                     cursor,
                 } => {
                     let from = Origin { host: &host, many };
-                    for event in &events {
-                        print.print(&mut out, &from, event)?;
-                    }
+                    let mut show = |shown: Shown<'_>| -> io::Result<bool> {
+                        if left == Some(0) {
+                            return Ok(false);
+                        }
+                        match shown {
+                            Shown::Event(event) => {
+                                if args.no_snapshot && is_snapshot(event) {
+                                    return Ok(true);
+                                }
+                                print.print(&mut out, &from, event)?;
+                                if let (Some(n), true) = (left.as_mut(), is_object(event)) {
+                                    *n -= 1;
+                                }
+                            }
+                            Shown::Differences(event) => {
+                                print.resync_differences(&mut out, &from, event)?;
+                            }
+                        }
+                        Ok(true)
+                    };
+                    let whole = match pictures.as_mut() {
+                        Some(pictures) => pictures.apply(&target, events, &mut show)?,
+                        None => {
+                            let mut whole = true;
+                            for event in &events {
+                                if !show(Shown::Event(event))? {
+                                    whole = false;
+                                    break;
+                                }
+                            }
+                            whole
+                        }
+                    };
                     out.flush()?;
                     // Only now: a restarted tail must not skip a line this
-                    // one did not get out.
-                    if let (Some(saver), Some(cursor)) = (saver.as_mut(), cursor) {
+                    // one did not get out (nor one --count left unprinted).
+                    if let (Some(saver), Some(cursor), true) = (saver.as_mut(), cursor, whole) {
                         saver.note(&target, cursor);
                     }
                 }
@@ -140,6 +202,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         Ok(())
     }
     .await;
+    stop.cancel();
     // Whatever stopped the output, the positions noted were printed: keep
     // them for the next run.
     if let Some(saver) = saver.as_mut() {
@@ -149,6 +212,16 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
     }
     printed?;
     failures.result()
+}
+
+/// A snapshot's object (not printed with --no-snapshot).
+fn is_snapshot(event: &Event) -> bool {
+    matches!(&event.kind, Some(event::Kind::Change(c)) if c.origin == ApiOrigin::Dump as i32)
+}
+
+/// A line about a route, nexthop object or rule (what --count counts).
+fn is_object(event: &Event) -> bool {
+    matches!(&event.kind, Some(event::Kind::Change(c)) if c.object.is_some())
 }
 
 /// The stored cursor of every remote target, by address; with a

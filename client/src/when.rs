@@ -97,6 +97,23 @@ pub fn parse_time(text: &str, now_unix_nano: i64) -> Result<i64, String> {
     }
 }
 
+/// A moment to stop at, in nanoseconds since the Unix epoch: an RFC 3339
+/// time, or a duration after `now_unix_nano` (`90s`, `10m`, `+1h`).
+pub fn parse_deadline(text: &str, now_unix_nano: i64) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return i64::try_from(t.unix_timestamp_nanos())
+            .map_err(|_| format!("{text:?} is out of range"));
+    }
+    let ahead = text.strip_prefix('+').unwrap_or(text);
+    match parse_duration(ahead) {
+        Ok(d) => Ok(now_unix_nano.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))),
+        Err(_) => Err(format!(
+            "{text:?} is not a time to stop at: use an RFC 3339 time (2026-11-28T10:00:00Z) or a duration from now (90s, 10m, +1h)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +176,18 @@ mod tests {
         assert!(parse_duration("30").is_err(), "a unit is needed");
         assert!(parse_duration("d").is_err());
         assert!(parse_duration("3x").unwrap_err().contains("30d"));
+    }
+
+    #[test]
+    fn deadlines_are_ahead() {
+        let now = 1_700_000_000_000_000_000;
+        assert_eq!(parse_deadline("90s", now).unwrap(), now + 90_000_000_000);
+        assert_eq!(parse_deadline("+1h", now).unwrap(), now + 3_600_000_000_000);
+        assert_eq!(
+            parse_deadline("2023-11-14T22:13:20Z", now).unwrap(),
+            1_700_000_000_000_000_000
+        );
+        assert!(parse_deadline("-1h", now).unwrap_err().contains("from now"));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use serde_json::Value;
 use crate::compare::{kind, Kind};
 
 /// The state obtained by applying lines in order, per host: `resync` clears
-/// that host's objects, `add` upserts by key, `delete` removes by key.
+/// that host's objects (unless it says `"snapshot":"differences"`: then
+/// the changes that follow turn the held picture into the new one), `add`
+/// upserts by key, `delete` removes by key.
 #[derive(Clone, Debug, Default)]
 pub struct Replay {
     /// host -> key -> the last `add` line for it.
@@ -81,7 +83,9 @@ impl Replay {
                             .unwrap_or("")
                             .to_owned(),
                     );
-                    self.state.remove(&host);
+                    if v.get("snapshot").and_then(Value::as_str) != Some("differences") {
+                        self.state.remove(&host);
+                    }
                     self.synced.insert(host, false);
                 }
                 // Other markers (heartbeats, ...) carry no state.
@@ -209,6 +213,12 @@ mod tests {
         r.apply_line(r#"{"action":"sync","host":"h1"}"#);
         assert!(r.is_synced());
         assert_eq!(r.len(), 2);
+        r.apply_line(r#"{"action":"resync","reason":"test","host":"h2","snapshot":"differences"}"#);
+        assert_eq!(
+            r.state.get("h2").map(BTreeMap::len),
+            Some(1),
+            "a resync followed by differences keeps what is held"
+        );
 
         r.apply_line("not json");
         r.apply_line(r#"{"object":"route","action":"add","host":"h1"}"#);

@@ -22,11 +22,15 @@ impl StreamCheck {
     /// Reads `lines` (JSON lines of `routewatch tail`, possibly from several
     /// runs concatenated). After a `sync` marker at seq S the next live
     /// change of that host must be S+1, then S+2, ...; a `resync` suspends
-    /// the check until the next `sync`.
+    /// the check until the next `sync`. After a resync that says
+    /// `"snapshot":"differences"`, the `reconcile` changes before its
+    /// `sync` are that snapshot's differences, at the snapshot's position.
     pub fn of<S: AsRef<str>>(lines: &[S]) -> StreamCheck {
         let mut check = StreamCheck::default();
         // host -> the next seq expected, None while resynchronising.
         let mut next: BTreeMap<String, Option<u64>> = BTreeMap::new();
+        // Hosts between a resync followed by differences and its sync.
+        let mut differences: BTreeMap<String, bool> = BTreeMap::new();
         for (n, line) in lines.iter().enumerate() {
             let Ok(v) = serde_json::from_str::<Value>(line.as_ref()) else {
                 continue;
@@ -39,15 +43,22 @@ impl StreamCheck {
             }
             let seq = v["seq"].as_u64();
             match (v["action"].as_str(), v["origin"].as_str()) {
-                (Some("sync"), _) => {
+                // A replay of the journal: its changes follow this seq.
+                (Some("sync" | "replay"), _) => {
+                    differences.remove(&host);
                     next.insert(host, seq.map(|s| s + 1));
                 }
                 (Some("resync"), _) => {
                     check
                         .resync_causes
                         .push(v["cause"].as_str().unwrap_or("").to_owned());
+                    if v["snapshot"].as_str() == Some("differences") {
+                        differences.insert(host.clone(), true);
+                    }
                     next.insert(host, None);
                 }
+                (Some("add" | "delete"), Some("reconcile"))
+                    if differences.get(&host).copied().unwrap_or(false) => {}
                 (Some("add" | "delete"), Some("notification" | "reconcile")) => {
                     check.live_changes += 1;
                     let Some(seq) = seq else {
@@ -113,6 +124,30 @@ mod tests {
         let c = StreamCheck::of(&lines);
         assert!(c.problems.is_empty(), "{:?}", c.problems);
         assert_eq!(c.live_changes, 2);
+    }
+
+    #[test]
+    fn a_resync_s_differences_are_not_live_changes() {
+        let lines = vec![
+            r#"{"host":"h","stream_id":"s","action":"sync","seq":4}"#.to_owned(),
+            r#"{"host":"h","stream_id":"t","action":"resync","cause":"unknown_stream","snapshot":"differences"}"#.to_owned(),
+            format!(r#"{{"host":"h","stream_id":"t","action":"delete","origin":"reconcile","seq":9,"object":"route","key":"k"}}"#),
+            r#"{"host":"h","stream_id":"t","action":"sync","seq":9}"#.to_owned(),
+            line("add", "notification", 10),
+        ];
+        let c = StreamCheck::of(&lines);
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        assert_eq!(c.resync_causes, ["unknown_stream"]);
+        let full = vec![
+            lines[0].clone(),
+            lines[1].replace("differences", "full"),
+            lines[2].clone(),
+        ];
+        assert_eq!(
+            StreamCheck::of(&full).problems.len(),
+            1,
+            "a full resync has no reconcile changes before its sync"
+        );
     }
 
     #[test]

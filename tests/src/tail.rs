@@ -107,6 +107,19 @@ impl Tail {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit on its own (`--count`,
+    /// `--until`, `--retries`); panics if it does not.
+    pub fn wait_exit(&self, timeout: Duration) -> ExitStatus {
+        match crate::util::poll(timeout, Duration::from_millis(20), || self.exit_status()) {
+            Some(status) => {
+                // The reader thread may still be taking the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                status
+            }
+            None => panic!("tail did not exit within {timeout:?}\n{}", self.report()),
+        }
+    }
+
     /// A copy of every stdout line so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()

@@ -353,3 +353,98 @@ fn every_response_encoding_carries_the_same_exact_stream() {
     assert!(bytes("gzip") > 0.0 && bytes("gzip") < bytes("none") / 2.0);
     assert!(bytes("zstd") > 0.0 && bytes("zstd") < bytes("none") / 2.0);
 }
+
+/// The object lines (routes, nexthop objects, rules) among `lines`.
+fn object_lines(lines: &[String]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("object").is_some())
+        .collect()
+}
+
+#[test]
+fn after_an_agent_restart_tail_prints_only_what_changed_while_it_was_down() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    ns.ip("route add 10.251.0.0/24 via 10.1.0.10");
+    ns.ip("route add 10.251.1.0/24 via 10.1.0.10");
+    let agent = Agent::start(&ns);
+    let addr = agent.addr().to_owned();
+    let json = agent.tail(&ns);
+    let raw = agent.tail_with(&ns, &["--insecure", "--raw"]);
+    let text = Tail::with_args(&ns, &["tail", "--insecure", "--color", "never", &addr]);
+    json.wait_synced(SYNC_TIMEOUT);
+    raw.wait_synced(SYNC_TIMEOUT);
+    let synced = |t: &Tail| t.stderr().contains("synced at seq");
+    let start = Instant::now();
+    while !synced(&text) && start.elapsed() < SYNC_TIMEOUT {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(synced(&text), "text tail never synced\n{}", text.report());
+    let (json_before, raw_before, text_before) =
+        (json.line_count(), raw.line_count(), text.line_count());
+
+    agent.stop_with("KILL", Duration::from_secs(10));
+    ns.ip("route del 10.251.0.0/24 via 10.1.0.10");
+    ns.ip("route add 10.251.2.0/24 via 10.1.0.10");
+    let _agent = Agent::start(&ns);
+    json.wait_for(|r| r.resyncs == 1 && r.is_synced(), SETTLE);
+    raw.wait_for(|r| r.resyncs == 1 && r.is_synced(), SETTLE);
+    eventually_matches_kernel(&ns, || json.objects(), SETTLE);
+    eventually_matches_kernel(&ns, || raw.objects(), SETTLE);
+
+    let after = object_lines(&json.lines()[json_before..]);
+    let seen: Vec<(String, String, String)> = after
+        .iter()
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+            (s("action"), s("origin"), s("dst"))
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("delete".into(), "reconcile".into(), "10.251.0.0/24".into()),
+            ("add".into(), "reconcile".into(), "10.251.2.0/24".into()),
+        ],
+        "only the differences, not the whole snapshot\n{}",
+        json.report()
+    );
+    let check = StreamCheck::of(&json.lines());
+    check.assert_exactly_once();
+    assert_eq!(check.resync_causes, vec!["unknown_stream"]);
+
+    // --raw: the agent's full snapshot again, as before.
+    let raw_after = object_lines(&raw.lines()[raw_before..]);
+    assert_eq!(
+        raw_after.len(),
+        raw.objects().len(),
+        "--raw prints the whole fresh snapshot\n{}",
+        raw.report()
+    );
+    assert!(raw_after.iter().all(|v| v["origin"] == "dump"));
+
+    // Text: the same two lines, the removed route as `Deleted`.
+    let start = Instant::now();
+    while text.line_count() < text_before + 2 && start.elapsed() < SETTLE {
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(500));
+    let lines = text.lines()[text_before..].to_vec();
+    assert_eq!(lines.len(), 2, "{lines:#?}\n{}", text.report());
+    assert!(
+        lines[0].ends_with(" Deleted 10.251.0.0/24 via 10.1.0.10 dev va"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].ends_with(" 10.251.2.0/24 via 10.1.0.10 dev va"),
+        "{lines:#?}"
+    );
+    assert!(
+        text.stderr()
+            .contains("the differences from the new snapshot follow"),
+        "{}",
+        text.report()
+    );
+}

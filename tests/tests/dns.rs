@@ -115,7 +115,11 @@ fn a_name_that_does_not_resolve_fails_show() {
         routewatch_tests::bins::client_bin(),
         &["show", "--insecure", "dns:///absent.rwt.test:50051"],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "unreachable: README \"Exit status\""
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("cannot resolve dns:///absent.rwt.test:50051"),

@@ -62,7 +62,11 @@ fn an_unreachable_agent_fails_info() {
         routewatch_tests::bins::client_bin(),
         &["info", "--insecure", "127.0.0.1:1"],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "unreachable: README \"Exit status\""
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot connect to 127.0.0.1:1"), "{stderr}");
 }

@@ -10,8 +10,15 @@ use routewatch_tests::{add_veth_pair, run_show, Agent, Netns};
 use serde_json::Value;
 
 fn populated() -> (Netns, Agent) {
+    populated_after(|_| {})
+}
+
+/// [`populated`], with `prepare` run on the namespace before the routes
+/// are added.
+fn populated_after(prepare: impl Fn(&Netns)) -> (Netns, Agent) {
     let ns = Netns::new();
     add_veth_pair(&ns);
+    prepare(&ns);
     ns.ip_batch(
         "route add 10.0.0.0/8 via 10.1.0.10 proto bgp
 route add 10.0.0.0/16 via 10.1.0.10 proto static
@@ -207,10 +214,87 @@ fn completions_and_the_manual_page_are_printed() {
     assert!(run(&["completions", "fish"]).contains("complete -c routewatch"));
     let page = run(&["man"]);
     assert!(page.contains(".TH routewatch 1"), "{}", &page[..200]);
+    let agent = run(&["man", "--agent"]);
+    assert!(
+        agent.contains(".TH routewatch-agent 8"),
+        "{}",
+        &agent[..200]
+    );
     let dir = routewatch_tests::util::temp_path("man");
     run(&["man", "--dir", &dir.display().to_string()]);
-    for page in ["routewatch.1", "routewatch-tail.1", "routewatch-show.1"] {
-        assert!(dir.join(page).exists(), "{page}");
+    for page in [
+        "routewatch.1",
+        "routewatch-tail.1",
+        "routewatch-show.1",
+        "routewatch-agent.8",
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".SH ENVIRONMENT"), "{page}");
+        assert!(text.contains(".SH \"EXIT STATUS\""), "{page}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn json_array_is_the_array_ip_j_d_route_show_prints() {
+    // IPv6 on one device only: each device has its own ff00::/8 route, and
+    // routes that share table, prefix and metric come in arrival order
+    // (see show's order), which this comparison of whole arrays must not
+    // depend on.
+    let (ns, agent) = populated_after(|ns| ns.sysctl("net/ipv6/conf/vb/disable_ipv6", "1"));
+    let mut kernel = Vec::new();
+    for family in ["-4", "-6"] {
+        let listed = ns.ip_json(&format!("-d {family} route show table all"));
+        kernel.extend(listed.as_array().cloned().unwrap_or_default());
+    }
+    let want = Value::Array(kernel);
+    let through_agent = show(&ns, &agent, &["-o", "json-array"]);
+    let in_process = ns.output(client_bin(), &["show", "-o", "json-array"]);
+    assert!(in_process.status.success(), "{in_process:?}");
+    for (name, printed) in [
+        ("through the agent", through_agent),
+        (
+            "in process",
+            String::from_utf8(in_process.stdout).expect("UTF-8"),
+        ),
+    ] {
+        assert_eq!(printed.lines().count(), 1, "{name}: one line: {printed}");
+        let got: Value = serde_json::from_str(&printed)
+            .unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {printed}"));
+        let (g, w) = (got.as_array().unwrap(), want.as_array().unwrap());
+        if let Some(i) = (0..g.len().min(w.len())).find(|&i| g[i] != w[i]) {
+            panic!("{name}: element {i} differs:\nours {}\nip's {}", g[i], w[i]);
+        }
+        assert_eq!(
+            got, want,
+            "{name}: ours, then `ip -j -d -4/-6 route show table all`"
+        );
+    }
+    // The same jq program answers alike.
+    let jq = |input: &str| {
+        let mut child = std::process::Command::new("jq")
+            .args(["-c", "[.[] | select(.protocol == \"bgp\") | .dst]"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("jq is needed for this test (apt-get install jq)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let ours = jq(&show(&ns, &agent, &["-o", "json-array"]));
+    assert_eq!(ours, jq(&want.to_string()));
+    assert!(ours.contains("192.168.0.0/16"), "{ours}");
+
+    // tail streams: it refuses the array format and says what to use.
+    let out = ns.output(client_bin(), &["tail", "-o", "json-array"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("jq -s"), "{stderr}");
 }

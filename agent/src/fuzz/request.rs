@@ -132,14 +132,19 @@ fn request() -> impl Strategy<Value = SubscribeRequest> {
         proptest::option::of((value(), any::<u64>())),
         proptest::collection::vec(filter(), 0..3),
         proptest::collection::vec(filter(), 0..2),
+        any::<(u64, i64)>(),
     )
         .prop_map(
-            |((snapshot, follow), cursor, allow, deny)| SubscribeRequest {
-                snapshot,
-                follow,
-                resume_from: cursor.map(|(stream_id, seq)| Cursor { stream_id, seq }),
-                allow,
-                deny,
+            |((snapshot, follow), cursor, allow, deny, (replay_last, replay_since_unix_nano))| {
+                SubscribeRequest {
+                    snapshot,
+                    follow,
+                    resume_from: cursor.map(|(stream_id, seq)| Cursor { stream_id, seq }),
+                    allow,
+                    deny,
+                    replay_last,
+                    replay_since_unix_nano,
+                }
             },
         )
 }

@@ -64,6 +64,8 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
         resume_from: None,
         allow: Vec::new(),
         deny: Vec::new(),
+        replay_last: 0,
+        replay_since_unix_nano: 0,
     };
     let options = Options {
         reconnect: true,
@@ -73,6 +75,8 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
         dns_refresh: Duration::from_secs(args.reach.dns_refresh.max(1)),
         claims: Some(claims),
         iproute2_dir: None,
+        connect_timeout: args.reach.connect_timeout(),
+        retries: None,
     };
     let follow = shutdown.child_token();
     let deliveries = fan_in(targets, request, options, follow.clone());

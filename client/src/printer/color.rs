@@ -1,4 +1,5 @@
-//! `--color`: adds in green and deletes in red, on a terminal.
+//! `--color`: live adds in green and deletes in red, on a terminal; the
+//! snapshot in the terminal's own colour.
 
 use std::io::IsTerminal;
 
@@ -10,6 +11,31 @@ pub enum Color {
     Auto,
     Always,
     Never,
+}
+
+/// What a line says, as far as its colour goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Part of a snapshot: the state when the subscription began.
+    Snapshot,
+    /// A change that added or replaced an object.
+    Add,
+    /// A change that removed an object.
+    Delete,
+}
+
+impl Tone {
+    /// The tone of a change with this action and origin.
+    pub fn of(change: &routewatch_proto::v1::Change) -> Tone {
+        use routewatch_proto::v1::{Action, Origin};
+        if change.action == Action::Delete as i32 {
+            Tone::Delete
+        } else if change.origin == Origin::Dump as i32 {
+            Tone::Snapshot
+        } else {
+            Tone::Add
+        }
+    }
 }
 
 /// Whether and how lines are coloured.
@@ -38,19 +64,21 @@ impl Paint {
         Paint(wanted)
     }
 
-    /// `line` in the colour of its action (delete: red, add: green).
-    pub fn line(self, line: &str, delete: bool) -> String {
-        let (start, end) = self.codes(delete);
+    /// `line` in the colour of its tone (delete: red, live add: green,
+    /// snapshot: uncoloured).
+    pub fn line(self, line: &str, tone: Tone) -> String {
+        let (start, end) = self.codes(tone);
         format!("{start}{line}{end}")
     }
 
-    /// What goes before and after a line of this action (nothing when
-    /// lines are not coloured).
-    pub fn codes(self, delete: bool) -> (&'static str, &'static str) {
-        match (self.0, delete) {
-            (false, _) => ("", ""),
-            (true, true) => (RED, RESET),
-            (true, false) => (GREEN, RESET),
+    /// What goes before and after a line of this tone (nothing when lines
+    /// are not coloured, nor for the snapshot: it stands apart from the
+    /// changes that follow it).
+    pub fn codes(self, tone: Tone) -> (&'static str, &'static str) {
+        match (self.0, tone) {
+            (false, _) | (true, Tone::Snapshot) => ("", ""),
+            (true, Tone::Delete) => (RED, RESET),
+            (true, Tone::Add) => (GREEN, RESET),
         }
     }
 }
@@ -61,9 +89,10 @@ mod tests {
 
     #[test]
     fn colours_only_when_asked() {
-        assert_eq!(Paint::NONE.line("x", true), "x");
-        assert_eq!(Paint::ANSI.line("x", true), "\x1b[31mx\x1b[0m");
-        assert_eq!(Paint::ANSI.line("x", false), "\x1b[32mx\x1b[0m");
+        assert_eq!(Paint::NONE.line("x", Tone::Delete), "x");
+        assert_eq!(Paint::ANSI.line("x", Tone::Delete), "\x1b[31mx\x1b[0m");
+        assert_eq!(Paint::ANSI.line("x", Tone::Add), "\x1b[32mx\x1b[0m");
+        assert_eq!(Paint::ANSI.line("x", Tone::Snapshot), "x");
         assert_eq!(Paint::for_stdout(Color::Never), Paint::NONE);
         assert_eq!(Paint::for_stdout(Color::Always), Paint::ANSI);
     }

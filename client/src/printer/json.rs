@@ -34,6 +34,20 @@ impl Printer for JsonPrinter {
         out.write_all(&self.line)
     }
 
+    fn resync_differences(
+        &mut self,
+        out: &mut dyn Write,
+        from: &Origin<'_>,
+        event: &Event,
+    ) -> io::Result<()> {
+        self.line.clear();
+        if !resync_json(&mut self.line, &mut self.time, from.host, event, true) {
+            return Ok(());
+        }
+        self.line.push(b'\n');
+        out.write_all(&self.line)
+    }
+
     fn notice(
         &mut self,
         out: &mut dyn Write,
@@ -94,12 +108,25 @@ pub fn write_notice(
 /// Writes the JSON object for one event into `line`; false, with nothing
 /// written, for events that have no line (heartbeats).
 pub fn event_json(line: &mut Vec<u8>, time: &mut TimeText, host: &str, event: &Event) -> bool {
+    resync_json(line, time, host, event, false)
+}
+
+/// [`event_json`], saying of a resync whether the differences follow
+/// (`"snapshot":"differences"`: keep what is held) or a full snapshot
+/// (`"full"`: drop it).
+fn resync_json(
+    line: &mut Vec<u8>,
+    time: &mut TimeText,
+    host: &str,
+    event: &Event,
+    differences: bool,
+) -> bool {
     let change = match &event.kind {
         Some(event::Kind::Change(c)) => match &c.object {
             Some(object) => Some((c, object)),
             None => return false,
         },
-        Some(event::Kind::Sync(_) | event::Kind::Resync(_)) => None,
+        Some(event::Kind::Sync(_) | event::Kind::Resync(_) | event::Kind::Replay(_)) => None,
         Some(event::Kind::Heartbeat(_)) | None => return false,
     };
     let mut o = JsonObject::open(line);
@@ -123,6 +150,12 @@ pub fn event_json(line: &mut Vec<u8>, time: &mut TimeText, host: &str, event: &E
             o.str("action", "resync");
             o.str("reason", &r.reason);
             o.str("cause", cause_name(r.cause));
+            o.str("snapshot", if differences { "differences" } else { "full" });
+        }
+        (None, Some(event::Kind::Replay(r))) => {
+            o.str("action", "replay");
+            o.key("complete").bool(r.complete);
+            o.str("reason", &r.reason);
         }
         (None, _) => o.str("action", "sync"),
     }

@@ -3,6 +3,7 @@
 mod color;
 mod encap;
 mod json;
+mod json_array;
 mod json_writer;
 mod jsonpb;
 mod rule;
@@ -13,12 +14,13 @@ mod unknown;
 #[cfg(test)]
 mod tests;
 
-pub use color::{Color, Paint};
+pub use color::{Color, Paint, Tone};
 pub use encap::{encap_json, encap_text};
 pub use json::{
     cause_name, family_name, nexthop_fields, object_fields, object_json, origin_name, route_fields,
     JsonPrinter,
 };
+pub use json_array::JsonArrayPrinter;
 pub use json_writer::{json_map, JsonArray, JsonObject, JsonValue};
 pub use jsonpb::JsonPbPrinter;
 pub use rule::{rule_fields, rule_line};
@@ -41,8 +43,13 @@ pub enum Format {
     /// One JSON object per line: `{"host":…,"event":…}` with the event in
     /// protobuf's canonical JSON mapping of the API (routewatch.v1.Event).
     Jsonpb,
-    /// Aligned columns (`show` aligns to the widest value; `tail` widens
-    /// as it goes).
+    /// `show` only: one JSON array of the routes, exactly as `ip -j -d
+    /// route show table all` prints it (IPv4, then IPv6; no nexthop
+    /// objects or rules), for jq scripts written for iproute2.
+    #[value(name = "json-array")]
+    JsonArray,
+    /// Aligned columns (`show` aligns to the widest value; `tail` fixes
+    /// the widths with its header: a longer value shifts only its own row).
     Table,
 }
 
@@ -95,6 +102,18 @@ pub trait Printer {
         time_unix_nano: i64,
     ) -> io::Result<()>;
 
+    /// Prints a resync after which only the differences between the
+    /// picture held and the new snapshot follow (`tail` without `--raw`),
+    /// not the whole snapshot.
+    fn resync_differences(
+        &mut self,
+        out: &mut dyn Write,
+        from: &Origin<'_>,
+        event: &Event,
+    ) -> io::Result<()> {
+        self.print(out, from, event)
+    }
+
     /// Prints what is held back until the end (`show`'s aligned table).
     fn finish(&mut self, _out: &mut dyn Write) -> io::Result<()> {
         Ok(())
@@ -114,6 +133,7 @@ pub fn printer(format: Format, mode: Mode, paint: Paint) -> Box<dyn Printer + Se
         Format::Text => Box::new(TextPrinter::new(mode, paint)),
         Format::Json => Box::<JsonPrinter>::default(),
         Format::Jsonpb => Box::new(JsonPbPrinter),
+        Format::JsonArray => Box::<JsonArrayPrinter>::default(),
         Format::Table => Box::new(TablePrinter::new(mode, paint)),
     }
 }

@@ -1,14 +1,16 @@
 //! Aligned columns, one row per object: `show` holds every row back and
-//! aligns them to the widest value; `tail` prints each row at once, with a
-//! header first and columns that only ever widen.
+//! aligns them to the widest value; `tail` prints each row at once, under
+//! a header whose column widths are fixed when it is printed: a longer
+//! value shifts the rest of its own row, never the columns of the rows
+//! after it.
 
 use std::io::{self, Write};
 
 use routewatch_proto::names::{self, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::{change, event, Action, Event, Nexthop, Route, Rule};
 
-use super::text::{marker, notice_line};
-use super::{ip_prefix, Mode, Notice, Origin, Paint, Printer};
+use super::text::{differences_marker, marker, notice_line};
+use super::{ip_prefix, Mode, Notice, Origin, Paint, Printer, Tone};
 
 /// The object's columns, after TIME, HOST and ACTION where they apply.
 const OBJECT_COLUMNS: [&str; 9] = [
@@ -16,10 +18,12 @@ const OBJECT_COLUMNS: [&str; 9] = [
 ];
 /// What an empty cell shows.
 const NONE: &str = "-";
-/// `tail`'s starting widths, wide enough for most values so that columns
-/// seldom move.
+/// `tail`'s widths, wide enough for most values (a header wider than its
+/// column widens it).
 const TAIL_WIDTHS: &[(&str, usize)] = &[
+    ("TIME", 12),
     ("HOST", 12),
+    ("ACTION", 6),
     ("TABLE", 5),
     ("DST", 18),
     ("TYPE", 7),
@@ -33,7 +37,7 @@ const TAIL_WIDTHS: &[(&str, usize)] = &[
 pub struct TablePrinter {
     mode: Mode,
     paint: Paint,
-    /// Column widths so far (`tail`), set with the header.
+    /// Column widths (`tail`), fixed with the header.
     widths: Vec<usize>,
     /// Rows held back (`show`), with whether the host column is wanted.
     rows: Vec<Vec<String>>,
@@ -104,14 +108,22 @@ impl Printer for TablePrinter {
                     least.map_or(h.len(), |(_, w)| (*w).max(h.len()))
                 })
                 .collect();
-            grow(&mut self.widths, &row);
             out.write_all(render(&header, &self.widths).as_bytes())?;
         }
-        grow(&mut self.widths, &row);
         let line = self
             .paint
-            .line(render(&row, &self.widths).trim_end(), delete);
+            .line(render(&row, &self.widths).trim_end(), Tone::of(c));
         writeln!(out, "{line}")
+    }
+
+    fn resync_differences(
+        &mut self,
+        _out: &mut dyn Write,
+        from: &Origin<'_>,
+        event: &Event,
+    ) -> io::Result<()> {
+        differences_marker(from.host, event);
+        Ok(())
     }
 
     fn notice(

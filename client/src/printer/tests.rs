@@ -146,11 +146,16 @@ node1 Deleted 10.2.0.0/24 via 10.1.0.2 dev va proto bgp metric 100
 }
 
 #[test]
-fn text_colours_adds_and_deletes_when_asked() {
+fn text_colours_live_adds_and_deletes_apart_from_the_snapshot() {
     let text = output(Format::Text, Mode::Tail, Paint::ANSI, false);
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[1].starts_with("\x1b[32m2026-11-28T04:16:05.516Z 10.2.0.0/24"));
-    assert!(lines[1].ends_with("metric 100\x1b[0m"));
+    assert!(
+        lines[1].starts_with("2026-11-28T04:16:05.516Z 10.2.0.0/24") && !lines[1].contains('\x1b'),
+        "the snapshot is not coloured: {:?}",
+        lines[1]
+    );
+    assert!(lines[2].starts_with("\x1b[32m2026-11-28T04:16:05.516Z 2001:db8:100::/64"));
+    assert!(lines[2].ends_with("weight 1\x1b[0m"));
     assert!(lines[3].starts_with("\x1b[31m2026-11-28T04:16:05.516Z Deleted"));
 }
 
@@ -206,7 +211,7 @@ main   10.2.0.0/24        unicast  10.1.0.2                       va     bgp    
 }
 
 #[test]
-fn tail_s_table_has_time_and_action_and_widens_as_it_goes() {
+fn tail_s_table_has_time_and_action_and_fixed_columns() {
     assert_eq!(
         output(Format::Table, Mode::Tail, Paint::NONE, true),
         "\
@@ -214,9 +219,19 @@ TIME          HOST          ACTION  TABLE  DST                 TYPE     VIA     
 04:16:05.516  node1         add     -      nhid 10             group    1/2,3            -       unspec  global  -       -
 04:16:05.516  node1         add     main   10.2.0.0/24         unicast  10.1.0.2         va      bgp     global  100     -
 04:16:05.516  node1         add     1000   2001:db8:100::/64   unicast  2001:db8:1::10,2001:db8:2::10  va,vb   boot    global  1024    -
-04:16:05.516  node1         delete  main   10.2.0.0/24         unicast  10.1.0.2                       va      bgp     global  100     -
-"
+04:16:05.516  node1         delete  main   10.2.0.0/24         unicast  10.1.0.2         va      bgp     global  100     -
+",
+        "a long value shifts its own row only"
     );
+}
+
+#[test]
+fn tail_s_table_colours_live_adds_and_deletes_apart_from_the_snapshot() {
+    let text = output(Format::Table, Mode::Tail, Paint::ANSI, false);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(!lines[2].contains('\x1b'), "snapshot: {:?}", lines[2]);
+    assert!(lines[3].starts_with("\x1b[32m"), "live add: {:?}", lines[3]);
+    assert!(lines[4].starts_with("\x1b[31m"), "delete: {:?}", lines[4]);
 }
 
 /// One event of `route` printed in `format`.

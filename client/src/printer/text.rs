@@ -11,7 +11,7 @@ use routewatch_proto::v1::{change, event, Action, Event, Family, Nexthop, Route}
 use super::encap::encap_text;
 use super::rule::rule_line;
 use super::unknown::unknown_text;
-use super::{ip_prefix, Mode, Notice, Origin, Paint, Printer, TimeText};
+use super::{ip_prefix, Mode, Notice, Origin, Paint, Printer, TimeText, Tone};
 
 const RTN_UNICAST: u32 = 1;
 const RT_TABLE_MAIN: u32 = 254;
@@ -48,7 +48,7 @@ impl Printer for TextPrinter {
             return Ok(());
         };
         let delete = c.action == Action::Delete as i32;
-        let (start, end) = self.paint.codes(delete);
+        let (start, end) = self.paint.codes(Tone::of(c));
         let line = &mut self.line;
         line.clear();
         line.push_str(start);
@@ -67,6 +67,16 @@ impl Printer for TextPrinter {
         line.push_str(end);
         line.push('\n');
         out.write_all(line.as_bytes())
+    }
+
+    fn resync_differences(
+        &mut self,
+        _out: &mut dyn Write,
+        from: &Origin<'_>,
+        event: &Event,
+    ) -> io::Result<()> {
+        differences_marker(from.host, event);
+        Ok(())
     }
 
     fn notice(
@@ -97,7 +107,24 @@ pub fn marker(host: &str, event: &Event, mode: Mode) {
                 r.reason
             );
         }
+        Some(event::Kind::Replay(r)) => {
+            let incomplete = if r.complete { "" } else { "INCOMPLETE " };
+            eprintln!(
+                "routewatch: {host} {incomplete}replay of the journal after seq {}: {}",
+                event.seq, r.reason
+            );
+        }
         _ => {}
+    }
+}
+
+/// A resync after which `tail` prints only what changed.
+pub fn differences_marker(host: &str, event: &Event) {
+    if let Some(event::Kind::Resync(r)) = &event.kind {
+        eprintln!(
+            "routewatch: {host} resync ({}): the differences from the new snapshot follow",
+            r.reason
+        );
     }
 }
 

@@ -164,7 +164,8 @@ impl Ledger {
                 };
                 self.move_to(to, time);
             }
-            Some(event::Kind::Heartbeat(_)) | None => {}
+            // collect never asks for a replay of the journal.
+            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_)) | None => {}
         }
     }
 

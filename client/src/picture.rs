@@ -1,0 +1,471 @@
+//! `tail`'s picture of each target, so that a resync prints what changed
+//! instead of the whole snapshot again.
+//!
+//! An agent that cannot continue a subscriber's stream (it restarted
+//! without its state, or the subscriber was away longer than the journal
+//! reaches) sends a resync and a fresh snapshot. A consumer that already
+//! holds a complete picture only needs the differences: the objects that
+//! went away (a route deleted while the agent was down appears as a
+//! delete), the ones that came or changed. [`Pictures`] keeps each
+//! target's objects by key, holds the new snapshot back until its sync
+//! marker, and gives the differences as changes with origin `reconcile`.
+
+use std::collections::HashMap;
+use std::io;
+
+use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
+
+/// An object's identity: keys are unique within a (host, netns).
+type Key = (String, String);
+
+/// What to print for one event of a target's stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shown<'a> {
+    /// An event to print as it is.
+    Event(&'a Event),
+    /// A resync after which only the differences follow (then the sync
+    /// marker): the consumer keeps what it holds.
+    Differences(&'a Event),
+}
+
+/// Whether to go on showing a batch's events.
+pub type Go = bool;
+
+/// Every target's picture, by the address dialled.
+#[derive(Default)]
+pub struct Pictures {
+    targets: HashMap<String, Picture>,
+}
+
+#[derive(Default)]
+struct Picture {
+    /// The objects held, as their last add.
+    held: HashMap<Key, Event>,
+    /// A sync marker has completed `held`: there is a picture to compare
+    /// a new snapshot with.
+    complete: bool,
+    /// The snapshot after a resync, in arrival order, until its sync.
+    incoming: Option<Vec<Event>>,
+}
+
+impl Pictures {
+    /// Applies `events` (one batch of `target`'s stream, in order), giving
+    /// `show` what to print for each, as it goes; stops where `show` says
+    /// not to go on. Each event is shown before the picture takes it over:
+    /// the picture costs no copy of a change.
+    pub fn apply(
+        &mut self,
+        target: &str,
+        events: Vec<Event>,
+        show: &mut dyn FnMut(Shown<'_>) -> io::Result<Go>,
+    ) -> io::Result<Go> {
+        let picture = match self.targets.get_mut(target) {
+            Some(picture) => picture,
+            None => self.targets.entry(target.to_owned()).or_default(),
+        };
+        for event in events {
+            if !picture.apply(event, show)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Picture {
+    fn apply(
+        &mut self,
+        event: Event,
+        show: &mut dyn FnMut(Shown<'_>) -> io::Result<Go>,
+    ) -> io::Result<Go> {
+        match &event.kind {
+            Some(event::Kind::Resync(_)) => {
+                if self.complete || self.incoming.is_some() {
+                    // A resync during a resync (the connection was lost
+                    // in the snapshot) starts the snapshot over.
+                    self.incoming = Some(Vec::new());
+                    show(Shown::Differences(&event))
+                } else {
+                    // Nothing complete to compare with (the first snapshot
+                    // was cut short, or the tail resumed from a cursor
+                    // file): the full snapshot follows, as the agent
+                    // sends it.
+                    self.held.clear();
+                    show(Shown::Event(&event))
+                }
+            }
+            Some(event::Kind::Sync(_)) => {
+                if let Some(snapshot) = self.incoming.take() {
+                    if !self.differences(snapshot, &event, show)? {
+                        return Ok(false);
+                    }
+                }
+                self.complete = true;
+                show(Shown::Event(&event))
+            }
+            Some(event::Kind::Change(c)) => {
+                if let Some(incoming) = self.incoming.as_mut() {
+                    incoming.push(event);
+                    return Ok(true);
+                }
+                let delete = c.action == Action::Delete as i32;
+                let go = show(Shown::Event(&event))?;
+                let key = (event.netns.clone(), c.key.clone());
+                if delete {
+                    self.held.remove(&key);
+                } else {
+                    self.held.insert(key, event);
+                }
+                Ok(go)
+            }
+            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_)) | None => {
+                show(Shown::Event(&event))
+            }
+        }
+    }
+
+    /// Replaces the picture with `snapshot` (closed by `sync`), showing
+    /// the deletes, then the adds, that turn one into the other.
+    fn differences(
+        &mut self,
+        snapshot: Vec<Event>,
+        sync: &Event,
+        show: &mut dyn FnMut(Shown<'_>) -> io::Result<Go>,
+    ) -> io::Result<Go> {
+        let mut next: HashMap<Key, Event> = HashMap::with_capacity(snapshot.len());
+        let mut order = Vec::with_capacity(snapshot.len());
+        for event in snapshot {
+            let Some(event::Kind::Change(c)) = &event.kind else {
+                continue;
+            };
+            let key = (event.netns.clone(), c.key.clone());
+            if c.action == Action::Delete as i32 {
+                next.remove(&key);
+            } else {
+                order.push(key.clone());
+                next.insert(key, event);
+            }
+        }
+        let before = std::mem::take(&mut self.held);
+        let mut gone: Vec<(&Key, &Event)> = before
+            .iter()
+            .filter(|(key, _)| !next.contains_key(*key))
+            .collect();
+        // The held picture has no order of its own: the keys give one.
+        gone.sort_by(|a, b| a.0.cmp(b.0));
+        let mut go = true;
+        for (_, old) in gone {
+            if let (true, Some(object)) = (go, object_of(old)) {
+                go = show(Shown::Event(&reconciled(
+                    sync,
+                    old,
+                    Action::Delete,
+                    object.clone(),
+                )))?;
+            }
+        }
+        for key in order {
+            let Some(new) = next.remove(&key) else {
+                continue; // listed twice: the first took it
+            };
+            let same = before.get(&key).and_then(object_of) == object_of(&new);
+            if let (true, false, Some(object)) = (go, same, object_of(&new)) {
+                go = show(Shown::Event(&reconciled(
+                    sync,
+                    &new,
+                    Action::Add,
+                    object.clone(),
+                )))?;
+            }
+            self.held.insert(key, new);
+        }
+        Ok(go)
+    }
+}
+
+fn object_of(event: &Event) -> Option<&change::Object> {
+    match &event.kind {
+        Some(event::Kind::Change(c)) => c.object.as_ref(),
+        _ => None,
+    }
+}
+
+/// A difference: `of`'s object and key, at the new stream's position
+/// (`sync`'s: the snapshot's state includes every change up to it).
+fn reconciled(sync: &Event, of: &Event, action: Action, object: change::Object) -> Event {
+    let key = match &of.kind {
+        Some(event::Kind::Change(c)) => c.key.clone(),
+        _ => String::new(),
+    };
+    Event {
+        stream_id: sync.stream_id.clone(),
+        seq: sync.seq,
+        time_unix_nano: sync.time_unix_nano,
+        netns: of.netns.clone(),
+        kind: Some(event::Kind::Change(Change {
+            action: action as i32,
+            origin: Origin::Reconcile as i32,
+            key,
+            object: Some(object),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use routewatch_proto::v1::{Resync, Route, Sync};
+
+    fn route(
+        stream: &str,
+        seq: u64,
+        origin: Origin,
+        action: Action,
+        dst: &str,
+        dev: &str,
+    ) -> Event {
+        Event {
+            stream_id: stream.into(),
+            seq,
+            time_unix_nano: seq as i64,
+            netns: String::new(),
+            kind: Some(event::Kind::Change(Change {
+                action: action as i32,
+                origin: origin as i32,
+                key: format!("254/{dst}"),
+                object: Some(change::Object::Route(Route {
+                    dst: dst.into(),
+                    dev: dev.into(),
+                    table: 254,
+                    ..Route::default()
+                })),
+            })),
+        }
+    }
+
+    fn marker(stream: &str, seq: u64, kind: event::Kind) -> Event {
+        Event {
+            stream_id: stream.into(),
+            seq,
+            time_unix_nano: seq as i64,
+            netns: String::new(),
+            kind: Some(kind),
+        }
+    }
+
+    fn sync(stream: &str, seq: u64) -> Event {
+        marker(stream, seq, event::Kind::Sync(Sync {}))
+    }
+
+    fn resync(stream: &str, seq: u64) -> Event {
+        marker(
+            stream,
+            seq,
+            event::Kind::Resync(Resync {
+                reason: "test".into(),
+                cause: 1,
+            }),
+        )
+    }
+
+    fn dump(stream: &str, seq: u64, dst: &str, dev: &str) -> Event {
+        route(stream, seq, Origin::Dump, Action::Add, dst, dev)
+    }
+
+    /// What `events` show: (whether the event announced differences, the
+    /// event), in order.
+    fn apply(p: &mut Pictures, target: &str, events: Vec<Event>) -> Vec<(bool, Event)> {
+        let mut shown = Vec::new();
+        let go = p
+            .apply(target, events, &mut |s| {
+                shown.push(match s {
+                    Shown::Event(e) => (false, e.clone()),
+                    Shown::Differences(e) => (true, e.clone()),
+                });
+                Ok(true)
+            })
+            .unwrap();
+        assert!(go);
+        shown
+    }
+
+    /// (action, origin, dst, dev) of the changes shown, and whether a
+    /// resync announced differences.
+    fn summary(shown: &[(bool, Event)]) -> (Vec<String>, bool) {
+        let mut lines = Vec::new();
+        let mut differences = false;
+        for (announces, e) in shown {
+            if *announces {
+                differences = true;
+                continue;
+            }
+            if let Some(event::Kind::Change(c)) = &e.kind {
+                let Some(change::Object::Route(r)) = &c.object else {
+                    continue;
+                };
+                lines.push(format!(
+                    "{:?} {:?} {} {} @{}:{}",
+                    Action::try_from(c.action).unwrap(),
+                    Origin::try_from(c.origin).unwrap(),
+                    r.dst,
+                    r.dev,
+                    e.stream_id,
+                    e.seq
+                ));
+            }
+        }
+        (lines, differences)
+    }
+
+    #[test]
+    fn a_resync_after_a_complete_picture_shows_only_the_differences() {
+        let mut p = Pictures::default();
+        let first = apply(
+            &mut p,
+            "h:1",
+            vec![
+                dump("a", 3, "10.0.0.0/24", "eth0"),
+                dump("a", 3, "10.0.1.0/24", "eth0"),
+                dump("a", 3, "10.0.2.0/24", "eth0"),
+                sync("a", 3),
+                route(
+                    "a",
+                    4,
+                    Origin::Notification,
+                    Action::Add,
+                    "10.0.3.0/24",
+                    "eth0",
+                ),
+            ],
+        );
+        assert_eq!(first.len(), 5, "the first snapshot is shown whole");
+        let after = apply(
+            &mut p,
+            "h:1",
+            vec![
+                resync("b", 0),
+                dump("b", 7, "10.0.0.0/24", "eth0"),
+                dump("b", 7, "10.0.2.0/24", "eth1"),
+                dump("b", 7, "10.0.3.0/24", "eth0"),
+                dump("b", 7, "10.0.9.0/24", "eth0"),
+                sync("b", 7),
+            ],
+        );
+        let (lines, differences) = summary(&after);
+        assert!(differences);
+        assert_eq!(
+            lines,
+            [
+                "Delete Reconcile 10.0.1.0/24 eth0 @b:7",
+                "Add Reconcile 10.0.2.0/24 eth1 @b:7",
+                "Add Reconcile 10.0.9.0/24 eth0 @b:7",
+            ]
+        );
+        assert!(
+            matches!(after.last(), Some((false, e)) if matches!(e.kind, Some(event::Kind::Sync(_))))
+        );
+        // Live changes continue on the new picture.
+        let live = apply(
+            &mut p,
+            "h:1",
+            vec![
+                route(
+                    "b",
+                    8,
+                    Origin::Notification,
+                    Action::Delete,
+                    "10.0.9.0/24",
+                    "eth0",
+                ),
+                resync("c", 0),
+                sync("c", 1),
+            ],
+        );
+        let (lines, _) = summary(&live);
+        assert_eq!(
+            lines,
+            [
+                "Delete Notification 10.0.9.0/24 eth0 @b:8",
+                "Delete Reconcile 10.0.0.0/24 eth0 @c:1",
+                "Delete Reconcile 10.0.2.0/24 eth1 @c:1",
+                "Delete Reconcile 10.0.3.0/24 eth0 @c:1",
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_complete_picture_a_resync_passes_the_full_snapshot() {
+        let mut p = Pictures::default();
+        let shown = apply(
+            &mut p,
+            "h:1",
+            vec![
+                resync("b", 0),
+                dump("b", 2, "10.0.0.0/24", "eth0"),
+                sync("b", 2),
+            ],
+        );
+        let (lines, differences) = summary(&shown);
+        assert!(!differences, "a tail resumed from a file holds no picture");
+        assert_eq!(lines, ["Add Dump 10.0.0.0/24 eth0 @b:2"]);
+    }
+
+    #[test]
+    fn a_resync_within_a_resync_starts_the_snapshot_over() {
+        let mut p = Pictures::default();
+        apply(
+            &mut p,
+            "h:1",
+            vec![dump("a", 1, "10.0.0.0/24", "eth0"), sync("a", 1)],
+        );
+        let shown = apply(
+            &mut p,
+            "h:1",
+            vec![
+                resync("b", 0),
+                dump("b", 2, "10.0.5.0/24", "eth0"),
+                resync("c", 0),
+                dump("c", 2, "10.0.0.0/24", "eth0"),
+                sync("c", 2),
+            ],
+        );
+        let (lines, differences) = summary(&shown);
+        assert!(differences);
+        assert!(lines.is_empty(), "nothing changed: {lines:?}");
+    }
+
+    #[test]
+    fn showing_stops_where_asked_and_a_change_is_held_without_a_copy() {
+        let mut p = Pictures::default();
+        let mut seen = 0;
+        let go = p
+            .apply(
+                "h:1",
+                vec![
+                    dump("a", 1, "10.0.0.0/24", "eth0"),
+                    dump("a", 1, "10.0.1.0/24", "eth0"),
+                    sync("a", 1),
+                ],
+                &mut |_| {
+                    seen += 1;
+                    Ok(seen < 2)
+                },
+            )
+            .unwrap();
+        assert!(!go);
+        assert_eq!(seen, 2, "nothing shown after the stop");
+    }
+
+    #[test]
+    fn targets_keep_pictures_of_their_own() {
+        let mut p = Pictures::default();
+        apply(
+            &mut p,
+            "h:1",
+            vec![dump("a", 1, "10.0.0.0/24", "eth0"), sync("a", 1)],
+        );
+        let shown = apply(&mut p, "h:2", vec![resync("b", 0), sync("b", 0)]);
+        let (lines, differences) = summary(&shown);
+        assert!(!differences && lines.is_empty(), "{lines:?}");
+    }
+}
