@@ -19,6 +19,36 @@ pub fn temp_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("rwt-{}-{}-{}", std::process::id(), next_id(), tag))
 }
 
+/// A scratch directory's path (not created), removed with everything in
+/// it when dropped: state dirs of big churns are hundreds of megabytes.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        TempDir(temp_path(tag))
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Calls `f` every `interval` until it returns `Some`, or `None` once
 /// `timeout` has passed (`f` is always called at least once, and once more
 /// at the deadline).

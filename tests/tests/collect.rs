@@ -455,7 +455,7 @@ fn a_lost_postgres_connection_is_reopened_and_nothing_is_lost() {
 fn an_agent_restarted_with_its_state_dir_continues_the_record_without_a_gap() {
     let ns = Netns::new();
     add_veth_pair(&ns);
-    let dir = routewatch_tests::util::temp_path("state");
+    let dir = routewatch_tests::util::TempDir::new("state");
     let state = ["--state-dir", dir.to_str().expect("utf-8 path")];
     let agent = Agent::start_with(&ns, &state);
     let addr = agent.addr().to_owned();

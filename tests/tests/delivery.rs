@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use routewatch_tests::ops::scrape;
-use routewatch_tests::util::temp_path;
+use routewatch_tests::util::{temp_path, TempDir};
 use routewatch_tests::{
     add_veth_pair, blackholes, eventually_matches_kernel, Agent, Netns, StreamCheck, Tail,
     SYNC_TIMEOUT,
@@ -27,7 +27,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 fn agent_killed_during_churn_continues_its_stream_from_the_state_dir() {
     let ns = Netns::new();
     add_veth_pair(&ns);
-    let dir = temp_path("state");
+    let dir = TempDir::new("state");
     let args = state_args(&dir);
     let agent = Agent::start_with(&ns, &strs(&args));
     let tail = agent.tail(&ns);

@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use routewatch_tests::util::{poll, temp_path};
+use routewatch_tests::util::{poll, temp_path, TempDir};
 use routewatch_tests::{add_veth_pair, run_show, Agent, Env, Netns, CHECK_TIMEOUT, SYNC_TIMEOUT};
 use serde_json::Value;
 
 const DST: &str = "10.77.0.0/24";
 
 /// An iproute2 directory whose rt_tables names table 1234 `blue`.
-fn iproute2_dir() -> std::path::PathBuf {
-    let dir = temp_path("iproute2");
+fn iproute2_dir() -> TempDir {
+    let dir = TempDir::new("iproute2");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("rt_tables"), "# this site's tables\n1234\tblue\n").unwrap();
     dir
@@ -93,7 +93,7 @@ fn a_table_named_in_the_agent_s_rt_tables() {
 fn names_do_not_make_a_restart_from_the_state_dir_resend_anything() {
     let ns = Netns::new();
     add_veth_pair(&ns);
-    let (names, state) = (iproute2_dir(), temp_path("state"));
+    let (names, state) = (iproute2_dir(), TempDir::new("state"));
     let args = [
         "--iproute2-dir",
         names.to_str().unwrap(),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use routewatch_tests::ops::scrape;
-use routewatch_tests::util::{poll, temp_path};
+use routewatch_tests::util::{poll, TempDir};
 use routewatch_tests::{
     add_veth_pair, assert_matches_kernel, eventually_matches_kernel, Agent, Netns, StreamCheck,
     Tail, CHECK_TIMEOUT, SYNC_TIMEOUT,
@@ -134,7 +134,7 @@ fn netns_all_with_a_state_dir_continues_across_a_restart_that_missed_a_deletion(
     let host = Netns::new();
     let kept = populated();
     let dropped = populated();
-    let dir = temp_path("state");
+    let dir = TempDir::new("state");
     let state = dir.display().to_string();
     let args = ["--netns", "all", "--state-dir", state.as_str()];
     let agent = Agent::start_with(&host, &args);

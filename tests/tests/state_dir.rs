@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use routewatch_tests::ops::scrape;
-use routewatch_tests::util::temp_path;
+use routewatch_tests::util::TempDir;
 use routewatch_tests::{
     add_veth_pair, blackholes, eventually_matches_kernel, Agent, Netns, StreamCheck, SYNC_TIMEOUT,
 };
@@ -41,7 +41,7 @@ fn damage_the_middle_of(path: &Path) {
 fn a_journal_damaged_in_the_middle_starts_a_new_stream_and_its_consumers_resync() {
     let ns = Netns::new();
     add_veth_pair(&ns);
-    let dir = temp_path("state");
+    let dir = TempDir::new("state");
     let dir_arg = dir.display().to_string();
     let args = ["--state-dir", dir_arg.as_str(), "--ops-listen", OPS];
     let agent = Agent::start_with(&ns, &args);
