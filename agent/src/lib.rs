@@ -31,6 +31,7 @@
 //! - [`request`]: checks a subscription request before its session starts.
 //! - [`admission`]: the `--max-subscribers` limit.
 //! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
+//! - [`ratelog`]: warnings that come in floods, logged with counts.
 //! - [`config`], [`error`].
 
 pub mod admission;
@@ -48,6 +49,7 @@ pub mod netns;
 pub mod ops;
 pub mod persist;
 pub mod pipeline;
+pub mod ratelog;
 pub mod request;
 pub mod server;
 pub mod session;
