@@ -39,11 +39,20 @@ pub struct AgentConfig {
     #[command(flatten)]
     pub tls: TlsConfig,
 
-    /// Most subscriptions served at once. One more is refused with
+    /// Most following subscriptions (`routewatch tail`, `collect`) served
+    /// at once. One more is refused with
     /// RESOURCE_EXHAUSTED (its client retries later) instead of costing the
     /// host memory and CPU without bound.
     #[arg(long, env = "ROUTEWATCH_MAX_SUBSCRIBERS", default_value_t = 256)]
     pub max_subscribers: usize,
+
+    /// Most one-shot snapshots (`routewatch show`: a snapshot without
+    /// follow) served at once. They have their own slots, apart from
+    /// --max-subscribers: followers that fill their limit do not lock out
+    /// a `show`, and snapshots never take a follower's slot. One more is
+    /// refused with RESOURCE_EXHAUSTED (`show` retries for a while).
+    #[arg(long, env = "ROUTEWATCH_MAX_SNAPSHOTS", default_value_t = 16)]
+    pub max_snapshots: usize,
 
     #[command(flatten)]
     pub pipeline: PipelineConfig,

@@ -57,7 +57,7 @@ impl RouteWatch for Service {
         let compression = request.extensions().get::<ResponseEncoding>().copied();
         let request = request.into_inner();
         request::validate(&request)?;
-        let slot = self.admission.admit()?;
+        let slot = self.admission.admit(request.follow)?;
         tracing::info!(
             peer = ?peer.as_ref().map(|p| p.remote_addr),
             identity = %peer.as_ref().and_then(|p| p.identity.as_deref()).map(ToString::to_string).unwrap_or_default(),
@@ -122,7 +122,7 @@ pub async fn run(
     };
     let token = CancellationToken::new();
     let mut pipeline = Pipeline::start(config.pipeline.clone(), token.clone())?;
-    let admission = Admission::new(config.max_subscribers);
+    let admission = Admission::new(config.max_subscribers, config.max_snapshots);
     let wire_stats = Arc::new(WireStats::default());
     let metrics = Arc::new(Metrics::new(
         &pipeline,

@@ -33,6 +33,15 @@ pub enum ClientError {
         target: String,
         status: tonic::Status,
     },
+    /// The agent refused a one-shot call as busy (RESOURCE_EXHAUSTED) on
+    /// every attempt within `show --retry-for`.
+    #[error("{target}: {problem} (still busy after {attempts} attempts in {:.1}s; try again later, or wait longer with --retry-for)", waited.as_secs_f64())]
+    Busy {
+        target: String,
+        problem: String,
+        attempts: u32,
+        waited: std::time::Duration,
+    },
     /// A response that did not decode (a bug, or a version mismatch).
     #[error("cannot decode a response: {0}")]
     Decode(String),
@@ -85,6 +94,12 @@ impl ClientError {
     /// the same answer.
     pub fn is_refused_request(&self) -> bool {
         matches!(self, ClientError::Stream { status, .. } if status.code() == tonic::Code::InvalidArgument)
+    }
+
+    /// The agent refused the call because it is busy (RESOURCE_EXHAUSTED:
+    /// its slots are taken); the same call may succeed a moment later.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, ClientError::Stream { status, .. } if status.code() == tonic::Code::ResourceExhausted)
     }
 
     /// Why a subscription ended, for a line that already names the target.

@@ -13,7 +13,8 @@
 //!   [`backoff`], resuming from the [`cursor`].
 //! - [`tail`]: the `tail` command, keeping the [`cursor_file`].
 //! - [`show`]: the `show` command, in [`order`] (each host's lines held
-//!   [`in_order`]) or as a [`summary`].
+//!   [`in_order`]) or as a [`summary`]; a busy agent is asked again
+//!   ([`busy`]).
 //! - [`info`]: the `info` command.
 //! - [`query`]: the `query` command, answering from a [`store`].
 //! - [`when`]: times and durations on the command line.
@@ -26,6 +27,7 @@
 //! - [`error`]: the `ClientError` type.
 
 pub mod backoff;
+pub mod busy;
 pub mod certs;
 pub mod cli;
 pub mod collect;

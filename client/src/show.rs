@@ -36,7 +36,8 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         allow: args.filter.allow,
         deny: args.filter.deny,
     };
-    // A snapshot that cannot be had now is an error, not something to wait for.
+    // A snapshot that cannot be had now is an error, not something to wait
+    // for; only an agent that answers busy is asked again (--retry-for).
     let options = Options {
         reconnect: false,
         compression: watch.reach.compression,
@@ -45,6 +46,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         dns_refresh: Duration::from_secs(watch.reach.dns_refresh.max(1)),
         claims: None,
         iproute2_dir: watch.iproute2_dir.clone(),
+        busy_retry: args.retry_for,
     };
     let mut rx = fan_in(targets, request, options, shutdown);
     let mut failures = Failures::new(remaining);

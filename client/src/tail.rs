@@ -51,6 +51,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         dns_refresh: Duration::from_secs(watch.reach.dns_refresh.max(1)),
         claims: None,
         iproute2_dir: watch.iproute2_dir.clone(),
+        busy_retry: Duration::ZERO,
     };
     let mut rx = fan_in(targets, request, options, shutdown);
     let paint = Paint::for_stdout(watch.color);

@@ -73,6 +73,7 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
         dns_refresh: Duration::from_secs(args.reach.dns_refresh.max(1)),
         claims: Some(claims),
         iproute2_dir: None,
+        busy_retry: Duration::ZERO,
     };
     let follow = shutdown.child_token();
     let deliveries = fan_in(targets, request, options, follow.clone());
