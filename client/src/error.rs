@@ -20,12 +20,14 @@ pub enum ClientError {
     /// this client's certificate.
     #[error("{target}: {problem}")]
     Tls { target: String, problem: String },
-    /// The agent could not be reached.
-    #[error("cannot connect to {target}: {} (is routewatch-agent running there and listening on that port?)", chain(source))]
+    /// The agent could not be reached; `hint` says what the failure
+    /// suggests (nothing listening, no answer after connecting, ...).
+    #[error("cannot connect to {target}: {} ({hint})", chain(source))]
     Connect {
         target: String,
         #[source]
         source: tonic::transport::Error,
+        hint: &'static str,
     },
     /// The agent refused or ended the subscription with an error.
     #[error("{target}: {} ({:?})", self.cause(), status.code())]
@@ -105,7 +107,9 @@ impl ClientError {
     /// Why a subscription ended, for a line that already names the target.
     pub fn cause(&self) -> String {
         match self {
-            ClientError::Connect { source, .. } => format!("cannot connect: {}", chain(source)),
+            ClientError::Connect { source, hint, .. } => {
+                format!("cannot connect: {} ({hint})", chain(source))
+            }
             ClientError::Tls { problem, .. } => problem.clone(),
             ClientError::Stream { status, .. } => {
                 let mut text = if status.message().is_empty() {
