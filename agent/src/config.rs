@@ -39,6 +39,29 @@ pub struct AgentConfig {
     #[command(flatten)]
     pub tls: TlsConfig,
 
+    /// Seconds a connection has, from its accept, to start its first call
+    /// (a TLS handshake included); one that has not is closed. Connections
+    /// that never send a request (scanners, broken or hostile clients)
+    /// then cannot pile up and lock out real clients.
+    #[arg(
+        long,
+        env = "ROUTEWATCH_FIRST_REQUEST_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub first_request_timeout_secs: u64,
+
+    /// Most connections open at once from one IP address; the agent closes
+    /// any more at once. A client needs one connection per agent it
+    /// follows or asks, so the default leaves room for many clients behind
+    /// one address while no single address can fill the agent's
+    /// connections and file descriptors.
+    #[arg(
+        long,
+        env = "ROUTEWATCH_MAX_CONNECTIONS_PER_PEER",
+        default_value_t = 64
+    )]
+    pub max_connections_per_peer: usize,
+
     /// Most following subscriptions (`routewatch tail`, `collect`) served
     /// at once. One more is refused with
     /// RESOURCE_EXHAUSTED (its client retries later) instead of costing the
