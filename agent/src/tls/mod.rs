@@ -7,8 +7,10 @@
 //! - [`reloader`]: rotation without a restart (file changes, SIGHUP).
 //! - [`incoming`]: accepted connections, handshaken with a deadline; accept
 //!   failures (out of file descriptors) pause accepting.
-//! - [`peers`]: `--max-connections-per-peer`.
-//! - [`first_request`]: `--first-request-timeout-secs`.
+//! - [`peers`]: the limit of connections per address
+//!   (`--max-connections-per-peer`).
+//! - [`first_request`]: the deadline of a connection's first call
+//!   (`--first-request-timeout-secs`).
 //! - [`connection`]: one connection and what handlers know of its peer.
 //! - [`identity`]: a client certificate's DNS and URI names.
 //! - [`allow_list`]: `--allow-client`, checked on every call.
