@@ -279,3 +279,39 @@ fn a_flood_of_refused_subscriptions_is_logged_with_counts() {
     );
     drop(refused);
 }
+
+#[test]
+fn a_port_that_never_answers_is_told_apart_from_one_where_nothing_listens() {
+    let ns = Netns::new();
+    // Something that takes connections (the kernel completes them into its
+    // queue) and never answers: what a client sees of a stuck agent.
+    let _silent = ns.in_ns(|| std::net::TcpListener::bind("127.0.0.1:50052").expect("bind"));
+    let dir = Dir::new();
+    let ca = dir.write("ca.pem", &Ca::new("routewatch test CA").pem);
+    for (args, expected, not) in [
+        (
+            vec!["show", "--insecure", "127.0.0.1:50052"],
+            "busy",
+            "nothing listens",
+        ),
+        (
+            vec!["show", "--ca", &ca, "127.0.0.1:50052"],
+            "busy",
+            "nothing listens",
+        ),
+        (
+            vec!["show", "--insecure", "127.0.0.1:50053"],
+            "nothing listens on that port",
+            "busy",
+        ),
+    ] {
+        let e = match routewatch_tests::run_show(ns.name(), &args) {
+            Ok(objects) => panic!("{args:?} got {} objects", objects.len()),
+            Err(e) => e,
+        };
+        assert!(
+            e.contains(expected) && !e.contains(not),
+            "{args:?} must say {expected:?}, not {not:?}: {e}"
+        );
+    }
+}
