@@ -132,14 +132,20 @@ impl Incoming {
         self.handshakes.push(Box::pin(async move {
             match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => Some(Connection::tls(stream, accepted)),
+                // Each failure is logged: their reasons differ, and the
+                // one an operator looks for must not be left out.
                 Ok(Err(e)) => {
                     stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(peer = %addr, "TLS handshake failed: {}", handshake_problem(&e));
                     None
                 }
+                // Idle clients, though, would log a line each.
                 Err(_) => {
                     stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(peer = %addr, "TLS handshake not finished within {}s: connection closed", timeout.as_secs());
+                    static SLOW: RateLimited = RateLimited::new();
+                    if let Some(burst) = SLOW.check() {
+                        tracing::info!(peer = %addr, "TLS handshake not finished within {}s: connection closed{burst}", timeout.as_secs());
+                    }
                     None
                 }
             }
