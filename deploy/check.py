@@ -16,7 +16,22 @@
    units and stand-ins for the binaries. verify exits 0 on many problems
    ("..., ignoring"), so ANY output fails the check. If systemd-analyze is
    missing or cannot run, the check FAILS, saying so.
-4. The Dockerfile builds with `cargo build ...` on a line of its own; this
+4. The agent's unit starts and serves, as shipped and with the example
+   environment file (mutual TLS with certificates from `routewatch certs
+   init`): its ExecStart, Environment= lines and environment file are
+   applied the way systemd applies them, and the release binary runs as an
+   unprivileged user with the unit's ambient capabilities, in a network
+   namespace of its own; a `routewatch show` through it must list a route
+   added there. (systemd itself does not run in CI, so this is the unit's
+   command and environment, not systemd's sandbox.)
+5. Grafana (deploy/grafana): the provisioning files parse; every dashboard
+   has a uid, a title, a schema version and panels with unique ids and
+   positions, each panel and query naming a datasource the provisioning
+   defines (by uid and type), PostgreSQL queries as raw SQL, Prometheus ones
+   as an expression. (The SQL runs against a real store in the end-to-end
+   tests, the metric names are checked against the exported ones in the
+   collector's unit tests.)
+6. The Dockerfile builds with `cargo build ...` on a line of its own; this
    script prints that command (CI runs it before calling the script) and
    checks that the binaries the image copies were built.
 
@@ -24,12 +39,14 @@ Usage: deploy/check.py [--print-build-command]
 """
 
 import copy
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import jsonschema
@@ -88,6 +105,7 @@ CERT_MANAGER = {
                     "commonName": {"type": "string", "maxLength": 64},
                     "dnsNames": {"type": "array", "items": {"type": "string"}},
                     "ipAddresses": {"type": "array", "items": {"type": "string"}},
+                    "uris": {"type": "array", "items": {"type": "string", "pattern": "^[a-z][a-z0-9+.-]*://"}},
                     "isCA": {"type": "boolean"},
                     "duration": {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"},
                     "renewBefore": {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"},
@@ -104,6 +122,36 @@ CERT_MANAGER = {
                         "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing",
                         "microsoft sgc", "netscape sgc"]}},
                     "issuerRef": _ISSUER_REF}}}},
+}
+
+# --- Prometheus Operator v1 PodMonitor (the fields these manifests use) ---
+PROMETHEUS_OPERATOR = {
+    "PodMonitor": {
+        "type": "object", "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PodMonitor"},
+            "metadata": _META,
+            "spec": {
+                "type": "object", "additionalProperties": False,
+                "required": ["selector", "podMetricsEndpoints"],
+                "properties": {
+                    "selector": {"type": "object", "additionalProperties": False, "properties": {
+                        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                    "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": {
+                        "type": "object", "additionalProperties": False, "required": ["port"],
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": r"^([0-9]+(ms|s|m|h))+$"},
+                            "relabelings": {"type": "array", "items": {
+                                "type": "object", "additionalProperties": False,
+                                "properties": {
+                                    "sourceLabels": {"type": "array", "items": {"type": "string"}},
+                                    "targetLabel": {"type": "string"},
+                                    "action": {"type": "string"},
+                                    "regex": {"type": "string"},
+                                    "replacement": {"type": "string"}}}}}}}}}}},
 }
 
 
@@ -150,14 +198,19 @@ def validate(kdir: Path, resources):
         if key in seen:
             fail(f"{name}: defined twice")
         seen.add(key)
+        crd = None
         if r["apiVersion"].startswith("cert-manager.io/"):
-            schema = CERT_MANAGER.get(r["kind"])
+            crd = ("cert-manager v1 subset", CERT_MANAGER)
+        if r["apiVersion"].startswith("monitoring.coreos.com/"):
+            crd = ("Prometheus Operator v1 subset", PROMETHEUS_OPERATOR)
+        if crd is not None:
+            schema = crd[1].get(r["kind"])
             if schema is None:
-                fail(f"{name}: no cert-manager schema here for {r['kind']}")
+                fail(f"{name}: no {crd[0]} schema here for {r['kind']}")
                 continue
             try:
                 jsonschema.validate(r, schema)
-                print(f"ok   {name} (cert-manager v1 subset)")
+                print(f"ok   {name} ({crd[0]})")
             except jsonschema.ValidationError as e:
                 fail(f"{name}: {'.'.join(map(str, e.path))}: {e.message}")
             continue
@@ -237,6 +290,24 @@ def check_agent_daemonset(resources, known):
             m["mountPath"] == "/var/run/netns" and m.get("mountPropagation") == "HostToContainer"
             for m in c["volumeMounts"]),
     }
+    env = {e["name"]: e for e in c.get("env", [])}
+    allowed = {a.split("=", 1)[1] for a in c.get("args", []) if a.startswith("--allow-client=")}
+    client_uris = {u for r in resources if r["kind"] == "Certificate"
+                   and "client auth" in r["spec"].get("usages", []) for u in r["spec"].get("uris", [])}
+    classes = {r["metadata"]["name"] for r in resources if r["kind"] == "PriorityClass"}
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    annotations = ds[0]["spec"]["template"]["metadata"].get("annotations", {})
+    checks.update({
+        "ROUTEWATCH_HOSTNAME from spec.nodeName":
+            env.get("ROUTEWATCH_HOSTNAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+            == "spec.nodeName",
+        "--allow-client admits exactly the client certificates' URIs":
+            bool(allowed) and allowed == client_uris,
+        "a priorityClassName defined in the base": pod.get("priorityClassName") in classes,
+        "scrape annotations name the ops port":
+            annotations.get("prometheus.io/scrape") == "true"
+            and annotations.get("prometheus.io/port") == str(ports.get("ops")),
+    })
     for what, ok in checks.items():
         if not ok:
             fail(f"DaemonSet: {what}")
@@ -277,6 +348,169 @@ def check_systemd(known, known_collector):
                 print(f"ok   {unit.name} (systemd-analyze verify, no warnings)")
 
 
+# --- the agent's unit, started -------------------------------------------
+def unit_settings(unit: Path):
+    """ExecStart (words), Environment= pairs, AmbientCapabilities of `unit`."""
+    exec_start, env, caps = None, {}, []
+    for line in unit.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "ExecStart":
+            exec_start = value.split()
+        elif key == "Environment":
+            name, _, val = value.partition("=")
+            env[name] = val
+        elif key == "AmbientCapabilities":
+            caps = [c.lower().removeprefix("cap_") for c in value.split()]
+    return exec_start, env, caps
+
+
+def environment_file(path: Path, prefix_from=None, prefix_to=None):
+    """KEY=VALUE lines as systemd's EnvironmentFile= reads them."""
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        name, _, value = line.partition("=")
+        value = value.strip().strip('"')
+        if prefix_from and value.startswith(prefix_from):
+            value = prefix_to + value[len(prefix_from):]
+        env[name.strip()] = value
+    return env
+
+
+def start_agent_unit(label, extra_env, client_args, scratch: Path):
+    unit = DEPLOY / "systemd/routewatch-agent.service"
+    words, env, caps = unit_settings(unit)
+    agent = RELEASE / "routewatch-agent"
+    cli = RELEASE / "routewatch"
+    if not agent.exists() or not cli.exists():
+        fail(f"agent unit ({label}): release binaries missing: run the Dockerfile's build command first")
+        return
+    env.update(extra_env)
+    os.chmod(scratch, 0o755)
+    state = scratch / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)
+    argv = [str(agent)] + [w.replace("${STATE_DIRECTORY}", str(state)) for w in words[1:]]
+    ns = f"rwdeploy-{os.getpid()}-{label}"
+    caps_list = ",".join(f"+{c}" for c in caps)
+    setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+               f"--inh-caps=-all,{caps_list}", f"--ambient-caps=-all,{caps_list}",
+               f"--bounding-set=-all,{caps_list}"]
+    proc = None
+    log = scratch / "agent.log"
+    try:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", ns, "route", "add", "198.18.77.0/24", "dev", "lo"], check=True)
+        with open(log, "w") as out:
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, *setpriv, *argv],
+                                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+                                    stdout=out, stderr=subprocess.STDOUT)
+        show = None
+        for _ in range(100):
+            if proc.poll() is not None:
+                break
+            show = subprocess.run(["ip", "netns", "exec", ns, str(cli), "show", *client_args],
+                                  capture_output=True, text=True, timeout=30)
+            if show.returncode == 0:
+                break
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            fail(f"agent unit ({label}) exited with {proc.returncode}:\n{log.read_text()}")
+        elif show is None or show.returncode != 0:
+            fail(f"agent unit ({label}): `routewatch show {' '.join(client_args)}` failed:\n"
+                 f"{show.stderr if show else ''}\nagent log:\n{log.read_text()}")
+        elif "198.18.77.0/24" not in show.stdout:
+            fail(f"agent unit ({label}): show does not list the route added:\n{show.stdout}")
+        else:
+            print(f"ok   routewatch-agent.service starts and serves ({label})")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def check_agent_unit_starts():
+    if shutil.which("setpriv") is None or shutil.which("ip") is None:
+        fail("agent unit: setpriv and ip are needed to start the unit's command: NOT CHECKED")
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        start_agent_unit("as-shipped", {}, ["--insecure", "127.0.0.1:50051"], scratch)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        pki = scratch / "pki"
+        subprocess.run([RELEASE / "routewatch", "certs", "init", pki,
+                        "--client-id", "spiffe://example.net/collector"],
+                       check=True, capture_output=True)
+        os.chown(pki / "agent-key.pem", 0, 65534)
+        os.chmod(pki / "agent-key.pem", 0o640)
+        os.chmod(pki, 0o755)
+        env = environment_file(DEPLOY / "systemd/routewatch-agent.env", "/etc/routewatch/", f"{pki}/")
+        start_agent_unit("example-env-file", env,
+                         ["--ca", str(pki / "ca.pem"), "--cert", str(pki / "client.pem"),
+                          "--key", str(pki / "client-key.pem"), "127.0.0.1:50051"], scratch)
+
+
+# --- Grafana -------------------------------------------------------------
+def check_grafana():
+    root = DEPLOY / "grafana"
+    sources = {}
+    for path in sorted((root / "provisioning/datasources").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        for ds in doc.get("datasources", []):
+            if not ds.get("uid") or not ds.get("type"):
+                fail(f"grafana: {path.name}: a datasource without uid or type")
+                continue
+            sources[ds["uid"]] = ds["type"]
+    providers = []
+    for path in sorted((root / "provisioning/dashboards").glob("*.yaml")):
+        providers += yaml.safe_load(path.read_text()).get("providers", [])
+    if not any(p.get("type") == "file" and p.get("options", {}).get("path") for p in providers):
+        fail("grafana: no file provider loads the dashboards")
+    dashboards = sorted((root / "dashboards").glob("*.json"))
+    if not dashboards:
+        fail("grafana: no dashboards")
+    uids = set()
+    for path in dashboards:
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            fail(f"grafana: {path.name}: {e}")
+            continue
+        name = f"grafana: {path.name}"
+        for field in ("uid", "title", "schemaVersion", "panels"):
+            if field not in d:
+                fail(f"{name}: no {field}")
+        if d.get("uid") in uids:
+            fail(f"{name}: uid {d.get('uid')} used twice")
+        uids.add(d.get("uid"))
+        ids = set()
+        for p in d.get("panels", []):
+            where = f"{name}: panel {p.get('id')} {p.get('title')!r}"
+            if p.get("id") in ids:
+                fail(f"{where}: id used twice")
+            ids.add(p.get("id"))
+            if not {"x", "y", "w", "h"} <= set(p.get("gridPos", {})):
+                fail(f"{where}: no gridPos")
+            refs = [p.get("datasource", {})] + [t.get("datasource", {}) for t in p.get("targets", [])]
+            for ref in refs:
+                if sources.get(ref.get("uid")) != ref.get("type"):
+                    fail(f"{where}: datasource {ref} is not one the provisioning defines")
+            if not p.get("targets"):
+                fail(f"{where}: no queries")
+            for t in p.get("targets", []):
+                kind = sources.get(t.get("datasource", {}).get("uid"))
+                if kind == "grafana-postgresql-datasource" and not (t.get("rawSql") and t.get("rawQuery")):
+                    fail(f"{where}: a PostgreSQL query without rawSql")
+                if kind == "prometheus" and not t.get("expr"):
+                    fail(f"{where}: a Prometheus query without expr")
+        print(f"ok   {name} ({len(ids)} panels)")
+
+
 # --- Dockerfile ----------------------------------------------------------
 def build_command():
     lines = [l for l in (DEPLOY / "Dockerfile").read_text().splitlines() if l.startswith("RUN cargo build")]
@@ -310,6 +544,8 @@ def main():
         if kdir.name == "collector":
             check_collector_deployment(resources, known_collector)
     check_systemd(known, known_collector)
+    check_agent_unit_starts()
+    check_grafana()
     check_dockerfile()
     if failures:
         print(f"\n{len(failures)} deployment check(s) FAILED")

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::Args;
 
 use crate::journal::RingLimits;
@@ -19,7 +20,7 @@ pub struct AgentConfig {
 
     /// Serve plaintext gRPC. Anyone who can reach --listen can then read
     /// this host's routing tables; use it on loopback or a trusted network.
-    #[arg(long, env = "ROUTEWATCH_INSECURE")]
+    #[arg(long, env = "ROUTEWATCH_INSECURE", value_parser = BoolishValueParser::new())]
     pub insecure: bool,
 
     /// Address to serve operations on, over plain HTTP: `/metrics`
@@ -208,5 +209,86 @@ impl PipelineConfig {
             max_batch_bytes: self.max_batch_bytes.max(1),
             heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)),
         }
+    }
+}
+
+/// The on/off flags of `command` (and its subcommands) that have an
+/// environment variable but do not read every spelling an operator writes
+/// in an environment file: `1/0`, `yes/no`, `on/off`, `true/false`. Each
+/// binary's tests call this on its whole command line, so a new flag
+/// cannot forget `BoolishValueParser`.
+pub fn env_flags_not_boolish(command: &clap::Command) -> Vec<String> {
+    const SPELLINGS: [(&str, bool); 12] = [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("true", true),
+        ("YES", true),
+        ("On", true),
+        ("0", false),
+        ("no", false),
+        ("off", false),
+        ("false", false),
+        ("NO", false),
+        ("Off", false),
+    ];
+    let mut bad = Vec::new();
+    for arg in command.get_arguments() {
+        let on_off = matches!(
+            arg.get_action(),
+            clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+        );
+        let Some(var) = arg.get_env().filter(|_| on_off) else {
+            continue;
+        };
+        // The flag's own value parser, given the text the way the
+        // variable's value reaches it.
+        let probe = clap::Command::new("probe").arg(
+            clap::Arg::new("value")
+                .long("value")
+                .action(clap::ArgAction::Set)
+                .value_parser(arg.get_value_parser().clone()),
+        );
+        let reads = |text: &str| {
+            probe
+                .clone()
+                .try_get_matches_from(["probe", "--value", text])
+                .ok()
+                .and_then(|matches| matches.get_one::<bool>("value").copied())
+        };
+        if SPELLINGS
+            .iter()
+            .any(|&(text, want)| reads(text) != Some(want))
+        {
+            bad.push(format!(
+                "{} --{}",
+                var.to_string_lossy(),
+                arg.get_long().unwrap_or_default()
+            ));
+        }
+    }
+    for sub in command.get_subcommands() {
+        bad.extend(env_flags_not_boolish(sub));
+    }
+    bad
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: super::AgentConfig,
+    }
+
+    #[test]
+    fn every_on_off_variable_reads_1_0_yes_no_on_off() {
+        let bad = super::env_flags_not_boolish(&Cli::command());
+        assert!(
+            bad.is_empty(),
+            "flags whose variable reads only true/false: {bad:?}"
+        );
     }
 }

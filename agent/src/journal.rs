@@ -507,6 +507,15 @@ impl Core {
         self.last_seq + 1 - self.ring.len() as u64
     }
 
+    /// When the agent observed the change after `cursor`, if the ring
+    /// holds it.
+    pub fn time_after(&self, cursor: u64) -> Option<i64> {
+        let index = cursor.checked_add(1)?.checked_sub(self.first_seq())?;
+        self.ring
+            .get(usize::try_from(index).ok()?)
+            .map(|e| e.time_unix_nano)
+    }
+
     /// The oldest change the ring holds (last + 1 when it holds none): a
     /// consumer can resume from any cursor at or after this minus one.
     pub fn oldest_seq(&self) -> u64 {

@@ -21,18 +21,24 @@
 //! - [`interest`]: what a filtered subscriber receives of the journal.
 //! - [`subscribers`]: the open sessions, for `GetInfo` ([`info`]) and the
 //!   metrics.
-//! - [`persist`]: `--state-dir`, so a restarted agent continues its stream.
+//! - [`persist`]: `--state-dir`, so a restarted agent continues its stream;
+//!   [`state_file`] frames and checks its files.
 //! - [`trim`]: memory a burst or a dump freed, given back when it is over.
-//! - [`namespaces`]: one source per namespace watched (`--netns`).
+//! - [`namespaces`]: one source per namespace watched (`--netns`);
+//!   [`unwatched`] finds the namespaces in use that `--netns all` cannot see.
 //! - [`pipeline`]: the sources + journal, in process or served.
 //! - [`server`]: the gRPC service and [`run`].
 //! - [`metrics`]: every metric's name and help, read at scrape time;
 //!   [`ops`] serves them with the health checks (`--ops-listen`).
 //! - [`request`]: checks a subscription request before its session starts.
+//! - [`silence`]: how long a connection's peer has sent nothing (a stalled
+//!   subscriber's disconnection is said and counted by [`wire`]).
 //! - [`admission`]: the `--max-subscribers` limit.
 //! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
 //! - [`ratelog`]: warnings that come in floods, logged with counts.
 //! - [`config`], [`error`].
+//! - `fuzz` (tests only): fuzzing harnesses of the decoders of outside
+//!   input.
 
 pub mod admission;
 pub mod config;
@@ -49,20 +55,27 @@ pub mod netns;
 pub mod ops;
 pub mod persist;
 pub mod pipeline;
+pub mod process;
 pub mod ratelog;
 pub mod request;
 pub mod server;
 pub mod session;
+pub mod silence;
 pub mod socket;
 pub mod source;
 pub mod state;
+pub mod state_file;
 pub mod subscribers;
 pub mod tls;
 pub mod trim;
 pub mod unknown;
+pub mod unwatched;
 pub mod wire;
 
-pub use config::{AgentConfig, NetnsSelection, PipelineConfig};
+pub use config::{env_flags_not_boolish, AgentConfig, NetnsSelection, PipelineConfig};
 pub use error::AgentError;
 pub use pipeline::Pipeline;
 pub use server::run;
+
+#[cfg(test)]
+mod fuzz;

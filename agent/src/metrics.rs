@@ -16,12 +16,14 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use routewatch_proto::v1::{Family, Origin, ResyncCause};
 
 use crate::journal::Journal;
 use crate::namespaces::NamespaceStats;
+use crate::persist::StateDirStats;
 use crate::pipeline::Pipeline;
 use crate::source::SourceStats;
 use crate::state::Action;
@@ -164,6 +166,16 @@ pub const NAMESPACE_FAILURES: Metric = counter(
     &[],
     "Network namespaces that could not be watched (entering failed, or their source failed); each is logged and left out.",
 );
+pub const NAMESPACES_UNWATCHED: Metric = gauge(
+    "routewatch_namespaces_unwatched",
+    &[],
+    "With --netns all: network namespaces in use on the host (held by a process, or mounted in pid 1's mount namespace) that the agent does not watch because they are not named in --netns-dir as it sees it (each change is logged with the namespaces); 0 otherwise.",
+);
+pub const STATE_DIR_DISCARDED: Metric = counter(
+    "routewatch_state_dir_discarded",
+    &["reason"],
+    "Times the agent did not use (part of) its --state-dir, by reason: torn_tail (a last record the agent was killed while writing, cut off; the stream continues), and, each starting a new stream that every consumer resyncs to, damaged (a record whose checksum does not match, or files that contradict each other), unknown_format (files of another format or version), reboot (a log written before the machine rebooted), unreadable (files that could not be read or appended to).",
+);
 pub const READY: Metric = gauge(
     "routewatch_ready",
     &[],
@@ -224,6 +236,24 @@ pub const ACCEPT_PAUSED: Metric = gauge(
     &[],
     "1 while accepting connections is paused because accept failed (out of file descriptors), else 0.",
 );
+pub const SUBSCRIBERS_STALLED: Metric = counter(
+    "routewatch_subscribers_stalled_disconnects",
+    &[],
+    "Subscriptions whose connection was closed because the client answered nothing, not even HTTP/2 keepalive pings, for 20 s (each is logged once, with the peer and its position).",
+);
+
+pub const SEND_LATENCY: Metric = Metric {
+    name: "routewatch_send_latency_seconds",
+    kind: MetricType::Histogram,
+    labels: &[],
+    help: "Time from the agent reading a change from the kernel to a session handing the batch that carries it to its connection, observed per batch and session for the batch's oldest change.",
+};
+pub const DUMP_DURATION: Metric = Metric {
+    name: "routewatch_dump_duration_seconds",
+    kind: MetricType::Histogram,
+    labels: &[],
+    help: "Time a dump of a namespace's links, nexthop objects, rules and routes took, from the request to the table in memory (initial dumps and re-dumps).",
+};
 
 pub const RESPONSE_BYTES: Metric = counter(
     "routewatch_response_bytes",
@@ -252,6 +282,8 @@ pub const ALL: &[Metric] = &[
     RULES,
     NAMESPACES,
     NAMESPACE_FAILURES,
+    NAMESPACES_UNWATCHED,
+    STATE_DIR_DISCARDED,
     READY,
     TLS_RELOADS,
     TLS_RELOAD_FAILURES,
@@ -264,8 +296,42 @@ pub const ALL: &[Metric] = &[
     CONNECTIONS_REFUSED_PER_PEER,
     ACCEPT_ERRORS,
     ACCEPT_PAUSED,
+    SUBSCRIBERS_STALLED,
+    SEND_LATENCY,
+    DUMP_DURATION,
     RESPONSE_BYTES,
 ];
+
+/// Observations of a duration, in seconds, in fixed buckets: a histogram
+/// metric ([`SEND_LATENCY`], [`DUMP_DURATION`]).
+#[derive(Debug, Clone)]
+pub struct Durations(Histogram);
+
+impl Durations {
+    /// Buckets of [`SEND_LATENCY`]: 100 µs to 10 s.
+    pub const LATENCY: &'static [f64] = &[
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
+    ];
+    /// Buckets of [`DUMP_DURATION`]: 1 ms to 2 min.
+    pub const DUMPS: &'static [f64] = &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0,
+    ];
+
+    pub fn new(buckets: &[f64]) -> Durations {
+        Durations(Histogram::new(buckets.iter().copied()))
+    }
+
+    pub fn observe(&self, seconds: f64) {
+        self.0.observe(seconds.max(0.0));
+    }
+
+    fn write(&self, encoder: &mut DescriptorEncoder, m: &Metric) -> fmt::Result {
+        self.0
+            .encode(encoder.encode_descriptor(m.name, m.help, None, m.kind)?)
+    }
+}
 
 /// The agent's metrics, ready to encode.
 #[derive(Debug)]
@@ -286,27 +352,32 @@ impl Metrics {
             pipeline.journal.clone(),
             pipeline.stats.clone(),
             pipeline.namespaces.clone(),
+            pipeline.state_dir.clone(),
             tls,
             rejected,
             wire,
         )
     }
 
-    /// Metrics read from a journal, the counters of its sources, the TLS
-    /// layer's, the admission limit's and the responses'.
+    /// Metrics read from a journal, the counters of its sources, its
+    /// namespaces' and its state dir's, the TLS layer's, the admission
+    /// limit's and the responses'.
     pub fn of(
         journal: Arc<Journal>,
         sources: Arc<SourceStats>,
         namespaces: Arc<NamespaceStats>,
+        state_dir: Arc<StateDirStats>,
         tls: Arc<TlsStats>,
         rejected: Arc<AtomicU64>,
         wire: Arc<WireStats>,
     ) -> Metrics {
         let mut registry = Registry::default();
+        registry.register_collector(Box::new(crate::process::ProcessMetrics));
         registry.register_collector(Box::new(Scrape {
             journal,
             sources,
             namespaces,
+            state_dir,
             tls,
             rejected,
             wire,
@@ -328,6 +399,7 @@ struct Scrape {
     journal: Arc<Journal>,
     sources: Arc<SourceStats>,
     namespaces: Arc<NamespaceStats>,
+    state_dir: Arc<StateDirStats>,
     tls: Arc<TlsStats>,
     rejected: Arc<AtomicU64>,
     wire: Arc<WireStats>,
@@ -513,6 +585,18 @@ impl Collector for Scrape {
             one_level(self.namespaces.watched.load(Ordering::Relaxed)),
         )?;
         write(e, &NAMESPACE_FAILURES, one_count(&self.namespaces.failures))?;
+        write(
+            e,
+            &NAMESPACES_UNWATCHED,
+            one_level(self.namespaces.unwatched.load(Ordering::Relaxed)),
+        )?;
+        let discarded = self
+            .state_dir
+            .discarded()
+            .into_iter()
+            .map(|(why, n)| (vec![why.label()], n))
+            .collect();
+        write(e, &STATE_DIR_DISCARDED, Samples::Count(discarded))?;
         write(e, &READY, one_level(u64::from(self.journal.is_ready())))?;
         write(e, &TLS_RELOADS, one_count(&self.tls.reloads))?;
         write(e, &TLS_RELOAD_FAILURES, one_count(&self.tls.reload_errors))?;
@@ -556,6 +640,13 @@ impl Collector for Scrape {
             &ACCEPT_PAUSED,
             one_level(self.tls.accept_paused.load(Ordering::Relaxed)),
         )?;
+        write(
+            e,
+            &SUBSCRIBERS_STALLED,
+            one_count(&self.wire.stalled_disconnects),
+        )?;
+        subscribers.send_latency.write(e, &SEND_LATENCY)?;
+        self.sources.dump_seconds.write(e, &DUMP_DURATION)?;
         let bytes = [
             ("none", &self.wire.plain_bytes),
             ("zstd", &self.wire.zstd_bytes),
@@ -623,7 +714,7 @@ mod tests {
     #[test]
     fn the_readme_lists_every_metric() {
         let readme = include_str!("../../README.md");
-        for m in ALL {
+        for m in ALL.iter().chain(crate::process::ALL) {
             let sample = format!("`{}`", m.sample_name());
             assert!(readme.contains(&sample), "README.md lacks {sample}");
         }

@@ -35,6 +35,7 @@ use crate::netns::{self, Namespace, NsId};
 use crate::persist::StateDir;
 use crate::socket::NetlinkSocket;
 use crate::source::{Source, SourceStats};
+use crate::unwatched::{in_use, Unwatched};
 
 /// Periodic scan of the namespace directory.
 const SCAN_EVERY: Duration = Duration::from_secs(1);
@@ -44,11 +45,18 @@ const SCAN_SOON: Duration = Duration::from_millis(50);
 /// at [`SCAN_SOON`].
 const SOON_FOR: Duration = Duration::from_secs(2);
 
-/// How many namespaces are watched, and how many could not be.
+/// How often namespaces in use are compared with those watched
+/// (`--netns all`, see [`crate::unwatched`]).
+const CENSUS_EVERY: Duration = Duration::from_secs(10);
+
+/// How many namespaces are watched, how many could not be, and how many in
+/// use are not watched.
 #[derive(Debug, Default)]
 pub struct NamespaceStats {
     pub watched: AtomicU64,
     pub failures: AtomicU64,
+    /// Namespaces in use on the host that `--netns all` does not see.
+    pub unwatched: AtomicU64,
 }
 
 /// Everything a new source needs.
@@ -174,6 +182,9 @@ impl Namespaces {
         let mut ready_seen = false;
         let mut next_scan = Instant::now() + SCAN_EVERY;
         let mut soon_until = Instant::now();
+        let census = self.selection == NetnsSelection::All;
+        let mut unwatched = Unwatched::default();
+        let mut next_census = Instant::now();
         let shutdown = self.shutdown.clone();
         let result = loop {
             tokio::select! {
@@ -194,6 +205,10 @@ impl Namespaces {
                 _ = changed(&mut dir_watch) => {
                     next_scan = Instant::now();
                     soon_until = Instant::now() + SOON_FOR;
+                }
+                _ = sleep_until(next_census), if census => {
+                    self.census(&mut unwatched).await;
+                    next_census = Instant::now() + CENSUS_EVERY;
                 }
                 _ = sleep_until(next_scan), if follow => {
                     let unmounted = self.rescan().await;
@@ -218,6 +233,29 @@ impl Namespaces {
             }
         }
         result
+    }
+
+    /// Compares the namespaces in use with those watched (or known to have
+    /// failed, already reported); says and counts the others.
+    async fn census(&mut self, unwatched: &mut Unwatched) {
+        let mut known: HashSet<u64> = self
+            .running
+            .values()
+            .filter_map(|r| r.id)
+            .chain(self.own)
+            .chain(self.failed.iter().map(|(_, id)| *id))
+            .chain(self.aliases.iter().map(|(_, id)| *id))
+            .map(|id| id.ino())
+            .collect();
+        if let Ok(own) = netns::own_id() {
+            known.insert(own.ino());
+        }
+        // Reading every process's links takes a while on a busy host.
+        let in_use = tokio::task::spawn_blocking(|| in_use(std::path::Path::new("/proc")))
+            .await
+            .unwrap_or_default();
+        let n = unwatched.check(&in_use, std::path::Path::new("/proc"), &known, &self.dir);
+        self.counts.unwatched.store(n as u64, Ordering::Relaxed);
     }
 
     /// Compares the directory with what is watched: drops what went away,

@@ -24,6 +24,13 @@ pub struct NsId {
     ino: u64,
 }
 
+impl NsId {
+    /// The namespace's inode, as `/proc/PID/ns/net` names it (`net:[INO]`).
+    pub fn ino(self) -> u64 {
+        self.ino
+    }
+}
+
 /// What a scan of the directory found.
 #[derive(Debug, Default)]
 pub struct Scan {

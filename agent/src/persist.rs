@@ -6,8 +6,9 @@
 //! changes, dumps the kernel, and sends what changed while it was down as
 //! ordinary changes (origin `reconcile`) continuing the same stream.
 //!
-//! Two files, both in the API's own encoding (a `SubscribeResponse`, i.e.
-//! field-1 event records side by side):
+//! Two files, both of checksummed records of the API's own encoding (each
+//! an event as a field-1 record of a `SubscribeResponse`) behind a header
+//! that names the format's version ([`crate::state_file`]):
 //!
 //! - `state.pb`: the table as adds at seq S, a Sync marker at S (its
 //!   presence proves the file complete), then the journal's recent changes
@@ -19,6 +20,13 @@
 //!   SIGKILL at any instant (the page cache survives a process crash; an
 //!   operating system crash may lose the unsynced tail, and then consumers
 //!   ahead of it get an explicit resync). A torn last record is cut off.
+//!
+//! Anything else that does not read -- a checksum that does not match
+//! anywhere in either file, a header of another format or version -- means
+//! the files no longer say which changes the stream's numbers stand for:
+//! continuing it could hand out a seq again for a different change. The
+//! agent starts a new stream instead (every consumer resyncs), says what it
+//! found where, counts it, and keeps the files aside as `*.discarded`.
 //!
 //! When the log grows past a bound the table is written to `state.pb` again
 //! and the log restarts empty.
@@ -34,20 +42,21 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::Buf;
-use prost::Message;
 use routewatch_proto::batch::record;
-use routewatch_proto::v1::{self as api, event, SubscribeResponse};
+use routewatch_proto::v1::{self as api, event};
 
 use crate::error::AgentError;
 use crate::journal::{encode_change_record, now_unix_nano, Core, Entry, Sink, StreamInfo};
 use crate::labelled::unlabelled;
 use crate::state::{Action, Change, Key, Object, Previous, Record, StateTable};
+use crate::state_file::{self, Tail, Unusable, HEADER};
 
 const STATE: &str = "state.pb";
 const STATE_TMP: &str = "state.pb.tmp";
 const LOG: &str = "journal.log";
 const BOOT_ID: &str = "boot_id";
+/// What files the agent could not use are renamed to end with.
+const DISCARDED: &str = "discarded";
 /// Rewrite `state.pb` once the log holds this much.
 const COMPACT_AFTER: u64 = 64 << 20;
 
@@ -61,10 +70,103 @@ pub struct Recovered {
     pub recent: Vec<Entry>,
 }
 
+/// Why (part of) a state dir was not used. The label values of
+/// `routewatch_state_dir_discarded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Discarded {
+    /// A record the agent was killed while appending, cut off; the stream
+    /// continues.
+    TornTail,
+    /// A record that does not read anywhere else, or files that disagree;
+    /// a new stream.
+    Damaged,
+    /// Files of another format or version; a new stream.
+    UnknownFormat,
+    /// A log written before the machine rebooted; a new stream.
+    Reboot,
+    /// Files that could not be read, or appended to; a new stream.
+    Unreadable,
+}
+
+impl Discarded {
+    pub const ALL: [Discarded; 5] = [
+        Discarded::TornTail,
+        Discarded::Damaged,
+        Discarded::UnknownFormat,
+        Discarded::Reboot,
+        Discarded::Unreadable,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Discarded::TornTail => "torn_tail",
+            Discarded::Damaged => "damaged",
+            Discarded::UnknownFormat => "unknown_format",
+            Discarded::Reboot => "reboot",
+            Discarded::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// How often the state dir was (partly) discarded, by [`Discarded`].
+#[derive(Debug, Default)]
+pub struct StateDirStats {
+    discarded: Mutex<BTreeMap<Discarded, u64>>,
+}
+
+impl StateDirStats {
+    fn count(&self, why: Discarded) {
+        *self
+            .discarded
+            .lock()
+            .expect("state dir stats lock")
+            .entry(why)
+            .or_default() += 1;
+    }
+
+    /// Every reason, with how often (0 for those that never happened).
+    pub fn discarded(&self) -> Vec<(Discarded, u64)> {
+        let counts = self.discarded.lock().expect("state dir stats lock");
+        Discarded::ALL
+            .iter()
+            .map(|&why| (why, counts.get(&why).copied().unwrap_or(0)))
+            .collect()
+    }
+}
+
+/// Why the files cannot continue the stream.
+struct Refusal {
+    why: Discarded,
+    what: String,
+}
+
+impl Refusal {
+    fn new(why: Discarded, what: impl Into<String>) -> Refusal {
+        Refusal {
+            why,
+            what: what.into(),
+        }
+    }
+
+    /// `file` cannot be used as it is.
+    fn of(file: &str, unusable: Unusable) -> Refusal {
+        match unusable {
+            Unusable::Damaged(what) => {
+                Refusal::new(Discarded::Damaged, format!("{file} is damaged: {what}"))
+            }
+            Unusable::UnknownFormat(what) => Refusal::new(
+                Discarded::UnknownFormat,
+                format!("{file} is not in a format this agent reads: {what}"),
+            ),
+        }
+    }
+}
+
 /// An open state dir.
 pub struct StateDir {
     dir: PathBuf,
     log: Arc<Mutex<Log>>,
+    stats: Arc<StateDirStats>,
 }
 
 struct Log {
@@ -84,13 +186,23 @@ impl StateDir {
             move |source| AgentError::StateDir { dir, step, source }
         };
         fs::create_dir_all(dir).map_err(err("create"))?;
+        let stats = Arc::new(StateDirStats::default());
         let boot = current_boot_id();
-        let recovered = match check_boot(dir, &boot).and_then(|()| recover(dir, netns)) {
+        let recovered = match check_boot(dir, &boot).and_then(|()| recover(dir, netns, &stats)) {
             Ok(r) => r,
-            Err(reason) => {
-                tracing::error!(dir = %dir.display(), %reason, "state dir unusable; starting a new stream (consumers will resync)");
-                let _ = fs::remove_file(dir.join(STATE));
-                let _ = fs::remove_file(dir.join(LOG));
+            Err(Refusal { why, what }) => {
+                stats.count(why);
+                if matches!(why, Discarded::Reboot) {
+                    let _ = fs::remove_file(dir.join(STATE));
+                    let _ = fs::remove_file(dir.join(LOG));
+                    tracing::error!(dir = %dir.display(), reason = %what, "state dir not continued; starting a new stream (consumers will resync)");
+                } else {
+                    // Kept for a post-mortem, out of the way of the next start.
+                    for name in [STATE, LOG] {
+                        let _ = fs::rename(dir.join(name), dir.join(format!("{name}.{DISCARDED}")));
+                    }
+                    tracing::error!(dir = %dir.display(), reason = %what, kept_as = %format!("{STATE}.{DISCARDED}, {LOG}.{DISCARDED}"), "state dir unusable; starting a new stream (consumers will resync)");
+                }
                 None
             }
         };
@@ -100,8 +212,11 @@ impl StateDir {
             .append(true)
             .open(dir.join(LOG))
             .map_err(err("open journal.log"))?;
-        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        file.flush().map_err(err("open journal.log"))?;
+        let mut bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if bytes == 0 {
+            file.write_all(&HEADER).map_err(err("write journal.log"))?;
+            bytes = HEADER.len() as u64;
+        }
         let log = Log {
             file,
             bytes,
@@ -110,22 +225,34 @@ impl StateDir {
         let state_dir = StateDir {
             dir: dir.to_path_buf(),
             log: Arc::new(Mutex::new(log)),
+            stats,
         };
         Ok((state_dir, recovered))
+    }
+
+    /// What was discarded, for the metrics.
+    pub fn stats(&self) -> Arc<StateDirStats> {
+        self.stats.clone()
     }
 
     /// The journal's sink: appends each batch to the log.
     pub fn sink(&self) -> Sink {
         let log = self.log.clone();
         let dir = self.dir.clone();
+        let stats = self.stats.clone();
         Box::new(move |entries: &[Entry]| {
             let mut log = log.lock().expect("state dir log lock");
             if log.broken {
                 return;
             }
-            let mut buf = Vec::with_capacity(entries.iter().map(Entry::record_len).sum());
+            let mut buf = Vec::with_capacity(
+                entries
+                    .iter()
+                    .map(|e| state_file::FRAME + e.record_len())
+                    .sum(),
+            );
             for entry in entries {
-                buf.extend_from_slice(&entry.record());
+                state_file::frame(&entry.record(), &mut buf);
             }
             match log.file.write_all(&buf) {
                 Ok(()) => log.bytes += buf.len() as u64,
@@ -135,6 +262,7 @@ impl StateDir {
                     // restart explicit (a new stream, consumers resync).
                     tracing::error!(dir = %dir.display(), error = %e, "cannot append to the state dir's journal; it will not be used again");
                     log.broken = true;
+                    stats.count(Discarded::Unreadable);
                     let _ = fs::remove_file(dir.join(STATE));
                     let _ = fs::remove_file(dir.join(LOG));
                 }
@@ -162,7 +290,14 @@ impl StateDir {
         let tmp = self.dir.join(STATE_TMP);
         {
             let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+            out.write_all(&HEADER)?;
             let mut buf = bytes::BytesMut::new();
+            let mut framed = Vec::new();
+            let mut write = |record: &[u8]| {
+                framed.clear();
+                state_file::frame(record, &mut framed);
+                out.write_all(&framed)
+            };
             for (netns, table) in core.tables() {
                 for change in table.changes() {
                     buf.clear();
@@ -175,16 +310,16 @@ impl StateDir {
                         api::Origin::Dump,
                         &mut buf,
                     );
-                    out.write_all(&buf)?;
+                    write(&buf)?;
                 }
             }
-            out.write_all(&record(&info.event(
+            write(&record(&info.event(
                 seq,
                 time,
                 event::Kind::Sync(api::Sync {}),
             )))?;
             for entry in core.recent() {
-                out.write_all(&entry.record())?;
+                write(&entry.record())?;
             }
             out.flush()?;
             out.get_ref().sync_all()?;
@@ -192,7 +327,8 @@ impl StateDir {
         fs::rename(&tmp, self.dir.join(STATE))?;
         File::open(&self.dir)?.sync_all()?;
         log.file.set_len(0)?;
-        log.bytes = 0;
+        log.file.write_all(&HEADER)?;
+        log.bytes = HEADER.len() as u64;
         Ok(())
     }
 }
@@ -205,31 +341,35 @@ fn current_boot_id() -> String {
 }
 
 /// Refuses a log written before a reboot: its unsynced tail may be gone.
-fn check_boot(dir: &Path, boot: &str) -> Result<(), String> {
+fn check_boot(dir: &Path, boot: &str) -> Result<(), Refusal> {
     let written_in = fs::read_to_string(dir.join(BOOT_ID)).unwrap_or_default();
     let log_len = fs::metadata(dir.join(LOG)).map(|m| m.len()).unwrap_or(0);
-    if written_in.trim() != boot && log_len > 0 {
-        return Err(format!(
+    if written_in.trim() != boot && log_len > HEADER.len() as u64 {
+        return Err(Refusal::new(Discarded::Reboot, format!(
             "the machine rebooted since {LOG} was written, and changes sent before the reboot may not have reached the disk"
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Reads `state.pb` and `journal.log`. `Ok(None)`: nothing there yet.
-fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
+fn recover(dir: &Path, netns: &str, stats: &StateDirStats) -> Result<Option<Recovered>, Refusal> {
+    let unreadable = |file: &str, e: io::Error| {
+        Refusal::new(Discarded::Unreadable, format!("cannot read {file}: {e}"))
+    };
+    let damaged = |what: String| Refusal::new(Discarded::Damaged, what);
     let state = match fs::read(dir.join(STATE)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {STATE}: {e}")),
+        Err(e) => return Err(unreadable(STATE, e)),
     };
-    let events = SubscribeResponse::decode(state.as_slice())
-        .map_err(|e| format!("{STATE} does not decode: {e}"))?
+    let events = state_file::read(&state, Tail::Complete)
+        .map_err(|u| Refusal::of(STATE, u))?
         .events;
     let sync_at = events
         .iter()
         .position(|e| matches!(e.kind, Some(event::Kind::Sync(_))))
-        .ok_or_else(|| format!("{STATE} has no sync marker (incomplete)"))?;
+        .ok_or_else(|| damaged(format!("{STATE} has no sync marker")))?;
     let sync = &events[sync_at];
     let info = StreamInfo {
         stream_id: sync.stream_id.clone(),
@@ -239,39 +379,61 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
     let mut last_seq = sync.seq;
     let mut tables: BTreeMap<Arc<str>, StateTable> = BTreeMap::new();
     for ev in &events[..sync_at] {
-        let change = change_of(ev).ok_or("snapshot event without a readable change")?;
+        let change = change_of(ev).ok_or_else(|| {
+            damaged(format!(
+                "{STATE}: a snapshot event without a readable change"
+            ))
+        })?;
         table_for(&mut tables, &ev.netns).restore(&change);
     }
     let mut recent: Vec<Entry> = Vec::new();
     for ev in &events[sync_at + 1..] {
-        let mut entry = entry_of(ev).ok_or("recent event without a readable change")?;
+        let mut entry = entry_of(ev)
+            .ok_or_else(|| damaged(format!("{STATE}: a recent event without a readable change")))?;
         // These came before the table above; what each replaced is gone.
         if entry.change.action == Action::Add {
             entry.change.previous = Previous::Unknown;
         }
         recent.push(entry);
     }
+    // The journal counts its ring back from its position: the recent
+    // changes must be the ones just before the marker, one after another.
+    if recent.len() as u64 > sync.seq
+        || (recent.iter().rev())
+            .zip((0..=sync.seq).rev())
+            .any(|(entry, seq)| entry.seq != seq)
+    {
+        return Err(damaged(format!(
+            "{STATE}'s recent changes are not the ones up to its sync marker at seq {}",
+            sync.seq
+        )));
+    }
     let log_path = dir.join(LOG);
     let log = match fs::read(&log_path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(format!("cannot read {LOG}: {e}")),
+        Err(e) => return Err(unreadable(LOG, e)),
     };
-    let (events, good) = read_records(&log);
-    if good < log.len() {
+    let contents = state_file::read(&log, Tail::MayBeTorn).map_err(|u| Refusal::of(LOG, u))?;
+    if contents.torn > 0 {
+        stats.count(Discarded::TornTail);
         tracing::warn!(
-            dropped = log.len() - good,
-            "journal.log ends in a torn record (the agent died while writing it); cutting it off"
+            at = contents.good,
+            dropped = contents.torn,
+            "journal.log ends in a torn record (the agent died while writing it); cutting it off and continuing the stream"
         );
         OpenOptions::new()
             .write(true)
             .open(&log_path)
-            .and_then(|f| f.set_len(good as u64))
-            .map_err(|e| format!("cannot cut {LOG}: {e}"))?;
+            .and_then(|f| f.set_len(contents.good as u64))
+            .map_err(|e| Refusal::new(Discarded::Unreadable, format!("cannot cut {LOG}: {e}")))?;
     }
-    for ev in events {
+    for ev in contents.events {
         if ev.stream_id != info.stream_id {
-            return Err(format!("{LOG} holds another stream ({})", ev.stream_id));
+            return Err(damaged(format!(
+                "{LOG} holds another stream ({}) than {STATE} ({})",
+                ev.stream_id, info.stream_id
+            )));
         }
         if ev.seq <= last_seq {
             // Written before a compaction that finished but could not
@@ -279,9 +441,13 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
             continue;
         }
         if ev.seq != last_seq + 1 {
-            return Err(format!("{LOG} jumps from seq {last_seq} to {}", ev.seq));
+            return Err(damaged(format!(
+                "{LOG} jumps from seq {last_seq} to {}",
+                ev.seq
+            )));
         }
-        let mut entry = entry_of(&ev).ok_or("log event without a readable change")?;
+        let mut entry = entry_of(&ev)
+            .ok_or_else(|| damaged(format!("{LOG}: seq {} without a readable change", ev.seq)))?;
         let table = table_for(&mut tables, &ev.netns);
         if entry.change.action == Action::Add {
             entry.change.previous = table
@@ -292,41 +458,17 @@ fn recover(dir: &Path, netns: &str) -> Result<Option<Recovered>, String> {
         recent.push(entry);
         last_seq = ev.seq;
     }
+    if last_seq == u64::MAX {
+        return Err(damaged(format!(
+            "the stream is at seq {last_seq}, the last there is: it cannot continue"
+        )));
+    }
     Ok(Some(Recovered {
         info,
         last_seq,
         tables,
         recent,
     }))
-}
-
-/// Decodes field-1 records until the end or the first incomplete one;
-/// returns the events and the length of the good prefix.
-fn read_records(bytes: &[u8]) -> (Vec<api::Event>, usize) {
-    let mut events = Vec::new();
-    let mut buf = bytes;
-    let mut good = 0;
-    while !buf.is_empty() {
-        let before = buf.len();
-        let mut cursor = buf;
-        if cursor.get_u8() != 0x0a {
-            break;
-        }
-        let Ok(len) = prost::encoding::decode_varint(&mut cursor) else {
-            break;
-        };
-        let len = len as usize;
-        if cursor.len() < len {
-            break;
-        }
-        let Ok(ev) = api::Event::decode(&cursor[..len]) else {
-            break;
-        };
-        events.push(ev);
-        buf = &cursor[len..];
-        good += before - buf.len();
-    }
-    (events, good)
 }
 
 fn change_of(ev: &api::Event) -> Option<Change> {
@@ -599,10 +741,111 @@ mod tests {
             })),
             ..Default::default()
         };
-        fs::write(dir.join(LOG), record(&other)).unwrap();
-        let (_, recovered) = StateDir::open(&dir, "").unwrap();
+        let mut log = HEADER.to_vec();
+        state_file::frame(&record(&other), &mut log);
+        fs::write(dir.join(LOG), log).unwrap();
+        let (sd, recovered) = StateDir::open(&dir, "").unwrap();
         assert!(recovered.is_none());
         assert!(!dir.join(STATE).exists());
+        assert_eq!(discarded(&sd, Discarded::Damaged), 1);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn discarded(sd: &StateDir, why: Discarded) -> u64 {
+        sd.stats()
+            .discarded()
+            .into_iter()
+            .find(|(w, _)| *w == why)
+            .map_or(0, |(_, n)| n)
+    }
+
+    /// A state dir with `state.pb` and 20 changes in the log.
+    fn written(name: &str) -> PathBuf {
+        let dir = tempdir(name);
+        let (j, sd) = journal_in(&dir);
+        let mut core = j.lock();
+        core.publish((0..3).map(route).collect(), api::Origin::Notification);
+        sd.compact(&core).unwrap();
+        for n in 3..23 {
+            core.publish(vec![route(n)], api::Origin::Notification);
+        }
+        dir
+    }
+
+    fn overwrite(path: &Path, at: u64, bytes: &[u8]) {
+        use std::io::{Seek, SeekFrom};
+        let mut f = OpenOptions::new().write(true).open(path).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn damage_in_the_middle_of_the_log_starts_a_new_stream_and_keeps_the_files() {
+        let dir = written("middle");
+        let len = fs::metadata(dir.join(LOG)).unwrap().len();
+        overwrite(&dir.join(LOG), len / 2, &[0xde, 0xad, 0xbe, 0xef]);
+        let (sd, recovered) = StateDir::open(&dir, "").unwrap();
+        assert!(recovered.is_none(), "not continued");
+        assert_eq!(discarded(&sd, Discarded::Damaged), 1);
+        assert_eq!(discarded(&sd, Discarded::TornTail), 0);
+        assert_eq!(
+            fs::metadata(dir.join(format!("{LOG}.{DISCARDED}")))
+                .unwrap()
+                .len(),
+            len,
+            "kept aside as it was"
+        );
+        assert!(dir.join(format!("{STATE}.{DISCARDED}")).exists());
+        // The new stream's log starts afresh.
+        assert_eq!(fs::read(dir.join(LOG)).unwrap(), HEADER);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn damage_in_state_pb_starts_a_new_stream() {
+        let dir = written("state-damage");
+        let len = fs::metadata(dir.join(STATE)).unwrap().len();
+        overwrite(&dir.join(STATE), len / 2, &[0xde, 0xad, 0xbe, 0xef]);
+        let (sd, recovered) = StateDir::open(&dir, "").unwrap();
+        assert!(recovered.is_none());
+        assert_eq!(discarded(&sd, Discarded::Damaged), 1);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_torn_tail_is_counted_and_the_stream_continues() {
+        let dir = written("torn-counted");
+        let len = fs::metadata(dir.join(LOG)).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(dir.join(LOG))
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        let (sd, recovered) = StateDir::open(&dir, "").unwrap();
+        assert_eq!(recovered.expect("continued").last_seq, 22);
+        assert_eq!(discarded(&sd, Discarded::TornTail), 1);
+        assert_eq!(discarded(&sd, Discarded::Damaged), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_of_an_unknown_format_start_a_new_stream() {
+        let dir = written("format");
+        // What the format without a header looked like: bare records.
+        let mut old = fs::read(dir.join(STATE)).unwrap();
+        old.drain(..HEADER.len());
+        fs::write(dir.join(STATE), &old).unwrap();
+        let (sd, recovered) = StateDir::open(&dir, "").unwrap();
+        assert!(recovered.is_none());
+        assert_eq!(discarded(&sd, Discarded::UnknownFormat), 1);
+        drop(sd);
+        // A future version.
+        let dir = written("version");
+        overwrite(&dir.join(LOG), 7, &[2]);
+        let (sd, recovered) = StateDir::open(&dir, "").unwrap();
+        assert!(recovered.is_none());
+        assert_eq!(discarded(&sd, Discarded::UnknownFormat), 1);
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -16,7 +16,7 @@ use crate::error::AgentError;
 use crate::info::agent_info;
 use crate::journal::{now_unix_nano, Journal};
 use crate::namespaces::{NamespaceStats, Namespaces, Shared};
-use crate::persist::StateDir;
+use crate::persist::{StateDir, StateDirStats};
 use crate::session::{subscribe, ResponseStream, SessionConfig};
 use crate::source::SourceStats;
 
@@ -24,6 +24,8 @@ pub struct Pipeline {
     pub journal: Arc<Journal>,
     pub stats: Arc<SourceStats>,
     pub namespaces: Arc<NamespaceStats>,
+    /// What the state dir discarded (all zero without `--state-dir`).
+    pub state_dir: Arc<StateDirStats>,
     start_time_unix_nano: i64,
     config: PipelineConfig,
     shutdown: CancellationToken,
@@ -48,6 +50,7 @@ impl Pipeline {
         for warning in warnings {
             tracing::warn!("iproute2 names: {warning}");
         }
+        let mut state_dir_stats = Arc::default();
         let (journal, state_dir, resumed) = match &config.state_dir {
             None => {
                 let journal = Journal::new(stream_id(), home, config.ring());
@@ -55,6 +58,7 @@ impl Pipeline {
             }
             Some(dir) => {
                 let (state_dir, recovered) = StateDir::open(dir, &home)?;
+                state_dir_stats = state_dir.stats();
                 let resumed = recovered.is_some();
                 let journal = match recovered {
                     Some(r) => {
@@ -105,6 +109,7 @@ impl Pipeline {
             journal,
             stats,
             namespaces,
+            state_dir: state_dir_stats,
             start_time_unix_nano: now_unix_nano(),
             config,
             shutdown,

@@ -27,7 +27,7 @@ use crate::pipeline::{Pipeline, Subscriber};
 use crate::request::{self, MAX_REQUEST_BYTES};
 use crate::session::ResponseStream;
 use crate::tls::{AllowList, Handshaker, Incoming, Limits, PeerInfo, Reloader, TlsStats};
-use crate::wire::{ResponseEncoding, Routes, WireStats};
+use crate::wire::{ResponseEncoding, Routes, WireStats, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 
 /// Largest block of request headers (gRPC metadata) the agent reads.
 const MAX_HEADER_BYTES: u32 = 16 << 10;
@@ -213,8 +213,8 @@ pub async fn run(
     // Keepalives find subscribers whose path died, so their sessions end
     // instead of waiting for TCP to give up.
     let served = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .http2_max_header_list_size(MAX_HEADER_BYTES)
         .layer(tonic::service::InterceptorLayer::new(move |r| {
             allow.check(r)

@@ -201,18 +201,30 @@ impl Session {
     ) -> Result<Option<(u64, Option<SubscribeResponse>)>, Lagged> {
         let (max, max_bytes) = (self.config.max_batch, self.config.max_batch_bytes);
         let core = self.journal.lock();
+        let oldest = core.time_after(cursor);
+        let observe = |response: &Option<SubscribeResponse>| {
+            if let (Some(time), Some(_)) = (oldest, response) {
+                let seconds = now_unix_nano().saturating_sub(time) as f64 / 1e9;
+                self.journal.subscribers.send_latency.observe(seconds);
+            }
+        };
         let Some(interest) = &self.interest else {
             let read = core.read_records_after(cursor, max, max_bytes)?;
-            return Ok(
-                read.map(|(last, parts)| (last, Some(SubscribeResponse::from_records(parts))))
-            );
+            drop(core);
+            return Ok(read.map(|(last, parts)| {
+                let response = Some(SubscribeResponse::from_records(parts));
+                observe(&response);
+                (last, response)
+            }));
         };
         let entries = core.read_after(cursor, max, max_bytes)?;
         drop(core);
         let Some(last) = entries.last().map(|e| e.seq) else {
             return Ok(None);
         };
-        Ok(Some((last, filtered(interest, info, &entries))))
+        let response = filtered(interest, info, &entries);
+        observe(&response);
+        Ok(Some((last, response)))
     }
 
     async fn heartbeat(&self, info: &StreamInfo, cursor: u64) -> Result<(), Gone> {

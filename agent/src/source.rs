@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::decode::{decode_datagram, Decoded, Message};
 use crate::error::AgentError;
 use crate::journal::{Core, Journal};
+use crate::metrics::Durations;
 use crate::persist::StateDir;
 use crate::ratelog::RateLimited;
 use crate::socket::{DumpKind, NetlinkSocket, Received};
@@ -56,6 +57,25 @@ pub struct SourceStats {
     pub unknown: UnknownAttributes,
     /// Dumps by the reason that started them.
     dump_reasons: Mutex<BTreeMap<&'static str, u64>>,
+    /// How long dumps took.
+    pub dump_seconds: DumpDurations,
+}
+
+/// [`crate::metrics::DUMP_DURATION`]'s observations.
+#[derive(Debug, Clone)]
+pub struct DumpDurations(Durations);
+
+impl Default for DumpDurations {
+    fn default() -> DumpDurations {
+        DumpDurations(Durations::new(Durations::DUMPS))
+    }
+}
+
+impl std::ops::Deref for DumpDurations {
+    type Target = Durations;
+    fn deref(&self) -> &Durations {
+        &self.0
+    }
 }
 
 impl SourceStats {
@@ -73,6 +93,7 @@ impl SourceStats {
 
 struct Dump {
     seq: u32,
+    started: Instant,
     phase: DumpKind,
     fresh: StateTable,
     /// Notifications were lost while this dump ran: its table cannot be
@@ -321,6 +342,9 @@ impl Source {
             *table = dump.fresh;
             table.end_dump();
         }
+        self.stats
+            .dump_seconds
+            .observe(dump.started.elapsed().as_secs_f64());
         if !self.ready {
             self.ready = true;
             self.resumed = false;
@@ -367,6 +391,7 @@ impl Source {
         let seq = self.take_seq();
         self.dump = Some(Dump {
             seq,
+            started: Instant::now(),
             phase: DumpKind::Links,
             fresh: StateTable::new(),
             overflowed: false,

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use routewatch_proto::v1::{ResyncCause, SubscriberInfo};
 
 use crate::journal::now_unix_nano;
+use crate::metrics::Durations;
 
 /// Position of a session that has not sent anything yet.
 const UNPLACED: u64 = u64::MAX;
@@ -25,6 +26,25 @@ pub struct Subscribers {
     resyncs: [AtomicU64; 4],
     /// Snapshot events sent (adds with origin dump).
     snapshot_events: AtomicU64,
+    /// From reading a change from the kernel to handing it to a connection.
+    pub send_latency: SendLatency,
+}
+
+/// [`crate::metrics::SEND_LATENCY`]'s observations.
+#[derive(Debug, Clone)]
+pub struct SendLatency(Durations);
+
+impl Default for SendLatency {
+    fn default() -> SendLatency {
+        SendLatency(Durations::new(Durations::LATENCY))
+    }
+}
+
+impl std::ops::Deref for SendLatency {
+    type Target = Durations;
+    fn deref(&self) -> &Durations {
+        &self.0
+    }
 }
 
 /// One open session.

@@ -24,6 +24,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -39,9 +40,19 @@ use tonic::server::NamedService;
 use tonic::{Code, Status};
 
 use crate::session::ResponseStream;
+use crate::tls::PeerInfo;
+
+/// The agent pings every connection this often (HTTP/2 keepalive) ...
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ... and closes one whose peer answers nothing for this long after a
+/// ping. A peer that answers pings is never silent this long, so a stream
+/// that ends after such a silence ended because its subscriber stalled.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The Subscribe method's path.
 const SUBSCRIBE: &str = "/routewatch.v1.RouteWatch/Subscribe";
+/// The GetInfo method's path.
+const GET_INFO: &str = "/routewatch.v1.RouteWatch/GetInfo";
 
 /// Parts shorter than this are copied together into one buffer with the
 /// message header: HTTP/2 would copy them into its own buffer anyway, and
@@ -117,6 +128,20 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path() == GET_INFO {
+            // GetInfo never fails: INTERNAL can only be tonic's answer to
+            // a request it could not read.
+            let answer = self.generated.call(request);
+            return Box::pin(async move {
+                let response = answer.await?;
+                Ok(match Status::from_header_map(response.headers()) {
+                    Some(status) if status.code() == Code::Internal => {
+                        malformed(status).into_http()
+                    }
+                    _ => response,
+                })
+            });
+        }
         if request.uri().path() != SUBSCRIBE {
             return Box::pin(self.generated.call(request));
         }
@@ -142,18 +167,22 @@ where
 {
     let compressed = request_encoding(request.headers())?;
     let respond = response_encoding(request.headers());
+    let peer = request.extensions().get::<PeerInfo>().cloned();
     let (parts, body) = request.into_parts();
     let decoder =
         tonic_prost::ProstCodec::<SubscribeResponse, SubscribeRequest>::default().decoder();
     let mut messages = Streaming::new_request(decoder, body, compressed, Some(max_request_bytes));
     let message = messages
         .message()
-        .await?
-        .ok_or_else(|| Status::internal("Missing request message."))?;
+        .await
+        .map_err(malformed)?
+        .ok_or_else(|| malformed(Status::internal("no request message")))?;
     let mut request = tonic::Request::from_http(http::Request::from_parts(parts, message));
     request.extensions_mut().insert(ResponseEncoding(respond));
     let (metadata, responses, _) = service.subscribe(request).await?.into_parts();
-    let mut response = http::Response::new(Body::new(Frames::new(responses, respond, zstd, stats)));
+    let mut frames = Frames::new(responses, respond, zstd, stats);
+    frames.peer = peer;
+    let mut response = http::Response::new(Body::new(frames));
     *response.headers_mut() = metadata.into_headers();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -163,6 +192,30 @@ where
     Ok(response)
 }
 
+/// A request that does not read as the method's message is the client's
+/// mistake: INVALID_ARGUMENT (as every other bad request), where tonic
+/// answers INTERNAL (bad protobuf, a compression flag other than 0 and 1, a
+/// compressed message without grpc-encoding or that does not decompress, a
+/// message cut short). Errors of the connection itself carry their cause
+/// and stay as they are.
+fn malformed(status: Status) -> Status {
+    use std::error::Error;
+    if status.code() != Code::Internal || status.source().is_some() {
+        return status;
+    }
+    let what = status
+        .message()
+        .trim_end_matches('.')
+        .replace(
+            "failed to decode Protobuf message",
+            "the message does not decode",
+        )
+        .replace(", while sending request", "");
+    Status::invalid_argument(format!(
+        "malformed request: {what}; send one message of the method's type (routewatch/v1), in a gRPC frame whose compression flag is 0, or 1 with grpc-encoding gzip or zstd"
+    ))
+}
+
 /// Bytes of Subscribe responses handed to HTTP/2 (gRPC messages with their
 /// headers), by compression, for the metrics.
 #[derive(Debug, Default)]
@@ -170,6 +223,9 @@ pub struct WireStats {
     pub plain_bytes: AtomicU64,
     pub zstd_bytes: AtomicU64,
     pub gzip_bytes: AtomicU64,
+    /// Streams whose connection closed after their subscriber had stopped
+    /// reading and answering.
+    pub stalled_disconnects: AtomicU64,
 }
 
 impl WireStats {
@@ -242,6 +298,12 @@ pub struct Frames {
     stats: Arc<WireStats>,
     ready: VecDeque<Bytes>,
     ended: bool,
+    /// Who reads the stream (`None` in tests): said, with where the stream
+    /// was, if the connection closes because it stalled.
+    peer: Option<PeerInfo>,
+    /// The last response's records and events, to tell the position of a
+    /// stalled stream (decoded only then).
+    last: (Option<Bytes>, Option<u64>),
 }
 
 impl Frames {
@@ -264,12 +326,29 @@ impl Frames {
             stats,
             ready: VecDeque::new(),
             ended: false,
+            peer: None,
+            last: (None, None),
         }
+    }
+
+    /// The last seq handed to the connection, if any.
+    fn last_seq(&self) -> Option<u64> {
+        let (records, event_seq) = &self.last;
+        let record_seq = records
+            .as_ref()
+            .and_then(|r| {
+                SubscribeResponse::from_records(vec![r.clone()])
+                    .into_events()
+                    .ok()
+            })
+            .and_then(|events| events.iter().map(|e| e.seq).max());
+        record_seq.max(*event_seq)
     }
 
     /// Queues `response` as one message.
     fn queue(&mut self, response: SubscribeResponse) -> Result<(), Status> {
         let (records, events) = response.into_parts();
+        self.last = (records.last().cloned(), events.iter().map(|e| e.seq).max());
         // After the header: the shared slices (or their zstd frames), then
         // the events this session encoded itself (compressed with them).
         let (compressed, parts, events) = match &self.compression {
@@ -359,6 +438,40 @@ impl http_body::Body for Frames {
 
     fn is_end_stream(&self) -> bool {
         self.ended && self.ready.is_empty()
+    }
+}
+
+impl Drop for Frames {
+    /// A stream dropped before its end: its connection closed. Said once
+    /// when the subscriber had stalled, so that an operator learns why a
+    /// consumer keeps resyncing or falling behind.
+    fn drop(&mut self) {
+        let Some(peer) = &self.peer else {
+            return;
+        };
+        let silent = peer.silence.lasted();
+        if self.ended || silent < KEEPALIVE_TIMEOUT {
+            return;
+        }
+        self.stats
+            .stalled_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+        let identity = peer
+            .identity
+            .as_deref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let seq = self
+            .last_seq()
+            .map_or_else(|| "none".to_string(), |s| s.to_string());
+        tracing::warn!(
+            peer = %peer.remote_addr,
+            %identity,
+            seq_sent = %seq,
+            silent_secs = silent.as_secs(),
+            "stalled subscriber disconnected: it sent nothing for {}s, not even answers to HTTP/2 keepalive pings (a stopped or overloaded client, or a dead path), so its connection was closed; it resumes from its cursor when it reconnects, or resyncs if the journal no longer holds it",
+            silent.as_secs()
+        );
     }
 }
 

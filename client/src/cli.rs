@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::certs::Certs;
@@ -232,13 +233,13 @@ pub struct Show {
 
     /// Print route counts per host, table and protocol (IPv4, IPv6 and
     /// both) instead of the routes.
-    #[arg(long, env = "ROUTEWATCH_SUMMARY")]
+    #[arg(long, env = "ROUTEWATCH_SUMMARY", value_parser = BoolishValueParser::new())]
     pub summary: bool,
 
     /// Print each host's objects as they arrive instead of in `ip route
     /// show`'s order: the first lines come at once, and nothing is held
     /// back (a table still waits for its widest values).
-    #[arg(long, env = "ROUTEWATCH_UNSORTED", conflicts_with = "summary")]
+    #[arg(long, env = "ROUTEWATCH_UNSORTED", value_parser = BoolishValueParser::new(), conflicts_with = "summary")]
     pub unsorted: bool,
 
     /// How long to keep asking an agent that answers busy
@@ -298,7 +299,7 @@ pub struct Watch {
 pub struct Reach {
     /// Connect to agents in plaintext (the agent must run with --insecure).
     /// Without it, routewatch connects with TLS.
-    #[arg(long, env = "ROUTEWATCH_INSECURE")]
+    #[arg(long, env = "ROUTEWATCH_INSECURE", value_parser = BoolishValueParser::new())]
     pub insecure: bool,
 
     #[command(flatten)]
@@ -338,4 +339,18 @@ pub enum Compression {
     Gzip,
     /// Accept uncompressed responses only.
     None,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_on_off_variable_reads_1_0_yes_no_on_off() {
+        let bad = routewatch_agent::env_flags_not_boolish(&super::Cli::command());
+        assert!(
+            bad.is_empty(),
+            "flags whose variable reads only true/false: {bad:?}"
+        );
+    }
 }

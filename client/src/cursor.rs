@@ -138,7 +138,9 @@ impl Position {
 /// one means the agent skipped some. Nothing the client can repair (the
 /// agent alone can resync); say so loudly.
 fn warn_on_gap(cursor: &Cursor, event: &Event) {
-    if event.seq > cursor.seq + 1 {
+    // Saturating: an agent's heartbeat may carry the cursor's own seq,
+    // u64::MAX included.
+    if event.seq > cursor.seq.saturating_add(1) {
         tracing::warn!(
             stream = %event.stream_id,
             missing_from = cursor.seq + 1,

@@ -61,7 +61,7 @@ const FIELDS: &[Field] = &[
         api: "protocol",
         value_name: "PROTO",
         env: "ROUTEWATCH_PROTO",
-        help: "Routing table of a route, or the table a rule looks up: a number or a name: main, local, default, or one of the agent host's rt_tables (the agent checks names it has, the CLI those built in)",
+        help: "Protocol that installed the route, nexthop object or rule: kernel, boot, static, dhcp, bgp, ospf, ... (or a name of the agent host's rt_protos) or a number",
         values: |f| &mut f.protocol,
     },
     Field {

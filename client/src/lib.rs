@@ -25,6 +25,7 @@
 //! - [`printer`]: one printer per output format; [`protojson`]: the API's
 //!   JSON mapping.
 //! - [`error`]: the `ClientError` type.
+//! - `fuzz` (tests only): fuzzing harnesses of what the client reads.
 
 pub mod backoff;
 pub mod busy;
@@ -54,6 +55,8 @@ pub mod target;
 pub mod tls;
 pub mod when;
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -11,9 +11,13 @@
 //! - [`filter`]: subscription filters compiled into predicates, one file
 //!   per kind of field; the agent applies them, the client checks them
 //!   before it connects.
+//! - `fuzzing` (feature `fuzzing`): mutators, case counts and bounds shared
+//!   by the crates' fuzzing harnesses.
 
 pub mod batch;
 pub mod filter;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod host_names;
 pub mod names;
 pub mod rt_names;

@@ -16,6 +16,20 @@ use crate::netns::Netns;
 use crate::postgres::TestDatabase;
 use crate::util::{poll, read_lossy, signal, tail_lines, temp_path, terminate, wait_timeout};
 
+/// How long a collector may take to store what an agent numbered.
+pub const STORE_SETTLE: Duration = Duration::from_secs(90);
+
+/// The agent's current position, from `routewatch info`.
+pub fn agent_cursor(ns: &Netns, addr: &str) -> (String, u64) {
+    let info = run_show(ns.name(), &["info", "--insecure", "-o", "json", addr])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let info = &info[0];
+    (
+        info["stream_id"].as_str().expect("stream_id").to_owned(),
+        info["seq"].as_u64().expect("seq"),
+    )
+}
+
 /// A running `routewatch collect --insecure --store URL ...` inside a
 /// namespace, stderr captured; stopped on drop, its log printed if the
 /// test panics.
@@ -221,6 +235,14 @@ impl TestStore {
                 r[1].as_deref().unwrap_or("0").parse().unwrap(),
             )
         })
+    }
+
+    /// Waits until the store holds everything the agent at `addr` (in
+    /// `ns`) numbered so far; returns that position.
+    pub fn wait_stored(&self, ns: &Netns, addr: &str) -> (String, u64) {
+        let want = agent_cursor(ns, addr);
+        self.wait_cursor(addr, &want, STORE_SETTLE);
+        want
     }
 
     /// Waits until the stored cursor of `target` is `(stream, seq)`.

@@ -13,7 +13,7 @@ use routewatch_tests::{
 };
 use serde_json::Value;
 
-const SETTLE: Duration = Duration::from_secs(90);
+const SETTLE: Duration = routewatch_tests::collector::STORE_SETTLE;
 
 /// A namespace with the veth pair and an agent in it (fields drop in
 /// this order: the agent before its namespace).
@@ -31,24 +31,6 @@ fn host() -> Host {
     Host { ns, agent, addr }
 }
 const SECOND_AGENT: &str = "127.0.0.1:50052";
-
-/// The agent's current position, from `routewatch info`.
-fn agent_cursor(ns: &Netns, addr: &str) -> (String, u64) {
-    let info = run_show(ns.name(), &["info", "--insecure", "-o", "json", addr])
-        .unwrap_or_else(|e| panic!("{e}"));
-    let info = &info[0];
-    (
-        info["stream_id"].as_str().expect("stream_id").to_owned(),
-        info["seq"].as_u64().expect("seq"),
-    )
-}
-
-/// Waits until the store holds everything the agent numbered so far.
-fn wait_stored(ns: &Netns, store: &TestStore, addr: &str) -> (String, u64) {
-    let want = agent_cursor(ns, addr);
-    store.wait_cursor(addr, &want, SETTLE);
-    want
-}
 
 /// The log holds every change of `stream` after the first snapshot exactly
 /// once: contiguous numbers up to `last`, no duplicate.
@@ -104,7 +86,7 @@ fn route_set(values: &[Value]) -> Vec<String> {
 }
 
 fn stored_and_exact(store: &TestStore, ns: &Netns, addr: &str) -> (String, u64) {
-    let cursor = wait_stored(ns, store, addr);
+    let cursor = store.wait_stored(ns, addr);
     eventually_all_match_kernel(ns, || routes_now(store, ns, &[]), SETTLE);
     cursor
 }
@@ -116,7 +98,7 @@ fn kill_during_churn_then_resume(store: TestStore) {
         addr,
     } = host();
     let mut collector = Collector::start(&ns, &store, &[&addr]);
-    let first = wait_stored(&ns, &store, &addr);
+    let first = store.wait_stored(&ns, &addr);
     thread::scope(|s| {
         s.spawn(|| ns.ip_batch(&blackholes("add", 0..6000)));
         // Killed while the churn is being stored.
@@ -186,7 +168,7 @@ fn query_routes_at_a_moment_equals_show_at_that_moment() {
     ns.ip("nexthop add id 31 via 10.1.0.11 dev va");
     ns.ip("route add 10.31.0.0/24 nhid 31");
     ns.ip("rule add pref 100 from 10.30.0.0/24 lookup 30");
-    wait_stored(&ns, &store, &addr);
+    store.wait_stored(&ns, &addr);
     let shown = agent.show();
     thread::sleep(Duration::from_millis(20));
     let at = time_now_rfc3339();
@@ -197,7 +179,7 @@ fn query_routes_at_a_moment_equals_show_at_that_moment() {
     ns.ip("-6 route add 2001:db8:32::/64 via 2001:db8:1::10");
     ns.ip("rule del pref 100");
     ns.ip("rule add pref 100 from 10.30.0.0/24 lookup 31");
-    wait_stored(&ns, &store, &addr);
+    store.wait_stored(&ns, &addr);
     let then = routes_now(&store, &ns, &["--at", &at]);
     assert_eq!(
         route_set(&then),
@@ -274,8 +256,8 @@ fn two_postgres_collectors_share_targets_and_take_over_when_one_dies() {
     let targets = [a_addr.as_str(), b_addr.as_str(), "--claim-interval", "1"];
     let mut first = Collector::start(&ns, &store, &targets);
     // The first takes both before the second starts.
-    wait_stored(&ns, &store, &a_addr);
-    wait_stored(&ns, &store, &b_addr);
+    store.wait_stored(&ns, &a_addr);
+    store.wait_stored(&ns, &b_addr);
     let mut second = Collector::start(&ns, &store, &targets);
     ns.ip_batch(&blackholes("add", 0..1000));
     thread::sleep(Duration::from_millis(500));
@@ -292,8 +274,8 @@ fn two_postgres_collectors_share_targets_and_take_over_when_one_dies() {
     });
     ns.ip_batch(&blackholes("del", 0..500));
     let started = Instant::now();
-    let a_cursor = wait_stored(&ns, &store, &a_addr);
-    let b_cursor = wait_stored(&ns, &store, &b_addr);
+    let a_cursor = store.wait_stored(&ns, &a_addr);
+    let b_cursor = store.wait_stored(&ns, &b_addr);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "took over within seconds"
@@ -321,7 +303,7 @@ fn retain_prunes_closed_history_and_keeps_current_routes() {
     } = host();
     let store = TestStore::sqlite();
     let collector = Collector::start(&ns, &store, &[&addr]);
-    wait_stored(&ns, &store, &addr);
+    store.wait_stored(&ns, &addr);
     ns.ip_batch(&blackholes("add", 0..200));
     ns.ip_batch(&blackholes("del", 0..100));
     stored_and_exact(&store, &ns, &addr);
@@ -355,12 +337,19 @@ fn collector_metrics_and_readiness() {
     let store = TestStore::sqlite();
     let ops = "127.0.0.1:9471";
     let _collector = Collector::start(&ns, &store, &[&addr, "--ops-listen", ops]);
-    wait_stored(&ns, &store, &addr);
+    store.wait_stored(&ns, &addr);
     ns.ip_batch(&blackholes("add", 0..50));
-    wait_stored(&ns, &store, &addr);
+    store.wait_stored(&ns, &addr);
     let metrics = routewatch_tests::ops::scrape(&ns, ops);
     let text = format!("{metrics:?}");
-    let target = [("target", addr.as_str())];
+    // Series are labelled with the address dialled and the host name the
+    // agent reports.
+    let host = run_show(ns.name(), &["info", "--insecure", "-o", "json", &addr])
+        .unwrap_or_else(|e| panic!("{e}"))[0]["host"]
+        .as_str()
+        .expect("host")
+        .to_owned();
+    let target = [("target", addr.as_str()), ("host", host.as_str())];
     let events = metrics
         .value("routewatch_collector_events_total", &target)
         .unwrap_or_else(|| panic!("no events counter:\n{text}"));
@@ -384,7 +373,7 @@ fn a_second_sqlite_collector_is_refused() {
     let Host { ns, agent, addr } = host();
     let store = TestStore::sqlite();
     let _first = Collector::start(&ns, &store, &[&addr]);
-    wait_stored(&ns, &store, &addr);
+    store.wait_stored(&ns, &addr);
     let mut second = Collector::start(&ns, &store, &[&addr]);
     let status = second.wait_exit(Duration::from_secs(10));
     assert!(!status.success(), "{}", second.log());
@@ -413,7 +402,7 @@ fn a_dns_target_stores_every_address_it_resolves_to() {
     );
     ns.ip("route add 10.60.0.0/24 via 10.1.0.10");
     for addr in ["127.0.0.2:50051", "127.0.0.3:50051"] {
-        wait_stored(&ns, &store, addr);
+        store.wait_stored(&ns, addr);
     }
     for host in ["rw-a2", "rw-a3"] {
         eventually_all_match_kernel(&ns, || routes_now(&store, &ns, &["--host", host]), SETTLE);
@@ -436,7 +425,7 @@ fn a_lost_postgres_connection_is_reopened_and_nothing_is_lost() {
     } = host();
     let store = TestStore::postgres("collect_reconnect");
     let collector = Collector::start(&ns, &store, &[&addr, "--claim-interval", "1"]);
-    let first = wait_stored(&ns, &store, &addr);
+    let first = store.wait_stored(&ns, &addr);
     thread::scope(|s| {
         s.spawn(|| ns.ip_batch(&blackholes("add", 0..3000)));
         thread::sleep(Duration::from_millis(100));

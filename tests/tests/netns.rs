@@ -164,3 +164,82 @@ fn netns_all_with_a_state_dir_continues_across_a_restart_that_missed_a_deletion(
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Kills and reaps a process on drop.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn netns_all_says_which_namespaces_in_use_it_cannot_see() {
+    const OPS_HIDDEN: &str = "127.0.0.1:9467";
+    let host = Netns::new();
+    let hidden = Netns::new();
+    // A process in it, as a container's would be.
+    let sleeper = Reaped(hidden.spawn("sleep", &["600"]));
+    let link = std::fs::read_link(format!("/proc/{}/ns/net", sleeper.0.id()))
+        .expect("the sleeper's namespace");
+    let ns_ref = link.to_string_lossy().into_owned();
+    assert!(ns_ref.starts_with("net:["), "{ns_ref}");
+    // The agent in a mount namespace of its own where /run/netns is an
+    // empty tmpfs: it cannot see the host's named namespaces.
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t tmpfs rwt-hidden /run/netns && exec \"$@\"",
+        "sh",
+    ];
+    let agent = Agent::start_via(
+        &host,
+        &wrapper,
+        routewatch_tests::AGENT_ADDR,
+        &["--netns", "all", "--ops-listen", OPS_HIDDEN],
+    );
+    let line = poll(Duration::from_secs(30), Duration::from_millis(200), || {
+        agent
+            .log()
+            .lines()
+            .find(|l| l.contains("are NOT watched"))
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no warning about namespaces the agent cannot see:\n{}",
+            agent.log()
+        )
+    });
+    assert!(
+        line.contains("WARN") && line.contains("Run the agent in the host's mount namespace"),
+        "says what to do: {line}"
+    );
+    let count: usize = line
+        .split("unwatched=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no unwatched=N in {line}"));
+    assert!(count >= 1, "{line}");
+    if count <= 20 {
+        assert!(line.contains(&ns_ref), "names {ns_ref}: {line}");
+    }
+    let metrics = scrape(&host, OPS_HIDDEN);
+    let gauge = metrics
+        .value("routewatch_namespaces_unwatched", &[])
+        .expect("the gauge is exported");
+    assert!(gauge >= 1.0, "routewatch_namespaces_unwatched = {gauge}");
+    // Its own namespace is still watched.
+    let tail = agent.tail(&host);
+    tail.wait_synced(SYNC_TIMEOUT);
+    host.ip("route add 10.57.0.0/24 dev lo");
+    eventually_matches_kernel(&host, || in_ns(&tail, ""), CHECK_TIMEOUT);
+    drop(sleeper);
+}

@@ -15,7 +15,7 @@ use routewatch_tests::{
 const OPS: &str = "127.0.0.1:9464";
 
 /// Every metric family the agent exports.
-const FAMILIES: [&str; 21] = [
+const FAMILIES: [&str; 30] = [
     "routewatch_build",
     "routewatch_events",
     "routewatch_resyncs",
@@ -37,6 +37,15 @@ const FAMILIES: [&str; 21] = [
     "routewatch_ready",
     "routewatch_tls_reloads",
     "routewatch_tls_reload_failures",
+    "routewatch_send_latency_seconds",
+    "routewatch_dump_duration_seconds",
+    "process_cpu_seconds",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_threads",
+    "process_start_time_seconds",
 ];
 
 fn events(e: &Exposition, origin: &str, action: &str) -> f64 {
@@ -137,6 +146,36 @@ fn metrics_are_openmetrics_and_follow_churn_flushes_and_subscribers() {
         after.value("routewatch_routes", &[("netns", ""), ("family", "inet6")]),
         Some(v6.len() as f64)
     );
+
+    // Every dump is timed (the initial one, the re-dump after the flush);
+    // every batch the tail received was timed from the kernel to its send.
+    let dumps: f64 = after.sum("routewatch_dumps_total");
+    assert!(dumps >= 2.0, "{after:?}");
+    assert_eq!(one(&after, "routewatch_dump_duration_seconds_count"), dumps);
+    assert!(one(&after, "routewatch_send_latency_seconds_count") >= 1.0);
+    assert_eq!(
+        after.value("routewatch_send_latency_seconds_bucket", &[("le", "+Inf")]),
+        Some(one(&after, "routewatch_send_latency_seconds_count"))
+    );
+    // The process: the agent's own figures, not the test's.
+    let pid = env.agent.pid();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count()) as f64;
+    let open = one(&after, "process_open_fds");
+    assert!(
+        open > 3.0 && (open - fds).abs() <= 4.0,
+        "open fds {open} vs /proc {fds}"
+    );
+    let started = one(&after, "process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 600.0,
+        "start time {started}"
+    );
+    assert!(one(&after, "process_resident_memory_bytes") > 1e6);
+    assert!(one(&after, "process_cpu_seconds_total") > 0.0);
 
     // A snapshot counts its objects as dump events; subscribers come and go.
     let objects = env.agent.show().len() as f64 - 1.0; // less the sync marker

@@ -405,6 +405,233 @@ async fn select_reads_the_same_values_from_both_backends(place: TestStore) {
     assert!(none.is_empty());
 }
 
+/// The SQL views read the same on both backends: names as iproute2
+/// prints them, destinations comparable as text (and as inet on
+/// PostgreSQL), actions, origins and gap causes in words.
+async fn the_views_read_in_iproute2_words(place: TestStore) {
+    let mut store = open(&place).await;
+    let (_, mut ledger) = follow(&mut store, "h:1").await;
+    ledger.set_host("router-1");
+    let mut gw = route("10.0.9.0/24", 100);
+    gw.gateway = "192.0.2.1".into();
+    gw.dev = "v0".into();
+    gw.protocol = 4;
+    let [first, live] = history(&mut ledger);
+    let more = write(&mut ledger, &[add(9, 300, "g", gw)]);
+    let resync = write(
+        &mut ledger,
+        &snapshot(
+            "t",
+            3,
+            400,
+            Some("unknown stream"),
+            &[("c", route("2001:db8::/64", 0))],
+        ),
+    );
+    commit(&mut store, &[first, live, more, resync]).await;
+
+    let history = select(
+        &mut store,
+        "SELECT host, address, object, family, table_name, gateway, dev, protocol, type, scope,
+             metric, opened_by, closed_by, changed_by
+         FROM route_history WHERE dst = '10.0.9.0/24'",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        history,
+        [vec![
+            text("router-1"),
+            text("h:1"),
+            text("route"),
+            text("inet"),
+            text("main"),
+            text("192.0.2.1"),
+            text("v0"),
+            text("static"),
+            text("unicast"),
+            text("global"),
+            int(100),
+            text("notification"),
+            text("resync"),
+            Value::Null,
+        ]]
+    );
+    let json = select(
+        &mut store,
+        "SELECT object_json FROM route_history WHERE dst = '10.0.9.0/24'",
+        &[],
+    )
+    .await;
+    let Value::Text(json) = &json[0][0] else {
+        panic!("{json:?}")
+    };
+    let json: serde_json::Value = serde_json::from_str(json).expect("object_json is JSON");
+    assert_eq!(
+        (&json["dst"], &json["gateway"], &json["protocol"]),
+        (
+            &serde_json::json!("10.0.9.0/24"),
+            &serde_json::json!("192.0.2.1"),
+            &serde_json::json!("static")
+        )
+    );
+
+    let current = select(
+        &mut store,
+        "SELECT host, object, family, table_name FROM current_routes ORDER BY key",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        current,
+        [vec![
+            text("router-1"),
+            text("route"),
+            text("inet6"),
+            text("main")
+        ]]
+    );
+    let changes = select(
+        &mut store,
+        "SELECT host, stream_id, seq, action, origin, table_name FROM route_changes
+         WHERE dst = '10.0.0.0/24' ORDER BY seq",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        changes,
+        [vec![
+            text("router-1"),
+            text("s"),
+            int(7),
+            text("add"),
+            text("notification"),
+            text("main"),
+        ]]
+    );
+    let gaps = select(
+        &mut store,
+        "SELECT host, cause, reason, from_cursor, to_cursor FROM record_gaps",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        gaps,
+        [vec![
+            text("router-1"),
+            text("unknown stream"),
+            text("unknown stream"),
+            text("s:9"),
+            text("t:3"),
+        ]]
+    );
+    let hosts = select(
+        &mut store,
+        "SELECT host, address, stream, cursor, route_count, nexthop_count, rule_count
+         FROM fleet_hosts",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        hosts,
+        [vec![
+            text("router-1"),
+            text("h:1"),
+            text("t"),
+            int(3),
+            int(1),
+            int(0),
+            int(0),
+        ]]
+    );
+    // Times: RFC 3339 text on SQLite, timestamptz on PostgreSQL.
+    let (sql, want) = match place {
+        TestStore::Sqlite(_) => (
+            "SELECT valid_from, valid_to FROM route_history WHERE dst = '10.0.9.0/24'",
+            vec![
+                text("1970-01-01T00:00:00.000Z"),
+                text("1970-01-01T00:00:00.000Z"),
+            ],
+        ),
+        TestStore::Postgres(_) => (
+            "SELECT CAST(extract(epoch FROM valid_from) AS BIGINT),
+                 CAST(valid_to >= valid_from AS TEXT), CAST(dst <<= '10.0.0.0/16' AS TEXT)
+             FROM route_history WHERE dst = '10.0.9.0/24'",
+            vec![int(0), text("true"), text("true")],
+        ),
+    };
+    assert_eq!(select(&mut store, sql, &[]).await, [want]);
+}
+
+/// A store written by a version before the readable columns: opening it
+/// migrates it, and the views show its old versions like new ones.
+async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
+    use prost::Message;
+    use routewatch_client::store::schema::{migration, Dialect};
+    use routewatch_client::store::statements::CREATE_SCHEMA_VERSION;
+    let mut old = route("10.7.0.0/16", 5);
+    old.gateway = "192.0.2.7".into();
+    old.dev = "v0".into();
+    let object: String = old
+        .encode_to_vec()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (dialect, blob) = match &place {
+        TestStore::Sqlite(_) => (Dialect::Sqlite, format!("X'{object}'")),
+        TestStore::Postgres(_) => (Dialect::Postgres, format!("'\\x{object}'::bytea")),
+    };
+    let mut sql = vec![CREATE_SCHEMA_VERSION.to_owned()];
+    sql.extend(migration(dialect, 1).expect("migration 1"));
+    sql.push("INSERT INTO schema_version (version) VALUES (1)".into());
+    sql.push("INSERT INTO targets (id, name, host, stream_id, seq) VALUES (1, 'h:1', 'old-router', 's', 3)".into());
+    sql.push(format!(
+        "INSERT INTO versions (target_id, vid, netns, key, kind, family, table_id, object,
+             digest, valid_from, opened_stream, opened_seq, opened_origin)
+         VALUES (1, 1, '', 'k', 1, 1, 254, {blob}, 0, 1000000000, 's', 2, 1)"
+    ));
+    match &place {
+        TestStore::Sqlite(path) => {
+            let conn = rusqlite::Connection::open(path).expect("sqlite");
+            for statement in &sql {
+                conn.execute(statement, [])
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+        }
+        TestStore::Postgres(db) => {
+            for statement in &sql {
+                db.rows(statement);
+            }
+        }
+    }
+    let mut store = open(&place).await;
+    let rows = select(
+        &mut store,
+        "SELECT host, object, table_name, gateway, dev, metric FROM current_routes
+         WHERE dst = '10.7.0.0/16'",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        rows,
+        [vec![
+            text("old-router"),
+            text("route"),
+            text("main"),
+            text("192.0.2.7"),
+            text("v0"),
+            int(5),
+        ]]
+    );
+    let versions = select(
+        &mut store,
+        "SELECT version FROM schema_version ORDER BY version",
+        &[],
+    )
+    .await;
+    assert_eq!(versions, [vec![int(1)], vec![int(2)]]);
+}
+
 /// Each check, on a fresh SQLite file and on a fresh PostgreSQL database.
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
@@ -433,6 +660,8 @@ on_both_backends!(
     a_resync_stores_its_gap,
     prune_removes_only_closed_rows_older_than_the_cutoff,
     select_reads_the_same_values_from_both_backends,
+    the_views_read_in_iproute2_words,
+    a_store_of_schema_1_gains_the_readable_columns,
 );
 
 /// Claims `name` until it is granted, for at most `timeout` (a dropped
@@ -503,7 +732,7 @@ async fn postgres_collectors_migrating_together_all_succeed() {
     }
     let mut store = open(&place).await;
     let versions = select(&mut store, "SELECT version FROM schema_version", &[]).await;
-    assert_eq!(versions, [vec![int(1)]], "migrated once");
+    assert_eq!(versions, [vec![int(1)], vec![int(2)]], "migrated once");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -123,23 +123,27 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
         },
         NetlinkPayload::InnerMessage(inner) => match inner {
             RouteNetlinkMessage::NewRoute(m) => match decode_route(&m) {
-                Some(route) => Message::NewRoute {
+                Ok(Some(route)) => Message::NewRoute {
                     route: Box::new(route),
                     flags,
                 },
-                None => Message::Ignored,
+                Ok(None) => Message::Ignored,
+                Err(reason) => return Err(DecodeFailure::new(bytes, reason)),
             },
             RouteNetlinkMessage::DelRoute(m) => match decode_route(&m) {
-                Some(route) => Message::DelRoute(Box::new(route)),
-                None => Message::Ignored,
+                Ok(Some(route)) => Message::DelRoute(Box::new(route)),
+                Ok(None) => Message::Ignored,
+                Err(reason) => return Err(DecodeFailure::new(bytes, reason)),
             },
             RouteNetlinkMessage::NewRule(m) => match decode_rule(&m) {
-                Some(rule) => Message::NewRule(rule),
-                None => Message::Ignored,
+                Ok(Some(rule)) => Message::NewRule(rule),
+                Ok(None) => Message::Ignored,
+                Err(reason) => return Err(DecodeFailure::new(bytes, reason)),
             },
             RouteNetlinkMessage::DelRule(m) => match decode_rule(&m) {
-                Some(rule) => Message::DelRule(rule),
-                None => Message::Ignored,
+                Ok(Some(rule)) => Message::DelRule(rule),
+                Ok(None) => Message::Ignored,
+                Err(reason) => return Err(DecodeFailure::new(bytes, reason)),
             },
             RouteNetlinkMessage::NewLink(m) => Message::NewLink(Link::from_message(&m)),
             RouteNetlinkMessage::DelLink(m) => Message::DelLink(Link::from_message(&m)),
@@ -153,6 +157,18 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
         port,
         message,
     })
+}
+
+/// Fails for a prefix length longer than the addresses of `family`
+/// (`longest` bits): the kernel never sends one, and a prefix such as
+/// "10.0.0.0/33" would match no filter and no line of `ip`.
+fn check_prefix_lengths(family: &str, longest: u8, lengths: [(&str, u8); 2]) -> Result<(), String> {
+    match lengths.into_iter().find(|&(_, len)| len > longest) {
+        Some((field, len)) => Err(format!(
+            "{field} {len} is longer than an {family} prefix can be ({longest})"
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

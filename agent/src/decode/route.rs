@@ -13,24 +13,33 @@ use netlink_packet_route::route::{
 use netlink_packet_route::AddressFamily;
 use routewatch_proto::v1::{Family, NextHop, RawAttribute, Route, RouteMetric as ApiMetric};
 
-use super::encap;
+use super::{check_prefix_lengths, encap};
 
 /// The kernel's ticks for RTA_CACHEINFO's expiry (USER_HZ).
 const CENTISECONDS_PER_SECOND: u32 = 100;
 
 /// Decodes one route message, or `None` for what is not routing state:
 /// cloned/cached routes (RTM_F_CLONED, omitted by `ip route show` too) and
-/// families other than IPv4 and IPv6.
-pub fn decode_route(msg: &RouteMessage) -> Option<Route> {
+/// families other than IPv4 and IPv6. A prefix length the family cannot
+/// have is an error.
+pub fn decode_route(msg: &RouteMessage) -> Result<Option<Route>, String> {
     let header = &msg.header;
     if header.flags.contains(RouteFlags::Cloned) {
-        return None;
+        return Ok(None);
     }
-    let family = match header.address_family {
-        AddressFamily::Inet => Family::Inet,
-        AddressFamily::Inet6 => Family::Inet6,
-        _ => return None,
+    let (family, name, longest) = match header.address_family {
+        AddressFamily::Inet => (Family::Inet, "IPv4", 32),
+        AddressFamily::Inet6 => (Family::Inet6, "IPv6", 128),
+        _ => return Ok(None),
     };
+    check_prefix_lengths(
+        name,
+        longest,
+        [
+            ("rtm_dst_len", header.destination_prefix_length),
+            ("rtm_src_len", header.source_prefix_length),
+        ],
+    )?;
     let mut route = Route {
         family: family as i32,
         // RouteHeader.table is a u8; RTA_TABLE below carries the full id.
@@ -101,7 +110,7 @@ pub fn decode_route(msg: &RouteMessage) -> Option<Route> {
     if src.is_some() || header.source_prefix_length > 0 {
         route.src = prefix(family, src, header.source_prefix_length);
     }
-    Some(route)
+    Ok(Some(route))
 }
 
 fn next_hop(hop: &RouteNextHop) -> NextHop {

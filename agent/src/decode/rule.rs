@@ -11,6 +11,7 @@ use netlink_packet_route::rule::{RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::AddressFamily;
 use routewatch_proto::v1::{Family, PortRange, Rule};
 
+use super::check_prefix_lengths;
 use super::route::raw;
 
 /// FRA_* attributes newer than netlink-packet-route 0.34 decodes.
@@ -22,14 +23,20 @@ const FRA_DPORT_MASK: u16 = 29;
 const FRA_DSCP_MASK: u16 = 30;
 
 /// Decodes one rule message, or `None` for families that are not IPv4 or
-/// IPv6 routing rules (the multicast routing families, `ip mrule`).
-pub fn decode_rule(msg: &RuleMessage) -> Option<Rule> {
+/// IPv6 routing rules (the multicast routing families, `ip mrule`). A
+/// prefix length the family cannot have is an error, as for routes.
+pub fn decode_rule(msg: &RuleMessage) -> Result<Option<Rule>, String> {
     let header = &msg.header;
-    let family = match header.family {
-        AddressFamily::Inet => Family::Inet,
-        AddressFamily::Inet6 => Family::Inet6,
-        _ => return None,
+    let (family, name, longest) = match header.family {
+        AddressFamily::Inet => (Family::Inet, "IPv4", 32),
+        AddressFamily::Inet6 => (Family::Inet6, "IPv6", 128),
+        _ => return Ok(None),
     };
+    check_prefix_lengths(
+        name,
+        longest,
+        [("dst_len", header.dst_len), ("src_len", header.src_len)],
+    )?;
     let mut rule = Rule {
         family: family as i32,
         invert: header.flags.contains(RuleFlags::Invert),
@@ -102,9 +109,16 @@ pub fn decode_rule(msg: &RuleMessage) -> Option<Rule> {
             other => rule.other.push(raw(other)),
         }
     }
+    // netlink-packet-route reads FRA_SRC/FRA_DST by their length; the
+    // kernel sends them in the rule's family only.
+    for (field, addr) in [("FRA_SRC", src), ("FRA_DST", dst)] {
+        if let Some(a) = addr.filter(|a| a.is_ipv6() != (family == Family::Inet6)) {
+            return Err(format!("{field} {a} is not an {name} address"));
+        }
+    }
     rule.src = prefix(src, header.src_len);
     rule.dst = prefix(dst, header.dst_len);
-    Some(rule)
+    Ok(Some(rule))
 }
 
 fn ports(start: u16, end: u16) -> PortRange {

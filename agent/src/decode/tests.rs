@@ -287,3 +287,63 @@ fn attributes_without_an_api_field_are_kept_raw() {
         ]
     );
 }
+
+#[test]
+fn a_prefix_longer_than_its_family_allows_is_a_decode_failure() {
+    // Found by fuzz_netlink_routes_are_well_formed: the route of `ip route
+    // add 10.2.0.0/24 via 10.1.0.2 dev va metric 100 proto static` with
+    // rtm_dst_len (byte 17) set to 33 decoded to "10.2.0.0/33", a prefix
+    // no filter, store or `ip` reads.
+    let mut bytes = fixture!("route_v4_via.bin").to_vec();
+    bytes[17] = 33;
+    let failure = decode_message(&bytes).unwrap_err();
+    assert!(failure.reason.contains("rtm_dst_len 33"), "{failure}");
+    assert_eq!(failure.bytes, bytes);
+    bytes[17] = 32;
+    assert_eq!(new_route(&bytes).0.dst, "10.2.0.0/32");
+    // ip -6 route add 2001:db8:6::/64 from 2001:db8:8::/64 via 2001:db8:1::2 dev va
+    // with rtm_src_len (byte 18) 129.
+    let mut bytes = fixture!("route_v6_from.bin").to_vec();
+    bytes[18] = 129;
+    let failure = decode_message(&bytes).unwrap_err();
+    assert!(failure.reason.contains("rtm_src_len 129"), "{failure}");
+    bytes[18] = 128;
+    assert_eq!(new_route(&bytes).0.src, "2001:db8:8::/128");
+}
+
+#[test]
+fn a_rule_prefix_longer_than_its_family_allows_is_a_decode_failure() {
+    // Found by fuzz_netlink_routes_are_well_formed: an IPv4 rule whose
+    // header had dst_len 127 decoded to dst "0/127". Here the rule of `ip
+    // rule add from 10.0.0.0/8 lookup 100 pref 100` with dst_len (byte 17)
+    // set so.
+    let mut bytes = fixture!("rule_v4_from_lookup.bin").to_vec();
+    bytes[17] = 127;
+    let failure = decode_message(&bytes).unwrap_err();
+    assert!(failure.reason.contains("dst_len 127"), "{failure}");
+    bytes[17] = 32;
+    assert!(matches!(
+        decode_message(&bytes).unwrap().message,
+        Message::NewRule(rule) if rule.dst == "0/32"
+    ));
+    // ip -6 rule add from 2001:db8::/32 lookup 100 pref 100, with src_len
+    // (byte 18) 129.
+    let mut bytes = fixture!("rule_v6_from.bin").to_vec();
+    bytes[18] = 129;
+    let failure = decode_message(&bytes).unwrap_err();
+    assert!(failure.reason.contains("src_len 129"), "{failure}");
+}
+
+#[test]
+fn a_rule_address_of_the_other_family_is_a_decode_failure() {
+    // Found by fuzz_netlink_routes_are_well_formed: an IPv6 rule (family
+    // 10) whose FRA_SRC held 4 bytes decoded to src "1.2.3.4/32".
+    // netlink-packet-route reads a rule's address by its length, not by
+    // the rule's family. Here the rule of `ip rule add from 10.0.0.0/8
+    // lookup 100 pref 100` with its family (byte 16) set to AF_INET6.
+    let mut bytes = fixture!("rule_v4_from_lookup.bin").to_vec();
+    bytes[16] = 10;
+    let failure = decode_message(&bytes).unwrap_err();
+    assert!(failure.reason.contains("FRA_SRC 10.0.0.0"), "{failure}");
+    assert_eq!(failure.bytes, bytes);
+}

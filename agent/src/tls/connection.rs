@@ -13,6 +13,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 use tonic::transport::server::Connected;
 
+use crate::silence::Silence;
 use crate::tls::first_request::FirstRequest;
 use crate::tls::identity::ClientIdentity;
 use crate::tls::peers::PeerSlot;
@@ -24,6 +25,8 @@ pub struct PeerInfo {
     pub remote_addr: SocketAddr,
     /// The verified client certificate's identities (mutual TLS only).
     pub identity: Option<Arc<ClientIdentity>>,
+    /// When the peer last sent anything.
+    pub silence: Silence,
 }
 
 /// An accepted connection.
@@ -52,6 +55,7 @@ impl Connection {
             info: PeerInfo {
                 remote_addr: accepted.remote_addr,
                 identity: None,
+                silence: Silence::default(),
             },
             first: Some(accepted.first),
             expired: false,
@@ -74,6 +78,7 @@ impl Connection {
             info: PeerInfo {
                 remote_addr: accepted.remote_addr,
                 identity,
+                silence: Silence::default(),
             },
             first: Some(accepted.first),
             expired: false,
@@ -109,9 +114,12 @@ impl AsyncRead for Connection {
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let (Some(first), Poll::Ready(Ok(()))) = (&mut this.first, &read) {
-            if first.feed(&buf.filled()[before..]) {
-                this.first = None;
+        if buf.filled().len() > before {
+            this.info.silence.heard();
+            if let Some(first) = &mut this.first {
+                if first.feed(&buf.filled()[before..]) {
+                    this.first = None;
+                }
             }
         }
         read

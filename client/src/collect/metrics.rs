@@ -2,8 +2,9 @@
 //! with its help text ([`ALL`] lists them; the README's table must name
 //! each one).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,27 +25,27 @@ pub const BUILD: Metric = Metric {
 };
 pub const EVENTS: Metric = counter(
     "routewatch_collector_events",
-    &["target"],
+    &["target", "host"],
     "Changes stored in the log, per target",
 );
 pub const SNAPSHOTS: Metric = counter(
     "routewatch_collector_snapshots",
-    &["target"],
+    &["target", "host"],
     "Complete snapshots stored (the first of a target, and one after every resync), per target",
 );
 pub const GAPS: Metric = counter(
     "routewatch_collector_gaps",
-    &["target"],
+    &["target", "host"],
     "Gaps recorded (resyncs: the history between the last stored position and the new snapshot is not exact), per target",
 );
 pub const LAG: Metric = gauge(
     "routewatch_collector_lag_seconds",
-    &["target"],
+    &["target", "host"],
     "Time from the agent observing the last stored event (or heartbeat) to its commit, per target",
 );
 pub const CONNECTED: Metric = gauge(
     "routewatch_collector_connected",
-    &["target"],
+    &["target", "host"],
     "1 while the target's subscription is up, 0 while it is being retried",
 );
 pub const HELD: Metric = gauge(
@@ -102,10 +103,6 @@ pub const ALL: &[&Metric] = &[
 
 type Labels = Vec<(&'static str, String)>;
 
-fn target(name: &str) -> Labels {
-    vec![("target", name.to_owned())]
-}
-
 /// The collector's metrics, updated by the writer and the fan-in.
 pub struct Metrics {
     registry: Registry,
@@ -122,6 +119,9 @@ pub struct Metrics {
     pruned: Counter,
     ready: Gauge,
     ready_flag: AtomicBool,
+    /// The host name each target's agent reports, once known: the `host`
+    /// label of its series.
+    hosts: Mutex<HashMap<String, String>>,
 }
 
 impl Metrics {
@@ -142,6 +142,7 @@ impl Metrics {
             pruned: Counter::default(),
             ready: Gauge::default(),
             ready_flag: AtomicBool::new(false),
+            hosts: Mutex::new(HashMap::new()),
         };
         registry.register(
             BUILD.name,
@@ -160,11 +161,49 @@ impl Metrics {
         registry.register(STORE_ERRORS.name, STORE_ERRORS.help, m.store_errors.clone());
         registry.register(PRUNED.name, PRUNED.help, m.pruned.clone());
         registry.register(READY.name, READY.help, m.ready.clone());
+        registry.register_collector(Box::new(routewatch_agent::process::ProcessMetrics));
         Arc::new(Metrics { registry, ..m })
     }
 
+    /// A target's labels: its address and the host name its agent
+    /// reports (empty until it has said).
+    fn target(&self, name: &str) -> Labels {
+        let host = lock(&self.hosts).get(name).cloned().unwrap_or_default();
+        vec![("target", name.to_owned()), ("host", host)]
+    }
+
+    /// Notes the host name `name`'s agent reports; series made before it
+    /// was known move to the labels with it.
+    fn host(&self, name: &str, host: &str) {
+        if host.is_empty() {
+            return;
+        }
+        let old = lock(&self.hosts).insert(name.to_owned(), host.to_owned());
+        if old.as_deref() == Some(host) {
+            return;
+        }
+        let before = vec![
+            ("target", name.to_owned()),
+            ("host", old.unwrap_or_default()),
+        ];
+        let after = self.target(name);
+        let moved = |value: Option<u64>, to: &Counter| {
+            if let Some(v) = value {
+                to.inc_by(v);
+            }
+        };
+        for family in [&self.events, &self.snapshots, &self.gaps] {
+            let value = family.get(&before).map(|c| c.get());
+            if family.remove(&before) {
+                moved(value, &family.get_or_create(&after));
+            }
+        }
+        self.lag.remove(&before);
+        self.connected.remove(&before);
+    }
+
     pub fn stored(&self, name: &str, events: u64, snapshots: u64, gaps: u64, lag_seconds: f64) {
-        let t = target(name);
+        let t = self.target(name);
         self.events.get_or_create(&t).inc_by(events);
         if snapshots > 0 {
             self.snapshots.get_or_create(&t).inc_by(snapshots);
@@ -175,15 +214,17 @@ impl Metrics {
         self.lag.get_or_create(&t).set(lag_seconds.max(0.0));
     }
 
-    pub fn connected(&self, name: &str, up: bool) {
+    /// `name` (whose agent calls itself `host`) is connected or not.
+    pub fn connected(&self, name: &str, host: &str, up: bool) {
+        self.host(name, host);
         self.connected
-            .get_or_create(&target(name))
+            .get_or_create(&self.target(name))
             .set(i64::from(up));
     }
 
     /// The target is no longer followed here: its per-target series go.
     pub fn forget(&self, name: &str) {
-        let t = target(name);
+        let t = self.target(name);
         self.connected.remove(&t);
         self.lag.remove(&t);
     }
@@ -217,6 +258,10 @@ impl Metrics {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Exposition for Metrics {
     fn metrics_text(&self) -> String {
         let mut out = String::new();
@@ -247,25 +292,91 @@ mod tests {
         }
     }
 
+    /// The Grafana dashboard of the ops ports asks only for series the
+    /// agent and the collector export, with labels they carry.
     #[test]
-    fn metrics_are_openmetrics() {
+    fn the_metrics_dashboard_names_only_exported_series() {
+        let text = include_str!("../../../deploy/grafana/dashboards/routewatch-metrics.json");
+        let dashboard: serde_json::Value = serde_json::from_str(text).expect("dashboard JSON");
+        let mut known: Vec<(String, &[&str])> = Vec::new();
+        let agent = routewatch_agent::metrics::ALL.iter();
+        let process = routewatch_agent::process::ALL.iter();
+        for m in agent.chain(process).chain(ALL.iter().copied()) {
+            let samples: Vec<String> = match m.kind {
+                MetricType::Histogram => ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .map(|s| format!("{}{s}", m.name))
+                    .collect(),
+                _ => vec![m.sample_name()],
+            };
+            for sample in samples {
+                known.push((sample, m.labels));
+            }
+        }
+        let mut asked = 0;
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            assert_eq!(panel["datasource"]["uid"], "routewatch-prometheus");
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                let words = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+                for word in
+                    words.filter(|w| w.starts_with("routewatch_") || w.starts_with("process_"))
+                {
+                    assert!(
+                        known.iter().any(|(name, _)| name == word),
+                        "{:?} asks for {word}, which nothing exports",
+                        panel["title"]
+                    );
+                    asked += 1;
+                }
+                // Labels grouped by must be the metric's own (or the
+                // scrape's: instance, job).
+                if let Some(by) = expr.split("by (").nth(1).and_then(|r| r.split(')').next()) {
+                    for label in by.split(',').map(str::trim) {
+                        let ours = known
+                            .iter()
+                            .filter(|(name, _)| expr.contains(name.as_str()))
+                            .any(|(_, labels)| labels.contains(&label));
+                        assert!(
+                            ours || ["instance", "job", "le"].contains(&label),
+                            "{:?} groups by {label}, which its series lack",
+                            panel["title"]
+                        );
+                    }
+                }
+            }
+        }
+        assert!(asked >= 10, "{asked}");
+    }
+
+    #[test]
+    fn metrics_are_openmetrics_and_labelled_with_the_host_name() {
         let m = Metrics::new();
         m.stored("10.0.0.1:50051", 5, 1, 0, 0.25);
-        m.connected("10.0.0.1:50051", true);
+        m.connected("10.0.0.1:50051", "node-a", true);
+        m.stored("10.0.0.1:50051", 2, 0, 0, 0.1);
         m.committed();
         let text = m.metrics_text();
+        // The events stored before the host name was known moved to the
+        // series that carries it.
         assert!(
-            text.contains("routewatch_collector_events_total{target=\"10.0.0.1:50051\"} 5"),
+            text.contains(
+                "routewatch_collector_events_total{target=\"10.0.0.1:50051\",host=\"node-a\"} 7"
+            ),
             "{text}"
         );
+        assert!(!text.contains("host=\"\""), "{text}");
         assert!(
-            text.contains("routewatch_collector_connected{target=\"10.0.0.1:50051\"} 1"),
+            text.contains(
+                "routewatch_collector_connected{target=\"10.0.0.1:50051\",host=\"node-a\"} 1"
+            ),
             "{text}"
         );
         assert!(
             text.contains("routewatch_collector_build_info{version="),
             "{text}"
         );
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(m.readiness().is_ok());
         m.store_error();

@@ -153,7 +153,7 @@ impl Writer {
                 };
                 if !held.connected {
                     held.connected = true;
-                    self.metrics.connected(&target, true);
+                    self.metrics.connected(&target, &host, true);
                 }
                 held.ledger.set_host(&host);
                 held.ledger.apply(&events);
@@ -165,7 +165,7 @@ impl Writer {
                 resume_from,
                 ..
             } => {
-                self.metrics.connected(&target, true);
+                self.metrics.connected(&target, &host, true);
                 if self.told.remove(&*target).is_some() {
                     let from = match resume_from {
                         Some(c) => format!("resuming after {}:{}", c.stream_id, c.seq),
@@ -181,7 +181,7 @@ impl Writer {
                 error,
                 retry_in,
             } => {
-                self.metrics.connected(&target, false);
+                self.metrics.connected(&target, &host, false);
                 if let Some(held) = self.held.get_mut(&*target) {
                     held.connected = false;
                 }

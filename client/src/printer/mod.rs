@@ -137,6 +137,20 @@ pub fn rfc3339(unix_nano: i64) -> String {
         .unwrap_or_else(|| unix_nano.to_string())
 }
 
+/// RFC 3339 in UTC to the millisecond (`2026-11-28T10:00:00.123Z`): times
+/// people read in columns.
+pub fn rfc3339_millis(unix_nano: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_nano))
+        .ok()
+        .and_then(|t| {
+            let format = time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            );
+            t.format(&format).ok()
+        })
+        .unwrap_or_else(|| unix_nano.to_string())
+}
+
 /// [`rfc3339`] of the last time asked for, kept: a snapshot's events all
 /// carry one time.
 #[derive(Default)]

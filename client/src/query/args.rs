@@ -56,6 +56,7 @@ pub enum Question {
     ///   routewatch query routes --host node1
     ///   routewatch query routes --host node1 --at 2026-11-28T10:00:00Z
     ///   routewatch query routes --at -1h -o json | jq 'select(.dst=="default")'
+    ///   routewatch query routes --host node1 --within 10.0.0.0/8 --not --proto kernel
     ///   routewatch query --store postgres://rw@db/routewatch routes -o table
     #[command(verbatim_doc_comment)]
     Routes(Routes),
@@ -66,9 +67,12 @@ pub enum Question {
     /// while it lasts), host, what opened and what closed it
     /// (notification, dump, reconcile, or resync: the version was gone
     /// when a resync's snapshot came; `-` while current), then the route
-    /// as `show` prints it. The hosts' gaps in the range are lines of
-    /// their own, in time order, and the history inside them is not exact:
-    ///   gap FROM TO HOST CAUSE FROM_CURSOR..TO_CURSOR REASON
+    /// as `show` prints it; times in UTC to the millisecond. At a
+    /// terminal (or with -o table) the same as aligned columns under a
+    /// header (FROM UNTIL HOST BY OBJECT). The hosts' gaps in the range are
+    /// lines of their own, in time order, and the history inside them is
+    /// not exact:
+    ///   FROM TO HOST gap CAUSE FROM_CURSOR..TO_CURSOR REASON
     ///
     /// JSON: the route's `ip -j -d` fields plus host, netns, valid_from,
     /// valid_to (null while current), opened_by, closed_by,
@@ -142,8 +146,10 @@ pub struct Routes {
     #[arg(long = "host", value_name = "HOST", value_delimiter = ',')]
     pub hosts: Vec<String>,
 
-    /// The moment: now, an RFC 3339 time (2026-11-28T10:00:00Z), or a time
-    /// ago (-1h, 30m, 2d).
+    /// The moment: now, an RFC 3339 time (2026-11-28T10:00:00Z, or with a
+    /// space: 2026-11-28 10:00:00+01:00; local time without an offset), a
+    /// local time of day (14:05), epoch seconds (1764323400), or a time ago
+    /// (-1h, 30m, 2d, "5 minutes ago", yesterday).
     #[arg(
         long,
         value_name = "TIME",
@@ -151,6 +157,12 @@ pub struct Routes {
         allow_hyphen_values = true
     )]
     pub at: String,
+
+    /// `show`'s filters: the database reads only what they can keep
+    /// (narrowed by object, family, namespace and destination), then each
+    /// version is matched exactly as the agent matches a snapshot.
+    #[command(flatten)]
+    pub filter: crate::filter_args::FilterArgs,
 }
 
 /// `query history`'s options.
@@ -170,8 +182,9 @@ pub struct History {
     #[arg(long = "host", value_name = "HOST", value_delimiter = ',')]
     pub hosts: Vec<String>,
 
-    /// Only versions still valid at or after TIME (now, RFC 3339, or a
-    /// time ago such as -1h). None: from the start of the record.
+    /// Only versions still valid at or after TIME (as --at of `query
+    /// routes`: RFC 3339, a time of day, epoch seconds, or a time ago such
+    /// as -1h). None: from the start of the record.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
 
@@ -190,7 +203,8 @@ pub struct Diff {
     pub hosts: Vec<String>,
 
     /// Two moments (with one --host) or one (with two --host; default
-    /// now): now, RFC 3339, or a time ago such as -1h.
+    /// now), as --at of `query routes`: RFC 3339, a time of day, epoch
+    /// seconds, or a time ago such as -1h.
     #[arg(long = "at", value_name = "TIME", allow_hyphen_values = true)]
     pub at: Vec<String>,
 }
@@ -203,8 +217,8 @@ pub struct Gaps {
     #[arg(long = "host", value_name = "HOST", value_delimiter = ',')]
     pub hosts: Vec<String>,
 
-    /// Only gaps that ended at or after TIME (now, RFC 3339, or a time ago
-    /// such as -7d).
+    /// Only gaps that ended at or after TIME (as --at of `query routes`:
+    /// RFC 3339, a time of day, epoch seconds, or a time ago such as -7d).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
 }

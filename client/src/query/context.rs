@@ -23,16 +23,28 @@ pub async fn run(query: Query) -> Result<(), ClientError> {
     let mut store = Store::open(&url).await?;
     let mut out = io::BufWriter::new(io::stdout());
     let mut notes = io::stderr();
-    answer(&mut store, &query, now_unix_nano(), &mut out, &mut notes).await?;
+    let terminal = io::IsTerminal::is_terminal(&io::stdout());
+    answer(
+        &mut store,
+        &query,
+        now_unix_nano(),
+        terminal,
+        &mut out,
+        &mut notes,
+    )
+    .await?;
     out.flush()?;
     Ok(())
 }
 
-/// Answers `query` from `store`, taking `now` as the present.
+/// Answers `query` from `store`, taking `now` as the present; `terminal`
+/// when a person reads `out` (columns with a header where a question has
+/// them).
 pub async fn answer(
     store: &mut Store,
     query: &Query,
     now: i64,
+    terminal: bool,
     out: &mut dyn Write,
     notes: &mut dyn Write,
 ) -> Result<(), ClientError> {
@@ -40,6 +52,7 @@ pub async fn answer(
         store,
         now,
         format: query.format,
+        terminal,
         out,
         notes,
     };
@@ -58,6 +71,8 @@ pub struct Context<'a> {
     /// The present, for `now` and times ago.
     pub now: i64,
     pub format: Format,
+    /// A person reads the answer (stdout is a terminal).
+    pub terminal: bool,
     /// The answer.
     pub out: &'a mut dyn Write,
     /// What the answer cannot say (stderr).

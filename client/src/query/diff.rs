@@ -171,6 +171,15 @@ async fn compare(
         }
     }
     differ.sort_by(|(x, x_id, _), (y, y_id, _)| order::compare(x, y).then_with(|| x_id.cmp(y_id)));
+    if differ.is_empty() {
+        let held = tables.iter().map(Vec::len).max().unwrap_or(0);
+        writeln!(
+            cx.notes,
+            "routewatch: no differences: {} and {} hold the same {held} routes, rules and nexthop objects",
+            sides[0].name, sides[1].name
+        )?;
+        return Ok(());
+    }
     for (_, _, pair) in &differ {
         let both = pair.iter().all(|s| !s.is_empty());
         for (i, side) in sides.iter().enumerate() {

@@ -103,6 +103,17 @@ impl Gap {
         )
     }
 
+    /// `CAUSE FROM_CURSOR..TO_CURSOR REASON`: a gap among history lines.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {}..{} {}",
+            self.cause(),
+            self.start_cursor(),
+            self.end_cursor(),
+            self.reason
+        )
+    }
+
     fn cells(&self, host: &str) -> Vec<String> {
         vec![
             host.to_owned(),

@@ -14,7 +14,9 @@ use super::targets::{self, Target};
 use super::version::{Version, COLUMNS};
 use super::{Context, Lines};
 use crate::order;
-use crate::printer::{json_map, object_json, object_line, rfc3339};
+use crate::printer::{
+    aligned, json_map, object_json, object_line, rfc3339, rfc3339_millis, Format,
+};
 use crate::store::schema::{destination, KIND_ROUTE, KIND_RULE};
 use crate::store::Value;
 use crate::ClientError;
@@ -87,7 +89,7 @@ impl Line<'_> {
 }
 
 pub async fn run(cx: &mut Context<'_>, args: &History) -> Result<(), ClientError> {
-    let lines = cx.lines("history", false)?;
+    let lines = cx.lines("history", true)?;
     let rules = args.prefix == RULES;
     let ranges = if rules {
         Vec::new()
@@ -187,31 +189,60 @@ pub async fn run(cx: &mut Context<'_>, args: &History) -> Result<(), ClientError
                 }
             })
     });
-    for line in &history {
-        let host = label(line.target_id());
-        match (line, lines) {
-            (Line::Gap(g), Lines::Text) => writeln!(cx.out, "{}", g.line(host))?,
-            (Line::Gap(g), Lines::Json) => cx.json_line(&json!({ "gap": g.json(host) }))?,
-            (Line::Version(v), Lines::Text) => writeln!(cx.out, "{}", text(v, host))?,
-            (Line::Version(v), Lines::Json) => cx.json_line(&version_json(v, host))?,
+    if lines == Lines::Json {
+        for line in &history {
+            let host = label(line.target_id());
+            match line {
+                Line::Gap(g) => cx.json_line(&json!({ "gap": g.json(host) }))?,
+                Line::Version(v) => cx.json_line(&version_json(v, host))?,
+            }
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = history
+        .iter()
+        .map(|line| cells(line, label(line.target_id())))
+        .collect();
+    if cx.terminal || cx.format == Format::Table {
+        let header = ["FROM", "UNTIL", "HOST", "BY", "OBJECT"].map(String::from);
+        cx.out.write_all(aligned(&header, &rows).as_bytes())?;
+    } else {
+        for row in &rows {
+            writeln!(cx.out, "{}", row.join(" "))?;
         }
     }
     Ok(())
 }
 
-/// `FROM TO|current HOST OPENED/CLOSED|- ROUTE`.
-fn text(v: &Version, host: &str) -> String {
-    let (to, closed) = match &v.closed {
-        Some(c) => (rfc3339(c.time), c.how()),
-        None => ("current".to_owned(), "-"),
-    };
-    let mut line = format!(
-        "{} {to} {host} {}/{closed} ",
-        rfc3339(v.opened.time),
-        v.opened.how()
-    );
-    object_line(&v.object, &mut line);
-    line
+/// A line's cells: from, until (`current`), host, what opened/closed it
+/// (`gap` for a gap), the object (for a gap: its cause, stream positions
+/// and reason).
+fn cells(line: &Line<'_>, host: &str) -> Vec<String> {
+    match line {
+        Line::Gap(g) => vec![
+            g.from_time
+                .map_or_else(|| "unknown".to_owned(), rfc3339_millis),
+            rfc3339_millis(g.to_time),
+            host.to_owned(),
+            "gap".to_owned(),
+            g.summary(),
+        ],
+        Line::Version(v) => {
+            let (to, closed) = match &v.closed {
+                Some(c) => (rfc3339_millis(c.time), c.how()),
+                None => ("current".to_owned(), "-"),
+            };
+            let mut object = String::new();
+            object_line(&v.object, &mut object);
+            vec![
+                rfc3339_millis(v.opened.time),
+                to,
+                host.to_owned(),
+                format!("{}/{closed}", v.opened.how()),
+                object,
+            ]
+        }
+    }
 }
 
 fn version_json(v: &Version, host: &str) -> Json {

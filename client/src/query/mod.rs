@@ -7,7 +7,8 @@
 //! - [`routes`], [`history`], [`diff`], [`gaps`], [`hosts`]: one file per
 //!   question.
 //! - [`targets`]: which targets `--host` names; [`version`]: a stored
-//!   version and a host's table at a moment; [`row`]: reading rows.
+//!   version and a host's table at a moment; [`row`]: reading rows;
+//!   [`narrow`]: `query routes`' filters.
 
 pub mod args;
 pub mod context;
@@ -15,6 +16,7 @@ pub mod diff;
 pub mod gaps;
 pub mod history;
 pub mod hosts;
+pub mod narrow;
 pub mod routes;
 pub mod row;
 pub mod targets;

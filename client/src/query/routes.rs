@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::args::Routes;
+use super::narrow::Narrowed;
 use super::targets::{self, Target};
 use super::{gaps, version, Context};
 use crate::order;
@@ -12,17 +13,26 @@ use crate::ClientError;
 
 pub async fn run(cx: &mut Context<'_>, args: &Routes) -> Result<(), ClientError> {
     let t = cx.time("--at", &args.at)?;
+    let narrowed = Narrowed::new(&args.filter)?;
     let all = targets::load(cx.store).await?;
     let chosen = targets::chosen(&all, &args.hosts, cx.notes)?;
-    let versions = version::at(cx.store, &chosen, t).await?;
+    let mut versions =
+        version::at_where(cx.store, &chosen, t, &narrowed.sql, narrowed.params.clone()).await?;
+    versions.retain(|v| narrowed.keeps(v));
+    let filtered = !args.filter.allow.is_empty() || !args.filter.deny.is_empty();
     let by_id: HashMap<i64, &Target> = chosen.iter().map(|t| (t.id, *t)).collect();
     for target in &chosen {
         gaps::note_moment(cx, target, t).await?;
         let begun = target.begins.is_some_and(|begins| begins <= t);
         if begun && !versions.iter().any(|v| v.target_id == target.id) {
+            let what = if filtered {
+                "nothing the filters keep"
+            } else {
+                "no routes, rules or nexthop objects"
+            };
             writeln!(
                 cx.notes,
-                "routewatch: {} held no routes, rules or nexthop objects at {}",
+                "routewatch: {} held {what} at {}",
                 target.label(),
                 rfc3339(t)
             )?;

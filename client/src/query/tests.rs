@@ -223,7 +223,7 @@ async fn ask(store: &mut Store, args: &str) -> Result<(String, String), ClientEr
         unreachable!("a query");
     };
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    answer(store, &query, now(), &mut out, &mut notes).await?;
+    answer(store, &query, now(), false, &mut out, &mut notes).await?;
     Ok((
         String::from_utf8(out).unwrap(),
         String::from_utf8(notes).unwrap(),
@@ -239,6 +239,62 @@ fn usage(answer: Result<(String, String), ClientError>) -> String {
         Err(ClientError::Usage(message)) => message,
         other => panic!("expected a usage error, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn routes_take_the_filters_of_show() {
+    let dir = Scratch::new("query");
+    let mut store = fleet(&dir).await;
+    let at = "routes --host node1 --at 2026-11-28T10:16:00Z";
+    let ask_with = |flags: &str| format!("{at} {flags}");
+    // Inside a prefix (narrowed by the index on destinations), and a
+    // protocol (matched exactly).
+    assert_eq!(
+        ok(ask(&mut store, &ask_with("--within 10.0.0.0/16 --proto static")).await).0,
+        "\
+10.0.0.0/24 via 10.1.0.3 dev eth0 proto static
+10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
+"
+    );
+    // The routes that carry traffic to an address; a deny filter; the
+    // kind of object.
+    assert_eq!(
+        ok(ask(&mut store, &ask_with("--contains 10.0.5.9")).await).0,
+        "\
+default via 10.1.0.1 dev eth0
+10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
+"
+    );
+    assert_eq!(
+        ok(ask(
+            &mut store,
+            &ask_with("--object route --not --proto kernel,boot")
+        )
+        .await)
+        .0,
+        "\
+10.0.0.0/24 via 10.1.0.3 dev eth0 proto static
+10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
+"
+    );
+    assert_eq!(
+        ok(ask(&mut store, &ask_with("--object nexthop")).await).0,
+        "id 1 via 10.1.0.1 dev eth0\n"
+    );
+    assert_eq!(
+        ok(ask(&mut store, &ask_with("--dev eth1")).await).0,
+        "192.168.0.0/16 dev eth1 proto kernel scope link src 192.168.0.1\n"
+    );
+    // Nothing kept: said on stderr.
+    assert_eq!(
+        ok(ask(&mut store, &ask_with("-6")).await),
+        (
+            String::new(),
+            "routewatch: node1 held nothing the filters keep at 2026-11-28T10:16:00Z\n".into()
+        )
+    );
+    assert!(usage(ask(&mut store, &ask_with("--action add")).await)
+        .starts_with("--action and --origin do not apply to query routes"));
 }
 
 #[tokio::test]
@@ -338,8 +394,8 @@ node2 10.0.8.0/24 dev eth2 proto kernel scope link src 10.0.8.1
             "routewatch: no host matches nope; known: node1 (10.0.0.1:50051), node2 (10.0.0.2:50051)\n".into()
         )
     );
-    assert!(usage(ask(&mut store, "routes --at yesterday").await)
-        .starts_with("--at: \"yesterday\" is not a time"));
+    assert!(usage(ask(&mut store, "routes --at whenever").await)
+        .starts_with("--at: \"whenever\" is not a time"));
 }
 
 #[tokio::test]
@@ -350,14 +406,14 @@ async fn history_of_a_prefix_across_hosts_with_its_gap() {
         ok(ask(&mut store, "history 10.0.0.0/8").await),
         (
             "\
-2026-11-28T10:00:00Z 2026-11-28T10:10:00Z node1 dump/notification 10.0.0.0/24 via 10.1.0.2 dev eth0 proto static
-2026-11-28T10:02:00Z current node2 dump/- 10.0.0.0/24 via 10.1.0.2 dev eth0 proto static
-2026-11-28T10:10:00Z current node1 notification/- 10.0.0.0/24 via 10.1.0.3 dev eth0 proto static
-2026-11-28T10:12:00Z current node2 notification/- 10.0.8.0/24 dev eth2 proto kernel scope link src 10.0.8.1
-2026-11-28T10:15:00Z 2026-11-28T10:20:00Z node1 notification/reconcile 10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
-2026-11-28T10:22:00Z 2026-11-28T10:32:00Z node1 notification/resync 10.0.6.0/24 dev eth1 proto kernel scope link src 10.0.6.1
-gap 2026-11-28T10:25:00Z 2026-11-28T10:32:00Z node1 lagged s:9..s:12 lagged behind the journal
-2026-11-28T10:31:00Z current node1 dump/- 10.0.7.0/24 via 10.1.0.2 dev eth0 proto static
+2026-11-28T10:00:00.000Z 2026-11-28T10:10:00.000Z node1 dump/notification 10.0.0.0/24 via 10.1.0.2 dev eth0 proto static
+2026-11-28T10:02:00.000Z current node2 dump/- 10.0.0.0/24 via 10.1.0.2 dev eth0 proto static
+2026-11-28T10:10:00.000Z current node1 notification/- 10.0.0.0/24 via 10.1.0.3 dev eth0 proto static
+2026-11-28T10:12:00.000Z current node2 notification/- 10.0.8.0/24 dev eth2 proto kernel scope link src 10.0.8.1
+2026-11-28T10:15:00.000Z 2026-11-28T10:20:00.000Z node1 notification/reconcile 10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
+2026-11-28T10:22:00.000Z 2026-11-28T10:32:00.000Z node1 notification/resync 10.0.6.0/24 dev eth1 proto kernel scope link src 10.0.6.1
+2026-11-28T10:25:00.000Z 2026-11-28T10:32:00.000Z node1 gap lagged s:9..s:12 lagged behind the journal
+2026-11-28T10:31:00.000Z current node1 dump/- 10.0.7.0/24 via 10.1.0.2 dev eth0 proto static
 "
             .into(),
             String::new()
@@ -407,22 +463,22 @@ async fn history_within_a_time_range_a_host_or_a_single_destination() {
     assert_eq!(
         text,
         "\
-2026-11-28T10:02:00Z current node2 dump/- 10.0.0.0/24 via 10.1.0.2 dev eth0 proto static
-2026-11-28T10:10:00Z current node1 notification/- 10.0.0.0/24 via 10.1.0.3 dev eth0 proto static
-2026-11-28T10:12:00Z current node2 notification/- 10.0.8.0/24 dev eth2 proto kernel scope link src 10.0.8.1
-2026-11-28T10:15:00Z 2026-11-28T10:20:00Z node1 notification/reconcile 10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
+2026-11-28T10:02:00.000Z current node2 dump/- 10.0.0.0/24 via 10.1.0.2 dev eth0 proto static
+2026-11-28T10:10:00.000Z current node1 notification/- 10.0.0.0/24 via 10.1.0.3 dev eth0 proto static
+2026-11-28T10:12:00.000Z current node2 notification/- 10.0.8.0/24 dev eth2 proto kernel scope link src 10.0.8.1
+2026-11-28T10:15:00.000Z 2026-11-28T10:20:00.000Z node1 notification/reconcile 10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
 "
     );
     let (text, _) = ok(ask(&mut store, "history 10.0.0.0/24 --host node2").await);
     assert_eq!(
         text,
-        "2026-11-28T10:02:00Z current node2 dump/- 10.0.0.0/24 via 10.1.0.2 dev eth0 proto static\n"
+        "2026-11-28T10:02:00.000Z current node2 dump/- 10.0.0.0/24 via 10.1.0.2 dev eth0 proto static\n"
     );
     // `default` is the default route itself, of either family.
     let (text, _) = ok(ask(&mut store, "history default --host node2").await);
     assert_eq!(
         text,
-        "2026-11-28T10:02:00Z current node2 dump/- default via 10.1.0.1 dev eth0\n"
+        "2026-11-28T10:02:00.000Z current node2 dump/- default via 10.1.0.1 dev eth0\n"
     );
     // An address is its host route, which no host had.
     assert_eq!(
@@ -437,8 +493,39 @@ async fn history_within_a_time_range_a_host_or_a_single_destination() {
         r#"PREFIX "10.0.0.1/8": host bits set (did you mean 10.0.0.0/8?)"#
     );
     assert_eq!(
-        usage(ask(&mut store, "history 10.0.0.0/8 -o table").await),
-        "-o table does not apply to query history: use text or json"
+        usage(ask(&mut store, "history 10.0.0.0/8 -o jsonpb").await),
+        "-o jsonpb does not apply to query history: use text or json"
+    );
+    // Columns with a header: at a terminal, or asked for with -o table.
+    let (table, _) = ok(ask(&mut store, "history 10.0.5.0/24 -o table").await);
+    assert_eq!(
+        table,
+        "\
+FROM                      UNTIL                     HOST   BY                      OBJECT
+2026-11-28T10:15:00.000Z  2026-11-28T10:20:00.000Z  node1  notification/reconcile  10.0.5.0/24 via 10.1.0.2 dev eth0 proto static
+2026-11-28T10:25:00.000Z  2026-11-28T10:32:00.000Z  node1  gap                     lagged s:9..s:12 lagged behind the journal
+"
+    );
+    let query = "history 10.0.0.0/8 --since 2026-11-28T10:24:00Z --until 2026-11-28T10:26:00Z";
+    let Command::Query(query) = Cli::try_parse_from(
+        ["routewatch", "query"]
+            .into_iter()
+            .chain(query.split_whitespace()),
+    )
+    .unwrap()
+    .command
+    else {
+        unreachable!("a query");
+    };
+    let (mut out, mut notes) = (Vec::new(), Vec::new());
+    answer(&mut store, &query, now(), true, &mut out, &mut notes)
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("FROM  "), "{out}");
+    assert!(
+        out.contains("2026-11-28T10:25:00.000Z  2026-11-28T10:32:00.000Z  node1  gap "),
+        "{out}"
     );
 }
 
@@ -476,6 +563,17 @@ Deleted 10.0.0.0/24 via 10.1.0.2 dev eth0 proto static
     .await);
     assert!(
         notes.contains("the record of node1 is not exact at 2026-11-28T10:28:00Z"),
+        "{notes}"
+    );
+    // Two moments with nothing between: no lines, and stderr says so.
+    let (out, notes) = ok(ask(
+        &mut store,
+        "diff --host node1 --at 2026-11-28T10:40:00Z --at 2026-11-28T10:40:01Z",
+    )
+    .await);
+    assert_eq!(out, "");
+    assert!(
+        notes.starts_with("routewatch: no differences: 2026-11-28T10:40:00Z and 2026-11-28T10:40:01Z hold the same "),
         "{notes}"
     );
 }
@@ -621,11 +719,11 @@ async fn rules_have_a_history_a_moment_and_a_diff() {
     assert_eq!(
         ok(ask(&mut store, "history rules --host node1 --since 2026-11-28T10:05:00Z").await).0,
         "\
-2026-11-28T10:00:00Z current node1 dump/- 0:\tfrom all lookup local
-2026-11-28T10:00:00Z 2026-11-28T10:10:00Z node1 dump/notification 100:\tfrom all lookup 100 proto static
-2026-11-28T10:00:00Z current node1 dump/- 32766:\tfrom all lookup main
-2026-11-28T10:10:00Z current node1 notification/- 100:\tfrom all lookup 200 proto static
-2026-11-28T10:20:00Z current node1 notification/- 500:\tfrom all blackhole
+2026-11-28T10:00:00.000Z current node1 dump/- 0:\tfrom all lookup local
+2026-11-28T10:00:00.000Z 2026-11-28T10:10:00.000Z node1 dump/notification 100:\tfrom all lookup 100 proto static
+2026-11-28T10:00:00.000Z current node1 dump/- 32766:\tfrom all lookup main
+2026-11-28T10:10:00.000Z current node1 notification/- 100:\tfrom all lookup 200 proto static
+2026-11-28T10:20:00.000Z current node1 notification/- 500:\tfrom all blackhole
 "
     );
     assert_eq!(

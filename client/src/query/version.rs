@@ -119,6 +119,18 @@ pub async fn at(
     targets: &[&Target],
     t: i64,
 ) -> Result<Vec<Version>, ClientError> {
+    at_where(store, targets, t, "TRUE", Vec::new()).await
+}
+
+/// Like [`at`], of the versions that also meet `condition` (SQL on
+/// `versions v`, with `condition_params` for its placeholders).
+pub async fn at_where(
+    store: &mut Store,
+    targets: &[&Target],
+    t: i64,
+    condition: &str,
+    condition_params: Vec<Value>,
+) -> Result<Vec<Version>, ClientError> {
     if targets.is_empty() {
         return Ok(Vec::new());
     }
@@ -126,9 +138,10 @@ pub async fn at(
     let sql = format!(
         "SELECT {COLUMNS} FROM versions v
          WHERE v.target_id IN ({list}) AND v.valid_from <= ?
-           AND (v.valid_to IS NULL OR v.valid_to > ?)"
+           AND (v.valid_to IS NULL OR v.valid_to > ?) AND ({condition})"
     );
     params.extend([Value::Int(t), Value::Int(t)]);
+    params.extend(condition_params);
     let rows = store.select(&sql, &params).await?;
     rows.iter().map(|r| Version::read(r)).collect()
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use prost::Message;
 use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
 
+use super::columns;
 use super::plan::{
     Close, CloseRow, EventRow, GapRow, OpenVersion, StoredCursor, TargetRow, VersionRow, Write,
 };
@@ -320,6 +321,7 @@ impl Ledger {
             opened_seq: seq,
             opened_origin: origin,
             close: None,
+            columns: change.object.as_ref().map(columns::of).unwrap_or_default(),
         };
         match &change.object {
             Some(change::Object::Route(route)) => {

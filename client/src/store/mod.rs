@@ -7,6 +7,7 @@
 //! - [`statements`]: the statements both backends run alike.
 //! - [`sqlite`] and [`postgres`]: the two backends behind [`Store`].
 
+pub mod columns;
 pub mod ledger;
 pub mod plan;
 pub mod postgres;

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use super::columns::Columns;
+
 /// A position in an agent's stream as stored: `stream_id` `""` and `seq` 0
 /// before the first complete snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,6 +75,8 @@ pub struct VersionRow {
     pub opened_seq: i64,
     pub opened_origin: i64,
     pub close: Option<Close>,
+    /// What the SQL views show of it.
+    pub columns: Columns,
 }
 
 /// An existing version (written by an earlier transaction) that ends.

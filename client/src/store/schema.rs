@@ -45,7 +45,7 @@ pub enum Dialect {
 }
 
 /// The schema version this build writes and reads.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// `versions.kind` of a route.
 pub const KIND_ROUTE: i64 = 1;
@@ -167,8 +167,141 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
             .into(),
             "CREATE INDEX gaps_target ON gaps (target_id, to_time)".into(),
         ]),
+        // The readable columns of every version (filled by the writer, and
+        // for older rows by `columns::backfill` right after this
+        // migration) and the views over them: see docs/store.md.
+        2 => {
+            let mut out: Vec<String> = READABLE_COLUMNS
+                .iter()
+                .map(|(name, ty)| {
+                    let ty = match (*ty, dialect) {
+                        ("int", _) => "BIGINT",
+                        _ => "TEXT",
+                    };
+                    format!("ALTER TABLE versions ADD COLUMN {name} {ty}")
+                })
+                .collect();
+            out.extend(views(dialect));
+            Some(out)
+        }
         _ => None,
     }
+}
+
+/// The readable columns migration 2 adds to `versions`, in the order the
+/// writers bind them: `(name, "text" | "int")`.
+pub const READABLE_COLUMNS: [(&str, &str); 12] = [
+    ("table_name", "text"),
+    ("dst", "text"),
+    ("gateway", "text"),
+    ("dev", "text"),
+    ("protocol", "text"),
+    ("type", "text"),
+    ("scope", "text"),
+    ("metric", "int"),
+    ("prefsrc", "text"),
+    ("vrf", "text"),
+    ("encap", "text"),
+    ("object_json", "text"),
+];
+
+/// The names of the views, for the tests and the docs.
+pub const VIEWS: [&str; 5] = [
+    "route_history",
+    "current_routes",
+    "route_changes",
+    "record_gaps",
+    "fleet_hosts",
+];
+
+/// The SQL views people read the store with (docs/store.md): the same
+/// names and columns on both backends; times as timestamptz on
+/// PostgreSQL and RFC 3339 text (UTC, milliseconds) on SQLite; `dst` as
+/// inet on PostgreSQL, CIDR text on SQLite.
+fn views(dialect: Dialect) -> Vec<String> {
+    let time = |column: &str| match dialect {
+        Dialect::Sqlite => {
+            format!("strftime('%Y-%m-%dT%H:%M:%fZ', {column} / 1000000000.0, 'unixepoch')")
+        }
+        Dialect::Postgres => format!("to_timestamp({column}::float8 / 1e9)"),
+    };
+    let dst = match dialect {
+        Dialect::Sqlite => "v.dst",
+        Dialect::Postgres => "CAST(v.dst AS inet)",
+    };
+    let host = "CASE WHEN t.host <> '' THEN t.host ELSE t.name END";
+    let object = "CASE v.kind WHEN 1 THEN 'route' WHEN 2 THEN 'nexthop' WHEN 3 THEN 'rule' END";
+    let family = "CASE v.family WHEN 1 THEN 'inet' WHEN 2 THEN 'inet6' ELSE 'unspec' END";
+    let origin = |column: &str| {
+        format!(
+            "CASE {column} WHEN 1 THEN 'notification' WHEN 2 THEN 'dump' WHEN 3 THEN 'reconcile' \
+             WHEN {CLOSED_BY_RESYNC} THEN 'resync' END"
+        )
+    };
+    let columns = format!(
+        "v.table_name, {dst} AS dst, v.gateway, v.dev, v.protocol, v.type, v.scope, v.metric, \
+         v.prefsrc, v.vrf, v.encap, CAST(NULL AS TEXT) AS changed_by"
+    );
+    vec![
+        format!(
+            "CREATE VIEW route_history AS
+             SELECT {host} AS host, t.name AS address, v.netns, {object} AS object,
+                 {family} AS family, {columns},
+                 {valid_from} AS valid_from, {valid_to} AS valid_to,
+                 {opened} AS opened_by, {closed} AS closed_by, v.key, v.object_json
+             FROM versions v JOIN targets t ON t.id = v.target_id",
+            valid_from = time("v.valid_from"),
+            valid_to = time("v.valid_to"),
+            opened = origin("v.opened_origin"),
+            closed = origin("v.closed_origin"),
+        ),
+        "CREATE VIEW current_routes AS
+         SELECT host, address, netns, object, family, table_name, dst, gateway, dev, protocol,
+             type, scope, metric, prefsrc, vrf, encap, changed_by, valid_from, opened_by, key,
+             object_json
+         FROM route_history WHERE valid_to IS NULL"
+            .to_owned(),
+        format!(
+            "CREATE VIEW route_changes AS
+             SELECT {host} AS host, t.name AS address, v.netns, e.stream_id, e.seq,
+                 {time} AS time,
+                 CASE e.action WHEN 1 THEN 'add' WHEN 2 THEN 'delete' END AS action,
+                 {event_origin} AS origin, {object} AS object, {family} AS family, {columns},
+                 v.key, v.object_json
+             FROM events e
+             JOIN versions v ON v.target_id = e.target_id AND v.vid = e.vid
+             JOIN targets t ON t.id = e.target_id",
+            time = time("e.time"),
+            event_origin = origin("e.origin"),
+        ),
+        format!(
+            "CREATE VIEW record_gaps AS
+             SELECT {host} AS host, t.name AS address,
+                 {from} AS from_time, {to} AS to_time,
+                 CASE g.cause WHEN 1 THEN 'unknown stream' WHEN 2 THEN 'cursor too old'
+                     WHEN 3 THEN 'lagged' ELSE 'unknown' END AS cause,
+                 g.reason,
+                 g.from_stream || ':' || CAST(g.from_seq AS TEXT) AS from_cursor,
+                 g.to_stream || ':' || CAST(g.to_seq AS TEXT) AS to_cursor
+             FROM gaps g JOIN targets t ON t.id = g.target_id",
+            from = time("g.from_time"),
+            to = time("g.to_time"),
+        ),
+        format!(
+            "CREATE VIEW fleet_hosts AS
+             SELECT {host} AS host, t.name AS address, t.stream_id AS stream, t.seq AS cursor,
+                 {first} AS first_seen, {last} AS last_seen,
+                 (SELECT COUNT(*) FROM versions v
+                  WHERE v.target_id = t.id AND v.kind = 1 AND v.valid_to IS NULL) AS route_count,
+                 (SELECT COUNT(*) FROM versions v
+                  WHERE v.target_id = t.id AND v.kind = 2 AND v.valid_to IS NULL) AS nexthop_count,
+                 (SELECT COUNT(*) FROM versions v
+                  WHERE v.target_id = t.id AND v.kind = 3 AND v.valid_to IS NULL) AS rule_count
+             FROM targets t",
+            first = time("t.first_seen"),
+            last = time("t.last_seen"),
+        ),
+    ]
 }
 
 /// Rewrites `?` placeholders as PostgreSQL's `$1`, `$2`, ... (queries are

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, ToSql};
 
+use super::columns;
 use super::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use super::schema::{self, Dialect};
 use super::statements;
@@ -67,6 +68,9 @@ impl SqliteStore {
         for n in found + 1..=schema::VERSION {
             for statement in schema::migration(Dialect::Sqlite, n).unwrap_or_default() {
                 tx.execute(&statement, [])?;
+            }
+            if n == 2 {
+                backfill(&tx)?;
             }
             tx.execute(statements::RECORD_MIGRATION, [n])?;
         }
@@ -218,8 +222,11 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
         let mut open = tx.prepare_cached(
             "INSERT INTO versions (target_id, vid, netns, key, kind, family, table_id, dst_len,
                  dst_lo, dst_hi, object, digest, valid_from, opened_stream, opened_seq,
-                 opened_origin, valid_to, closed_stream, closed_seq, closed_origin)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 opened_origin, valid_to, closed_stream, closed_seq, closed_origin,
+                 table_name, dst, gateway, dev, protocol, type, scope, metric, prefsrc, vrf,
+                 encap, object_json)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                 ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?;
         for v in &w.opens {
             let close = v.close.as_ref();
@@ -244,6 +251,18 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
                 close.map(|c| &*c.stream_id),
                 close.map(|c| c.seq),
                 close.map(|c| c.origin),
+                v.columns.table_name,
+                v.columns.dst,
+                v.columns.gateway,
+                v.columns.dev,
+                v.columns.protocol,
+                v.columns.r#type,
+                v.columns.scope,
+                v.columns.metric,
+                v.columns.prefsrc,
+                v.columns.vrf,
+                v.columns.encap,
+                v.columns.object_json,
             ])?;
         }
     }
@@ -301,4 +320,41 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
         }
     }
     Ok(Outcome::Committed)
+}
+
+/// Fills the readable columns of the versions written before they existed.
+fn backfill(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let mut update = tx.prepare(&columns::backfill_statement())?;
+    let mut select = tx.prepare(columns::TO_BACKFILL)?;
+    loop {
+        let rows: Vec<(i64, i64, i64, Vec<u8>)> = select
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for (target_id, vid, kind, object) in rows {
+            // An object this version cannot read keeps its bytes; its JSON
+            // says so rather than staying NULL for ever.
+            let c = columns::decode(kind, &object)
+                .map(|o| columns::of(&o))
+                .unwrap_or_else(columns::Columns::unreadable);
+            update.execute(params![
+                c.table_name,
+                c.dst,
+                c.gateway,
+                c.dev,
+                c.protocol,
+                c.r#type,
+                c.scope,
+                c.metric,
+                c.prefsrc,
+                c.vrf,
+                c.encap,
+                c.object_json,
+                target_id,
+                vid,
+            ])?;
+        }
+    }
 }

@@ -14,9 +14,11 @@ use crate::store::{statements, Outcome, StoreError};
 
 const COPY_VERSIONS: &str = "COPY versions (target_id, vid, netns, key, kind, family, table_id,
      dst_len, dst_lo, dst_hi, object, digest, valid_from, opened_stream, opened_seq,
-     opened_origin, valid_to, closed_stream, closed_seq, closed_origin)
+     opened_origin, valid_to, closed_stream, closed_seq, closed_origin,
+     table_name, dst, gateway, dev, protocol, type, scope, metric, prefsrc, vrf, encap,
+     object_json)
  FROM STDIN (FORMAT binary)";
-const VERSION_TYPES: [Type; 20] = [
+const VERSION_TYPES: [Type; 32] = [
     Type::INT8,
     Type::INT8,
     Type::TEXT,
@@ -37,6 +39,19 @@ const VERSION_TYPES: [Type; 20] = [
     Type::TEXT,
     Type::INT8,
     Type::INT8,
+    // The readable columns.
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
 ];
 
 const COPY_EVENTS: &str = "COPY events (target_id, stream_id, seq, time, action, origin, vid)
@@ -186,6 +201,18 @@ pub(super) async fn write_one(
                     &close.map(|c| &*c.stream_id),
                     &close.map(|c| c.seq),
                     &close.map(|c| c.origin),
+                    &v.columns.table_name,
+                    &v.columns.dst,
+                    &v.columns.gateway,
+                    &v.columns.dev,
+                    &v.columns.protocol,
+                    &v.columns.r#type,
+                    &v.columns.scope,
+                    &v.columns.metric,
+                    &v.columns.prefsrc,
+                    &v.columns.vrf,
+                    &v.columns.encap,
+                    &v.columns.object_json,
                 ])
                 .await?;
         }

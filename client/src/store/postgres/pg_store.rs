@@ -7,6 +7,7 @@ use tokio_postgres::{Client, Row, Statement};
 
 use super::commit::{self, Prepared};
 use super::{connect, value};
+use crate::store::columns;
 use crate::store::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use crate::store::schema::{self, numbered_placeholders, Dialect};
 use crate::store::{statements, Outcome, Pruned, StoreError, Value};
@@ -233,6 +234,48 @@ fn values(row: &Row) -> Result<Vec<Value>, tokio_postgres::Error> {
     (0..row.len()).map(|i| row.try_get(i)).collect()
 }
 
+/// Fills the readable columns of the versions written before they existed.
+async fn backfill(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let update = tx
+        .prepare(&numbered_placeholders(&columns::backfill_statement()))
+        .await?;
+    let select = tx.prepare(columns::TO_BACKFILL).await?;
+    loop {
+        let rows = tx.query(&select, &[]).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for row in rows {
+            let (target_id, vid, kind): (i64, i64, i64) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let object: Vec<u8> = row.try_get(3)?;
+            let c = columns::decode(kind, &object)
+                .map(|o| columns::of(&o))
+                .unwrap_or_else(columns::Columns::unreadable);
+            tx.execute(
+                &update,
+                &[
+                    &c.table_name,
+                    &c.dst,
+                    &c.gateway,
+                    &c.dev,
+                    &c.protocol,
+                    &c.r#type,
+                    &c.scope,
+                    &c.metric,
+                    &c.prefsrc,
+                    &c.vrf,
+                    &c.encap,
+                    &c.object_json,
+                    &target_id,
+                    &vid,
+                ],
+            )
+            .await?;
+        }
+    }
+}
+
 /// Brings the schema up to date, one collector at a time.
 async fn migrate(client: &mut Client, store: &str) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
@@ -254,6 +297,9 @@ async fn migrate(client: &mut Client, store: &str) -> Result<(), StoreError> {
     for n in found + 1..=schema::VERSION {
         for statement in schema::migration(Dialect::Postgres, n).unwrap_or_default() {
             tx.batch_execute(&statement).await?;
+        }
+        if n == 2 {
+            backfill(&tx).await?;
         }
         tx.execute(&record, &[&n]).await?;
     }
