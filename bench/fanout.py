@@ -331,8 +331,11 @@ def run_side(args, work, add_batch, del_batch, side, k_run, security):
         ns.setup_veth()
         addr = f"127.0.0.1:{args.port}"
         agent_security, sub_security = security
+        # Every subscriber connects from 127.0.0.1: room for all of them
+        # beyond the agent's default of 64 connections per address.
         agent = bl.start_agent(ns, addr, os.path.join(d, "agent.log"), deadline=args.deadline,
-                               security=agent_security)
+                               security=agent_security,
+                               extra=("--max-connections-per-peer", str(k + 16)))
         subs, outs = [], []
         t0 = time.monotonic()
         for i in range(k):

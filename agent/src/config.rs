@@ -40,11 +40,43 @@ pub struct AgentConfig {
     #[command(flatten)]
     pub tls: TlsConfig,
 
-    /// Most subscriptions served at once. One more is refused with
+    /// Seconds a connection has, from its accept, to start its first call
+    /// (a TLS handshake included); one that has not is closed. Connections
+    /// that never send a request (scanners, broken or hostile clients)
+    /// then cannot pile up and lock out real clients.
+    #[arg(
+        long,
+        env = "ROUTEWATCH_FIRST_REQUEST_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub first_request_timeout_secs: u64,
+
+    /// Most connections open at once from one IP address; the agent closes
+    /// any more at once. A client needs one connection per agent it
+    /// follows or asks, so the default leaves room for many clients behind
+    /// one address while no single address can fill the agent's
+    /// connections and file descriptors.
+    #[arg(
+        long,
+        env = "ROUTEWATCH_MAX_CONNECTIONS_PER_PEER",
+        default_value_t = 64
+    )]
+    pub max_connections_per_peer: usize,
+
+    /// Most following subscriptions (`routewatch tail`, `collect`) served
+    /// at once. One more is refused with
     /// RESOURCE_EXHAUSTED (its client retries later) instead of costing the
     /// host memory and CPU without bound.
     #[arg(long, env = "ROUTEWATCH_MAX_SUBSCRIBERS", default_value_t = 256)]
     pub max_subscribers: usize,
+
+    /// Most one-shot snapshots (`routewatch show`: a snapshot without
+    /// follow) served at once. They have their own slots, apart from
+    /// --max-subscribers: followers that fill their limit do not lock out
+    /// a `show`, and snapshots never take a follower's slot. One more is
+    /// refused with RESOURCE_EXHAUSTED (`show` retries for a while).
+    #[arg(long, env = "ROUTEWATCH_MAX_SNAPSHOTS", default_value_t = 16)]
+    pub max_snapshots: usize,
 
     #[command(flatten)]
     pub pipeline: PipelineConfig,

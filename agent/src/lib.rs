@@ -36,6 +36,7 @@
 //!   subscriber's disconnection is said and counted by [`wire`]).
 //! - [`admission`]: the `--max-subscribers` limit.
 //! - [`tls`]: TLS on the accept loop, certificate rotation, `--allow-client`.
+//! - [`ratelog`]: warnings that come in floods, logged with counts.
 //! - [`config`], [`error`]; [`cli`]: the command line (also for the
 //!   manual page `routewatch man` writes).
 //! - `fuzz` (tests only): fuzzing harnesses of the decoders of outside
@@ -58,6 +59,7 @@ pub mod ops;
 pub mod persist;
 pub mod pipeline;
 pub mod process;
+pub mod ratelog;
 pub mod replay;
 pub mod request;
 pub mod server;

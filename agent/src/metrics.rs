@@ -209,7 +209,32 @@ pub const CLIENTS_DENIED: Metric = counter(
 pub const SUBSCRIBERS_REJECTED: Metric = counter(
     "routewatch_subscribers_rejected",
     &[],
-    "Subscriptions refused with RESOURCE_EXHAUSTED: --max-subscribers were open already.",
+    "Subscriptions refused with RESOURCE_EXHAUSTED: --max-subscribers followers (or --max-snapshots one-shot snapshots) were open already.",
+);
+pub const CONNECTIONS: Metric = gauge(
+    "routewatch_connections",
+    &[],
+    "Connections open now: in their TLS handshake, waiting for their first request, or serving calls.",
+);
+pub const CONNECTIONS_IDLE_CLOSED: Metric = counter(
+    "routewatch_connections_idle_closed",
+    &[],
+    "Connections closed because no request arrived within --first-request-timeout-secs of their accept.",
+);
+pub const CONNECTIONS_REFUSED_PER_PEER: Metric = counter(
+    "routewatch_connections_refused_per_peer",
+    &[],
+    "Connections closed at once because their IP address had --max-connections-per-peer open already.",
+);
+pub const ACCEPT_ERRORS: Metric = counter(
+    "routewatch_accept_errors",
+    &["reason"],
+    "Failures to accept a connection, by reason: EMFILE (the agent's file-descriptor limit), ENFILE (the system's), other. Each pauses accepting briefly; open connections are still served.",
+);
+pub const ACCEPT_PAUSED: Metric = gauge(
+    "routewatch_accept_paused",
+    &[],
+    "1 while accepting connections is paused because accept failed (out of file descriptors), else 0.",
 );
 pub const SUBSCRIBERS_STALLED: Metric = counter(
     "routewatch_subscribers_stalled_disconnects",
@@ -266,6 +291,11 @@ pub const ALL: &[Metric] = &[
     TLS_HANDSHAKE_TIMEOUTS,
     CLIENTS_DENIED,
     SUBSCRIBERS_REJECTED,
+    CONNECTIONS,
+    CONNECTIONS_IDLE_CLOSED,
+    CONNECTIONS_REFUSED_PER_PEER,
+    ACCEPT_ERRORS,
+    ACCEPT_PAUSED,
     SUBSCRIBERS_STALLED,
     SEND_LATENCY,
     DUMP_DURATION,
@@ -582,6 +612,34 @@ impl Collector for Scrape {
         )?;
         write(e, &CLIENTS_DENIED, one_count(&self.tls.clients_denied))?;
         write(e, &SUBSCRIBERS_REJECTED, one_count(&self.rejected))?;
+        write(
+            e,
+            &CONNECTIONS,
+            one_level(self.tls.connections.load(Ordering::Relaxed)),
+        )?;
+        write(
+            e,
+            &CONNECTIONS_IDLE_CLOSED,
+            one_count(&self.tls.idle_closed),
+        )?;
+        write(
+            e,
+            &CONNECTIONS_REFUSED_PER_PEER,
+            one_count(&self.tls.refused_per_peer),
+        )?;
+        let accept_errors = self
+            .tls
+            .accept_errors
+            .counts()
+            .into_iter()
+            .map(|(reason, n)| (vec![reason], n))
+            .collect();
+        write(e, &ACCEPT_ERRORS, Samples::Count(accept_errors))?;
+        write(
+            e,
+            &ACCEPT_PAUSED,
+            one_level(self.tls.accept_paused.load(Ordering::Relaxed)),
+        )?;
         write(
             e,
             &SUBSCRIBERS_STALLED,

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
 use routewatch_proto::v1::{AgentInfo, GetInfoRequest, SubscribeRequest, FILE_DESCRIPTOR_SET};
@@ -25,7 +26,7 @@ use crate::ops;
 use crate::pipeline::{Pipeline, Subscriber};
 use crate::request::{self, MAX_REQUEST_BYTES};
 use crate::session::ResponseStream;
-use crate::tls::{AllowList, Handshaker, Incoming, PeerInfo, Reloader, TlsStats};
+use crate::tls::{AllowList, Handshaker, Incoming, Limits, PeerInfo, Reloader, TlsStats};
 use crate::wire::{ResponseEncoding, Routes, WireStats, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 
 /// Largest block of request headers (gRPC metadata) the agent reads.
@@ -56,7 +57,7 @@ impl RouteWatch for Service {
         let compression = request.extensions().get::<ResponseEncoding>().copied();
         let request = request.into_inner();
         request::validate(&request)?;
-        let slot = self.admission.admit()?;
+        let slot = self.admission.admit(request.follow)?;
         tracing::info!(
             peer = ?peer.as_ref().map(|p| p.remote_addr),
             identity = %peer.as_ref().and_then(|p| p.identity.as_deref()).map(ToString::to_string).unwrap_or_default(),
@@ -121,7 +122,7 @@ pub async fn run(
     };
     let token = CancellationToken::new();
     let mut pipeline = Pipeline::start(config.pipeline.clone(), token.clone())?;
-    let admission = Admission::new(config.max_subscribers);
+    let admission = Admission::new(config.max_subscribers, config.max_snapshots);
     let wire_stats = Arc::new(WireStats::default());
     let metrics = Arc::new(Metrics::new(
         &pipeline,
@@ -197,6 +198,15 @@ pub async fn run(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| AgentError::Reflection(e.to_string()))?;
+    let incoming = Incoming::new(
+        listener,
+        handshaker,
+        Limits {
+            first_request: Duration::from_secs(config.first_request_timeout_secs.max(1)),
+            per_peer: config.max_connections_per_peer,
+        },
+        tls_stats.clone(),
+    );
     let allow = AllowList::new(&config.tls.allow_clients, tls_stats);
     let stop = token.clone();
     let failed = pipeline.failed();
@@ -213,7 +223,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(Incoming::new(listener, handshaker), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             tokio::select! {
                 _ = shutdown => tracing::info!("shutting down"),
                 _ = failed.cancelled() => tracing::error!("the netlink pipeline failed; shutting down"),
@@ -232,8 +242,22 @@ pub async fn run(
     pipeline.stop().await.and(ops)
 }
 
+/// Connections the kernel completes for the agent before it accepts them
+/// (capped by net.core.somaxconn). The default of 128 overflows when a
+/// few hundred clients connect at once, and the kernel then drops their
+/// handshakes, to be retried a second or more later.
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| AgentError::Listen { addr, source })
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| AgentError::Listen { addr, source })
 }

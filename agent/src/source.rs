@@ -25,6 +25,7 @@ use crate::error::AgentError;
 use crate::journal::{Core, Journal};
 use crate::metrics::Durations;
 use crate::persist::StateDir;
+use crate::ratelog::RateLimited;
 use crate::socket::{DumpKind, NetlinkSocket, Received};
 use crate::state::{Recheck, StateTable};
 use crate::unknown::UnknownAttributes;
@@ -191,7 +192,10 @@ impl Source {
             }
             if overflow {
                 self.stats.overflows.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("netlink receive queue overflowed (ENOBUFS): notifications were lost; re-reading the tables");
+                static OVERFLOWS: RateLimited = RateLimited::new();
+                if let Some(burst) = OVERFLOWS.check() {
+                    tracing::warn!("netlink receive queue overflowed (ENOBUFS): notifications were lost; re-reading the tables{burst}");
+                }
                 self.request_recheck("netlink overflow (ENOBUFS)", true, true);
             }
             if truncated {

@@ -301,6 +301,20 @@ pub struct Show {
     /// back (a table still waits for its widest values).
     #[arg(long, env = "ROUTEWATCH_UNSORTED", value_parser = BoolishValueParser::new(), conflicts_with = "summary")]
     pub unsorted: bool,
+
+    /// How long to keep asking an agent that answers busy
+    /// (RESOURCE_EXHAUSTED: all its --max-snapshots slots are taken), with
+    /// backoff, before giving up with an error (e.g. 5s, 1m; 0s: ask once).
+    /// Snapshots have their own slots on the agent, so a `show` is never
+    /// refused because followers fill --max-subscribers.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "ROUTEWATCH_RETRY_FOR",
+        default_value = "5s",
+        value_parser = crate::when::parse_duration
+    )]
+    pub retry_for: std::time::Duration,
 }
 
 /// What to watch and how to print it.

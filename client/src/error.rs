@@ -20,18 +20,29 @@ pub enum ClientError {
     /// this client's certificate.
     #[error("{target}: {problem}")]
     Tls { target: String, problem: String },
-    /// The agent could not be reached.
-    #[error("cannot connect to {target}: {} (is routewatch-agent running there and listening on that port?)", chain(source))]
+    /// The agent could not be reached; `hint` says what the failure
+    /// suggests (nothing listening, no answer after connecting, ...).
+    #[error("cannot connect to {target}: {} ({hint})", chain(source))]
     Connect {
         target: String,
         #[source]
         source: tonic::transport::Error,
+        hint: &'static str,
     },
     /// The agent refused or ended the subscription with an error.
     #[error("{target}: {} ({:?})", self.cause(), status.code())]
     Stream {
         target: String,
         status: tonic::Status,
+    },
+    /// The agent refused a one-shot call as busy (RESOURCE_EXHAUSTED) on
+    /// every attempt within `show --retry-for`.
+    #[error("{target}: {problem} (still busy after {attempts} attempts in {:.1}s; try again later, or wait longer with --retry-for)", waited.as_secs_f64())]
+    Busy {
+        target: String,
+        problem: String,
+        attempts: u32,
+        waited: std::time::Duration,
     },
     /// A response that did not decode (a bug, or a version mismatch).
     #[error("cannot decode a response: {0}")]
@@ -111,7 +122,7 @@ pub mod exit {
     /// filter the agent refuses, TLS files that cannot be used).
     pub const USAGE: u8 = 2;
     /// An agent could not be reached (connection refused, no answer, name
-    /// not resolved, unavailable).
+    /// not resolved, unavailable, busy beyond `show --retry-for`).
     pub const UNREACHABLE: u8 = 3;
     /// TLS or authentication failed (handshake, certificate refused,
     /// permission denied).
@@ -125,7 +136,7 @@ pub mod exit {
         (OK, "done: the command finished, --count or --until was reached, tail was stopped (Ctrl-C, SIGTERM) or its output pipe was closed"),
         (FAILURE, "any other failure: writing the output, the store, the cursor file, this host's rtnetlink"),
         (USAGE, "the command line or an environment variable is wrong (the message names which), or an agent refused the request as such (a filter value its host does not know)"),
-        (UNREACHABLE, "an agent could not be reached: connection refused, no answer within --connect-timeout, a name that does not resolve, an agent that is unavailable"),
+        (UNREACHABLE, "an agent could not be reached: connection refused, no answer within --connect-timeout, a name that does not resolve, an agent that is unavailable or still busy after show --retry-for"),
         (TLS, "TLS or authentication failed: the handshake, a certificate either side refuses, permission denied"),
         (LOST, "tail --retries: a target that was being followed was lost and not regained; its lines stop at a gap"),
     ];
@@ -141,7 +152,8 @@ impl ClientError {
             e if e.is_refused_request() => exit::USAGE,
             ClientError::Connect { .. }
             | ClientError::Resolve { .. }
-            | ClientError::ConnectTimeout { .. } => exit::UNREACHABLE,
+            | ClientError::ConnectTimeout { .. }
+            | ClientError::Busy { .. } => exit::UNREACHABLE,
             ClientError::Tls { .. } => exit::TLS,
             ClientError::Stream { status, .. } => match status.code() {
                 tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => exit::TLS,
@@ -163,10 +175,18 @@ impl ClientError {
         matches!(self, ClientError::Stream { status, .. } if status.code() == tonic::Code::InvalidArgument)
     }
 
+    /// The agent refused the call because it is busy (RESOURCE_EXHAUSTED:
+    /// its slots are taken); the same call may succeed a moment later.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, ClientError::Stream { status, .. } if status.code() == tonic::Code::ResourceExhausted)
+    }
+
     /// Why a subscription ended, for a line that already names the target.
     pub fn cause(&self) -> String {
         match self {
-            ClientError::Connect { source, .. } => format!("cannot connect: {}", chain(source)),
+            ClientError::Connect { source, hint, .. } => {
+                format!("cannot connect: {} ({hint})", chain(source))
+            }
             ClientError::Tls { problem, .. } => problem.clone(),
             ClientError::ConnectTimeout { after, .. } => {
                 format!("cannot connect: no answer within {}s", after.as_secs_f64())

@@ -14,7 +14,8 @@
 //! - [`tail`]: the `tail` command, keeping the [`cursor_file`] and each
 //!   target's [`picture`] (a resync prints only the differences).
 //! - [`show`]: the `show` command, in [`order`] (each host's lines held
-//!   [`in_order`]) or as a [`summary`].
+//!   [`in_order`]) or as a [`summary`]; a busy agent is asked again
+//!   ([`busy`]).
 //! - [`info`]: the `info` command.
 //! - [`query`]: the `query` command, answering from a [`store`].
 //! - [`when`]: times and durations on the command line.
@@ -29,6 +30,7 @@
 //! - `fuzz` (tests only): fuzzing harnesses of what the client reads.
 
 pub mod backoff;
+pub mod busy;
 pub mod certs;
 pub mod cli;
 pub mod collect;

@@ -152,7 +152,7 @@ pub async fn get_info(
 
 fn no_answer(what: &str, timeout: Duration) -> tonic::Status {
     tonic::Status::deadline_exceeded(format!(
-        "no answer to the {what} within {}s",
+        "connected, but no answer to the {what} within {}s: routewatch-agent may be busy, or the path to it failed",
         timeout.as_secs_f64()
     ))
 }
@@ -209,9 +209,45 @@ fn connect_error(addr: &str, source: tonic::transport::Error, verdict: &Verdict)
     }
     told(addr, verdict).unwrap_or_else(|| ClientError::Connect {
         target: addr.to_owned(),
+        hint: connect_hint(&source, verdict.was_reached()),
         source,
     })
 }
+
+/// What a failure to connect suggests. A refused connection means nothing
+/// listens; a timeout after the TCP connection was made means something
+/// listens but did not answer (an agent out of connections or file
+/// descriptors); a timeout before it, a host that cannot be reached or an
+/// accept queue that is full.
+fn connect_hint(source: &(dyn std::error::Error + 'static), reached: bool) -> &'static str {
+    let mut cause = Some(source);
+    let mut timed_out = false;
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return NOTHING_LISTENS,
+                std::io::ErrorKind::TimedOut => timed_out = true,
+                _ => {}
+            }
+        }
+        if e.downcast_ref::<tokio::time::error::Elapsed>().is_some()
+            || e.to_string().contains("timed out")
+        {
+            timed_out = true;
+        }
+        cause = e.source();
+    }
+    match (timed_out, reached) {
+        (_, true) => NO_ANSWER,
+        (true, false) => NOT_ACCEPTED,
+        (false, false) => "is routewatch-agent running there and listening on that port?",
+    }
+}
+
+const NOTHING_LISTENS: &str =
+    "nothing listens on that port: is routewatch-agent running there, and on that port?";
+const NO_ANSWER: &str = "the port took the connection but no answer came: routewatch-agent may be busy (at its connection or file-descriptor limit; see its log and its routewatch_accept_errors_total and routewatch_connections_refused_per_peer_total), or something else listens there";
+const NOT_ACCEPTED: &str = "the connection was not taken in time: the host may be down or unreachable, a firewall may drop the packets, or routewatch-agent may be too busy to accept connections";
 
 /// A failed call. With TLS 1.3 the agent's verdict on this client's
 /// certificate arrives only now, as an alert that ends the connection.
@@ -233,6 +269,22 @@ fn told(addr: &str, verdict: &Verdict) -> Option<ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_hints_tell_nothing_listening_from_no_answer() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(connect_hint(&refused, false), NOTHING_LISTENS);
+        let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline has elapsed");
+        assert_eq!(connect_hint(&timed_out, false), NOT_ACCEPTED);
+        assert_eq!(
+            connect_hint(&timed_out, true),
+            NO_ANSWER,
+            "a TCP connection was made: the agent is there but did not answer"
+        );
+        assert!(NO_ANSWER.contains("busy") && NOT_ACCEPTED.contains("busy"));
+        let other = std::io::Error::other("something else");
+        assert!(connect_hint(&other, false).contains("is routewatch-agent running there"));
+    }
 
     #[test]
     fn auto_asks_agents_on_loopback_for_no_compression() {

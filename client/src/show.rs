@@ -38,7 +38,8 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         replay_last: 0,
         replay_since_unix_nano: 0,
     };
-    // A snapshot that cannot be had now is an error, not something to wait for.
+    // A snapshot that cannot be had now is an error, not something to wait
+    // for; only an agent that answers busy is asked again (--retry-for).
     let options = Options {
         reconnect: false,
         compression: watch.reach.compression,
@@ -49,6 +50,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         iproute2_dir: watch.iproute2_dir.clone(),
         connect_timeout: watch.reach.connect_timeout(),
         retries: None,
+        busy_retry: args.retry_for,
     };
     let mut rx = fan_in(targets, request, options, shutdown);
     let mut failures = Failures::new(remaining);

@@ -11,6 +11,7 @@ use routewatch_proto::v1::{Cursor, Event, SubscribeRequest, SubscribeResponse};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::busy::retry_busy;
 use crate::cli::Compression;
 use crate::collect::claims::Claims;
 use crate::cursor::{Position, Step};
@@ -81,6 +82,9 @@ pub struct Options {
     /// `tail`: give a target up after this many failed attempts in a row
     /// (`None`: retry until shutdown).
     pub retries: Option<u32>,
+    /// Without `reconnect`: how long to keep asking an agent that answers
+    /// busy (`show --retry-for`, see [`crate::busy`]).
+    pub busy_retry: Duration,
 }
 
 /// Subscribes to every target and merges their streams, each batch labelled
@@ -206,13 +210,15 @@ async fn follow(
                 resume_from: options.resume.get(addr).cloned(),
                 ..request
             };
-            let subscribed = remote::subscribe(
-                addr,
-                request,
-                options.compression,
-                &options.security,
-                options.connect_timeout,
-            )
+            let subscribed = retry_busy(options.busy_retry, || {
+                remote::subscribe(
+                    addr,
+                    request.clone(),
+                    options.compression,
+                    &options.security,
+                    options.connect_timeout,
+                )
+            })
             .await?;
             if let Some(name) = subscribed.hostname {
                 *host = name.into();

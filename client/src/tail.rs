@@ -74,6 +74,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         iproute2_dir: watch.iproute2_dir.clone(),
         connect_timeout: watch.reach.connect_timeout(),
         retries: args.retries,
+        busy_retry: Duration::ZERO,
     };
     // --count and --until end the subscriptions, not the process.
     let stop = shutdown.child_token();

@@ -11,6 +11,9 @@
 //! `ip -j -d` prints an encapsulation's fields flat beside the route's,
 //! with duplicate keys; [`flat_encap`] reads it nested, as ours is.
 //!
+//! Idle connections and a process's CPU time, for overload tests, come
+//! from [`flood`].
+//!
 //! The binaries are built on first use ([`bins`]). The agent's ops port is
 //! read with [`ops`] and [`openmetrics`].
 //!
@@ -25,6 +28,7 @@ pub mod collector;
 pub mod compare;
 pub mod fixture;
 pub mod flat_encap;
+pub mod flood;
 pub mod ipjson;
 pub mod netns;
 pub mod openmetrics;

@@ -255,6 +255,33 @@ impl Netns {
         std::path::Path::new("/etc/netns").join(&self.name)
     }
 
+    /// Runs `f` on a thread that entered the namespace, and returns what it
+    /// returns. Sockets `f` opens belong to the namespace, and stay there
+    /// wherever they are used afterwards.
+    pub fn in_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsRawFd;
+        let path = std::path::Path::new("/run/netns").join(&self.name);
+        thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let file = std::fs::File::open(&path)
+                        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+                    // SAFETY: setns with a valid namespace fd; it changes
+                    // only this thread, which ends with the scope.
+                    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        panic!(
+                            "cannot enter network namespace {} (setns needs CAP_SYS_ADMIN: run as root): {}",
+                            self.name,
+                            std::io::Error::last_os_error()
+                        );
+                    }
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+
     /// Writes a sysctl inside the namespace (e.g. `net/ipv6/conf/all/accept_dad`).
     pub fn sysctl(&self, key: &str, value: &str) {
         let out = self.output("sh", &["-c", &format!("echo {value} > /proc/sys/{key}")]);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Status};
 
+use crate::ratelog::RateLimited;
 use crate::tls::connection::PeerInfo;
 use crate::tls::stats::TlsStats;
 
@@ -36,7 +37,10 @@ impl AllowList {
             _ => {
                 self.stats.clients_denied.fetch_add(1, Ordering::Relaxed);
                 let who = identity.map_or_else(|| "none".to_owned(), ToString::to_string);
-                tracing::warn!(peer = ?peer.map(|p| p.remote_addr), identities = %who, "client not on --allow-client: denied");
+                static DENIED: RateLimited = RateLimited::new();
+                if let Some(burst) = DENIED.check() {
+                    tracing::warn!(peer = ?peer.map(|p| p.remote_addr), identities = %who, "client not on --allow-client: denied{burst}");
+                }
                 Err(Status::permission_denied(format!(
                     "this client's certificate ({who}) is not among the identities the agent admits (--allow-client)"
                 )))

@@ -14,7 +14,9 @@ use tokio_util::either::Either;
 use tonic::transport::server::Connected;
 
 use crate::silence::Silence;
+use crate::tls::first_request::FirstRequest;
 use crate::tls::identity::ClientIdentity;
+use crate::tls::peers::PeerSlot;
 
 /// What a handler learns about the peer: tonic puts it into every request's
 /// extensions.
@@ -31,22 +33,38 @@ pub struct PeerInfo {
 pub struct Connection {
     io: Either<TcpStream, Box<TlsStream<TcpStream>>>,
     info: PeerInfo,
+    /// Until the client's first request: its deadline.
+    first: Option<FirstRequest>,
+    /// The deadline passed: every read fails from then on.
+    expired: bool,
+    /// Its place among its address's connections.
+    _slot: PeerSlot,
+}
+
+/// What every accepted connection carries besides its stream.
+pub struct Accepted {
+    pub remote_addr: SocketAddr,
+    pub first: FirstRequest,
+    pub slot: PeerSlot,
 }
 
 impl Connection {
-    pub fn plain(tcp: TcpStream, remote_addr: SocketAddr) -> Connection {
+    pub fn plain(tcp: TcpStream, accepted: Accepted) -> Connection {
         Connection {
             io: Either::Left(tcp),
             info: PeerInfo {
-                remote_addr,
+                remote_addr: accepted.remote_addr,
                 identity: None,
                 silence: Silence::default(),
             },
+            first: Some(accepted.first),
+            expired: false,
+            _slot: accepted.slot,
         }
     }
 
     /// A connection whose handshake is complete.
-    pub fn tls(tls: TlsStream<TcpStream>, remote_addr: SocketAddr) -> Connection {
+    pub fn tls(tls: TlsStream<TcpStream>, accepted: Accepted) -> Connection {
         // rustls verified the chain; only the end-entity certificate names
         // the client.
         let identity = tls
@@ -58,10 +76,13 @@ impl Connection {
         Connection {
             io: Either::Right(Box::new(tls)),
             info: PeerInfo {
-                remote_addr,
+                remote_addr: accepted.remote_addr,
                 identity,
                 silence: Silence::default(),
             },
+            first: Some(accepted.first),
+            expired: false,
+            _slot: accepted.slot,
         }
     }
 }
@@ -81,10 +102,25 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.expired {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        if let Some(first) = &mut this.first {
+            if let Poll::Ready(e) = first.poll_expired(cx, this.info.remote_addr) {
+                this.first = None;
+                this.expired = true;
+                return Poll::Ready(Err(e));
+            }
+        }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.io).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.info.silence.heard();
+            if let Some(first) = &mut this.first {
+                if first.feed(&buf.filled()[before..]) {
+                    this.first = None;
+                }
+            }
         }
         read
     }

@@ -1,7 +1,7 @@
-//! Counters of the agent's TLS layer, for the operator (and for metrics,
-//! under the names given with each field).
+//! Counters of the agent's listener and TLS layer, for the operator (and
+//! for metrics, under the names given with each field).
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Shared by the listener, the reloader and the allow-list.
 #[derive(Debug, Default)]
@@ -24,4 +24,43 @@ pub struct TlsStats {
     /// `routewatch_clients_denied_total`: calls refused with
     /// PERMISSION_DENIED because the client is not on --allow-client.
     pub clients_denied: AtomicU64,
+    /// `routewatch_connections`: connections open now (in their TLS
+    /// handshake, waiting for their first request, or serving calls).
+    pub connections: AtomicU64,
+    /// `routewatch_connections_idle_closed_total`: connections closed
+    /// because no request arrived within --first-request-timeout-secs of
+    /// their accept.
+    pub idle_closed: AtomicU64,
+    /// `routewatch_connections_refused_per_peer_total`: connections closed
+    /// at once because their address had --max-connections-per-peer open.
+    pub refused_per_peer: AtomicU64,
+    /// `routewatch_accept_errors_total{reason}`: accept(2) failures.
+    pub accept_errors: AcceptErrors,
+    /// `routewatch_accept_paused`: 1 while accepting is paused after an
+    /// accept(2) failure (the process or the system is out of file
+    /// descriptors), else 0.
+    pub accept_paused: AtomicU64,
+}
+
+/// accept(2) failures by reason.
+#[derive(Debug, Default)]
+pub struct AcceptErrors {
+    /// EMFILE: the process's file-descriptor limit (`ulimit -n`,
+    /// LimitNOFILE=).
+    pub emfile: AtomicU64,
+    /// ENFILE: the system's (fs.file-max).
+    pub enfile: AtomicU64,
+    /// Anything else (ENOBUFS, ENOMEM, ...).
+    pub other: AtomicU64,
+}
+
+impl AcceptErrors {
+    /// `(reason label, count)` for every reason.
+    pub fn counts(&self) -> [(&'static str, u64); 3] {
+        [
+            ("EMFILE", self.emfile.load(Ordering::Relaxed)),
+            ("ENFILE", self.enfile.load(Ordering::Relaxed)),
+            ("other", self.other.load(Ordering::Relaxed)),
+        ]
+    }
 }

@@ -77,6 +77,7 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
         iproute2_dir: None,
         connect_timeout: args.reach.connect_timeout(),
         retries: None,
+        busy_retry: Duration::ZERO,
     };
     let follow = shutdown.child_token();
     let deliveries = fan_in(targets, request, options, follow.clone());

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -18,19 +19,35 @@ use tokio_util::either::Either;
 
 use crate::tls::problem::{describe, NOT_PLAINTEXT};
 
-/// Why the connections of one subscription failed, if they said so.
+/// Why the connections of one subscription failed, if they said so, and
+/// whether any got as far as a TCP connection.
 #[derive(Debug, Clone, Default)]
-pub struct Verdict(Arc<Mutex<Option<String>>>);
+pub struct Verdict {
+    why: Arc<Mutex<Option<String>>>,
+    reached: Arc<AtomicBool>,
+}
 
 impl Verdict {
     pub fn get(&self) -> Option<String> {
-        self.0.lock().ok()?.clone()
+        self.why.lock().ok()?.clone()
     }
 
     fn set(&self, why: String) {
-        if let Ok(mut slot) = self.0.lock() {
+        if let Ok(mut slot) = self.why.lock() {
             *slot = Some(why);
         }
+    }
+
+    /// Notes that a TCP connection to the agent's port was made.
+    pub fn reached(&self) {
+        self.reached.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a TCP connection to the agent's port was made: a later
+    /// timeout then means an agent that did not answer, not a host or
+    /// port that cannot be reached.
+    pub fn was_reached(&self) -> bool {
+        self.reached.load(Ordering::Relaxed)
     }
 }
 
@@ -87,12 +104,10 @@ impl Connection {
                 // Straight from the socket (non-blocking): tokio's own
                 // try_read would answer from readiness it may not have
                 // seen yet.
-                let mut first = [0u8; 8];
+                let mut first = [0u8; 1024];
                 let socket = socket2::SockRef::from(&*tcp);
                 if let Ok(n) = std::io::Read::read(&mut &*socket, &mut first) {
-                    if looks_like_tls(&first[..n]) {
-                        self.verdict.set(NOT_PLAINTEXT.to_owned());
-                    }
+                    self.look(&first[..n]);
                 }
             }
             Either::Left(_) => {}
@@ -125,6 +140,35 @@ fn pending_alert(tls: &mut TlsStream<TcpStream>) -> Option<rustls::Error> {
     None
 }
 
+impl Connection {
+    /// Reads the agent's first bytes on a plaintext connection for what
+    /// they say about a failure: TLS records (the agent speaks TLS), or a
+    /// GOAWAY with a reason (the agent refused the connection, e.g. as
+    /// busy).
+    fn look(&self, first: &[u8]) {
+        if looks_like_tls(first) {
+            self.verdict.set(NOT_PLAINTEXT.to_owned());
+        } else if let Some(reason) = goaway_reason(first) {
+            self.verdict.set(reason);
+        }
+    }
+}
+
+/// The debug data of a GOAWAY frame among the first HTTP/2 frames, when
+/// it carries text: an agent that refuses a connection says why there.
+fn goaway_reason(mut bytes: &[u8]) -> Option<String> {
+    while bytes.len() >= 9 {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        let payload = bytes.get(9..9 + len)?;
+        if bytes[3] == 0x7 && len > 8 {
+            let text = String::from_utf8_lossy(&payload[8..]).trim().to_owned();
+            return (!text.is_empty()).then_some(text);
+        }
+        bytes = &bytes[9 + len..];
+    }
+    None
+}
+
 /// A TLS record header (handshake or alert, version 3.x) where an HTTP/2
 /// frame was expected: the agent speaks TLS.
 fn looks_like_tls(bytes: &[u8]) -> bool {
@@ -142,9 +186,8 @@ impl AsyncRead for Connection {
         let result = Pin::new(&mut this.io).poll_read(cx, buf);
         if matches!(this.io, Either::Left(_)) && !this.looked && buf.filled().len() > before {
             this.looked = true;
-            if looks_like_tls(&buf.filled()[before..]) {
-                this.verdict.set(NOT_PLAINTEXT.to_owned());
-            }
+            let first = buf.filled()[before..].to_vec();
+            this.look(&first);
         }
         this.note(result)
     }
@@ -189,6 +232,29 @@ impl AsyncWrite for Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_in_a_goaway_is_read() {
+        // What an agent sends a connection beyond --max-connections-per-peer:
+        // SETTINGS, then GOAWAY (ENHANCE_YOUR_CALM) with the reason.
+        let reason = b"agent busy: 4 connections from 127.0.0.1 are open already (--max-connections-per-peer); close idle ones, or raise the limit";
+        let mut bytes = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+        let len = 8 + reason.len();
+        bytes.extend_from_slice(&[0, (len >> 8) as u8, len as u8, 0x7, 0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0xb]);
+        bytes.extend_from_slice(reason);
+        assert_eq!(
+            goaway_reason(&bytes).as_deref(),
+            Some(std::str::from_utf8(reason).unwrap())
+        );
+        assert_eq!(goaway_reason(&bytes[..20]), None, "cut short");
+        assert_eq!(goaway_reason(&bytes[..9]), None, "SETTINGS alone");
+        // A GOAWAY without debug data says nothing of its own.
+        assert_eq!(
+            goaway_reason(&[0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            None
+        );
+    }
 
     #[test]
     fn tls_records_are_recognised() {

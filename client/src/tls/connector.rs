@@ -96,6 +96,7 @@ impl tower::Service<http::Uri> for Connector {
         let verdict = self.verdict.clone();
         Box::pin(async move {
             let tcp = tcp.await?.into_inner();
+            verdict.reached();
             let Some(tls) = tls else {
                 return Ok(TokioIo::new(Connection::plain(tcp, verdict)));
             };

@@ -25,7 +25,7 @@ pub fn describe_io(e: &io::Error, server_name: &ServerName<'_>, client_cert: boo
 pub const NOT_PLAINTEXT: &str = "the agent speaks TLS: connect without --insecure (with --ca, and --cert and --key if it requires client certificates)";
 
 const NOT_TLS: &str = "the agent is not speaking TLS (it runs with --insecure?): connect with --insecure, or give the agent --tls-cert and --tls-key";
-const NOT_TLS_OR_REFUSED: &str = "the agent closed the connection during the TLS handshake: it may not be speaking TLS (then connect with --insecure), or it refused this client";
+const NOT_TLS_OR_REFUSED: &str = "the agent closed the connection during the TLS handshake: it may not be speaking TLS (then connect with --insecure), or it refused this client (it may be busy: too many connections from this address, see its --max-connections-per-peer)";
 
 /// `e` in words; `server_name` is the name the agent's certificate was
 /// checked against, when known.
