@@ -267,6 +267,20 @@ fn two_postgres_collectors_share_targets_and_take_over_when_one_dies() {
         "the second collector must not follow targets the first holds:\n{}",
         second.log()
     );
+    // Each collector names itself to PostgreSQL (63 bytes of it kept), and
+    // the other names it as the holder of what it waits for.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let mut first_name = format!("routewatch on {} (pid {})", hostname.trim(), first.pid());
+    first_name.truncate(63);
+    for addr in [&a_addr, &b_addr] {
+        let waiting = format!("{addr} is held by {first_name}, PostgreSQL backend ");
+        let told = routewatch_tests::util::poll(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || second.log().contains(&waiting).then_some(()),
+        );
+        assert!(told.is_some(), "{waiting}\n{}", second.log());
+    }
     thread::scope(|s| {
         s.spawn(|| ns.ip_batch(&blackholes("add", 1000..5000)));
         thread::sleep(Duration::from_millis(200));
@@ -280,12 +294,28 @@ fn two_postgres_collectors_share_targets_and_take_over_when_one_dies() {
         started.elapsed() < Duration::from_secs(30),
         "took over within seconds"
     );
-    assert!(
-        second.log().contains(&format!("following {a_addr}"))
-            && second.log().contains(&format!("following {b_addr}")),
-        "{}",
-        second.log()
-    );
+    for addr in [&a_addr, &b_addr] {
+        let log = second.log();
+        let took = log
+            .lines()
+            .find(|l| l.contains(&format!("following {addr} ")))
+            .unwrap_or_else(|| panic!("{addr} not followed:\n{log}"));
+        assert!(
+            took.contains(&format!(
+                "taken over from {first_name}, PostgreSQL backend "
+            )),
+            "{took}"
+        );
+        let connected = format!("{addr} (");
+        let connected = log
+            .lines()
+            .find(|l| l.contains(&connected) && l.contains("connected"))
+            .unwrap_or_else(|| panic!("{addr} never said it connected:\n{log}"));
+        assert!(
+            connected.contains(&format!(": connected, taken over from {first_name}")),
+            "{connected}"
+        );
+    }
     assert_log_exactly_once(&store, &a_addr, &a_cursor.0, a_cursor.1);
     assert_log_exactly_once(&store, &b_addr, &b_cursor.0, b_cursor.1);
     assert!(store.rows("SELECT * FROM gaps").is_empty());
