@@ -510,3 +510,76 @@ fn an_agent_restarted_with_its_state_dir_continues_the_record_without_a_gap() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Targets stored so far (a cursor of theirs committed).
+fn targets_stored(store: &TestStore) -> usize {
+    store
+        .try_rows("SELECT COUNT(*) FROM targets WHERE stream_id <> ''")
+        .ok()
+        .and_then(|rows| rows[0][0].as_deref()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 100 targets (one agent, reached at 100 loopback addresses) and a
+/// collector whose open files limit is 80, soft and hard: it says at start
+/// that the limit leaves room for 16 connections (64 are kept for the
+/// store, the ops port and the rest), follows 16 targets, and its ops port
+/// keeps answering. With a hard limit of 4096 the soft limit of 80 is
+/// raised to it, and every target is followed.
+#[test]
+fn a_collector_short_of_file_descriptors_says_so_and_keeps_its_ops_port() {
+    let ns = Netns::new();
+    let _agent = Agent::start_at(&ns, "0.0.0.0:50061", &[]);
+    let targets: Vec<String> = (1..=100).map(|i| format!("127.0.0.{i}:50061")).collect();
+    let ops = "127.0.0.1:9473";
+    let mut args = vec!["--ops-listen", ops];
+    args.extend(targets.iter().map(String::as_str));
+
+    let store = TestStore::sqlite();
+    let mut short = Collector::start_via(&ns, &store, &["prlimit", "--nofile=80:80", "--"], &args);
+    let sixteen = routewatch_tests::util::poll(SETTLE, Duration::from_millis(100), || {
+        (targets_stored(&store) >= 16).then_some(())
+    });
+    assert!(sixteen.is_some(), "{}", short.log());
+    // Time for the others to try, and fail, if they would.
+    thread::sleep(Duration::from_secs(3));
+    short.assert_running();
+    for path in ["/healthz", "/metrics"] {
+        let answer = routewatch_tests::ops::http_get_within(&ns, ops, path, Duration::from_secs(5));
+        match answer {
+            Ok((status, _)) => assert_eq!(status, 200, "{path}"),
+            Err(e) => panic!("{e}\n--- log ---\n{}", short.log()),
+        }
+    }
+    assert_eq!(targets_stored(&store), 16, "{}", short.log());
+    let log = short.log();
+    assert!(
+        log.contains("100 targets, but the open files limit (80, hard limit 80) leaves room for 16 connections at once"),
+        "{log}"
+    );
+    assert!(!log.contains("Too many open files"), "{log}");
+    short.stop(Duration::from_secs(10));
+
+    let store = TestStore::sqlite();
+    let raised = Collector::start_via(&ns, &store, &["prlimit", "--nofile=80:4096", "--"], &args);
+    let open_files = || {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", raised.pid())).unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files"));
+        line.expect("Max open files").to_owned()
+    };
+    let soft_raised = routewatch_tests::util::poll(SETTLE, Duration::from_millis(50), || {
+        let line = open_files();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields[3..5] == ["4096", "4096"]).then_some(())
+    });
+    assert!(soft_raised.is_some(), "{}\n{}", open_files(), raised.log());
+    let all = routewatch_tests::util::poll(SETTLE, Duration::from_millis(100), || {
+        (targets_stored(&store) == 100).then_some(())
+    });
+    assert!(all.is_some(), "{}", raised.log());
+    assert!(
+        !raised.log().contains("open files limit"),
+        "{}",
+        raised.log()
+    );
+}
