@@ -49,9 +49,9 @@ impl OpenFiles {
             }
         }
         Ok(OpenFiles {
-            was: was as u64,
-            soft: limit.rlim_cur as u64,
-            hard: limit.rlim_max as u64,
+            was,
+            soft: limit.rlim_cur,
+            hard: limit.rlim_max,
         })
     }
 
