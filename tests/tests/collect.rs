@@ -319,6 +319,15 @@ fn two_postgres_collectors_share_targets_and_take_over_when_one_dies() {
     assert_log_exactly_once(&store, &a_addr, &a_cursor.0, a_cursor.1);
     assert_log_exactly_once(&store, &b_addr, &b_cursor.0, b_cursor.1);
     assert!(store.rows("SELECT * FROM gaps").is_empty());
+    let mut second_name = format!("routewatch on {} (pid {})", hostname.trim(), second.pid());
+    second_name.truncate(63);
+    for host in store.query(&ns, &["hosts"]) {
+        let held_by = host["held_by"].as_str().unwrap_or_default();
+        assert!(
+            held_by.starts_with(&format!("{second_name}, PostgreSQL backend ")),
+            "{host}"
+        );
+    }
     for host in [&a_addr, &b_addr] {
         eventually_all_match_kernel(&ns, || routes_now(&store, &ns, &["--host", host]), SETTLE);
     }
