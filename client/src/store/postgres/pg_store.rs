@@ -25,9 +25,10 @@ const TARGET_LOCKS: i32 = 0x7277_7467; // "rwtg"
 const TRY_LOCK_TARGET: &str = "SELECT pg_try_advisory_lock($1::int4, $2::int8::int4)";
 const UNLOCK_TARGET: &str = "SELECT pg_advisory_unlock($1::int4, $2::int8::int4)";
 /// The targets whose lock another session of this database holds, with
-/// that session's application_name, backend pid and client address (both
-/// empty when the role may not see them). Two-key advisory locks show
-/// their keys as classid and objid, and objsubid 2.
+/// that session's application_name (visible to every role), backend pid
+/// and client address (empty over a local socket, or when the role may not
+/// see it). Two-key advisory locks show their keys as classid and objid,
+/// and objsubid 2.
 const TARGET_HOLDERS: &str = "SELECT t.name, COALESCE(a.application_name, ''), l.pid,
         COALESCE(host(a.client_addr), '')
     FROM pg_locks l
