@@ -130,6 +130,9 @@ pub struct Core {
     ring_bytes: usize,
     limits: RingLimits,
     last_seq: u64,
+    /// The time of the last change numbered: times never go back along
+    /// the stream, whatever order the clock was read in.
+    last_time: i64,
     /// Receives every appended batch (the state dir's log), before any
     /// session can see it.
     sink: Option<Sink>,
@@ -200,6 +203,7 @@ impl Journal {
             ring_bytes: 0,
             limits,
             last_seq,
+            last_time: recent.last().map_or(0, |e| e.time_unix_nano),
             sink: None,
         };
         for entry in packed(recent) {
@@ -325,18 +329,43 @@ impl Core {
         self.publish_in(&netns, changes, origin);
     }
 
-    /// Numbers `changes` of namespace `netns`, encodes each once and
-    /// appends them, dropping the oldest beyond the ring's limits.
+    /// Numbers `changes` of namespace `netns`, observed now, encodes each
+    /// once and appends them, dropping the oldest beyond the ring's limits.
     pub fn publish_in(&mut self, netns: &Arc<str>, changes: Vec<Change>, origin: api::Origin) {
+        let now = now_unix_nano();
+        self.publish_observed(netns, changes, &[(usize::MAX, now)], origin);
+    }
+
+    /// Like [`Core::publish_in`], each change with the time it was
+    /// observed: `times` holds `(end, time)` pairs in order, `time` being
+    /// that of the changes before index `end` (and after the previous
+    /// pair's); the last pair's time covers the rest. A time earlier than
+    /// the last one published is raised to it.
+    pub fn publish_observed(
+        &mut self,
+        netns: &Arc<str>,
+        changes: Vec<Change>,
+        times: &[(usize, i64)],
+        origin: api::Origin,
+    ) {
         if changes.is_empty() {
             return;
         }
-        let time = now_unix_nano();
+        let mut times = times.iter().peekable();
+        let mut stamps = Vec::with_capacity(changes.len());
+        for i in 0..changes.len() {
+            while times.peek().is_some_and(|(end, _)| *end <= i) && times.len() > 1 {
+                times.next();
+            }
+            let observed = times.peek().map_or_else(now_unix_nano, |(_, t)| *t);
+            self.last_time = self.last_time.max(observed);
+            stamps.push(self.last_time);
+        }
         // One buffer for the whole batch: encoded once, shared by every
         // session that sends it.
         let mut buf = BytesMut::new();
         let mut placed = Vec::with_capacity(changes.len());
-        for change in changes {
+        for (change, time) in changes.into_iter().zip(stamps) {
             self.last_seq += 1;
             self.published.count(origin, change.action);
             let start = buf.len();
@@ -349,13 +378,13 @@ impl Core {
                 origin,
                 &mut buf,
             );
-            placed.push((self.last_seq, change, start..buf.len()));
+            placed.push((self.last_seq, time, change, start..buf.len()));
         }
         let chunk = buf.freeze();
         let chunk_last = self.last_seq;
         let entries: Vec<Entry> = placed
             .into_iter()
-            .map(|(seq, change, range)| Entry {
+            .map(|(seq, time, change, range)| Entry {
                 seq,
                 time_unix_nano: time,
                 origin,
@@ -803,6 +832,30 @@ mod tests {
             vec![1, 2, 3]
         );
         assert!(core.read_after(3, 10, usize::MAX).unwrap().is_empty());
+    }
+
+    #[test]
+    fn each_change_keeps_the_time_it_was_observed_and_times_never_go_back() {
+        let j = Journal::new("s".into(), String::new(), limits(16));
+        let mut core = j.lock();
+        let netns: Arc<str> = "".into();
+        // Changes 0..2 read at 100, 2..5 at 200, the rest at 300.
+        let times = [(2, 100), (5, 200), (6, 300)];
+        core.publish_observed(
+            &netns,
+            (0..6).map(change).collect(),
+            &times,
+            api::Origin::Notification,
+        );
+        // Read earlier than what is numbered already: not before it.
+        core.publish_observed(&netns, vec![change(9)], &[(1, 150)], api::Origin::Reconcile);
+        let stamps: Vec<i64> = core
+            .read_after(0, 10, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|e| e.time_unix_nano)
+            .collect();
+        assert_eq!(stamps, [100, 100, 200, 200, 200, 300, 300]);
     }
 
     #[test]

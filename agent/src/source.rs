@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::decode::{decode_datagram, Decoded, Message};
 use crate::error::AgentError;
-use crate::journal::{Core, Journal};
+use crate::journal::{now_unix_nano, Core, Journal};
 use crate::metrics::Durations;
 use crate::persist::StateDir;
 use crate::ratelog::RateLimited;
@@ -160,7 +160,8 @@ impl Source {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), AgentError> {
         self.start_dump("initial dump")?;
         let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
-        let mut bounds: Vec<(usize, usize)> = Vec::new();
+        // Each datagram's place in `buf`, and when it was read.
+        let mut bounds: Vec<(usize, usize, i64)> = Vec::new();
         loop {
             buf.clear();
             bounds.clear();
@@ -207,21 +208,30 @@ impl Source {
             }
             let decoded: Vec<_> = bounds
                 .iter()
-                .flat_map(|&(start, len)| decode_datagram(&buf[start..start + len]))
+                .flat_map(|&(start, len, time)| {
+                    decode_datagram(&buf[start..start + len])
+                        .into_iter()
+                        .map(move |d| (time, d))
+                })
                 .collect();
             self.process(decoded)?;
         }
     }
 
+    /// Applies what a burst of datagrams said; each change is stamped with
+    /// the time its datagram was read (a burst read at once may hold
+    /// thousands of changes that the kernel sent apart).
     fn process(
         &mut self,
-        decoded: Vec<Result<Decoded, crate::error::DecodeFailure>>,
+        decoded: Vec<(i64, Result<Decoded, crate::error::DecodeFailure>)>,
     ) -> Result<(), AgentError> {
         let journal = self.journal.clone();
         let mut core = journal.lock();
         let mut changes = Vec::new();
+        // (end, time): the changes before `end` were read at `time`.
+        let mut times: Vec<(usize, i64)> = Vec::new();
         let mut scratch = Vec::new();
-        for item in decoded {
+        for (time, item) in decoded {
             let d = match item {
                 Ok(d) => d,
                 Err(failure) => {
@@ -240,9 +250,10 @@ impl Source {
             if is_reply {
                 // Keep stream order: what the notifications before this
                 // reply changed goes out before any reconcile it completes.
-                core.publish_in(
+                core.publish_observed(
                     &self.netns,
                     std::mem::take(&mut changes),
+                    &std::mem::take(&mut times),
                     Origin::Notification,
                 );
                 self.on_dump_reply(d.message, &mut core)?;
@@ -269,12 +280,19 @@ impl Source {
                 (None, true) => core.table_mut(&self.netns).apply(d.message, &mut changes),
                 (None, false) => Recheck::No,
             };
+            let stamped = times.last().map_or(0, |l| l.0);
+            if stamped < changes.len() {
+                match times.last_mut() {
+                    Some((end, t)) if *t == time => *end = changes.len(),
+                    _ => times.push((changes.len(), time)),
+                }
+            }
             if let Recheck::Yes(reason) = recheck {
                 tracing::debug!(reason, "kernel may have changed routes silently");
                 self.request_recheck(reason, false, false);
             }
         }
-        core.publish_in(&self.netns, changes, Origin::Notification);
+        core.publish_observed(&self.netns, changes, &times, Origin::Notification);
         if let Some(dir) = self.state_dir.as_ref().filter(|d| d.wants_compaction()) {
             if let Err(e) = dir.compact(&core) {
                 tracing::error!(error = %e, "cannot write the state dir");
@@ -419,14 +437,14 @@ impl Source {
 /// Records one receive: a datagram's place in `buf`, or what went wrong.
 fn note(
     received: std::io::Result<Received>,
-    bounds: &mut Vec<(usize, usize)>,
+    bounds: &mut Vec<(usize, usize, i64)>,
     overflow: &mut bool,
     truncated: &mut bool,
 ) -> Result<(), AgentError> {
     match received {
         Ok(Received::Datagram(n)) => {
             let end = bounds.last().map(|b| b.0 + b.1).unwrap_or(0);
-            bounds.push((end, n));
+            bounds.push((end, n, now_unix_nano()));
             Ok(())
         }
         Ok(Received::Truncated(_)) => {

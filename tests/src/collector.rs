@@ -43,6 +43,12 @@ impl Collector {
     /// Starts `routewatch collect --insecure --store STORE ARGS` in `ns`
     /// (ARGS: the targets and any options).
     pub fn start(ns: &Netns, store: &TestStore, args: &[&str]) -> Collector {
+        Collector::start_via(ns, store, &[], args)
+    }
+
+    /// Like [`Collector::start`], run through `wrapper` (a command that
+    /// execs its last argument with the rest, e.g. `prlimit --nofile=80 --`).
+    pub fn start_via(ns: &Netns, store: &TestStore, wrapper: &[&str], args: &[&str]) -> Collector {
         let log_path = temp_path("collect.log");
         let log = File::create(&log_path)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
@@ -50,14 +56,13 @@ impl Collector {
         let url = store.url();
         let mut all = vec!["collect", "--insecure", "--store", url.as_str()];
         all.extend_from_slice(args);
-        let description = format!(
-            "ip netns exec {} {} {}",
-            ns.name(),
-            client_bin().display(),
-            all.join(" ")
-        );
+        let bin = client_bin().display().to_string();
+        let mut command: Vec<&str> = wrapper.to_vec();
+        command.push(&bin);
+        command.extend_from_slice(&all);
+        let description = format!("ip netns exec {} {}", ns.name(), command.join(" "));
         let child = ns
-            .command(client_bin(), &all)
+            .command(command[0], &command[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))

@@ -1,17 +1,40 @@
 //! The agent's ops port seen from a test: plain HTTP GETs from inside a
 //! namespace, and `/metrics` parsed.
 
+use std::time::Duration;
+
 use crate::netns::Netns;
 use crate::openmetrics::{self, Exposition};
+
+/// How long [`http_get`] waits for the whole answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `GET path` on `addr` (HOST:PORT) from inside `ns`, over HTTP/1.0 with
 /// bash's /dev/tcp (no HTTP client needed): the status and the body.
 pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Result<(u16, String), String> {
+    http_get_within(ns, addr, path, ANSWER_TIMEOUT)
+}
+
+/// Like [`http_get`], failing when the answer is not complete within
+/// `timeout`.
+pub fn http_get_within(
+    ns: &Netns,
+    addr: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let (host, port) = addr.rsplit_once(':').ok_or("addr is HOST:PORT")?;
     let script = format!(
         "exec 3<>/dev/tcp/{host}/{port} || exit 7; printf 'GET {path} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' >&3; cat <&3"
     );
-    let out = ns.output("bash", &["-c", &script]);
+    let secs = format!("{:.1}", timeout.as_secs_f64());
+    let out = ns.output("timeout", &[secs.as_str(), "bash", "-c", &script]);
+    if out.status.code() == Some(124) {
+        return Err(format!(
+            "GET http://{addr}{path} in {}: no answer within {timeout:?}",
+            ns.name()
+        ));
+    }
     if !out.status.success() {
         return Err(format!(
             "GET http://{addr}{path} in {} failed ({}): {}",

@@ -267,6 +267,20 @@ fn two_postgres_collectors_share_targets_and_take_over_when_one_dies() {
         "the second collector must not follow targets the first holds:\n{}",
         second.log()
     );
+    // Each collector names itself to PostgreSQL (63 bytes of it kept), and
+    // the other names it as the holder of what it waits for.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let mut first_name = format!("routewatch on {} (pid {})", hostname.trim(), first.pid());
+    first_name.truncate(63);
+    for addr in [&a_addr, &b_addr] {
+        let waiting = format!("{addr} is held by {first_name}, PostgreSQL backend ");
+        let told = routewatch_tests::util::poll(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || second.log().contains(&waiting).then_some(()),
+        );
+        assert!(told.is_some(), "{waiting}\n{}", second.log());
+    }
     thread::scope(|s| {
         s.spawn(|| ns.ip_batch(&blackholes("add", 1000..5000)));
         thread::sleep(Duration::from_millis(200));
@@ -280,15 +294,40 @@ fn two_postgres_collectors_share_targets_and_take_over_when_one_dies() {
         started.elapsed() < Duration::from_secs(30),
         "took over within seconds"
     );
-    assert!(
-        second.log().contains(&format!("following {a_addr}"))
-            && second.log().contains(&format!("following {b_addr}")),
-        "{}",
-        second.log()
-    );
+    for addr in [&a_addr, &b_addr] {
+        let log = second.log();
+        let took = log
+            .lines()
+            .find(|l| l.contains(&format!("following {addr} ")))
+            .unwrap_or_else(|| panic!("{addr} not followed:\n{log}"));
+        assert!(
+            took.contains(&format!(
+                "taken over from {first_name}, PostgreSQL backend "
+            )),
+            "{took}"
+        );
+        let connected = format!("{addr} (");
+        let connected = log
+            .lines()
+            .find(|l| l.contains(&connected) && l.contains("connected"))
+            .unwrap_or_else(|| panic!("{addr} never said it connected:\n{log}"));
+        assert!(
+            connected.contains(&format!(": connected, taken over from {first_name}")),
+            "{connected}"
+        );
+    }
     assert_log_exactly_once(&store, &a_addr, &a_cursor.0, a_cursor.1);
     assert_log_exactly_once(&store, &b_addr, &b_cursor.0, b_cursor.1);
     assert!(store.rows("SELECT * FROM gaps").is_empty());
+    let mut second_name = format!("routewatch on {} (pid {})", hostname.trim(), second.pid());
+    second_name.truncate(63);
+    for host in store.query(&ns, &["hosts"]) {
+        let held_by = host["held_by"].as_str().unwrap_or_default();
+        assert!(
+            held_by.starts_with(&format!("{second_name}, PostgreSQL backend ")),
+            "{host}"
+        );
+    }
     for host in [&a_addr, &b_addr] {
         eventually_all_match_kernel(&ns, || routes_now(&store, &ns, &["--host", host]), SETTLE);
     }
@@ -479,4 +518,77 @@ fn an_agent_restarted_with_its_state_dir_continues_the_record_without_a_gap() {
         "the two changes made while the agent was down are stored as reconcile changes"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Targets stored so far (a cursor of theirs committed).
+fn targets_stored(store: &TestStore) -> usize {
+    store
+        .try_rows("SELECT COUNT(*) FROM targets WHERE stream_id <> ''")
+        .ok()
+        .and_then(|rows| rows[0][0].as_deref()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 100 targets (one agent, reached at 100 loopback addresses) and a
+/// collector whose open files limit is 80, soft and hard: it says at start
+/// that the limit leaves room for 16 connections (64 are kept for the
+/// store, the ops port and the rest), follows 16 targets, and its ops port
+/// keeps answering. With a hard limit of 4096 the soft limit of 80 is
+/// raised to it, and every target is followed.
+#[test]
+fn a_collector_short_of_file_descriptors_says_so_and_keeps_its_ops_port() {
+    let ns = Netns::new();
+    let _agent = Agent::start_at(&ns, "0.0.0.0:50061", &[]);
+    let targets: Vec<String> = (1..=100).map(|i| format!("127.0.0.{i}:50061")).collect();
+    let ops = "127.0.0.1:9473";
+    let mut args = vec!["--ops-listen", ops];
+    args.extend(targets.iter().map(String::as_str));
+
+    let store = TestStore::sqlite();
+    let mut short = Collector::start_via(&ns, &store, &["prlimit", "--nofile=80:80", "--"], &args);
+    let sixteen = routewatch_tests::util::poll(SETTLE, Duration::from_millis(100), || {
+        (targets_stored(&store) >= 16).then_some(())
+    });
+    assert!(sixteen.is_some(), "{}", short.log());
+    // Time for the others to try, and fail, if they would.
+    thread::sleep(Duration::from_secs(3));
+    short.assert_running();
+    for path in ["/healthz", "/metrics"] {
+        let answer = routewatch_tests::ops::http_get_within(&ns, ops, path, Duration::from_secs(5));
+        match answer {
+            Ok((status, _)) => assert_eq!(status, 200, "{path}"),
+            Err(e) => panic!("{e}\n--- log ---\n{}", short.log()),
+        }
+    }
+    assert_eq!(targets_stored(&store), 16, "{}", short.log());
+    let log = short.log();
+    assert!(
+        log.contains("100 targets, but the open files limit (80, hard limit 80) leaves room for 16 connections at once"),
+        "{log}"
+    );
+    assert!(!log.contains("Too many open files"), "{log}");
+    short.stop(Duration::from_secs(10));
+
+    let store = TestStore::sqlite();
+    let raised = Collector::start_via(&ns, &store, &["prlimit", "--nofile=80:4096", "--"], &args);
+    let open_files = || {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", raised.pid())).unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files"));
+        line.expect("Max open files").to_owned()
+    };
+    let soft_raised = routewatch_tests::util::poll(SETTLE, Duration::from_millis(50), || {
+        let line = open_files();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields[3..5] == ["4096", "4096"]).then_some(())
+    });
+    assert!(soft_raised.is_some(), "{}\n{}", open_files(), raised.log());
+    let all = routewatch_tests::util::poll(SETTLE, Duration::from_millis(100), || {
+        (targets_stored(&store) == 100).then_some(())
+    });
+    assert!(all.is_some(), "{}", raised.log());
+    assert!(
+        !raised.log().contains("open files limit"),
+        "{}",
+        raised.log()
+    );
 }

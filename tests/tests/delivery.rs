@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use routewatch_tests::ops::scrape;
 use routewatch_tests::util::{temp_path, TempDir};
 use routewatch_tests::{
-    add_veth_pair, blackholes, eventually_matches_kernel, Agent, Netns, StreamCheck, Tail,
+    add_veth_pair, blackholes, eventually_matches_kernel, Agent, Env, Netns, StreamCheck, Tail,
     SYNC_TIMEOUT,
 };
 
@@ -446,5 +446,54 @@ fn after_an_agent_restart_tail_prints_only_what_changed_while_it_was_down() {
             .contains("the differences from the new snapshot follow"),
         "{}",
         text.report()
+    );
+}
+
+/// 2,000 routes added by one `ip -batch` reach the agent in bursts of
+/// thousands of datagrams read at once; each change carries the time its
+/// own datagram was read, so that `--at` can tell them apart: the times
+/// differ, and never go back along the stream.
+#[test]
+fn each_change_carries_its_own_time() {
+    let env = Env::start();
+    env.ns.ip_batch(&blackholes("add", 0..2000));
+    env.check();
+    let changes: Vec<(u64, String)> = env
+        .tail
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["origin"] == "notification" && v["action"] == "add")
+        .map(|v| {
+            let seq = v["seq"].as_u64().expect("seq");
+            let time = v["time"].as_str().expect("time").to_owned();
+            (seq, time)
+        })
+        .collect();
+    assert!(changes.len() >= 2000, "{} notifications", changes.len());
+    let times: Vec<i64> = changes
+        .iter()
+        .map(|(_, t)| {
+            let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|e| panic!("{t}: {e}"));
+            t.unix_timestamp_nanos() as i64
+        })
+        .collect();
+    assert!(
+        changes.windows(2).all(|w| w[0].0 < w[1].0),
+        "in stream order"
+    );
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "times go back along the stream"
+    );
+    let mut distinct = times.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        times.len(),
+        "changes read apart share a time: {} times for {} changes",
+        distinct.len(),
+        times.len()
     );
 }

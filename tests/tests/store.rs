@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use routewatch_client::query::history;
 use routewatch_client::store::testing::{add, change, cursor, delete, marker, route, snapshot};
 use routewatch_client::store::{
     Ledger, OpenVersion, Outcome, Pruned, Store, StoreError, StoreUrl, TargetRow, Value, Write,
@@ -632,6 +633,105 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
     assert_eq!(versions, [vec![int(1)], vec![int(2)]]);
 }
 
+/// `query history PREFIX` reads the prefix's range of the destination
+/// index, bounded on both sides: what it reads follows the answer, not the
+/// table. 5,000 host routes in 10.1.0.0/19 (planned for with statistics,
+/// as a server would have them); the questions are a prefix below them all
+/// (an empty answer) and one /24 among them (256 routes).
+async fn history_reads_only_the_range_of_its_prefix(place: TestStore) {
+    let mut store = open(&place).await;
+    let (_, mut ledger) = follow(&mut store, "h:1").await;
+    let keys: Vec<String> = (0..5000).map(|i| format!("r{i}")).collect();
+    let routes: Vec<(&str, routewatch_proto::v1::Route)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let dst = format!("10.1.{}.{}/32", i / 256, i % 256);
+            (key.as_str(), route(&dst, 0))
+        })
+        .collect();
+    let first = write(&mut ledger, &snapshot("s", 5, 1_000, None, &routes));
+    assert_eq!(commit(&mut store, &[first]).await, [Outcome::Committed]);
+
+    for (prefix, answer) in [("10.0.0.0/16", 0), ("10.1.3.0/24", 256)] {
+        let (sql, params) = history::statement(prefix, i64::MIN, i64::MAX, None).unwrap();
+        assert_eq!(
+            select(&mut store, &sql, &params).await.len(),
+            answer,
+            "{prefix}"
+        );
+        match &place {
+            TestStore::Sqlite(_) => {
+                let plan = select(&mut store, &format!("EXPLAIN QUERY PLAN {sql}"), &params).await;
+                let details: Vec<&str> = plan.iter().filter_map(|row| row[3].text()).collect();
+                assert!(
+                    details.iter().any(|d| d
+                        .contains("USING INDEX versions_dst (family=? AND dst_lo>? AND dst_lo<?)")),
+                    "{prefix}: not a range of versions_dst bounded on both sides: {details:?}"
+                );
+            }
+            TestStore::Postgres(db) => {
+                db.rows("ANALYZE versions");
+                let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", inline(&sql, &params));
+                let text = db.rows(&explain)[0][0].clone().expect("a plan");
+                let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let mut scans = Vec::new();
+                scans_of_versions(&plan[0]["Plan"], &mut scans);
+                let read = scans.iter().map(|(_, read)| *read).max();
+                assert!(
+                    read.is_some_and(|read| read <= answer as u64),
+                    "{prefix}: scans of versions read {read:?} rows for {answer}: {text}"
+                );
+                let bounded = scans
+                    .iter()
+                    .any(|(cond, _)| cond.contains("dst_lo >=") && cond.contains("dst_lo <="));
+                assert!(
+                    bounded,
+                    "{prefix}: no scan of versions_dst bounded on both sides: {text}"
+                );
+            }
+        }
+    }
+}
+
+/// `sql` with its `?` placeholders replaced by `params` as literals (the
+/// plan PostgreSQL makes for those values, as it does for bound ones).
+fn inline(sql: &str, params: &[Value]) -> String {
+    let mut params = params.iter();
+    sql.chars()
+        .map(|c| match c {
+            '?' => match params.next().expect("a value per placeholder") {
+                Value::Null => "NULL".to_owned(),
+                Value::Int(i) => i.to_string(),
+                Value::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                Value::Bytes(b) => {
+                    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                    format!("'\\x{hex}'::bytea")
+                }
+            },
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// Every node of a PostgreSQL plan that scans `versions` or its
+/// destination index: its index condition, and the rows it read (those it
+/// returned and those it removed after reading them).
+fn scans_of_versions(node: &serde_json::Value, out: &mut Vec<(String, u64)>) {
+    let on_versions = node["Relation Name"] == "versions" || node["Index Name"] == "versions_dst";
+    if on_versions {
+        let n = |field: &str| node[field].as_u64().unwrap_or(0);
+        let read =
+            (n("Actual Rows") + n("Rows Removed by Filter") + n("Rows Removed by Index Recheck"))
+                * n("Actual Loops").max(1);
+        let cond = node["Index Cond"].as_str().unwrap_or("").to_owned();
+        out.push((cond, read));
+    }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        scans_of_versions(child, out);
+    }
+}
+
 /// Each check, on a fresh SQLite file and on a fresh PostgreSQL database.
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
@@ -662,6 +762,7 @@ on_both_backends!(
     select_reads_the_same_values_from_both_backends,
     the_views_read_in_iproute2_words,
     a_store_of_schema_1_gains_the_readable_columns,
+    history_reads_only_the_range_of_its_prefix,
 );
 
 /// Claims `name` until it is granted, for at most `timeout` (a dropped

@@ -7,9 +7,17 @@
 //! another collector lets it go), with the cursor stored for it; it cancels
 //! the claim when the target is lost (another collector wrote to it, or the
 //! store's connection, and with it the lock, went away).
+//!
+//! A subscription holds one of a bounded number of connection permits
+//! (what the open files limit leaves room for: see [`super::open_files`])
+//! from before its claim until it lets the target go: targets beyond them
+//! wait, neither claimed nor dialled.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use routewatch_proto::v1::Cursor;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// What a subscription's task asks of the writer.
@@ -38,17 +46,35 @@ pub struct Granted {
 #[derive(Debug, Clone)]
 pub struct Claims {
     tx: mpsc::UnboundedSender<Request>,
+    connections: Arc<Semaphore>,
+    /// Whether a target had to wait for a connection yet (said once).
+    told: Arc<AtomicBool>,
 }
 
 impl Claims {
-    pub fn new() -> (Claims, mpsc::UnboundedReceiver<Request>) {
+    /// Claims for at most `connections` targets followed at once.
+    pub fn new(connections: usize) -> (Claims, mpsc::UnboundedReceiver<Request>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Claims { tx }, rx)
+        let claims = Claims {
+            tx,
+            connections: Arc::new(Semaphore::new(connections)),
+            told: Arc::default(),
+        };
+        (claims, rx)
     }
 
     /// Waits until the target is this collector's; `None` when the writer
     /// is gone (the collector is stopping).
     pub async fn claim(&self, name: &str) -> Option<Held> {
+        let connection = match self.connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if !self.told.swap(true, Ordering::Relaxed) {
+                    eprintln!("routewatch collect: {name} waits for a connection to be let go: as many are open as the open files limit leaves room for (said once)");
+                }
+                self.connections.clone().acquire_owned().await.ok()?
+            }
+        };
         let (reply, granted) = oneshot::channel();
         self.tx
             .send(Request::Claim {
@@ -61,6 +87,7 @@ impl Claims {
             granted,
             name: name.to_owned(),
             tx: self.tx.clone(),
+            _connection: connection,
         })
     }
 }
@@ -71,6 +98,8 @@ pub struct Held {
     pub granted: Granted,
     name: String,
     tx: mpsc::UnboundedSender<Request>,
+    /// Given back after the release is sent.
+    _connection: OwnedSemaphorePermit,
 }
 
 impl Drop for Held {

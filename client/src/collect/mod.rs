@@ -3,11 +3,14 @@
 //!
 //! - [`claims`]: which collector follows a target (one per target; with
 //!   PostgreSQL, shared among collectors by advisory locks).
+//! - [`open_files`]: the open files limit, raised at start, and how many
+//!   targets it lets this collector follow at once.
 //! - [`writer`]: the store's single writer.
 //! - [`metrics`]: the collector's metrics on `--ops-listen`.
 
 pub mod claims;
 pub mod metrics;
+pub mod open_files;
 pub mod writer;
 
 use std::time::Duration;
@@ -38,6 +41,18 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
     }
     let security = Security::from_args(args.reach.insecure, &args.reach.tls)?;
     let url = StoreUrl::parse(&args.store)?;
+    let connections = match open_files::OpenFiles::raise() {
+        Ok(files) => {
+            if let Some(shortage) = files.shortage(targets.len()) {
+                eprintln!("routewatch collect: {shortage}");
+            }
+            files.connections()
+        }
+        Err(e) => {
+            eprintln!("routewatch collect: cannot read the open files limit ({e}); following every target at once");
+            tokio::sync::Semaphore::MAX_PERMITS
+        }
+    };
     let metrics = metrics::Metrics::new();
     // The ops port first, so that probes can tell "starting" from "dead".
     let ops = match args.ops_listen {
@@ -57,7 +72,7 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
             ""
         }
     );
-    let (claims, requests) = claims::Claims::new();
+    let (claims, requests) = claims::Claims::new(connections);
     let request = SubscribeRequest {
         snapshot: true,
         follow: true,

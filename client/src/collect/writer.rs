@@ -31,6 +31,8 @@ const MAX_RETRY: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often `--retain` prunes.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// What [`Writer::told`] holds of a target another collector holds.
+const HELD_ELSEWHERE: &str = "held elsewhere";
 
 /// How the writer behaves.
 pub struct Settings {
@@ -59,6 +61,11 @@ pub struct Writer {
     waiting: Vec<(String, oneshot::Sender<Granted>)>,
     /// The last problem told about each target (said once, not per retry).
     told: HashMap<String, String>,
+    /// Who held each waiting target when last looked at (PostgreSQL).
+    holders: HashMap<String, String>,
+    /// Targets taken from another collector, by whom they were taken
+    /// from, until their first connection says so.
+    taken_over: HashMap<String, String>,
 }
 
 impl Writer {
@@ -72,6 +79,8 @@ impl Writer {
             held: HashMap::new(),
             waiting: Vec::new(),
             told: HashMap::new(),
+            holders: HashMap::new(),
+            taken_over: HashMap::new(),
         }
     }
 
@@ -166,12 +175,20 @@ impl Writer {
                 ..
             } => {
                 self.metrics.connected(&target, &host, true);
-                if self.told.remove(&*target).is_some() {
-                    let from = match resume_from {
-                        Some(c) => format!("resuming after {}:{}", c.stream_id, c.seq),
-                        None => "from a snapshot".into(),
-                    };
-                    eprintln!("routewatch collect: {target} ({host}): connected again, {from}");
+                let from = || match &resume_from {
+                    Some(c) => format!("resuming after {}:{}", c.stream_id, c.seq),
+                    None => "from a snapshot".into(),
+                };
+                if let Some(holder) = self.taken_over.remove(&*target) {
+                    eprintln!(
+                        "routewatch collect: {target} ({host}): connected, taken over from {holder}, {}",
+                        from()
+                    );
+                } else if self.told.remove(&*target).is_some() {
+                    eprintln!(
+                        "routewatch collect: {target} ({host}): connected again, {}",
+                        from()
+                    );
                 }
                 0
             }
@@ -315,6 +332,7 @@ impl Writer {
 
     /// Stops following `name`: its subscription stops and asks again.
     async fn lose(&mut self, name: &str, why: &str) {
+        self.taken_over.remove(name);
         if let Some(held) = self.held.remove(name) {
             held.lost.cancel();
             let _ = self.store.release(held.target_id).await;
@@ -335,6 +353,8 @@ impl Writer {
             },
             Request::Release { name } => {
                 self.waiting.retain(|(n, _)| *n != name);
+                self.holders.remove(&name);
+                self.taken_over.remove(&name);
                 if let Some(held) = self.held.remove(&name) {
                     let _ = self.store.release(held.target_id).await;
                     self.metrics.forget(&name);
@@ -345,6 +365,10 @@ impl Writer {
     }
 
     async fn retry_claims(&mut self) {
+        // Before the claims: a target let go in between is taken from the
+        // collector that held it.
+        let names: Vec<String> = self.waiting.iter().map(|(n, _)| n.clone()).collect();
+        self.look_at_holders(&names).await;
         let waiting = std::mem::take(&mut self.waiting);
         for (name, reply) in waiting {
             if reply.is_closed() {
@@ -358,6 +382,27 @@ impl Writer {
             }
         }
         self.count_targets();
+    }
+
+    /// Notes who holds `names` (one query for all of them); a target let
+    /// go since keeps its last holder.
+    async fn look_at_holders(&mut self, names: &[impl AsRef<str>]) {
+        match self.store.holders().await {
+            Ok(mut holders) => {
+                for name in names {
+                    if let Some(holder) = holders.remove(name.as_ref()) {
+                        self.holders.insert(name.as_ref().to_owned(), holder);
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.store_error();
+                eprintln!(
+                    "routewatch collect: {}: cannot tell who holds the targets this collector waits for: {e}",
+                    self.url
+                );
+            }
+        }
     }
 
     /// The target, if this collector can hold it now.
@@ -380,7 +425,17 @@ impl Writer {
                     ),
                     None => "from a snapshot (no record of it yet)".into(),
                 };
-                eprintln!("routewatch collect: following {name} {from}");
+                let holder = self.holders.remove(name);
+                if self.told.get(name).map(String::as_str) == Some(HELD_ELSEWHERE) {
+                    self.told.remove(name);
+                    let holder = holder.unwrap_or_else(|| "another collector".into());
+                    eprintln!(
+                        "routewatch collect: following {name} {from}, taken over from {holder}"
+                    );
+                    self.taken_over.insert(name.to_owned(), holder);
+                } else {
+                    eprintln!("routewatch collect: following {name} {from}");
+                }
                 let lost = CancellationToken::new();
                 self.held.insert(
                     name.to_owned(),
@@ -394,9 +449,14 @@ impl Writer {
                 Some(Granted { cursor, lost })
             }
             Ok(None) => {
-                if !self.told.contains_key(name) {
-                    eprintln!("routewatch collect: {name} is held by another collector (or by a connection of a collector that died, until the server notices); taking it over when it is let go");
-                    self.told.insert(name.to_owned(), "held elsewhere".into());
+                if self.told.get(name).map(String::as_str) != Some(HELD_ELSEWHERE) {
+                    self.look_at_holders(&[name]).await;
+                    let holder = self
+                        .holders
+                        .get(name)
+                        .map_or_else(|| "another collector".to_owned(), Clone::clone);
+                    eprintln!("routewatch collect: {name} is held by {holder} (a collector that died holds it until the server notices); taking it over when it is let go");
+                    self.told.insert(name.to_owned(), HELD_ELSEWHERE.into());
                 }
                 None
             }

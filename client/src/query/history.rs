@@ -63,6 +63,66 @@ fn exactly(net: IpNet) -> Within {
     }
 }
 
+/// The query of the versions `query history PREFIX` reads (`rules` for
+/// the rules' history), valid at some time in `since..=until`, of
+/// `targets` (all when `None`): its SQL with `?` placeholders and their
+/// values.
+pub fn statement(
+    prefix: &str,
+    since: i64,
+    until: i64,
+    targets: Option<&[&Target]>,
+) -> Result<(String, Vec<Value>), ClientError> {
+    let rules = prefix == RULES;
+    let ranges = if rules { Vec::new() } else { within(prefix)? };
+    Ok(versions_query(rules, &ranges, since, until, targets))
+}
+
+fn versions_query(
+    rules: bool,
+    ranges: &[Within],
+    since: i64,
+    until: i64,
+    only: Option<&[&Target]>,
+) -> (String, Vec<Value>) {
+    // Byte strings compare as memcmp in SQLite and as bytea in PostgreSQL:
+    // within one family, by address. `dst_lo <= hi` adds nothing to the
+    // answer (dst_lo <= dst_hi <= hi) but bounds the index on (family,
+    // dst_lo) from above too: without it, a prefix reads the index from
+    // its first address to the end of the family (on PostgreSQL, a scan of
+    // the whole table), whatever the answer.
+    let clause = "(v.family = ? AND v.dst_len >= ? AND v.dst_len <= ?
+                   AND v.dst_lo >= ? AND v.dst_lo <= ? AND v.dst_hi <= ?)";
+    let clauses = if rules {
+        "TRUE".to_owned()
+    } else {
+        vec![clause; ranges.len()].join(" OR ")
+    };
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM versions v
+         WHERE v.kind = ? AND ({clauses}) AND v.valid_from <= ?
+           AND (v.valid_to IS NULL OR v.valid_to > ?)"
+    );
+    let mut params = vec![Value::Int(if rules { KIND_RULE } else { KIND_ROUTE })];
+    for r in ranges {
+        params.extend([
+            Value::Int(r.family),
+            Value::Int(r.lens.0),
+            Value::Int(r.lens.1),
+            Value::Bytes(r.lo.clone()),
+            Value::Bytes(r.hi.clone()),
+            Value::Bytes(r.hi.clone()),
+        ]);
+    }
+    params.extend([Value::Int(until), Value::Int(since)]);
+    if let Some(targets) = only {
+        let (list, ids) = targets::ids(targets);
+        sql.push_str(&format!(" AND v.target_id IN ({list})"));
+        params.extend(ids);
+    }
+    (sql, params)
+}
+
 /// A line of the history.
 /// The PREFIX that asks for the rules' history instead.
 const RULES: &str = "rules";
@@ -118,36 +178,7 @@ pub async fn run(cx: &mut Context<'_>, args: &History) -> Result<(), ClientError
     }
     let only = (!args.hosts.is_empty()).then_some(chosen.as_slice());
 
-    // Byte strings compare as memcmp in SQLite and as bytea in PostgreSQL:
-    // within one family, by address.
-    let clause = "(v.family = ? AND v.dst_len >= ? AND v.dst_len <= ?
-                   AND v.dst_lo >= ? AND v.dst_hi <= ?)";
-    let clauses = if rules {
-        "TRUE".to_owned()
-    } else {
-        vec![clause; ranges.len()].join(" OR ")
-    };
-    let mut sql = format!(
-        "SELECT {COLUMNS} FROM versions v
-         WHERE v.kind = ? AND ({clauses}) AND v.valid_from <= ?
-           AND (v.valid_to IS NULL OR v.valid_to > ?)"
-    );
-    let mut params = vec![Value::Int(if rules { KIND_RULE } else { KIND_ROUTE })];
-    for r in &ranges {
-        params.extend([
-            Value::Int(r.family),
-            Value::Int(r.lens.0),
-            Value::Int(r.lens.1),
-            Value::Bytes(r.lo.clone()),
-            Value::Bytes(r.hi.clone()),
-        ]);
-    }
-    params.extend([Value::Int(until), Value::Int(since)]);
-    if let Some(targets) = only {
-        let (list, ids) = targets::ids(targets);
-        sql.push_str(&format!(" AND v.target_id IN ({list})"));
-        params.extend(ids);
-    }
+    let (sql, params) = versions_query(rules, &ranges, since, until, only);
     let versions = cx
         .store
         .select(&sql, &params)

@@ -37,6 +37,8 @@ struct Host {
     nexthops: i64,
     rules: i64,
     gaps: i64,
+    /// The collector that follows it (PostgreSQL: the holder of its lock).
+    held_by: Option<String>,
 }
 
 pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
@@ -65,9 +67,18 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
                 nexthops: r.int(9)?,
                 rules: r.int(10)?,
                 gaps: r.int(11)?,
+                held_by: None,
             })
         })
         .collect::<Result<Vec<_>, ClientError>>()?;
+    // Who follows each target now, where collectors share the store.
+    let shared = cx.store.shared();
+    if shared {
+        let mut holders = cx.store.holders().await?;
+        for h in &mut hosts {
+            h.held_by = holders.remove(&h.target.name);
+        }
+    }
     if hosts.is_empty() {
         writeln!(cx.notes, "routewatch: {}", targets::NO_TARGETS)?;
         return Ok(());
@@ -76,7 +87,7 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
     match lines {
         Lines::Json => {
             for h in &hosts {
-                cx.json_line(&json!({
+                let mut line = json!({
                     "host": h.target.label(),
                     "address": h.target.name,
                     "first_seen": h.target.first_seen.map(rfc3339),
@@ -87,11 +98,15 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
                     "nexthops": h.nexthops,
                     "rules": h.rules,
                     "gaps": h.gaps,
-                }))?;
+                });
+                if shared {
+                    line["held_by"] = h.held_by.clone().into();
+                }
+                cx.json_line(&line)?;
             }
         }
         Lines::Text => {
-            let header: Vec<String> = [
+            let mut header: Vec<String> = [
                 "HOST",
                 "ADDRESS",
                 "FIRST_SEEN",
@@ -104,11 +119,14 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
             ]
             .map(str::to_owned)
             .into();
+            if shared {
+                header.push("HELD_BY".into());
+            }
             let time = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), rfc3339);
             let rows: Vec<Vec<String>> = hosts
                 .iter()
                 .map(|h| {
-                    vec![
+                    let mut row = vec![
                         h.target.label().to_owned(),
                         h.target.name.clone(),
                         time(h.target.first_seen),
@@ -120,7 +138,11 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
                         h.nexthops.to_string(),
                         h.rules.to_string(),
                         h.gaps.to_string(),
-                    ]
+                    ];
+                    if shared {
+                        row.push(h.held_by.clone().unwrap_or_else(|| "-".into()));
+                    }
+                    row
                 })
                 .collect();
             cx.out.write_all(aligned(&header, &rows).as_bytes())?;

@@ -18,6 +18,7 @@ pub mod statements;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -220,6 +221,17 @@ impl Store {
         match self {
             Store::Sqlite(s) => blocking(|| s.claim(name)).map(Some),
             Store::Postgres(s) => s.claim(name).await,
+        }
+    }
+
+    /// Who holds each target another collector holds, by target name: a
+    /// line naming the holder (its application_name, which a collector
+    /// sets to `routewatch on HOST (pid N)`, its backend and address).
+    /// Empty for SQLite, which one collector holds whole.
+    pub async fn holders(&mut self) -> Result<HashMap<String, String>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(HashMap::new()),
+            Store::Postgres(s) => s.holders().await,
         }
     }
 

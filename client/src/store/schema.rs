@@ -16,7 +16,10 @@
 //!   API's encoded `Route`, `Nexthop` or `Rule`; `kind`, `family`, `table_id` and the
 //!   destination (`dst_len`, and the first and last address `dst_lo`,
 //!   `dst_hi` as bytes) are copied out for queries: "within PREFIX" is
-//!   `family = f AND dst_len >= len AND dst_lo >= lo AND dst_hi <= hi`.
+//!   `family = f AND dst_len >= len AND dst_lo >= lo AND dst_lo <= hi AND
+//!   dst_hi <= hi` (the redundant `dst_lo <= hi` bounds the index on
+//!   `(family, dst_lo)` from above, so that what is read follows the
+//!   answer).
 //!   A version that a resync's snapshot no longer held is closed with
 //!   `closed_origin` = [`CLOSED_BY_RESYNC`].
 //! - `events`: the raw log of changes, one row per `(target_id, stream_id,

@@ -9,7 +9,12 @@ use crate::store::{StoreError, StoreUrl};
 /// The connection, its task spawned (it ends when the client is dropped or
 /// the server goes away, and logs why).
 pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
-    let config = config(url)?;
+    let mut config = config(url)?;
+    // Who holds a target's lock is read from pg_stat_activity by the
+    // collectors waiting for it (an application_name in the URL wins).
+    if config.get_application_name().is_none() {
+        config.application_name(application_name());
+    }
     let (client, connection) = config
         .connect(NoTls)
         .await
@@ -31,6 +36,16 @@ pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
         }
     });
     Ok(client)
+}
+
+/// `routewatch on HOST (pid N)`: this process, as other collectors name
+/// the holder of a target (PostgreSQL keeps 63 bytes of it).
+pub(super) fn application_name() -> String {
+    format!(
+        "routewatch on {} (pid {})",
+        routewatch_agent::info::kernel_hostname(),
+        std::process::id()
+    )
 }
 
 /// The URL parsed, refused when it asks for TLS.

@@ -24,6 +24,19 @@ const TARGET_LOCKS: i32 = 0x7277_7467; // "rwtg"
 
 const TRY_LOCK_TARGET: &str = "SELECT pg_try_advisory_lock($1::int4, $2::int8::int4)";
 const UNLOCK_TARGET: &str = "SELECT pg_advisory_unlock($1::int4, $2::int8::int4)";
+/// The targets whose lock another session of this database holds, with
+/// that session's application_name (visible to every role), backend pid
+/// and client address (empty over a local socket, or when the role may not
+/// see it). Two-key advisory locks show their keys as classid and objid,
+/// and objsubid 2.
+const TARGET_HOLDERS: &str = "SELECT t.name, COALESCE(a.application_name, ''), l.pid,
+        COALESCE(host(a.client_addr), '')
+    FROM pg_locks l
+    JOIN targets t ON t.id = l.objid::int8
+    LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid = $1::int4::oid AND l.pid <> pg_backend_pid()
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
 /// One collector's connection to a PostgreSQL store.
 pub struct PgStore {
@@ -97,6 +110,34 @@ impl PgStore {
                 Err(e)
             }
         }
+    }
+
+    /// Who holds the targets another session holds, by target name (see
+    /// [`crate::store::Store::holders`]).
+    pub async fn holders(&mut self) -> Result<HashMap<String, String>, StoreError> {
+        let rows = self.client.query(TARGET_HOLDERS, &[&TARGET_LOCKS]).await?;
+        rows.iter()
+            .map(|row| {
+                let (name, app, pid, addr): (String, String, i32, String) = (
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                );
+                let who = if app.is_empty() {
+                    "a session without an application_name".to_owned()
+                } else {
+                    app
+                };
+                let from = if addr.is_empty() {
+                    String::new()
+                } else {
+                    format!(" from {addr}")
+                };
+                Ok((name, format!("{who}, PostgreSQL backend {pid}{from}")))
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(StoreError::from)
     }
 
     /// The target's row and current versions, as of one snapshot.
