@@ -538,7 +538,9 @@ fn targets_stored(store: &TestStore) -> usize {
 #[test]
 fn a_collector_short_of_file_descriptors_says_so_and_keeps_its_ops_port() {
     let ns = Netns::new();
-    let _agent = Agent::start_at(&ns, "0.0.0.0:50061", &[]);
+    // All 100 connections come from 127.0.0.1: above the agent's default
+    // per-address limit.
+    let _agent = Agent::start_at(&ns, "0.0.0.0:50061", &["--max-connections-per-peer", "200"]);
     let targets: Vec<String> = (1..=100).map(|i| format!("127.0.0.{i}:50061")).collect();
     let ops = "127.0.0.1:9473";
     let mut args = vec!["--ops-listen", ops];
