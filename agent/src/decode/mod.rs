@@ -159,6 +159,20 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
     })
 }
 
+/// An IPv4 or IPv6 routing family: the API's family, its name in errors
+/// and its longest prefix; `None` for any other family.
+fn ip_family(
+    family: netlink_packet_route::AddressFamily,
+) -> Option<(routewatch_proto::v1::Family, &'static str, u8)> {
+    use netlink_packet_route::AddressFamily;
+    use routewatch_proto::v1::Family;
+    match family {
+        AddressFamily::Inet => Some((Family::Inet, "IPv4", 32)),
+        AddressFamily::Inet6 => Some((Family::Inet6, "IPv6", 128)),
+        _ => None,
+    }
+}
+
 /// Fails for a prefix length longer than the addresses of `family`
 /// (`longest` bits): the kernel never sends one, and a prefix such as
 /// "10.0.0.0/33" would match no filter and no line of `ip`.

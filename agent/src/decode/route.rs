@@ -10,10 +10,9 @@ use netlink_packet_core::{Nla, NLA_TYPE_MASK};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteNextHop,
 };
-use netlink_packet_route::AddressFamily;
 use routewatch_proto::v1::{Family, NextHop, RawAttribute, Route, RouteMetric as ApiMetric};
 
-use super::{check_prefix_lengths, encap};
+use super::{check_prefix_lengths, encap, ip_family};
 
 /// The kernel's ticks for RTA_CACHEINFO's expiry (USER_HZ).
 const CENTISECONDS_PER_SECOND: u32 = 100;
@@ -27,10 +26,8 @@ pub fn decode_route(msg: &RouteMessage) -> Result<Option<Route>, String> {
     if header.flags.contains(RouteFlags::Cloned) {
         return Ok(None);
     }
-    let (family, name, longest) = match header.address_family {
-        AddressFamily::Inet => (Family::Inet, "IPv4", 32),
-        AddressFamily::Inet6 => (Family::Inet6, "IPv6", 128),
-        _ => return Ok(None),
+    let Some((family, name, longest)) = ip_family(header.address_family) else {
+        return Ok(None);
     };
     check_prefix_lengths(
         name,

@@ -8,11 +8,10 @@ use std::net::IpAddr;
 
 use netlink_packet_core::Nla;
 use netlink_packet_route::rule::{RuleAttribute, RuleFlags, RuleMessage};
-use netlink_packet_route::AddressFamily;
 use routewatch_proto::v1::{Family, PortRange, Rule};
 
-use super::check_prefix_lengths;
 use super::route::raw;
+use super::{check_prefix_lengths, ip_family};
 
 /// FRA_* attributes newer than netlink-packet-route 0.34 decodes.
 const FRA_DSCP: u16 = 25;
@@ -27,10 +26,8 @@ const FRA_DSCP_MASK: u16 = 30;
 /// prefix length the family cannot have is an error, as for routes.
 pub fn decode_rule(msg: &RuleMessage) -> Result<Option<Rule>, String> {
     let header = &msg.header;
-    let (family, name, longest) = match header.family {
-        AddressFamily::Inet => (Family::Inet, "IPv4", 32),
-        AddressFamily::Inet6 => (Family::Inet6, "IPv6", 128),
-        _ => return Ok(None),
+    let Some((family, name, longest)) = ip_family(header.family) else {
+        return Ok(None);
     };
     check_prefix_lengths(
         name,
