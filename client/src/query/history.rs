@@ -24,11 +24,61 @@ use crate::ClientError;
 /// Destinations of one family: `dst_len` in `lens`, the first address at
 /// or after `lo`, the last at or before `hi`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Within {
+pub struct Within {
     family: i64,
     lens: (i64, i64),
     lo: Vec<u8>,
     hi: Vec<u8>,
+}
+
+impl Within {
+    /// The condition on `versions v`, for [`Within::bind`]'s values.
+    ///
+    /// Byte strings compare as memcmp in SQLite and as bytea in
+    /// PostgreSQL: within one family, by address. `dst_lo <= hi` adds
+    /// nothing to the answer (dst_lo <= dst_hi <= hi) but bounds the index
+    /// on (family, dst_lo) from above too: without it, a prefix reads the
+    /// index from its first address to the end of the family (on
+    /// PostgreSQL, a scan of the whole table), whatever the answer.
+    pub const CLAUSE: &'static str = "(v.family = ? AND v.dst_len >= ? AND v.dst_len <= ?
+                   AND v.dst_lo >= ? AND v.dst_lo <= ? AND v.dst_hi <= ?)";
+
+    /// The values of [`Within::CLAUSE`]'s placeholders.
+    pub fn bind(&self, params: &mut Vec<Value>) {
+        params.extend([
+            Value::Int(self.family),
+            Value::Int(self.lens.0),
+            Value::Int(self.lens.1),
+            Value::Bytes(self.lo.clone()),
+            Value::Bytes(self.hi.clone()),
+            Value::Bytes(self.hi.clone()),
+        ]);
+    }
+
+    /// Every destination at or inside `net`.
+    pub fn inside(net: IpNet) -> Within {
+        let max = i64::from(net.max_prefix_len());
+        Within {
+            lens: (i64::from(net.prefix_len()), max),
+            ..Within::exactly(net)
+        }
+    }
+
+    /// The destination `net` itself.
+    pub fn exactly(net: IpNet) -> Within {
+        let (len, lo, hi) = destination(&net);
+        let family = if net.addr().is_ipv4() {
+            Family::Inet
+        } else {
+            Family::Inet6
+        };
+        Within {
+            family: family as i64,
+            lens: (len, len),
+            lo,
+            hi,
+        }
+    }
 }
 
 /// What PREFIX covers: `default` is the default route of each family;
@@ -37,30 +87,11 @@ fn within(prefix: &str) -> Result<Vec<Within>, ClientError> {
     if prefix == "default" {
         let v4 = IpNet::V4(Default::default());
         let v6 = IpNet::V6(Default::default());
-        return Ok(vec![exactly(v4), exactly(v6)]);
+        return Ok(vec![Within::exactly(v4), Within::exactly(v6)]);
     }
     let net = routewatch_proto::filter::prefix("PREFIX", prefix)
         .map_err(|e| ClientError::Usage(e.to_string()))?;
-    let max = i64::from(net.max_prefix_len());
-    Ok(vec![Within {
-        lens: (i64::from(net.prefix_len()), max),
-        ..exactly(net)
-    }])
-}
-
-fn exactly(net: IpNet) -> Within {
-    let (len, lo, hi) = destination(&net);
-    let family = if net.addr().is_ipv4() {
-        Family::Inet
-    } else {
-        Family::Inet6
-    };
-    Within {
-        family: family as i64,
-        lens: (len, len),
-        lo,
-        hi,
-    }
+    Ok(vec![Within::inside(net)])
 }
 
 /// The query of the versions `query history PREFIX` reads (`rules` for
@@ -85,18 +116,10 @@ fn versions_query(
     until: i64,
     only: Option<&[&Target]>,
 ) -> (String, Vec<Value>) {
-    // Byte strings compare as memcmp in SQLite and as bytea in PostgreSQL:
-    // within one family, by address. `dst_lo <= hi` adds nothing to the
-    // answer (dst_lo <= dst_hi <= hi) but bounds the index on (family,
-    // dst_lo) from above too: without it, a prefix reads the index from
-    // its first address to the end of the family (on PostgreSQL, a scan of
-    // the whole table), whatever the answer.
-    let clause = "(v.family = ? AND v.dst_len >= ? AND v.dst_len <= ?
-                   AND v.dst_lo >= ? AND v.dst_lo <= ? AND v.dst_hi <= ?)";
     let clauses = if rules {
         "TRUE".to_owned()
     } else {
-        vec![clause; ranges.len()].join(" OR ")
+        vec![Within::CLAUSE; ranges.len()].join(" OR ")
     };
     let mut sql = format!(
         "SELECT {COLUMNS} FROM versions v
@@ -105,14 +128,7 @@ fn versions_query(
     );
     let mut params = vec![Value::Int(if rules { KIND_RULE } else { KIND_ROUTE })];
     for r in ranges {
-        params.extend([
-            Value::Int(r.family),
-            Value::Int(r.lens.0),
-            Value::Int(r.lens.1),
-            Value::Bytes(r.lo.clone()),
-            Value::Bytes(r.hi.clone()),
-            Value::Bytes(r.hi.clone()),
-        ]);
+        r.bind(&mut params);
     }
     params.extend([Value::Int(until), Value::Int(since)]);
     if let Some(targets) = only {

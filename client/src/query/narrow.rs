@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use routewatch_proto::filter::{prefix, Filters, Object as SubjectObject, Subject};
 use routewatch_proto::v1::{change, Action, Filter, Origin};
 
+use super::history::Within;
 use super::version::Version;
 use crate::filter_args::FilterArgs;
 use crate::store::schema::{destination, KIND_NEXTHOP, KIND_ROUTE, KIND_RULE};
@@ -123,37 +124,28 @@ fn conditions(f: &Filter) -> Result<(String, Vec<Value>), ClientError> {
                 vec![prefix(shape.field(), v).map_err(|e| ClientError::Usage(e.to_string()))?]
             };
             for net in nets {
-                let (len, lo, hi) = destination(&net);
-                let family = if net.addr().is_ipv4() { 1 } else { 2 };
-                let (clause, values) = match shape {
-                    Shape::Exactly => (
-                        "(v.family = ? AND v.dst_len = ? AND v.dst_lo = ?)",
-                        vec![Value::Int(family), Value::Int(len), Value::Bytes(lo)],
-                    ),
-                    // Both bounds on dst_lo, so that the index on
-                    // (family, dst_lo) reads the range alone.
-                    Shape::Within => (
-                        "(v.family = ? AND v.dst_len >= ? AND v.dst_lo >= ? AND v.dst_lo <= ? AND v.dst_hi <= ?)",
-                        vec![
-                            Value::Int(family),
-                            Value::Int(len),
-                            Value::Bytes(lo),
-                            Value::Bytes(hi.clone()),
-                            Value::Bytes(hi),
-                        ],
-                    ),
-                    Shape::Contains => (
-                        "(v.family = ? AND v.dst_len <= ? AND v.dst_lo <= ? AND v.dst_hi >= ?)",
-                        vec![
+                let range = match shape {
+                    Shape::Exactly => Within::exactly(net),
+                    Shape::Within => Within::inside(net),
+                    Shape::Contains => {
+                        // Destinations covering `net`: not a range of the
+                        // index, but one family's prefixes up to its length.
+                        let (len, lo, hi) = destination(&net);
+                        let family = if net.addr().is_ipv4() { 1 } else { 2 };
+                        or.push(
+                            "(v.family = ? AND v.dst_len <= ? AND v.dst_lo <= ? AND v.dst_hi >= ?)",
+                        );
+                        params.extend([
                             Value::Int(family),
                             Value::Int(len),
                             Value::Bytes(lo),
                             Value::Bytes(hi),
-                        ],
-                    ),
+                        ]);
+                        continue;
+                    }
                 };
-                or.push(clause);
-                params.extend(values);
+                or.push(Within::CLAUSE);
+                range.bind(&mut params);
             }
         }
         and.push(format!("v.kind = {KIND_ROUTE} AND ({})", or.join(" OR ")));
@@ -196,11 +188,12 @@ mod tests {
         let (sql, params) = conditions(&filter).unwrap();
         assert_eq!(
             sql,
-            "v.family IN (0, ?) AND v.kind = 1 AND ((v.family = ? AND v.dst_len >= ? AND v.dst_lo >= ? AND v.dst_lo <= ? AND v.dst_hi <= ?))"
+            format!("v.family IN (0, ?) AND v.kind = 1 AND ({})", Within::CLAUSE)
         );
-        assert_eq!(params.len(), 6);
-        assert_eq!(params[3], Value::Bytes(vec![10, 0, 0, 0]));
-        assert_eq!(params[4], Value::Bytes(vec![10, 0, 255, 255]));
+        assert!(sql.contains("v.dst_lo >= ? AND v.dst_lo <= ?"), "{sql}");
+        assert_eq!(params.len(), 7);
+        assert_eq!(params[4], Value::Bytes(vec![10, 0, 0, 0]));
+        assert_eq!(params[5], Value::Bytes(vec![10, 0, 255, 255]));
         // The protocol is matched exactly, after: no column condition.
         assert!(!sql.contains("protocol"));
     }
