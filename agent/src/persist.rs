@@ -840,6 +840,7 @@ mod tests {
         assert!(recovered.is_none());
         assert_eq!(discarded(&sd, Discarded::UnknownFormat), 1);
         drop(sd);
+        let _ = fs::remove_dir_all(&dir);
         // A future version.
         let dir = written("version");
         overwrite(&dir.join(LOG), 7, &[2]);

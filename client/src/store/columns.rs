@@ -79,23 +79,31 @@ pub fn decode(kind: i64, bytes: &[u8]) -> Option<change::Object> {
     }
 }
 
-/// The statement that fills the readable columns of one version: the
-/// columns in [`READABLE_COLUMNS`]' order, then `target_id` and `vid`.
-pub fn backfill_statement() -> String {
-    let set: Vec<String> = READABLE_COLUMNS
-        .iter()
-        .map(|(name, _)| format!("{name} = ?"))
-        .collect();
+/// The statement that writes one version's readable columns:
+/// `target_id`, `vid`, then the columns in [`READABLE_COLUMNS`]' order.
+pub fn insert_statement() -> String {
+    let names: Vec<&str> = READABLE_COLUMNS.iter().map(|(name, _)| *name).collect();
     format!(
-        "UPDATE versions SET {} WHERE target_id = ? AND vid = ?",
-        set.join(", ")
+        "INSERT INTO version_columns (target_id, vid, {}) VALUES (?, ?{})",
+        names.join(", "),
+        ", ?".repeat(names.len())
+    )
+}
+
+/// PostgreSQL's binary COPY of the same columns, in the same order.
+pub fn copy_statement() -> String {
+    let names: Vec<&str> = READABLE_COLUMNS.iter().map(|(name, _)| *name).collect();
+    format!(
+        "COPY version_columns (target_id, vid, {}) FROM STDIN (FORMAT binary)",
+        names.join(", ")
     )
 }
 
 /// The versions written before the readable columns existed, a batch at a
-/// time (the migration fills them in one transaction).
+/// time after the `(target_id, vid)` given three times (the migration
+/// fills them in one transaction, from `(0, 0, 0)`).
 pub const TO_BACKFILL: &str = "SELECT target_id, vid, kind, object FROM versions
-     WHERE object_json IS NULL ORDER BY target_id, vid LIMIT 10000";
+     WHERE target_id > ? OR (target_id = ? AND vid > ?) ORDER BY target_id, vid LIMIT 10000";
 
 /// The columns of `object`.
 pub fn of(object: &change::Object) -> Columns {

@@ -26,6 +26,10 @@
 //!   seq)` (unique), pointing at the version it opened (add) or closed
 //!   (delete). Snapshot contents have no sequence numbers of their own:
 //!   they are versions with origin dump, not log rows.
+//! - `version_columns`: the readable columns of every version (its table,
+//!   destination, gateway, ... in iproute2's words and the whole object as
+//!   `ip -j -d` JSON), one row per `(target_id, vid)`, written with the
+//!   version and never updated; the views join it (docs/store.md).
 //! - `gaps`: where the record is not exact. A resync makes one, from the
 //!   last position stored before it to the Sync after it; history inside a
 //!   gap is unknown.
@@ -170,20 +174,32 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
             .into(),
             "CREATE INDEX gaps_target ON gaps (target_id, to_time)".into(),
         ]),
-        // The readable columns of every version (filled by the writer, and
-        // for older rows by `columns::backfill` right after this
-        // migration) and the views over them: see docs/store.md.
+        // The readable columns of every version, in a table of their own
+        // (filled by the writer, and for older rows by
+        // `columns::backfill` right after this migration), and the views
+        // over them: see docs/store.md. Their own table, written once and
+        // never updated, keeps `versions` narrow: closing a version
+        // rewrites a short row, not its JSON.
         2 => {
-            let mut out: Vec<String> = READABLE_COLUMNS
+            let columns: Vec<String> = READABLE_COLUMNS
                 .iter()
                 .map(|(name, ty)| {
-                    let ty = match (*ty, dialect) {
-                        ("int", _) => "BIGINT",
+                    let ty = match *ty {
+                        "int" => "BIGINT",
                         _ => "TEXT",
                     };
-                    format!("ALTER TABLE versions ADD COLUMN {name} {ty}")
+                    format!("{name} {ty},")
                 })
                 .collect();
+            let mut out = vec![format!(
+                "CREATE TABLE version_columns (
+                    target_id BIGINT NOT NULL,
+                    vid BIGINT NOT NULL,
+                    {}
+                    PRIMARY KEY (target_id, vid)
+                ){without_rowid}",
+                columns.join("\n                    ")
+            )];
             out.extend(views(dialect));
             Some(out)
         }
@@ -191,8 +207,8 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
     }
 }
 
-/// The readable columns migration 2 adds to `versions`, in the order the
-/// writers bind them: `(name, "text" | "int")`.
+/// The readable columns migration 2 keeps in `version_columns`, in the
+/// order the writers bind them: `(name, "text" | "int")`.
 pub const READABLE_COLUMNS: [(&str, &str); 12] = [
     ("table_name", "text"),
     ("dst", "text"),
@@ -229,8 +245,8 @@ fn views(dialect: Dialect) -> Vec<String> {
         Dialect::Postgres => format!("to_timestamp({column}::float8 / 1e9)"),
     };
     let dst = match dialect {
-        Dialect::Sqlite => "v.dst",
-        Dialect::Postgres => "CAST(v.dst AS inet)",
+        Dialect::Sqlite => "c.dst",
+        Dialect::Postgres => "CAST(c.dst AS inet)",
     };
     let host = "CASE WHEN t.host <> '' THEN t.host ELSE t.name END";
     let object = "CASE v.kind WHEN 1 THEN 'route' WHEN 2 THEN 'nexthop' WHEN 3 THEN 'rule' END";
@@ -242,17 +258,18 @@ fn views(dialect: Dialect) -> Vec<String> {
         )
     };
     let columns = format!(
-        "v.table_name, {dst} AS dst, v.gateway, v.dev, v.protocol, v.type, v.scope, v.metric, \
-         v.prefsrc, v.vrf, v.encap, CAST(NULL AS TEXT) AS changed_by"
+        "c.table_name, {dst} AS dst, c.gateway, c.dev, c.protocol, c.type, c.scope, c.metric, \
+         c.prefsrc, c.vrf, c.encap, CAST(NULL AS TEXT) AS changed_by"
     );
+    let readable = "JOIN version_columns c ON c.target_id = v.target_id AND c.vid = v.vid";
     vec![
         format!(
             "CREATE VIEW route_history AS
              SELECT {host} AS host, t.name AS address, v.netns, {object} AS object,
                  {family} AS family, {columns},
                  {valid_from} AS valid_from, {valid_to} AS valid_to,
-                 {opened} AS opened_by, {closed} AS closed_by, v.key, v.object_json
-             FROM versions v JOIN targets t ON t.id = v.target_id",
+                 {opened} AS opened_by, {closed} AS closed_by, v.key, c.object_json
+             FROM versions v {readable} JOIN targets t ON t.id = v.target_id",
             valid_from = time("v.valid_from"),
             valid_to = time("v.valid_to"),
             opened = origin("v.opened_origin"),
@@ -270,9 +287,10 @@ fn views(dialect: Dialect) -> Vec<String> {
                  {time} AS time,
                  CASE e.action WHEN 1 THEN 'add' WHEN 2 THEN 'delete' END AS action,
                  {event_origin} AS origin, {object} AS object, {family} AS family, {columns},
-                 v.key, v.object_json
+                 v.key, c.object_json
              FROM events e
              JOIN versions v ON v.target_id = e.target_id AND v.vid = e.vid
+             {readable}
              JOIN targets t ON t.id = e.target_id",
             time = time("e.time"),
             event_origin = origin("e.origin"),

@@ -151,6 +151,7 @@ impl SqliteStore {
 
     pub fn prune(&mut self, before: i64) -> Result<Pruned, StoreError> {
         let tx = self.conn.transaction()?;
+        tx.execute(statements::PRUNE_VERSION_COLUMNS, [before])?;
         let versions = tx.execute(statements::PRUNE_VERSIONS, [before])?;
         let events = tx.execute(statements::PRUNE_EVENTS, [before])?;
         let gaps = tx.execute(statements::PRUNE_GAPS, [before])?;
@@ -222,12 +223,10 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
         let mut open = tx.prepare_cached(
             "INSERT INTO versions (target_id, vid, netns, key, kind, family, table_id, dst_len,
                  dst_lo, dst_hi, object, digest, valid_from, opened_stream, opened_seq,
-                 opened_origin, valid_to, closed_stream, closed_seq, closed_origin,
-                 table_name, dst, gateway, dev, protocol, type, scope, metric, prefsrc, vrf,
-                 encap, object_json)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                 ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 opened_origin, valid_to, closed_stream, closed_seq, closed_origin)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?;
+        let mut readable = tx.prepare_cached(&columns::insert_statement())?;
         for v in &w.opens {
             let close = v.close.as_ref();
             open.execute(params![
@@ -251,19 +250,8 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
                 close.map(|c| &*c.stream_id),
                 close.map(|c| c.seq),
                 close.map(|c| c.origin),
-                v.columns.table_name,
-                v.columns.dst,
-                v.columns.gateway,
-                v.columns.dev,
-                v.columns.protocol,
-                v.columns.r#type,
-                v.columns.scope,
-                v.columns.metric,
-                v.columns.prefsrc,
-                v.columns.vrf,
-                v.columns.encap,
-                v.columns.object_json,
             ])?;
+            insert_columns(&mut readable, w.target_id, v.vid, &v.columns)?;
         }
     }
     {
@@ -322,13 +310,41 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
     Ok(Outcome::Committed)
 }
 
-/// Fills the readable columns of the versions written before they existed.
+/// Writes one version's readable columns with [`columns::insert_statement`].
+fn insert_columns(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    target_id: i64,
+    vid: i64,
+    c: &columns::Columns,
+) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        target_id,
+        vid,
+        c.table_name,
+        c.dst,
+        c.gateway,
+        c.dev,
+        c.protocol,
+        c.r#type,
+        c.scope,
+        c.metric,
+        c.prefsrc,
+        c.vrf,
+        c.encap,
+        c.object_json,
+    ])
+}
+
+/// Writes the readable columns of the versions written before they existed.
 fn backfill(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
-    let mut update = tx.prepare(&columns::backfill_statement())?;
+    let mut insert = tx.prepare_cached(&columns::insert_statement())?;
     let mut select = tx.prepare(columns::TO_BACKFILL)?;
+    let mut after = (0, 0);
     loop {
         let rows: Vec<(i64, i64, i64, Vec<u8>)> = select
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .query_map(params![after.0, after.0, after.1], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
             .collect::<Result<_, _>>()?;
         if rows.is_empty() {
             return Ok(());
@@ -339,22 +355,8 @@ fn backfill(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
             let c = columns::decode(kind, &object)
                 .map(|o| columns::of(&o))
                 .unwrap_or_else(columns::Columns::unreadable);
-            update.execute(params![
-                c.table_name,
-                c.dst,
-                c.gateway,
-                c.dev,
-                c.protocol,
-                c.r#type,
-                c.scope,
-                c.metric,
-                c.prefsrc,
-                c.vrf,
-                c.encap,
-                c.object_json,
-                target_id,
-                vid,
-            ])?;
+            insert_columns(&mut insert, target_id, vid, &c)?;
+            after = (target_id, vid);
         }
     }
 }

@@ -29,6 +29,11 @@ pub const MOVE_CURSOR: &str =
 /// Whether a target's row exists (telling a taken target from a removed one).
 pub const TARGET_EXISTS: &str = "SELECT id FROM targets WHERE id = ?";
 
+/// `--retain`: the readable columns of the versions [`PRUNE_VERSIONS`]
+/// removes (run first).
+pub const PRUNE_VERSION_COLUMNS: &str = "DELETE FROM version_columns WHERE EXISTS (
+     SELECT 1 FROM versions v WHERE v.target_id = version_columns.target_id
+         AND v.vid = version_columns.vid AND v.valid_to IS NOT NULL AND v.valid_to < ?)";
 /// `--retain`: closed versions that ended before the cutoff.
 pub const PRUNE_VERSIONS: &str = "DELETE FROM versions WHERE valid_to IS NOT NULL AND valid_to < ?";
 /// `--retain`: log rows older than the cutoff.

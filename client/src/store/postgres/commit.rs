@@ -5,20 +5,19 @@
 use std::pin::pin;
 
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
 
+use crate::store::columns::{self, Columns};
 use crate::store::plan::Write;
 use crate::store::schema::numbered_placeholders;
 use crate::store::{statements, Outcome, StoreError};
 
 const COPY_VERSIONS: &str = "COPY versions (target_id, vid, netns, key, kind, family, table_id,
      dst_len, dst_lo, dst_hi, object, digest, valid_from, opened_stream, opened_seq,
-     opened_origin, valid_to, closed_stream, closed_seq, closed_origin,
-     table_name, dst, gateway, dev, protocol, type, scope, metric, prefsrc, vrf, encap,
-     object_json)
+     opened_origin, valid_to, closed_stream, closed_seq, closed_origin)
  FROM STDIN (FORMAT binary)";
-const VERSION_TYPES: [Type; 32] = [
+const VERSION_TYPES: [Type; 20] = [
     Type::INT8,
     Type::INT8,
     Type::TEXT,
@@ -39,7 +38,12 @@ const VERSION_TYPES: [Type; 32] = [
     Type::TEXT,
     Type::INT8,
     Type::INT8,
-    // The readable columns.
+];
+
+/// The types of [`crate::store::columns::copy_statement`]'s columns.
+const COLUMN_TYPES: [Type; 14] = [
+    Type::INT8,
+    Type::INT8,
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
@@ -53,6 +57,31 @@ const VERSION_TYPES: [Type; 32] = [
     Type::TEXT,
     Type::TEXT,
 ];
+
+/// One version's readable columns in [`COLUMN_TYPES`]' order (for the
+/// COPY and for the migration's inserts alike).
+pub(super) fn column_values<'a>(
+    target_id: &'a i64,
+    vid: &'a i64,
+    c: &'a Columns,
+) -> [&'a (dyn ToSql + Sync); 14] {
+    [
+        target_id,
+        vid,
+        &c.table_name,
+        &c.dst,
+        &c.gateway,
+        &c.dev,
+        &c.protocol,
+        &c.r#type,
+        &c.scope,
+        &c.metric,
+        &c.prefsrc,
+        &c.vrf,
+        &c.encap,
+        &c.object_json,
+    ]
+}
 
 const COPY_EVENTS: &str = "COPY events (target_id, stream_id, seq, time, action, origin, vid)
  FROM STDIN (FORMAT binary)";
@@ -111,6 +140,7 @@ pub(super) struct Prepared {
     move_cursor: Statement,
     target_exists: Statement,
     copy_versions: Statement,
+    copy_columns: Statement,
     copy_events: Statement,
     copy_gaps: Statement,
     close_versions: Statement,
@@ -121,10 +151,20 @@ impl Prepared {
         let move_cursor = numbered_placeholders(statements::MOVE_CURSOR);
         let target_exists = numbered_placeholders(statements::TARGET_EXISTS);
         // Sent together: one round trip for all of them.
-        let (move_cursor, target_exists, copy_versions, copy_events, copy_gaps, close_versions) = futures::try_join!(
+        let copy_columns = columns::copy_statement();
+        let (
+            move_cursor,
+            target_exists,
+            copy_versions,
+            copy_columns,
+            copy_events,
+            copy_gaps,
+            close_versions,
+        ) = futures::try_join!(
             client.prepare(&move_cursor),
             client.prepare(&target_exists),
             client.prepare(COPY_VERSIONS),
+            client.prepare(&copy_columns),
             client.prepare(COPY_EVENTS),
             client.prepare(COPY_GAPS),
             client.prepare(CLOSE_VERSIONS),
@@ -133,6 +173,7 @@ impl Prepared {
             move_cursor,
             target_exists,
             copy_versions,
+            copy_columns,
             copy_events,
             copy_gaps,
             close_versions,
@@ -201,19 +242,15 @@ pub(super) async fn write_one(
                     &close.map(|c| &*c.stream_id),
                     &close.map(|c| c.seq),
                     &close.map(|c| c.origin),
-                    &v.columns.table_name,
-                    &v.columns.dst,
-                    &v.columns.gateway,
-                    &v.columns.dev,
-                    &v.columns.protocol,
-                    &v.columns.r#type,
-                    &v.columns.scope,
-                    &v.columns.metric,
-                    &v.columns.prefsrc,
-                    &v.columns.vrf,
-                    &v.columns.encap,
-                    &v.columns.object_json,
                 ])
+                .await?;
+        }
+        rows.finish().await?;
+        let sink = tx.copy_in(&prepared.copy_columns).await?;
+        let mut rows = pin!(BinaryCopyInWriter::new(sink, &COLUMN_TYPES));
+        for v in &w.opens {
+            rows.as_mut()
+                .write(&column_values(&w.target_id, &v.vid, &v.columns))
                 .await?;
         }
         rows.finish().await?;

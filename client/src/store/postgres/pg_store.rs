@@ -217,6 +217,11 @@ impl PgStore {
     /// Removes what ended before `before` (see [`crate::store::Store::prune`]).
     pub async fn prune(&mut self, before: i64) -> Result<Pruned, StoreError> {
         let tx = self.client.transaction().await?;
+        tx.execute(
+            &numbered_placeholders(statements::PRUNE_VERSION_COLUMNS),
+            &[&before],
+        )
+        .await?;
         let mut removed = [0; 3];
         for (n, sql) in [
             statements::PRUNE_VERSIONS,
@@ -275,14 +280,17 @@ fn values(row: &Row) -> Result<Vec<Value>, tokio_postgres::Error> {
     (0..row.len()).map(|i| row.try_get(i)).collect()
 }
 
-/// Fills the readable columns of the versions written before they existed.
+/// Writes the readable columns of the versions written before they existed.
 async fn backfill(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
-    let update = tx
-        .prepare(&numbered_placeholders(&columns::backfill_statement()))
+    let insert = tx
+        .prepare(&numbered_placeholders(&columns::insert_statement()))
         .await?;
-    let select = tx.prepare(columns::TO_BACKFILL).await?;
+    let select = tx
+        .prepare(&numbered_placeholders(columns::TO_BACKFILL))
+        .await?;
+    let mut after: (i64, i64) = (0, 0);
     loop {
-        let rows = tx.query(&select, &[]).await?;
+        let rows = tx.query(&select, &[&after.0, &after.0, &after.1]).await?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -293,26 +301,9 @@ async fn backfill(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError
             let c = columns::decode(kind, &object)
                 .map(|o| columns::of(&o))
                 .unwrap_or_else(columns::Columns::unreadable);
-            tx.execute(
-                &update,
-                &[
-                    &c.table_name,
-                    &c.dst,
-                    &c.gateway,
-                    &c.dev,
-                    &c.protocol,
-                    &c.r#type,
-                    &c.scope,
-                    &c.metric,
-                    &c.prefsrc,
-                    &c.vrf,
-                    &c.encap,
-                    &c.object_json,
-                    &target_id,
-                    &vid,
-                ],
-            )
-            .await?;
+            tx.execute(&insert, &commit::column_values(&target_id, &vid, &c))
+                .await?;
+            after = (target_id, vid);
         }
     }
 }
