@@ -694,6 +694,80 @@ async fn history_reads_only_the_range_of_its_prefix(place: TestStore) {
     }
 }
 
+/// A write of many rows (more than one multi-row INSERT holds, and a
+/// remainder) keeps every row and its readable columns, in order.
+async fn a_large_write_keeps_every_row(place: TestStore) {
+    let mut store = open(&place).await;
+    let (_, mut ledger) = follow(&mut store, "h:1").await;
+    let keys: Vec<String> = (0..1000).map(|i| format!("r{i}")).collect();
+    let dst = |i: usize| format!("10.1.{}.{}/32", i / 256, i % 256);
+    let routes: Vec<(&str, routewatch_proto::v1::Route)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| (key.as_str(), route(&dst(i), 0)))
+        .collect();
+    let first = write(&mut ledger, &snapshot("s", 5, 1_000, None, &routes));
+    // 130 live adds and 70 deletes: log rows and versions past 2 x 64.
+    let mut live: Vec<_> = (0..130)
+        .map(|i| {
+            add(
+                6 + i as u64,
+                2_000 + i,
+                &format!("n{i}"),
+                route(&dst(2000 + i as usize), 0),
+            )
+        })
+        .collect();
+    live.extend((0..70).map(|i| {
+        delete(
+            136 + i as u64,
+            3_000 + i,
+            &keys[i as usize],
+            route(&dst(i as usize), 0),
+        )
+    }));
+    let live = write(&mut ledger, &live);
+    assert_eq!(
+        commit(&mut store, &[first, live]).await,
+        [Outcome::Committed, Outcome::Committed]
+    );
+    let count = |sql: &str| sql.to_owned();
+    for (sql, expected) in [
+        (count("SELECT COUNT(*) FROM versions"), 1130),
+        (count("SELECT COUNT(*) FROM version_columns"), 1130),
+        (count("SELECT COUNT(*) FROM events"), 200),
+        (count("SELECT COUNT(*) FROM current_routes"), 1060),
+        (count("SELECT COUNT(DISTINCT seq) FROM route_changes"), 200),
+        (
+            count("SELECT COUNT(*) FROM route_changes WHERE action = 'delete' AND seq >= 136"),
+            70,
+        ),
+    ] {
+        assert_eq!(
+            select(&mut store, &sql, &[]).await,
+            [vec![int(expected)]],
+            "{sql}"
+        );
+    }
+    for (i, key) in [(999, "r999"), (69, "r69")] {
+        let rows = select(
+            &mut store,
+            "SELECT key FROM route_history WHERE CAST(dst AS TEXT) = ?",
+            &[text(&dst(i))],
+        )
+        .await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0][0], text(key));
+    }
+    let seqs = select(
+        &mut store,
+        "SELECT seq FROM route_changes WHERE key = 'n129' OR key = 'r0' ORDER BY seq",
+        &[],
+    )
+    .await;
+    assert_eq!(seqs, [vec![int(135)], vec![int(136)]]);
+}
+
 /// `sql` with its `?` placeholders replaced by `params` as literals (the
 /// plan PostgreSQL makes for those values, as it does for bound ones).
 fn inline(sql: &str, params: &[Value]) -> String {
@@ -763,6 +837,7 @@ on_both_backends!(
     the_views_read_in_iproute2_words,
     a_store_of_schema_1_gains_the_readable_columns,
     history_reads_only_the_range_of_its_prefix,
+    a_large_write_keeps_every_row,
 );
 
 /// Claims `name` until it is granted, for at most `timeout` (a dropped

@@ -79,14 +79,22 @@ pub fn decode(kind: i64, bytes: &[u8]) -> Option<change::Object> {
     }
 }
 
-/// The statement that writes one version's readable columns:
+/// The insert of versions' readable columns, without its VALUES:
 /// `target_id`, `vid`, then the columns in [`READABLE_COLUMNS`]' order.
-pub fn insert_statement() -> String {
+pub fn insert_head() -> String {
     let names: Vec<&str> = READABLE_COLUMNS.iter().map(|(name, _)| *name).collect();
     format!(
-        "INSERT INTO version_columns (target_id, vid, {}) VALUES (?, ?{})",
-        names.join(", "),
-        ", ?".repeat(names.len())
+        "INSERT INTO version_columns (target_id, vid, {})",
+        names.join(", ")
+    )
+}
+
+/// The statement that writes one version's readable columns.
+pub fn insert_statement() -> String {
+    format!(
+        "{} VALUES (?, ?{})",
+        insert_head(),
+        ", ?".repeat(READABLE_COLUMNS.len())
     )
 }
 
