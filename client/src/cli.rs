@@ -252,7 +252,11 @@ pub struct Collect {
     /// Where to store: sqlite://FILE (created if missing; sqlite:///abs/path
     /// for an absolute path) or postgres://USER:PASSWORD@HOST[:PORT]/DATABASE
     /// (the database must exist; the tables are created). The schema is
-    /// migrated at start.
+    /// migrated at start. TLS to PostgreSQL as libpq takes it, in the URL:
+    /// ?sslmode=verify-full&sslrootcert=/path/ca.pem (modes disable, allow,
+    /// prefer (default), require, verify-ca, verify-full; sslrootcert=system
+    /// for the system's CAs), plus sslcert=...&sslkey=... for a client
+    /// certificate.
     #[arg(long, value_name = "URL", default_value = crate::store::DEFAULT_STORE, env = "ROUTEWATCH_STORE")]
     pub store: String,
 

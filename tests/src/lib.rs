@@ -34,6 +34,7 @@ pub mod netns;
 pub mod openmetrics;
 pub mod ops;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod replay;
 pub mod stream;
 pub mod tail;

@@ -329,7 +329,7 @@ fn drop_stale_databases(client: &mut Client) {
 
 /// The newest `/usr/lib/postgresql/<version>/bin` with `initdb` and
 /// `postgres`.
-fn find_bin_dir() -> Result<PathBuf, String> {
+pub(crate) fn find_bin_dir() -> Result<PathBuf, String> {
     let root = Path::new("/usr/lib/postgresql");
     let mut found: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(root)
         .into_iter()
@@ -358,7 +358,7 @@ fn find_bin_dir() -> Result<PathBuf, String> {
 }
 
 /// Uid and gid of `user`.
-fn lookup_user(user: &str) -> Option<(u32, u32)> {
+pub(crate) fn lookup_user(user: &str) -> Option<(u32, u32)> {
     let name = std::ffi::CString::new(user).ok()?;
     let mut buf = vec![0 as libc::c_char; 16384];
     // SAFETY: an all-zero passwd is a valid out-parameter.
@@ -617,7 +617,7 @@ pub fn percent_encode_path(dir: &Path) -> String {
     out
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

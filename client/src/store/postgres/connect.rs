@@ -1,29 +1,38 @@
 //! Connecting: the URL checked before anything is dialled, and every
 //! failure worded for the operator.
 
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::tls::{self, Mode};
 use crate::store::{StoreError, StoreUrl};
 
 /// The connection, its task spawned (it ends when the client is dropped or
 /// the server goes away, and logs why).
 pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
-    let mut config = config(url)?;
+    let (mut config, tls) = config(url)?;
+    let connector = tls.client_config().map_err(|problem| StoreError::Open {
+        store: shown(url),
+        problem,
+    })?;
     // Who holds a target's lock is read from pg_stat_activity by the
     // collectors waiting for it (an application_name in the URL wins).
     if config.get_application_name().is_none() {
         config.application_name(application_name());
     }
     let (client, connection) = config
-        .connect(NoTls)
+        .connect(MakeRustlsConnect::new(connector))
         .await
-        .map_err(|e| StoreError::Open {
-            store: shown(url),
-            problem: format!(
-                "cannot connect: {} (is PostgreSQL running, and does the URL name an existing database and user?)",
-                crate::error::chain(&e)
-            ),
+        .map_err(|e| {
+            let chain = crate::error::chain(&e);
+            let hint = tls_hint(&chain, tls.mode).unwrap_or(
+                "is PostgreSQL running, and does the URL name an existing database and user?",
+            );
+            StoreError::Open {
+                store: shown(url),
+                problem: format!("cannot connect: {chain} ({hint})"),
+            }
         })?;
     let store = shown(url);
     tokio::spawn(async move {
@@ -48,40 +57,66 @@ pub(super) fn application_name() -> String {
     )
 }
 
-/// The URL parsed, refused when it asks for TLS.
-fn config(url: &str) -> Result<Config, StoreError> {
-    // verify-ca and verify-full do not even parse without a TLS
-    // implementation, so the mode is read from the URL itself first.
-    let mode = url
-        .split_once('?')
-        .into_iter()
-        .flat_map(|(_, query)| query.split('&'))
-        .filter_map(|pair| pair.strip_prefix("sslmode="))
-        .next_back();
-    if let Some(mode @ ("require" | "verify-ca" | "verify-full")) = mode {
-        return Err(no_tls(url, mode));
-    }
-    let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+/// The URL parsed: tokio-postgres's part, and the TLS settings (see
+/// [`tls`]). A Unix socket never uses TLS, as with libpq.
+fn config(url: &str) -> Result<(Config, tls::TlsOptions), StoreError> {
+    let bad = |problem: String| {
         StoreError::Url(format!(
-            "{}: {} (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE?OPTIONS)",
-            shown(url),
-            crate::error::chain(&e)
+            "{}: {problem} (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE?OPTIONS)",
+            shown(url)
         ))
-    })?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(no_tls(url, "require"));
-    }
-    Ok(config)
+    };
+    let (rest, tls) = tls::split(url).map_err(bad)?;
+    let mut config: Config = rest
+        .parse()
+        .map_err(|e: tokio_postgres::Error| bad(crate::error::chain(&e)))?;
+    let local = !config.get_hosts().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|h| !matches!(h, Host::Tcp(_)));
+    config.ssl_mode(if local {
+        SslMode::Disable
+    } else {
+        tls.mode.ssl_mode()
+    });
+    Ok((config, tls))
 }
 
-fn no_tls(url: &str, mode: &str) -> StoreError {
-    StoreError::Open {
-        store: shown(url),
-        problem: format!(
-            "sslmode={mode} asks for TLS, but routewatch connects to PostgreSQL without TLS: \
-             use a local socket (?host=/run/postgresql), a loopback address, or sslmode=disable or sslmode=prefer"
-        ),
-    }
+/// What to do about a connection that failed in its TLS part.
+fn tls_hint(chain: &str, mode: Mode) -> Option<&'static str> {
+    Some(
+        if chain.contains("UnknownIssuer") || chain.contains("BadSignature") {
+            "the server's certificate is not signed by a CA of sslrootcert: name the CA that signed it"
+        } else if chain.contains("NotValidForName") || chain.contains("not valid for name") {
+            "the server's certificate does not carry the host name in the URL: connect by a name it \
+         carries, or use sslmode=verify-ca to check the CA alone"
+        } else if ["Expired", "expired", "NotValidYet", "not valid yet"]
+            .iter()
+            .any(|w| chain.contains(w))
+        {
+            "the server's certificate is outside its validity period"
+        } else if chain.contains("server does not support TLS")
+            || (mode == Mode::Require && chain.contains("TLS"))
+        {
+            "the server offers no TLS: turn ssl on in its configuration, or use sslmode=prefer"
+        } else if [
+            "CertificateRequired",
+            "certificate required",
+            "requires a valid client certificate",
+        ]
+        .iter()
+        .any(|w| chain.contains(w))
+        {
+            "the server asks for a client certificate: add sslcert=... and sslkey=..."
+        } else if chain.contains("certificate authentication failed")
+            || chain.contains("no pg_hba.conf entry")
+        {
+            "the server refused this client: check sslcert (its common name must be the user) and pg_hba.conf"
+        } else {
+            return None;
+        },
+    )
 }
 
 /// The URL as shown to the operator: without its password.
@@ -98,21 +133,36 @@ mod tests {
     }
 
     #[test]
-    fn urls_that_ask_for_tls_are_refused_in_words() {
-        for mode in ["require", "verify-ca", "verify-full"] {
-            let err = refused(&format!("postgres://rw:secret@db/rw?sslmode={mode}"));
-            assert!(
-                err.contains(&format!("sslmode={mode} asks for TLS")),
-                "{err}"
-            );
-            assert!(err.contains("sslmode=disable"), "{err}");
-            assert!(!err.contains("secret"), "{err}");
+    fn modes_map_onto_the_connection_and_sockets_never_use_tls() {
+        for (mode, ssl) in [
+            ("disable", SslMode::Disable),
+            ("allow", SslMode::Prefer),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::Require),
+            ("verify-full", SslMode::Require),
+        ] {
+            let url = format!("postgres://rw:secret@db/rw?sslmode={mode}");
+            let (config, _) = config(&url).unwrap();
+            assert_eq!(config.get_ssl_mode(), ssl, "{mode}");
+            let socket = format!("postgres://rw@%2Frun%2Fpostgresql/rw?sslmode={mode}");
+            let (config, _) = config_of(&socket);
+            assert_eq!(config.get_ssl_mode(), SslMode::Disable, "{socket}");
         }
-        for mode in ["disable", "prefer"] {
-            let url = format!("postgres://rw@127.0.0.1/rw?sslmode={mode}");
-            assert!(config(&url).is_ok(), "{url}");
-        }
-        assert!(config("postgres://rw@localhost/rw").is_ok());
+        let (config, tls) = config("postgres://rw@localhost/rw").unwrap();
+        assert_eq!(config.get_ssl_mode(), SslMode::Prefer);
+        assert_eq!(tls.mode, Mode::Prefer);
+    }
+
+    fn config_of(url: &str) -> (Config, tls::TlsOptions) {
+        config(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    #[test]
+    fn an_unknown_mode_is_refused_in_words() {
+        let err = refused("postgres://rw:secret@db/rw?sslmode=yes");
+        assert!(err.contains("sslmode=yes is not a mode"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
     }
 
     #[test]

@@ -18,19 +18,21 @@
 //! go in by binary COPY, closes by one statement fed with arrays; the
 //! statements are prepared once per connection.
 //!
-//! This build connects without TLS: a URL with `sslmode=require` (or
-//! `verify-ca`, `verify-full`) is refused with a message saying so.
+//! TLS to the server is libpq's: `sslmode`, `sslrootcert`, `sslcert` and
+//! `sslkey` in the URL (see `tls.rs`).
 //!
 //! # Layout
 //!
 //! - `connect.rs`: the URL checked, the connection made, failures in words.
 //! - `pg_store.rs`: [`PgStore`]: migrating, claiming, pruning, queries.
 //! - `commit.rs`: one target's write.
+//! - `tls.rs`: TLS to the server, with libpq's parameters.
 //! - `value.rs`: [`Value`](super::Value) to and from PostgreSQL's types.
 
 mod commit;
 mod connect;
 mod pg_store;
+mod tls;
 mod value;
 
 pub use pg_store::PgStore;
