@@ -4,7 +4,8 @@
 
 use std::pin::pin;
 
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::SinkExt;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
 
@@ -216,84 +217,155 @@ pub(super) async fn write_one(
         close_versions(tx, prepared, w).await?;
     }
     if !w.opens.is_empty() {
-        let sink = tx.copy_in(&prepared.copy_versions).await?;
-        let mut rows = pin!(BinaryCopyInWriter::new(sink, &VERSION_TYPES));
+        let mut rows = CopyRows::new();
         for v in &w.opens {
             let close = v.close.as_ref();
-            rows.as_mut()
-                .write(&[
-                    &w.target_id,
-                    &v.vid,
-                    &v.netns,
-                    &v.key,
-                    &v.kind,
-                    &v.family,
-                    &v.table_id,
-                    &v.dst_len,
-                    &v.dst_lo,
-                    &v.dst_hi,
-                    &v.object,
-                    &v.digest,
-                    &v.valid_from,
-                    &&*v.opened_stream,
-                    &v.opened_seq,
-                    &v.opened_origin,
-                    &close.map(|c| c.valid_to),
-                    &close.map(|c| &*c.stream_id),
-                    &close.map(|c| c.seq),
-                    &close.map(|c| c.origin),
-                ])
-                .await?;
+            rows.row(VERSION_TYPES.len());
+            rows.int(w.target_id);
+            rows.int(v.vid);
+            rows.text(&v.netns);
+            rows.text(&v.key);
+            rows.int(v.kind);
+            rows.int(v.family);
+            rows.opt_int(v.table_id);
+            rows.opt_int(v.dst_len);
+            rows.opt_bytes(v.dst_lo.as_deref());
+            rows.opt_bytes(v.dst_hi.as_deref());
+            rows.bytes(&v.object);
+            rows.int(v.digest);
+            rows.int(v.valid_from);
+            rows.text(&v.opened_stream);
+            rows.int(v.opened_seq);
+            rows.int(v.opened_origin);
+            rows.opt_int(close.map(|c| c.valid_to));
+            rows.opt_text(close.map(|c| &*c.stream_id));
+            rows.opt_int(close.map(|c| c.seq));
+            rows.opt_int(close.map(|c| c.origin));
         }
-        rows.finish().await?;
-        let sink = tx.copy_in(&prepared.copy_columns).await?;
-        let mut rows = pin!(BinaryCopyInWriter::new(sink, &COLUMN_TYPES));
+        rows.send(tx, &prepared.copy_versions).await?;
+        let mut rows = CopyRows::new();
         for v in &w.opens {
-            rows.as_mut()
-                .write(&column_values(&w.target_id, &v.vid, &v.columns))
-                .await?;
+            let c = &v.columns;
+            rows.row(COLUMN_TYPES.len());
+            rows.int(w.target_id);
+            rows.int(v.vid);
+            rows.opt_text(c.table_name.as_deref());
+            rows.opt_text(c.dst.as_deref());
+            rows.opt_text(c.gateway.as_deref());
+            rows.opt_text(c.dev.as_deref());
+            rows.opt_text(c.protocol.as_deref());
+            rows.opt_text(c.r#type.as_deref());
+            rows.opt_text(c.scope.as_deref());
+            rows.opt_int(c.metric);
+            rows.opt_text(c.prefsrc.as_deref());
+            rows.opt_text(c.vrf.as_deref());
+            rows.opt_text(c.encap.as_deref());
+            rows.text(&c.object_json);
         }
-        rows.finish().await?;
+        rows.send(tx, &prepared.copy_columns).await?;
     }
     if !w.events.is_empty() {
-        let sink = tx.copy_in(&prepared.copy_events).await?;
-        let mut rows = pin!(BinaryCopyInWriter::new(sink, &EVENT_TYPES));
+        let mut rows = CopyRows::new();
         for e in &w.events {
-            rows.as_mut()
-                .write(&[
-                    &w.target_id,
-                    &&*e.stream_id,
-                    &e.seq,
-                    &e.time,
-                    &e.action,
-                    &e.origin,
-                    &e.vid,
-                ])
-                .await?;
+            rows.row(EVENT_TYPES.len());
+            rows.int(w.target_id);
+            rows.text(&e.stream_id);
+            rows.int(e.seq);
+            rows.int(e.time);
+            rows.int(e.action);
+            rows.int(e.origin);
+            rows.int(e.vid);
         }
-        rows.finish().await?;
+        rows.send(tx, &prepared.copy_events).await?;
     }
     if !w.gaps.is_empty() {
-        let sink = tx.copy_in(&prepared.copy_gaps).await?;
-        let mut rows = pin!(BinaryCopyInWriter::new(sink, &GAP_TYPES));
+        let mut rows = CopyRows::new();
         for g in &w.gaps {
-            rows.as_mut()
-                .write(&[
-                    &w.target_id,
-                    &g.from_time,
-                    &&*g.from.stream_id,
-                    &g.from.seq,
-                    &g.to_time,
-                    &&*g.to.stream_id,
-                    &g.to.seq,
-                    &g.cause,
-                    &g.reason,
-                ])
-                .await?;
+            rows.row(GAP_TYPES.len());
+            rows.int(w.target_id);
+            rows.opt_int(g.from_time);
+            rows.text(&g.from.stream_id);
+            rows.int(g.from.seq);
+            rows.int(g.to_time);
+            rows.text(&g.to.stream_id);
+            rows.int(g.to.seq);
+            rows.int(g.cause);
+            rows.text(&g.reason);
         }
-        rows.finish().await?;
+        rows.send(tx, &prepared.copy_gaps).await?;
     }
     Ok(Outcome::Committed)
+}
+
+/// Rows in COPY's binary format, written straight into one buffer and
+/// sent in large pieces: a field is its length and its bytes (big-endian
+/// int8 for BIGINT, UTF-8 for TEXT, the bytes for BYTEA), -1 for NULL.
+/// The column types are the tables' own, listed beside each COPY
+/// statement ([`VERSION_TYPES`], ...); PostgreSQL refuses a row whose
+/// field count or sizes do not fit them, and the transaction with it.
+struct CopyRows(BytesMut);
+
+/// What a COPY sends at a time.
+const COPY_CHUNK: usize = 256 * 1024;
+
+impl CopyRows {
+    fn new() -> CopyRows {
+        let mut buf = BytesMut::with_capacity(COPY_CHUNK);
+        buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.put_i32(0); // flags
+        buf.put_i32(0); // header extension length
+        CopyRows(buf)
+    }
+
+    fn row(&mut self, fields: usize) {
+        self.0.put_i16(fields as i16);
+    }
+
+    fn int(&mut self, v: i64) {
+        self.0.put_i32(8);
+        self.0.put_i64(v);
+    }
+
+    fn opt_int(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => self.int(v),
+            None => self.0.put_i32(-1),
+        }
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.put_i32(b.len() as i32);
+        self.0.put_slice(b);
+    }
+
+    fn opt_bytes(&mut self, b: Option<&[u8]>) {
+        match b {
+            Some(b) => self.bytes(b),
+            None => self.0.put_i32(-1),
+        }
+    }
+
+    fn text(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    fn opt_text(&mut self, s: Option<&str>) {
+        self.opt_bytes(s.map(str::as_bytes));
+    }
+
+    /// Runs `copy` with these rows.
+    async fn send(mut self, tx: &Transaction<'_>, copy: &Statement) -> Result<(), StoreError> {
+        self.0.put_i16(-1);
+        let sink = tx.copy_in::<_, Bytes>(copy).await?;
+        let mut sink = pin!(sink);
+        let mut data = self.0.freeze();
+        while !data.is_empty() {
+            let piece = data.split_to(data.len().min(COPY_CHUNK));
+            sink.as_mut().send(piece).await?;
+        }
+        sink.finish().await?;
+        Ok(())
+    }
 }
 
 /// Versions written earlier that end, all in one statement.
