@@ -768,6 +768,95 @@ async fn a_large_write_keeps_every_row(place: TestStore) {
     assert_eq!(seqs, [vec![int(135)], vec![int(136)]]);
 }
 
+/// Every primary and unique key of the history's tables starts with the
+/// target's id, so that the tables can be distributed by host (a
+/// distributed PostgreSQL such as Citus requires the distribution column
+/// in every key); `targets` itself is small and would be replicated.
+async fn every_key_of_the_history_starts_with_the_target(place: TestStore) {
+    let mut store = open(&place).await;
+    let tables = ["versions", "version_columns", "events", "gaps"];
+    // (table, key name, its columns in order)
+    let mut keys: Vec<(String, String, Vec<String>)> = Vec::new();
+    match &place {
+        TestStore::Sqlite(_) => {
+            for table in tables {
+                let primary: Vec<(i64, String)> = select(
+                    &mut store,
+                    &format!("SELECT pk, name FROM pragma_table_info('{table}') WHERE pk > 0"),
+                    &[],
+                )
+                .await
+                .into_iter()
+                .map(|r| (r[0].int().unwrap(), r[1].text().unwrap().to_owned()))
+                .collect();
+                if !primary.is_empty() {
+                    let mut primary = primary;
+                    primary.sort();
+                    let columns = primary.into_iter().map(|(_, c)| c).collect();
+                    keys.push((table.into(), "primary key".into(), columns));
+                }
+                let unique = select(
+                    &mut store,
+                    &format!(
+                        "SELECT name FROM pragma_index_list('{table}') WHERE \"unique\" = 1 \
+                         AND origin <> 'pk'"
+                    ),
+                    &[],
+                )
+                .await;
+                for index in unique {
+                    let index = index[0].text().unwrap().to_owned();
+                    let columns = select(
+                        &mut store,
+                        &format!("SELECT name FROM pragma_index_info('{index}') ORDER BY seqno"),
+                        &[],
+                    )
+                    .await
+                    .into_iter()
+                    .map(|r| r[0].text().unwrap_or("").to_owned())
+                    .collect();
+                    keys.push((table.into(), index, columns));
+                }
+            }
+        }
+        TestStore::Postgres(_) => {
+            let rows = select(
+                &mut store,
+                "SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text,
+                     (SELECT string_agg(a.attname, ',' ORDER BY k.n)
+                      FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
+                 FROM pg_index i
+                 WHERE (i.indisprimary OR i.indisunique)
+                     AND i.indrelid::regclass::text IN ('versions', 'version_columns', 'events', 'gaps')",
+                &[],
+            )
+            .await;
+            for r in rows {
+                let columns = r[2].text().unwrap().split(',').map(str::to_owned).collect();
+                keys.push((
+                    r[0].text().unwrap().to_owned(),
+                    r[1].text().unwrap().to_owned(),
+                    columns,
+                ));
+            }
+        }
+    }
+    for table in ["versions", "version_columns", "events"] {
+        assert!(
+            keys.iter().any(|(t, _, _)| t == table),
+            "{table} has no key: {keys:?}"
+        );
+    }
+    for (table, key, columns) in &keys {
+        assert_eq!(
+            columns.first().map(String::as_str),
+            Some("target_id"),
+            "{table}'s {key} does not start with target_id: {columns:?}"
+        );
+    }
+}
+
 /// `sql` with its `?` placeholders replaced by `params` as literals (the
 /// plan PostgreSQL makes for those values, as it does for bound ones).
 fn inline(sql: &str, params: &[Value]) -> String {
@@ -838,6 +927,7 @@ on_both_backends!(
     a_store_of_schema_1_gains_the_readable_columns,
     history_reads_only_the_range_of_its_prefix,
     a_large_write_keeps_every_row,
+    every_key_of_the_history_starts_with_the_target,
 );
 
 /// Claims `name` until it is granted, for at most `timeout` (a dropped
