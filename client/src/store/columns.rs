@@ -89,15 +89,6 @@ pub fn insert_head() -> String {
     )
 }
 
-/// The statement that writes one version's readable columns.
-pub fn insert_statement() -> String {
-    format!(
-        "{} VALUES (?, ?{})",
-        insert_head(),
-        ", ?".repeat(READABLE_COLUMNS.len())
-    )
-}
-
 /// PostgreSQL's binary COPY of the same columns, in the same order.
 pub fn copy_statement() -> String {
     let names: Vec<&str> = READABLE_COLUMNS.iter().map(|(name, _)| *name).collect();

@@ -6,7 +6,7 @@ use std::pin::pin;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::store::columns::{self, Columns};
@@ -59,29 +59,24 @@ const COLUMN_TYPES: [Type; 14] = [
     Type::TEXT,
 ];
 
-/// One version's readable columns in [`COLUMN_TYPES`]' order (for the
-/// COPY and for the migration's inserts alike).
-pub(super) fn column_values<'a>(
-    target_id: &'a i64,
-    vid: &'a i64,
-    c: &'a Columns,
-) -> [&'a (dyn ToSql + Sync); 14] {
-    [
-        target_id,
-        vid,
-        &c.table_name,
-        &c.dst,
-        &c.gateway,
-        &c.dev,
-        &c.protocol,
-        &c.r#type,
-        &c.scope,
-        &c.metric,
-        &c.prefsrc,
-        &c.vrf,
-        &c.encap,
-        &c.object_json,
-    ]
+/// One version's readable columns as a COPY row, in [`COLUMN_TYPES`]'
+/// order (the writer's and the migration's rows alike).
+pub(super) fn column_row(rows: &mut CopyRows, target_id: i64, vid: i64, c: &Columns) {
+    rows.row(COLUMN_TYPES.len());
+    rows.int(target_id);
+    rows.int(vid);
+    rows.opt_text(c.table_name.as_deref());
+    rows.opt_text(c.dst.as_deref());
+    rows.opt_text(c.gateway.as_deref());
+    rows.opt_text(c.dev.as_deref());
+    rows.opt_text(c.protocol.as_deref());
+    rows.opt_text(c.r#type.as_deref());
+    rows.opt_text(c.scope.as_deref());
+    rows.opt_int(c.metric);
+    rows.opt_text(c.prefsrc.as_deref());
+    rows.opt_text(c.vrf.as_deref());
+    rows.opt_text(c.encap.as_deref());
+    rows.text(&c.object_json);
 }
 
 const COPY_EVENTS: &str = "COPY events (target_id, stream_id, seq, time, action, origin, vid)
@@ -245,22 +240,7 @@ pub(super) async fn write_one(
         rows.send(tx, &prepared.copy_versions).await?;
         let mut rows = CopyRows::new();
         for v in &w.opens {
-            let c = &v.columns;
-            rows.row(COLUMN_TYPES.len());
-            rows.int(w.target_id);
-            rows.int(v.vid);
-            rows.opt_text(c.table_name.as_deref());
-            rows.opt_text(c.dst.as_deref());
-            rows.opt_text(c.gateway.as_deref());
-            rows.opt_text(c.dev.as_deref());
-            rows.opt_text(c.protocol.as_deref());
-            rows.opt_text(c.r#type.as_deref());
-            rows.opt_text(c.scope.as_deref());
-            rows.opt_int(c.metric);
-            rows.opt_text(c.prefsrc.as_deref());
-            rows.opt_text(c.vrf.as_deref());
-            rows.opt_text(c.encap.as_deref());
-            rows.text(&c.object_json);
+            column_row(&mut rows, w.target_id, v.vid, &v.columns);
         }
         rows.send(tx, &prepared.copy_columns).await?;
     }
@@ -303,13 +283,13 @@ pub(super) async fn write_one(
 /// The column types are the tables' own, listed beside each COPY
 /// statement ([`VERSION_TYPES`], ...); PostgreSQL refuses a row whose
 /// field count or sizes do not fit them, and the transaction with it.
-struct CopyRows(BytesMut);
+pub(super) struct CopyRows(BytesMut);
 
 /// What a COPY sends at a time.
 const COPY_CHUNK: usize = 256 * 1024;
 
 impl CopyRows {
-    fn new() -> CopyRows {
+    pub(super) fn new() -> CopyRows {
         let mut buf = BytesMut::with_capacity(COPY_CHUNK);
         buf.put_slice(b"PGCOPY\n\xff\r\n\0");
         buf.put_i32(0); // flags
@@ -354,7 +334,11 @@ impl CopyRows {
     }
 
     /// Runs `copy` with these rows.
-    async fn send(mut self, tx: &Transaction<'_>, copy: &Statement) -> Result<(), StoreError> {
+    pub(super) async fn send(
+        mut self,
+        tx: &Transaction<'_>,
+        copy: &Statement,
+    ) -> Result<(), StoreError> {
         self.0.put_i16(-1);
         let sink = tx.copy_in::<_, Bytes>(copy).await?;
         let mut sink = pin!(sink);

@@ -282,29 +282,30 @@ fn values(row: &Row) -> Result<Vec<Value>, tokio_postgres::Error> {
 
 /// Writes the readable columns of the versions written before they existed.
 async fn backfill(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
-    let insert = tx
-        .prepare(&numbered_placeholders(&columns::insert_statement()))
-        .await?;
+    let copy = tx.prepare(&columns::copy_statement()).await?;
     let select = tx
         .prepare(&numbered_placeholders(columns::TO_BACKFILL))
         .await?;
     let mut after: (i64, i64) = (0, 0);
     loop {
-        let rows = tx.query(&select, &[&after.0, &after.0, &after.1]).await?;
-        if rows.is_empty() {
+        let found = tx.query(&select, &[&after.0, &after.0, &after.1]).await?;
+        if found.is_empty() {
             return Ok(());
         }
-        for row in rows {
+        let mut rows = commit::CopyRows::new();
+        for row in found {
             let (target_id, vid, kind): (i64, i64, i64) =
                 (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             let object: Vec<u8> = row.try_get(3)?;
+            // An object this version cannot read keeps its bytes; its JSON
+            // says so rather than staying NULL for ever.
             let c = columns::decode(kind, &object)
                 .map(|o| columns::of(&o))
                 .unwrap_or_else(columns::Columns::unreadable);
-            tx.execute(&insert, &commit::column_values(&target_id, &vid, &c))
-                .await?;
+            commit::column_row(&mut rows, target_id, vid, &c);
             after = (target_id, vid);
         }
+        rows.send(tx, &copy).await?;
     }
 }
 
