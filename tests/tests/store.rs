@@ -3,6 +3,7 @@
 //! ledger makes of hand-made agent streams and reading it back. The checks
 //! after them are about PostgreSQL alone: collectors sharing one database.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use routewatch_client::query::history;
@@ -11,6 +12,8 @@ use routewatch_client::store::{
     Ledger, OpenVersion, Outcome, Pruned, Store, StoreError, StoreUrl, TargetRow, Value, Write,
 };
 use routewatch_proto::v1::{event, Action, Heartbeat, Origin};
+use routewatch_tests::bins::client_bin;
+use routewatch_tests::util::run_measured;
 use routewatch_tests::TestStore;
 
 /// Opens the test's store as `collect` and `query` do.
@@ -806,6 +809,76 @@ fn scans_of_versions(node: &serde_json::Value, out: &mut Vec<(String, u64)>) {
     }
 }
 
+/// Versions `query history` and `query routes` answer with in
+/// [`answers_stream_in_bounded_memory`].
+const LARGE_ANSWER: usize = 60_000;
+
+/// `query history` and `query routes` print an answer far larger than
+/// their memory: the rows go from the database to stdout as they come
+/// (the database sorts; one moment, or one destination, is held at a
+/// time). Measured on the real binary: its peak RSS must stay under a
+/// bound that holding the answer would exceed several times over.
+async fn answers_stream_in_bounded_memory(place: TestStore) {
+    let mut store = open(&place).await;
+    let (_, mut ledger) = follow(&mut store, "h:1").await;
+    let first = write(&mut ledger, &snapshot("s", 1, 1_000, None, &[]));
+    let keys: Vec<String> = (0..LARGE_ANSWER).map(|i| format!("r{i}")).collect();
+    // Each change at its own moment, as an agent stamps them.
+    let live: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let dst = format!("10.{}.{}.0/24", i / 256, i % 256);
+            add(2 + i as u64, 2_000 + i as i64, key, route(&dst, 0))
+        })
+        .collect();
+    let live = write(&mut ledger, &live);
+    assert_eq!(
+        commit(&mut store, &[first, live]).await,
+        [Outcome::Committed, Outcome::Committed]
+    );
+    drop(store);
+
+    const BOUND: u64 = 40 << 20;
+    let url = place.url();
+    let mut over = Vec::new();
+    for (question, args) in [
+        ("history", vec!["history", "10.0.0.0/8"]),
+        (
+            "history -o json",
+            vec!["-o", "json", "history", "10.0.0.0/8"],
+        ),
+        ("routes", vec!["routes", "--at", "now"]),
+        (
+            "routes -o json",
+            vec!["-o", "json", "routes", "--at", "now"],
+        ),
+    ] {
+        let run = run_measured(
+            Command::new(client_bin())
+                .args(["query", "--store", &url])
+                .args(&args),
+        );
+        assert!(run.status.success(), "{question}: {}", run.stderr);
+        let per_line = run.stdout_bytes / LARGE_ANSWER as u64;
+        assert!(
+            (20..1000).contains(&per_line),
+            "{question}: {} bytes for {LARGE_ANSWER} versions",
+            run.stdout_bytes
+        );
+        let seen = format!(
+            "{question}: peak RSS {} MB for an answer of {} MB",
+            run.peak_rss >> 20,
+            run.stdout_bytes >> 20
+        );
+        eprintln!("{seen}");
+        if run.peak_rss >= BOUND {
+            over.push(seen);
+        }
+    }
+    assert!(over.is_empty(), "over {} MB: {over:?}", BOUND >> 20);
+}
+
 /// Each check, on a fresh SQLite file and on a fresh PostgreSQL database.
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
@@ -838,6 +911,7 @@ on_both_backends!(
     a_store_of_schema_1_gains_the_readable_columns,
     history_reads_only_the_range_of_its_prefix,
     a_large_write_keeps_every_row,
+    answers_stream_in_bounded_memory,
 );
 
 /// Claims `name` until it is granted, for at most `timeout` (a dropped

@@ -267,9 +267,27 @@ impl Store {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, StoreError> {
+        let mut rows = Vec::new();
+        self.for_each(sql, params, |row| {
+            rows.push(row.to_vec());
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    /// Runs a read-only query written with `?` placeholders, calling `f`
+    /// with each row as it comes from the database: the rows are never
+    /// held together, whatever their number. `f`'s error ends the query.
+    pub async fn for_each<E: From<StoreError>>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        mut f: impl FnMut(&[Value]) -> Result<(), E>,
+    ) -> Result<(), E> {
         match self {
-            Store::Sqlite(s) => blocking(|| s.select(sql, params)),
-            Store::Postgres(s) => s.select(sql, params).await,
+            Store::Sqlite(s) => blocking(|| s.for_each(sql, params, &mut f)),
+            Store::Postgres(s) => s.for_each(sql, params, &mut f).await,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! [`PgStore`]: one collector's connection to the shared database.
 
 use std::collections::{HashMap, HashSet};
+use std::pin::pin;
 
-use tokio_postgres::types::ToSql;
+use futures::TryStreamExt;
+
 use tokio_postgres::{Client, Row, Statement};
 
 use super::commit::{self, Prepared};
@@ -242,37 +244,46 @@ impl PgStore {
         })
     }
 
-    /// Runs a query written with `?` placeholders; every column is read
-    /// into a [`Value`] by its type.
-    pub async fn select(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-    ) -> Result<Vec<Vec<Value>>, StoreError> {
-        let statement = match self.selects.get(sql) {
-            Some(statement) => statement.clone(),
-            None => {
-                let statement = self.client.prepare(&numbered_placeholders(sql)).await?;
-                // Refused whether or not a row would show it.
-                for column in statement.columns() {
-                    if let Some(problem) = value::unreadable(column.type_()) {
-                        return Err(StoreError::Column {
-                            column: column.name().to_owned(),
-                            problem,
-                        });
-                    }
-                }
-                self.selects.insert(sql.to_owned(), statement.clone());
-                statement
+    /// Calls `f` with each row of a query written with `?` placeholders,
+    /// every column read into a [`Value`] by its type. Rows are read from
+    /// the connection as `f` takes them (the connection stops reading the
+    /// socket while a row waits), so that an answer of any size costs the
+    /// memory of a few rows.
+    pub async fn for_each<E, F>(&mut self, sql: &str, params: &[Value], f: &mut F) -> Result<(), E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&[Value]) -> Result<(), E>,
+    {
+        let statement = self.select_statement(sql).await?;
+        let rows = self
+            .client
+            .query_raw(&statement, params.iter())
+            .await
+            .map_err(StoreError::from)?;
+        let mut rows = pin!(rows);
+        while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
+            f(&values(&row).map_err(StoreError::from)?)?;
+        }
+        Ok(())
+    }
+
+    /// `select`'s statement for `sql`, prepared once per connection.
+    async fn select_statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.selects.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(&numbered_placeholders(sql)).await?;
+        // Refused whether or not a row would show it.
+        for column in statement.columns() {
+            if let Some(problem) = value::unreadable(column.type_()) {
+                return Err(StoreError::Column {
+                    column: column.name().to_owned(),
+                    problem,
+                });
             }
-        };
-        let bound: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = self.client.query(&statement, &bound).await?;
-        Ok(rows
-            .iter()
-            .map(values)
-            .collect::<Result<_, tokio_postgres::Error>>()?)
+        }
+        self.selects.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
 }
 
