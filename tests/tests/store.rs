@@ -934,6 +934,71 @@ async fn claim_within(
     }
 }
 
+/// Two collectors share a backlog of 200 targets claimed in bulk: each
+/// round asks for every target at once, gets those no one else holds with
+/// their stored rows and current versions, and a collector that goes
+/// leaves all of its targets to the next round of the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_collectors_share_a_backlog_claimed_in_bulk() {
+    let place = TestStore::postgres("bulk_claims");
+    let mut first = open(&place).await;
+    let (_, mut ledger) = follow(&mut first, "h:0").await;
+    let [snapshot, live] = history(&mut ledger);
+    assert_eq!(
+        commit(&mut first, &[snapshot, live]).await,
+        [Outcome::Committed, Outcome::Committed]
+    );
+    let names: Vec<String> = (0..200).map(|i| format!("h:{i}")).collect();
+    let claimed = first.claim_many(&names[..120]).await.expect("claim");
+    assert!(claimed.iter().all(Option::is_some), "all free at first");
+    let (row, current) = claimed[0].clone().unwrap();
+    assert_eq!((row.name.as_str(), row.cursor.seq), ("h:0", 8));
+    assert_eq!(current.len(), 3, "a, c and d are current");
+
+    let mut second = open(&place).await;
+    let claimed = second.claim_many(&names).await.expect("claim");
+    for (i, (name, got)) in names.iter().zip(&claimed).enumerate() {
+        match got {
+            Some((row, _)) => {
+                assert!(i >= 120, "{name} is the first collector's");
+                assert_eq!(&row.name, name);
+            }
+            None => assert!(i < 120, "{name} is free"),
+        }
+    }
+
+    // The first collector goes: its 120 targets come in the next rounds.
+    drop(first);
+    let mut waiting: Vec<String> = names[..120].to_vec();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut rounds = 0;
+    while !waiting.is_empty() {
+        assert!(Instant::now() < deadline, "still held: {waiting:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let claimed = second.claim_many(&waiting).await.expect("claim");
+        rounds += 1;
+        let mut still = Vec::new();
+        for (name, got) in waiting.iter().zip(claimed) {
+            match got {
+                Some((row, current)) => {
+                    assert_eq!(&row.name, name);
+                    if name == "h:0" {
+                        assert_eq!(current.len(), 3, "h:0's current versions");
+                    }
+                }
+                None => still.push(name.clone()),
+            }
+        }
+        waiting = still;
+    }
+    eprintln!("taken over in {rounds} rounds");
+    let held: i64 = place.rows("SELECT COUNT(*) FROM targets")[0][0]
+        .as_deref()
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert_eq!(held, 200, "one row per target, none added twice");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_a_held_target_goes_to_another_collector_once_released_or_dropped() {
     let place = TestStore::postgres("claims");

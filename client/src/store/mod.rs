@@ -114,6 +114,10 @@ impl Value {
     }
 }
 
+/// A claimed target's row and current versions, or `None` while another
+/// collector holds it.
+pub type Claimed = Option<(TargetRow, Vec<OpenVersion>)>;
+
 /// What became of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -221,6 +225,18 @@ impl Store {
         match self {
             Store::Sqlite(s) => blocking(|| s.claim(name)).map(Some),
             Store::Postgres(s) => s.claim(name).await,
+        }
+    }
+
+    /// Takes every target of `names` that no other collector holds, as
+    /// [`Store::claim`] does, in a few round trips for all of them: what
+    /// each name got, in the order of `names`.
+    pub async fn claim_many(&mut self, names: &[String]) -> Result<Vec<Claimed>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                blocking(|| names.iter().map(|name| s.claim(name).map(Some)).collect())
+            }
+            Store::Postgres(s) => s.claim_many(names).await,
         }
     }
 
