@@ -69,6 +69,15 @@ impl Place<'_> {
     }
 }
 
+/// A route's family, table and destination (see [`RoutePlace::destination`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    inet6: bool,
+    table: u32,
+    addr: [u64; 2],
+    len: u8,
+}
+
 /// What orders a route: the `ip route show table all` order.
 #[derive(Debug, Clone, Copy)]
 pub struct RoutePlace {
@@ -92,6 +101,17 @@ impl RoutePlace {
             len,
             tos: r.tos,
             metric: r.metric,
+        }
+    }
+
+    /// What orders the route before its TOS and metric do: its family,
+    /// table and destination.
+    pub fn destination(&self) -> Destination {
+        Destination {
+            inet6: self.inet6,
+            table: self.table,
+            addr: self.addr,
+            len: self.len,
         }
     }
 

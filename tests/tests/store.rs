@@ -3,6 +3,7 @@
 //! ledger makes of hand-made agent streams and reading it back. The checks
 //! after them are about PostgreSQL alone: collectors sharing one database.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use routewatch_client::query::history;
@@ -11,6 +12,8 @@ use routewatch_client::store::{
     Ledger, OpenVersion, Outcome, Pruned, Store, StoreError, StoreUrl, TargetRow, Value, Write,
 };
 use routewatch_proto::v1::{event, Action, Heartbeat, Origin};
+use routewatch_tests::bins::client_bin;
+use routewatch_tests::util::run_measured;
 use routewatch_tests::TestStore;
 
 /// Opens the test's store as `collect` and `query` do.
@@ -895,6 +898,76 @@ fn scans_of_versions(node: &serde_json::Value, out: &mut Vec<(String, u64)>) {
     }
 }
 
+/// Versions `query history` and `query routes` answer with in
+/// [`answers_stream_in_bounded_memory`].
+const LARGE_ANSWER: usize = 60_000;
+
+/// `query history` and `query routes` print an answer far larger than
+/// their memory: the rows go from the database to stdout as they come
+/// (the database sorts; one moment, or one destination, is held at a
+/// time). Measured on the real binary: its peak RSS must stay under a
+/// bound that holding the answer would exceed several times over.
+async fn answers_stream_in_bounded_memory(place: TestStore) {
+    let mut store = open(&place).await;
+    let (_, mut ledger) = follow(&mut store, "h:1").await;
+    let first = write(&mut ledger, &snapshot("s", 1, 1_000, None, &[]));
+    let keys: Vec<String> = (0..LARGE_ANSWER).map(|i| format!("r{i}")).collect();
+    // Each change at its own moment, as an agent stamps them.
+    let live: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let dst = format!("10.{}.{}.0/24", i / 256, i % 256);
+            add(2 + i as u64, 2_000 + i as i64, key, route(&dst, 0))
+        })
+        .collect();
+    let live = write(&mut ledger, &live);
+    assert_eq!(
+        commit(&mut store, &[first, live]).await,
+        [Outcome::Committed, Outcome::Committed]
+    );
+    drop(store);
+
+    const BOUND: u64 = 40 << 20;
+    let url = place.url();
+    let mut over = Vec::new();
+    for (question, args) in [
+        ("history", vec!["history", "10.0.0.0/8"]),
+        (
+            "history -o json",
+            vec!["-o", "json", "history", "10.0.0.0/8"],
+        ),
+        ("routes", vec!["routes", "--at", "now"]),
+        (
+            "routes -o json",
+            vec!["-o", "json", "routes", "--at", "now"],
+        ),
+    ] {
+        let run = run_measured(
+            Command::new(client_bin())
+                .args(["query", "--store", &url])
+                .args(&args),
+        );
+        assert!(run.status.success(), "{question}: {}", run.stderr);
+        let per_line = run.stdout_bytes / LARGE_ANSWER as u64;
+        assert!(
+            (20..1000).contains(&per_line),
+            "{question}: {} bytes for {LARGE_ANSWER} versions",
+            run.stdout_bytes
+        );
+        let seen = format!(
+            "{question}: peak RSS {} MB for an answer of {} MB",
+            run.peak_rss >> 20,
+            run.stdout_bytes >> 20
+        );
+        eprintln!("{seen}");
+        if run.peak_rss >= BOUND {
+            over.push(seen);
+        }
+    }
+    assert!(over.is_empty(), "over {} MB: {over:?}", BOUND >> 20);
+}
+
 /// Each check, on a fresh SQLite file and on a fresh PostgreSQL database.
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
@@ -928,6 +1001,7 @@ on_both_backends!(
     history_reads_only_the_range_of_its_prefix,
     a_large_write_keeps_every_row,
     every_key_of_the_history_starts_with_the_target,
+    answers_stream_in_bounded_memory,
 );
 
 /// Claims `name` until it is granted, for at most `timeout` (a dropped
@@ -948,6 +1022,71 @@ async fn claim_within(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Two collectors share a backlog of 200 targets claimed in bulk: each
+/// round asks for every target at once, gets those no one else holds with
+/// their stored rows and current versions, and a collector that goes
+/// leaves all of its targets to the next round of the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_collectors_share_a_backlog_claimed_in_bulk() {
+    let place = TestStore::postgres("bulk_claims");
+    let mut first = open(&place).await;
+    let (_, mut ledger) = follow(&mut first, "h:0").await;
+    let [snapshot, live] = history(&mut ledger);
+    assert_eq!(
+        commit(&mut first, &[snapshot, live]).await,
+        [Outcome::Committed, Outcome::Committed]
+    );
+    let names: Vec<String> = (0..200).map(|i| format!("h:{i}")).collect();
+    let claimed = first.claim_many(&names[..120]).await.expect("claim");
+    assert!(claimed.iter().all(Option::is_some), "all free at first");
+    let (row, current) = claimed[0].clone().unwrap();
+    assert_eq!((row.name.as_str(), row.cursor.seq), ("h:0", 8));
+    assert_eq!(current.len(), 3, "a, c and d are current");
+
+    let mut second = open(&place).await;
+    let claimed = second.claim_many(&names).await.expect("claim");
+    for (i, (name, got)) in names.iter().zip(&claimed).enumerate() {
+        match got {
+            Some((row, _)) => {
+                assert!(i >= 120, "{name} is the first collector's");
+                assert_eq!(&row.name, name);
+            }
+            None => assert!(i < 120, "{name} is free"),
+        }
+    }
+
+    // The first collector goes: its 120 targets come in the next rounds.
+    drop(first);
+    let mut waiting: Vec<String> = names[..120].to_vec();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut rounds = 0;
+    while !waiting.is_empty() {
+        assert!(Instant::now() < deadline, "still held: {waiting:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let claimed = second.claim_many(&waiting).await.expect("claim");
+        rounds += 1;
+        let mut still = Vec::new();
+        for (name, got) in waiting.iter().zip(claimed) {
+            match got {
+                Some((row, current)) => {
+                    assert_eq!(&row.name, name);
+                    if name == "h:0" {
+                        assert_eq!(current.len(), 3, "h:0's current versions");
+                    }
+                }
+                None => still.push(name.clone()),
+            }
+        }
+        waiting = still;
+    }
+    eprintln!("taken over in {rounds} rounds");
+    let held: i64 = place.rows("SELECT COUNT(*) FROM targets")[0][0]
+        .as_deref()
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert_eq!(held, 200, "one row per target, none added twice");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -63,6 +63,21 @@ pub const LOST: Metric = counter(
     &[],
     "Targets given up because another collector wrote to them or the store's connection (and its locks) went away",
 );
+pub const TAKEN_OVER: Metric = counter(
+    "routewatch_collector_targets_taken_over",
+    &[],
+    "Targets taken from another collector that held them (it stopped, or let them go)",
+);
+pub const CLAIMS: Metric = counter(
+    "routewatch_collector_claims",
+    &[],
+    "Rounds of claims made to the store, each for every target waiting at that moment (one round trip or two for all of them)",
+);
+pub const CLAIMED: Metric = counter(
+    "routewatch_collector_targets_claimed",
+    &[],
+    "Targets granted to this collector by its claims",
+);
 pub const COMMITS: Metric = counter(
     "routewatch_collector_commits",
     &[],
@@ -95,6 +110,9 @@ pub const ALL: &[&Metric] = &[
     &HELD,
     &WAITING,
     &LOST,
+    &TAKEN_OVER,
+    &CLAIMS,
+    &CLAIMED,
     &COMMITS,
     &STORE_ERRORS,
     &PRUNED,
@@ -114,6 +132,9 @@ pub struct Metrics {
     held: Gauge,
     waiting: Gauge,
     lost: Counter,
+    taken_over: Counter,
+    claims: Counter,
+    claimed: Counter,
     commits: Counter,
     store_errors: Counter,
     pruned: Counter,
@@ -137,6 +158,9 @@ impl Metrics {
             held: Gauge::default(),
             waiting: Gauge::default(),
             lost: Counter::default(),
+            taken_over: Counter::default(),
+            claims: Counter::default(),
+            claimed: Counter::default(),
             commits: Counter::default(),
             store_errors: Counter::default(),
             pruned: Counter::default(),
@@ -157,6 +181,9 @@ impl Metrics {
         registry.register(HELD.name, HELD.help, m.held.clone());
         registry.register(WAITING.name, WAITING.help, m.waiting.clone());
         registry.register(LOST.name, LOST.help, m.lost.clone());
+        registry.register(TAKEN_OVER.name, TAKEN_OVER.help, m.taken_over.clone());
+        registry.register(CLAIMS.name, CLAIMS.help, m.claims.clone());
+        registry.register(CLAIMED.name, CLAIMED.help, m.claimed.clone());
         registry.register(COMMITS.name, COMMITS.help, m.commits.clone());
         registry.register(STORE_ERRORS.name, STORE_ERRORS.help, m.store_errors.clone());
         registry.register(PRUNED.name, PRUNED.help, m.pruned.clone());
@@ -236,6 +263,14 @@ impl Metrics {
 
     pub fn lost(&self) {
         self.lost.inc();
+    }
+
+    /// One round of claims granted `claimed` targets, `taken_over` of
+    /// them from another collector.
+    pub fn claimed(&self, claimed: usize, taken_over: usize) {
+        self.claims.inc();
+        self.claimed.inc_by(claimed as u64);
+        self.taken_over.inc_by(taken_over as u64);
     }
 
     pub fn committed(&self) {

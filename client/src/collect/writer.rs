@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::claims::{Granted, Request};
 use super::metrics::Metrics;
 use crate::printer::now_unix_nano;
-use crate::store::{Ledger, Outcome, Store, StoreUrl, Write};
+use crate::store::{Ledger, OpenVersion, Outcome, Store, StoreUrl, TargetRow, Write};
 use crate::subscription::Delivery;
 
 /// Events gathered into one transaction, at most (more when one delivery
@@ -108,7 +108,14 @@ impl Writer {
                             self.deliver(d);
                         }
                         self.flush(&shutdown).await;
-                        self.request(request).await;
+                        // Every request waiting now, so that claims made
+                        // together (a collector starting, or many targets
+                        // let go at once) go to the store together.
+                        let mut batch = vec![request];
+                        while let Ok(request) = requests.try_recv() {
+                            batch.push(request);
+                        }
+                        self.requests(batch).await;
                     }
                     None => break,
                 },
@@ -343,24 +350,26 @@ impl Writer {
         self.count_targets();
     }
 
-    async fn request(&mut self, request: Request) {
-        match request {
-            Request::Claim { name, reply } => match self.try_claim(&name).await {
-                Some(granted) => {
-                    let _ = reply.send(granted);
-                }
-                None => self.waiting.push((name, reply)),
-            },
-            Request::Release { name } => {
-                self.waiting.retain(|(n, _)| *n != name);
-                self.holders.remove(&name);
-                self.taken_over.remove(&name);
-                if let Some(held) = self.held.remove(&name) {
-                    let _ = self.store.release(held.target_id).await;
-                    self.metrics.forget(&name);
+    /// Answers `requests` in their order; the claims among them go to the
+    /// store at the end, in one round.
+    async fn requests(&mut self, requests: Vec<Request>) {
+        let mut claims: Vec<(String, oneshot::Sender<Granted>)> = Vec::new();
+        for request in requests {
+            match request {
+                Request::Claim { name, reply } => claims.push((name, reply)),
+                Request::Release { name } => {
+                    claims.retain(|(n, _)| *n != name);
+                    self.waiting.retain(|(n, _)| *n != name);
+                    self.holders.remove(&name);
+                    self.taken_over.remove(&name);
+                    if let Some(held) = self.held.remove(&name) {
+                        let _ = self.store.release(held.target_id).await;
+                        self.metrics.forget(&name);
+                    }
                 }
             }
         }
+        self.claim(claims).await;
         self.count_targets();
     }
 
@@ -370,17 +379,7 @@ impl Writer {
         let names: Vec<String> = self.waiting.iter().map(|(n, _)| n.clone()).collect();
         self.look_at_holders(&names).await;
         let waiting = std::mem::take(&mut self.waiting);
-        for (name, reply) in waiting {
-            if reply.is_closed() {
-                continue;
-            }
-            match self.try_claim(&name).await {
-                Some(granted) => {
-                    let _ = reply.send(granted);
-                }
-                None => self.waiting.push((name, reply)),
-            }
-        }
+        self.claim(waiting).await;
         self.count_targets();
     }
 
@@ -405,70 +404,111 @@ impl Writer {
         }
     }
 
-    /// The target, if this collector can hold it now.
-    async fn try_claim(&mut self, name: &str) -> Option<Granted> {
+    /// Claims the targets of `claims` in one round: each one this
+    /// collector can hold now is granted, the others wait for the next
+    /// [`Settings::claim_interval`].
+    async fn claim(&mut self, claims: Vec<(String, oneshot::Sender<Granted>)>) {
+        let claims: Vec<_> = claims
+            .into_iter()
+            .filter(|(_, reply)| !reply.is_closed())
+            .collect();
+        if claims.is_empty() {
+            return;
+        }
         let started = Instant::now();
-        match self.store.claim(name).await {
-            Ok(Some((row, open))) => {
-                let ledger = Ledger::new(&row, open);
-                let cursor = ledger.cursor().is_set().then(|| Cursor {
-                    stream_id: ledger.cursor().stream_id.to_string(),
-                    seq: ledger.cursor().seq as u64,
-                });
-                let from = match &cursor {
-                    Some(c) => format!(
-                        "from {}:{} ({} current objects loaded in {:.1}s)",
-                        c.stream_id,
-                        c.seq,
-                        ledger.current_len(),
-                        started.elapsed().as_secs_f64()
-                    ),
-                    None => "from a snapshot (no record of it yet)".into(),
-                };
-                let holder = self.holders.remove(name);
-                if self.told.get(name).map(String::as_str) == Some(HELD_ELSEWHERE) {
-                    self.told.remove(name);
-                    let holder = holder.unwrap_or_else(|| "another collector".into());
-                    eprintln!(
-                        "routewatch collect: following {name} {from}, taken over from {holder}"
-                    );
-                    self.taken_over.insert(name.to_owned(), holder);
-                } else {
-                    eprintln!("routewatch collect: following {name} {from}");
-                }
-                let lost = CancellationToken::new();
-                self.held.insert(
-                    name.to_owned(),
-                    Held {
-                        ledger,
-                        target_id: row.id,
-                        lost: lost.clone(),
-                        connected: false,
-                    },
-                );
-                Some(Granted { cursor, lost })
-            }
-            Ok(None) => {
-                if self.told.get(name).map(String::as_str) != Some(HELD_ELSEWHERE) {
-                    self.look_at_holders(&[name]).await;
-                    let holder = self
-                        .holders
-                        .get(name)
-                        .map_or_else(|| "another collector".to_owned(), Clone::clone);
-                    eprintln!("routewatch collect: {name} is held by {holder} (a collector that died holds it until the server notices); taking it over when it is let go");
-                    self.told.insert(name.to_owned(), HELD_ELSEWHERE.into());
-                }
-                None
-            }
+        let names: Vec<String> = claims.iter().map(|(n, _)| n.clone()).collect();
+        let claimed = match self.store.claim_many(&names).await {
+            Ok(claimed) => claimed,
             Err(e) => {
                 self.metrics.store_error();
                 eprintln!(
-                    "routewatch collect: {}: cannot claim {name}: {e}; retrying",
-                    self.url
+                    "routewatch collect: {}: cannot claim {} targets: {e}; retrying",
+                    self.url,
+                    names.len()
                 );
-                None
+                self.waiting.extend(claims);
+                return;
+            }
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        let (mut granted, mut taken_over) = (0, 0);
+        let mut refused = Vec::new();
+        for ((name, reply), claimed) in claims.into_iter().zip(claimed) {
+            match claimed {
+                Some((row, open)) => {
+                    granted += 1;
+                    taken_over += usize::from(self.grant(&name, &row, open, elapsed, reply));
+                }
+                None => refused.push((name, reply)),
             }
         }
+        self.metrics.claimed(granted, taken_over);
+        let untold: Vec<String> = refused
+            .iter()
+            .filter(|(n, _)| self.told.get(n).map(String::as_str) != Some(HELD_ELSEWHERE))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !untold.is_empty() {
+            self.look_at_holders(&untold).await;
+            for name in untold {
+                let holder = self
+                    .holders
+                    .get(&name)
+                    .map_or_else(|| "another collector".to_owned(), Clone::clone);
+                eprintln!("routewatch collect: {name} is held by {holder} (a collector that died holds it until the server notices); taking it over when it is let go");
+                self.told.insert(name, HELD_ELSEWHERE.into());
+            }
+        }
+        self.waiting.extend(refused);
+    }
+
+    /// Follows `name`, granted with its stored row and current versions
+    /// (loaded in `elapsed` seconds with the others of its round); true
+    /// when it was taken from another collector.
+    fn grant(
+        &mut self,
+        name: &str,
+        row: &TargetRow,
+        open: Vec<OpenVersion>,
+        elapsed: f64,
+        reply: oneshot::Sender<Granted>,
+    ) -> bool {
+        let ledger = Ledger::new(row, open);
+        let cursor = ledger.cursor().is_set().then(|| Cursor {
+            stream_id: ledger.cursor().stream_id.to_string(),
+            seq: ledger.cursor().seq as u64,
+        });
+        let from = match &cursor {
+            Some(c) => format!(
+                "from {}:{} ({} current objects loaded in {elapsed:.1}s)",
+                c.stream_id,
+                c.seq,
+                ledger.current_len(),
+            ),
+            None => "from a snapshot (no record of it yet)".into(),
+        };
+        let holder = self.holders.remove(name);
+        let taken_over = self.told.get(name).map(String::as_str) == Some(HELD_ELSEWHERE);
+        if taken_over {
+            self.told.remove(name);
+            let holder = holder.unwrap_or_else(|| "another collector".into());
+            eprintln!("routewatch collect: following {name} {from}, taken over from {holder}");
+            self.taken_over.insert(name.to_owned(), holder);
+        } else {
+            eprintln!("routewatch collect: following {name} {from}");
+        }
+        let lost = CancellationToken::new();
+        self.held.insert(
+            name.to_owned(),
+            Held {
+                ledger,
+                target_id: row.id,
+                lost: lost.clone(),
+                connected: false,
+            },
+        );
+        let _ = reply.send(Granted { cursor, lost });
+        taken_over
     }
 
     async fn prune(&mut self) {

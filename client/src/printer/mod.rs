@@ -24,7 +24,7 @@ pub use json_array::JsonArrayPrinter;
 pub use json_writer::{json_map, JsonArray, JsonObject, JsonValue};
 pub use jsonpb::JsonPbPrinter;
 pub use rule::{rule_fields, rule_line};
-pub use table::{aligned, TablePrinter};
+pub use table::{aligned, Aligned, TablePrinter, LOOK_AHEAD};
 pub use text::{object_line, TextPrinter};
 pub use unknown::{unknown_json, unknown_text};
 

@@ -1,5 +1,7 @@
-//! Aligned columns, one row per object: `show` holds every row back and
-//! aligns them to the widest value; `tail` prints each row at once, under
+//! Aligned columns, one row per object: `show` holds rows back and aligns
+//! them to the widest value ([`Aligned`]: the first [`LOOK_AHEAD`] rows,
+//! so that a table of any size costs bounded memory); `tail` prints each
+//! row at once, under
 //! a header whose column widths are fixed when it is printed: a longer
 //! value shifts the rest of its own row, never the columns of the rows
 //! after it.
@@ -39,9 +41,8 @@ pub struct TablePrinter {
     paint: Paint,
     /// Column widths (`tail`), fixed with the header.
     widths: Vec<usize>,
-    /// Rows held back (`show`), with whether the host column is wanted.
-    rows: Vec<Vec<String>>,
-    many: bool,
+    /// Rows held back to be aligned (`show`), from the first row on.
+    rows: Option<Aligned>,
 }
 
 impl TablePrinter {
@@ -50,8 +51,7 @@ impl TablePrinter {
             mode,
             paint,
             widths: Vec::new(),
-            rows: Vec::new(),
-            many: false,
+            rows: None,
         }
     }
 
@@ -95,9 +95,13 @@ impl Printer for TablePrinter {
             None => return Ok(()),
         }
         if self.mode == Mode::Show {
-            self.many |= from.many;
-            self.rows.push(row);
-            return Ok(());
+            if self.rows.is_none() {
+                self.rows = Some(Aligned::new(self.header(from.many)));
+            }
+            return self
+                .rows
+                .as_mut()
+                .map_or(Ok(()), |rows| rows.push(out, row));
         }
         if self.widths.is_empty() {
             let header = self.header(from.many);
@@ -138,11 +142,63 @@ impl Printer for TablePrinter {
     }
 
     fn finish(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        if self.rows.is_empty() {
+        match &mut self.rows {
+            Some(rows) => rows.finish(out),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Rows [`Aligned`] holds back to measure their columns: a table up to
+/// this many rows is aligned exactly as [`aligned`] aligns it.
+pub const LOOK_AHEAD: usize = 4096;
+
+/// Rows under a header, in columns as wide as the widest value of the
+/// first [`LOOK_AHEAD`] rows; a longer value in a later row shifts the
+/// rest of its own row, never the columns of the rows after it (as
+/// `tail`'s columns do). Nothing is printed for no rows.
+pub struct Aligned {
+    header: Vec<String>,
+    held: Vec<Vec<String>>,
+    /// Fixed once the look-ahead is full.
+    widths: Option<Vec<usize>>,
+}
+
+impl Aligned {
+    pub fn new(header: Vec<String>) -> Aligned {
+        Aligned {
+            header,
+            held: Vec::new(),
+            widths: None,
+        }
+    }
+
+    pub fn push(&mut self, out: &mut dyn Write, row: Vec<String>) -> io::Result<()> {
+        if let Some(widths) = &self.widths {
+            return out.write_all(render(&row, widths).as_bytes());
+        }
+        self.held.push(row);
+        if self.held.len() < LOOK_AHEAD {
             return Ok(());
         }
-        let header = self.header(self.many);
-        out.write_all(aligned(&header, &self.rows).as_bytes())
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.len()).collect();
+        for row in &self.held {
+            grow(&mut widths, row);
+        }
+        out.write_all(render(&self.header, &widths).as_bytes())?;
+        for row in std::mem::take(&mut self.held) {
+            out.write_all(render(&row, &widths).as_bytes())?;
+        }
+        self.widths = Some(widths);
+        Ok(())
+    }
+
+    /// Prints what is held back.
+    pub fn finish(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        out.write_all(aligned(&self.header, &std::mem::take(&mut self.held)).as_bytes())
     }
 }
 

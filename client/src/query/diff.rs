@@ -146,7 +146,7 @@ async fn compare(
     let mut tables = Vec::new();
     for side in &sides {
         gaps::note_moment(cx, side.target, side.at).await?;
-        tables.push(version::at(cx.store, &[side.target], side.at).await?);
+        tables.push(version::at(cx.store, side.target, side.at).await?);
     }
     // Per identity, each side's versions not shown alike on the other.
     let mut groups: HashMap<Identity, [Vec<Shown<'_>>; 2]> = HashMap::new();

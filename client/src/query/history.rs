@@ -3,6 +3,8 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::io::{self, Write};
+use std::iter::Peekable;
 
 use ipnet::IpNet;
 use routewatch_proto::v1::Family;
@@ -15,7 +17,7 @@ use super::version::{Version, COLUMNS};
 use super::{Context, Lines};
 use crate::order;
 use crate::printer::{
-    aligned, json_map, object_json, object_line, rfc3339, rfc3339_millis, Format,
+    json_map, object_json, object_line, rfc3339, rfc3339_millis, Aligned, Format,
 };
 use crate::store::schema::{destination, KIND_ROUTE, KIND_RULE};
 use crate::store::Value;
@@ -194,16 +196,47 @@ pub async fn run(cx: &mut Context<'_>, args: &History) -> Result<(), ClientError
     }
     let only = (!args.hosts.is_empty()).then_some(chosen.as_slice());
 
-    let (sql, params) = versions_query(rules, &ranges, since, until, only);
-    let versions = cx
-        .store
-        .select(&sql, &params)
-        .await?
-        .iter()
-        .map(|r| Version::read(r))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (mut sql, params) = versions_query(rules, &ranges, since, until, only);
+    // The database sorts (spilling to disk past its memory budget); one
+    // moment's versions at a time are held here, to be put in their order.
+    sql.push_str(" ORDER BY v.valid_from");
     let gaps = gaps::load(cx.store, only, since, until).await?;
-    if versions.is_empty() && gaps.is_empty() {
+    let by_id: HashMap<i64, &Target> = all.iter().map(|t| (t.id, t)).collect();
+    let label = |id: i64| by_id.get(&id).map_or("", |t| t.label());
+    let mut print = Print {
+        lines,
+        columns: (cx.terminal || cx.format == Format::Table).then(|| {
+            Aligned::new(
+                ["FROM", "UNTIL", "HOST", "BY", "OBJECT"]
+                    .map(String::from)
+                    .into(),
+            )
+        }),
+        out: &mut *cx.out,
+        label: &label,
+        printed: false,
+    };
+    let mut gaps = gaps.iter().peekable();
+    let mut moment: Vec<Version> = Vec::new();
+    cx.store
+        .for_each(&sql, &params, |row| {
+            let v = Version::read(row)?;
+            if moment
+                .first()
+                .is_some_and(|m| m.opened.time != v.opened.time)
+            {
+                print.moment(&mut moment, &mut gaps)?;
+            }
+            moment.push(v);
+            Ok::<_, ClientError>(())
+        })
+        .await?;
+    print.moment(&mut moment, &mut gaps)?;
+    print.lines(gaps.map(Line::Gap).collect())?;
+    if let Some(columns) = &mut print.columns {
+        columns.finish(print.out)?;
+    }
+    if !print.printed {
         if rules {
             writeln!(cx.notes, "routewatch: the record holds no rule")?;
         } else {
@@ -213,52 +246,79 @@ pub async fn run(cx: &mut Context<'_>, args: &History) -> Result<(), ClientError
                 args.prefix
             )?;
         }
-        return Ok(());
-    }
-
-    let by_id: HashMap<i64, &Target> = all.iter().map(|t| (t.id, t)).collect();
-    let label = |id: i64| by_id.get(&id).map_or("", |t| t.label());
-    let mut history: Vec<Line<'_>> = gaps.iter().map(Line::Gap).collect();
-    history.extend(versions.iter().map(Line::Version));
-    // Oldest first, then by host; a gap before what it ends in; one
-    // host's versions of one moment in `show`'s order.
-    history.sort_by(|a, b| {
-        a.time()
-            .cmp(&b.time())
-            .then_with(|| label(a.target_id()).cmp(label(b.target_id())))
-            .then_with(|| a.target_id().cmp(&b.target_id()))
-            .then_with(|| match (a, b) {
-                (Line::Gap(_), Line::Version(_)) => Ordering::Less,
-                (Line::Version(_), Line::Gap(_)) => Ordering::Greater,
-                (Line::Gap(x), Line::Gap(y)) => x.to_time.cmp(&y.to_time),
-                (Line::Version(x), Line::Version(y)) => {
-                    order::compare(&x.event(), &y.event()).then_with(|| x.vid.cmp(&y.vid))
-                }
-            })
-    });
-    if lines == Lines::Json {
-        for line in &history {
-            let host = label(line.target_id());
-            match line {
-                Line::Gap(g) => cx.json_line(&json!({ "gap": g.json(host) }))?,
-                Line::Version(v) => cx.json_line(&version_json(v, host))?,
-            }
-        }
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = history
-        .iter()
-        .map(|line| cells(line, label(line.target_id())))
-        .collect();
-    if cx.terminal || cx.format == Format::Table {
-        let header = ["FROM", "UNTIL", "HOST", "BY", "OBJECT"].map(String::from);
-        cx.out.write_all(aligned(&header, &rows).as_bytes())?;
-    } else {
-        for row in &rows {
-            writeln!(cx.out, "{}", row.join(" "))?;
-        }
     }
     Ok(())
+}
+
+/// The history's lines on their way out, a moment at a time.
+struct Print<'a, 'o> {
+    lines: Lines,
+    /// Aligned columns (a person reads them, or `-o table`).
+    columns: Option<Aligned>,
+    out: &'o mut dyn Write,
+    label: &'a dyn Fn(i64) -> &'a str,
+    printed: bool,
+}
+
+impl<'a> Print<'a, '_> {
+    /// Prints `moment` (versions that all begin at one time, taken out)
+    /// with the gaps that start at or before it.
+    fn moment(
+        &mut self,
+        moment: &mut Vec<Version>,
+        gaps: &mut Peekable<impl Iterator<Item = &'a Gap>>,
+    ) -> Result<(), ClientError> {
+        let Some(time) = moment.first().map(|v| v.opened.time) else {
+            return Ok(());
+        };
+        let mut lines: Vec<Line<'_>> = Vec::new();
+        while let Some(gap) = gaps.next_if(|g| g.start() <= time) {
+            lines.push(Line::Gap(gap));
+        }
+        lines.extend(moment.iter().map(Line::Version));
+        self.lines(lines)?;
+        moment.clear();
+        Ok(())
+    }
+
+    fn lines(&mut self, mut lines: Vec<Line<'_>>) -> Result<(), ClientError> {
+        let label = self.label;
+        // Oldest first, then by host; a gap before what it ends in; one
+        // host's versions of one moment in `show`'s order.
+        lines.sort_by(|a, b| {
+            a.time()
+                .cmp(&b.time())
+                .then_with(|| label(a.target_id()).cmp(label(b.target_id())))
+                .then_with(|| a.target_id().cmp(&b.target_id()))
+                .then_with(|| match (a, b) {
+                    (Line::Gap(_), Line::Version(_)) => Ordering::Less,
+                    (Line::Version(_), Line::Gap(_)) => Ordering::Greater,
+                    (Line::Gap(x), Line::Gap(y)) => x.to_time.cmp(&y.to_time),
+                    (Line::Version(x), Line::Version(y)) => {
+                        order::compare(&x.event(), &y.event()).then_with(|| x.vid.cmp(&y.vid))
+                    }
+                })
+        });
+        self.printed |= !lines.is_empty();
+        for line in &lines {
+            let host = label(line.target_id());
+            if self.lines == Lines::Json {
+                let json = match line {
+                    Line::Gap(g) => json!({ "gap": g.json(host) }),
+                    Line::Version(v) => version_json(v, host),
+                };
+                serde_json::to_writer(&mut *self.out, &json).map_err(io::Error::from)?;
+                self.out.write_all(b"\n")?;
+                continue;
+            }
+            let row = cells(line, host);
+            match &mut self.columns {
+                Some(columns) => columns.push(self.out, row)?,
+                None => writeln!(self.out, "{}", row.join(" "))?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A line's cells: from, until (`current`), host, what opened/closed it

@@ -812,3 +812,69 @@ async fn a_missing_store_is_not_created() {
     );
     assert!(!path.exists());
 }
+
+/// `query routes` has the database sort a host's table as far as its
+/// columns allow and sorts the rest itself: the order is `show`'s, across
+/// families, tables in the kernel's hash order, nested prefixes, TOS and
+/// metric. Each route is told by its metric, which no two share.
+#[tokio::test]
+async fn routes_come_in_shows_order_from_the_database() {
+    let dir = Scratch::new("query");
+    let url = StoreUrl::Sqlite(dir.path().join("routewatch.db"));
+    let mut store = Store::open(&url).await.unwrap();
+    let mut routes = Vec::new();
+    let mut metric = 0;
+    for table in [254, 2, 256, 1000, 255] {
+        for dst in [
+            "10.0.0.0/8",
+            "10.0.0.0/24",
+            "10.0.0.128/25",
+            "0.0.0.0/0",
+            "192.168.1.0/24",
+            "2001:db8::/32",
+            "2001:db8:5::/64",
+            "2001:db8::/64",
+            "::/0",
+            "fe80::/64",
+            "2001:db8:ffff::/48",
+        ] {
+            for tos in [0, 16] {
+                metric += 1;
+                routes.push(Route {
+                    table,
+                    tos: if dst.contains(':') { 0 } else { tos },
+                    ..route(dst, 1000 - metric)
+                });
+            }
+        }
+    }
+    let mut events: Vec<_> = routes
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, r)| dump("s", 5, at(0, 0), &format!("r{i}"), r.clone()))
+        .collect();
+    events.push(dump("s", 5, at(0, 0), "nh2", nexthop(2, "10.1.0.1")));
+    events.push(dump("s", 5, at(0, 0), "nh1", nexthop(1, "10.1.0.1")));
+    events.push(marker("s", 5, at(0, 1), event::Kind::Sync(Sync {})));
+    record(&mut store, "10.0.0.1:50051", "node1", &events).await;
+
+    let (out, _) = ok(ask(&mut store, "routes --at now -o json").await);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let nexthops: Vec<_> = lines.iter().take(2).map(|l| l["id"].clone()).collect();
+    assert_eq!(
+        nexthops,
+        [serde_json::json!(1), serde_json::json!(2)],
+        "{out}"
+    );
+    let got: Vec<u64> = lines[2..]
+        .iter()
+        .map(|l| l["metric"].as_u64().unwrap_or(0))
+        .collect();
+    routes.sort_by(crate::order::routes);
+    let expected: Vec<u64> = routes.iter().map(|r| u64::from(r.metric)).collect();
+    assert_eq!(got, expected);
+}

@@ -5,7 +5,8 @@ use prost::Message;
 use routewatch_proto::v1::{change, event, Action, Change, Event, Nexthop, Origin, Route, Rule};
 
 use super::row::Row;
-use super::targets::{self, Target};
+use super::targets::Target;
+use crate::order;
 use crate::printer::origin_name;
 use crate::store::schema::{CLOSED_BY_RESYNC, KIND_NEXTHOP, KIND_ROUTE, KIND_RULE};
 use crate::store::{Store, Value};
@@ -112,36 +113,83 @@ impl Version {
     }
 }
 
-/// The versions of `targets` valid at `t`: begun at or before it and not
+/// The versions of `target` valid at `t`: begun at or before it and not
 /// ended by then.
-pub async fn at(
-    store: &mut Store,
-    targets: &[&Target],
-    t: i64,
-) -> Result<Vec<Version>, ClientError> {
-    at_where(store, targets, t, "TRUE", Vec::new()).await
+pub async fn at(store: &mut Store, target: &Target, t: i64) -> Result<Vec<Version>, ClientError> {
+    let mut versions = Vec::new();
+    at_each(store, target, t, "TRUE", Vec::new(), |v| {
+        versions.push(v);
+        Ok(())
+    })
+    .await?;
+    Ok(versions)
 }
 
-/// Like [`at`], of the versions that also meet `condition` (SQL on
-/// `versions v`, with `condition_params` for its placeholders).
-pub async fn at_where(
+/// `show`'s order ([`order::compare`]) as far as the database sorts it:
+/// nexthop objects, rules, then routes by family, table in the kernel's
+/// hash order (`id & 255`, then id) and destination (IPv4 by first address,
+/// the longer prefix first; IPv6 by last address, the longer prefix first:
+/// a prefix after every prefix inside it). What is left, routes of one
+/// destination (TOS, metric) and the nexthop objects and rules among
+/// themselves, is sorted by [`at_each`], one [`Group`] at a time.
+const SHOW_ORDER: &str = "ORDER BY CASE v.kind WHEN 2 THEN 0 WHEN 3 THEN 1 ELSE 2 END,
+     v.family, v.table_id % 256, v.table_id,
+     CASE WHEN v.family = 2 THEN v.dst_hi ELSE v.dst_lo END, v.dst_len DESC";
+
+/// Versions that [`SHOW_ORDER`] leaves unsorted among themselves.
+#[derive(Debug, PartialEq, Eq)]
+enum Group {
+    Nexthops,
+    Rules,
+    Route(order::Destination),
+}
+
+impl Group {
+    fn of(v: &Version) -> Group {
+        match &v.object {
+            change::Object::Nexthop(_) => Group::Nexthops,
+            change::Object::Rule(_) => Group::Rules,
+            change::Object::Route(r) => Group::Route(order::RoutePlace::of(r).destination()),
+        }
+    }
+}
+
+/// Calls `f` with each version of `target` valid at `t` that also meets
+/// `condition` (SQL on `versions v`, with `condition_params` for its
+/// placeholders), in `show`'s order (then by vid). The rows come sorted
+/// from the database; what is held here is one [`Group`] at a time, so
+/// that a table of any size costs the memory of its largest group.
+pub async fn at_each(
     store: &mut Store,
-    targets: &[&Target],
+    target: &Target,
     t: i64,
     condition: &str,
     condition_params: Vec<Value>,
-) -> Result<Vec<Version>, ClientError> {
-    if targets.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (list, mut params) = targets::ids(targets);
+    mut f: impl FnMut(Version) -> Result<(), ClientError>,
+) -> Result<(), ClientError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM versions v
-         WHERE v.target_id IN ({list}) AND v.valid_from <= ?
-           AND (v.valid_to IS NULL OR v.valid_to > ?) AND ({condition})"
+         WHERE v.target_id = ? AND v.valid_from <= ?
+           AND (v.valid_to IS NULL OR v.valid_to > ?) AND ({condition})
+         {SHOW_ORDER}"
     );
-    params.extend([Value::Int(t), Value::Int(t)]);
+    let mut params = vec![Value::Int(target.id), Value::Int(t), Value::Int(t)];
     params.extend(condition_params);
-    let rows = store.select(&sql, &params).await?;
-    rows.iter().map(|r| Version::read(r)).collect()
+    let mut group: Vec<Version> = Vec::new();
+    let mut flush = |group: &mut Vec<Version>| {
+        group
+            .sort_by(|x, y| order::compare(&x.event(), &y.event()).then_with(|| x.vid.cmp(&y.vid)));
+        group.drain(..).try_for_each(&mut f)
+    };
+    store
+        .for_each(&sql, &params, |row| {
+            let v = Version::read(row)?;
+            if group.first().is_some_and(|g| Group::of(g) != Group::of(&v)) {
+                flush(&mut group)?;
+            }
+            group.push(v);
+            Ok::<_, ClientError>(())
+        })
+        .await?;
+    flush(&mut group)
 }

@@ -114,6 +114,10 @@ impl Value {
     }
 }
 
+/// A claimed target's row and current versions, or `None` while another
+/// collector holds it.
+pub type Claimed = Option<(TargetRow, Vec<OpenVersion>)>;
+
 /// What became of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -224,6 +228,18 @@ impl Store {
         }
     }
 
+    /// Takes every target of `names` that no other collector holds, as
+    /// [`Store::claim`] does, in a few round trips for all of them: what
+    /// each name got, in the order of `names`.
+    pub async fn claim_many(&mut self, names: &[String]) -> Result<Vec<Claimed>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                blocking(|| names.iter().map(|name| s.claim(name).map(Some)).collect())
+            }
+            Store::Postgres(s) => s.claim_many(names).await,
+        }
+    }
+
     /// Who holds each target another collector holds, by target name: a
     /// line naming the holder (its application_name, which a collector
     /// sets to `routewatch on HOST (pid N)`, its backend and address).
@@ -267,9 +283,27 @@ impl Store {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, StoreError> {
+        let mut rows = Vec::new();
+        self.for_each(sql, params, |row| {
+            rows.push(row.to_vec());
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    /// Runs a read-only query written with `?` placeholders, calling `f`
+    /// with each row as it comes from the database: the rows are never
+    /// held together, whatever their number. `f`'s error ends the query.
+    pub async fn for_each<E: From<StoreError>>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        mut f: impl FnMut(&[Value]) -> Result<(), E>,
+    ) -> Result<(), E> {
         match self {
-            Store::Sqlite(s) => blocking(|| s.select(sql, params)),
-            Store::Postgres(s) => s.select(sql, params).await,
+            Store::Sqlite(s) => blocking(|| s.for_each(sql, params, &mut f)),
+            Store::Postgres(s) => s.for_each(sql, params, &mut f).await,
         }
     }
 }

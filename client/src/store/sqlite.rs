@@ -163,16 +163,25 @@ impl SqliteStore {
         })
     }
 
-    pub fn select(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, StoreError> {
-        let mut statement = self.conn.prepare_cached(sql)?;
+    /// Calls `f` with each row of a read-only query, as SQLite steps to
+    /// it: no more than one row is held.
+    pub fn for_each<E: From<StoreError>>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        f: &mut dyn FnMut(&[Value]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(StoreError::from)?;
         let columns = statement.column_count();
         let bound: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-        let mut rows = statement.query(bound.as_slice())?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let mut values = Vec::with_capacity(columns);
+        let mut rows = statement
+            .query(bound.as_slice())
+            .map_err(StoreError::from)?;
+        let mut values = Vec::with_capacity(columns);
+        while let Some(row) = rows.next().map_err(StoreError::from)? {
+            values.clear();
             for i in 0..columns {
-                values.push(match row.get_ref(i)? {
+                values.push(match row.get_ref(i).map_err(StoreError::from)? {
                     ValueRef::Null => Value::Null,
                     ValueRef::Integer(n) => Value::Int(n),
                     ValueRef::Real(f) => Value::Int(f as i64),
@@ -180,9 +189,9 @@ impl SqliteStore {
                     ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
                 });
             }
-            out.push(values);
+            f(&values)?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -1,8 +1,10 @@
 //! [`PgStore`]: one collector's connection to the shared database.
 
 use std::collections::{HashMap, HashSet};
+use std::pin::pin;
 
-use tokio_postgres::types::ToSql;
+use futures::TryStreamExt;
+
 use tokio_postgres::{Client, Row, Statement};
 
 use super::commit::{self, Prepared};
@@ -10,7 +12,7 @@ use super::{connect, value};
 use crate::store::columns;
 use crate::store::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use crate::store::schema::{self, numbered_placeholders, Dialect};
-use crate::store::{statements, Outcome, Pruned, StoreError, Value};
+use crate::store::{statements, Claimed, Outcome, Pruned, StoreError, Value};
 
 /// The advisory lock (one 64-bit key) that serialises migrations, so that
 /// collectors started together do not create the same tables at once.
@@ -22,7 +24,6 @@ const MIGRATION_LOCK: i64 = 0x7277_6d69_6772_6174; // "rwmigrat"
 /// must fit 32 bits (2^31 targets) for their lock.
 const TARGET_LOCKS: i32 = 0x7277_7467; // "rwtg"
 
-const TRY_LOCK_TARGET: &str = "SELECT pg_try_advisory_lock($1::int4, $2::int8::int4)";
 const UNLOCK_TARGET: &str = "SELECT pg_advisory_unlock($1::int4, $2::int8::int4)";
 /// The targets whose lock another session of this database holds, with
 /// that session's application_name (visible to every role), backend pid
@@ -37,6 +38,37 @@ const TARGET_HOLDERS: &str = "SELECT t.name, COALESCE(a.application_name, ''), l
     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
       AND l.classid = $1::int4::oid AND l.pid <> pg_backend_pid()
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// Adds the targets of `$1` (names) that have no row yet and tries the
+/// lock of each of them not among `$3` (ids this session holds: advisory
+/// locks stack, so a held target is not locked again): `(id, name,
+/// granted)`. The existence check keeps the INSERT from taking ids of the
+/// sequence for rows that exist (claims of held targets are retried every
+/// few seconds, and ids must stay within the 32 bits of their lock).
+const CLAIM_TARGETS: &str =
+    "WITH wanted AS (SELECT DISTINCT name FROM UNNEST($1::text[]) AS u(name)),
+     added AS (
+         INSERT INTO targets (name)
+         SELECT w.name FROM wanted w
+         WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE t.name = w.name)
+         ON CONFLICT (name) DO NOTHING
+         RETURNING id, name),
+     found AS (
+         SELECT id, name FROM added
+         UNION ALL
+         SELECT t.id, t.name FROM targets t JOIN wanted w ON w.name = t.name)
+     SELECT id, name,
+         CASE WHEN id = ANY($3::int8[]) THEN TRUE
+              ELSE pg_try_advisory_lock($2::int4, id::int4) END
+     FROM found ORDER BY id";
+/// The rows of targets `$1` (ids): [`statements::TARGET`]'s columns, then
+/// the name.
+const TARGETS_BY_ID: &str = "SELECT id, host, stream_id, seq, next_vid, last_seen, name
+     FROM targets WHERE id = ANY($1::int8[])";
+/// The current versions of targets `$1` (ids): [`statements::OPEN_VERSIONS`]'s
+/// columns, then the target.
+const OPEN_VERSIONS_OF: &str = "SELECT netns, key, vid, digest, target_id
+     FROM versions WHERE target_id = ANY($1::int8[]) AND valid_to IS NULL";
 
 /// One collector's connection to a PostgreSQL store.
 pub struct PgStore {
@@ -72,44 +104,105 @@ impl PgStore {
 
     /// Takes the target for this collector (see [`crate::store::Store::claim`]):
     /// `None` while another collector's connection holds its lock.
-    pub async fn claim(
-        &mut self,
-        name: &str,
-    ) -> Result<Option<(TargetRow, Vec<OpenVersion>)>, StoreError> {
-        let read = numbered_placeholders(statements::TARGET);
-        // Added only when missing: an INSERT that finds the row takes a
-        // number from the id sequence all the same, and claims of targets
-        // held elsewhere are retried every few seconds. Ids must stay
-        // within the 32 bits of their lock.
-        let id: i64 = match self.client.query_opt(&read, &[&name]).await? {
-            Some(row) => row.try_get(0)?,
-            None => {
-                let add = numbered_placeholders(statements::ADD_TARGET);
-                self.client.execute(&add, &[&name]).await?;
-                self.client.query_one(&read, &[&name]).await?.try_get(0)?
+    pub async fn claim(&mut self, name: &str) -> Result<Claimed, StoreError> {
+        let mut claimed = self.claim_many(&[name.to_owned()]).await?;
+        Ok(claimed.pop().flatten())
+    }
+
+    /// Takes as many of the targets named `names` as no other collector
+    /// holds (see [`crate::store::Store::claim_many`]), in a fixed number
+    /// of round trips whatever their number: one adds the missing rows and
+    /// tries every lock, one reads the granted targets' rows and current
+    /// versions under those locks (a snapshot of both). Claimed one by one,
+    /// a target took seven round trips, and a collector taking over a
+    /// hundred targets spent seconds doing it.
+    pub async fn claim_many(&mut self, names: &[String]) -> Result<Vec<Claimed>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let held: Vec<i64> = self.held.iter().copied().collect();
+        let rows = self
+            .client
+            .query(CLAIM_TARGETS, &[&names, &TARGET_LOCKS, &held])
+            .await?;
+        let mut granted = HashMap::new();
+        for row in &rows {
+            let (id, name, locked): (i64, String, bool) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if locked {
+                self.held.insert(id);
+                granted.insert(name, id);
+            }
+        }
+        let ids: Vec<i64> = granted.values().copied().collect();
+        let loaded = match self.load_many(&ids).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                for id in ids {
+                    // Best effort: the error is what matters to the caller.
+                    let _ = self.release(id).await;
+                }
+                return Err(e);
             }
         };
-        if !self.held.contains(&id) {
-            let locked: bool = self
-                .client
-                .query_one(TRY_LOCK_TARGET, &[&TARGET_LOCKS, &id])
-                .await?
-                .try_get(0)?;
-            if !locked {
-                return Ok(None);
-            }
-            self.held.insert(id);
+        Ok(names
+            .iter()
+            .map(|name| {
+                let id = granted.get(name)?;
+                loaded.get(id).cloned()
+            })
+            .collect())
+    }
+
+    /// The rows and current versions of targets `ids`, as of one snapshot.
+    async fn load_many(
+        &mut self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, (TargetRow, Vec<OpenVersion>)>, StoreError> {
+        let mut loaded = HashMap::new();
+        if ids.is_empty() {
+            return Ok(loaded);
         }
-        // Read again under the lock: the previous holder may have written
-        // since the row was first read.
-        match self.load(name, &read).await {
-            Ok(loaded) => Ok(Some(loaded)),
-            Err(e) => {
-                // Best effort: the error is what matters to the caller.
-                let _ = self.release(id).await;
-                Err(e)
+        let tx = self
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        // Sent together: one round trip for both.
+        let by_id: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+        let (targets, open) = futures::try_join!(
+            tx.query(TARGETS_BY_ID, &by_id),
+            tx.query(OPEN_VERSIONS_OF, &by_id),
+        )?;
+        for row in &targets {
+            let target = TargetRow {
+                id: row.try_get(0)?,
+                name: row.try_get(6)?,
+                host: row.try_get(1)?,
+                cursor: StoredCursor {
+                    stream_id: row.try_get::<_, &str>(2)?.into(),
+                    seq: row.try_get(3)?,
+                },
+                next_vid: row.try_get(4)?,
+                last_seen: row.try_get(5)?,
+            };
+            loaded.insert(target.id, (target, Vec::new()));
+        }
+        for r in &open {
+            let target_id: i64 = r.try_get(4)?;
+            if let Some((_, versions)) = loaded.get_mut(&target_id) {
+                versions.push(OpenVersion {
+                    netns: r.try_get(0)?,
+                    key: r.try_get(1)?,
+                    vid: r.try_get(2)?,
+                    digest: r.try_get(3)?,
+                });
             }
         }
+        tx.commit().await?;
+        Ok(loaded)
     }
 
     /// Who holds the targets another session holds, by target name (see
@@ -138,51 +231,6 @@ impl PgStore {
             })
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(StoreError::from)
-    }
-
-    /// The target's row and current versions, as of one snapshot.
-    async fn load(
-        &mut self,
-        name: &str,
-        read: &str,
-    ) -> Result<(TargetRow, Vec<OpenVersion>), StoreError> {
-        let tx = self
-            .client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let row = tx.query_one(read, &[&name]).await?;
-        let target = TargetRow {
-            id: row.try_get(0)?,
-            name: name.to_owned(),
-            host: row.try_get(1)?,
-            cursor: StoredCursor {
-                stream_id: row.try_get::<_, &str>(2)?.into(),
-                seq: row.try_get(3)?,
-            },
-            next_vid: row.try_get(4)?,
-            last_seen: row.try_get(5)?,
-        };
-        let open = tx
-            .query(
-                &numbered_placeholders(statements::OPEN_VERSIONS),
-                &[&target.id],
-            )
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(OpenVersion {
-                    netns: r.try_get(0)?,
-                    key: r.try_get(1)?,
-                    vid: r.try_get(2)?,
-                    digest: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-        tx.commit().await?;
-        Ok((target, open))
     }
 
     /// Gives the target up: its lock is released.
@@ -242,37 +290,46 @@ impl PgStore {
         })
     }
 
-    /// Runs a query written with `?` placeholders; every column is read
-    /// into a [`Value`] by its type.
-    pub async fn select(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-    ) -> Result<Vec<Vec<Value>>, StoreError> {
-        let statement = match self.selects.get(sql) {
-            Some(statement) => statement.clone(),
-            None => {
-                let statement = self.client.prepare(&numbered_placeholders(sql)).await?;
-                // Refused whether or not a row would show it.
-                for column in statement.columns() {
-                    if let Some(problem) = value::unreadable(column.type_()) {
-                        return Err(StoreError::Column {
-                            column: column.name().to_owned(),
-                            problem,
-                        });
-                    }
-                }
-                self.selects.insert(sql.to_owned(), statement.clone());
-                statement
+    /// Calls `f` with each row of a query written with `?` placeholders,
+    /// every column read into a [`Value`] by its type. Rows are read from
+    /// the connection as `f` takes them (the connection stops reading the
+    /// socket while a row waits), so that an answer of any size costs the
+    /// memory of a few rows.
+    pub async fn for_each<E, F>(&mut self, sql: &str, params: &[Value], f: &mut F) -> Result<(), E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&[Value]) -> Result<(), E>,
+    {
+        let statement = self.select_statement(sql).await?;
+        let rows = self
+            .client
+            .query_raw(&statement, params.iter())
+            .await
+            .map_err(StoreError::from)?;
+        let mut rows = pin!(rows);
+        while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
+            f(&values(&row).map_err(StoreError::from)?)?;
+        }
+        Ok(())
+    }
+
+    /// `select`'s statement for `sql`, prepared once per connection.
+    async fn select_statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.selects.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(&numbered_placeholders(sql)).await?;
+        // Refused whether or not a row would show it.
+        for column in statement.columns() {
+            if let Some(problem) = value::unreadable(column.type_()) {
+                return Err(StoreError::Column {
+                    column: column.name().to_owned(),
+                    problem,
+                });
             }
-        };
-        let bound: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = self.client.query(&statement, &bound).await?;
-        Ok(rows
-            .iter()
-            .map(values)
-            .collect::<Result<_, tokio_postgres::Error>>()?)
+        }
+        self.selects.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
 }
 
