@@ -107,6 +107,7 @@ impl Version {
                 origin: Origin::Dump as i32,
                 key: self.key.clone(),
                 object: Some(self.object.clone()),
+                ..Default::default()
             })),
         }
     }
