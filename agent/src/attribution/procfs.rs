@@ -30,6 +30,34 @@ pub fn holder_fd(pid: u32, inode: u64) -> Option<u32> {
     fd_of(&format!("/proc/{pid}/fd"), want.as_bytes())
 }
 
+/// Every socket process `pid` holds: `(descriptor, inode)`.
+pub fn sockets(pid: u32) -> Vec<(u32, u64)> {
+    let dir = format!("/proc/{pid}/fd");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(fd) = number(&name) else {
+            continue;
+        };
+        let Ok(link) = fs::read_link(format!("{dir}/{fd}")) else {
+            continue;
+        };
+        let inode = link
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(b"socket:[")
+            .and_then(|l| l.strip_suffix(b"]"))
+            .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok());
+        if let Some(inode) = inode {
+            out.push((fd, inode));
+        }
+    }
+    out
+}
+
 /// A process holding socket `inode` and its descriptor: every process's
 /// open files, read until one is found.
 pub fn find_holder(inode: u64) -> Option<(u32, u32)> {
@@ -127,6 +155,7 @@ mod tests {
             .unwrap();
         let pid = std::process::id();
         assert_eq!(holder_fd(pid, inode), Some(fd));
+        assert!(sockets(pid).contains(&(fd, inode)));
         assert!(holds_fd(pid, fd, inode));
         let mut by = ChangedBy::default();
         describe(pid, &mut by);

@@ -22,6 +22,18 @@ use crate::cause::Cause;
 
 /// Most sockets remembered; beyond it the cache starts afresh.
 const CACHE_MAX: usize = 4096;
+/// The largest pid Linux gives (PID_MAX_LIMIT, 2^22): autobind's other
+/// port ids are negative numbers, above it as u32.
+const PID_MAX_LIMIT: u32 = 1 << 22;
+
+/// The port id alone: nothing is said of any process.
+fn port_only(port: u32, how: ChangedByHow) -> ChangedBy {
+    ChangedBy {
+        port_id: port,
+        how: how as i32,
+        ..Default::default()
+    }
+}
 
 /// What attribution cost and found (for the metrics), shared by the
 /// resolvers of every namespace.
@@ -106,29 +118,58 @@ impl Resolver {
             port_id: port,
             ..Default::default()
         };
+        // A first socket's port id is its process's pid: a guess, checked
+        // against the socket table below. The process is read first, as a
+        // short-lived one (`ip route add`) exits right after its request.
+        let guess = if port <= PID_MAX_LIMIT {
+            let sockets = procfs::sockets(port);
+            if !sockets.is_empty() {
+                procfs::describe(port, &mut by);
+            }
+            sockets
+        } else {
+            Vec::new()
+        };
         let inode = match self.diag.as_mut().map(|d| d.inode_of(port)) {
             Some(Ok(Some(inode))) => inode,
             Some(Ok(None)) => {
                 self.stats.exited.fetch_add(1, Ordering::Relaxed);
-                by.how = ChangedByHow::Exited as i32;
-                return Cause::new(Some(by), String::new());
+                return Cause::new(Some(port_only(port, ChangedByHow::Exited)), String::new());
             }
             Some(Err(e)) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, port, "cannot read the netlink socket table");
-                return Cause::new(Some(by), String::new());
+                return Cause::new(
+                    Some(port_only(port, ChangedByHow::Unspecified)),
+                    String::new(),
+                );
             }
-            None => return Cause::new(Some(by), String::new()),
+            None => {
+                return Cause::new(
+                    Some(port_only(port, ChangedByHow::Unspecified)),
+                    String::new(),
+                )
+            }
         };
-        // A first socket's port id is its process's pid: a guess, checked.
-        let found = match procfs::holder_fd(port, inode) {
-            Some(fd) => Some((port, fd, ChangedByHow::Pid)),
-            None => procfs::find_holder(inode).map(|(pid, fd)| (pid, fd, ChangedByHow::Socket)),
-        };
-        let Some((pid, fd, how)) = found else {
-            self.stats.exited.fetch_add(1, Ordering::Relaxed);
-            by.how = ChangedByHow::Exited as i32;
-            return Cause::new(Some(by), String::new());
+        let (pid, fd, how) = match guess.iter().find(|(_, i)| *i == inode) {
+            Some(&(fd, _)) => (port, fd, ChangedByHow::Pid),
+            None => {
+                by = ChangedBy {
+                    port_id: port,
+                    ..Default::default()
+                };
+                match procfs::find_holder(inode) {
+                    Some((pid, fd)) => {
+                        procfs::describe(pid, &mut by);
+                        (pid, fd, ChangedByHow::Socket)
+                    }
+                    None => {
+                        self.stats.exited.fetch_add(1, Ordering::Relaxed);
+                        by.how = ChangedByHow::Exited as i32;
+                        return Cause::new(Some(by), String::new());
+                    }
+                }
+            }
         };
         match how {
             ChangedByHow::Pid => &self.stats.by_pid,
@@ -136,7 +177,6 @@ impl Resolver {
         }
         .fetch_add(1, Ordering::Relaxed);
         by.how = how as i32;
-        procfs::describe(pid, &mut by);
         let cause = Cause::new(Some(by), String::new());
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
