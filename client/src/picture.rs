@@ -240,6 +240,7 @@ mod tests {
                     table: 254,
                     ..Route::default()
                 })),
+                ..Default::default()
             })),
         }
     }

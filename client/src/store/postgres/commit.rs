@@ -41,7 +41,7 @@ const VERSION_TYPES: [Type; 20] = [
 ];
 
 /// The types of [`crate::store::columns::copy_statement`]'s columns.
-const COLUMN_TYPES: [Type; 14] = [
+const COLUMN_TYPES: [Type; 19] = [
     Type::INT8,
     Type::INT8,
     Type::TEXT,
@@ -53,6 +53,11 @@ const COLUMN_TYPES: [Type; 14] = [
     Type::TEXT,
     Type::INT8,
     Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
@@ -64,7 +69,7 @@ pub(super) fn column_values<'a>(
     target_id: &'a i64,
     vid: &'a i64,
     c: &'a Columns,
-) -> [&'a (dyn ToSql + Sync); 14] {
+) -> [&'a (dyn ToSql + Sync); 19] {
     [
         target_id,
         vid,
@@ -80,6 +85,11 @@ pub(super) fn column_values<'a>(
         &c.vrf,
         &c.encap,
         &c.object_json,
+        &c.changed_by,
+        &c.changed_by_pid,
+        &c.changed_by_comm,
+        &c.changed_by_pod,
+        &c.reason,
     ]
 }
 
