@@ -58,6 +58,12 @@ pub fn sockets(pid: u32) -> Vec<(u32, u64)> {
     out
 }
 
+/// Whether process `pid` exists and has no open descriptor left: it is
+/// exiting (its files are closed before its sockets are released).
+pub fn exiting(pid: u32) -> bool {
+    fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|mut d| d.next().is_none())
+}
+
 /// A process holding socket `inode` and its descriptor: every process's
 /// open files, read until one is found.
 pub fn find_holder(inode: u64) -> Option<(u32, u32)> {

@@ -163,10 +163,25 @@ impl Resolver {
                         procfs::describe(pid, &mut by);
                         (pid, fd, ChangedByHow::Socket)
                     }
+                    // Gone since, or held by a process this agent cannot
+                    // see (another pid namespace, no right to read its
+                    // files): only the first is `exited`. A process that
+                    // is exiting has closed its descriptors before the
+                    // kernel releases the socket.
                     None => {
-                        self.stats.exited.fetch_add(1, Ordering::Relaxed);
-                        by.how = ChangedByHow::Exited as i32;
-                        return Cause::new(Some(by), String::new());
+                        let gone = procfs::exiting(port)
+                            || self
+                                .diag
+                                .as_mut()
+                                .is_some_and(|d| d.inode_of(port).is_ok_and(|i| i != Some(inode)));
+                        let how = if gone {
+                            self.stats.exited.fetch_add(1, Ordering::Relaxed);
+                            ChangedByHow::Exited
+                        } else {
+                            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                            ChangedByHow::Unspecified
+                        };
+                        return Cause::new(Some(port_only(port, how)), String::new());
                     }
                 }
             }
