@@ -63,6 +63,8 @@ def parse_args():
                    help="which sides to run: a (ip monitor), b (routewatch) or ab (default)")
     p.add_argument("--rcvbuf", type=int, default=None,
                    help="pass --netlink-rcvbuf BYTES to the agent (default: the agent's own default)")
+    p.add_argument("--no-changed-by", action="store_true",
+                   help="pass --no-changed-by to the agent (attribution off), to measure what it costs")
     bl.add_port_and_deadline(p)
     p.add_argument("--quiet", type=float, default=1.0,
                    help="seconds without output that count as quiet (default 1.0)")
@@ -119,6 +121,8 @@ def run_routewatch(args, work, add_batch, del_batch, k):
         ns.setup_veth()
         addr = f"127.0.0.1:{args.port}"
         extra = ["--netlink-rcvbuf", str(args.rcvbuf)] if args.rcvbuf else []
+        if args.no_changed_by:
+            extra.append("--no-changed-by")
         agent = bl.start_agent(ns, addr, os.path.join(work, f"agent-{k}.log"), extra=extra,
                                deadline=args.deadline)
         out = os.path.join(work, f"tail-{k}.jsonl")

@@ -157,6 +157,15 @@ pub struct PipelineConfig {
     /// change, so that its cursor keeps up).
     #[arg(long, env = "ROUTEWATCH_HEARTBEAT_SECS", default_value_t = 30)]
     pub heartbeat_secs: u64,
+
+    /// Do not find out who made each change. By default a change a
+    /// notification announces names the netlink port id of the request
+    /// behind it and, when found, the process holding that socket (pid,
+    /// comm, executable, command line, cgroup, container and pod): found
+    /// once per socket from the namespace's socket table and /proc, and
+    /// checked with one readlink per batch after that.
+    #[arg(long, env = "ROUTEWATCH_NO_CHANGED_BY", value_parser = BoolishValueParser::new())]
+    pub no_changed_by: bool,
 }
 
 impl Default for PipelineConfig {
@@ -172,6 +181,7 @@ impl Default for PipelineConfig {
             max_batch: 1024,
             max_batch_bytes: 1 << 20,
             heartbeat_secs: 30,
+            no_changed_by: false,
         }
     }
 }

@@ -53,14 +53,15 @@ impl Interest {
 
     /// Whether a snapshot object of namespace `netns` passes.
     pub fn keeps(&self, netns: &str, change: &Change) -> bool {
-        self.passes(netns, Action::Add, api::Origin::Dump, &change.object)
+        self.passes(netns, Action::Add, api::Origin::Dump, None, &change.object)
     }
 
     /// What the subscriber gets of `entry`.
     pub fn pass(&self, info: &StreamInfo, entry: &Entry) -> Pass {
         let change = &entry.change;
         let netns = &*entry.netns;
-        if self.passes(netns, change.action, entry.origin, &change.object) {
+        let by = entry.changed_by();
+        if self.passes(netns, change.action, entry.origin, by, &change.object) {
             return Pass::Shared(entry.record());
         }
         if change.action == Action::Delete {
@@ -69,8 +70,8 @@ impl Interest {
         let held = match &change.previous {
             Previous::None => return Pass::Dropped,
             Previous::Was(old)
-                if self.passes(netns, Action::Add, entry.origin, old)
-                    && self.passes(netns, Action::Delete, entry.origin, old) =>
+                if self.passes(netns, Action::Add, entry.origin, by, old)
+                    && self.passes(netns, Action::Delete, entry.origin, by, old) =>
             {
                 old
             }
@@ -93,10 +94,18 @@ impl Interest {
             entry.time_unix_nano,
             &delete,
             entry.origin,
+            entry.cause.as_deref(),
         ))
     }
 
-    fn passes(&self, netns: &str, action: Action, origin: api::Origin, object: &Object) -> bool {
+    fn passes(
+        &self,
+        netns: &str,
+        action: Action,
+        origin: api::Origin,
+        changed_by: Option<&api::ChangedBy>,
+        object: &Object,
+    ) -> bool {
         let route;
         let object = match object {
             Object::Route(record) => {
@@ -114,6 +123,7 @@ impl Interest {
             origin,
             netns,
             object,
+            changed_by,
         })
     }
 }
@@ -168,8 +178,16 @@ mod tests {
             object,
             previous,
         };
-        let record = change_record(&info(), "", 7, 99, &change, api::Origin::Notification);
-        Entry::new(7, 99, api::Origin::Notification, "".into(), change, record)
+        let record = change_record(&info(), "", 7, 99, &change, api::Origin::Notification, None);
+        Entry::new(
+            7,
+            99,
+            api::Origin::Notification,
+            "".into(),
+            change,
+            None,
+            record,
+        )
     }
 
     fn left(object: Object) -> Pass {

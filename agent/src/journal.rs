@@ -23,6 +23,7 @@ use routewatch_proto::v1::{self as api, event, Cursor, ResyncCause};
 use routewatch_proto::Names;
 use tokio::sync::watch;
 
+use crate::cause::Cause;
 use crate::labelled::Labelled;
 use crate::state::{Action, Change, Key, Object, Previous, StateTable};
 use crate::subscribers::Subscribers;
@@ -41,6 +42,8 @@ pub struct Entry {
     /// The network namespace the change happened in.
     pub netns: Arc<str>,
     pub change: Change,
+    /// Who made the change, and why it was reconciled (see [`Cause`]).
+    pub cause: Option<Arc<Cause>>,
     /// The records of the whole batch this change was published in, side
     /// by side; this change's record is `chunk[range]`. Sessions send runs
     /// of one chunk as a single shared slice.
@@ -59,6 +62,7 @@ impl Entry {
         origin: api::Origin,
         netns: Arc<str>,
         change: Change,
+        cause: Option<Arc<Cause>>,
         record: Bytes,
     ) -> Entry {
         let range = 0..record.len();
@@ -68,10 +72,16 @@ impl Entry {
             origin,
             netns,
             change,
+            cause,
             chunk: record,
             range,
             chunk_last: seq,
         }
+    }
+
+    /// Who made the change, when known.
+    pub fn changed_by(&self) -> Option<&api::ChangedBy> {
+        self.cause.as_ref().and_then(|c| c.changed_by.as_ref())
     }
 
     /// The event as a field-1 record of a `SubscribeResponse`.
@@ -313,7 +323,14 @@ impl Core {
             })
             .collect();
         let n = deletes.len();
-        self.publish_in(&name, deletes, api::Origin::Reconcile);
+        let cause = Cause::new(None, format!("network namespace {name} no longer watched"));
+        self.publish_caused(
+            &name,
+            deletes,
+            &[(usize::MAX, now_unix_nano())],
+            &[(usize::MAX, Some(cause))],
+            api::Origin::Reconcile,
+        );
         n
     }
 
@@ -348,9 +365,23 @@ impl Core {
         times: &[(usize, i64)],
         origin: api::Origin,
     ) {
+        self.publish_caused(netns, changes, times, &[], origin);
+    }
+
+    /// Like [`Core::publish_observed`], each change with its cause:
+    /// `causes` holds `(end, cause)` pairs like `times` (none: no cause).
+    pub fn publish_caused(
+        &mut self,
+        netns: &Arc<str>,
+        changes: Vec<Change>,
+        times: &[(usize, i64)],
+        causes: &[(usize, Option<Arc<Cause>>)],
+        origin: api::Origin,
+    ) {
         if changes.is_empty() {
             return;
         }
+        let mut causes = causes.iter().peekable();
         let mut times = times.iter().peekable();
         let mut stamps = Vec::with_capacity(changes.len());
         for i in 0..changes.len() {
@@ -365,7 +396,11 @@ impl Core {
         // session that sends it.
         let mut buf = BytesMut::new();
         let mut placed = Vec::with_capacity(changes.len());
-        for (change, time) in changes.into_iter().zip(stamps) {
+        for (i, (change, time)) in changes.into_iter().zip(stamps).enumerate() {
+            while causes.peek().is_some_and(|(end, _)| *end <= i) {
+                causes.next();
+            }
+            let cause = causes.peek().and_then(|(_, c)| c.clone());
             self.last_seq += 1;
             self.published.count(origin, change.action);
             let start = buf.len();
@@ -376,20 +411,22 @@ impl Core {
                 time,
                 &change,
                 origin,
+                cause.as_deref(),
                 &mut buf,
             );
-            placed.push((self.last_seq, time, change, start..buf.len()));
+            placed.push((self.last_seq, time, change, cause, start..buf.len()));
         }
         let chunk = buf.freeze();
         let chunk_last = self.last_seq;
         let entries: Vec<Entry> = placed
             .into_iter()
-            .map(|(seq, time, change, range)| Entry {
+            .map(|(seq, time, change, cause, range)| Entry {
                 seq,
                 time_unix_nano: time,
                 origin,
                 netns: netns.clone(),
                 change,
+                cause,
                 chunk: chunk.clone(),
                 range,
                 chunk_last,
@@ -654,9 +691,19 @@ pub fn change_record(
     time_unix_nano: i64,
     change: &Change,
     origin: api::Origin,
+    cause: Option<&Cause>,
 ) -> Bytes {
     let mut buf = BytesMut::new();
-    encode_change_record(info, netns, seq, time_unix_nano, change, origin, &mut buf);
+    encode_change_record(
+        info,
+        netns,
+        seq,
+        time_unix_nano,
+        change,
+        origin,
+        cause,
+        &mut buf,
+    );
     buf.freeze()
 }
 
@@ -665,6 +712,9 @@ pub fn change_record(
 /// `info` beside its numbers: the same bytes as encoding the `Event`
 /// [`StreamInfo::event_in`] would build with [`change_kind`], without
 /// copying the object.
+// The event's fields, one argument each: a struct of them would be built
+// only to be taken apart here.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_change_record(
     info: &StreamInfo,
     netns: &str,
@@ -672,6 +722,7 @@ pub fn encode_change_record(
     time_unix_nano: i64,
     change: &Change,
     origin: api::Origin,
+    cause: Option<&Cause>,
     buf: &mut BytesMut,
 ) {
     use prost::encoding::{
@@ -692,7 +743,8 @@ pub fn encode_change_record(
         + key_len(3)
         + encoded_len_varint(key.len() as u64)
         + key.len()
-        + object_len;
+        + object_len
+        + cause.map_or(0, |c| c.encoded().len());
     let mut event_len = key_len(10) + encoded_len_varint(change_len as u64) + change_len;
     if !info.stream_id.is_empty() {
         event_len += string::encoded_len(1, &info.stream_id);
@@ -731,6 +783,9 @@ pub fn encode_change_record(
     encode_varint(key.len() as u64, buf);
     buf.extend_from_slice(key.as_bytes());
     object.encode(buf);
+    if let Some(cause) = cause {
+        buf.extend_from_slice(cause.encoded());
+    }
 }
 
 /// The API form of a change, names included: decoded from its record, so
@@ -739,7 +794,7 @@ pub fn encode_change_record(
 #[cfg(test)]
 pub fn change_kind(info: &StreamInfo, change: &Change, origin: api::Origin) -> event::Kind {
     use prost::Message;
-    let record = change_record(info, "", 0, 0, change, origin);
+    let record = change_record(info, "", 0, 0, change, origin, None);
     let response = routewatch_proto::v1::SubscribeResponse::decode(record)
         .expect("a record the agent encoded decodes");
     response
@@ -807,7 +862,7 @@ mod tests {
                 ..change(8)
             },
         ] {
-            let direct = change_record(&info, "ns2", 42, 1234, &c, api::Origin::Reconcile);
+            let direct = change_record(&info, "ns2", 42, 1234, &c, api::Origin::Reconcile, None);
             let kind = change_kind(&info, &c, api::Origin::Reconcile);
             let ev = info.event_in("ns2", 42, 1234, kind);
             assert_eq!(direct, record(&ev));
@@ -992,6 +1047,7 @@ mod tests {
                     origin,
                     e.netns.clone(),
                     e.change.clone(),
+                    e.cause.clone(),
                     e.record(),
                 )
             })

@@ -12,6 +12,9 @@
 //! - [`decode`]: netlink bytes into routes, nexthop objects and link facts.
 //! - [`state`]: the state table; the only place that knows kernel semantics.
 //! - [`source`]: the loop that feeds the table, re-dumps and reconciles.
+//! - [`attribution`]: who asked for a change: a notification's netlink
+//!   port id, its socket, the process holding it, that process's container;
+//!   [`cause`] carries it (and a reconcile's reason) beside each change.
 //! - [`unknown`]: attributes passed on undecoded, counted and logged once.
 //! - [`journal`]: sequence numbers and the bounded ring of recent changes,
 //!   one stream for every namespace watched.
@@ -43,6 +46,8 @@
 //!   input.
 
 pub mod admission;
+pub mod attribution;
+pub mod cause;
 pub mod cli;
 pub mod config;
 pub mod decode;

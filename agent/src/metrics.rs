@@ -124,6 +124,16 @@ pub const RECONCILE_DIFFERENCES: Metric = counter(
     &[],
     "Differences between the agent's tables and the kernel's found by re-dumps, sent as changes with origin reconcile.",
 );
+pub const CHANGED_BY_LOOKUPS: Metric = counter(
+    "routewatch_changed_by_lookups",
+    &["how"],
+    "Netlink port ids looked up to find who asked for a change, by the answer: cached (a cached process still holding the socket, one readlink), pid (the process the port id names), socket (found among every process's open files), exited (the socket was gone first: the port id alone is reported), failed (the socket table could not be read, or no process visible to the agent holds the socket).",
+);
+pub const CHANGED_BY_LOOKUP_SECONDS: Metric = counter(
+    "routewatch_changed_by_lookup_seconds",
+    &[],
+    "Time the netlink sources spent finding who asked for changes (socket table and /proc reads; not the cached answers' checks).",
+);
 pub const SUBSCRIBERS: Metric = gauge("routewatch_subscribers", &[], "Subscriptions open now.");
 pub const SUBSCRIBER_LAG: Metric = gauge(
     "routewatch_subscriber_lag_max",
@@ -272,6 +282,8 @@ pub const ALL: &[Metric] = &[
     DECODE_FAILURES,
     UNKNOWN_ATTRIBUTES,
     RECONCILE_DIFFERENCES,
+    CHANGED_BY_LOOKUPS,
+    CHANGED_BY_LOOKUP_SECONDS,
     SUBSCRIBERS,
     SUBSCRIBER_LAG,
     STREAM_SEQ,
@@ -571,6 +583,21 @@ impl Collector for Scrape {
             &RECONCILE_DIFFERENCES,
             one_count(&self.sources.reconcile_changes),
         )?;
+        let a = &self.sources.attribution;
+        let lookups = [
+            ("cached", &a.hits),
+            ("pid", &a.by_pid),
+            ("socket", &a.by_socket),
+            ("exited", &a.exited),
+            ("failed", &a.failed),
+        ]
+        .into_iter()
+        .map(|(how, n)| (vec![how], n.load(Ordering::Relaxed)))
+        .collect();
+        write(e, &CHANGED_BY_LOOKUPS, Samples::Count(lookups))?;
+        let m = &CHANGED_BY_LOOKUP_SECONDS;
+        let seconds = a.lookup_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        ConstCounter::new(seconds).encode(e.encode_descriptor(m.name, m.help, None, m.kind)?)?;
         write(e, &SUBSCRIBERS, one_level(subscribers.count() as u64))?;
         write(e, &SUBSCRIBER_LAG, one_level(subscribers.max_lag(last_seq)))?;
         write(e, &STREAM_SEQ, one_level(last_seq))?;

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub stats: Arc<SourceStats>,
     pub state_dir: Option<Arc<StateDir>>,
     pub rcvbuf: usize,
+    /// Attribution's counters; `None` with attribution off.
+    pub attribution: Option<Arc<crate::attribution::ResolverStats>>,
 }
 
 pub(crate) struct Namespaces {
@@ -346,6 +348,7 @@ impl Namespaces {
             self.shared.stats.clone(),
             self.shared.state_dir.clone(),
             resumed,
+            self.shared.attribution.clone(),
         );
         if initial {
             self.initial.push(source.dumped());

@@ -45,6 +45,7 @@ use std::sync::{Arc, Mutex};
 use routewatch_proto::batch::record;
 use routewatch_proto::v1::{self as api, event};
 
+use crate::cause::Cause;
 use crate::error::AgentError;
 use crate::journal::{encode_change_record, now_unix_nano, Core, Entry, Sink, StreamInfo};
 use crate::labelled::unlabelled;
@@ -308,6 +309,7 @@ impl StateDir {
                         time,
                         &change,
                         api::Origin::Dump,
+                        None,
                         &mut buf,
                     );
                     write(&buf)?;
@@ -519,6 +521,7 @@ fn entry_of(ev: &api::Event) -> Option<Entry> {
         origin,
         ev.netns.as_str().into(),
         change_of(ev)?,
+        Cause::of(c),
         record(ev),
     ))
 }
@@ -738,6 +741,7 @@ mod tests {
                 origin: 1,
                 key: "k".into(),
                 object: Some(api::change::Object::Route(Route::default())),
+                ..Default::default()
             })),
             ..Default::default()
         };

@@ -74,12 +74,14 @@ impl Pipeline {
         };
         let journal = Arc::new(journal.with_names(Arc::new(names)));
         let stats = Arc::new(SourceStats::default());
+        let attribution = stats.attribution.clone();
         let namespaces = Arc::new(NamespaceStats::default());
         let shared = Shared {
             journal: journal.clone(),
             stats: stats.clone(),
             state_dir,
             rcvbuf: config.netlink_rcvbuf,
+            attribution: (!config.no_changed_by).then(|| attribution.clone()),
         };
         let watcher = Namespaces::start(
             selection,

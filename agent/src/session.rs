@@ -317,6 +317,7 @@ impl Session {
                         time,
                         &change,
                         api::Origin::Dump,
+                        None,
                         &mut buf,
                     );
                     sent += 1;

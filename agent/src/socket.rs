@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use tokio::io::unix::AsyncFd;
 
+use crate::attribution::SockDiag;
 use crate::error::AgentError;
 use crate::netns::Namespace;
 
@@ -40,6 +41,9 @@ pub struct NetlinkSocket {
     fd: AsyncFd<Socket>,
     port: u32,
     rcvbuf: usize,
+    /// The namespace's netlink socket table, for attribution: created
+    /// beside this socket, in the same namespace.
+    diag: Option<SockDiag>,
 }
 
 /// One `recv`: its length, or the datagram was larger than the space given.
@@ -72,14 +76,27 @@ impl NetlinkSocket {
         NetlinkSocket::register(created)
     }
 
-    fn register((socket, port, rcvbuf): (Socket, u32, usize)) -> Result<NetlinkSocket, AgentError> {
+    fn register(
+        (socket, port, rcvbuf, diag): (Socket, u32, usize, Option<SockDiag>),
+    ) -> Result<NetlinkSocket, AgentError> {
         // SAFETY: the socket is owned by the AsyncFd from here on and is
         // closed only when it is dropped.
         let fd = unsafe { AsyncFd::register(socket) }.map_err(|e| AgentError::Netlink {
             step: "register with the runtime",
             source: e.into(),
         })?;
-        Ok(NetlinkSocket { fd, port, rcvbuf })
+        Ok(NetlinkSocket {
+            fd,
+            port,
+            rcvbuf,
+            diag,
+        })
+    }
+
+    /// The NETLINK_SOCK_DIAG socket of this socket's namespace, if the
+    /// kernel gave one.
+    pub fn take_diag(&mut self) -> Option<SockDiag> {
+        self.diag.take()
     }
 
     /// The socket's netlink port id: dump replies carry it.
@@ -136,9 +153,10 @@ impl NetlinkSocket {
     }
 }
 
-/// A configured socket in the calling thread's namespace, with its port and
-/// the receive buffer the kernel granted.
-fn create(rcvbuf: usize) -> Result<(Socket, u32, usize), AgentError> {
+/// A configured socket in the calling thread's namespace, with its port,
+/// the receive buffer the kernel granted, and a sock_diag socket of the
+/// same namespace.
+fn create(rcvbuf: usize) -> Result<(Socket, u32, usize, Option<SockDiag>), AgentError> {
     let err = |step| move |source| AgentError::Netlink { step, source };
     let mut socket = Socket::new(NETLINK_ROUTE).map_err(err("socket"))?;
     let addr = socket.bind_auto().map_err(err("bind"))?;
@@ -167,7 +185,10 @@ fn create(rcvbuf: usize) -> Result<(Socket, u32, usize), AgentError> {
     socket
         .set_non_blocking(true)
         .map_err(err("set non-blocking"))?;
-    Ok((socket, addr.port_number(), granted))
+    let diag = SockDiag::open()
+        .map_err(|e| tracing::warn!(error = %e, "no NETLINK_SOCK_DIAG socket: changes will name their netlink port id, not the process"))
+        .ok();
+    Ok((socket, addr.port_number(), granted, diag))
 }
 
 fn recv_once(socket: &Socket, buf: &mut Vec<u8>) -> io::Result<Received> {

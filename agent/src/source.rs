@@ -20,6 +20,8 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::attribution::{Resolver, ResolverStats};
+use crate::cause::Cause;
 use crate::decode::{decode_datagram, Decoded, Message};
 use crate::error::AgentError;
 use crate::journal::{now_unix_nano, Core, Journal};
@@ -59,6 +61,8 @@ pub struct SourceStats {
     dump_reasons: Mutex<BTreeMap<&'static str, u64>>,
     /// How long dumps took.
     pub dump_seconds: DumpDurations,
+    /// What finding who made each change cost and found.
+    pub attribution: Arc<ResolverStats>,
 }
 
 /// [`crate::metrics::DUMP_DURATION`]'s observations.
@@ -99,8 +103,10 @@ struct Dump {
     /// Notifications were lost while this dump ran: its table cannot be
     /// trusted, start over.
     overflowed: bool,
+    /// What the reconcile this dump ends in is told of its cause.
+    cause: Arc<Cause>,
     /// Something asked for a re-dump while this one ran.
-    again: Option<&'static str>,
+    again: Option<(&'static str, Arc<Cause>)>,
 }
 
 pub struct Source {
@@ -116,7 +122,10 @@ pub struct Source {
     /// is reconciled against it and the differences published.
     resumed: bool,
     state_dir: Option<Arc<StateDir>>,
-    recheck_at: Option<(Instant, &'static str)>,
+    recheck_at: Option<(Instant, &'static str, Arc<Cause>)>,
+    /// Finds who asked for each notification's change; `None` with
+    /// attribution off.
+    resolver: Option<Resolver>,
     /// Turns true when the first dump is complete.
     dumped: watch::Sender<bool>,
 }
@@ -127,16 +136,20 @@ impl Source {
     /// holds for `netns` (recovered from the state dir, or empty for a
     /// namespace that appeared while the agent ran) and the differences
     /// published; without, the dump becomes the table silently (nobody
-    /// can have seen the stream yet).
+    /// can have seen the stream yet). With `attribution`, each change of
+    /// a notification says who asked for it.
     pub fn new(
-        socket: NetlinkSocket,
+        mut socket: NetlinkSocket,
         netns: Arc<str>,
         journal: Arc<Journal>,
         stats: Arc<SourceStats>,
         state_dir: Option<Arc<StateDir>>,
         resumed: bool,
+        attribution: Option<Arc<ResolverStats>>,
     ) -> Source {
+        let resolver = attribution.map(|stats| Resolver::new(socket.take_diag(), stats));
         Source {
+            resolver,
             socket,
             netns,
             journal,
@@ -158,7 +171,12 @@ impl Source {
 
     /// Runs until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), AgentError> {
-        self.start_dump("initial dump")?;
+        let first = if self.resumed {
+            "tables read again after a restart"
+        } else {
+            "initial dump"
+        };
+        self.start_dump("initial dump", Cause::new(None, first.into()))?;
         let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
         // Each datagram's place in `buf`, and when it was read.
         let mut bounds: Vec<(usize, usize, i64)> = Vec::new();
@@ -167,12 +185,17 @@ impl Source {
             bounds.clear();
             let mut overflow = false;
             let mut truncated = false;
-            let recheck = self.recheck_at.filter(|_| self.dump.is_none());
+            let recheck = self
+                .recheck_at
+                .as_ref()
+                .filter(|_| self.dump.is_none())
+                .map(|r| r.0);
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                _ = sleep_until(recheck.map(|r| r.0).unwrap_or_else(Instant::now)), if recheck.is_some() => {
-                    self.recheck_at = None;
-                    self.start_dump(recheck.map(|r| r.1).unwrap_or("recheck"))?;
+                _ = sleep_until(recheck.unwrap_or_else(Instant::now)), if recheck.is_some() => {
+                    if let Some((_, reason, cause)) = self.recheck_at.take() {
+                        self.start_dump(reason, cause)?;
+                    }
                     continue;
                 }
                 received = self.socket.recv(&mut buf) => {
@@ -197,14 +220,27 @@ impl Source {
                 if let Some(burst) = OVERFLOWS.check() {
                     tracing::warn!("netlink receive queue overflowed (ENOBUFS): notifications were lost; re-reading the tables{burst}");
                 }
-                self.request_recheck("netlink overflow (ENOBUFS)", true, true);
+                self.request_recheck(
+                    "netlink overflow (ENOBUFS)",
+                    true,
+                    true,
+                    Cause::new(None, "kernel notification queue overflowed".into()),
+                );
             }
             if truncated {
                 self.stats.truncated.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     "a netlink datagram did not fit the receive buffer; re-reading the tables"
                 );
-                self.request_recheck("truncated netlink datagram", true, false);
+                self.request_recheck(
+                    "truncated netlink datagram",
+                    true,
+                    false,
+                    Cause::new(
+                        None,
+                        "a netlink message did not fit the receive buffer".into(),
+                    ),
+                );
             }
             let decoded: Vec<_> = bounds
                 .iter()
@@ -225,11 +261,24 @@ impl Source {
         &mut self,
         decoded: Vec<(i64, Result<Decoded, crate::error::DecodeFailure>)>,
     ) -> Result<(), AgentError> {
+        // Who asked for what this batch announces: found before the lock
+        // is taken, as a lookup may read /proc.
+        if let Some(resolver) = self.resolver.as_mut() {
+            resolver.begin_batch();
+            let own = self.socket.port();
+            for d in decoded.iter().filter_map(|(_, d)| d.as_ref().ok()) {
+                if d.port != own {
+                    resolver.cause(d.port);
+                }
+            }
+        }
         let journal = self.journal.clone();
         let mut core = journal.lock();
         let mut changes = Vec::new();
         // (end, time): the changes before `end` were read at `time`.
         let mut times: Vec<(usize, i64)> = Vec::new();
+        // (end, cause): likewise, who asked for them.
+        let mut causes: Vec<(usize, Option<Arc<Cause>>)> = Vec::new();
         let mut scratch = Vec::new();
         for (time, item) in decoded {
             let d = match item {
@@ -237,7 +286,12 @@ impl Source {
                 Err(failure) => {
                     self.stats.decode_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(%failure, "netlink message failed to decode; re-reading the tables");
-                    self.request_recheck("message failed to decode", true, false);
+                    self.request_recheck(
+                        "message failed to decode",
+                        true,
+                        false,
+                        Cause::new(None, "a netlink message failed to decode".into()),
+                    );
                     continue;
                 }
             };
@@ -250,10 +304,11 @@ impl Source {
             if is_reply {
                 // Keep stream order: what the notifications before this
                 // reply changed goes out before any reconcile it completes.
-                core.publish_observed(
+                core.publish_caused(
                     &self.netns,
                     std::mem::take(&mut changes),
                     &std::mem::take(&mut times),
+                    &std::mem::take(&mut causes),
                     Origin::Notification,
                 );
                 self.on_dump_reply(d.message, &mut core)?;
@@ -263,6 +318,8 @@ impl Source {
                 // A late reply to a dump we abandoned.
                 continue;
             }
+            let cause = self.resolver.as_mut().map(|r| r.cause(d.port));
+            let happened = Happened::of(&d.message);
             // While a dump runs, notifications go to its table as well
             // (nothing is published from it); before the first dump
             // completes, only there.
@@ -287,12 +344,24 @@ impl Source {
                     _ => times.push((changes.len(), time)),
                 }
             }
+            let caused = causes.last().map_or(0, |l| l.0);
+            if caused < changes.len() {
+                match causes.last_mut() {
+                    Some((end, c)) if same(c, &cause) => *end = changes.len(),
+                    _ => causes.push((changes.len(), cause.clone())),
+                }
+            }
             if let Recheck::Yes(reason) = recheck {
                 tracing::debug!(reason, "kernel may have changed routes silently");
-                self.request_recheck(reason, false, false);
+                let words = happened.words(reason);
+                let cause = match cause {
+                    Some(c) => c.with_reason(words),
+                    None => Cause::new(None, words),
+                };
+                self.request_recheck(reason, false, false, cause);
             }
         }
-        core.publish_observed(&self.netns, changes, &times, Origin::Notification);
+        core.publish_caused(&self.netns, changes, &times, &causes, Origin::Notification);
         if let Some(dir) = self.state_dir.as_ref().filter(|d| d.wants_compaction()) {
             if let Err(e) = dir.compact(&core) {
                 tracing::error!(error = %e, "cannot write the state dir");
@@ -316,8 +385,9 @@ impl Source {
                     && -code == EOPNOTSUPP => {}
             Message::Error(code) => {
                 tracing::warn!(errno = -code, phase = ?dump.phase, "dump request failed; retrying");
+                let cause = dump.cause.clone();
                 self.dump = None;
-                self.request_recheck("dump failed", false, false);
+                self.request_recheck("dump failed", false, false, cause);
                 return Ok(());
             }
             other => {
@@ -340,7 +410,10 @@ impl Source {
         }
         let dump = self.dump.take().expect("dump in progress");
         if dump.overflowed {
-            return self.start_dump("notifications lost during the previous dump");
+            return self.start_dump(
+                "notifications lost during the previous dump",
+                Cause::new(None, "kernel notification queue overflowed".into()),
+            );
         }
         let table = core.table_mut(&self.netns);
         if self.ready || self.resumed {
@@ -355,7 +428,13 @@ impl Source {
             self.stats
                 .reconcile_changes
                 .fetch_add(changes.len() as u64, Ordering::Relaxed);
-            core.publish_in(&self.netns, changes, Origin::Reconcile);
+            core.publish_caused(
+                &self.netns,
+                changes,
+                &[(usize::MAX, now_unix_nano())],
+                &[(usize::MAX, Some(dump.cause.clone()))],
+                Origin::Reconcile,
+            );
         } else {
             *table = dump.fresh;
             table.end_dump();
@@ -382,28 +461,37 @@ impl Source {
             }
             self.dumped.send_replace(true);
         }
-        if let Some(reason) = dump.again {
-            self.request_recheck(reason, false, false);
+        if let Some((reason, cause)) = dump.again {
+            self.request_recheck(reason, false, false, cause);
         }
         Ok(())
     }
 
     /// Asks for a re-dump: at once for overflows and decode failures, after a
     /// short pause for flush triggers.
-    fn request_recheck(&mut self, reason: &'static str, now: bool, lost_notifications: bool) {
+    /// The first cause asked for is the one the reconcile reports: a burst
+    /// of link events is told by its first.
+    fn request_recheck(
+        &mut self,
+        reason: &'static str,
+        now: bool,
+        lost_notifications: bool,
+        cause: Arc<Cause>,
+    ) {
         if let Some(dump) = &mut self.dump {
             dump.overflowed |= lost_notifications;
-            dump.again.get_or_insert(reason);
+            dump.again.get_or_insert((reason, cause));
             return;
         }
         let at = Instant::now() + if now { Duration::ZERO } else { COALESCE };
         match &mut self.recheck_at {
-            Some((when, _)) if *when <= at => {}
-            slot => *slot = Some((at, reason)),
+            Some((when, _, _)) if *when <= at => {}
+            Some((when, _, _)) => *when = at,
+            slot => *slot = Some((at, reason, cause)),
         }
     }
 
-    fn start_dump(&mut self, reason: &'static str) -> Result<(), AgentError> {
+    fn start_dump(&mut self, reason: &'static str, cause: Arc<Cause>) -> Result<(), AgentError> {
         tracing::debug!(netns = %self.netns, reason, "dumping links, nexthop objects, rules and routes");
         self.stats.count_dump(reason);
         let seq = self.take_seq();
@@ -413,6 +501,7 @@ impl Source {
             phase: DumpKind::Links,
             fresh: StateTable::new(),
             overflowed: false,
+            cause,
             again: None,
         });
         self.send_dump(DumpKind::Links, seq)
@@ -459,5 +548,67 @@ fn note(
             step: "receive",
             source,
         }),
+    }
+}
+
+/// Whether two runs of changes have the same cause.
+fn same(a: &Option<Arc<Cause>>, b: &Option<Arc<Cause>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// What a notification that may make the agent re-read the tables said,
+/// kept for the reconcile's reason (the message itself goes to the table).
+enum Happened {
+    Link {
+        name: String,
+        up: bool,
+        carrier: bool,
+    },
+    LinkDeleted(String),
+    AddressRemoved(String),
+    NexthopDeleted(u32),
+    Other,
+}
+
+impl Happened {
+    fn of(message: &Message) -> Happened {
+        match message {
+            Message::NewLink(l) => Happened::Link {
+                name: l.name.clone(),
+                up: l.up,
+                carrier: l.carrier,
+            },
+            Message::DelLink(l) => Happened::LinkDeleted(l.name.clone()),
+            Message::DelAddress(a) => Happened::AddressRemoved(a.clone()),
+            Message::DelNexthop(nh) => Happened::NexthopDeleted(nh.id),
+            _ => Happened::Other,
+        }
+    }
+
+    /// The reconcile's reason in an operator's words, from the table's
+    /// `reason` for wanting a re-read.
+    fn words(&self, reason: &str) -> String {
+        match self {
+            Happened::Link { name, up, carrier } => match reason {
+                "link state changed" if !up => format!("link {name} went down"),
+                "link state changed" if !carrier => format!("link {name} lost carrier"),
+                "link state changed" => format!("link {name} came up"),
+                "link renamed" => format!("link renamed to {name}"),
+                "vrf link added" => format!("vrf {name} added"),
+                "vrf link changed" => format!("vrf {name} changed"),
+                "link named by a rule appeared" => {
+                    format!("link {name} appeared (a rule names it)")
+                }
+                other => format!("link {name}: {other}"),
+            },
+            Happened::LinkDeleted(name) => format!("link {name} deleted"),
+            Happened::AddressRemoved(a) => format!("address {a} removed"),
+            Happened::NexthopDeleted(id) => format!("nexthop {id} deleted"),
+            Happened::Other => reason.to_string(),
+        }
     }
 }

@@ -171,6 +171,7 @@ mod tests {
             origin: origin as i32,
             key: format!("k{seq}"),
             object: None,
+            ..Default::default()
         };
         ev(stream, seq, event::Kind::Change(change))
     }

@@ -129,6 +129,14 @@ const FIELDS: &[Field] = &[
         values: |f| &mut f.vrf,
     },
     Field {
+        flag: "changed-by",
+        api: "changed_by",
+        value_name: "WHO",
+        env: "ROUTEWATCH_CHANGED_BY",
+        help: "Who made the change: kernel, a pid, an executable path (/usr/sbin/bird), a Kubernetes pod UID or a command name (ip, zebra). Snapshots and reconciles of unknown cause match none",
+        values: |f| &mut f.changed_by,
+    },
+    Field {
         flag: "metric",
         api: "metric",
         value_name: "N|N-M|N-",

@@ -207,6 +207,7 @@ fn reconciled(sync: &Event, of: &Event, action: Action, object: change::Object) 
             origin: Origin::Reconcile as i32,
             key,
             object: Some(object),
+            ..Default::default()
         })),
     }
 }
@@ -239,6 +240,7 @@ mod tests {
                     table: 254,
                     ..Route::default()
                 })),
+                ..Default::default()
             })),
         }
     }

@@ -156,6 +156,7 @@ mod tests {
             origin: origin as i32,
             key: format!("k{seq}"),
             object: None,
+            ..Default::default()
         };
         Event {
             stream_id: "s".into(),

@@ -156,6 +156,7 @@ mod tests {
             origin: Origin::Dump as i32,
             key: "k".into(),
             object: Some(change::Object::Route(route)),
+            ..Default::default()
         };
         let event = Event {
             kind: Some(event::Kind::Change(change)),

@@ -15,7 +15,7 @@ use routewatch_tests::{
 const OPS: &str = "127.0.0.1:9464";
 
 /// Every metric family the agent exports.
-const FAMILIES: [&str; 30] = [
+const FAMILIES: [&str; 32] = [
     "routewatch_build",
     "routewatch_events",
     "routewatch_resyncs",
@@ -24,6 +24,8 @@ const FAMILIES: [&str; 30] = [
     "routewatch_netlink_truncated",
     "routewatch_decode_failures",
     "routewatch_reconcile_differences",
+    "routewatch_changed_by_lookups",
+    "routewatch_changed_by_lookup_seconds",
     "routewatch_subscribers",
     "routewatch_subscriber_lag_max",
     "routewatch_stream_seq",

@@ -633,7 +633,7 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
         &[],
     )
     .await;
-    assert_eq!(versions, [vec![int(1)], vec![int(2)]]);
+    assert_eq!(versions, [vec![int(1)], vec![int(2)], vec![int(3)]]);
 }
 
 /// `query history PREFIX` reads the prefix's range of the destination
@@ -968,6 +968,113 @@ async fn answers_stream_in_bounded_memory(place: TestStore) {
     assert!(over.is_empty(), "over {} MB: {over:?}", BOUND >> 20);
 }
 
+/// An add stamped with who made it (and a reconcile's reason).
+fn attributed(
+    mut event: routewatch_proto::v1::Event,
+    by: routewatch_proto::v1::ChangedBy,
+    reason: &str,
+) -> routewatch_proto::v1::Event {
+    if let Some(event::Kind::Change(c)) = &mut event.kind {
+        c.changed_by = Some(by);
+        c.reason = reason.into();
+    }
+    event
+}
+
+/// Who opened each version is kept as plain columns, the views show it
+/// (a delete's row in `route_changes` names nobody) and `query history`
+/// reads it back.
+async fn a_version_keeps_who_opened_it(place: TestStore) {
+    use routewatch_proto::v1::{ChangedBy, ChangedByHow};
+    let mut store = open(&place).await;
+    let (_, mut ledger) = follow(&mut store, "h:1").await;
+    let first = write(
+        &mut ledger,
+        &snapshot("s", 5, 100, None, &[("a", route("10.0.0.0/24", 0))]),
+    );
+    let ip = ChangedBy {
+        port_id: 4242,
+        how: ChangedByHow::Pid as i32,
+        pid: 4242,
+        comm: "ip".into(),
+        exe: "/usr/bin/ip".into(),
+        pod_uid: "0b5a6c1e-2f4d-4c1a-9d3e-5f6a7b8c9d0e".into(),
+        ..Default::default()
+    };
+    let kernel = ChangedBy {
+        kernel: true,
+        ..Default::default()
+    };
+    let live = write(
+        &mut ledger,
+        &[
+            attributed(add(6, 200, "d", route("10.0.2.0/24", 0)), ip, ""),
+            attributed(
+                add(7, 210, "e", route("10.0.3.0/24", 0)),
+                kernel,
+                "link v0 went down",
+            ),
+            delete(8, 220, "d", route("10.0.2.0/24", 0)),
+        ],
+    );
+    commit(&mut store, &[first, live]).await;
+    let rows = select(
+        &mut store,
+        "SELECT CAST(dst AS TEXT), action, changed_by, changed_by_pid, changed_by_comm,
+             changed_by_pod, reason
+         FROM route_changes ORDER BY seq",
+        &[],
+    )
+    .await;
+    let pod = text("0b5a6c1e-2f4d-4c1a-9d3e-5f6a7b8c9d0e");
+    assert_eq!(
+        rows,
+        [
+            vec![
+                text("10.0.2.0/24"),
+                text("add"),
+                text("ip[4242] pod 0b5a6c1e-2f4d-4c1a-9d3e-5f6a7b8c9d0e"),
+                int(4242),
+                text("ip"),
+                pod,
+                Value::Null,
+            ],
+            vec![
+                text("10.0.3.0/24"),
+                text("add"),
+                text("kernel"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                text("link v0 went down"),
+            ],
+            vec![
+                text("10.0.2.0/24"),
+                text("delete"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ],
+        ]
+    );
+    let current = select(
+        &mut store,
+        "SELECT changed_by, reason FROM current_routes WHERE dst = '10.0.3.0/24'",
+        &[],
+    )
+    .await;
+    assert_eq!(current, [vec![text("kernel"), text("link v0 went down")]]);
+    let snapshot = select(
+        &mut store,
+        "SELECT changed_by FROM route_history WHERE dst = '10.0.0.0/24'",
+        &[],
+    )
+    .await;
+    assert_eq!(snapshot, [vec![Value::Null]], "snapshots name nobody");
+}
+
 /// Each check, on a fresh SQLite file and on a fresh PostgreSQL database.
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
@@ -1002,6 +1109,7 @@ on_both_backends!(
     a_large_write_keeps_every_row,
     every_key_of_the_history_starts_with_the_target,
     answers_stream_in_bounded_memory,
+    a_version_keeps_who_opened_it,
 );
 
 /// Claims `name` until it is granted, for at most `timeout` (a dropped
@@ -1137,7 +1245,11 @@ async fn postgres_collectors_migrating_together_all_succeed() {
     }
     let mut store = open(&place).await;
     let versions = select(&mut store, "SELECT version FROM schema_version", &[]).await;
-    assert_eq!(versions, [vec![int(1)], vec![int(2)]], "migrated once");
+    assert_eq!(
+        versions,
+        [vec![int(1)], vec![int(2)], vec![int(3)]],
+        "migrated once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -48,7 +48,8 @@ pub enum Message {
     /// An address went away: the kernel flushes the IPv4 routes that used
     /// it as preferred source, and drops it from IPv6 routes, without a
     /// route message.
-    DelAddress,
+    /// The address as `ip` prints it (`198.18.0.1/24`), for the operator.
+    DelAddress(String),
     /// End of a dump.
     Done,
     /// An error reply to one of our requests (a negative errno).
@@ -147,7 +148,7 @@ pub fn decode_message(bytes: &[u8]) -> Result<Decoded, DecodeFailure> {
             },
             RouteNetlinkMessage::NewLink(m) => Message::NewLink(Link::from_message(&m)),
             RouteNetlinkMessage::DelLink(m) => Message::DelLink(Link::from_message(&m)),
-            RouteNetlinkMessage::DelAddress(_) => Message::DelAddress,
+            RouteNetlinkMessage::DelAddress(m) => Message::DelAddress(address_text(&m)),
             _ => Message::Ignored,
         },
         _ => Message::Ignored,
@@ -189,3 +190,21 @@ fn check_prefix_lengths(family: &str, longest: u8, lengths: [(&str, u8); 2]) -> 
 mod test_bytes;
 #[cfg(test)]
 mod tests;
+
+/// An address message's address (IFA_LOCAL, else IFA_ADDRESS) and prefix
+/// length, as `ip address` prints them.
+fn address_text(m: &netlink_packet_route::address::AddressMessage) -> String {
+    use netlink_packet_route::address::AddressAttribute;
+    let mut address = None;
+    for attribute in &m.attributes {
+        match attribute {
+            AddressAttribute::Local(a) => address = Some(*a),
+            AddressAttribute::Address(a) if address.is_none() => address = Some(*a),
+            _ => {}
+        }
+    }
+    match address {
+        Some(a) => format!("{a}/{}", m.header.prefix_len),
+        None => format!("index {} address", m.header.index),
+    }
+}

@@ -181,7 +181,7 @@ fn link_and_address_messages() {
     // ip addr del 10.1.0.1/24 dev va
     assert!(matches!(
         decode_message(fixture!("addr_v4_del.bin")).unwrap().message,
-        Message::DelAddress
+        Message::DelAddress(a) if a == "10.1.0.1/24"
     ));
 }
 

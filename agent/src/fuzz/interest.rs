@@ -184,8 +184,8 @@ proptest! {
             let mut changes = Vec::new();
             table.apply(n.message(), &mut changes);
             for c in changes {
-                let record = change_record(&info, "", seq, 0, &c, api::Origin::Notification);
-                let entry = Entry::new(seq, 0, api::Origin::Notification, "".into(), c, record);
+                let record = change_record(&info, "", seq, 0, &c, api::Origin::Notification, None);
+                let entry = Entry::new(seq, 0, api::Origin::Notification, "".into(), c, None, record);
                 let pass = interest.as_ref().map_or_else(|| Pass::Shared(entry.record()), |i| i.pass(&info, &entry));
                 let bytes = match pass {
                     Pass::Shared(b) | Pass::Left(b) => b,
@@ -201,7 +201,7 @@ proptest! {
                 .changes()
                 .filter(|c| interest.as_ref().is_none_or(|i| i.keeps("", c)))
                 .map(|c| {
-                    let (key, _, object) = read(&change_record(&info, "", seq, 0, &c, api::Origin::Dump));
+                    let (key, _, object) = read(&change_record(&info, "", seq, 0, &c, api::Origin::Dump, None));
                     (key, object)
                 })
                 .collect();

@@ -122,6 +122,7 @@ fn filter() -> impl Strategy<Value = Filter> {
                 netns: n,
                 metric: o,
                 vrf: p,
+                changed_by: Vec::new(),
             },
         )
 }
@@ -214,6 +215,7 @@ fn check(request: &SubscribeRequest) -> Result<bool, String> {
                 origin: Origin::Notification,
                 netns: "",
                 object,
+                changed_by: None,
             });
         }
     }

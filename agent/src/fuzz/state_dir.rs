@@ -306,8 +306,16 @@ fn written_with_ring(dir: &Path, last_seq: u64, ring: &[u64]) {
         .iter()
         .map(|&seq| {
             let c = change(0, seq as u8, false);
-            let record = change_record(&info, "", seq, 1, &c, api::Origin::Notification);
-            Entry::new(seq, 1, api::Origin::Notification, "".into(), c, record)
+            let record = change_record(&info, "", seq, 1, &c, api::Origin::Notification, None);
+            Entry::new(
+                seq,
+                1,
+                api::Origin::Notification,
+                "".into(),
+                c,
+                None,
+                record,
+            )
         })
         .collect();
     let (state_dir, _) = StateDir::open(dir, "").expect("open the state dir");

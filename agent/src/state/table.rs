@@ -234,7 +234,7 @@ impl StateTable {
             }
             // IPv4 flushes routes using the address as prefsrc; IPv6 drops
             // the prefsrc from them. Neither says so.
-            Message::DelAddress => Recheck::Yes("address removed"),
+            Message::DelAddress(_) => Recheck::Yes("address removed"),
             Message::Done | Message::Error(_) | Message::Ignored => Recheck::No,
         }
     }

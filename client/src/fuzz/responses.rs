@@ -55,6 +55,7 @@ fn seeds() -> Vec<Vec<u8>> {
                 origin: 1,
                 key: format!("{seq:032x}"),
                 object: Some(object),
+                ..Default::default()
             }),
         ));
     }

@@ -11,6 +11,7 @@ use routewatch_proto::v1::{
     change, event, Action, Encap, Event, Family, Nexthop, Origin as ApiOrigin, ResyncCause, Route,
 };
 
+use super::changed_by::changed_by_json;
 use super::encap::encap_json;
 use super::json_writer::JsonObject;
 use super::rule::rule_fields;
@@ -144,6 +145,12 @@ fn resync_json(
             };
             o.str("action", action);
             o.str("origin", origin_name(c.origin));
+            if !c.reason.is_empty() {
+                o.str("reason", &c.reason);
+            }
+            if let Some(by) = &c.changed_by {
+                changed_by_json(by, &mut o);
+            }
             object_json(&c.key, object, &mut o);
         }
         (None, Some(event::Kind::Resync(r))) => {

@@ -1,5 +1,6 @@
 //! Printers: one per output format, all fed the same labelled events.
 
+mod changed_by;
 mod color;
 mod encap;
 mod json;
@@ -14,6 +15,7 @@ mod unknown;
 #[cfg(test)]
 mod tests;
 
+pub use changed_by::{changed_by_json, changed_by_text, how_name};
 pub use color::{Color, Paint, Tone};
 pub use encap::{encap_json, encap_text};
 pub use json::{

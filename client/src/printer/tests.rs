@@ -22,6 +22,7 @@ fn event(seq: u64, action: Action, origin: ApiOrigin, object: change::Object) ->
             origin: origin as i32,
             key: format!("k{seq}"),
             object: Some(object),
+            ..Default::default()
         })),
     }
 }

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use routewatch_proto::names::{self, PREFERENCES, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::{change, event, Action, Event, Family, Nexthop, Route};
 
+use super::changed_by::changed_by_text;
 use super::encap::encap_text;
 use super::rule::rule_line;
 use super::unknown::unknown_text;
@@ -64,6 +65,14 @@ impl Printer for TextPrinter {
             line.push_str("Deleted ");
         }
         object_line(object, line);
+        if let Some(by) = &c.changed_by {
+            changed_by_text(by, line);
+        }
+        if !c.reason.is_empty() {
+            line.push_str(" (");
+            line.push_str(&c.reason);
+            line.push(')');
+        }
         line.push_str(end);
         line.push('\n');
         out.write_all(line.as_bytes())

@@ -341,6 +341,15 @@ fn cells(line: &Line<'_>, host: &str) -> Vec<String> {
             };
             let mut object = String::new();
             object_line(&v.object, &mut object);
+            if let Some(by) = &v.changed_by {
+                object.push_str(" by ");
+                object.push_str(by);
+            }
+            if let Some(reason) = &v.reason {
+                object.push_str(" (");
+                object.push_str(reason);
+                object.push(')');
+            }
             vec![
                 rfc3339_millis(v.opened.time),
                 to,
@@ -368,6 +377,12 @@ fn version_json(v: &Version, host: &str) -> Json {
         closed.map(|c| c.stream_id.clone()).into(),
     );
     m.insert("closed_seq".into(), closed.map(|c| c.seq).into());
+    if let Some(by) = &v.changed_by {
+        m.insert("changed_by".into(), by.clone().into());
+    }
+    if let Some(reason) = &v.reason {
+        m.insert("reason".into(), reason.clone().into());
+    }
     m.extend(json_map(|o| object_json(&v.key, &v.object, o)));
     Json::Object(m)
 }

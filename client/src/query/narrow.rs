@@ -62,6 +62,7 @@ impl Narrowed {
             origin: Origin::Dump,
             netns: &v.netns,
             object,
+            changed_by: None,
         })
     }
 }

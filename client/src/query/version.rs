@@ -12,10 +12,15 @@ use crate::store::schema::{CLOSED_BY_RESYNC, KIND_NEXTHOP, KIND_ROUTE, KIND_RULE
 use crate::store::{Store, Value};
 use crate::ClientError;
 
-/// The columns [`Version::read`] reads, of `versions v`.
+/// The columns [`Version::read`] reads, of `versions v` (and who opened
+/// it, from its `version_columns` row).
 pub const COLUMNS: &str = "v.target_id, v.vid, v.netns, v.key, v.kind, v.object, v.valid_from, \
      v.opened_stream, v.opened_seq, v.opened_origin, \
-     v.valid_to, v.closed_stream, v.closed_seq, v.closed_origin";
+     v.valid_to, v.closed_stream, v.closed_seq, v.closed_origin, \
+     (SELECT c.changed_by FROM version_columns c \
+      WHERE c.target_id = v.target_id AND c.vid = v.vid), \
+     (SELECT c.reason FROM version_columns c \
+      WHERE c.target_id = v.target_id AND c.vid = v.vid)";
 
 /// A position in a stream, and the origin of the change there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +55,11 @@ pub struct Version {
     pub opened: Mark,
     /// None while current.
     pub closed: Option<Mark>,
+    /// Who asked for the change that opened it (`ip[4242]`, `kernel`),
+    /// when the agent said.
+    pub changed_by: Option<String>,
+    /// Why a reconcile opened it.
+    pub reason: Option<String>,
 }
 
 impl Version {
@@ -92,6 +102,8 @@ impl Version {
                 origin: r.int(9)?,
             },
             closed,
+            changed_by: r.opt_text(14)?,
+            reason: r.opt_text(15)?,
         })
     }
 
@@ -108,6 +120,7 @@ impl Version {
                 origin: Origin::Dump as i32,
                 key: self.key.clone(),
                 object: Some(self.object.clone()),
+                ..Default::default()
             })),
         }
     }

@@ -7,8 +7,8 @@ use ipnet::IpNet;
 use routewatch_proto::names::{self, PROTOCOLS, ROUTE_TYPES, SCOPES, TABLES};
 use routewatch_proto::v1::change;
 
-use super::schema::{KIND_NEXTHOP, KIND_ROUTE, KIND_RULE, READABLE_COLUMNS};
-use crate::printer::{encap_text, object_fields, JsonObject};
+use super::schema::{ATTRIBUTION_COLUMNS, KIND_NEXTHOP, KIND_ROUTE, KIND_RULE, READABLE_COLUMNS};
+use crate::printer::{changed_by_text, encap_text, object_fields, JsonObject};
 
 /// A version's readable columns (`None` is SQL NULL).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,6 +35,15 @@ pub struct Columns {
     pub encap: Option<String>,
     /// The object as `ip -j -d` prints it.
     pub object_json: String,
+    /// Who opened the version (see [`schema::ATTRIBUTION_COLUMNS`]).
+    ///
+    /// [`schema::ATTRIBUTION_COLUMNS`]: super::schema::ATTRIBUTION_COLUMNS
+    pub changed_by: Option<String>,
+    pub changed_by_pid: Option<i64>,
+    pub changed_by_comm: Option<String>,
+    pub changed_by_pod: Option<String>,
+    /// A reconcile's reason.
+    pub reason: Option<String>,
 }
 
 impl Columns {
@@ -79,10 +88,21 @@ pub fn decode(kind: i64, bytes: &[u8]) -> Option<change::Object> {
     }
 }
 
+/// Every column of `version_columns` after `target_id` and `vid`, in the
+/// order the writers bind them.
+fn names() -> Vec<&'static str> {
+    READABLE_COLUMNS
+        .iter()
+        .chain(&ATTRIBUTION_COLUMNS)
+        .map(|(name, _)| *name)
+        .collect()
+}
+
 /// The insert of versions' readable columns, without its VALUES:
-/// `target_id`, `vid`, then the columns in [`READABLE_COLUMNS`]' order.
+/// `target_id`, `vid`, then the columns in [`READABLE_COLUMNS`]' and
+/// [`ATTRIBUTION_COLUMNS`]' order.
 pub fn insert_head() -> String {
-    let names: Vec<&str> = READABLE_COLUMNS.iter().map(|(name, _)| *name).collect();
+    let names = names();
     format!(
         "INSERT INTO version_columns (target_id, vid, {})",
         names.join(", ")
@@ -91,7 +111,7 @@ pub fn insert_head() -> String {
 
 /// PostgreSQL's binary COPY of the same columns, in the same order.
 pub fn copy_statement() -> String {
-    let names: Vec<&str> = READABLE_COLUMNS.iter().map(|(name, _)| *name).collect();
+    let names = names();
     format!(
         "COPY version_columns (target_id, vid, {}) FROM STDIN (FORMAT binary)",
         names.join(", ")
@@ -103,6 +123,21 @@ pub fn copy_statement() -> String {
 /// fills them in one transaction, from `(0, 0, 0)`).
 pub const TO_BACKFILL: &str = "SELECT target_id, vid, kind, object FROM versions
      WHERE target_id > ? OR (target_id = ? AND vid > ?) ORDER BY target_id, vid LIMIT 10000";
+
+/// The columns of a change's object, with who made the change.
+pub fn of_change(change: &routewatch_proto::v1::Change) -> Columns {
+    let mut c = change.object.as_ref().map(of).unwrap_or_default();
+    if let Some(by) = &change.changed_by {
+        let mut text = String::new();
+        changed_by_text(by, &mut text);
+        c.changed_by = Some(text.trim_start().trim_start_matches("by ").to_owned());
+        c.changed_by_pid = (by.pid != 0).then_some(i64::from(by.pid));
+        c.changed_by_comm = (!by.comm.is_empty()).then(|| by.comm.clone());
+        c.changed_by_pod = (!by.pod_uid.is_empty()).then(|| by.pod_uid.clone());
+    }
+    c.reason = (!change.reason.is_empty()).then(|| change.reason.clone());
+    c
+}
 
 /// The columns of `object`.
 pub fn of(object: &change::Object) -> Columns {
@@ -147,6 +182,7 @@ pub fn of(object: &change::Object) -> Columns {
                 vrf: text(&r.vrf),
                 encap,
                 object_json,
+                ..Columns::default()
             }
         }
         change::Object::Nexthop(n) => Columns {

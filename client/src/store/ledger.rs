@@ -322,7 +322,7 @@ impl Ledger {
             opened_seq: seq,
             opened_origin: origin,
             close: None,
-            columns: change.object.as_ref().map(columns::of).unwrap_or_default(),
+            columns: columns::of_change(change),
         };
         match &change.object {
             Some(change::Object::Route(route)) => {

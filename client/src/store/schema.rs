@@ -30,6 +30,9 @@
 //!   destination, gateway, ... in iproute2's words and the whole object as
 //!   `ip -j -d` JSON), one row per `(target_id, vid)`, written with the
 //!   version and never updated; the views join it (docs/store.md).
+//!   Migration 3 adds who opened the version ([`ATTRIBUTION_COLUMNS`]:
+//!   `changed_by` as text, its pid, comm and pod UID, and a reconcile's
+//!   `reason`), NULL for versions stored before and for snapshots.
 //! - `gaps`: where the record is not exact. A resync makes one, from the
 //!   last position stored before it to the Sync after it; history inside a
 //!   gap is unknown.
@@ -52,7 +55,7 @@ pub enum Dialect {
 }
 
 /// The schema version this build writes and reads.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// `versions.kind` of a route.
 pub const KIND_ROUTE: i64 = 1;
@@ -200,7 +203,28 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
                 ){without_rowid}",
                 columns.join("\n                    ")
             )];
-            out.extend(views(dialect));
+            out.extend(views(dialect, 2));
+            Some(out)
+        }
+        // Who opened each version, beside its readable columns; the views
+        // are made again to show them.
+        3 => {
+            let mut out: Vec<String> = ["current_routes", "route_history", "route_changes"]
+                .iter()
+                .map(|v| format!("DROP VIEW {v}"))
+                .collect();
+            out.extend(ATTRIBUTION_COLUMNS.iter().map(|(name, ty)| {
+                let ty = match *ty {
+                    "int" => "BIGINT",
+                    _ => "TEXT",
+                };
+                format!("ALTER TABLE version_columns ADD COLUMN {name} {ty}")
+            }));
+            out.extend(
+                views(dialect, 3)
+                    .into_iter()
+                    .filter(|v| !v.contains("VIEW record_gaps") && !v.contains("VIEW fleet_hosts")),
+            );
             Some(out)
         }
         _ => None,
@@ -224,6 +248,19 @@ pub const READABLE_COLUMNS: [(&str, &str); 12] = [
     ("object_json", "text"),
 ];
 
+/// Who opened a version (migration 3), after [`READABLE_COLUMNS`] in the
+/// order the writers bind them: the attribution as `routewatch tail`
+/// prints it after `by` (`ip[4242]`, `kernel`, `kubelet[812] pod <uid>`,
+/// `port 77 (exited)`), the process's pid, comm and Kubernetes pod UID,
+/// and a reconcile's reason.
+pub const ATTRIBUTION_COLUMNS: [(&str, &str); 5] = [
+    ("changed_by", "text"),
+    ("changed_by_pid", "int"),
+    ("changed_by_comm", "text"),
+    ("changed_by_pod", "text"),
+    ("reason", "text"),
+];
+
 /// The names of the views, for the tests and the docs.
 pub const VIEWS: [&str; 5] = [
     "route_history",
@@ -237,7 +274,7 @@ pub const VIEWS: [&str; 5] = [
 /// names and columns on both backends; times as timestamptz on
 /// PostgreSQL and RFC 3339 text (UTC, milliseconds) on SQLite; `dst` as
 /// inet on PostgreSQL, CIDR text on SQLite.
-fn views(dialect: Dialect) -> Vec<String> {
+fn views(dialect: Dialect, version: i64) -> Vec<String> {
     let time = |column: &str| match dialect {
         Dialect::Sqlite => {
             format!("strftime('%Y-%m-%dT%H:%M:%fZ', {column} / 1000000000.0, 'unixepoch')")
@@ -257,10 +294,39 @@ fn views(dialect: Dialect) -> Vec<String> {
              WHEN {CLOSED_BY_RESYNC} THEN 'resync' END"
         )
     };
-    let columns = format!(
-        "c.table_name, {dst} AS dst, c.gateway, c.dev, c.protocol, c.type, c.scope, c.metric, \
-         c.prefsrc, c.vrf, c.encap, CAST(NULL AS TEXT) AS changed_by"
-    );
+    // Who opened the version (from migration 3 on): in `route_changes`, a
+    // delete's row shows no attribution rather than the opener's.
+    let by = |column: &str, ty: &str, deletes_too: bool| match (version, deletes_too) {
+        (..=2, _) => format!("CAST(NULL AS {ty}) AS {column}"),
+        (_, true) => format!("c.{column}"),
+        (_, false) => format!("CASE WHEN e.action = 1 THEN c.{column} END AS {column}"),
+    };
+    let readable_columns = |deletes_too: bool| {
+        let mut s = format!(
+            "c.table_name, {dst} AS dst, c.gateway, c.dev, c.protocol, c.type, c.scope, \
+             c.metric, c.prefsrc, c.vrf, c.encap, {}",
+            by("changed_by", "TEXT", deletes_too)
+        );
+        if version >= 3 {
+            for (column, ty) in [
+                ("changed_by_pid", "BIGINT"),
+                ("changed_by_comm", "TEXT"),
+                ("changed_by_pod", "TEXT"),
+                ("reason", "TEXT"),
+            ] {
+                s.push_str(", ");
+                s.push_str(&by(column, ty, deletes_too));
+            }
+        }
+        s
+    };
+    let columns = readable_columns(true);
+    let change_columns = readable_columns(false);
+    let attribution = if version >= 3 {
+        "changed_by_pid, changed_by_comm, changed_by_pod, reason, "
+    } else {
+        ""
+    };
     let readable = "JOIN version_columns c ON c.target_id = v.target_id AND c.vid = v.vid";
     vec![
         format!(
@@ -275,18 +341,19 @@ fn views(dialect: Dialect) -> Vec<String> {
             opened = origin("v.opened_origin"),
             closed = origin("v.closed_origin"),
         ),
-        "CREATE VIEW current_routes AS
-         SELECT host, address, netns, object, family, table_name, dst, gateway, dev, protocol,
-             type, scope, metric, prefsrc, vrf, encap, changed_by, valid_from, opened_by, key,
-             object_json
-         FROM route_history WHERE valid_to IS NULL"
-            .to_owned(),
+        format!(
+            "CREATE VIEW current_routes AS
+             SELECT host, address, netns, object, family, table_name, dst, gateway, dev, protocol,
+                 type, scope, metric, prefsrc, vrf, encap, changed_by, {attribution}valid_from,
+                 opened_by, key, object_json
+             FROM route_history WHERE valid_to IS NULL"
+        ),
         format!(
             "CREATE VIEW route_changes AS
              SELECT {host} AS host, t.name AS address, v.netns, e.stream_id, e.seq,
                  {time} AS time,
                  CASE e.action WHEN 1 THEN 'add' WHEN 2 THEN 'delete' END AS action,
-                 {event_origin} AS origin, {object} AS object, {family} AS family, {columns},
+                 {event_origin} AS origin, {object} AS object, {family} AS family, {change_columns},
                  v.key, c.object_json
              FROM events e
              JOIN versions v ON v.target_id = e.target_id AND v.vid = e.vid

@@ -69,10 +69,12 @@ impl SqliteStore {
             for statement in schema::migration(Dialect::Sqlite, n).unwrap_or_default() {
                 tx.execute(&statement, [])?;
             }
-            if n == 2 {
-                backfill(&tx)?;
-            }
             tx.execute(statements::RECORD_MIGRATION, [n])?;
+        }
+        // The readable columns of versions stored before migration 2, once
+        // the table has all its columns.
+        if found < 2 {
+            backfill(&tx)?;
         }
         tx.commit()?;
         Ok(())
@@ -363,7 +365,7 @@ fn column_values<'a>(
     target_id: &'a i64,
     vid: &'a i64,
     c: &'a columns::Columns,
-) -> [&'a dyn ToSql; 14] {
+) -> [&'a dyn ToSql; 19] {
     [
         target_id,
         vid,
@@ -379,6 +381,11 @@ fn column_values<'a>(
         &c.vrf,
         &c.encap,
         &c.object_json,
+        &c.changed_by,
+        &c.changed_by_pid,
+        &c.changed_by_comm,
+        &c.changed_by_pod,
+        &c.reason,
     ]
 }
 

@@ -65,6 +65,7 @@ pub fn change(
             origin: origin as i32,
             key: key.into(),
             object: Some(object.object()),
+            ..Default::default()
         })),
     }
 }

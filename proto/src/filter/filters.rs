@@ -5,8 +5,8 @@
 //! a field matches when any of its values does.
 
 use super::{
-    action, destination, dev, family, gateway, metric, netns, object, origin, protocol, route_type,
-    scope, table, vrf, InvalidFilter, Subject, Vocabulary,
+    action, changed_by, destination, dev, family, gateway, metric, netns, object, origin, protocol,
+    route_type, scope, table, vrf, InvalidFilter, Subject, Vocabulary,
 };
 use crate::host_names::Names;
 use crate::v1::{Filter, SubscribeRequest};
@@ -35,6 +35,7 @@ const KINDS: &[Build] = &[
     object::build,
     netns::build,
     vrf::build,
+    changed_by::build,
 ];
 
 /// ... and those that read names.

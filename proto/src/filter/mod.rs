@@ -8,6 +8,7 @@
 //! [`Filter`]: crate::v1::Filter
 
 mod action;
+mod changed_by;
 mod destination;
 mod dev;
 mod error;

@@ -1,7 +1,7 @@
 //! What a filter looks at: one change of one object, with its event's
 //! context.
 
-use crate::v1::{Action, Nexthop, Origin, Route, Rule};
+use crate::v1::{Action, ChangedBy, Nexthop, Origin, Route, Rule};
 
 /// One change as filters see it.
 #[derive(Debug, Clone, Copy)]
@@ -11,6 +11,8 @@ pub struct Subject<'a> {
     /// The network namespace ("" for the agent's own).
     pub netns: &'a str,
     pub object: Object<'a>,
+    /// Who asked the kernel for the change, when known.
+    pub changed_by: Option<&'a ChangedBy>,
 }
 
 /// The object a change is about.

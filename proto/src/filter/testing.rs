@@ -35,6 +35,7 @@ pub fn added(route: &Route) -> Subject<'_> {
         action: Action::Add,
         origin: Origin::Notification,
         netns: "",
+        changed_by: None,
         object: Object::Route(route),
     }
 }
@@ -56,6 +57,7 @@ pub fn rule_added(rule: &Rule) -> Subject<'_> {
         action: Action::Add,
         origin: Origin::Notification,
         netns: "",
+        changed_by: None,
         object: Object::Rule(rule),
     }
 }
@@ -66,6 +68,7 @@ pub fn nexthop_added(nexthop: &Nexthop) -> Subject<'_> {
         action: Action::Add,
         origin: Origin::Notification,
         netns: "",
+        changed_by: None,
         object: Object::Nexthop(nexthop),
     }
 }

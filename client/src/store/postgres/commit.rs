@@ -42,7 +42,7 @@ const VERSION_TYPES: [Type; 20] = [
 ];
 
 /// The types of [`crate::store::columns::copy_statement`]'s columns.
-const COLUMN_TYPES: [Type; 14] = [
+const COLUMN_TYPES: [Type; 19] = [
     Type::INT8,
     Type::INT8,
     Type::TEXT,
@@ -54,6 +54,11 @@ const COLUMN_TYPES: [Type; 14] = [
     Type::TEXT,
     Type::INT8,
     Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
@@ -77,6 +82,11 @@ pub(super) fn column_row(rows: &mut CopyRows, target_id: i64, vid: i64, c: &Colu
     rows.opt_text(c.vrf.as_deref());
     rows.opt_text(c.encap.as_deref());
     rows.text(&c.object_json);
+    rows.opt_text(c.changed_by.as_deref());
+    rows.opt_int(c.changed_by_pid);
+    rows.opt_text(c.changed_by_comm.as_deref());
+    rows.opt_text(c.changed_by_pod.as_deref());
+    rows.opt_text(c.reason.as_deref());
 }
 
 const COPY_EVENTS: &str = "COPY events (target_id, stream_id, seq, time, action, origin, vid)

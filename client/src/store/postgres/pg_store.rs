@@ -388,10 +388,12 @@ async fn migrate(client: &mut Client, store: &str) -> Result<(), StoreError> {
         for statement in schema::migration(Dialect::Postgres, n).unwrap_or_default() {
             tx.batch_execute(&statement).await?;
         }
-        if n == 2 {
-            backfill(&tx).await?;
-        }
         tx.execute(&record, &[&n]).await?;
+    }
+    // The readable columns of versions stored before migration 2, once
+    // the table has all its columns.
+    if found < 2 {
+        backfill(&tx).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -1,0 +1,17 @@
+//! Who asked the kernel for a change.
+//!
+//! A notification the kernel sends because of a netlink request carries the
+//! requesting socket's port id in `nlmsg_pid`; the kernel's own changes
+//! carry 0. The port id leads to a socket inode (the namespace's netlink
+//! socket table, [`sock_diag`]), the inode to the process holding it (its
+//! open files, [`procfs`]), and the process's cgroup to its container and
+//! pod ([`cgroup`]). [`Resolver`] does this once per socket and keeps the
+//! answer while the process still holds that socket.
+
+pub mod cgroup;
+pub mod procfs;
+mod resolver;
+pub mod sock_diag;
+
+pub use resolver::{Resolver, ResolverStats};
+pub use sock_diag::SockDiag;

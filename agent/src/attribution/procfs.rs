@@ -1,0 +1,174 @@
+//! Processes and their open files, from `/proc`: which process holds a
+//! socket inode, and what that process is.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+
+use routewatch_proto::v1::ChangedBy;
+
+use super::cgroup;
+
+/// The longest command line reported, in bytes.
+pub const CMDLINE_MAX: usize = 256;
+
+/// The text `/proc/<pid>/fd/<n>` links to for socket `inode`.
+fn socket_link(inode: u64) -> String {
+    format!("socket:[{inode}]")
+}
+
+/// Whether process `pid`'s descriptor `fd` is socket `inode`: one readlink,
+/// the check a cached answer gets before each use.
+pub fn holds_fd(pid: u32, fd: u32, inode: u64) -> bool {
+    fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .is_ok_and(|l| l.as_os_str().as_bytes() == socket_link(inode).as_bytes())
+}
+
+/// The descriptor of process `pid` that is socket `inode`, if it holds it.
+pub fn holder_fd(pid: u32, inode: u64) -> Option<u32> {
+    let want = socket_link(inode);
+    fd_of(&format!("/proc/{pid}/fd"), want.as_bytes())
+}
+
+/// Every socket process `pid` holds: `(descriptor, inode)`.
+pub fn sockets(pid: u32) -> Vec<(u32, u64)> {
+    let dir = format!("/proc/{pid}/fd");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(fd) = number(&name) else {
+            continue;
+        };
+        let Ok(link) = fs::read_link(format!("{dir}/{fd}")) else {
+            continue;
+        };
+        let inode = link
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(b"socket:[")
+            .and_then(|l| l.strip_suffix(b"]"))
+            .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok());
+        if let Some(inode) = inode {
+            out.push((fd, inode));
+        }
+    }
+    out
+}
+
+/// Whether process `pid` exists and has no open descriptor left: it is
+/// exiting (its files are closed before its sockets are released).
+pub fn exiting(pid: u32) -> bool {
+    fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// A process holding socket `inode` and its descriptor: every process's
+/// open files, read until one is found.
+pub fn find_holder(inode: u64) -> Option<(u32, u32)> {
+    let want = socket_link(inode);
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = number(&entry.file_name()) else {
+            continue;
+        };
+        if let Some(fd) = fd_of(&format!("/proc/{pid}/fd"), want.as_bytes()) {
+            return Some((pid, fd));
+        }
+    }
+    None
+}
+
+fn fd_of(dir: &str, want: &[u8]) -> Option<u32> {
+    let mut path = String::with_capacity(dir.len() + 12);
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let name = entry.file_name();
+        path.clear();
+        path.push_str(dir);
+        path.push('/');
+        path.push_str(name.to_str()?);
+        if fs::read_link(&path).is_ok_and(|l| l.as_os_str().as_bytes() == want) {
+            return number(&name);
+        }
+    }
+    None
+}
+
+fn number(name: &OsStr) -> Option<u32> {
+    std::str::from_utf8(name.as_bytes()).ok()?.parse().ok()
+}
+
+/// Fills in what `/proc/<pid>` says of process `pid`: comm, executable,
+/// command line, cgroup, container and pod. What cannot be read (the
+/// executable of a process of another user without CAP_SYS_PTRACE) stays
+/// empty.
+pub fn describe(pid: u32, by: &mut ChangedBy) {
+    by.pid = pid;
+    if let Ok(comm) = fs::read(format!("/proc/{pid}/comm")) {
+        by.comm = String::from_utf8_lossy(comm.strip_suffix(b"\n").unwrap_or(&comm)).into_owned();
+    }
+    if let Ok(exe) = fs::read_link(format!("/proc/{pid}/exe")) {
+        by.exe = exe.to_string_lossy().into_owned();
+    }
+    if let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) {
+        by.cmdline = command_line(&cmdline);
+    }
+    if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+        let path = cgroup::path_of(&text);
+        by.container_id = cgroup::container_id(path).unwrap_or("").to_string();
+        by.pod_uid = cgroup::pod_uid(path).unwrap_or_default();
+        by.cgroup = path.to_string();
+    }
+}
+
+/// `/proc/<pid>/cmdline` (arguments ending in NUL) as one line of at most
+/// [`CMDLINE_MAX`] bytes, cut at a character boundary.
+pub fn command_line(raw: &[u8]) -> String {
+    let raw = raw.strip_suffix(b"\0").unwrap_or(raw);
+    let mut line: String = String::from_utf8_lossy(raw).replace('\0', " ");
+    if line.len() > CMDLINE_MAX {
+        let mut end = CMDLINE_MAX;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_command_line_is_one_bounded_line() {
+        assert_eq!(command_line(b"ip\0-batch\0-\0"), "ip -batch -");
+        assert_eq!(command_line(b""), "");
+        let long = "é".repeat(200);
+        let cut = command_line(long.as_bytes());
+        assert!(cut.len() <= CMDLINE_MAX && cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn finds_the_holder_of_a_socket_by_pid_and_not_a_closed_one() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = socket.as_raw_fd() as u32;
+        let link = fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let inode: u64 = link.to_str().unwrap()[8..]
+            .trim_end_matches(']')
+            .parse()
+            .unwrap();
+        let pid = std::process::id();
+        assert_eq!(holder_fd(pid, inode), Some(fd));
+        assert!(sockets(pid).contains(&(fd, inode)));
+        assert!(holds_fd(pid, fd, inode));
+        let mut by = ChangedBy::default();
+        describe(pid, &mut by);
+        assert_eq!(by.pid, pid);
+        assert!(!by.comm.is_empty() && by.exe.starts_with('/'), "{by:?}");
+        drop(socket);
+        assert!(!holds_fd(pid, fd, inode));
+        assert_eq!(holder_fd(pid, inode), None);
+    }
+}

@@ -1,0 +1,252 @@
+//! Port id → process, once per socket.
+//!
+//! The first time a port id is seen, the namespace's socket table gives its
+//! socket inode; the process whose port id it is (a process's first netlink
+//! socket is bound to its pid) is checked for that inode first, then every
+//! process's open files. The answer is kept with the process's descriptor
+//! and checked again (one readlink) before each batch that uses it, so a
+//! socket that went away is never credited to whoever gets its port id
+//! next. Nothing is reported of a process that was not seen holding the
+//! socket.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use routewatch_proto::v1::{ChangedBy, ChangedByHow};
+
+use super::procfs;
+use super::sock_diag::SockDiag;
+use crate::cause::Cause;
+
+/// Most sockets remembered; beyond it the cache starts afresh.
+const CACHE_MAX: usize = 4096;
+/// The largest pid Linux gives (PID_MAX_LIMIT, 2^22): autobind's other
+/// port ids are negative numbers, above it as u32.
+const PID_MAX_LIMIT: u32 = 1 << 22;
+
+/// The port id alone: nothing is said of any process.
+fn port_only(port: u32, how: ChangedByHow) -> ChangedBy {
+    ChangedBy {
+        port_id: port,
+        how: how as i32,
+        ..Default::default()
+    }
+}
+
+/// What attribution cost and found (for the metrics), shared by the
+/// resolvers of every namespace.
+#[derive(Debug, Default)]
+pub struct ResolverStats {
+    /// Port ids answered from the cache (after the readlink check).
+    pub hits: AtomicU64,
+    /// Port ids looked up, by how the answer was found.
+    pub by_pid: AtomicU64,
+    pub by_socket: AtomicU64,
+    pub exited: AtomicU64,
+    /// Lookups that failed (the socket table could not be read).
+    pub failed: AtomicU64,
+    /// Time spent in lookups (not cache hits), in nanoseconds.
+    pub lookup_nanos: AtomicU64,
+}
+
+struct Held {
+    pid: u32,
+    fd: u32,
+    inode: u64,
+    cause: Arc<Cause>,
+}
+
+/// One namespace's port id → process resolution.
+pub struct Resolver {
+    diag: Option<SockDiag>,
+    cache: HashMap<u32, Held>,
+    /// The answers given during the current batch of datagrams.
+    batch: Vec<(u32, Arc<Cause>)>,
+    stats: Arc<ResolverStats>,
+}
+
+impl Resolver {
+    /// A resolver reading the socket table through `diag` (of the
+    /// namespace watched); without one, every change carries its port id
+    /// alone.
+    pub fn new(diag: Option<SockDiag>, stats: Arc<ResolverStats>) -> Resolver {
+        Resolver {
+            diag,
+            cache: HashMap::new(),
+            batch: Vec::new(),
+            stats,
+        }
+    }
+
+    /// Forgets the answers of the previous batch: a cached answer is
+    /// checked again before it is used in a new one.
+    pub fn begin_batch(&mut self) {
+        self.batch.clear();
+    }
+
+    /// Who sent the request behind a notification from `port`.
+    pub fn cause(&mut self, port: u32) -> Arc<Cause> {
+        if port == 0 {
+            return Cause::kernel();
+        }
+        if let Some((_, cause)) = self.batch.iter().find(|(p, _)| *p == port) {
+            return cause.clone();
+        }
+        let cause = match self.cache.get(&port) {
+            Some(held) if procfs::holds_fd(held.pid, held.fd, held.inode) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                held.cause.clone()
+            }
+            _ => {
+                self.cache.remove(&port);
+                let started = Instant::now();
+                let cause = self.look_up(port);
+                self.stats
+                    .lookup_nanos
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                cause
+            }
+        };
+        self.batch.push((port, cause.clone()));
+        cause
+    }
+
+    fn look_up(&mut self, port: u32) -> Arc<Cause> {
+        let mut by = ChangedBy {
+            port_id: port,
+            ..Default::default()
+        };
+        // A first socket's port id is its process's pid: a guess, checked
+        // against the socket table below. The process is read first, as a
+        // short-lived one (`ip route add`) exits right after its request.
+        let guess = if port <= PID_MAX_LIMIT {
+            let sockets = procfs::sockets(port);
+            if !sockets.is_empty() {
+                procfs::describe(port, &mut by);
+            }
+            sockets
+        } else {
+            Vec::new()
+        };
+        let inode = match self.diag.as_mut().map(|d| d.inode_of(port)) {
+            Some(Ok(Some(inode))) => inode,
+            Some(Ok(None)) => {
+                self.stats.exited.fetch_add(1, Ordering::Relaxed);
+                return Cause::new(Some(port_only(port, ChangedByHow::Exited)), String::new());
+            }
+            Some(Err(e)) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, port, "cannot read the netlink socket table");
+                return Cause::new(
+                    Some(port_only(port, ChangedByHow::Unspecified)),
+                    String::new(),
+                );
+            }
+            None => {
+                return Cause::new(
+                    Some(port_only(port, ChangedByHow::Unspecified)),
+                    String::new(),
+                )
+            }
+        };
+        let (pid, fd, how) = match guess.iter().find(|(_, i)| *i == inode) {
+            Some(&(fd, _)) => (port, fd, ChangedByHow::Pid),
+            None => {
+                by = ChangedBy {
+                    port_id: port,
+                    ..Default::default()
+                };
+                match procfs::find_holder(inode) {
+                    Some((pid, fd)) => {
+                        procfs::describe(pid, &mut by);
+                        (pid, fd, ChangedByHow::Socket)
+                    }
+                    // Gone since, or held by a process this agent cannot
+                    // see (another pid namespace, no right to read its
+                    // files): only the first is `exited`. A process that
+                    // is exiting has closed its descriptors before the
+                    // kernel releases the socket.
+                    None => {
+                        let gone = procfs::exiting(port)
+                            || self
+                                .diag
+                                .as_mut()
+                                .is_some_and(|d| d.inode_of(port).is_ok_and(|i| i != Some(inode)));
+                        let how = if gone {
+                            self.stats.exited.fetch_add(1, Ordering::Relaxed);
+                            ChangedByHow::Exited
+                        } else {
+                            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                            ChangedByHow::Unspecified
+                        };
+                        return Cause::new(Some(port_only(port, how)), String::new());
+                    }
+                }
+            }
+        };
+        match how {
+            ChangedByHow::Pid => &self.stats.by_pid,
+            _ => &self.stats.by_socket,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        by.how = how as i32;
+        let cause = Cause::new(Some(by), String::new());
+        if self.cache.len() >= CACHE_MAX {
+            self.cache.clear();
+        }
+        self.cache.insert(
+            port,
+            Held {
+                pid,
+                fd,
+                inode,
+                cause: cause.clone(),
+            },
+        );
+        cause
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+
+    fn by(cause: &Cause) -> &ChangedBy {
+        cause.changed_by.as_ref().expect("attributed")
+    }
+
+    #[test]
+    fn a_socket_of_this_process_is_found_cached_and_forgotten_when_closed() {
+        let stats = Arc::new(ResolverStats::default());
+        let mut resolver = Resolver::new(Some(SockDiag::open().unwrap()), stats.clone());
+        // A second socket: its port id is not the pid.
+        let mut first = Socket::new(NETLINK_ROUTE).unwrap();
+        let _ = first.bind_auto().unwrap();
+        let mut second = Socket::new(NETLINK_ROUTE).unwrap();
+        let port = second.bind_auto().unwrap().port_number();
+        resolver.begin_batch();
+        let cause = resolver.cause(port);
+        let found = by(&cause);
+        assert_eq!(found.pid, std::process::id());
+        assert_eq!(found.port_id, port);
+        let how = if port == std::process::id() {
+            ChangedByHow::Pid
+        } else {
+            ChangedByHow::Socket
+        };
+        assert_eq!(found.how, how as i32);
+        resolver.begin_batch();
+        assert_eq!(by(&resolver.cause(port)).pid, std::process::id());
+        assert_eq!(stats.hits.load(Ordering::Relaxed), 1);
+        drop(second);
+        resolver.begin_batch();
+        let gone = resolver.cause(port);
+        assert_eq!(by(&gone).pid, 0, "never a process not seen holding it");
+        assert_eq!(by(&gone).how, ChangedByHow::Exited as i32);
+        assert!(by(&resolver.cause(0)).kernel);
+        drop(first);
+    }
+}
