@@ -15,9 +15,9 @@ its Unix socket (a path reaches it from every namespace).
   2. Churn: every agent's namespace gets `ip -batch` adding C/2 /32 routes
      and `ip -batch` deleting them (C changes per agent), `--parallel`
      namespaces at a time.
-  3. Once a third of the agents have churned, one collector is killed with
-     SIGKILL; the takeover time is from the kill until the survivor holds
-     every target (PostgreSQL's granted advisory locks number N again).
+  3. Once a third of the agents have churned, the collector holding more
+     targets is killed with SIGKILL; the takeover time is from the kill
+     until the survivor holds every target (PostgreSQL's granted advisory locks number N again).
      Once two thirds have, the PostgreSQL server is restarted (fast
      shutdown, start); the recovery time is from the restart until every
      target is held again.
@@ -292,6 +292,7 @@ def main():
     server0 = server_cpu(pg)
     events = a.agents * a.changes
     takeover = recovery = None
+    took_over = 0
     killed_cpu = None
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=a.parallel) as pool:
@@ -299,14 +300,21 @@ def main():
         if not a.no_kill:
             while done[0] < a.agents // 3:
                 time.sleep(0.05)
-            killed_cpu = collectors[0].cpu_seconds()
-            collectors[0].send_signal(signal.SIGKILL)
-            log(f"SIGKILL to collector-a after {done[0]} of {a.agents} agents churned")
+            # The collector holding more targets is killed (a collector
+            # may hold them all: the first to claim takes every free one).
+            counts = [held(session, [c.pid]) for c in collectors]
+            victim = 0 if counts[0] >= counts[1] else 1
+            survivor = collectors[1 - victim]
+            killed_cpu = collectors[victim].cpu_seconds()
+            collectors[victim].send_signal(signal.SIGKILL)
+            log(f"SIGKILL to {collectors[victim].name} (holding {counts[victim]} of {a.agents} targets; "
+                f"{survivor.name} {counts[1 - victim]}) after {done[0]} of {a.agents} agents churned")
             # Its backend ends when PostgreSQL sees the socket closed; the
             # survivor claims what it held.
-            takeover = wait_held(session, [collectors[1].pid], a.agents, a.deadline,
+            takeover = wait_held(session, [survivor.pid], a.agents, a.deadline,
                                  "the survivor to hold every target")
-            log(f"collector-b holds every target {takeover:.2f}s after the kill")
+            took_over = counts[victim]
+            log(f"{survivor.name} holds every target {takeover:.2f}s after the kill")
         if not a.no_restart:
             while done[0] < 2 * a.agents // 3:
                 time.sleep(0.05)
@@ -339,7 +347,7 @@ def main():
         "agents": a.agents, "changes_per_agent": a.changes, "events": events,
         "events_per_s": events / elapsed, "elapsed_s": elapsed, "ip_batch_wall_s": t_ip,
         "collector_us_per_event": cpu / events * 1e6, "server_us_per_event": server / events * 1e6,
-        "takeover_s": takeover, "restart_recovery_s": recovery,
+        "takeover_s": takeover, "taken_over": took_over, "restart_recovery_s": recovery,
         "missing": missing, "stored_twice": duplicate, "gaps": gaps, "ok": ok,
         "postgres": pg.version(),
     }
@@ -351,8 +359,8 @@ def main():
     print(f"  collectors CPU    {row['collector_us_per_event']:.2f} us/event")
     print(f"  server CPU        {row['server_us_per_event']:.2f} us/event")
     if takeover is not None:
-        print(f"  takeover          {takeover:.2f} s (SIGKILL of one collector until the other holds all "
-              f"{a.agents} targets; --claim-interval {a.claim_interval:g})")
+        print(f"  takeover          {takeover:.2f} s (SIGKILL of the collector holding {took_over} targets until "
+              f"the other holds all {a.agents}; --claim-interval {a.claim_interval:g})")
     if recovery is not None:
         print(f"  restart recovery  {recovery:.2f} s (PostgreSQL fast shutdown, start, every target held again)")
     for line in lines:
