@@ -156,6 +156,9 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
             Ok(())
         });
     }
+    // Reaped below by waitpid, which tracing needs (Child::wait cannot
+    // let a traced child go on from its stops).
+    #[allow(clippy::zombie_processes)]
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -594,3 +594,70 @@ fn a_collector_short_of_file_descriptors_says_so_and_keeps_its_ops_port() {
         raised.log()
     );
 }
+
+/// The collector's resident memory, in bytes (VmRSS).
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line");
+    kib * 1024
+}
+
+/// Changes in [`memory_after_a_burst_is_given_back`]'s burst: adds, then
+/// as many deletes.
+const BURST: u32 = 100_000;
+
+/// A burst of changes is stored, then the collector idles: what it took
+/// for the burst (the snapshot it held back, the rows of its writes, the
+/// deliveries they came in, maps sized for the burst) goes back to the
+/// system rather than stay for ever. The burst is a backlog of 150,000
+/// changes made while no collector ran (the agent answers it with a
+/// resync and a snapshot of 50,000 routes); the reference is a collector
+/// started afresh on the same record, which holds the same state.
+#[test]
+fn memory_after_a_burst_is_given_back() {
+    let store = TestStore::sqlite();
+    let Host {
+        ns,
+        agent: _agent,
+        addr,
+    } = host();
+    let mut collector = Collector::start(&ns, &store, &[&addr]);
+    store.wait_stored(&ns, &addr);
+    let before = rss(collector.pid());
+    collector.kill();
+    ns.ip_batch(&blackholes("add", 0..BURST));
+    ns.ip_batch(&blackholes("del", 0..BURST / 2));
+    let mut collector = Collector::start(&ns, &store, &[&addr]);
+    store.wait_stored(&ns, &addr);
+    let after_burst = rss(collector.pid());
+    // Idle: nothing arrives but heartbeats.
+    thread::sleep(Duration::from_secs(3));
+    let idle = rss(collector.pid());
+    collector.kill();
+    let fresh = Collector::start(&ns, &store, &[&addr]);
+    store.wait_stored(&ns, &addr);
+    thread::sleep(Duration::from_secs(3));
+    let reference = rss(fresh.pid());
+    eprintln!(
+        "collector RSS: {} MB before, {} MB right after a backlog of {} changes, {} MB idle; \
+         {} MB for a fresh collector of the same record",
+        before >> 20,
+        after_burst >> 20,
+        BURST + BURST / 2,
+        idle >> 20,
+        reference >> 20
+    );
+    const BOUND: u64 = 24 << 20;
+    assert!(
+        idle < reference + BOUND,
+        "idle after the burst: {} MB, where a fresh collector of the same record takes {} MB \
+         (bound: {} MB more)",
+        idle >> 20,
+        reference >> 20,
+        BOUND >> 20
+    );
+}

@@ -31,6 +31,11 @@ const MAX_RETRY: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often `--retain` prunes.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Rows stored since the allocator last gave memory back, past which it
+/// is asked to (see [`Writer::give_back`]).
+const TRIM_AFTER_ROWS: u64 = 10_000;
+/// How long after such a write the allocator is asked.
+const TRIM_DELAY: Duration = Duration::from_secs(1);
 /// What [`Writer::told`] holds of a target another collector holds.
 const HELD_ELSEWHERE: &str = "held elsewhere";
 
@@ -66,6 +71,10 @@ pub struct Writer {
     /// Targets taken from another collector, by whom they were taken
     /// from, until their first connection says so.
     taken_over: HashMap<String, String>,
+    /// Rows stored since memory was last given back.
+    stored_since_trim: u64,
+    /// When to give memory back next (set once a burst is stored).
+    trim_at: Option<Instant>,
 }
 
 impl Writer {
@@ -81,6 +90,8 @@ impl Writer {
             told: HashMap::new(),
             holders: HashMap::new(),
             taken_over: HashMap::new(),
+            stored_since_trim: 0,
+            trim_at: None,
         }
     }
 
@@ -134,6 +145,7 @@ impl Writer {
                 },
                 _ = claim_tick.tick(), if !self.waiting.is_empty() => self.retry_claims().await,
                 _ = prune_tick.tick(), if self.settings.retain.is_some() => self.prune().await,
+                () = sleep_until_or_never(self.trim_at) => self.give_back(),
             }
         }
         // Stopping: what already arrived is written (what did not is
@@ -245,6 +257,10 @@ impl Writer {
             match self.store.commit(&writes).await {
                 Ok(outcomes) => {
                     self.metrics.committed();
+                    self.stored_since_trim += writes.iter().map(|w| w.rows() as u64).sum::<u64>();
+                    if self.stored_since_trim >= TRIM_AFTER_ROWS && self.trim_at.is_none() {
+                        self.trim_at = Some(Instant::now() + TRIM_DELAY);
+                    }
                     let now = now_unix_nano();
                     for ((write, outcome), name) in writes.iter().zip(outcomes).zip(&names) {
                         match outcome {
@@ -540,7 +556,36 @@ impl Writer {
         }
     }
 
+    /// Returns the memory a burst left free to the system. A burst's
+    /// writes (a snapshot held back until its Sync, up to [`BATCH_EVENTS`]
+    /// events a transaction, their rows, the deliveries they came in) are
+    /// freed once committed, but glibc gives freed memory back only from
+    /// the top of its heaps, so a collector kept its peak for ever.
+    /// Measured with a backlog of 150,000 changes (a resync and a
+    /// snapshot of 50,000 routes): 72 MB idle before, 44 MB with this,
+    /// where a collector started afresh on the same record takes 31 MB.
+    /// Asked at most once per [`TRIM_DELAY`] while a burst lasts, and
+    /// once after it.
+    fn give_back(&mut self) {
+        self.trim_at = None;
+        self.stored_since_trim = 0;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim has no preconditions; it only returns free
+        // memory to the system.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+
     fn count_targets(&self) {
         self.metrics.targets(self.held.len(), self.waiting.len());
+    }
+}
+
+/// Sleeps until `at`, or for ever when there is none.
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

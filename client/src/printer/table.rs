@@ -323,3 +323,50 @@ fn time_of_day(unix_nano: i64) -> String {
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| unix_nano.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(a: &str, b: &str) -> Vec<String> {
+        vec![a.to_owned(), b.to_owned()]
+    }
+
+    #[test]
+    fn a_table_within_the_look_ahead_is_aligned_as_a_whole() {
+        let header = row("A", "B");
+        let rows = vec![row("x", "1"), row("longer", "2")];
+        let mut out = Vec::new();
+        let mut columns = Aligned::new(header.clone());
+        for r in &rows {
+            columns.push(&mut out, r.clone()).unwrap();
+        }
+        assert!(out.is_empty(), "held back until the end");
+        columns.finish(&mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), aligned(&header, &rows));
+    }
+
+    #[test]
+    fn past_the_look_ahead_rows_are_printed_as_they_come_in_fixed_columns() {
+        let mut out = Vec::new();
+        let mut columns = Aligned::new(row("A", "B"));
+        for _ in 0..LOOK_AHEAD {
+            columns.push(&mut out, row("x", "1")).unwrap();
+        }
+        let printed = out.len();
+        assert!(printed > 0, "the look-ahead is full: printed");
+        columns.push(&mut out, row("much-longer", "2")).unwrap();
+        columns.push(&mut out, row("y", "3")).unwrap();
+        columns.finish(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), LOOK_AHEAD + 3);
+        assert_eq!(lines[0], "A  B");
+        assert_eq!(
+            lines[LOOK_AHEAD + 1],
+            "much-longer  2",
+            "shifts its own row"
+        );
+        assert_eq!(lines[LOOK_AHEAD + 2], "y  3", "not the rows after it");
+    }
+}

@@ -389,6 +389,11 @@ impl Ledger {
         write.next_vid = self.next_vid;
         write.last_seen = self.last_seen;
         self.reset_pending();
+        // A burst of adds then deletes leaves the map of current versions
+        // sized for its peak: give the room back once it is mostly empty.
+        if self.current.capacity() > 4 * self.current.len() + SHRINK_ABOVE {
+            self.current.shrink_to(2 * self.current.len());
+        }
         Some(write)
     }
 
@@ -399,10 +404,19 @@ impl Ledger {
             expect: self.cursor.clone(),
             ..Write::default()
         };
-        self.opened_here.clear();
+        if self.opened_here.capacity() > SHRINK_ABOVE {
+            // Sized for the largest write so far (a snapshot's versions).
+            self.opened_here = HashMap::new();
+        } else {
+            self.opened_here.clear();
+        }
         self.dirty = false;
     }
 }
+
+/// Entries a ledger's maps keep room for whatever they hold: below it,
+/// shrinking them is not worth the reallocation.
+const SHRINK_ABOVE: usize = 1024;
 
 fn identity(netns: &str, key: &str) -> Identity {
     (netns.into(), key.into())
