@@ -469,8 +469,8 @@ impl Source {
 
     /// Asks for a re-dump: at once for overflows and decode failures, after a
     /// short pause for flush triggers.
-    /// The first cause asked for is the one the reconcile reports: a burst
-    /// of link events is told by its first.
+    /// Triggers that come together make one re-read, whose reconcile names
+    /// them all (see [`Cause::and`]).
     fn request_recheck(
         &mut self,
         reason: &'static str,
@@ -480,13 +480,20 @@ impl Source {
     ) {
         if let Some(dump) = &mut self.dump {
             dump.overflowed |= lost_notifications;
-            dump.again.get_or_insert((reason, cause));
+            // What this dump finds may be this trigger's doing too.
+            dump.cause = dump.cause.and(&cause);
+            match &mut dump.again {
+                Some((_, again)) => *again = again.and(&cause),
+                none => *none = Some((reason, cause)),
+            }
             return;
         }
         let at = Instant::now() + if now { Duration::ZERO } else { COALESCE };
         match &mut self.recheck_at {
-            Some((when, _, _)) if *when <= at => {}
-            Some((when, _, _)) => *when = at,
+            Some((when, _, first)) => {
+                *first = first.and(&cause);
+                *when = (*when).min(at);
+            }
             slot => *slot = Some((at, reason, cause)),
         }
     }
