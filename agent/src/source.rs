@@ -619,3 +619,46 @@ impl Happened {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Happened;
+
+    #[test]
+    fn a_reconcile_s_reason_reads_as_an_operator_says_it() {
+        let link = |up, carrier| Happened::Link {
+            name: "v0".into(),
+            up,
+            carrier,
+        };
+        assert_eq!(
+            link(false, false).words("link state changed"),
+            "link v0 went down"
+        );
+        assert_eq!(
+            link(true, false).words("link state changed"),
+            "link v0 lost carrier"
+        );
+        assert_eq!(
+            link(true, true).words("link state changed"),
+            "link v0 came up"
+        );
+        assert_eq!(link(true, true).words("link renamed"), "link renamed to v0");
+        assert_eq!(
+            Happened::LinkDeleted("v2".into()).words("link deleted"),
+            "link v2 deleted"
+        );
+        assert_eq!(
+            Happened::AddressRemoved("198.18.0.1/24".into()).words("address removed"),
+            "address 198.18.0.1/24 removed"
+        );
+        assert_eq!(
+            Happened::NexthopDeleted(10).words("nexthop object deleted"),
+            "nexthop 10 deleted"
+        );
+        assert_eq!(
+            Happened::Other.words("delete of a route the table does not hold"),
+            "delete of a route the table does not hold"
+        );
+    }
+}
