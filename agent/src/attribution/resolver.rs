@@ -119,14 +119,13 @@ impl Resolver {
             ..Default::default()
         };
         // A first socket's port id is its process's pid: a guess, checked
-        // against the socket table below. The process is read first, as a
-        // short-lived one (`ip route add`) exits right after its request.
+        // against the socket table below. A short-lived requester (`ip
+        // route add`) exits right after its request, and the check needs
+        // both its descriptors and its socket: they are read first, what
+        // the process is after (its comm stays readable until it is
+        // reaped).
         let guess = if port <= PID_MAX_LIMIT {
-            let sockets = procfs::sockets(port);
-            if !sockets.is_empty() {
-                procfs::describe(port, &mut by);
-            }
-            sockets
+            procfs::sockets(port)
         } else {
             Vec::new()
         };
@@ -152,7 +151,10 @@ impl Resolver {
             }
         };
         let (pid, fd, how) = match guess.iter().find(|(_, i)| *i == inode) {
-            Some(&(fd, _)) => (port, fd, ChangedByHow::Pid),
+            Some(&(fd, _)) => {
+                procfs::describe(port, &mut by);
+                (port, fd, ChangedByHow::Pid)
+            }
             None => {
                 by = ChangedBy {
                     port_id: port,
