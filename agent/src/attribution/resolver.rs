@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use routewatch_proto::v1::{ChangedBy, ChangedByHow};
 
@@ -65,6 +65,46 @@ pub struct Resolver {
     /// The answers given during the current batch of datagrams.
     batch: Vec<(u32, Arc<Cause>)>,
     stats: Arc<ResolverStats>,
+    /// Scans of every process's open files take time in proportion to the
+    /// host's open files; the source may spend at most [`SCAN_SHARE`] of
+    /// its time on them, so that a flood of new sockets cannot stall it.
+    scan_budget: ScanBudget,
+}
+
+/// The share of the source's time that full `/proc` scans may take.
+const SCAN_SHARE: f64 = 0.1;
+/// The most scanning time saved up while idle.
+const SCAN_BURST: Duration = Duration::from_millis(200);
+
+/// Scanning time available, in seconds: earned at [`SCAN_SHARE`] of the
+/// time passing, spent by each scan (a long scan leaves a debt).
+struct ScanBudget {
+    left: f64,
+    at: Instant,
+}
+
+impl ScanBudget {
+    fn new() -> ScanBudget {
+        ScanBudget {
+            left: SCAN_BURST.as_secs_f64(),
+            at: Instant::now(),
+        }
+    }
+
+    fn available(&mut self) -> bool {
+        self.available_at(Instant::now())
+    }
+
+    fn available_at(&mut self, now: Instant) -> bool {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * SCAN_SHARE;
+        self.left = (self.left + earned).min(SCAN_BURST.as_secs_f64());
+        self.at = now;
+        self.left > 0.0
+    }
+
+    fn spend(&mut self, took: Duration) {
+        self.left -= took.as_secs_f64();
+    }
 }
 
 impl Resolver {
@@ -77,6 +117,7 @@ impl Resolver {
             cache: HashMap::new(),
             batch: Vec::new(),
             stats,
+            scan_budget: ScanBudget::new(),
         }
     }
 
@@ -160,18 +201,28 @@ impl Resolver {
                     port_id: port,
                     ..Default::default()
                 };
-                match procfs::find_holder(inode) {
+                // A process that is exiting has closed its descriptors
+                // before the kernel releases its socket: no scan finds it.
+                let exiting = port <= PID_MAX_LIMIT && procfs::exiting(port);
+                let holder = if exiting || !self.scan_budget.available() {
+                    None
+                } else {
+                    let started = Instant::now();
+                    let holder = procfs::find_holder(inode);
+                    self.scan_budget.spend(started.elapsed());
+                    holder
+                };
+                match holder {
                     Some((pid, fd)) => {
                         procfs::describe(pid, &mut by);
                         (pid, fd, ChangedByHow::Socket)
                     }
                     // Gone since, or held by a process this agent cannot
                     // see (another pid namespace, no right to read its
-                    // files): only the first is `exited`. A process that
-                    // is exiting has closed its descriptors before the
-                    // kernel releases the socket.
+                    // files) or did not look for (over the scans' time
+                    // budget): only the first is `exited`.
                     None => {
-                        let gone = procfs::exiting(port)
+                        let gone = exiting
                             || self
                                 .diag
                                 .as_mut()
@@ -218,6 +269,22 @@ mod tests {
 
     fn by(cause: &Cause) -> &ChangedBy {
         cause.changed_by.as_ref().expect("attributed")
+    }
+
+    #[test]
+    fn full_scans_take_at_most_their_share_of_the_time() {
+        let mut budget = ScanBudget::new();
+        let start = budget.at;
+        assert!(budget.available_at(start));
+        budget.spend(Duration::from_millis(500));
+        let later = |ms| start + Duration::from_millis(ms);
+        // 300 ms in debt: 3 s of the source's time repay it.
+        assert!(!budget.available_at(later(2900)));
+        assert!(budget.available_at(later(3100)));
+        // Idle time saves up SCAN_BURST at most.
+        assert!(budget.available_at(later(60_000)));
+        budget.spend(SCAN_BURST + Duration::from_millis(1));
+        assert!(!budget.available_at(later(60_000)));
     }
 
     #[test]
