@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::attribution::{Resolver, ResolverStats};
+use crate::attribution::{Budget, Resolver, ResolverStats};
 use crate::cause::Cause;
 use crate::decode::{decode_datagram, Decoded, Message};
 use crate::error::AgentError;
@@ -42,6 +42,11 @@ const MAX_DATAGRAMS: usize = 1024;
 /// Wait after a flush trigger, so that one burst of link events (and the
 /// kernel's own work behind them) costs one re-dump.
 const COALESCE: Duration = Duration::from_millis(20);
+
+/// How long the source stays awake after a batch whose requester had to be
+/// looked up, and the share of the time it may spend so.
+const STAY_AWAKE: Duration = Duration::from_millis(2);
+const STAY_AWAKE_SHARE: f64 = 0.25;
 
 const ENOBUFS: i32 = libc::ENOBUFS;
 const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
@@ -126,6 +131,8 @@ pub struct Source {
     /// Finds who asked for each notification's change; `None` with
     /// attribution off.
     resolver: Option<Resolver>,
+    /// Bounds the time spent awake after lookups ([`STAY_AWAKE`]).
+    awake_budget: Budget,
     /// Turns true when the first dump is complete.
     dumped: watch::Sender<bool>,
 }
@@ -150,6 +157,7 @@ impl Source {
         let resolver = attribution.map(|stats| Resolver::new(socket.take_diag(), stats));
         Source {
             resolver,
+            awake_budget: Budget::new(STAY_AWAKE_SHARE, Duration::from_millis(100)),
             socket,
             netns,
             journal,
@@ -180,6 +188,7 @@ impl Source {
         let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
         // Each datagram's place in `buf`, and when it was read.
         let mut bounds: Vec<(usize, usize, i64)> = Vec::new();
+        let mut stay_awake_until: Option<std::time::Instant> = None;
         loop {
             buf.clear();
             bounds.clear();
@@ -190,16 +199,37 @@ impl Source {
                 .as_ref()
                 .filter(|_| self.dump.is_none())
                 .map(|r| r.0);
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = sleep_until(recheck.unwrap_or_else(Instant::now)), if recheck.is_some() => {
-                    if let Some((_, reason, cause)) = self.recheck_at.take() {
-                        self.start_dump(reason, cause)?;
+            // Just after a requester that had to be looked up, the next
+            // may follow within milliseconds and live no longer: a thread
+            // woken from idle is often too late to see it, so the source
+            // stays awake a little (other tasks still run between polls).
+            let mut awake = false;
+            if let Some(until) = stay_awake_until.take() {
+                while !awake && std::time::Instant::now() < until && !shutdown.is_cancelled() {
+                    match self.socket.try_recv(&mut buf) {
+                        Ok(None) => tokio::task::yield_now().await,
+                        received => {
+                            let received = received.map(|r| r.expect("some"));
+                            note(received, &mut bounds, &mut overflow, &mut truncated)?;
+                            awake = true;
+                        }
                     }
-                    continue;
                 }
-                received = self.socket.recv(&mut buf) => {
-                    note(received, &mut bounds, &mut overflow, &mut truncated)?;
+                self.awake_budget
+                    .refund(until.saturating_duration_since(std::time::Instant::now()));
+            }
+            if !awake {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = sleep_until(recheck.unwrap_or_else(Instant::now)), if recheck.is_some() => {
+                        if let Some((_, reason, cause)) = self.recheck_at.take() {
+                            self.start_dump(reason, cause)?;
+                        }
+                        continue;
+                    }
+                    received = self.socket.recv(&mut buf) => {
+                        note(received, &mut bounds, &mut overflow, &mut truncated)?;
+                    }
                 }
             }
             // Take whatever else is queued, so one lock covers a whole burst.
@@ -251,6 +281,13 @@ impl Source {
                 })
                 .collect();
             self.process(decoded)?;
+            if self.resolver.as_ref().is_some_and(|r| r.looked_up())
+                && self.awake_budget.available()
+            {
+                let now = std::time::Instant::now();
+                self.awake_budget.spend(STAY_AWAKE);
+                stay_awake_until = Some(now + STAY_AWAKE);
+            }
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use routewatch_proto::v1::{ChangedBy, ChangedByHow};
 
+use super::budget::Budget;
 use super::procfs;
 use super::sock_diag::SockDiag;
 use crate::cause::Cause;
@@ -68,44 +69,14 @@ pub struct Resolver {
     /// Scans of every process's open files take time in proportion to the
     /// host's open files; the source may spend at most [`SCAN_SHARE`] of
     /// its time on them, so that a flood of new sockets cannot stall it.
-    scan_budget: ScanBudget,
+    scan_budget: Budget,
+    looked: bool,
 }
 
 /// The share of the source's time that full `/proc` scans may take.
 const SCAN_SHARE: f64 = 0.1;
 /// The most scanning time saved up while idle.
 const SCAN_BURST: Duration = Duration::from_millis(200);
-
-/// Scanning time available, in seconds: earned at [`SCAN_SHARE`] of the
-/// time passing, spent by each scan (a long scan leaves a debt).
-struct ScanBudget {
-    left: f64,
-    at: Instant,
-}
-
-impl ScanBudget {
-    fn new() -> ScanBudget {
-        ScanBudget {
-            left: SCAN_BURST.as_secs_f64(),
-            at: Instant::now(),
-        }
-    }
-
-    fn available(&mut self) -> bool {
-        self.available_at(Instant::now())
-    }
-
-    fn available_at(&mut self, now: Instant) -> bool {
-        let earned = now.saturating_duration_since(self.at).as_secs_f64() * SCAN_SHARE;
-        self.left = (self.left + earned).min(SCAN_BURST.as_secs_f64());
-        self.at = now;
-        self.left > 0.0
-    }
-
-    fn spend(&mut self, took: Duration) {
-        self.left -= took.as_secs_f64();
-    }
-}
 
 impl Resolver {
     /// A resolver reading the socket table through `diag` (of the
@@ -117,14 +88,21 @@ impl Resolver {
             cache: HashMap::new(),
             batch: Vec::new(),
             stats,
-            scan_budget: ScanBudget::new(),
+            scan_budget: Budget::new(SCAN_SHARE, SCAN_BURST),
+            looked: false,
         }
+    }
+
+    /// Whether the current batch needed a lookup (not a cached answer).
+    pub fn looked_up(&self) -> bool {
+        self.looked
     }
 
     /// Forgets the answers of the previous batch: a cached answer is
     /// checked again before it is used in a new one.
     pub fn begin_batch(&mut self) {
         self.batch.clear();
+        self.looked = false;
     }
 
     /// Who sent the request behind a notification from `port`.
@@ -142,6 +120,7 @@ impl Resolver {
             }
             _ => {
                 self.cache.remove(&port);
+                self.looked = true;
                 let started = Instant::now();
                 let cause = self.look_up(port);
                 self.stats
@@ -162,13 +141,14 @@ impl Resolver {
         // A first socket's port id is its process's pid: a guess, checked
         // against the socket table below. A short-lived requester (`ip
         // route add`) exits right after its request, and the check needs
-        // both its descriptors and its socket: they are read first, what
-        // the process is after (its comm stays readable until it is
-        // reaped).
-        let guess = if port <= PID_MAX_LIMIT {
-            procfs::sockets(port)
+        // both its descriptors and its socket: they are read first (with
+        // its comm), the rest of what the process is after.
+        let (guess, comm) = if port <= PID_MAX_LIMIT {
+            let sockets = procfs::sockets(port);
+            let comm = (!sockets.is_empty()).then(|| procfs::comm(port)).flatten();
+            (sockets, comm)
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         let inode = match self.diag.as_mut().map(|d| d.inode_of(port)) {
             Some(Ok(Some(inode))) => inode,
@@ -194,6 +174,9 @@ impl Resolver {
         let (pid, fd, how) = match guess.iter().find(|(_, i)| *i == inode) {
             Some(&(fd, _)) => {
                 procfs::describe(port, &mut by);
+                if by.comm.is_empty() {
+                    by.comm = comm.unwrap_or_default();
+                }
                 (port, fd, ChangedByHow::Pid)
             }
             None => {
@@ -269,22 +252,6 @@ mod tests {
 
     fn by(cause: &Cause) -> &ChangedBy {
         cause.changed_by.as_ref().expect("attributed")
-    }
-
-    #[test]
-    fn full_scans_take_at_most_their_share_of_the_time() {
-        let mut budget = ScanBudget::new();
-        let start = budget.at;
-        assert!(budget.available_at(start));
-        budget.spend(Duration::from_millis(500));
-        let later = |ms| start + Duration::from_millis(ms);
-        // 300 ms in debt: 3 s of the source's time repay it.
-        assert!(!budget.available_at(later(2900)));
-        assert!(budget.available_at(later(3100)));
-        // Idle time saves up SCAN_BURST at most.
-        assert!(budget.available_at(later(60_000)));
-        budget.spend(SCAN_BURST + Duration::from_millis(1));
-        assert!(!budget.available_at(later(60_000)));
     }
 
     #[test]
