@@ -629,7 +629,8 @@ def wait_cpu_quiet(proc, quiet=1.0, deadline=300.0):
     return wait_quiet(procs=(proc,), quiet=quiet, deadline=deadline)
 
 
-RW_ONLY_FIELDS = {"time", "host", "netns", "seq", "stream_id", "action", "origin", "object", "family", "key"}
+RW_ONLY_FIELDS = {"time", "host", "netns", "seq", "stream_id", "action", "origin", "object", "family", "key",
+                  "changed_by", "reason"}
 
 
 def canon(route):

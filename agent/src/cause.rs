@@ -9,6 +9,10 @@ use bytes::Bytes;
 use prost::Message;
 use routewatch_proto::v1 as api;
 
+/// Most reasons one reconcile names: the latest, after "…" when earlier
+/// ones were left out.
+pub const REASONS_MAX: usize = 4;
+
 /// The `changed_by` and `reason` fields of a `Change`, with their encoding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cause {
@@ -59,6 +63,33 @@ impl Cause {
         &self.encoded
     }
 
+    /// This cause and `other` together, for one re-read that both asked
+    /// for: the reasons joined (the latest [`REASONS_MAX`]), the requester
+    /// kept where both name the same one.
+    pub fn and(self: &Arc<Cause>, other: &Cause) -> Arc<Cause> {
+        let mut reasons: Vec<&str> = self
+            .reason
+            .split("; ")
+            .filter(|r| !r.is_empty() && *r != "…")
+            .collect();
+        if other.reason.is_empty() || reasons.contains(&other.reason.as_str()) {
+            return self.clone();
+        }
+        reasons.push(&other.reason);
+        let dropped = self.reason.starts_with("…; ") || reasons.len() > REASONS_MAX;
+        let from = reasons.len().saturating_sub(REASONS_MAX);
+        let mut reason = if dropped {
+            "…; ".to_owned()
+        } else {
+            String::new()
+        };
+        reason.push_str(&reasons[from..].join("; "));
+        let by = (self.changed_by == other.changed_by)
+            .then(|| self.changed_by.clone())
+            .flatten();
+        Cause::new(by, reason)
+    }
+
     /// The same cause with `reason` (for a reconcile caused by a request).
     pub fn with_reason(&self, reason: String) -> Arc<Cause> {
         Cause::new(self.changed_by.clone(), reason)
@@ -83,5 +114,33 @@ mod tests {
         assert_eq!(back.changed_by, Some(by));
         assert_eq!(back.reason, "link v0 went down");
         assert!(Cause::kernel().changed_by.as_ref().unwrap().kernel);
+    }
+
+    #[test]
+    fn one_re_read_for_several_reasons_names_them_all() {
+        let kernel = || {
+            Some(api::ChangedBy {
+                kernel: true,
+                ..Default::default()
+            })
+        };
+        let up = Cause::new(kernel(), "link va came up".into());
+        let down = Cause::new(kernel(), "link va went down".into());
+        let both = up.and(&down);
+        assert_eq!(both.reason, "link va came up; link va went down");
+        assert_eq!(both.changed_by, kernel());
+        assert_eq!(both.and(&down).reason, both.reason, "said once");
+        let by_ip = Cause::new(None, "address 10.2.0.1/24 removed".into());
+        let three = both.and(&by_ip);
+        assert_eq!(three.changed_by, None, "requesters differ");
+        let four = three.and(&Cause::new(None, "nexthop 10 deleted".into()));
+        assert_eq!(four.reason.split("; ").count(), 4);
+        let five = four.and(&Cause::new(None, "link vb went down".into()));
+        assert_eq!(
+            five.reason,
+            "…; link va went down; address 10.2.0.1/24 removed; nexthop 10 deleted; link vb went down"
+        );
+        let six = five.and(&Cause::new(None, "link vc deleted".into()));
+        assert!(six.reason.starts_with("…; address") && six.reason.ends_with("link vc deleted"));
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::attribution::{Resolver, ResolverStats};
+use crate::attribution::{Budget, Resolver, ResolverStats};
 use crate::cause::Cause;
 use crate::decode::{decode_datagram, Decoded, Message};
 use crate::error::AgentError;
@@ -42,6 +42,11 @@ const MAX_DATAGRAMS: usize = 1024;
 /// Wait after a flush trigger, so that one burst of link events (and the
 /// kernel's own work behind them) costs one re-dump.
 const COALESCE: Duration = Duration::from_millis(20);
+
+/// How long the source stays awake after a batch whose requester had to be
+/// looked up, and the share of the time it may spend so.
+const STAY_AWAKE: Duration = Duration::from_millis(2);
+const STAY_AWAKE_SHARE: f64 = 0.25;
 
 const ENOBUFS: i32 = libc::ENOBUFS;
 const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
@@ -126,6 +131,8 @@ pub struct Source {
     /// Finds who asked for each notification's change; `None` with
     /// attribution off.
     resolver: Option<Resolver>,
+    /// Bounds the time spent awake after lookups ([`STAY_AWAKE`]).
+    awake_budget: Budget,
     /// Turns true when the first dump is complete.
     dumped: watch::Sender<bool>,
 }
@@ -150,6 +157,7 @@ impl Source {
         let resolver = attribution.map(|stats| Resolver::new(socket.take_diag(), stats));
         Source {
             resolver,
+            awake_budget: Budget::new(STAY_AWAKE_SHARE, Duration::from_millis(100)),
             socket,
             netns,
             journal,
@@ -180,6 +188,7 @@ impl Source {
         let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
         // Each datagram's place in `buf`, and when it was read.
         let mut bounds: Vec<(usize, usize, i64)> = Vec::new();
+        let mut stay_awake_until: Option<std::time::Instant> = None;
         loop {
             buf.clear();
             bounds.clear();
@@ -190,16 +199,37 @@ impl Source {
                 .as_ref()
                 .filter(|_| self.dump.is_none())
                 .map(|r| r.0);
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = sleep_until(recheck.unwrap_or_else(Instant::now)), if recheck.is_some() => {
-                    if let Some((_, reason, cause)) = self.recheck_at.take() {
-                        self.start_dump(reason, cause)?;
+            // Just after a requester that had to be looked up, the next
+            // may follow within milliseconds and live no longer: a thread
+            // woken from idle is often too late to see it, so the source
+            // stays awake a little (other tasks still run between polls).
+            let mut awake = false;
+            if let Some(until) = stay_awake_until.take() {
+                while !awake && std::time::Instant::now() < until && !shutdown.is_cancelled() {
+                    match self.socket.try_recv(&mut buf) {
+                        Ok(None) => tokio::task::yield_now().await,
+                        received => {
+                            let received = received.map(|r| r.expect("some"));
+                            note(received, &mut bounds, &mut overflow, &mut truncated)?;
+                            awake = true;
+                        }
                     }
-                    continue;
                 }
-                received = self.socket.recv(&mut buf) => {
-                    note(received, &mut bounds, &mut overflow, &mut truncated)?;
+                self.awake_budget
+                    .refund(until.saturating_duration_since(std::time::Instant::now()));
+            }
+            if !awake {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = sleep_until(recheck.unwrap_or_else(Instant::now)), if recheck.is_some() => {
+                        if let Some((_, reason, cause)) = self.recheck_at.take() {
+                            self.start_dump(reason, cause)?;
+                        }
+                        continue;
+                    }
+                    received = self.socket.recv(&mut buf) => {
+                        note(received, &mut bounds, &mut overflow, &mut truncated)?;
+                    }
                 }
             }
             // Take whatever else is queued, so one lock covers a whole burst.
@@ -251,6 +281,13 @@ impl Source {
                 })
                 .collect();
             self.process(decoded)?;
+            if self.resolver.as_ref().is_some_and(|r| r.looked_up())
+                && self.awake_budget.available()
+            {
+                let now = std::time::Instant::now();
+                self.awake_budget.spend(STAY_AWAKE);
+                stay_awake_until = Some(now + STAY_AWAKE);
+            }
         }
     }
 
@@ -469,8 +506,8 @@ impl Source {
 
     /// Asks for a re-dump: at once for overflows and decode failures, after a
     /// short pause for flush triggers.
-    /// The first cause asked for is the one the reconcile reports: a burst
-    /// of link events is told by its first.
+    /// Triggers that come together make one re-read, whose reconcile names
+    /// them all (see [`Cause::and`]).
     fn request_recheck(
         &mut self,
         reason: &'static str,
@@ -480,13 +517,20 @@ impl Source {
     ) {
         if let Some(dump) = &mut self.dump {
             dump.overflowed |= lost_notifications;
-            dump.again.get_or_insert((reason, cause));
+            // What this dump finds may be this trigger's doing too.
+            dump.cause = dump.cause.and(&cause);
+            match &mut dump.again {
+                Some((_, again)) => *again = again.and(&cause),
+                none => *none = Some((reason, cause)),
+            }
             return;
         }
         let at = Instant::now() + if now { Duration::ZERO } else { COALESCE };
         match &mut self.recheck_at {
-            Some((when, _, _)) if *when <= at => {}
-            Some((when, _, _)) => *when = at,
+            Some((when, _, first)) => {
+                *first = first.and(&cause);
+                *when = (*when).min(at);
+            }
             slot => *slot = Some((at, reason, cause)),
         }
     }
@@ -610,5 +654,48 @@ impl Happened {
             Happened::NexthopDeleted(id) => format!("nexthop {id} deleted"),
             Happened::Other => reason.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Happened;
+
+    #[test]
+    fn a_reconcile_s_reason_reads_as_an_operator_says_it() {
+        let link = |up, carrier| Happened::Link {
+            name: "v0".into(),
+            up,
+            carrier,
+        };
+        assert_eq!(
+            link(false, false).words("link state changed"),
+            "link v0 went down"
+        );
+        assert_eq!(
+            link(true, false).words("link state changed"),
+            "link v0 lost carrier"
+        );
+        assert_eq!(
+            link(true, true).words("link state changed"),
+            "link v0 came up"
+        );
+        assert_eq!(link(true, true).words("link renamed"), "link renamed to v0");
+        assert_eq!(
+            Happened::LinkDeleted("v2".into()).words("link deleted"),
+            "link v2 deleted"
+        );
+        assert_eq!(
+            Happened::AddressRemoved("198.18.0.1/24".into()).words("address removed"),
+            "address 198.18.0.1/24 removed"
+        );
+        assert_eq!(
+            Happened::NexthopDeleted(10).words("nexthop object deleted"),
+            "nexthop 10 deleted"
+        );
+        assert_eq!(
+            Happened::Other.words("delete of a route the table does not hold"),
+            "delete of a route the table does not hold"
+        );
     }
 }

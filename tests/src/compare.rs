@@ -23,7 +23,7 @@ use crate::netns::Netns;
 
 /// The metadata fields our lines add to `ip`'s fields (`vrf`: the label of
 /// a route in a VRF's table, which `ip` does not print).
-pub const META_FIELDS: [&str; 11] = [
+pub const META_FIELDS: [&str; 13] = [
     "object",
     "action",
     "key",
@@ -35,6 +35,8 @@ pub const META_FIELDS: [&str; 11] = [
     "time",
     "origin",
     "vrf",
+    "changed_by",
+    "reason",
 ];
 
 /// `expires` values within this many seconds of each other are equal.

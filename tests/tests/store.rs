@@ -1073,6 +1073,11 @@ async fn a_version_keeps_who_opened_it(place: TestStore) {
     )
     .await;
     assert_eq!(snapshot, [vec![Value::Null]], "snapshots name nobody");
+    // `query history` reads who opened each version with it.
+    let (sql, params) = history::statement("10.0.3.0/24", i64::MIN, i64::MAX, None).unwrap();
+    let rows = select(&mut store, &sql, &params).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][14..], [text("kernel"), text("link v0 went down")]);
 }
 
 /// Each check, on a fresh SQLite file and on a fresh PostgreSQL database.

@@ -6,12 +6,15 @@
 //! socket table, [`sock_diag`]), the inode to the process holding it (its
 //! open files, [`procfs`]), and the process's cgroup to its container and
 //! pod ([`cgroup`]). [`Resolver`] does this once per socket and keeps the
-//! answer while the process still holds that socket.
+//! answer while the process still holds that socket. [`Budget`] bounds the
+//! time the slow paths may take.
 
+mod budget;
 pub mod cgroup;
 pub mod procfs;
 mod resolver;
 pub mod sock_diag;
 
+pub use budget::Budget;
 pub use resolver::{Resolver, ResolverStats};
 pub use sock_diag::SockDiag;

@@ -104,8 +104,8 @@ fn number(name: &OsStr) -> Option<u32> {
 /// empty.
 pub fn describe(pid: u32, by: &mut ChangedBy) {
     by.pid = pid;
-    if let Ok(comm) = fs::read(format!("/proc/{pid}/comm")) {
-        by.comm = String::from_utf8_lossy(comm.strip_suffix(b"\n").unwrap_or(&comm)).into_owned();
+    if let Some(comm) = comm(pid) {
+        by.comm = comm;
     }
     if let Ok(exe) = fs::read_link(format!("/proc/{pid}/exe")) {
         by.exe = exe.to_string_lossy().into_owned();
@@ -119,6 +119,12 @@ pub fn describe(pid: u32, by: &mut ChangedBy) {
         by.pod_uid = cgroup::pod_uid(path).unwrap_or_default();
         by.cgroup = path.to_string();
     }
+}
+
+/// Process `pid`'s command name (`/proc/<pid>/comm`).
+pub fn comm(pid: u32) -> Option<String> {
+    let comm = fs::read(format!("/proc/{pid}/comm")).ok()?;
+    Some(String::from_utf8_lossy(comm.strip_suffix(b"\n").unwrap_or(&comm)).into_owned())
 }
 
 /// `/proc/<pid>/cmdline` (arguments ending in NUL) as one line of at most

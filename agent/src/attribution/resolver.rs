@@ -12,10 +12,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use routewatch_proto::v1::{ChangedBy, ChangedByHow};
 
+use super::budget::Budget;
 use super::procfs;
 use super::sock_diag::SockDiag;
 use crate::cause::Cause;
@@ -65,7 +66,17 @@ pub struct Resolver {
     /// The answers given during the current batch of datagrams.
     batch: Vec<(u32, Arc<Cause>)>,
     stats: Arc<ResolverStats>,
+    /// Scans of every process's open files take time in proportion to the
+    /// host's open files; the source may spend at most [`SCAN_SHARE`] of
+    /// its time on them, so that a flood of new sockets cannot stall it.
+    scan_budget: Budget,
+    looked: bool,
 }
+
+/// The share of the source's time that full `/proc` scans may take.
+const SCAN_SHARE: f64 = 0.1;
+/// The most scanning time saved up while idle.
+const SCAN_BURST: Duration = Duration::from_millis(200);
 
 impl Resolver {
     /// A resolver reading the socket table through `diag` (of the
@@ -77,13 +88,21 @@ impl Resolver {
             cache: HashMap::new(),
             batch: Vec::new(),
             stats,
+            scan_budget: Budget::new(SCAN_SHARE, SCAN_BURST),
+            looked: false,
         }
+    }
+
+    /// Whether the current batch needed a lookup (not a cached answer).
+    pub fn looked_up(&self) -> bool {
+        self.looked
     }
 
     /// Forgets the answers of the previous batch: a cached answer is
     /// checked again before it is used in a new one.
     pub fn begin_batch(&mut self) {
         self.batch.clear();
+        self.looked = false;
     }
 
     /// Who sent the request behind a notification from `port`.
@@ -101,6 +120,7 @@ impl Resolver {
             }
             _ => {
                 self.cache.remove(&port);
+                self.looked = true;
                 let started = Instant::now();
                 let cause = self.look_up(port);
                 self.stats
@@ -119,16 +139,16 @@ impl Resolver {
             ..Default::default()
         };
         // A first socket's port id is its process's pid: a guess, checked
-        // against the socket table below. The process is read first, as a
-        // short-lived one (`ip route add`) exits right after its request.
-        let guess = if port <= PID_MAX_LIMIT {
+        // against the socket table below. A short-lived requester (`ip
+        // route add`) exits right after its request, and the check needs
+        // both its descriptors and its socket: they are read first (with
+        // its comm), the rest of what the process is after.
+        let (guess, comm) = if port <= PID_MAX_LIMIT {
             let sockets = procfs::sockets(port);
-            if !sockets.is_empty() {
-                procfs::describe(port, &mut by);
-            }
-            sockets
+            let comm = (!sockets.is_empty()).then(|| procfs::comm(port)).flatten();
+            (sockets, comm)
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         let inode = match self.diag.as_mut().map(|d| d.inode_of(port)) {
             Some(Ok(Some(inode))) => inode,
@@ -152,24 +172,40 @@ impl Resolver {
             }
         };
         let (pid, fd, how) = match guess.iter().find(|(_, i)| *i == inode) {
-            Some(&(fd, _)) => (port, fd, ChangedByHow::Pid),
+            Some(&(fd, _)) => {
+                procfs::describe(port, &mut by);
+                if by.comm.is_empty() {
+                    by.comm = comm.unwrap_or_default();
+                }
+                (port, fd, ChangedByHow::Pid)
+            }
             None => {
                 by = ChangedBy {
                     port_id: port,
                     ..Default::default()
                 };
-                match procfs::find_holder(inode) {
+                // A process that is exiting has closed its descriptors
+                // before the kernel releases its socket: no scan finds it.
+                let exiting = port <= PID_MAX_LIMIT && procfs::exiting(port);
+                let holder = if exiting || !self.scan_budget.available() {
+                    None
+                } else {
+                    let started = Instant::now();
+                    let holder = procfs::find_holder(inode);
+                    self.scan_budget.spend(started.elapsed());
+                    holder
+                };
+                match holder {
                     Some((pid, fd)) => {
                         procfs::describe(pid, &mut by);
                         (pid, fd, ChangedByHow::Socket)
                     }
                     // Gone since, or held by a process this agent cannot
                     // see (another pid namespace, no right to read its
-                    // files): only the first is `exited`. A process that
-                    // is exiting has closed its descriptors before the
-                    // kernel releases the socket.
+                    // files) or did not look for (over the scans' time
+                    // budget): only the first is `exited`.
                     None => {
-                        let gone = procfs::exiting(port)
+                        let gone = exiting
                             || self
                                 .diag
                                 .as_mut()

@@ -145,13 +145,15 @@ fn resync_json(
             };
             o.str("action", action);
             o.str("origin", origin_name(c.origin));
+            object_json(&c.key, object, &mut o);
+            // After the object's fields: the line's head keeps its shape
+            // for the readers that match it.
             if !c.reason.is_empty() {
                 o.str("reason", &c.reason);
             }
             if let Some(by) = &c.changed_by {
                 changed_by_json(by, &mut o);
             }
-            object_json(&c.key, object, &mut o);
         }
         (None, Some(event::Kind::Resync(r))) => {
             o.str("action", "resync");
