@@ -134,14 +134,54 @@ pub async fn at_where(
     if targets.is_empty() {
         return Ok(Vec::new());
     }
+    let (sql, params) = at_sql(targets, t, condition, condition_params, "");
+    let rows = store.select(&sql, &params).await?;
+    rows.iter().map(|r| Version::read(r)).collect()
+}
+
+/// One page of [`at_where`] for one target: at most `limit` of its
+/// versions valid at `t` that meet `condition`, after version `after_vid`,
+/// in version order. A host of a million routes is read a page at a time
+/// along its primary key (`+v.valid_from` keeps the planners off the time
+/// index, which would read every version begun before `t` to sort them).
+pub async fn page_where(
+    store: &mut Store,
+    target: &Target,
+    t: i64,
+    condition: &str,
+    condition_params: Vec<Value>,
+    after_vid: i64,
+    limit: i64,
+) -> Result<Vec<Version>, ClientError> {
+    let (sql, mut params) = at_sql(
+        &[target],
+        t,
+        condition,
+        condition_params,
+        " AND v.vid > ? ORDER BY v.target_id, v.vid LIMIT ?",
+    );
+    let sql = sql.replacen("v.valid_from <= ?", "+v.valid_from <= ?", 1);
+    params.extend([Value::Int(after_vid), Value::Int(limit)]);
+    let rows = store.select(&sql, &params).await?;
+    rows.iter().map(|r| Version::read(r)).collect()
+}
+
+/// The query of the versions of `targets` valid at `t` that meet
+/// `condition`, followed by `tail`.
+fn at_sql(
+    targets: &[&Target],
+    t: i64,
+    condition: &str,
+    condition_params: Vec<Value>,
+    tail: &str,
+) -> (String, Vec<Value>) {
     let (list, mut params) = targets::ids(targets);
     let sql = format!(
         "SELECT {COLUMNS} FROM versions v
          WHERE v.target_id IN ({list}) AND v.valid_from <= ?
-           AND (v.valid_to IS NULL OR v.valid_to > ?) AND ({condition})"
+           AND (v.valid_to IS NULL OR v.valid_to > ?) AND ({condition}){tail}"
     );
     params.extend([Value::Int(t), Value::Int(t)]);
     params.extend(condition_params);
-    let rows = store.select(&sql, &params).await?;
-    rows.iter().map(|r| Version::read(r)).collect()
+    (sql, params)
 }
