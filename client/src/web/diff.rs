@@ -68,7 +68,20 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
     let cell = |l: &Json| format!("<code>{}</code>", esc(&describe(l, &RECORD_FIELDS)));
     while i < lines.len() {
         let l = &lines[i];
-        if l["only"].is_null() && i + 1 < lines.len() && lines[i + 1]["only"].is_null() {
+        let next = lines.get(i + 1);
+        // Both sides have it, differently: a pair (the one host's old
+        // version deleted and the new one added, matched by what
+        // `ip` tells routes apart by: destination, table, metric, TOS).
+        let pair = next.is_some_and(|n| {
+            (l["only"].is_null() && n["only"].is_null())
+                || (!two_hosts
+                    && l["action"] == "delete"
+                    && n["action"] == "add"
+                    && ["object", "netns", "dst", "table", "metric", "tos", "id"]
+                        .iter()
+                        .all(|f| l[f] == n[f]))
+        });
+        if pair {
             rows.push(vec!["changed".into(), cell(l), cell(&lines[i + 1])]);
             i += 2;
             continue;

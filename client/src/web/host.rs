@@ -191,7 +191,19 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
     }
     for ((_, name), rows) in &groups {
         body.push_str(&format!("<h2>{}</h2>", esc(name)));
-        body.push_str(&html::table("routes", &["Object", "Since", "By"], rows));
+        // `table-main`, `table-100`, `rules`, `nexthop-objects`.
+        let id: String = name
+            .replace("table ", "table-")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        body.push_str(&html::table(&id, &["Object", "Since", "By"], rows));
     }
     let mut pairs: Vec<(&str, String)> = vec![("host", wanted.to_owned()), ("at", rfc3339(t))];
     for f in FILTERS {
