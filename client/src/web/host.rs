@@ -209,7 +209,7 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
     for f in FILTERS {
         pairs.push((f, params.get(f).to_owned()));
     }
-    if params.get("limit") != "" {
+    if !params.get("limit").is_empty() {
         pairs.push(("limit", limit.to_string()));
     }
     let link = |after: Option<i64>| {

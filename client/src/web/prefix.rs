@@ -116,6 +116,9 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
     })
 }
 
+/// A bar of the timeline: from, to, and whether it is a gap.
+type Bar = (i64, i64, bool);
+
 /// One bar per version, one row per host and destination, from the first
 /// version shown to now (an SVG drawn on the server).
 fn timeline(lines: &[Json], now: i64) -> String {
@@ -123,7 +126,7 @@ fn timeline(lines: &[Json], now: i64) -> String {
         t.as_str()
             .and_then(|s| crate::when::parse_time(s, now).ok())
     };
-    let mut rows: BTreeMap<(String, String), Vec<(i64, i64, bool)>> = BTreeMap::new();
+    let mut rows: BTreeMap<(String, String), Vec<Bar>> = BTreeMap::new();
     let mut start = now;
     for l in lines {
         if let Some(g) = l.get("gap") {
