@@ -601,3 +601,50 @@ fn web_with_mutual_tls_admits_only_the_allowed_clients() {
     // No certificate: no TLS session, no page.
     assert_eq!(with(&[page]).0, "000");
 }
+
+#[test]
+fn web_over_postgres_reads_through_a_read_only_session() {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = Agent::start(&ns);
+    let addr = agent.addr().to_owned();
+    let store = TestStore::postgres("web_pages");
+    let _collector = Collector::start(&ns, &store, &[&addr]);
+    ns.ip("route add 10.70.0.0/24 via 10.1.0.10");
+    store.wait_stored(&ns, &addr);
+    let url = store.url();
+    let _web = web(&ns, &["--store", &url, "--listen", WEB]);
+    let get = |path: &str| -> Value {
+        let (code, body) = curl(&ns, &[&format!("http://{WEB}{path}")]);
+        assert_eq!(code, "200", "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    };
+    let fleet = get("/fleet?format=json");
+    assert_eq!(fleet["hosts"][0]["address"], addr.as_str(), "{fleet}");
+    assert!(
+        !fleet["hosts"][0]["held_by"].is_null(),
+        "a collector holds it: {fleet}"
+    );
+    let host = get(&format!(
+        "/host?host={addr}&table=main&family=inet&format=json"
+    ));
+    let mut shown: Vec<String> = host["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter(|o| o["object"] == "route")
+        .map(|o| o["dst"].as_str().expect("dst").to_owned())
+        .collect();
+    shown.sort();
+    let mut kernel: Vec<String> = ns
+        .ip_json("-4 route show table main")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dst"].as_str().unwrap().to_owned())
+        .collect();
+    kernel.sort();
+    assert_eq!(shown, kernel, "{host}");
+    let prefix = get("/prefix?prefix=10.70.0.0/24&format=json");
+    assert_eq!(prefix["total"], 1, "{prefix}");
+}
