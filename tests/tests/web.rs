@@ -645,6 +645,11 @@ fn web_over_postgres_reads_through_a_read_only_session() {
         .collect();
     kernel.sort();
     assert_eq!(shown, kernel, "{host}");
+    assert_eq!(
+        fleet["hosts"][0]["routes_by_table"]["inet main"],
+        kernel.len(),
+        "the fleet page counts table main's IPv4 routes as ip does: {fleet}"
+    );
     let prefix = get("/prefix?prefix=10.70.0.0/24&format=json");
     assert_eq!(prefix["total"], 1, "{prefix}");
 }

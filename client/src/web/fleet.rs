@@ -1,11 +1,18 @@
 //! The fleet: every host, its state, what it holds and its gaps;
 //! filtered, sorted and paged on the server (`query hosts`).
 
-use serde_json::{json, Value as Json};
+use std::collections::HashMap;
+
+use routewatch_proto::names;
+use serde_json::{json, Map, Value as Json};
 
 use super::html::{self, esc};
 use super::page::{ask, Page, Params};
-use crate::store::Store;
+use crate::printer::family_name;
+use crate::query::row::Row;
+use crate::query::targets::{self, Target};
+use crate::store::schema::KIND_ROUTE;
+use crate::store::{Store, Value};
 use crate::ClientError;
 
 /// Hosts on one page.
@@ -64,11 +71,12 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
     });
     let total = rows.len() as i64;
     let offset = params.number("offset", 0).clamp(0, total.max(0));
-    let shown: Vec<Json> = rows
+    let mut shown: Vec<Json> = rows
         .into_iter()
         .skip(offset as usize)
         .take(PER_PAGE as usize)
         .collect();
+    by_table(store, &mut shown).await?;
 
     let mut body = String::from("<form method=\"get\" class=\"filters\">");
     body.push_str(&html::input(
@@ -100,6 +108,7 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
         ("state", "State"),
         ("held_by", "Collected by"),
         ("routes", "Routes"),
+        ("routes_by_table", "By family and table"),
         ("nexthops", "Nexthops"),
         ("rules", "Rules"),
         ("last_seen", "Last seen"),
@@ -160,6 +169,15 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
                 format!("<span class=\"state {0}\">{0}</span>", text("state")),
                 esc(&text("held_by")),
                 text("routes"),
+                esc(&h["routes_by_table"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()),
                 text("nexthops"),
                 text("rules"),
                 esc(&text("last_seen")),
@@ -193,6 +211,53 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
         html: body,
         json: json!({ "total": total, "offset": offset, "hosts": shown }),
     })
+}
+
+/// Adds each host's current routes by family and table
+/// (`routes_by_table`: {"inet main": 4, ...}), for the hosts of one page.
+async fn by_table(store: &mut Store, hosts: &mut [Json]) -> Result<(), ClientError> {
+    let all = targets::load(store).await?;
+    let ids: HashMap<&str, i64> = all.iter().map(|t| (t.name.as_str(), t.id)).collect();
+    let shown: Vec<&Target> = hosts
+        .iter()
+        .filter_map(|h| ids.get(h["address"].as_str()?))
+        .filter_map(|id| all.iter().find(|t| t.id == *id))
+        .collect();
+    if shown.is_empty() {
+        return Ok(());
+    }
+    let (list, mut params) = targets::ids(&shown);
+    params.push(Value::Int(KIND_ROUTE));
+    let rows = store
+        .select(
+            &format!(
+                "SELECT v.target_id, v.family, v.table_id, CAST(COUNT(*) AS BIGINT) FROM versions v
+                 WHERE v.target_id IN ({list}) AND v.valid_to IS NULL AND v.kind = ?
+                 GROUP BY v.target_id, v.family, v.table_id"
+            ),
+            &params,
+        )
+        .await?;
+    let mut counts: HashMap<i64, Map<String, Json>> = HashMap::new();
+    for r in &rows {
+        let r = Row(r);
+        let table = r.opt_int(2)?.unwrap_or(0) as u32;
+        let key = format!(
+            "{} {}",
+            family_name(r.int(1)? as i32),
+            names::name(names::TABLES, table)
+        );
+        counts
+            .entry(r.int(0)?)
+            .or_default()
+            .insert(key, r.int(3)?.into());
+    }
+    for h in hosts.iter_mut() {
+        let id = h["address"].as_str().and_then(|a| ids.get(a)).copied();
+        h["routes_by_table"] =
+            Json::Object(id.and_then(|id| counts.remove(&id)).unwrap_or_default());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
