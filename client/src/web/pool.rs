@@ -73,3 +73,38 @@ impl Drop for Conn<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn web_reads_sqlite_through_a_connection_that_cannot_write() {
+        let path =
+            std::env::temp_dir().join(format!("routewatch-web-ro-{}.db", std::process::id()));
+        let url = StoreUrl::Sqlite(path.clone());
+        drop(Store::open(&url).await.unwrap());
+        let pool = Pool::open(url, 1).await.unwrap();
+        let mut store = pool.get().await.unwrap();
+        assert!(store
+            .select("SELECT COUNT(*) FROM targets", &[])
+            .await
+            .is_ok());
+        let e = store
+            .select("INSERT INTO targets (name) VALUES ('x')", &[])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("readonly") || e.contains("read-only"), "{e}");
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        // A store that does not exist is not created.
+        let missing = std::env::temp_dir().join("routewatch-web-no-such-store.db");
+        assert!(Store::open_read_only(&StoreUrl::Sqlite(missing.clone()))
+            .await
+            .is_err());
+        assert!(!missing.exists());
+    }
+}
