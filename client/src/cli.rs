@@ -127,6 +127,42 @@ pub enum Command {
     ///   routewatch query --store postgres://rw@db/routewatch hosts
     #[command(verbatim_doc_comment)]
     Query(Query),
+    /// Serve the store `routewatch collect` writes as web pages: the
+    /// fleet, a host at a moment, a prefix's history, a diff, and changes
+    /// arriving live.
+    ///
+    /// Pages (each URL holds its filters and time, so it can be pasted into
+    /// a ticket; each has a JSON twin: add ?format=json, or send
+    /// `Accept: application/json`):
+    ///   /fleet    every host: following, lagging or unreachable, who
+    ///             collects it, its routes, nexthops, rules and gaps;
+    ///             sortable, filterable (?q=NAME&state=lagging&sort=routes)
+    ///   /host     a host's routes, rules and nexthop objects at a moment,
+    ///             by table, with show's filters, a page at a time
+    ///             (?host=node1&at=-1h&table=main&within=10.0.0.0/8)
+    ///   /prefix   every version of the routes at or inside a prefix, on
+    ///             every host, as a timeline and a table
+    ///             (?prefix=10.0.0.0/8&since=-7d)
+    ///   /diff     two moments of a host (?host=node1&at=-1h&at2=now), or
+    ///             two hosts at a moment (?host=node1&host2=node2)
+    ///   /live     changes as the collector stores them (server-sent
+    ///             events at /live/events), with the host page's filters
+    ///
+    /// web only reads: a read-only SQLite connection, or PostgreSQL
+    /// sessions whose transactions are read only. It listens on loopback
+    /// unless told otherwise; on any other address it needs TLS and
+    /// authenticated clients (mutual TLS with the agent's flags, or
+    /// --token-file), and refuses to start without them.
+    ///
+    /// Examples:
+    ///   routewatch web                                   # http://127.0.0.1:8080/
+    ///   routewatch web --store postgres://rw@db/routewatch --listen 127.0.0.1:9000
+    ///   routewatch web --listen 0.0.0.0:8443 --tls-cert web.pem --tls-key web-key.pem \
+    ///       --client-ca ca.pem --allow-client ops.example.net
+    ///   routewatch web --listen [::]:8443 --tls-cert web.pem --tls-key web-key.pem --token-file token
+    ///   curl -H 'Accept: application/json' 'http://127.0.0.1:8080/host?host=node1&at=-1h'
+    #[command(verbatim_doc_comment)]
+    Web(crate::web::Web),
     /// Print a shell completion script.
     ///
     /// Examples:

@@ -18,6 +18,7 @@
 //!   ([`busy`]).
 //! - [`info`]: the `info` command.
 //! - [`query`]: the `query` command, answering from a [`store`].
+//! - [`web`]: the `web` command, the store as web pages.
 //! - [`when`]: times and durations on the command line.
 //! - [`generate`]: `completions` and `man`.
 //! - [`tls`]: TLS to agents (`--ca`, `--cert`, `--key`), failures in words.
@@ -57,6 +58,7 @@ pub mod tail;
 pub mod target;
 pub mod tls;
 pub mod usage;
+pub mod web;
 pub mod when;
 
 #[cfg(test)]
@@ -81,6 +83,7 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> Result<(), Cl
         Command::Collect(args) => collect::run(args, shutdown).await,
         Command::Info(watch) => info::run(watch, shutdown).await,
         Command::Query(query) => query::run(query).await,
+        Command::Web(args) => web::run(args, shutdown).await,
         Command::Completions { shell } => generate::completions(shell),
         Command::Man { dir, agent } => generate::man(dir.as_deref(), agent),
         Command::Certs(certs) => certs.run(),

@@ -19,8 +19,8 @@ pub use changed_by::{changed_by_json, changed_by_text, how_name};
 pub use color::{Color, Paint, Tone};
 pub use encap::{encap_json, encap_text};
 pub use json::{
-    cause_name, family_name, nexthop_fields, object_fields, object_json, origin_name, route_fields,
-    JsonPrinter,
+    cause_name, event_json, family_name, nexthop_fields, object_fields, object_json, origin_name,
+    route_fields, JsonPrinter,
 };
 pub use json_array::JsonArrayPrinter;
 pub use json_writer::{json_map, JsonArray, JsonObject, JsonValue};

@@ -45,8 +45,8 @@ pub async fn answer(
     query: &Query,
     now: i64,
     terminal: bool,
-    out: &mut dyn Write,
-    notes: &mut dyn Write,
+    out: &mut (dyn Write + Send),
+    notes: &mut (dyn Write + Send),
 ) -> Result<(), ClientError> {
     let mut cx = Context {
         store,
@@ -74,9 +74,9 @@ pub struct Context<'a> {
     /// A person reads the answer (stdout is a terminal).
     pub terminal: bool,
     /// The answer.
-    pub out: &'a mut dyn Write,
+    pub out: &'a mut (dyn Write + Send),
     /// What the answer cannot say (stderr).
-    pub notes: &'a mut dyn Write,
+    pub notes: &'a mut (dyn Write + Send),
 }
 
 /// The two kinds of output every question has.

@@ -55,7 +55,8 @@ impl Gap {
         self.from_time.unwrap_or(self.to_time)
     }
 
-    fn covers(&self, t: i64) -> bool {
+    /// Whether `t` lies inside the gap (the record is not exact then).
+    pub fn covers(&self, t: i64) -> bool {
         self.from_time.is_none_or(|from| from <= t) && t < self.to_time
     }
 

@@ -255,8 +255,8 @@ struct Print<'a, 'o> {
     lines: Lines,
     /// Aligned columns (a person reads them, or `-o table`).
     columns: Option<Aligned>,
-    out: &'o mut dyn Write,
-    label: &'a dyn Fn(i64) -> &'a str,
+    out: &'o mut (dyn Write + Send),
+    label: &'a (dyn Fn(i64) -> &'a str + Sync),
     printed: bool,
 }
 

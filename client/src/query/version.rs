@@ -206,3 +206,31 @@ pub async fn at_each(
         .await?;
     flush(&mut group)
 }
+
+/// One page of a target's versions valid at `t` that meet `condition`
+/// (as [`at_each`] takes it): at most `limit` of them after version
+/// `after_vid`, in version order. A host of a million routes is read a page
+/// at a time along its primary key (`+v.valid_from` keeps the planners off
+/// the time index, which would read every version begun before `t` to sort
+/// them).
+pub async fn page_where(
+    store: &mut Store,
+    target: &Target,
+    t: i64,
+    condition: &str,
+    condition_params: Vec<Value>,
+    after_vid: i64,
+    limit: i64,
+) -> Result<Vec<Version>, ClientError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM versions v
+         WHERE v.target_id = ? AND +v.valid_from <= ?
+           AND (v.valid_to IS NULL OR v.valid_to > ?) AND ({condition})
+           AND v.vid > ? ORDER BY v.target_id, v.vid LIMIT ?"
+    );
+    let mut params = vec![Value::Int(target.id), Value::Int(t), Value::Int(t)];
+    params.extend(condition_params);
+    params.extend([Value::Int(after_vid), Value::Int(limit)]);
+    let rows = store.select(&sql, &params).await?;
+    rows.iter().map(|r| Version::read(r)).collect()
+}

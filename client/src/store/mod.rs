@@ -192,6 +192,24 @@ impl Store {
         })
     }
 
+    /// Opens an existing store for reading only: a read-only SQLite
+    /// connection, or a PostgreSQL session whose every transaction is read
+    /// only. Nothing is created or migrated; a store whose schema is not
+    /// this routewatch's is refused in words.
+    pub async fn open_read_only(url: &StoreUrl) -> Result<Store, StoreError> {
+        Ok(match url {
+            StoreUrl::Sqlite(path) => {
+                let path = path.clone();
+                Store::Sqlite(blocking(move || {
+                    sqlite::SqliteStore::open_read_only(&path)
+                })?)
+            }
+            StoreUrl::Postgres(url) => {
+                Store::Postgres(postgres::PgStore::open_read_only(url).await?)
+            }
+        })
+    }
+
     /// Whether the store's connection is gone (PostgreSQL; it is opened
     /// again, and every claim with it).
     pub fn is_closed(&self) -> bool {
@@ -306,6 +324,28 @@ impl Store {
             Store::Postgres(s) => s.for_each(sql, params, &mut f).await,
         }
     }
+}
+
+/// A store read by a routewatch whose schema is another's: refused, with
+/// what to do.
+pub(crate) fn check_read_only_version(store: String, found: i64) -> Result<(), StoreError> {
+    if found > schema::VERSION {
+        return Err(StoreError::TooNew {
+            store,
+            found,
+            known: schema::VERSION,
+        });
+    }
+    if found < schema::VERSION {
+        return Err(StoreError::Open {
+            store,
+            problem: format!(
+                "the database has schema version {found}, older than this routewatch's ({}); it is opened read only, so run this routewatch's collect on it once to bring it up to date",
+                schema::VERSION
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Runs SQLite's blocking calls without stalling the other tasks.

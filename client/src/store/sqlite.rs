@@ -54,6 +54,37 @@ impl SqliteStore {
         Ok(s)
     }
 
+    /// Opens an existing database read only (no migration: a schema of
+    /// another version is refused).
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        use rusqlite::OpenFlags;
+        let store = || format!("sqlite://{}", path.display());
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Open {
+            store: store(),
+            problem: format!("cannot open the database for reading: {e} (does it exist, and may this user read it?)"),
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch("PRAGMA query_only = ON")?;
+        let found: i64 = conn
+            .query_row(statements::SCHEMA_VERSION, [], |r| r.get(0))
+            .map_err(|e| StoreError::Open {
+                store: store(),
+                problem: format!(
+                    "holds no routewatch store ({e}): is it the file routewatch collect writes?"
+                ),
+            })?;
+        super::check_read_only_version(store(), found)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            conn,
+            collector_lock: None,
+        })
+    }
+
     fn migrate(&mut self) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(statements::CREATE_SCHEMA_VERSION, [])?;

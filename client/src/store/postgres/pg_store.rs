@@ -102,6 +102,34 @@ impl PgStore {
         })
     }
 
+    /// Connects for reading only: every transaction of the session is read
+    /// only, and the schema must be this routewatch's (nothing migrates).
+    pub async fn open_read_only(url: &str) -> Result<PgStore, StoreError> {
+        let client = connect::connect(url).await?;
+        client
+            .batch_execute("SET default_transaction_read_only = on")
+            .await?;
+        let found: i64 = client
+            .query_one(statements::SCHEMA_VERSION, &[])
+            .await
+            .map_err(|e| StoreError::Open {
+                store: connect::shown(url),
+                problem: format!(
+                    "holds no routewatch store ({}): does the URL name the database routewatch collect writes?",
+                    crate::error::chain(&e)
+                ),
+            })?
+            .try_get(0)?;
+        crate::store::check_read_only_version(connect::shown(url), found)?;
+        let prepared = Prepared::new(&client).await?;
+        Ok(PgStore {
+            client,
+            prepared,
+            held: HashSet::new(),
+            selects: HashMap::new(),
+        })
+    }
+
     /// Takes the target for this collector (see [`crate::store::Store::claim`]):
     /// `None` while another collector's connection holds its lock.
     pub async fn claim(&mut self, name: &str) -> Result<Claimed, StoreError> {
