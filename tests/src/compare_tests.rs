@@ -52,6 +52,9 @@ fn normalise_drops_exactly_the_metadata() {
     let mut v = o[0].clone();
     // As if the route's table were a VRF's.
     v["vrf"] = json!("blue");
+    // As if a process had asked for it, through a reconcile.
+    v["changed_by"] = json!({"port_id": 4242, "pid": 4242, "comm": "ip", "how": "pid"});
+    v["reason"] = json!("link v0 went down");
     let v = &v;
     let n = normalise(v);
     for f in META_FIELDS {
