@@ -6,7 +6,6 @@ use std::pin::pin;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt;
-use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::store::columns::{self, Columns};
@@ -18,56 +17,12 @@ const COPY_VERSIONS: &str = "COPY versions (target_id, vid, netns, key, kind, fa
      dst_len, dst_lo, dst_hi, object, digest, valid_from, opened_stream, opened_seq,
      opened_origin, valid_to, closed_stream, closed_seq, closed_origin)
  FROM STDIN (FORMAT binary)";
-const VERSION_TYPES: [Type; 20] = [
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-];
 
-/// The types of [`crate::store::columns::copy_statement`]'s columns.
-const COLUMN_TYPES: [Type; 19] = [
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-];
-
-/// One version's readable columns as a COPY row, in [`COLUMN_TYPES`]'
-/// order (the writer's and the migration's rows alike).
+/// One version's readable columns as a COPY row, in
+/// [`columns::copy_statement`]'s order (the writer's and the migration's
+/// rows alike).
 pub(super) fn column_row(rows: &mut CopyRows, target_id: i64, vid: i64, c: &Columns) {
-    rows.row(COLUMN_TYPES.len());
+    rows.row();
     rows.int(target_id);
     rows.int(vid);
     rows.opt_text(c.table_name.as_deref());
@@ -91,30 +46,10 @@ pub(super) fn column_row(rows: &mut CopyRows, target_id: i64, vid: i64, c: &Colu
 
 const COPY_EVENTS: &str = "COPY events (target_id, stream_id, seq, time, action, origin, vid)
  FROM STDIN (FORMAT binary)";
-const EVENT_TYPES: [Type; 7] = [
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-];
 
 const COPY_GAPS: &str = "COPY gaps (target_id, from_time, from_stream, from_seq, to_time,
      to_stream, to_seq, cause, reason)
  FROM STDIN (FORMAT binary)";
-const GAP_TYPES: [Type; 9] = [
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-];
 
 /// The closes, as arrays: an upsert that always conflicts, so that each
 /// version is found through the primary key by the conflict check rather
@@ -225,7 +160,7 @@ pub(super) async fn write_one(
         let mut rows = CopyRows::new();
         for v in &w.opens {
             let close = v.close.as_ref();
-            rows.row(VERSION_TYPES.len());
+            rows.row();
             rows.int(w.target_id);
             rows.int(v.vid);
             rows.text(&v.netns);
@@ -257,7 +192,7 @@ pub(super) async fn write_one(
     if !w.events.is_empty() {
         let mut rows = CopyRows::new();
         for e in &w.events {
-            rows.row(EVENT_TYPES.len());
+            rows.row();
             rows.int(w.target_id);
             rows.text(&e.stream_id);
             rows.int(e.seq);
@@ -271,7 +206,7 @@ pub(super) async fn write_one(
     if !w.gaps.is_empty() {
         let mut rows = CopyRows::new();
         for g in &w.gaps {
-            rows.row(GAP_TYPES.len());
+            rows.row();
             rows.int(w.target_id);
             rows.opt_int(g.from_time);
             rows.text(&g.from.stream_id);
@@ -290,10 +225,15 @@ pub(super) async fn write_one(
 /// Rows in COPY's binary format, written straight into one buffer and
 /// sent in large pieces: a field is its length and its bytes (big-endian
 /// int8 for BIGINT, UTF-8 for TEXT, the bytes for BYTEA), -1 for NULL.
-/// The column types are the tables' own, listed beside each COPY
-/// statement ([`VERSION_TYPES`], ...); PostgreSQL refuses a row whose
-/// field count or sizes do not fit them, and the transaction with it.
-pub(super) struct CopyRows(BytesMut);
+/// A row's field count is the fields written after [`CopyRows::row`];
+/// each field's encoding must fit its column's type (BIGINT, TEXT, BYTEA
+/// as the COPY statement lists them): PostgreSQL refuses a row that does
+/// not, and the transaction with it.
+pub(super) struct CopyRows {
+    buf: BytesMut,
+    /// Where the open row's field count goes, and its fields so far.
+    row: Option<(usize, i16)>,
+}
 
 /// What a COPY sends at a time.
 const COPY_CHUNK: usize = 256 * 1024;
@@ -304,34 +244,53 @@ impl CopyRows {
         buf.put_slice(b"PGCOPY\n\xff\r\n\0");
         buf.put_i32(0); // flags
         buf.put_i32(0); // header extension length
-        CopyRows(buf)
+        CopyRows { buf, row: None }
     }
 
-    fn row(&mut self, fields: usize) {
-        self.0.put_i16(fields as i16);
+    /// Starts a row (and ends the one before).
+    fn row(&mut self) {
+        self.end_row();
+        self.row = Some((self.buf.len(), 0));
+        self.buf.put_i16(0);
+    }
+
+    fn end_row(&mut self) {
+        if let Some((at, fields)) = self.row.take() {
+            self.buf[at..at + 2].copy_from_slice(&fields.to_be_bytes());
+        }
+    }
+
+    /// Counts a field of the open row.
+    fn field(&mut self) -> &mut BytesMut {
+        if let Some((_, fields)) = &mut self.row {
+            *fields += 1;
+        }
+        &mut self.buf
     }
 
     fn int(&mut self, v: i64) {
-        self.0.put_i32(8);
-        self.0.put_i64(v);
+        let buf = self.field();
+        buf.put_i32(8);
+        buf.put_i64(v);
     }
 
     fn opt_int(&mut self, v: Option<i64>) {
         match v {
             Some(v) => self.int(v),
-            None => self.0.put_i32(-1),
+            None => self.field().put_i32(-1),
         }
     }
 
     fn bytes(&mut self, b: &[u8]) {
-        self.0.put_i32(b.len() as i32);
-        self.0.put_slice(b);
+        let buf = self.field();
+        buf.put_i32(b.len() as i32);
+        buf.put_slice(b);
     }
 
     fn opt_bytes(&mut self, b: Option<&[u8]>) {
         match b {
             Some(b) => self.bytes(b),
-            None => self.0.put_i32(-1),
+            None => self.field().put_i32(-1),
         }
     }
 
@@ -349,10 +308,11 @@ impl CopyRows {
         tx: &Transaction<'_>,
         copy: &Statement,
     ) -> Result<(), StoreError> {
-        self.0.put_i16(-1);
+        self.end_row();
+        self.buf.put_i16(-1);
         let sink = tx.copy_in::<_, Bytes>(copy).await?;
         let mut sink = pin!(sink);
-        let mut data = self.0.freeze();
+        let mut data = self.buf.freeze();
         while !data.is_empty() {
             let piece = data.split_to(data.len().min(COPY_CHUNK));
             sink.as_mut().send(piece).await?;
