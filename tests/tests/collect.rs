@@ -629,8 +629,19 @@ fn memory_after_a_burst_is_given_back() {
     store.wait_stored(&ns, &addr);
     let before = rss(collector.pid());
     collector.kill();
+    let (_, start) = routewatch_tests::collector::agent_cursor(&ns, &addr);
     ns.ip_batch(&blackholes("add", 0..BURST));
     ns.ip_batch(&blackholes("del", 0..BURST / 2));
+    // The agent may still be reading the kernel's notifications when
+    // ip -batch returns: the backlog is all of them.
+    let numbered = routewatch_tests::util::poll(SETTLE, Duration::from_millis(100), || {
+        let (_, seq) = routewatch_tests::collector::agent_cursor(&ns, &addr);
+        (seq >= start + (BURST + BURST / 2) as u64).then_some(())
+    });
+    assert!(
+        numbered.is_some(),
+        "the agent did not number the burst within {SETTLE:?}"
+    );
     let mut collector = Collector::start(&ns, &store, &[&addr]);
     store.wait_stored(&ns, &addr);
     let after_burst = rss(collector.pid());
