@@ -1,15 +1,21 @@
-//! Items of many hosts, each with its [`Place`], given back in `show`'s
-//! order: hosts by name, one host's items as [`order`](crate::order) sorts
-//! them, items of one place in the order they came.
+//! Items of many hosts, each with its place's [`Rank`], given back in
+//! `show`'s order: hosts by name, one host's items as
+//! [`order`](crate::order) sorts them, items of one place in the order they
+//! came.
+//!
+//! Each item is kept with its rank and its arrival number in the rank's
+//! free low bits, which makes every key unique: a full table's million
+//! items sort as pairs of integers, without a stable sort's merging or a
+//! comparison reading fields one by one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::order::Place;
+use crate::order::{Rank, RANK_FREE_BITS};
 
-/// Each host's items with their places, in the order they came.
+/// Each host's items with their ranks, in the order they came.
 pub struct InOrder<T> {
-    hosts: BTreeMap<Arc<str>, Vec<(Place<'static>, T)>>,
+    hosts: BTreeMap<Arc<str>, Vec<(Rank, T)>>,
 }
 
 impl<T> Default for InOrder<T> {
@@ -24,42 +30,38 @@ impl<T> InOrder<T> {
     /// Where one batch of `host`'s items goes (the host is looked up once
     /// per batch, not per item).
     pub fn batch(&mut self, host: &Arc<str>) -> Batch<'_, T> {
-        let items = self.hosts.entry(host.clone()).or_default();
         Batch {
-            start: items.len(),
-            items,
+            items: self.hosts.entry(host.clone()).or_default(),
         }
     }
 
     /// Every item with its host, in order.
     pub fn into_sorted(self) -> impl Iterator<Item = (Arc<str>, T)> {
         self.hosts.into_iter().flat_map(|(host, mut items)| {
-            // Stable: what the order cannot tell apart keeps its arrival
-            // order, as the kernel's own listing does for its table. The
-            // batches are sorted runs already, so this merges them.
-            items.sort_by(|a, b| a.0.cmp(&b.0));
+            // The arrival numbers make every key unique: what the order
+            // cannot tell apart keeps its arrival order, as the kernel's
+            // own listing does for its table.
+            items.sort_unstable_by_key(|(rank, _)| *rank);
             items.into_iter().map(move |(_, item)| (host.clone(), item))
         })
     }
 }
 
-/// One batch of a host's items, sorted when the batch is dropped: while
-/// the next batch is still being received, so that the sort at the end,
-/// which nothing else overlaps, only merges sorted runs.
+/// Where one batch of a host's items goes.
 pub struct Batch<'a, T> {
-    items: &'a mut Vec<(Place<'static>, T)>,
-    start: usize,
+    items: &'a mut Vec<(Rank, T)>,
 }
 
 impl<T> Batch<'_, T> {
-    pub fn push(&mut self, place: Place<'static>, item: T) {
-        self.items.push((place, item));
-    }
-}
-
-impl<T> Drop for Batch<'_, T> {
-    fn drop(&mut self) {
-        self.items[self.start..].sort_by(|a, b| a.0.cmp(&b.0));
+    /// Adds `item`, which sorts by `rank` (its free low bits zero, as
+    /// [`order::rank`](crate::order::rank) makes it).
+    pub fn push(&mut self, rank: Rank, item: T) {
+        let arrival = self.items.len() as u128;
+        assert!(
+            arrival < 1 << RANK_FREE_BITS,
+            "more than 2^32 items from one host"
+        );
+        self.items.push(((rank.0, rank.1 | arrival), item));
     }
 }
 
@@ -94,7 +96,7 @@ mod tests {
         for (host, items) in batches {
             let mut batch = held.batch(host);
             for (id, label) in items {
-                batch.push(Place::of(&nexthop(id)).into_owned(), label);
+                batch.push(crate::order::rank(&nexthop(id)), label);
             }
         }
         let order: Vec<&str> = held.into_sorted().map(|(_, label)| label).collect();

@@ -26,6 +26,60 @@ pub fn compare(a: &Event, b: &Event) -> Ordering {
     Place::of(a).cmp(&Place::of(b))
 }
 
+/// An event's place as one number: events sort as their ranks do, and
+/// ranks compare as two integers, not field by field. `show` sorts a full
+/// table's lines by rank. The low [`RANK_FREE_BITS`] bits are zero, for the
+/// caller to number events of one place in their arrival order.
+pub fn rank(e: &Event) -> Rank {
+    Place::of(e).rank()
+}
+
+/// See [`rank`].
+pub type Rank = (u128, u128);
+
+/// The low bits of a [`Rank`] that [`rank`] leaves zero.
+pub const RANK_FREE_BITS: u32 = 32;
+
+/// Writes fields into a [`Rank`] from its highest bit down.
+struct RankBits {
+    rank: Rank,
+    used: u32,
+}
+
+impl RankBits {
+    fn new() -> RankBits {
+        RankBits {
+            rank: (0, 0),
+            used: 0,
+        }
+    }
+
+    /// Appends the low `bits` bits of `value` (at most 128).
+    fn push(mut self, value: u128, bits: u32) -> RankBits {
+        debug_assert!(bits <= 128 && self.used + bits <= 256 - RANK_FREE_BITS);
+        let value = if bits == 128 {
+            value
+        } else {
+            value & ((1 << bits) - 1)
+        };
+        let end = self.used + bits;
+        if end <= 128 {
+            if bits > 0 {
+                self.rank.0 |= value << (128 - end);
+            }
+        } else if self.used >= 128 {
+            self.rank.1 |= value << (256 - end);
+        } else {
+            // Split across the two halves.
+            let low_bits = end - 128;
+            self.rank.0 |= value >> low_bits;
+            self.rank.1 |= value << (128 - low_bits);
+        }
+        self.used = end;
+        self
+    }
+}
+
 /// Where an event goes in this order: what the order looks at, read from
 /// the event once (a destination is parsed here, not at every
 /// comparison), and small enough to keep one per route of a full table.
@@ -54,6 +108,25 @@ impl Place<'_> {
             }
             None => Place::Marker,
         }
+    }
+
+    /// This place as a number (see [`rank`]): the variant, then what it
+    /// sorts by, in the order it sorts by it.
+    pub fn rank(&self) -> Rank {
+        let bits = RankBits::new();
+        match self {
+            Place::Nexthop(id) => bits.push(0, 2).push(u128::from(*id), 32),
+            Place::Rule(family, priority, key) => bits
+                .push(1, 2)
+                .push(u128::from(*family as u32), 32)
+                .push(u128::from(*priority), 32)
+                // A rule's key is 32 hex digits: as a number it sorts as
+                // the text does.
+                .push(u128::from_str_radix(key, 16).unwrap_or(0), 128),
+            Place::Route(r) => r.rank(bits.push(2, 2)),
+            Place::Marker => bits.push(3, 2),
+        }
+        .rank
     }
 
     /// The same place, borrowing nothing from the event.
@@ -117,6 +190,29 @@ impl RoutePlace {
 
     fn addr(&self) -> u128 {
         (u128::from(self.addr[0]) << 64) | u128::from(self.addr[1])
+    }
+
+    /// The fields of [`Ord`], as bits: an IPv4 route by network address,
+    /// longer prefix, higher TOS, then metric; an IPv6 one by the last
+    /// address its prefix covers (a prefix after every prefix inside it,
+    /// disjoint ones by address), longer prefix, then metric.
+    fn rank(&self, bits: RankBits) -> RankBits {
+        let (table_hash, table) = table_order(self.table);
+        let bits = bits
+            .push(u128::from(self.inet6), 1)
+            .push(u128::from(table_hash), 8)
+            .push(u128::from(table), 32);
+        let len = u32::from(self.len.min(128));
+        let (addr, tos) = if self.inet6 {
+            let host_bits = u128::MAX.checked_shr(len).unwrap_or(0);
+            (self.addr() | host_bits, 0)
+        } else {
+            (self.addr() << 96, 255 - self.tos.min(255))
+        };
+        bits.push(addr, 128)
+            .push(u128::from(255 - len), 8)
+            .push(u128::from(tos), 8)
+            .push(u128::from(self.metric), 32)
     }
 }
 
@@ -226,6 +322,87 @@ mod tests {
                 s
             })
             .collect()
+    }
+
+    /// Ranks sort exactly as [`compare`] does, ties in arrival order:
+    /// routes of both families across tables, prefix lengths from 0 to the
+    /// whole address, TOS and metrics, with nexthop objects, rules and
+    /// markers among them.
+    #[test]
+    fn ranks_sort_as_places_compare() {
+        use routewatch_proto::v1::{Change, Nexthop, Rule, Sync};
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let event = |object: change::Object, key: String| Event {
+            kind: Some(event::Kind::Change(Change {
+                object: Some(object),
+                key,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let mut events = Vec::new();
+        for _ in 0..3000 {
+            let table = [1, 2, 100, 254, 255, 256, 1000, 4_000_000_000][next(8) as usize];
+            let metric = [0, 1, 20, 1024, u32::MAX][next(5) as usize];
+            let e = match next(12) {
+                0 => event(
+                    change::Object::Nexthop(Nexthop {
+                        id: next(5) as u32,
+                        ..Default::default()
+                    }),
+                    String::new(),
+                ),
+                1 => event(
+                    change::Object::Rule(Rule {
+                        family: 1 + next(2) as i32,
+                        priority: [0, 100, 32766, 32767][next(4) as usize],
+                        ..Default::default()
+                    }),
+                    format!("{:032x}", u128::from(next(4)) << 120 | u128::from(next(9))),
+                ),
+                2 => Event {
+                    kind: Some(event::Kind::Sync(Sync {})),
+                    ..Default::default()
+                },
+                3..=6 => {
+                    let len = [0, 1, 7, 8, 16, 24, 31, 32][next(8) as usize];
+                    let addr =
+                        std::net::Ipv4Addr::from((next(4) as u32) << 30 | (next(3) as u32) << 24);
+                    let net = ipnet::Ipv4Net::new(addr, len).unwrap().trunc();
+                    let mut r = route(
+                        &net.to_string(),
+                        table,
+                        metric,
+                        [0, 4, 16, 255][next(4) as usize],
+                    );
+                    r.family = Family::Inet as i32;
+                    event(change::Object::Route(r), String::new())
+                }
+                _ => {
+                    let len = [0, 1, 16, 32, 48, 56, 64, 127, 128][next(9) as usize];
+                    let addr = std::net::Ipv6Addr::from(
+                        u128::from(next(3)) << 126
+                            | u128::from(next(5)) << 80
+                            | u128::from(next(2)),
+                    );
+                    let net = ipnet::Ipv6Net::new(addr, len).unwrap().trunc();
+                    let r = route(&net.to_string(), table, metric, [0, 8][next(2) as usize]);
+                    event(change::Object::Route(r), String::new())
+                }
+            };
+            events.push(e);
+        }
+        let mut by_place: Vec<usize> = (0..events.len()).collect();
+        by_place.sort_by(|&a, &b| compare(&events[a], &events[b]));
+        let mut by_rank: Vec<usize> = (0..events.len()).collect();
+        by_rank.sort_by_key(|&i| (rank(&events[i]), i));
+        assert_eq!(by_rank, by_place);
     }
 
     /// The order `ip route show table all` printed for these routes

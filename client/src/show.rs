@@ -2,7 +2,7 @@
 //! sorts (or as it arrives, `--unsorted`), or counted (`--summary`).
 //!
 //! Sorted output needs the whole snapshot first. What is kept meanwhile is
-//! each event's printed line and a small [`Place`] to sort it by, not the
+//! each event's printed line and a small [`order::Rank`] to sort it by, not the
 //! decoded event: the lines are written as the events arrive, while the
 //! next ones are still being received and decoded.
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::Show;
 use crate::in_order::InOrder;
-use crate::order::Place;
+use crate::order;
 use crate::printer::{printer, Format, Mode, Origin, Paint, Printer};
 use crate::subscription::{fan_in, Delivery, Options};
 use crate::summary::Summary;
@@ -135,14 +135,14 @@ impl Held {
                     let start = text.len();
                     print.print(text, from, e)?;
                     if text.len() > start {
-                        lines.push(Place::of(e).into_owned(), start..text.len());
+                        lines.push(order::rank(e), start..text.len());
                     }
                 }
             }
             Held::Events(held) => {
                 let mut held = held.batch(host);
                 for e in events {
-                    held.push(Place::of(&e).into_owned(), e);
+                    held.push(order::rank(&e), e);
                 }
             }
         }
