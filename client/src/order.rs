@@ -128,18 +128,6 @@ impl Place<'_> {
         }
         .rank
     }
-
-    /// The same place, borrowing nothing from the event.
-    pub fn into_owned(self) -> Place<'static> {
-        match self {
-            Place::Nexthop(id) => Place::Nexthop(id),
-            Place::Rule(family, priority, key) => {
-                Place::Rule(family, priority, key.into_owned().into())
-            }
-            Place::Route(r) => Place::Route(r),
-            Place::Marker => Place::Marker,
-        }
-    }
 }
 
 /// A route's family, table and destination (see [`RoutePlace::destination`]).
