@@ -187,15 +187,12 @@ fn answers_the_ten_questions(store: &TestStore, backend: &str) {
     let seqs: Vec<u64> = who[..3].iter().map(|r| r[4].parse().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "4: {who:?}");
     assert_eq!(who[0][5], "add", "4: {who:?}");
-    // Each add names who asked for it (the `ip` command, or its port id
-    // when it exited before the agent looked); a delete's row names nobody.
+    // Each change, add or delete, names who asked for it (the `ip`
+    // command, or its port id when it exited before the agent looked).
     assert!(
-        who.iter().all(|r| r[6] == "notification"
-            && if r[5] == "add" {
-                r[7].starts_with("ip[") || r[7].ends_with("(exited)")
-            } else {
-                r[7] == "NULL"
-            }),
+        who.iter()
+            .all(|r| r[6] == "notification"
+                && (r[7].starts_with("ip[") || r[7].ends_with("(exited)"))),
         "4: {who:?}"
     );
 

@@ -336,3 +336,55 @@ fn short_lived_ip_commands_are_attributed_or_said_to_have_exited() {
         "500 short-lived ip commands: {right} attributed to their pid, {exited} exited first"
     );
 }
+
+/// The store keeps who made every change, deletes included: `route_changes`
+/// names the deleter, and `query history` says who opened and who ended
+/// each version.
+#[test]
+fn the_store_keeps_who_added_and_who_deleted() {
+    use routewatch_tests::collector::{Collector, TestStore};
+    let env = Env::start();
+    let addr = env.agent.addr().to_owned();
+    let store = TestStore::sqlite();
+    let _collector = Collector::start(&env.ns, &store, &[&addr]);
+    // The changes come after the collector's snapshot.
+    store.wait_stored(&env.ns, &addr);
+    let mut adder = IpBatch::start(&env.ns);
+    adder.send("route add 10.81.0.0/24 via 10.1.0.10\n");
+    wait_changes(&env.tail, "10.81.", 1);
+    let mut deleter = IpBatch::start(&env.ns);
+    deleter.send("route del 10.81.0.0/24\n");
+    wait_changes(&env.tail, "10.81.", 2);
+    store.wait_stored(&env.ns, &addr);
+    let (adder_pid, deleter_pid) = (adder.pid().to_string(), deleter.pid().to_string());
+    assert_eq!(
+        store.rows(
+            "SELECT action, changed_by_pid, changed_by_comm FROM route_changes
+             WHERE dst = '10.81.0.0/24' ORDER BY seq"
+        ),
+        [
+            [
+                Some("add".into()),
+                Some(adder_pid.clone()),
+                Some("ip".into())
+            ],
+            [
+                Some("delete".into()),
+                Some(deleter_pid.clone()),
+                Some("ip".into())
+            ],
+        ]
+    );
+    let history = store.query(&env.ns, &["history", "10.81.0.0/24"]);
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(
+        history[0]["changed_by"],
+        format!("ip[{adder_pid}]"),
+        "{history:?}"
+    );
+    assert_eq!(
+        history[0]["ended_by"],
+        format!("ip[{deleter_pid}]"),
+        "{history:?}"
+    );
+}

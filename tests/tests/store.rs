@@ -52,6 +52,13 @@ async fn select(store: &mut Store, sql: &str, params: &[Value]) -> Vec<Vec<Value
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// `schema_version`'s rows once every migration ran.
+fn every_migration() -> Vec<Vec<Value>> {
+    (1..=routewatch_client::store::schema::VERSION)
+        .map(|n| vec![int(n)])
+        .collect()
+}
+
 fn int(i: i64) -> Value {
     Value::Int(i)
 }
@@ -633,7 +640,7 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
         &[],
     )
     .await;
-    assert_eq!(versions, [vec![int(1)], vec![int(2)], vec![int(3)]]);
+    assert_eq!(versions, every_migration());
 }
 
 /// `query history PREFIX` reads the prefix's range of the destination
@@ -981,9 +988,10 @@ fn attributed(
     event
 }
 
-/// Who opened each version is kept as plain columns, the views show it
-/// (a delete's row in `route_changes` names nobody) and `query history`
-/// reads it back.
+/// Who made each change is kept as plain columns: who opened a version on
+/// the version, who deleted it on the delete's log row. The views show
+/// them, and `query history` reads back who opened and who ended each
+/// version (a delete, or an add that replaced it).
 async fn a_version_keeps_who_opened_it(place: TestStore) {
     use routewatch_proto::v1::{ChangedBy, ChangedByHow};
     let mut store = open(&place).await;
@@ -1011,10 +1019,25 @@ async fn a_version_keeps_who_opened_it(place: TestStore) {
             attributed(add(6, 200, "d", route("10.0.2.0/24", 0)), ip, ""),
             attributed(
                 add(7, 210, "e", route("10.0.3.0/24", 0)),
-                kernel,
+                kernel.clone(),
                 "link v0 went down",
             ),
-            delete(8, 220, "d", route("10.0.2.0/24", 0)),
+            attributed(
+                delete(8, 220, "d", route("10.0.2.0/24", 0)),
+                kernel.clone(),
+                "link v1 deleted",
+            ),
+            // Replaced by a second add of the same key: ended by its maker.
+            attributed(
+                add(9, 230, "e", route("10.0.3.0/24", 7)),
+                ChangedBy {
+                    port_id: 99,
+                    how: ChangedByHow::Exited as i32,
+                    ..Default::default()
+                },
+                "",
+            ),
+            delete(10, 240, "a", route("10.0.0.0/24", 0)),
         ],
     );
     commit(&mut store, &[first, live]).await;
@@ -1051,6 +1074,24 @@ async fn a_version_keeps_who_opened_it(place: TestStore) {
             vec![
                 text("10.0.2.0/24"),
                 text("delete"),
+                text("kernel"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                text("link v1 deleted"),
+            ],
+            vec![
+                text("10.0.3.0/24"),
+                text("add"),
+                text("port 99 (exited)"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ],
+            vec![
+                text("10.0.0.0/24"),
+                text("delete"),
                 Value::Null,
                 Value::Null,
                 Value::Null,
@@ -1065,7 +1106,7 @@ async fn a_version_keeps_who_opened_it(place: TestStore) {
         &[],
     )
     .await;
-    assert_eq!(current, [vec![text("kernel"), text("link v0 went down")]]);
+    assert_eq!(current, [vec![text("port 99 (exited)"), Value::Null]]);
     let snapshot = select(
         &mut store,
         "SELECT changed_by FROM route_history WHERE dst = '10.0.0.0/24'",
@@ -1073,11 +1114,39 @@ async fn a_version_keeps_who_opened_it(place: TestStore) {
     )
     .await;
     assert_eq!(snapshot, [vec![Value::Null]], "snapshots name nobody");
-    // `query history` reads who opened each version with it.
+    // `query history` reads who opened and who ended each version.
     let (sql, params) = history::statement("10.0.3.0/24", i64::MIN, i64::MAX, None).unwrap();
     let rows = select(&mut store, &sql, &params).await;
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0][14..], [text("kernel"), text("link v0 went down")]);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0][14..],
+        [
+            text("kernel"),
+            text("link v0 went down"),
+            text("port 99 (exited)"),
+            Value::Null
+        ]
+    );
+    assert_eq!(
+        rows[1][14..],
+        [
+            text("port 99 (exited)"),
+            Value::Null,
+            Value::Null,
+            Value::Null
+        ]
+    );
+    let (sql, params) = history::statement("10.0.2.0/24", i64::MIN, i64::MAX, None).unwrap();
+    let rows = select(&mut store, &sql, &params).await;
+    assert_eq!(
+        rows[0][14..],
+        [
+            text("ip[4242] pod 0b5a6c1e-2f4d-4c1a-9d3e-5f6a7b8c9d0e"),
+            Value::Null,
+            text("kernel"),
+            text("link v1 deleted")
+        ]
+    );
 }
 
 /// Each check, on a fresh SQLite file and on a fresh PostgreSQL database.
@@ -1250,11 +1319,7 @@ async fn postgres_collectors_migrating_together_all_succeed() {
     }
     let mut store = open(&place).await;
     let versions = select(&mut store, "SELECT version FROM schema_version", &[]).await;
-    assert_eq!(
-        versions,
-        [vec![int(1)], vec![int(2)], vec![int(3)]],
-        "migrated once"
-    );
+    assert_eq!(versions, every_migration(), "migrated once");
 }
 
 #[tokio::test(flavor = "multi_thread")]

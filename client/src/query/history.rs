@@ -350,6 +350,19 @@ fn cells(line: &Line<'_>, host: &str) -> Vec<String> {
                 object.push_str(reason);
                 object.push(')');
             }
+            if let Some(by) = &v.ended_by {
+                object.push_str(", ended by ");
+                object.push_str(by);
+            }
+            if let Some(reason) = &v.ended_reason {
+                object.push_str(if v.ended_by.is_some() {
+                    " ("
+                } else {
+                    ", ended ("
+                });
+                object.push_str(reason);
+                object.push(')');
+            }
             vec![
                 rfc3339_millis(v.opened.time),
                 to,
@@ -382,6 +395,12 @@ fn version_json(v: &Version, host: &str) -> Json {
     }
     if let Some(reason) = &v.reason {
         m.insert("reason".into(), reason.clone().into());
+    }
+    if let Some(by) = &v.ended_by {
+        m.insert("ended_by".into(), by.clone().into());
+    }
+    if let Some(reason) = &v.ended_reason {
+        m.insert("ended_reason".into(), reason.clone().into());
     }
     m.extend(json_map(|o| object_json(&v.key, &v.object, o)));
     Json::Object(m)

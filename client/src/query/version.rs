@@ -12,15 +12,25 @@ use crate::store::schema::{CLOSED_BY_RESYNC, KIND_NEXTHOP, KIND_ROUTE, KIND_RULE
 use crate::store::{Store, Value};
 use crate::ClientError;
 
-/// The columns [`Version::read`] reads, of `versions v` (and who opened
-/// it, from its `version_columns` row).
+/// The columns [`Version::read`] reads, of `versions v`: who opened it,
+/// from its `version_columns` row, and who ended it, from the log row at
+/// the position that closed it (a delete's own attribution, or for an add
+/// that replaced it, the new version's).
 pub const COLUMNS: &str = "v.target_id, v.vid, v.netns, v.key, v.kind, v.object, v.valid_from, \
      v.opened_stream, v.opened_seq, v.opened_origin, \
      v.valid_to, v.closed_stream, v.closed_seq, v.closed_origin, \
      (SELECT c.changed_by FROM version_columns c \
       WHERE c.target_id = v.target_id AND c.vid = v.vid), \
      (SELECT c.reason FROM version_columns c \
-      WHERE c.target_id = v.target_id AND c.vid = v.vid)";
+      WHERE c.target_id = v.target_id AND c.vid = v.vid), \
+     (SELECT CASE WHEN e.action = 1 THEN c.changed_by ELSE e.changed_by END \
+      FROM events e LEFT JOIN version_columns c ON c.target_id = e.target_id AND c.vid = e.vid \
+      WHERE e.target_id = v.target_id AND e.stream_id = v.closed_stream \
+      AND e.seq = v.closed_seq), \
+     (SELECT CASE WHEN e.action = 1 THEN c.reason ELSE e.reason END \
+      FROM events e LEFT JOIN version_columns c ON c.target_id = e.target_id AND c.vid = e.vid \
+      WHERE e.target_id = v.target_id AND e.stream_id = v.closed_stream \
+      AND e.seq = v.closed_seq)";
 
 /// A position in a stream, and the origin of the change there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +70,11 @@ pub struct Version {
     pub changed_by: Option<String>,
     /// Why a reconcile opened it.
     pub reason: Option<String>,
+    /// Who asked for the change that ended it (a delete, or an add that
+    /// replaced it), when the agent said.
+    pub ended_by: Option<String>,
+    /// Why a reconcile ended it.
+    pub ended_reason: Option<String>,
 }
 
 impl Version {
@@ -104,6 +119,8 @@ impl Version {
             closed,
             changed_by: r.opt_text(14)?,
             reason: r.opt_text(15)?,
+            ended_by: r.opt_text(16)?,
+            ended_reason: r.opt_text(17)?,
         })
     }
 

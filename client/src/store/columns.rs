@@ -124,19 +124,58 @@ pub fn copy_statement() -> String {
 pub const TO_BACKFILL: &str = "SELECT target_id, vid, kind, object FROM versions
      WHERE target_id > ? OR (target_id = ? AND vid > ?) ORDER BY target_id, vid LIMIT 10000";
 
+/// No attribution: a log row's when the agent said nothing or the row is
+/// an add's.
+pub static NOBODY: Attribution = Attribution {
+    changed_by: None,
+    changed_by_pid: None,
+    changed_by_comm: None,
+    changed_by_pod: None,
+    reason: None,
+};
+
+/// Who made a change, as the store's attribution columns hold it
+/// ([`ATTRIBUTION_COLUMNS`]): on `version_columns` for the change that
+/// opened a version, on `events` for a delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attribution {
+    pub changed_by: Option<String>,
+    pub changed_by_pid: Option<i64>,
+    pub changed_by_comm: Option<String>,
+    pub changed_by_pod: Option<String>,
+    /// A reconcile's reason.
+    pub reason: Option<String>,
+}
+
+impl Attribution {
+    /// Who made `change`, as far as the agent said.
+    pub fn of(change: &routewatch_proto::v1::Change) -> Attribution {
+        let mut a = Attribution::default();
+        if let Some(by) = &change.changed_by {
+            let mut text = String::new();
+            changed_by_text(by, &mut text);
+            a.changed_by = Some(text.trim_start().trim_start_matches("by ").to_owned());
+            a.changed_by_pid = (by.pid != 0).then_some(i64::from(by.pid));
+            a.changed_by_comm = (!by.comm.is_empty()).then(|| by.comm.clone());
+            a.changed_by_pod = (!by.pod_uid.is_empty()).then(|| by.pod_uid.clone());
+        }
+        a.reason = (!change.reason.is_empty()).then(|| change.reason.clone());
+        a
+    }
+}
+
 /// The columns of a change's object, with who made the change.
 pub fn of_change(change: &routewatch_proto::v1::Change) -> Columns {
-    let mut c = change.object.as_ref().map(of).unwrap_or_default();
-    if let Some(by) = &change.changed_by {
-        let mut text = String::new();
-        changed_by_text(by, &mut text);
-        c.changed_by = Some(text.trim_start().trim_start_matches("by ").to_owned());
-        c.changed_by_pid = (by.pid != 0).then_some(i64::from(by.pid));
-        c.changed_by_comm = (!by.comm.is_empty()).then(|| by.comm.clone());
-        c.changed_by_pod = (!by.pod_uid.is_empty()).then(|| by.pod_uid.clone());
+    let c = change.object.as_ref().map(of).unwrap_or_default();
+    let a = Attribution::of(change);
+    Columns {
+        changed_by: a.changed_by,
+        changed_by_pid: a.changed_by_pid,
+        changed_by_comm: a.changed_by_comm,
+        changed_by_pod: a.changed_by_pod,
+        reason: a.reason,
+        ..c
     }
-    c.reason = (!change.reason.is_empty()).then(|| change.reason.clone());
-    c
 }
 
 /// The columns of `object`.

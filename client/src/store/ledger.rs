@@ -13,7 +13,7 @@ use std::sync::Arc;
 use prost::Message;
 use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
 
-use super::columns;
+use super::columns::{self, Attribution};
 use super::plan::{
     Close, CloseRow, EventRow, GapRow, OpenVersion, StoredCursor, TargetRow, VersionRow, Write,
 };
@@ -224,6 +224,9 @@ impl Ledger {
             action: i64::from(change.action),
             origin: i64::from(change.origin),
             vid,
+            by: (change.action == Action::Delete as i32)
+                .then(|| Box::new(Attribution::of(change)))
+                .filter(|by| **by != Attribution::default()),
         });
         self.move_to(
             StoredCursor {

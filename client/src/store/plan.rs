@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::columns::Columns;
+use super::columns::{Attribution, Columns};
 
 /// A position in an agent's stream as stored: `stream_id` `""` and `seq` 0
 /// before the first complete snapshot.
@@ -98,6 +98,8 @@ pub struct EventRow {
     pub origin: i64,
     /// The version the change opened (add) or closed (delete).
     pub vid: i64,
+    /// Who made a delete (an add's is on the version it opens).
+    pub by: Option<Box<Attribution>>,
 }
 
 /// Where the record is not exact: between `from` (the last position stored

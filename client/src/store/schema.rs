@@ -33,6 +33,8 @@
 //!   Migration 3 adds who opened the version ([`ATTRIBUTION_COLUMNS`]:
 //!   `changed_by` as text, its pid, comm and pod UID, and a reconcile's
 //!   `reason`), NULL for versions stored before and for snapshots.
+//!   Migration 4 adds the same columns to `events`, for who made a delete
+//!   (an add's attribution is its version's).
 //! - `gaps`: where the record is not exact. A resync makes one, from the
 //!   last position stored before it to the Sync after it; history inside a
 //!   gap is unknown.
@@ -55,7 +57,7 @@ pub enum Dialect {
 }
 
 /// The schema version this build writes and reads.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// `versions.kind` of a route.
 pub const KIND_ROUTE: i64 = 1;
@@ -227,6 +229,25 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
             );
             Some(out)
         }
+        // Who made each delete, on its log row (an add's is on the version
+        // it opens): `route_changes` shows it, `query history` shows who
+        // closed a version.
+        4 => {
+            let mut out = vec!["DROP VIEW route_changes".to_owned()];
+            out.extend(ATTRIBUTION_COLUMNS.iter().map(|(name, ty)| {
+                let ty = match *ty {
+                    "int" => "BIGINT",
+                    _ => "TEXT",
+                };
+                format!("ALTER TABLE events ADD COLUMN {name} {ty}")
+            }));
+            out.extend(
+                views(dialect, 4)
+                    .into_iter()
+                    .filter(|v| v.contains("VIEW route_changes")),
+            );
+            Some(out)
+        }
         _ => None,
     }
 }
@@ -294,12 +315,16 @@ fn views(dialect: Dialect, version: i64) -> Vec<String> {
              WHEN {CLOSED_BY_RESYNC} THEN 'resync' END"
         )
     };
-    // Who opened the version (from migration 3 on): in `route_changes`, a
-    // delete's row shows no attribution rather than the opener's.
+    // Who opened the version (from migration 3 on). In `route_changes`,
+    // who made the change: an add's is its version's, a delete's is on its
+    // log row (from migration 4 on; before, none rather than the opener's).
     let by = |column: &str, ty: &str, deletes_too: bool| match (version, deletes_too) {
         (..=2, _) => format!("CAST(NULL AS {ty}) AS {column}"),
         (_, true) => format!("c.{column}"),
-        (_, false) => format!("CASE WHEN e.action = 1 THEN c.{column} END AS {column}"),
+        (3, false) => format!("CASE WHEN e.action = 1 THEN c.{column} END AS {column}"),
+        (_, false) => {
+            format!("CASE WHEN e.action = 1 THEN c.{column} ELSE e.{column} END AS {column}")
+        }
     };
     let readable_columns = |deletes_too: bool| {
         let mut s = format!(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, ToSql};
 
-use super::columns;
+use super::columns::{self, NOBODY};
 use super::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use super::schema::{self, Dialect};
 use super::statements;
@@ -317,8 +317,10 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
     }
     insert_rows(
         tx,
-        "INSERT INTO events (target_id, stream_id, seq, time, action, origin, vid)",
+        "INSERT INTO events (target_id, stream_id, seq, time, action, origin, vid, changed_by, \
+         changed_by_pid, changed_by_comm, changed_by_pod, reason)",
         w.events.iter().map(|e| {
+            let by = e.by.as_deref().unwrap_or(&NOBODY);
             [
                 &w.target_id as &dyn ToSql,
                 &e.stream_id,
@@ -327,6 +329,11 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
                 &e.action,
                 &e.origin,
                 &e.vid,
+                &by.changed_by,
+                &by.changed_by_pid,
+                &by.changed_by_comm,
+                &by.changed_by_pod,
+                &by.reason,
             ]
         }),
     )?;

@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt;
 use tokio_postgres::{Client, Statement, Transaction};
 
-use crate::store::columns::{self, Columns};
+use crate::store::columns::{self, Columns, NOBODY};
 use crate::store::plan::Write;
 use crate::store::schema::numbered_placeholders;
 use crate::store::{statements, Outcome, StoreError};
@@ -44,8 +44,8 @@ pub(super) fn column_row(rows: &mut CopyRows, target_id: i64, vid: i64, c: &Colu
     rows.opt_text(c.reason.as_deref());
 }
 
-const COPY_EVENTS: &str = "COPY events (target_id, stream_id, seq, time, action, origin, vid)
- FROM STDIN (FORMAT binary)";
+const COPY_EVENTS: &str = "COPY events (target_id, stream_id, seq, time, action, origin, vid,
+ changed_by, changed_by_pid, changed_by_comm, changed_by_pod, reason) FROM STDIN (FORMAT binary)";
 
 const COPY_GAPS: &str = "COPY gaps (target_id, from_time, from_stream, from_seq, to_time,
      to_stream, to_seq, cause, reason)
@@ -200,6 +200,12 @@ pub(super) async fn write_one(
             rows.int(e.action);
             rows.int(e.origin);
             rows.int(e.vid);
+            let by = e.by.as_deref().unwrap_or(&NOBODY);
+            rows.opt_text(by.changed_by.as_deref());
+            rows.opt_int(by.changed_by_pid);
+            rows.opt_text(by.changed_by_comm.as_deref());
+            rows.opt_text(by.changed_by_pod.as_deref());
+            rows.opt_text(by.reason.as_deref());
         }
         rows.send(tx, &prepared.copy_events).await?;
     }
