@@ -281,8 +281,10 @@ def check_agent_daemonset(resources, known):
         "liveness on /healthz": c["livenessProbe"]["httpGet"]["path"] == "/healthz",
         "readiness on /readyz": c["readinessProbe"]["httpGet"]["path"] == "/readyz",
         "drops ALL capabilities": c["securityContext"]["capabilities"]["drop"] == ["ALL"],
-        "adds only NET_ADMIN and SYS_ADMIN":
-            sorted(c["securityContext"]["capabilities"]["add"]) == ["NET_ADMIN", "SYS_ADMIN"],
+        "adds only NET_ADMIN, SYS_ADMIN, SYS_PTRACE and DAC_READ_SEARCH":
+            sorted(c["securityContext"]["capabilities"]["add"])
+            == ["DAC_READ_SEARCH", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"],
+        "hostPID, to name who made each change": pod.get("hostPID") is True,
         "no privilege escalation": c["securityContext"]["allowPrivilegeEscalation"] is False,
         "requests and a memory limit":
             "requests" in c["resources"] and "memory" in c["resources"].get("limits", {}),

@@ -6,7 +6,10 @@
 //!   SO_RCVBUFFORCE is refused, so the receive buffer is capped by
 //!   net.core.rmem_max;
 //! - CAP_NET_ADMIN: SO_RCVBUFFORCE works;
-//! - CAP_SYS_ADMIN: needed to enter another network namespace (setns).
+//! - CAP_SYS_ADMIN: needed to enter another network namespace (setns);
+//! - CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: naming the process that made a
+//!   change (reading another user's `/proc/PID/fd`); with either alone the
+//!   change names the requesting socket's port id only.
 
 use std::process::Stdio;
 
@@ -107,5 +110,74 @@ fn sys_admin_is_what_entering_another_namespace_needs() {
     assert!(
         !log.contains(REFUSED) && !log.contains("NOT watched"),
         "{log}"
+    );
+}
+
+/// The ambient capabilities of the shipped systemd unit, as `setpriv`
+/// takes them (`,+net_admin,+sys_admin,...`).
+fn unit_capabilities() -> String {
+    let unit = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/systemd/routewatch-agent.service"
+    );
+    let text = std::fs::read_to_string(unit).unwrap_or_else(|e| panic!("{unit}: {e}"));
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .unwrap_or_else(|| panic!("{unit} has no AmbientCapabilities="));
+    line.split_whitespace()
+        .map(|c| format!(",+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect()
+}
+
+/// Who changed a route, as an agent running as nobody with `caps` says:
+/// the `changed_by` of a route added by a long-lived `ip -batch` (run as
+/// root, another user than the agent's).
+fn changed_by_with(caps: &str) -> (serde_json::Value, u32) {
+    use std::io::Write;
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let agent = start(&ns, caps, &[]);
+    let tail = agent.tail(&ns);
+    tail.wait_synced(SYNC_TIMEOUT);
+    let mut ip = std::process::Command::new("ip")
+        .args(["-n", ns.name(), "-batch", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn ip -batch");
+    let pid = ip.id();
+    let mut stdin = ip.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"route add 10.61.0.0/24 via 10.1.0.2\n")
+        .and_then(|()| stdin.flush())
+        .expect("write to ip -batch");
+    let change =
+        routewatch_tests::util::poll(CHECK_TIMEOUT, std::time::Duration::from_millis(50), || {
+            tail.lines()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["dst"] == "10.61.0.0/24" && v["origin"] == "notification")
+        })
+        .unwrap_or_else(|| panic!("no change of 10.61.0.0/24\n{}", tail.report()));
+    drop(stdin);
+    let _ = ip.wait();
+    (change["changed_by"].clone(), pid)
+}
+
+#[test]
+fn the_units_capabilities_name_the_process_that_changed_a_route() {
+    let caps = unit_capabilities();
+    let (by, pid) = changed_by_with(&caps);
+    assert_eq!(by["pid"], pid, "with {caps}: {by}");
+    assert_eq!(by["comm"], "ip", "with {caps}: {by}");
+    // Without CAP_DAC_READ_SEARCH the agent cannot read another user's
+    // open files: the port id alone, no guessed process.
+    let fewer = caps.replace(",+dac_read_search", "");
+    assert_ne!(fewer, caps, "the unit grants CAP_DAC_READ_SEARCH");
+    let (by, pid) = changed_by_with(&fewer);
+    assert_eq!(by["port_id"], pid, "with {fewer}: {by}");
+    assert!(
+        by.get("pid").is_none() && by.get("comm").is_none(),
+        "with {fewer}: {by}"
     );
 }
