@@ -38,8 +38,8 @@ pub struct AgentConfig {
     pub hostname: Option<String>,
 
     /// The identity the agent reports instead of /etc/machine-id. With the
-    /// network namespace the agent runs in (its `ip netns` name, else
-    /// `net:[INODE]`), it names this agent to collectors for as long as the
+    /// network namespace it serves (--netns NAME; else its own, by its
+    /// `ip netns` name, else `net:[INODE]`), it names this agent to collectors for as long as the
     /// host lives, whatever its addresses: `routewatch collect` keys its
     /// record by the pair, continues it when the address changes, and
     /// refuses a second agent reporting the same pair. Give one when

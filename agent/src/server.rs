@@ -133,8 +133,11 @@ pub async fn run(
         Some(addr) => Some(ops::bind(addr).await?),
         None => None,
     };
-    let identity =
-        Identity::of_this_agent(config.agent_id.as_deref(), &config.pipeline.netns_dir);
+    let identity = Identity::of_this_agent(
+        config.agent_id.as_deref(),
+        &config.pipeline.netns_selection(),
+        &config.pipeline.netns_dir,
+    );
     tracing::info!(agent_id = %identity.agent_id, netns = %identity.netns, "identity");
     let token = CancellationToken::new();
     let mut pipeline = Pipeline::start(config.pipeline.clone(), token.clone())?;

@@ -633,7 +633,54 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
         &[],
     )
     .await;
-    assert_eq!(versions, [vec![int(1)], vec![int(2)], vec![int(3)]]);
+    assert_eq!(
+        versions,
+        [vec![int(1)], vec![int(2)], vec![int(3)], vec![int(4)]]
+    );
+    // Migration 4: the record of the address dialled keeps its rows, and
+    // becomes the record of the first agent with an identity reached there;
+    // that agent reached at another address continues it, with a note.
+    let fleet = select(
+        &mut store,
+        "SELECT host, address, agent_id, addresses FROM fleet_hosts",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        fleet,
+        [vec![text("old-router"), text("h:1"), Value::Null, text("h:1")]]
+    );
+    let adopted = store.resolve("m1/net:[1]", "h:1", 2_000_000_000).await.expect("resolve");
+    assert_eq!(
+        (adopted.name.as_str(), adopted.moved_from, adopted.adopted),
+        ("h:1", None, true)
+    );
+    let moved = store.resolve("m1/net:[1]", "h:2", 3_000_000_000).await.expect("resolve");
+    assert_eq!(
+        (moved.name.as_str(), moved.moved_from.as_deref(), moved.adopted),
+        ("h:1", Some("h:1"), false)
+    );
+    // Another agent reached at the old address later gets a record of its own.
+    let other = store.resolve("m2/net:[1]", "h:1", 4_000_000_000).await.expect("resolve");
+    assert_eq!(
+        (other.name.as_str(), other.moved_from, other.adopted),
+        ("m2/net:[1]", None, false)
+    );
+    let fleet = select(
+        &mut store,
+        "SELECT host, address, agent_id, addresses, route_count FROM fleet_hosts ORDER BY agent_id",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        fleet,
+        [
+            vec![text("old-router"), text("h:2"), text("m1/net:[1]"), text("h:1 h:2"), int(1)],
+            vec![text("m2/net:[1]"), text("h:1"), text("m2/net:[1]"), text("h:1"), int(0)],
+        ]
+    );
+    let (row, _) = store.claim("h:1").await.expect("claim").expect("claimed");
+    assert_eq!((row.host.as_str(), row.cursor.seq), ("old-router", 3), "the record adopted, with its cursor");
 }
 
 /// `query history PREFIX` reads the prefix's range of the destination
@@ -777,7 +824,13 @@ async fn a_large_write_keeps_every_row(place: TestStore) {
 /// in every key); `targets` itself is small and would be replicated.
 async fn every_key_of_the_history_starts_with_the_target(place: TestStore) {
     let mut store = open(&place).await;
-    let tables = ["versions", "version_columns", "events", "gaps"];
+    let tables = [
+        "versions",
+        "version_columns",
+        "events",
+        "gaps",
+        "target_addresses",
+    ];
     // (table, key name, its columns in order)
     let mut keys: Vec<(String, String, Vec<String>)> = Vec::new();
     match &place {
@@ -831,7 +884,7 @@ async fn every_key_of_the_history_starts_with_the_target(place: TestStore) {
                       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
                  FROM pg_index i
                  WHERE (i.indisprimary OR i.indisunique)
-                     AND i.indrelid::regclass::text IN ('versions', 'version_columns', 'events', 'gaps')",
+                     AND i.indrelid::regclass::text IN ('versions', 'version_columns', 'events', 'gaps', 'target_addresses')",
                 &[],
             )
             .await;
@@ -845,7 +898,7 @@ async fn every_key_of_the_history_starts_with_the_target(place: TestStore) {
             }
         }
     }
-    for table in ["versions", "version_columns", "events"] {
+    for table in ["versions", "version_columns", "events", "target_addresses"] {
         assert!(
             keys.iter().any(|(t, _, _)| t == table),
             "{table} has no key: {keys:?}"

@@ -20,12 +20,27 @@ use routewatch_proto::v1::Cursor;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+/// The agent that answered at a target's address, as its GetInfo says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// Its identity, `AGENT_ID/NETNS`: the key of its record.
+    pub key: String,
+    /// Its host name.
+    pub host: String,
+    /// Its stream: one agent reached at two addresses has one, two agents
+    /// claiming one identity have two.
+    pub stream_id: String,
+}
+
 /// What a subscription's task asks of the writer.
 #[derive(Debug)]
 pub enum Request {
-    /// Give me the target named `name` (the address dialled).
+    /// Give me the target named `name` (the address dialled), whose agent
+    /// is `agent` (`None`: an agent that reports no identity, whose record
+    /// is keyed by the address).
     Claim {
         name: String,
+        agent: Option<Agent>,
         reply: oneshot::Sender<Granted>,
     },
     /// The task following `name` ended: let the target go.
@@ -65,7 +80,7 @@ impl Claims {
 
     /// Waits until the target is this collector's; `None` when the writer
     /// is gone (the collector is stopping).
-    pub async fn claim(&self, name: &str) -> Option<Held> {
+    pub async fn claim(&self, name: &str, agent: Option<Agent>) -> Option<Held> {
         let connection = match self.connections.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -79,6 +94,7 @@ impl Claims {
         self.tx
             .send(Request::Claim {
                 name: name.to_owned(),
+                agent,
                 reply,
             })
             .ok()?;

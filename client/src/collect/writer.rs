@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::claims::{Granted, Request};
+use super::claims::{Agent, Granted, Request};
 use super::metrics::Metrics;
 use crate::printer::now_unix_nano;
 use crate::store::{Ledger, OpenVersion, Outcome, Store, StoreUrl, TargetRow, Write};
@@ -39,6 +39,16 @@ const TRIM_DELAY: Duration = Duration::from_secs(1);
 /// What [`Writer::told`] holds of a target another collector holds.
 const HELD_ELSEWHERE: &str = "held elsewhere";
 
+/// A claim waiting for its answer.
+struct Claim {
+    /// The address dialled.
+    name: String,
+    /// Who answered there (`None`: an agent without identity, whose
+    /// record is keyed by the address).
+    agent: Option<Agent>,
+    reply: oneshot::Sender<Granted>,
+}
+
 /// How the writer behaves.
 pub struct Settings {
     /// How often claims of targets held by other collectors are retried.
@@ -54,6 +64,8 @@ struct Held {
     lost: CancellationToken,
     /// Events arrived since the last disconnect (for the metrics).
     connected: bool,
+    /// The agent whose record this is (`None`: keyed by the address).
+    agent: Option<Agent>,
 }
 
 pub struct Writer {
@@ -62,8 +74,10 @@ pub struct Writer {
     settings: Settings,
     metrics: Arc<Metrics>,
     held: HashMap<String, Held>,
-    /// Claims of targets another collector holds, retried on a timer.
-    waiting: Vec<(String, oneshot::Sender<Granted>)>,
+    /// Claims of targets another collector holds (or whose agent is
+    /// followed through another address, or whose identity another agent
+    /// has), retried on a timer.
+    waiting: Vec<Claim>,
     /// The last problem told about each target (said once, not per retry).
     told: HashMap<String, String>,
     /// Who held each waiting target when last looked at (PostgreSQL).
@@ -369,13 +383,13 @@ impl Writer {
     /// Answers `requests` in their order; the claims among them go to the
     /// store at the end, in one round.
     async fn requests(&mut self, requests: Vec<Request>) {
-        let mut claims: Vec<(String, oneshot::Sender<Granted>)> = Vec::new();
+        let mut claims: Vec<Claim> = Vec::new();
         for request in requests {
             match request {
-                Request::Claim { name, reply } => claims.push((name, reply)),
+                Request::Claim { name, agent, reply } => claims.push(Claim { name, agent, reply }),
                 Request::Release { name } => {
-                    claims.retain(|(n, _)| *n != name);
-                    self.waiting.retain(|(n, _)| *n != name);
+                    claims.retain(|c| c.name != name);
+                    self.waiting.retain(|c| c.name != name);
                     self.holders.remove(&name);
                     self.taken_over.remove(&name);
                     if let Some(held) = self.held.remove(&name) {
@@ -392,7 +406,7 @@ impl Writer {
     async fn retry_claims(&mut self) {
         // Before the claims: a target let go in between is taken from the
         // collector that held it.
-        let names: Vec<String> = self.waiting.iter().map(|(n, _)| n.clone()).collect();
+        let names: Vec<String> = self.waiting.iter().map(|c| c.name.clone()).collect();
         self.look_at_holders(&names).await;
         let waiting = std::mem::take(&mut self.waiting);
         self.claim(waiting).await;
@@ -423,16 +437,57 @@ impl Writer {
     /// Claims the targets of `claims` in one round: each one this
     /// collector can hold now is granted, the others wait for the next
     /// [`Settings::claim_interval`].
-    async fn claim(&mut self, claims: Vec<(String, oneshot::Sender<Granted>)>) {
-        let claims: Vec<_> = claims
+    async fn claim(&mut self, claims: Vec<Claim>) {
+        let claims: Vec<Claim> = claims
             .into_iter()
-            .filter(|(_, reply)| !reply.is_closed())
+            .filter(|c| !c.reply.is_closed())
             .collect();
+        let claims = self.one_record_per_agent(claims);
         if claims.is_empty() {
             return;
         }
         let started = Instant::now();
-        let names: Vec<String> = claims.iter().map(|(n, _)| n.clone()).collect();
+        // Each claim's record: its agent's (found by identity, adopting
+        // the record of the address it is reached at when that has none
+        // yet), or the address's.
+        let mut names: Vec<String> = Vec::with_capacity(claims.len());
+        let mut found: Vec<Claim> = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let Some(agent) = &claim.agent else {
+                names.push(claim.name.clone());
+                found.push(claim);
+                continue;
+            };
+            match self.store.resolve(&agent.key, &claim.name, now_unix_nano()).await {
+                Ok(record) => {
+                    match (&record.moved_from, record.adopted) {
+                        (Some(before), _) => eprintln!(
+                            "routewatch collect: {} (agent {}) is now reached at {}, no longer at {before}: its record continues (the new address is noted in fleet_hosts)",
+                            agent.host, agent.key, claim.name
+                        ),
+                        (None, true) => eprintln!(
+                            "routewatch collect: {} (agent {}): the record of {} is now keyed by the agent's identity",
+                            agent.host, agent.key, claim.name
+                        ),
+                        (None, false) => {}
+                    }
+                    names.push(record.name);
+                    found.push(claim);
+                }
+                Err(e) => {
+                    self.metrics.store_error();
+                    eprintln!(
+                        "routewatch collect: {}: cannot find the record of {} (agent {}): {e}; retrying",
+                        self.url, claim.name, agent.key
+                    );
+                    self.waiting.push(claim);
+                }
+            }
+        }
+        let claims = found;
+        if claims.is_empty() {
+            return;
+        }
         let claimed = match self.store.claim_many(&names).await {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -449,20 +504,20 @@ impl Writer {
         let elapsed = started.elapsed().as_secs_f64();
         let (mut granted, mut taken_over) = (0, 0);
         let mut refused = Vec::new();
-        for ((name, reply), claimed) in claims.into_iter().zip(claimed) {
+        for (claim, claimed) in claims.into_iter().zip(claimed) {
             match claimed {
                 Some((row, open)) => {
                     granted += 1;
-                    taken_over += usize::from(self.grant(&name, &row, open, elapsed, reply));
+                    taken_over += usize::from(self.grant(claim, &row, open, elapsed));
                 }
-                None => refused.push((name, reply)),
+                None => refused.push(claim),
             }
         }
         self.metrics.claimed(granted, taken_over);
         let untold: Vec<String> = refused
             .iter()
-            .filter(|(n, _)| self.told.get(n).map(String::as_str) != Some(HELD_ELSEWHERE))
-            .map(|(n, _)| n.clone())
+            .filter(|c| self.told.get(&c.name).map(String::as_str) != Some(HELD_ELSEWHERE))
+            .map(|c| c.name.clone())
             .collect();
         if !untold.is_empty() {
             self.look_at_holders(&untold).await;
@@ -478,17 +533,75 @@ impl Writer {
         self.waiting.extend(refused);
     }
 
-    /// Follows `name`, granted with its stored row and current versions
-    /// (loaded in `elapsed` seconds with the others of its round); true
-    /// when it was taken from another collector.
-    fn grant(
-        &mut self,
-        name: &str,
-        row: &TargetRow,
-        open: Vec<OpenVersion>,
-        elapsed: f64,
-        reply: oneshot::Sender<Granted>,
-    ) -> bool {
+    /// Claims whose agent this collector follows already, through
+    /// another address, wait (the agent is collected once); claims whose
+    /// agent reports the identity of another agent followed here (another
+    /// stream) are refused loudly and wait too: two agents claiming one
+    /// identity are never merged into one record. The others are returned.
+    fn one_record_per_agent(&mut self, claims: Vec<Claim>) -> Vec<Claim> {
+        // The agents followed, and those of this round, by identity.
+        let mut followed: HashMap<String, (String, Agent)> = self
+            .held
+            .iter()
+            .filter_map(|(name, held)| {
+                let agent = held.agent.clone()?;
+                Some((agent.key.clone(), (name.clone(), agent)))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let Some(agent) = &claim.agent else {
+                out.push(claim);
+                continue;
+            };
+            let Some((other, first)) = followed.get(&agent.key) else {
+                followed.insert(agent.key.clone(), (claim.name.clone(), agent.clone()));
+                out.push(claim);
+                continue;
+            };
+            if *other == claim.name {
+                out.push(claim);
+                continue;
+            }
+            // The stream of the agent followed may have moved on since its
+            // claim (a restart): what the record holds counts as well.
+            let same_stream = first.stream_id == agent.stream_id
+                || self.held.get(other).is_some_and(|h| {
+                    *h.ledger.cursor().stream_id == *agent.stream_id
+                });
+            if same_stream {
+                let told = format!("the agent followed at {other}");
+                if self.told.get(&claim.name) != Some(&told) {
+                    eprintln!(
+                        "routewatch collect: {} is {} (agent {}), already followed at {other}: collected once, through {other}; {} stands by",
+                        claim.name, agent.host, agent.key, claim.name
+                    );
+                    self.told.insert(claim.name.clone(), told);
+                }
+            } else {
+                let told = format!("identity conflict with {other}");
+                if self.told.get(&claim.name) != Some(&told) {
+                    self.metrics.identity_conflict();
+                    let message = format!(
+                        "REFUSED {}: its agent ({}, stream {}) claims identity {}, which the agent at {other} ({}, stream {}) already has: two agents claim one identity, and their records are never merged. Give each agent its own --agent-id (machines cloned from one image share /etc/machine-id). {} is not collected until then",
+                        claim.name, agent.host, agent.stream_id, agent.key, first.host, first.stream_id, claim.name
+                    );
+                    tracing::error!("{message}");
+                    eprintln!("routewatch collect: error: {message}");
+                    self.told.insert(claim.name.clone(), told);
+                }
+            }
+            self.waiting.push(claim);
+        }
+        out
+    }
+
+    /// Follows `claim`'s target, granted with its stored row and current
+    /// versions (loaded in `elapsed` seconds with the others of its
+    /// round); true when it was taken from another collector.
+    fn grant(&mut self, claim: Claim, row: &TargetRow, open: Vec<OpenVersion>, elapsed: f64) -> bool {
+        let Claim { name, agent, reply } = claim;
+        let name = name.as_str();
         let ledger = Ledger::new(row, open);
         let cursor = ledger.cursor().is_set().then(|| Cursor {
             stream_id: ledger.cursor().stream_id.to_string(),
@@ -505,6 +618,15 @@ impl Writer {
         };
         let holder = self.holders.remove(name);
         let taken_over = self.told.get(name).map(String::as_str) == Some(HELD_ELSEWHERE);
+        // Standing by for another address, or refused, before.
+        if !taken_over
+            && self.told.get(name).is_some_and(|t| {
+                t.starts_with("the agent followed at") || t.starts_with("identity conflict")
+            })
+        {
+            self.told.remove(name);
+            eprintln!("routewatch collect: {name}: no other address reaches its agent's identity now");
+        }
         if taken_over {
             self.told.remove(name);
             let holder = holder.unwrap_or_else(|| "another collector".into());
@@ -521,6 +643,7 @@ impl Writer {
                 target_id: row.id,
                 lost: lost.clone(),
                 connected: false,
+                agent,
             },
         );
         let _ = reply.send(Granted { cursor, lost });

@@ -118,6 +118,17 @@ impl Value {
 /// collector holds it.
 pub type Claimed = Option<(TargetRow, Vec<OpenVersion>)>;
 
+/// An agent's record, found by [`Store::resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The record's name, to claim it by.
+    pub name: String,
+    /// The address the agent was last reached at, when it was another.
+    pub moved_from: Option<String>,
+    /// The record was the address's, and has just become the agent's.
+    pub adopted: bool,
+}
+
 /// What became of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -243,6 +254,25 @@ impl Store {
         match self {
             Store::Sqlite(s) => blocking(|| s.claim(name)).map(Some),
             Store::Postgres(s) => s.claim(name).await,
+        }
+    }
+
+    /// The record of the agent whose identity is `agent` (`AGENT_ID/NETNS`),
+    /// reached at `address` at `now`: found by the identity; else the
+    /// record of `address` that no agent has claimed yet (one stored before
+    /// identities), which becomes the agent's; else a new record named by
+    /// the identity. The address is noted on the record (`targets.address`
+    /// and `target_addresses`), so that the record continues when it
+    /// changes.
+    pub async fn resolve(
+        &mut self,
+        agent: &str,
+        address: &str,
+        now: i64,
+    ) -> Result<Resolved, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(|| s.resolve(agent, address, now)),
+            Store::Postgres(s) => s.resolve(agent, address, now).await,
         }
     }
 

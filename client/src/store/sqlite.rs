@@ -12,7 +12,7 @@ use super::columns;
 use super::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use super::schema::{self, Dialect};
 use super::statements;
-use super::{Outcome, Pruned, StoreError, Value};
+use super::{Outcome, Pruned, Resolved, StoreError, Value};
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -170,6 +170,47 @@ impl SqliteStore {
         };
         tx.commit()?;
         Ok((target, open))
+    }
+
+    /// See [`super::Store::resolve`].
+    pub fn resolve(
+        &mut self,
+        agent: &str,
+        address: &str,
+        now: i64,
+    ) -> Result<Resolved, StoreError> {
+        let tx = self.conn.transaction()?;
+        let found = |tx: &rusqlite::Transaction<'_>| {
+            tx.query_row(statements::AGENT_TARGET, [agent], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .optional()
+        };
+        let resolved = if let Some((name, before)) = found(&tx)? {
+            tx.execute(statements::MOVE_AGENT, [address, agent])?;
+            Resolved {
+                name,
+                moved_from: before.filter(|b| b != address),
+                adopted: false,
+            }
+        } else if tx.execute(statements::ADOPT_TARGET, [agent, address, address])? == 1 {
+            Resolved {
+                name: address.to_owned(),
+                moved_from: None,
+                adopted: true,
+            }
+        } else {
+            tx.execute(statements::ADD_AGENT_TARGET, [agent, agent, address])?;
+            let (name, _) = found(&tx)?.ok_or_else(|| name_taken(&self.path, agent))?;
+            Resolved {
+                name,
+                moved_from: None,
+                adopted: false,
+            }
+        };
+        tx.execute(statements::NOTE_ADDRESS, params![address, now, now, agent])?;
+        tx.commit()?;
+        Ok(resolved)
     }
 
     pub fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
@@ -446,5 +487,14 @@ fn backfill(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
             )?;
             after = (target_id, vid);
         }
+    }
+}
+
+/// A record named like the identity of an agent, but not that agent's
+/// (made by hand): the agent's record cannot be made.
+fn name_taken(path: &Path, agent: &str) -> StoreError {
+    StoreError::Open {
+        store: format!("sqlite://{}", path.display()),
+        problem: format!("a target named {agent:?} exists but is not that agent's record; rename it (UPDATE targets SET name = ...)"),
     }
 }

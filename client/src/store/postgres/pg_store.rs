@@ -12,7 +12,7 @@ use super::{connect, value};
 use crate::store::columns;
 use crate::store::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use crate::store::schema::{self, numbered_placeholders, Dialect};
-use crate::store::{statements, Claimed, Outcome, Pruned, StoreError, Value};
+use crate::store::{statements, Claimed, Outcome, Pruned, Resolved, StoreError, Value};
 
 /// The advisory lock (one 64-bit key) that serialises migrations, so that
 /// collectors started together do not create the same tables at once.
@@ -30,7 +30,7 @@ const UNLOCK_TARGET: &str = "SELECT pg_advisory_unlock($1::int4, $2::int8::int4)
 /// and client address (empty over a local socket, or when the role may not
 /// see it). Two-key advisory locks show their keys as classid and objid,
 /// and objsubid 2.
-const TARGET_HOLDERS: &str = "SELECT t.name, COALESCE(a.application_name, ''), l.pid,
+const TARGET_HOLDERS: &str = "SELECT COALESCE(t.address, t.name), COALESCE(a.application_name, ''), l.pid,
         COALESCE(host(a.client_addr), '')
     FROM pg_locks l
     JOIN targets t ON t.id = l.objid::int8
@@ -259,6 +259,62 @@ impl PgStore {
             })
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(StoreError::from)
+    }
+
+    /// See [`crate::store::Store::resolve`]. Collectors resolving one agent
+    /// at once agree: the adoption and the insert each take effect once,
+    /// and the record is read back by the identity.
+    pub async fn resolve(
+        &mut self,
+        agent: &str,
+        address: &str,
+        now: i64,
+    ) -> Result<Resolved, StoreError> {
+        let sql = |s: &str| numbered_placeholders(s);
+        let tx = self.client.transaction().await?;
+        let found = tx.query_opt(&sql(statements::AGENT_TARGET), &[&agent]).await?;
+        let resolved = if let Some(row) = found {
+            let before: Option<String> = row.try_get(1)?;
+            tx.execute(&sql(statements::MOVE_AGENT), &[&address, &agent])
+                .await?;
+            Resolved {
+                name: row.try_get(0)?,
+                moved_from: before.filter(|b| b != address),
+                adopted: false,
+            }
+        } else if tx
+            .execute(&sql(statements::ADOPT_TARGET), &[&agent, &address, &address])
+            .await?
+            == 1
+        {
+            Resolved {
+                name: address.to_owned(),
+                moved_from: None,
+                adopted: true,
+            }
+        } else {
+            tx.execute(&sql(statements::ADD_AGENT_TARGET), &[&agent, &agent, &address])
+                .await?;
+            let row = tx
+                .query_opt(&sql(statements::AGENT_TARGET), &[&agent])
+                .await?
+                .ok_or_else(|| StoreError::Open {
+                    store: "PostgreSQL".into(),
+                    problem: format!("a target named {agent:?} exists but is not that agent's record; rename it (UPDATE targets SET name = ...)"),
+                })?;
+            Resolved {
+                name: row.try_get(0)?,
+                moved_from: None,
+                adopted: false,
+            }
+        };
+        tx.execute(
+            &sql(statements::NOTE_ADDRESS),
+            &[&address, &now, &now, &agent],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(resolved)
     }
 
     /// Gives the target up: its lock is released.
