@@ -213,7 +213,9 @@ async fn follow(
                                 Err(ClientError::IdentityChanged {
                                     target: addr.clone(),
                                     expected,
-                                    found: found.clone().unwrap_or_else(|| "an agent without identity".into()),
+                                    found: found
+                                        .clone()
+                                        .unwrap_or_else(|| "an agent without identity".into()),
                                 })
                             }
                             _ => Ok(subscribed),

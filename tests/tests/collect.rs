@@ -533,10 +533,13 @@ fn targets_claimed(ns: &Netns, ops: &str) -> usize {
     let Ok(metrics) = routewatch_tests::openmetrics::parse(&body) else {
         return 0;
     };
-    ["routewatch_collector_targets_held", "routewatch_collector_targets_waiting"]
-        .iter()
-        .filter_map(|name| metrics.value(name, &[]))
-        .sum::<f64>() as usize
+    [
+        "routewatch_collector_targets_held",
+        "routewatch_collector_targets_waiting",
+    ]
+    .iter()
+    .filter_map(|name| metrics.value(name, &[]))
+    .sum::<f64>() as usize
 }
 
 /// 100 targets (one agent, reached at 100 loopback addresses) and a

@@ -590,7 +590,10 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
     sql.push("INSERT INTO schema_version (version) VALUES (1)".into());
     // Its id is the first one given out (1), as the backend gives it: an
     // id given here would leave PostgreSQL's identity behind it.
-    sql.push("INSERT INTO targets (name, host, stream_id, seq) VALUES ('h:1', 'old-router', 's', 3)".into());
+    sql.push(
+        "INSERT INTO targets (name, host, stream_id, seq) VALUES ('h:1', 'old-router', 's', 3)"
+            .into(),
+    );
     sql.push(format!(
         "INSERT INTO versions (target_id, vid, netns, key, kind, family, table_id, object,
              digest, valid_from, opened_stream, opened_seq, opened_origin)
@@ -650,20 +653,38 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
     .await;
     assert_eq!(
         fleet,
-        [vec![text("old-router"), text("h:1"), Value::Null, text("h:1")]]
+        [vec![
+            text("old-router"),
+            text("h:1"),
+            Value::Null,
+            text("h:1")
+        ]]
     );
-    let adopted = store.resolve("m1/net:[1]", "h:1", 2_000_000_000).await.expect("resolve");
+    let adopted = store
+        .resolve("m1/net:[1]", "h:1", 2_000_000_000)
+        .await
+        .expect("resolve");
     assert_eq!(
         (adopted.name.as_str(), adopted.moved_from, adopted.adopted),
         ("h:1", None, true)
     );
-    let moved = store.resolve("m1/net:[1]", "h:2", 3_000_000_000).await.expect("resolve");
+    let moved = store
+        .resolve("m1/net:[1]", "h:2", 3_000_000_000)
+        .await
+        .expect("resolve");
     assert_eq!(
-        (moved.name.as_str(), moved.moved_from.as_deref(), moved.adopted),
+        (
+            moved.name.as_str(),
+            moved.moved_from.as_deref(),
+            moved.adopted
+        ),
         ("h:1", Some("h:1"), false)
     );
     // Another agent reached at the old address later gets a record of its own.
-    let other = store.resolve("m2/net:[1]", "h:1", 4_000_000_000).await.expect("resolve");
+    let other = store
+        .resolve("m2/net:[1]", "h:1", 4_000_000_000)
+        .await
+        .expect("resolve");
     assert_eq!(
         (other.name.as_str(), other.moved_from, other.adopted),
         ("m2/net:[1]", None, false)
@@ -677,12 +698,28 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
     assert_eq!(
         fleet,
         [
-            vec![text("old-router"), text("h:2"), text("m1/net:[1]"), text("h:1 h:2"), int(1)],
-            vec![text("m2/net:[1]"), text("h:1"), text("m2/net:[1]"), text("h:1"), int(0)],
+            vec![
+                text("old-router"),
+                text("h:2"),
+                text("m1/net:[1]"),
+                text("h:1 h:2"),
+                int(1)
+            ],
+            vec![
+                text("m2/net:[1]"),
+                text("h:1"),
+                text("m2/net:[1]"),
+                text("h:1"),
+                int(0)
+            ],
         ]
     );
     let (row, _) = store.claim("h:1").await.expect("claim").expect("claimed");
-    assert_eq!((row.host.as_str(), row.cursor.seq), ("old-router", 3), "the record adopted, with its cursor");
+    assert_eq!(
+        (row.host.as_str(), row.cursor.seq),
+        ("old-router", 3),
+        "the record adopted, with its cursor"
+    );
 }
 
 /// `query history PREFIX` reads the prefix's range of the destination

@@ -458,7 +458,11 @@ impl Writer {
                 found.push(claim);
                 continue;
             };
-            match self.store.resolve(&agent.key, &claim.name, now_unix_nano()).await {
+            match self
+                .store
+                .resolve(&agent.key, &claim.name, now_unix_nano())
+                .await
+            {
                 Ok(record) => {
                     match (&record.moved_from, record.adopted) {
                         (Some(before), _) => eprintln!(
@@ -566,9 +570,10 @@ impl Writer {
             // The stream of the agent followed may have moved on since its
             // claim (a restart): what the record holds counts as well.
             let same_stream = first.stream_id == agent.stream_id
-                || self.held.get(other).is_some_and(|h| {
-                    *h.ledger.cursor().stream_id == *agent.stream_id
-                });
+                || self
+                    .held
+                    .get(other)
+                    .is_some_and(|h| *h.ledger.cursor().stream_id == *agent.stream_id);
             if same_stream {
                 let told = format!("the agent followed at {other}");
                 if self.told.get(&claim.name) != Some(&told) {
@@ -586,7 +591,6 @@ impl Writer {
                         "REFUSED {}: its agent ({}, stream {}) claims identity {}, which the agent at {other} ({}, stream {}) already has: two agents claim one identity, and their records are never merged. Give each agent its own --agent-id (machines cloned from one image share /etc/machine-id). {} is not collected until then",
                         claim.name, agent.host, agent.stream_id, agent.key, first.host, first.stream_id, claim.name
                     );
-                    tracing::error!("{message}");
                     eprintln!("routewatch collect: error: {message}");
                     self.told.insert(claim.name.clone(), told);
                 }
@@ -599,7 +603,13 @@ impl Writer {
     /// Follows `claim`'s target, granted with its stored row and current
     /// versions (loaded in `elapsed` seconds with the others of its
     /// round); true when it was taken from another collector.
-    fn grant(&mut self, claim: Claim, row: &TargetRow, open: Vec<OpenVersion>, elapsed: f64) -> bool {
+    fn grant(
+        &mut self,
+        claim: Claim,
+        row: &TargetRow,
+        open: Vec<OpenVersion>,
+        elapsed: f64,
+    ) -> bool {
         let Claim { name, agent, reply } = claim;
         let name = name.as_str();
         let ledger = Ledger::new(row, open);
@@ -625,7 +635,9 @@ impl Writer {
             })
         {
             self.told.remove(name);
-            eprintln!("routewatch collect: {name}: no other address reaches its agent's identity now");
+            eprintln!(
+                "routewatch collect: {name}: no other address reaches its agent's identity now"
+            );
         }
         if taken_over {
             self.told.remove(name);

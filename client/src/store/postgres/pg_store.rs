@@ -30,7 +30,8 @@ const UNLOCK_TARGET: &str = "SELECT pg_advisory_unlock($1::int4, $2::int8::int4)
 /// and client address (empty over a local socket, or when the role may not
 /// see it). Two-key advisory locks show their keys as classid and objid,
 /// and objsubid 2.
-const TARGET_HOLDERS: &str = "SELECT COALESCE(t.address, t.name), COALESCE(a.application_name, ''), l.pid,
+const TARGET_HOLDERS: &str =
+    "SELECT COALESCE(t.address, t.name), COALESCE(a.application_name, ''), l.pid,
         COALESCE(host(a.client_addr), '')
     FROM pg_locks l
     JOIN targets t ON t.id = l.objid::int8
@@ -272,7 +273,9 @@ impl PgStore {
     ) -> Result<Resolved, StoreError> {
         let sql = |s: &str| numbered_placeholders(s);
         let tx = self.client.transaction().await?;
-        let found = tx.query_opt(&sql(statements::AGENT_TARGET), &[&agent]).await?;
+        let found = tx
+            .query_opt(&sql(statements::AGENT_TARGET), &[&agent])
+            .await?;
         let resolved = if let Some(row) = found {
             let before: Option<String> = row.try_get(1)?;
             tx.execute(&sql(statements::MOVE_AGENT), &[&address, &agent])
@@ -283,7 +286,10 @@ impl PgStore {
                 adopted: false,
             }
         } else if tx
-            .execute(&sql(statements::ADOPT_TARGET), &[&agent, &address, &address])
+            .execute(
+                &sql(statements::ADOPT_TARGET),
+                &[&agent, &address, &address],
+            )
             .await?
             == 1
         {
@@ -293,8 +299,11 @@ impl PgStore {
                 adopted: true,
             }
         } else {
-            tx.execute(&sql(statements::ADD_AGENT_TARGET), &[&agent, &agent, &address])
-                .await?;
+            tx.execute(
+                &sql(statements::ADD_AGENT_TARGET),
+                &[&agent, &agent, &address],
+            )
+            .await?;
             let row = tx
                 .query_opt(&sql(statements::AGENT_TARGET), &[&agent])
                 .await?
