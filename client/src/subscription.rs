@@ -193,10 +193,13 @@ async fn follow(
             // record (found by the identity of the agent that answers at
             // the address), from the cursor stored for it.
             loop {
+                let Some(connection) = claims.connection(addr).await else {
+                    return Ok(());
+                };
                 let Some(agent) = identify(addr, &options, host, &target, tx).await else {
                     return Ok(());
                 };
-                let Some(held) = claims.claim(addr, agent.clone()).await else {
+                let Some(held) = claims.claim(connection, addr, agent.clone()).await else {
                     return Ok(());
                 };
                 let from = position(held.granted.cursor.clone());
