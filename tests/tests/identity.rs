@@ -83,7 +83,7 @@ fn an_agent_reached_at_a_new_address_continues_its_record(store: TestStore) {
     );
     let log = collector.log();
     assert!(
-        log.contains(&format!("rw-moving (agent "))
+        log.contains("rw-moving (agent ")
             && log.contains(&format!("is now reached at {new}, no longer at {old}")),
         "the collector says the address changed:\n{log}"
     );
