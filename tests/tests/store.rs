@@ -661,34 +661,48 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
         ]]
     );
     let adopted = store
-        .resolve("m1/net:[1]", "h:1", 2_000_000_000)
+        .agent_record("m1/net:[1]", "h:1")
         .await
-        .expect("resolve");
+        .expect("record");
+    assert_eq!((adopted.name.as_str(), adopted.adopted), ("h:1", true));
+    let (row, _) = store.claim("h:1").await.expect("claim").expect("claimed");
     assert_eq!(
-        (adopted.name.as_str(), adopted.moved_from, adopted.adopted),
-        ("h:1", None, true)
+        (row.host.as_str(), row.cursor.seq),
+        ("old-router", 3),
+        "the record adopted, with its cursor"
     );
+    let noted = store
+        .note_address(row.id, "h:1", 2_000_000_000)
+        .await
+        .expect("note");
+    assert_eq!(noted, None, "reached where it was");
+    // The agent reached at another address: the same record.
     let moved = store
-        .resolve("m1/net:[1]", "h:2", 3_000_000_000)
+        .agent_record("m1/net:[1]", "h:2")
         .await
-        .expect("resolve");
-    assert_eq!(
-        (
-            moved.name.as_str(),
-            moved.moved_from.as_deref(),
-            moved.adopted
-        ),
-        ("h:1", Some("h:1"), false)
-    );
+        .expect("record");
+    assert_eq!((moved.name.as_str(), moved.adopted), ("h:1", false));
+    let noted = store
+        .note_address(row.id, "h:2", 3_000_000_000)
+        .await
+        .expect("note");
+    assert_eq!(noted.as_deref(), Some("h:1"));
     // Another agent reached at the old address later gets a record of its own.
     let other = store
-        .resolve("m2/net:[1]", "h:1", 4_000_000_000)
+        .agent_record("m2/net:[1]", "h:1")
         .await
-        .expect("resolve");
-    assert_eq!(
-        (other.name.as_str(), other.moved_from, other.adopted),
-        ("m2/net:[1]", None, false)
-    );
+        .expect("record");
+    assert_eq!((other.name.as_str(), other.adopted), ("m2/net:[1]", false));
+    let (other_row, _) = store
+        .claim(&other.name)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let noted = store
+        .note_address(other_row.id, "h:1", 4_000_000_000)
+        .await
+        .expect("note");
+    assert_eq!(noted, None, "made with its address");
     let fleet = select(
         &mut store,
         "SELECT host, address, agent_id, addresses, route_count FROM fleet_hosts ORDER BY agent_id",
@@ -713,12 +727,6 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
                 int(0)
             ],
         ]
-    );
-    let (row, _) = store.claim("h:1").await.expect("claim").expect("claimed");
-    assert_eq!(
-        (row.host.as_str(), row.cursor.seq),
-        ("old-router", 3),
-        "the record adopted, with its cursor"
     );
 }
 

@@ -458,22 +458,13 @@ impl Writer {
                 found.push(claim);
                 continue;
             };
-            match self
-                .store
-                .resolve(&agent.key, &claim.name, now_unix_nano())
-                .await
-            {
+            match self.store.agent_record(&agent.key, &claim.name).await {
                 Ok(record) => {
-                    match (&record.moved_from, record.adopted) {
-                        (Some(before), _) => eprintln!(
-                            "routewatch collect: {} (agent {}) is now reached at {}, no longer at {before}: its record continues (the new address is noted in fleet_hosts)",
-                            agent.host, agent.key, claim.name
-                        ),
-                        (None, true) => eprintln!(
+                    if record.adopted {
+                        eprintln!(
                             "routewatch collect: {} (agent {}): the record of {} is now keyed by the agent's identity",
                             agent.host, agent.key, claim.name
-                        ),
-                        (None, false) => {}
+                        );
                     }
                     names.push(record.name);
                     found.push(claim);
@@ -512,6 +503,9 @@ impl Writer {
             match claimed {
                 Some((row, open)) => {
                     granted += 1;
+                    if let Some(agent) = &claim.agent {
+                        self.note_address(row.id, &claim.name, agent).await;
+                    }
                     taken_over += usize::from(self.grant(claim, &row, open, elapsed));
                 }
                 None => refused.push(claim),
@@ -535,6 +529,27 @@ impl Writer {
             }
         }
         self.waiting.extend(refused);
+    }
+
+    /// Notes on the record of `agent`, now held, that it is reached at
+    /// `address` (once held, so that only the collector following it
+    /// moves its address), and says so when the address changed.
+    async fn note_address(&mut self, target_id: i64, address: &str, agent: &Agent) {
+        match self.store.note_address(target_id, address, now_unix_nano()).await {
+            Ok(Some(before)) => eprintln!(
+                "routewatch collect: {} (agent {}) is now reached at {address}, no longer at {before}: its record continues (the new address is noted in fleet_hosts)",
+                agent.host, agent.key
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                // The note is not the record: following goes on.
+                self.metrics.store_error();
+                eprintln!(
+                    "routewatch collect: {}: cannot note that {} (agent {}) is reached at {address}: {e}",
+                    self.url, agent.host, agent.key
+                );
+            }
+        }
     }
 
     /// Claims whose agent this collector follows already, through

@@ -12,7 +12,7 @@ use super::columns;
 use super::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use super::schema::{self, Dialect};
 use super::statements;
-use super::{Outcome, Pruned, Resolved, StoreError, Value};
+use super::{AgentRecord, Outcome, Pruned, StoreError, Value};
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -172,45 +172,53 @@ impl SqliteStore {
         Ok((target, open))
     }
 
-    /// See [`super::Store::resolve`].
-    pub fn resolve(
-        &mut self,
-        agent: &str,
-        address: &str,
-        now: i64,
-    ) -> Result<Resolved, StoreError> {
+    /// See [`super::Store::agent_record`].
+    pub fn agent_record(&mut self, agent: &str, address: &str) -> Result<AgentRecord, StoreError> {
         let tx = self.conn.transaction()?;
         let found = |tx: &rusqlite::Transaction<'_>| {
-            tx.query_row(statements::AGENT_TARGET, [agent], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-            })
-            .optional()
+            tx.query_row(statements::AGENT_TARGET, [agent], |r| r.get::<_, String>(0))
+                .optional()
         };
-        let resolved = if let Some((name, before)) = found(&tx)? {
-            tx.execute(statements::MOVE_AGENT, [address, agent])?;
-            Resolved {
+        let record = if let Some(name) = found(&tx)? {
+            AgentRecord {
                 name,
-                moved_from: before.filter(|b| b != address),
                 adopted: false,
             }
         } else if tx.execute(statements::ADOPT_TARGET, [agent, address, address])? == 1 {
-            Resolved {
+            AgentRecord {
                 name: address.to_owned(),
-                moved_from: None,
                 adopted: true,
             }
         } else {
             tx.execute(statements::ADD_AGENT_TARGET, [agent, agent, address])?;
-            let (name, _) = found(&tx)?.ok_or_else(|| name_taken(&self.path, agent))?;
-            Resolved {
-                name,
-                moved_from: None,
+            AgentRecord {
+                name: found(&tx)?.ok_or_else(|| name_taken(&self.path, agent))?,
                 adopted: false,
             }
         };
-        tx.execute(statements::NOTE_ADDRESS, params![address, now, now, agent])?;
         tx.commit()?;
-        Ok(resolved)
+        Ok(record)
+    }
+
+    /// See [`super::Store::note_address`].
+    pub fn note_address(
+        &mut self,
+        target_id: i64,
+        address: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let before: Option<String> = tx
+            .query_row(statements::TARGET_ADDRESS, [target_id], |r| r.get(0))
+            .optional()?
+            .flatten();
+        tx.execute(statements::MOVE_TARGET, params![address, target_id])?;
+        tx.execute(
+            statements::NOTE_ADDRESS,
+            params![target_id, address, now, now],
+        )?;
+        tx.commit()?;
+        Ok(before.filter(|b| b != address))
     }
 
     pub fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {

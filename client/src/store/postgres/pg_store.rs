@@ -12,7 +12,7 @@ use super::{connect, value};
 use crate::store::columns;
 use crate::store::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use crate::store::schema::{self, numbered_placeholders, Dialect};
-use crate::store::{statements, Claimed, Outcome, Pruned, Resolved, StoreError, Value};
+use crate::store::{statements, AgentRecord, Claimed, Outcome, Pruned, StoreError, Value};
 
 /// The advisory lock (one 64-bit key) that serialises migrations, so that
 /// collectors started together do not create the same tables at once.
@@ -262,68 +262,81 @@ impl PgStore {
             .map_err(StoreError::from)
     }
 
-    /// See [`crate::store::Store::resolve`]. Collectors resolving one agent
-    /// at once agree: the adoption and the insert each take effect once,
-    /// and the record is read back by the identity.
-    pub async fn resolve(
+    /// See [`crate::store::Store::agent_record`]. Collectors looking up
+    /// one agent at once agree: the adoption and the insert each take
+    /// effect once, and the record is read back by the identity.
+    pub async fn agent_record(
         &mut self,
         agent: &str,
         address: &str,
-        now: i64,
-    ) -> Result<Resolved, StoreError> {
-        let sql = |s: &str| numbered_placeholders(s);
+    ) -> Result<AgentRecord, StoreError> {
+        let find = numbered_placeholders(statements::AGENT_TARGET);
         let tx = self.client.transaction().await?;
-        let found = tx
-            .query_opt(&sql(statements::AGENT_TARGET), &[&agent])
-            .await?;
-        let resolved = if let Some(row) = found {
-            let before: Option<String> = row.try_get(1)?;
-            tx.execute(&sql(statements::MOVE_AGENT), &[&address, &agent])
-                .await?;
-            Resolved {
+        let record = if let Some(row) = tx.query_opt(&find, &[&agent]).await? {
+            AgentRecord {
                 name: row.try_get(0)?,
-                moved_from: before.filter(|b| b != address),
                 adopted: false,
             }
         } else if tx
             .execute(
-                &sql(statements::ADOPT_TARGET),
+                &numbered_placeholders(statements::ADOPT_TARGET),
                 &[&agent, &address, &address],
             )
             .await?
             == 1
         {
-            Resolved {
+            AgentRecord {
                 name: address.to_owned(),
-                moved_from: None,
                 adopted: true,
             }
         } else {
             tx.execute(
-                &sql(statements::ADD_AGENT_TARGET),
+                &numbered_placeholders(statements::ADD_AGENT_TARGET),
                 &[&agent, &agent, &address],
             )
             .await?;
-            let row = tx
-                .query_opt(&sql(statements::AGENT_TARGET), &[&agent])
-                .await?
-                .ok_or_else(|| StoreError::Open {
-                    store: "PostgreSQL".into(),
-                    problem: format!("a target named {agent:?} exists but is not that agent's record; rename it (UPDATE targets SET name = ...)"),
-                })?;
-            Resolved {
+            let row = tx.query_opt(&find, &[&agent]).await?.ok_or_else(|| StoreError::Open {
+                store: "PostgreSQL".into(),
+                problem: format!("a target named {agent:?} exists but is not that agent's record; rename it (UPDATE targets SET name = ...)"),
+            })?;
+            AgentRecord {
                 name: row.try_get(0)?,
-                moved_from: None,
                 adopted: false,
             }
         };
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// See [`crate::store::Store::note_address`].
+    pub async fn note_address(
+        &mut self,
+        target_id: i64,
+        address: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let tx = self.client.transaction().await?;
+        let before: Option<String> = tx
+            .query_opt(
+                &numbered_placeholders(statements::TARGET_ADDRESS),
+                &[&target_id],
+            )
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .flatten();
         tx.execute(
-            &sql(statements::NOTE_ADDRESS),
-            &[&address, &now, &now, &agent],
+            &numbered_placeholders(statements::MOVE_TARGET),
+            &[&address, &target_id],
+        )
+        .await?;
+        tx.execute(
+            &numbered_placeholders(statements::NOTE_ADDRESS),
+            &[&target_id, &address, &now, &now],
         )
         .await?;
         tx.commit().await?;
-        Ok(resolved)
+        Ok(before.filter(|b| b != address))
     }
 
     /// Gives the target up: its lock is released.
