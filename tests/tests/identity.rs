@@ -246,6 +246,72 @@ fn two_agents_claiming_one_identity_are_refused_loudly(store: TestStore) {
     );
 }
 
+/// The agent at an address stops, and another agent (another identity)
+/// comes to answer there: the collector notices on connecting, lets the
+/// first record go, and stores the newcomer in a record of its own; the
+/// first record holds nothing of it.
+fn another_agent_at_the_same_address_gets_its_own_record(store: TestStore) {
+    let ns = Netns::new();
+    add_veth_pair(&ns);
+    let addr = "127.0.0.1:50076";
+    let first = Agent::start_at(
+        &ns,
+        addr,
+        &["--agent-id", "rw-before", "--hostname", "rw-before"],
+    );
+    let collector = Collector::start(&ns, &store, &[addr]);
+    let before = store.wait_stored(&ns, addr);
+    first.stop(Duration::from_secs(10));
+    let _second = Agent::start_at(
+        &ns,
+        addr,
+        &["--agent-id", "rw-after", "--hostname", "rw-after"],
+    );
+    ns.ip("route add 10.76.0.0/24 via 10.1.0.10");
+    let stored = poll(SETTLE, Duration::from_millis(100), || {
+        (records_stored(&store) == 2).then_some(())
+    });
+    assert!(stored.is_some(), "{}", collector.log());
+    eventually_all_match_kernel(
+        &ns,
+        || store.query(&ns, &["routes", "--host", "rw-after"]),
+        SETTLE,
+    );
+    let log = collector.log();
+    assert!(
+        log.contains(&format!(
+            "{addr}: the agent there is now rw-after/{}, not rw-before/{}",
+            ns.name(),
+            ns.name()
+        )),
+        "{log}"
+    );
+    let streams = store.rows(&format!(
+        "SELECT agent_id, stream_id FROM targets WHERE agent_id LIKE 'rw-%/{}' ORDER BY agent_id",
+        ns.name()
+    ));
+    assert_eq!(streams.len(), 2, "{streams:?}");
+    assert_eq!(
+        streams[1][1].as_deref(),
+        Some(before.0.as_str()),
+        "{streams:?}"
+    );
+    assert_ne!(
+        streams[0][1].as_deref(),
+        Some(before.0.as_str()),
+        "the newcomer's own stream: {streams:?}"
+    );
+    // Nothing of the newcomer's stream in the first record.
+    let mixed = store.rows(&format!(
+        "SELECT COUNT(*) FROM events e JOIN targets t ON t.id = e.target_id
+         WHERE t.agent_id = 'rw-before/{}' AND e.stream_id <> '{}'",
+        ns.name(),
+        before.0
+    ));
+    assert_eq!(mixed[0][0].as_deref(), Some("0"), "{log}");
+    assert_no_duplicate_rows(&store);
+}
+
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -271,4 +337,5 @@ on_both_backends!(
     an_agent_reached_at_a_new_address_continues_its_record,
     one_agent_at_two_addresses_is_collected_once,
     two_agents_claiming_one_identity_are_refused_loudly,
+    another_agent_at_the_same_address_gets_its_own_record,
 );
