@@ -7,7 +7,7 @@
 use std::thread;
 use std::time::Duration;
 
-use routewatch_tests::fixture::VA4;
+use routewatch_tests::fixture::{VA4, VB4};
 use routewatch_tests::util::poll;
 use routewatch_tests::{
     add_veth_pair, eventually_all_match_kernel, Agent, Collector, Netns, TestStore,
@@ -118,12 +118,13 @@ fn an_agent_reached_at_a_new_address_continues_its_record(store: TestStore) {
 }
 
 /// One agent given at two addresses: followed at one of them, once; the
-/// other stands by and says so.
+/// other stands by and says so. When the address followed goes away, the
+/// agent is followed at the other, continuing the record.
 fn one_agent_at_two_addresses_is_collected_once(store: TestStore) {
     let ns = Netns::new();
     add_veth_pair(&ns);
     let _agent = Agent::start_at(&ns, "0.0.0.0:50072", &["--hostname", "rw-twice"]);
-    let (a, b) = ("127.0.0.1:50072".to_owned(), format!("{VA4}:50072"));
+    let (a, b) = (format!("{VA4}:50072"), format!("{VB4}:50072"));
     let ops = "127.0.0.1:9481";
     let collector = Collector::start(&ns, &store, &[&a, &b, "--ops-listen", ops]);
     let stored = poll(SETTLE, Duration::from_millis(100), || {
@@ -159,6 +160,40 @@ fn one_agent_at_two_addresses_is_collected_once(store: TestStore) {
         metrics.value("routewatch_collector_identity_conflicts_total", &[]),
         Some(0.0)
     );
+
+    // The address followed goes away: the other takes over.
+    let followed = one(&store, "SELECT address FROM fleet_hosts");
+    let (gone, dev, other) = if followed == a {
+        (VA4, "va", &b)
+    } else {
+        (VB4, "vb", &a)
+    };
+    let stream = one(&store, "SELECT stream_id FROM targets");
+    ns.ip(&format!("addr del {gone}/24 dev {dev}"));
+    ns.ip("route add 10.72.1.0/24 dev lo");
+    let moved = poll(SETTLE, Duration::from_millis(100), || {
+        (one(&store, "SELECT address FROM fleet_hosts") == *other).then_some(())
+    });
+    assert!(moved.is_some(), "{}", collector.log());
+    eventually_all_match_kernel(&ns, || routes(&store, &ns), SETTLE);
+    let log = collector.log();
+    assert!(
+        log.contains(&format!(
+            "{followed} (rw-twice) is unreachable and another address of its agent stands by"
+        )),
+        "{log}"
+    );
+    assert_eq!(one(&store, "SELECT COUNT(*) FROM targets"), "1", "{log}");
+    assert_eq!(
+        one(&store, "SELECT stream_id FROM targets"),
+        stream,
+        "one stream, continued"
+    );
+    assert!(
+        store.rows("SELECT * FROM gaps").is_empty(),
+        "resumed: no gap\n{log}"
+    );
+    assert_no_duplicate_rows(&store);
 }
 
 /// Identity is the agent id and the namespace served. Two agents started

@@ -38,6 +38,9 @@ const TRIM_AFTER_ROWS: u64 = 10_000;
 const TRIM_DELAY: Duration = Duration::from_secs(1);
 /// What [`Writer::told`] holds of a target another collector holds.
 const HELD_ELSEWHERE: &str = "held elsewhere";
+/// How [`Writer::told`]'s note of an address standing by for another
+/// address of its agent begins.
+const STANDS_BY: &str = "the agent followed at";
 
 /// A claim waiting for its answer.
 struct Claim {
@@ -85,6 +88,9 @@ pub struct Writer {
     /// Targets taken from another collector, by whom they were taken
     /// from, until their first connection says so.
     taken_over: HashMap<String, String>,
+    /// Targets that lost their agent while another address of it stands
+    /// by: let go after the next flush, so that the other is followed.
+    hand_over: Vec<String>,
     /// Rows stored since memory was last given back.
     stored_since_trim: u64,
     /// When to give memory back next (set once a burst is stored).
@@ -104,6 +110,7 @@ impl Writer {
             told: HashMap::new(),
             holders: HashMap::new(),
             taken_over: HashMap::new(),
+            hand_over: Vec::new(),
             stored_since_trim: 0,
             trim_at: None,
         }
@@ -154,6 +161,7 @@ impl Writer {
                             }
                         }
                         self.flush(&shutdown).await;
+                        self.hand_over().await;
                     }
                     None => break,
                 },
@@ -234,6 +242,20 @@ impl Writer {
                 self.metrics.connected(&target, &host, false);
                 if let Some(held) = self.held.get_mut(&*target) {
                     held.connected = false;
+                    // Another address of the agent stands by: follow it
+                    // there rather than wait for this one.
+                    let key = held.agent.as_ref().map(|a| a.key.as_str());
+                    let standby = key.is_some()
+                        && self.waiting.iter().any(|c| {
+                            c.agent.as_ref().map(|a| a.key.as_str()) == key
+                                && self
+                                    .told
+                                    .get(&c.name)
+                                    .is_some_and(|t| t.starts_with(STANDS_BY))
+                        });
+                    if standby && !self.hand_over.iter().any(|n| **n == *target) {
+                        self.hand_over.push(target.to_string());
+                    }
                 }
                 if self.told.get(&*target) != Some(&error) {
                     eprintln!(
@@ -401,6 +423,30 @@ impl Writer {
         }
         self.claim(claims).await;
         self.count_targets();
+    }
+
+    /// Lets go of the targets in [`Writer::hand_over`] (their rows are
+    /// stored), and claims at once the addresses standing by for them,
+    /// which continue from the stored cursor. The address let go is
+    /// claimed again by its subscription, and stands by in turn once its
+    /// agent answers there again.
+    async fn hand_over(&mut self) {
+        if self.hand_over.is_empty() {
+            return;
+        }
+        for name in std::mem::take(&mut self.hand_over) {
+            if let Some(held) = self.held.remove(&name) {
+                held.lost.cancel();
+                let _ = self.store.release(held.target_id).await;
+                self.metrics.forget(&name);
+                let host = held.agent.map(|a| a.host).unwrap_or_default();
+                eprintln!(
+                    "routewatch collect: {name} ({host}) is unreachable and another address of its agent stands by: following the agent there"
+                );
+            }
+        }
+        self.count_targets();
+        self.retry_claims().await;
     }
 
     async fn retry_claims(&mut self) {
@@ -590,7 +636,7 @@ impl Writer {
                     .get(other)
                     .is_some_and(|h| *h.ledger.cursor().stream_id == *agent.stream_id);
             if same_stream {
-                let told = format!("the agent followed at {other}");
+                let told = format!("{STANDS_BY} {other}");
                 if self.told.get(&claim.name) != Some(&told) {
                     eprintln!(
                         "routewatch collect: {} is {} (agent {}), already followed at {other}: collected once, through {other}; {} stands by",
@@ -645,13 +691,14 @@ impl Writer {
         let taken_over = self.told.get(name).map(String::as_str) == Some(HELD_ELSEWHERE);
         // Standing by for another address, or refused, before.
         if !taken_over
-            && self.told.get(name).is_some_and(|t| {
-                t.starts_with("the agent followed at") || t.starts_with("identity conflict")
-            })
+            && self
+                .told
+                .get(name)
+                .is_some_and(|t| t.starts_with(STANDS_BY) || t.starts_with("identity conflict"))
         {
             self.told.remove(name);
             eprintln!(
-                "routewatch collect: {name}: no other address reaches its agent's identity now"
+                "routewatch collect: {name}: no other address of its agent's identity is followed now"
             );
         }
         if taken_over {
