@@ -37,6 +37,19 @@ pub struct AgentConfig {
     #[arg(long, env = "ROUTEWATCH_HOSTNAME", value_name = "NAME")]
     pub hostname: Option<String>,
 
+    /// The identity the agent reports instead of /etc/machine-id. With the
+    /// network namespace it serves (--netns NAME; else its own, by its
+    /// `ip netns` name, else `net:[INODE]`), it names this agent to collectors for as long as the
+    /// host lives, whatever its addresses: `routewatch collect` keys its
+    /// record by the pair, continues it when the address changes, and
+    /// refuses a second agent reporting the same pair. Give one when
+    /// machines are cloned from one image with its machine id (every clone
+    /// would claim to be the same agent), or when the agent cannot read
+    /// /etc/machine-id (then, without it, collectors key its record by the
+    /// address they dial).
+    #[arg(long, env = "ROUTEWATCH_AGENT_ID", value_name = "ID")]
+    pub agent_id: Option<String>,
+
     #[command(flatten)]
     pub tls: TlsConfig,
 

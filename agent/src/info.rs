@@ -42,6 +42,9 @@ pub fn agent_info(journal: &Journal, hostname: &str, start_time_unix_nano: i64) 
             })
             .collect(),
         subscribers: journal.subscribers.list(),
+        // The server's to say (see crate::identity); empty in process.
+        agent_id: String::new(),
+        agent_netns: String::new(),
     }
 }
 

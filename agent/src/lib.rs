@@ -23,7 +23,8 @@
 //! - [`session`]: one subscriber's cursor and batcher.
 //! - [`interest`]: what a filtered subscriber receives of the journal.
 //! - [`subscribers`]: the open sessions, for `GetInfo` ([`info`]) and the
-//!   metrics.
+//!   metrics; [`identity`]: who the agent is (machine id and namespace),
+//!   whatever its address.
 //! - [`persist`]: `--state-dir`, so a restarted agent continues its stream;
 //!   [`state_file`] frames and checks its files.
 //! - [`trim`]: memory a burst or a dump freed, given back when it is over.
@@ -53,6 +54,7 @@ pub mod config;
 pub mod decode;
 pub mod dirwatch;
 pub mod error;
+pub mod identity;
 pub mod info;
 pub mod interest;
 pub mod journal;

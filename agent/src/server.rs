@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use routewatch_proto::v1::route_watch_server::{RouteWatch, RouteWatchServer};
 use routewatch_proto::v1::{AgentInfo, GetInfoRequest, SubscribeRequest, FILE_DESCRIPTOR_SET};
-use routewatch_proto::HOSTNAME_HEADER;
+use routewatch_proto::{HOSTNAME_HEADER, IDENTITY_HEADER};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::admission::Admission;
 use crate::config::AgentConfig;
 use crate::error::AgentError;
+use crate::identity::Identity;
 use crate::info::kernel_hostname;
 use crate::metrics::Metrics;
 use crate::ops;
@@ -37,6 +38,8 @@ struct Service {
     admission: Admission,
     /// --hostname; `None`: the kernel's, read at each call.
     hostname: Option<String>,
+    /// Machine id (or --agent-id) and namespace, found at start.
+    identity: Identity,
 }
 
 impl Service {
@@ -85,6 +88,13 @@ impl RouteWatch for Service {
         if let Ok(value) = MetadataValue::try_from(self.hostname()) {
             response.metadata_mut().insert(HOSTNAME_HEADER, value);
         }
+        if let Some(value) = self
+            .identity
+            .key()
+            .and_then(|key| MetadataValue::try_from(key).ok())
+        {
+            response.metadata_mut().insert(IDENTITY_HEADER, value);
+        }
         Ok(response)
     }
 
@@ -92,7 +102,10 @@ impl RouteWatch for Service {
         &self,
         _request: Request<GetInfoRequest>,
     ) -> Result<Response<AgentInfo>, Status> {
-        Ok(Response::new(self.subscriber.info(&self.hostname())))
+        let mut info = self.subscriber.info(&self.hostname());
+        info.agent_id = self.identity.agent_id.clone();
+        info.agent_netns = self.identity.netns.clone();
+        Ok(Response::new(info))
     }
 }
 
@@ -120,6 +133,12 @@ pub async fn run(
         Some(addr) => Some(ops::bind(addr).await?),
         None => None,
     };
+    let identity = Identity::of_this_agent(
+        config.agent_id.as_deref(),
+        &config.pipeline.netns_selection(),
+        &config.pipeline.netns_dir,
+    );
+    tracing::info!(agent_id = %identity.agent_id, netns = %identity.netns, "identity");
     let token = CancellationToken::new();
     let mut pipeline = Pipeline::start(config.pipeline.clone(), token.clone())?;
     let admission = Admission::new(config.max_subscribers, config.max_snapshots);
@@ -174,6 +193,7 @@ pub async fn run(
             subscriber: pipeline.subscriber(),
             admission,
             hostname: config.hostname.clone(),
+            identity,
         },
         MAX_REQUEST_BYTES,
         wire_stats,

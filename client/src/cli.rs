@@ -84,6 +84,15 @@ pub enum Command {
     /// a snapshot and without storing anything twice. Agents that are down
     /// are retried for as long as collect runs.
     ///
+    /// Each agent has one record, keyed by the identity it reports (its
+    /// machine id, or routewatch-agent --agent-id, and the network
+    /// namespace it serves), not by the address dialled: an agent reached
+    /// at a new address continues its record (the address is noted, see
+    /// `routewatch query hosts`), one agent given at two addresses is
+    /// collected once, and a second agent reporting an identity already
+    /// followed is refused with an error, never merged into the first's
+    /// record. Agents that report no identity are keyed by their address.
+    ///
     /// SQLite (the default) serves one collector. On PostgreSQL, any number
     /// of collectors may run with the same targets: each target is followed
     /// by one of them (an advisory lock per target), and when a collector
@@ -275,7 +284,8 @@ pub struct Tail {
 pub struct Collect {
     /// Agents to store: HOST:PORT, or dns:///NAME:PORT for an agent at every
     /// address NAME resolves to (followed as the answer changes). Each
-    /// address is a target of its own in the store.
+    /// agent is one record in the store, whichever of these addresses it is
+    /// reached at (an agent that reports no identity: each address).
     #[arg(
         value_name = "TARGET",
         env = "ROUTEWATCH_TARGETS",

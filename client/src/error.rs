@@ -68,6 +68,15 @@ pub enum ClientError {
         lost: bool,
         last: Box<ClientError>,
     },
+    /// `collect`: the agent at `target` is no longer the one its record was
+    /// claimed for (the address now reaches another agent): the record is
+    /// let go and the address claimed again for whoever answers there.
+    #[error("{target}: the agent there is now {found}, not {expected}: following the record of the agent that answers instead")]
+    IdentityChanged {
+        target: String,
+        expected: String,
+        found: String,
+    },
     /// `--connect-timeout` passed before the agent answered.
     #[error("cannot connect to {target}: no answer within {}s (--connect-timeout)", after.as_secs_f64())]
     ConnectTimeout {

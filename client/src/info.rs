@@ -194,6 +194,8 @@ pub fn json_line(target: &str, info: &AgentInfo) -> Value {
     json!({
         "host": info.hostname,
         "target": target,
+        "agent_id": info.agent_id,
+        "agent_netns": info.agent_netns,
         "agent_version": info.agent_version,
         "kernel_release": info.kernel_release,
         "start_time": rfc3339(info.start_time_unix_nano),
@@ -225,6 +227,12 @@ pub fn text(target: &str, info: &AgentInfo) -> String {
         info.agent_version,
         rfc3339(info.start_time_unix_nano)
     ));
+    if !info.agent_id.is_empty() {
+        s.push_str(&format!(
+            "  identity     {}/{}\n",
+            info.agent_id, info.agent_netns
+        ));
+    }
     s.push_str(&format!("  kernel       {}\n", info.kernel_release));
     s.push_str(&format!(
         "  stream       {} at seq {} (journal from seq {})\n",
@@ -287,6 +295,8 @@ mod tests {
                     rules: 2,
                 },
             ],
+            agent_id: "3d1219c7c4c5404aaa1f6d2a48adfda4".into(),
+            agent_netns: "net:[4026531833]".into(),
             subscribers: vec![SubscriberInfo {
                 peer: "10.0.0.9:53412".into(),
                 since_unix_nano: 0,
@@ -303,6 +313,7 @@ mod tests {
             "\
 node1 (127.0.0.1:50051)
   agent        routewatch-agent 0.1.0, started 1970-01-01T00:00:00Z
+  identity     3d1219c7c4c5404aaa1f6d2a48adfda4/net:[4026531833]
   kernel       6.18.0
   stream       0123abcd at seq 1234 (journal from seq 1000)
   routes       inet 12, inet6 8
@@ -318,6 +329,7 @@ node1 (127.0.0.1:50051)
     fn json_and_table_forms() {
         let v = json_line("127.0.0.1:50051", &info());
         assert_eq!(v["host"], "node1");
+        assert_eq!(v["agent_netns"], "net:[4026531833]");
         assert_eq!(v["routes"], json!({"inet": 12, "inet6": 8}));
         assert_eq!(v["nexthops"], json!({"inet": 2, "inet6": 0, "unspec": 1}));
         assert_eq!(v["rules"], json!({"inet": 4, "inet6": 2}));

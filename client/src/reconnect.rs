@@ -71,6 +71,7 @@ where
         let mut delivered = false;
         let failure = match subscribe(request).await {
             Err(e) if e.is_refused_request() => return Err(e),
+            Err(e @ ClientError::IdentityChanged { .. }) => return Err(e),
             Err(e) => e,
             Ok(subscribed) => {
                 if let Some(name) = subscribed.hostname {
@@ -218,6 +219,7 @@ mod tests {
                             .chain(end.map(Err));
                         Ok(Subscribed {
                             hostname: Some("agent1".into()),
+                            identity: None,
                             responses: futures::stream::iter(items).boxed(),
                         })
                     }

@@ -15,7 +15,7 @@ use http::uri::PathAndQuery;
 use hyper_util::client::legacy::connect::HttpConnector;
 use routewatch_proto::v1::route_watch_client::RouteWatchClient;
 use routewatch_proto::v1::{AgentInfo, GetInfoRequest, SubscribeRequest, SubscribeResponse};
-use routewatch_proto::HOSTNAME_HEADER;
+use routewatch_proto::{HOSTNAME_HEADER, IDENTITY_HEADER};
 use tonic::client::Grpc;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, Endpoint};
@@ -52,6 +52,9 @@ pub type Responses = BoxStream<'static, Result<SubscribeResponse, ClientError>>;
 pub struct Subscribed {
     /// The host name the agent reported (None from an agent that does not).
     pub hostname: Option<String>,
+    /// The agent's identity, `AGENT_ID/NETNS` (None from an agent that
+    /// does not say).
+    pub identity: Option<String>,
     pub responses: Responses,
 }
 
@@ -119,14 +122,18 @@ pub async fn subscribe(
         .await
         .map_err(|_| stream_err(no_answer("subscription", timeout)))?
         .map_err(&stream_err)?;
-    let hostname = response
-        .metadata()
-        .get(HOSTNAME_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| !h.is_empty())
-        .map(str::to_owned);
+    let header = |name| {
+        response
+            .metadata()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+    };
+    let (hostname, identity) = (header(HOSTNAME_HEADER), header(IDENTITY_HEADER));
     Ok(Subscribed {
         hostname,
+        identity,
         responses: response
             .into_inner()
             .map(move |r| r.map_err(&stream_err))

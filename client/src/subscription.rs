@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::busy::retry_busy;
 use crate::cli::Compression;
-use crate::collect::claims::Claims;
+use crate::collect::claims::{Agent, Claims};
 use crate::cursor::{Position, Step};
 use crate::response_codec::response_events;
 use crate::target::Target;
@@ -189,16 +189,58 @@ async fn follow(
                 )
                 .await;
             };
-            // Followed only while this collector holds the target, from
-            // the cursor stored for it.
+            // Followed only while this collector holds the target's
+            // record (found by the identity of the agent that answers at
+            // the address), from the cursor stored for it.
             loop {
-                let Some(held) = claims.claim(addr).await else {
+                let Some(connection) = claims.connection(addr).await else {
+                    return Ok(());
+                };
+                let Some(agent) = identify(addr, &options, host, &target, tx).await else {
+                    return Ok(());
+                };
+                let Some(held) = claims.claim(connection, addr, agent.clone()).await else {
                     return Ok(());
                 };
                 let from = position(held.granted.cursor.clone());
+                // Every connection must reach the agent the record was
+                // claimed for: an address now answered by another agent
+                // never adds to this record.
+                let expected = agent.map(|a| a.key);
+                let subscribe = |request| {
+                    let expected = expected.clone();
+                    async move {
+                        let subscribed = subscribe(request).await?;
+                        match (expected, &subscribed.identity) {
+                            (Some(expected), found) if found.as_ref() != Some(&expected) => {
+                                Err(ClientError::IdentityChanged {
+                                    target: addr.clone(),
+                                    expected,
+                                    found: found
+                                        .clone()
+                                        .unwrap_or_else(|| "an agent without identity".into()),
+                                })
+                            }
+                            _ => Ok(subscribed),
+                        }
+                    }
+                };
                 let follow = reconnect::follow(host, &target, request.clone(), from, tx, subscribe);
                 tokio::select! {
-                    ended = follow => return ended,
+                    ended = follow => match ended {
+                        Err(e @ ClientError::IdentityChanged { .. }) => {
+                            let changed = Delivery::Disconnected {
+                                host: host.clone(),
+                                target: target.clone(),
+                                error: e.to_string(),
+                                retry_in: Duration::ZERO,
+                            };
+                            if tx.send(changed).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        ended => return ended,
+                    },
                     () = held.granted.lost.cancelled() => {}
                 }
                 // Released before the next claim is asked for.
@@ -230,6 +272,46 @@ async fn follow(
         }
         Target::Dns { name, port } => {
             follow_dns(target, name, *port, host, request, options, tx, shutdown).await
+        }
+    }
+}
+
+/// Asks the agent at `addr` who it is (GetInfo), until it answers: each
+/// failure is reported as `Disconnected` and retried with backoff. `None`
+/// when the reader is gone; `Some(None)` from an agent that reports no
+/// identity. `host` becomes the agent's host name.
+async fn identify(
+    addr: &str,
+    options: &Options,
+    host: &mut Arc<str>,
+    target: &Arc<str>,
+    tx: &mpsc::Sender<Delivery>,
+) -> Option<Option<Agent>> {
+    let mut backoff = crate::backoff::Backoff::default();
+    loop {
+        match remote::get_info(addr, &options.security, options.connect_timeout).await {
+            Ok(info) => {
+                if !info.hostname.is_empty() {
+                    *host = info.hostname.as_str().into();
+                }
+                let agent = (!info.agent_id.is_empty()).then(|| Agent {
+                    key: format!("{}/{}", info.agent_id, info.agent_netns),
+                    host: info.hostname.clone(),
+                    stream_id: info.cursor.map(|c| c.stream_id).unwrap_or_default(),
+                });
+                return Some(agent);
+            }
+            Err(e) => {
+                let retry_in = backoff.next_delay();
+                let disconnected = Delivery::Disconnected {
+                    host: host.clone(),
+                    target: target.clone(),
+                    error: e.cause(),
+                    retry_in,
+                };
+                tx.send(disconnected).await.ok()?;
+                tokio::time::sleep(retry_in).await;
+            }
         }
     }
 }

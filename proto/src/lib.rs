@@ -27,6 +27,10 @@ pub use host_names::{Names, NamesError};
 /// The Subscribe response header that carries the agent's host name.
 pub const HOSTNAME_HEADER: &str = "routewatch-hostname";
 
+/// The Subscribe response header that carries the agent's identity:
+/// `AGENT_ID/NETNS` (see `AgentInfo.agent_id` and `agent_netns`).
+pub const IDENTITY_HEADER: &str = "routewatch-agent-id";
+
 /// Generated from `routewatch/v1/routewatch.proto`.
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

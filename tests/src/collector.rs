@@ -231,7 +231,7 @@ impl TestStore {
     pub fn cursor(&self, target: &str) -> Option<(String, u64)> {
         let rows = self
             .try_rows(&format!(
-                "SELECT stream_id, seq FROM targets WHERE name = '{target}' AND stream_id <> ''"
+                "SELECT stream_id, seq FROM targets WHERE COALESCE(address, name) = '{target}' AND stream_id <> ''"
             ))
             .ok()?;
         rows.first().map(|r| {
@@ -270,7 +270,7 @@ impl TestStore {
     pub fn log(&self, target: &str) -> Vec<(String, u64)> {
         self.rows(&format!(
             "SELECT e.stream_id, e.seq FROM events e JOIN targets t ON t.id = e.target_id
-             WHERE t.name = '{target}' ORDER BY e.stream_id, e.seq"
+             WHERE COALESCE(t.address, t.name) = '{target}' ORDER BY e.stream_id, e.seq"
         ))
         .into_iter()
         .map(|r| {

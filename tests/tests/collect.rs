@@ -249,8 +249,10 @@ fn an_agent_restarted_without_its_state_is_a_recorded_gap_then_exact() {
 fn two_postgres_collectors_share_targets_and_take_over_when_one_dies() {
     let ns = Netns::new();
     add_veth_pair(&ns);
-    let a = Agent::start(&ns);
-    let b = Agent::start_at(&ns, SECOND_AGENT, &[]);
+    // Two agents in one namespace: each its own --agent-id, or they would
+    // claim one identity.
+    let a = Agent::start_with(&ns, &["--agent-id", "rw-share-a"]);
+    let b = Agent::start_at(&ns, SECOND_AGENT, &["--agent-id", "rw-share-b"]);
     let (a_addr, b_addr) = (a.addr().to_owned(), b.addr().to_owned());
     let store = TestStore::postgres("collect_share");
     let targets = [a_addr.as_str(), b_addr.as_str(), "--claim-interval", "1"];
@@ -431,8 +433,10 @@ fn a_dns_target_stores_every_address_it_resolves_to() {
     let ns = Netns::new();
     add_veth_pair(&ns);
     ns.write_hosts("127.0.0.2 agents.rwt.test\n127.0.0.3 agents.rwt.test\n");
-    let _a2 = Agent::start_at(&ns, "127.0.0.2:50051", &["--hostname", "rw-a2"]);
-    let _a3 = Agent::start_at(&ns, "127.0.0.3:50051", &["--hostname", "rw-a3"]);
+    let a2 = ["--hostname", "rw-a2", "--agent-id", "rw-a2"];
+    let a3 = ["--hostname", "rw-a3", "--agent-id", "rw-a3"];
+    let _a2 = Agent::start_at(&ns, "127.0.0.2:50051", &a2);
+    let _a3 = Agent::start_at(&ns, "127.0.0.3:50051", &a3);
     let store = TestStore::sqlite();
     let _collector = Collector::start(
         &ns,
@@ -520,21 +524,31 @@ fn an_agent_restarted_with_its_state_dir_continues_the_record_without_a_gap() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Targets stored so far (a cursor of theirs committed).
-fn targets_stored(store: &TestStore) -> usize {
-    store
-        .try_rows("SELECT COUNT(*) FROM targets WHERE stream_id <> ''")
-        .ok()
-        .and_then(|rows| rows[0][0].as_deref()?.parse().ok())
-        .unwrap_or(0)
+/// Targets the collector has claimed (held or waiting) so far, as its ops
+/// port says.
+fn targets_claimed(ns: &Netns, ops: &str) -> usize {
+    let Ok((200, body)) = routewatch_tests::ops::http_get(ns, ops, "/metrics") else {
+        return 0;
+    };
+    let Ok(metrics) = routewatch_tests::openmetrics::parse(&body) else {
+        return 0;
+    };
+    [
+        "routewatch_collector_targets_held",
+        "routewatch_collector_targets_waiting",
+    ]
+    .iter()
+    .filter_map(|name| metrics.value(name, &[]))
+    .sum::<f64>() as usize
 }
 
 /// 100 targets (one agent, reached at 100 loopback addresses) and a
 /// collector whose open files limit is 80, soft and hard: it says at start
 /// that the limit leaves room for 16 connections (64 are kept for the
-/// store, the ops port and the rest), follows 16 targets, and its ops port
-/// keeps answering. With a hard limit of 4096 the soft limit of 80 is
-/// raised to it, and every target is followed.
+/// store, the ops port and the rest), claims 16 targets (one agent: one is
+/// followed, the others stand by), and its ops port keeps answering. With
+/// a hard limit of 4096 the soft limit of 80 is raised to it, and every
+/// target is claimed.
 #[test]
 fn a_collector_short_of_file_descriptors_says_so_and_keeps_its_ops_port() {
     let ns = Netns::new();
@@ -549,7 +563,7 @@ fn a_collector_short_of_file_descriptors_says_so_and_keeps_its_ops_port() {
     let store = TestStore::sqlite();
     let mut short = Collector::start_via(&ns, &store, &["prlimit", "--nofile=80:80", "--"], &args);
     let sixteen = routewatch_tests::util::poll(SETTLE, Duration::from_millis(100), || {
-        (targets_stored(&store) >= 16).then_some(())
+        (targets_claimed(&ns, ops) >= 16).then_some(())
     });
     assert!(sixteen.is_some(), "{}", short.log());
     // Time for the others to try, and fail, if they would.
@@ -562,7 +576,7 @@ fn a_collector_short_of_file_descriptors_says_so_and_keeps_its_ops_port() {
             Err(e) => panic!("{e}\n--- log ---\n{}", short.log()),
         }
     }
-    assert_eq!(targets_stored(&store), 16, "{}", short.log());
+    assert_eq!(targets_claimed(&ns, ops), 16, "{}", short.log());
     let log = short.log();
     assert!(
         log.contains("100 targets, but the open files limit (80, hard limit 80) leaves room for 16 connections at once"),
@@ -585,7 +599,7 @@ fn a_collector_short_of_file_descriptors_says_so_and_keeps_its_ops_port() {
     });
     assert!(soft_raised.is_some(), "{}\n{}", open_files(), raised.log());
     let all = routewatch_tests::util::poll(SETTLE, Duration::from_millis(100), || {
-        (targets_stored(&store) == 100).then_some(())
+        (targets_claimed(&ns, ops) == 100).then_some(())
     });
     assert!(all.is_some(), "{}", raised.log());
     assert!(

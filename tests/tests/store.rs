@@ -595,7 +595,12 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
     let mut sql = vec![CREATE_SCHEMA_VERSION.to_owned()];
     sql.extend(migration(dialect, 1).expect("migration 1"));
     sql.push("INSERT INTO schema_version (version) VALUES (1)".into());
-    sql.push("INSERT INTO targets (id, name, host, stream_id, seq) VALUES (1, 'h:1', 'old-router', 's', 3)".into());
+    // Its id is the first one given out (1), as the backend gives it: an
+    // id given here would leave PostgreSQL's identity behind it.
+    sql.push(
+        "INSERT INTO targets (name, host, stream_id, seq) VALUES ('h:1', 'old-router', 's', 3)"
+            .into(),
+    );
     sql.push(format!(
         "INSERT INTO versions (target_id, vid, netns, key, kind, family, table_id, object,
              digest, valid_from, opened_stream, opened_seq, opened_origin)
@@ -641,6 +646,92 @@ async fn a_store_of_schema_1_gains_the_readable_columns(place: TestStore) {
     )
     .await;
     assert_eq!(versions, every_migration());
+    // Migration 4: the record of the address dialled keeps its rows, and
+    // becomes the record of the first agent with an identity reached there;
+    // that agent reached at another address continues it, with a note.
+    let fleet = select(
+        &mut store,
+        "SELECT host, address, agent_id, addresses FROM fleet_hosts",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        fleet,
+        [vec![
+            text("old-router"),
+            text("h:1"),
+            Value::Null,
+            text("h:1")
+        ]]
+    );
+    let adopted = store
+        .agent_record("m1/net:[1]", "h:1")
+        .await
+        .expect("record");
+    assert_eq!((adopted.name.as_str(), adopted.adopted), ("h:1", true));
+    let (row, _) = store.claim("h:1").await.expect("claim").expect("claimed");
+    assert_eq!(
+        (row.host.as_str(), row.cursor.seq),
+        ("old-router", 3),
+        "the record adopted, with its cursor"
+    );
+    let noted = store
+        .note_address(row.id, "h:1", 2_000_000_000)
+        .await
+        .expect("note");
+    assert_eq!(noted, None, "reached where it was");
+    // The agent reached at another address: the same record.
+    let moved = store
+        .agent_record("m1/net:[1]", "h:2")
+        .await
+        .expect("record");
+    assert_eq!((moved.name.as_str(), moved.adopted), ("h:1", false));
+    let noted = store
+        .note_address(row.id, "h:2", 3_000_000_000)
+        .await
+        .expect("note");
+    assert_eq!(noted.as_deref(), Some("h:1"));
+    // Another agent reached at the old address later gets a record of its own.
+    let other = store
+        .agent_record("m2/net:[1]", "h:1")
+        .await
+        .expect("record");
+    assert_eq!((other.name.as_str(), other.adopted), ("m2/net:[1]", false));
+    let (other_row, _) = store
+        .claim(&other.name)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let noted = store
+        .note_address(other_row.id, "h:1", 4_000_000_000)
+        .await
+        .expect("note");
+    assert_eq!(noted, None, "made with its address");
+    let fleet = select(
+        &mut store,
+        "SELECT host, address, agent_id, addresses, route_count FROM fleet_hosts ORDER BY agent_id",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        fleet,
+        [
+            vec![
+                text("old-router"),
+                text("h:2"),
+                text("m1/net:[1]"),
+                text("h:1 h:2"),
+                int(1)
+            ],
+            vec![
+                text("m2/net:[1]"),
+                text("h:1"),
+                text("m2/net:[1]"),
+                text("h:1"),
+                int(0)
+            ],
+        ]
+    );
 }
 
 /// `query history PREFIX` reads the prefix's range of the destination
@@ -784,7 +875,13 @@ async fn a_large_write_keeps_every_row(place: TestStore) {
 /// in every key); `targets` itself is small and would be replicated.
 async fn every_key_of_the_history_starts_with_the_target(place: TestStore) {
     let mut store = open(&place).await;
-    let tables = ["versions", "version_columns", "events", "gaps"];
+    let tables = [
+        "versions",
+        "version_columns",
+        "events",
+        "gaps",
+        "target_addresses",
+    ];
     // (table, key name, its columns in order)
     let mut keys: Vec<(String, String, Vec<String>)> = Vec::new();
     match &place {
@@ -838,7 +935,7 @@ async fn every_key_of_the_history_starts_with_the_target(place: TestStore) {
                       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
                  FROM pg_index i
                  WHERE (i.indisprimary OR i.indisunique)
-                     AND i.indrelid::regclass::text IN ('versions', 'version_columns', 'events', 'gaps')",
+                     AND i.indrelid::regclass::text IN ('versions', 'version_columns', 'events', 'gaps', 'target_addresses')",
                 &[],
             )
             .await;
@@ -852,7 +949,7 @@ async fn every_key_of_the_history_starts_with_the_target(place: TestStore) {
             }
         }
     }
-    for table in ["versions", "version_columns", "events"] {
+    for table in ["versions", "version_columns", "events", "target_addresses"] {
         assert!(
             keys.iter().any(|(t, _, _)| t == table),
             "{table} has no key: {keys:?}"

@@ -10,8 +10,9 @@
 //!
 //! A subscription holds one of a bounded number of connection permits
 //! (what the open files limit leaves room for: see [`super::open_files`])
-//! from before its claim until it lets the target go: targets beyond them
-//! wait, neither claimed nor dialled.
+//! from before it asks the agent who it is (the claim is for the agent's
+//! record) until it lets the target go: targets beyond them wait, neither
+//! claimed nor dialled.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,12 +21,27 @@ use routewatch_proto::v1::Cursor;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+/// The agent that answered at a target's address, as its GetInfo says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// Its identity, `AGENT_ID/NETNS`: the key of its record.
+    pub key: String,
+    /// Its host name.
+    pub host: String,
+    /// Its stream: one agent reached at two addresses has one, two agents
+    /// claiming one identity have two.
+    pub stream_id: String,
+}
+
 /// What a subscription's task asks of the writer.
 #[derive(Debug)]
 pub enum Request {
-    /// Give me the target named `name` (the address dialled).
+    /// Give me the target named `name` (the address dialled), whose agent
+    /// is `agent` (`None`: an agent that reports no identity, whose record
+    /// is keyed by the address).
     Claim {
         name: String,
+        agent: Option<Agent>,
         reply: oneshot::Sender<Granted>,
     },
     /// The task following `name` ended: let the target go.
@@ -63,10 +79,11 @@ impl Claims {
         (claims, rx)
     }
 
-    /// Waits until the target is this collector's; `None` when the writer
-    /// is gone (the collector is stopping).
-    pub async fn claim(&self, name: &str) -> Option<Held> {
-        let connection = match self.connections.clone().try_acquire_owned() {
+    /// Waits for one of the connections the open files limit leaves room
+    /// for: held from before the agent is asked who it is until the target
+    /// is let go.
+    pub async fn connection(&self, name: &str) -> Option<Connection> {
+        let permit = match self.connections.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 if !self.told.swap(true, Ordering::Relaxed) {
@@ -75,10 +92,22 @@ impl Claims {
                 self.connections.clone().acquire_owned().await.ok()?
             }
         };
+        Some(Connection { _permit: permit })
+    }
+
+    /// Waits until the target is this collector's, on `connection`; `None`
+    /// when the writer is gone (the collector is stopping).
+    pub async fn claim(
+        &self,
+        connection: Connection,
+        name: &str,
+        agent: Option<Agent>,
+    ) -> Option<Held> {
         let (reply, granted) = oneshot::channel();
         self.tx
             .send(Request::Claim {
                 name: name.to_owned(),
+                agent,
                 reply,
             })
             .ok()?;
@@ -92,6 +121,13 @@ impl Claims {
     }
 }
 
+/// One of the connections the open files limit leaves room for.
+#[derive(Debug)]
+pub struct Connection {
+    /// Given back when dropped.
+    _permit: OwnedSemaphorePermit,
+}
+
 /// A held target, released when dropped.
 #[derive(Debug)]
 pub struct Held {
@@ -99,7 +135,7 @@ pub struct Held {
     name: String,
     tx: mpsc::UnboundedSender<Request>,
     /// Given back after the release is sent.
-    _connection: OwnedSemaphorePermit,
+    _connection: Connection,
 }
 
 impl Drop for Held {

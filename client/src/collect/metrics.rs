@@ -93,6 +93,11 @@ pub const PRUNED: Metric = counter(
     &[],
     "Rows removed by --retain",
 );
+pub const IDENTITY_CONFLICTS: Metric = counter(
+    "routewatch_collector_identity_conflicts",
+    &[],
+    "Claims refused because a second agent (another stream) reported the identity of an agent this collector follows: two agents claiming one identity are never merged",
+);
 pub const READY: Metric = gauge(
     "routewatch_collector_ready",
     &[],
@@ -116,6 +121,7 @@ pub const ALL: &[&Metric] = &[
     &COMMITS,
     &STORE_ERRORS,
     &PRUNED,
+    &IDENTITY_CONFLICTS,
     &READY,
 ];
 
@@ -138,6 +144,7 @@ pub struct Metrics {
     commits: Counter,
     store_errors: Counter,
     pruned: Counter,
+    identity_conflicts: Counter,
     ready: Gauge,
     ready_flag: AtomicBool,
     /// The host name each target's agent reports, once known: the `host`
@@ -164,6 +171,7 @@ impl Metrics {
             commits: Counter::default(),
             store_errors: Counter::default(),
             pruned: Counter::default(),
+            identity_conflicts: Counter::default(),
             ready: Gauge::default(),
             ready_flag: AtomicBool::new(false),
             hosts: Mutex::new(HashMap::new()),
@@ -187,6 +195,11 @@ impl Metrics {
         registry.register(COMMITS.name, COMMITS.help, m.commits.clone());
         registry.register(STORE_ERRORS.name, STORE_ERRORS.help, m.store_errors.clone());
         registry.register(PRUNED.name, PRUNED.help, m.pruned.clone());
+        registry.register(
+            IDENTITY_CONFLICTS.name,
+            IDENTITY_CONFLICTS.help,
+            m.identity_conflicts.clone(),
+        );
         registry.register(READY.name, READY.help, m.ready.clone());
         registry.register_collector(Box::new(routewatch_agent::process::ProcessMetrics));
         Arc::new(Metrics { registry, ..m })
@@ -281,6 +294,12 @@ impl Metrics {
     pub fn store_error(&self) {
         self.store_errors.inc();
         self.set_ready(false);
+    }
+
+    /// A claim refused: its agent reports an identity another agent
+    /// followed here has.
+    pub fn identity_conflict(&self) {
+        self.identity_conflicts.inc();
     }
 
     pub fn pruned(&self, rows: u64) {

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::claims::{Granted, Request};
+use super::claims::{Agent, Granted, Request};
 use super::metrics::Metrics;
 use crate::printer::now_unix_nano;
 use crate::store::{Ledger, OpenVersion, Outcome, Store, StoreUrl, TargetRow, Write};
@@ -38,6 +38,19 @@ const TRIM_AFTER_ROWS: u64 = 10_000;
 const TRIM_DELAY: Duration = Duration::from_secs(1);
 /// What [`Writer::told`] holds of a target another collector holds.
 const HELD_ELSEWHERE: &str = "held elsewhere";
+/// How [`Writer::told`]'s note of an address standing by for another
+/// address of its agent begins.
+const STANDS_BY: &str = "the agent followed at";
+
+/// A claim waiting for its answer.
+struct Claim {
+    /// The address dialled.
+    name: String,
+    /// Who answered there (`None`: an agent without identity, whose
+    /// record is keyed by the address).
+    agent: Option<Agent>,
+    reply: oneshot::Sender<Granted>,
+}
 
 /// How the writer behaves.
 pub struct Settings {
@@ -54,6 +67,8 @@ struct Held {
     lost: CancellationToken,
     /// Events arrived since the last disconnect (for the metrics).
     connected: bool,
+    /// The agent whose record this is (`None`: keyed by the address).
+    agent: Option<Agent>,
 }
 
 pub struct Writer {
@@ -62,8 +77,10 @@ pub struct Writer {
     settings: Settings,
     metrics: Arc<Metrics>,
     held: HashMap<String, Held>,
-    /// Claims of targets another collector holds, retried on a timer.
-    waiting: Vec<(String, oneshot::Sender<Granted>)>,
+    /// Claims of targets another collector holds (or whose agent is
+    /// followed through another address, or whose identity another agent
+    /// has), retried on a timer.
+    waiting: Vec<Claim>,
     /// The last problem told about each target (said once, not per retry).
     told: HashMap<String, String>,
     /// Who held each waiting target when last looked at (PostgreSQL).
@@ -71,6 +88,9 @@ pub struct Writer {
     /// Targets taken from another collector, by whom they were taken
     /// from, until their first connection says so.
     taken_over: HashMap<String, String>,
+    /// Targets that lost their agent while another address of it stands
+    /// by: let go after the next flush, so that the other is followed.
+    hand_over: Vec<String>,
     /// Rows stored since memory was last given back.
     stored_since_trim: u64,
     /// When to give memory back next (set once a burst is stored).
@@ -90,6 +110,7 @@ impl Writer {
             told: HashMap::new(),
             holders: HashMap::new(),
             taken_over: HashMap::new(),
+            hand_over: Vec::new(),
             stored_since_trim: 0,
             trim_at: None,
         }
@@ -140,6 +161,7 @@ impl Writer {
                             }
                         }
                         self.flush(&shutdown).await;
+                        self.hand_over().await;
                     }
                     None => break,
                 },
@@ -220,6 +242,20 @@ impl Writer {
                 self.metrics.connected(&target, &host, false);
                 if let Some(held) = self.held.get_mut(&*target) {
                     held.connected = false;
+                    // Another address of the agent stands by: follow it
+                    // there rather than wait for this one.
+                    let key = held.agent.as_ref().map(|a| a.key.as_str());
+                    let standby = key.is_some()
+                        && self.waiting.iter().any(|c| {
+                            c.agent.as_ref().map(|a| a.key.as_str()) == key
+                                && self
+                                    .told
+                                    .get(&c.name)
+                                    .is_some_and(|t| t.starts_with(STANDS_BY))
+                        });
+                    if standby && !self.hand_over.iter().any(|n| **n == *target) {
+                        self.hand_over.push(target.to_string());
+                    }
                 }
                 if self.told.get(&*target) != Some(&error) {
                     eprintln!(
@@ -369,13 +405,13 @@ impl Writer {
     /// Answers `requests` in their order; the claims among them go to the
     /// store at the end, in one round.
     async fn requests(&mut self, requests: Vec<Request>) {
-        let mut claims: Vec<(String, oneshot::Sender<Granted>)> = Vec::new();
+        let mut claims: Vec<Claim> = Vec::new();
         for request in requests {
             match request {
-                Request::Claim { name, reply } => claims.push((name, reply)),
+                Request::Claim { name, agent, reply } => claims.push(Claim { name, agent, reply }),
                 Request::Release { name } => {
-                    claims.retain(|(n, _)| *n != name);
-                    self.waiting.retain(|(n, _)| *n != name);
+                    claims.retain(|c| c.name != name);
+                    self.waiting.retain(|c| c.name != name);
                     self.holders.remove(&name);
                     self.taken_over.remove(&name);
                     if let Some(held) = self.held.remove(&name) {
@@ -389,10 +425,34 @@ impl Writer {
         self.count_targets();
     }
 
+    /// Lets go of the targets in [`Writer::hand_over`] (their rows are
+    /// stored), and claims at once the addresses standing by for them,
+    /// which continue from the stored cursor. The address let go is
+    /// claimed again by its subscription, and stands by in turn once its
+    /// agent answers there again.
+    async fn hand_over(&mut self) {
+        if self.hand_over.is_empty() {
+            return;
+        }
+        for name in std::mem::take(&mut self.hand_over) {
+            if let Some(held) = self.held.remove(&name) {
+                held.lost.cancel();
+                let _ = self.store.release(held.target_id).await;
+                self.metrics.forget(&name);
+                let host = held.agent.map(|a| a.host).unwrap_or_default();
+                eprintln!(
+                    "routewatch collect: {name} ({host}) is unreachable and another address of its agent stands by: following the agent there"
+                );
+            }
+        }
+        self.count_targets();
+        self.retry_claims().await;
+    }
+
     async fn retry_claims(&mut self) {
         // Before the claims: a target let go in between is taken from the
         // collector that held it.
-        let names: Vec<String> = self.waiting.iter().map(|(n, _)| n.clone()).collect();
+        let names: Vec<String> = self.waiting.iter().map(|c| c.name.clone()).collect();
         self.look_at_holders(&names).await;
         let waiting = std::mem::take(&mut self.waiting);
         self.claim(waiting).await;
@@ -423,16 +483,52 @@ impl Writer {
     /// Claims the targets of `claims` in one round: each one this
     /// collector can hold now is granted, the others wait for the next
     /// [`Settings::claim_interval`].
-    async fn claim(&mut self, claims: Vec<(String, oneshot::Sender<Granted>)>) {
-        let claims: Vec<_> = claims
+    async fn claim(&mut self, claims: Vec<Claim>) {
+        let claims: Vec<Claim> = claims
             .into_iter()
-            .filter(|(_, reply)| !reply.is_closed())
+            .filter(|c| !c.reply.is_closed())
             .collect();
+        let claims = self.one_record_per_agent(claims);
         if claims.is_empty() {
             return;
         }
         let started = Instant::now();
-        let names: Vec<String> = claims.iter().map(|(n, _)| n.clone()).collect();
+        // Each claim's record: its agent's (found by identity, adopting
+        // the record of the address it is reached at when that has none
+        // yet), or the address's.
+        let mut names: Vec<String> = Vec::with_capacity(claims.len());
+        let mut found: Vec<Claim> = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let Some(agent) = &claim.agent else {
+                names.push(claim.name.clone());
+                found.push(claim);
+                continue;
+            };
+            match self.store.agent_record(&agent.key, &claim.name).await {
+                Ok(record) => {
+                    if record.adopted {
+                        eprintln!(
+                            "routewatch collect: {} (agent {}): the record of {} is now keyed by the agent's identity",
+                            agent.host, agent.key, claim.name
+                        );
+                    }
+                    names.push(record.name);
+                    found.push(claim);
+                }
+                Err(e) => {
+                    self.metrics.store_error();
+                    eprintln!(
+                        "routewatch collect: {}: cannot find the record of {} (agent {}): {e}; retrying",
+                        self.url, claim.name, agent.key
+                    );
+                    self.waiting.push(claim);
+                }
+            }
+        }
+        let claims = found;
+        if claims.is_empty() {
+            return;
+        }
         let claimed = match self.store.claim_many(&names).await {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -449,20 +545,23 @@ impl Writer {
         let elapsed = started.elapsed().as_secs_f64();
         let (mut granted, mut taken_over) = (0, 0);
         let mut refused = Vec::new();
-        for ((name, reply), claimed) in claims.into_iter().zip(claimed) {
+        for (claim, claimed) in claims.into_iter().zip(claimed) {
             match claimed {
                 Some((row, open)) => {
                     granted += 1;
-                    taken_over += usize::from(self.grant(&name, &row, open, elapsed, reply));
+                    if let Some(agent) = &claim.agent {
+                        self.note_address(row.id, &claim.name, agent).await;
+                    }
+                    taken_over += usize::from(self.grant(claim, &row, open, elapsed));
                 }
-                None => refused.push((name, reply)),
+                None => refused.push(claim),
             }
         }
         self.metrics.claimed(granted, taken_over);
         let untold: Vec<String> = refused
             .iter()
-            .filter(|(n, _)| self.told.get(n).map(String::as_str) != Some(HELD_ELSEWHERE))
-            .map(|(n, _)| n.clone())
+            .filter(|c| self.told.get(&c.name).map(String::as_str) != Some(HELD_ELSEWHERE))
+            .map(|c| c.name.clone())
             .collect();
         if !untold.is_empty() {
             self.look_at_holders(&untold).await;
@@ -478,17 +577,102 @@ impl Writer {
         self.waiting.extend(refused);
     }
 
-    /// Follows `name`, granted with its stored row and current versions
-    /// (loaded in `elapsed` seconds with the others of its round); true
-    /// when it was taken from another collector.
+    /// Notes on the record of `agent`, now held, that it is reached at
+    /// `address` (once held, so that only the collector following it
+    /// moves its address), and says so when the address changed.
+    async fn note_address(&mut self, target_id: i64, address: &str, agent: &Agent) {
+        match self.store.note_address(target_id, address, now_unix_nano()).await {
+            Ok(Some(before)) => eprintln!(
+                "routewatch collect: {} (agent {}) is now reached at {address}, no longer at {before}: its record continues (the new address is noted in fleet_hosts)",
+                agent.host, agent.key
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                // The note is not the record: following goes on.
+                self.metrics.store_error();
+                eprintln!(
+                    "routewatch collect: {}: cannot note that {} (agent {}) is reached at {address}: {e}",
+                    self.url, agent.host, agent.key
+                );
+            }
+        }
+    }
+
+    /// Claims whose agent this collector follows already, through
+    /// another address, wait (the agent is collected once); claims whose
+    /// agent reports the identity of another agent followed here (another
+    /// stream) are refused loudly and wait too: two agents claiming one
+    /// identity are never merged into one record. The others are returned.
+    fn one_record_per_agent(&mut self, claims: Vec<Claim>) -> Vec<Claim> {
+        // The agents followed, and those of this round, by identity.
+        let mut followed: HashMap<String, (String, Agent)> = self
+            .held
+            .iter()
+            .filter_map(|(name, held)| {
+                let agent = held.agent.clone()?;
+                Some((agent.key.clone(), (name.clone(), agent)))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let Some(agent) = &claim.agent else {
+                out.push(claim);
+                continue;
+            };
+            let Some((other, first)) = followed.get(&agent.key) else {
+                followed.insert(agent.key.clone(), (claim.name.clone(), agent.clone()));
+                out.push(claim);
+                continue;
+            };
+            if *other == claim.name {
+                out.push(claim);
+                continue;
+            }
+            // The stream of the agent followed may have moved on since its
+            // claim (a restart): what the record holds counts as well.
+            let same_stream = first.stream_id == agent.stream_id
+                || self
+                    .held
+                    .get(other)
+                    .is_some_and(|h| *h.ledger.cursor().stream_id == *agent.stream_id);
+            if same_stream {
+                let told = format!("{STANDS_BY} {other}");
+                if self.told.get(&claim.name) != Some(&told) {
+                    eprintln!(
+                        "routewatch collect: {} is {} (agent {}), already followed at {other}: collected once, through {other}; {} stands by",
+                        claim.name, agent.host, agent.key, claim.name
+                    );
+                    self.told.insert(claim.name.clone(), told);
+                }
+            } else {
+                let told = format!("identity conflict with {other}");
+                if self.told.get(&claim.name) != Some(&told) {
+                    self.metrics.identity_conflict();
+                    let message = format!(
+                        "REFUSED {}: its agent ({}, stream {}) claims identity {}, which the agent at {other} ({}, stream {}) already has: two agents claim one identity, and their records are never merged. Give each agent its own --agent-id (machines cloned from one image share /etc/machine-id). {} is not collected until then",
+                        claim.name, agent.host, agent.stream_id, agent.key, first.host, first.stream_id, claim.name
+                    );
+                    eprintln!("routewatch collect: error: {message}");
+                    self.told.insert(claim.name.clone(), told);
+                }
+            }
+            self.waiting.push(claim);
+        }
+        out
+    }
+
+    /// Follows `claim`'s target, granted with its stored row and current
+    /// versions (loaded in `elapsed` seconds with the others of its
+    /// round); true when it was taken from another collector.
     fn grant(
         &mut self,
-        name: &str,
+        claim: Claim,
         row: &TargetRow,
         open: Vec<OpenVersion>,
         elapsed: f64,
-        reply: oneshot::Sender<Granted>,
     ) -> bool {
+        let Claim { name, agent, reply } = claim;
+        let name = name.as_str();
         let ledger = Ledger::new(row, open);
         let cursor = ledger.cursor().is_set().then(|| Cursor {
             stream_id: ledger.cursor().stream_id.to_string(),
@@ -505,6 +689,18 @@ impl Writer {
         };
         let holder = self.holders.remove(name);
         let taken_over = self.told.get(name).map(String::as_str) == Some(HELD_ELSEWHERE);
+        // Standing by for another address, or refused, before.
+        if !taken_over
+            && self
+                .told
+                .get(name)
+                .is_some_and(|t| t.starts_with(STANDS_BY) || t.starts_with("identity conflict"))
+        {
+            self.told.remove(name);
+            eprintln!(
+                "routewatch collect: {name}: no other address of its agent's identity is followed now"
+            );
+        }
         if taken_over {
             self.told.remove(name);
             let holder = holder.unwrap_or_else(|| "another collector".into());
@@ -521,6 +717,7 @@ impl Writer {
                 target_id: row.id,
                 lost: lost.clone(),
                 connected: false,
+                agent,
             },
         );
         let _ = reply.send(Granted { cursor, lost });

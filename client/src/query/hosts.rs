@@ -1,5 +1,7 @@
 //! `query hosts`: what the store holds of each target.
 
+use std::collections::HashMap;
+
 use serde_json::json;
 
 use super::row::Row;
@@ -22,7 +24,8 @@ fn sql() -> String {
                   WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = ?) AS BIGINT),
             CAST((SELECT COUNT(*) FROM versions v
                   WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = ?) AS BIGINT),
-            CAST((SELECT COUNT(*) FROM gaps g WHERE g.target_id = t.id) AS BIGINT)
+            CAST((SELECT COUNT(*) FROM gaps g WHERE g.target_id = t.id) AS BIGINT),
+            COALESCE(t.agent_id, '')
         FROM targets t",
         targets::COLUMNS
     )
@@ -39,6 +42,30 @@ struct Host {
     gaps: i64,
     /// The collector that follows it (PostgreSQL: the holder of its lock).
     held_by: Option<String>,
+    /// Its agent's identity, `AGENT_ID/NETNS` ('' before an agent that
+    /// reports one was reached).
+    agent_id: String,
+    /// Every address its agent was reached at, oldest first.
+    addresses: Vec<String>,
+}
+
+/// Every address each record's agent was reached at, oldest first, by
+/// target id.
+async fn addresses(cx: &mut Context<'_>) -> Result<HashMap<i64, Vec<String>>, ClientError> {
+    let rows = cx
+        .store
+        .select(
+            "SELECT target_id, address FROM target_addresses
+             ORDER BY target_id, COALESCE(first_seen, 0), address",
+            &[],
+        )
+        .await?;
+    let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    for r in &rows {
+        let r = Row(r);
+        out.entry(r.int(0)?).or_default().push(r.text(1)?);
+    }
+    Ok(out)
 }
 
 pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
@@ -68,9 +95,17 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
                 rules: r.int(10)?,
                 gaps: r.int(11)?,
                 held_by: None,
+                agent_id: r.text(12)?,
+                addresses: Vec::new(),
             })
         })
         .collect::<Result<Vec<_>, ClientError>>()?;
+    let mut noted = addresses(cx).await?;
+    for h in &mut hosts {
+        h.addresses = noted
+            .remove(&h.target.id)
+            .unwrap_or_else(|| vec![h.target.name.clone()]);
+    }
     // Who follows each target now, where collectors share the store.
     let shared = cx.store.shared();
     if shared {
@@ -98,6 +133,8 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
                     "nexthops": h.nexthops,
                     "rules": h.rules,
                     "gaps": h.gaps,
+                    "agent_id": (!h.agent_id.is_empty()).then_some(&h.agent_id),
+                    "addresses": h.addresses,
                 });
                 if shared {
                     line["held_by"] = h.held_by.clone().into();
@@ -128,7 +165,7 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
                 .map(|h| {
                     let mut row = vec![
                         h.target.label().to_owned(),
-                        h.target.name.clone(),
+                        address_note(h),
                         time(h.target.first_seen),
                         time(h.last_seen),
                         h.cursor
@@ -149,4 +186,20 @@ pub async fn run(cx: &mut Context<'_>) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+/// The address a record's agent was last reached at, with the others it
+/// was reached at before: `10.0.0.2:50051 (before: 10.0.0.1:50051)`.
+fn address_note(h: &Host) -> String {
+    let before: Vec<&str> = h
+        .addresses
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != h.target.name)
+        .collect();
+    if before.is_empty() {
+        h.target.name.clone()
+    } else {
+        format!("{} (before: {})", h.target.name, before.join(", "))
+    }
 }

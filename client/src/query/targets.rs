@@ -10,7 +10,8 @@ use crate::ClientError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub id: i64,
-    /// The address collect dials.
+    /// The address collect last reached its agent at (the address it
+    /// dials, for a record made before agents had identities).
     pub name: String,
     /// The host name the agent reports ('' before it did).
     pub host: String,
@@ -56,7 +57,7 @@ impl Target {
 }
 
 /// The columns [`Target::read`] reads, of `targets t`.
-pub const COLUMNS: &str = "t.id, t.name, t.host, t.first_seen,
+pub const COLUMNS: &str = "t.id, COALESCE(t.address, t.name), t.host, t.first_seen,
     CAST((SELECT MIN(v.valid_from) FROM versions v WHERE v.target_id = t.id) AS BIGINT)";
 
 /// Every target, by label (then address).

@@ -769,8 +769,8 @@ node2  10.0.0.2:50051  2026-11-28T10:12:00Z  2026-11-28T10:12:00Z  u:4     3    
     );
     assert_eq!(
         ok(ask(&mut store, "hosts -o json").await).0,
-        r#"{"host":"node1","address":"10.0.0.1:50051","first_seen":"2026-11-28T10:00:01Z","last_seen":"2026-11-28T10:32:00Z","stream_id":"s","seq":12,"routes":4,"nexthops":1,"rules":0,"gaps":1}
-{"host":"node2","address":"10.0.0.2:50051","first_seen":"2026-11-28T10:12:00Z","last_seen":"2026-11-28T10:12:00Z","stream_id":"u","seq":4,"routes":3,"nexthops":1,"rules":0,"gaps":0}
+        r#"{"host":"node1","address":"10.0.0.1:50051","first_seen":"2026-11-28T10:00:01Z","last_seen":"2026-11-28T10:32:00Z","stream_id":"s","seq":12,"routes":4,"nexthops":1,"rules":0,"gaps":1,"agent_id":null,"addresses":["10.0.0.1:50051"]}
+{"host":"node2","address":"10.0.0.2:50051","first_seen":"2026-11-28T10:12:00Z","last_seen":"2026-11-28T10:12:00Z","stream_id":"u","seq":4,"routes":3,"nexthops":1,"rules":0,"gaps":0,"agent_id":null,"addresses":["10.0.0.2:50051"]}
 "#
     );
 }

@@ -118,6 +118,15 @@ impl Value {
 /// collector holds it.
 pub type Claimed = Option<(TargetRow, Vec<OpenVersion>)>;
 
+/// An agent's record, found by [`Store::agent_record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    /// The record's name, to claim it by.
+    pub name: String,
+    /// The record was the address's, and has just become the agent's.
+    pub adopted: bool,
+}
+
 /// What became of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -243,6 +252,38 @@ impl Store {
         match self {
             Store::Sqlite(s) => blocking(|| s.claim(name)).map(Some),
             Store::Postgres(s) => s.claim(name).await,
+        }
+    }
+
+    /// The record of the agent whose identity is `agent` (`AGENT_ID/NETNS`),
+    /// reached at `address`: found by the identity; else the record of
+    /// `address` that no agent has claimed yet (one stored before
+    /// identities), which becomes the agent's; else a new record named by
+    /// the identity. Claim it by its name ([`Store::claim_many`]).
+    pub async fn agent_record(
+        &mut self,
+        agent: &str,
+        address: &str,
+    ) -> Result<AgentRecord, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(|| s.agent_record(agent, address)),
+            Store::Postgres(s) => s.agent_record(agent, address).await,
+        }
+    }
+
+    /// Notes that the target `target_id`, which this collector holds, was
+    /// reached at `address` at `now` (`targets.address` and
+    /// `target_addresses`): the address it was reached at before, when
+    /// that was another.
+    pub async fn note_address(
+        &mut self,
+        target_id: i64,
+        address: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(|| s.note_address(target_id, address, now)),
+            Store::Postgres(s) => s.note_address(target_id, address, now).await,
         }
     }
 

@@ -33,8 +33,16 @@
 //!   Migration 3 adds who opened the version ([`ATTRIBUTION_COLUMNS`]:
 //!   `changed_by` as text, its pid, comm and pod UID, and a reconcile's
 //!   `reason`), NULL for versions stored before and for snapshots.
-//!   Migration 4 adds the same columns to `events`, for who made a delete
+//!   Migration 5 adds the same columns to `events`, for who made a delete
 //!   (an add's attribution is its version's).
+//! - Migration 4 keys a record by the agent's identity rather than the
+//!   address dialled: `targets.agent_id` (`AGENT_ID/NETNS`, unique; NULL
+//!   until an agent that reports one is reached) and `targets.address`
+//!   (the address it was last reached at; `name` keeps the address of a
+//!   record made before, and is the identity for a record made after),
+//!   and `target_addresses`, one row per `(target_id, address)` the agent
+//!   was reached at, with when first and last. A record of an address
+//!   becomes the record of the first agent with an identity reached there.
 //! - `gaps`: where the record is not exact. A resync makes one, from the
 //!   last position stored before it to the Sync after it; history inside a
 //!   gap is unknown.
@@ -57,7 +65,7 @@ pub enum Dialect {
 }
 
 /// The schema version this build writes and reads.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// `versions.kind` of a route.
 pub const KIND_ROUTE: i64 = 1;
@@ -229,10 +237,48 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
             );
             Some(out)
         }
+        // Records keyed by the agent's identity, the addresses each agent
+        // was reached at, and the views again to show them. Existing
+        // records keep their rows: their address is their name, and the
+        // first agent with an identity reached there adopts them.
+        4 => {
+            let mut out = vec![
+                "ALTER TABLE targets ADD COLUMN agent_id TEXT".to_owned(),
+                "ALTER TABLE targets ADD COLUMN address TEXT".to_owned(),
+                "UPDATE targets SET address = name".to_owned(),
+                "CREATE UNIQUE INDEX targets_agent ON targets (agent_id)".to_owned(),
+                format!(
+                    "CREATE TABLE target_addresses (
+                        target_id BIGINT NOT NULL,
+                        address TEXT NOT NULL,
+                        first_seen BIGINT,
+                        last_seen BIGINT,
+                        PRIMARY KEY (target_id, address)
+                    ){without_rowid}"
+                ),
+                "INSERT INTO target_addresses (target_id, address, first_seen, last_seen)
+                 SELECT id, name, first_seen, last_seen FROM targets"
+                    .to_owned(),
+            ];
+            // Dependent views first.
+            out.extend(
+                [
+                    "current_routes",
+                    "route_history",
+                    "route_changes",
+                    "record_gaps",
+                    "fleet_hosts",
+                ]
+                .iter()
+                .map(|v| format!("DROP VIEW {v}")),
+            );
+            out.extend(views(dialect, 4));
+            Some(out)
+        }
         // Who made each delete, on its log row (an add's is on the version
         // it opens): `route_changes` shows it, `query history` shows who
         // closed a version.
-        4 => {
+        5 => {
             let mut out = vec!["DROP VIEW route_changes".to_owned()];
             out.extend(ATTRIBUTION_COLUMNS.iter().map(|(name, ty)| {
                 let ty = match *ty {
@@ -242,7 +288,7 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
                 format!("ALTER TABLE events ADD COLUMN {name} {ty}")
             }));
             out.extend(
-                views(dialect, 4)
+                views(dialect, 5)
                     .into_iter()
                     .filter(|v| v.contains("VIEW route_changes")),
             );
@@ -307,6 +353,30 @@ fn views(dialect: Dialect, version: i64) -> Vec<String> {
         Dialect::Postgres => "CAST(c.dst AS inet)",
     };
     let host = "CASE WHEN t.host <> '' THEN t.host ELSE t.name END";
+    // The address a record's agent was last reached at (migration 4);
+    // before, the address dialled was the record's name.
+    let address = if version >= 4 {
+        "COALESCE(t.address, t.name)"
+    } else {
+        "t.name"
+    };
+    // fleet_hosts: the agent's identity and every address it was reached
+    // at, oldest first, separated by spaces.
+    let identity = if version >= 4 {
+        let addresses = match dialect {
+            Dialect::Sqlite => {
+                "(SELECT group_concat(address, ' ') FROM (SELECT a.address FROM target_addresses a
+                  WHERE a.target_id = t.id ORDER BY COALESCE(a.first_seen, 0), a.address))"
+            }
+            Dialect::Postgres => {
+                "(SELECT string_agg(a.address, ' ' ORDER BY COALESCE(a.first_seen, 0), a.address)
+                  FROM target_addresses a WHERE a.target_id = t.id)"
+            }
+        };
+        format!(",\n                 t.agent_id, {addresses} AS addresses")
+    } else {
+        String::new()
+    };
     let object = "CASE v.kind WHEN 1 THEN 'route' WHEN 2 THEN 'nexthop' WHEN 3 THEN 'rule' END";
     let family = "CASE v.family WHEN 1 THEN 'inet' WHEN 2 THEN 'inet6' ELSE 'unspec' END";
     let origin = |column: &str| {
@@ -317,11 +387,11 @@ fn views(dialect: Dialect, version: i64) -> Vec<String> {
     };
     // Who opened the version (from migration 3 on). In `route_changes`,
     // who made the change: an add's is its version's, a delete's is on its
-    // log row (from migration 4 on; before, none rather than the opener's).
+    // log row (from migration 5 on; before, none rather than the opener's).
     let by = |column: &str, ty: &str, deletes_too: bool| match (version, deletes_too) {
         (..=2, _) => format!("CAST(NULL AS {ty}) AS {column}"),
         (_, true) => format!("c.{column}"),
-        (3, false) => format!("CASE WHEN e.action = 1 THEN c.{column} END AS {column}"),
+        (3..=4, false) => format!("CASE WHEN e.action = 1 THEN c.{column} END AS {column}"),
         (_, false) => {
             format!("CASE WHEN e.action = 1 THEN c.{column} ELSE e.{column} END AS {column}")
         }
@@ -356,7 +426,7 @@ fn views(dialect: Dialect, version: i64) -> Vec<String> {
     vec![
         format!(
             "CREATE VIEW route_history AS
-             SELECT {host} AS host, t.name AS address, v.netns, {object} AS object,
+             SELECT {host} AS host, {address} AS address, v.netns, {object} AS object,
                  {family} AS family, {columns},
                  {valid_from} AS valid_from, {valid_to} AS valid_to,
                  {opened} AS opened_by, {closed} AS closed_by, v.key, c.object_json
@@ -375,7 +445,7 @@ fn views(dialect: Dialect, version: i64) -> Vec<String> {
         ),
         format!(
             "CREATE VIEW route_changes AS
-             SELECT {host} AS host, t.name AS address, v.netns, e.stream_id, e.seq,
+             SELECT {host} AS host, {address} AS address, v.netns, e.stream_id, e.seq,
                  {time} AS time,
                  CASE e.action WHEN 1 THEN 'add' WHEN 2 THEN 'delete' END AS action,
                  {event_origin} AS origin, {object} AS object, {family} AS family, {change_columns},
@@ -389,7 +459,7 @@ fn views(dialect: Dialect, version: i64) -> Vec<String> {
         ),
         format!(
             "CREATE VIEW record_gaps AS
-             SELECT {host} AS host, t.name AS address,
+             SELECT {host} AS host, {address} AS address,
                  {from} AS from_time, {to} AS to_time,
                  CASE g.cause WHEN 1 THEN 'unknown stream' WHEN 2 THEN 'cursor too old'
                      WHEN 3 THEN 'lagged' ELSE 'unknown' END AS cause,
@@ -402,14 +472,14 @@ fn views(dialect: Dialect, version: i64) -> Vec<String> {
         ),
         format!(
             "CREATE VIEW fleet_hosts AS
-             SELECT {host} AS host, t.name AS address, t.stream_id AS stream, t.seq AS cursor,
+             SELECT {host} AS host, {address} AS address, t.stream_id AS stream, t.seq AS cursor,
                  {first} AS first_seen, {last} AS last_seen,
                  (SELECT COUNT(*) FROM versions v
                   WHERE v.target_id = t.id AND v.kind = 1 AND v.valid_to IS NULL) AS route_count,
                  (SELECT COUNT(*) FROM versions v
                   WHERE v.target_id = t.id AND v.kind = 2 AND v.valid_to IS NULL) AS nexthop_count,
                  (SELECT COUNT(*) FROM versions v
-                  WHERE v.target_id = t.id AND v.kind = 3 AND v.valid_to IS NULL) AS rule_count
+                  WHERE v.target_id = t.id AND v.kind = 3 AND v.valid_to IS NULL) AS rule_count{identity}
              FROM targets t",
             first = time("t.first_seen"),
             last = time("t.last_seen"),

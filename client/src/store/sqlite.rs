@@ -12,7 +12,7 @@ use super::columns::{self, NOBODY};
 use super::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use super::schema::{self, Dialect};
 use super::statements;
-use super::{Outcome, Pruned, StoreError, Value};
+use super::{AgentRecord, Outcome, Pruned, StoreError, Value};
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -170,6 +170,55 @@ impl SqliteStore {
         };
         tx.commit()?;
         Ok((target, open))
+    }
+
+    /// See [`super::Store::agent_record`].
+    pub fn agent_record(&mut self, agent: &str, address: &str) -> Result<AgentRecord, StoreError> {
+        let tx = self.conn.transaction()?;
+        let found = |tx: &rusqlite::Transaction<'_>| {
+            tx.query_row(statements::AGENT_TARGET, [agent], |r| r.get::<_, String>(0))
+                .optional()
+        };
+        let record = if let Some(name) = found(&tx)? {
+            AgentRecord {
+                name,
+                adopted: false,
+            }
+        } else if tx.execute(statements::ADOPT_TARGET, [agent, address, address])? == 1 {
+            AgentRecord {
+                name: address.to_owned(),
+                adopted: true,
+            }
+        } else {
+            tx.execute(statements::ADD_AGENT_TARGET, [agent, agent, address])?;
+            AgentRecord {
+                name: found(&tx)?.ok_or_else(|| name_taken(&self.path, agent))?,
+                adopted: false,
+            }
+        };
+        tx.commit()?;
+        Ok(record)
+    }
+
+    /// See [`super::Store::note_address`].
+    pub fn note_address(
+        &mut self,
+        target_id: i64,
+        address: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let before: Option<String> = tx
+            .query_row(statements::TARGET_ADDRESS, [target_id], |r| r.get(0))
+            .optional()?
+            .flatten();
+        tx.execute(statements::MOVE_TARGET, params![address, target_id])?;
+        tx.execute(
+            statements::NOTE_ADDRESS,
+            params![target_id, address, now, now],
+        )?;
+        tx.commit()?;
+        Ok(before.filter(|b| b != address))
     }
 
     pub fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
@@ -453,5 +502,14 @@ fn backfill(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
             )?;
             after = (target_id, vid);
         }
+    }
+}
+
+/// A record named like the identity of an agent, but not that agent's
+/// (made by hand): the agent's record cannot be made.
+fn name_taken(path: &Path, agent: &str) -> StoreError {
+    StoreError::Open {
+        store: format!("sqlite://{}", path.display()),
+        problem: format!("a target named {agent:?} exists but is not that agent's record; rename it (UPDATE targets SET name = ...)"),
     }
 }

@@ -16,6 +16,28 @@ pub const ADD_TARGET: &str = "INSERT INTO targets (name) VALUES (?) ON CONFLICT 
 /// A target's row, by name: the columns [`super::plan::TargetRow`] needs.
 pub const TARGET: &str =
     "SELECT id, host, stream_id, seq, next_vid, last_seen FROM targets WHERE name = ?";
+/// The record of an agent (migration 4), by its identity: its name and
+/// the address it was last reached at.
+pub const AGENT_TARGET: &str = "SELECT name, address FROM targets WHERE agent_id = ?";
+/// The record of an address that no agent has claimed yet (a record from
+/// before identities, or of an agent that reports none) becomes the
+/// record of the agent reached there: `(agent_id, address, name)`.
+pub const ADOPT_TARGET: &str =
+    "UPDATE targets SET agent_id = ?, address = ? WHERE name = ? AND agent_id IS NULL";
+/// An agent's record, created on first sight: named by its identity
+/// (`name`, `agent_id`, `address`).
+pub const ADD_AGENT_TARGET: &str =
+    "INSERT INTO targets (name, agent_id, address) VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
+/// The address a target was last reached at (migration 4).
+pub const TARGET_ADDRESS: &str = "SELECT address FROM targets WHERE id = ?";
+/// A target reached at an address: `(address, id)`.
+pub const MOVE_TARGET: &str = "UPDATE targets SET address = ? WHERE id = ?";
+/// Notes that a target was reached at an address: `(target_id, address,
+/// now, now)`.
+pub const NOTE_ADDRESS: &str =
+    "INSERT INTO target_addresses (target_id, address, first_seen, last_seen) VALUES (?, ?, ?, ?)
+     ON CONFLICT (target_id, address) DO UPDATE SET last_seen = excluded.last_seen,
+         first_seen = COALESCE(target_addresses.first_seen, excluded.first_seen)";
 /// A target's current versions.
 pub const OPEN_VERSIONS: &str =
     "SELECT netns, key, vid, digest FROM versions WHERE target_id = ? AND valid_to IS NULL";

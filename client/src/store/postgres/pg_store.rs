@@ -12,7 +12,7 @@ use super::{connect, value};
 use crate::store::columns;
 use crate::store::plan::{OpenVersion, StoredCursor, TargetRow, Write};
 use crate::store::schema::{self, numbered_placeholders, Dialect};
-use crate::store::{statements, Claimed, Outcome, Pruned, StoreError, Value};
+use crate::store::{statements, AgentRecord, Claimed, Outcome, Pruned, StoreError, Value};
 
 /// The advisory lock (one 64-bit key) that serialises migrations, so that
 /// collectors started together do not create the same tables at once.
@@ -30,7 +30,8 @@ const UNLOCK_TARGET: &str = "SELECT pg_advisory_unlock($1::int4, $2::int8::int4)
 /// and client address (empty over a local socket, or when the role may not
 /// see it). Two-key advisory locks show their keys as classid and objid,
 /// and objsubid 2.
-const TARGET_HOLDERS: &str = "SELECT t.name, COALESCE(a.application_name, ''), l.pid,
+const TARGET_HOLDERS: &str =
+    "SELECT COALESCE(t.address, t.name), COALESCE(a.application_name, ''), l.pid,
         COALESCE(host(a.client_addr), '')
     FROM pg_locks l
     JOIN targets t ON t.id = l.objid::int8
@@ -259,6 +260,83 @@ impl PgStore {
             })
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(StoreError::from)
+    }
+
+    /// See [`crate::store::Store::agent_record`]. Collectors looking up
+    /// one agent at once agree: the adoption and the insert each take
+    /// effect once, and the record is read back by the identity.
+    pub async fn agent_record(
+        &mut self,
+        agent: &str,
+        address: &str,
+    ) -> Result<AgentRecord, StoreError> {
+        let find = numbered_placeholders(statements::AGENT_TARGET);
+        let tx = self.client.transaction().await?;
+        let record = if let Some(row) = tx.query_opt(&find, &[&agent]).await? {
+            AgentRecord {
+                name: row.try_get(0)?,
+                adopted: false,
+            }
+        } else if tx
+            .execute(
+                &numbered_placeholders(statements::ADOPT_TARGET),
+                &[&agent, &address, &address],
+            )
+            .await?
+            == 1
+        {
+            AgentRecord {
+                name: address.to_owned(),
+                adopted: true,
+            }
+        } else {
+            tx.execute(
+                &numbered_placeholders(statements::ADD_AGENT_TARGET),
+                &[&agent, &agent, &address],
+            )
+            .await?;
+            let row = tx.query_opt(&find, &[&agent]).await?.ok_or_else(|| StoreError::Open {
+                store: "PostgreSQL".into(),
+                problem: format!("a target named {agent:?} exists but is not that agent's record; rename it (UPDATE targets SET name = ...)"),
+            })?;
+            AgentRecord {
+                name: row.try_get(0)?,
+                adopted: false,
+            }
+        };
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// See [`crate::store::Store::note_address`].
+    pub async fn note_address(
+        &mut self,
+        target_id: i64,
+        address: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let tx = self.client.transaction().await?;
+        let before: Option<String> = tx
+            .query_opt(
+                &numbered_placeholders(statements::TARGET_ADDRESS),
+                &[&target_id],
+            )
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .flatten();
+        tx.execute(
+            &numbered_placeholders(statements::MOVE_TARGET),
+            &[&address, &target_id],
+        )
+        .await?;
+        tx.execute(
+            &numbered_placeholders(statements::NOTE_ADDRESS),
+            &[&target_id, &address, &now, &now],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(before.filter(|b| b != address))
     }
 
     /// Gives the target up: its lock is released.
