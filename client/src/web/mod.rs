@@ -17,6 +17,7 @@
 pub mod access;
 pub mod args;
 pub mod assets;
+pub mod attribution;
 pub mod diff;
 pub mod fleet;
 pub mod host;
