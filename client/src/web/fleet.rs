@@ -130,7 +130,11 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
             &filter.values,
         )
         .await?;
-    let total = rows.first().map(|r| Row(r).int(0)).transpose()?.unwrap_or(0);
+    let total = rows
+        .first()
+        .map(|r| Row(r).int(0))
+        .transpose()?
+        .unwrap_or(0);
     let offset = params.number("offset", 0).clamp(0, total.max(0));
     let mut values = filter.values.clone();
     if sort == "state" {
@@ -313,11 +317,7 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
 /// Adds to each host of one page what it holds now (`routes`,
 /// `nexthops`, `rules`, and `routes_by_table`: {"inet main": 4, ...}), its
 /// gaps and, where collectors share the store, which one follows it.
-async fn counts(
-    store: &mut Store,
-    page: &[Target],
-    hosts: &mut [Json],
-) -> Result<(), ClientError> {
+async fn counts(store: &mut Store, page: &[Target], hosts: &mut [Json]) -> Result<(), ClientError> {
     if page.is_empty() {
         return Ok(());
     }

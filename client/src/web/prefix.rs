@@ -65,11 +65,17 @@ impl Mode {
     }
 
     fn name(self) -> &'static str {
-        Mode::ALL.iter().find(|(m, ..)| *m == self).map_or("", |x| x.1)
+        Mode::ALL
+            .iter()
+            .find(|(m, ..)| *m == self)
+            .map_or("", |x| x.1)
     }
 
     fn words(self) -> &'static str {
-        Mode::ALL.iter().find(|(m, ..)| *m == self).map_or("", |x| x.2)
+        Mode::ALL
+            .iter()
+            .find(|(m, ..)| *m == self)
+            .map_or("", |x| x.2)
     }
 }
 
@@ -84,7 +90,10 @@ pub fn destinations(prefix: &str, mode: Mode) -> Result<(String, Vec<Value>), Cl
         for net in both {
             Within::exactly(net).bind(&mut params);
         }
-        return Ok((format!("({} OR {})", Within::CLAUSE, Within::CLAUSE), params));
+        return Ok((
+            format!("({} OR {})", Within::CLAUSE, Within::CLAUSE),
+            params,
+        ));
     }
     let net = routewatch_proto::filter::prefix("prefix", prefix)
         .map_err(|e| ClientError::Usage(e.to_string()))?;
@@ -116,9 +125,7 @@ pub fn destinations(prefix: &str, mode: Mode) -> Result<(String, Vec<Value>), Cl
             let list = crate::query::row::placeholders(firsts.len());
             params.extend(firsts.into_iter().map(Value::Bytes));
             params.extend([Value::Int(len), Value::Bytes(hi)]);
-            format!(
-                "(v.family = ? AND v.dst_lo IN ({list}) AND v.dst_len <= ? AND v.dst_hi >= ?)"
-            )
+            format!("(v.family = ? AND v.dst_lo IN ({list}) AND v.dst_len <= ? AND v.dst_hi >= ?)")
         }
     };
     Ok((sql, params))
@@ -262,8 +269,7 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
         .iter()
         .filter(|g| {
             let t = g.start();
-            (offset == 0 || first_time.is_some_and(|f| t >= f))
-                && more.is_none_or(|next| t < next)
+            (offset == 0 || first_time.is_some_and(|f| t >= f)) && more.is_none_or(|next| t < next)
         })
         .collect();
     let by_id: HashMap<i64, &Target> = all.iter().map(|t| (t.id, t)).collect();
@@ -306,7 +312,10 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
         (offset + 1).min(offset + versions_shown),
         offset + versions_shown
     ));
-    let rows: Vec<Vec<String>> = lines.iter().map(|l| l.cells(label(l.target_id()))).collect();
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| l.cells(label(l.target_id())))
+        .collect();
     body.push_str(&html::table(
         "history",
         &["From", "Until", "Host", "By", "Changed by", "Route"],
@@ -316,7 +325,14 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
         let o = offset.to_string();
         html::query(&[
             ("prefix", prefix),
-            ("mode", if mode == Mode::Within { "" } else { mode.name() }),
+            (
+                "mode",
+                if mode == Mode::Within {
+                    ""
+                } else {
+                    mode.name()
+                },
+            ),
             ("host", params.get("host")),
             ("since", params.get("since")),
             ("until", params.get("until")),
