@@ -365,6 +365,10 @@ fn pages_in_chromium(store: TestStore) {
     let agent = Agent::start(&ns);
     let addr = agent.addr().to_owned();
     let collector = Collector::start(&ns, &store, &[&addr]);
+    store.wait_stored(&ns, &addr);
+    thread::sleep(Duration::from_millis(1100));
+    let start = now_rfc3339();
+    thread::sleep(Duration::from_millis(1100));
     ns.ip("route add 10.60.0.0/24 via 10.1.0.10");
     ns.ip("route add 10.0.0.0/8 via 10.1.0.10");
     let many: String = (0..MANY)
@@ -543,6 +547,21 @@ fn pages_in_chromium(store: TestStore) {
             assert!(rows.iter().any(|r| r.starts_with("added") && r.contains("10.61.0.0/24")), "{rows:#?}");
             assert_eq!(rows.len(), 2, "{rows:#?}");
             screenshot(&c, "diff").await;
+            // Every route added since the first moment: more than a page;
+            // the next page holds the rest.
+            c.goto(&format!("http://{WEB}/diff?host={addr}&at={start}&at2=now"))
+                .await
+                .expect("goto diff");
+            let page1 = texts(&c, "#diff tbody tr").await;
+            assert!(page1.iter().all(|r| r.starts_with("added")), "{page1:#?}");
+            c.find(Locator::Css("a[rel=next]")).await.expect("a next page").click().await.expect("next");
+            c.wait().for_element(Locator::Css("a[rel=next], p.pages a")).await.expect("the next page");
+            let page2 = texts(&c, "#diff tbody tr").await;
+            assert!(c.find_all(Locator::Css("a[rel=next]")).await.unwrap().is_empty(), "no third page: {page2:#?}");
+            let mut added: Vec<String> = page1.iter().chain(&page2).cloned().collect();
+            added.sort();
+            added.dedup();
+            assert_eq!(added.len(), MANY + 3, "10.0.0.0/8, 10.60.0.0/24, 10.61.0.0/24 and the {MANY} host routes, each once");
 
             // Live: a change made now arrives, with who made it; one
             // outside the filter does not.
