@@ -2,9 +2,11 @@
 //! moment, side by side (`query diff`).
 //!
 //! One host at two moments is answered by the database a page at a time:
-//! the versions valid at one moment and not the other, by object key
-//! (keyset paging: `after` names the last key shown), so that a large
-//! difference costs a page. Two hosts at a moment are compared by what
+//! the versions valid at one moment and not the other, read along the
+//! primary key (keyset paging: `after` is the last version shown), so that
+//! a large difference costs a page. An object's two versions are shown as
+//! a change when they fall on one page (always, unless the difference is
+//! larger than a page); otherwise as a removal and an addition. Two hosts at a moment are compared by what
 //! makes routes distinct in the kernel, which the database's columns do
 //! not hold: `query diff` answers, and the page shows a part of it.
 
@@ -175,54 +177,31 @@ async fn moments(
             ));
         }
     }
-    // The keyset: the last object (namespace, key) of the previous page.
-    let (after_ns, after) = (params.get("after_netns"), params.get("after"));
+    // The keyset: the last version of the previous page.
+    let after = params.number("after", 0);
     let mut values: Vec<Value> = [t1, t1, target.id, t1.max(t2), t1.min(t2), t1, t1, t2, t2]
         .map(Value::Int)
         .into();
-    let mut keyset = String::new();
-    if !after.is_empty() {
-        keyset.push_str(" AND (v.netns > ? OR (v.netns = ? AND v.key > ?))");
-        values.extend([
-            Value::Text(after_ns.to_owned()),
-            Value::Text(after_ns.to_owned()),
-            Value::Text(after.to_owned()),
-        ]);
-    }
-    values.push(Value::Int(PER_PAGE + 1));
+    values.extend([Value::Int(after), Value::Int(PER_PAGE)]);
     let rows = store
         .select(
             &format!(
                 "SELECT {}, {VALID_AT} FROM versions v
-                 WHERE v.target_id = ? AND v.valid_from <= ?
+                 WHERE v.target_id = ? AND +v.valid_from <= ?
                    AND (v.valid_to IS NULL OR v.valid_to > ?)
-                   AND {VALID_AT} <> {VALID_AT}{keyset}
-                 ORDER BY v.netns, v.key, v.vid LIMIT ?",
+                   AND {VALID_AT} <> {VALID_AT} AND v.vid > ?
+                 ORDER BY v.target_id, v.vid LIMIT ?",
                 version::COLUMNS
             ),
             &values,
         )
         .await?;
-    let mut read = rows
+    let read = rows
         .iter()
         .map(|r| Ok((Version::read(r)?, Row(r).int(16)? == 1)))
         .collect::<Result<Vec<_>, ClientError>>()?;
-    // A full page ends before its last object, whose versions may go on
-    // past it: the next page starts there.
-    let mut more = false;
-    if read.len() as i64 > PER_PAGE {
-        more = true;
-        let last = read.last().map(|(v, _)| (v.netns.clone(), v.key.clone()));
-        let cut = read
-            .iter()
-            .position(|(v, _)| Some((v.netns.clone(), v.key.clone())) == last)
-            .unwrap_or(read.len());
-        if cut > 0 {
-            read.truncate(cut);
-        }
-    }
-    let next_after = more
-        .then(|| read.last().map(|(v, _)| (v.netns.clone(), v.key.clone())))
+    let next_after = (read.len() as i64 == PER_PAGE)
+        .then(|| read.last().map(|(v, _)| v.vid))
         .flatten();
     // Per object, what each moment had; objects shown alike at both are
     // no difference.
@@ -276,7 +255,7 @@ async fn moments(
         .map(|(v, first, only)| line(v, *first, *only))
         .collect();
     let rows = pair_rows(&lines, false, |l| l["action"] == "delete");
-    if lines.is_empty() && after.is_empty() && !more {
+    if lines.is_empty() && after == 0 && next_after.is_none() {
         notes.push(format!(
             "no differences: {host} held the same at {at} and at {at2}"
         ));
@@ -287,24 +266,18 @@ async fn moments(
     ));
     let header = ["", &esc(&left), &esc(&right)];
     body.push_str(&html::table("diff", &header, &rows));
-    let link = |after: Option<&(String, String)>| {
-        let (netns, key) = after.map_or(("", ""), |(n, k)| (n.as_str(), k.as_str()));
-        html::query(&[
-            ("host", host),
-            ("at", at),
-            ("at2", at2),
-            ("after_netns", netns),
-            ("after", key),
-        ])
+    let link = |after: Option<i64>| {
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        html::query(&[("host", host), ("at", at), ("at2", at2), ("after", &after)])
     };
     body.push_str("<p class=\"pages\">");
-    if !after.is_empty() {
+    if after > 0 {
         body.push_str(&format!(
             "<a href=\"/diff{}\">⇤ first page</a> ",
             esc(&link(None))
         ));
     }
-    if let Some(next) = &next_after {
+    if let Some(next) = next_after {
         body.push_str(&format!(
             "<a rel=\"next\" href=\"/diff{}\">next →</a>",
             esc(&link(Some(next)))
@@ -319,8 +292,7 @@ async fn moments(
         json: json!({
             "left": left,
             "right": right,
-            "next_after": next_after.as_ref().map(|(_, key)| key),
-            "next_after_netns": next_after.as_ref().map(|(netns, _)| netns),
+            "next_after": next_after,
             "lines": lines,
         }),
     })
