@@ -522,13 +522,13 @@ fn pages_in_chromium(store: TestStore) {
             // Paging: more than a page of versions; the next page holds the
             // rest.
             c.goto(&format!("http://{WEB}/prefix?prefix=10.80.0.0/16")).await.expect("goto prefix");
-            let first = texts(&c, "#history tbody tr td:last-child").await;
+            let per_page = 500;
+            let first = wait_texts(&c, "#history tbody tr td:last-child", "a first page of 500 versions", |t| t.len() == per_page).await;
             let count = texts(&c, "#count").await;
             assert!(count[0].starts_with(&format!("{MANY} versions")), "{count:?}");
             c.find(Locator::Css("a[rel=next]")).await.expect("a next page").click().await.expect("next");
             c.wait().for_element(Locator::Css("a[rel=prev]")).await.expect("the next page");
-            let rest = texts(&c, "#history tbody tr td:last-child").await;
-            assert_eq!(first.len() + rest.len(), MANY, "{count:?}");
+            let rest = wait_texts(&c, "#history tbody tr td:last-child", "the rest on the next page", |t| t.len() == MANY - per_page).await;
             assert!(c.find_all(Locator::Css("a[rel=next]")).await.unwrap().is_empty(), "no third page");
             let mut all: Vec<String> = first.into_iter().chain(rest).collect();
             all.sort();

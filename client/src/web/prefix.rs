@@ -143,10 +143,9 @@ fn answer(
 ) -> Result<(String, Vec<Value>), ClientError> {
     let (dst, dst_params) = destinations(prefix, mode)?;
     let mut sql = format!(
-        "FROM versions v {}
+        "FROM versions v
          WHERE v.kind = ? AND {dst} AND v.valid_from <= ?
-           AND (v.valid_to IS NULL OR v.valid_to > ?)",
-        attribution::JOIN
+           AND (v.valid_to IS NULL OR v.valid_to > ?)"
     );
     let mut params = vec![Value::Int(KIND_ROUTE)];
     params.extend(dst_params);
@@ -226,13 +225,21 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
     } else {
         let mut page_values = values.clone();
         page_values.extend([Value::Int(PER_PAGE + 1), Value::Int(offset)]);
+        // The page's versions are found with the narrow columns alone,
+        // then read whole: what is sorted past is never decoded.
         let rows = store
             .select(
                 &format!(
-                    "SELECT {}, {} {from_where}
-                     ORDER BY v.valid_from, v.target_id, v.vid LIMIT ? OFFSET ?",
+                    "SELECT {}, {} FROM (
+                         SELECT v.target_id, v.vid, v.valid_from {from_where}
+                         ORDER BY v.valid_from, v.target_id, v.vid LIMIT ? OFFSET ?
+                     ) p
+                     JOIN versions v ON v.target_id = p.target_id AND v.vid = p.vid
+                     {}
+                     ORDER BY p.valid_from, p.target_id, p.vid",
                     version::COLUMNS,
-                    attribution::COLUMNS
+                    attribution::COLUMNS,
+                    attribution::JOIN
                 ),
                 &page_values,
             )
