@@ -93,6 +93,11 @@ def template(ns, work, port, deadline):
     bl.wait_until(stored, deadline, "the collector to store the snapshot", proc=collect)
     time.sleep(1.0)
     collect.stop()
+    # The copies below take the file alone: what is still in the
+    # write-ahead log goes into it first.
+    c = sqlite3.connect(db, isolation_level=None)
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
     return db
 
 
