@@ -39,16 +39,27 @@ struct Process {
     child: Option<Child>,
     log: PathBuf,
     what: String,
+    /// It leads a process group of its own, stopped with it (chromedriver
+    /// and the Chromium it starts, which would outlive a failed test).
+    group: bool,
 }
 
 impl Process {
     fn start(ns: &Netns, program: &Path, args: &[&str]) -> Process {
+        Process::spawn(ns, program, args, false)
+    }
+
+    fn spawn(ns: &Netns, program: &Path, args: &[&str], group: bool) -> Process {
+        use std::os::unix::process::CommandExt;
         let log = temp_path("web.log");
         let out = File::create(&log).expect("creating the log");
         let err = out.try_clone().expect("cloning the log");
         let what = format!("{} {}", program.display(), args.join(" "));
-        let child = ns
-            .command(program, args)
+        let mut command = ns.command(program, args);
+        if group {
+            command.process_group(0);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -58,6 +69,7 @@ impl Process {
             child: Some(child),
             log,
             what,
+            group,
         }
     }
 
@@ -91,7 +103,12 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let pid = child.id() as libc::pid_t;
             terminate(&mut child, Duration::from_secs(5));
+            if self.group {
+                // SAFETY: a signal to the process group this test made.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
         }
         if thread::panicking() {
             eprintln!("--- {} ---\n{}", self.what, tail_lines(&self.log(), 60));
@@ -123,7 +140,12 @@ fn chromedriver(ns: &Netns) -> Process {
              (apt-get install chromium chromium-driver; .ci/run does)"
         );
     }
-    let mut p = Process::start(ns, Path::new("/usr/bin/chromedriver"), &["--port=9515"]);
+    let mut p = Process::spawn(
+        ns,
+        Path::new("/usr/bin/chromedriver"),
+        &["--port=9515"],
+        true,
+    );
     p.wait_for("started successfully");
     p
 }
