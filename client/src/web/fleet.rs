@@ -395,6 +395,115 @@ async fn counts(store: &mut Store, page: &[Target], hosts: &mut [Json]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreUrl;
+
+    /// A SQLite store of `n` targets: host-000 .. host-N, the even ones
+    /// heard from just now, the odd ones never.
+    async fn fleet(n: i64, now: i64) -> (Store, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "routewatch-web-fleet-{}-{n}.db",
+            std::process::id()
+        ));
+        let mut store = Store::open(&StoreUrl::Sqlite(path.clone())).await.unwrap();
+        for i in 0..n {
+            let seen = if i % 2 == 0 {
+                Value::Int(now)
+            } else {
+                Value::Null
+            };
+            store
+                .select(
+                    "INSERT INTO targets (name, host, last_seen) VALUES (?, ?, ?)",
+                    &[
+                        Value::Text(format!("10.0.{}.{}:50051", i / 250, i % 250)),
+                        Value::Text(format!("host-{i:03}")),
+                        seen,
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        (store, path)
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn hosts(page: &Page) -> Vec<String> {
+        page.json["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["host"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn web_fleet_is_filtered_sorted_and_paged_by_the_database() {
+        let now = 1_800_000_000 * 1_000_000_000;
+        let (mut store, path) = fleet(250, now).await;
+        let first = page(&mut store, &params(&[]), now).await.unwrap();
+        assert_eq!(first.json["total"], 250);
+        assert_eq!(hosts(&first).len(), 100);
+        assert_eq!(hosts(&first)[0], "host-000");
+        assert!(first
+            .html
+            .contains("rel=\"next\" href=\"/fleet?sort=host&amp;offset=100\""));
+        let last = page(&mut store, &params(&[("offset", "200")]), now)
+            .await
+            .unwrap();
+        assert_eq!(hosts(&last).len(), 50, "the last page holds the rest");
+        assert_eq!(hosts(&last)[49], "host-249");
+        assert!(!last.html.contains("rel=\"next\""));
+        let desc = page(&mut store, &params(&[("sort", "host"), ("desc", "1")]), now)
+            .await
+            .unwrap();
+        assert_eq!(hosts(&desc)[0], "host-249");
+        // Filters: by name or address (% and _ are letters), by state.
+        let q = page(&mut store, &params(&[("q", "HOST-01")]), now)
+            .await
+            .unwrap();
+        assert_eq!(q.json["total"], 10, "host-010 .. host-019");
+        let q = page(&mut store, &params(&[("q", "10.0.0.12:")]), now)
+            .await
+            .unwrap();
+        assert_eq!(hosts(&q), ["host-012"], "by address");
+        let q = page(&mut store, &params(&[("q", "host_0")]), now)
+            .await
+            .unwrap();
+        assert_eq!(q.json["total"], 0, "_ is no wildcard");
+        let waiting = page(
+            &mut store,
+            &params(&[("state", "waiting"), ("sort", "state")]),
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(waiting.json["total"], 125);
+        assert!(waiting.json["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["state"] == "waiting"));
+        let by_state = page(
+            &mut store,
+            &params(&[("sort", "state"), ("desc", "1")]),
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(by_state.json["hosts"][0]["state"], "waiting");
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
 
     #[test]
     fn web_fleet_state_follows_the_last_news() {
