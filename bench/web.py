@@ -16,7 +16,11 @@
        - /fleet (the first 100 hosts, sorted by name; every host counted
          and filtered on the server) and /fleet?format=json;
        - /host?host=big (the first page of 200 objects), a page in the
-         middle (after=N/2), and the first page's JSON twin.
+         middle (after=N/2), and the first page's JSON twin;
+       - /prefix over the big host's N versions of one destination (within
+         its family's whole range, and containing that destination: the
+         database pages, and counts up to 10,000), and /diff of the big
+         host an hour ago and now (N routes added: the first page of 500).
 """
 
 import argparse
@@ -89,6 +93,11 @@ def template(ns, work, port, deadline):
     bl.wait_until(stored, deadline, "the collector to store the snapshot", proc=collect)
     time.sleep(1.0)
     collect.stop()
+    # The copies below take the file alone: what is still in the
+    # write-ahead log goes into it first.
+    c = sqlite3.connect(db, isolation_level=None)
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
     return db
 
 
@@ -137,7 +146,11 @@ def big_store(src, dst, routes):
               (routes, top, key, vid))
     c.execute("UPDATE targets SET host = 'big', next_vid = ? WHERE id = 1", (top + routes + 1,))
     c.execute("COMMIT")
+    (dst, family) = c.execute(
+        "SELECT c.dst, v.family FROM versions v JOIN version_columns c ON c.target_id = v.target_id AND c.vid = v.vid"
+        " WHERE v.target_id = 1 AND v.vid = ?", (vid,)).fetchone()
     c.close()
+    return dst, family
 
 
 def serve(ns, work, db, name, deadline):
@@ -180,17 +193,21 @@ def main():
     fleet_store(src, fleet_db, a.hosts)
     log(f"fleet store: {a.hosts} hosts ({time.monotonic() - started:.1f} s)")
     started = time.monotonic()
-    big_store(src, big_db, a.routes)
+    dst, family = big_store(src, big_db, a.routes)
     log(f"big store: one host of {a.routes} routes ({time.monotonic() - started:.1f} s)")
 
     rows = []
     fleet, base = serve(ns, work, fleet_db, "fleet", a.deadline)
-    for path in ("/fleet", "/fleet?format=json", "/fleet?sort=routes&desc=1&q=host-00"):
+    for path in ("/fleet", "/fleet?format=json", "/fleet?sort=routes&desc=1&q=host-00",
+                 f"/fleet?sort=state&offset={a.hosts - 100}"):
         rows.append((f"{a.hosts} hosts {path}",) + measure(ns, base + path, a.runs))
     fleet.stop()
     big, base = serve(ns, work, big_db, "big", a.deadline)
     for path in ("/host?host=big", f"/host?host=big&after={a.routes // 2}", "/host?host=big&format=json",
-                 "/host?host=big&table=main&proto=kernel"):
+                 "/host?host=big&table=main&proto=kernel",
+                 f"/prefix?prefix={'0.0.0.0/0' if family == 1 else '::/0'}",
+                 f"/prefix?prefix={dst}&mode=containing&offset=5000",
+                 "/diff?host=big&at=-1h&at2=now"):
         rows.append((f"{a.routes} routes {path}",) + measure(ns, base + path, a.runs))
     big.stop()
 

@@ -39,16 +39,27 @@ struct Process {
     child: Option<Child>,
     log: PathBuf,
     what: String,
+    /// It leads a process group of its own, stopped with it (chromedriver
+    /// and the Chromium it starts, which would outlive a failed test).
+    group: bool,
 }
 
 impl Process {
     fn start(ns: &Netns, program: &Path, args: &[&str]) -> Process {
+        Process::spawn(ns, program, args, false)
+    }
+
+    fn spawn(ns: &Netns, program: &Path, args: &[&str], group: bool) -> Process {
+        use std::os::unix::process::CommandExt;
         let log = temp_path("web.log");
         let out = File::create(&log).expect("creating the log");
         let err = out.try_clone().expect("cloning the log");
         let what = format!("{} {}", program.display(), args.join(" "));
-        let child = ns
-            .command(program, args)
+        let mut command = ns.command(program, args);
+        if group {
+            command.process_group(0);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -58,6 +69,7 @@ impl Process {
             child: Some(child),
             log,
             what,
+            group,
         }
     }
 
@@ -91,7 +103,12 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let pid = child.id() as libc::pid_t;
             terminate(&mut child, Duration::from_secs(5));
+            if self.group {
+                // SAFETY: a signal to the process group this test made.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
         }
         if thread::panicking() {
             eprintln!("--- {} ---\n{}", self.what, tail_lines(&self.log(), 60));
@@ -123,7 +140,12 @@ fn chromedriver(ns: &Netns) -> Process {
              (apt-get install chromium chromium-driver; .ci/run does)"
         );
     }
-    let mut p = Process::start(ns, Path::new("/usr/bin/chromedriver"), &["--port=9515"]);
+    let mut p = Process::spawn(
+        ns,
+        Path::new("/usr/bin/chromedriver"),
+        &["--port=9515"],
+        true,
+    );
     p.wait_for("started successfully");
     p
 }
@@ -289,30 +311,122 @@ fn now_rfc3339() -> String {
         .unwrap()
 }
 
+/// `ip -n NS -batch -` reading its commands from a pipe kept open: one
+/// long-lived `ip` process, which the agent names as the changer
+/// (`ip[PID]`) of every route it changes.
+struct IpBatch {
+    child: Child,
+}
+
+impl IpBatch {
+    fn start(ns: &Netns) -> IpBatch {
+        let child = std::process::Command::new("ip")
+            .args(["-n", ns.name(), "-batch", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawning ip -batch -");
+        IpBatch { child }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn send(&mut self, lines: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin piped");
+        stdin
+            .write_all(lines.as_bytes())
+            .expect("writing to ip -batch");
+        stdin.flush().expect("flushing ip -batch's input");
+    }
+}
+
+impl Drop for IpBatch {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The destinations of the routes `ip route show table all match PREFIX`
+/// lists: the routes that contain PREFIX.
+fn containing(ns: &Netns, prefix: &str) -> Vec<String> {
+    let routes = ns.ip_json(&format!("route show table all match {prefix}"));
+    let mut dsts: Vec<String> = routes
+        .as_array()
+        .expect("ip -j prints an array")
+        .iter()
+        .map(|r| r["dst"].as_str().expect("dst").to_owned())
+        .collect();
+    dsts.sort();
+    dsts
+}
+
+/// Host routes 10.80.0.0 to 10.80.2.19 in table 100, one version each:
+/// more than a page of the prefix page.
+const MANY: usize = 520;
+
 #[test]
-fn web_pages_in_chromium_show_what_the_kernel_holds_and_what_changed() {
+fn web_pages_in_chromium_show_what_the_kernel_holds_and_what_changed_on_sqlite() {
+    pages_in_chromium(TestStore::sqlite());
+}
+
+#[test]
+fn web_pages_in_chromium_show_what_the_kernel_holds_and_what_changed_on_postgres() {
+    pages_in_chromium(TestStore::postgres("web_chromium"));
+}
+
+/// Every page in Chromium over `store`, which a collector fills from an
+/// agent in a namespace.
+fn pages_in_chromium(store: TestStore) {
     let ns = Netns::new();
     add_veth_pair(&ns);
     let agent = Agent::start(&ns);
     let addr = agent.addr().to_owned();
-    let store = TestStore::sqlite();
-    let _collector = Collector::start(&ns, &store, &[&addr]);
+    let collector = Collector::start(&ns, &store, &[&addr]);
+    store.wait_stored(&ns, &addr);
+    thread::sleep(Duration::from_millis(1100));
+    let start = now_rfc3339();
+    thread::sleep(Duration::from_millis(1100));
     ns.ip("route add 10.60.0.0/24 via 10.1.0.10");
+    ns.ip("route add 10.0.0.0/8 via 10.1.0.10");
+    let many: String = (0..MANY)
+        .map(|i| {
+            format!(
+                "route add 10.80.{}.{}/32 via 10.1.0.10 table 100\n",
+                i / 250,
+                i % 250
+            )
+        })
+        .collect();
+    ns.ip_batch(&many);
     store.wait_stored(&ns, &addr);
     thread::sleep(Duration::from_millis(1100));
     let before = now_rfc3339();
     thread::sleep(Duration::from_millis(1100));
-    // The change the pages must show.
-    ns.ip("route replace 10.60.0.0/24 via 10.1.0.11");
-    ns.ip("route add 10.61.0.0/24 via 10.1.0.10");
+    // The change the pages must show, made by one `ip` process the agent
+    // names.
+    let mut ip = IpBatch::start(&ns);
+    ip.send("route replace 10.60.0.0/24 via 10.1.0.11\nroute add 10.61.0.0/24 via 10.1.0.10\n");
+    let ip_by = format!("ip[{}]", ip.pid());
     store.wait_stored(&ns, &addr);
     let kernel_main = main_table(&ns);
+    let kernel_containing = containing(&ns, "10.60.0.5");
+    assert_eq!(
+        kernel_containing,
+        ["10.0.0.0/8", "10.60.0.0/24"],
+        "the routes that contain 10.60.0.5"
+    );
 
     let url = store.url();
     let _web = web(&ns, &["--store", &url, "--listen", WEB]);
     let _driver = chromedriver(&ns);
     let profile = TempDir::new("chromium");
     let host_label = agent_hostname(&ns, &addr);
+    let mut collector = Some(collector);
 
     ns.in_ns(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -334,6 +448,11 @@ fn web_pages_in_chromium_show_what_the_kernel_holds_and_what_changed() {
             assert!(c.current_url().await.unwrap().as_str().contains("q=no-such-host"));
             let twin = json_twin(&c, "/fleet").await;
             assert_eq!(twin["hosts"][0]["address"], addr.as_str(), "{twin}");
+            assert_eq!(twin["total"], 1, "{twin}");
+            let twin = json_twin(&c, &format!("/fleet?q={}&state=following&sort=routes&desc=1", &addr[..6])).await;
+            assert_eq!(twin["hosts"][0]["address"], addr.as_str(), "filtered by address and state: {twin}");
+            let twin = json_twin(&c, "/fleet?state=unreachable").await;
+            assert_eq!(twin["total"], 0, "{twin}");
 
             // Host: table main as ip shows it, then before the change.
             c.goto(&format!("http://{WEB}/host?host={addr}")).await.expect("goto host");
@@ -371,17 +490,72 @@ fn web_pages_in_chromium_show_what_the_kernel_holds_and_what_changed() {
                 "{twin}"
             );
 
-            // Prefix: two versions of 10.60.0.0/24, on a timeline.
+            // Prefix: two versions of 10.60.0.0/24, on a timeline, the
+            // second made by the `ip` process.
             c.goto(&format!("http://{WEB}/prefix?prefix=10.60.0.0/24")).await.expect("goto prefix");
             let rows = texts(&c, "#history tbody tr").await;
             assert_eq!(rows.len(), 2, "{rows:#?}");
             assert!(rows[0].contains("10.1.0.10") && rows[1].contains("10.1.0.11"), "{rows:#?}");
+            let by = texts(&c, "#history tbody tr td:nth-child(5)").await;
+            assert_eq!(by[1], ip_by, "the replace's changer: {rows:#?}");
             let bars = c.find_all(Locator::Css("#timeline rect")).await.unwrap();
             assert_eq!(bars.len(), 2, "one bar per version");
             screenshot(&c, "prefix").await;
+            let twin = json_twin(&c, "/prefix?prefix=10.60.0.0/24").await;
+            let second = &twin["lines"][1];
+            assert_eq!(second["changed_by"], ip_by.as_str(), "{twin}");
+            assert_eq!(second["changed_by_comm"], "ip", "{twin}");
+            assert_eq!(second["changed_by_pid"], ip.pid(), "{twin}");
+            c.goto(&format!("http://{WEB}/prefix?prefix=10.60.0.0/24")).await.expect("goto prefix");
             fill_and_submit(&c, "prefix", "10.61.0.0/16").await;
             let rows = texts(&c, "#history tbody tr").await;
             assert_eq!(rows.len(), 1, "{rows:#?}");
+            // Exactly the /16: nothing.
+            let twin = json_twin(&c, "/prefix?prefix=10.61.0.0/16&mode=exact").await;
+            assert_eq!(twin["total"], 0, "{twin}");
+            // Containing an address: the routes ip's `match` lists, now.
+            c.goto(&format!("http://{WEB}/prefix?prefix=10.60.0.5")).await.expect("goto prefix");
+            c.find(Locator::Css("form.filters select[name=\"mode\"] option[value=\"containing\"]"))
+                .await
+                .expect("the containing mode")
+                .click()
+                .await
+                .expect("choosing containing");
+            fill_and_submit(&c, "prefix", "10.60.0.5").await;
+            assert!(c.current_url().await.unwrap().as_str().contains("mode=containing"));
+            let untils = texts(&c, "#history tbody tr td:nth-child(2)").await;
+            let routes = texts(&c, "#history tbody tr td:last-child").await;
+            let mut current: Vec<String> = untils
+                .iter()
+                .zip(&routes)
+                .filter(|(until, _)| *until == "current")
+                .map(|(_, route)| route.split_whitespace().next().unwrap_or("").to_owned())
+                .collect();
+            current.sort();
+            assert_eq!(current, kernel_containing, "the current routes containing 10.60.0.5: {routes:#?}");
+            assert_eq!(routes.len(), 3, "10.0.0.0/8 and the two versions of 10.60.0.0/24: {routes:#?}");
+            screenshot(&c, "prefix-containing").await;
+            let twin = json_twin(&c, "/prefix?prefix=10.60.0.0/24&mode=containing").await;
+            assert_eq!(twin["mode"], "containing", "{twin}");
+            let mut dsts: Vec<&str> = twin["lines"].as_array().unwrap().iter().map(|l| l["dst"].as_str().unwrap()).collect();
+            dsts.sort();
+            assert_eq!(dsts, ["10.0.0.0/8", "10.60.0.0/24", "10.60.0.0/24"], "{twin}");
+
+            // Paging: more than a page of versions; the next page holds the
+            // rest.
+            c.goto(&format!("http://{WEB}/prefix?prefix=10.80.0.0/16")).await.expect("goto prefix");
+            let per_page = 500;
+            let first = wait_texts(&c, "#history tbody tr td:last-child", "a first page of 500 versions", |t| t.len() == per_page).await;
+            let count = texts(&c, "#count").await;
+            assert!(count[0].starts_with(&format!("{MANY} versions")), "{count:?}");
+            c.find(Locator::Css("a[rel=next]")).await.expect("a next page").click().await.expect("next");
+            c.wait().for_element(Locator::Css("a[rel=prev]")).await.expect("the next page");
+            let rest = wait_texts(&c, "#history tbody tr td:last-child", "the rest on the next page", |t| t.len() == MANY - per_page).await;
+            assert!(c.find_all(Locator::Css("a[rel=next]")).await.unwrap().is_empty(), "no third page");
+            let mut all: Vec<String> = first.into_iter().chain(rest).collect();
+            all.sort();
+            all.dedup();
+            assert_eq!(all.len(), MANY, "the pages hold every version once");
 
             // Diff: before the change and now, side by side.
             c.goto(&format!("http://{WEB}/diff?host={addr}&at={before}&at2=now"))
@@ -395,20 +569,57 @@ fn web_pages_in_chromium_show_what_the_kernel_holds_and_what_changed() {
             assert!(rows.iter().any(|r| r.starts_with("added") && r.contains("10.61.0.0/24")), "{rows:#?}");
             assert_eq!(rows.len(), 2, "{rows:#?}");
             screenshot(&c, "diff").await;
+            // Every route added since the first moment: more than a page;
+            // the next page holds the rest.
+            c.goto(&format!("http://{WEB}/diff?host={addr}&at={start}&at2=now"))
+                .await
+                .expect("goto diff");
+            let page1 = texts(&c, "#diff tbody tr").await;
+            assert!(page1.iter().all(|r| r.starts_with("added")), "{page1:#?}");
+            c.find(Locator::Css("a[rel=next]")).await.expect("a next page").click().await.expect("next");
+            c.wait().for_element(Locator::Css("a[rel=next], p.pages a")).await.expect("the next page");
+            let page2 = texts(&c, "#diff tbody tr").await;
+            assert!(c.find_all(Locator::Css("a[rel=next]")).await.unwrap().is_empty(), "no third page: {page2:#?}");
+            let mut added: Vec<String> = page1.iter().chain(&page2).cloned().collect();
+            added.sort();
+            added.dedup();
+            assert_eq!(added.len(), MANY + 3, "10.0.0.0/8, 10.60.0.0/24, 10.61.0.0/24 and the {MANY} host routes, each once");
 
-            // Live: a change made now arrives; one outside the filter does
-            // not.
-            c.goto(&format!("http://{WEB}/live?within=10.62.0.0/16")).await.expect("goto live");
+            // Live: a change made now arrives, with who made it; one
+            // outside the filter does not.
+            c.goto(&format!("http://{WEB}/live?within=10.62.0.0/15")).await.expect("goto live");
             wait_texts(&c, "#live-state", "the live page connects", |t| t.first().is_some_and(|s| s.starts_with("following"))).await;
-            ns.ip("route add 10.63.0.0/24 via 10.1.0.10");
-            ns.ip("route add 10.62.0.0/24 via 10.1.0.10");
+            ns.ip("route add 10.64.0.0/24 via 10.1.0.10");
+            ip.send("route add 10.62.0.0/24 via 10.1.0.10\n");
             let rows = wait_texts(&c, "#live tbody tr", "the new route arrives live", |rows| {
                 rows.iter().any(|r| r.contains("10.62.0.0/24"))
             })
             .await;
-            assert!(!rows.iter().any(|r| r.contains("10.63.0.0/24")), "outside the filter: {rows:#?}");
-            assert!(rows.iter().any(|r| r.contains(&host_label) && r.contains("add")), "{rows:#?}");
+            assert!(!rows.iter().any(|r| r.contains("10.64.0.0/24")), "outside the filter: {rows:#?}");
+            let row = rows.iter().find(|r| r.contains("10.62.0.0/24")).unwrap();
+            assert!(row.contains(&host_label) && row.contains("add"), "{rows:#?}");
+            assert!(row.contains(&ip_by), "who made it: {rows:#?}");
             screenshot(&c, "live").await;
+
+            // A host that appears after the page opened: another agent,
+            // followed by a collector that starts now (the first one
+            // stops, so that only the new host can bring the change).
+            let other = Agent::start_at(&ns, "127.0.0.1:50052", &[]);
+            let other_addr = other.addr().to_owned();
+            collector.take().expect("the collector").stop(Duration::from_secs(10));
+            let _second = Collector::start(&ns, &store, &[&other_addr]);
+            store.wait_stored(&ns, &other_addr);
+            ip.send("route add 10.63.0.0/24 via 10.1.0.10\n");
+            wait_texts(&c, "#live tbody tr", "the new host's change arrives live", |rows| {
+                rows.iter().any(|r| r.contains("10.63.0.0/24") && r.contains(&ip_by))
+            })
+            .await;
+            let twin = json_twin(&c, "/live?within=10.62.0.0/15").await;
+            let changes = twin["changes"].as_array().expect("changes");
+            assert!(
+                changes.iter().any(|l| l["dst"] == "10.63.0.0/24" && l["changed_by"]["pid"] == ip.pid() && l["changed_by"]["comm"] == "ip"),
+                "{twin}"
+            );
 
             c.close().await.expect("closing the session");
         });

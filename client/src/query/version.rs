@@ -32,6 +32,10 @@ pub const COLUMNS: &str = "v.target_id, v.vid, v.netns, v.key, v.kind, v.object,
       WHERE e.target_id = v.target_id AND e.stream_id = v.closed_stream \
       AND e.seq = v.closed_seq)";
 
+/// How many cells [`COLUMNS`] reads: a query's own columns after them start
+/// at this index.
+pub const COLUMN_COUNT: usize = 18;
+
 /// A position in a stream, and the origin of the change there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
@@ -250,4 +254,25 @@ pub async fn page_where(
     params.extend([Value::Int(after_vid), Value::Int(limit)]);
     let rows = store.select(&sql, &params).await?;
     rows.iter().map(|r| Version::read(r)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Queries read their own columns after [`COLUMNS`] at
+    /// [`COLUMN_COUNT`]: the two must agree.
+    #[test]
+    fn column_count_counts_the_columns() {
+        let (mut depth, mut columns) = (0, 1);
+        for c in COLUMNS.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => columns += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(columns, COLUMN_COUNT);
+    }
 }

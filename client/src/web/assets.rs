@@ -29,6 +29,7 @@ code { font: 12px/1.3 ui-monospace, monospace; }
 svg.timeline { width: 100%; max-height: 420px; background: #fff; margin: .5em 0; }
 svg.timeline text { font: 10px ui-monospace, monospace; }
 svg.timeline .v0 { fill: #6cb2ff; } svg.timeline .v1 { fill: #2a6fc0; } svg.timeline .gap { fill: #f28b82; }
+.by { font: 12px ui-monospace, monospace; } .reason { color: #555; }
 tr.fresh { animation: fresh 2s; }
 @keyframes fresh { from { background: #d7f5dd; } to { background: transparent; } }
 "#;
@@ -62,7 +63,17 @@ pub const JS: &str = r##"
   if (document.body.dataset.page === "live") {
     var state = document.getElementById("live-state");
     var body = document.querySelector("#live tbody");
-    var skip = ["time", "host", "action", "origin", "seq", "stream_id", "netns", "key", "object", "family"];
+    var skip = ["time", "host", "action", "origin", "seq", "stream_id", "netns", "key", "object", "family",
+                "changed_by", "reason"];
+    // Who made the change, as the pages show it: ip[4242], kernel.
+    var byText = function (b, reason) {
+      var s = "";
+      if (b && b.kernel) s = "kernel";
+      else if (b && b.comm && b.pid) s = b.comm + "[" + b.pid + "]" + (b.pod_uid ? " pod " + b.pod_uid : "");
+      else if (b && b.port_id !== undefined) s = "port " + b.port_id + (b.how === "exited" ? " (exited)" : "");
+      if (reason) s += (s ? " " : "") + "(" + reason + ")";
+      return s;
+    };
     var source = new EventSource("/live/events" + location.search);
     source.onopen = function () { state.textContent = "following: new changes appear below as they are stored"; };
     source.onerror = function () { state.textContent = "disconnected; retrying…"; };
@@ -76,7 +87,7 @@ pub const JS: &str = r##"
       });
       var tr = document.createElement("tr");
       tr.className = "fresh";
-      [c.time, c.host, c.action].forEach(function (t) {
+      [c.time, c.host, c.action, byText(c.changed_by, c.reason)].forEach(function (t) {
         var td = document.createElement("td");
         td.textContent = t || "";
         tr.appendChild(td);

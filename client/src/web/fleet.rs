@@ -1,5 +1,7 @@
 //! The fleet: every host, its state, what it holds and its gaps;
-//! filtered, sorted and paged on the server (`query hosts`).
+//! filtered, sorted and paged by the database (`query hosts`' fields): a
+//! page reads its own hosts, and what they hold is counted for them
+//! alone.
 
 use std::collections::HashMap;
 
@@ -7,11 +9,11 @@ use routewatch_proto::names;
 use serde_json::{json, Map, Value as Json};
 
 use super::html::{self, esc};
-use super::page::{ask, Page, Params};
-use crate::printer::family_name;
+use super::page::{Page, Params};
+use crate::printer::{family_name, rfc3339};
 use crate::query::row::Row;
 use crate::query::targets::{self, Target};
-use crate::store::schema::KIND_ROUTE;
+use crate::store::schema::{KIND_NEXTHOP, KIND_ROUTE, KIND_RULE};
 use crate::store::{Store, Value};
 use crate::ClientError;
 
@@ -33,50 +35,153 @@ fn state(last_seen_unix_nano: Option<i64>, now: i64) -> &'static str {
     }
 }
 
-pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, ClientError> {
-    let (hosts, notes) = ask(store, &["hosts".to_owned()], now).await?;
-    let q = params.get("q").to_lowercase();
-    let wanted_state = params.get("state");
-    let mut rows: Vec<Json> = hosts
-        .into_iter()
-        .map(|mut h| {
-            let last = h["last_seen"]
-                .as_str()
-                .and_then(|t| crate::when::parse_time(t, now).ok());
-            h["state"] = state(last, now).into();
-            h
-        })
-        .filter(|h| {
-            let text = |k: &str| h[k].as_str().unwrap_or("").to_lowercase();
-            (q.is_empty() || text("host").contains(&q) || text("address").contains(&q))
-                && (wanted_state.is_empty() || h["state"] == wanted_state)
-        })
-        .collect();
-    let sort = match params.get("sort") {
-        s @ ("routes" | "nexthops" | "rules" | "gaps" | "last_seen" | "state" | "address") => s,
-        _ => "host",
-    };
-    let desc = params.get("desc") == "1";
-    rows.sort_by(|a, b| {
-        let o = match (&a[sort], &b[sort]) {
-            (Json::Number(x), Json::Number(y)) => x.as_i64().cmp(&y.as_i64()),
-            (x, y) => x.as_str().unwrap_or("").cmp(y.as_str().unwrap_or("")),
-        };
-        let o = o.then_with(|| a["host"].as_str().cmp(&b["host"].as_str()));
-        if desc {
-            o.reverse()
-        } else {
-            o
+/// The columns a page may be sorted by, and the SQL each sorts on (`?`
+/// placeholders: [`Filter::state_values`] for the state).
+const SORTS: [(&str, &str); 8] = [
+    ("host", LABEL),
+    ("address", ADDRESS),
+    ("state", STATE),
+    ("last_seen", "COALESCE(t.last_seen, 0)"),
+    (
+        "routes",
+        "(SELECT COUNT(*) FROM versions v WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = 1)",
+    ),
+    (
+        "nexthops",
+        "(SELECT COUNT(*) FROM versions v WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = 2)",
+    ),
+    (
+        "rules",
+        "(SELECT COUNT(*) FROM versions v WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = 3)",
+    ),
+    ("gaps", "(SELECT COUNT(*) FROM gaps g WHERE g.target_id = t.id)"),
+];
+
+/// The address a target was last reached at (a record made before the
+/// store knew addresses apart from names has its name).
+const ADDRESS: &str = "COALESCE(t.address, t.name)";
+
+/// What lines call a target: its host name, or its address.
+const LABEL: &str = "CASE WHEN t.host <> '' THEN t.host ELSE COALESCE(t.address, t.name) END";
+
+/// [`state`] in SQL, for the two moments [`Filter::state_values`] binds.
+const STATE: &str = "CASE WHEN t.last_seen IS NULL THEN 'waiting' \
+     WHEN t.last_seen >= ? THEN 'following' WHEN t.last_seen >= ? THEN 'lagging' \
+     ELSE 'unreachable' END";
+
+/// The page's filters, as a condition on `targets t`.
+struct Filter {
+    sql: String,
+    values: Vec<Value>,
+}
+
+impl Filter {
+    fn new(q: &str, state: &str, now: i64) -> Filter {
+        let mut and = vec!["TRUE".to_owned()];
+        let mut values = Vec::new();
+        if !q.is_empty() {
+            let mut pattern = String::from("%");
+            for c in q.to_lowercase().chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            and.push(format!(
+                "(LOWER({LABEL}) LIKE ? ESCAPE '\\' OR LOWER({ADDRESS}) LIKE ? ESCAPE '\\')"
+            ));
+            values.extend([Value::Text(pattern.clone()), Value::Text(pattern)]);
         }
-    });
-    let total = rows.len() as i64;
+        if !state.is_empty() {
+            and.push(format!("{STATE} = ?"));
+            values.extend(Filter::state_values(now));
+            values.push(Value::Text(state.to_owned()));
+        }
+        Filter {
+            sql: and.join(" AND "),
+            values,
+        }
+    }
+
+    /// The values of [`STATE`]'s placeholders.
+    fn state_values(now: i64) -> [Value; 2] {
+        [
+            Value::Int(now - LAGGING_AFTER_S * 1_000_000_000),
+            Value::Int(now - UNREACHABLE_AFTER_S * 1_000_000_000),
+        ]
+    }
+}
+
+pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, ClientError> {
+    let wanted_state = match params.get("state") {
+        s @ ("following" | "lagging" | "unreachable" | "waiting") => s,
+        _ => "",
+    };
+    let (sort, order_by) = SORTS
+        .iter()
+        .find(|(name, _)| *name == params.get("sort"))
+        .copied()
+        .unwrap_or(SORTS[0]);
+    let desc = params.get("desc") == "1";
+    let filter = Filter::new(params.get("q"), wanted_state, now);
+    let rows = store
+        .select(
+            &format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM targets t WHERE {}",
+                filter.sql
+            ),
+            &filter.values,
+        )
+        .await?;
+    let total = rows
+        .first()
+        .map(|r| Row(r).int(0))
+        .transpose()?
+        .unwrap_or(0);
     let offset = params.number("offset", 0).clamp(0, total.max(0));
-    let mut shown: Vec<Json> = rows
-        .into_iter()
-        .skip(offset as usize)
-        .take(PER_PAGE as usize)
-        .collect();
-    by_table(store, &mut shown).await?;
+    let mut values = filter.values.clone();
+    if sort == "state" {
+        values.extend(Filter::state_values(now));
+    }
+    values.extend([Value::Int(PER_PAGE), Value::Int(offset)]);
+    let direction = if desc { "DESC" } else { "ASC" };
+    let rows = store
+        .select(
+            &format!(
+                "SELECT {}, t.last_seen, t.stream_id, t.seq FROM targets t WHERE {}
+                 ORDER BY {order_by} {direction}, {LABEL} {direction}, {ADDRESS} {direction}
+                 LIMIT ? OFFSET ?",
+                targets::COLUMNS,
+                filter.sql
+            ),
+            &values,
+        )
+        .await?;
+    let mut shown = Vec::with_capacity(rows.len());
+    let mut page_targets = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let r = Row(r);
+        let target = Target::read(&r)?;
+        let last_seen = r.opt_int(5)?;
+        let stream = r.text(6)?;
+        let cursor = (!stream.is_empty()).then_some((stream, r.int(7)?));
+        shown.push(json!({
+            "host": target.label(),
+            "address": target.name,
+            "first_seen": target.first_seen.map(rfc3339),
+            "last_seen": last_seen.map(rfc3339),
+            "stream_id": cursor.as_ref().map(|c| &c.0),
+            "seq": cursor.as_ref().map(|c| c.1),
+            "state": state(last_seen, now),
+        }));
+        page_targets.push(target);
+    }
+    counts(store, &page_targets, &mut shown).await?;
+    let mut notes = Vec::new();
+    if total == 0 && params.get("q").is_empty() && wanted_state.is_empty() {
+        notes.push(targets::NO_TARGETS.to_owned());
+    }
 
     let mut body = String::from("<form method=\"get\" class=\"filters\">");
     body.push_str(&html::input(
@@ -213,49 +318,80 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
     })
 }
 
-/// Adds each host's current routes by family and table
-/// (`routes_by_table`: {"inet main": 4, ...}), for the hosts of one page.
-async fn by_table(store: &mut Store, hosts: &mut [Json]) -> Result<(), ClientError> {
-    let all = targets::load(store).await?;
-    let ids: HashMap<&str, i64> = all.iter().map(|t| (t.name.as_str(), t.id)).collect();
-    let shown: Vec<&Target> = hosts
-        .iter()
-        .filter_map(|h| ids.get(h["address"].as_str()?))
-        .filter_map(|id| all.iter().find(|t| t.id == *id))
-        .collect();
-    if shown.is_empty() {
+/// Adds to each host of one page what it holds now (`routes`,
+/// `nexthops`, `rules`, and `routes_by_table`: {"inet main": 4, ...}), its
+/// gaps and, where collectors share the store, which one follows it.
+async fn counts(store: &mut Store, page: &[Target], hosts: &mut [Json]) -> Result<(), ClientError> {
+    if page.is_empty() {
         return Ok(());
     }
-    let (list, mut params) = targets::ids(&shown);
-    params.push(Value::Int(KIND_ROUTE));
+    let refs: Vec<&Target> = page.iter().collect();
+    let (list, ids) = targets::ids(&refs);
     let rows = store
         .select(
             &format!(
-                "SELECT v.target_id, v.family, v.table_id, CAST(COUNT(*) AS BIGINT) FROM versions v
-                 WHERE v.target_id IN ({list}) AND v.valid_to IS NULL AND v.kind = ?
-                 GROUP BY v.target_id, v.family, v.table_id"
+                "SELECT v.target_id, v.kind, v.family, v.table_id, CAST(COUNT(*) AS BIGINT)
+                 FROM versions v WHERE v.target_id IN ({list}) AND v.valid_to IS NULL
+                 GROUP BY v.target_id, v.kind, v.family, v.table_id"
             ),
-            &params,
+            &ids,
         )
         .await?;
-    let mut counts: HashMap<i64, Map<String, Json>> = HashMap::new();
+    #[derive(Default)]
+    struct Held {
+        kinds: [i64; 3],
+        by_table: Map<String, Json>,
+    }
+    let mut held: HashMap<i64, Held> = HashMap::new();
     for r in &rows {
         let r = Row(r);
-        let table = r.opt_int(2)?.unwrap_or(0) as u32;
-        let key = format!(
-            "{} {}",
-            family_name(r.int(1)? as i32),
-            names::name(names::TABLES, table)
-        );
-        counts
-            .entry(r.int(0)?)
-            .or_default()
-            .insert(key, r.int(3)?.into());
+        let h = held.entry(r.int(0)?).or_default();
+        let (kind, n) = (r.int(1)?, r.int(4)?);
+        if let Some(k) = [KIND_ROUTE, KIND_NEXTHOP, KIND_RULE]
+            .iter()
+            .position(|x| *x == kind)
+        {
+            h.kinds[k] += n;
+        }
+        if kind == KIND_ROUTE {
+            let table = r.opt_int(3)?.unwrap_or(0) as u32;
+            let key = format!(
+                "{} {}",
+                family_name(r.int(2)? as i32),
+                names::name(names::TABLES, table)
+            );
+            h.by_table.insert(key, n.into());
+        }
     }
-    for h in hosts.iter_mut() {
-        let id = h["address"].as_str().and_then(|a| ids.get(a)).copied();
-        h["routes_by_table"] =
-            Json::Object(id.and_then(|id| counts.remove(&id)).unwrap_or_default());
+    let rows = store
+        .select(
+            &format!(
+                "SELECT g.target_id, CAST(COUNT(*) AS BIGINT) FROM gaps g
+                 WHERE g.target_id IN ({list}) GROUP BY g.target_id"
+            ),
+            &ids,
+        )
+        .await?;
+    let mut gaps: HashMap<i64, i64> = HashMap::new();
+    for r in &rows {
+        let r = Row(r);
+        gaps.insert(r.int(0)?, r.int(1)?);
+    }
+    let mut holders = if store.shared() {
+        Some(store.holders().await?)
+    } else {
+        None
+    };
+    for (t, h) in page.iter().zip(hosts.iter_mut()) {
+        let Held { kinds, by_table } = held.remove(&t.id).unwrap_or_default();
+        h["routes"] = kinds[0].into();
+        h["nexthops"] = kinds[1].into();
+        h["rules"] = kinds[2].into();
+        h["routes_by_table"] = Json::Object(by_table);
+        h["gaps"] = gaps.get(&t.id).copied().unwrap_or(0).into();
+        if let Some(holders) = &mut holders {
+            h["held_by"] = holders.remove(&t.name).into();
+        }
     }
     Ok(())
 }
@@ -263,6 +399,115 @@ async fn by_table(store: &mut Store, hosts: &mut [Json]) -> Result<(), ClientErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreUrl;
+
+    /// A SQLite store of `n` targets: host-000 .. host-N, the even ones
+    /// heard from just now, the odd ones never.
+    async fn fleet(n: i64, now: i64) -> (Store, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "routewatch-web-fleet-{}-{n}.db",
+            std::process::id()
+        ));
+        let mut store = Store::open(&StoreUrl::Sqlite(path.clone())).await.unwrap();
+        for i in 0..n {
+            let seen = if i % 2 == 0 {
+                Value::Int(now)
+            } else {
+                Value::Null
+            };
+            store
+                .select(
+                    "INSERT INTO targets (name, host, last_seen) VALUES (?, ?, ?)",
+                    &[
+                        Value::Text(format!("10.0.{}.{}:50051", i / 250, i % 250)),
+                        Value::Text(format!("host-{i:03}")),
+                        seen,
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        (store, path)
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn hosts(page: &Page) -> Vec<String> {
+        page.json["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["host"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn web_fleet_is_filtered_sorted_and_paged_by_the_database() {
+        let now = 1_800_000_000 * 1_000_000_000;
+        let (mut store, path) = fleet(250, now).await;
+        let first = page(&mut store, &params(&[]), now).await.unwrap();
+        assert_eq!(first.json["total"], 250);
+        assert_eq!(hosts(&first).len(), 100);
+        assert_eq!(hosts(&first)[0], "host-000");
+        assert!(first
+            .html
+            .contains("rel=\"next\" href=\"/fleet?sort=host&amp;offset=100\""));
+        let last = page(&mut store, &params(&[("offset", "200")]), now)
+            .await
+            .unwrap();
+        assert_eq!(hosts(&last).len(), 50, "the last page holds the rest");
+        assert_eq!(hosts(&last)[49], "host-249");
+        assert!(!last.html.contains("rel=\"next\""));
+        let desc = page(&mut store, &params(&[("sort", "host"), ("desc", "1")]), now)
+            .await
+            .unwrap();
+        assert_eq!(hosts(&desc)[0], "host-249");
+        // Filters: by name or address (% and _ are letters), by state.
+        let q = page(&mut store, &params(&[("q", "HOST-01")]), now)
+            .await
+            .unwrap();
+        assert_eq!(q.json["total"], 10, "host-010 .. host-019");
+        let q = page(&mut store, &params(&[("q", "10.0.0.12:")]), now)
+            .await
+            .unwrap();
+        assert_eq!(hosts(&q), ["host-012"], "by address");
+        let q = page(&mut store, &params(&[("q", "host_0")]), now)
+            .await
+            .unwrap();
+        assert_eq!(q.json["total"], 0, "_ is no wildcard");
+        let waiting = page(
+            &mut store,
+            &params(&[("state", "waiting"), ("sort", "state")]),
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(waiting.json["total"], 125);
+        assert!(waiting.json["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["state"] == "waiting"));
+        let by_state = page(
+            &mut store,
+            &params(&[("sort", "state"), ("desc", "1")]),
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(by_state.json["hosts"][0]["state"], "waiting");
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
 
     #[test]
     fn web_fleet_state_follows_the_last_news() {

@@ -5,7 +5,13 @@
 //! New rows are found by the targets' stored cursors: a target whose
 //! cursor moved has new log rows up to it, in stream order. (The log's
 //! times are the agents', so a late target's rows may be older than rows
-//! already shown: a time cursor would miss them.)
+//! already shown: a time cursor would miss them.) A target that appears
+//! after the page opened (a host collect began to follow) is followed from
+//! its first row when the page's hosts name it (no hosts: every host).
+//!
+//! Each change carries who made it (`changed_by`, as `tail -o json` spells
+//! it, as far as the store knows it: an add's from the version it opened, a
+//! delete's from its log row) and a reconcile's `reason`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -17,6 +23,7 @@ use futures::Stream;
 use routewatch_proto::v1::{event, Action, Change, Event, Origin};
 use serde_json::{json, Value as Json};
 
+use super::attribution::{self, Attribution};
 use super::html::{self, esc};
 use super::page::{flags, question, Page, Params};
 use super::pool::Pool;
@@ -39,6 +46,10 @@ const BURST: i64 = 1000;
 
 /// What a live view keeps: its hosts and filters.
 struct Watch {
+    /// The hosts the page names (none: every host).
+    wanted: Vec<String>,
+    /// The targets followed, those of `wanted` the store held when last
+    /// looked at.
     targets: Vec<Target>,
     narrowed: Narrowed,
 }
@@ -63,11 +74,34 @@ impl Watch {
             .collect();
         Ok((
             Watch {
+                wanted,
                 targets: chosen,
                 narrowed,
             },
             super::page::note_lines(&notes),
         ))
+    }
+
+    /// Follows the targets of `ids` (the store's, now) that were not there
+    /// before and that the page's hosts name.
+    async fn add_new(
+        &mut self,
+        store: &mut Store,
+        ids: impl Iterator<Item = i64>,
+        known: &HashMap<i64, (String, i64)>,
+    ) -> Result<(), ClientError> {
+        let mut ids = ids.filter(|id| !known.contains_key(id)).peekable();
+        if ids.peek().is_none() {
+            return Ok(());
+        }
+        let all = targets::load(store).await?;
+        let chosen = targets::chosen(&all, &self.wanted, &mut std::io::sink())?;
+        for t in chosen {
+            if !self.targets.iter().any(|f| f.id == t.id) {
+                self.targets.push(t.clone());
+            }
+        }
+        Ok(())
     }
 
     fn label(&self, id: i64) -> &str {
@@ -88,6 +122,13 @@ impl Watch {
             if !self.narrowed.keeps(&v) {
                 continue;
             }
+            let add = r.int(4)? == Action::Add as i64;
+            // An add's maker is its version's; a delete's is on its log row.
+            let by = if add {
+                Attribution::read(&v, &row[6 + version::COLUMN_COUNT..])?
+            } else {
+                Attribution::of_delete(&row[6 + version::COLUMN_COUNT + 3..])?
+            };
             let e = Event {
                 stream_id: r.text(1)?,
                 seq: r.int(2)? as u64,
@@ -99,16 +140,18 @@ impl Watch {
                         as i32,
                     key: v.key.clone(),
                     object: Some(v.object.clone()),
-                    reason: v.reason.clone().unwrap_or_default(),
+                    reason: by.reason.clone().unwrap_or_default(),
                     ..Change::default()
                 })),
             };
             let mut line = Vec::new();
             if event_json(&mut line, &mut time, self.label(v.target_id), &e) {
-                out.push(
-                    serde_json::from_slice(&line)
-                        .map_err(|e| ClientError::Record(e.to_string()))?,
-                );
+                let mut json: Json = serde_json::from_slice(&line)
+                    .map_err(|e| ClientError::Record(e.to_string()))?;
+                if let (Some(by), Some(m)) = (by.object(), json.as_object_mut()) {
+                    m.insert("changed_by".into(), by);
+                }
+                out.push(json);
             }
         }
         Ok(out)
@@ -118,10 +161,13 @@ impl Watch {
 /// The log's rows with their versions.
 fn select(condition: &str) -> String {
     format!(
-        "SELECT e.target_id, e.stream_id, e.seq, e.time, e.action, e.origin, {}
+        "SELECT e.target_id, e.stream_id, e.seq, e.time, e.action, e.origin, {}, {},
+             e.changed_by, e.changed_by_pid, e.changed_by_comm, e.changed_by_pod, e.reason
          FROM events e JOIN versions v ON v.target_id = e.target_id AND v.vid = e.vid
-         WHERE {condition}",
-        version::COLUMNS
+         {} WHERE {condition}",
+        version::COLUMNS,
+        attribution::COLUMNS,
+        attribution::JOIN
     )
 }
 
@@ -165,7 +211,7 @@ pub async fn page(store: &mut Store, params: &Params, _now: i64) -> Result<Page,
     let cells: Vec<Vec<String>> = lines.iter().map(row_cells).collect();
     body.push_str(&html::table(
         "live",
-        &["Time", "Host", "Action", "Change"],
+        &["Time", "Host", "Action", "Changed by", "Change"],
         &cells,
     ));
     Ok(Page {
@@ -179,10 +225,18 @@ pub async fn page(store: &mut Store, params: &Params, _now: i64) -> Result<Page,
 
 /// A change's cells (the script builds the same from each event).
 fn row_cells(l: &Json) -> Vec<String> {
+    let mut by = by_text(&l["changed_by"]);
+    if let Some(reason) = l["reason"].as_str() {
+        if !by.is_empty() {
+            by.push(' ');
+        }
+        by.push_str(&format!("({reason})"));
+    }
     vec![
         esc(l["time"].as_str().unwrap_or("")),
         esc(l["host"].as_str().unwrap_or("")),
         esc(l["action"].as_str().unwrap_or("")),
+        esc(&by),
         format!(
             "<code>{}</code>",
             esc(&super::page::describe(
@@ -197,11 +251,34 @@ fn row_cells(l: &Json) -> Vec<String> {
                     "netns",
                     "key",
                     "object",
-                    "family"
+                    "family",
+                    "changed_by",
+                    "reason"
                 ]
             ))
         ),
     ]
+}
+
+/// Who made a change, from its `changed_by` object, as the other pages
+/// show it (`ip[4242]`, `kernel`, `kubelet[812] pod <uid>`, `port 77
+/// (exited)`); the script spells it alike.
+fn by_text(by: &Json) -> String {
+    if by["kernel"] == true {
+        return "kernel".into();
+    }
+    if let (Some(comm), Some(pid)) = (by["comm"].as_str(), by["pid"].as_i64()) {
+        let mut s = format!("{comm}[{pid}]");
+        if let Some(pod) = by["pod_uid"].as_str() {
+            s.push_str(&format!(" pod {pod}"));
+        }
+        return s;
+    }
+    match (by["port_id"].as_i64(), by["how"].as_str()) {
+        (Some(port), Some("exited")) => format!("port {port} (exited)"),
+        (Some(port), _) => format!("port {port}"),
+        _ => String::new(),
+    }
 }
 
 /// The stream of changes stored from now on, one event (`change`, its
@@ -217,9 +294,9 @@ pub async fn events(
         (watch, positions)
     };
     let state = (pool, watch, positions);
-    let stream = futures::stream::unfold(state, |(pool, watch, mut seen)| async move {
+    let stream = futures::stream::unfold(state, |(pool, mut watch, mut seen)| async move {
         tokio::time::sleep(POLL).await;
-        let out = match poll(&pool, &watch, &mut seen).await {
+        let out = match poll(&pool, &mut watch, &mut seen).await {
             Ok(lines) => lines
                 .into_iter()
                 .map(|l| Ok(SseEvent::default().event("change").data(l.to_string())))
@@ -251,11 +328,12 @@ async fn positions(store: &mut Store) -> Result<HashMap<i64, (String, i64)>, Cli
 /// The changes stored since `seen`, which moves on.
 async fn poll(
     pool: &Pool,
-    watch: &Watch,
+    watch: &mut Watch,
     seen: &mut HashMap<i64, (String, i64)>,
 ) -> Result<Vec<Json>, ClientError> {
     let mut store = pool.get().await?;
     let now = positions(&mut store).await?;
+    watch.add_new(&mut store, now.keys().copied(), seen).await?;
     let mut lines = Vec::new();
     for t in &watch.targets {
         let Some((stream, seq)) = now.get(&t.id) else {

@@ -12,11 +12,14 @@
 //!   parameters of its URL; [`html`]: the layout and escaping;
 //!   [`assets`]: the style sheet and script.
 //! - [`fleet`], [`host`], [`prefix`], [`diff`], [`live`]: one file per
-//!   page, each answering through `query`'s code.
+//!   page, each answering through `query`'s code or its own SQL, filtered
+//!   and paged by the database; [`attribution`]: who opened a version, as
+//!   the pages show it.
 
 pub mod access;
 pub mod args;
 pub mod assets;
+pub mod attribution;
 pub mod diff;
 pub mod fleet;
 pub mod host;
