@@ -35,6 +35,9 @@ pub struct SessionConfig {
     pub max_batch_bytes: usize,
     /// A heartbeat goes out after this long without any event.
     pub heartbeat: Duration,
+    /// A digest goes out this often, once the subscriber has caught up
+    /// (`None`: only when the request asks).
+    pub digest: Option<Duration>,
 }
 
 impl Default for SessionConfig {
@@ -43,6 +46,7 @@ impl Default for SessionConfig {
             max_batch: 1024,
             max_batch_bytes: 1 << 20,
             heartbeat: Duration::from_secs(30),
+            digest: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -172,8 +176,21 @@ impl Session {
         // Heartbeats are due this long after the last response, also while
         // changes flow that a filter drops: they carry the cursor past them.
         let mut last_sent = Instant::now();
+        // When the next digest is due: at once when asked for, then every
+        // interval (`None`: never).
+        let mut digest_due = if request.digest {
+            Some(Instant::now())
+        } else {
+            self.config.digest.map(|every| Instant::now() + every)
+        };
         loop {
             let heartbeat_due = last_sent + self.config.heartbeat;
+            if digest_due.is_some_and(|due| Instant::now() >= due) && self.digest(cursor).await? {
+                digest_due = self.config.digest.map(|every| Instant::now() + every);
+                self.member.at(cursor);
+                last_sent = Instant::now();
+                continue;
+            }
             let read = self.read(&info, cursor);
             match read {
                 Err(Lagged) => {
@@ -192,6 +209,7 @@ impl Session {
                         _ = tokio::time::sleep_until(heartbeat_due) => {
                             self.heartbeat(&info, cursor).await?;
                         }
+                        _ = sleep_until_or_never(digest_due) => continue,
                         _ = self.tx.closed() => return Err(Gone),
                     }
                 }
@@ -251,6 +269,21 @@ impl Session {
         let response = filtered(interest, info, &entries);
         observe(&response);
         Ok(Some((last, response)))
+    }
+
+    /// Sends a digest of the state at `cursor` if the journal is there
+    /// (the subscriber has caught up); says whether it did. Taken under
+    /// the lock that numbers changes, so it is exactly of that position.
+    async fn digest(&self, cursor: u64) -> Result<bool, Gone> {
+        let event = {
+            let core = self.journal.lock();
+            if core.last_seq() != cursor {
+                return Ok(false);
+            }
+            core.digest_event()
+        };
+        self.send_events(vec![event]).await?;
+        Ok(true)
     }
 
     async fn heartbeat(&self, info: &StreamInfo, cursor: u64) -> Result<(), Gone> {
@@ -341,6 +374,13 @@ impl Session {
 
     async fn send(&self, response: SubscribeResponse) -> Result<(), Gone> {
         self.tx.send(Ok(response)).await.map_err(|_| Gone)
+    }
+}
+
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -118,7 +118,8 @@ impl Picture {
                 }
                 Ok(go)
             }
-            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_)) | None => {
+            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_) | event::Kind::Digest(_))
+            | None => {
                 show(Shown::Event(&event))
             }
         }

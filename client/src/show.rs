@@ -37,6 +37,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         deny: args.filter.deny,
         replay_last: 0,
         replay_since_unix_nano: 0,
+        digest: false,
     };
     // A snapshot that cannot be had now is an error, not something to wait
     // for; only an agent that answers busy is asked again (--retry-for).

@@ -52,6 +52,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         deny: args.filter.deny,
         replay_last: args.last.unwrap_or(0),
         replay_since_unix_nano: args.since.unwrap_or(0),
+        digest: false,
     };
     let book = match &args.cursor_file {
         Some(path) => {

@@ -81,6 +81,7 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
         deny: Vec::new(),
         replay_last: 0,
         replay_since_unix_nano: 0,
+        digest: false,
     };
     let options = Options {
         reconnect: true,

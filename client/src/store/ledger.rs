@@ -165,7 +165,8 @@ impl Ledger {
                 self.move_to(to, time);
             }
             // collect never asks for a replay of the journal.
-            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_)) | None => {}
+            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_) | event::Kind::Digest(_))
+            | None => {}
         }
     }
 
