@@ -50,6 +50,12 @@ impl Position {
         }
     }
 
+    /// Forgets the cursor: the next subscription starts from a snapshot
+    /// (the consumer's picture is being started over).
+    pub fn forget(&mut self) {
+        self.cursor = None;
+    }
+
     /// The cursor to resume from, if the consumer holds a complete state.
     pub fn cursor(&self) -> Option<&Cursor> {
         self.cursor.as_ref()

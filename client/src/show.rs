@@ -51,6 +51,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         iproute2_dir: watch.iproute2_dir.clone(),
         connect_timeout: watch.reach.connect_timeout(),
         retries: None,
+        restarts: Default::default(),
         busy_retry: args.retry_for,
     };
     let mut rx = fan_in(targets, request, options, shutdown);

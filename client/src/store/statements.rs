@@ -16,9 +16,10 @@ pub const ADD_TARGET: &str = "INSERT INTO targets (name) VALUES (?) ON CONFLICT 
 /// A target's row, by name: the columns [`super::plan::TargetRow`] needs.
 pub const TARGET: &str =
     "SELECT id, host, stream_id, seq, next_vid, last_seen FROM targets WHERE name = ?";
-/// A target's current versions.
-pub const OPEN_VERSIONS: &str =
-    "SELECT netns, key, vid, digest FROM versions WHERE target_id = ? AND valid_to IS NULL";
+/// A target's current versions (their objects too: the ledger's digests
+/// are counted from them).
+pub const OPEN_VERSIONS: &str = "SELECT netns, key, vid, digest, kind, object
+     FROM versions WHERE target_id = ? AND valid_to IS NULL";
 
 /// Moves a target's cursor, only from the value the writer read (compare
 /// and set): 0 rows when another collector moved it.
