@@ -394,6 +394,7 @@ pub fn cause_name(cause: i32) -> &'static str {
         Ok(ResyncCause::UnknownStream) => "unknown_stream",
         Ok(ResyncCause::CursorTooOld) => "cursor_too_old",
         Ok(ResyncCause::Lagged) => "lagged",
+        Ok(ResyncCause::DigestMismatch) => "digest_mismatch",
         _ => "unspecified",
     }
 }
