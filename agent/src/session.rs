@@ -432,6 +432,7 @@ mod tests {
                     Some(event::Kind::Resync(_)) => "resync",
                     Some(event::Kind::Heartbeat(_)) => "heartbeat",
                     Some(event::Kind::Replay(_)) => "replay",
+                    Some(event::Kind::Digest(_)) => "digest",
                     None => "none",
                 };
                 (k, e.seq)
@@ -510,6 +511,41 @@ mod tests {
             vec![("change", 6)],
             "an idle stream sends at once"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn digests_come_when_asked_then_every_interval_at_the_position_reached() {
+        let j = journal(100);
+        fill(&j, 2);
+        // Filled without changes, as a first dump: counted once.
+        j.lock().recount("");
+        let config = SessionConfig {
+            digest: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        let request = SubscribeRequest {
+            digest: true,
+            ..follow_all()
+        };
+        let mut stream = start(j.clone(), request, config);
+        assert_eq!(next(&mut stream).await, vec![("change", 0), ("change", 0)]);
+        assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
+        assert_eq!(next(&mut stream).await, vec![("digest", 0)], "asked for");
+        publish(&j, 3);
+        assert_eq!(
+            next(&mut stream).await,
+            vec![("change", 1), ("change", 2), ("change", 3)]
+        );
+        let started = Instant::now();
+        let response = stream.next().await.unwrap().unwrap();
+        let events = response.into_events().unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(4), "every interval");
+        let Some(event::Kind::Digest(d)) = &events[0].kind else {
+            panic!("a digest: {events:?}");
+        };
+        assert_eq!(events[0].seq, 3, "of the state after the last change sent");
+        let counted: u64 = d.parts.iter().map(|p| p.count).sum();
+        assert_eq!(counted, 2 + 3, "what the table holds");
     }
 
     /// The replay marker's (seq, complete, reason) and the seqs of the
