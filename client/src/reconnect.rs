@@ -310,6 +310,7 @@ mod tests {
             &tx,
             script,
             Some(retries),
+            None,
         )
         .await;
         drop(tx);
