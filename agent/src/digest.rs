@@ -117,7 +117,10 @@ mod tests {
                 route: route(&format!("10.0.{i}.0/24"), 254 + i % 3, 0),
                 flags: NLM_F_REPLACE,
             }))
-            .chain((5..15).map(|i| Message::DelRoute(route(&format!("10.0.{i}.0/24"), 254 + i % 3, 0))))
+            .chain(
+                (5..15)
+                    .map(|i| Message::DelRoute(route(&format!("10.0.{i}.0/24"), 254 + i % 3, 0))),
+            )
             .chain((20..25).map(|i| Message::NewRoute {
                 route: Box::new(Route {
                     gateway: String::new(),
@@ -134,7 +137,11 @@ mod tests {
         let kept = core.digests().clone();
         assert!(kept.sorted().len() == 3, "one part per table: {kept:?}");
         core.recount("");
-        assert_eq!(&kept, core.digests(), "kept on every change = counted afresh");
+        assert_eq!(
+            &kept,
+            core.digests(),
+            "kept on every change = counted afresh"
+        );
 
         // A consumer applying the stream: add upserts by key, delete removes.
         let mut held = std::collections::HashMap::new();

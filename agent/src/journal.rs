@@ -240,7 +240,10 @@ impl Journal {
 
     /// This journal, its events carrying `names` (the host's).
     pub fn with_names(mut self, names: Arc<Names>) -> Journal {
-        let core = self.core.get_mut().expect("journal lock poisoned by a panic");
+        let core = self
+            .core
+            .get_mut()
+            .expect("journal lock poisoned by a panic");
         core.info.names = names;
         // The names are no part of a digest, but an object's hash is
         // taken as it is encoded with them: count again with these.

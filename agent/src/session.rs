@@ -539,7 +539,10 @@ mod tests {
         let started = Instant::now();
         let response = stream.next().await.unwrap().unwrap();
         let events = response.into_events().unwrap();
-        assert!(started.elapsed() >= Duration::from_secs(4), "every interval");
+        assert!(
+            started.elapsed() >= Duration::from_secs(4),
+            "every interval"
+        );
         let Some(event::Kind::Digest(d)) = &events[0].kind else {
             panic!("a digest: {events:?}");
         };

@@ -84,9 +84,7 @@ impl Position {
                 Step::Apply
             }
             // A replay's marker: the changes after it follow.
-            Some(
-                event::Kind::Heartbeat(_) | event::Kind::Replay(_) | event::Kind::Digest(_),
-            ) => {
+            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_) | event::Kind::Digest(_)) => {
                 match self.same_stream(event) {
                     // Never sent by a correct agent; the consumer must not
                     // replay what it holds.

@@ -241,7 +241,11 @@ impl Picture {
                 Ok(go)
             }
             Some(event::Kind::Heartbeat(_)) => {
-                if self.at.as_ref().is_some_and(|(s, seq)| *s == event.stream_id && event.seq >= *seq) {
+                if self
+                    .at
+                    .as_ref()
+                    .is_some_and(|(s, seq)| *s == event.stream_id && event.seq >= *seq)
+                {
                     self.moved(&event);
                 }
                 show(Shown::Event(&event))

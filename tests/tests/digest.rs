@@ -97,7 +97,11 @@ fn a_damaged_record_is_found_and_repaired_within_one_interval(store: TestStore) 
     let mut collector = Collector::start(&ns, &store, &[&addr]);
     store.wait_stored(&ns, &addr);
     let ok = verify(&ns, &store, &addr, false);
-    assert!(ok.status.success(), "a record collected as is verifies\n{}", text(&ok));
+    assert!(
+        ok.status.success(),
+        "a record collected as is verifies\n{}",
+        text(&ok)
+    );
     assert!(
         String::from_utf8_lossy(&ok.stdout).contains("ok "),
         "{}",
@@ -209,7 +213,12 @@ fn no_false_alarm_from_tail_verify_or_collect_under_churn() {
         ns,
         agent: _agent,
         addr,
-    } = host_with(&["--journal-bytes", "536870912", "--journal-capacity", "1000000"]);
+    } = host_with(&[
+        "--journal-bytes",
+        "536870912",
+        "--journal-capacity",
+        "1000000",
+    ]);
     let store = TestStore::sqlite();
     let _collector = Collector::start(&ns, &store, &[&addr]);
     let verifying = Tail::with_args(
@@ -256,7 +265,12 @@ fn no_false_alarm_from_tail_verify_or_collect_under_churn() {
             })
             .collect()
     };
-    while digest_positions().iter().filter(|&&seq| seq == last).count() < 2 {
+    while digest_positions()
+        .iter()
+        .filter(|&&seq| seq == last)
+        .count()
+        < 2
+    {
         assert!(
             Instant::now() < deadline,
             "no digest at rest within {SETTLE:?}\n{}",
@@ -272,7 +286,10 @@ fn no_false_alarm_from_tail_verify_or_collect_under_churn() {
         2 * CHURN,
         positions.len()
     );
-    assert!(during >= 3, "digests at positions inside the churn: {during}");
+    assert!(
+        during >= 3,
+        "digests at positions inside the churn: {during}"
+    );
     let stderr = verifying.stderr();
     assert!(
         !stderr.contains("digest mismatch"),

@@ -136,7 +136,13 @@ fn request() -> impl Strategy<Value = SubscribeRequest> {
         any::<(u64, i64, bool)>(),
     )
         .prop_map(
-            |((snapshot, follow), cursor, allow, deny, (replay_last, replay_since_unix_nano, digest))| {
+            |(
+                (snapshot, follow),
+                cursor,
+                allow,
+                deny,
+                (replay_last, replay_since_unix_nano, digest),
+            )| {
                 SubscribeRequest {
                     snapshot,
                     follow,

@@ -57,14 +57,17 @@ pub async fn run(cx: &mut Context<'_>, args: &Verify) -> Result<(), ClientError>
         ..Default::default()
     };
     let wait = Duration::from_secs_f64(args.timeout.max(0.1));
-    let digest = tokio::time::timeout(wait, agent_digest(&target, request, &security, args, &mut record))
-        .await
-        .map_err(|_| {
-            ClientError::Usage(format!(
-                "{}: no digest within --timeout {}s (an agent older than digests sends none)",
-                target.name, args.timeout
-            ))
-        })??;
+    let digest = tokio::time::timeout(
+        wait,
+        agent_digest(&target, request, &security, args, &mut record),
+    )
+    .await
+    .map_err(|_| {
+        ClientError::Usage(format!(
+            "{}: no digest within --timeout {}s (an agent older than digests sends none)",
+            target.name, args.timeout
+        ))
+    })??;
     let mismatches = record.digests.compare(&digest);
     report(cx, lines, &target, &record.digests, &digest, &mismatches)?;
     if mismatches.is_empty() {
@@ -169,8 +172,7 @@ async fn agent_digest(
     let mut responses = subscribed.responses;
     let mut buf = Vec::new();
     while let Some(response) = responses.next().await {
-        let events =
-            response_events(response?).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let events = response_events(response?).map_err(|e| ClientError::Decode(e.to_string()))?;
         for event in events {
             match event.kind {
                 Some(event::Kind::Change(change)) => {
@@ -230,7 +232,13 @@ fn report(
             .iter()
             .any(|(n, k, t, _, _)| *n == m.netns && *k == m.kind && *t == m.table)
         {
-            parts.push((m.netns.clone(), m.kind, m.table, m.ours.count, m.agent.count));
+            parts.push((
+                m.netns.clone(),
+                m.kind,
+                m.table,
+                m.ours.count,
+                m.agent.count,
+            ));
         }
     }
     parts.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));

@@ -254,7 +254,9 @@ fn a_damaged_record_differs_and_is_repaired_by_the_resync_that_follows() {
     assert_eq!(write.gaps.len(), 1);
     assert_eq!(write.gaps[0].cause, ResyncCause::DigestMismatch as i64);
     assert!(
-        write.gaps[0].reason.starts_with("digest mismatch: netns (own) route table 254"),
+        write.gaps[0]
+            .reason
+            .starts_with("digest mismatch: netns (own) route table 254"),
         "{}",
         write.gaps[0].reason
     );
