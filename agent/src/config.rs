@@ -171,6 +171,25 @@ pub struct PipelineConfig {
     #[arg(long, env = "ROUTEWATCH_HEARTBEAT_SECS", default_value_t = 30)]
     pub heartbeat_secs: u64,
 
+    /// Seconds between the digests every following subscriber gets: per
+    /// network namespace, kind of object and routing table, how many
+    /// objects the agent holds and a 128-bit sum of their hashes, at a
+    /// stream position. A consumer compares its own picture at that
+    /// position and starts over on a mismatch (`routewatch collect`
+    /// always, `routewatch tail --verify`), so that a picture that
+    /// drifted from the host (a bug, a damaged or restored store) is found
+    /// and repaired within one interval. A digest goes out once the
+    /// subscriber has caught up, costs one message, and is computed from
+    /// sums the agent keeps on every change (no rescan). 0 turns the
+    /// periodic digests off (a subscriber can still ask for one).
+    #[arg(
+        long,
+        env = "ROUTEWATCH_DIGEST_INTERVAL",
+        default_value_t = 60.0,
+        value_name = "SECONDS"
+    )]
+    pub digest_interval: f64,
+
     /// Do not find out who made each change. By default a change a
     /// notification announces names the netlink port id of the request
     /// behind it and, when found, the process holding that socket (pid,
@@ -194,6 +213,7 @@ impl Default for PipelineConfig {
             max_batch: 1024,
             max_batch_bytes: 1 << 20,
             heartbeat_secs: 30,
+            digest_interval: 60.0,
             no_changed_by: false,
         }
     }
@@ -231,6 +251,8 @@ impl PipelineConfig {
             max_batch: self.max_batch.max(1),
             max_batch_bytes: self.max_batch_bytes.max(1),
             heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)),
+            digest: (self.digest_interval > 0.0 && self.digest_interval.is_finite())
+                .then(|| Duration::from_secs_f64(self.digest_interval.max(0.01))),
         }
     }
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
+use routewatch_proto::digest::Digests;
 use routewatch_proto::v1::{self as api, event, Cursor, ResyncCause};
 use routewatch_proto::Names;
 use tokio::sync::watch;
@@ -146,6 +147,10 @@ pub struct Core {
     /// Receives every appended batch (the state dir's log), before any
     /// session can see it.
     sink: Option<Sink>,
+    /// What the tables hold, per (netns, kind, table), as of `last_seq`.
+    digests: Digests,
+    /// Where objects that leave are encoded to be hashed out.
+    scratch: BytesMut,
 }
 
 /// Most restored changes put into one shared chunk.
@@ -215,7 +220,13 @@ impl Journal {
             last_seq,
             last_time: recent.last().map_or(0, |e| e.time_unix_nano),
             sink: None,
+            digests: Digests::default(),
+            scratch: BytesMut::new(),
         };
+        let netns: Vec<Arc<str>> = core.tables.keys().cloned().collect();
+        for netns in netns {
+            core.recount(&netns);
+        }
         for entry in packed(recent) {
             core.push(entry);
         }
@@ -229,11 +240,17 @@ impl Journal {
 
     /// This journal, its events carrying `names` (the host's).
     pub fn with_names(mut self, names: Arc<Names>) -> Journal {
-        self.core
+        let core = self
+            .core
             .get_mut()
-            .expect("journal lock poisoned by a panic")
-            .info
-            .names = names;
+            .expect("journal lock poisoned by a panic");
+        core.info.names = names;
+        // The names are no part of a digest, but an object's hash is
+        // taken as it is encoded with them: count again with these.
+        let netns: Vec<Arc<str>> = core.tables.keys().cloned().collect();
+        for netns in netns {
+            core.recount(&netns);
+        }
         self
     }
 
@@ -331,7 +348,37 @@ impl Core {
             &[(usize::MAX, Some(cause))],
             api::Origin::Reconcile,
         );
+        self.digests.drop_namespace(&name);
         n
+    }
+
+    /// Counts namespace `netns`'s table afresh into the digests: after it
+    /// was filled without changes (its first dump).
+    pub fn recount(&mut self, netns: &str) {
+        let Core {
+            tables,
+            info,
+            digests,
+            scratch,
+            ..
+        } = self;
+        match tables.get(netns) {
+            Some(table) => crate::digest::recount(digests, netns, table, &info.names, scratch),
+            None => digests.drop_namespace(netns),
+        }
+    }
+
+    /// What the tables hold as of [`Core::last_seq`], per (netns, kind,
+    /// table).
+    pub fn digests(&self) -> &Digests {
+        &self.digests
+    }
+
+    /// A `Digest` event at [`Core::last_seq`].
+    pub fn digest_event(&self) -> api::Event {
+        let kind = event::Kind::Digest(self.digests.to_message());
+        self.info
+            .event_in("", self.last_seq, now_unix_nano().max(self.last_time), kind)
     }
 
     /// Changes published so far, by origin and action.
@@ -404,7 +451,7 @@ impl Core {
             self.last_seq += 1;
             self.published.count(origin, change.action);
             let start = buf.len();
-            encode_change_record(
+            let unlabelled = encode_change_record(
                 &self.info,
                 netns,
                 self.last_seq,
@@ -413,6 +460,17 @@ impl Core {
                 origin,
                 cause.as_deref(),
                 &mut buf,
+            );
+            crate::digest::note(
+                &mut self.digests,
+                netns,
+                &change,
+                routewatch_proto::digest::hash_bytes(
+                    crate::digest::slot(&change.object).0,
+                    &buf[unlabelled],
+                ),
+                &self.info.names,
+                &mut self.scratch,
             );
             placed.push((self.last_seq, time, change, cause, start..buf.len()));
         }
@@ -711,7 +769,8 @@ pub fn change_record(
 /// `buf`, straight from the shared route or nexthop, with the names of
 /// `info` beside its numbers: the same bytes as encoding the `Event`
 /// [`StreamInfo::event_in`] would build with [`change_kind`], without
-/// copying the object.
+/// copying the object. Returns where in `buf` the object's own fields are
+/// (the bytes its digest hash is taken over, see [`crate::digest`]).
 // The event's fields, one argument each: a struct of them would be built
 // only to be taken apart here.
 #[allow(clippy::too_many_arguments)]
@@ -724,7 +783,7 @@ pub fn encode_change_record(
     origin: api::Origin,
     cause: Option<&Cause>,
     buf: &mut BytesMut,
-) {
+) -> std::ops::Range<usize> {
     use prost::encoding::{
         encode_key, encode_varint, encoded_len_varint, int32, int64, key_len, string, uint64,
         WireType,
@@ -782,10 +841,11 @@ pub fn encode_change_record(
     encode_key(3, WireType::LengthDelimited, buf);
     encode_varint(key.len() as u64, buf);
     buf.extend_from_slice(key.as_bytes());
-    object.encode(buf);
+    let unlabelled = object.encode(buf);
     if let Some(cause) = cause {
         buf.extend_from_slice(cause.encoded());
     }
+    unlabelled
 }
 
 /// The API form of a change, names included: decoded from its record, so

@@ -102,16 +102,22 @@ impl<'a> Labelled<'a> {
         key_len(self.tag) + encoded_len_varint(body as u64) + body
     }
 
-    pub fn encode(&self, buf: &mut BytesMut) {
+    /// Appends the field to `buf`; returns where in `buf` the object's own
+    /// fields are, without the names: the form its digest hash is taken
+    /// over (see [`routewatch_proto::digest`]).
+    pub fn encode(&self, buf: &mut BytesMut) -> std::ops::Range<usize> {
         encode_key(self.tag, WireType::LengthDelimited, buf);
         encode_varint(self.body_len() as u64, buf);
+        let start = buf.len();
         self.message.encode_body(buf);
+        let unlabelled = start..buf.len();
         encode_fields(&self.fields, buf);
         if let Some((tag, fields)) = &self.nested {
             encode_key(*tag, WireType::LengthDelimited, buf);
             encode_varint(fields_len(fields) as u64, buf);
             encode_fields(fields, buf);
         }
+        unlabelled
     }
 
     fn body_len(&self) -> usize {

@@ -17,7 +17,8 @@
 //!   [`cause`] carries it (and a reconcile's reason) beside each change.
 //! - [`unknown`]: attributes passed on undecoded, counted and logged once.
 //! - [`journal`]: sequence numbers and the bounded ring of recent changes,
-//!   one stream for every namespace watched.
+//!   one stream for every namespace watched; [`digest`]: the counts and
+//!   hash sums of what it holds, kept on every change it numbers.
 //! - [`labelled`]: the host's iproute2 names beside the numbers, written
 //!   as a change is encoded (the table holds numbers only).
 //! - [`session`]: one subscriber's cursor and batcher.
@@ -52,6 +53,7 @@ pub mod cause;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod digest;
 pub mod dirwatch;
 pub mod error;
 pub mod identity;

@@ -708,6 +708,7 @@ fn cause_name(cause: ResyncCause) -> &'static str {
         ResyncCause::UnknownStream => "unknown_stream",
         ResyncCause::CursorTooOld => "cursor_too_old",
         ResyncCause::Lagged => "lagged",
+        ResyncCause::DigestMismatch => "digest_mismatch",
         ResyncCause::Unspecified => "unspecified",
     }
 }

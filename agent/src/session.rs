@@ -35,6 +35,9 @@ pub struct SessionConfig {
     pub max_batch_bytes: usize,
     /// A heartbeat goes out after this long without any event.
     pub heartbeat: Duration,
+    /// A digest goes out this often, once the subscriber has caught up
+    /// (`None`: only when the request asks).
+    pub digest: Option<Duration>,
 }
 
 impl Default for SessionConfig {
@@ -43,6 +46,7 @@ impl Default for SessionConfig {
             max_batch: 1024,
             max_batch_bytes: 1 << 20,
             heartbeat: Duration::from_secs(30),
+            digest: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -172,8 +176,21 @@ impl Session {
         // Heartbeats are due this long after the last response, also while
         // changes flow that a filter drops: they carry the cursor past them.
         let mut last_sent = Instant::now();
+        // When the next digest is due: at once when asked for, then every
+        // interval (`None`: never).
+        let mut digest_due = if request.digest {
+            Some(Instant::now())
+        } else {
+            self.config.digest.map(|every| Instant::now() + every)
+        };
         loop {
             let heartbeat_due = last_sent + self.config.heartbeat;
+            if digest_due.is_some_and(|due| Instant::now() >= due) && self.digest(cursor).await? {
+                digest_due = self.config.digest.map(|every| Instant::now() + every);
+                self.member.at(cursor);
+                last_sent = Instant::now();
+                continue;
+            }
             let read = self.read(&info, cursor);
             match read {
                 Err(Lagged) => {
@@ -192,6 +209,7 @@ impl Session {
                         _ = tokio::time::sleep_until(heartbeat_due) => {
                             self.heartbeat(&info, cursor).await?;
                         }
+                        _ = sleep_until_or_never(digest_due) => continue,
                         _ = self.tx.closed() => return Err(Gone),
                     }
                 }
@@ -251,6 +269,21 @@ impl Session {
         let response = filtered(interest, info, &entries);
         observe(&response);
         Ok(Some((last, response)))
+    }
+
+    /// Sends a digest of the state at `cursor` if the journal is there
+    /// (the subscriber has caught up); says whether it did. Taken under
+    /// the lock that numbers changes, so it is exactly of that position.
+    async fn digest(&self, cursor: u64) -> Result<bool, Gone> {
+        let event = {
+            let core = self.journal.lock();
+            if core.last_seq() != cursor {
+                return Ok(false);
+            }
+            core.digest_event()
+        };
+        self.send_events(vec![event]).await?;
+        Ok(true)
     }
 
     async fn heartbeat(&self, info: &StreamInfo, cursor: u64) -> Result<(), Gone> {
@@ -344,6 +377,13 @@ impl Session {
     }
 }
 
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What a filtered subscriber gets of `entries`: the shared records of
 /// those that pass, a delete for each object that left the filter, or
 /// nothing when the filter drops them all.
@@ -392,6 +432,7 @@ mod tests {
                     Some(event::Kind::Resync(_)) => "resync",
                     Some(event::Kind::Heartbeat(_)) => "heartbeat",
                     Some(event::Kind::Replay(_)) => "replay",
+                    Some(event::Kind::Digest(_)) => "digest",
                     None => "none",
                 };
                 (k, e.seq)
@@ -470,6 +511,44 @@ mod tests {
             vec![("change", 6)],
             "an idle stream sends at once"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn digests_come_when_asked_then_every_interval_at_the_position_reached() {
+        let j = journal(100);
+        fill(&j, 2);
+        // Filled without changes, as a first dump: counted once.
+        j.lock().recount("");
+        let config = SessionConfig {
+            digest: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        let request = SubscribeRequest {
+            digest: true,
+            ..follow_all()
+        };
+        let mut stream = start(j.clone(), request, config);
+        assert_eq!(next(&mut stream).await, vec![("change", 0), ("change", 0)]);
+        assert_eq!(next(&mut stream).await, vec![("sync", 0)]);
+        assert_eq!(next(&mut stream).await, vec![("digest", 0)], "asked for");
+        publish(&j, 3);
+        assert_eq!(
+            next(&mut stream).await,
+            vec![("change", 1), ("change", 2), ("change", 3)]
+        );
+        let started = Instant::now();
+        let response = stream.next().await.unwrap().unwrap();
+        let events = response.into_events().unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_secs(4),
+            "every interval"
+        );
+        let Some(event::Kind::Digest(d)) = &events[0].kind else {
+            panic!("a digest: {events:?}");
+        };
+        assert_eq!(events[0].seq, 3, "of the state after the last change sent");
+        let counted: u64 = d.parts.iter().map(|p| p.count).sum();
+        assert_eq!(counted, 2 + 3, "what the table holds");
     }
 
     /// The replay marker's (seq, complete, reason) and the seqs of the

@@ -475,6 +475,8 @@ impl Source {
         } else {
             *table = dump.fresh;
             table.end_dump();
+            // Filled without changes: its digest is counted from it.
+            core.recount(&self.netns);
         }
         self.stats
             .dump_seconds

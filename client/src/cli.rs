@@ -242,6 +242,18 @@ pub struct Tail {
     #[arg(long, env = "ROUTEWATCH_NO_SNAPSHOT", value_parser = BoolishValueParser::new())]
     pub no_snapshot: bool,
 
+    /// Check tail's picture of each target against the digests its agent
+    /// sends (every routewatch-agent --digest-interval, 60 s by default):
+    /// per network namespace, kind of object and routing table, a count
+    /// and a sum of hashes of what the agent holds at that position. On a
+    /// difference, a warning naming each part and both counts goes to
+    /// stderr, a resync marker (reason "digest mismatch") is printed, the
+    /// target is subscribed again from a fresh snapshot, and only the
+    /// differences are printed. Needs the whole picture: not with filters,
+    /// --raw, -o jsonpb, --last or --since.
+    #[arg(long, env = "ROUTEWATCH_VERIFY", value_parser = BoolishValueParser::new())]
+    pub verify: bool,
+
     /// Exit (status 0) once N routes, nexthop objects or rules have been
     /// printed, snapshot lines included (with --no-snapshot: N changes).
     #[arg(long, value_name = "N", env = "ROUTEWATCH_COUNT")]

@@ -50,6 +50,12 @@ impl Position {
         }
     }
 
+    /// Forgets the cursor: the next subscription starts from a snapshot
+    /// (the consumer's picture is being started over).
+    pub fn forget(&mut self) {
+        self.cursor = None;
+    }
+
     /// The cursor to resume from, if the consumer holds a complete state.
     pub fn cursor(&self) -> Option<&Cursor> {
         self.cursor.as_ref()
@@ -78,7 +84,7 @@ impl Position {
                 Step::Apply
             }
             // A replay's marker: the changes after it follow.
-            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_)) => {
+            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_) | event::Kind::Digest(_)) => {
                 match self.same_stream(event) {
                     // Never sent by a correct agent; the consumer must not
                     // replay what it holds.

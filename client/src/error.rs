@@ -115,6 +115,10 @@ pub enum ClientError {
     /// damaged database, or one written by a newer routewatch).
     #[error("cannot read the store: {0}")]
     Record(String),
+    /// `query verify`: the store's record of a host differs from what its
+    /// agent holds (the parts are printed).
+    #[error("{0}")]
+    Mismatch(String),
     /// Writing the output failed (other than a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -139,6 +143,9 @@ pub mod exit {
     /// A target `tail` was following was lost and not regained within
     /// `--retries`: its output stops at a gap.
     pub const LOST: u8 = 5;
+    /// `query verify`: the store's record of the host differs from what
+    /// its agent holds.
+    pub const MISMATCH: u8 = 6;
 
     /// Every status with its meaning, for the manual pages and README.
     pub const STATUSES: &[(u8, &str)] = &[
@@ -148,6 +155,7 @@ pub mod exit {
         (UNREACHABLE, "an agent could not be reached: connection refused, no answer within --connect-timeout, a name that does not resolve, an agent that is unavailable or still busy after show --retry-for"),
         (TLS, "TLS or authentication failed: the handshake, a certificate either side refuses, permission denied"),
         (LOST, "tail --retries: a target that was being followed was lost and not regained; its lines stop at a gap"),
+        (MISMATCH, "query verify: the store's record of the host differs from what its agent holds (the differing parts are printed)"),
     ];
 }
 
@@ -170,6 +178,7 @@ impl ClientError {
                 _ => exit::FAILURE,
             },
             ClientError::GaveUp { lost: true, .. } => exit::LOST,
+            ClientError::Mismatch(_) => exit::MISMATCH,
             ClientError::GaveUp { last, .. } => last.exit_code(),
             ClientError::TargetsFailed { code, .. } => *code,
             ClientError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,

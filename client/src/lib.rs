@@ -10,7 +10,8 @@
 //! - [`remote`]: one subscription to an agent, on a connection that notices
 //!   a dead path; [`response_codec`]: how its responses are decoded.
 //! - [`reconnect`]: `tail`'s resubscribing after every loss, paced by
-//!   [`backoff`], resuming from the [`cursor`].
+//!   [`backoff`], resuming from the [`cursor`]; [`restart`]: starting over
+//!   from a snapshot when a digest shows the picture drifted.
 //! - [`tail`]: the `tail` command, keeping the [`cursor_file`] and each
 //!   target's [`picture`] (a resync prints only the differences).
 //! - [`show`]: the `show` command, in [`order`] (each host's lines held
@@ -50,6 +51,7 @@ pub mod query;
 pub mod reconnect;
 pub mod remote;
 pub mod response_codec;
+pub mod restart;
 pub mod show;
 pub mod store;
 pub mod subscription;

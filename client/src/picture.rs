@@ -9,11 +9,21 @@
 //! delete), the ones that came or changed. [`Pictures`] keeps each
 //! target's objects by key, holds the new snapshot back until its sync
 //! marker, and gives the differences as changes with origin `reconcile`.
+//!
+//! With `--verify` ([`Pictures::verifying`]) each picture also keeps its
+//! digests (see [`routewatch_proto::digest`]) and compares them with every
+//! `Digest` the agent sends at the picture's position. On a difference it
+//! warns, naming each part, and has the subscription start over
+//! ([`crate::restart`]): the Resync that follows prints as a resync
+//! marker, then only the differences the fresh snapshot shows.
 
 use std::collections::HashMap;
 use std::io;
 
+use routewatch_proto::digest::{self, Digests};
 use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
+
+use crate::restart::Restarts;
 
 /// An object's identity: keys are unique within a (host, netns).
 type Key = (String, String);
@@ -35,6 +45,9 @@ pub type Go = bool;
 #[derive(Default)]
 pub struct Pictures {
     targets: HashMap<String, Picture>,
+    /// `--verify`: where a picture that differs from its agent's digest
+    /// is started over.
+    verify: Option<Restarts>,
 }
 
 #[derive(Default)]
@@ -46,9 +59,25 @@ struct Picture {
     complete: bool,
     /// The snapshot after a resync, in arrival order, until its sync.
     incoming: Option<Vec<Event>>,
+    /// `--verify`: what `held` holds, per (netns, kind, table).
+    digests: Option<Digests>,
+    /// The position `held` is at: (stream, seq).
+    at: Option<(String, u64)>,
+    /// A digest differed and the subscription was asked to start over:
+    /// events are ignored until its Resync.
+    restarting: bool,
 }
 
 impl Pictures {
+    /// Pictures that are compared with the agents' digests, each started
+    /// over through `restarts` when it differs.
+    pub fn verifying(restarts: Restarts) -> Pictures {
+        Pictures {
+            targets: HashMap::new(),
+            verify: Some(restarts),
+        }
+    }
+
     /// Applies `events` (one batch of `target`'s stream, in order), giving
     /// `show` what to print for each, as it goes; stops where `show` says
     /// not to go on. Each event is shown before the picture takes it over:
@@ -61,9 +90,25 @@ impl Pictures {
     ) -> io::Result<Go> {
         let picture = match self.targets.get_mut(target) {
             Some(picture) => picture,
-            None => self.targets.entry(target.to_owned()).or_default(),
+            None => self.targets.entry(target.to_owned()).or_insert(Picture {
+                digests: self.verify.is_some().then(Digests::default),
+                ..Picture::default()
+            }),
         };
         for event in events {
+            if picture.restarting {
+                if !matches!(event.kind, Some(event::Kind::Resync(_))) {
+                    continue;
+                }
+                picture.restarting = false;
+            }
+            if let (Some(event::Kind::Digest(d)), Some(restarts)) = (&event.kind, &self.verify) {
+                if picture.differs(target, &event, d) {
+                    picture.restarting = true;
+                    restarts.restart(target);
+                }
+                continue;
+            }
             if !picture.apply(event, show)? {
                 return Ok(false);
             }
@@ -73,6 +118,66 @@ impl Pictures {
 }
 
 impl Picture {
+    /// Whether `digest` (the agent's, at `event`'s position) shows this
+    /// picture differs; each differing part is warned about.
+    fn differs(&self, target: &str, event: &Event, digest: &routewatch_proto::v1::Digest) -> bool {
+        let Some(digests) = &self.digests else {
+            return false;
+        };
+        let here = self
+            .at
+            .as_ref()
+            .is_some_and(|(stream, seq)| *stream == event.stream_id && *seq == event.seq);
+        if !self.complete || self.incoming.is_some() || !here {
+            return false;
+        }
+        let mismatches = digests.compare(digest);
+        for m in &mismatches {
+            eprintln!(
+                "routewatch tail: {target}: warning: digest mismatch at {}:{}: {m}",
+                event.stream_id, event.seq
+            );
+        }
+        if !mismatches.is_empty() {
+            eprintln!("routewatch tail: {target}: the picture differs from the agent's; starting over from a fresh snapshot");
+        }
+        !mismatches.is_empty()
+    }
+
+    /// Counts `event`'s object in (`sign` true) or out of the digests.
+    fn count(&mut self, event: &Event, add: bool) {
+        let (Some(digests), Some(object)) = (self.digests.as_mut(), object_of(event)) else {
+            return;
+        };
+        let (slot, hash) = digest::object_hash(&mut object.clone(), &mut Vec::new());
+        if add {
+            digests.add(&event.netns, slot, hash);
+        } else {
+            digests.remove(&event.netns, slot, hash);
+        }
+    }
+
+    /// Counts the whole picture afresh (after a snapshot replaced it).
+    fn recount(&mut self) {
+        if let Some(digests) = self.digests.as_mut() {
+            digests.clear();
+            let mut buf = Vec::new();
+            for (key, event) in &self.held {
+                if let Some(object) = object_of(event) {
+                    let (slot, hash) = digest::object_hash(&mut object.clone(), &mut buf);
+                    digests.add(&key.0, slot, hash);
+                }
+            }
+        }
+    }
+
+    fn moved(&mut self, event: &Event) {
+        match &mut self.at {
+            Some((stream, seq)) if *stream == event.stream_id => *seq = event.seq,
+            _ => self.at = Some((event.stream_id.clone(), event.seq)),
+        }
+    }
+
     fn apply(
         &mut self,
         event: Event,
@@ -84,6 +189,7 @@ impl Picture {
                     // A resync during a resync (the connection was lost
                     // in the snapshot) starts the snapshot over.
                     self.incoming = Some(Vec::new());
+                    self.at = None;
                     show(Shown::Differences(&event))
                 } else {
                     // Nothing complete to compare with (the first snapshot
@@ -91,16 +197,21 @@ impl Picture {
                     // file): the full snapshot follows, as the agent
                     // sends it.
                     self.held.clear();
+                    self.recount();
+                    self.at = None;
                     show(Shown::Event(&event))
                 }
             }
             Some(event::Kind::Sync(_)) => {
                 if let Some(snapshot) = self.incoming.take() {
-                    if !self.differences(snapshot, &event, show)? {
+                    let go = self.differences(snapshot, &event, show)?;
+                    self.recount();
+                    if !go {
                         return Ok(false);
                     }
                 }
                 self.complete = true;
+                self.moved(&event);
                 show(Shown::Event(&event))
             }
             Some(event::Kind::Change(c)) => {
@@ -109,8 +220,19 @@ impl Picture {
                     return Ok(true);
                 }
                 let delete = c.action == Action::Delete as i32;
+                if c.origin != Origin::Dump as i32 {
+                    self.moved(&event);
+                }
                 let go = show(Shown::Event(&event))?;
                 let key = (event.netns.clone(), c.key.clone());
+                if self.digests.is_some() {
+                    if let Some(old) = self.held.get(&key).cloned() {
+                        self.count(&old, false);
+                    }
+                    if !delete {
+                        self.count(&event, true);
+                    }
+                }
                 if delete {
                     self.held.remove(&key);
                 } else {
@@ -118,7 +240,17 @@ impl Picture {
                 }
                 Ok(go)
             }
-            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_)) | None => {
+            Some(event::Kind::Heartbeat(_)) => {
+                if self
+                    .at
+                    .as_ref()
+                    .is_some_and(|(s, seq)| *s == event.stream_id && event.seq >= *seq)
+                {
+                    self.moved(&event);
+                }
+                show(Shown::Event(&event))
+            }
+            Some(event::Kind::Replay(_) | event::Kind::Digest(_)) | None => {
                 show(Shown::Event(&event))
             }
         }

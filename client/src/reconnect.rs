@@ -34,12 +34,15 @@ where
     S: FnMut(SubscribeRequest) -> F,
     F: Future<Output = Result<Subscribed, ClientError>>,
 {
-    follow_with(host, target, request, position, tx, subscribe, None).await
+    follow_with(host, target, request, position, tx, subscribe, None, None).await
 }
 
 /// [`follow`], giving up after `retries` attempts in a row that deliver
 /// nothing (`None`: never): the last failure is returned as
-/// [`ClientError::GaveUp`].
+/// [`ClientError::GaveUp`]. When `restart` is notified, the subscription
+/// is dropped, a Resync delivered and the target subscribed again from a
+/// fresh snapshot (see [`crate::restart`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn follow_with<S, F>(
     host: &mut Arc<str>,
     target: &Arc<str>,
@@ -48,6 +51,7 @@ pub async fn follow_with<S, F>(
     tx: &mpsc::Sender<Delivery>,
     mut subscribe: S,
     retries: Option<u32>,
+    restart: Option<Arc<tokio::sync::Notify>>,
 ) -> Result<(), ClientError>
 where
     S: FnMut(SubscribeRequest) -> F,
@@ -62,10 +66,15 @@ where
     let mut again = false;
     // Whether the reader was told of a failure (and waits for the news).
     let mut failed = false;
+    // Whether the subscription was restarted (see `restart`).
+    let mut restarted = false;
     loop {
         let resume_from = position.cursor().cloned();
         let request = SubscribeRequest {
             resume_from: resume_from.clone(),
+            // Starting over (the first time, or after a restart) needs the
+            // snapshot whatever the caller asked.
+            snapshot: request.snapshot || (restarted && resume_from.is_none()),
             ..request.clone()
         };
         let mut delivered = false;
@@ -91,8 +100,36 @@ where
                     }
                 }
                 again = true;
-                let forwarded =
-                    forward(subscribed.responses, host, target, Some(&mut position), tx).await;
+                let forwarding =
+                    forward(subscribed.responses, host, target, Some(&mut position), tx);
+                let forwarded = match &restart {
+                    None => Some(forwarding.await),
+                    Some(restart) => tokio::select! {
+                        forwarded = forwarding => Some(forwarded),
+                        () = restart.notified() => None,
+                    },
+                };
+                let Some(forwarded) = forwarded else {
+                    // Everything the old connection delivered is before
+                    // this Resync; the picture is started over after it.
+                    let (stream, seq) = position
+                        .cursor()
+                        .map_or((String::new(), 0), |c| (c.stream_id.clone(), c.seq));
+                    let resync = crate::restart::resync_event(&stream, seq);
+                    position.advance(&resync);
+                    position.forget();
+                    restarted = true;
+                    let delivery = Delivery::Events {
+                        host: host.clone(),
+                        target: target.clone(),
+                        events: vec![resync],
+                        cursor: None,
+                    };
+                    if tx.send(delivery).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                };
                 if forwarded.delivered {
                     backoff.reset();
                     fruitless = 0;
@@ -275,6 +312,7 @@ mod tests {
             &tx,
             script,
             Some(retries),
+            None,
         )
         .await;
         drop(tx);

@@ -37,6 +37,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         deny: args.filter.deny,
         replay_last: 0,
         replay_since_unix_nano: 0,
+        digest: false,
     };
     // A snapshot that cannot be had now is an error, not something to wait
     // for; only an agent that answers busy is asked again (--retry-for).
@@ -50,6 +51,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         iproute2_dir: watch.iproute2_dir.clone(),
         connect_timeout: watch.reach.connect_timeout(),
         retries: None,
+        restarts: Default::default(),
         busy_retry: args.retry_for,
     };
     let mut rx = fan_in(targets, request, options, shutdown);

@@ -77,6 +77,10 @@ pub struct Options {
     /// Where the in-process pipeline reads iproute2's names (see
     /// `--iproute2-dir`); `None`: the standard places.
     pub iproute2_dir: Option<std::path::PathBuf>,
+    /// Where the consumer asks a remote target's subscription to start
+    /// over from a fresh snapshot (a digest mismatch, see
+    /// [`crate::restart`]).
+    pub restarts: crate::restart::Restarts,
     /// How long connecting to an agent, and then its answer, may take.
     pub connect_timeout: Duration,
     /// `tail`: give a target up after this many failed attempts in a row
@@ -186,6 +190,7 @@ async fn follow(
                     tx,
                     subscribe,
                     options.retries,
+                    Some(options.restarts.handle(addr)),
                 )
                 .await;
             };
@@ -225,7 +230,16 @@ async fn follow(
                         }
                     }
                 };
-                let follow = reconnect::follow(host, &target, request.clone(), from, tx, subscribe);
+                let follow = reconnect::follow_with(
+                    host,
+                    &target,
+                    request.clone(),
+                    from,
+                    tx,
+                    subscribe,
+                    None,
+                    Some(options.restarts.handle(addr)),
+                );
                 tokio::select! {
                     ended = follow => match ended {
                         Err(e @ ClientError::IdentityChanged { .. }) => {

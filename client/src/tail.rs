@@ -42,6 +42,23 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         ));
     }
     let replay = args.last.is_some() || args.since.is_some();
+    if args.verify {
+        let filtered = !args.filter.allow.is_empty() || !args.filter.deny.is_empty();
+        let without = if filtered {
+            Some("filters (a filtered picture holds part of what a digest sums up)")
+        } else if raw {
+            Some("--raw or -o jsonpb (they keep no picture)")
+        } else if replay {
+            Some("--last or --since (a replay has no snapshot to start the picture)")
+        } else {
+            None
+        };
+        if let Some(without) = without {
+            return Err(ClientError::Usage(format!(
+                "--verify compares tail's whole picture with the agents' digests: it cannot be used with {without}"
+            )));
+        }
+    }
     let request = SubscribeRequest {
         // Without --raw the snapshot is the picture a later resync is
         // compared with, printed or not. A replay of the journal has none.
@@ -52,6 +69,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         deny: args.filter.deny,
         replay_last: args.last.unwrap_or(0),
         replay_since_unix_nano: args.since.unwrap_or(0),
+        digest: false,
     };
     let book = match &args.cursor_file {
         Some(path) => {
@@ -64,6 +82,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
     let resume = stored_cursors(&targets, book.as_ref());
     let many = crate::many_hosts(&targets);
     let mut remaining = targets.len();
+    let restarts = crate::restart::Restarts::default();
     let options = Options {
         reconnect: true,
         compression: watch.reach.compression,
@@ -75,6 +94,7 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
         connect_timeout: watch.reach.connect_timeout(),
         retries: args.retries,
         busy_retry: Duration::ZERO,
+        restarts: restarts.clone(),
     };
     // --count and --until end the subscriptions, not the process.
     let stop = shutdown.child_token();
@@ -85,7 +105,11 @@ pub async fn run(args: Tail, shutdown: CancellationToken) -> Result<(), ClientEr
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut failures = Failures::new(remaining);
     let mut saver = book.map(Saver::new);
-    let mut pictures = (!raw).then(Pictures::default);
+    let mut pictures = match (raw, args.verify) {
+        (true, _) => None,
+        (false, false) => Some(Pictures::default()),
+        (false, true) => Some(Pictures::verifying(restarts)),
+    };
     let mut left = args.count;
     let deadline = until.map(|until| {
         let ahead = until.saturating_sub(now_unix_nano()).max(0);

@@ -8,6 +8,9 @@
 //!   scopes, tables, flags and metrics, so that agent and client print alike.
 //! - [`host_names`]: [`Names`], those names as a host's iproute2 files
 //!   have them, read by [`rt_names`] exactly as `ip` reads them.
+//! - [`digest`]: anti-entropy digests: an object's hash in the form both
+//!   sides have, and the per-(netns, kind, table) counts and sums that
+//!   the agent sends and a consumer compares its picture with.
 //! - [`filter`]: subscription filters compiled into predicates, one file
 //!   per kind of field; the agent applies them, the client checks them
 //!   before it connects.
@@ -15,6 +18,7 @@
 //!   by the crates' fuzzing harnesses.
 
 pub mod batch;
+pub mod digest;
 pub mod filter;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -227,6 +227,24 @@ impl TestStore {
         }
     }
 
+    /// Runs `sql`, which changes the store (a test damaging a record on
+    /// purpose); panics on an error.
+    pub fn execute(&self, sql: &str) {
+        match self {
+            TestStore::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path)
+                    .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+                conn.busy_timeout(Duration::from_secs(10))
+                    .expect("setting the busy timeout");
+                conn.execute_batch(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            TestStore::Postgres(db) => {
+                db.try_rows(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        }
+    }
+
     /// The stored cursor of `target` (the address collected), if any.
     pub fn cursor(&self, target: &str) -> Option<(String, u64)> {
         let rows = self

@@ -133,10 +133,16 @@ fn request() -> impl Strategy<Value = SubscribeRequest> {
         proptest::option::of((value(), any::<u64>())),
         proptest::collection::vec(filter(), 0..3),
         proptest::collection::vec(filter(), 0..2),
-        any::<(u64, i64)>(),
+        any::<(u64, i64, bool)>(),
     )
         .prop_map(
-            |((snapshot, follow), cursor, allow, deny, (replay_last, replay_since_unix_nano))| {
+            |(
+                (snapshot, follow),
+                cursor,
+                allow,
+                deny,
+                (replay_last, replay_since_unix_nano, digest),
+            )| {
                 SubscribeRequest {
                     snapshot,
                     follow,
@@ -145,6 +151,7 @@ fn request() -> impl Strategy<Value = SubscribeRequest> {
                     deny,
                     replay_last,
                     replay_since_unix_nano,
+                    digest,
                 }
             },
         )

@@ -81,7 +81,11 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
         deny: Vec::new(),
         replay_last: 0,
         replay_since_unix_nano: 0,
+        digest: false,
     };
+    // A digest that differs from a target's record starts its
+    // subscription over from a snapshot (see `store::Ledger`).
+    let restarts = crate::restart::Restarts::default();
     let options = Options {
         reconnect: true,
         compression: args.reach.compression,
@@ -93,12 +97,14 @@ pub async fn run(args: Collect, shutdown: CancellationToken) -> Result<(), Clien
         connect_timeout: args.reach.connect_timeout(),
         retries: None,
         busy_retry: Duration::ZERO,
+        restarts: restarts.clone(),
     };
     let follow = shutdown.child_token();
     let deliveries = fan_in(targets, request, options, follow.clone());
     let settings = writer::Settings {
         claim_interval: Duration::from_secs(args.claim_interval.max(1)),
         retain: args.retain,
+        restarts,
     };
     let writer = writer::Writer::new(store, url, settings, metrics);
     writer.run(deliveries, requests, shutdown.clone()).await;

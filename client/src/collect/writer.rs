@@ -58,6 +58,9 @@ pub struct Settings {
     pub claim_interval: Duration,
     /// Keep closed versions, log rows and gaps this long (none: forever).
     pub retain: Option<Duration>,
+    /// Where a target whose record differs from its agent's digest is
+    /// started over from a snapshot.
+    pub restarts: crate::restart::Restarts,
 }
 
 /// A target this collector holds.
@@ -206,7 +209,19 @@ impl Writer {
                     self.metrics.connected(&target, &host, true);
                 }
                 held.ledger.set_host(&host);
-                held.ledger.apply(&events);
+                if let Some(mismatches) = held.ledger.apply(&events) {
+                    for m in &mismatches {
+                        eprintln!(
+                            "routewatch collect: {target} ({host}): warning: digest mismatch at {}:{}: {m}",
+                            held.ledger.cursor().stream_id,
+                            held.ledger.cursor().seq
+                        );
+                    }
+                    eprintln!(
+                        "routewatch collect: {target} ({host}): the record differs from the agent's; starting over from a fresh snapshot (a gap with reason \"digest mismatch\" is recorded)"
+                    );
+                    self.settings.restarts.restart(&target);
+                }
                 events.len()
             }
             Delivery::Connected {

@@ -128,7 +128,7 @@ fn resync_json(
             None => return false,
         },
         Some(event::Kind::Sync(_) | event::Kind::Resync(_) | event::Kind::Replay(_)) => None,
-        Some(event::Kind::Heartbeat(_)) | None => return false,
+        Some(event::Kind::Heartbeat(_) | event::Kind::Digest(_)) | None => return false,
     };
     let mut o = JsonObject::open(line);
     o.str("time", time.get(event.time_unix_nano));
@@ -394,6 +394,7 @@ pub fn cause_name(cause: i32) -> &'static str {
         Ok(ResyncCause::UnknownStream) => "unknown_stream",
         Ok(ResyncCause::CursorTooOld) => "cursor_too_old",
         Ok(ResyncCause::Lagged) => "lagged",
+        Ok(ResyncCause::DigestMismatch) => "digest_mismatch",
         _ => "unspecified",
     }
 }

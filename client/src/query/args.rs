@@ -136,6 +136,46 @@ pub enum Question {
     ///   routewatch query --store sqlite:///var/lib/routewatch/routes.db hosts -o json
     #[command(verbatim_doc_comment)]
     Hosts,
+    /// Checks the store's record of a host against its agent: the current
+    /// versions stored for the host are summed up per network namespace,
+    /// kind of object and routing table (a count and a sum of hashes, as
+    /// the agent keeps them) and compared with a digest the agent sends at
+    /// the same stream position. The agent is dialled at the address
+    /// `collect` follows it at, with the usual TLS flags; it replays what
+    /// happened since the stored cursor (a running collector may be a
+    /// little behind), then sends its digest.
+    ///
+    /// Text: one line per part: `ok` or `MISMATCH`, the namespace, the
+    /// kind (and table), the count stored and the agent's. JSON: one
+    /// object per part with host, netns, kind, table, status ("ok" or
+    /// "mismatch"), stored_count and agent_count.
+    ///
+    /// Exit status 0 when every part matches, 6 when one differs (collect
+    /// repairs it within one --digest-interval of the agent while it
+    /// follows the host; a store damaged while collect was stopped is
+    /// repaired when it starts), 3 when the agent cannot be reached.
+    ///
+    /// Examples:
+    ///   routewatch query verify --host node1 --ca ca.pem --cert me.pem --key me.key
+    ///   routewatch query verify --host 192.0.2.7:50051 --insecure -o json
+    #[command(verbatim_doc_comment)]
+    Verify(Verify),
+}
+
+/// `query verify`'s options.
+#[derive(Debug, Args)]
+pub struct Verify {
+    /// The host: a reported host name or the address collect dials.
+    #[arg(long = "host", value_name = "HOST", required = true)]
+    pub host: String,
+
+    /// How long to wait for the agent's digest, in seconds (it replays
+    /// the changes since the stored cursor first).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+
+    #[command(flatten)]
+    pub reach: crate::cli::Reach,
 }
 
 /// `query routes`' options.

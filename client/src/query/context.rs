@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use super::args::{Query, Question};
-use super::{diff, gaps, history, hosts, routes};
+use super::{diff, gaps, history, hosts, routes, verify};
 use crate::printer::{now_unix_nano, Format};
 use crate::store::{Store, StoreUrl};
 use crate::{when, ClientError};
@@ -62,6 +62,7 @@ pub async fn answer(
         Question::Diff(args) => diff::run(&mut cx, args).await,
         Question::Gaps(args) => gaps::run(&mut cx, args).await,
         Question::Hosts => hosts::run(&mut cx).await,
+        Question::Verify(args) => verify::run(&mut cx, args).await,
     }
 }
 

@@ -4,8 +4,8 @@
 //!
 //! - [`args`]: the command line; [`context`]: opening the store and
 //!   handing the question what it works with.
-//! - [`routes`], [`history`], [`diff`], [`gaps`], [`hosts`]: one file per
-//!   question.
+//! - [`routes`], [`history`], [`diff`], [`gaps`], [`hosts`], [`verify`]:
+//!   one file per question.
 //! - [`targets`]: which targets `--host` names; [`version`]: a stored
 //!   version and a host's table at a moment; [`row`]: reading rows;
 //!   [`narrow`]: `query routes`' filters.
@@ -20,6 +20,7 @@ pub mod narrow;
 pub mod routes;
 pub mod row;
 pub mod targets;
+pub mod verify;
 pub mod version;
 
 #[cfg(test)]

@@ -6,12 +6,23 @@
 //! back until its Sync, then compared with the current versions: what it
 //! lacks is closed, what differs gets a new version, what is identical stays
 //! open. A resync also records a gap.
+//!
+//! The ledger also keeps the digests of what the store holds (per netns,
+//! kind and table: a count and a sum of hashes, see
+//! [`routewatch_proto::digest`]), counted from the stored objects when the
+//! target is claimed and kept on every change. A `Digest` event at the
+//! ledger's position is compared with them: a difference means the record
+//! drifted from the host (a bug, a damaged or restored store), and
+//! [`Ledger::apply`] says so; the caller starts the subscription over from
+//! a fresh snapshot, which the ledger compares with what it holds like any
+//! resync's, recording a gap with reason `digest mismatch`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use prost::Message;
-use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
+use routewatch_proto::digest::{self, Digests, Kind, Mismatch, Slot};
+use routewatch_proto::v1::{change, event, Action, Change, Event, Origin, ResyncCause};
 
 use super::columns::{self, Attribution};
 use super::plan::{
@@ -26,6 +37,17 @@ type Identity = (Box<str>, Box<str>);
 struct Current {
     vid: i64,
     digest: i64,
+    /// Its part and hash in the ledger's digests.
+    slot: Slot,
+    hash: u128,
+}
+
+impl Current {
+    /// Whether it holds the object of stored digest `digest` and part and
+    /// hash `hashed`.
+    fn same(&self, digest: i64, hashed: (Slot, u128)) -> bool {
+        self.digest == digest && (self.slot, self.hash) == hashed
+    }
 }
 
 /// A snapshot being received.
@@ -51,20 +73,50 @@ pub struct Ledger {
     /// Versions opened in `pending`, by vid: where to close them in place.
     opened_here: HashMap<i64, usize>,
     dirty: bool,
+    /// What `current` holds, per (netns, kind, table).
+    digests: Digests,
+    /// Scratch space for hashing objects.
+    scratch: Vec<u8>,
+    /// A digest differed: events are ignored until the subscription
+    /// starts over (a Resync), whose gap gets this reason.
+    restarting: Option<String>,
+}
+
+/// The gap reason of a resync a digest mismatch made (followed by the
+/// parts that differed).
+pub const DIGEST_MISMATCH: &str = "digest mismatch";
+
+/// `versions.kind` as a digest's kind.
+fn kind_of(kind: i64) -> Kind {
+    match kind {
+        KIND_NEXTHOP => Kind::Nexthop,
+        KIND_RULE => Kind::Rule,
+        _ => Kind::Route,
+    }
 }
 
 impl Ledger {
     /// The ledger of a target as the store holds it.
     pub fn new(target: &TargetRow, open: Vec<OpenVersion>) -> Ledger {
+        let mut digests = Digests::default();
+        let mut scratch = Vec::new();
         let current = open
             .into_iter()
             .map(|v| {
+                let kind = kind_of(v.kind);
+                // A stored object that no longer decodes counts with the
+                // hash of its bytes: it differs, and the next digest says so.
+                let (slot, hash) = digest::stored_hash(kind, &v.object, &mut scratch)
+                    .unwrap_or_else(|_| ((kind, 0), digest::hash_bytes(kind, &v.object)));
+                digests.add(&v.netns, slot, hash);
                 let id = (v.netns.into_boxed_str(), v.key.into_boxed_str());
                 (
                     id,
                     Current {
                         vid: v.vid,
                         digest: v.digest,
+                        slot,
+                        hash,
                     },
                 )
             })
@@ -80,6 +132,9 @@ impl Ledger {
             pending: Write::default(),
             opened_here: HashMap::new(),
             dirty: false,
+            digests,
+            scratch,
+            restarting: None,
         };
         ledger.reset_pending();
         ledger
@@ -103,15 +158,30 @@ impl Ledger {
         }
     }
 
-    /// Notes the next events of the stream, in order.
-    pub fn apply(&mut self, events: &[Event]) {
+    /// Notes the next events of the stream, in order. Returns the parts
+    /// that differ when a digest did not match what the ledger holds: the
+    /// caller must start the subscription over from a fresh snapshot (see
+    /// the module); until its Resync every event is ignored.
+    pub fn apply(&mut self, events: &[Event]) -> Option<Vec<Mismatch>> {
+        let mut found = None;
         for event in events {
-            self.apply_one(event);
+            if let Some(m) = self.apply_one(event) {
+                found = Some(m);
+            }
         }
+        found
     }
 
-    fn apply_one(&mut self, event: &Event) {
+    /// What the ledger holds, per (netns, kind, table).
+    pub fn digests(&self) -> &Digests {
+        &self.digests
+    }
+
+    fn apply_one(&mut self, event: &Event) -> Option<Vec<Mismatch>> {
         let time = event.time_unix_nano;
+        if self.restarting.is_some() && !matches!(event.kind, Some(event::Kind::Resync(_))) {
+            return None;
+        }
         match &event.kind {
             Some(event::Kind::Change(change)) => {
                 if self.snapshot.is_none() && !self.cursor.is_set() {
@@ -142,12 +212,16 @@ impl Ledger {
                 self.move_to(to, time);
             }
             Some(event::Kind::Resync(resync)) => {
+                let reason = match self.restarting.take() {
+                    Some(reason) if resync.cause == ResyncCause::DigestMismatch as i32 => reason,
+                    _ => resync.reason.clone(),
+                };
                 // Only a target with a record can lose track of it; a resync
                 // before the first Sync just restarts the snapshot.
                 let resync = self
                     .cursor
                     .is_set()
-                    .then(|| (i64::from(resync.cause), resync.reason.clone()));
+                    .then(|| (i64::from(resync.cause), reason));
                 self.snapshot = Some(Snapshot {
                     resync,
                     objects: HashMap::new(),
@@ -165,8 +239,27 @@ impl Ledger {
                 self.move_to(to, time);
             }
             // collect never asks for a replay of the journal.
-            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_)) | None => {}
+            Some(event::Kind::Digest(d))
+                if self.snapshot.is_none()
+                    && self.cursor.is_set()
+                    && *self.cursor.stream_id == *event.stream_id
+                    && self.cursor.seq == event.seq as i64 =>
+            {
+                let mismatches = self.digests.compare(d);
+                if !mismatches.is_empty() {
+                    let mut reason = format!("{DIGEST_MISMATCH}: {}", mismatches[0]);
+                    if mismatches.len() > 1 {
+                        reason += &format!(" (and {} more parts)", mismatches.len() - 1);
+                    }
+                    self.restarting = Some(reason);
+                    return Some(mismatches);
+                }
+            }
+            // collect never asks for a replay of the journal.
+            Some(event::Kind::Heartbeat(_) | event::Kind::Replay(_) | event::Kind::Digest(_))
+            | None => {}
         }
+        None
     }
 
     /// A live change (notification or reconcile).
@@ -182,6 +275,7 @@ impl Ledger {
         let vid = if change.action == Action::Delete as i32 {
             match self.current.remove(&id) {
                 Some(current) => {
+                    self.digests.remove(&id.0, current.slot, current.hash);
                     self.close(current.vid, time, &stream, seq, i64::from(change.origin));
                     current.vid
                 }
@@ -197,18 +291,20 @@ impl Ledger {
             }
         } else {
             let (object, digest) = encode(change);
+            let hashed = self.hash(change);
             match self.current.get(&id).copied() {
                 // Sent again unchanged: the version goes on.
-                Some(current) if current.digest == digest => current.vid,
+                Some(current) if current.same(digest, hashed) => current.vid,
                 found => {
                     if let Some(current) = found {
+                        self.digests.remove(&id.0, current.slot, current.hash);
                         self.close(current.vid, time, &stream, seq, i64::from(change.origin));
                     }
                     self.open(
                         id,
                         change,
                         object,
-                        digest,
+                        (digest, hashed),
                         time,
                         &stream,
                         seq,
@@ -258,6 +354,7 @@ impl Ledger {
             .collect();
         for id in gone {
             if let Some(current) = self.current.remove(&id) {
+                self.digests.remove(&id.0, current.slot, current.hash);
                 self.close(
                     current.vid,
                     sync_time,
@@ -270,10 +367,14 @@ impl Ledger {
         let dump = Origin::Dump as i64;
         for (id, (time, change)) in objects {
             let (object, digest) = encode(&change);
+            let hashed = self.hash(&change);
             match self.current.get(&id).copied() {
-                Some(current) if current.digest == digest => {}
+                // The stored version's digest and hash both: a stored
+                // object damaged in place is replaced.
+                Some(current) if current.same(digest, hashed) => {}
                 found => {
                     if let Some(current) = found {
+                        self.digests.remove(&id.0, current.slot, current.hash);
                         self.close(current.vid, sync_time, &to.stream_id, to.seq, dump);
                     }
                     // A version that replaces one held starts when the
@@ -283,7 +384,7 @@ impl Ledger {
                         id,
                         &change,
                         object,
-                        digest,
+                        (digest, hashed),
                         from,
                         &to.stream_id,
                         to.seq,
@@ -300,7 +401,7 @@ impl Ledger {
         id: Identity,
         change: &Change,
         object: Vec<u8>,
-        digest: i64,
+        (digest, (slot, hash)): (i64, (Slot, u128)),
         time: i64,
         stream: &Arc<str>,
         seq: i64,
@@ -349,10 +450,27 @@ impl Ledger {
             }
             None => {}
         }
+        self.digests.add(&id.0, slot, hash);
         self.opened_here.insert(vid, self.pending.opens.len());
         self.pending.opens.push(row);
-        self.current.insert(id, Current { vid, digest });
+        self.current.insert(
+            id,
+            Current {
+                vid,
+                digest,
+                slot,
+                hash,
+            },
+        );
         vid
+    }
+
+    /// A change's object's part and hash.
+    fn hash(&mut self, change: &Change) -> (Slot, u128) {
+        match change.object.clone() {
+            Some(mut object) => digest::object_hash(&mut object, &mut self.scratch),
+            None => ((Kind::Route, 0), digest::hash_bytes(Kind::Route, &[])),
+        }
     }
 
     fn close(&mut self, vid: i64, time: i64, stream: &Arc<str>, seq: i64, origin: i64) {

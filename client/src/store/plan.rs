@@ -41,6 +41,9 @@ pub struct OpenVersion {
     pub key: String,
     pub vid: i64,
     pub digest: i64,
+    /// `versions.kind` and the encoded object, for the ledger's digests.
+    pub kind: i64,
+    pub object: Vec<u8>,
 }
 
 /// How a version ended.

@@ -277,9 +277,13 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
         }
         // Who made each delete, on its log row (an add's is on the version
         // it opens): `route_changes` shows it, `query history` shows who
-        // closed a version.
+        // closed a version. `record_gaps` names a gap that a digest
+        // mismatch made.
         5 => {
-            let mut out = vec!["DROP VIEW route_changes".to_owned()];
+            let mut out = vec![
+                "DROP VIEW route_changes".to_owned(),
+                "DROP VIEW record_gaps".to_owned(),
+            ];
             out.extend(ATTRIBUTION_COLUMNS.iter().map(|(name, ty)| {
                 let ty = match *ty {
                     "int" => "BIGINT",
@@ -290,7 +294,7 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
             out.extend(
                 views(dialect, 5)
                     .into_iter()
-                    .filter(|v| v.contains("VIEW route_changes")),
+                    .filter(|v| v.contains("VIEW route_changes") || v.contains("VIEW record_gaps")),
             );
             Some(out)
         }
@@ -462,13 +466,18 @@ fn views(dialect: Dialect, version: i64) -> Vec<String> {
              SELECT {host} AS host, {address} AS address,
                  {from} AS from_time, {to} AS to_time,
                  CASE g.cause WHEN 1 THEN 'unknown stream' WHEN 2 THEN 'cursor too old'
-                     WHEN 3 THEN 'lagged' ELSE 'unknown' END AS cause,
+                     WHEN 3 THEN 'lagged' {digest_mismatch}ELSE 'unknown' END AS cause,
                  g.reason,
                  g.from_stream || ':' || CAST(g.from_seq AS TEXT) AS from_cursor,
                  g.to_stream || ':' || CAST(g.to_seq AS TEXT) AS to_cursor
              FROM gaps g JOIN targets t ON t.id = g.target_id",
             from = time("g.from_time"),
             to = time("g.to_time"),
+            digest_mismatch = if version >= 5 {
+                "WHEN 4 THEN 'digest mismatch' "
+            } else {
+                ""
+            },
         ),
         format!(
             "CREATE VIEW fleet_hosts AS

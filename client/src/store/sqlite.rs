@@ -164,6 +164,8 @@ impl SqliteStore {
                     key: r.get(1)?,
                     vid: r.get(2)?,
                     digest: r.get(3)?,
+                    kind: r.get(4)?,
+                    object: r.get(5)?,
                 })
             })?;
             rows.collect::<Result<Vec<_>, _>>()?

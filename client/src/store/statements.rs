@@ -38,9 +38,10 @@ pub const NOTE_ADDRESS: &str =
     "INSERT INTO target_addresses (target_id, address, first_seen, last_seen) VALUES (?, ?, ?, ?)
      ON CONFLICT (target_id, address) DO UPDATE SET last_seen = excluded.last_seen,
          first_seen = COALESCE(target_addresses.first_seen, excluded.first_seen)";
-/// A target's current versions.
-pub const OPEN_VERSIONS: &str =
-    "SELECT netns, key, vid, digest FROM versions WHERE target_id = ? AND valid_to IS NULL";
+/// A target's current versions (their objects too: the ledger's digests
+/// are counted from them).
+pub const OPEN_VERSIONS: &str = "SELECT netns, key, vid, digest, kind, object
+     FROM versions WHERE target_id = ? AND valid_to IS NULL";
 
 /// Moves a target's cursor, only from the value the writer read (compare
 /// and set): 0 rows when another collector moved it.

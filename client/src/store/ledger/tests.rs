@@ -166,6 +166,8 @@ fn a_loaded_ledger_continues_the_stored_record() {
         key: "a".into(),
         vid: a.vid,
         digest: a.digest,
+        kind: a.kind,
+        object: a.object.clone(),
     }];
     let mut ledger = Ledger::new(&stored, open);
     ledger.apply(&[add(6, 200, "a", route("10.0.0.0/24", 9))]);
@@ -173,4 +175,92 @@ fn a_loaded_ledger_continues_the_stored_record() {
     assert_eq!(write.expect, cursor("s", 5));
     assert_eq!(write.closes[0].vid, a.vid);
     assert_eq!(write.opens[0].vid, 3);
+}
+
+/// The ledger loaded from what `write` stored (every version it opened
+/// and left open), at `write`'s cursor.
+fn loaded(write: &Write, damage: impl Fn(&mut Vec<OpenVersion>)) -> Ledger {
+    let stored = TargetRow {
+        cursor: write.cursor.clone(),
+        next_vid: write.next_vid,
+        last_seen: write.last_seen,
+        ..target()
+    };
+    let mut open: Vec<OpenVersion> = write
+        .opens
+        .iter()
+        .filter(|v| v.close.is_none())
+        .map(|v| OpenVersion {
+            netns: v.netns.clone(),
+            key: v.key.clone(),
+            vid: v.vid,
+            digest: v.digest,
+            kind: v.kind,
+            object: v.object.clone(),
+        })
+        .collect();
+    damage(&mut open);
+    Ledger::new(&stored, open)
+}
+
+fn digest_at(ledger: &Ledger, stream: &str, seq: u64) -> Event {
+    Event {
+        stream_id: stream.into(),
+        seq,
+        kind: Some(event::Kind::Digest(ledger.digests().to_message())),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_digest_equal_to_the_record_changes_nothing() {
+    let (ledger, first) = synced();
+    let mut reloaded = loaded(&first, |_| {});
+    assert_eq!(reloaded.digests(), ledger.digests(), "loaded = kept");
+    let digest = digest_at(&ledger, "s", 5);
+    assert!(reloaded.apply(&[digest]).is_none());
+    assert!(reloaded.take().is_none(), "nothing to write");
+}
+
+#[test]
+fn a_damaged_record_differs_and_is_repaired_by_the_resync_that_follows() {
+    let (ledger, first) = synced();
+    let agent = digest_at(&ledger, "s", 5);
+    // b's stored object replaced by a's: same count, different sums.
+    let mut damaged = loaded(&first, |open| {
+        let a = open.iter().find(|v| v.key == "a").unwrap().object.clone();
+        open.iter_mut().find(|v| v.key == "b").unwrap().object = a;
+    });
+    let mismatches = damaged.apply(&[agent]).expect("a mismatch");
+    assert_eq!(mismatches.len(), 1);
+    assert_eq!(mismatches[0].ours.count, mismatches[0].agent.count);
+    // Until the subscription starts over, events are ignored.
+    assert!(damaged
+        .apply(&[add(6, 200, "c", route("10.0.2.0/24", 0))])
+        .is_none());
+    let resync = crate::restart::resync_event("s", 5);
+    damaged.apply(&[resync]);
+    damaged.apply(&snapshot(
+        "s",
+        5,
+        300,
+        None,
+        &[
+            ("a", route("10.0.0.0/24", 0)),
+            ("b", route("10.0.1.0/24", 0)),
+        ],
+    ));
+    let write = damaged.take().unwrap();
+    assert_eq!(write.gaps.len(), 1);
+    assert_eq!(write.gaps[0].cause, ResyncCause::DigestMismatch as i64);
+    assert!(
+        write.gaps[0]
+            .reason
+            .starts_with("digest mismatch: netns (own) route table 254"),
+        "{}",
+        write.gaps[0].reason
+    );
+    assert_eq!(write.opens.len(), 1, "b is stored again");
+    assert_eq!(write.opens[0].key, "b");
+    assert_eq!(damaged.digests(), ledger.digests(), "repaired");
 }

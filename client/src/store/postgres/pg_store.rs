@@ -68,7 +68,7 @@ const TARGETS_BY_ID: &str = "SELECT id, host, stream_id, seq, next_vid, last_see
      FROM targets WHERE id = ANY($1::int8[])";
 /// The current versions of targets `$1` (ids): [`statements::OPEN_VERSIONS`]'s
 /// columns, then the target.
-const OPEN_VERSIONS_OF: &str = "SELECT netns, key, vid, digest, target_id
+const OPEN_VERSIONS_OF: &str = "SELECT netns, key, vid, digest, kind, object, target_id
      FROM versions WHERE target_id = ANY($1::int8[]) AND valid_to IS NULL";
 
 /// One collector's connection to a PostgreSQL store.
@@ -220,13 +220,15 @@ impl PgStore {
             loaded.insert(target.id, (target, Vec::new()));
         }
         for r in &open {
-            let target_id: i64 = r.try_get(4)?;
+            let target_id: i64 = r.try_get(6)?;
             if let Some((_, versions)) = loaded.get_mut(&target_id) {
                 versions.push(OpenVersion {
                     netns: r.try_get(0)?,
                     key: r.try_get(1)?,
                     vid: r.try_get(2)?,
                     digest: r.try_get(3)?,
+                    kind: r.try_get(4)?,
+                    object: r.try_get(5)?,
                 });
             }
         }
