@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::v1::{change, Digest, DigestPart, Nexthop, Route, Rule};
+use crate::v1::{change, Digest, DigestPart, Nexthop, Route};
 
 /// The kind of object a part holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -244,6 +244,8 @@ pub fn hash_bytes(kind: Kind, unlabelled: &[u8]) -> u128 {
 
 /// `Route.expires`.
 const ROUTE_EXPIRES: u32 = 19;
+/// `Route.table`.
+const ROUTE_TABLE: u32 = 2;
 
 /// Where top-level field `tag` (key and value) lies in the encoded message
 /// `buf`, if it is there (once: the generated code writes each scalar at
@@ -297,6 +299,85 @@ pub fn object_hash(object: &mut change::Object, buf: &mut Vec<u8>) -> (Slot, u12
     (slot, hash_bytes(slot.0, buf))
 }
 
+/// Fields of `Route`, `Nexthop` and `Rule` an object's hash leaves out
+/// (the names, and a route's lifetime), and `Route.nh_info`, whose own
+/// names are left out too.
+const ROUTE_SKIPPED: [u32; 5] = [ROUTE_EXPIRES, 25, 26, 27, 28];
+const ROUTE_NH_INFO: u32 = 21;
+const NEXTHOP_SKIPPED: [u32; 2] = [14, 15];
+const RULE_SKIPPED: [u32; 2] = [31, 32];
+
+/// The hash of an object from its whole encoding (names included, as a
+/// store keeps it and the generated code writes it): the same as
+/// [`object_hash`] of the decoded object, without decoding it. `buf` is
+/// scratch space.
+pub fn encoded_hash(kind: Kind, encoded: &[u8], buf: &mut Vec<u8>) -> u128 {
+    buf.clear();
+    let kept = match kind {
+        Kind::Route => without(encoded, &ROUTE_SKIPPED, Some(ROUTE_NH_INFO), buf),
+        Kind::Nexthop => without(encoded, &NEXTHOP_SKIPPED, None, buf),
+        Kind::Rule => without(encoded, &RULE_SKIPPED, None, buf),
+    };
+    if kept.is_none() {
+        // Not a message this version reads: its bytes as they are.
+        buf.clear();
+        buf.extend_from_slice(encoded);
+    }
+    xxhash_rust::xxh3::xxh3_128(buf)
+}
+
+/// Appends `encoded` to `out` without its top-level fields `skipped`, and
+/// with field `nested` (a `Nexthop`) without the nexthop's names; None when
+/// the bytes do not parse.
+fn without(encoded: &[u8], skipped: &[u32], nested: Option<u32>, out: &mut Vec<u8>) -> Option<()> {
+    use prost::encoding::{decode_key, decode_varint, encode_key, encode_varint, skip_field};
+    use prost::encoding::{DecodeContext, WireType};
+    let mut rest = encoded;
+    while !rest.is_empty() {
+        let start = encoded.len() - rest.len();
+        let (field, wire_type) = decode_key(&mut rest).ok()?;
+        if Some(field) == nested && wire_type == WireType::LengthDelimited {
+            let len = decode_varint(&mut rest).ok()? as usize;
+            let inner = rest.get(..len)?;
+            rest = &rest[len..];
+            encode_key(field, wire_type, out);
+            encode_varint(kept_len(inner, &NEXTHOP_SKIPPED)? as u64, out);
+            without(inner, &NEXTHOP_SKIPPED, None, out)?;
+            continue;
+        }
+        skip_field(wire_type, field, &mut rest, DecodeContext::default()).ok()?;
+        if !skipped.contains(&field) {
+            out.extend_from_slice(&encoded[start..encoded.len() - rest.len()]);
+        }
+    }
+    Some(())
+}
+
+/// How many bytes [`without`] keeps of `encoded` (no nested field).
+fn kept_len(encoded: &[u8], skipped: &[u32]) -> Option<usize> {
+    use prost::encoding::{decode_key, skip_field, DecodeContext};
+    let mut rest = encoded;
+    let mut kept = 0;
+    while !rest.is_empty() {
+        let before = rest.len();
+        let (field, wire_type) = decode_key(&mut rest).ok()?;
+        skip_field(wire_type, field, &mut rest, DecodeContext::default()).ok()?;
+        if !skipped.contains(&field) {
+            kept += before - rest.len();
+        }
+    }
+    Some(kept)
+}
+
+/// The part of its namespace an object counts in.
+pub fn slot_of(object: &change::Object) -> Slot {
+    match object {
+        change::Object::Route(r) => (Kind::Route, r.table),
+        change::Object::Nexthop(_) => (Kind::Nexthop, 0),
+        change::Object::Rule(_) => (Kind::Rule, 0),
+    }
+}
+
 /// An object's part and hash from its stored encoding (the message itself,
 /// names included): what a store keeps.
 pub fn stored_hash(
@@ -304,12 +385,19 @@ pub fn stored_hash(
     stored: &[u8],
     buf: &mut Vec<u8>,
 ) -> Result<(Slot, u128), prost::DecodeError> {
-    let mut object = match kind {
-        Kind::Route => change::Object::Route(Route::decode(stored)?),
-        Kind::Nexthop => change::Object::Nexthop(Nexthop::decode(stored)?),
-        Kind::Rule => change::Object::Rule(Rule::decode(stored)?),
-    };
-    Ok(object_hash(&mut object, buf))
+    use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
+    // Every field must parse; a route's table (field 2) is read on the way.
+    let mut table = 0;
+    let mut rest = stored;
+    while !rest.is_empty() {
+        let (field, wire_type) = decode_key(&mut rest)?;
+        if kind == Kind::Route && field == ROUTE_TABLE && wire_type == WireType::Varint {
+            table = decode_varint(&mut rest)? as u32;
+        } else {
+            skip_field(wire_type, field, &mut rest, DecodeContext::default())?;
+        }
+    }
+    Ok(((kind, table), encoded_hash(kind, stored, buf)))
 }
 
 type RouteNames = [String; 4];
@@ -346,6 +434,7 @@ fn put_nexthop_names(n: &mut Nexthop, (protocol, scope): (String, String)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::v1::Rule;
 
     fn route(dst: &str, table: u32) -> change::Object {
         change::Object::Route(Route {
@@ -451,6 +540,81 @@ mod tests {
             }
             hashed(other).1
         });
+    }
+
+    /// The hash of a whole encoding (names and lifetime included) equals
+    /// the hash of the decoded object, for every kind, with and without a
+    /// route's nexthop object details.
+    #[test]
+    fn an_encoding_hashes_as_its_object() {
+        use crate::v1::{Encap, EncapIp, NextHop};
+        let nh = Nexthop {
+            id: 7,
+            family: 1,
+            gateway: "192.0.2.1".into(),
+            dev: "eth0".into(),
+            protocol: 4,
+            protocol_name: "static".into(),
+            scope_name: "link".into(),
+            ..Default::default()
+        };
+        let objects = [
+            route("10.0.0.0/24", 254),
+            change::Object::Route(Route {
+                family: 2,
+                table: 100,
+                dst: "2001:db8::/48".into(),
+                expires: 300,
+                nhid: 7,
+                nh_info: Some(Box::new(nh.clone())),
+                nexthops: vec![NextHop {
+                    gateway: "fe80::1".into(),
+                    encap: Some(Box::new(Encap {
+                        r#type: 2,
+                        kind: Some(crate::v1::encap::Kind::Ip(EncapIp {
+                            id: 5,
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                table_name: "100".into(),
+                type_name: "unicast".into(),
+                scope_name: "global".into(),
+                vrf: "blue".into(),
+                ..Default::default()
+            }),
+            change::Object::Nexthop(nh),
+            change::Object::Rule(Rule {
+                family: 1,
+                priority: 100,
+                table: 30,
+                table_name: "thirty".into(),
+                protocol_name: "boot".into(),
+                ..Default::default()
+            }),
+        ];
+        let mut buf = Vec::new();
+        for object in objects {
+            let encoded = match &object {
+                change::Object::Route(r) => r.encode_to_vec(),
+                change::Object::Nexthop(n) => n.encode_to_vec(),
+                change::Object::Rule(r) => r.encode_to_vec(),
+            };
+            let (slot, hash) = hashed(object.clone());
+            assert_eq!(slot, slot_of(&object));
+            assert_eq!(encoded_hash(slot.0, &encoded, &mut buf), hash, "{object:?}");
+            assert_eq!(
+                stored_hash(slot.0, &encoded, &mut buf).unwrap(),
+                (slot, hash)
+            );
+        }
+        // Bytes that do not parse hash as they are.
+        assert_eq!(
+            encoded_hash(Kind::Route, &[0xff], &mut buf),
+            xxhash_rust::xxh3::xxh3_128(&[0xff])
+        );
     }
 
     #[test]

@@ -291,7 +291,7 @@ impl Ledger {
             }
         } else {
             let (object, digest) = encode(change);
-            let hashed = self.hash(change);
+            let hashed = self.hash(change, &object);
             match self.current.get(&id).copied() {
                 // Sent again unchanged: the version goes on.
                 Some(current) if current.same(digest, hashed) => current.vid,
@@ -367,7 +367,7 @@ impl Ledger {
         let dump = Origin::Dump as i64;
         for (id, (time, change)) in objects {
             let (object, digest) = encode(&change);
-            let hashed = self.hash(&change);
+            let hashed = self.hash(&change, &object);
             match self.current.get(&id).copied() {
                 // The stored version's digest and hash both: a stored
                 // object damaged in place is replaced.
@@ -465,10 +465,17 @@ impl Ledger {
         vid
     }
 
-    /// A change's object's part and hash.
-    fn hash(&mut self, change: &Change) -> (Slot, u128) {
-        match change.object.clone() {
-            Some(mut object) => digest::object_hash(&mut object, &mut self.scratch),
+    /// A change's object's part and hash, from `encoded`, the object as
+    /// [`encode`] wrote it (no copy of the object, no second encoding).
+    fn hash(&mut self, change: &Change, encoded: &[u8]) -> (Slot, u128) {
+        match &change.object {
+            Some(object) => {
+                let slot = digest::slot_of(object);
+                (
+                    slot,
+                    digest::encoded_hash(slot.0, encoded, &mut self.scratch),
+                )
+            }
             None => ((Kind::Route, 0), digest::hash_bytes(Kind::Route, &[])),
         }
     }
