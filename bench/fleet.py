@@ -218,13 +218,13 @@ def verify(session, snap, final, changes):
     gap. Returns (ok, lines)."""
     lines = []
     rows = session.query(
-        "SELECT t.name, COUNT(e.seq), COUNT(DISTINCT e.seq), MIN(e.seq), MAX(e.seq) "
-        "FROM targets t LEFT JOIN events e ON e.target_id = t.id GROUP BY t.name")
+        "SELECT COALESCE(t.address, t.name), COUNT(e.seq), COUNT(DISTINCT e.seq), MIN(e.seq), MAX(e.seq) "
+        "FROM targets t LEFT JOIN events e ON e.target_id = t.id GROUP BY COALESCE(t.address, t.name)")
     log_rows = {r[0]: [int(x) if x else 0 for x in r[1:]] for r in rows}
     open_rows = {r[0]: int(r[1]) for r in session.query(
-        "SELECT t.name, COUNT(v.vid) FROM targets t JOIN versions v ON v.target_id = t.id "
-        "WHERE v.opened_origin <> 2 AND v.valid_to IS NULL GROUP BY t.name")}
-    gaps = session.query("SELECT t.name, g.reason FROM gaps g JOIN targets t ON t.id = g.target_id")
+        "SELECT COALESCE(t.address, t.name), COUNT(v.vid) FROM targets t JOIN versions v ON v.target_id = t.id "
+        "WHERE v.opened_origin <> 2 AND v.valid_to IS NULL GROUP BY COALESCE(t.address, t.name)")}
+    gaps = session.query("SELECT COALESCE(t.address, t.name), g.reason FROM gaps g JOIN targets t ON t.id = g.target_id")
     bad = 0
     missing = duplicate = 0
     for name, (stream, seq0) in snap.items():

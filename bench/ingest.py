@@ -167,7 +167,7 @@ def stored_cursor(reader, name):
     """(stream_id, seq) the store holds for target `name`, or None before
     the collector created its tables or row."""
     try:
-        rows = reader.query(f"SELECT stream_id, seq FROM targets WHERE name = '{name}'")
+        rows = reader.query(f"SELECT stream_id, seq FROM targets WHERE COALESCE(address, name) = '{name}'")
     except BenchError:
         return None
     if not rows:
@@ -239,7 +239,7 @@ def verify(reader, url, name, stream_id, snap_seq, agent_seq, n, ip_routes):
         ok = ok and cond
         lines.append(("OK  " if cond else "BAD ") + text)
 
-    (tid,) = one(reader, f"SELECT id FROM targets WHERE name = '{name}'")
+    (tid,) = one(reader, f"SELECT id FROM targets WHERE COALESCE(address, name) = '{name}'")
     count, distinct, lo, hi = one(
         reader, f"SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM events "
                 f"WHERE target_id = {tid} AND stream_id = '{stream_id}' AND seq > {snap_seq}")
