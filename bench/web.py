@@ -110,14 +110,17 @@ def fleet_store(src, dst, hosts):
     subprocess.run(["cp", src, dst], check=True)
     c = sqlite3.connect(dst, isolation_level=None)
     c.execute("BEGIN")
-    tcols = [x for x in columns(c, "targets") if x not in ("id", "name", "host")]
+    # A record's identity (agent_id, unique) and address are its own.
+    own = ("id", "name", "host", "agent_id", "address")
+    tcols = [x for x in columns(c, "targets") if x not in own]
     vcols = [x for x in columns(c, "versions") if x != "target_id"]
     t = ", ".join(tcols)
     v = ", ".join(vcols)
     c.execute(f"""
         WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-        INSERT INTO targets (id, name, host, {t})
-        SELECT i, '10.' || (i / 250) || '.' || (i % 250) || '.1:50051', printf('host-%05d', i), {t}
+        INSERT INTO targets (id, name, address, host, {t})
+        SELECT i, '10.' || (i / 250) || '.' || (i % 250) || '.1:50051',
+            '10.' || (i / 250) || '.' || (i % 250) || '.1:50051', printf('host-%05d', i), {t}
         FROM n, (SELECT {t} FROM targets WHERE id = 1)""", (hosts,))
     c.execute(f"""
         INSERT INTO versions (target_id, {v})
