@@ -374,7 +374,10 @@ fn cells(line: &Line<'_>, host: &str) -> Vec<String> {
     }
 }
 
-fn version_json(v: &Version, host: &str) -> Json {
+/// A version's host, namespace, lifetime and the stream positions that
+/// opened and closed it, as `query history -o json` (and the web's prefix
+/// page) write them.
+pub fn version_fields(v: &Version, host: &str) -> Map<String, Json> {
     let closed = v.closed.as_ref();
     let mut m = Map::new();
     m.insert("host".into(), host.into());
@@ -390,6 +393,11 @@ fn version_json(v: &Version, host: &str) -> Json {
         closed.map(|c| c.stream_id.clone()).into(),
     );
     m.insert("closed_seq".into(), closed.map(|c| c.seq).into());
+    m
+}
+
+fn version_json(v: &Version, host: &str) -> Json {
+    let mut m = version_fields(v, host);
     if let Some(by) = &v.changed_by {
         m.insert("changed_by".into(), by.clone().into());
     }

@@ -12,14 +12,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use ipnet::IpNet;
 use routewatch_proto::v1::Family;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 
 use super::attribution::{self, Attribution};
 use super::html::{self, esc};
 use super::page::{Page, Params};
 use crate::printer::{json_map, object_json, object_line, rfc3339, rfc3339_millis};
 use crate::query::gaps::{self, Gap};
-use crate::query::history::Within;
+use crate::query::history::{version_fields, Within};
 use crate::query::targets::{self, Target};
 use crate::query::version::{self, Version};
 use crate::store::schema::{destination, KIND_ROUTE};
@@ -497,21 +497,7 @@ impl Line<'_> {
             Line::Gap(g) => return json!({ "gap": g.json(host) }),
             Line::Version(v, by) => (v, by),
         };
-        let closed = v.closed.as_ref();
-        let mut m = Map::new();
-        m.insert("host".into(), host.into());
-        m.insert("netns".into(), v.netns.clone().into());
-        m.insert("valid_from".into(), rfc3339(v.opened.time).into());
-        m.insert("valid_to".into(), closed.map(|c| rfc3339(c.time)).into());
-        m.insert("opened_by".into(), v.opened.how().into());
-        m.insert("closed_by".into(), closed.map(|c| c.how()).into());
-        m.insert("opened_stream_id".into(), v.opened.stream_id.clone().into());
-        m.insert("opened_seq".into(), v.opened.seq.into());
-        m.insert(
-            "closed_stream_id".into(),
-            closed.map(|c| c.stream_id.clone()).into(),
-        );
-        m.insert("closed_seq".into(), closed.map(|c| c.seq).into());
+        let mut m = version_fields(v, host);
         by.add_fields(&mut m);
         m.extend(json_map(|o| object_json(&v.key, &v.object, o)));
         Json::Object(m)
