@@ -29,6 +29,7 @@ pub mod compare;
 pub mod fixture;
 pub mod flat_encap;
 pub mod flood;
+pub mod ip_batch;
 pub mod ipjson;
 pub mod netns;
 pub mod openmetrics;
@@ -52,6 +53,7 @@ pub use compare::{
 pub use fixture::{
     add_veth_pair, blackholes, Env, CHECK_TIMEOUT, SYNC_TIMEOUT, VA4, VA6, VB4, VB6,
 };
+pub use ip_batch::IpBatch;
 pub use netns::Netns;
 pub use replay::Replay;
 pub use stream::StreamCheck;

@@ -15,8 +15,8 @@ use std::process::Stdio;
 
 use routewatch_tests::bins::agent_bin;
 use routewatch_tests::{
-    add_veth_pair, assert_matches_kernel, eventually_matches_kernel, Agent, Netns, AGENT_ADDR,
-    CHECK_TIMEOUT, SYNC_TIMEOUT,
+    add_veth_pair, assert_matches_kernel, eventually_matches_kernel, Agent, IpBatch, Netns,
+    AGENT_ADDR, CHECK_TIMEOUT, SYNC_TIMEOUT,
 };
 
 const REFUSED: &str = "SO_RCVBUFFORCE refused";
@@ -134,23 +134,13 @@ fn unit_capabilities() -> String {
 /// the `changed_by` of a route added by a long-lived `ip -batch` (run as
 /// root, another user than the agent's).
 fn changed_by_with(caps: &str) -> (serde_json::Value, u32) {
-    use std::io::Write;
     let ns = Netns::new();
     add_veth_pair(&ns);
     let agent = start(&ns, caps, &[]);
     let tail = agent.tail(&ns);
     tail.wait_synced(SYNC_TIMEOUT);
-    let mut ip = std::process::Command::new("ip")
-        .args(["-n", ns.name(), "-batch", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("spawn ip -batch");
-    let pid = ip.id();
-    let mut stdin = ip.stdin.take().expect("stdin");
-    stdin
-        .write_all(b"route add 10.61.0.0/24 via 10.1.0.2\n")
-        .and_then(|()| stdin.flush())
-        .expect("write to ip -batch");
+    let mut ip = IpBatch::start(&ns);
+    ip.send("route add 10.61.0.0/24 via 10.1.0.2\n");
     let change =
         routewatch_tests::util::poll(CHECK_TIMEOUT, std::time::Duration::from_millis(50), || {
             tail.lines()
@@ -159,9 +149,7 @@ fn changed_by_with(caps: &str) -> (serde_json::Value, u32) {
                 .find(|v| v["dst"] == "10.61.0.0/24" && v["origin"] == "notification")
         })
         .unwrap_or_else(|| panic!("no change of 10.61.0.0/24\n{}", tail.report()));
-    drop(stdin);
-    let _ = ip.wait();
-    (change["changed_by"].clone(), pid)
+    (change["changed_by"].clone(), ip.pid())
 }
 
 #[test]

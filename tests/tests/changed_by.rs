@@ -2,13 +2,14 @@
 //! that asked the kernel for it (`changed_by`), the kernel's own changes say
 //! `kernel`, and reconciles say why the tables were read again.
 
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use routewatch_tests::util::poll;
-use routewatch_tests::{add_veth_pair, Agent, Env, Netns, Tail, CHECK_TIMEOUT, SYNC_TIMEOUT};
+use routewatch_tests::{
+    add_veth_pair, Agent, Env, IpBatch, Netns, Tail, CHECK_TIMEOUT, SYNC_TIMEOUT,
+};
 use serde_json::Value;
 
 /// The tail's changes (not the snapshot) whose destination starts with
@@ -45,44 +46,6 @@ fn names(change: &Value, why: &str) -> bool {
         && change["reason"]
             .as_str()
             .is_some_and(|r| r.split("; ").any(|r| r == why))
-}
-
-/// `ip -n NS -batch -` reading its commands from a pipe kept open: one
-/// long-lived process, one netlink socket.
-struct IpBatch {
-    child: Child,
-}
-
-impl IpBatch {
-    fn start(ns: &Netns) -> IpBatch {
-        let child = Command::new("ip")
-            .args(["-n", ns.name(), "-batch", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawning ip -batch -");
-        IpBatch { child }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn send(&mut self, lines: &str) {
-        let stdin = self.child.stdin.as_mut().expect("stdin piped");
-        stdin
-            .write_all(lines.as_bytes())
-            .expect("writing to ip -batch");
-        stdin.flush().unwrap();
-    }
-}
-
-impl Drop for IpBatch {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A raw rtnetlink socket of namespace `ns`, bound (autobind), and its

@@ -22,7 +22,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use pki::{strs, Ca, Dir, Mtls, CLIENT_ID};
 use routewatch_tests::bins::client_bin;
 use routewatch_tests::util::{read_lossy, tail_lines, temp_path, terminate, TempDir};
-use routewatch_tests::{add_veth_pair, Agent, Collector, Netns, TestStore};
+use routewatch_tests::{add_veth_pair, Agent, Collector, IpBatch, Netns, TestStore};
 use serde_json::Value;
 
 /// Where chromedriver listens, inside the test's namespace.
@@ -309,46 +309,6 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
-}
-
-/// `ip -n NS -batch -` reading its commands from a pipe kept open: one
-/// long-lived `ip` process, which the agent names as the changer
-/// (`ip[PID]`) of every route it changes.
-struct IpBatch {
-    child: Child,
-}
-
-impl IpBatch {
-    fn start(ns: &Netns) -> IpBatch {
-        let child = std::process::Command::new("ip")
-            .args(["-n", ns.name(), "-batch", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawning ip -batch -");
-        IpBatch { child }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn send(&mut self, lines: &str) {
-        use std::io::Write;
-        let stdin = self.child.stdin.as_mut().expect("stdin piped");
-        stdin
-            .write_all(lines.as_bytes())
-            .expect("writing to ip -batch");
-        stdin.flush().expect("flushing ip -batch's input");
-    }
-}
-
-impl Drop for IpBatch {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The destinations of the routes `ip route show table all match PREFIX`
