@@ -285,7 +285,12 @@ async fn a_resync_stores_its_gap(place: TestStore) {
     assert_eq!(by_resync, [vec![text("a")], vec![text("d")]]);
 }
 
+/// `--retain`: SQLite deletes the closed versions, log rows and gaps that
+/// ended before the cutoff; PostgreSQL drops the day partitions of
+/// `versions` and `events` that end by then (a day cutoff here, so that
+/// both answer alike) and deletes the gaps.
 async fn prune_removes_only_closed_rows_older_than_the_cutoff(place: TestStore) {
+    const DAY: i64 = routewatch_client::store::schema::DAY;
     let mut store = open(&place).await;
     let (target, mut ledger) = follow(&mut store, "h:1").await;
     let held = [
@@ -293,9 +298,12 @@ async fn prune_removes_only_closed_rows_older_than_the_cutoff(place: TestStore) 
         ("b", route("10.0.1.0/24", 0)),
     ];
     let mut writes = vec![
-        write(&mut ledger, &snapshot("s", 5, 100, None, &held)),
+        write(&mut ledger, &snapshot("s", 5, DAY, None, &held)),
         // Nothing changed across the resync: a gap, and no new version.
-        write(&mut ledger, &snapshot("t", 2, 150, Some("overrun"), &held)),
+        write(
+            &mut ledger,
+            &snapshot("t", 2, DAY + DAY / 2, Some("overrun"), &held),
+        ),
     ];
     let t = |seq, time, action, key: &str, r| {
         change("t", seq, time, action, Origin::Notification, key, r)
@@ -303,15 +311,21 @@ async fn prune_removes_only_closed_rows_older_than_the_cutoff(place: TestStore) 
     writes.push(write(
         &mut ledger,
         &[
-            t(3, 200, Action::Add, "a", route("10.0.0.0/24", 5)),
-            t(4, 300, Action::Delete, "b", route("10.0.1.0/24", 0)),
-            t(5, 400, Action::Add, "c", route("10.0.2.0/24", 0)),
+            t(3, 2 * DAY + 200, Action::Add, "a", route("10.0.0.0/24", 5)),
+            t(
+                4,
+                3 * DAY + 300,
+                Action::Delete,
+                "b",
+                route("10.0.1.0/24", 0),
+            ),
+            t(5, 3 * DAY + 400, Action::Add, "c", route("10.0.2.0/24", 0)),
         ],
     ));
     let b = vid(&writes[0], "b");
     assert_eq!(commit(&mut store, &writes).await, [Outcome::Committed; 3]);
 
-    let pruned = store.prune(250).await.expect("prune");
+    let pruned = store.prune(3 * DAY).await.expect("prune");
     assert_eq!(
         pruned,
         Pruned {
@@ -330,15 +344,36 @@ async fn prune_removes_only_closed_rows_older_than_the_cutoff(place: TestStore) 
         versions,
         [
             vec![text("a"), int(3), Value::Null],
-            vec![text("b"), int(b), int(300)],
+            vec![text("b"), int(b), int(3 * DAY + 300)],
             vec![text("c"), int(4), Value::Null],
         ],
-        "a's first version ended at 200: gone; b ended at 300: kept"
+        "a's first version ended on day 2: gone; b ended on day 3: kept"
     );
     let events = select(&mut store, "SELECT seq FROM events ORDER BY seq", &[]).await;
     assert_eq!(events, [vec![int(4)], vec![int(5)]]);
+    let columns = select(
+        &mut store,
+        "SELECT COUNT(*) FROM version_columns WHERE target_id = ?",
+        &[int(target.id)],
+    )
+    .await;
     assert_eq!(
-        store.prune(250).await.expect("prune"),
+        columns,
+        [vec![int(3)]],
+        "the pruned version's columns went with it"
+    );
+    if let TestStore::Postgres(db) = &place {
+        let tables =
+            db.rows("SELECT tablename FROM pg_tables WHERE tablename LIKE '%\\_1970%' ORDER BY 1");
+        let tables: Vec<&str> = tables.iter().filter_map(|r| r[0].as_deref()).collect();
+        assert_eq!(
+            tables,
+            ["events_19700104", "versions_19700104"],
+            "day 2's partitions dropped, day 3's kept"
+        );
+    }
+    assert_eq!(
+        store.prune(3 * DAY).await.expect("prune"),
         Pruned::default(),
         "nothing more before the same cutoff"
     );
@@ -988,7 +1023,14 @@ fn inline(sql: &str, params: &[Value]) -> String {
 /// destination index: its index condition, and the rows it read (those it
 /// returned and those it removed after reading them).
 fn scans_of_versions(node: &serde_json::Value, out: &mut Vec<(String, u64)>) {
-    let on_versions = node["Relation Name"] == "versions" || node["Index Name"] == "versions_dst";
+    // PostgreSQL's partitions of versions (`versions_current`, one per
+    // day) and their indexes of the destination.
+    let relation = node["Relation Name"].as_str().unwrap_or("");
+    let index = node["Index Name"].as_str().unwrap_or("");
+    let on_versions = relation == "versions"
+        || relation.starts_with("versions_")
+        || index == "versions_dst"
+        || (index.starts_with("versions_") && index.ends_with("_family_dst_lo_idx"));
     if on_versions {
         let n = |field: &str| node[field].as_u64().unwrap_or(0);
         let read =
@@ -1443,6 +1485,100 @@ async fn postgres_refuses_a_newer_schema_and_numeric_columns_in_words() {
     };
     assert!(err.contains("schema version 99"), "{err}");
     assert!(err.contains("use a newer routewatch"), "{err}");
+}
+
+/// PostgreSQL's history is partitioned by UTC day: the collector creates
+/// the partitions of the coming days ahead, and of any day a write needs;
+/// a closed version moves to its day's partition of `versions`, a current
+/// one stays in `versions_current`; a query by time reads only its days.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_history_is_partitioned_by_day() {
+    const DAY: i64 = routewatch_client::store::schema::DAY;
+    let place = TestStore::postgres("partitions");
+    let TestStore::Postgres(db) = &place else {
+        unreachable!()
+    };
+    let mut store = open(&place).await;
+    let (_, mut ledger) = follow(&mut store, "h:1").await;
+    let now = routewatch_client::printer::now_unix_nano();
+    let today = now.div_euclid(DAY);
+    // A host whose clock is ten days behind: its day gets a partition too.
+    let late = now - 10 * DAY;
+    let t = |seq, time, action, key: &str, r| {
+        change("s", seq, time, action, Origin::Notification, key, r)
+    };
+    let mut writes = vec![write(
+        &mut ledger,
+        &snapshot("s", 5, now, None, &[("a", route("10.0.0.0/24", 0))]),
+    )];
+    writes.push(write(
+        &mut ledger,
+        &[
+            t(6, now, Action::Add, "x", route("10.0.1.0/24", 0)),
+            t(7, now + 1, Action::Delete, "x", route("10.0.1.0/24", 0)),
+            t(8, late, Action::Delete, "a", route("10.0.0.0/24", 0)),
+        ],
+    ));
+    assert_eq!(commit(&mut store, &writes).await, [Outcome::Committed; 2]);
+
+    let name = |table: &str, day: i64| -> String {
+        let d = db.rows(&format!(
+            "SELECT to_char(to_timestamp({day}::bigint * 86400) AT TIME ZONE 'UTC', 'YYYYMMDD')"
+        ));
+        format!("{table}_{}", d[0][0].as_deref().unwrap())
+    };
+    let partitions = |table: &str| -> Vec<String> {
+        db.rows(&format!(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = '{table}'::regclass ORDER BY 1"
+        ))
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .collect()
+    };
+    for table in ["versions", "events"] {
+        let mut expected: Vec<String> = std::iter::once(late.div_euclid(DAY))
+            .chain(today - 1..=today + 7)
+            .map(|day| name(table, day))
+            .collect();
+        if table == "versions" {
+            expected.push("versions_current".into());
+        }
+        expected.sort();
+        assert_eq!(partitions(table), expected, "{table}'s partitions");
+    }
+    let home = |key: &str| -> Vec<String> {
+        db.rows(&format!(
+            "SELECT tableoid::regclass::text FROM versions WHERE key = '{key}' ORDER BY vid"
+        ))
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .collect()
+    };
+    assert_eq!(home("x"), [name("versions", today)], "closed today");
+    assert_eq!(home("a"), [name("versions", late.div_euclid(DAY))]);
+    let open_now = db.rows("SELECT tableoid::regclass::text FROM versions WHERE valid_to IS NULL");
+    assert!(open_now.is_empty(), "nothing current: {open_now:?}");
+    writes = vec![write(
+        &mut ledger,
+        &[t(9, now + 2, Action::Add, "y", route("10.0.2.0/24", 0))],
+    )];
+    assert_eq!(commit(&mut store, &writes).await, [Outcome::Committed]);
+    assert_eq!(home("y"), ["versions_current"]);
+
+    // A day's log rows: its partition alone is read.
+    let plan = db.rows(&format!(
+        "EXPLAIN (FORMAT JSON) SELECT COUNT(*) FROM events WHERE time >= {} AND time < {}",
+        today * DAY,
+        (today + 1) * DAY
+    ));
+    let plan = plan[0][0].as_deref().unwrap();
+    let read: Vec<&str> = plan
+        .split("\"Relation Name\": \"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert_eq!(read, [name("events", today)], "{plan}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

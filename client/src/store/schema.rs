@@ -65,7 +65,7 @@ pub enum Dialect {
 }
 
 /// The schema version this build writes and reads.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// `versions.kind` of a route.
 pub const KIND_ROUTE: i64 = 1;
@@ -298,8 +298,152 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
             );
             Some(out)
         }
+        // History partitioned by time on PostgreSQL (see the module):
+        // `versions` by `valid_until`, `events` by `time`, one partition per
+        // UTC day, rows copied over. SQLite gains `valid_until` alone.
+        6 => Some(match dialect {
+            Dialect::Sqlite => vec![
+                format!(
+                    "ALTER TABLE versions ADD COLUMN valid_until BIGINT NOT NULL DEFAULT {CURRENT}"
+                ),
+                "UPDATE versions SET valid_until = valid_to WHERE valid_to IS NOT NULL".to_owned(),
+            ],
+            Dialect::Postgres => partition_history(),
+        }),
         _ => None,
     }
+}
+
+/// `versions.valid_until` of a current version (the largest BIGINT): the
+/// partition of current versions holds this value alone.
+pub const CURRENT: i64 = i64::MAX;
+
+/// Nanoseconds in a day: PostgreSQL's history partitions are UTC days.
+pub const DAY: i64 = 86_400_000_000_000;
+
+/// The UTC day (days since the Unix epoch) of a time in nanoseconds.
+pub fn day_of(time: i64) -> i64 {
+    time.div_euclid(DAY)
+}
+
+/// The partitioned tables of PostgreSQL's history.
+pub const PARTITIONED: [&str; 2] = ["versions", "events"];
+
+/// Creates a partitioned table's partition for one day, unless it exists:
+/// `routewatch_day_partition(parent, day)`, named `<parent>_YYYYMMDD`.
+/// Callers serialise calls with an advisory lock, so that two collectors
+/// never create the same partition at once.
+const DAY_PARTITION_FUNCTION: &str = "CREATE FUNCTION routewatch_day_partition(parent text, day bigint)
+ RETURNS void LANGUAGE plpgsql AS $fn$
+ DECLARE
+     name text := parent || '_' || to_char(to_timestamp(day * 86400) AT TIME ZONE 'UTC', 'YYYYMMDD');
+ BEGIN
+     IF to_regclass(name) IS NULL THEN
+         EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%s) TO (%s)',
+             name, parent, day * 86400000000000, (day + 1) * 86400000000000);
+     END IF;
+ END
+ $fn$";
+
+/// Migration 6 on PostgreSQL: `versions` and `events` become partitioned
+/// tables with the same columns (and `versions.valid_until`), their rows
+/// copied into day partitions, and the views made again over them.
+fn partition_history() -> Vec<String> {
+    let day = |column: &str| format!("floor({column}::numeric / {DAY})::bigint");
+    let mut out: Vec<String> = [
+        "current_routes",
+        "route_history",
+        "route_changes",
+        "fleet_hosts",
+    ]
+    .iter()
+    .map(|v| format!("DROP VIEW {v}"))
+    .collect();
+    out.extend(
+        [
+            "ALTER TABLE versions RENAME TO versions_unpartitioned",
+            "ALTER INDEX versions_pkey RENAME TO versions_unpartitioned_pkey",
+            "ALTER INDEX versions_from RENAME TO versions_unpartitioned_from",
+            "ALTER INDEX versions_dst RENAME TO versions_unpartitioned_dst",
+            "ALTER TABLE events RENAME TO events_unpartitioned",
+            "ALTER INDEX events_pkey RENAME TO events_unpartitioned_pkey",
+            "ALTER INDEX events_time RENAME TO events_unpartitioned_time",
+        ]
+        .map(str::to_owned),
+    );
+    out.push(format!(
+        "CREATE TABLE versions (
+            target_id BIGINT NOT NULL,
+            vid BIGINT NOT NULL,
+            netns TEXT NOT NULL,
+            key TEXT NOT NULL,
+            kind BIGINT NOT NULL,
+            family BIGINT NOT NULL,
+            table_id BIGINT,
+            dst_len BIGINT,
+            dst_lo BYTEA,
+            dst_hi BYTEA,
+            object BYTEA NOT NULL,
+            digest BIGINT NOT NULL,
+            valid_from BIGINT NOT NULL,
+            opened_stream TEXT NOT NULL,
+            opened_seq BIGINT NOT NULL,
+            opened_origin BIGINT NOT NULL,
+            valid_to BIGINT,
+            closed_stream TEXT,
+            closed_seq BIGINT,
+            closed_origin BIGINT,
+            valid_until BIGINT NOT NULL DEFAULT {CURRENT},
+            PRIMARY KEY (target_id, vid, valid_until)
+        ) PARTITION BY RANGE (valid_until)"
+    ));
+    out.push(format!(
+        "CREATE TABLE versions_current PARTITION OF versions FOR VALUES FROM ({CURRENT}) TO (MAXVALUE)"
+    ));
+    out.push("CREATE INDEX versions_from ON versions (target_id, valid_from)".to_owned());
+    out.push("CREATE INDEX versions_dst ON versions (family, dst_lo)".to_owned());
+    out.push(
+        "CREATE TABLE events (
+            target_id BIGINT NOT NULL,
+            stream_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            time BIGINT NOT NULL,
+            action BIGINT NOT NULL,
+            origin BIGINT NOT NULL,
+            vid BIGINT NOT NULL,
+            changed_by TEXT,
+            changed_by_pid BIGINT,
+            changed_by_comm TEXT,
+            changed_by_pod TEXT,
+            reason TEXT,
+            PRIMARY KEY (target_id, stream_id, seq, time)
+        ) PARTITION BY RANGE (time)"
+            .to_owned(),
+    );
+    out.push("CREATE INDEX events_time ON events USING brin (time)".to_owned());
+    out.push(DAY_PARTITION_FUNCTION.to_owned());
+    out.push(format!(
+        "SELECT routewatch_day_partition('versions', d) FROM (SELECT DISTINCT {} AS d
+         FROM versions_unpartitioned WHERE valid_to IS NOT NULL) days",
+        day("valid_to")
+    ));
+    out.push(format!(
+        "SELECT routewatch_day_partition('events', d) FROM (SELECT DISTINCT {} AS d
+         FROM events_unpartitioned) days",
+        day("time")
+    ));
+    out.push(format!(
+        "INSERT INTO versions SELECT *, COALESCE(valid_to, {CURRENT}) FROM versions_unpartitioned"
+    ));
+    out.push("INSERT INTO events SELECT * FROM events_unpartitioned".to_owned());
+    out.push("DROP TABLE versions_unpartitioned".to_owned());
+    out.push("DROP TABLE events_unpartitioned".to_owned());
+    out.extend(
+        views(Dialect::Postgres, 6)
+            .into_iter()
+            .filter(|v| !v.contains("VIEW record_gaps")),
+    );
+    out
 }
 
 /// The readable columns migration 2 keeps in `version_columns`, in the
@@ -522,9 +666,23 @@ mod tests {
         for n in 1..=VERSION {
             let sqlite = migration(Dialect::Sqlite, n).expect("sqlite migration");
             let postgres = migration(Dialect::Postgres, n).expect("postgres migration");
-            assert_eq!(sqlite.len(), postgres.len());
+            // Migration 6 partitions PostgreSQL's history; SQLite's gains
+            // a column.
+            if n != 6 {
+                assert_eq!(sqlite.len(), postgres.len());
+            }
         }
         assert!(migration(Dialect::Sqlite, VERSION + 1).is_none());
+    }
+
+    #[test]
+    fn days_are_utc_days_since_the_epoch() {
+        assert_eq!(day_of(0), 0);
+        assert_eq!(day_of(DAY - 1), 0);
+        assert_eq!(day_of(DAY), 1);
+        assert_eq!(day_of(-1), -1);
+        // 2026-12-06T00:00:00Z
+        assert_eq!(day_of(1_796_515_200_000_000_000), 20_793);
     }
 
     #[test]

@@ -316,7 +316,7 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
         tx,
         "INSERT INTO versions (target_id, vid, netns, key, kind, family, table_id, dst_len,
              dst_lo, dst_hi, object, digest, valid_from, opened_stream, opened_seq,
-             opened_origin, valid_to, closed_stream, closed_seq, closed_origin)",
+             opened_origin, valid_to, closed_stream, closed_seq, closed_origin, valid_until)",
         w.opens.iter().map(|v| {
             let close = v.close.as_ref();
             [
@@ -340,6 +340,7 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
                 close.map_or(&NULL, |c| &c.stream_id),
                 close.map_or(&NULL, |c| &c.seq),
                 close.map_or(&NULL, |c| &c.origin),
+                close.map_or(&CURRENT, |c| &c.valid_to),
             ]
         }),
     )?;
@@ -352,7 +353,8 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
     )?;
     {
         let mut close = tx.prepare_cached(
-            "UPDATE versions SET valid_to = ?, closed_stream = ?, closed_seq = ?, closed_origin = ?
+            "UPDATE versions SET valid_to = ?, closed_stream = ?, closed_seq = ?, closed_origin = ?,
+                 valid_until = ?
              WHERE target_id = ? AND vid = ?",
         )?;
         for c in &w.closes {
@@ -361,6 +363,7 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
                 &*c.close.stream_id,
                 c.close.seq,
                 c.close.origin,
+                c.close.valid_to,
                 w.target_id,
                 c.vid,
             ])?;
@@ -413,6 +416,9 @@ fn write_one(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<Outcome, Store
 
 /// SQL NULL, for the columns of a row that are not set.
 const NULL: rusqlite::types::Null = rusqlite::types::Null;
+
+/// `valid_until` of a version that is current.
+const CURRENT: i64 = schema::CURRENT;
 
 /// Rows per INSERT: SQLite stores rows given as one multi-row VALUES list
 /// for less CPU than the same rows inserted one statement each.

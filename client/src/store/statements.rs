@@ -39,9 +39,10 @@ pub const NOTE_ADDRESS: &str =
      ON CONFLICT (target_id, address) DO UPDATE SET last_seen = excluded.last_seen,
          first_seen = COALESCE(target_addresses.first_seen, excluded.first_seen)";
 /// A target's current versions (their objects too: the ledger's digests
-/// are counted from them).
+/// are counted from them). `valid_until` says so as `valid_to IS NULL`
+/// does, and keeps PostgreSQL to the partition of current versions.
 pub const OPEN_VERSIONS: &str = "SELECT netns, key, vid, digest, kind, object
-     FROM versions WHERE target_id = ? AND valid_to IS NULL";
+     FROM versions WHERE target_id = ? AND valid_until = 9223372036854775807";
 
 /// Moves a target's cursor, only from the value the writer read (compare
 /// and set): 0 rows when another collector moved it.

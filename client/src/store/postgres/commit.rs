@@ -10,12 +10,12 @@ use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::store::columns::{self, Columns, NOBODY};
 use crate::store::plan::Write;
-use crate::store::schema::numbered_placeholders;
+use crate::store::schema::{numbered_placeholders, CURRENT};
 use crate::store::{statements, Outcome, StoreError};
 
 const COPY_VERSIONS: &str = "COPY versions (target_id, vid, netns, key, kind, family, table_id,
      dst_len, dst_lo, dst_hi, object, digest, valid_from, opened_stream, opened_seq,
-     opened_origin, valid_to, closed_stream, closed_seq, closed_origin)
+     opened_origin, valid_to, closed_stream, closed_seq, closed_origin, valid_until)
  FROM STDIN (FORMAT binary)";
 
 /// One version's readable columns as a COPY row, in
@@ -51,30 +51,32 @@ const COPY_GAPS: &str = "COPY gaps (target_id, from_time, from_stream, from_seq,
      to_stream, to_seq, cause, reason)
  FROM STDIN (FORMAT binary)";
 
-/// The closes, as arrays: an upsert that always conflicts, so that each
-/// version is found through the primary key by the conflict check rather
-/// than by a join the planner chooses. An `UPDATE ... FROM UNNEST` join is
-/// planned from statistics that lag behind a target grown since the last
-/// ANALYZE (a fresh database, or any new agent's first snapshot): the
-/// planner then believes the target holds a handful of versions and hashes
-/// or scans all of them. Measured closing 500 versions of a target of
-/// 100k: the join took 15 to 200 ms with lagging statistics and 6 to 9
-/// with fresh ones; the upsert takes 7 to 9 either way. The values it would
-/// insert are never kept: a version the store lacks comes back as kind 0
-/// and fails the write (see [`close_versions`]).
+/// The closes, as arrays: each version moves from the partition of
+/// current versions to its day's (`valid_until` is the partition key), and
+/// the count of versions closed comes back: fewer than asked means the
+/// store lacks some (see [`close_versions`]). The transaction runs it with
+/// hash and merge joins and sequential scans off ([`CLOSE_PLAN`]), so that
+/// each version is found through the primary key: a join planned from
+/// statistics that lag behind a target grown since the last ANALYZE (a
+/// fresh database, or any new agent's first snapshot) would otherwise hash
+/// or scan every version the target holds. Measured closing 500 versions
+/// of a target of 100k: such a join took 15 to 200 ms, a lookup per
+/// version 7 to 9.
 const CLOSE_VERSIONS: &str = "WITH closed AS (
-     INSERT INTO versions AS v (target_id, vid, netns, key, kind, family, object, digest,
-         valid_from, opened_stream, opened_seq, opened_origin, valid_to, closed_stream,
-         closed_seq, closed_origin)
-     SELECT $6, u.vid, '', '', 0, 0, '', 0, u.valid_to, '', 0, 0, u.valid_to, u.closed_stream,
-         u.closed_seq, u.closed_origin
+     UPDATE versions AS v SET valid_to = u.valid_to, valid_until = u.valid_to,
+         closed_stream = u.closed_stream, closed_seq = u.closed_seq,
+         closed_origin = u.closed_origin
      FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[])
          AS u(vid, valid_to, closed_stream, closed_seq, closed_origin)
-     ON CONFLICT (target_id, vid) DO UPDATE SET valid_to = EXCLUDED.valid_to,
-         closed_stream = EXCLUDED.closed_stream, closed_seq = EXCLUDED.closed_seq,
-         closed_origin = EXCLUDED.closed_origin
-     RETURNING kind)
- SELECT COUNT(*) FROM closed WHERE kind = 0";
+     WHERE v.target_id = $6 AND v.vid = u.vid AND v.valid_until = 9223372036854775807
+     RETURNING 1)
+ SELECT COUNT(*) FROM closed";
+
+/// How a transaction that closes versions plans [`CLOSE_VERSIONS`] (set
+/// once, before its writes, until it ends; the other statements of a write
+/// plan no joins).
+pub(super) const CLOSE_PLAN: &str =
+    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off";
 
 /// The statements a write runs, prepared once per connection.
 pub(super) struct Prepared {
@@ -181,6 +183,7 @@ pub(super) async fn write_one(
             rows.opt_text(close.map(|c| &*c.stream_id));
             rows.opt_int(close.map(|c| c.seq));
             rows.opt_int(close.map(|c| c.origin));
+            rows.int(close.map_or(CURRENT, |c| c.valid_to));
         }
         rows.send(tx, &prepared.copy_versions).await?;
         let mut rows = CopyRows::new();
@@ -346,13 +349,14 @@ async fn close_versions(
         seqs.push(c.close.seq);
         origins.push(c.close.origin);
     }
-    let missing: i64 = tx
+    let closed: i64 = tx
         .query_one(
             &prepared.close_versions,
             &[&vids, &valid_to, &streams, &seqs, &origins, &w.target_id],
         )
         .await?
         .try_get(0)?;
+    let missing = w.closes.len() as i64 - closed;
     if missing > 0 {
         // The transaction is rolled back with the error.
         return Err(StoreError::MissingVersions {

@@ -24,6 +24,28 @@ const MIGRATION_LOCK: i64 = 0x7277_6d69_6772_6174; // "rwmigrat"
 /// must fit 32 bits (2^31 targets) for their lock.
 const TARGET_LOCKS: i32 = 0x7277_7467; // "rwtg"
 
+/// The advisory lock (one 64-bit key) that serialises the creation of
+/// history partitions, so that two collectors never create one at once.
+const PARTITION_LOCK: i64 = 0x7277_7061_7274_6974; // "rwpartit"
+
+/// Days after today whose history partitions a collector creates ahead.
+pub const DAYS_AHEAD: i64 = 7;
+
+/// Creates the partitions of days `$1` that do not exist yet.
+const CREATE_PARTITIONS: &str = "SELECT routewatch_day_partition('versions', d),
+     routewatch_day_partition('events', d)
+ FROM UNNEST($1::int8[]) AS u(d)";
+
+/// The partitions of the history's partitioned tables: `(parent,
+/// partition, bounds)`, the bounds as PostgreSQL writes them (`FOR VALUES
+/// FROM ('A') TO ('B')`, see [`upper_bound`]).
+const PARTITIONS: &str = "SELECT p.relname::text, c.relname::text,
+     pg_get_expr(c.relpartbound, c.oid)
+ FROM pg_inherits i
+ JOIN pg_class c ON c.oid = i.inhrelid
+ JOIN pg_class p ON p.oid = i.inhparent
+ WHERE i.inhparent IN ('versions'::regclass, 'events'::regclass)";
+
 const UNLOCK_TARGET: &str = "SELECT pg_advisory_unlock($1::int4, $2::int8::int4)";
 /// The targets whose lock another session of this database holds, with
 /// that session's application_name (visible to every role), backend pid
@@ -69,7 +91,7 @@ const TARGETS_BY_ID: &str = "SELECT id, host, stream_id, seq, next_vid, last_see
 /// The current versions of targets `$1` (ids): [`statements::OPEN_VERSIONS`]'s
 /// columns, then the target.
 const OPEN_VERSIONS_OF: &str = "SELECT netns, key, vid, digest, kind, object, target_id
-     FROM versions WHERE target_id = ANY($1::int8[]) AND valid_to IS NULL";
+     FROM versions WHERE target_id = ANY($1::int8[]) AND valid_until = 9223372036854775807";
 
 /// One collector's connection to a PostgreSQL store.
 pub struct PgStore {
@@ -80,6 +102,8 @@ pub struct PgStore {
     held: HashSet<i64>,
     /// `select`'s statements, by their text as written.
     selects: HashMap<String, Statement>,
+    /// UTC days whose history partitions this connection knows exist.
+    days: HashSet<i64>,
 }
 
 impl PgStore {
@@ -100,6 +124,7 @@ impl PgStore {
             prepared,
             held: HashSet::new(),
             selects: HashMap::new(),
+            days: HashSet::new(),
         })
     }
 
@@ -128,6 +153,7 @@ impl PgStore {
             prepared,
             held: HashSet::new(),
             selects: HashMap::new(),
+            days: HashSet::new(),
         })
     }
 
@@ -361,7 +387,23 @@ impl PgStore {
     /// writes nothing and leaves the others be; an error leaves nothing
     /// behind, so that the same writes can be tried again.
     pub async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        self.ensure_partitions(writes).await?;
+        let result = self.write(writes).await;
+        if let Err(StoreError::Postgres(e)) = &result {
+            // No partition for a row: another collector's retention
+            // dropped a day this connection knew. Asked again at the retry.
+            if e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION) {
+                self.days.clear();
+            }
+        }
+        result
+    }
+
+    async fn write(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
         let tx = self.client.transaction().await?;
+        if writes.iter().any(|w| !w.closes.is_empty()) {
+            tx.batch_execute(commit::CLOSE_PLAN).await?;
+        }
         let mut outcomes = Vec::with_capacity(writes.len());
         for w in writes {
             outcomes.push(commit::write_one(&tx, &self.prepared, w).await?);
@@ -370,32 +412,97 @@ impl PgStore {
         Ok(outcomes)
     }
 
-    /// Removes what ended before `before` (see [`crate::store::Store::prune`]).
+    /// Creates the history partitions `writes` need (the days of their
+    /// log rows and of the versions they close) and those of yesterday,
+    /// today and [`DAYS_AHEAD`] days ahead, unless this connection knows
+    /// they exist. One transaction under [`PARTITION_LOCK`], before the
+    /// write's own: creating a partition locks its parent table.
+    async fn ensure_partitions(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        let today = schema::day_of(crate::printer::now_unix_nano());
+        let mut wanted: Vec<i64> = (today - 1..=today + DAYS_AHEAD)
+            .filter(|d| !self.days.contains(d))
+            .collect();
+        for w in writes {
+            let times = w
+                .events
+                .iter()
+                .map(|e| e.time)
+                .chain(w.closes.iter().map(|c| c.close.valid_to))
+                .chain(
+                    w.opens
+                        .iter()
+                        .filter_map(|v| v.close.as_ref().map(|c| c.valid_to)),
+                );
+            let mut last = None;
+            for time in times {
+                let day = schema::day_of(time);
+                if last != Some(day) && !self.days.contains(&day) {
+                    wanted.push(day);
+                }
+                last = Some(day);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let tx = self.client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+            .await?;
+        tx.execute(CREATE_PARTITIONS, &[&wanted]).await?;
+        tx.commit().await?;
+        self.days.extend(wanted);
+        Ok(())
+    }
+
+    /// Removes what ended before `before` (see [`crate::store::Store::prune`]):
+    /// every day partition of `versions` and `events` that ends by then is
+    /// dropped whole (with the readable columns of its versions), so that
+    /// nothing is deleted row by row but the few gaps. A day that ends
+    /// after `before` is kept whole: retention goes by UTC days.
     pub async fn prune(&mut self, before: i64) -> Result<Pruned, StoreError> {
         let tx = self.client.transaction().await?;
-        tx.execute(
-            &numbered_placeholders(statements::PRUNE_VERSION_COLUMNS),
-            &[&before],
-        )
-        .await?;
-        let mut removed = [0; 3];
-        for (n, sql) in [
-            statements::PRUNE_VERSIONS,
-            statements::PRUNE_EVENTS,
-            statements::PRUNE_GAPS,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            removed[n] = tx.execute(&numbered_placeholders(sql), &[&before]).await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+            .await?;
+        let mut pruned = Pruned::default();
+        for row in tx.query(PARTITIONS, &[]).await? {
+            let (parent, partition, bounds): (String, String, String) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            // The partition of current versions ends at MAXVALUE.
+            if !upper_bound(&bounds).is_some_and(|upper| upper <= before) {
+                continue;
+            }
+            let quoted = format!("\"{}\"", partition.replace('"', "\"\""));
+            match parent.as_str() {
+                "versions" => {
+                    pruned.versions += tx
+                        .execute(
+                            &format!(
+                                "DELETE FROM version_columns c USING {quoted} v
+                                 WHERE c.target_id = v.target_id AND c.vid = v.vid"
+                            ),
+                            &[],
+                        )
+                        .await?;
+                }
+                _ => {
+                    let n: i64 = tx
+                        .query_one(&format!("SELECT COUNT(*) FROM {quoted}"), &[])
+                        .await?
+                        .try_get(0)?;
+                    pruned.events += n as u64;
+                }
+            }
+            tx.batch_execute(&format!("DROP TABLE {quoted}")).await?;
         }
-        let [versions, events, gaps] = removed;
+        pruned.gaps = tx
+            .execute(&numbered_placeholders(statements::PRUNE_GAPS), &[&before])
+            .await?;
         tx.commit().await?;
-        Ok(Pruned {
-            versions,
-            events,
-            gaps,
-        })
+        // A dropped day is created again if a late write needs it.
+        self.days.retain(|d| (d + 1) * schema::DAY > before);
+        Ok(pruned)
     }
 
     /// Calls `f` with each row of a query written with `?` placeholders,
@@ -439,6 +546,13 @@ impl PgStore {
         self.selects.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
+}
+
+/// The end (exclusive) of a range partition's bounds as PostgreSQL writes
+/// them, `FOR VALUES FROM ('A') TO ('B')`: `B`, or `None` for MAXVALUE.
+fn upper_bound(bounds: &str) -> Option<i64> {
+    let (_, to) = bounds.rsplit_once(" TO (")?;
+    to.trim_end_matches(')').trim_matches('\'').parse().ok()
 }
 
 fn values(row: &Row) -> Result<Vec<Value>, tokio_postgres::Error> {
@@ -505,4 +619,21 @@ async fn migrate(client: &mut Client, store: &str) -> Result<(), StoreError> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upper_bound;
+
+    #[test]
+    fn the_upper_bound_of_a_day_and_of_the_current_partition() {
+        assert_eq!(
+            upper_bound("FOR VALUES FROM ('1796515200000000000') TO ('1796601600000000000')"),
+            Some(1_796_601_600_000_000_000)
+        );
+        assert_eq!(
+            upper_bound("FOR VALUES FROM ('9223372036854775807') TO (MAXVALUE)"),
+            None
+        );
+    }
 }
