@@ -126,7 +126,7 @@ fn versions_query(
     let mut sql = format!(
         "SELECT {COLUMNS} FROM versions v
          WHERE v.kind = ? AND ({clauses}) AND v.valid_from <= ?
-           AND (v.valid_to IS NULL OR v.valid_to > ?)"
+           AND v.valid_until > ?"
     );
     let mut params = vec![Value::Int(if rules { KIND_RULE } else { KIND_ROUTE })];
     for r in ranges {

@@ -19,11 +19,11 @@ fn sql() -> String {
     format!(
         "SELECT {}, t.last_seen, t.stream_id, t.seq,
             CAST((SELECT COUNT(*) FROM versions v
-                  WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = ?) AS BIGINT),
+                  WHERE v.target_id = t.id AND v.valid_until = 9223372036854775807 AND v.kind = ?) AS BIGINT),
             CAST((SELECT COUNT(*) FROM versions v
-                  WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = ?) AS BIGINT),
+                  WHERE v.target_id = t.id AND v.valid_until = 9223372036854775807 AND v.kind = ?) AS BIGINT),
             CAST((SELECT COUNT(*) FROM versions v
-                  WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = ?) AS BIGINT),
+                  WHERE v.target_id = t.id AND v.valid_until = 9223372036854775807 AND v.kind = ?) AS BIGINT),
             CAST((SELECT COUNT(*) FROM gaps g WHERE g.target_id = t.id) AS BIGINT),
             COALESCE(t.agent_id, '')
         FROM targets t",

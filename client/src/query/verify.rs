@@ -91,7 +91,7 @@ async fn load(cx: &mut Context<'_>, target: &Target) -> Result<Record, ClientErr
         let rows = cx
             .store
             .select(
-                "SELECT netns, key, kind, object FROM versions WHERE target_id = ? AND valid_to IS NULL",
+                "SELECT netns, key, kind, object FROM versions WHERE target_id = ? AND valid_until = 9223372036854775807",
                 &[Value::Int(target.id)],
             )
             .await?;

@@ -204,7 +204,7 @@ pub async fn at_each(
     let sql = format!(
         "SELECT {COLUMNS} FROM versions v
          WHERE v.target_id = ? AND v.valid_from <= ?
-           AND (v.valid_to IS NULL OR v.valid_to > ?) AND ({condition})
+           AND v.valid_until > ? AND ({condition})
          {SHOW_ORDER}"
     );
     let mut params = vec![Value::Int(target.id), Value::Int(t), Value::Int(t)];
@@ -246,7 +246,7 @@ pub async fn page_where(
     let sql = format!(
         "SELECT {COLUMNS} FROM versions v
          WHERE v.target_id = ? AND +v.valid_from <= ?
-           AND (v.valid_to IS NULL OR v.valid_to > ?) AND ({condition})
+           AND v.valid_until > ? AND ({condition})
            AND v.vid > ? ORDER BY v.target_id, v.vid LIMIT ?"
     );
     let mut params = vec![Value::Int(target.id), Value::Int(t), Value::Int(t)];

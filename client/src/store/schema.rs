@@ -43,6 +43,14 @@
 //!   and `target_addresses`, one row per `(target_id, address)` the agent
 //!   was reached at, with when first and last. A record of an address
 //!   becomes the record of the first agent with an identity reached there.
+//! - Migration 6 partitions the history on PostgreSQL by UTC day:
+//!   `versions` by `valid_until` (`valid_to`, or [`CURRENT`] while the
+//!   version is current: the partition `versions_current`; a version that
+//!   ends moves to `versions_YYYYMMDD`), `events` by `time`
+//!   (`events_YYYYMMDD`). The keys gain the partition key:
+//!   `versions (target_id, vid, valid_until)`, `events (target_id,
+//!   stream_id, seq, time)`. Collectors create the partitions ahead and
+//!   `--retain` drops them whole. SQLite gains `valid_until` alone.
 //! - `gaps`: where the record is not exact. A resync makes one, from the
 //!   last position stored before it to the Sync after it; history inside a
 //!   gap is unknown.
@@ -50,9 +58,9 @@
 //! Indexes serve the queries (a host's versions by time, destinations by
 //! prefix) and nothing that ingest would pay for: the current versions
 //! are read by the primary key's target prefix when a collector claims a
-//! target, and `--retain` prunes by scanning. A version's closing columns
-//! are in no index, so closing it rewrites no index entry (on PostgreSQL
-//! the update stays on its page, which keeps room for it).
+//! target, and `--retain` prunes SQLite by scanning. On SQLite a
+//! version's closing columns are in no index, so closing it rewrites no
+//! index entry; on PostgreSQL closing it moves it to its day's partition.
 //!
 //! Times are nanoseconds since the Unix epoch (the agent's observation
 //! time); `seq` values are the agent's u64 stored as signed 64-bit.
@@ -302,12 +310,22 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
         // `versions` by `valid_until`, `events` by `time`, one partition per
         // UTC day, rows copied over. SQLite gains `valid_until` alone.
         6 => Some(match dialect {
-            Dialect::Sqlite => vec![
-                format!(
-                    "ALTER TABLE versions ADD COLUMN valid_until BIGINT NOT NULL DEFAULT {CURRENT}"
-                ),
-                "UPDATE versions SET valid_until = valid_to WHERE valid_to IS NOT NULL".to_owned(),
-            ],
+            Dialect::Sqlite => {
+                let mut out = vec![
+                    format!(
+                        "ALTER TABLE versions ADD COLUMN valid_until BIGINT NOT NULL DEFAULT {CURRENT}"
+                    ),
+                    "UPDATE versions SET valid_until = valid_to WHERE valid_to IS NOT NULL"
+                        .to_owned(),
+                    "DROP VIEW fleet_hosts".to_owned(),
+                ];
+                out.extend(
+                    views(dialect, 6)
+                        .into_iter()
+                        .filter(|v| v.contains("VIEW fleet_hosts")),
+                );
+                out
+            }
             Dialect::Postgres => partition_history(),
         }),
         _ => None,
@@ -628,14 +646,21 @@ fn views(dialect: Dialect, version: i64) -> Vec<String> {
              SELECT {host} AS host, {address} AS address, t.stream_id AS stream, t.seq AS cursor,
                  {first} AS first_seen, {last} AS last_seen,
                  (SELECT COUNT(*) FROM versions v
-                  WHERE v.target_id = t.id AND v.kind = 1 AND v.valid_to IS NULL) AS route_count,
+                  WHERE v.target_id = t.id AND v.kind = 1 AND {current}) AS route_count,
                  (SELECT COUNT(*) FROM versions v
-                  WHERE v.target_id = t.id AND v.kind = 2 AND v.valid_to IS NULL) AS nexthop_count,
+                  WHERE v.target_id = t.id AND v.kind = 2 AND {current}) AS nexthop_count,
                  (SELECT COUNT(*) FROM versions v
-                  WHERE v.target_id = t.id AND v.kind = 3 AND v.valid_to IS NULL) AS rule_count{identity}
+                  WHERE v.target_id = t.id AND v.kind = 3 AND {current}) AS rule_count{identity}
              FROM targets t",
             first = time("t.first_seen"),
             last = time("t.last_seen"),
+            // From migration 6 on, PostgreSQL reads the partition of
+            // current versions alone.
+            current = if version >= 6 {
+                format!("v.valid_until = {CURRENT}")
+            } else {
+                "v.valid_to IS NULL".to_owned()
+            },
         ),
     ]
 }

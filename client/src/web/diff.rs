@@ -130,8 +130,7 @@ pub async fn page(store: &mut Store, params: &Params, now: i64) -> Result<Page, 
 }
 
 /// `v` valid at the moment bound to the two placeholders (`?` twice).
-const VALID_AT: &str =
-    "CASE WHEN v.valid_from <= ? AND (v.valid_to IS NULL OR v.valid_to > ?) THEN 1 ELSE 0 END";
+const VALID_AT: &str = "CASE WHEN v.valid_from <= ? AND v.valid_until > ? THEN 1 ELSE 0 END";
 
 /// One host at two moments, a page of objects at a time.
 async fn moments(
@@ -188,7 +187,7 @@ async fn moments(
             &format!(
                 "SELECT {}, {VALID_AT} FROM versions v
                  WHERE v.target_id = ? AND +v.valid_from <= ?
-                   AND (v.valid_to IS NULL OR v.valid_to > ?)
+                   AND v.valid_until > ?
                    AND {VALID_AT} <> {VALID_AT} AND v.vid > ?
                  ORDER BY v.target_id, v.vid LIMIT ?",
                 version::COLUMNS

@@ -44,15 +44,15 @@ const SORTS: [(&str, &str); 8] = [
     ("last_seen", "COALESCE(t.last_seen, 0)"),
     (
         "routes",
-        "(SELECT COUNT(*) FROM versions v WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = 1)",
+        "(SELECT COUNT(*) FROM versions v WHERE v.target_id = t.id AND v.valid_until = 9223372036854775807 AND v.kind = 1)",
     ),
     (
         "nexthops",
-        "(SELECT COUNT(*) FROM versions v WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = 2)",
+        "(SELECT COUNT(*) FROM versions v WHERE v.target_id = t.id AND v.valid_until = 9223372036854775807 AND v.kind = 2)",
     ),
     (
         "rules",
-        "(SELECT COUNT(*) FROM versions v WHERE v.target_id = t.id AND v.valid_to IS NULL AND v.kind = 3)",
+        "(SELECT COUNT(*) FROM versions v WHERE v.target_id = t.id AND v.valid_until = 9223372036854775807 AND v.kind = 3)",
     ),
     ("gaps", "(SELECT COUNT(*) FROM gaps g WHERE g.target_id = t.id)"),
 ];
@@ -331,7 +331,7 @@ async fn counts(store: &mut Store, page: &[Target], hosts: &mut [Json]) -> Resul
         .select(
             &format!(
                 "SELECT v.target_id, v.kind, v.family, v.table_id, CAST(COUNT(*) AS BIGINT)
-                 FROM versions v WHERE v.target_id IN ({list}) AND v.valid_to IS NULL
+                 FROM versions v WHERE v.target_id IN ({list}) AND v.valid_until = 9223372036854775807
                  GROUP BY v.target_id, v.kind, v.family, v.table_id"
             ),
             &ids,

@@ -145,7 +145,7 @@ fn answer(
     let mut sql = format!(
         "FROM versions v
          WHERE v.kind = ? AND {dst} AND v.valid_from <= ?
-           AND (v.valid_to IS NULL OR v.valid_to > ?)"
+           AND v.valid_until > ?"
     );
     let mut params = vec![Value::Int(KIND_ROUTE)];
     params.extend(dst_params);
