@@ -363,6 +363,43 @@ const DAY_PARTITION_FUNCTION: &str = "CREATE FUNCTION routewatch_day_partition(p
  END
  $fn$";
 
+/// Ends versions of one target: moves each from `versions_current` to its
+/// day's partition with its end, and returns how many it moved (fewer than
+/// asked: the store lacks some). One statement per version, each finding
+/// its row by the whole primary key, so that no plan depends on
+/// statistics: a set-based statement (the vids as an array joined to the
+/// table, or `vid = ANY(...)`) was planned, with statistics that lag
+/// behind a target's growth, as a read of every current version of the
+/// target per close (20,000 closes of 200,000 versions: 8 s instead of
+/// 0.2).
+const CLOSE_FUNCTION: &str = "CREATE FUNCTION routewatch_close_versions(target bigint,
+     vids int8[], valid_tos int8[], streams text[], seqs int8[], origins int8[])
+ RETURNS bigint LANGUAGE plpgsql AS $fn$
+ DECLARE
+     closed bigint := 0;
+ BEGIN
+     FOR i IN 1 .. coalesce(array_length(vids, 1), 0) LOOP
+         WITH moved AS (
+             DELETE FROM versions_current v
+             WHERE v.target_id = target AND v.vid = vids[i]
+                 AND v.valid_until = 9223372036854775807
+             RETURNING v.*)
+         INSERT INTO versions (target_id, vid, netns, key, kind, family, table_id, dst_len,
+             dst_lo, dst_hi, object, digest, valid_from, opened_stream, opened_seq,
+             opened_origin, valid_to, closed_stream, closed_seq, closed_origin, valid_until)
+         SELECT m.target_id, m.vid, m.netns, m.key, m.kind, m.family, m.table_id, m.dst_len,
+             m.dst_lo, m.dst_hi, m.object, m.digest, m.valid_from, m.opened_stream,
+             m.opened_seq, m.opened_origin, valid_tos[i], streams[i], seqs[i], origins[i],
+             valid_tos[i]
+         FROM moved m;
+         IF FOUND THEN
+             closed := closed + 1;
+         END IF;
+     END LOOP;
+     RETURN closed;
+ END
+ $fn$";
+
 /// Migration 6 on PostgreSQL: `versions` and `events` become partitioned
 /// tables with the same columns (and `versions.valid_until`), their rows
 /// copied into day partitions, and the views made again over them.
@@ -440,6 +477,7 @@ fn partition_history() -> Vec<String> {
     );
     out.push("CREATE INDEX events_time ON events USING brin (time)".to_owned());
     out.push(DAY_PARTITION_FUNCTION.to_owned());
+    out.push(CLOSE_FUNCTION.to_owned());
     out.push(format!(
         "SELECT routewatch_day_partition('versions', d) FROM (SELECT DISTINCT {} AS d
          FROM versions_unpartitioned WHERE valid_to IS NOT NULL) days",

@@ -51,32 +51,19 @@ const COPY_GAPS: &str = "COPY gaps (target_id, from_time, from_stream, from_seq,
      to_stream, to_seq, cause, reason)
  FROM STDIN (FORMAT binary)";
 
-/// The closes, as arrays: each version moves from the partition of
-/// current versions to its day's (`valid_until` is the partition key), and
-/// the count of versions closed comes back: fewer than asked means the
-/// store lacks some (see [`close_versions`]). The transaction runs it with
-/// hash and merge joins and sequential scans off ([`CLOSE_PLAN`]), so that
-/// each version is found through the primary key: a join planned from
-/// statistics that lag behind a target grown since the last ANALYZE (a
-/// fresh database, or any new agent's first snapshot) would otherwise hash
-/// or scan every version the target holds. Measured closing 500 versions
-/// of a target of 100k: such a join took 15 to 200 ms, a lookup per
-/// version 7 to 9.
-const CLOSE_VERSIONS: &str = "WITH closed AS (
-     UPDATE versions AS v SET valid_to = u.valid_to, valid_until = u.valid_to,
-         closed_stream = u.closed_stream, closed_seq = u.closed_seq,
-         closed_origin = u.closed_origin
-     FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[])
-         AS u(vid, valid_to, closed_stream, closed_seq, closed_origin)
-     WHERE v.target_id = $6 AND v.vid = u.vid AND v.valid_until = 9223372036854775807
-     RETURNING 1)
- SELECT COUNT(*) FROM closed";
+/// The closes, as arrays: `routewatch_close_versions` (migration 6)
+/// moves each version from the partition of current versions to its
+/// day's, and returns how many it moved: fewer than asked means the store
+/// lacks some (see [`close_versions`]).
+const CLOSE_VERSIONS: &str =
+    "SELECT routewatch_close_versions($6, $1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[])";
 
-/// How a transaction that closes versions plans [`CLOSE_VERSIONS`] (set
-/// once, before its writes, until it ends; the other statements of a write
-/// plan no joins).
-pub(super) const CLOSE_PLAN: &str =
-    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off";
+/// How a transaction that closes versions plans the function's statements
+/// (set once, before its writes, until it ends): by the primary key, even
+/// where statistics that lag behind a target's growth make a sequential
+/// scan of a table believed small look cheaper. The other statements of a
+/// write read no table.
+pub(super) const CLOSE_PLAN: &str = "SET LOCAL enable_seqscan = off";
 
 /// The statements a write runs, prepared once per connection.
 pub(super) struct Prepared {
