@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 
 use tokio_postgres::{Client, Row, Statement};
 
-use super::commit::{self, Prepared};
+use super::commit::{self, Copies, Prepared};
 use super::{connect, value};
 use crate::store::columns;
 use crate::store::plan::{OpenVersion, StoredCursor, TargetRow, Write};
@@ -361,10 +361,21 @@ impl PgStore {
     /// writes nothing and leaves the others be; an error leaves nothing
     /// behind, so that the same writes can be tried again.
     pub async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        let copies: Vec<Copies> = writes.iter().map(Copies::of).collect();
+        self.commit_encoded(writes, &copies).await
+    }
+
+    /// [`PgStore::commit`], the new rows of each write encoded already
+    /// (`copies`, in the order of `writes`).
+    pub async fn commit_encoded(
+        &mut self,
+        writes: &[Write],
+        copies: &[Copies],
+    ) -> Result<Vec<Outcome>, StoreError> {
         let tx = self.client.transaction().await?;
         let mut outcomes = Vec::with_capacity(writes.len());
-        for w in writes {
-            outcomes.push(commit::write_one(&tx, &self.prepared, w).await?);
+        for (w, copies) in writes.iter().zip(copies) {
+            outcomes.push(commit::write_one(&tx, &self.prepared, w, copies).await?);
         }
         tx.commit().await?;
         Ok(outcomes)
