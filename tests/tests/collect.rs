@@ -100,13 +100,35 @@ fn kill_during_churn_then_resume(store: TestStore) {
     let mut collector = Collector::start(&ns, &store, &[&addr]);
     let first = store.wait_stored(&ns, &addr);
     thread::scope(|s| {
-        s.spawn(|| ns.ip_batch(&blackholes("add", 0..6000)));
-        // Killed while the churn is being stored.
-        let started = Instant::now();
-        while store.cursor(&addr).map_or(0, |c| c.1) < first.1 + 500 && started.elapsed() < SETTLE {
-            thread::sleep(Duration::from_millis(10));
+        // The churn goes on for a while, in bursts, so that the kills
+        // below come while it is being stored.
+        let churn = s.spawn(|| {
+            for burst in 0..6 {
+                ns.ip_batch(&blackholes("add", burst * 1000..(burst + 1) * 1000));
+                thread::sleep(Duration::from_millis(300));
+            }
+        });
+        // Killed (SIGKILL) while the churn is being stored, restarted and
+        // killed again: a collector applies the next events while its last
+        // commit runs, so a kill may come with a commit in flight and the
+        // next write taken; each restart continues from the cursor stored.
+        let mut seen = first.1;
+        for kills in 1..=3 {
+            // At its first commit, while the rest of the burst may still
+            // be on its way to the store.
+            let started = Instant::now();
+            while store.cursor(&addr).map_or(0, |c| c.1) <= seen
+                && !churn.is_finished()
+                && started.elapsed() < SETTLE
+            {
+                thread::sleep(Duration::from_millis(10));
+            }
+            collector.kill();
+            seen = store.cursor(&addr).map_or(seen, |c| c.1);
+            if kills < 3 {
+                collector = Collector::start(&ns, &store, &[&addr]);
+            }
         }
-        collector.kill();
     });
     // Changes made while no collector runs come from the agent's journal.
     ns.ip_batch(&blackholes("del", 0..2000));

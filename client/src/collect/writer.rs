@@ -6,6 +6,29 @@
 //! transaction that writes its rows, a failed commit is retried as is, and
 //! a target whose claim is lost is followed again (here or by another
 //! collector) from the cursor the store holds.
+//!
+//! The writer keeps one commit in flight: [`Writer::flush`] hands the
+//! store and the writes taken from the ledgers to a task of their own and
+//! goes back to applying the next deliveries while the store commits, so
+//! that the ledgers' work and the store's overlap (on SQLite, which
+//! commits on its thread, and on PostgreSQL, whose server does the work).
+//! The next writes are taken (and encoded, for PostgreSQL) while that
+//! commit runs too, and sent once it is settled: its outcome handled as if
+//! it had been awaited (metrics, gaps, lost targets, retries). A commit is
+//! also settled before anything else uses the store (claims, releases,
+//! pruning, stopping), and as soon as it ends.
+//!
+//! Exactly once holds as it did with one commit at a time. A ledger's
+//! next write expects the cursor the write in flight leaves the store at,
+//! and is sent only after that one is settled: committed; or retried, the
+//! same writes in the same order, until it is; or refused by the compare
+//! and set of its target's cursor (the target was taken elsewhere: it is
+//! given up, and its next write is dropped with its ledger); or lost with
+//! the store's connection (every target is given up, and every write
+//! taken is dropped). A target given up is claimed again and continues
+//! from the cursor the store holds. A collector killed with a commit in
+//! flight leaves the store as it was before that transaction or after it,
+//! and the next collector continues from there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,13 +36,16 @@ use std::time::Duration;
 
 use routewatch_proto::v1::Cursor;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::claims::{Agent, Granted, Request};
 use super::metrics::Metrics;
 use crate::printer::now_unix_nano;
-use crate::store::{Ledger, OpenVersion, Outcome, Store, StoreUrl, TargetRow, Write};
+use crate::store::{
+    Batch, Ledger, OpenVersion, Outcome, Store, StoreError, StoreUrl, TargetRow, Write,
+};
 use crate::subscription::Delivery;
 
 /// Events gathered into one transaction, at most (more when one delivery
@@ -74,8 +100,20 @@ struct Held {
     agent: Option<Agent>,
 }
 
-pub struct Writer {
+/// A commit sent to the store, as its task gives it back.
+struct Flight {
     store: Store,
+    batch: Batch,
+    /// The targets of the batch's writes, in their order.
+    names: Vec<String>,
+    result: Result<Vec<Outcome>, StoreError>,
+}
+
+pub struct Writer {
+    /// The store, while no commit is in flight (see [`Writer::settle`]).
+    store: Option<Store>,
+    /// The commit in flight, which holds the store until it is settled.
+    in_flight: Option<JoinHandle<Flight>>,
     url: StoreUrl,
     settings: Settings,
     metrics: Arc<Metrics>,
@@ -94,6 +132,8 @@ pub struct Writer {
     /// Targets that lost their agent while another address of it stands
     /// by: let go after the next flush, so that the other is followed.
     hand_over: Vec<String>,
+    /// Events applied to the ledgers since their writes were last taken.
+    gathered: usize,
     /// Rows stored since memory was last given back.
     stored_since_trim: u64,
     /// When to give memory back next (set once a burst is stored).
@@ -104,7 +144,8 @@ impl Writer {
     pub fn new(store: Store, url: StoreUrl, settings: Settings, metrics: Arc<Metrics>) -> Writer {
         metrics.set_ready(true);
         Writer {
-            store,
+            store: Some(store),
+            in_flight: None,
             url,
             settings,
             metrics,
@@ -114,6 +155,7 @@ impl Writer {
             holders: HashMap::new(),
             taken_over: HashMap::new(),
             hand_over: Vec::new(),
+            gathered: 0,
             stored_since_trim: 0,
             trim_at: None,
         }
@@ -135,14 +177,24 @@ impl Writer {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                // The commit in flight is settled as soon as it ends, not
+                // with the next delivery.
+                landed = landing(&mut self.in_flight) => {
+                    self.in_flight = None;
+                    let done = self.land(landed, &shutdown).await;
+                    // What arrived meanwhile goes to the store at once.
+                    self.flush(&shutdown).await;
+                    drop(done);
+                }
                 request = requests.recv() => match request {
                     Some(request) => {
-                        // Whatever a released subscription sent comes
+                        // Whatever a released subscription sent is stored
                         // before its target is given out again.
                         while let Ok(d) = deliveries.try_recv() {
                             self.deliver(d);
                         }
                         self.flush(&shutdown).await;
+                        self.settle(&shutdown).await;
                         // Every request waiting now, so that claims made
                         // together (a collector starting, or many targets
                         // let go at once) go to the store together.
@@ -156,20 +208,32 @@ impl Writer {
                 },
                 delivery = deliveries.recv() => match delivery {
                     Some(d) => {
-                        let mut events = self.deliver(d);
-                        while events < BATCH_EVENTS {
+                        // Deliveries are applied while the commit in
+                        // flight runs; the next commit is sent once it
+                        // has ended (or at once when there is none), or
+                        // waits for it once BATCH_EVENTS are gathered.
+                        self.gathered += self.deliver(d);
+                        while self.gathered < BATCH_EVENTS && !self.landed() {
                             match deliveries.try_recv() {
-                                Ok(d) => events += self.deliver(d),
+                                Ok(d) => self.gathered += self.deliver(d),
                                 Err(_) => break,
                             }
                         }
-                        self.flush(&shutdown).await;
-                        self.hand_over().await;
+                        if self.in_flight.is_none() || self.landed() || self.gathered >= BATCH_EVENTS {
+                            self.flush(&shutdown).await;
+                        }
+                        self.hand_over(&shutdown).await;
                     }
                     None => break,
                 },
-                _ = claim_tick.tick(), if !self.waiting.is_empty() => self.retry_claims().await,
-                _ = prune_tick.tick(), if self.settings.retain.is_some() => self.prune().await,
+                _ = claim_tick.tick(), if !self.waiting.is_empty() => {
+                    self.settle(&shutdown).await;
+                    self.retry_claims().await;
+                }
+                _ = prune_tick.tick(), if self.settings.retain.is_some() => {
+                    self.settle(&shutdown).await;
+                    self.prune().await;
+                }
                 () = sleep_until_or_never(self.trim_at) => self.give_back(),
             }
         }
@@ -187,7 +251,9 @@ impl Writer {
                 give_up.cancel();
             }
         });
+        self.settle(&give_up).await;
         self.flush(&give_up).await;
+        self.settle(&give_up).await;
         timer.abort();
     }
 
@@ -289,9 +355,22 @@ impl Writer {
         }
     }
 
-    /// Commits every target's pending rows; retries a failing store until
-    /// it works or `shutdown`.
+    /// The store, with no commit in flight (see [`Writer::settle`]).
+    fn store(&mut self) -> &mut Store {
+        self.store
+            .as_mut()
+            .expect("the commit in flight is settled before the store is used")
+    }
+
+    /// Takes every target's pending rows and sends them to the store in a
+    /// task of its own, without waiting for them: they are settled by the
+    /// next flush, by whatever else needs the store, or as soon as they
+    /// are committed. The commit in flight, if any, is settled first, but
+    /// only once the new writes are taken and ready (encoded for
+    /// PostgreSQL), which overlaps it too; those of targets given up as it
+    /// is settled are dropped.
     async fn flush(&mut self, shutdown: &CancellationToken) {
+        self.gathered = 0;
         let mut writes: Vec<Write> = Vec::new();
         let mut names: Vec<String> = Vec::new();
         for (name, held) in &mut self.held {
@@ -300,13 +379,86 @@ impl Writer {
                 names.push(name.clone());
             }
         }
-        if writes.is_empty() {
-            return;
+        let mut batch = (!writes.is_empty()).then(|| Batch::new(&self.url, writes));
+        let done = self.settle(shutdown).await;
+        if let Some(batch) = &mut batch {
+            // A target lost, or given up with the store's connection:
+            // claimed again from its stored cursor, with a new ledger.
+            let held = &self.held;
+            let kept: Vec<bool> = batch
+                .writes()
+                .iter()
+                .zip(&names)
+                .map(|(w, name)| held.get(name).is_some_and(|h| h.target_id == w.target_id))
+                .collect();
+            let mut i = 0;
+            batch.retain(|_| {
+                i += 1;
+                kept[i - 1]
+            });
+            let mut i = 0;
+            names.retain(|_| {
+                i += 1;
+                kept[i - 1]
+            });
         }
+        if let Some(batch) = batch.filter(|b| !b.writes().is_empty()) {
+            let mut store = self.store.take().expect("no commit in flight");
+            self.in_flight = Some(tokio::spawn(async move {
+                let result = store.commit_batch(&batch).await;
+                Flight {
+                    store,
+                    batch,
+                    names,
+                    result,
+                }
+            }));
+        }
+        // The rows of the commit settled are freed while the next one
+        // runs.
+        drop(done);
+    }
+
+    /// Whether the commit in flight has ended (and waits to be settled).
+    fn landed(&self) -> bool {
+        self.in_flight.as_ref().is_some_and(JoinHandle::is_finished)
+    }
+
+    /// Waits for the commit in flight, if any, and handles its outcome;
+    /// a failing store is retried until it works or `shutdown`. Returns
+    /// the writes settled, for the caller to drop when it suits it.
+    async fn settle(&mut self, shutdown: &CancellationToken) -> Vec<Write> {
+        match self.in_flight.take() {
+            Some(flight) => self.land(flight.await, shutdown).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// Handles the end of a commit: takes the store back, notes what was
+    /// stored, gives up the targets whose writes were refused, and retries
+    /// the same writes, in the same order, while the store fails.
+    async fn land(
+        &mut self,
+        landed: Result<Flight, JoinError>,
+        shutdown: &CancellationToken,
+    ) -> Vec<Write> {
+        let Flight {
+            store,
+            batch,
+            names,
+            mut result,
+        } = match landed {
+            Ok(flight) => flight,
+            // The commit panicked (the store went with it): so does the
+            // writer, as it would have with the commit awaited here.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        self.store = Some(store);
         let mut delay = Duration::from_millis(200);
         loop {
-            match self.store.commit(&writes).await {
+            match result {
                 Ok(outcomes) => {
+                    let writes = batch.into_writes();
                     self.metrics.committed();
                     self.stored_since_trim += writes.iter().map(|w| w.rows() as u64).sum::<u64>();
                     if self.stored_since_trim >= TRIM_AFTER_ROWS && self.trim_at.is_none() {
@@ -332,11 +484,20 @@ impl Writer {
                                 }
                             }
                             Outcome::Lost => {
-                                self.lose(name, "another collector wrote to it").await;
+                                // Only the ledger that took this write: a
+                                // target let go and claimed again since
+                                // starts from the stored cursor anyway.
+                                if self
+                                    .held
+                                    .get(name)
+                                    .is_some_and(|h| h.target_id == write.target_id)
+                                {
+                                    self.lose(name, "another collector wrote to it").await;
+                                }
                             }
                         }
                     }
-                    return;
+                    return writes;
                 }
                 Err(e) => {
                     let what = format!(
@@ -344,14 +505,16 @@ impl Writer {
                         self.url
                     );
                     if !self.wait_to_retry(&what, &mut delay, shutdown).await {
-                        return;
+                        return batch.into_writes();
                     }
-                    if self.store.is_closed() {
-                        self.reopen(shutdown).await;
+                    if self.store().is_closed() {
                         // The locks went with the connection: every target
-                        // is claimed again, from the cursors stored.
-                        return;
+                        // is claimed again, from the cursors stored, and
+                        // these writes are dropped with their ledgers.
+                        self.reopen(shutdown).await;
+                        return batch.into_writes();
                     }
+                    result = self.store().commit_batch(&batch).await;
                 }
             }
         }
@@ -368,7 +531,7 @@ impl Writer {
         loop {
             match Store::open(&self.url).await {
                 Ok(store) => {
-                    self.store = store;
+                    self.store = Some(store);
                     self.metrics.set_ready(true);
                     eprintln!("routewatch collect: {} is back", self.url);
                     return;
@@ -404,12 +567,13 @@ impl Writer {
         waited
     }
 
-    /// Stops following `name`: its subscription stops and asks again.
+    /// Stops following `name`, if it is still followed: its subscription
+    /// stops and asks again.
     async fn lose(&mut self, name: &str, why: &str) {
         self.taken_over.remove(name);
         if let Some(held) = self.held.remove(name) {
             held.lost.cancel();
-            let _ = self.store.release(held.target_id).await;
+            let _ = self.store().release(held.target_id).await;
             self.metrics.lost();
             self.metrics.forget(name);
             eprintln!("routewatch collect: {name}: given up ({why}); claiming it again");
@@ -430,7 +594,7 @@ impl Writer {
                     self.holders.remove(&name);
                     self.taken_over.remove(&name);
                     if let Some(held) = self.held.remove(&name) {
-                        let _ = self.store.release(held.target_id).await;
+                        let _ = self.store().release(held.target_id).await;
                         self.metrics.forget(&name);
                     }
                 }
@@ -445,14 +609,17 @@ impl Writer {
     /// which continue from the stored cursor. The address let go is
     /// claimed again by its subscription, and stands by in turn once its
     /// agent answers there again.
-    async fn hand_over(&mut self) {
+    async fn hand_over(&mut self, shutdown: &CancellationToken) {
         if self.hand_over.is_empty() {
             return;
         }
+        // Their rows are stored before they are let go.
+        self.flush(shutdown).await;
+        self.settle(shutdown).await;
         for name in std::mem::take(&mut self.hand_over) {
             if let Some(held) = self.held.remove(&name) {
                 held.lost.cancel();
-                let _ = self.store.release(held.target_id).await;
+                let _ = self.store().release(held.target_id).await;
                 self.metrics.forget(&name);
                 let host = held.agent.map(|a| a.host).unwrap_or_default();
                 eprintln!(
@@ -477,7 +644,7 @@ impl Writer {
     /// Notes who holds `names` (one query for all of them); a target let
     /// go since keeps its last holder.
     async fn look_at_holders(&mut self, names: &[impl AsRef<str>]) {
-        match self.store.holders().await {
+        match self.store().holders().await {
             Ok(mut holders) => {
                 for name in names {
                     if let Some(holder) = holders.remove(name.as_ref()) {
@@ -519,7 +686,7 @@ impl Writer {
                 found.push(claim);
                 continue;
             };
-            match self.store.agent_record(&agent.key, &claim.name).await {
+            match self.store().agent_record(&agent.key, &claim.name).await {
                 Ok(record) => {
                     if record.adopted {
                         eprintln!(
@@ -544,7 +711,7 @@ impl Writer {
         if claims.is_empty() {
             return;
         }
-        let claimed = match self.store.claim_many(&names).await {
+        let claimed = match self.store().claim_many(&names).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 self.metrics.store_error();
@@ -596,7 +763,7 @@ impl Writer {
     /// `address` (once held, so that only the collector following it
     /// moves its address), and says so when the address changed.
     async fn note_address(&mut self, target_id: i64, address: &str, agent: &Agent) {
-        match self.store.note_address(target_id, address, now_unix_nano()).await {
+        match self.store().note_address(target_id, address, now_unix_nano()).await {
             Ok(Some(before)) => eprintln!(
                 "routewatch collect: {} (agent {}) is now reached at {address}, no longer at {before}: its record continues (the new address is noted in fleet_hosts)",
                 agent.host, agent.key
@@ -744,7 +911,7 @@ impl Writer {
             return;
         };
         let before = now_unix_nano().saturating_sub(retain.as_nanos() as i64);
-        match self.store.prune(before).await {
+        match self.store().prune(before).await {
             Ok(pruned) => {
                 let rows = pruned.versions + pruned.events + pruned.gaps;
                 self.metrics.pruned(rows);
@@ -791,6 +958,14 @@ impl Writer {
 
     fn count_targets(&self) {
         self.metrics.targets(self.held.len(), self.waiting.len());
+    }
+}
+
+/// Waits for the commit in flight to end, or for ever when there is none.
+async fn landing(in_flight: &mut Option<JoinHandle<Flight>>) -> Result<Flight, JoinError> {
+    match in_flight {
+        Some(flight) => flight.await,
+        None => std::future::pending().await,
     }
 }
 

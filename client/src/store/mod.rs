@@ -148,6 +148,53 @@ impl Outcome {
     }
 }
 
+/// Writes ready to commit (see [`Store::commit_batch`]): for PostgreSQL,
+/// with their new rows encoded for COPY already, so that whoever makes the
+/// batch does the encoding rather than the commit, while the server waits.
+pub struct Batch {
+    writes: Vec<Write>,
+    /// PostgreSQL's encoding of each write, in their order (empty for
+    /// SQLite, which binds the rows as it inserts them).
+    copies: Vec<postgres::Copies>,
+}
+
+impl Batch {
+    /// The batch of `writes` for the store at `url`.
+    pub fn new(url: &StoreUrl, writes: Vec<Write>) -> Batch {
+        let copies = match url {
+            StoreUrl::Sqlite(_) => Vec::new(),
+            StoreUrl::Postgres(_) => writes.iter().map(postgres::Copies::of).collect(),
+        };
+        Batch { writes, copies }
+    }
+
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    pub fn into_writes(self) -> Vec<Write> {
+        self.writes
+    }
+
+    /// Keeps the writes for which `keep` (called once each, in order) is
+    /// true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Write) -> bool) {
+        let kept: Vec<bool> = self.writes.iter().map(&mut keep).collect();
+        let mut i = 0;
+        self.writes.retain(|_| {
+            i += 1;
+            kept[i - 1]
+        });
+        if !self.copies.is_empty() {
+            let mut i = 0;
+            self.copies.retain(|_| {
+                i += 1;
+                kept[i - 1]
+            });
+        }
+    }
+}
+
 /// What `--retain` removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -185,7 +232,7 @@ pub enum StoreError {
 /// An open store.
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
-    Postgres(postgres::PgStore),
+    Postgres(Box<postgres::PgStore>),
 }
 
 impl Store {
@@ -197,7 +244,9 @@ impl Store {
                 let path = path.clone();
                 Store::Sqlite(blocking(move || sqlite::SqliteStore::open(&path))?)
             }
-            StoreUrl::Postgres(url) => Store::Postgres(postgres::PgStore::open(url).await?),
+            StoreUrl::Postgres(url) => {
+                Store::Postgres(Box::new(postgres::PgStore::open(url).await?))
+            }
         })
     }
 
@@ -214,7 +263,7 @@ impl Store {
                 })?)
             }
             StoreUrl::Postgres(url) => {
-                Store::Postgres(postgres::PgStore::open_read_only(url).await?)
+                Store::Postgres(Box::new(postgres::PgStore::open_read_only(url).await?))
             }
         })
     }
@@ -324,6 +373,16 @@ impl Store {
         match self {
             Store::Sqlite(s) => blocking(|| s.commit(writes)),
             Store::Postgres(s) => s.commit(writes).await,
+        }
+    }
+
+    /// [`Store::commit`] of a batch made for this store.
+    pub async fn commit_batch(&mut self, batch: &Batch) -> Result<Vec<Outcome>, StoreError> {
+        match self {
+            Store::Postgres(s) if batch.copies.len() == batch.writes.len() => {
+                s.commit_encoded(&batch.writes, &batch.copies).await
+            }
+            _ => self.commit(&batch.writes).await,
         }
     }
 

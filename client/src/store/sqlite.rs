@@ -426,7 +426,8 @@ const ROWS_PER_INSERT: usize = 64;
 
 /// Inserts `rows` with `head` (`INSERT INTO t (a, b)`): in statements of
 /// [`ROWS_PER_INSERT`] rows, the rest one row at a time (two cached
-/// statements per table, whatever the number of rows).
+/// statements per table, whatever the number of rows, each looked up once
+/// per call).
 fn insert_rows<'a, const N: usize>(
     tx: &rusqlite::Transaction<'_>,
     head: &str,
@@ -435,6 +436,7 @@ fn insert_rows<'a, const N: usize>(
     let one = format!("({})", vec!["?"; N].join(", "));
     let mut chunk: Vec<&dyn ToSql> = Vec::with_capacity(N * ROWS_PER_INSERT);
     let mut rows = rows.peekable();
+    let mut many = None;
     while rows.peek().is_some() {
         chunk.clear();
         for row in rows.by_ref().take(ROWS_PER_INSERT) {
@@ -442,9 +444,13 @@ fn insert_rows<'a, const N: usize>(
         }
         let n = chunk.len() / N;
         if n == ROWS_PER_INSERT {
-            let values = vec![one.as_str(); n].join(", ");
-            tx.prepare_cached(&format!("{head} VALUES {values}"))?
-                .execute(chunk.as_slice())?;
+            if many.is_none() {
+                let values = vec![one.as_str(); n].join(", ");
+                many = Some(tx.prepare_cached(&format!("{head} VALUES {values}"))?);
+            }
+            if let Some(many) = &mut many {
+                many.execute(chunk.as_slice())?;
+            }
         } else {
             let mut single = tx.prepare_cached(&format!("{head} VALUES {one}"))?;
             for row in chunk.chunks(N) {

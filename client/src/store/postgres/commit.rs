@@ -111,13 +111,113 @@ impl Prepared {
     }
 }
 
-/// One target's write, unless the target's cursor moved under it: then
-/// nothing is written (the UPDATE matched no row, which is no error, so
-/// the transaction goes on with the other targets' writes).
+/// One write's new rows in COPY's binary format, one stream per table
+/// (none where it has no row). Encoded before the transaction (by the
+/// collector while the commit before runs), so that the server does not
+/// wait for it; shared, not copied, when a failed commit is retried.
+#[derive(Debug, Clone, Default)]
+pub struct Copies {
+    versions: Option<Bytes>,
+    columns: Option<Bytes>,
+    events: Option<Bytes>,
+    gaps: Option<Bytes>,
+}
+
+/// Bytes a COPY row of each table takes, about: room reserved at once
+/// rather than grown by copying (a write of 20,000 rows grew its buffers
+/// a dozen times over). A little more than the ingest bench's rows (/32
+/// blackhole routes: 283, 265 and 114 to 133 bytes); larger rows grow the
+/// buffer once or twice.
+const VERSION_ROW_BYTES: usize = 320;
+const COLUMN_ROW_BYTES: usize = 300;
+const EVENT_ROW_BYTES: usize = 144;
+
+impl Copies {
+    pub fn of(w: &Write) -> Copies {
+        let mut copies = Copies::default();
+        if !w.opens.is_empty() {
+            let mut rows = CopyRows::with_capacity(w.opens.len() * VERSION_ROW_BYTES);
+            for v in &w.opens {
+                let close = v.close.as_ref();
+                rows.row();
+                rows.int(w.target_id);
+                rows.int(v.vid);
+                rows.text(&v.netns);
+                rows.text(&v.key);
+                rows.int(v.kind);
+                rows.int(v.family);
+                rows.opt_int(v.table_id);
+                rows.opt_int(v.dst_len);
+                rows.opt_bytes(v.dst_lo.as_deref());
+                rows.opt_bytes(v.dst_hi.as_deref());
+                rows.bytes(&v.object);
+                rows.int(v.digest);
+                rows.int(v.valid_from);
+                rows.text(&v.opened_stream);
+                rows.int(v.opened_seq);
+                rows.int(v.opened_origin);
+                rows.opt_int(close.map(|c| c.valid_to));
+                rows.opt_text(close.map(|c| &*c.stream_id));
+                rows.opt_int(close.map(|c| c.seq));
+                rows.opt_int(close.map(|c| c.origin));
+                rows.int(close.map_or(CURRENT, |c| c.valid_to));
+            }
+            copies.versions = Some(rows.finish());
+            let mut rows = CopyRows::with_capacity(w.opens.len() * COLUMN_ROW_BYTES);
+            for v in &w.opens {
+                column_row(&mut rows, w.target_id, v.vid, &v.columns);
+            }
+            copies.columns = Some(rows.finish());
+        }
+        if !w.events.is_empty() {
+            let mut rows = CopyRows::with_capacity(w.events.len() * EVENT_ROW_BYTES);
+            for e in &w.events {
+                rows.row();
+                rows.int(w.target_id);
+                rows.text(&e.stream_id);
+                rows.int(e.seq);
+                rows.int(e.time);
+                rows.int(e.action);
+                rows.int(e.origin);
+                rows.int(e.vid);
+                let by = e.by.as_deref().unwrap_or(&NOBODY);
+                rows.opt_text(by.changed_by.as_deref());
+                rows.opt_int(by.changed_by_pid);
+                rows.opt_text(by.changed_by_comm.as_deref());
+                rows.opt_text(by.changed_by_pod.as_deref());
+                rows.opt_text(by.reason.as_deref());
+            }
+            copies.events = Some(rows.finish());
+        }
+        if !w.gaps.is_empty() {
+            let mut rows = CopyRows::new();
+            for g in &w.gaps {
+                rows.row();
+                rows.int(w.target_id);
+                rows.opt_int(g.from_time);
+                rows.text(&g.from.stream_id);
+                rows.int(g.from.seq);
+                rows.int(g.to_time);
+                rows.text(&g.to.stream_id);
+                rows.int(g.to.seq);
+                rows.int(g.cause);
+                rows.text(&g.reason);
+            }
+            copies.gaps = Some(rows.finish());
+        }
+        copies
+    }
+}
+
+/// One target's write, its new rows encoded in `copies`, unless the
+/// target's cursor moved under it: then nothing is written (the UPDATE
+/// matched no row, which is no error, so the transaction goes on with the
+/// other targets' writes).
 pub(super) async fn write_one(
     tx: &Transaction<'_>,
     prepared: &Prepared,
     w: &Write,
+    copies: &Copies,
 ) -> Result<Outcome, StoreError> {
     let moved = tx
         .execute(
@@ -145,75 +245,15 @@ pub(super) async fn write_one(
     if !w.closes.is_empty() {
         close_versions(tx, prepared, w).await?;
     }
-    if !w.opens.is_empty() {
-        let mut rows = CopyRows::new();
-        for v in &w.opens {
-            let close = v.close.as_ref();
-            rows.row();
-            rows.int(w.target_id);
-            rows.int(v.vid);
-            rows.text(&v.netns);
-            rows.text(&v.key);
-            rows.int(v.kind);
-            rows.int(v.family);
-            rows.opt_int(v.table_id);
-            rows.opt_int(v.dst_len);
-            rows.opt_bytes(v.dst_lo.as_deref());
-            rows.opt_bytes(v.dst_hi.as_deref());
-            rows.bytes(&v.object);
-            rows.int(v.digest);
-            rows.int(v.valid_from);
-            rows.text(&v.opened_stream);
-            rows.int(v.opened_seq);
-            rows.int(v.opened_origin);
-            rows.opt_int(close.map(|c| c.valid_to));
-            rows.opt_text(close.map(|c| &*c.stream_id));
-            rows.opt_int(close.map(|c| c.seq));
-            rows.opt_int(close.map(|c| c.origin));
-            rows.int(close.map_or(CURRENT, |c| c.valid_to));
+    for (copy, rows) in [
+        (&prepared.copy_versions, &copies.versions),
+        (&prepared.copy_columns, &copies.columns),
+        (&prepared.copy_events, &copies.events),
+        (&prepared.copy_gaps, &copies.gaps),
+    ] {
+        if let Some(rows) = rows {
+            send(tx, copy, rows.clone()).await?;
         }
-        rows.send(tx, &prepared.copy_versions).await?;
-        let mut rows = CopyRows::new();
-        for v in &w.opens {
-            column_row(&mut rows, w.target_id, v.vid, &v.columns);
-        }
-        rows.send(tx, &prepared.copy_columns).await?;
-    }
-    if !w.events.is_empty() {
-        let mut rows = CopyRows::new();
-        for e in &w.events {
-            rows.row();
-            rows.int(w.target_id);
-            rows.text(&e.stream_id);
-            rows.int(e.seq);
-            rows.int(e.time);
-            rows.int(e.action);
-            rows.int(e.origin);
-            rows.int(e.vid);
-            let by = e.by.as_deref().unwrap_or(&NOBODY);
-            rows.opt_text(by.changed_by.as_deref());
-            rows.opt_int(by.changed_by_pid);
-            rows.opt_text(by.changed_by_comm.as_deref());
-            rows.opt_text(by.changed_by_pod.as_deref());
-            rows.opt_text(by.reason.as_deref());
-        }
-        rows.send(tx, &prepared.copy_events).await?;
-    }
-    if !w.gaps.is_empty() {
-        let mut rows = CopyRows::new();
-        for g in &w.gaps {
-            rows.row();
-            rows.int(w.target_id);
-            rows.opt_int(g.from_time);
-            rows.text(&g.from.stream_id);
-            rows.int(g.from.seq);
-            rows.int(g.to_time);
-            rows.text(&g.to.stream_id);
-            rows.int(g.to.seq);
-            rows.int(g.cause);
-            rows.text(&g.reason);
-        }
-        rows.send(tx, &prepared.copy_gaps).await?;
     }
     Ok(Outcome::Committed)
 }
@@ -236,7 +276,12 @@ const COPY_CHUNK: usize = 256 * 1024;
 
 impl CopyRows {
     pub(super) fn new() -> CopyRows {
-        let mut buf = BytesMut::with_capacity(COPY_CHUNK);
+        CopyRows::with_capacity(COPY_CHUNK)
+    }
+
+    /// Rows to take about `bytes` bytes.
+    pub(super) fn with_capacity(bytes: usize) -> CopyRows {
+        let mut buf = BytesMut::with_capacity(bytes + 32);
         buf.put_slice(b"PGCOPY\n\xff\r\n\0");
         buf.put_i32(0); // flags
         buf.put_i32(0); // header extension length
@@ -298,24 +343,33 @@ impl CopyRows {
         self.opt_bytes(s.map(str::as_bytes));
     }
 
+    /// The rows, ready to send.
+    pub(super) fn finish(mut self) -> Bytes {
+        self.end_row();
+        self.buf.put_i16(-1);
+        self.buf.freeze()
+    }
+
     /// Runs `copy` with these rows.
     pub(super) async fn send(
-        mut self,
+        self,
         tx: &Transaction<'_>,
         copy: &Statement,
     ) -> Result<(), StoreError> {
-        self.end_row();
-        self.buf.put_i16(-1);
-        let sink = tx.copy_in::<_, Bytes>(copy).await?;
-        let mut sink = pin!(sink);
-        let mut data = self.buf.freeze();
-        while !data.is_empty() {
-            let piece = data.split_to(data.len().min(COPY_CHUNK));
-            sink.as_mut().send(piece).await?;
-        }
-        sink.finish().await?;
-        Ok(())
+        send(tx, copy, self.finish()).await
     }
+}
+
+/// Runs `copy` with the rows `data` (from [`CopyRows::finish`]).
+async fn send(tx: &Transaction<'_>, copy: &Statement, mut data: Bytes) -> Result<(), StoreError> {
+    let sink = tx.copy_in::<_, Bytes>(copy).await?;
+    let mut sink = pin!(sink);
+    while !data.is_empty() {
+        let piece = data.split_to(data.len().min(COPY_CHUNK));
+        sink.as_mut().send(piece).await?;
+    }
+    sink.finish().await?;
+    Ok(())
 }
 
 /// Versions written earlier that end, all in one statement.

@@ -35,4 +35,5 @@ mod pg_store;
 mod tls;
 mod value;
 
+pub use commit::Copies;
 pub use pg_store::PgStore;

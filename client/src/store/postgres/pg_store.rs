@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 
 use tokio_postgres::{Client, Row, Statement};
 
-use super::commit::{self, Prepared};
+use super::commit::{self, Copies, Prepared};
 use super::{connect, value};
 use crate::store::columns;
 use crate::store::plan::{OpenVersion, StoredCursor, TargetRow, Write};
@@ -387,8 +387,19 @@ impl PgStore {
     /// writes nothing and leaves the others be; an error leaves nothing
     /// behind, so that the same writes can be tried again.
     pub async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        let copies: Vec<Copies> = writes.iter().map(Copies::of).collect();
+        self.commit_encoded(writes, &copies).await
+    }
+
+    /// [`PgStore::commit`], the new rows of each write encoded already
+    /// (`copies`, in the order of `writes`).
+    pub async fn commit_encoded(
+        &mut self,
+        writes: &[Write],
+        copies: &[Copies],
+    ) -> Result<Vec<Outcome>, StoreError> {
         self.ensure_partitions(writes).await?;
-        let result = self.write(writes).await;
+        let result = self.write(writes, copies).await;
         if let Err(StoreError::Postgres(e)) = &result {
             // No partition for a row: another collector's retention
             // dropped a day this connection knew. Asked again at the retry.
@@ -399,14 +410,18 @@ impl PgStore {
         result
     }
 
-    async fn write(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+    async fn write(
+        &mut self,
+        writes: &[Write],
+        copies: &[Copies],
+    ) -> Result<Vec<Outcome>, StoreError> {
         let tx = self.client.transaction().await?;
         if writes.iter().any(|w| !w.closes.is_empty()) {
             tx.batch_execute(commit::CLOSE_PLAN).await?;
         }
         let mut outcomes = Vec::with_capacity(writes.len());
-        for w in writes {
-            outcomes.push(commit::write_one(&tx, &self.prepared, w).await?);
+        for (w, copies) in writes.iter().zip(copies) {
+            outcomes.push(commit::write_one(&tx, &self.prepared, w, copies).await?);
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -470,7 +485,7 @@ impl PgStore {
             let (parent, partition, bounds): (String, String, String) =
                 (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             // The partition of current versions ends at MAXVALUE.
-            if !upper_bound(&bounds).is_some_and(|upper| upper <= before) {
+            if upper_bound(&bounds).is_none_or(|upper| upper > before) {
                 continue;
             }
             let quoted = format!("\"{}\"", partition.replace('"', "\"\""));
