@@ -120,14 +120,18 @@ def populate(psql, url, targets, history, current):
         INSERT INTO targets (name, stream_id, seq, next_vid, first_seen, last_seen)
         SELECT n, 's', {history}, {history + 1}, 1, 1
         FROM unnest(string_to_array('{names}', ',')) AS n;
+        -- Closed versions end on 1970-01-01 (times are tiny): that day's
+        -- partition of versions (schema 6).
+        SELECT routewatch_day_partition('versions', 0);
         INSERT INTO versions (target_id, vid, netns, key, kind, family, object, digest,
             valid_from, opened_stream, opened_seq, opened_origin,
-            valid_to, closed_stream, closed_seq, closed_origin)
+            valid_to, closed_stream, closed_seq, closed_origin, valid_until)
         SELECT t.id, g, '', 'k' || (g % {current}), 1, 1, ''::bytea, g, g, 's', g, 1,
             CASE WHEN g <= {closed} THEN g + {current} END,
             CASE WHEN g <= {closed} THEN 's' END,
             CASE WHEN g <= {closed} THEN g + {current} END,
-            CASE WHEN g <= {closed} THEN 1 END
+            CASE WHEN g <= {closed} THEN 1 END,
+            CASE WHEN g <= {closed} THEN g + {current} ELSE 9223372036854775807 END
         FROM targets t, generate_series(1, {history}) AS g;
         ANALYZE;"""
     subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql, url], check=True)

@@ -150,7 +150,7 @@ def start_collector(fleet, url, name):
 def stored(session):
     """{address: (stream_id, seq)} as the store holds them."""
     try:
-        rows = session.query("SELECT name, stream_id, seq FROM targets")
+        rows = session.query("SELECT COALESCE(address, name), stream_id, seq FROM targets")
     except BenchError:
         return {}
     return {r[0]: (r[1], int(r[2])) for r in rows}

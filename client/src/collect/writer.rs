@@ -114,6 +114,8 @@ pub struct Writer {
     store: Option<Store>,
     /// The commit in flight, which holds the store until it is settled.
     in_flight: Option<JoinHandle<Flight>>,
+    /// Cancelled when the store's connection ends (PostgreSQL).
+    store_ended: Option<CancellationToken>,
     url: StoreUrl,
     settings: Settings,
     metrics: Arc<Metrics>,
@@ -144,6 +146,7 @@ impl Writer {
     pub fn new(store: Store, url: StoreUrl, settings: Settings, metrics: Arc<Metrics>) -> Writer {
         metrics.set_ready(true);
         Writer {
+            store_ended: store.ended(),
             store: Some(store),
             in_flight: None,
             url,
@@ -185,6 +188,16 @@ impl Writer {
                     // What arrived meanwhile goes to the store at once.
                     self.flush(&shutdown).await;
                     drop(done);
+                }
+                // The connection went: opened again now, not at the next
+                // write (an idle collector's next write is the next
+                // heartbeat, up to 30 s away), so that its targets are
+                // claimed again at once.
+                () = ended(&self.store_ended) => {
+                    self.settle(&shutdown).await;
+                    if self.store.as_ref().is_some_and(Store::is_closed) {
+                        self.reopen(&shutdown).await;
+                    }
                 }
                 request = requests.recv() => match request {
                     Some(request) => {
@@ -531,6 +544,7 @@ impl Writer {
         loop {
             match Store::open(&self.url).await {
                 Ok(store) => {
+                    self.store_ended = store.ended();
                     self.store = Some(store);
                     self.metrics.set_ready(true);
                     eprintln!("routewatch collect: {} is back", self.url);
@@ -965,6 +979,14 @@ impl Writer {
 async fn landing(in_flight: &mut Option<JoinHandle<Flight>>) -> Result<Flight, JoinError> {
     match in_flight {
         Some(flight) => flight.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until the store's connection ends, or for ever when it has none.
+async fn ended(token: &Option<CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
         None => std::future::pending().await,
     }
 }

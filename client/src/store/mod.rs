@@ -268,6 +268,15 @@ impl Store {
         })
     }
 
+    /// A token cancelled when the store's connection ends (PostgreSQL;
+    /// none for SQLite, which has no connection to lose).
+    pub fn ended(&self) -> Option<tokio_util::sync::CancellationToken> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(s) => Some(s.ended()),
+        }
+    }
+
     /// Whether the store's connection is gone (PostgreSQL; it is opened
     /// again, and every claim with it).
     pub fn is_closed(&self) -> bool {

@@ -4,13 +4,14 @@
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_util::sync::CancellationToken;
 
 use super::tls::{self, Mode};
 use crate::store::{StoreError, StoreUrl};
 
 /// The connection, its task spawned (it ends when the client is dropped or
-/// the server goes away, and logs why).
-pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
+/// the server goes away, and logs why), and a token cancelled when it ends.
+pub(super) async fn connect(url: &str) -> Result<(Client, CancellationToken), StoreError> {
     let (mut config, tls) = config(url)?;
     let connector = tls.client_config().map_err(|problem| StoreError::Open {
         store: shown(url),
@@ -35,6 +36,8 @@ pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
             }
         })?;
     let store = shown(url);
+    let ended = CancellationToken::new();
+    let end = ended.clone();
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::error!(
@@ -43,8 +46,9 @@ pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
                 "the connection to PostgreSQL ended; this collector's targets are free for others"
             );
         }
+        end.cancel();
     });
-    Ok(client)
+    Ok((client, ended))
 }
 
 /// `routewatch on HOST (pid N)`: this process, as other collectors name

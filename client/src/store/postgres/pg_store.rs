@@ -6,6 +6,7 @@ use std::pin::pin;
 use futures::TryStreamExt;
 
 use tokio_postgres::{Client, Row, Statement};
+use tokio_util::sync::CancellationToken;
 
 use super::commit::{self, Copies, Prepared};
 use super::{connect, value};
@@ -104,12 +105,14 @@ pub struct PgStore {
     selects: HashMap<String, Statement>,
     /// UTC days whose history partitions this connection knows exist.
     days: HashSet<i64>,
+    /// Cancelled when the connection ends.
+    ended: CancellationToken,
 }
 
 impl PgStore {
     /// Connects and applies missing migrations.
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
-        let mut client = connect::connect(url).await?;
+        let (mut client, ended) = connect::connect(url).await?;
         // Commits need not wait for the server's WAL flush: the WAL is
         // replayed in order, so a server crash can only lose the last
         // transactions whole, cursor included, and the collector (whose
@@ -125,13 +128,14 @@ impl PgStore {
             held: HashSet::new(),
             selects: HashMap::new(),
             days: HashSet::new(),
+            ended,
         })
     }
 
     /// Connects for reading only: every transaction of the session is read
     /// only, and the schema must be this routewatch's (nothing migrates).
     pub async fn open_read_only(url: &str) -> Result<PgStore, StoreError> {
-        let client = connect::connect(url).await?;
+        let (client, ended) = connect::connect(url).await?;
         client
             .batch_execute("SET default_transaction_read_only = on")
             .await?;
@@ -154,6 +158,7 @@ impl PgStore {
             held: HashSet::new(),
             selects: HashMap::new(),
             days: HashSet::new(),
+            ended,
         })
     }
 
@@ -375,6 +380,13 @@ impl PgStore {
                 .await?;
         }
         Ok(())
+    }
+
+    /// A token cancelled when the connection ends (the server went away,
+    /// or the network): the collector opens the store again at once
+    /// rather than at its next write.
+    pub fn ended(&self) -> CancellationToken {
+        self.ended.clone()
     }
 
     /// Whether the connection is gone, and every lock with it.
