@@ -138,42 +138,21 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
             ),
             format!(
                 "CREATE TABLE versions (
-                    target_id BIGINT NOT NULL,
-                    vid BIGINT NOT NULL,
-                    netns TEXT NOT NULL,
-                    key TEXT NOT NULL,
-                    kind BIGINT NOT NULL,
-                    family BIGINT NOT NULL,
-                    table_id BIGINT,
-                    dst_len BIGINT,
-                    dst_lo {blob},
-                    dst_hi {blob},
-                    object {blob} NOT NULL,
-                    digest BIGINT NOT NULL,
-                    valid_from BIGINT NOT NULL,
-                    opened_stream TEXT NOT NULL,
-                    opened_seq BIGINT NOT NULL,
-                    opened_origin BIGINT NOT NULL,
-                    valid_to BIGINT,
-                    closed_stream TEXT,
-                    closed_seq BIGINT,
-                    closed_origin BIGINT,
+                    {},
                     PRIMARY KEY (target_id, vid)
-                ){versions_storage}"
+                ){versions_storage}",
+                VERSION_COLUMNS
+                    .map(|c| c.replace("BLOB", blob))
+                    .join(",\n                    ")
             ),
             "CREATE INDEX versions_from ON versions (target_id, valid_from)".into(),
             "CREATE INDEX versions_dst ON versions (family, dst_lo)".into(),
             format!(
                 "CREATE TABLE events (
-                    target_id BIGINT NOT NULL,
-                    stream_id TEXT NOT NULL,
-                    seq BIGINT NOT NULL,
-                    time BIGINT NOT NULL,
-                    action BIGINT NOT NULL,
-                    origin BIGINT NOT NULL,
-                    vid BIGINT NOT NULL,
+                    {},
                     PRIMARY KEY (target_id, stream_id, seq)
-                ){without_rowid}"
+                ){without_rowid}",
+                EVENT_COLUMNS.join(",\n                    ")
             ),
             // The log grows in time order: on PostgreSQL a block-range
             // index finds old rows for --retain at almost no cost to ingest.
@@ -332,6 +311,43 @@ pub fn migration(dialect: Dialect, n: i64) -> Option<Vec<String>> {
     }
 }
 
+/// The columns of `versions` as migration 1 made them, in their order
+/// (`BLOB` is the dialect's byte type): migration 6 makes them again.
+const VERSION_COLUMNS: [&str; 20] = [
+    "target_id BIGINT NOT NULL",
+    "vid BIGINT NOT NULL",
+    "netns TEXT NOT NULL",
+    "key TEXT NOT NULL",
+    "kind BIGINT NOT NULL",
+    "family BIGINT NOT NULL",
+    "table_id BIGINT",
+    "dst_len BIGINT",
+    "dst_lo BLOB",
+    "dst_hi BLOB",
+    "object BLOB NOT NULL",
+    "digest BIGINT NOT NULL",
+    "valid_from BIGINT NOT NULL",
+    "opened_stream TEXT NOT NULL",
+    "opened_seq BIGINT NOT NULL",
+    "opened_origin BIGINT NOT NULL",
+    "valid_to BIGINT",
+    "closed_stream TEXT",
+    "closed_seq BIGINT",
+    "closed_origin BIGINT",
+];
+
+/// The columns of `events` as migration 1 made them, in their order
+/// (migration 5 adds [`ATTRIBUTION_COLUMNS`] after them).
+const EVENT_COLUMNS: [&str; 7] = [
+    "target_id BIGINT NOT NULL",
+    "stream_id TEXT NOT NULL",
+    "seq BIGINT NOT NULL",
+    "time BIGINT NOT NULL",
+    "action BIGINT NOT NULL",
+    "origin BIGINT NOT NULL",
+    "vid BIGINT NOT NULL",
+];
+
 /// `versions.valid_until` of a current version (the largest BIGINT): the
 /// partition of current versions holds this value alone.
 pub const CURRENT: i64 = i64::MAX;
@@ -428,53 +444,33 @@ fn partition_history() -> Vec<String> {
     );
     out.push(format!(
         "CREATE TABLE versions (
-            target_id BIGINT NOT NULL,
-            vid BIGINT NOT NULL,
-            netns TEXT NOT NULL,
-            key TEXT NOT NULL,
-            kind BIGINT NOT NULL,
-            family BIGINT NOT NULL,
-            table_id BIGINT,
-            dst_len BIGINT,
-            dst_lo BYTEA,
-            dst_hi BYTEA,
-            object BYTEA NOT NULL,
-            digest BIGINT NOT NULL,
-            valid_from BIGINT NOT NULL,
-            opened_stream TEXT NOT NULL,
-            opened_seq BIGINT NOT NULL,
-            opened_origin BIGINT NOT NULL,
-            valid_to BIGINT,
-            closed_stream TEXT,
-            closed_seq BIGINT,
-            closed_origin BIGINT,
+            {},
             valid_until BIGINT NOT NULL DEFAULT {CURRENT},
             PRIMARY KEY (target_id, vid, valid_until)
-        ) PARTITION BY RANGE (valid_until)"
+        ) PARTITION BY RANGE (valid_until)",
+        VERSION_COLUMNS
+            .map(|c| c.replace("BLOB", "BYTEA"))
+            .join(",\n            ")
     ));
     out.push(format!(
         "CREATE TABLE versions_current PARTITION OF versions FOR VALUES FROM ({CURRENT}) TO (MAXVALUE)"
     ));
     out.push("CREATE INDEX versions_from ON versions (target_id, valid_from)".to_owned());
     out.push("CREATE INDEX versions_dst ON versions (family, dst_lo)".to_owned());
-    out.push(
+    // The log's columns as migrations 1 and 5 made them, in their order.
+    let attribution = ATTRIBUTION_COLUMNS.map(|(name, ty)| match ty {
+        "int" => format!("{name} BIGINT"),
+        _ => format!("{name} TEXT"),
+    });
+    out.push(format!(
         "CREATE TABLE events (
-            target_id BIGINT NOT NULL,
-            stream_id TEXT NOT NULL,
-            seq BIGINT NOT NULL,
-            time BIGINT NOT NULL,
-            action BIGINT NOT NULL,
-            origin BIGINT NOT NULL,
-            vid BIGINT NOT NULL,
-            changed_by TEXT,
-            changed_by_pid BIGINT,
-            changed_by_comm TEXT,
-            changed_by_pod TEXT,
-            reason TEXT,
+            {},
+            {},
             PRIMARY KEY (target_id, stream_id, seq, time)
-        ) PARTITION BY RANGE (time)"
-            .to_owned(),
-    );
+        ) PARTITION BY RANGE (time)",
+        EVENT_COLUMNS.join(",\n            "),
+        attribution.join(",\n            ")
+    ));
     out.push("CREATE INDEX events_time ON events USING brin (time)".to_owned());
     out.push(DAY_PARTITION_FUNCTION.to_owned());
     out.push(CLOSE_FUNCTION.to_owned());
