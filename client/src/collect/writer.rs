@@ -116,6 +116,8 @@ pub struct Writer {
     in_flight: Option<JoinHandle<Flight>>,
     /// Cancelled when the store's connection ends (PostgreSQL).
     store_ended: Option<CancellationToken>,
+    /// A failed commit was given up on, stopping: nothing more is sent.
+    gave_up: bool,
     url: StoreUrl,
     settings: Settings,
     metrics: Arc<Metrics>,
@@ -147,6 +149,7 @@ impl Writer {
         metrics.set_ready(true);
         Writer {
             store_ended: store.ended(),
+            gave_up: false,
             store: Some(store),
             in_flight: None,
             url,
@@ -394,6 +397,13 @@ impl Writer {
         }
         let mut batch = (!writes.is_empty()).then(|| Batch::new(&self.url, writes));
         let done = self.settle(shutdown).await;
+        if self.gave_up {
+            // Stopping with a store that still fails: the writes taken
+            // are not sent (each would be refused, its cursor expected
+            // where the failed write left it); the agents send them again
+            // from the stored cursors next time.
+            return;
+        }
         if let Some(batch) = &mut batch {
             // A target lost, or given up with the store's connection:
             // claimed again from its stored cursor, with a new ledger.
@@ -518,6 +528,7 @@ impl Writer {
                         self.url
                     );
                     if !self.wait_to_retry(&what, &mut delay, shutdown).await {
+                        self.gave_up = true;
                         return batch.into_writes();
                     }
                     if self.store().is_closed() {
