@@ -30,7 +30,7 @@ const TARGET_LOCKS: i32 = 0x7277_7467; // "rwtg"
 const PARTITION_LOCK: i64 = 0x7277_7061_7274_6974; // "rwpartit"
 
 /// Days after today whose history partitions a collector creates ahead.
-pub const DAYS_AHEAD: i64 = 7;
+const DAYS_AHEAD: i64 = 7;
 
 /// Creates the partitions of days `$1` that do not exist yet.
 const CREATE_PARTITIONS: &str = "SELECT routewatch_day_partition('versions', d),
