@@ -414,16 +414,8 @@ impl Writer {
                 .zip(&names)
                 .map(|(w, name)| held.get(name).is_some_and(|h| h.target_id == w.target_id))
                 .collect();
-            let mut i = 0;
-            batch.retain(|_| {
-                i += 1;
-                kept[i - 1]
-            });
-            let mut i = 0;
-            names.retain(|_| {
-                i += 1;
-                kept[i - 1]
-            });
+            batch.keep(&kept);
+            crate::store::keep_marked(&mut names, &kept);
         }
         if let Some(batch) = batch.filter(|b| !b.writes().is_empty()) {
             let mut store = self.store.take().expect("no commit in flight");

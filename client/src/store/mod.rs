@@ -176,23 +176,21 @@ impl Batch {
         self.writes
     }
 
-    /// Keeps the writes for which `keep` (called once each, in order) is
-    /// true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&Write) -> bool) {
-        let kept: Vec<bool> = self.writes.iter().map(&mut keep).collect();
-        let mut i = 0;
-        self.writes.retain(|_| {
-            i += 1;
-            kept[i - 1]
-        });
+    /// Keeps the writes marked `true` in `kept` (one mark per write, in
+    /// order).
+    pub fn keep(&mut self, kept: &[bool]) {
+        keep_marked(&mut self.writes, kept);
         if !self.copies.is_empty() {
-            let mut i = 0;
-            self.copies.retain(|_| {
-                i += 1;
-                kept[i - 1]
-            });
+            keep_marked(&mut self.copies, kept);
         }
     }
+}
+
+/// Keeps the items of `items` marked `true` in `kept` (one mark per item,
+/// in order).
+pub fn keep_marked<T>(items: &mut Vec<T>, kept: &[bool]) {
+    let mut marks = kept.iter();
+    items.retain(|_| *marks.next().expect("a mark per item"));
 }
 
 /// What `--retain` removed.
