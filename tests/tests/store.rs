@@ -1581,6 +1581,81 @@ async fn postgres_history_is_partitioned_by_day() {
     assert_eq!(read, [name("events", today)], "{plan}");
 }
 
+/// Closing versions reads each one's row alone, whatever the statistics
+/// say: here they describe `versions_current` as it was before a
+/// target's 20,000 routes arrived (as right after a big snapshot, before
+/// autovacuum analyses it), when a read of the whole target would look
+/// cheap.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_closes_versions_by_key_with_stale_statistics() {
+    const ROUTES: usize = 20_000;
+    const CLOSES: usize = 10;
+    let place = TestStore::postgres("stale");
+    let TestStore::Postgres(db) = &place else {
+        unreachable!()
+    };
+    let mut store = open(&place).await;
+    let (target, mut ledger) = follow(&mut store, "h:1").await;
+    db.rows("ALTER TABLE versions_current SET (autovacuum_enabled = off)");
+    db.rows("ANALYZE versions_current");
+    let keys: Vec<String> = (0..ROUTES).map(|i| format!("k{i}")).collect();
+    let routes: Vec<(&str, _)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let dst = format!("10.{}.{}.0/24", i / 256, i % 256);
+            (k.as_str(), route(&dst, 0))
+        })
+        .collect();
+    let first = write(&mut ledger, &snapshot("s", 5, 100, None, &routes));
+    assert_eq!(commit(&mut store, &[first]).await, [Outcome::Committed]);
+    let estimate = db.rows("SELECT reltuples FROM pg_class WHERE relname = 'versions_current'");
+    assert!(
+        estimate[0][0]
+            .as_deref()
+            .is_some_and(|n| n.parse::<f64>().unwrap_or(0.0) < 1000.0),
+        "the statistics should lag behind: {estimate:?}"
+    );
+
+    let vids: Vec<String> = db
+        .rows(&format!(
+            "SELECT vid FROM versions_current WHERE target_id = {} ORDER BY vid LIMIT {CLOSES}",
+            target.id
+        ))
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .collect();
+    assert_eq!(vids.len(), CLOSES);
+    let array = |v: &str| vec![v; CLOSES].join(",");
+    // Ended now: today's partition exists.
+    let now = routewatch_client::printer::now_unix_nano().to_string();
+    // One transaction: the close, then what it read of the table.
+    let rows = db.rows(&format!(
+        "BEGIN;
+         SELECT routewatch_close_versions({}, ARRAY[{}]::int8[], ARRAY[{}]::int8[],
+             ARRAY[{}]::text[], ARRAY[{}]::int8[], ARRAY[{}]::int8[]);
+         SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+             FROM pg_stat_xact_user_tables WHERE relname = 'versions_current';
+         ROLLBACK",
+        target.id,
+        vids.join(","),
+        array(&now),
+        array("'s'"),
+        array("6"),
+        array("1"),
+    ));
+    assert_eq!(
+        rows[0][0].as_deref(),
+        Some(CLOSES.to_string().as_str()),
+        "versions closed"
+    );
+    let read: usize = rows[1][0].as_deref().unwrap().parse().unwrap();
+    assert!(
+        read <= 2 * CLOSES,
+        "closing {CLOSES} versions read {read} rows of versions_current"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_refuses_to_close_a_version_it_no_longer_has() {
     let place = TestStore::postgres("missing");

@@ -51,19 +51,12 @@ const COPY_GAPS: &str = "COPY gaps (target_id, from_time, from_stream, from_seq,
      to_stream, to_seq, cause, reason)
  FROM STDIN (FORMAT binary)";
 
-/// The closes, as arrays: `routewatch_close_versions` (migration 6)
-/// moves each version from the partition of current versions to its
+/// The closes, as arrays: `routewatch_close_versions` (migrations 6 and
+/// 7) moves each version from the partition of current versions to its
 /// day's, and returns how many it moved: fewer than asked means the store
 /// lacks some (see [`close_versions`]).
 const CLOSE_VERSIONS: &str =
     "SELECT routewatch_close_versions($6, $1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[])";
-
-/// How a transaction that closes versions plans the function's statements
-/// (set once, before its writes, until it ends): by the primary key, even
-/// where statistics that lag behind a target's growth make a sequential
-/// scan of a table believed small look cheaper. The other statements of a
-/// write read no table.
-pub(super) const CLOSE_PLAN: &str = "SET LOCAL enable_seqscan = off";
 
 /// The statements a write runs, prepared once per connection.
 pub(super) struct Prepared {

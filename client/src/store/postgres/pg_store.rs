@@ -428,9 +428,6 @@ impl PgStore {
         copies: &[Copies],
     ) -> Result<Vec<Outcome>, StoreError> {
         let tx = self.client.transaction().await?;
-        if writes.iter().any(|w| !w.closes.is_empty()) {
-            tx.batch_execute(commit::CLOSE_PLAN).await?;
-        }
         let mut outcomes = Vec::with_capacity(writes.len());
         for (w, copies) in writes.iter().zip(copies) {
             outcomes.push(commit::write_one(&tx, &self.prepared, w, copies).await?);
