@@ -49,8 +49,11 @@ use crate::store::{
 use crate::subscription::Delivery;
 
 /// Events gathered into one transaction, at most (more when one delivery
-/// is larger).
-const BATCH_EVENTS: usize = 20_000;
+/// is larger), while a commit is in flight. Larger transactions cost the
+/// store less per event (on SQLite 20,000 a transaction cost 7.7 µs per
+/// event, 40,000 7.2) and the collector more memory while a backlog is
+/// stored (peak RSS about 360 MiB with 40,000, 320 with 20,000).
+const BATCH_EVENTS: usize = 40_000;
 /// Longest wait between attempts at a failing store.
 const MAX_RETRY: Duration = Duration::from_secs(10);
 /// How long a stopping collector keeps trying a failing store.
@@ -226,10 +229,17 @@ impl Writer {
                     Some(d) => {
                         // Deliveries are applied while the commit in
                         // flight runs; the next commit is sent once it
-                        // has ended (or at once when there is none), or
-                        // waits for it once BATCH_EVENTS are gathered.
+                        // has ended, or waits for it once BATCH_EVENTS
+                        // are gathered. With none in flight, what arrived
+                        // goes at once: the store does not wait for a
+                        // full batch (a backlog's first commit waited
+                        // 0.2 s for one), and while it commits the next
+                        // batch grows as large as the commit is slow.
                         self.gathered += self.deliver(d);
-                        while self.gathered < BATCH_EVENTS && !self.landed() {
+                        while self.gathered < BATCH_EVENTS
+                            && self.in_flight.is_some()
+                            && !self.landed()
+                        {
                             match deliveries.try_recv() {
                                 Ok(d) => self.gathered += self.deliver(d),
                                 Err(_) => break,
