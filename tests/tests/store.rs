@@ -1626,7 +1626,7 @@ async fn postgres_closes_versions_by_key_with_stale_statistics() {
         .filter_map(|r| r[0].clone())
         .collect();
     assert_eq!(vids.len(), CLOSES);
-    let array = |v: &str| vec![v; CLOSES].join(",");
+    let array = |v: &str| [v; CLOSES].join(",");
     // Ended now: today's partition exists.
     let now = routewatch_client::printer::now_unix_nano().to_string();
     // One transaction: the close, then what it read of the table.
