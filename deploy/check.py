@@ -281,9 +281,9 @@ def check_agent_daemonset(resources, known):
         "liveness on /healthz": c["livenessProbe"]["httpGet"]["path"] == "/healthz",
         "readiness on /readyz": c["readinessProbe"]["httpGet"]["path"] == "/readyz",
         "drops ALL capabilities": c["securityContext"]["capabilities"]["drop"] == ["ALL"],
-        "adds only NET_ADMIN, SYS_ADMIN, SYS_PTRACE and DAC_READ_SEARCH":
+        "adds only NET_ADMIN, SYS_ADMIN, SYS_PTRACE, DAC_READ_SEARCH and SYS_NICE":
             sorted(c["securityContext"]["capabilities"]["add"])
-            == ["DAC_READ_SEARCH", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"],
+            == ["DAC_READ_SEARCH", "NET_ADMIN", "SYS_ADMIN", "SYS_NICE", "SYS_PTRACE"],
         "hostPID, to name who made each change": pod.get("hostPID") is True,
         "no privilege escalation": c["securityContext"]["allowPrivilegeEscalation"] is False,
         "requests and a memory limit":

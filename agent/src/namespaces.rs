@@ -128,7 +128,8 @@ impl Namespaces {
         };
         match &selection {
             NetnsSelection::Own => {
-                let socket = NetlinkSocket::open(ns.shared.rcvbuf)?;
+                let socket =
+                    NetlinkSocket::open(ns.shared.rcvbuf, ns.shared.attribution.is_some())?;
                 ns.spawn("".into(), None, socket, resumed, true);
             }
             NetnsSelection::Named(name) => {
@@ -138,7 +139,11 @@ impl Namespaces {
                         dir: ns.dir.clone(),
                         source,
                     })?;
-                let socket = NetlinkSocket::open_in(&named, ns.shared.rcvbuf)?;
+                let socket = NetlinkSocket::open_in(
+                    &named,
+                    ns.shared.rcvbuf,
+                    ns.shared.attribution.is_some(),
+                )?;
                 ns.spawn(
                     name.as_str().into(),
                     Some(named.id()),
@@ -149,7 +154,8 @@ impl Namespaces {
             }
             NetnsSelection::All => {
                 ns.own = netns::own_id().ok();
-                let socket = NetlinkSocket::open(ns.shared.rcvbuf)?;
+                let socket =
+                    NetlinkSocket::open(ns.shared.rcvbuf, ns.shared.attribution.is_some())?;
                 ns.spawn("".into(), None, socket, resumed, true);
                 for (name, _) in netns::scan(&ns.dir).found {
                     ns.add(&name, resumed, true);
@@ -323,7 +329,11 @@ impl Namespaces {
             self.aliases.insert(key);
             return;
         }
-        match NetlinkSocket::open_in(&named, self.shared.rcvbuf) {
+        match NetlinkSocket::open_in(
+            &named,
+            self.shared.rcvbuf,
+            self.shared.attribution.is_some(),
+        ) {
             Ok(socket) => self.spawn(name.into(), Some(id), socket, resumed, initial),
             Err(e) => {
                 tracing::error!(error = %e, "network namespace left out: its routes are NOT watched");

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use tokio::io::unix::AsyncFd;
 
-use crate::attribution::SockDiag;
+use crate::attribution::{early, SockDiag};
 use crate::error::AgentError;
 use crate::netns::Namespace;
 
@@ -44,6 +44,8 @@ pub struct NetlinkSocket {
     /// The namespace's netlink socket table, for attribution: created
     /// beside this socket, in the same namespace.
     diag: Option<SockDiag>,
+    /// The early reader's parts (see [`crate::attribution::early`]).
+    early: Option<early::Parts>,
 }
 
 /// One `recv`: its length, or the datagram was larger than the space given.
@@ -57,17 +59,21 @@ impl NetlinkSocket {
     /// a receive buffer of `rcvbuf` bytes: SO_RCVBUFFORCE (needs
     /// CAP_NET_ADMIN) beats the rmem_max limit; without the capability,
     /// SO_RCVBUF gets what the limit allows.
-    pub fn open(rcvbuf: usize) -> Result<NetlinkSocket, AgentError> {
-        NetlinkSocket::register(create(rcvbuf)?)
+    pub fn open(rcvbuf: usize, attribution: bool) -> Result<NetlinkSocket, AgentError> {
+        NetlinkSocket::register(create(rcvbuf, attribution)?)
     }
 
     /// Like [`NetlinkSocket::open`], inside namespace `ns`. A socket stays
     /// in the namespace it was created in, so the agent creates it there
     /// (on a thread of its own, see [`Namespace::run_inside`]) and uses it
     /// from here.
-    pub fn open_in(ns: &Namespace, rcvbuf: usize) -> Result<NetlinkSocket, AgentError> {
+    pub fn open_in(
+        ns: &Namespace,
+        rcvbuf: usize,
+        attribution: bool,
+    ) -> Result<NetlinkSocket, AgentError> {
         let created = ns
-            .run_inside(|| create(rcvbuf))
+            .run_inside(|| create(rcvbuf, attribution))
             .map_err(|source| AgentError::Netns {
                 name: ns.name().to_string(),
                 step: "enter",
@@ -76,9 +82,7 @@ impl NetlinkSocket {
         NetlinkSocket::register(created)
     }
 
-    fn register(
-        (socket, port, rcvbuf, diag): (Socket, u32, usize, Option<SockDiag>),
-    ) -> Result<NetlinkSocket, AgentError> {
+    fn register((socket, port, rcvbuf, diag, early): Created) -> Result<NetlinkSocket, AgentError> {
         // SAFETY: the socket is owned by the AsyncFd from here on and is
         // closed only when it is dropped.
         let fd = unsafe { AsyncFd::register(socket) }.map_err(|e| AgentError::Netlink {
@@ -90,6 +94,7 @@ impl NetlinkSocket {
             port,
             rcvbuf,
             diag,
+            early,
         })
     }
 
@@ -97,6 +102,12 @@ impl NetlinkSocket {
     /// kernel gave one.
     pub fn take_diag(&mut self) -> Option<SockDiag> {
         self.diag.take()
+    }
+
+    /// The early reader's socket and socket table, made beside this socket
+    /// when it was opened for attribution.
+    pub fn take_early(&mut self) -> Option<early::Parts> {
+        self.early.take()
     }
 
     /// The socket's netlink port id: dump replies carry it.
@@ -153,24 +164,27 @@ impl NetlinkSocket {
     }
 }
 
+/// The rtnetlink groups the agent follows.
+const GROUPS: [u32; 8] = [
+    RTNLGRP_LINK,
+    RTNLGRP_IPV4_IFADDR,
+    RTNLGRP_IPV4_ROUTE,
+    RTNLGRP_IPV4_RULE,
+    RTNLGRP_IPV6_IFADDR,
+    RTNLGRP_IPV6_ROUTE,
+    RTNLGRP_IPV6_RULE,
+    RTNLGRP_NEXTHOP,
+];
+
 /// A configured socket in the calling thread's namespace, with its port,
 /// the receive buffer the kernel granted, and a sock_diag socket of the
 /// same namespace.
-fn create(rcvbuf: usize) -> Result<(Socket, u32, usize, Option<SockDiag>), AgentError> {
+fn create(rcvbuf: usize, attribution: bool) -> Result<Created, AgentError> {
     let err = |step| move |source| AgentError::Netlink { step, source };
     let mut socket = Socket::new(NETLINK_ROUTE).map_err(err("socket"))?;
     let addr = socket.bind_auto().map_err(err("bind"))?;
     // Joining the rtnetlink groups needs no capability.
-    for group in [
-        RTNLGRP_LINK,
-        RTNLGRP_IPV4_IFADDR,
-        RTNLGRP_IPV4_ROUTE,
-        RTNLGRP_IPV4_RULE,
-        RTNLGRP_IPV6_IFADDR,
-        RTNLGRP_IPV6_ROUTE,
-        RTNLGRP_IPV6_RULE,
-        RTNLGRP_NEXTHOP,
-    ] {
+    for group in GROUPS {
         socket
             .add_membership(group)
             .map_err(err("join multicast group"))?;
@@ -188,8 +202,21 @@ fn create(rcvbuf: usize) -> Result<(Socket, u32, usize, Option<SockDiag>), Agent
     let diag = SockDiag::open()
         .map_err(|e| tracing::warn!(error = %e, "no NETLINK_SOCK_DIAG socket: changes will name their netlink port id, not the process"))
         .ok();
-    Ok((socket, addr.port_number(), granted, diag))
+    // The early reader's own socket and socket table (attribution on).
+    let early = attribution
+        .then(|| {
+            early::Parts::open(&GROUPS)
+                .map_err(|e| tracing::warn!(error = %e, "no early reader: short-lived requesters may be reported as exited"))
+                .ok()
+        })
+        .flatten();
+    Ok((socket, addr.port_number(), granted, diag, early))
 }
+
+/// What [`create`] makes: the socket, its port, the receive buffer
+/// granted, and for attribution the namespace's socket table and the
+/// early reader's parts.
+type Created = (Socket, u32, usize, Option<SockDiag>, Option<early::Parts>);
 
 fn recv_once(socket: &Socket, buf: &mut Vec<u8>) -> io::Result<Received> {
     let space = buf.capacity() - buf.len();

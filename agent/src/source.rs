@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::attribution::early::Early;
 use crate::attribution::{Budget, Resolver, ResolverStats};
 use crate::cause::Cause;
 use crate::decode::{decode_datagram, Decoded, Message};
@@ -44,7 +45,8 @@ const MAX_DATAGRAMS: usize = 1024;
 const COALESCE: Duration = Duration::from_millis(20);
 
 /// How long the source stays awake after a batch whose requester had to be
-/// looked up, and the share of the time it may spend so.
+/// looked up (when it has no early reader: see `attribution::early`), and
+/// the share of the time it may spend so.
 const STAY_AWAKE: Duration = Duration::from_millis(2);
 const STAY_AWAKE_SHARE: f64 = 0.25;
 
@@ -154,7 +156,12 @@ impl Source {
         resumed: bool,
         attribution: Option<Arc<ResolverStats>>,
     ) -> Source {
-        let resolver = attribution.map(|stats| Resolver::new(socket.take_diag(), stats));
+        let early = socket.take_early().and_then(|parts| {
+            Early::spawn(parts, &netns)
+                .map_err(|e| tracing::warn!(netns = &*netns, error = %e, "no early reader: short-lived requesters may be reported as exited"))
+                .ok()
+        });
+        let resolver = attribution.map(|stats| Resolver::new(socket.take_diag(), stats, early));
         Source {
             resolver,
             awake_budget: Budget::new(STAY_AWAKE_SHARE, Duration::from_millis(100)),
@@ -281,7 +288,12 @@ impl Source {
                 })
                 .collect();
             self.process(decoded)?;
-            if self.resolver.as_ref().is_some_and(|r| r.looked_up())
+            // Only without an early reader: it is woken by the kernel
+            // itself, sooner than a source kept awake.
+            if self
+                .resolver
+                .as_ref()
+                .is_some_and(|r| r.looked_up() && !r.has_early_reader())
                 && self.awake_budget.available()
             {
                 let now = std::time::Instant::now();

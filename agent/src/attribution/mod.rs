@@ -11,6 +11,7 @@
 
 mod budget;
 pub mod cgroup;
+pub mod early;
 pub mod procfs;
 mod resolver;
 pub mod sock_diag;

@@ -58,6 +58,14 @@ pub fn sockets(pid: u32) -> Vec<(u32, u64)> {
     out
 }
 
+/// What must be read of process `pid` before it can exit, when a port id
+/// is taken for its pid: the sockets it holds and, if any, its comm.
+pub fn first_guess(pid: u32) -> (Vec<(u32, u64)>, Option<String>) {
+    let sockets = sockets(pid);
+    let comm = (!sockets.is_empty()).then(|| comm(pid)).flatten();
+    (sockets, comm)
+}
+
 /// Whether process `pid` exists and has no open descriptor left: it is
 /// exiting (its files are closed before its sockets are released).
 pub fn exiting(pid: u32) -> bool {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use routewatch_proto::v1::{ChangedBy, ChangedByHow};
 
 use super::budget::Budget;
+use super::early::Early;
 use super::procfs;
 use super::sock_diag::SockDiag;
 use crate::cause::Cause;
@@ -50,6 +51,9 @@ pub struct ResolverStats {
     pub failed: AtomicU64,
     /// Time spent in lookups (not cache hits), in nanoseconds.
     pub lookup_nanos: AtomicU64,
+    /// Lookups answered by the early reader (by pid, before the process
+    /// exited).
+    pub early: AtomicU64,
 }
 
 struct Held {
@@ -71,7 +75,13 @@ pub struct Resolver {
     /// its time on them, so that a flood of new sockets cannot stall it.
     scan_budget: Budget,
     looked: bool,
+    /// The namespace's early reader (see [`super::early`]).
+    early: Option<Early>,
 }
+
+/// How long a lookup that found the process gone waits for the early
+/// reader while it is reading that very port.
+const EARLY_WAIT: Duration = Duration::from_millis(2);
 
 /// The share of the source's time that full `/proc` scans may take.
 const SCAN_SHARE: f64 = 0.1;
@@ -82,8 +92,13 @@ impl Resolver {
     /// A resolver reading the socket table through `diag` (of the
     /// namespace watched); without one, every change carries its port id
     /// alone.
-    pub fn new(diag: Option<SockDiag>, stats: Arc<ResolverStats>) -> Resolver {
+    pub fn new(
+        diag: Option<SockDiag>,
+        stats: Arc<ResolverStats>,
+        early: Option<Early>,
+    ) -> Resolver {
         Resolver {
+            early,
             diag,
             cache: HashMap::new(),
             batch: Vec::new(),
@@ -91,6 +106,12 @@ impl Resolver {
             scan_budget: Budget::new(SCAN_SHARE, SCAN_BURST),
             looked: false,
         }
+    }
+
+    /// Whether an early reader thread reads new requesters as the kernel
+    /// announces them.
+    pub fn has_early_reader(&self) -> bool {
+        self.early.is_some()
     }
 
     /// Whether the current batch needed a lookup (not a cached answer).
@@ -143,16 +164,20 @@ impl Resolver {
         // route add`) exits right after its request, and the check needs
         // both its descriptors and its socket: they are read first (with
         // its comm), the rest of what the process is after.
+        if let Some(cause) = self.early_answer(port, Duration::ZERO) {
+            return cause;
+        }
         let (guess, comm) = if port <= PID_MAX_LIMIT {
-            let sockets = procfs::sockets(port);
-            let comm = (!sockets.is_empty()).then(|| procfs::comm(port)).flatten();
-            (sockets, comm)
+            procfs::first_guess(port)
         } else {
             (Vec::new(), None)
         };
         let inode = match self.diag.as_mut().map(|d| d.inode_of(port)) {
             Some(Ok(Some(inode))) => inode,
             Some(Ok(None)) => {
+                if let Some(cause) = self.early_answer(port, EARLY_WAIT) {
+                    return cause;
+                }
                 self.stats.exited.fetch_add(1, Ordering::Relaxed);
                 return Cause::new(Some(port_only(port, ChangedByHow::Exited)), String::new());
             }
@@ -205,6 +230,11 @@ impl Resolver {
                     // files) or did not look for (over the scans' time
                     // budget): only the first is `exited`.
                     None => {
+                        // The early reader may have seen it before it
+                        // exited (or be reading it now).
+                        if let Some(cause) = self.early_answer(port, EARLY_WAIT) {
+                            return cause;
+                        }
                         let gone = exiting
                             || self
                                 .diag
@@ -228,6 +258,11 @@ impl Resolver {
         }
         .fetch_add(1, Ordering::Relaxed);
         by.how = how as i32;
+        self.found(port, pid, fd, inode, by)
+    }
+
+    /// A verified answer, cached with what checks it later.
+    fn found(&mut self, port: u32, pid: u32, fd: u32, inode: u64, by: ChangedBy) -> Arc<Cause> {
         let cause = Cause::new(Some(by), String::new());
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
@@ -243,6 +278,14 @@ impl Resolver {
         );
         cause
     }
+
+    /// What the early reader verified of `port`, waiting up to `wait` if
+    /// it is reading it now.
+    fn early_answer(&mut self, port: u32, wait: Duration) -> Option<Arc<Cause>> {
+        let found = self.early.as_ref()?.take(port, wait)?;
+        self.stats.early.fetch_add(1, Ordering::Relaxed);
+        Some(self.found(port, found.pid, found.fd, found.inode, found.by))
+    }
 }
 
 #[cfg(test)]
@@ -257,7 +300,7 @@ mod tests {
     #[test]
     fn a_socket_of_this_process_is_found_cached_and_forgotten_when_closed() {
         let stats = Arc::new(ResolverStats::default());
-        let mut resolver = Resolver::new(Some(SockDiag::open().unwrap()), stats.clone());
+        let mut resolver = Resolver::new(Some(SockDiag::open().unwrap()), stats.clone(), None);
         // A second socket: its port id is not the pid.
         let mut first = Socket::new(NETLINK_ROUTE).unwrap();
         let _ = first.bind_auto().unwrap();

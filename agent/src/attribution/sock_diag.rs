@@ -103,7 +103,7 @@ fn port_and_inode(body: &[u8]) -> Option<(u32, u64)> {
     Some((word(4)?, u64::from(word(16)?)))
 }
 
-fn set_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
+pub(super) fn set_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: timeout.subsec_micros() as libc::suseconds_t,
