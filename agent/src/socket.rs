@@ -232,15 +232,21 @@ fn recv_once(socket: &Socket, buf: &mut Vec<u8>) -> io::Result<Received> {
 
 fn set_rcvbuf_force(socket: &Socket, size: usize) -> io::Result<()> {
     let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the
-    // length passed.
+    set_option(socket, libc::SO_RCVBUFFORCE, &size)
+}
+
+/// `setsockopt(SOL_SOCKET, name)` with `value` (a plain C struct or int of
+/// the type the option takes).
+pub(crate) fn set_option<T>(socket: &Socket, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: setsockopt with a valid fd and a pointer to a T of the
+    // length passed; the kernel copies it before returning.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {

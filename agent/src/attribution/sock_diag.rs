@@ -4,7 +4,6 @@
 //! answers with the sockets of the asking socket's namespace.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
@@ -108,21 +107,7 @@ pub(super) fn set_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> 
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: timeout.subsec_micros() as libc::suseconds_t,
     };
-    // SAFETY: setsockopt with a valid fd and a timeval of the length passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::socket::set_option(socket, libc::SO_RCVTIMEO, &tv)
 }
 
 #[cfg(test)]
@@ -136,6 +121,7 @@ mod tests {
         let addr = route.bind_auto().unwrap();
         let port = addr.port_number();
         let inode = diag.inode_of(port).expect("dump").expect("listed");
+        use std::os::fd::AsRawFd;
         let link = std::fs::read_link(format!("/proc/self/fd/{}", route.as_raw_fd())).unwrap();
         assert_eq!(link.to_str(), Some(format!("socket:[{inode}]").as_str()));
         drop(route);
