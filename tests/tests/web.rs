@@ -536,8 +536,20 @@ fn pages_in_chromium(store: TestStore) {
                 .expect("goto diff");
             let page1 = texts(&c, "#diff tbody tr").await;
             assert!(page1.iter().all(|r| r.starts_with("added")), "{page1:#?}");
+            let first_page = c.current_url().await.expect("url");
             c.find(Locator::Css("a[rel=next]")).await.expect("a next page").click().await.expect("next");
-            c.wait().for_element(Locator::Css("a[rel=next], p.pages a")).await.expect("the next page");
+            // The next page, whole: not the first one still shown while it
+            // loads, nor the part of it streamed so far.
+            let started = Instant::now();
+            loop {
+                let moved = c.current_url().await.expect("url") != first_page;
+                let state = c.execute("return document.readyState", vec![]).await.expect("readyState");
+                if moved && state == "complete" {
+                    break;
+                }
+                assert!(started.elapsed() < SHOWN, "the next page never loaded");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             let page2 = texts(&c, "#diff tbody tr").await;
             assert!(c.find_all(Locator::Css("a[rel=next]")).await.unwrap().is_empty(), "no third page: {page2:#?}");
             let mut added: Vec<String> = page1.iter().chain(&page2).cloned().collect();
