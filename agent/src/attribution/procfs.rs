@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use routewatch_proto::v1::ChangedBy;
@@ -22,6 +23,30 @@ fn socket_link(inode: u64) -> String {
 pub fn holds_fd(pid: u32, fd: u32, inode: u64) -> bool {
     fs::read_link(format!("/proc/{pid}/fd/{fd}"))
         .is_ok_and(|l| l.as_os_str().as_bytes() == socket_link(inode).as_bytes())
+}
+
+/// Process `pid`'s descriptor `fd` as a descriptor of this process, if it
+/// is still socket `inode` (`pidfd_open` and `pidfd_getfd`: CAP_SYS_PTRACE,
+/// Linux 5.6). While the agent holds it the socket lives on, bound to its
+/// port id, which therefore names no other socket.
+pub fn pin(pid: u32, fd: u32, inode: u64) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with a pid and no flags returns a new descriptor
+    // or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    let pidfd = (pidfd >= 0).then(|| unsafe {
+        // SAFETY: a descriptor just returned to us, owned from here.
+        OwnedFd::from_raw_fd(pidfd as RawFd)
+    })?;
+    // SAFETY: pidfd_getfd with a valid pidfd, a descriptor number and no
+    // flags returns a new descriptor or -1.
+    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd as RawFd, 0) };
+    let dup = (dup >= 0).then(|| unsafe {
+        // SAFETY: as above.
+        OwnedFd::from_raw_fd(dup as RawFd)
+    })?;
+    // The descriptor may have been closed and reused since it was read.
+    let meta = fs::File::from(dup.try_clone().ok()?).metadata().ok()?;
+    (std::os::unix::fs::MetadataExt::ino(&meta) == inode).then_some(dup)
 }
 
 /// The descriptor of process `pid` that is socket `inode`, if it holds it.

@@ -61,7 +61,17 @@ struct Held {
     fd: u32,
     inode: u64,
     cause: Arc<Cause>,
+    /// The socket itself, held by the agent too (see [`procfs::pin`]):
+    /// while it is, its port id names no other socket, and the answer
+    /// needs no check before each batch.
+    pinned: Option<std::os::fd::OwnedFd>,
 }
+
+/// Most sockets pinned at once (each is a descriptor of the agent's).
+const PINS_MAX: usize = 256;
+/// How often pinned sockets are checked (one readlink each) and let go
+/// once their process no longer holds them.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// One namespace's port id → process resolution.
 pub struct Resolver {
@@ -75,6 +85,10 @@ pub struct Resolver {
     /// its time on them, so that a flood of new sockets cannot stall it.
     scan_budget: Budget,
     looked: bool,
+    last_sweep: Instant,
+    /// Sockets pinned, about: counted again at each sweep (entries
+    /// dropped between sweeps leave it high, never low).
+    pins: usize,
     /// The namespace's early reader (see [`super::early`]).
     early: Option<Early>,
 }
@@ -105,6 +119,8 @@ impl Resolver {
             stats,
             scan_budget: Budget::new(SCAN_SHARE, SCAN_BURST),
             looked: false,
+            last_sweep: Instant::now(),
+            pins: 0,
         }
     }
 
@@ -124,6 +140,15 @@ impl Resolver {
     pub fn begin_batch(&mut self) {
         self.batch.clear();
         self.looked = false;
+        if self.last_sweep.elapsed() >= SWEEP {
+            self.last_sweep = Instant::now();
+            // A pinned socket its process let go of (closed, or the
+            // process exited): released, and the port looked up afresh.
+            self.cache.retain(|_, held| {
+                held.pinned.is_none() || procfs::holds_fd(held.pid, held.fd, held.inode)
+            });
+            self.pins = self.cache.values().filter(|h| h.pinned.is_some()).count();
+        }
     }
 
     /// Who sent the request behind a notification from `port`.
@@ -134,9 +159,21 @@ impl Resolver {
         if let Some((_, cause)) = self.batch.iter().find(|(p, _)| *p == port) {
             return cause.clone();
         }
-        let cause = match self.cache.get(&port) {
+        let can_pin = self.pins < PINS_MAX;
+        let cause = match self.cache.get_mut(&port) {
+            Some(held) if held.pinned.is_some() => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                held.cause.clone()
+            }
             Some(held) if procfs::holds_fd(held.pid, held.fd, held.inode) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                // Seen again in a later batch: a long-lived requester,
+                // worth holding its socket rather than checking it each
+                // batch.
+                if can_pin {
+                    held.pinned = procfs::pin(held.pid, held.fd, held.inode);
+                    self.pins += usize::from(held.pinned.is_some());
+                }
                 held.cause.clone()
             }
             _ => {
@@ -274,6 +311,7 @@ impl Resolver {
                 fd,
                 inode,
                 cause: cause.clone(),
+                pinned: None,
             },
         );
         cause
@@ -320,8 +358,17 @@ mod tests {
         resolver.begin_batch();
         assert_eq!(by(&resolver.cause(port)).pid, std::process::id());
         assert_eq!(stats.hits.load(Ordering::Relaxed), 1);
-        drop(second);
+        // Seen again: the socket is pinned, and answers without a check.
+        assert_eq!(resolver.pins, 1, "pinned on its second batch");
         resolver.begin_batch();
+        assert_eq!(by(&resolver.cause(port)).pid, std::process::id());
+        assert_eq!(stats.hits.load(Ordering::Relaxed), 2);
+        drop(second);
+        // The next sweep finds the process no longer holding it, lets the
+        // pin go, and the socket with it.
+        std::thread::sleep(SWEEP + Duration::from_millis(50));
+        resolver.begin_batch();
+        assert_eq!(resolver.pins, 0, "released by the sweep");
         let gone = resolver.cause(port);
         assert_eq!(by(&gone).pid, 0, "never a process not seen holding it");
         assert_eq!(by(&gone).how, ChangedByHow::Exited as i32);
