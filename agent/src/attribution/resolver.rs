@@ -65,6 +65,9 @@ struct Held {
     /// while it is, its port id names no other socket, and the answer
     /// needs no check before each batch.
     pinned: Option<std::os::fd::OwnedFd>,
+    /// Whether pinning was tried: once (without CAP_SYS_PTRACE it always
+    /// fails, and is not tried again before every batch).
+    pin_tried: bool,
 }
 
 /// Most sockets pinned at once (each is a descriptor of the agent's).
@@ -94,7 +97,7 @@ pub struct Resolver {
 }
 
 /// How long a lookup that found the process gone waits for the early
-/// reader while it is reading that very port.
+/// reader to come to that port (see [`Early::take`]).
 const EARLY_WAIT: Duration = Duration::from_millis(2);
 
 /// The share of the source's time that full `/proc` scans may take.
@@ -170,7 +173,8 @@ impl Resolver {
                 // Seen again in a later batch: a long-lived requester,
                 // worth holding its socket rather than checking it each
                 // batch.
-                if can_pin {
+                if can_pin && !held.pin_tried {
+                    held.pin_tried = true;
                     held.pinned = procfs::pin(held.pid, held.fd, held.inode);
                     self.pins += usize::from(held.pinned.is_some());
                 }
@@ -312,6 +316,7 @@ impl Resolver {
                 inode,
                 cause: cause.clone(),
                 pinned: None,
+                pin_tried: false,
             },
         );
         cause
