@@ -15,7 +15,10 @@
 3. systemd units: `systemd-analyze verify` in a scratch root holding the
    units and stand-ins for the binaries. verify exits 0 on many problems
    ("..., ignoring"), so ANY output fails the check. If systemd-analyze is
-   missing or cannot run, the check FAILS, saying so.
+   missing or cannot run, the check FAILS, saying so. The agent's unit's
+   SystemCallFilter must allow each system call the agent makes that a
+   filter could refuse (AGENT_SYSCALLS): refused, it would fail with EPERM
+   and attribution would quietly get worse.
 4. The agent's unit starts and serves, as shipped and with the example
    environment file (mutual TLS with certificates from `routewatch certs
    init`): its ExecStart, Environment= lines and environment file are
@@ -348,6 +351,52 @@ def check_systemd(known, known_collector):
         else:
             for unit in units:
                 print(f"ok   {unit.name} (systemd-analyze verify, no warnings)")
+    check_syscall_filter(analyze, DEPLOY / "systemd/routewatch-agent.service")
+
+
+# System calls the agent makes that a unit's filter could leave out: entering
+# namespaces, the early readers (epoll, their CPU and priority) and taking a
+# requester's socket (pidfd_*). A call the filter refuses fails with EPERM,
+# and attribution quietly gets worse; so the filter must allow each one.
+AGENT_SYSCALLS = [
+    "setns", "epoll_create1", "epoll_ctl", "epoll_wait", "sched_setaffinity",
+    "sched_getaffinity", "sched_setscheduler", "setpriority", "pidfd_open",
+    "pidfd_getfd", "pidfd_send_signal",
+]
+
+
+def check_syscall_filter(analyze, unit: Path):
+    allowed = set()
+    for line in unit.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key != "SystemCallFilter":
+            continue
+        if value.startswith("~"):
+            fail(f"{unit.name}: a deny-list SystemCallFilter is not checked here: {line}")
+            return
+        todo = value.split()
+        seen = set()
+        while todo:
+            item = todo.pop()
+            if item in seen:
+                continue
+            seen.add(item)
+            if not item.startswith("@"):
+                allowed.add(item)
+                continue
+            proc = subprocess.run([analyze, "syscall-filter", item], capture_output=True, text=True)
+            if proc.returncode != 0:
+                fail(f"systemd-analyze syscall-filter {item}: {proc.stderr.strip()}")
+                return
+            # The group's members, indented: calls and groups (expanded in
+            # turn); comments start with '#'.
+            todo.extend(l.strip() for l in proc.stdout.splitlines()
+                        if l.startswith("    ") and not l.strip().startswith("#"))
+    missing = [s for s in AGENT_SYSCALLS if s not in allowed]
+    if missing:
+        fail(f"{unit.name}: SystemCallFilter refuses what the agent calls: {', '.join(missing)}")
+    else:
+        print(f"ok   {unit.name} allows the agent's system calls ({len(AGENT_SYSCALLS)} checked)")
 
 
 # --- the agent's unit, started -------------------------------------------

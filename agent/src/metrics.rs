@@ -127,7 +127,7 @@ pub const RECONCILE_DIFFERENCES: Metric = counter(
 pub const CHANGED_BY_LOOKUPS: Metric = counter(
     "routewatch_changed_by_lookups",
     &["how"],
-    "Netlink port ids looked up to find who asked for a change, by the answer: cached (a cached process still holding the socket, one readlink), pid (the process the port id names), early (the same, read by the namespace's early reader before the process exited), socket (found among every process's open files), exited (the socket was gone first: the port id alone is reported), failed (the socket table could not be read, no process visible to the agent holds the socket, or the scans of every process's open files had used their tenth of the source's time).",
+    "Netlink port ids looked up to find who asked for a change, by the answer: cached (a cached process still holding the socket, one readlink), pid (the process the port id names), early (the same, read by an early reader before the process exited), socket (found among every process's open files), exited (the socket was gone first: the port id alone is reported), failed (the socket table could not be read, no process visible to the agent holds the socket, or the scans of every process's open files had used their tenth of the source's time).",
 );
 pub const CHANGED_BY_LOOKUP_SECONDS: Metric = counter(
     "routewatch_changed_by_lookup_seconds",

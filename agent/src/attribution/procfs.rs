@@ -30,6 +30,27 @@ pub fn holds_fd(pid: u32, fd: u32, inode: u64) -> bool {
 /// Linux 5.6). While the agent holds it the socket lives on, bound to its
 /// port id, which therefore names no other socket.
 pub fn pin(pid: u32, fd: u32, inode: u64) -> Option<OwnedFd> {
+    let taken = take(pid, fd)?;
+    // The descriptor may have been closed and reused since it was read.
+    (taken.inode == inode).then_some(taken.file)
+}
+
+/// A process, and one of its open files taken as a descriptor of this
+/// process.
+pub struct Taken {
+    /// The process: it cannot be mistaken for another while this is open.
+    pub pidfd: OwnedFd,
+    /// Its file, which lives on while this is open, whatever the process
+    /// does with its own descriptor.
+    pub file: OwnedFd,
+    /// The file's inode.
+    pub inode: u64,
+}
+
+/// Process `pid` and its descriptor `fd`, in three system calls
+/// (`pidfd_open`, `pidfd_getfd`, `fstat`; CAP_SYS_PTRACE, Linux 5.6): the
+/// quickest hold on what a process that is about to exit has open.
+pub fn take(pid: u32, fd: u32) -> Option<Taken> {
     // SAFETY: pidfd_open with a pid and no flags returns a new descriptor
     // or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -39,14 +60,38 @@ pub fn pin(pid: u32, fd: u32, inode: u64) -> Option<OwnedFd> {
     })?;
     // SAFETY: pidfd_getfd with a valid pidfd, a descriptor number and no
     // flags returns a new descriptor or -1.
-    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd as RawFd, 0) };
-    let dup = (dup >= 0).then(|| unsafe {
+    let file = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd as RawFd, 0) };
+    let file = (file >= 0).then(|| unsafe {
         // SAFETY: as above.
-        OwnedFd::from_raw_fd(dup as RawFd)
+        OwnedFd::from_raw_fd(file as RawFd)
     })?;
-    // The descriptor may have been closed and reused since it was read.
-    let meta = fs::File::from(dup.try_clone().ok()?).metadata().ok()?;
-    (std::os::unix::fs::MetadataExt::ino(&meta) == inode).then_some(dup)
+    // SAFETY: fstat on a descriptor we own, into a zeroed stat buffer.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(Taken {
+        pidfd,
+        file,
+        inode: stat.st_ino,
+    })
+}
+
+/// Whether the process of `pidfd` has not been reaped: while it has not,
+/// its pid names no other process, so what `/proc/<pid>` showed was its.
+pub fn not_reaped(pidfd: &OwnedFd) -> bool {
+    // SAFETY: pidfd_send_signal with a valid pidfd and signal 0 (a check,
+    // nothing sent), no info and no flags.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    sent == 0
 }
 
 /// The descriptor of process `pid` that is socket `inode`, if it holds it.
@@ -209,5 +254,39 @@ mod tests {
         drop(socket);
         assert!(!holds_fd(pid, fd, inode));
         assert_eq!(holder_fd(pid, inode), None);
+    }
+
+    /// A process's descriptor is taken with the process; the process is
+    /// "not reaped" while it runs and while it is a zombie, and no longer
+    /// once its parent has waited for it.
+    #[test]
+    fn takes_a_descriptor_and_tells_a_zombie_from_a_reaped_process() {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("sleep")
+            .arg("0.3")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("sleep");
+        let pid = child.id();
+        // Its descriptor 0 is the pipe this process writes to.
+        let taken = take(pid, 0).expect("the child's stdin taken");
+        let ours = child.stdin.as_ref().unwrap().as_raw_fd();
+        let link = fs::read_link(format!("/proc/self/fd/{ours}")).unwrap();
+        let theirs = fs::read_link(format!("/proc/self/fd/{}", taken.file.as_raw_fd())).unwrap();
+        assert_eq!(link, theirs);
+        assert!(not_reaped(&taken.pidfd));
+        // A zombie until waited for.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(not_reaped(&taken.pidfd), "a zombie is not reaped");
+        assert!(take(pid, 0).is_none(), "a zombie has no descriptors");
+        child.wait().unwrap();
+        assert!(!not_reaped(&taken.pidfd));
     }
 }

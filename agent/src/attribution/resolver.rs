@@ -92,7 +92,8 @@ pub struct Resolver {
     /// Sockets pinned, about: counted again at each sweep (entries
     /// dropped between sweeps leave it high, never low).
     pins: usize,
-    /// The namespace's early reader (see [`super::early`]).
+    /// The namespace's registration with the early readers (see
+    /// [`super::early`]).
     early: Option<Early>,
 }
 
@@ -127,8 +128,8 @@ impl Resolver {
         }
     }
 
-    /// Whether an early reader thread reads new requesters as the kernel
-    /// announces them.
+    /// Whether the early readers read this namespace's new requesters as
+    /// the kernel announces them.
     pub fn has_early_reader(&self) -> bool {
         self.early.is_some()
     }
