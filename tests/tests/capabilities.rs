@@ -8,8 +8,10 @@
 //! - CAP_NET_ADMIN: SO_RCVBUFFORCE works;
 //! - CAP_SYS_ADMIN: needed to enter another network namespace (setns);
 //! - CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: naming the process that made a
-//!   change (reading another user's `/proc/PID/fd`); with either alone the
-//!   change names the requesting socket's port id only.
+//!   change (reading another user's `/proc/PID/fd`, taking its socket with
+//!   `pidfd_getfd`); with CAP_SYS_PTRACE alone the early readers still name
+//!   a new requester (they take its socket), with CAP_DAC_READ_SEARCH alone
+//!   the change names the requesting socket's port id only.
 
 use std::process::Stdio;
 
@@ -158,14 +160,23 @@ fn the_units_capabilities_name_the_process_that_changed_a_route() {
     let (by, pid) = changed_by_with(&caps);
     assert_eq!(by["pid"], pid, "with {caps}: {by}");
     assert_eq!(by["comm"], "ip", "with {caps}: {by}");
-    // Without CAP_DAC_READ_SEARCH the agent cannot read another user's
-    // open files: the port id alone, no guessed process.
-    let fewer = caps.replace(",+dac_read_search", "");
-    assert_ne!(fewer, caps, "the unit grants CAP_DAC_READ_SEARCH");
-    let (by, pid) = changed_by_with(&fewer);
-    assert_eq!(by["port_id"], pid, "with {fewer}: {by}");
-    assert!(
-        by.get("pid").is_none() && by.get("comm").is_none(),
-        "with {fewer}: {by}"
-    );
+    for (without, named) in [("dac_read_search", true), ("sys_ptrace", false)] {
+        let fewer = caps.replace(&format!(",+{without}"), "");
+        assert_ne!(fewer, caps, "the unit grants CAP_{without}");
+        let (by, pid) = changed_by_with(&fewer);
+        assert_eq!(by["port_id"], pid, "with {fewer}: {by}");
+        if named {
+            // CAP_SYS_PTRACE alone: the early reader takes the requester's
+            // socket (pidfd_getfd) and checks it in the socket table.
+            assert_eq!(by["pid"], pid, "with {fewer}: {by}");
+            assert_eq!(by["comm"], "ip", "with {fewer}: {by}");
+        } else {
+            // Another user's open files cannot be read or taken: the port
+            // id alone, no guessed process.
+            assert!(
+                by.get("pid").is_none() && by.get("comm").is_none(),
+                "with {fewer}: {by}"
+            );
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
@@ -79,6 +80,8 @@ pub fn take(pid: u32, fd: u32) -> Option<Taken> {
 
 /// Whether the process of `pidfd` has not been reaped: while it has not,
 /// its pid names no other process, so what `/proc/<pid>` showed was its.
+/// (A reaped process is ESRCH; EPERM, a process of another user without
+/// CAP_KILL, says it is still there.)
 pub fn not_reaped(pidfd: &OwnedFd) -> bool {
     // SAFETY: pidfd_send_signal with a valid pidfd and signal 0 (a check,
     // nothing sent), no info and no flags.
@@ -91,7 +94,7 @@ pub fn not_reaped(pidfd: &OwnedFd) -> bool {
             0,
         )
     };
-    sent == 0
+    sent == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The descriptor of process `pid` that is socket `inode`, if it holds it.
