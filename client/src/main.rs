@@ -7,7 +7,20 @@ use routewatch_client::cli::Cli;
 use routewatch_client::error::exit;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: the receiving thread allocates each event's strings and the
+/// printing thread frees them, which with glibc's allocator contended for
+/// its arenas' locks. A full table's `show` took 0.6 s less CPU (text:
+/// 1.9 to 1.2 s; bench/README.md, fulltable).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    // No transparent huge pages: mimalloc asks for them, and the kernel
+    // then zeroes 2 MiB for each page it faults in again after mimalloc
+    // handed it back; that was half of a full table's `show -o json`
+    // (bench/README.md, fulltable). A failure changes nothing else.
+    // SAFETY: prctl with PR_SET_THP_DISABLE and plain integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let matches = match Cli::command().try_get_matches_from(&argv) {
         Ok(m) => m,

@@ -7,7 +7,6 @@
 //! next ones are still being received and decoded.
 
 use std::io::{self, Write};
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +65,7 @@ pub async fn run(args: Show, shutdown: CancellationToken) -> Result<(), ClientEr
         Held::Events(InOrder::default())
     } else {
         Held::Lines {
-            text: Vec::new(),
+            text: Text::default(),
             lines: InOrder::default(),
         }
     };
@@ -104,10 +103,7 @@ enum Held {
     Nothing,
     /// Each event's line, written as the event arrives, and where it goes:
     /// the decoded event itself is not kept.
-    Lines {
-        text: Vec<u8>,
-        lines: InOrder<Range<usize>>,
-    },
+    Lines { text: Text, lines: InOrder<Span> },
     /// `-o table`: the events, whose rows are aligned only at the end;
     /// `-o json-array`: the events, whose elements are separated only
     /// once they are in order.
@@ -134,10 +130,11 @@ impl Held {
             Held::Lines { text, lines } => {
                 let mut lines = lines.batch(host);
                 for e in &events {
-                    let start = text.len();
-                    print.print(text, from, e)?;
-                    if text.len() > start {
-                        lines.push(order::rank(e), start..text.len());
+                    let (chunk, buf) = text.room();
+                    let start = buf.len();
+                    print.print(buf, from, e)?;
+                    if buf.len() > start {
+                        lines.push(order::rank(e), Span::new(chunk, start, buf.len()));
                     }
                 }
             }
@@ -164,7 +161,7 @@ impl Held {
             Held::Nothing => {}
             Held::Lines { text, lines } => {
                 for (_, line) in lines.into_sorted() {
-                    out.write_all(&text[line])?;
+                    out.write_all(text.get(line))?;
                 }
             }
             Held::Events(held) => {
@@ -174,5 +171,57 @@ impl Held {
             }
         }
         print.finish(out)
+    }
+}
+
+/// The lines `show` holds, in chunks of about [`Text::CHUNK`] bytes: half
+/// a gigabyte of a full table's JSON then never moves as it grows (one
+/// buffer was copied each time it doubled, all of it with an allocator
+/// that does not remap).
+#[derive(Default)]
+struct Text {
+    chunks: Vec<Vec<u8>>,
+}
+
+/// Where a line is in [`Text`].
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    chunk: u32,
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn new(chunk: usize, start: usize, end: usize) -> Span {
+        let n = |x: usize| u32::try_from(x).expect("a chunk holds less than 4 GiB");
+        Span {
+            chunk: n(chunk),
+            start: n(start),
+            end: n(end),
+        }
+    }
+}
+
+impl Text {
+    const CHUNK: usize = 1 << 20;
+    /// A chunk with less room than this left is closed: lines are much
+    /// shorter (a longer one grows its chunk).
+    const SLACK: usize = 16 << 10;
+
+    /// The chunk the next line goes into, and its index.
+    fn room(&mut self) -> (usize, &mut Vec<u8>) {
+        let full = self
+            .chunks
+            .last()
+            .is_none_or(|c| c.len() + Self::SLACK > Self::CHUNK);
+        if full {
+            self.chunks.push(Vec::with_capacity(Self::CHUNK));
+        }
+        let last = self.chunks.len() - 1;
+        (last, &mut self.chunks[last])
+    }
+
+    fn get(&self, span: Span) -> &[u8] {
+        &self.chunks[span.chunk as usize][span.start as usize..span.end as usize]
     }
 }
