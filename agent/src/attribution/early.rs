@@ -487,27 +487,28 @@ mod tests {
     use super::*;
     use crate::attribution::sock_diag;
 
+    /// Sends socket `to` a message stamped with `pid` as its nlmsg_pid.
+    fn send_stamped(sender: &Socket, to: u32, pid: u32) {
+        let mut msg = vec![0u8; 16];
+        msg[0..4].copy_from_slice(&16u32.to_ne_bytes());
+        msg[4..6].copy_from_slice(&3u16.to_ne_bytes()); // NLMSG_DONE
+        msg[12..16].copy_from_slice(&pid.to_ne_bytes());
+        sender
+            .send_to(&msg, &netlink_sys::SocketAddr::new(to, 0), 0)
+            .unwrap();
+    }
+
     /// The filter lets a notification of a new port through and drops the
     /// kernel's and those of the ports it lists: checked on a real socket
     /// with messages this process sends itself.
     #[test]
     fn the_filter_drops_the_kernel_and_known_ports() {
-        use netlink_sys::SocketAddr;
         let mut receiver = Socket::new(NETLINK_ROUTE).unwrap();
         let to = receiver.bind_auto().unwrap();
         sock_diag::set_timeout(&receiver, Duration::from_millis(200)).unwrap();
         let mut sender = Socket::new(NETLINK_ROUTE).unwrap();
         sender.bind_auto().unwrap();
-        // A message stamped with `pid` as its nlmsg_pid, sent to the receiver.
-        let send = |pid: u32| {
-            let mut msg = vec![0u8; 16];
-            msg[0..4].copy_from_slice(&16u32.to_ne_bytes());
-            msg[4..6].copy_from_slice(&3u16.to_ne_bytes()); // NLMSG_DONE
-            msg[12..16].copy_from_slice(&pid.to_ne_bytes());
-            sender
-                .send_to(&msg, &SocketAddr::new(to.port_number(), 0), 0)
-                .unwrap();
-        };
+        let send = |pid: u32| send_stamped(&sender, to.port_number(), pid);
         let received = |receiver: &Socket| -> Vec<u32> {
             let mut got = Vec::new();
             let mut buf = Vec::with_capacity(4096);
@@ -592,13 +593,7 @@ mod tests {
         let early = Early::spawn(parts, "test").unwrap();
         let mut sender = Socket::new(NETLINK_ROUTE).unwrap();
         sender.bind_auto().unwrap();
-        let mut msg = vec![0u8; 16];
-        msg[0..4].copy_from_slice(&16u32.to_ne_bytes());
-        msg[4..6].copy_from_slice(&3u16.to_ne_bytes()); // NLMSG_DONE
-        msg[12..16].copy_from_slice(&pid.to_ne_bytes());
-        sender
-            .send_to(&msg, &SocketAddr::new(addr.port_number(), 0), 0)
-            .unwrap();
+        send_stamped(&sender, addr.port_number(), pid);
         let found = early
             .take(pid, Duration::from_secs(5))
             .expect("the readers verified the port");
