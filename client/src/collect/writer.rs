@@ -972,9 +972,21 @@ impl Writer {
     /// where a collector started afresh on the same record takes 31 MB.
     /// Asked at most once per [`TRIM_DELAY`] while a burst lasts, and
     /// once after it.
+    ///
+    /// The binary allocates through mimalloc, which keeps freed pages for
+    /// a while and gives them back as it goes on allocating, which an idle
+    /// collector does not: `mi_collect(true)` gives them back now. The
+    /// same backlog: 145 MB idle without it, 48 MB with it, where a fresh
+    /// collector takes 49 MB. SQLite allocates from glibc's heap itself:
+    /// malloc_trim for that.
     fn give_back(&mut self) {
         self.trim_at = None;
         self.stored_since_trim = 0;
+        // SAFETY: mi_collect has no preconditions; it only frees what
+        // mimalloc holds unused (nothing, where it is not the allocator).
+        unsafe {
+            libmimalloc_sys::mi_collect(true);
+        }
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim has no preconditions; it only returns free
         // memory to the system.
