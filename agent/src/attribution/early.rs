@@ -383,53 +383,43 @@ fn raise_priority(cpu: usize) {
 /// table, read after, says whether it is the one bound to `port` (its
 /// inode). What `/proc/<pid>` shows is the process's only while it has not
 /// been reaped (its pid cannot name another one before), which the held
-/// process says. Otherwise the table is read first and then all the
-/// process's descriptors, while the process lives.
+/// process says. When descriptor 3 is not that socket, the process's
+/// descriptors are searched for the table's inode, while the process
+/// lives. The table is read once either way.
 fn verify(port: u32, diag: &Mutex<SockDiag>) -> Option<Found> {
-    if let Some(taken) = procfs::take(port, 3) {
-        let comm = procfs::comm(port).filter(|_| procfs::not_reaped(&taken.pidfd));
-        if lock(diag).inode_of(port).ok()? == Some(taken.inode) {
-            let mut by = ChangedBy {
-                port_id: port,
-                ..Default::default()
-            };
-            procfs::describe(port, &mut by);
-            if !procfs::not_reaped(&taken.pidfd) {
-                by = ChangedBy {
-                    port_id: port,
-                    pid: port,
-                    ..Default::default()
-                };
-            }
-            if by.comm.is_empty() {
-                by.comm = comm.unwrap_or_default();
-            }
-            return Some(found(port, 3, taken.inode, by));
-        }
-    }
+    let taken = procfs::take(port, 3);
+    let held_comm = taken
+        .as_ref()
+        .and_then(|t| procfs::comm(port).filter(|_| procfs::not_reaped(&t.pidfd)));
     let inode = lock(diag).inode_of(port).ok()??;
-    let fd = procfs::holder_fd(port, inode)?;
-    let comm = procfs::comm(port);
+    let (fd, comm, pidfd) = match taken {
+        Some(t) if t.inode == inode => (3, held_comm, Some(t.pidfd)),
+        _ => (procfs::holder_fd(port, inode)?, procfs::comm(port), None),
+    };
     let mut by = ChangedBy {
         port_id: port,
         ..Default::default()
     };
     procfs::describe(port, &mut by);
+    if pidfd.is_some_and(|p| !procfs::not_reaped(&p)) {
+        // Reaped since it was taken: the pid may name another process.
+        by = ChangedBy {
+            port_id: port,
+            pid: port,
+            ..Default::default()
+        };
+    }
     if by.comm.is_empty() {
         by.comm = comm.unwrap_or_default();
     }
-    Some(found(port, fd, inode, by))
-}
-
-fn found(port: u32, fd: u32, inode: u64, mut by: ChangedBy) -> Found {
     by.how = ChangedByHow::Pid as i32;
-    Found {
+    Some(Found {
         pid: port,
         fd,
         inode,
         by,
         at: Instant::now(),
-    }
+    })
 }
 
 /// A classic BPF filter that drops notifications whose (first) message's
