@@ -29,7 +29,7 @@ pub fn slot(object: &Object) -> Slot {
 /// (a route's record holds that encoding already: it is hashed as it is).
 pub fn hash(object: &Object, names: &Names, scratch: &mut BytesMut) -> u128 {
     if let Object::Route(record) = object {
-        return hash_bytes(Kind::Route, record.body());
+        return record.with_body(|body| hash_bytes(Kind::Route, body));
     }
     scratch.clear();
     let range = Labelled::new(object, names).encode(scratch);

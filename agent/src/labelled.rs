@@ -19,7 +19,7 @@ use routewatch_proto::v1::{self as api};
 use routewatch_proto::Names;
 use smallvec::SmallVec;
 
-use crate::state::Object;
+use crate::state::{Object, Record};
 
 /// Fields of `Route` (routewatch.proto).
 const ROUTE: u32 = 4;
@@ -60,7 +60,7 @@ impl<'a> Labelled<'a> {
                 let r = record.numbers();
                 Labelled {
                     tag: ROUTE,
-                    message: Body::Encoded(record.body()),
+                    message: Body::Record(record),
                     fields: SmallVec::from_iter([
                         (ROUTE_TABLE_NAME, names.table(r.table)),
                         (ROUTE_PROTOCOL_NAME, names.protocol(r.protocol)),
@@ -153,10 +153,10 @@ fn encode_fields(fields: &Fields<'_>, buf: &mut BytesMut) {
 }
 
 /// A message's fields without its key and length: a generated message, or
-/// one the table keeps encoded.
+/// a route the table keeps encoded.
 enum Body<'a> {
     Message(&'a dyn Generated),
-    Encoded(&'a [u8]),
+    Record(&'a Record),
 }
 
 /// A generated message, behind a pointer.
@@ -179,14 +179,14 @@ impl Body<'_> {
     fn body_len(&self) -> usize {
         match self {
             Body::Message(m) => m.body_len(),
-            Body::Encoded(bytes) => bytes.len(),
+            Body::Record(record) => record.body_len(),
         }
     }
 
     fn encode_body(&self, buf: &mut BytesMut) {
         match self {
             Body::Message(m) => m.encode_body(buf),
-            Body::Encoded(bytes) => buf.extend_from_slice(bytes),
+            Body::Record(record) => record.write_body(buf),
         }
     }
 }

@@ -3,41 +3,72 @@
 //! With a million routes, the generated `Route` struct (about 400 bytes
 //! before its strings) would cost several times what the route says. The
 //! table keeps each route as the protobuf bytes it is sent as (without the
-//! iproute2 names, which are written beside it as a change is encoded), in
-//! one shared allocation: the journal and a snapshot hold the same bytes by
-//! reference, and a session copies them to the wire as they are. The few
-//! paths that need the fields (nexthop re-resolution, an IPv6 multipath
-//! delete, filtered subscribers) decode it.
+//! iproute2 names, which are written beside it as a change is encoded): the
+//! journal and a snapshot hold the same record by reference, and a session
+//! copies its bytes to the wire as they are. The few paths that need the
+//! fields (nexthop re-resolution, an IPv6 multipath delete, filtered
+//! subscribers) decode it.
 //!
-//! What a record costs (measured on a full table, 1.25M routes): the
-//! encoding (about 45 bytes for `1.2.3.0/24 via 192.0.2.1 dev eth0 proto
-//! bgp`, more with a nexthop object's details), the key (16), the reference
-//! count (8) and glibc's header and 16-byte rounding (8 to 23). Going
-//! further would take a format of our own, with addresses as bytes instead
-//! of text (about 20 bytes less), or an arena of records instead of an
-//! allocation each.
+//! Routes of a full table differ in little but their destination: a
+//! million BGP routes share a few hundred (table, gateway, device,
+//! protocol, metric) tails. A record therefore keeps its `dst` field
+//! itself and everything else in a *tail* interned in one process-wide set:
+//! the route's encoding is the tail's fields before `dst`, then `dst`, then
+//! the rest of the tail (the canonical field order, so the bytes are those
+//! of the whole message encoded at once). A tail also keeps the numbers the
+//! names are written for, read once. A route with an `expires` time keeps
+//! its whole encoding itself: its tail would be its own.
+//!
+//! What a route costs (measured on a full table, 1.25M routes): an
+//! 8-byte bucket in the table, and one allocation of the reference count
+//! (8), the key (16), the tail reference (8), the length (8) and `dst`
+//! (about 12 bytes for IPv4, 20 for IPv6), which glibc rounds to 64 or 80
+//! bytes with its header.
 
+use std::sync::Mutex;
+
+use hashbrown::HashTable;
 use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
 use routewatch_proto::v1::Route;
 
 use super::key::Key;
 
-/// `[key: 16 bytes, little-endian][the route, protobuf-encoded]`, behind a
-/// reference count (one word: no weak count).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Record(triomphe::Arc<[u8]>);
+/// A route's key, its tail, and the rest of its encoding: its `dst`
+/// field, or its whole encoding when it has no tail. A thin reference (one
+/// word) to one allocation.
+#[derive(Clone)]
+pub struct Record(triomphe::ThinArc<Head, u8>);
 
-const KEY_LEN: usize = 16;
+struct Head {
+    /// The key, little-endian (in two words: a `u128` would align the
+    /// allocation to 16 bytes).
+    key: [u64; 2],
+    tail: Option<Tail>,
+}
+
+/// The fields of a route other than `dst`, shared by every route that has
+/// the same ones.
+#[derive(Clone)]
+struct Tail(triomphe::ThinArc<TailHead, u8>);
+
+struct TailHead {
+    /// Where `dst` goes: the length of the fields that precede it.
+    split: usize,
+    numbers: Numbers,
+    hash: u64,
+}
 
 /// Fields of `Route` (routewatch.proto) that the table reads without
 /// decoding the whole message.
 const FAMILY: u32 = 1;
 const TABLE: u32 = 2;
+const DST: u32 = 3;
 const TYPE: u32 = 7;
 const PROTOCOL: u32 = 8;
 const SCOPE: u32 = 9;
 const NHID: u32 = 16;
+const EXPIRES: u32 = 19;
 const NH_INFO: u32 = 21;
 /// Fields of `Nexthop`.
 const NH_PROTOCOL: u32 = 8;
@@ -59,89 +90,259 @@ pub struct Numbers {
 impl Record {
     pub fn new(key: Key, route: &Route) -> Record {
         let len = route.encoded_len();
-        with_encoded(&key.to_le_bytes(), route, len, |record| {
-            Record(triomphe::Arc::from(record))
-        })
+        with_encoded(route, len, |body| Record::from_body(key, body))
+    }
+
+    fn from_body(key: Key, body: &[u8]) -> Record {
+        let bytes = key.to_le_bytes();
+        let mut words = [0u64; 2];
+        for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            *word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        }
+        let (tail, own) = match split(body) {
+            Some(dst) => (
+                Some(Tail::intern(&body[..dst.start], &body[dst.end..])),
+                &body[dst],
+            ),
+            None => (None, body),
+        };
+        Record(triomphe::ThinArc::from_header_and_slice(
+            Head { key: words, tail },
+            own,
+        ))
     }
 
     pub fn key(&self) -> Key {
-        let mut bytes = [0u8; KEY_LEN];
-        bytes.copy_from_slice(&self.0[..KEY_LEN]);
-        Key::from_le_bytes(bytes)
+        let [low, high] = self.0.header.header.key;
+        Key::from_le_bytes(((u128::from(high) << 64) | u128::from(low)).to_le_bytes())
     }
 
-    /// The route's protobuf encoding (the body of a `Route` field).
-    pub fn body(&self) -> &[u8] {
-        &self.0[KEY_LEN..]
+    /// The length of the route's protobuf encoding.
+    pub fn body_len(&self) -> usize {
+        self.own().len() + self.tail().map_or(0, |t| t.bytes().len())
     }
 
-    /// The route's family number (the first field, when it is not 0).
-    pub fn family(&self) -> i32 {
-        match self.body() {
-            [0x08, f, ..] if *f < 0x80 => i32::from(*f),
-            _ => self.numbers().family,
+    /// Appends the route's protobuf encoding (the body of a `Route` field).
+    pub fn write_body(&self, buf: &mut impl bytes::BufMut) {
+        match self.tail() {
+            Some(tail) => {
+                let (before, after) = tail.bytes().split_at(tail.split());
+                buf.put_slice(before);
+                buf.put_slice(self.own());
+                buf.put_slice(after);
+            }
+            None => buf.put_slice(self.own()),
         }
+    }
+
+    /// Calls `f` with the route's protobuf encoding in one piece (put
+    /// together on the stack when it fits).
+    pub fn with_body<T>(&self, f: impl FnOnce(&[u8]) -> T) -> T {
+        if self.tail().is_none() {
+            return f(self.own());
+        }
+        let len = self.body_len();
+        if len <= STACK {
+            let mut buf = [0u8; STACK];
+            self.write_body(&mut &mut buf[..len]);
+            f(&buf[..len])
+        } else {
+            let mut buf = Vec::with_capacity(len);
+            self.write_body(&mut buf);
+            f(&buf)
+        }
+    }
+
+    fn own(&self) -> &[u8] {
+        &self.0.slice
+    }
+
+    fn tail(&self) -> Option<&Tail> {
+        self.0.header.header.tail.as_ref()
+    }
+
+    /// The route's family number.
+    pub fn family(&self) -> i32 {
+        self.numbers().family
     }
 
     /// The route, decoded.
     pub fn route(&self) -> Route {
-        Route::decode(self.body()).expect("the table encoded this route itself")
+        self.with_body(|body| Route::decode(body).expect("the table encoded this route itself"))
     }
 
     /// Whether `route` is what this record holds (the encoding is
     /// deterministic: same fields, same bytes).
     pub fn holds(&self, route: &Route) -> bool {
         let len = route.encoded_len();
-        len == self.body().len() && with_encoded(&[], route, len, |body| body == self.body())
+        len == self.body_len() && with_encoded(route, len, |body| self.with_body(|b| b == body))
     }
 
     /// Memory this record takes, allocation included (for the journal's
-    /// byte bound).
+    /// byte bound). A tail counts whole, as if no other route shared it:
+    /// the bound is an upper bound.
     pub fn footprint(&self) -> usize {
-        // The reference count and the allocator's own word.
-        self.0.len() + 2 * std::mem::size_of::<usize>()
+        // The reference count, the head, the length and the allocator's
+        // own word; then the tail's the same way.
+        const WORD: usize = std::mem::size_of::<usize>();
+        let head = 3 * WORD + std::mem::size_of::<Head>();
+        head + self.own().len()
+            + self.tail().map_or(0, |t| {
+                3 * WORD + std::mem::size_of::<TailHead>() + t.bytes().len()
+            })
     }
 
-    /// The fields the table and the names need, read straight from the
-    /// bytes.
+    /// The fields the table and the names need: read once per tail, or
+    /// straight from the bytes of a record without one.
     pub fn numbers(&self) -> Numbers {
-        let mut n = Numbers::default();
-        scan(self.body(), |field, value| match (field, value) {
-            (FAMILY, Value::Varint(v)) => n.family = v as i32,
-            (TABLE, Value::Varint(v)) => n.table = v as u32,
-            (TYPE, Value::Varint(v)) => n.r#type = v as u32,
-            (PROTOCOL, Value::Varint(v)) => n.protocol = v as u32,
-            (SCOPE, Value::Varint(v)) => n.scope = v as u32,
-            (NHID, Value::Varint(v)) => n.nhid = v as u32,
-            (NH_INFO, Value::Bytes(nh)) => {
-                let (mut protocol, mut scope) = (0, 0);
-                scan(nh, |field, value| match (field, value) {
-                    (NH_PROTOCOL, Value::Varint(v)) => protocol = v as u32,
-                    (NH_SCOPE, Value::Varint(v)) => scope = v as u32,
-                    _ => {}
-                });
-                n.nh_info = Some((protocol, scope));
-            }
-            _ => {}
-        });
-        n
+        match self.tail() {
+            Some(tail) => tail.0.header.header.numbers,
+            None => numbers(self.own()),
+        }
     }
 }
 
-/// Calls `f` with `prefix` and then `route` encoded (`len` bytes), on the
-/// stack when they fit: a record is allocated once, at its final size.
-fn with_encoded<T>(prefix: &[u8], route: &Route, len: usize, f: impl FnOnce(&[u8]) -> T) -> T {
-    const STACK: usize = 256;
-    let total = prefix.len() + len;
-    if total <= STACK {
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.key() == other.key()
+            && self.body_len() == other.body_len()
+            && self.with_body(|a| other.with_body(|b| a == b))
+    }
+}
+
+impl Eq for Record {}
+
+/// The process's tails, each held once.
+static TAILS: Mutex<Tails> = Mutex::new(Tails {
+    set: HashTable::new(),
+    sweep_at: 0,
+});
+
+struct Tails {
+    set: HashTable<Tail>,
+    /// The set's size at which tails no route holds any more are let go
+    /// (twice the number alive at the last sweep: the cost is spread over
+    /// the tails added meanwhile).
+    sweep_at: usize,
+}
+
+impl Tail {
+    /// The tail of fields `before` and `after` the `dst` field, shared with
+    /// every route that has the same.
+    fn intern(before: &[u8], after: &[u8]) -> Tail {
+        let split = before.len();
+        let len = split + after.len();
+        let mut stack = [0u8; STACK];
+        let mut heap = Vec::new();
+        let bytes: &[u8] = if len <= STACK {
+            stack[..split].copy_from_slice(before);
+            stack[split..len].copy_from_slice(after);
+            &stack[..len]
+        } else {
+            heap.extend_from_slice(before);
+            heap.extend_from_slice(after);
+            &heap
+        };
+        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, split as u64);
+        let mut tails = TAILS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tail) = tails
+            .set
+            .find(hash, |t| t.split() == split && t.bytes() == bytes)
+        {
+            return tail.clone();
+        }
+        if tails.set.len() >= tails.sweep_at {
+            // A tail only the set holds cannot be reached but through the
+            // set, which this lock guards: its count cannot rise meanwhile.
+            tails
+                .set
+                .retain(|t| triomphe::ThinArc::strong_count(&t.0) > 1);
+            tails.sweep_at = (2 * tails.set.len()).max(1024);
+        }
+        let tail = Tail(triomphe::ThinArc::from_header_and_slice(
+            TailHead {
+                split,
+                numbers: numbers(bytes),
+                hash,
+            },
+            bytes,
+        ));
+        tails
+            .set
+            .insert_unique(hash, tail.clone(), |t| t.0.header.header.hash);
+        tail
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.0.slice
+    }
+
+    fn split(&self) -> usize {
+        self.0.header.header.split
+    }
+}
+
+/// Where a route's `dst` field lies in its encoding, when the route is
+/// to have a tail (not when it has an `expires` time). A route without
+/// `dst` has an empty one where it would be.
+fn split(body: &[u8]) -> Option<std::ops::Range<usize>> {
+    let mut dst = None;
+    let mut expires = false;
+    fields(body, |field, range| {
+        if field == EXPIRES {
+            expires = true;
+        }
+        if dst.is_none() {
+            if field == DST {
+                dst = Some(range);
+            } else if field > DST {
+                dst = Some(range.start..range.start);
+            }
+        }
+    });
+    match expires {
+        true => None,
+        false => Some(dst.unwrap_or(body.len()..body.len())),
+    }
+}
+
+/// The numbers of a route's encoding (or of its tail).
+fn numbers(body: &[u8]) -> Numbers {
+    let mut n = Numbers::default();
+    scan(body, |field, value| match (field, value) {
+        (FAMILY, Value::Varint(v)) => n.family = v as i32,
+        (TABLE, Value::Varint(v)) => n.table = v as u32,
+        (TYPE, Value::Varint(v)) => n.r#type = v as u32,
+        (PROTOCOL, Value::Varint(v)) => n.protocol = v as u32,
+        (SCOPE, Value::Varint(v)) => n.scope = v as u32,
+        (NHID, Value::Varint(v)) => n.nhid = v as u32,
+        (NH_INFO, Value::Bytes(nh)) => {
+            let (mut protocol, mut scope) = (0, 0);
+            scan(nh, |field, value| match (field, value) {
+                (NH_PROTOCOL, Value::Varint(v)) => protocol = v as u32,
+                (NH_SCOPE, Value::Varint(v)) => scope = v as u32,
+                _ => {}
+            });
+            n.nh_info = Some((protocol, scope));
+        }
+        _ => {}
+    });
+    n
+}
+
+/// Encodings up to this size are put together on the stack.
+const STACK: usize = 256;
+
+/// Calls `f` with `route` encoded (`len` bytes), on the stack when it
+/// fits: a record is allocated once, at its final size.
+fn with_encoded<T>(route: &Route, len: usize, f: impl FnOnce(&[u8]) -> T) -> T {
+    if len <= STACK {
         let mut buf = [0u8; STACK];
-        buf[..prefix.len()].copy_from_slice(prefix);
-        let mut rest = &mut buf[prefix.len()..total];
+        let mut rest = &mut buf[..len];
         route.encode_raw(&mut rest);
-        f(&buf[..total])
+        f(&buf[..len])
     } else {
-        let mut buf = Vec::with_capacity(total);
-        buf.extend_from_slice(prefix);
+        let mut buf = Vec::with_capacity(len);
         route.encode_raw(&mut buf);
         f(&buf)
     }
@@ -190,6 +391,44 @@ fn scan<'a>(mut buf: &'a [u8], mut f: impl FnMut(u32, Value<'a>)) {
     }
 }
 
+/// Calls `f` with each field of a message this agent encoded and the
+/// range of its bytes (key included).
+fn fields(body: &[u8], mut f: impl FnMut(u32, std::ops::Range<usize>)) {
+    let mut buf = body;
+    while !buf.is_empty() {
+        let start = body.len() - buf.len();
+        let Ok((field, wire_type)) = decode_key(&mut buf) else {
+            return;
+        };
+        let skipped = match wire_type {
+            WireType::Varint => decode_varint(&mut buf).is_ok(),
+            WireType::LengthDelimited => match decode_varint(&mut buf) {
+                Ok(len) => match buf.get(len as usize..) {
+                    Some(rest) => {
+                        buf = rest;
+                        true
+                    }
+                    None => false,
+                },
+                Err(_) => false,
+            },
+            WireType::SixtyFourBit if buf.len() >= 8 => {
+                buf = &buf[8..];
+                true
+            }
+            WireType::ThirtyTwoBit if buf.len() >= 4 => {
+                buf = &buf[4..];
+                true
+            }
+            _ => false,
+        };
+        if !skipped {
+            return;
+        }
+        f(field, start..body.len() - buf.len());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use routewatch_proto::v1::{Family, Nexthop};
@@ -235,7 +474,7 @@ mod tests {
             ..route.clone()
         };
         let big = Record::new(key, &wide);
-        assert!(big.body().len() > 256);
+        assert!(big.body_len() > 256);
         assert_eq!((big.key(), big.route()), (key, wide.clone()));
         assert!(big.holds(&wide) && !big.holds(&route));
         assert_eq!(

@@ -56,10 +56,14 @@ impl RouteSet {
     /// probe for a hash may also meet entries of other hashes: each is
     /// checked.
     fn siblings(&self, base: u64) -> impl Iterator<Item = Key> + '_ {
+        self.of_base(base).map(Record::key)
+    }
+
+    /// The routes of `base`, in no particular order.
+    pub fn of_base(&self, base: u64) -> impl Iterator<Item = &Record> + '_ {
         self.records
             .iter_hash(base)
-            .map(Record::key)
-            .filter(move |key| key.base() == base)
+            .filter(move |r| r.key().base() == base)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Record> {

@@ -104,8 +104,10 @@ pub struct StateTable {
     /// the kernel changes on its own (detached, unresolved).
     rules: BTreeMap<Key, Arc<Rule>>,
     routes: RouteSet,
-    /// Route keys per nexthop object id they use.
-    nh_users: HashMap<u32, FxHashSet<Key>>,
+    /// The bases of the routes that use each nexthop object id (8 bytes a
+    /// route rather than a 16-byte key: a base's routes are found in
+    /// `routes`, and a full table has hundreds of thousands of users).
+    pub(super) nh_users: HashMap<u32, FxHashSet<u64>>,
     /// Keys a dump in progress has delivered (see `insert_dumped`).
     dumped: FxHashSet<Key>,
 }
@@ -554,7 +556,14 @@ impl StateTable {
             let users: Vec<Key> = self
                 .nh_users
                 .get(&id)
-                .map(|u| u.iter().copied().collect())
+                .map(|bases| {
+                    bases
+                        .iter()
+                        .flat_map(|&base| self.routes.of_base(base))
+                        .filter(|r| r.numbers().nhid == id)
+                        .map(Record::key)
+                        .collect()
+                })
                 .unwrap_or_default();
             for key in users {
                 if let Some(old) = self.routes.get(key) {
@@ -757,7 +766,10 @@ impl StateTable {
     /// key must be new), saying nothing.
     fn hold(&mut self, record: Record, nhid: u32, position: usize) {
         if nhid != 0 {
-            self.nh_users.entry(nhid).or_default().insert(record.key());
+            self.nh_users
+                .entry(nhid)
+                .or_default()
+                .insert(record.key().base());
         }
         self.routes.insert(record, position);
     }
@@ -768,9 +780,13 @@ impl StateTable {
             return 0;
         };
         let nhid = record.numbers().nhid;
-        if nhid != 0 {
+        let base = key.base();
+        if nhid != 0 && !self.routes.of_base(base).any(|r| r.numbers().nhid == nhid) {
             if let Some(users) = self.nh_users.get_mut(&nhid) {
-                users.remove(&key);
+                users.remove(&base);
+                if users.is_empty() {
+                    self.nh_users.remove(&nhid);
+                }
             }
         }
         out.push(route_change(Action::Delete, record));

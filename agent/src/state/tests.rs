@@ -177,6 +177,59 @@ fn nexthop_change_resends_the_routes_using_it() {
 }
 
 #[test]
+fn routes_of_one_base_on_one_nexthop_object_follow_it_until_deleted() {
+    // The table finds an object's users by their base: two IPv4 routes of
+    // one base through nexthop 1 (`ip route append`, another protocol),
+    // then one deleted: the other still follows the object.
+    let mut t = table();
+    apply(&mut t, &msg!("nexthop_single.bin"));
+    let route = |protocol: u32| Route {
+        family: routewatch_proto::v1::Family::Inet as i32,
+        table: 254,
+        dst: "10.9.0.0/24".into(),
+        r#type: 1,
+        protocol,
+        nhid: 1,
+        ..Default::default()
+    };
+    for (protocol, flags) in [(4, 0x600), (186, 0x800)] {
+        let (out, _) = apply(
+            &mut t,
+            &Message::NewRoute {
+                route: Box::new(route(protocol)),
+                flags,
+            },
+        );
+        one_add(&out, "a route through nexthop 1");
+    }
+    assert_eq!(t.route_count(), 2);
+    let replace = |t: &mut StateTable, gateway: &str| {
+        let Message::NewNexthop(mut nh) = msg!("nexthop_single.bin") else {
+            panic!()
+        };
+        nh.gateway = Some(gateway.parse().unwrap());
+        let (out, _) = apply(t, &Message::NewNexthop(nh));
+        let mut protocols: Vec<(u32, String)> = routes(&out)
+            .into_iter()
+            .map(|(_, r)| (r.protocol, r.gateway))
+            .collect();
+        protocols.sort();
+        protocols
+    };
+    assert_eq!(
+        replace(&mut t, "10.1.0.7"),
+        vec![(4, "10.1.0.7".into()), (186, "10.1.0.7".into())]
+    );
+    let (out, _) = apply(&mut t, &Message::DelRoute(Box::new(route(4))));
+    assert_eq!(routes(&out).len(), 1, "{out:?}");
+    assert_eq!(replace(&mut t, "10.1.0.8"), vec![(186, "10.1.0.8".into())]);
+    let (out, _) = apply(&mut t, &Message::DelRoute(Box::new(route(186))));
+    assert_eq!(routes(&out).len(), 1, "{out:?}");
+    assert_eq!(replace(&mut t, "10.1.0.9"), vec![]);
+    assert!(t.nh_users.is_empty(), "{:?}", t.nh_users);
+}
+
+#[test]
 fn silent_flush_triggers_ask_for_a_redump() {
     let mut t = table();
     // ip link set va down
