@@ -21,10 +21,13 @@
 //!
 //! What a route costs (measured on a full table, 1.25M routes): an
 //! 8-byte bucket in the table, and one allocation of the reference count
-//! (8), the key (16), the tail reference (8), the length (8) and `dst`
-//! (about 12 bytes for IPv4, 20 for IPv6), which glibc rounds to 64 or 80
-//! bytes with its header.
+//! and length (8), the key (16), the tail reference (8) and `dst` (about
+//! 13 bytes for IPv4, 21 for IPv6), which glibc rounds to 64 bytes with its
+//! header.
 
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use hashbrown::HashTable;
@@ -36,9 +39,19 @@ use super::key::Key;
 
 /// A route's key, its tail, and the rest of its encoding: its `dst`
 /// field, or its whole encoding when it has no tail. A thin reference (one
-/// word) to one allocation.
-#[derive(Clone)]
-pub struct Record(triomphe::ThinArc<Head, u8>);
+/// word) to one allocation: a 4-byte reference count and length, the
+/// [`Head`], then the bytes. (triomphe's `ThinArc` spends a word on each of
+/// the first two, which puts an IPv6 record in glibc's 80-byte size class
+/// rather than its 64-byte one: 4 MB on a full table.)
+pub struct Record(NonNull<Inner>);
+
+#[repr(C)]
+struct Inner {
+    count: AtomicU32,
+    len: u32,
+    head: Head,
+    // `len` bytes follow.
+}
 
 struct Head {
     /// The key, little-endian (in two words: a `u128` would align the
@@ -106,14 +119,11 @@ impl Record {
             ),
             None => (None, body),
         };
-        Record(triomphe::ThinArc::from_header_and_slice(
-            Head { key: words, tail },
-            own,
-        ))
+        Record::alloc(Head { key: words, tail }, own)
     }
 
     pub fn key(&self) -> Key {
-        let [low, high] = self.0.header.header.key;
+        let [low, high] = self.inner().head.key;
         Key::from_le_bytes(((u128::from(high) << 64) | u128::from(low)).to_le_bytes())
     }
 
@@ -153,12 +163,8 @@ impl Record {
         }
     }
 
-    fn own(&self) -> &[u8] {
-        &self.0.slice
-    }
-
     fn tail(&self) -> Option<&Tail> {
-        self.0.header.header.tail.as_ref()
+        self.inner().head.tail.as_ref()
     }
 
     /// The route's family number.
@@ -182,14 +188,12 @@ impl Record {
     /// byte bound). A tail counts whole, as if no other route shared it:
     /// the bound is an upper bound.
     pub fn footprint(&self) -> usize {
-        // The reference count, the head, the length and the allocator's
-        // own word; then the tail's the same way.
+        // The allocation and the allocator's own word; then the tail's:
+        // its reference count and length, its head, its bytes and the
+        // allocator's word.
         const WORD: usize = std::mem::size_of::<usize>();
-        let head = 3 * WORD + std::mem::size_of::<Head>();
-        head + self.own().len()
-            + self.tail().map_or(0, |t| {
-                3 * WORD + std::mem::size_of::<TailHead>() + t.bytes().len()
-            })
+        let tail = |t: &Tail| 3 * WORD + std::mem::size_of::<TailHead>() + t.bytes().len();
+        std::mem::size_of::<Inner>() + self.own().len() + WORD + self.tail().map_or(0, tail)
     }
 
     /// The fields the table and the names need: read once per tail, or
@@ -201,6 +205,87 @@ impl Record {
         }
     }
 }
+
+// The allocation. A `Record` owns one count of its allocation; the last to
+// go frees it (the pattern of `std::sync::Arc`, without weak references).
+
+/// The allocation of a record of `len` bytes, and where the bytes start.
+fn layout(len: usize) -> (Layout, usize) {
+    let bytes = Layout::array::<u8>(len).expect("a route's encoding fits in memory");
+    Layout::new::<Inner>()
+        .extend(bytes)
+        .expect("a route's encoding fits in memory")
+}
+
+impl Record {
+    fn alloc(head: Head, own: &[u8]) -> Record {
+        let len = u32::try_from(own.len()).expect("a route's encoding is under 4 GiB");
+        let (layout, offset) = layout(own.len());
+        // SAFETY: the layout is not zero-sized (it holds an `Inner`).
+        let Some(ptr) = NonNull::new(unsafe { alloc::alloc(layout) }) else {
+            alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: the allocation is `layout`: an `Inner` at its start,
+        // aligned, and room for `len` bytes at `offset`.
+        unsafe {
+            ptr.cast::<Inner>().as_ptr().write(Inner {
+                count: AtomicU32::new(1),
+                len,
+                head,
+            });
+            std::ptr::copy_nonoverlapping(own.as_ptr(), ptr.as_ptr().add(offset), own.len());
+        }
+        Record(ptr.cast())
+    }
+
+    fn inner(&self) -> &Inner {
+        // SAFETY: the allocation lives as long as any `Record` of it.
+        unsafe { self.0.as_ref() }
+    }
+
+    fn own(&self) -> &[u8] {
+        let len = self.inner().len as usize;
+        // SAFETY: `alloc` wrote `len` bytes at the layout's offset, and
+        // nothing writes them after.
+        unsafe { std::slice::from_raw_parts(self.0.cast::<u8>().as_ptr().add(layout(len).1), len) }
+    }
+}
+
+impl Clone for Record {
+    fn clone(&self) -> Record {
+        // Relaxed: a new reference is made from one held, which keeps the
+        // allocation (as `Arc::clone`).
+        let old = self.inner().count.fetch_add(1, Ordering::Relaxed);
+        if old > i32::MAX as u32 {
+            // More references than memory could hold: a leak of `Record`s.
+            std::process::abort();
+        }
+        Record(self.0)
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if self.inner().count.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        // Every other reference's use happens before the free (as
+        // `Arc::drop`).
+        fence(Ordering::Acquire);
+        let len = self.inner().len as usize;
+        // SAFETY: this was the last reference: nothing else reads the
+        // allocation, which `alloc` made with this layout.
+        unsafe {
+            std::ptr::drop_in_place(&mut (*self.0.as_ptr()).head);
+            alloc::dealloc(self.0.cast::<u8>().as_ptr(), layout(len).0);
+        }
+    }
+}
+
+// SAFETY: a record is immutable after `alloc` but for its atomic count, and
+// its head (a key and a `Tail`, itself `Send + Sync`) is shared read-only.
+unsafe impl Send for Record {}
+unsafe impl Sync for Record {}
 
 impl PartialEq for Record {
     fn eq(&self, other: &Record) -> bool {
@@ -489,5 +574,60 @@ mod tests {
                 nh_info: Some((4, 253)),
             }
         );
+    }
+
+    #[test]
+    fn routes_share_a_tail_and_let_it_go_with_the_last_record() {
+        let route = |dst: &str| Route {
+            family: Family::Inet as i32,
+            table: 4242,
+            dst: dst.into(),
+            r#type: 1,
+            protocol: 186,
+            gateway: "192.0.2.1".into(),
+            ifindex: 3,
+            ..Default::default()
+        };
+        let a = Record::new(Key::test(1), &route("198.51.100.0/24"));
+        let b = Record::new(Key::test(2), &route("203.0.113.0/24"));
+        let (ta, tb) = (a.tail().unwrap(), b.tail().unwrap());
+        assert!(std::ptr::eq(ta.bytes(), tb.bytes()), "one tail");
+        let tail = ta.clone();
+        let count = || triomphe::ThinArc::strong_count(&tail.0);
+        // The set, `a`, `b`, and `tail`.
+        assert_eq!(count(), 4);
+        // The bytes are those of the whole message, fields in order.
+        assert_eq!(a.body_len(), route("198.51.100.0/24").encoded_len());
+        assert_eq!(
+            a.with_body(<[u8]>::to_vec),
+            route("198.51.100.0/24").encode_to_vec()
+        );
+        assert_eq!(b.route(), route("203.0.113.0/24"));
+        assert_eq!(a.numbers().table, 4242);
+        // Clones made and dropped on other threads.
+        let clones: Vec<Record> = (0..64).map(|_| a.clone()).collect();
+        std::thread::scope(|s| {
+            for chunk in clones.chunks(16) {
+                let chunk = chunk.to_vec();
+                s.spawn(move || {
+                    for r in &chunk {
+                        assert_eq!(r.key(), Key::test(1));
+                    }
+                });
+            }
+        });
+        drop(clones);
+        assert_eq!(a, a.clone());
+        assert_ne!(a, b);
+        drop((a, b));
+        assert_eq!(count(), 2, "the set and `tail`");
+        // A route with an expiry keeps its whole encoding.
+        let expiring = Route {
+            expires: 300,
+            ..route("198.51.100.0/24")
+        };
+        let c = Record::new(Key::test(3), &expiring);
+        assert!(c.tail().is_none());
+        assert_eq!((c.route(), c.numbers().table), (expiring, 4242));
     }
 }
