@@ -108,8 +108,12 @@ pub struct StateTable {
     /// route rather than a 16-byte key: a base's routes are found in
     /// `routes`, and a full table has hundreds of thousands of users).
     pub(super) nh_users: HashMap<u32, FxHashSet<u64>>,
-    /// Keys a dump in progress has delivered (see `insert_dumped`).
-    dumped: FxHashSet<Key>,
+    /// Keys that notifications added while a dump fills this table (see
+    /// `insert_dumped`): a few, where the keys the dump delivered would be
+    /// all of them (35 MB at the peak of a full table's first dump).
+    pub(super) announced: FxHashSet<Key>,
+    /// The dump that filled this table has ended (see `end_dump`).
+    settled: bool,
 }
 
 impl StateTable {
@@ -253,7 +257,7 @@ impl StateTable {
             Message::NewRule(rule) => {
                 let mut key = rule_key(&rule);
                 if self.rules.contains_key(&key) {
-                    if !self.dumped.contains(&key) {
+                    if self.announced.contains(&key) {
                         // A notification queued ahead of this reply.
                         self.rules.insert(key, Arc::new(rule));
                         return;
@@ -262,7 +266,6 @@ impl StateTable {
                     // NLM_F_EXCL: keep each, distinctly.
                     key = self.unused_key(key);
                 }
-                self.dumped.insert(key);
                 self.rules.insert(key, Arc::new(rule));
             }
             Message::NewRoute { route, .. } => {
@@ -270,7 +273,7 @@ impl StateTable {
                 self.resolve(&mut route);
                 let mut key = route_key(&route);
                 if self.routes.contains(key) {
-                    if !self.dumped.contains(&key) {
+                    if self.announced.contains(&key) {
                         // A notification queued ahead of this reply already
                         // put the route here; the reply is the newer word.
                         self.upsert(key, &route, &mut Vec::new());
@@ -281,7 +284,6 @@ impl StateTable {
                     // in metrics): keep both, distinctly.
                     key = self.unused_key(key);
                 }
-                self.dumped.insert(key);
                 self.hold(Record::new(key, &route), route.nhid, usize::MAX);
             }
             _ => {}
@@ -303,7 +305,7 @@ impl StateTable {
             (Object::Route(record), Action::Add) => {
                 self.remove(change.key, &mut discard);
                 let nhid = record.numbers().nhid;
-                self.insert_record(record.clone(), nhid, usize::MAX, &mut discard);
+                self.hold(record.clone(), nhid, usize::MAX);
             }
             (Object::Route(_), Action::Delete) => {
                 self.remove(change.key, &mut discard);
@@ -341,9 +343,11 @@ impl StateTable {
         counts
     }
 
-    /// Forgets which keys the finished dump delivered.
+    /// Ends the dump that filled this table: forgets which keys
+    /// notifications added meanwhile, and stops noting them.
     pub fn end_dump(&mut self) {
-        self.dumped = FxHashSet::default();
+        self.announced = FxHashSet::default();
+        self.settled = true;
     }
 
     /// Replaces this table with `fresh` (a complete dump) and returns what
@@ -489,6 +493,7 @@ impl StateTable {
             Some(old) if *old == rule => return Recheck::Yes("identical rule added"),
             old => {
                 let was = old.map(|o| Object::Rule(o.clone()));
+                self.note_announced(key);
                 self.rules.insert(key, rule.clone());
                 out.push(rule_change(Action::Add, key, rule).replacing(was));
             }
@@ -758,8 +763,17 @@ impl StateTable {
     }
 
     fn insert_record(&mut self, record: Record, nhid: u32, position: usize, out: &mut Vec<Change>) {
+        self.note_announced(record.key());
         self.hold(record.clone(), nhid, position);
         out.push(route_change(Action::Add, record));
+    }
+
+    /// Notes that a notification added `key`, while a dump fills this
+    /// table.
+    fn note_announced(&mut self, key: Key) {
+        if !self.settled {
+            self.announced.insert(key);
+        }
     }
 
     /// Puts a route using nexthop object `nhid` (0: none) in the table (its

@@ -313,6 +313,36 @@ fn a_route_announced_during_a_dump_is_not_doubled_by_the_dump() {
 }
 
 #[test]
+fn a_dump_keeps_routes_its_key_cannot_tell_apart_and_notes_no_key_once_ended() {
+    // Two replies the key cannot tell apart are two kernel routes.
+    let mut fresh = table();
+    let m = msg!("route_v4_via.bin");
+    fresh.insert_dumped(m.clone());
+    fresh.insert_dumped(m.clone());
+    assert_eq!(fresh.route_count(), 2);
+    assert!(fresh.announced.is_empty());
+    // A notification during the dump is noted, and forgotten at its end;
+    // the table then notes nothing more.
+    let mut fresh = table();
+    apply(&mut fresh, &m);
+    assert_eq!(fresh.announced.len(), 1);
+    fresh.insert_dumped(m.clone());
+    assert_eq!(fresh.route_count(), 1);
+    fresh.end_dump();
+    assert!(fresh.announced.is_empty());
+    apply(&mut fresh, &Message::DelRoute(Box::new(route_of(&m))));
+    apply(&mut fresh, &m);
+    assert!(fresh.announced.is_empty());
+}
+
+fn route_of(m: &Message) -> Route {
+    match m {
+        Message::NewRoute { route, .. } => (**route).clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn adds_of_new_keys_replace_nothing_and_reconcile_names_what_it_replaces() {
     let mut t = table();
     let (out, _) = apply(&mut t, &msg!("route_v4_via.bin"));
