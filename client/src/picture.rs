@@ -10,6 +10,11 @@
 //! target's objects by key, holds the new snapshot back until its sync
 //! marker, and gives the differences as changes with origin `reconcile`.
 //!
+//! A picture holds each object encoded (the `Change.object` field's
+//! bytes), not as the decoded message: a route decoded, with its strings,
+//! takes about ten times the bytes, a full table's picture is 1.25M routes,
+//! and a resync holds the incoming snapshot beside it.
+//!
 //! With `--verify` ([`Pictures::verifying`]) each picture also keeps its
 //! digests (see [`routewatch_proto::digest`]) and compares them with every
 //! `Digest` the agent sends at the picture's position. On a difference it
@@ -20,6 +25,8 @@
 use std::collections::HashMap;
 use std::io;
 
+use prost::Message;
+
 use routewatch_proto::digest::{self, Digests};
 use routewatch_proto::v1::{change, event, Action, Change, Event, Origin};
 
@@ -27,6 +34,20 @@ use crate::restart::Restarts;
 
 /// An object's identity: keys are unique within a (host, netns).
 type Key = (String, String);
+
+/// An object as a picture holds it: its `Change.object` field, encoded.
+type Held = Box<[u8]>;
+
+fn hold(object: &change::Object) -> Held {
+    let mut buf = Vec::with_capacity(object.encoded_len());
+    object.encode(&mut buf);
+    buf.into_boxed_slice()
+}
+
+/// The object `held` encodes (the bytes of a `Change` with only its object).
+fn unheld(held: &[u8]) -> Option<change::Object> {
+    Change::decode(held).ok()?.object
+}
 
 /// What to print for one event of a target's stream.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,12 +74,13 @@ pub struct Pictures {
 #[derive(Default)]
 struct Picture {
     /// The objects held, as their last add.
-    held: HashMap<Key, Event>,
+    held: HashMap<Key, Held>,
     /// A sync marker has completed `held`: there is a picture to compare
     /// a new snapshot with.
     complete: bool,
-    /// The snapshot after a resync, in arrival order, until its sync.
-    incoming: Option<Vec<Event>>,
+    /// The snapshot after a resync, in arrival order, until its sync:
+    /// each key with its object, or `None` for a delete.
+    incoming: Option<Vec<(Key, Option<Held>)>>,
     /// `--verify`: what `held` holds, per (netns, kind, table).
     digests: Option<Digests>,
     /// The position `held` is at: (stream, seq).
@@ -80,8 +102,8 @@ impl Pictures {
 
     /// Applies `events` (one batch of `target`'s stream, in order), giving
     /// `show` what to print for each, as it goes; stops where `show` says
-    /// not to go on. Each event is shown before the picture takes it over:
-    /// the picture costs no copy of a change.
+    /// not to go on. Each event is shown as it comes; the picture keeps
+    /// its object encoded.
     pub fn apply(
         &mut self,
         target: &str,
@@ -144,16 +166,16 @@ impl Picture {
         !mismatches.is_empty()
     }
 
-    /// Counts `event`'s object in (`sign` true) or out of the digests.
-    fn count(&mut self, event: &Event, add: bool) {
-        let (Some(digests), Some(object)) = (self.digests.as_mut(), object_of(event)) else {
+    /// Counts `object` (of `netns`) in (`add` true) or out of the digests.
+    fn count(&mut self, netns: &str, object: change::Object, add: bool) {
+        let Some(digests) = self.digests.as_mut() else {
             return;
         };
-        let (slot, hash) = digest::object_hash(&mut object.clone(), &mut Vec::new());
+        let (slot, hash) = digest::object_hash(&mut { object }, &mut Vec::new());
         if add {
-            digests.add(&event.netns, slot, hash);
+            digests.add(netns, slot, hash);
         } else {
-            digests.remove(&event.netns, slot, hash);
+            digests.remove(netns, slot, hash);
         }
     }
 
@@ -162,9 +184,9 @@ impl Picture {
         if let Some(digests) = self.digests.as_mut() {
             digests.clear();
             let mut buf = Vec::new();
-            for (key, event) in &self.held {
-                if let Some(object) = object_of(event) {
-                    let (slot, hash) = digest::object_hash(&mut object.clone(), &mut buf);
+            for (key, held) in &self.held {
+                if let Some(mut object) = unheld(held) {
+                    let (slot, hash) = digest::object_hash(&mut object, &mut buf);
                     digests.add(&key.0, slot, hash);
                 }
             }
@@ -215,29 +237,29 @@ impl Picture {
                 show(Shown::Event(&event))
             }
             Some(event::Kind::Change(c)) => {
+                let delete = c.action == Action::Delete as i32;
+                let key = (event.netns.clone(), c.key.clone());
+                let object = (!delete).then(|| c.object.as_ref().map(hold));
                 if let Some(incoming) = self.incoming.as_mut() {
-                    incoming.push(event);
+                    incoming.push((key, object.flatten()));
                     return Ok(true);
                 }
-                let delete = c.action == Action::Delete as i32;
                 if c.origin != Origin::Dump as i32 {
                     self.moved(&event);
                 }
                 let go = show(Shown::Event(&event))?;
-                let key = (event.netns.clone(), c.key.clone());
                 if self.digests.is_some() {
-                    if let Some(old) = self.held.get(&key).cloned() {
-                        self.count(&old, false);
+                    if let Some(old) = self.held.get(&key).and_then(|h| unheld(h)) {
+                        self.count(&key.0, old, false);
                     }
-                    if !delete {
-                        self.count(&event, true);
+                    if let (false, Some(new)) = (delete, object_of(&event)) {
+                        self.count(&key.0, new.clone(), true);
                     }
                 }
-                if delete {
-                    self.held.remove(&key);
-                } else {
-                    self.held.insert(key, event);
-                }
+                match object.flatten() {
+                    Some(held) => self.held.insert(key, held),
+                    None => self.held.remove(&key),
+                };
                 Ok(go)
             }
             Some(event::Kind::Heartbeat(_)) => {
@@ -260,54 +282,42 @@ impl Picture {
     /// the deletes, then the adds, that turn one into the other.
     fn differences(
         &mut self,
-        snapshot: Vec<Event>,
+        snapshot: Vec<(Key, Option<Held>)>,
         sync: &Event,
         show: &mut dyn FnMut(Shown<'_>) -> io::Result<Go>,
     ) -> io::Result<Go> {
-        let mut next: HashMap<Key, Event> = HashMap::with_capacity(snapshot.len());
-        let mut order = Vec::with_capacity(snapshot.len());
-        for event in snapshot {
-            let Some(event::Kind::Change(c)) = &event.kind else {
-                continue;
-            };
-            let key = (event.netns.clone(), c.key.clone());
-            if c.action == Action::Delete as i32 {
-                next.remove(&key);
-            } else {
-                order.push(key.clone());
-                next.insert(key, event);
-            }
+        // Each key's last word in the snapshot: an object, or a delete.
+        let mut last: HashMap<&Key, usize> = HashMap::with_capacity(snapshot.len());
+        for (i, (key, _)) in snapshot.iter().enumerate() {
+            last.insert(key, i);
         }
         let before = std::mem::take(&mut self.held);
-        let mut gone: Vec<(&Key, &Event)> = before
+        let mut gone: Vec<(&Key, &Held)> = before
             .iter()
-            .filter(|(key, _)| !next.contains_key(*key))
+            .filter(|(key, _)| last.get(key).is_none_or(|&i| snapshot[i].1.is_none()))
             .collect();
         // The held picture has no order of its own: the keys give one.
         gone.sort_by(|a, b| a.0.cmp(b.0));
         let mut go = true;
-        for (_, old) in gone {
-            if let (true, Some(object)) = (go, object_of(old)) {
-                go = show(Shown::Event(&reconciled(
-                    sync,
-                    old,
-                    Action::Delete,
-                    object.clone(),
-                )))?;
+        for (key, old) in gone {
+            if let (true, Some(object)) = (go, unheld(old)) {
+                go = show(Shown::Event(&reconciled(sync, key, Action::Delete, object)))?;
             }
         }
-        for key in order {
-            let Some(new) = next.remove(&key) else {
-                continue; // listed twice: the first took it
+        let lasts: Vec<bool> = snapshot
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _))| last[key] == i)
+            .collect();
+        drop(last);
+        self.held.reserve(snapshot.len());
+        for ((key, new), last) in snapshot.into_iter().zip(lasts) {
+            let (true, Some(new)) = (last, new) else {
+                continue; // a later word on the same key decides
             };
-            let same = before.get(&key).and_then(object_of) == object_of(&new);
-            if let (true, false, Some(object)) = (go, same, object_of(&new)) {
-                go = show(Shown::Event(&reconciled(
-                    sync,
-                    &new,
-                    Action::Add,
-                    object.clone(),
-                )))?;
+            let same = before.get(&key) == Some(&new);
+            if let (true, false, Some(object)) = (go, same, unheld(&new)) {
+                go = show(Shown::Event(&reconciled(sync, &key, Action::Add, object)))?;
             }
             self.held.insert(key, new);
         }
@@ -322,22 +332,18 @@ fn object_of(event: &Event) -> Option<&change::Object> {
     }
 }
 
-/// A difference: `of`'s object and key, at the new stream's position
+/// A difference: the object under `key`, at the new stream's position
 /// (`sync`'s: the snapshot's state includes every change up to it).
-fn reconciled(sync: &Event, of: &Event, action: Action, object: change::Object) -> Event {
-    let key = match &of.kind {
-        Some(event::Kind::Change(c)) => c.key.clone(),
-        _ => String::new(),
-    };
+fn reconciled(sync: &Event, key: &Key, action: Action, object: change::Object) -> Event {
     Event {
         stream_id: sync.stream_id.clone(),
         seq: sync.seq,
         time_unix_nano: sync.time_unix_nano,
-        netns: of.netns.clone(),
+        netns: key.0.clone(),
         kind: Some(event::Kind::Change(Change {
             action: action as i32,
             origin: Origin::Reconcile as i32,
-            key,
+            key: key.1.clone(),
             object: Some(object),
             ..Default::default()
         })),
@@ -569,7 +575,7 @@ mod tests {
     }
 
     #[test]
-    fn showing_stops_where_asked_and_a_change_is_held_without_a_copy() {
+    fn showing_stops_where_asked() {
         let mut p = Pictures::default();
         let mut seen = 0;
         let go = p
@@ -588,6 +594,57 @@ mod tests {
             .unwrap();
         assert!(!go);
         assert_eq!(seen, 2, "nothing shown after the stop");
+    }
+
+    #[test]
+    fn a_snapshot_s_last_word_on_a_key_decides() {
+        let mut p = Pictures::default();
+        apply(
+            &mut p,
+            "h:1",
+            vec![
+                dump("a", 1, "10.0.0.0/24", "eth0"),
+                dump("a", 1, "10.0.1.0/24", "eth0"),
+                sync("a", 1),
+            ],
+        );
+        let delete = |dst: &str| route("b", 5, Origin::Dump, Action::Delete, dst, "eth0");
+        let shown = apply(
+            &mut p,
+            "h:1",
+            vec![
+                resync("b", 0),
+                // Added and deleted within the snapshot: gone.
+                dump("b", 5, "10.0.0.0/24", "eth0"),
+                delete("10.0.0.0/24"),
+                // Deleted, then added with another device: changed.
+                delete("10.0.1.0/24"),
+                dump("b", 5, "10.0.1.0/24", "eth1"),
+                // Added twice: the second holds.
+                dump("b", 5, "10.0.2.0/24", "eth0"),
+                dump("b", 5, "10.0.2.0/24", "eth2"),
+                sync("b", 5),
+            ],
+        );
+        let (lines, differences) = summary(&shown);
+        assert!(differences);
+        assert_eq!(
+            lines,
+            [
+                "Delete Reconcile 10.0.0.0/24 eth0 @b:5",
+                "Add Reconcile 10.0.1.0/24 eth1 @b:5",
+                "Add Reconcile 10.0.2.0/24 eth2 @b:5",
+            ]
+        );
+        // What the picture now holds comes back whole on the next resync.
+        let shown = apply(&mut p, "h:1", vec![resync("c", 0), sync("c", 6)]);
+        assert_eq!(
+            summary(&shown).0,
+            [
+                "Delete Reconcile 10.0.1.0/24 eth1 @c:6",
+                "Delete Reconcile 10.0.2.0/24 eth2 @c:6",
+            ]
+        );
     }
 
     #[test]
