@@ -118,7 +118,7 @@ impl RouteSet {
             .ok()?
             .remove();
         // The table does not shrink by itself: after a full table is
-        // withdrawn its buckets would stay (17 bytes each, twice the routes
+        // withdrawn its buckets would stay (9 bytes each, twice the routes
         // it once held).
         if self.records.capacity() > 4096 && self.records.len() < self.records.capacity() / 4 {
             self.records.shrink_to(self.records.len() * 2, hash);
