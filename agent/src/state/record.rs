@@ -10,14 +10,16 @@
 //! subscribers) decode it.
 //!
 //! Routes of a full table differ in little but their destination: a
-//! million BGP routes share a few hundred (table, gateway, device,
-//! protocol, metric) tails. A record therefore keeps its `dst` field
+//! million BGP routes share a few thousand (table, gateway, device,
+//! protocol, nexthop object) tails. A record therefore keeps its `dst` field
 //! itself and everything else in a *tail* interned in one process-wide set:
 //! the route's encoding is the tail's fields before `dst`, then `dst`, then
 //! the rest of the tail (the canonical field order, so the bytes are those
 //! of the whole message encoded at once). A tail also keeps the numbers the
 //! names are written for, read once. A route with an `expires` time keeps
-//! its whole encoding itself: its tail would be its own.
+//! its whole encoding itself: its tail would be its own. A route whose tail
+//! no other route shares (a pod's route through its own device) pays for
+//! it alone: about 100 bytes more than one allocation would take.
 //!
 //! What a route costs (measured on a full table, 1.25M routes): an
 //! 8-byte bucket in the table, and one allocation of the reference count
