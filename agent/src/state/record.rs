@@ -313,6 +313,45 @@ struct Tails {
     sweep_at: usize,
 }
 
+impl Tails {
+    /// The tail of `bytes` with `dst` at `split`: the one held, or a new
+    /// one.
+    fn get(&mut self, bytes: &[u8], split: usize) -> Tail {
+        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, split as u64);
+        if let Some(tail) = self
+            .set
+            .find(hash, |t| t.split() == split && t.bytes() == bytes)
+        {
+            return tail.clone();
+        }
+        if self.set.len() >= self.sweep_at {
+            // A tail only the set holds cannot be reached but through the
+            // set, which the caller's lock guards: its count cannot rise
+            // meanwhile.
+            self.set
+                .retain(|t| triomphe::ThinArc::strong_count(&t.0) > 1);
+            self.sweep_at = (2 * self.set.len()).max(1024);
+            if self.set.capacity() > 2 * self.sweep_at {
+                // After many tails went (a table of routes each with its
+                // own), their buckets go too.
+                self.set
+                    .shrink_to(self.sweep_at, |t| t.0.header.header.hash);
+            }
+        }
+        let tail = Tail(triomphe::ThinArc::from_header_and_slice(
+            TailHead {
+                split,
+                numbers: numbers(bytes),
+                hash,
+            },
+            bytes,
+        ));
+        self.set
+            .insert_unique(hash, tail.clone(), |t| t.0.header.header.hash);
+        tail
+    }
+}
+
 impl Tail {
     /// The tail of fields `before` and `after` the `dst` field, shared with
     /// every route that has the same.
@@ -330,34 +369,10 @@ impl Tail {
             heap.extend_from_slice(after);
             &heap
         };
-        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, split as u64);
-        let mut tails = TAILS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tail) = tails
-            .set
-            .find(hash, |t| t.split() == split && t.bytes() == bytes)
-        {
-            return tail.clone();
-        }
-        if tails.set.len() >= tails.sweep_at {
-            // A tail only the set holds cannot be reached but through the
-            // set, which this lock guards: its count cannot rise meanwhile.
-            tails
-                .set
-                .retain(|t| triomphe::ThinArc::strong_count(&t.0) > 1);
-            tails.sweep_at = (2 * tails.set.len()).max(1024);
-        }
-        let tail = Tail(triomphe::ThinArc::from_header_and_slice(
-            TailHead {
-                split,
-                numbers: numbers(bytes),
-                hash,
-            },
-            bytes,
-        ));
-        tails
-            .set
-            .insert_unique(hash, tail.clone(), |t| t.0.header.header.hash);
-        tail
+        TAILS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(bytes, split)
     }
 
     fn bytes(&self) -> &[u8] {
@@ -652,5 +667,33 @@ mod tests {
             let own = record.own().len();
             assert!(layout(own).0.size() <= 56, "{dst}: {own} bytes of its own");
         }
+    }
+
+    #[test]
+    fn tails_no_route_holds_are_let_go() {
+        // A set of its own: the process's is shared with the other tests.
+        let mut tails = Tails {
+            set: HashTable::new(),
+            sweep_at: 0,
+        };
+        let mut get = |base: u32, n: u32| -> Vec<Tail> {
+            (0..n)
+                .map(|i| tails.get(format!("{base}/{i}").as_bytes(), 0))
+                .collect()
+        };
+        let gone = get(1, 5000);
+        drop(gone);
+        // The set sweeps when it has doubled since its last sweep: by the
+        // time these are in, the 5000 dead tails are out, and their
+        // buckets with them.
+        let kept = get(2, 6000);
+        assert_eq!(kept.iter().filter(|t| t.bytes() == b"2/7").count(), 1);
+        let (len, capacity) = (tails.set.len(), tails.set.capacity());
+        assert_eq!(len, 6000, "dead tails still held");
+        assert!(capacity < 2 * len, "{capacity} buckets for {len} tails");
+        // A tail asked for again is the one held.
+        let again = tails.get(b"2/7", 0);
+        assert!(std::ptr::eq(again.bytes(), kept[7].bytes()));
+        assert_eq!(tails.set.len(), 6000);
     }
 }
