@@ -390,7 +390,7 @@ impl Tail {
 fn split(body: &[u8]) -> Option<std::ops::Range<usize>> {
     let mut dst = None;
     let mut expires = false;
-    fields(body, |field, range| {
+    fields(body, |field, _, range| {
         if field == EXPIRES {
             expires = true;
         }
@@ -411,7 +411,7 @@ fn split(body: &[u8]) -> Option<std::ops::Range<usize>> {
 /// The numbers of a route's encoding (or of its tail).
 fn numbers(body: &[u8]) -> Numbers {
     let mut n = Numbers::default();
-    scan(body, |field, value| match (field, value) {
+    fields(body, |field, value, _| match (field, value) {
         (FAMILY, Value::Varint(v)) => n.family = v as i32,
         (TABLE, Value::Varint(v)) => n.table = v as u32,
         (TYPE, Value::Varint(v)) => n.r#type = v as u32,
@@ -420,7 +420,7 @@ fn numbers(body: &[u8]) -> Numbers {
         (NHID, Value::Varint(v)) => n.nhid = v as u32,
         (NH_INFO, Value::Bytes(nh)) => {
             let (mut protocol, mut scope) = (0, 0);
-            scan(nh, |field, value| match (field, value) {
+            fields(nh, |field, value, _| match (field, value) {
                 (NH_PROTOCOL, Value::Varint(v)) => protocol = v as u32,
                 (NH_SCOPE, Value::Varint(v)) => scope = v as u32,
                 _ => {}
@@ -462,18 +462,22 @@ impl std::fmt::Debug for Record {
 enum Value<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
+    /// A fixed-width field (none of the ones read here).
+    Fixed,
 }
 
-/// Calls `f` with each varint and length-delimited field of a message this
-/// agent encoded (fixed-width fields are skipped).
-fn scan<'a>(mut buf: &'a [u8], mut f: impl FnMut(u32, Value<'a>)) {
+/// Calls `f` with each field of a message this agent encoded: its number,
+/// its value, and the range of its bytes (key included).
+fn fields<'a>(body: &'a [u8], mut f: impl FnMut(u32, Value<'a>, std::ops::Range<usize>)) {
+    let mut buf = body;
     while !buf.is_empty() {
+        let start = body.len() - buf.len();
         let Ok((field, wire_type)) = decode_key(&mut buf) else {
             return;
         };
-        match wire_type {
+        let value = match wire_type {
             WireType::Varint => match decode_varint(&mut buf) {
-                Ok(v) => f(field, Value::Varint(v)),
+                Ok(v) => Value::Varint(v),
                 Err(_) => return,
             },
             WireType::LengthDelimited => {
@@ -483,51 +487,20 @@ fn scan<'a>(mut buf: &'a [u8], mut f: impl FnMut(u32, Value<'a>)) {
                 let Some((value, rest)) = buf.split_at_checked(len as usize) else {
                     return;
                 };
-                f(field, Value::Bytes(value));
                 buf = rest;
+                Value::Bytes(value)
             }
-            WireType::SixtyFourBit if buf.len() >= 8 => buf = &buf[8..],
-            WireType::ThirtyTwoBit if buf.len() >= 4 => buf = &buf[4..],
-            _ => return,
-        }
-    }
-}
-
-/// Calls `f` with each field of a message this agent encoded and the
-/// range of its bytes (key included).
-fn fields(body: &[u8], mut f: impl FnMut(u32, std::ops::Range<usize>)) {
-    let mut buf = body;
-    while !buf.is_empty() {
-        let start = body.len() - buf.len();
-        let Ok((field, wire_type)) = decode_key(&mut buf) else {
-            return;
-        };
-        let skipped = match wire_type {
-            WireType::Varint => decode_varint(&mut buf).is_ok(),
-            WireType::LengthDelimited => match decode_varint(&mut buf) {
-                Ok(len) => match buf.get(len as usize..) {
-                    Some(rest) => {
-                        buf = rest;
-                        true
-                    }
-                    None => false,
-                },
-                Err(_) => false,
-            },
             WireType::SixtyFourBit if buf.len() >= 8 => {
                 buf = &buf[8..];
-                true
+                Value::Fixed
             }
             WireType::ThirtyTwoBit if buf.len() >= 4 => {
                 buf = &buf[4..];
-                true
+                Value::Fixed
             }
-            _ => false,
+            _ => return,
         };
-        if !skipped {
-            return;
-        }
-        f(field, start..body.len() - buf.len());
+        f(field, value, start..body.len() - buf.len());
     }
 }
 
