@@ -239,9 +239,12 @@ impl Picture {
             Some(event::Kind::Change(c)) => {
                 let delete = c.action == Action::Delete as i32;
                 let key = (event.netns.clone(), c.key.clone());
-                let object = (!delete).then(|| c.object.as_ref().map(hold));
+                let object = match delete {
+                    true => None,
+                    false => c.object.as_ref().map(hold),
+                };
                 if let Some(incoming) = self.incoming.as_mut() {
-                    incoming.push((key, object.flatten()));
+                    incoming.push((key, object));
                     return Ok(true);
                 }
                 if c.origin != Origin::Dump as i32 {
@@ -256,7 +259,7 @@ impl Picture {
                         self.count(&key.0, new.clone(), true);
                     }
                 }
-                match object.flatten() {
+                match object {
                     Some(held) => self.held.insert(key, held),
                     None => self.held.remove(&key),
                 };

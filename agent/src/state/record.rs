@@ -32,6 +32,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::sync::Mutex;
 
+use bytes::BufMut;
 use hashbrown::HashTable;
 use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
@@ -109,11 +110,8 @@ impl Record {
     }
 
     fn from_body(key: Key, body: &[u8]) -> Record {
-        let bytes = key.to_le_bytes();
-        let mut words = [0u64; 2];
-        for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-            *word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        }
+        let key = u128::from_le_bytes(key.to_le_bytes());
+        let words = [key as u64, (key >> 64) as u64];
         let (tail, own) = match split(body) {
             Some(dst) => (
                 Some(Tail::intern(&body[..dst.start], &body[dst.end..])),
@@ -135,7 +133,7 @@ impl Record {
     }
 
     /// Appends the route's protobuf encoding (the body of a `Route` field).
-    pub fn write_body(&self, buf: &mut impl bytes::BufMut) {
+    pub fn write_body(&self, buf: &mut impl BufMut) {
         match self.tail() {
             Some(tail) => {
                 let (before, after) = tail.bytes().split_at(tail.split());
@@ -153,16 +151,7 @@ impl Record {
         if self.tail().is_none() {
             return f(self.own());
         }
-        let len = self.body_len();
-        if len <= STACK {
-            let mut buf = [0u8; STACK];
-            self.write_body(&mut &mut buf[..len]);
-            f(&buf[..len])
-        } else {
-            let mut buf = Vec::with_capacity(len);
-            self.write_body(&mut buf);
-            f(&buf)
-        }
+        assembled(self.body_len(), |buf| self.write_body(buf), f)
     }
 
     fn tail(&self) -> Option<&Tail> {
@@ -356,23 +345,16 @@ impl Tail {
     /// The tail of fields `before` and `after` the `dst` field, shared with
     /// every route that has the same.
     fn intern(before: &[u8], after: &[u8]) -> Tail {
-        let split = before.len();
-        let len = split + after.len();
-        let mut stack = [0u8; STACK];
-        let mut heap = Vec::new();
-        let bytes: &[u8] = if len <= STACK {
-            stack[..split].copy_from_slice(before);
-            stack[split..len].copy_from_slice(after);
-            &stack[..len]
-        } else {
-            heap.extend_from_slice(before);
-            heap.extend_from_slice(after);
-            &heap
+        let write = |buf: &mut &mut [u8]| {
+            buf.put_slice(before);
+            buf.put_slice(after);
         };
-        TAILS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(bytes, split)
+        assembled(before.len() + after.len(), write, |bytes| {
+            TAILS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(bytes, before.len())
+        })
     }
 
     fn bytes(&self) -> &[u8] {
@@ -435,19 +417,31 @@ fn numbers(body: &[u8]) -> Numbers {
 /// Encodings up to this size are put together on the stack.
 const STACK: usize = 256;
 
-/// Calls `f` with `route` encoded (`len` bytes), on the stack when it
-/// fits: a record is allocated once, at its final size.
+/// Calls `f` with `route` encoded (`len` bytes): a record is allocated
+/// once, at its final size.
 fn with_encoded<T>(route: &Route, len: usize, f: impl FnOnce(&[u8]) -> T) -> T {
-    if len <= STACK {
-        let mut buf = [0u8; STACK];
-        let mut rest = &mut buf[..len];
-        route.encode_raw(&mut rest);
-        f(&buf[..len])
+    assembled(len, |buf| route.encode_raw(buf), f)
+}
+
+/// Calls `f` with the `len` bytes `write` writes, in a buffer on the stack
+/// when they fit.
+fn assembled<T>(len: usize, write: impl FnOnce(&mut &mut [u8]), f: impl FnOnce(&[u8]) -> T) -> T {
+    let mut stack = [0u8; STACK];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if len <= STACK {
+        &mut stack[..len]
     } else {
-        let mut buf = Vec::with_capacity(len);
-        route.encode_raw(&mut buf);
-        f(&buf)
-    }
+        heap.resize(len, 0);
+        &mut heap
+    };
+    let mut rest = &mut *buf;
+    write(&mut rest);
+    debug_assert!(
+        rest.is_empty(),
+        "{} of {len} bytes written",
+        len - rest.len()
+    );
+    f(buf)
 }
 
 impl std::fmt::Debug for Record {
