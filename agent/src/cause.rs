@@ -1,38 +1,55 @@
 //! Why a change happened: who asked the kernel for it (`changed_by`) and,
 //! for a reconcile, why the agent re-read the tables (`reason`). One cause
-//! is shared by every change it caused and encoded once, so that stamping
-//! a change with it costs a reference count and a copy of its bytes.
+//! is shared by every change it caused and encoded once: a change refers
+//! to it by id (`Change.cause`), and a response defines each cause its
+//! changes refer to once (`SubscribeResponse.causes`), so that a run of
+//! changes from one requester costs a few bytes each, not its whole
+//! command line.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
-use prost::Message;
+use bytes::{Bytes, BytesMut};
+use routewatch_proto::batch::cause_record;
 use routewatch_proto::v1 as api;
 
 /// Most reasons one reconcile names: the latest, after "…" when earlier
 /// ones were left out.
 pub const REASONS_MAX: usize = 4;
 
-/// The `changed_by` and `reason` fields of a `Change`, with their encoding.
+/// The field number of `Change.cause`.
+const CHANGE_CAUSE: u32 = 9;
+
+/// The `changed_by` and `reason` of changes, with its id and encodings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cause {
     pub changed_by: Option<api::ChangedBy>,
     pub reason: String,
-    /// Fields 7 and 8 of `Change`, ready to append to a change's record.
-    encoded: Bytes,
+    /// Unique in this run of the agent, never 0.
+    id: u64,
+    /// Field 9 of `Change` (this cause's id), appended to a change's record.
+    reference: Bytes,
+    /// This cause as a field-3 record of a `SubscribeResponse`.
+    record: Bytes,
 }
 
 impl Cause {
     pub fn new(changed_by: Option<api::ChangedBy>, reason: String) -> Arc<Cause> {
-        let carrier = api::Change {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut reference = BytesMut::new();
+        prost::encoding::uint64::encode(CHANGE_CAUSE, &id, &mut reference);
+        let record = cause_record(&api::Cause {
+            id,
             changed_by: changed_by.clone(),
             reason: reason.clone(),
-            ..Default::default()
-        };
+        });
         Arc::new(Cause {
             changed_by,
             reason,
-            encoded: carrier.encode_to_vec().into(),
+            id,
+            reference: reference.freeze(),
+            record,
         })
     }
 
@@ -58,9 +75,20 @@ impl Cause {
             .then(|| Cause::new(change.changed_by.clone(), change.reason.clone()))
     }
 
-    /// The encoded fields, to be appended after a change's other fields.
-    pub fn encoded(&self) -> &[u8] {
-        &self.encoded
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The change's field that refers to this cause, to be appended after
+    /// its other fields.
+    pub fn reference(&self) -> &[u8] {
+        &self.reference
+    }
+
+    /// The definition a response carries for its changes that refer to
+    /// this cause.
+    pub fn record(&self) -> &Bytes {
+        &self.record
     }
 
     /// This cause and `other` together, for one re-read that both asked
@@ -101,7 +129,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encoded_fields_decode_as_a_change_s() {
+    fn a_change_that_refers_to_its_cause_decodes_with_it() {
+        use prost::Message;
+        use routewatch_proto::v1::{event, SubscribeResponse};
         let by = api::ChangedBy {
             port_id: 4242,
             pid: 4242,
@@ -110,9 +140,32 @@ mod tests {
             ..Default::default()
         };
         let cause = Cause::new(Some(by.clone()), "link v0 went down".into());
-        let back = api::Change::decode(cause.encoded()).expect("decodes");
-        assert_eq!(back.changed_by, Some(by));
-        assert_eq!(back.reason, "link v0 went down");
+        let other = Cause::new(Some(by.clone()), "link v0 went down".into());
+        assert_ne!(cause.id(), other.id(), "every cause has an id of its own");
+        let back = api::Change::decode(cause.reference()).expect("decodes");
+        assert_eq!(back.cause, cause.id());
+        let mut change = api::Change {
+            action: api::Action::Add as i32,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        change.extend_from_slice(cause.reference());
+        let event = api::Event {
+            seq: 1,
+            kind: Some(event::Kind::Change(
+                api::Change::decode(&change[..]).unwrap(),
+            )),
+            ..Default::default()
+        };
+        let mut response = routewatch_proto::batch::record(&event).to_vec();
+        response.extend_from_slice(cause.record());
+        let events = SubscribeResponse::decode(&response[..]).unwrap().events;
+        let Some(event::Kind::Change(change)) = &events[0].kind else {
+            panic!("a change");
+        };
+        assert_eq!(change.changed_by, Some(by));
+        assert_eq!(change.reason, "link v0 went down");
+        assert_eq!(change.cause, 0, "filled in");
         assert!(Cause::kernel().changed_by.as_ref().unwrap().kernel);
     }
 

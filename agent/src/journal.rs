@@ -46,17 +46,20 @@ pub struct Entry {
     /// Who made the change, and why it was reconciled (see [`Cause`]).
     pub cause: Option<Arc<Cause>>,
     /// The records of the whole batch this change was published in, side
-    /// by side; this change's record is `chunk[range]`. Sessions send runs
-    /// of one chunk as a single shared slice.
+    /// by side, then the definitions of the causes they refer to (from
+    /// `defs` on); this change's record is `chunk[range]`. Sessions send
+    /// runs of one chunk as a single shared slice, with its definitions.
     chunk: Bytes,
     range: std::ops::Range<usize>,
+    defs: usize,
     /// The seq of the chunk's last change: a reader skips to it without
     /// visiting the changes in between.
     chunk_last: u64,
 }
 
 impl Entry {
-    /// An entry whose record is `record` alone.
+    /// An entry whose record is `record` alone (encoded as
+    /// [`encode_change_record`] encodes, referring to `cause` if any).
     pub fn new(
         seq: u64,
         time_unix_nano: i64,
@@ -67,6 +70,11 @@ impl Entry {
         record: Bytes,
     ) -> Entry {
         let range = 0..record.len();
+        let defs = record.len();
+        let chunk = match &cause {
+            Some(cause) => [record, cause.record().clone()].concat().into(),
+            None => record,
+        };
         Entry {
             seq,
             time_unix_nano,
@@ -74,8 +82,9 @@ impl Entry {
             netns,
             change,
             cause,
-            chunk: record,
+            chunk,
             range,
+            defs,
             chunk_last: seq,
         }
     }
@@ -94,24 +103,63 @@ impl Entry {
         self.range.len()
     }
 
+    /// The definitions of the causes the records of this entry's batch
+    /// refer to (`SubscribeResponse.causes`): sent with any of them.
+    pub fn defs(&self) -> Option<Bytes> {
+        (self.defs < self.chunk.len()).then(|| self.chunk.slice(self.defs..))
+    }
+
     /// What keeping this entry costs besides its slot in the ring: its
-    /// share of its batch's bytes, and the versions of the object it holds
-    /// (counted in full even where the table shares them, so that the bound
-    /// holds after the table lets them go).
+    /// share of its batch's bytes (the batch's last change, the last to go,
+    /// counts the causes' definitions), and the versions of the object it
+    /// holds (counted in full even where the table shares them, so that the
+    /// bound holds after the table lets them go).
     pub fn footprint(&self) -> usize {
         let previous = match &self.change.previous {
             Previous::Was(object) => object.footprint(),
             Previous::None | Previous::Unknown => 0,
         };
-        self.record_len() + self.change.object.footprint() + previous
+        let defs = if self.seq == self.chunk_last {
+            self.chunk.len() - self.defs
+        } else {
+            0
+        };
+        self.record_len() + defs + self.change.object.footprint() + previous
     }
 }
 
 /// Every object with its key, by namespace (see [`Core::snapshot`]).
 pub type Snapshot = Vec<(Arc<str>, Vec<(Key, Object)>)>;
 
-/// Receives every appended batch before any session can see it.
-pub type Sink = Box<dyn FnMut(&[Entry]) + Send>;
+/// Receives every appended batch, with the stream's info, before any
+/// session can see it.
+pub type Sink = Box<dyn FnMut(&StreamInfo, &[Entry]) + Send>;
+
+/// `entries` as whole `SubscribeResponse`s, one per run of one batch: the
+/// parts of each (the stream id, the run's records, the definitions of
+/// their causes), shared and in order. What is kept on disk, where no
+/// response is around a record to say what it leaves out.
+pub fn whole_responses<'a>(
+    info: &'a StreamInfo,
+    entries: impl IntoIterator<Item = &'a Entry> + 'a,
+) -> impl Iterator<Item = Vec<Bytes>> + 'a {
+    let mut entries = entries.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let first = entries.next()?;
+        let mut end = first.range.end;
+        while let Some(next) =
+            entries.next_if(|e| e.chunk.as_ptr() == first.chunk.as_ptr() && e.range.start == end)
+        {
+            end = next.range.end;
+        }
+        let mut parts = vec![
+            info.stream_record().clone(),
+            first.chunk.slice(first.range.start..end),
+        ];
+        parts.extend(first.defs());
+        Some(parts)
+    })
+}
 
 /// How much the ring keeps: whichever limit is reached first.
 #[derive(Debug, Clone, Copy)]
@@ -169,11 +217,14 @@ fn packed(recent: Vec<Entry>) -> Vec<Entry> {
             buf.extend_from_slice(&entry.chunk[entry.range.clone()]);
             ranges.push(start..buf.len());
         }
+        let defs = buf.len();
+        put_defs(group.iter().map(|e| &e.cause), &mut buf);
         let chunk = buf.freeze();
         let chunk_last = group.last().map_or(0, |e| e.seq);
         out.extend(group.iter().zip(ranges).map(|(entry, range)| Entry {
             chunk: chunk.clone(),
             range,
+            defs,
             chunk_last,
             ..entry.clone()
         }));
@@ -181,15 +232,26 @@ fn packed(recent: Vec<Entry>) -> Vec<Entry> {
     out
 }
 
+/// Appends the definition of each distinct cause of `causes` to `buf`.
+fn put_defs<'a>(causes: impl Iterator<Item = &'a Option<Arc<Cause>>>, buf: &mut BytesMut) {
+    let mut seen: Vec<u64> = Vec::new();
+    let mut last = 0;
+    for cause in causes.flatten() {
+        // A batch's changes mostly come in runs of one cause.
+        if cause.id() == last || seen.contains(&cause.id()) {
+            continue;
+        }
+        last = cause.id();
+        seen.push(last);
+        buf.extend_from_slice(cause.record());
+    }
+}
+
 impl Journal {
     /// A new, empty journal.
     pub fn new(stream_id: String, netns: String, limits: RingLimits) -> Journal {
         Journal::resume(
-            StreamInfo {
-                stream_id,
-                netns,
-                names: Default::default(),
-            },
+            StreamInfo::new(stream_id, netns),
             0,
             BTreeMap::new(),
             Vec::new(),
@@ -474,6 +536,8 @@ impl Core {
             );
             placed.push((self.last_seq, time, change, cause, start..buf.len()));
         }
+        let defs = buf.len();
+        put_defs(placed.iter().map(|p| &p.3), &mut buf);
         let chunk = buf.freeze();
         let chunk_last = self.last_seq;
         let entries: Vec<Entry> = placed
@@ -487,11 +551,12 @@ impl Core {
                 cause,
                 chunk: chunk.clone(),
                 range,
+                defs,
                 chunk_last,
             })
             .collect();
         if let Some(sink) = self.sink.as_mut() {
-            sink(&entries);
+            sink(&self.info, &entries);
         }
         for entry in entries {
             self.push(entry);
@@ -606,6 +671,10 @@ impl Core {
             }
             let len = upto(at + take - 1);
             parts.push(first.chunk.slice(from..from + len));
+            if let Some(defs) = first.defs() {
+                bytes += defs.len();
+                parts.push(defs);
+            }
             bytes += len;
             at += take;
             if at < run_end {
@@ -715,9 +784,29 @@ pub struct StreamInfo {
     /// The host's iproute2 names, written beside the numbers of every
     /// change as it is encoded (see [`crate::labelled`]).
     pub names: Arc<Names>,
+    /// The stream id as a response's field: changes leave it to the
+    /// response.
+    stream_record: Bytes,
 }
 
 impl StreamInfo {
+    /// The stream `stream_id` of the agent's namespace `netns`, names not
+    /// known yet.
+    pub fn new(stream_id: String, netns: String) -> StreamInfo {
+        StreamInfo {
+            stream_record: routewatch_proto::batch::stream_record(&stream_id),
+            stream_id,
+            netns,
+            names: Default::default(),
+        }
+    }
+
+    /// The stream id as a `SubscribeResponse` field (shared): sent in
+    /// every response that carries changes.
+    pub fn stream_record(&self) -> &Bytes {
+        &self.stream_record
+    }
+
     /// An event of this stream at `seq`.
     pub fn event(&self, seq: u64, time_unix_nano: i64, kind: event::Kind) -> api::Event {
         self.event_in(&self.netns, seq, time_unix_nano, kind)
@@ -769,7 +858,9 @@ pub fn change_record(
 /// `buf`, straight from the shared route or nexthop, with the names of
 /// `info` beside its numbers: the same bytes as encoding the `Event`
 /// [`StreamInfo::event_in`] would build with [`change_kind`], without
-/// copying the object. Returns where in `buf` the object's own fields are
+/// copying the object, except that the stream id is left to the response
+/// (`SubscribeResponse.stream_id`) and the cause is referred to by id (the
+/// response defines it, see [`Entry::defs`]). Returns where in `buf` the object's own fields are
 /// (the bytes its digest hash is taken over, see [`crate::digest`]).
 // The event's fields, one argument each: a struct of them would be built
 // only to be taken apart here.
@@ -785,8 +876,7 @@ pub fn encode_change_record(
     buf: &mut BytesMut,
 ) -> std::ops::Range<usize> {
     use prost::encoding::{
-        encode_key, encode_varint, encoded_len_varint, int32, int64, key_len, string, uint64,
-        WireType,
+        encode_key, encode_varint, encoded_len_varint, int32, int64, key_len, uint64, WireType,
     };
     let action = match change.action {
         Action::Add => api::Action::Add,
@@ -803,11 +893,8 @@ pub fn encode_change_record(
         + encoded_len_varint(key.len() as u64)
         + key.len()
         + object_len
-        + cause.map_or(0, |c| c.encoded().len());
+        + cause.map_or(0, |c| c.reference().len());
     let mut event_len = key_len(10) + encoded_len_varint(change_len as u64) + change_len;
-    if !info.stream_id.is_empty() {
-        event_len += string::encoded_len(1, &info.stream_id);
-    }
     if seq != 0 {
         event_len += uint64::encoded_len(2, &seq);
     }
@@ -820,9 +907,6 @@ pub fn encode_change_record(
     buf.reserve(1 + encoded_len_varint(event_len as u64) + event_len);
     encode_key(1, WireType::LengthDelimited, buf);
     encode_varint(event_len as u64, buf);
-    if !info.stream_id.is_empty() {
-        string::encode(1, &info.stream_id, buf);
-    }
     if seq != 0 {
         uint64::encode(2, &seq, buf);
     }
@@ -843,7 +927,7 @@ pub fn encode_change_record(
     buf.extend_from_slice(key.as_bytes());
     let unlabelled = object.encode(buf);
     if let Some(cause) = cause {
-        buf.extend_from_slice(cause.encoded());
+        buf.extend_from_slice(cause.reference());
     }
     unlabelled
 }
@@ -910,11 +994,7 @@ mod tests {
 
     #[test]
     fn shared_records_equal_the_generated_encoding() {
-        let info = StreamInfo {
-            stream_id: "s".into(),
-            netns: "ns1".into(),
-            names: Default::default(),
-        };
+        let info = StreamInfo::new("s".into(), "ns1".into());
         for c in [
             change(7),
             Change {
@@ -924,7 +1004,9 @@ mod tests {
         ] {
             let direct = change_record(&info, "ns2", 42, 1234, &c, api::Origin::Reconcile, None);
             let kind = change_kind(&info, &c, api::Origin::Reconcile);
-            let ev = info.event_in("ns2", 42, 1234, kind);
+            let mut ev = info.event_in("ns2", 42, 1234, kind);
+            // Left to the response.
+            ev.stream_id.clear();
             assert_eq!(direct, record(&ev));
             let event::Kind::Change(api::Change {
                 object: Some(api::change::Object::Route(r)),
@@ -1159,7 +1241,7 @@ mod tests {
         let j = Journal::new("s".into(), String::new(), limits(2));
         let mut core = j.lock();
         let log = seen.clone();
-        core.set_sink(Box::new(move |entries: &[Entry]| {
+        core.set_sink(Box::new(move |_: &StreamInfo, entries: &[Entry]| {
             log.lock().unwrap().extend(entries.iter().map(|e| e.seq));
         }));
         core.publish((0..3).map(change).collect(), api::Origin::Notification);

@@ -47,7 +47,9 @@ use routewatch_proto::v1::{self as api, event};
 
 use crate::cause::Cause;
 use crate::error::AgentError;
-use crate::journal::{encode_change_record, now_unix_nano, Core, Entry, Sink, StreamInfo};
+use crate::journal::{
+    encode_change_record, now_unix_nano, whole_responses, Core, Entry, Sink, StreamInfo,
+};
 use crate::labelled::unlabelled;
 use crate::state::{Action, Change, Key, Object, Previous, Record, StateTable};
 use crate::state_file::{self, Tail, Unusable, HEADER};
@@ -60,6 +62,8 @@ const BOOT_ID: &str = "boot_id";
 const DISCARDED: &str = "discarded";
 /// Rewrite `state.pb` once the log holds this much.
 const COMPACT_AFTER: u64 = 64 << 20;
+/// Most snapshot changes `state.pb` holds in one record.
+const SNAPSHOT_RECORD: usize = 1024;
 
 /// What a state dir held.
 pub struct Recovered {
@@ -241,19 +245,18 @@ impl StateDir {
         let log = self.log.clone();
         let dir = self.dir.clone();
         let stats = self.stats.clone();
-        Box::new(move |entries: &[Entry]| {
+        Box::new(move |info: &StreamInfo, entries: &[Entry]| {
             let mut log = log.lock().expect("state dir log lock");
             if log.broken {
                 return;
             }
             let mut buf = Vec::with_capacity(
-                entries
-                    .iter()
-                    .map(|e| state_file::FRAME + e.record_len())
-                    .sum(),
+                state_file::FRAME
+                    + info.stream_record().len()
+                    + entries.iter().map(Entry::record_len).sum::<usize>(),
             );
-            for entry in entries {
-                state_file::frame(&entry.record(), &mut buf);
+            for response in whole_responses(info, entries) {
+                state_file::frame(&response, &mut buf);
             }
             match log.file.write_all(&buf) {
                 Ok(()) => log.bytes += buf.len() as u64,
@@ -294,34 +297,39 @@ impl StateDir {
             out.write_all(&HEADER)?;
             let mut buf = bytes::BytesMut::new();
             let mut framed = Vec::new();
-            let mut write = |record: &[u8]| {
+            let mut write = |parts: &[&[u8]]| {
                 framed.clear();
-                state_file::frame(record, &mut framed);
+                state_file::frame(parts, &mut framed);
                 out.write_all(&framed)
             };
+            let stream = &info.stream_record()[..];
             for (netns, table) in core.tables() {
-                for change in table.changes() {
+                let mut changes = table.changes().peekable();
+                while changes.peek().is_some() {
                     buf.clear();
-                    encode_change_record(
-                        info,
-                        netns,
-                        seq,
-                        time,
-                        &change,
-                        api::Origin::Dump,
-                        None,
-                        &mut buf,
-                    );
-                    write(&buf)?;
+                    for change in changes.by_ref().take(SNAPSHOT_RECORD) {
+                        encode_change_record(
+                            info,
+                            netns,
+                            seq,
+                            time,
+                            &change,
+                            api::Origin::Dump,
+                            None,
+                            &mut buf,
+                        );
+                    }
+                    write(&[stream, &buf])?;
                 }
             }
-            write(&record(&info.event(
+            write(&[&record(&info.event(
                 seq,
                 time,
                 event::Kind::Sync(api::Sync {}),
-            )))?;
-            for entry in core.recent() {
-                write(&entry.record())?;
+            ))])?;
+            for response in whole_responses(info, core.recent()) {
+                let parts: Vec<&[u8]> = response.iter().map(|p| &p[..]).collect();
+                write(&parts)?;
             }
             out.flush()?;
             out.get_ref().sync_all()?;
@@ -373,11 +381,7 @@ fn recover(dir: &Path, netns: &str, stats: &StateDirStats) -> Result<Option<Reco
         .position(|e| matches!(e.kind, Some(event::Kind::Sync(_))))
         .ok_or_else(|| damaged(format!("{STATE} has no sync marker")))?;
     let sync = &events[sync_at];
-    let info = StreamInfo {
-        stream_id: sync.stream_id.clone(),
-        netns: netns.to_string(),
-        names: Default::default(),
-    };
+    let info = StreamInfo::new(sync.stream_id.clone(), netns.to_string());
     let mut last_seq = sync.seq;
     let mut tables: BTreeMap<Arc<str>, StateTable> = BTreeMap::new();
     for ev in &events[..sync_at] {
@@ -515,14 +519,24 @@ fn entry_of(ev: &api::Event) -> Option<Entry> {
         return None;
     };
     let origin = api::Origin::try_from(c.origin).unwrap_or(api::Origin::Unspecified);
+    let cause = Cause::of(c);
+    // Encoded as the journal encodes a change: the stream id left to the
+    // response, the cause referred to by id.
+    let mut lean = ev.clone();
+    lean.stream_id.clear();
+    if let Some(event::Kind::Change(c)) = &mut lean.kind {
+        c.changed_by = None;
+        c.reason.clear();
+        c.cause = cause.as_ref().map_or(0, |cause| cause.id());
+    }
     Some(Entry::new(
         ev.seq,
         ev.time_unix_nano,
         origin,
         ev.netns.as_str().into(),
         change_of(ev)?,
-        Cause::of(c),
-        record(ev),
+        cause,
+        record(&lean),
     ))
 }
 
@@ -591,6 +605,78 @@ mod tests {
             core.recent().map(|e| e.seq).collect::<Vec<_>>(),
             vec![1, 2, 3, 4, 5]
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn who_made_each_change_survives_a_restart_in_state_pb_and_the_log() {
+        let dir = tempdir("causes");
+        let by = |comm: &str| {
+            Some(Cause::new(
+                Some(api::ChangedBy {
+                    comm: comm.into(),
+                    ..Default::default()
+                }),
+                format!("asked by {comm}"),
+            ))
+        };
+        let publish = |core: &mut Core, from: u32, causes: &[(usize, Option<Arc<Cause>>)]| {
+            core.publish_caused(
+                &"".into(),
+                (from..from + 3).map(route).collect(),
+                &[],
+                causes,
+                api::Origin::Notification,
+            );
+        };
+        {
+            let (j, sd) = journal_in(&dir);
+            let mut core = j.lock();
+            publish(&mut core, 0, &[(1, by("ip")), (3, by("bird"))]);
+            sd.compact(&core).unwrap();
+            publish(&mut core, 3, &[(2, None), (3, by("zebra"))]);
+        }
+        let (j, _) = journal_in(&dir);
+        let core = j.lock();
+        let (_, parts) = core
+            .read_records_after(0, 100, usize::MAX)
+            .unwrap()
+            .unwrap();
+        let mut parts = parts;
+        parts.insert(0, core.info().stream_record().clone());
+        let events = routewatch_proto::v1::SubscribeResponse::from_records(parts)
+            .into_events()
+            .expect("every cause defined");
+        let who: Vec<(u64, String, String)> = events
+            .iter()
+            .map(|e| {
+                let Some(event::Kind::Change(c)) = &e.kind else {
+                    panic!("a change");
+                };
+                let comm = c.changed_by.as_ref().map_or("-", |b| &b.comm);
+                (e.seq, comm.to_string(), c.reason.clone())
+            })
+            .collect();
+        let at = |seq: u64, comm: &str| {
+            let reason = if comm == "-" {
+                String::new()
+            } else {
+                format!("asked by {comm}")
+            };
+            (seq, comm.to_string(), reason)
+        };
+        assert_eq!(
+            who,
+            vec![
+                at(1, "ip"),
+                at(2, "bird"),
+                at(3, "bird"),
+                at(4, "-"),
+                at(5, "-"),
+                at(6, "zebra")
+            ]
+        );
+        assert!(events.iter().all(|e| e.stream_id == "stream-a"));
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -711,6 +797,7 @@ mod tests {
             let mut core = j.lock();
             sd.compact(&core).unwrap();
             core.publish((0..2).map(route).collect(), api::Origin::Notification);
+            core.publish((2..4).map(route).collect(), api::Origin::Notification);
         }
         let log = dir.join(LOG);
         let len = fs::metadata(&log).unwrap().len();
@@ -720,8 +807,9 @@ mod tests {
             .unwrap()
             .set_len(len - 3)
             .unwrap();
+        // A batch is one record: it is there whole or not at all.
         let (j, _) = journal_in(&dir);
-        assert_eq!(j.lock().last_seq(), 1);
+        assert_eq!(j.lock().last_seq(), 2);
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -746,7 +834,7 @@ mod tests {
             ..Default::default()
         };
         let mut log = HEADER.to_vec();
-        state_file::frame(&record(&other), &mut log);
+        state_file::frame(&[record(&other)], &mut log);
         fs::write(dir.join(LOG), log).unwrap();
         let (sd, recovered) = StateDir::open(&dir, "").unwrap();
         assert!(recovered.is_none());
@@ -847,7 +935,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         // A future version.
         let dir = written("version");
-        overwrite(&dir.join(LOG), 7, &[2]);
+        overwrite(&dir.join(LOG), 7, &[3]);
         let (sd, recovered) = StateDir::open(&dir, "").unwrap();
         assert!(recovered.is_none());
         assert_eq!(discarded(&sd, Discarded::UnknownFormat), 1);

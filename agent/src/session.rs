@@ -255,7 +255,8 @@ impl Session {
         let Some(interest) = &self.interest else {
             let read = core.read_records_after(cursor, max, max_bytes)?;
             drop(core);
-            return Ok(read.map(|(last, parts)| {
+            return Ok(read.map(|(last, mut parts)| {
+                parts.insert(0, info.stream_record().clone());
                 let response = Some(SubscribeResponse::from_records(parts));
                 observe(&response);
                 (last, response)
@@ -359,8 +360,8 @@ impl Session {
                     continue;
                 }
                 self.journal.subscribers.count_snapshot_events(sent);
-                self.send(SubscribeResponse::from_records(vec![buf.freeze()]))
-                    .await?;
+                let parts = vec![info.stream_record().clone(), buf.freeze()];
+                self.send(SubscribeResponse::from_records(parts)).await?;
             }
         }
         let sync = event::Kind::Sync(api::Sync {});
@@ -385,21 +386,33 @@ async fn sleep_until_or_never(at: Option<Instant>) {
 }
 
 /// What a filtered subscriber gets of `entries`: the shared records of
-/// those that pass, a delete for each object that left the filter, or
-/// nothing when the filter drops them all.
+/// those that pass (with the definitions of their causes), a delete for
+/// each object that left the filter, or nothing when the filter drops them
+/// all.
 fn filtered(
     interest: &Interest,
     info: &StreamInfo,
     entries: &[Entry],
 ) -> Option<SubscribeResponse> {
-    let parts: Vec<Bytes> = entries
-        .iter()
-        .filter_map(|entry| match interest.pass(info, entry) {
-            Pass::Shared(record) | Pass::Left(record) => Some(record),
-            Pass::Dropped => None,
-        })
-        .collect();
-    (!parts.is_empty()).then(|| SubscribeResponse::from_records(parts))
+    let mut parts = vec![info.stream_record().clone()];
+    // The definitions of each batch a passing change came from, once.
+    let mut defs: Vec<Bytes> = Vec::new();
+    for entry in entries {
+        let (Pass::Shared(record) | Pass::Left(record)) = interest.pass(info, entry) else {
+            continue;
+        };
+        parts.push(record);
+        // Both refer to the entry's cause, if any.
+        if let Some(batch) = entry.defs() {
+            if !defs.iter().any(|d| d.as_ptr() == batch.as_ptr()) {
+                defs.push(batch);
+            }
+        }
+    }
+    (parts.len() > 1).then(|| {
+        parts.extend(defs);
+        SubscribeResponse::from_records(parts)
+    })
 }
 
 #[cfg(test)]
@@ -674,6 +687,79 @@ mod tests {
         assert_eq!(next(&mut stream).await, vec![("change", 4), ("change", 5)]);
         publish(&j, 1);
         assert_eq!(next(&mut stream).await, vec![("change", 6)]);
+    }
+
+    /// Who made each change of `response`, by seq, and its stream id.
+    fn makers(response: SubscribeResponse) -> Vec<(u64, String, String)> {
+        let events = response.into_events().expect("every cause defined");
+        events
+            .iter()
+            .map(|e| {
+                let Some(event::Kind::Change(c)) = &e.kind else {
+                    panic!("a change");
+                };
+                let comm = c.changed_by.as_ref().map_or("-", |b| &b.comm);
+                (e.seq, comm.to_string(), e.stream_id.clone())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_response_defines_the_causes_of_its_changes_wherever_it_starts() {
+        let j = journal(100);
+        let by = |comm: &str| {
+            Some(crate::cause::Cause::new(
+                Some(api::ChangedBy {
+                    comm: comm.into(),
+                    ..Default::default()
+                }),
+                String::new(),
+            ))
+        };
+        let (ip, bird) = (by("ip"), by("bird"));
+        // One batch: ip, ip, bird, nobody, ip.
+        let causes = [(2, ip.clone()), (3, bird), (4, None), (5, ip)];
+        j.lock().publish_caused(
+            &"".into(),
+            (0..5).map(change).collect(),
+            &[],
+            &causes,
+            api::Origin::Notification,
+        );
+        j.wake();
+        let who = |seq: u64, comm: &str| (seq, comm.to_string(), "s1".to_string());
+        // The batch split across responses, from its start and from its
+        // middle.
+        let config = || SessionConfig {
+            max_batch: 2,
+            ..Default::default()
+        };
+        let mut stream = start(j.clone(), resume("s1", 0), config());
+        for expected in [
+            vec![who(1, "ip"), who(2, "ip")],
+            vec![who(3, "bird"), who(4, "-")],
+            vec![who(5, "ip")],
+        ] {
+            assert_eq!(makers(stream.next().await.unwrap().unwrap()), expected);
+        }
+        let mut stream = start(j.clone(), resume("s1", 2), config());
+        assert_eq!(
+            makers(stream.next().await.unwrap().unwrap()),
+            vec![who(3, "bird"), who(4, "-")]
+        );
+        // Filtered: only some of the batch's changes.
+        let request = SubscribeRequest {
+            allow: vec![api::Filter {
+                changed_by: vec!["ip".into()],
+                ..Default::default()
+            }],
+            ..resume("s1", 1)
+        };
+        let mut stream = start(j.clone(), request, SessionConfig::default());
+        assert_eq!(
+            makers(stream.next().await.unwrap().unwrap()),
+            vec![who(2, "ip"), who(5, "ip")]
+        );
     }
 
     #[tokio::test]

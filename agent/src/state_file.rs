@@ -6,10 +6,11 @@
 //! record:  len(u32 LE) payload_crc(u32 LE) header_crc(u32 LE) payload[len]
 //! ```
 //!
-//! The payload is one event as a field-1 record of a `SubscribeResponse`
-//! (what a session sends). `header_crc` covers `len` and `payload_crc`, so a
-//! damaged length is told apart from a record cut short by the end of the
-//! file.
+//! The payload is a whole `SubscribeResponse` (as a session sends one): one
+//! or more events, with the stream id and the causes its changes leave to
+//! the response. Version 1 wrote one event per record, which reads the same
+//! way. `header_crc` covers `len` and `payload_crc`, so a damaged length is
+//! told apart from a record cut short by the end of the file.
 //!
 //! The log is appended with one write(2) per batch. A process killed in the
 //! middle of one leaves a prefix of the bytes it meant to write, never
@@ -23,8 +24,8 @@ use routewatch_proto::v1 as api;
 
 /// Identifies the format; the byte after it is the version.
 const MAGIC: &[u8; 7] = b"rwstate";
-/// The version this agent writes and reads.
-pub const VERSION: u8 = 1;
+/// The version this agent writes; it reads this one and the one before.
+pub const VERSION: u8 = 2;
 /// What every file starts with.
 pub const HEADER: [u8; 8] = {
     let mut h = [0u8; 8];
@@ -39,16 +40,23 @@ pub const HEADER: [u8; 8] = {
 /// Bytes in front of each record's payload.
 pub const FRAME: usize = 12;
 
-/// Appends `payload` as one framed record to `out`.
-pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len()).expect("a record under 4 GiB");
-    let payload_crc = crc32fast::hash(payload);
+/// Appends the payload made of `parts`, side by side, as one framed record
+/// to `out`.
+pub fn frame(parts: &[impl AsRef<[u8]>], out: &mut Vec<u8>) {
+    let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+    let len = u32::try_from(len).expect("a record under 4 GiB");
+    let mut payload_crc = crc32fast::Hasher::new();
+    for part in parts {
+        payload_crc.update(part.as_ref());
+    }
     let mut head = [0u8; 8];
     head[..4].copy_from_slice(&len.to_le_bytes());
-    head[4..].copy_from_slice(&payload_crc.to_le_bytes());
+    head[4..].copy_from_slice(&payload_crc.finalize().to_le_bytes());
     out.extend_from_slice(&head);
     out.extend_from_slice(&crc32fast::hash(&head).to_le_bytes());
-    out.extend_from_slice(payload);
+    for part in parts {
+        out.extend_from_slice(part.as_ref());
+    }
 }
 
 /// A file's records, all intact.
@@ -117,16 +125,16 @@ pub fn read(bytes: &[u8], tail: Tail) -> Result<Contents, Unusable> {
         ));
     }
     let version = bytes[MAGIC.len()];
-    if version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(Unusable::UnknownFormat(format!(
-            "format version {version}; this agent reads version {VERSION}"
+            "format version {version}; this agent reads versions 1 to {VERSION}"
         )));
     }
     let mut events = Vec::new();
     let mut at = HEADER.len();
+    let mut index = 0;
     while at < bytes.len() {
         let rest = &bytes[at..];
-        let index = events.len();
         let damaged = |what: &str| {
             Unusable::Damaged(format!(
                 "record {index} at byte {at} of {}: {what}",
@@ -168,33 +176,23 @@ pub fn read(bytes: &[u8], tail: Tail) -> Result<Contents, Unusable> {
         if crc32fast::hash(payload) != payload_crc {
             return Err(damaged("its checksum does not match"));
         }
-        let event = decode_record(payload).map_err(|e| {
+        let response = api::SubscribeResponse::decode(payload).map_err(|e| {
             damaged(&format!(
                 "its checksum matches but it does not decode ({e})"
             ))
         })?;
-        events.push(event);
+        if response.events.is_empty() {
+            return Err(damaged("its checksum matches but it holds no event"));
+        }
+        events.extend(response.events);
         at += FRAME + len;
+        index += 1;
     }
     Ok(Contents {
         events,
         good: at,
         torn: 0,
     })
-}
-
-/// One event from its field-1 record.
-fn decode_record(payload: &[u8]) -> Result<api::Event, String> {
-    let mut buf = payload;
-    if buf.first() != Some(&0x0a) {
-        return Err("not an event record".into());
-    }
-    buf = &buf[1..];
-    let len = prost::encoding::decode_varint(&mut buf).map_err(|e| e.to_string())?;
-    if len != buf.len() as u64 {
-        return Err(format!("an event of {len} bytes in {} bytes", buf.len()));
-    }
-    api::Event::decode(buf).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -217,7 +215,7 @@ mod tests {
         let mut starts = Vec::new();
         for seq in 1..=n {
             starts.push(out.len());
-            frame(&record(&event(seq)), &mut out);
+            frame(&[record(&event(seq))], &mut out);
         }
         (out, starts)
     }
@@ -232,6 +230,51 @@ mod tests {
         let c = read(&bytes, Tail::Complete).unwrap();
         assert_eq!(seqs(&c), vec![1, 2, 3]);
         assert_eq!((c.good, c.torn), (bytes.len(), 0));
+    }
+
+    #[test]
+    fn a_record_holds_a_whole_response() {
+        use routewatch_proto::batch::{cause_record, stream_record};
+        let by = api::ChangedBy {
+            comm: "ip".into(),
+            ..Default::default()
+        };
+        let change = |cause| {
+            let mut e = event(0);
+            e.stream_id.clear();
+            e.kind = Some(api::event::Kind::Change(api::Change {
+                cause,
+                ..Default::default()
+            }));
+            e
+        };
+        let mut bytes = HEADER.to_vec();
+        let parts = [
+            stream_record("s"),
+            record(&change(7)),
+            record(&change(0)),
+            cause_record(&api::Cause {
+                id: 7,
+                changed_by: Some(by.clone()),
+                reason: String::new(),
+            }),
+        ];
+        frame(&parts, &mut bytes);
+        let c = read(&bytes, Tail::Complete).unwrap();
+        assert_eq!(c.events.len(), 2);
+        assert!(c.events.iter().all(|e| e.stream_id == "s"));
+        let Some(api::event::Kind::Change(first)) = &c.events[0].kind else {
+            panic!("a change");
+        };
+        assert_eq!((first.changed_by.as_ref(), first.cause), (Some(&by), 0));
+        // A change whose cause is not in its record is damage.
+        let mut bytes = HEADER.to_vec();
+        frame(&parts[..3], &mut bytes);
+        let err = read(&bytes, Tail::Complete).unwrap_err();
+        assert!(
+            matches!(&err, Unusable::Damaged(w) if w.contains("cause 7")),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -294,7 +337,7 @@ mod tests {
     #[test]
     fn a_record_that_checks_but_does_not_decode_is_damage() {
         let mut bytes = HEADER.to_vec();
-        frame(&[0x0a, 0x05, 0xff], &mut bytes);
+        frame(&[[0x0a, 0x05, 0xff]], &mut bytes);
         let err = read(&bytes, Tail::MayBeTorn).unwrap_err();
         assert!(
             matches!(&err, Unusable::Damaged(w) if w.contains("does not decode")),
@@ -306,11 +349,16 @@ mod tests {
     fn a_damaged_or_foreign_header_is_an_unknown_format() {
         let (bytes, _) = file(2);
         let mut other_version = bytes.clone();
-        other_version[7] = 2;
+        other_version[7] = 3;
         let err = read(&other_version, Tail::MayBeTorn).unwrap_err();
         assert_eq!(
             err,
-            Unusable::UnknownFormat("format version 2; this agent reads version 1".into())
+            Unusable::UnknownFormat("format version 3; this agent reads versions 1 to 2".into())
+        );
+        other_version[7] = 1;
+        assert_eq!(
+            seqs(&read(&other_version, Tail::Complete).unwrap()),
+            vec![1, 2]
         );
         let mut damaged = bytes.clone();
         damaged[1] = b'x';

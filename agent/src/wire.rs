@@ -303,7 +303,7 @@ pub struct Frames {
     peer: Option<PeerInfo>,
     /// The last response's records and events, to tell the position of a
     /// stalled stream (decoded only then).
-    last: (Option<Bytes>, Option<u64>),
+    last: (Vec<Bytes>, Option<u64>),
 }
 
 impl Frames {
@@ -327,20 +327,16 @@ impl Frames {
             ready: VecDeque::new(),
             ended: false,
             peer: None,
-            last: (None, None),
+            last: (Vec::new(), None),
         }
     }
 
     /// The last seq handed to the connection, if any.
     fn last_seq(&self) -> Option<u64> {
         let (records, event_seq) = &self.last;
-        let record_seq = records
-            .as_ref()
-            .and_then(|r| {
-                SubscribeResponse::from_records(vec![r.clone()])
-                    .into_events()
-                    .ok()
-            })
+        let record_seq = SubscribeResponse::from_records(records.clone())
+            .into_events()
+            .ok()
             .and_then(|events| events.iter().map(|e| e.seq).max());
         record_seq.max(*event_seq)
     }
@@ -348,7 +344,7 @@ impl Frames {
     /// Queues `response` as one message.
     fn queue(&mut self, response: SubscribeResponse) -> Result<(), Status> {
         let (records, events) = response.into_parts();
-        self.last = (records.last().cloned(), events.iter().map(|e| e.seq).max());
+        self.last = (records.clone(), events.iter().map(|e| e.seq).max());
         // After the header: the shared slices (or their zstd frames), then
         // the events this session encoded itself (compressed with them).
         let (compressed, parts, events) = match &self.compression {

@@ -89,6 +89,7 @@ fn decode(parts: &[impl AsRef<[u8]>], after: Vec<Event>) -> Result<Vec<Event>, D
     for part in parts {
         response.merge(part.as_ref())?;
     }
+    response.complete()?;
     response.events.extend(after);
     Ok(response.events)
 }

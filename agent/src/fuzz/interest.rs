@@ -140,11 +140,7 @@ fn filter() -> impl Strategy<Value = Filter> {
 }
 
 fn info() -> StreamInfo {
-    StreamInfo {
-        stream_id: "s".into(),
-        netns: String::new(),
-        names: Default::default(),
-    }
+    StreamInfo::new("s".into(), String::new())
 }
 
 /// The change a record carries, as a subscriber reads it.

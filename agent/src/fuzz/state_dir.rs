@@ -297,11 +297,7 @@ proptest! {
 /// A state dir whose `state.pb` the agent's writer made from a journal at
 /// `last_seq` holding `ring` (as a damaged file could read).
 fn written_with_ring(dir: &Path, last_seq: u64, ring: &[u64]) {
-    let info = StreamInfo {
-        stream_id: "fuzz-stream".into(),
-        netns: String::new(),
-        names: Default::default(),
-    };
+    let info = StreamInfo::new("fuzz-stream".into(), String::new());
     let recent = ring
         .iter()
         .map(|&seq| {
