@@ -618,8 +618,9 @@ impl Core {
     }
 
     /// Like [`Core::read_after`], but only the encoded records, as shared
-    /// slices (one per run of a published batch), and the last seq: what an
-    /// unfiltered session sends. Copies nothing.
+    /// slices (one per run of a published batch), then the definitions of
+    /// the causes they refer to, and the last seq: what an unfiltered
+    /// session sends (with the stream id). Copies nothing.
     pub fn read_records_after(
         &self,
         cursor: u64,
@@ -640,6 +641,7 @@ impl Core {
         let end = self.ring.len().min(start + max.max(1));
         let mut bytes = 0;
         let mut parts = Vec::new();
+        let mut sent_defs = Vec::new();
         let mut at = start;
         while at < end {
             let first = &self.ring[at];
@@ -671,16 +673,21 @@ impl Core {
             }
             let len = upto(at + take - 1);
             parts.push(first.chunk.slice(from..from + len));
-            if let Some(defs) = first.defs() {
-                bytes += defs.len();
-                parts.push(defs);
-            }
             bytes += len;
+            // Batches read one after another mostly have the same causes:
+            // defined once in the response.
+            if let Some(defs) = first.defs() {
+                if !sent_defs.iter().any(|d: &Bytes| d[..] == defs[..]) {
+                    bytes += defs.len();
+                    sent_defs.push(defs);
+                }
+            }
             at += take;
             if at < run_end {
                 break;
             }
         }
+        parts.extend(sent_defs);
         Ok(Some((self.ring[at - 1].seq, parts)))
     }
 

@@ -404,7 +404,7 @@ fn filtered(
         parts.push(record);
         // Both refer to the entry's cause, if any.
         if let Some(batch) = entry.defs() {
-            if !defs.iter().any(|d| d.as_ptr() == batch.as_ptr()) {
+            if !defs.iter().any(|d| d[..] == batch[..]) {
                 defs.push(batch);
             }
         }
