@@ -939,6 +939,37 @@ pub fn encode_change_record(
     unlabelled
 }
 
+/// Takes up to `max` changes from `changes` and appends those `keep` lets
+/// through to `buf` as a snapshot's (origin dump at `seq`, no cause), as
+/// [`encode_change_record`] does; returns how many it appended.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_snapshot(
+    info: &StreamInfo,
+    netns: &str,
+    seq: u64,
+    time_unix_nano: i64,
+    changes: &mut impl Iterator<Item = Change>,
+    max: usize,
+    keep: impl Fn(&Change) -> bool,
+    buf: &mut BytesMut,
+) -> usize {
+    let mut sent = 0;
+    for change in changes.take(max).filter(|c| keep(c)) {
+        encode_change_record(
+            info,
+            netns,
+            seq,
+            time_unix_nano,
+            &change,
+            api::Origin::Dump,
+            None,
+            buf,
+        );
+        sent += 1;
+    }
+    sent
+}
+
 /// The API form of a change, names included: decoded from its record, so
 /// that it cannot differ from what subscribers receive. Every event the
 /// agent sends is encoded straight from the change; tests read it back here.
@@ -961,6 +992,27 @@ pub fn now_unix_nano() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// Each change of `events` as (seq, stream id, its requester's comm or
+/// "-", reason), for tests.
+#[cfg(test)]
+pub(crate) fn test_makers(events: &[api::Event]) -> Vec<(u64, String, String, String)> {
+    events
+        .iter()
+        .map(|e| {
+            let Some(event::Kind::Change(c)) = &e.kind else {
+                panic!("a change");
+            };
+            let comm = c.changed_by.as_ref().map_or("-", |b| &b.comm);
+            (
+                e.seq,
+                e.stream_id.clone(),
+                comm.to_string(),
+                c.reason.clone(),
+            )
+        })
+        .collect()
 }
 
 /// A route change keyed `Key::test(n)` with metric `n`, for tests.

@@ -48,7 +48,7 @@ use routewatch_proto::v1::{self as api, event};
 use crate::cause::Cause;
 use crate::error::AgentError;
 use crate::journal::{
-    encode_change_record, now_unix_nano, whole_responses, Core, Entry, Sink, StreamInfo,
+    encode_snapshot, now_unix_nano, whole_responses, Core, Entry, Sink, StreamInfo,
 };
 use crate::labelled::unlabelled;
 use crate::state::{Action, Change, Key, Object, Previous, Record, StateTable};
@@ -307,18 +307,17 @@ impl StateDir {
                 let mut changes = table.changes().peekable();
                 while changes.peek().is_some() {
                     buf.clear();
-                    for change in changes.by_ref().take(SNAPSHOT_RECORD) {
-                        encode_change_record(
-                            info,
-                            netns,
-                            seq,
-                            time,
-                            &change,
-                            api::Origin::Dump,
-                            None,
-                            &mut buf,
-                        );
-                    }
+                    let all = |_: &Change| true;
+                    encode_snapshot(
+                        info,
+                        netns,
+                        seq,
+                        time,
+                        &mut changes,
+                        SNAPSHOT_RECORD,
+                        all,
+                        &mut buf,
+                    );
                     write(&[stream, &buf])?;
                 }
             }
@@ -638,32 +637,22 @@ mod tests {
         }
         let (j, _) = journal_in(&dir);
         let core = j.lock();
-        let (_, parts) = core
+        let (_, mut parts) = core
             .read_records_after(0, 100, usize::MAX)
             .unwrap()
             .unwrap();
-        let mut parts = parts;
         parts.insert(0, core.info().stream_record().clone());
         let events = routewatch_proto::v1::SubscribeResponse::from_records(parts)
             .into_events()
             .expect("every cause defined");
-        let who: Vec<(u64, String, String)> = events
-            .iter()
-            .map(|e| {
-                let Some(event::Kind::Change(c)) = &e.kind else {
-                    panic!("a change");
-                };
-                let comm = c.changed_by.as_ref().map_or("-", |b| &b.comm);
-                (e.seq, comm.to_string(), c.reason.clone())
-            })
-            .collect();
+        let who = crate::journal::test_makers(&events);
         let at = |seq: u64, comm: &str| {
             let reason = if comm == "-" {
                 String::new()
             } else {
                 format!("asked by {comm}")
             };
-            (seq, comm.to_string(), reason)
+            (seq, "stream-a".to_string(), comm.to_string(), reason)
         };
         assert_eq!(
             who,
@@ -676,7 +665,6 @@ mod tests {
                 at(6, "zebra")
             ]
         );
-        assert!(events.iter().all(|e| e.stream_id == "stream-a"));
         let _ = fs::remove_dir_all(&dir);
     }
 

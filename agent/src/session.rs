@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::interest::{Interest, Pass};
-use crate::journal::{encode_change_record, now_unix_nano, Entry, Journal, Lagged, StreamInfo};
+use crate::journal::{encode_snapshot, now_unix_nano, Entry, Journal, Lagged, StreamInfo};
 use crate::state::{Action, Change, Previous};
 use crate::subscribers::Membership;
 
@@ -324,38 +324,26 @@ impl Session {
         let time = now_unix_nano();
         let max = self.config.max_batch.max(1);
         for (netns, objects) in parts {
-            let mut objects = objects.into_iter().peekable();
-            while objects.peek().is_some() {
+            let mut changes = objects
+                .into_iter()
+                .map(|(key, object)| Change {
+                    action: Action::Add,
+                    key,
+                    object,
+                    previous: Previous::None,
+                })
+                .peekable();
+            let keep = |change: &Change| {
+                self.interest
+                    .as_ref()
+                    .is_none_or(|i| i.keeps(&netns, change))
+            };
+            while changes.peek().is_some() {
                 // Encoded as the journal encodes changes (names included),
                 // straight from the shared objects.
                 let mut buf = BytesMut::new();
-                let mut sent = 0;
-                for (key, object) in objects.by_ref().take(max) {
-                    let change = Change {
-                        action: Action::Add,
-                        key,
-                        object,
-                        previous: Previous::None,
-                    };
-                    if self
-                        .interest
-                        .as_ref()
-                        .is_some_and(|i| !i.keeps(&netns, &change))
-                    {
-                        continue;
-                    }
-                    encode_change_record(
-                        info,
-                        &netns,
-                        seq,
-                        time,
-                        &change,
-                        api::Origin::Dump,
-                        None,
-                        &mut buf,
-                    );
-                    sent += 1;
-                }
+                let sent =
+                    encode_snapshot(info, &netns, seq, time, &mut changes, max, keep, &mut buf);
                 if sent == 0 {
                     continue;
                 }
@@ -689,19 +677,9 @@ mod tests {
         assert_eq!(next(&mut stream).await, vec![("change", 6)]);
     }
 
-    /// Who made each change of `response`, by seq, and its stream id.
-    fn makers(response: SubscribeResponse) -> Vec<(u64, String, String)> {
-        let events = response.into_events().expect("every cause defined");
-        events
-            .iter()
-            .map(|e| {
-                let Some(event::Kind::Change(c)) = &e.kind else {
-                    panic!("a change");
-                };
-                let comm = c.changed_by.as_ref().map_or("-", |b| &b.comm);
-                (e.seq, comm.to_string(), e.stream_id.clone())
-            })
-            .collect()
+    /// Who made each change of `response` (see `test_makers`).
+    fn makers(response: SubscribeResponse) -> Vec<(u64, String, String, String)> {
+        crate::journal::test_makers(&response.into_events().expect("every cause defined"))
     }
 
     #[tokio::test]
@@ -727,7 +705,7 @@ mod tests {
             api::Origin::Notification,
         );
         j.wake();
-        let who = |seq: u64, comm: &str| (seq, comm.to_string(), "s1".to_string());
+        let who = |seq: u64, comm: &str| (seq, "s1".into(), comm.to_string(), String::new());
         // The batch split across responses, from its start and from its
         // middle.
         let config = || SessionConfig {
