@@ -867,8 +867,9 @@ pub fn change_record(
 /// [`StreamInfo::event_in`] would build with [`change_kind`], without
 /// copying the object, except that the stream id is left to the response
 /// (`SubscribeResponse.stream_id`) and the cause is referred to by id (the
-/// response defines it, see [`Entry::defs`]). Returns where in `buf` the object's own fields are
-/// (the bytes its digest hash is taken over, see [`crate::digest`]).
+/// response defines it, see [`Entry::defs`]). Returns where in `buf` the
+/// object's own fields are (the bytes its digest hash is taken over, see
+/// [`crate::digest`]).
 // The event's fields, one argument each: a struct of them would be built
 // only to be taken apart here.
 #[allow(clippy::too_many_arguments)]

@@ -392,8 +392,9 @@ fn recover(dir: &Path, netns: &str, stats: &StateDirStats) -> Result<Option<Reco
         table_for(&mut tables, &ev.netns).restore(&change);
     }
     let mut recent: Vec<Entry> = Vec::new();
+    let mut last_cause = None;
     for ev in &events[sync_at + 1..] {
-        let mut entry = entry_of(ev)
+        let mut entry = entry_of(ev, &mut last_cause)
             .ok_or_else(|| damaged(format!("{STATE}: a recent event without a readable change")))?;
         // These came before the table above; what each replaced is gone.
         if entry.change.action == Action::Add {
@@ -451,7 +452,7 @@ fn recover(dir: &Path, netns: &str, stats: &StateDirStats) -> Result<Option<Reco
                 ev.seq
             )));
         }
-        let mut entry = entry_of(&ev)
+        let mut entry = entry_of(&ev, &mut last_cause)
             .ok_or_else(|| damaged(format!("{LOG}: seq {} without a readable change", ev.seq)))?;
         let table = table_for(&mut tables, &ev.netns);
         if entry.change.action == Action::Add {
@@ -513,12 +514,23 @@ fn table_for<'a>(
     tables.get_mut(netns).expect("inserted above")
 }
 
-fn entry_of(ev: &api::Event) -> Option<Entry> {
+/// The entry of a change read back; `last` is the cause of the one before,
+/// shared again when the same (a run of changes from one requester keeps
+/// one definition).
+fn entry_of(ev: &api::Event, last: &mut Option<Arc<Cause>>) -> Option<Entry> {
     let Some(event::Kind::Change(c)) = &ev.kind else {
         return None;
     };
     let origin = api::Origin::try_from(c.origin).unwrap_or(api::Origin::Unspecified);
-    let cause = Cause::of(c);
+    let cause = match (Cause::of(c), last.as_ref()) {
+        (Some(read), Some(held))
+            if read.changed_by == held.changed_by && read.reason == held.reason =>
+        {
+            Some(held.clone())
+        }
+        (read, _) => read,
+    };
+    last.clone_from(&cause);
     // Encoded as the journal encodes a change: the stream id left to the
     // response, the cause referred to by id.
     let mut lean = ev.clone();
@@ -665,6 +677,13 @@ mod tests {
                 at(6, "zebra")
             ]
         );
+        // A run of one requester's changes read back shares one cause,
+        // defined once.
+        let causes: Vec<_> = core.recent().map(|e| e.cause.clone()).collect();
+        assert!(Arc::ptr_eq(
+            causes[1].as_ref().unwrap(),
+            causes[2].as_ref().unwrap()
+        ));
         let _ = fs::remove_dir_all(&dir);
     }
 
