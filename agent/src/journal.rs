@@ -891,17 +891,26 @@ pub fn encode_change_record(
         Action::Delete => api::Action::Delete,
     } as i32;
     let origin = origin as i32;
-    let key = change.key.text();
-    let key = key.as_str();
+    // A key of 32 hex digits goes as its 16 bytes (`key_bytes`, field 10,
+    // last as field order has it); a nexthop object's short `nh|ID` as text.
+    let text = change.key.text();
+    let (key, key_bytes) = if text.is_hex() {
+        ("", Some(change.key.to_be_bytes()))
+    } else {
+        (text.as_str(), None)
+    };
     let object = Labelled::new(&change.object, &info.names);
     let object_len = object.encoded_len();
     let change_len = int32::encoded_len(1, &action)
         + int32::encoded_len(2, &origin)
-        + key_len(3)
-        + encoded_len_varint(key.len() as u64)
-        + key.len()
+        + if key.is_empty() {
+            0
+        } else {
+            key_len(3) + encoded_len_varint(key.len() as u64) + key.len()
+        }
         + object_len
-        + cause.map_or(0, |c| c.reference().len());
+        + cause.map_or(0, |c| c.reference().len())
+        + key_bytes.map_or(0, |b| key_len(CHANGE_KEY_BYTES) + 1 + b.len());
     let mut event_len = key_len(10) + encoded_len_varint(change_len as u64) + change_len;
     if seq != 0 {
         event_len += uint64::encoded_len(2, &seq);
@@ -930,14 +939,36 @@ pub fn encode_change_record(
     encode_varint(change_len as u64, buf);
     int32::encode(1, &action, buf);
     int32::encode(2, &origin, buf);
-    encode_key(3, WireType::LengthDelimited, buf);
-    encode_varint(key.len() as u64, buf);
-    buf.extend_from_slice(key.as_bytes());
+    if !key.is_empty() {
+        encode_key(3, WireType::LengthDelimited, buf);
+        encode_varint(key.len() as u64, buf);
+        buf.extend_from_slice(key.as_bytes());
+    }
     let unlabelled = object.encode(buf);
     if let Some(cause) = cause {
         buf.extend_from_slice(cause.reference());
     }
+    if let Some(bytes) = key_bytes {
+        encode_key(CHANGE_KEY_BYTES, WireType::LengthDelimited, buf);
+        encode_varint(bytes.len() as u64, buf);
+        buf.extend_from_slice(&bytes);
+    }
     unlabelled
+}
+
+/// The field number of `Change.key_bytes`.
+const CHANGE_KEY_BYTES: u32 = 10;
+
+/// `event` in the form [`encode_change_record`] gives a change: the stream
+/// id left to the response, a key of 32 hex digits as its bytes.
+pub fn lean(event: &mut api::Event) {
+    event.stream_id.clear();
+    if let Some(event::Kind::Change(c)) = &mut event.kind {
+        if let Some(key) = Key::parse(&c.key).filter(|k| k.text().is_hex()) {
+            c.key_bytes = key.to_be_bytes().to_vec();
+            c.key.clear();
+        }
+    }
 }
 
 /// Takes up to `max` changes from `changes` and appends those `keep` lets
@@ -1065,8 +1096,7 @@ mod tests {
             let direct = change_record(&info, "ns2", 42, 1234, &c, api::Origin::Reconcile, None);
             let kind = change_kind(&info, &c, api::Origin::Reconcile);
             let mut ev = info.event_in("ns2", 42, 1234, kind);
-            // Left to the response.
-            ev.stream_id.clear();
+            lean(&mut ev);
             assert_eq!(direct, record(&ev));
             let event::Kind::Change(api::Change {
                 object: Some(api::change::Object::Route(r)),

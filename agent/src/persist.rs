@@ -48,7 +48,7 @@ use routewatch_proto::v1::{self as api, event};
 use crate::cause::Cause;
 use crate::error::AgentError;
 use crate::journal::{
-    encode_snapshot, now_unix_nano, whole_responses, Core, Entry, Sink, StreamInfo,
+    self, encode_snapshot, now_unix_nano, whole_responses, Core, Entry, Sink, StreamInfo,
 };
 use crate::labelled::unlabelled;
 use crate::state::{Action, Change, Key, Object, Previous, Record, StateTable};
@@ -531,10 +531,9 @@ fn entry_of(ev: &api::Event, last: &mut Option<Arc<Cause>>) -> Option<Entry> {
         (read, _) => read,
     };
     last.clone_from(&cause);
-    // Encoded as the journal encodes a change: the stream id left to the
-    // response, the cause referred to by id.
+    // Encoded as the journal encodes a change, the cause referred to by id.
     let mut lean = ev.clone();
-    lean.stream_id.clear();
+    journal::lean(&mut lean);
     if let Some(event::Kind::Change(c)) = &mut lean.kind {
         c.changed_by = None;
         c.reason.clear();

@@ -11,7 +11,7 @@
 //!
 //! A decoded response (the client side) holds ordinary [`Event`]s, complete:
 //! decoding fills in each change's stream id and cause, in whatever order
-//! the fields come, and a change whose cause the response does not define
+//! the fields come, and its key's text where it came as bytes, and a change whose cause the response does not define
 //! is an error, never a change without its cause.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -112,13 +112,24 @@ impl SubscribeResponse {
         self.records.iter().map(Bytes::len).sum()
     }
 
-    /// Fills in `event` from what the response has said so far.
-    fn fill(&mut self, index: usize) {
+    /// Fills in `event` from what the response has said so far, and its
+    /// key's text from its bytes.
+    fn fill(&mut self, index: usize) -> Result<(), DecodeError> {
         let event = &mut self.events[index];
         if event.stream_id.is_empty() {
             event.stream_id.clone_from(&self.stream_id);
         }
         if let Some(event::Kind::Change(change)) = &mut event.kind {
+            if !change.key_bytes.is_empty() {
+                let key = crate::key::from_bytes(&change.key_bytes).ok_or_else(|| {
+                    invalid(format!(
+                        "a change's key_bytes is {} bytes, not 16",
+                        change.key_bytes.len()
+                    ))
+                })?;
+                change.key = crate::key::text(key).as_str().to_owned();
+                change.key_bytes = Vec::new();
+            }
             if change.cause != 0 {
                 match self.causes.iter().find(|c| c.id == change.cause) {
                     Some(cause) => apply(cause, change),
@@ -126,6 +137,7 @@ impl SubscribeResponse {
                 }
             }
         }
+        Ok(())
     }
 
     fn define(&mut self, cause: Cause) -> Result<(), DecodeError> {
@@ -219,8 +231,7 @@ impl Message for SubscribeResponse {
                 let mut event = Event::default();
                 encoding::message::merge(wire_type, &mut event, buf, ctx)?;
                 self.events.push(event);
-                self.fill(self.events.len() - 1);
-                Ok(())
+                self.fill(self.events.len() - 1)
             }
             STREAM_ID => {
                 encoding::string::merge(wire_type, &mut self.stream_id, buf, ctx)?;
@@ -364,6 +375,42 @@ mod tests {
         assert!(response.complete().is_err());
         response.merge(&cause(5, "ip")[..]).unwrap();
         response.complete().unwrap();
+    }
+
+    #[test]
+    fn a_key_sent_as_bytes_is_read_as_its_text() {
+        let with_key = |key: &str, key_bytes: Vec<u8>| Event {
+            kind: Some(event::Kind::Change(crate::v1::Change {
+                key: key.into(),
+                key_bytes,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let keys = |events: Vec<Event>| -> Vec<(String, usize)> {
+            events
+                .into_iter()
+                .map(|e| match e.kind {
+                    Some(event::Kind::Change(c)) => (c.key, c.key_bytes.len()),
+                    _ => panic!("a change"),
+                })
+                .collect()
+        };
+        let key = 0x0123_4567_89ab_cdef_0000_0000_0000_000au128;
+        let got = decoded(&[
+            record(&with_key("", key.to_be_bytes().to_vec())),
+            record(&with_key("nh|10", Vec::new())),
+        ])
+        .unwrap();
+        assert_eq!(
+            keys(got),
+            vec![
+                ("0123456789abcdef000000000000000a".to_string(), 0),
+                ("nh|10".to_string(), 0)
+            ]
+        );
+        let err = decoded(&[record(&with_key("", vec![1; 15]))]).unwrap_err();
+        assert!(err.to_string().contains("15 bytes, not 16"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //!
 //! - [`v1`]: the types generated from `routewatch/v1/routewatch.proto`.
 //! - [`batch`]: `SubscribeResponse`, whose events can be pre-encoded.
+//! - [`key`]: an object's key as text and as the 16 bytes a change may
+//!   carry instead.
 //! - [`names`]: iproute2's built-in spellings of route types, protocols,
 //!   scopes, tables, flags and metrics, so that agent and client print alike.
 //! - [`host_names`]: [`Names`], those names as a host's iproute2 files
@@ -23,6 +25,7 @@ pub mod filter;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod host_names;
+pub mod key;
 pub mod names;
 pub mod rt_names;
 

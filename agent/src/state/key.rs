@@ -40,6 +40,7 @@ use std::fmt;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use prost::Message;
+use routewatch_proto::key::{KeyText, NEXTHOP_MARK};
 use routewatch_proto::v1::{encap, Encap, Family, Route, Rule};
 
 const PROTOCOL_RA: u32 = 9;
@@ -54,10 +55,6 @@ pub fn base_key(r: &Route) -> u64 {
 /// consumer uses to upsert and delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Key(u128);
-
-/// The high 64 bits of a nexthop object's key (`nh|` in ASCII, then zeros);
-/// the low 32 are its id. A route key with this base is a 2^-64 chance.
-const NEXTHOP_MARK: u64 = 0x6e68_7c00_0000_0000;
 
 impl Key {
     /// The key of nexthop object `id`.
@@ -84,43 +81,20 @@ impl Key {
         Key(u128::from_le_bytes(bytes))
     }
 
+    /// The key as `Change.key_bytes` carries it.
+    pub fn to_be_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+
     /// Reads a key as [`fmt::Display`] writes it (as consumers and the
     /// state dir hold it).
     pub fn parse(s: &str) -> Option<Key> {
-        if let Some(id) = s.strip_prefix("nh|") {
-            return id.parse().ok().map(Key::nexthop);
-        }
-        if s.len() != 32 {
-            return None;
-        }
-        u128::from_str_radix(s, 16).ok().map(Key)
+        routewatch_proto::key::parse(s).map(Key)
     }
 
     /// The printed form, on the stack: 32 hex digits, or `nh|` and an id.
     pub fn text(self) -> KeyText {
-        let mut buf = [0u8; 32];
-        if self.base() == NEXTHOP_MARK && self.0 as u64 <= u64::from(u32::MAX) {
-            let s = format!("nh|{}", self.0 as u32);
-            buf[..s.len()].copy_from_slice(s.as_bytes());
-            return KeyText { buf, len: s.len() };
-        }
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = DIGITS[((self.0 >> (124 - 4 * i)) & 0xf) as usize];
-        }
-        KeyText { buf, len: 32 }
-    }
-}
-
-/// A key's printed form (see [`Key::text`]).
-pub struct KeyText {
-    buf: [u8; 32],
-    len: usize,
-}
-
-impl KeyText {
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).expect("keys print as ASCII")
+        routewatch_proto::key::text(self.0)
     }
 }
 
