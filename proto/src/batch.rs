@@ -11,8 +11,9 @@
 //!
 //! A decoded response (the client side) holds ordinary [`Event`]s, complete:
 //! decoding fills in each change's stream id and cause, in whatever order
-//! the fields come, and its key's text where it came as bytes, and a change whose cause the response does not define
-//! is an error, never a change without its cause.
+//! the fields come, and its key's text where it came as bytes. A change
+//! whose cause the response does not define is an error, never a change
+//! without its cause.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{self, DecodeContext, WireType};
@@ -30,7 +31,7 @@ pub const CAUSES: u32 = 3;
 /// A batch of events, in stream order (see `routewatch.proto`).
 #[derive(Clone, Default, PartialEq)]
 pub struct SubscribeResponse {
-    /// Decoded events, or events added with [`SubscribeResponse::push`].
+    /// Decoded events, or the events a response was made from.
     pub events: Vec<Event>,
     /// Already-encoded records (events, the stream id, causes), sent before
     /// `events`: shared slices of the agent's journal.
