@@ -344,7 +344,10 @@ impl Frames {
     /// Queues `response` as one message.
     fn queue(&mut self, response: SubscribeResponse) -> Result<(), Status> {
         let (records, events) = response.into_parts();
-        self.last = (records.clone(), events.iter().map(|e| e.seq).max());
+        // The same vector every time: no allocation per response.
+        self.last.0.clear();
+        self.last.0.extend(records.iter().cloned());
+        self.last.1 = events.iter().map(|e| e.seq).max();
         // After the header: the shared slices (or their zstd frames), then
         // the events this session encoded itself (compressed with them).
         let (compressed, parts, events) = match &self.compression {
