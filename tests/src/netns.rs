@@ -117,7 +117,29 @@ impl Netns {
         }
         let ns = Netns { name };
         ns.ip("link set lo up");
+        ns.reserve_test_ports();
         ns
+    }
+
+    /// Keeps the ports the tests listen on (agents on 50051 and up, fixed
+    /// targets below 51000) out of the namespace's ephemeral range. Without
+    /// it a connection made before a listener starts (a readiness probe to
+    /// the first agent, say) may be given 50052 as its source port; its
+    /// TIME_WAIT then holds the port and the second agent cannot listen.
+    fn reserve_test_ports(&self) {
+        let out = self.output(
+            "sh",
+            &[
+                "-c",
+                "echo 50000-50999 > /proc/sys/net/ipv4/ip_local_reserved_ports",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "cannot reserve ports 50000-50999 in {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
 
     /// The namespace's name (for `ip netns exec` / `ip -n`).
