@@ -232,6 +232,20 @@ fn packed(recent: Vec<Entry>) -> Vec<Entry> {
     out
 }
 
+/// Adds a batch's cause definitions (see [`Entry::defs`]) to those a
+/// response carries, unless the same bytes are there already (batches read
+/// one after another mostly have the same causes); returns the bytes added.
+pub fn carry_defs(carried: &mut Vec<Bytes>, defs: Option<Bytes>) -> usize {
+    match defs {
+        Some(defs) if !carried.iter().any(|d| d[..] == defs[..]) => {
+            let len = defs.len();
+            carried.push(defs);
+            len
+        }
+        _ => 0,
+    }
+}
+
 /// Appends the definition of each distinct cause of `causes` to `buf`.
 fn put_defs<'a>(causes: impl Iterator<Item = &'a Option<Arc<Cause>>>, buf: &mut BytesMut) {
     let mut seen: Vec<u64> = Vec::new();
@@ -674,14 +688,7 @@ impl Core {
             let len = upto(at + take - 1);
             parts.push(first.chunk.slice(from..from + len));
             bytes += len;
-            // Batches read one after another mostly have the same causes:
-            // defined once in the response.
-            if let Some(defs) = first.defs() {
-                if !sent_defs.iter().any(|d: &Bytes| d[..] == defs[..]) {
-                    bytes += defs.len();
-                    sent_defs.push(defs);
-                }
-            }
+            bytes += carry_defs(&mut sent_defs, first.defs());
             at += take;
             if at < run_end {
                 break;
@@ -892,12 +899,12 @@ pub fn encode_change_record(
     } as i32;
     let origin = origin as i32;
     // A key of 32 hex digits goes as its 16 bytes (`key_bytes`, field 10,
-    // last as field order has it); a nexthop object's short `nh|ID` as text.
-    let text = change.key.text();
-    let (key, key_bytes) = if text.is_hex() {
-        ("", Some(change.key.to_be_bytes()))
-    } else {
-        (text.as_str(), None)
+    // last as field order has it), never printed; a nexthop object's short
+    // `nh|ID` as text.
+    let text = change.key.is_nexthop().then(|| change.key.text());
+    let (key, key_bytes) = match &text {
+        Some(text) => (text.as_str(), None),
+        None => ("", Some(change.key.to_be_bytes())),
     };
     let object = Labelled::new(&change.object, &info.names);
     let object_len = object.encoded_len();
@@ -964,7 +971,7 @@ const CHANGE_KEY_BYTES: u32 = 10;
 pub fn lean(event: &mut api::Event) {
     event.stream_id.clear();
     if let Some(event::Kind::Change(c)) = &mut event.kind {
-        if let Some(key) = Key::parse(&c.key).filter(|k| k.text().is_hex()) {
+        if let Some(key) = Key::parse(&c.key).filter(|k| !k.is_nexthop()) {
             c.key_bytes = key.to_be_bytes().to_vec();
             c.key.clear();
         }

@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::interest::{Interest, Pass};
-use crate::journal::{encode_snapshot, now_unix_nano, Entry, Journal, Lagged, StreamInfo};
+use crate::journal::{
+    carry_defs, encode_snapshot, now_unix_nano, Entry, Journal, Lagged, StreamInfo,
+};
 use crate::state::{Action, Change, Previous};
 use crate::subscribers::Membership;
 
@@ -391,11 +393,7 @@ fn filtered(
         };
         parts.push(record);
         // Both refer to the entry's cause, if any.
-        if let Some(batch) = entry.defs() {
-            if !defs.iter().any(|d| d[..] == batch[..]) {
-                defs.push(batch);
-            }
-        }
+        carry_defs(&mut defs, entry.defs());
     }
     (parts.len() > 1).then(|| {
         parts.extend(defs);

@@ -17,18 +17,18 @@ impl KeyText {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[..self.len]).expect("keys print as ASCII")
     }
+}
 
-    /// Whether the text is the 32 hex digits of the whole number (a route's
-    /// or a rule's key), which its 16 bytes carry in half the room.
-    pub fn is_hex(&self) -> bool {
-        self.len == 32
-    }
+/// Whether `key` is a nexthop object's, written `nh|ID`; any other key is
+/// written as its 32 hex digits, which its 16 bytes carry in half the room.
+pub fn is_nexthop(key: u128) -> bool {
+    (key >> 64) as u64 == NEXTHOP_MARK && key as u64 <= u64::from(u32::MAX)
 }
 
 /// The text of `key`.
 pub fn text(key: u128) -> KeyText {
     let mut buf = [0u8; 32];
-    if (key >> 64) as u64 == NEXTHOP_MARK && key as u64 <= u64::from(u32::MAX) {
+    if is_nexthop(key) {
         let s = format!("nh|{}", key as u32);
         buf[..s.len()].copy_from_slice(s.as_bytes());
         return KeyText { buf, len: s.len() };
@@ -70,14 +70,15 @@ mod tests {
             0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
         ] {
             let t = text(key);
-            assert!(t.is_hex());
+            assert!(!is_nexthop(key));
+            assert_eq!(t.as_str().len(), 32);
             assert_eq!(parse(t.as_str()), Some(key));
             assert_eq!(from_bytes(&key.to_be_bytes()), Some(key));
         }
         assert_eq!(text(0xa).as_str(), "0000000000000000000000000000000a");
         let nh = (u128::from(NEXTHOP_MARK) << 64) | 10;
         assert_eq!(text(nh).as_str(), "nh|10");
-        assert!(!text(nh).is_hex());
+        assert!(is_nexthop(nh));
         assert_eq!(parse("nh|10"), Some(nh));
         assert_eq!(parse("nh|x"), None);
         assert_eq!(parse("abc"), None);

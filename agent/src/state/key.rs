@@ -68,6 +68,12 @@ impl Key {
         Key((u128::from(n) << 64) | u128::from(n))
     }
 
+    /// Whether this is a nexthop object's key (written `nh|ID`, never as
+    /// bytes on the wire).
+    pub fn is_nexthop(self) -> bool {
+        routewatch_proto::key::is_nexthop(self.0)
+    }
+
     /// The base hash of a route key (see [`base_key`]).
     pub fn base(self) -> u64 {
         (self.0 >> 64) as u64
